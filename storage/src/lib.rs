@@ -1,0 +1,6 @@
+//! `ketch-storage`: Ketch's durable log.
+#![warn(missing_docs)]
+
+mod error;
+
+pub use error::{Error, Result};
