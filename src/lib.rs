@@ -1,4 +1,6 @@
 //! Ketch: a Raft-replicated, durable log.
 #![warn(missing_docs)]
 
+pub mod history;
 pub mod raft;
+pub mod wire;

@@ -2,5 +2,6 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod snapshot;
 
 pub use error::{Error, Result};

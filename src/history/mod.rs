@@ -1,0 +1,1 @@
+//! Client histories and their linearizability checker.

@@ -1,0 +1,1 @@
+//! Peer message encoding and framing.

@@ -1,0 +1,1 @@
+//! zstd-compressed snapshot files, installed atomically.
