@@ -1,0 +1,355 @@
+//! The linearizability checker: Wing & Gong's backtracking search with Lowe's memoization, as
+//! in Porcupine, run independently per key.
+//!
+//! Per-key decomposition is sound because linearizability is compositional (Herlihy & Wing,
+//! P-compositionality for a map of independent registers): a history is linearizable iff each
+//! key's sub-history is.
+//!
+//! The search walks a doubly linked list of call and return events in time order. At a call it
+//! tries to linearize that operation now (the model accepts its outcome in the current state and
+//! the resulting configuration is new), removing the call and its return from the list; at a
+//! return it has met an operation that had to be linearized already, so it backtracks. The list
+//! becomes empty exactly when every operation found a place.
+//!
+//! Operations without a known outcome return at +infinity: they may take effect anywhere after
+//! their call. "Never took effect" needs no separate case: such an operation can always be
+//! placed after everything else, where nothing observes it. Reads without a known outcome
+//! constrain nothing and are dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::model::{RegisterModel, StateId, Transition};
+use super::operation::QuotedBytes;
+use super::recording::{History, RecordedOp};
+use super::violation::Violation;
+use super::visited::Visited;
+
+/// Bounds on the checker's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckLimits {
+    /// Most search configurations explored (and memoized) for one key before the checker gives
+    /// up with [`CheckResult::Unknown`]. Each costs about 80 bytes plus a bit per operation on the
+    /// key, so the default of 10 million stays around a gigabyte for histories of a few hundred
+    /// operations per key.
+    pub max_states_per_key: u64,
+}
+
+impl Default for CheckLimits {
+    fn default() -> Self {
+        CheckLimits {
+            max_states_per_key: 10_000_000,
+        }
+    }
+}
+
+/// The checker's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Every key's operations have a linearization.
+    Ok,
+    /// Some key's operations have none.
+    Violation(Violation),
+    /// The search on `key` exceeded its limits; no key was found in violation.
+    Unknown {
+        /// The first key the checker gave up on.
+        key: Vec<u8>,
+        /// Why it gave up, with the work done.
+        reason: String,
+    },
+}
+
+impl CheckResult {
+    /// True only for [`CheckResult::Ok`].
+    pub fn is_ok(&self) -> bool {
+        matches!(self, CheckResult::Ok)
+    }
+}
+
+impl fmt::Display for CheckResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckResult::Ok => f.write_str("linearizable"),
+            CheckResult::Violation(violation) => violation.fmt(f),
+            CheckResult::Unknown { key, reason } => {
+                write!(f, "undecided on key {}: {reason}", QuotedBytes(key))
+            }
+        }
+    }
+}
+
+/// Checks that `history` is linearizable with respect to a map of independent byte registers
+/// (get / put / append per key). Never answers `Ok` without a full proof: when the work on a
+/// key exceeds `limits`, the answer is [`CheckResult::Unknown`] unless another key is in
+/// violation. Keys are checked in byte order, and the first violation found is returned.
+pub fn check(history: &History, limits: CheckLimits) -> CheckResult {
+    let mut by_key: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    for (index, record) in history.operations().iter().enumerate() {
+        let is_read = matches!(record.op, super::Op::Get { .. });
+        if is_read && record.known_outcome().is_none() {
+            continue; // a read nobody saw the answer to constrains nothing
+        }
+        by_key.entry(record.op.key()).or_default().push(index);
+    }
+    let mut first_undecided = None;
+    for (key, indices) in by_key {
+        let ops: Vec<&RecordedOp> = indices.iter().map(|&i| &history.operations()[i]).collect();
+        match KeySearch::new(&ops, &indices).run(limits) {
+            KeyVerdict::Linearizable => {}
+            KeyVerdict::Violation(ops) => {
+                return CheckResult::Violation(Violation {
+                    key: key.to_vec(),
+                    ops,
+                })
+            }
+            KeyVerdict::GaveUp(reason) => {
+                if first_undecided.is_none() {
+                    first_undecided = Some((key.to_vec(), reason));
+                }
+            }
+        }
+    }
+    match first_undecided {
+        Some((key, reason)) => CheckResult::Unknown { key, reason },
+        None => CheckResult::Ok,
+    }
+}
+
+enum KeyVerdict {
+    Linearizable,
+    /// Context lines for the report.
+    Violation(Vec<String>),
+    GaveUp(String),
+}
+
+/// End of the event list.
+const NIL: usize = usize::MAX;
+/// The list's sentinel node; events are nodes `1..=2n`.
+const HEAD: usize = 0;
+/// Linearized operations shown before the one that could not be placed.
+const CONTEXT_PREFIX_OPS: usize = 6;
+/// Pending operations shown beside the one that could not be placed.
+const CONTEXT_PENDING_OPS: usize = 12;
+
+/// The search over one key's operations.
+struct KeySearch<'h> {
+    ops: &'h [&'h RecordedOp],
+    /// Position of each operation in the whole history, for the report.
+    history_indices: &'h [usize],
+    model: RegisterModel,
+    transitions: Vec<Transition<'h>>,
+    // The event list, dancing-links style: removed nodes keep their links so they can be
+    // reinserted in reverse order of removal.
+    prev: Vec<usize>,
+    next: Vec<usize>,
+    /// Operation of each event node.
+    op_of: Vec<usize>,
+    /// For a call node, its return node; `NIL` for return nodes.
+    return_of: Vec<usize>,
+}
+
+/// The deepest point the search reached, kept to explain a violation.
+#[derive(Default)]
+struct Deepest {
+    /// Operations in linearization order.
+    prefix: Vec<usize>,
+    state: Option<StateId>,
+    /// The operation whose return the search met from exactly that prefix.
+    stuck: Option<usize>,
+    /// True while the search sits on `prefix` and has not backtracked from it.
+    is_current: bool,
+}
+
+impl<'h> KeySearch<'h> {
+    fn new(ops: &'h [&'h RecordedOp], history_indices: &'h [usize]) -> Self {
+        let mut model = RegisterModel::new();
+        let transitions = ops
+            .iter()
+            .map(|record| model.transition(&record.op, record.known_outcome()))
+            .collect();
+
+        // (is +infinity, time, is return, operation): calls sort before returns at equal times,
+        // so touching intervals count as concurrent (see `History`).
+        let mut events: Vec<(bool, u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+        for (op, record) in ops.iter().enumerate() {
+            events.push((false, record.call_time, false, op));
+            match record.return_time() {
+                Some(time) => events.push((false, time, true, op)),
+                None => events.push((true, 0, true, op)),
+            }
+        }
+        events.sort_unstable();
+
+        let node_count = events.len() + 1;
+        let mut search = KeySearch {
+            ops,
+            history_indices,
+            model,
+            transitions,
+            prev: (0..node_count).map(|node| node.wrapping_sub(1)).collect(),
+            next: (1..=node_count)
+                .map(|node| if node == node_count { NIL } else { node })
+                .collect(),
+            op_of: vec![NIL; node_count],
+            return_of: vec![NIL; node_count],
+        };
+        let mut call_node_of = vec![NIL; ops.len()];
+        for (position, &(_, _, is_return, op)) in events.iter().enumerate() {
+            let node = position + 1;
+            search.op_of[node] = op;
+            if is_return {
+                let call = call_node_of[op];
+                assert_ne!(call, NIL, "return event sorted before its call");
+                search.return_of[call] = node;
+            } else {
+                call_node_of[op] = node;
+            }
+        }
+        search
+    }
+
+    fn is_call(&self, node: usize) -> bool {
+        self.return_of[node] != NIL
+    }
+
+    /// Unlinks a call and its return.
+    fn lift(&mut self, call: usize) {
+        let ret = self.return_of[call];
+        let (call_prev, call_next) = (self.prev[call], self.next[call]);
+        self.next[call_prev] = call_next;
+        self.prev[call_next] = call_prev; // a call is never last: its return follows
+        let (ret_prev, ret_next) = (self.prev[ret], self.next[ret]);
+        self.next[ret_prev] = ret_next;
+        if ret_next != NIL {
+            self.prev[ret_next] = ret_prev;
+        }
+    }
+
+    /// Relinks what `lift(call)` unlinked; valid only in reverse order of lifting.
+    fn unlift(&mut self, call: usize) {
+        let ret = self.return_of[call];
+        self.next[self.prev[ret]] = ret;
+        if self.next[ret] != NIL {
+            let after = self.next[ret];
+            self.prev[after] = ret;
+        }
+        self.next[self.prev[call]] = call;
+        let after = self.next[call];
+        self.prev[after] = call;
+    }
+
+    fn run(mut self, limits: CheckLimits) -> KeyVerdict {
+        let op_count = self.ops.len();
+        let mut linearized = vec![0u64; op_count.div_ceil(64)];
+        let mut visited = Visited::default();
+        // The search stack: linearized call nodes, each with the state before it. Bounded by
+        // the number of operations, since each is linearized at most once per branch.
+        let mut calls: Vec<(usize, StateId)> = Vec::with_capacity(op_count);
+        let mut state = StateId::ABSENT;
+        let mut deepest = Deepest {
+            is_current: true,
+            state: Some(state),
+            ..Deepest::default()
+        };
+        let mut node = self.next[HEAD];
+        while self.next[HEAD] != NIL {
+            assert_ne!(node, NIL, "search ran off the end of the event list");
+            let op = self.op_of[node];
+            if self.is_call(node) {
+                let stepped = self.model.step(state, op, &self.transitions[op]);
+                let Some(after) = stepped else {
+                    node = self.next[node];
+                    continue;
+                };
+                linearized[op / 64] |= 1 << (op % 64);
+                if !visited.insert(&linearized, after) {
+                    linearized[op / 64] &= !(1 << (op % 64));
+                    node = self.next[node];
+                    continue;
+                }
+                if visited.len() as u64 > limits.max_states_per_key {
+                    return KeyVerdict::GaveUp(format!(
+                        "explored more than max_states_per_key = {} configurations over {} \
+                         operations (deepest linearized prefix: {} operations)",
+                        limits.max_states_per_key,
+                        op_count,
+                        deepest.prefix.len()
+                    ));
+                }
+                calls.push((node, state));
+                state = after;
+                self.lift(node);
+                node = self.next[HEAD];
+                if calls.len() > deepest.prefix.len() {
+                    deepest.prefix = calls.iter().map(|&(call, _)| self.op_of[call]).collect();
+                    deepest.state = Some(state);
+                    deepest.stuck = None;
+                    deepest.is_current = true;
+                }
+            } else {
+                // `op` had to be linearized before its return, and was not: backtrack.
+                if deepest.is_current {
+                    deepest.stuck = Some(op);
+                    deepest.is_current = false;
+                }
+                let Some((call, before)) = calls.pop() else {
+                    return KeyVerdict::Violation(self.explain(&deepest));
+                };
+                let undone = self.op_of[call];
+                linearized[undone / 64] &= !(1 << (undone % 64));
+                state = before;
+                self.unlift(call);
+                node = self.next[call];
+            }
+        }
+        debug_assert_eq!(
+            calls.len(),
+            op_count,
+            "empty list but not all operations placed"
+        );
+        KeyVerdict::Linearizable
+    }
+
+    fn describe(&self, op: usize) -> String {
+        format!("#{} {}", self.history_indices[op], self.ops[op])
+    }
+
+    fn explain(&self, deepest: &Deepest) -> Vec<String> {
+        let mut lines = Vec::new();
+        let shown_from = deepest.prefix.len().saturating_sub(CONTEXT_PREFIX_OPS);
+        if shown_from > 0 {
+            lines.push(format!("... {shown_from} earlier operations linearized"));
+        }
+        for &op in &deepest.prefix[shown_from..] {
+            lines.push(format!("linearized: {}", self.describe(op)));
+        }
+        let value = deepest.state.and_then(|state| self.model.value(state));
+        lines.push(match value {
+            Some(bytes) => format!("register then holds {}", QuotedBytes(bytes)),
+            None => "register then absent".to_string(),
+        });
+        let Some(stuck) = deepest.stuck else {
+            return lines;
+        };
+        lines.push(format!(
+            "cannot be placed before it returns: {}",
+            self.describe(stuck)
+        ));
+        // Ops not yet linearized that were called before the stuck op returned: the
+        // candidates the search tried.
+        let deadline = self.ops[stuck].return_time().unwrap_or(u64::MAX);
+        let mut pending: Vec<usize> = (0..self.ops.len())
+            .filter(|op| *op != stuck && !deepest.prefix.contains(op))
+            .filter(|&op| self.ops[op].call_time <= deadline)
+            .collect();
+        pending.sort_by_key(|&op| self.ops[op].call_time);
+        let hidden = pending.len().saturating_sub(CONTEXT_PENDING_OPS);
+        for &op in pending.iter().take(CONTEXT_PENDING_OPS) {
+            lines.push(format!("pending: {}", self.describe(op)));
+        }
+        if hidden > 0 {
+            lines.push(format!("... {hidden} more pending operations"));
+        }
+        lines
+    }
+}
