@@ -1,0 +1,878 @@
+//! Opening a log: scanning, torn-tail repair, corruption reports, and full verification.
+//!
+//! # What open does
+//!
+//! 1. Lists `*.wal` files, deletes leftover `*.wal.tmp` files, and checks the chain: every header
+//!    is valid, names this log (same log id), has the sequence number its file name says, and points
+//!    at the previous existing segment. A missing, reordered or foreign segment is an error.
+//! 2. Loads each sealed segment from its footer alone (no record is read), so opening costs time
+//!    in proportion to the active segment, not the whole log.
+//! 3. Scans the active (last) segment record by record, applying each batch whose commit record is
+//!    valid. Where the valid records end, it classifies what follows:
+//!    - only zeros: a clean end;
+//!    - damage with no later complete batch: a torn tail, what a crash during a write leaves. It is
+//!      cut off (overwritten with zeros and synced) unless the mode is [`RecoveryMode::Strict`];
+//!    - damage followed by a later complete batch: corruption in the middle of the segment, an
+//!      error naming the file, the offset and the index range, unless the mode is
+//!      [`RecoveryMode::Salvage`].
+//! 4. Checks that entries before the first existing segment were compacted, never lost.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use memmap2::Mmap;
+
+use crate::record::{self, FrameError, RecordKind, FRAME_HEADER_BYTES};
+use crate::segment::{
+    self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SEGMENT_SUFFIX,
+    TRAILER_BYTES,
+};
+use crate::wal::{Options, RecoveryMode, Wal};
+use crate::{Error, HardState, Result};
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files found.
+    pub segments: usize,
+    /// Bytes of the active segment scanned record by record.
+    pub tail_bytes_scanned: u64,
+    /// A torn tail that was cut off (or, read-only, ignored).
+    pub torn_tail: Option<TornTail>,
+    /// Damage that [`RecoveryMode::Salvage`] dropped.
+    pub salvaged: Vec<Salvaged>,
+}
+
+/// A torn tail cut off at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment.
+    pub path: PathBuf,
+    /// Where the last complete batch ends.
+    pub offset: u64,
+    /// How many bytes after it were not zero.
+    pub bytes: u64,
+    /// Why the bytes at `offset` are not a complete batch.
+    pub reason: String,
+}
+
+/// Damage dropped in salvage mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvaged {
+    /// The damaged segment.
+    pub path: PathBuf,
+    /// Where the damage starts.
+    pub offset: u64,
+    /// Entries dropped with it, when known.
+    pub index_range: Option<(u64, u64)>,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// One change recorded in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Entry { index: u64, offset: u64 },
+    HardState(HardState),
+    Truncate(u64),
+    Compact(u64),
+}
+
+/// How a scan of a segment's records ended.
+#[derive(Debug)]
+pub(crate) enum ScanEnd {
+    /// Only zeros after the last batch.
+    Clean,
+    /// A valid seal frame follows the last batch.
+    Sealed(Footer),
+    /// Something else follows.
+    Damaged(Damage),
+}
+
+#[derive(Debug)]
+pub(crate) struct Damage {
+    /// Offset of the first frame that failed.
+    pub bad_offset: u64,
+    pub reason: String,
+    /// Offset of a complete batch after the damage, if any: then it is not a torn tail.
+    pub later_batch_offset: Option<u64>,
+    /// Highest entry index seen in valid frames after the damage.
+    pub later_max_index: Option<u64>,
+    /// One past the last nonzero byte after the valid records.
+    pub dirty_end: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Offset just after the last complete batch.
+    pub valid_end: u64,
+    pub end: ScanEnd,
+}
+
+/// Scans the records of segment `seq` in `bytes[HEADER_BYTES..limit]`, calling `on_batch` for every
+/// complete batch in order.
+pub(crate) fn scan_records(
+    seq: u64,
+    bytes: &[u8],
+    limit: usize,
+    mut on_batch: impl FnMut(&[Op], u64) -> Result<()>,
+) -> Result<Scan> {
+    let limit = limit.min(bytes.len());
+    let mut position = HEADER_BYTES as usize;
+    let mut batch_start = position;
+    let mut pending: Vec<Op> = Vec::new();
+    let failure = loop {
+        if position >= limit {
+            break (position, FrameError::Truncated);
+        }
+        let frame = match record::decode_frame(seq, &bytes[position..limit]) {
+            Ok(frame) => frame,
+            Err(error) => break (position, error),
+        };
+        let payload = frame.payload;
+        let malformed = |what: &str| (position, FrameError::BadHeader(format!("malformed {what}")));
+        match frame.kind {
+            RecordKind::Entry => match record::parse_entry(payload) {
+                Some((index, _, _)) => pending.push(Op::Entry {
+                    index,
+                    offset: position as u64,
+                }),
+                None => break malformed("entry record"),
+            },
+            RecordKind::HardState => {
+                match (
+                    record::payload_u64(payload, 0),
+                    record::payload_u64(payload, 1),
+                    record::payload_u64(payload, 2),
+                ) {
+                    (Some(term), Some(vote), Some(commit)) if payload.len() == 24 => {
+                        pending.push(Op::HardState(HardState { term, vote, commit }))
+                    }
+                    _ => break malformed("hard state record"),
+                }
+            }
+            RecordKind::Truncate => match record::payload_u64(payload, 0) {
+                Some(from) if payload.len() == 8 => pending.push(Op::Truncate(from)),
+                _ => break malformed("truncate record"),
+            },
+            RecordKind::Compact => match record::payload_u64(payload, 0) {
+                Some(first) if payload.len() == 8 => pending.push(Op::Compact(first)),
+                _ => break malformed("compact record"),
+            },
+            RecordKind::Commit => {
+                let Some((frame_count, batch_bytes)) = record::parse_commit(payload) else {
+                    break malformed("commit record");
+                };
+                if frame_count as usize != pending.len()
+                    || batch_bytes != (position - batch_start) as u64
+                {
+                    break (
+                        position,
+                        FrameError::BadHeader(format!(
+                            "commit record counts {frame_count} records in {batch_bytes} bytes, \
+                             the batch holds {} records in {} bytes",
+                            pending.len(),
+                            position - batch_start
+                        )),
+                    );
+                }
+                on_batch(&pending, batch_start as u64)?;
+                pending.clear();
+                position += frame.total_bytes;
+                batch_start = position;
+                continue;
+            }
+            RecordKind::Seal => {
+                if !pending.is_empty() {
+                    break (
+                        position,
+                        FrameError::BadHeader("seal record inside an unfinished batch".into()),
+                    );
+                }
+                match Footer::decode(payload) {
+                    Some(footer) => {
+                        return Ok(Scan {
+                            valid_end: batch_start as u64,
+                            end: ScanEnd::Sealed(footer),
+                        })
+                    }
+                    None => break malformed("segment footer"),
+                }
+            }
+        }
+        position += frame.total_bytes;
+    };
+    let valid_end = batch_start;
+    let (bad_offset, error) = failure;
+    let dirty_end = last_nonzero(&bytes[valid_end..limit]).map_or(valid_end, |n| valid_end + n + 1);
+    if dirty_end == valid_end {
+        return Ok(Scan {
+            valid_end: valid_end as u64,
+            end: ScanEnd::Clean,
+        });
+    }
+    let (later_batch_offset, later_max_index) =
+        find_later_records(seq, bytes, valid_end, bad_offset, dirty_end);
+    Ok(Scan {
+        valid_end: valid_end as u64,
+        end: ScanEnd::Damaged(Damage {
+            bad_offset: bad_offset as u64,
+            reason: error.to_string(),
+            later_batch_offset,
+            later_max_index,
+            dirty_end: dirty_end as u64,
+        }),
+    })
+}
+
+/// Index of the last nonzero byte of `bytes`.
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    const CHUNK: usize = 4096;
+    let mut end = bytes.len();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        // OR-folding a chunk vectorizes; only a nonzero chunk is searched byte by byte.
+        if bytes[start..end].iter().fold(0u8, |acc, byte| acc | byte) != 0 {
+            return bytes[start..end]
+                .iter()
+                .rposition(|byte| *byte != 0)
+                .map(|n| start + n);
+        }
+        end = start;
+    }
+    None
+}
+
+/// Looks for valid records after a damaged frame: a complete batch that does not start where the
+/// valid records end proves the damage is not a torn tail.
+fn find_later_records(
+    seq: u64,
+    bytes: &[u8],
+    valid_end: usize,
+    bad_offset: usize,
+    dirty_end: usize,
+) -> (Option<u64>, Option<u64>) {
+    let mut later_batch = None;
+    let mut max_index: Option<u64> = None;
+    let end = dirty_end.min(bytes.len());
+    let mut position = bad_offset + 1;
+    while position + FRAME_HEADER_BYTES <= end {
+        let kind = bytes[position + 8];
+        let plausible = (kind == RecordKind::Commit as u8 || kind == RecordKind::Entry as u8)
+            && bytes[position + 9..position + 12] == [0, 0, 0];
+        if plausible {
+            if let Ok(frame) = record::decode_frame(seq, &bytes[position..end]) {
+                match frame.kind {
+                    RecordKind::Commit => {
+                        if let Some((_, batch_bytes)) = record::parse_commit(frame.payload) {
+                            let starts_at = (position as u64).checked_sub(batch_bytes);
+                            if starts_at != Some(valid_end as u64) && later_batch.is_none() {
+                                later_batch = Some(position as u64);
+                            }
+                        }
+                    }
+                    RecordKind::Entry => {
+                        if let Some((index, _, _)) = record::parse_entry(frame.payload) {
+                            max_index = Some(max_index.map_or(index, |m| m.max(index)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        position += 1;
+    }
+    (later_batch, max_index)
+}
+
+/// Maps a whole file read-only, for scanning.
+fn map_file(path: &Path, file: &File) -> Result<Mmap> {
+    // SAFETY: a read-only map used only during open or verify, while this process owns the log
+    // directory and writes nothing to the file; every byte read through it is checksummed before
+    // it is trusted.
+    unsafe { Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))
+}
+
+fn new_log_id() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    // splitmix64 of time and pid: distinct across logs created by different processes or times.
+    let mut z = nanos ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)).max(1)
+}
+
+/// A segment file found in the directory.
+struct Found {
+    path: PathBuf,
+    seq: u64,
+    first_index: u64,
+}
+
+fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
+    let mut removed_temp = false;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if name.ends_with(PREPARING_SUFFIX) {
+            if !read_only {
+                std::fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?;
+                removed_temp = true;
+            }
+            continue;
+        }
+        if !name.ends_with(SEGMENT_SUFFIX) {
+            continue;
+        }
+        match segment::parse_segment_file_name(name) {
+            Some((seq, first_index)) => found.push(Found {
+                path,
+                seq,
+                first_index,
+            }),
+            None => {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    None,
+                    "file name does not follow the segment pattern SEQ-FIRSTINDEX.wal; move it \
+                     out of the log directory",
+                ))
+            }
+        }
+    }
+    if removed_temp {
+        segment::fsync_dir(dir)?;
+    }
+    found.sort_by_key(|f| f.seq);
+    for pair in found.windows(2) {
+        if pair[0].seq == pair[1].seq {
+            return Err(Error::corruption(
+                &pair[1].path,
+                0,
+                None,
+                format!("two segments carry sequence number {}", pair[1].seq),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// Opens (or creates) the log in `dir`.
+pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
+    if !dir.exists() {
+        if options.read_only {
+            return Err(Error::io(
+                "open",
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            segment::fsync_dir(parent)?;
+        }
+    }
+    let found = list_segments(dir, options.read_only)?;
+    let mut wal = Wal::empty(dir.to_path_buf(), options, 0);
+    wal.report.segments = found.len();
+    if found.is_empty() {
+        if wal.options.read_only {
+            return Err(Error::misuse(format!(
+                "{} holds no log segments",
+                dir.display()
+            )));
+        }
+        wal.log_id = new_log_id();
+        wal.create_segment(1, 0)?;
+        return Ok(wal);
+    }
+    let mut phantom_end = 0u64;
+    let count = found.len();
+    let mut salvage_from: Option<usize> = None;
+    for (position, entry) in found.iter().enumerate() {
+        let is_last = position + 1 == count;
+        let file = segment::open_read_write(&entry.path).or_else(|e| {
+            if wal.options.read_only {
+                File::open(&entry.path).map_err(|e| Error::io("open", &entry.path, e))
+            } else {
+                Err(e)
+            }
+        })?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &entry.path, e))?
+            .len();
+        let loaded = load_segment(&mut wal, entry, file, file_len, position, &mut phantom_end);
+        match loaded {
+            Ok(true) if is_last => {}
+            Ok(true) => {
+                let error = Error::corruption(
+                    &entry.path,
+                    0,
+                    None,
+                    "segment is not sealed but later segments follow it",
+                );
+                if wal.options.recovery_mode != RecoveryMode::Salvage {
+                    return Err(error);
+                }
+                salvage_from = Some(position + 1);
+                wal.report.salvaged.push(Salvaged {
+                    path: found[position + 1].path.clone(),
+                    offset: 0,
+                    index_range: None,
+                    reason: error.to_string(),
+                });
+                break;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                if wal.options.recovery_mode != RecoveryMode::Salvage || !error.is_corruption() {
+                    return Err(error);
+                }
+                salvage_from = Some(position);
+                wal.report.salvaged.push(Salvaged {
+                    path: entry.path.clone(),
+                    offset: 0,
+                    index_range: None,
+                    reason: error.to_string(),
+                });
+                break;
+            }
+        }
+    }
+    if let Some(from) = salvage_from {
+        for entry in &found[from..] {
+            let target = entry.path.with_extension("wal.salvaged");
+            if !wal.options.read_only {
+                std::fs::rename(&entry.path, &target)
+                    .map_err(|e| Error::io("rename", &entry.path, e))?;
+                log::warn!(
+                    "salvage: moved {} aside to {}",
+                    entry.path.display(),
+                    target.display()
+                );
+            }
+        }
+        if !wal.options.read_only {
+            segment::fsync_dir(dir)?;
+        }
+    }
+    if phantom_end.min(wal.last_index + 1) > wal.first_index {
+        let first = &found[0];
+        return Err(Error::corruption(
+            &first.path,
+            0,
+            Some((wal.first_index, phantom_end.min(wal.last_index + 1) - 1)),
+            "segments before this one are missing, and the entries they held were never \
+             compacted",
+        ));
+    }
+    let need_new_segment = match wal.segments.back() {
+        None => true,
+        Some(last) => last.map.is_some(),
+    };
+    if need_new_segment && !wal.options.read_only {
+        let (seq, prev) = match wal.segments.back() {
+            Some(last) => (last.seq() + 1, last.seq()),
+            None => (1, 0),
+        };
+        if wal.log_id == 0 {
+            wal.log_id = new_log_id();
+        }
+        wal.create_segment(seq, prev)?;
+    }
+    if wal.segments.is_empty() {
+        return Err(Error::misuse(format!(
+            "{} holds no usable log segment (opened read-only, nothing was changed)",
+            dir.display()
+        )));
+    }
+    Ok(wal)
+}
+
+/// Loads one segment into `wal`. Returns true if it was left as the active (unsealed) segment.
+fn load_segment(
+    wal: &mut Wal,
+    entry: &Found,
+    file: File,
+    file_len: u64,
+    position: usize,
+    phantom_end: &mut u64,
+) -> Result<bool> {
+    let path = &entry.path;
+    let mut header_bytes = [0u8; HEADER_BYTES as usize];
+    let read = file
+        .read_at(&mut header_bytes, 0)
+        .map_err(|e| Error::io("read", path, e))?;
+    let header = SegmentHeader::decode(path, &header_bytes[..read])?;
+    let chain_error = |reason: String| Error::corruption(path, 0, None, reason);
+    if header.seq != entry.seq || header.first_index != entry.first_index {
+        return Err(chain_error(format!(
+            "header says segment {} starting at index {}, the file name says segment {} at {}",
+            header.seq, header.first_index, entry.seq, entry.first_index
+        )));
+    }
+    if position == 0 {
+        wal.log_id = header.log_id;
+        wal.first_index = header.log_first_index;
+        wal.last_index = header.first_index - 1;
+        wal.hard_state = header.hard_state;
+        *phantom_end = if header.prev_seq == 0 {
+            header.log_first_index
+        } else {
+            header.first_index
+        };
+    } else {
+        let previous = wal.segments.back().expect("a segment was loaded before");
+        if header.log_id != wal.log_id {
+            return Err(chain_error(format!(
+                "segment belongs to another log (log id {:016x}, this log is {:016x})",
+                header.log_id, wal.log_id
+            )));
+        }
+        if header.prev_seq != previous.seq() {
+            return Err(chain_error(format!(
+                "segment says its predecessor is segment {}, but the previous file is segment {}: \
+                 a segment is missing or out of order",
+                header.prev_seq,
+                previous.seq()
+            )));
+        }
+        if header.first_index != wal.last_index + 1 || header.log_first_index != wal.first_index {
+            return Err(chain_error(format!(
+                "segment was created when the log held {}..={}, but the segments before it \
+                 hold {}..={}",
+                header.log_first_index,
+                header.first_index - 1,
+                wal.first_index,
+                wal.last_index
+            )));
+        }
+    }
+    let mut segment = Segment {
+        header,
+        path: path.clone(),
+        file: Arc::new(file),
+        file_len,
+        map: None,
+        own_first: wal.last_index + 1,
+        offsets: Vec::new(),
+        prior_keep_below: u64::MAX,
+        write_offset: HEADER_BYTES,
+    };
+    if let Some((footer_offset, footer)) = read_footer(&segment)? {
+        segment.write_offset = footer_offset;
+        segment.map_for_reads()?;
+        wal.segments.push_back(segment);
+        apply_footer(wal, &footer, footer_offset, phantom_end)?;
+        return Ok(false);
+    }
+    // Unsealed: the active segment. Scan its records.
+    let map = map_file(path, &segment.file)?;
+    wal.segments.push_back(segment);
+    // Scan the whole file: a copy or a filesystem without preallocation may have shortened it.
+    let limit = file_len as usize;
+    let scan = scan_records(header.seq, &map, limit, |ops, batch_offset| {
+        apply_ops(wal, ops, path, batch_offset, phantom_end)
+    })?;
+    wal.report.tail_bytes_scanned = scan.valid_end;
+    let valid_end = scan.valid_end;
+    match scan.end {
+        ScanEnd::Clean => {}
+        ScanEnd::Sealed(footer) => {
+            // The footer was written but its trailer was not: the seal did not finish. The footer
+            // must agree with the records; the segment stays active and the footer is overwritten
+            // by the next append.
+            let active = wal.active();
+            if footer.offsets != active.offsets || footer.log_last_index != wal.last_index {
+                return Err(Error::corruption(
+                    path,
+                    valid_end,
+                    None,
+                    "segment footer disagrees with the segment's records",
+                ));
+            }
+        }
+        ScanEnd::Damaged(damage) => {
+            handle_tail_damage(wal, path, valid_end, damage)?;
+        }
+    }
+    drop(map);
+    wal.active_mut().write_offset = valid_end;
+    let wanted_len = wal.options.segment_size_bytes;
+    if file_len < wanted_len && !wal.options.read_only {
+        // A shortened active segment gets its full size back, so the footer and trailer always
+        // fit after the records.
+        let active = wal.active_mut();
+        active
+            .file
+            .set_len(wanted_len)
+            .and_then(|()| active.file.sync_all())
+            .map_err(|e| Error::io("extend segment", path, e))?;
+        active.file_len = wanted_len;
+    }
+    Ok(true)
+}
+
+fn handle_tail_damage(wal: &mut Wal, path: &Path, valid_end: u64, damage: Damage) -> Result<()> {
+    let mode = wal.options.recovery_mode;
+    let later_range = damage
+        .later_max_index
+        .filter(|max| *max > wal.last_index)
+        .map(|max| (wal.last_index + 1, max));
+    if let Some(later_offset) = damage.later_batch_offset {
+        let reason = format!(
+            "{} at offset {}, but a complete batch follows at offset {later_offset}: this is not \
+             a torn write; the records in between are damaged",
+            damage.reason, damage.bad_offset
+        );
+        if mode != RecoveryMode::Salvage {
+            return Err(Error::corruption(
+                path,
+                damage.bad_offset,
+                later_range,
+                reason,
+            ));
+        }
+        wal.report.salvaged.push(Salvaged {
+            path: path.to_path_buf(),
+            offset: damage.bad_offset,
+            index_range: later_range,
+            reason,
+        });
+    } else {
+        if mode == RecoveryMode::Strict {
+            return Err(Error::corruption(
+                path,
+                valid_end,
+                later_range,
+                format!(
+                    "torn tail: {} bytes after the last complete batch ({}); strict recovery \
+                     refuses to cut it",
+                    damage.dirty_end - valid_end,
+                    damage.reason
+                ),
+            ));
+        }
+        log::warn!(
+            "{}: cutting a torn tail of {} bytes at offset {valid_end} ({})",
+            path.display(),
+            damage.dirty_end - valid_end,
+            damage.reason
+        );
+        wal.report.torn_tail = Some(TornTail {
+            path: path.to_path_buf(),
+            offset: valid_end,
+            bytes: damage.dirty_end - valid_end,
+            reason: damage.reason.clone(),
+        });
+    }
+    if wal.options.read_only {
+        return Ok(());
+    }
+    // Zero the dropped bytes so that no part of them can ever parse as records after new appends
+    // overwrite only their beginning.
+    let zeros = vec![0u8; (damage.dirty_end - valid_end) as usize];
+    let file = &wal.active().file;
+    file.write_all_at(&zeros, valid_end)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io("repair torn tail", path, e))
+}
+
+fn read_footer(segment: &Segment) -> Result<Option<(u64, Footer)>> {
+    let path = &segment.path;
+    if segment.file_len < HEADER_BYTES + TRAILER_BYTES {
+        return Ok(None);
+    }
+    let mut trailer = [0u8; TRAILER_BYTES as usize];
+    segment
+        .file
+        .read_exact_at(&mut trailer, segment.file_len - TRAILER_BYTES)
+        .map_err(|e| Error::io("read", path, e))?;
+    let Some(footer_offset) = segment::decode_trailer(segment.seq(), &trailer) else {
+        return Ok(None);
+    };
+    let footer_end = segment.file_len - TRAILER_BYTES;
+    if footer_offset < HEADER_BYTES || footer_offset >= footer_end {
+        return Err(Error::corruption(
+            path,
+            segment.file_len - TRAILER_BYTES,
+            None,
+            format!("segment trailer points at footer offset {footer_offset}, outside the file"),
+        ));
+    }
+    let mut bytes = vec![0u8; (footer_end - footer_offset) as usize];
+    segment
+        .file
+        .read_exact_at(&mut bytes, footer_offset)
+        .map_err(|e| Error::io("read", path, e))?;
+    let bad = |reason: String| Error::corruption(path, footer_offset, None, reason);
+    let frame = record::decode_frame(segment.seq(), &bytes)
+        .map_err(|e| bad(format!("segment footer unreadable: {e}")))?;
+    if frame.kind != RecordKind::Seal {
+        return Err(bad(format!(
+            "segment trailer points at a {:?} record, not a footer",
+            frame.kind
+        )));
+    }
+    let footer = Footer::decode(frame.payload).ok_or_else(|| bad("malformed footer".into()))?;
+    Ok(Some((footer_offset, footer)))
+}
+
+/// Applies a sealed segment's footer (the segment is already `wal`'s last segment).
+fn apply_footer(
+    wal: &mut Wal,
+    footer: &Footer,
+    footer_offset: u64,
+    phantom_end: &mut u64,
+) -> Result<()> {
+    let path = wal.active().path.clone();
+    let bad = |reason: String| Error::corruption(&path, footer_offset, None, reason);
+    if footer.prior_keep_below != u64::MAX {
+        wal.index_truncate(footer.prior_keep_below);
+        *phantom_end = (*phantom_end).min(footer.prior_keep_below);
+    }
+    if let Some(last_offset) = footer.offsets.last() {
+        if footer.own_first > wal.last_index + 1 && footer.log_first_index >= footer.own_first {
+            // The log was reset past its end (a snapshot beyond it) before these entries came.
+            wal.index_compact(footer.own_first);
+        }
+        if footer.own_first != wal.last_index + 1 {
+            return Err(bad(format!(
+                "footer lists entries from index {}, but the log before it ends at {}",
+                footer.own_first, wal.last_index
+            )));
+        }
+        if u64::from(*last_offset) >= footer_offset
+            || footer.offsets.windows(2).any(|pair| pair[0] >= pair[1])
+            || u64::from(footer.offsets[0]) < HEADER_BYTES
+        {
+            return Err(bad(
+                "footer entry offsets are not increasing within the segment".into(),
+            ));
+        }
+        let active = wal.active_mut();
+        active.own_first = footer.own_first;
+        active.offsets = footer.offsets.clone();
+        active.prior_keep_below = footer.prior_keep_below;
+        wal.last_index = footer.own_first + footer.offsets.len() as u64 - 1;
+    }
+    wal.index_compact(footer.log_first_index);
+    if wal.last_index != footer.log_last_index || wal.first_index != footer.log_first_index {
+        return Err(bad(format!(
+            "footer says the log held {}..={} when sealed, the segments give {}..={}",
+            footer.log_first_index, footer.log_last_index, wal.first_index, wal.last_index
+        )));
+    }
+    wal.hard_state = footer.hard_state;
+    Ok(())
+}
+
+/// Applies one complete batch found by a scan.
+fn apply_ops(
+    wal: &mut Wal,
+    ops: &[Op],
+    path: &Path,
+    batch_offset: u64,
+    phantom_end: &mut u64,
+) -> Result<()> {
+    for op in ops {
+        match *op {
+            Op::Entry { index, offset } => {
+                if index != wal.last_index + 1 {
+                    return Err(Error::corruption(
+                        path,
+                        offset,
+                        Some((index, index)),
+                        format!(
+                            "entry {index} does not follow the log's last index {}",
+                            wal.last_index
+                        ),
+                    ));
+                }
+                wal.index_push(index, offset);
+            }
+            Op::HardState(hard_state) => wal.hard_state = hard_state,
+            Op::Truncate(from) => {
+                if from < wal.first_index {
+                    return Err(Error::corruption(
+                        path,
+                        batch_offset,
+                        None,
+                        format!(
+                            "truncation from {from} reaches below the first index {}",
+                            wal.first_index
+                        ),
+                    ));
+                }
+                wal.index_truncate(from);
+                *phantom_end = (*phantom_end).min(from);
+            }
+            Op::Compact(first) => wal.index_compact(first),
+        }
+    }
+    Ok(())
+}
+
+/// Full verification: every record of every segment, the chain, and the footers.
+pub(crate) fn verify(wal: &Wal) -> Result<u64> {
+    let mut checked = 0u64;
+    let active_seq = wal.active().seq();
+    for segment in &wal.segments {
+        let map = map_file(&segment.path, &segment.file)?;
+        let sealed = segment.seq() != active_seq;
+        // A sealed segment's scan stops at its seal record.
+        let limit = if sealed {
+            (segment.file_len - TRAILER_BYTES) as usize
+        } else {
+            segment.write_offset as usize
+        };
+        let mut entries_seen = 0u64;
+        let scan = scan_records(segment.seq(), &map, limit, |ops, _| {
+            entries_seen += ops
+                .iter()
+                .filter(|op| matches!(op, Op::Entry { .. }))
+                .count() as u64;
+            Ok(())
+        })?;
+        let problem =
+            |offset: u64, reason: String| Error::corruption(&segment.path, offset, None, reason);
+        if scan.valid_end != segment.write_offset {
+            let reason = match &scan.end {
+                ScanEnd::Damaged(damage) => damage.reason.clone(),
+                _ => "records end early".to_string(),
+            };
+            let offset = match &scan.end {
+                ScanEnd::Damaged(damage) => damage.bad_offset,
+                _ => scan.valid_end,
+            };
+            return Err(problem(offset, format!("record damaged: {reason}")));
+        }
+        if sealed && !matches!(scan.end, ScanEnd::Sealed(_)) {
+            return Err(problem(segment.write_offset, "footer damaged".into()));
+        }
+        // Every live entry must parse with its checksum; reading them verifies each one.
+        if !segment.is_empty() {
+            let lo = segment.own_first.max(wal.first_index);
+            let hi = segment.own_last() + 1;
+            if lo < hi {
+                let mut out = Vec::new();
+                segment.read_entries(lo, hi, &mut out)?;
+            }
+        }
+        debug_assert!(entries_seen >= segment.offsets.len() as u64);
+        checked += scan.valid_end;
+    }
+    Ok(checked)
+}

@@ -1,0 +1,807 @@
+//! The log: segments in order, the in-memory index of entries, append / read / truncate /
+//! compact, and hard state.
+//!
+//! # How the pieces fit
+//!
+//! The log is a chain of segment files (see [`crate::segment`]); the last one is *active* and
+//! receives appends, the others are *sealed* and end with a footer that indexes their entries.
+//! Every change is a batch of records (see [`crate::record`]) appended to the active segment:
+//! entries, a suffix truncation, a prefix compaction, the hard state. Nothing is ever overwritten in
+//! place, so a crash leaves some prefix of the batches written, and recovery replays exactly that.
+//!
+//! The in-memory index maps an index to (segment, byte offset). Each segment keeps the offsets of
+//! its *live* entries (`own_first .. own_first + offsets.len()`); a suffix truncation drops offsets
+//! from the back of the chain, a compaction moves `first_index` up. Reads locate the segment by
+//! binary search and verify each returned entry's CRC.
+//!
+//! # Durability
+//!
+//! [`Wal::append`], [`Wal::truncate_suffix`], [`Wal::set_hard_state`] and [`Wal::write`] write to the
+//! operating system; [`Wal::sync`] makes everything written so far durable with one fdatasync. A
+//! failed write or fsync poisons the `Wal`: every later call returns [`Error::Poisoned`], because
+//! after a failed fsync the kernel may have dropped the dirty pages and a retry could report data as
+//! durable that is not. Reopen to recover. [`crate::GroupCommit`] lets many threads share syncs.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{
+    self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, TRAILER_BYTES,
+};
+use crate::{Error, Result};
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Entry {
+    /// Its position in the log, starting at 1.
+    pub index: u64,
+    /// The Raft term it was created in (opaque to the log).
+    pub term: u64,
+    /// Its payload.
+    pub data: Vec<u8>,
+}
+
+impl Entry {
+    /// Makes an entry.
+    pub fn new(index: u64, term: u64, data: impl Into<Vec<u8>>) -> Self {
+        Entry {
+            index,
+            term,
+            data: data.into(),
+        }
+    }
+}
+
+/// Raft's hard state. `vote == 0` means no vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HardState {
+    /// Current term.
+    pub term: u64,
+    /// Candidate voted for in the current term, 0 for none.
+    pub vote: u64,
+    /// Highest index known committed.
+    pub commit: u64,
+}
+
+/// What recovery does with damage found at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Any damage, even a torn last batch, is an error.
+    Strict,
+    /// A torn, partly written or zero-filled tail of the last segment is cut off (what a crash
+    /// during a write leaves); anything else is an error. The default.
+    #[default]
+    TolerateTornTail,
+    /// Keep the longest valid prefix of the log, whatever was damaged, and report what was dropped
+    /// in [`Wal::recovery_report`]. Segment files after the damage are renamed to
+    /// `*.wal.salvaged`, never deleted.
+    Salvage,
+}
+
+/// Options for [`Wal::open`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size at which segments roll. Default 64 MiB. At least 64 KiB; at most 1 GiB (offsets in the
+    /// footer are 32-bit).
+    pub segment_size_bytes: u64,
+    /// What to do with damage found at open.
+    pub recovery_mode: RecoveryMode,
+    /// Prepare (zero-fill and sync) the next segment on a background thread so that rolling over
+    /// does not stall appends. Default true.
+    pub prepare_segments_ahead: bool,
+    /// Open without writing anything: no repair, no new segments; writes are refused. For
+    /// inspection tools.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size_bytes: 64 << 20,
+            recovery_mode: RecoveryMode::default(),
+            prepare_segments_ahead: true,
+            read_only: false,
+        }
+    }
+}
+
+/// An atomic group of changes: after a crash either all of them are recovered or none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteBatch<'a> {
+    /// Drop entries at or above this index first (Raft: a conflicting suffix).
+    pub truncate_from: Option<u64>,
+    /// Entries to append; the first must be `last_index + 1` (after the truncation).
+    pub entries: &'a [Entry],
+    /// New hard state.
+    pub hard_state: Option<HardState>,
+}
+
+/// Counters of what a `Wal` has done since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Batches written.
+    pub batches_written: u64,
+    /// Entries appended.
+    pub entries_appended: u64,
+    /// Bytes written to segment files (frames, footers).
+    pub bytes_written: u64,
+    /// fdatasync calls on segment files.
+    pub syncs: u64,
+    /// Segments created.
+    pub segments_created: u64,
+    /// Segments deleted by compaction.
+    pub segments_deleted: u64,
+}
+
+/// A summary of one segment, for inspection tools.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: SegmentHeader,
+    /// True for sealed segments, false for the active one.
+    pub sealed: bool,
+    /// File length in bytes.
+    pub file_len: u64,
+    /// Bytes of records (the write position for the active segment, the footer offset for a
+    /// sealed one).
+    pub used_bytes: u64,
+    /// Live entries stored in it, `(first, last)` inclusive, if any (compacted ones excluded).
+    pub live_range: Option<(u64, u64)>,
+}
+
+/// The durable log. See the [crate documentation](crate) for an example.
+#[derive(Debug)]
+pub struct Wal {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: Options,
+    pub(crate) log_id: u64,
+    /// All segment files, oldest first; the last is active.
+    pub(crate) segments: VecDeque<Segment>,
+    pub(crate) first_index: u64,
+    pub(crate) last_index: u64,
+    pub(crate) hard_state: HardState,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) report: RecoveryReport,
+    pub(crate) stats: WalStats,
+    preparer: Option<Preparer>,
+    scratch: Vec<u8>,
+    prepared_files: u64,
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating the directory and an empty log if missing, and recovers
+    /// it (see [`RecoveryMode`]).
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
+        let min = 64 << 10;
+        let max = 1 << 30;
+        if options.segment_size_bytes < min || options.segment_size_bytes > max {
+            return Err(Error::misuse(format!(
+                "segment_size_bytes must be between {min} and {max}, got {}",
+                options.segment_size_bytes
+            )));
+        }
+        let mut wal = recovery::open(dir.as_ref(), options)?;
+        if !wal.options.read_only && wal.options.prepare_segments_ahead {
+            wal.preparer = Some(Preparer::start(
+                wal.dir.clone(),
+                wal.options.segment_size_bytes,
+            ));
+        }
+        Ok(wal)
+    }
+
+    pub(crate) fn empty(dir: PathBuf, options: Options, log_id: u64) -> Wal {
+        Wal {
+            dir,
+            options,
+            log_id,
+            segments: VecDeque::new(),
+            first_index: 1,
+            last_index: 0,
+            hard_state: HardState::default(),
+            poisoned: None,
+            report: RecoveryReport::default(),
+            stats: WalStats::default(),
+            preparer: None,
+            scratch: Vec::new(),
+            prepared_files: 0,
+        }
+    }
+
+    /// The directory the log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Index of the first entry in the log. For an empty log, `last_index() + 1`.
+    pub fn first_index(&self) -> u64 {
+        self.first_index
+    }
+
+    /// Index of the last entry in the log (`first_index() - 1` if empty).
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// The last hard state written (not necessarily synced).
+    pub fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
+    /// What recovery found and did when the log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    /// Summaries of every segment, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let active_seq = self.active().seq();
+        self.segments
+            .iter()
+            .map(|segment| {
+                let live_range = if segment.is_empty() {
+                    None
+                } else {
+                    let first = segment.own_first.max(self.first_index);
+                    let last = segment.own_last();
+                    (first <= last).then_some((first, last))
+                };
+                SegmentInfo {
+                    path: segment.path.clone(),
+                    header: segment.header,
+                    sealed: segment.seq() != active_seq,
+                    file_len: segment.file_len,
+                    used_bytes: segment.write_offset,
+                    live_range,
+                }
+            })
+            .collect()
+    }
+
+    /// Appends entries; `entries[0].index` must be `last_index() + 1` and the rest contiguous.
+    /// Durable after the next [`Wal::sync`].
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        self.write(&WriteBatch {
+            entries,
+            ..WriteBatch::default()
+        })
+    }
+
+    /// Drops entries at or above `index`. The truncation is a record in the log: once synced, a
+    /// truncated entry never comes back, and entries appended after it win.
+    pub fn truncate_suffix(&mut self, index: u64) -> Result<()> {
+        if index > self.last_index {
+            return Ok(());
+        }
+        self.write(&WriteBatch {
+            truncate_from: Some(index),
+            ..WriteBatch::default()
+        })
+    }
+
+    /// Records a new hard state. Durable after the next [`Wal::sync`], together with the entries
+    /// written around it.
+    pub fn set_hard_state(&mut self, hard_state: HardState) -> Result<()> {
+        self.write(&WriteBatch {
+            hard_state: Some(hard_state),
+            ..WriteBatch::default()
+        })
+    }
+
+    /// Writes a batch atomically (one commit record). Durable after the next [`Wal::sync`].
+    pub fn write(&mut self, batch: &WriteBatch<'_>) -> Result<()> {
+        self.check_writable()?;
+        let mut next_index = self.last_index + 1;
+        // A truncation above the last index drops nothing: no record needed.
+        let batch = &WriteBatch {
+            truncate_from: batch.truncate_from.filter(|from| *from <= self.last_index),
+            ..*batch
+        };
+        if let Some(from) = batch.truncate_from {
+            if from < self.first_index {
+                return Err(Error::misuse(format!(
+                    "cannot truncate from index {from}: entries below the first index {} are \
+                     compacted",
+                    self.first_index
+                )));
+            }
+            next_index = next_index.min(from);
+        }
+        for (position, entry) in batch.entries.iter().enumerate() {
+            let expected = next_index + position as u64;
+            if entry.index != expected {
+                return Err(Error::misuse(format!(
+                    "non-contiguous append: entry {position} of the batch has index {}, the log \
+                     expects {expected}",
+                    entry.index
+                )));
+            }
+        }
+        let truncate_bytes = batch.truncate_from.map_or(0, |_| FRAME_HEADER_BYTES + 8);
+        let hard_state_bytes = batch.hard_state.map_or(0, |_| FRAME_HEADER_BYTES + 24);
+        let entry_bytes: usize = batch
+            .entries
+            .iter()
+            .map(|entry| FRAME_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.len())
+            .sum();
+        let batch_bytes = (truncate_bytes + entry_bytes + hard_state_bytes) as u64;
+        self.make_room(batch_bytes + COMMIT_FRAME_BYTES as u64, batch.entries.len())?;
+
+        let seq = self.active().seq();
+        let base_offset = self.active().write_offset;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let mut frames = 0u32;
+        if let Some(from) = batch.truncate_from {
+            record::encode_u64s(&mut scratch, seq, RecordKind::Truncate, &[from]);
+            frames += 1;
+        }
+        let entries_start = scratch.len();
+        for entry in batch.entries {
+            record::encode_entry(&mut scratch, seq, entry.index, entry.term, &entry.data);
+        }
+        frames += batch.entries.len() as u32;
+        if let Some(hard_state) = batch.hard_state {
+            record::encode_u64s(
+                &mut scratch,
+                seq,
+                RecordKind::HardState,
+                &[hard_state.term, hard_state.vote, hard_state.commit],
+            );
+            frames += 1;
+        }
+        debug_assert_eq!(scratch.len() as u64, batch_bytes);
+        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
+        let written = self.write_at_active(&scratch, base_offset);
+        let scratch_len = scratch.len() as u64;
+        self.scratch = scratch;
+        written?;
+
+        // The bytes are in the file: now the index may change.
+        if let Some(from) = batch.truncate_from {
+            self.index_truncate(from);
+        }
+        let mut offset = base_offset + entries_start as u64;
+        for entry in batch.entries {
+            self.index_push(entry.index, offset);
+            offset += (FRAME_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.len()) as u64;
+        }
+        if let Some(hard_state) = batch.hard_state {
+            self.hard_state = hard_state;
+        }
+        self.active_mut().write_offset = base_offset + scratch_len;
+        self.stats.batches_written += 1;
+        self.stats.entries_appended += batch.entries.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (one fdatasync of the active segment; sealed
+    /// segments were synced when they were sealed).
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_writable()?;
+        let active = self.active();
+        let result = active.file.sync_data();
+        let path = active.path.clone();
+        self.stats.syncs += 1;
+        result.map_err(|e| self.poison(Error::io("fdatasync", path, e)))
+    }
+
+    /// Drops whole segments holding only entries below `index`, and makes `index` the first
+    /// index. Entries at or above it stay readable. If `index > last_index() + 1` the log becomes
+    /// empty and continues at `index` (used when a snapshot beyond the log is installed). The
+    /// compaction is made durable (this call syncs) before any file is deleted.
+    pub fn compact_prefix(&mut self, index: u64) -> Result<()> {
+        self.check_writable()?;
+        if index <= self.first_index {
+            return Ok(());
+        }
+        self.make_room(2 * COMMIT_FRAME_BYTES as u64, 0)?;
+        let seq = self.active().seq();
+        let offset = self.active().write_offset;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        record::encode_u64s(&mut scratch, seq, RecordKind::Compact, &[index]);
+        let batch_bytes = scratch.len() as u64;
+        record::encode_commit(&mut scratch, seq, 1, batch_bytes);
+        let written = self.write_at_active(&scratch, offset);
+        let scratch_len = scratch.len() as u64;
+        self.scratch = scratch;
+        written?;
+        self.index_compact(index);
+        self.active_mut().write_offset = offset + scratch_len;
+        self.stats.batches_written += 1;
+        self.sync()?;
+        self.delete_compacted_segments()
+    }
+
+    /// Reads entries `range.start .. range.end`, verifying each one's checksum.
+    pub fn entries(&self, range: Range<u64>) -> Result<Vec<Entry>> {
+        self.check_readable()?;
+        let (lo, hi) = (range.start, range.end);
+        if lo > hi || lo < self.first_index || hi > self.last_index + 1 {
+            return Err(Error::OutOfRange {
+                lo,
+                hi,
+                first_index: self.first_index,
+                last_index: self.last_index,
+            });
+        }
+        let mut out = Vec::with_capacity((hi - lo) as usize);
+        let mut next = lo;
+        while next < hi {
+            let segment = self.segment_holding(next);
+            let end = hi.min(segment.own_last() + 1);
+            segment.read_entries(next, end, &mut out)?;
+            next = end;
+        }
+        debug_assert_eq!(out.len() as u64, hi - lo);
+        Ok(out)
+    }
+
+    /// Reads one entry.
+    pub fn entry(&self, index: u64) -> Result<Entry> {
+        let mut entries = self.entries(index..index + 1)?;
+        Ok(entries.pop().expect("one entry was read"))
+    }
+
+    /// Reads every record of every segment and checks every checksum, the segment chain and that
+    /// each sealed segment's footer matches its records. Returns the number of bytes checked.
+    pub fn verify(&self) -> Result<u64> {
+        self.check_readable()?;
+        recovery::verify(self)
+    }
+
+    // ---- internals -------------------------------------------------------------------------
+
+    pub(crate) fn active(&self) -> &Segment {
+        self.segments
+            .back()
+            .expect("a log always has an active segment")
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .back_mut()
+            .expect("a log always has an active segment")
+    }
+
+    fn check_readable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_readable()?;
+        if self.options.read_only {
+            return Err(Error::misuse("the log was opened read-only"));
+        }
+        Ok(())
+    }
+
+    /// Marks the log poisoned by `error` and returns the error.
+    pub(crate) fn poison(&mut self, error: Error) -> Error {
+        log::error!(
+            "write-ahead log in {} poisoned: {error}",
+            self.dir.display()
+        );
+        self.poisoned = Some(error.to_string());
+        error
+    }
+
+    /// True if an earlier failure poisoned the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
+        let active = self.active();
+        debug_assert!(offset + bytes.len() as u64 <= active.file_len - TRAILER_BYTES);
+        let result = active.file.write_all_at(bytes, offset);
+        let path = active.path.clone();
+        match result {
+            Ok(()) => {
+                self.stats.bytes_written += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.poison(Error::io("write", path, e))),
+        }
+    }
+
+    /// Ensures the active segment has room for `bytes` more record bytes plus a footer covering
+    /// `new_entries` more entries, rolling to a new segment (or growing an empty one) if not.
+    fn make_room(&mut self, bytes: u64, new_entries: usize) -> Result<()> {
+        let needed = |segment: &Segment| {
+            segment.write_offset
+                + bytes
+                + Footer::frame_bytes(segment.offsets.len() + new_entries)
+                + TRAILER_BYTES
+        };
+        if needed(self.active()) <= self.active().file_len {
+            return Ok(());
+        }
+        if self.active().write_offset > HEADER_BYTES {
+            self.roll()?;
+        }
+        let needed = needed(self.active());
+        if needed > self.active().file_len {
+            // A batch larger than a segment: grow this (fresh) segment to hold it.
+            let active = self.active();
+            let result = active.file.set_len(needed);
+            let path = active.path.clone();
+            result.map_err(|e| self.poison(Error::io("grow segment", path, e)))?;
+            self.active_mut().file_len = needed;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one.
+    fn roll(&mut self) -> Result<()> {
+        let footer = {
+            let active = self.active();
+            Footer {
+                log_first_index: self.first_index,
+                log_last_index: self.last_index,
+                prior_keep_below: active.prior_keep_below,
+                own_first: active.own_first,
+                hard_state: self.hard_state,
+                offsets: active.offsets.clone(),
+            }
+        };
+        let (seq, footer_offset, file_len) = {
+            let active = self.active();
+            (active.seq(), active.write_offset, active.file_len)
+        };
+        let mut bytes = Vec::with_capacity(Footer::frame_bytes(footer.offsets.len()) as usize);
+        footer.encode(&mut bytes, seq);
+        self.write_at_active(&bytes, footer_offset)?;
+        let trailer = segment::encode_trailer(seq, footer_offset);
+        let active = self.active();
+        let result = active
+            .file
+            .write_all_at(&trailer, file_len - TRAILER_BYTES)
+            .and_then(|()| active.file.sync_data());
+        let path = active.path.clone();
+        self.stats.syncs += 1;
+        result.map_err(|e| self.poison(Error::io("seal segment", path, e)))?;
+        self.active_mut().map_for_reads()?;
+        self.create_segment(seq + 1, seq)
+    }
+
+    /// Creates segment `seq` as the new active segment.
+    pub(crate) fn create_segment(&mut self, seq: u64, prev_seq: u64) -> Result<()> {
+        let header = SegmentHeader {
+            log_id: self.log_id,
+            seq,
+            prev_seq,
+            first_index: self.last_index + 1,
+            log_first_index: self.first_index,
+            hard_state: self.hard_state,
+        };
+        let (tmp_path, file) = self.take_prepared_file()?;
+        let path = self.dir.join(header.file_name());
+        let result = file
+            .write_all_at(&header.encode(), 0)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| std::fs::rename(&tmp_path, &path));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Err(self.poison(Error::io("create segment", &path, e)));
+        }
+        segment::fsync_dir(&self.dir).map_err(|e| self.poison(e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        self.segments.push_back(Segment {
+            header,
+            path,
+            file: Arc::new(file),
+            file_len,
+            map: None,
+            own_first: self.last_index + 1,
+            offsets: Vec::new(),
+            prior_keep_below: u64::MAX,
+            write_offset: HEADER_BYTES,
+        });
+        self.stats.segments_created += 1;
+        Ok(())
+    }
+
+    fn take_prepared_file(&mut self) -> Result<(PathBuf, File)> {
+        if let Some(preparer) = &self.preparer {
+            match preparer.take() {
+                Some(Ok(prepared)) => return Ok(prepared),
+                Some(Err(e)) => {
+                    log::warn!("background segment preparation failed, preparing inline: {e}")
+                }
+                None => log::warn!("segment preparer stopped, preparing inline"),
+            }
+        }
+        self.prepared_files += 1;
+        let path = self
+            .dir
+            .join(format!("inline-{}{PREPARING_SUFFIX}", self.prepared_files));
+        let _ = std::fs::remove_file(&path);
+        let file = segment::write_zero_filled(&path, self.options.segment_size_bytes, &|| false)
+            .map_err(|e| self.poison(e))?;
+        Ok((path, file))
+    }
+
+    fn delete_compacted_segments(&mut self) -> Result<()> {
+        let mut deleted = false;
+        while self.segments.len() > 1 {
+            let front = &self.segments[0];
+            let obsolete = front.is_empty() || front.own_last() < self.first_index;
+            if !obsolete {
+                break;
+            }
+            let segment = self.segments.pop_front().expect("checked non-empty");
+            let path = segment.path.clone();
+            drop(segment);
+            std::fs::remove_file(&path).map_err(|e| Error::io("delete segment", &path, e))?;
+            self.stats.segments_deleted += 1;
+            deleted = true;
+        }
+        if deleted {
+            segment::fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The segment holding live entry `index`, which must be in `first_index..=last_index`.
+    fn segment_holding(&self, index: u64) -> &Segment {
+        debug_assert!(index >= self.first_index && index <= self.last_index);
+        let candidates = self
+            .segments
+            .partition_point(|segment| segment.own_first <= index);
+        for position in (0..candidates).rev() {
+            let segment = &self.segments[position];
+            if !segment.is_empty() && segment.own_last() >= index {
+                assert!(segment.own_first <= index);
+                return segment;
+            }
+        }
+        panic!(
+            "log index is inconsistent: no segment holds entry {index} of {}..={}",
+            self.first_index, self.last_index
+        );
+    }
+
+    // ---- index operations, shared by the write path and recovery ---------------------------
+
+    /// Drops entries at or above `from`.
+    pub(crate) fn index_truncate(&mut self, from: u64) {
+        if from > self.last_index {
+            return;
+        }
+        for segment in self.segments.iter_mut().rev() {
+            if !segment.is_empty() && segment.own_last() < from {
+                break;
+            }
+            segment.truncate_from(from);
+        }
+        let active = self.active_mut();
+        active.prior_keep_below = active.prior_keep_below.min(from);
+        self.last_index = from - 1;
+    }
+
+    /// Moves the first index up to `first`.
+    pub(crate) fn index_compact(&mut self, first: u64) {
+        if first <= self.first_index {
+            return;
+        }
+        self.first_index = first;
+        if first > self.last_index + 1 {
+            self.last_index = first - 1;
+            for segment in self.segments.iter_mut() {
+                segment.offsets.clear();
+                segment.own_first = first;
+            }
+        }
+    }
+
+    /// Records entry `index` at `offset` of the active segment.
+    pub(crate) fn index_push(&mut self, index: u64, offset: u64) {
+        assert_eq!(index, self.last_index + 1, "entries must stay contiguous");
+        let active = self.active_mut();
+        if active.offsets.is_empty() {
+            active.prior_keep_below = active.prior_keep_below.min(index);
+        }
+        active.push_entry(index, offset);
+        self.last_index = index;
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // Unmap before the files close; the preparer stops and removes its half-made file.
+        self.preparer.take();
+    }
+}
+
+/// A background thread that zero-fills and syncs the next segment file before it is needed.
+#[derive(Debug)]
+struct Preparer {
+    ready: Option<Receiver<Result<(PathBuf, File)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Preparer {
+    fn start(dir: PathBuf, size_bytes: u64) -> Preparer {
+        // Rendezvous channel: at most one prepared file waits, so at most one is wasted at close.
+        let (sender, receiver) = mpsc::sync_channel(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ketch-wal-prepare".into())
+            .spawn(move || {
+                for attempt in 1u64.. {
+                    let path = dir.join(format!("next-{attempt}{PREPARING_SUFFIX}"));
+                    let _ = std::fs::remove_file(&path);
+                    let prepared = segment::write_zero_filled(&path, size_bytes, &|| {
+                        thread_stop.load(Ordering::Relaxed)
+                    });
+                    let failed = prepared.is_err();
+                    if failed {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    if thread_stop.load(Ordering::Relaxed) {
+                        let _ = std::fs::remove_file(&path);
+                        return;
+                    }
+                    if sender
+                        .send(prepared.map(|file| (path.clone(), file)))
+                        .is_err()
+                    {
+                        let _ = std::fs::remove_file(&path);
+                        return;
+                    }
+                    if failed {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the segment preparer thread");
+        Preparer {
+            ready: Some(receiver),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for the prepared file; `None` if the thread has stopped.
+    fn take(&self) -> Option<Result<(PathBuf, File)>> {
+        self.ready.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.ready.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
