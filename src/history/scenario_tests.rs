@@ -327,3 +327,38 @@ fn violation_elsewhere_wins_over_an_undecided_key() {
         other => panic!("expected a violation on z, got {other}"),
     }
 }
+
+#[test]
+fn many_timed_out_writes_nobody_saw_do_not_blow_up_the_search() {
+    let mut history = History::new();
+    for client in 0..60 {
+        let lost = history.invoke(client, put("k", &format!("lost{client}")), client);
+        history.complete(lost, Outcome::Unknown, 1000);
+    }
+    done(&mut history, 100, put("k", "kept"), Outcome::Put, 0, 10);
+    for round in 0..100 {
+        done(
+            &mut history,
+            101,
+            get("k"),
+            read("kept"),
+            20 + 10 * round,
+            25 + 10 * round,
+        );
+    }
+    // One timed-out write was seen: it must still be placed, once.
+    let seen = history.invoke(102, append("k", "+seen"), 2000);
+    history.complete(seen, Outcome::Unknown, 2001);
+    done(&mut history, 101, get("k"), read("kept+seen"), 3000, 3001);
+    let limits = CheckLimits {
+        max_states_per_key: 10_000,
+    };
+    let result = check(&history, limits);
+    assert!(result.is_ok(), "{result}");
+
+    done(&mut history, 101, get("k"), read("kept"), 3010, 3011);
+    match check(&history, limits) {
+        CheckResult::Violation(violation) => assert_eq!(violation.key, b"k"),
+        other => panic!("expected a violation, got {other}"),
+    }
+}
