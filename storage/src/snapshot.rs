@@ -1,1 +1,0 @@
-//! zstd-compressed snapshot files, installed atomically.

@@ -1,0 +1,296 @@
+//! Streaming a snapshot back: decompress, count, checksum, and verify at end of stream.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::format::Header;
+use super::{into_io_error, storage_error, SnapshotMeta};
+use crate::{Error, Result};
+
+/// Compressed bytes pulled from the file per read: large enough for sequential throughput,
+/// small enough to keep a reader's memory to a few hundred KiB plus zstd's window.
+const COMPRESSED_BUFFER_BYTES: usize = 128 << 10;
+
+/// Decompressed bytes per step when verifying without a caller's buffer.
+const VERIFY_BUFFER_BYTES: usize = 128 << 10;
+
+/// The decompressed content of a snapshot, as an [`std::io::Read`].
+///
+/// Checks as it goes that the content is no longer than the header declares, and at end of
+/// stream that its size and crc32 match the header. A failed check is an `InvalidData`
+/// [`io::Error`] wrapping [`Error::Corruption`] (see [`storage_error`]); every read after a
+/// failure fails the same way. Memory: a 128 KiB input buffer plus zstd's decoder state, whose
+/// window is capped by zstd's default limit (128 MiB; snapshots written at levels 1-3 use 1 MiB
+/// or less).
+pub struct SnapshotReader {
+    meta: SnapshotMeta,
+    header_len_bytes: u64,
+    decoder: zstd::stream::read::Decoder<'static, BufReader<CompressedSource>>,
+    hasher: crc32fast::Hasher,
+    produced_bytes: u64,
+    state: ReadState,
+}
+
+impl std::fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("meta", &self.meta)
+            .field("produced_bytes", &self.produced_bytes)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+enum ReadState {
+    Streaming,
+    /// End of stream reached and every check passed.
+    Verified,
+    Failed(Failure),
+}
+
+/// A failure remembered so later reads report it again (`io::Error` is not `Clone`).
+#[derive(Debug, Clone)]
+enum Failure {
+    Corruption {
+        offset: u64,
+        reason: String,
+    },
+    Io {
+        kind: io::ErrorKind,
+        message: String,
+    },
+}
+
+impl Failure {
+    fn to_error(&self, path: &Path) -> Error {
+        match self {
+            Failure::Corruption { offset, reason } => {
+                Error::corruption(path, *offset, None, reason.clone())
+            }
+            Failure::Io { kind, message } => Error::io(
+                "read snapshot",
+                path,
+                io::Error::new(*kind, message.clone()),
+            ),
+        }
+    }
+}
+
+/// The file's zstd stream, limited to the compressed length the header declares, remembering
+/// whether a failure came from the disk (I/O) rather than from zstd (corruption).
+struct CompressedSource {
+    file: File,
+    remaining_bytes: u64,
+    pulled_bytes: u64,
+    hasher: crc32fast::Hasher,
+    io_failed: bool,
+}
+
+impl Read for CompressedSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining_bytes == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining_bytes).unwrap_or(usize::MAX));
+        match self.file.read(&mut buf[..want]) {
+            Ok(n) => {
+                debug_assert!(n <= want);
+                self.remaining_bytes -= n as u64;
+                self.pulled_bytes += n as u64;
+                self.hasher.update(&buf[..n]);
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.io_failed = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl SnapshotReader {
+    /// Opens the snapshot file at `path` and checks its header and length.
+    pub fn open(path: impl AsRef<Path>) -> Result<SnapshotReader> {
+        let path = path.as_ref();
+        let mut file = File::open(path).map_err(|e| Error::io("open snapshot", path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat snapshot", path, e))?
+            .len();
+        let header = Header::decode(&mut file, file_len, path)?;
+        let header_len_bytes = header.len_bytes();
+        let source = CompressedSource {
+            file,
+            remaining_bytes: header.compressed_bytes,
+            pulled_bytes: 0,
+            hasher: crc32fast::Hasher::new(),
+            io_failed: false,
+        };
+        let decoder = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
+            COMPRESSED_BUFFER_BYTES,
+            source,
+        ))
+        .map_err(|e| Error::io("start zstd decoder", path, e))?;
+        Ok(SnapshotReader {
+            meta: SnapshotMeta::from_header(header, path.to_path_buf()),
+            header_len_bytes,
+            decoder,
+            hasher: crc32fast::Hasher::new(),
+            produced_bytes: 0,
+            state: ReadState::Streaming,
+        })
+    }
+
+    /// The snapshot's header fields and path.
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.meta
+    }
+
+    /// Content bytes returned so far.
+    pub fn produced_bytes(&self) -> u64 {
+        self.produced_bytes
+    }
+
+    /// Reads and discards whatever content is left, then verifies the whole content's size and
+    /// checksum. Call it after restoring from a prefix of the stream, or to check a snapshot.
+    pub fn finish(mut self) -> Result<SnapshotMeta> {
+        self.verify_rest()?;
+        Ok(self.meta)
+    }
+
+    pub(super) fn verify_rest(&mut self) -> Result<()> {
+        let mut sink = vec![0u8; VERIFY_BUFFER_BYTES];
+        loop {
+            match self.read(&mut sink) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(storage_error(e, "read snapshot", &self.meta.path)),
+            }
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.meta.path.clone()
+    }
+
+    /// Byte offset in the file up to which compressed input has been consumed (an upper bound:
+    /// zstd reads ahead).
+    fn compressed_offset(&self) -> u64 {
+        self.header_len_bytes + self.decoder.get_ref().get_ref().pulled_bytes
+    }
+
+    fn fail(&mut self, failure: Failure) -> io::Error {
+        let err = into_io_error(failure.to_error(&self.meta.path));
+        self.state = ReadState::Failed(failure);
+        err
+    }
+
+    /// All content is out: it must be exactly what the header declared.
+    fn check_end(&mut self) -> io::Result<()> {
+        let source = self.decoder.get_ref();
+        let unread_bytes = source.get_ref().remaining_bytes + source.buffer().len() as u64;
+        if unread_bytes != 0 {
+            let offset = self.compressed_offset();
+            return Err(self.fail(Failure::Corruption {
+                offset,
+                reason: format!(
+                    "the zstd stream ends {unread_bytes} bytes before the end of the file"
+                ),
+            }));
+        }
+        let stream_checksum = source.get_ref().hasher.clone().finalize();
+        if stream_checksum != self.meta.stream_checksum {
+            let offset = self.header_len_bytes;
+            return Err(self.fail(Failure::Corruption {
+                offset,
+                reason: format!(
+                    "compressed stream checksum mismatch (header {:#010x}, stream \
+                     {stream_checksum:#010x}): bytes after the header are damaged",
+                    self.meta.stream_checksum
+                ),
+            }));
+        }
+        if self.produced_bytes != self.meta.uncompressed_bytes {
+            let offset = self.header_len_bytes;
+            return Err(self.fail(Failure::Corruption {
+                offset,
+                reason: format!(
+                    "content is {} bytes but the header declares {}: the stream is damaged",
+                    self.produced_bytes, self.meta.uncompressed_bytes
+                ),
+            }));
+        }
+        let computed = self.hasher.clone().finalize();
+        if computed != self.meta.checksum {
+            let offset = self.header_len_bytes;
+            return Err(self.fail(Failure::Corruption {
+                offset,
+                reason: format!(
+                    "content checksum mismatch (header {:#010x}, content {computed:#010x}): the \
+                     compressed stream is damaged",
+                    self.meta.checksum
+                ),
+            }));
+        }
+        self.state = ReadState::Verified;
+        Ok(())
+    }
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.state {
+            ReadState::Streaming => {}
+            ReadState::Verified => return Ok(0),
+            ReadState::Failed(failure) => {
+                return Err(into_io_error(failure.to_error(&self.path())));
+            }
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.decoder.read(buf) {
+            Ok(0) => {
+                self.check_end()?;
+                Ok(0)
+            }
+            Ok(n) => {
+                self.produced_bytes += n as u64;
+                if self.produced_bytes > self.meta.uncompressed_bytes {
+                    let offset = self.compressed_offset();
+                    let declared = self.meta.uncompressed_bytes;
+                    return Err(self.fail(Failure::Corruption {
+                        offset,
+                        reason: format!(
+                            "content runs past the {declared} bytes the header declares: the \
+                             stream or the header is damaged"
+                        ),
+                    }));
+                }
+                self.hasher.update(&buf[..n]);
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let failure = if self.decoder.get_ref().get_ref().io_failed {
+                    Failure::Io {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    }
+                } else {
+                    Failure::Corruption {
+                        offset: self.compressed_offset(),
+                        reason: format!("the zstd stream cannot be decoded: {e}"),
+                    }
+                };
+                Err(self.fail(failure))
+            }
+        }
+    }
+}
