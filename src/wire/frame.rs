@@ -1,0 +1,534 @@
+//! Peer frames: how one message travels on a peer TCP connection.
+//!
+//! # Byte layout (version 1)
+//!
+//! All integers little-endian.
+//!
+//! | offset | size | field         | meaning                                                     |
+//! |--------|------|---------------|-------------------------------------------------------------|
+//! | 0      | 2    | `magic`       | `0x4B54` (bytes `54 4B`, "TK"): catches a stream not ours    |
+//! | 2      | 1    | `version`     | [`FRAME_VERSION`]; any other value is refused               |
+//! | 3      | 1    | `kind`        | message kind, opaque to the framing                         |
+//! | 4      | 4    | `payload_len` | payload bytes that follow the header                        |
+//! | 8      | 4    | `crc32`       | CRC-32 (IEEE, crc32fast) of bytes 2..8 then of the payload  |
+//! | 12     | n    | `payload`     | `payload_len` bytes, encoded with [`super::codec`]          |
+//!
+//! The header is [`HEADER_BYTES`] = 12 bytes. The checksum covers the version, kind and length
+//! as well as the payload, so a flipped length bit is caught even when it still parses. The
+//! magic is outside the checksum: it is checked on its own, first, to fail fast on a stream
+//! that is not Ketch framing (a client talking to the peer port, a desynchronized stream).
+//!
+//! A payload larger than [`MAX_FRAME_PAYLOAD_BYTES`] is never encoded; a decoder refuses any
+//! frame larger than its own configured maximum, checking the length before buffering the
+//! payload so a hostile length cannot make it allocate.
+//!
+//! Any framing error leaves the stream unsynchronized (there is no resync marker), so a
+//! [`FrameDecoder`] that reported one keeps reporting it: close the connection.
+
+use std::fmt;
+
+use byteorder::{ByteOrder, LittleEndian};
+
+/// The frame format version this code writes and reads.
+pub const FRAME_VERSION: u8 = 1;
+
+/// The magic number opening every frame.
+pub const FRAME_MAGIC: u16 = 0x4B54;
+
+/// Size of the frame header.
+pub const HEADER_BYTES: usize = 12;
+
+/// Largest payload any frame may carry (64 MiB); snapshot chunks and append batches must be
+/// split below it. Decoders are usually configured lower.
+pub const MAX_FRAME_PAYLOAD_BYTES: u32 = 64 * 1024 * 1024;
+
+/// The decoded header of one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Message kind, opaque to the framing.
+    pub kind: u8,
+    /// Bytes of payload after the header.
+    pub payload_len: u32,
+}
+
+impl FrameHeader {
+    /// Parses and validates a header from the start of `bytes`: `Ok(None)` when fewer than
+    /// [`HEADER_BYTES`] are available and nothing seen so far is wrong. The magic and the
+    /// version are checked as soon as their bytes are present. The checksum is not checked
+    /// here (it covers the payload).
+    pub fn parse(bytes: &[u8], max_payload_bytes: u32) -> Result<Option<FrameHeader>, FrameError> {
+        if bytes.len() >= 2 {
+            let magic = LittleEndian::read_u16(&bytes[0..2]);
+            if magic != FRAME_MAGIC {
+                return Err(FrameError::BadMagic { found: magic });
+            }
+        }
+        if bytes.len() >= 3 && bytes[2] != FRAME_VERSION {
+            return Err(FrameError::UnsupportedVersion {
+                found: bytes[2],
+                supported: FRAME_VERSION,
+            });
+        }
+        if bytes.len() < 8 {
+            return Ok(None);
+        }
+        let payload_len = LittleEndian::read_u32(&bytes[4..8]);
+        if payload_len > max_payload_bytes {
+            return Err(FrameError::TooLarge {
+                payload_len: u64::from(payload_len),
+                max_payload_bytes,
+            });
+        }
+        if bytes.len() < HEADER_BYTES {
+            return Ok(None);
+        }
+        Ok(Some(FrameHeader {
+            kind: bytes[3],
+            payload_len,
+        }))
+    }
+}
+
+/// What is wrong with a frame, or with a request to encode one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The stream does not start with [`FRAME_MAGIC`]: not a Ketch peer, or desynchronized.
+    BadMagic {
+        /// The two bytes found, read little-endian.
+        found: u16,
+    },
+    /// The peer speaks a frame version this build does not.
+    UnsupportedVersion {
+        /// Version byte found.
+        found: u8,
+        /// The only version supported.
+        supported: u8,
+    },
+    /// The payload is over the limit (when decoding, the length field alone says so).
+    TooLarge {
+        /// Payload size claimed or requested.
+        payload_len: u64,
+        /// The limit in force.
+        max_payload_bytes: u32,
+    },
+    /// Header and payload do not match their checksum: corrupted in transit or by a bug.
+    BadChecksum {
+        /// Message kind from the (possibly corrupt) header.
+        kind: u8,
+        /// Payload length from the (possibly corrupt) header.
+        payload_len: u32,
+        /// Checksum carried by the frame.
+        stored: u32,
+        /// Checksum computed over what arrived.
+        computed: u32,
+    },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::BadMagic { found } => write!(
+                f,
+                "bad frame magic {found:#06x} (expected {FRAME_MAGIC:#06x}): the peer is not \
+                 speaking Ketch peer framing or the stream lost sync; close the connection"
+            ),
+            FrameError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "unsupported frame version {found} (this build speaks {supported}): upgrade \
+                 the older node"
+            ),
+            FrameError::TooLarge {
+                payload_len,
+                max_payload_bytes,
+            } => write!(
+                f,
+                "frame payload of {payload_len} bytes exceeds the limit of {max_payload_bytes} \
+                 bytes: split the message or raise the limit on both sides"
+            ),
+            FrameError::BadChecksum {
+                kind,
+                payload_len,
+                stored,
+                computed,
+            } => write!(
+                f,
+                "frame checksum mismatch (kind {kind}, {payload_len} payload bytes): stored \
+                 {stored:#010x}, computed {computed:#010x}; the stream is corrupt, close it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// The checksum of a frame: header bytes 2..8 (version, kind, length), then the payload.
+fn frame_checksum(header: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[2..8]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Appends one frame carrying `payload` to `out`. Fails, writing nothing, if the payload is
+/// over [`MAX_FRAME_PAYLOAD_BYTES`].
+pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let payload_len = match u32::try_from(payload.len()) {
+        Ok(len) if len <= MAX_FRAME_PAYLOAD_BYTES => len,
+        _ => {
+            return Err(FrameError::TooLarge {
+                payload_len: payload.len() as u64,
+                max_payload_bytes: MAX_FRAME_PAYLOAD_BYTES,
+            })
+        }
+    };
+    let mut header = [0u8; HEADER_BYTES];
+    LittleEndian::write_u16(&mut header[0..2], FRAME_MAGIC);
+    header[2] = FRAME_VERSION;
+    header[3] = kind;
+    LittleEndian::write_u32(&mut header[4..8], payload_len);
+    let checksum = frame_checksum(&header, payload);
+    LittleEndian::write_u32(&mut header[8..12], checksum);
+    out.reserve(HEADER_BYTES + payload.len());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Incremental frame decoder for one connection: feed it bytes as they arrive, take frames
+/// out as they complete.
+///
+/// Memory is bounded: the decoder never holds more than [`FrameDecoder::capacity_bytes`] =
+/// header + maximum payload bytes. [`feed`](FrameDecoder::feed) takes only what fits and says
+/// how much it took; drain complete frames with [`next_frame`](FrameDecoder::next_frame) and
+/// feed the rest. A full buffer always holds a complete frame or an error, so this never
+/// stalls.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max_payload_bytes: u32,
+    /// Bytes received and not yet returned as frames, from `consumed_bytes` on.
+    buffer: Vec<u8>,
+    /// Prefix of `buffer` already returned, compacted away on the next feed.
+    consumed_bytes: usize,
+    /// Set by the first framing error; the stream is unsynchronized from there on.
+    failed: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing payloads over `max_payload_bytes`, which is capped at
+    /// [`MAX_FRAME_PAYLOAD_BYTES`] since no encoder produces more.
+    pub fn new(max_payload_bytes: u32) -> Self {
+        FrameDecoder {
+            max_payload_bytes: max_payload_bytes.min(MAX_FRAME_PAYLOAD_BYTES),
+            buffer: Vec::new(),
+            consumed_bytes: 0,
+            failed: None,
+        }
+    }
+
+    /// The payload limit in force.
+    pub fn max_payload_bytes(&self) -> u32 {
+        self.max_payload_bytes
+    }
+
+    /// Most bytes the decoder ever buffers: one header plus one maximal payload.
+    pub fn capacity_bytes(&self) -> usize {
+        HEADER_BYTES + self.max_payload_bytes as usize
+    }
+
+    /// Bytes buffered and not yet returned as frames.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.len() - self.consumed_bytes
+    }
+
+    /// Appends as many of `bytes` as fit and returns how many it took. It takes them all
+    /// unless the buffer is full of frames not yet taken out with
+    /// [`next_frame`](Self::next_frame); then feed the rest after draining. After a framing
+    /// error the decoder takes and discards everything (the connection is unusable).
+    #[must_use = "bytes beyond the returned count were not taken; feed them after next_frame"]
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        if self.failed.is_some() {
+            return bytes.len();
+        }
+        if self.consumed_bytes > 0 {
+            // Compacting here, not in next_frame, moves the partial tail once per read.
+            self.buffer.drain(..self.consumed_bytes);
+            self.consumed_bytes = 0;
+        }
+        let room_bytes = self.capacity_bytes() - self.buffer.len();
+        let taken_bytes = bytes.len().min(room_bytes);
+        self.buffer.reserve_exact(taken_bytes);
+        self.buffer.extend_from_slice(&bytes[..taken_bytes]);
+        assert!(
+            self.buffer.len() <= self.capacity_bytes(),
+            "decoder buffer over its bound"
+        );
+        taken_bytes
+    }
+
+    /// The next complete frame as `(kind, payload)`; `Ok(None)` when more bytes are needed.
+    /// Errors are final: the same error is returned on every later call.
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        match self.parse_next() {
+            Ok(frame) => Ok(frame),
+            Err(error) => {
+                self.failed = Some(error.clone());
+                self.buffer = Vec::new();
+                self.consumed_bytes = 0;
+                Err(error)
+            }
+        }
+    }
+
+    fn parse_next(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+        let pending = &self.buffer[self.consumed_bytes..];
+        let Some(header) = FrameHeader::parse(pending, self.max_payload_bytes)? else {
+            return Ok(None);
+        };
+        let frame_bytes = HEADER_BYTES + header.payload_len as usize;
+        if pending.len() < frame_bytes {
+            return Ok(None);
+        }
+        let payload = &pending[HEADER_BYTES..frame_bytes];
+        let stored = LittleEndian::read_u32(&pending[8..12]);
+        let computed = frame_checksum(pending, payload);
+        if stored != computed {
+            return Err(FrameError::BadChecksum {
+                kind: header.kind,
+                payload_len: header.payload_len,
+                stored,
+                computed,
+            });
+        }
+        let payload = payload.to_vec();
+        self.consumed_bytes += frame_bytes;
+        debug_assert!(self.consumed_bytes <= self.buffer.len());
+        Ok(Some((header.kind, payload)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (kind, payload) in frames {
+            encode_frame(*kind, payload, &mut out).unwrap();
+        }
+        out
+    }
+
+    /// Feeds `stream` in pieces cut at `cuts`, draining after each, until the stream ends or
+    /// an error; returns the frames and the error if any.
+    fn decode_in_pieces(
+        max_payload_bytes: u32,
+        stream: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<(u8, Vec<u8>)>, Option<FrameError>) {
+        let mut decoder = FrameDecoder::new(max_payload_bytes);
+        let mut frames = Vec::new();
+        let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (stream.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(stream.len());
+        bounds.sort_unstable();
+        for piece in bounds.windows(2) {
+            let mut rest = &stream[piece[0]..piece[1]];
+            loop {
+                let taken = decoder.feed(rest);
+                rest = &rest[taken..];
+                assert!(decoder.buffered_bytes() <= decoder.capacity_bytes());
+                loop {
+                    match decoder.next_frame() {
+                        Ok(Some(frame)) => frames.push(frame),
+                        Ok(None) => break,
+                        Err(error) => return (frames, Some(error)),
+                    }
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                assert!(taken > 0, "decoder stalled with a full buffer");
+            }
+        }
+        (frames, None)
+    }
+
+    #[test]
+    fn header_layout_is_as_documented() {
+        let mut out = Vec::new();
+        encode_frame(7, b"abc", &mut out).unwrap();
+        assert_eq!(&out[0..2], &[0x54, 0x4B]);
+        assert_eq!(out[2], FRAME_VERSION);
+        assert_eq!(out[3], 7);
+        assert_eq!(&out[4..8], &[3, 0, 0, 0]);
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&[1, 7, 3, 0, 0, 0]);
+        hasher.update(b"abc");
+        assert_eq!(&out[8..12], &hasher.finalize().to_le_bytes());
+        assert_eq!(&out[12..], b"abc");
+        assert_eq!(out.len(), HEADER_BYTES + 3);
+    }
+
+    #[test]
+    fn round_trip_including_empty_payloads() {
+        let frames = vec![
+            (1, b"hello".to_vec()),
+            (2, Vec::new()),
+            (255, vec![0; 1000]),
+        ];
+        let (decoded, error) = decode_in_pieces(1000, &encoded(&frames), &[]);
+        assert_eq!(error, None);
+        assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn partial_frames_wait_for_more_bytes() {
+        let stream = encoded(&[(3, b"payload".to_vec())]);
+        let mut decoder = FrameDecoder::new(64);
+        for &byte in &stream[..stream.len() - 1] {
+            assert_eq!(decoder.feed(&[byte]), 1);
+            assert_eq!(decoder.next_frame(), Ok(None));
+        }
+        assert_eq!(decoder.feed(&stream[stream.len() - 1..]), 1);
+        assert_eq!(decoder.next_frame(), Ok(Some((3, b"payload".to_vec()))));
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert_eq!(decoder.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn bad_magic_is_reported_after_two_bytes() {
+        let mut decoder = FrameDecoder::new(64);
+        let _ = decoder.feed(b"GE");
+        assert_eq!(
+            decoder.next_frame(),
+            Err(FrameError::BadMagic { found: 0x4547 })
+        );
+        // Final: more bytes do not revive it.
+        assert_eq!(decoder.feed(b"T / HTTP/1.1"), 12);
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(FrameError::BadMagic { .. })
+        ));
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let mut stream = encoded(&[(1, b"x".to_vec())]);
+        stream[2] = 2;
+        let (_, error) = decode_in_pieces(64, &stream[..3], &[]);
+        assert_eq!(
+            error,
+            Some(FrameError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            })
+        );
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_the_payload_arrives() {
+        let stream = encoded(&[(1, vec![9; 100])]);
+        let mut decoder = FrameDecoder::new(99);
+        let _ = decoder.feed(&stream[..8]);
+        assert_eq!(
+            decoder.next_frame(),
+            Err(FrameError::TooLarge {
+                payload_len: 100,
+                max_payload_bytes: 99
+            })
+        );
+    }
+
+    #[test]
+    fn encoder_refuses_payloads_over_the_protocol_limit() {
+        let payload = vec![0u8; MAX_FRAME_PAYLOAD_BYTES as usize + 1];
+        let mut out = vec![1, 2, 3];
+        let result = encode_frame(1, &payload, &mut out);
+        assert!(matches!(result, Err(FrameError::TooLarge { .. })));
+        assert_eq!(out, vec![1, 2, 3], "nothing written on error");
+    }
+
+    #[test]
+    fn decoder_limit_is_capped_at_the_protocol_limit() {
+        assert_eq!(
+            FrameDecoder::new(u32::MAX).max_payload_bytes(),
+            MAX_FRAME_PAYLOAD_BYTES
+        );
+    }
+
+    #[test]
+    fn every_corrupted_byte_is_detected() {
+        let stream = encoded(&[(4, b"some payload bytes".to_vec())]);
+        for position in 0..stream.len() {
+            for flip in [0x01u8, 0x80] {
+                let mut corrupt = stream.clone();
+                corrupt[position] ^= flip;
+                let (frames, error) = decode_in_pieces(1024, &corrupt, &[]);
+                // Either an error, or (a length corrupted upward) a frame still incomplete.
+                assert!(frames.is_empty(), "corruption at {position} went unnoticed");
+                if position != 4 && position != 5 {
+                    assert!(error.is_some(), "corruption at {position} not reported");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn full_buffer_takes_nothing_until_drained() {
+        let frames = vec![(1, vec![1; 10]), (2, vec![2; 10])];
+        let stream = encoded(&frames);
+        let mut decoder = FrameDecoder::new(10);
+        assert_eq!(decoder.capacity_bytes(), 22);
+        assert_eq!(decoder.feed(&stream), 22);
+        assert_eq!(decoder.feed(&stream[22..]), 0);
+        assert_eq!(decoder.next_frame(), Ok(Some(frames[0].clone())));
+        assert_eq!(decoder.feed(&stream[22..]), 22);
+        assert_eq!(decoder.next_frame(), Ok(Some(frames[1].clone())));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_and_stay_bounded(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+            cuts in prop::collection::vec(any::<usize>(), 0..8),
+            max_payload_bytes in 0u32..300,
+        ) {
+            // Half the cases open with a valid header so the payload and checksum paths run.
+            let mut stream = Vec::new();
+            if bytes.first().is_some_and(|b| b % 2 == 0) {
+                encode_frame(1, &bytes[bytes.len() / 2..], &mut stream).unwrap();
+                stream.truncate(HEADER_BYTES);
+            }
+            stream.extend_from_slice(&bytes);
+            let _ = decode_in_pieces(max_payload_bytes, &stream, &cuts);
+        }
+
+        #[test]
+        fn valid_streams_decode_identically_however_split(
+            frames in prop::collection::vec(
+                (any::<u8>(), prop::collection::vec(any::<u8>(), 0..200)), 0..6),
+            cuts in prop::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let stream = encoded(&frames);
+            let (decoded, error) = decode_in_pieces(200, &stream, &cuts);
+            prop_assert_eq!(error, None);
+            prop_assert_eq!(&decoded, &frames);
+        }
+
+        #[test]
+        fn byte_at_a_time_matches_whole(
+            frames in prop::collection::vec(
+                (any::<u8>(), prop::collection::vec(any::<u8>(), 0..40)), 1..4),
+        ) {
+            let stream = encoded(&frames);
+            let every_boundary: Vec<usize> = (0..=stream.len()).collect();
+            let (decoded, error) = decode_in_pieces(40, &stream, &every_boundary);
+            prop_assert_eq!(error, None);
+            prop_assert_eq!(decoded, frames);
+        }
+    }
+}
