@@ -1,1 +1,107 @@
-//! The Raft protocol core.
+//! The Raft protocol core: a pure, deterministic state machine (Ongaro & Ousterhout, "In Search
+//! of an Understandable Consensus Algorithm", cited as "Raft §n"; Ongaro's thesis, "thesis §n").
+//!
+//! # The contract
+//!
+//! The core does no I/O and reads no clock: same inputs, same outputs. Randomness (election
+//! jitter) comes from a splitmix64 generator seeded by `Config::seed` and the node id.
+//!
+//! Inputs:
+//! - [`RaftNode::tick`]: one unit of logical time. Timeouts are counted in ticks.
+//! - [`RaftNode::step`]: a message from a peer. Malformed or inconsistent input is counted in
+//!   [`Stats`] and dropped, never a panic.
+//! - [`RaftNode::propose`], [`RaftNode::read_index`], [`RaftNode::transfer_leader`].
+//! - Completions from the driver: [`RaftNode::on_persisted`], [`RaftNode::on_applied`],
+//!   [`RaftNode::on_snapshot_built`], [`RaftNode::on_snapshot_installed`].
+//!
+//! Output: [`RaftNode::ready`] returns a [`Ready`]. After any input the driver calls `ready()`
+//! (or checks [`RaftNode::has_ready`]) and carries the batch out as follows:
+//! 1. Send `messages` now, in any order, over any transport (loss, duplication and reordering
+//!    are tolerated).
+//! 2. Persist, in this order and in order with earlier `Ready`s: `truncate_from` (drop durable
+//!    entries `>=` it), `entries`, `hard_state`, `snapshot_chunks` (write each at its offset
+//!    of the incoming snapshot named by its metadata), then install `snapshot_to_install`
+//!    (replace the state machine, drop the whole durable log, record the snapshot as the
+//!    latest durable one). Persistence may be asynchronous and batched across `Ready`s, but
+//!    must complete in order.
+//! 3. Once everything in step 2 of this `Ready` (and thus of every earlier one) is durable,
+//!    send `persisted_messages` (vote grants, candidates' vote requests, follower
+//!    acknowledgements: "persist before you speak"), call `on_persisted(i, t)` with the last
+//!    entry written (index `i`, term `t`), and `on_snapshot_installed(meta)` after an install.
+//!    `on_persisted` is ignored if the entry at `i` no longer has term `t` (it was truncated
+//!    meanwhile); Log Matching (Raft §5.3) makes `(i, t)` name a unique entry.
+//! 4. Apply `committed_entries` in order and report `on_applied(last index)`. Committed entries
+//!    are only handed out once durable locally, so a state machine is never ahead of its log.
+//! 5. Answer `read_states` once the state machine has applied `ReadState::index`.
+//! 6. On `snapshot_request`, snapshot the state machine as of exactly the requested index
+//!    (the driver's applied index when it asked), make it durable, and call
+//!    `on_snapshot_built(meta)`. The core then drops log entries up to it, keeping, within the
+//!    snapshot threshold, entries replicating followers still need.
+//! 7. `InstallSnapshot` messages leave the core with empty `data`: the driver fills `data` with
+//!    bytes `[offset, offset + len)` of the snapshot file named by `meta` before sending (or
+//!    drops the message if that snapshot is gone; the leader retries and, after the next
+//!    snapshot, sends the newer one). The core never holds snapshot bytes.
+//!
+//! # Durable state and restarts
+//!
+//! A node is rebuilt with [`RaftNode::new`] from [`DurableState`]: the hard state (term, vote,
+//! commit), the latest snapshot's metadata (index, term, membership, size) and the durable
+//! entries after it. The core keeps all entries after its latest snapshot in memory (the log is
+//! bounded by `snapshot_threshold_entries` because the core requests a snapshot beyond it); the
+//! driver's storage holds the durable copy. After a restart the applied index is the snapshot
+//! index and committed entries are handed out again.
+//!
+//! # The message flow
+//!
+//! - Election (Raft §5.2, thesis §9.6): a follower whose randomized timeout in
+//!   `[election_timeout_ticks, 2 * election_timeout_ticks)` expires becomes a pre-candidate
+//!   and sends `PreVote` for `term + 1` without changing its term; with a quorum of grants it
+//!   becomes candidate, increments its term, votes for itself and sends `Vote`. Votes go to
+//!   candidates whose log is at least as up to date (Raft §5.4.1). With check-quorum, a node
+//!   that heard from a leader within the election timeout ignores (pre-)vote requests.
+//! - Replication (Raft §5.3): the new leader appends a no-op, then sends `Append` per follower
+//!   progress (probe / replicate / snapshot, see `progress`). Followers answer after the
+//!   entries are durable; rejections carry a hint for fast backtracking. The leader commits an
+//!   index held by a quorum if its entry is of the current term (Raft §5.4.2), counting itself
+//!   only up to its own durable index (etcd issue 14370); it may send entries before they are
+//!   durable locally (thesis §10.2.1).
+//! - Heartbeats carry `min(commit, follower match)` and a round number that confirms
+//!   leadership for reads (thesis §6.4, see `read_index`). A leader that hears from no quorum
+//!   within an election timeout steps down (check-quorum, thesis §6.2).
+//! - Snapshots (Raft §7): followers whose next entry is compacted receive `InstallSnapshot`
+//!   chunks of `snapshot_chunk_bytes`, stop-and-wait; each chunk is acknowledged once durable.
+//! - Leadership transfer (thesis §3.10): the leader stops accepting proposals, brings the
+//!   target up to date, and sends `TimeoutNow`; it gives up after an election timeout.
+//!
+//! Membership: learners receive the log but never vote or count. The quorum code handles joint
+//! configurations (both majorities); configuration-change entries are not implemented yet.
+
+mod config;
+mod error;
+mod inflights;
+mod log;
+mod membership;
+mod message;
+mod node;
+mod progress;
+mod quorum;
+mod rand;
+mod read_index;
+mod ready;
+mod status;
+
+pub use config::{Config, ConfigError, Fault, ReadMode};
+pub use error::{ProposeError, ReadError, TransferError};
+pub use inflights::Inflights;
+pub use log::{AppendOutcome, RaftLog};
+pub use membership::Membership;
+pub use message::{
+    Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
+};
+pub use node::{DurableState, RaftNode};
+pub use progress::{Progress, ProgressState, SnapshotTransfer};
+pub use quorum::{majority_index, majority_vote, JointConfig, VoteResult};
+pub use rand::SplitMix64;
+pub use read_index::{ReadIndexQueue, ReadRequest};
+pub use ready::{Ready, SnapshotChunk, SnapshotRequest};
+pub use status::{PeerProgress, Role, Stats, Status};

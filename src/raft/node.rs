@@ -1,0 +1,1909 @@
+//! `RaftNode`: the Raft state machine of one server (roles, terms, elections, replication).
+//!
+//! Inputs: `tick`, `step`, `propose`, `read_index`, `transfer_leader` and the driver's
+//! completions (`on_persisted`, `on_applied`, `on_snapshot_built`, `on_snapshot_installed`).
+//! Outputs: `ready`. See the module documentation of `crate::raft` for the contract.
+
+use std::collections::BTreeMap;
+
+use super::config::{Config, ConfigError, Fault, ReadMode};
+use super::error::{ProposeError, ReadError, TransferError};
+use super::log::{AppendOutcome, RaftLog};
+use super::membership::Membership;
+use super::message::{
+    Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
+};
+use super::progress::{Progress, ProgressState};
+use super::quorum::VoteResult;
+use super::rand::SplitMix64;
+use super::read_index::ReadIndexQueue;
+use super::ready::{Ready, SnapshotChunk, SnapshotRequest};
+use super::status::{PeerProgress, Role, Stats, Status};
+
+/// Heartbeat responses without progress from a replicating follower with messages in flight
+/// before the leader assumes they were lost and falls back to probing.
+const STALLED_HEARTBEATS_BEFORE_PROBE: u32 = 2;
+
+/// What a node recovers from its storage when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct DurableState {
+    /// The durable hard state (term, vote, commit).
+    pub hard_state: HardState,
+    /// The latest durable snapshot's metadata. A fresh cluster uses index 0, term 0 and the
+    /// initial membership.
+    pub snapshot: SnapshotMeta,
+    /// The durable entries after the snapshot, contiguous from `snapshot.index + 1`.
+    pub entries: Vec<Entry>,
+}
+
+/// A leadership transfer in progress (thesis §3.10).
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    target: NodeId,
+    elapsed_ticks: u32,
+}
+
+/// A snapshot being received from the leader.
+#[derive(Debug, Clone)]
+struct IncomingSnapshot {
+    meta: SnapshotMeta,
+    next_offset: u64,
+}
+
+/// The Raft core of one node. Pure and deterministic: no I/O, no clocks, no global state.
+#[derive(Debug)]
+pub struct RaftNode {
+    config: Config,
+    id: NodeId,
+    rng: SplitMix64,
+    current_term: u64,
+    voted_for: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    membership: Membership,
+    progress: BTreeMap<NodeId, Progress>,
+    votes: BTreeMap<NodeId, bool>,
+    now_tick: u64,
+    election_elapsed_ticks: u32,
+    heartbeat_elapsed_ticks: u32,
+    randomized_election_timeout_ticks: u32,
+    reads: ReadIndexQueue,
+    transfer: Option<Transfer>,
+    uncommitted_bytes: u64,
+    messages: Vec<Message>,
+    persisted_messages: Vec<Message>,
+    read_states: Vec<ReadState>,
+    last_hard_state: HardState,
+    snapshot_building: bool,
+    incoming_snapshot: Option<IncomingSnapshot>,
+    snapshot_chunks: Vec<SnapshotChunk>,
+    /// A received snapshot the driver must install; `(meta, emitted in a Ready yet, leader)`.
+    installing: Option<(SnapshotMeta, bool, NodeId)>,
+    stats: Stats,
+}
+
+impl RaftNode {
+    /// Builds a core from its configuration and durable state.
+    ///
+    /// The membership is the one of `durable.snapshot` (a fresh cluster bootstraps with a
+    /// snapshot at index 0 naming the initial members). The applied index starts at the
+    /// snapshot index: committed entries after it are handed out again for applying.
+    pub fn new(config: Config, durable: DurableState) -> Result<Self, ConfigError> {
+        config.validate()?;
+        durable
+            .snapshot
+            .membership
+            .validate()
+            .map_err(|reason| ConfigError { reason })?;
+        let membership = durable.snapshot.membership.clone();
+        let log = RaftLog::new(durable.snapshot, durable.entries, durable.hard_state.commit)
+            .map_err(|reason| ConfigError { reason })?;
+        // A torn write can persist entries of a term whose hard state was lost; never run at
+        // a term below our own last entry's.
+        let (current_term, voted_for) = if log.last_term() > durable.hard_state.term {
+            (log.last_term(), None)
+        } else {
+            (durable.hard_state.term, durable.hard_state.vote)
+        };
+        let seed = config.seed ^ config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut node = Self {
+            id: config.id,
+            rng: SplitMix64::new(seed),
+            current_term,
+            voted_for,
+            role: Role::Follower,
+            leader: None,
+            membership,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            now_tick: 0,
+            election_elapsed_ticks: 0,
+            heartbeat_elapsed_ticks: 0,
+            randomized_election_timeout_ticks: config.election_timeout_ticks,
+            reads: ReadIndexQueue::new(config.max_pending_reads),
+            transfer: None,
+            uncommitted_bytes: 0,
+            messages: Vec::new(),
+            persisted_messages: Vec::new(),
+            read_states: Vec::new(),
+            last_hard_state: HardState {
+                term: durable.hard_state.term,
+                vote: durable.hard_state.vote,
+                commit: log.commit(),
+            },
+            snapshot_building: false,
+            incoming_snapshot: None,
+            snapshot_chunks: Vec::new(),
+            installing: None,
+            stats: Stats::default(),
+            log,
+            config,
+        };
+        node.reset_election_timer();
+        Ok(node)
+    }
+
+    // ----- accessors -----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Raft §5.1 currentTerm.
+    pub fn term(&self) -> u64 {
+        self.current_term
+    }
+
+    /// The leader known in the current term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// Read-only access to the log (for drivers and tests).
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+
+    /// The membership in force.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Event counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Where this node stands.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            role: self.role,
+            term: self.current_term,
+            leader: self.leader,
+            commit: self.log.commit(),
+            applied: self.log.applied(),
+            last_index: self.log.last_index(),
+            progress: self
+                .progress
+                .iter()
+                .map(|(id, pr)| {
+                    (
+                        *id,
+                        PeerProgress {
+                            match_index: pr.match_index,
+                            next_index: pr.next_index,
+                            state: pr.state,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.now_tick += 1;
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Proposes `data` as a new entry. Returns the index it will have if committed.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        let entry = Entry {
+            term: self.current_term,
+            index: self.log.last_index() + 1,
+            kind: EntryKind::Normal,
+            data,
+        };
+        let size_bytes = entry.size_bytes();
+        // An empty pipeline always admits one entry, so an entry larger than the cap still
+        // makes progress.
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + size_bytes > self.config.max_uncommitted_bytes
+        {
+            return Err(ProposeError::Backpressure {
+                uncommitted_bytes: self.uncommitted_bytes,
+                max_uncommitted_bytes: self.config.max_uncommitted_bytes,
+            });
+        }
+        let index = entry.index;
+        self.uncommitted_bytes += size_bytes;
+        self.log.append(vec![entry]);
+        self.broadcast_append(false);
+        // A single voter commits as soon as the entry is durable (see on_persisted).
+        Ok(index)
+    }
+
+    /// Requests a linearizable read tagged `ctx` (thesis §6.4). The answer arrives as a
+    /// `ReadState` in a later `Ready` (possibly never, if leadership is lost: the caller
+    /// times out and retries).
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
+        if self.role == Role::Leader {
+            if !self.reads.has_room() {
+                return Err(ReadError::TooManyPending {
+                    max_pending_reads: self.config.max_pending_reads,
+                });
+            }
+            self.leader_read(ctx, None);
+            return Ok(());
+        }
+        match self.leader {
+            Some(leader) => {
+                self.send(leader, MessageBody::ReadIndex { ctx });
+                Ok(())
+            }
+            None => Err(ReadError::NoLeader),
+        }
+    }
+
+    /// Starts transferring leadership to `target` (thesis §3.10): proposals are refused until
+    /// it completes or aborts after an election timeout.
+    pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader);
+        }
+        if let Some(transfer) = self.transfer {
+            return Err(TransferError::AlreadyInProgress {
+                target: transfer.target,
+            });
+        }
+        if target == self.id
+            || !self.membership.voters.contains(&target)
+            || !self.progress.contains_key(&target)
+        {
+            return Err(TransferError::InvalidTarget { target });
+        }
+        self.transfer = Some(Transfer {
+            target,
+            elapsed_ticks: 0,
+        });
+        self.maybe_send_timeout_now(target);
+        if self.transfer.is_some() {
+            self.send_append(target, true);
+        }
+        Ok(())
+    }
+
+    /// The driver made entries up to `index` durable, the entry at `index` having `term`.
+    pub fn on_persisted(&mut self, index: u64, term: u64) {
+        if self.log.on_persisted(index, term) && self.role == Role::Leader && self.maybe_commit() {
+            self.broadcast_append(false);
+        }
+    }
+
+    /// The driver applied committed entries up to `index`.
+    pub fn on_applied(&mut self, index: u64) {
+        self.log.applied_to(index);
+    }
+
+    /// The driver built the snapshot requested in a `Ready`; `meta.size_bytes` is its size.
+    pub fn on_snapshot_built(&mut self, meta: SnapshotMeta) {
+        self.snapshot_building = false;
+        if meta.index <= self.log.snapshot().index {
+            return;
+        }
+        // Keep entries that replicating followers still need, within the threshold bound, so
+        // a briefly lagging follower does not need a whole snapshot.
+        let floor = (meta.index + 1).saturating_sub(self.config.snapshot_threshold_entries);
+        let needed = self
+            .progress
+            .values()
+            .filter(|pr| pr.state != ProgressState::Snapshot)
+            .map(|pr| pr.match_index + 1)
+            .min()
+            .unwrap_or(meta.index + 1);
+        self.log.compact(meta, needed.max(floor));
+    }
+
+    /// The driver installed the snapshot given in `Ready::snapshot_to_install`.
+    pub fn on_snapshot_installed(&mut self, meta: SnapshotMeta) {
+        let Some((installing, _, leader)) = self.installing.take() else {
+            panic!("on_snapshot_installed without a snapshot to install");
+        };
+        assert_eq!(
+            installing, meta,
+            "on_snapshot_installed for a different snapshot"
+        );
+        self.log.restore(meta.clone());
+        self.membership = meta.membership.clone();
+        self.stats.snapshots_installed += 1;
+        self.send(
+            leader,
+            MessageBody::InstallSnapshotResponse {
+                snapshot_index: meta.index,
+                next_offset: meta.size_bytes,
+                done: true,
+                rejected: false,
+            },
+        );
+    }
+
+    /// Takes the core's pending work. Call after any input; see `has_ready`.
+    pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader && self.reads.round_requested() {
+            self.broadcast_heartbeat();
+        }
+        let hard_state = HardState {
+            term: self.current_term,
+            vote: self.voted_for,
+            commit: self.log.commit(),
+        };
+        let hard_state = if hard_state != self.last_hard_state {
+            self.last_hard_state = hard_state;
+            Some(hard_state)
+        } else {
+            None
+        };
+        let (truncate_from, entries) = self.log.take_unstable();
+        let committed_entries = self
+            .log
+            .take_committed(self.config.max_apply_bytes_per_ready);
+        let snapshot_request = self.take_snapshot_request();
+        let snapshot_to_install = match &mut self.installing {
+            Some((meta, emitted, _)) if !*emitted => {
+                *emitted = true;
+                Some(meta.clone())
+            }
+            _ => None,
+        };
+        Ready {
+            hard_state,
+            truncate_from,
+            entries,
+            messages: std::mem::take(&mut self.messages),
+            persisted_messages: std::mem::take(&mut self.persisted_messages),
+            committed_entries,
+            read_states: std::mem::take(&mut self.read_states),
+            snapshot_request,
+            snapshot_chunks: std::mem::take(&mut self.snapshot_chunks),
+            snapshot_to_install,
+        }
+    }
+
+    /// Whether `ready` would return anything.
+    pub fn has_ready(&self) -> bool {
+        let hard_state = HardState {
+            term: self.current_term,
+            vote: self.voted_for,
+            commit: self.log.commit(),
+        };
+        hard_state != self.last_hard_state
+            || self.log.has_unstable()
+            || self.log.has_next_committed()
+            || !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
+            || !self.read_states.is_empty()
+            || !self.snapshot_chunks.is_empty()
+            || self
+                .installing
+                .as_ref()
+                .is_some_and(|(_, emitted, _)| !emitted)
+            || (self.role == Role::Leader && self.reads.round_requested())
+            || self.snapshot_due()
+    }
+
+    /// Processes a message from a peer. Bad input is counted in `stats`, never a panic.
+    pub fn step(&mut self, m: Message) {
+        if m.to != self.id || m.from == self.id {
+            self.stats.ignored_messages += 1;
+            return;
+        }
+        if m.term > self.current_term {
+            match &m.body {
+                MessageBody::PreVote { .. } | MessageBody::Vote { .. } if self.in_lease(&m) => {
+                    // Thesis §6.2/§4.2.3: a follower that hears from a leader ignores vote
+                    // requests, so a removed or partitioned node cannot disrupt the cluster.
+                    self.stats.ignored_messages += 1;
+                    return;
+                }
+                // Pre-votes never change terms (thesis §9.6); a granted pre-vote answer
+                // carries the term we proposed.
+                MessageBody::PreVote { .. } => {}
+                MessageBody::PreVoteResponse { granted: true } => {}
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
+                    self.become_follower(m.term, Some(m.from));
+                }
+                _ => self.become_follower(m.term, None),
+            }
+        } else if m.term < self.current_term {
+            self.stats.stale_term_messages += 1;
+            match m.body {
+                MessageBody::Append { .. } | MessageBody::Heartbeat { .. }
+                    if self.config.check_quorum || self.config.pre_vote =>
+                {
+                    // A stale leader (or one partitioned from a node whose term ran ahead) learns
+                    // our term and steps down, letting a fresh election settle the terms.
+                    self.send(
+                        m.from,
+                        MessageBody::AppendResponse {
+                            success: false,
+                            index: 0,
+                            reject_hint_index: 0,
+                            reject_hint_term: 0,
+                        },
+                    );
+                }
+                MessageBody::PreVote { .. } => {
+                    self.send(m.from, MessageBody::PreVoteResponse { granted: false });
+                }
+                _ => {}
+            }
+            return;
+        }
+        self.step_current(m);
+    }
+
+    fn step_current(&mut self, m: Message) {
+        let from = m.from;
+        match m.body {
+            MessageBody::PreVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_vote_request(from, m.term, last_log_index, last_log_term, true),
+            MessageBody::Vote {
+                last_log_index,
+                last_log_term,
+                ..
+            } => self.handle_vote_request(from, m.term, last_log_index, last_log_term, false),
+            MessageBody::PreVoteResponse { granted } => {
+                if self.role == Role::PreCandidate
+                    && m.term == self.current_term + u64::from(granted)
+                {
+                    self.handle_vote_response(from, granted, true);
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::VoteResponse { granted } => {
+                if self.role == Role::Candidate {
+                    self.handle_vote_response(from, granted, false);
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                if entries.iter().any(|e| e.term > m.term) {
+                    // Raft §5.3: a leader only sends entries of its term or earlier.
+                    self.stats.inconsistent_messages += 1;
+                    return;
+                }
+                if !self.accept_leader_message(from) {
+                    return;
+                }
+                self.handle_append(from, prev_log_index, prev_log_term, entries, leader_commit);
+            }
+            MessageBody::Heartbeat { commit, round } => {
+                if !self.accept_leader_message(from) {
+                    return;
+                }
+                if self.installing.is_none() {
+                    self.log.commit_to(commit.min(self.log.last_index()));
+                }
+                self.send(from, MessageBody::HeartbeatResponse { round });
+            }
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                len,
+                data,
+                done,
+            } => {
+                if !self.accept_leader_message(from) {
+                    return;
+                }
+                self.handle_snapshot_chunk(from, meta, offset, len, data, done);
+            }
+            MessageBody::AppendResponse {
+                success,
+                index,
+                reject_hint_index,
+                reject_hint_term,
+            } => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(
+                        from,
+                        success,
+                        index,
+                        reject_hint_index,
+                        reject_hint_term,
+                    );
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::HeartbeatResponse { round } => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(from, round);
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::InstallSnapshotResponse {
+                snapshot_index,
+                next_offset,
+                done,
+                rejected,
+            } => {
+                if self.role == Role::Leader {
+                    self.handle_snapshot_response(
+                        from,
+                        snapshot_index,
+                        next_offset,
+                        done,
+                        rejected,
+                    );
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::TimeoutNow => {
+                if self.role != Role::Leader && self.is_promotable() && self.leader == Some(from) {
+                    // Thesis §3.10: the target starts an election at once, skipping pre-vote.
+                    self.campaign(false, true);
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::ReadIndex { ctx } => {
+                if self.role == Role::Leader
+                    && self.reads.has_room()
+                    && self.progress.contains_key(&from)
+                {
+                    self.leader_read(ctx, Some(from));
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                if self.role == Role::Follower && self.leader == Some(from) {
+                    self.read_states.push(ReadState { ctx, index });
+                } else {
+                    self.stats.ignored_messages += 1;
+                }
+            }
+        }
+    }
+
+    // ----- roles -----
+
+    fn is_promotable(&self) -> bool {
+        self.membership.is_voter(self.id) && self.installing.is_none()
+    }
+
+    fn in_lease(&self, m: &Message) -> bool {
+        let forced = matches!(
+            m.body,
+            MessageBody::Vote {
+                leadership_transfer: true,
+                ..
+            }
+        );
+        self.config.check_quorum
+            && !forced
+            && self.leader.is_some()
+            && self.election_elapsed_ticks < self.config.election_timeout_ticks
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed_ticks = 0;
+        self.heartbeat_elapsed_ticks = 0;
+        let base = u64::from(self.config.election_timeout_ticks);
+        // Raft §5.2: randomized in [timeout, 2 * timeout).
+        self.randomized_election_timeout_ticks = self.rng.range(base, 2 * base) as u32;
+    }
+
+    fn reset_role_state(&mut self) {
+        self.reset_election_timer();
+        self.votes.clear();
+        self.progress.clear();
+        self.reads.reset();
+        self.transfer = None;
+        self.uncommitted_bytes = 0;
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        assert!(term >= self.current_term, "term must never go back");
+        if term > self.current_term {
+            self.current_term = term;
+            self.voted_for = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_role_state();
+    }
+
+    /// Accepts a message that only a leader of the current term sends.
+    fn accept_leader_message(&mut self, from: NodeId) -> bool {
+        match self.role {
+            Role::Leader => {
+                // Raft §5.2 election safety: two leaders in one term is impossible.
+                self.stats.inconsistent_messages += 1;
+                return false;
+            }
+            Role::Candidate | Role::PreCandidate => {
+                self.become_follower(self.current_term, Some(from))
+            }
+            Role::Follower => {
+                if self.leader.is_some() && self.leader != Some(from) {
+                    self.stats.inconsistent_messages += 1;
+                    return false;
+                }
+                self.leader = Some(from);
+                self.election_elapsed_ticks = 0;
+            }
+        }
+        true
+    }
+
+    fn tick_election(&mut self) {
+        self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
+        if self.is_promotable()
+            && self.election_elapsed_ticks >= self.randomized_election_timeout_ticks
+        {
+            self.campaign(self.config.pre_vote, false);
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed_ticks += 1;
+        self.election_elapsed_ticks += 1;
+        if self.election_elapsed_ticks >= self.config.election_timeout_ticks {
+            self.election_elapsed_ticks = 0;
+            if self.config.check_quorum {
+                // Thesis §6.2: a leader that cannot hear a quorum steps down.
+                if !self.quorum_recently_active() {
+                    self.stats.check_quorum_step_downs += 1;
+                    self.become_follower(self.current_term, None);
+                    return;
+                }
+                for pr in self.progress.values_mut() {
+                    pr.recent_active = false;
+                }
+            }
+        }
+        if let Some(transfer) = &mut self.transfer {
+            transfer.elapsed_ticks += 1;
+            if transfer.elapsed_ticks >= self.config.election_timeout_ticks {
+                self.transfer = None;
+            }
+        }
+        if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
+            self.heartbeat_elapsed_ticks = 0;
+            self.broadcast_heartbeat();
+        }
+        // Snapshot chunks may be lost: resend one that has seen no answer for two heartbeats.
+        let resend_after_ticks = 2 * self.config.heartbeat_interval_ticks;
+        let mut resend = Vec::new();
+        for (id, pr) in self.progress.iter_mut() {
+            if let Some(transfer) = &mut pr.snapshot {
+                transfer.idle_ticks += 1;
+                if transfer.chunk_in_flight && transfer.idle_ticks >= resend_after_ticks {
+                    transfer.chunk_in_flight = false;
+                    resend.push(*id);
+                }
+            }
+        }
+        for id in resend {
+            self.send_snapshot_chunk(id);
+        }
+    }
+
+    fn quorum_recently_active(&self) -> bool {
+        let mut active: std::collections::BTreeSet<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, pr)| pr.recent_active)
+            .map(|(id, _)| *id)
+            .collect();
+        active.insert(self.id);
+        self.membership.quorum().is_quorum(&active)
+    }
+
+    fn campaign(&mut self, pre_vote: bool, leadership_transfer: bool) {
+        self.stats.campaigns_started += 1;
+        let proposed_term = if pre_vote {
+            self.role = Role::PreCandidate;
+            self.leader = None;
+            self.reset_role_state();
+            self.current_term + 1
+        } else {
+            // Raft §5.2: increment the term, vote for self.
+            self.role = Role::Candidate;
+            self.current_term += 1;
+            self.voted_for = Some(self.id);
+            self.leader = None;
+            self.reset_role_state();
+            self.current_term
+        };
+        self.votes.insert(self.id, true);
+        if self.membership.quorum().vote_result(&self.votes) == VoteResult::Won {
+            if pre_vote {
+                self.campaign(false, leadership_transfer);
+            } else {
+                self.become_leader();
+            }
+            return;
+        }
+        let last_log_index = self.log.last_index();
+        let last_log_term = self.log.last_term();
+        for voter in self.membership.quorum().voters() {
+            if voter == self.id {
+                continue;
+            }
+            let message = Message {
+                from: self.id,
+                to: voter,
+                term: proposed_term,
+                body: if pre_vote {
+                    MessageBody::PreVote {
+                        last_log_index,
+                        last_log_term,
+                    }
+                } else {
+                    MessageBody::Vote {
+                        last_log_index,
+                        last_log_term,
+                        leadership_transfer,
+                    }
+                },
+            };
+            if pre_vote {
+                self.messages.push(message);
+            } else {
+                // The candidate counts its own vote, so that vote must be durable before any
+                // other vote can elect it.
+                self.persisted_messages.push(message);
+            }
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        last_log_index: u64,
+        last_log_term: u64,
+        pre_vote: bool,
+    ) {
+        // Raft §5.2: one vote per term, first come first served (a repeated request from the
+        // same candidate is granted again). Pre-votes for a later term do not bind.
+        let can_vote = self.voted_for == Some(from)
+            || (self.voted_for.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.current_term);
+        // Raft §5.4.1: only for candidates whose log is at least as up to date.
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        if pre_vote {
+            let reply_term = if granted { term } else { self.current_term };
+            self.messages.push(Message {
+                from: self.id,
+                to: from,
+                term: reply_term,
+                body: MessageBody::PreVoteResponse { granted },
+            });
+            return;
+        }
+        if granted {
+            self.voted_for = Some(from);
+            self.election_elapsed_ticks = 0;
+        }
+        // Persist before you speak: the vote (and any new term) is durable first.
+        self.send_after_persist(from, MessageBody::VoteResponse { granted });
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
+        self.votes.entry(from).or_insert(granted);
+        match self.membership.quorum().vote_result(&self.votes) {
+            VoteResult::Won => {
+                if pre_vote {
+                    self.campaign(false, false);
+                } else {
+                    self.become_leader();
+                }
+            }
+            VoteResult::Lost => self.become_follower(self.current_term, None),
+            VoteResult::Pending => {}
+        }
+    }
+
+    fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.reset_role_state();
+        self.stats.leader_terms += 1;
+        let next_index = self.log.last_index() + 1;
+        for id in self.membership.all_members() {
+            if id != self.id {
+                let is_learner = self.membership.learners.contains(&id);
+                let pr = Progress::new(
+                    next_index,
+                    self.config.max_inflight_messages,
+                    self.config.max_inflight_bytes,
+                    is_learner,
+                );
+                self.progress.insert(id, pr);
+            }
+        }
+        // Raft §8: a new leader commits a no-op to learn which entries are committed.
+        self.log.append(vec![Entry {
+            term: self.current_term,
+            index: next_index,
+            kind: EntryKind::Noop,
+            data: Vec::new(),
+        }]);
+        self.broadcast_append(true);
+    }
+
+    // ----- replication (leader) -----
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.messages.push(Message {
+            from: self.id,
+            to,
+            term: self.current_term,
+            body,
+        });
+    }
+
+    fn send_after_persist(&mut self, to: NodeId, body: MessageBody) {
+        self.persisted_messages.push(Message {
+            from: self.id,
+            to,
+            term: self.current_term,
+            body,
+        });
+    }
+
+    fn broadcast_append(&mut self, allow_empty: bool) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for id in peers {
+            self.send_append(id, allow_empty);
+        }
+    }
+
+    /// Sends entries from the follower's `next_index` (or a snapshot chunk when they are
+    /// compacted). Returns whether a message was sent.
+    fn send_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        let Some(pr) = self.progress.get(&to) else {
+            return false;
+        };
+        if pr.state == ProgressState::Snapshot {
+            return self.send_snapshot_chunk(to);
+        }
+        if pr.is_paused() {
+            return false;
+        }
+        let prev_log_index = pr.next_index - 1;
+        let last_index = self.log.last_index();
+        let prev_log_term = self.log.term(prev_log_index);
+        let entries =
+            self.log
+                .entries_from(pr.next_index, last_index + 1, self.config.max_message_bytes);
+        let (Some(prev_log_term), Some(entries)) = (prev_log_term, entries) else {
+            // Raft §7: the entries are compacted; send the snapshot instead.
+            let meta = self.log.snapshot().clone();
+            self.stats.snapshots_sent += 1;
+            if let Some(pr) = self.progress.get_mut(&to) {
+                pr.become_snapshot(meta);
+            }
+            return self.send_snapshot_chunk(to);
+        };
+        if entries.is_empty() && !allow_empty {
+            return false;
+        }
+        let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
+        let last_sent = entries.last().map_or(prev_log_index, |e| e.index);
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.sent_entries(last_sent, bytes);
+        }
+        let leader_commit = self.log.commit();
+        self.send(
+            to,
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            },
+        );
+        true
+    }
+
+    fn send_snapshot_chunk(&mut self, to: NodeId) -> bool {
+        let chunk_bytes = self.config.snapshot_chunk_bytes;
+        let Some(transfer) = self
+            .progress
+            .get_mut(&to)
+            .and_then(|pr| pr.snapshot.as_mut())
+        else {
+            return false;
+        };
+        if transfer.chunk_in_flight {
+            return false;
+        }
+        let offset = transfer.acked_offset.min(transfer.meta.size_bytes);
+        let len = chunk_bytes.min(transfer.meta.size_bytes - offset);
+        let done = offset + len >= transfer.meta.size_bytes;
+        transfer.chunk_in_flight = true;
+        transfer.idle_ticks = 0;
+        let meta = transfer.meta.clone();
+        self.send(
+            to,
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                len,
+                data: Vec::new(),
+                done,
+            },
+        );
+        true
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let round = self.reads.next_round(self.now_tick);
+        let commit = self.log.commit();
+        let targets: Vec<(NodeId, u64)> = self
+            .progress
+            .iter()
+            .map(|(id, pr)| (*id, pr.match_index))
+            .collect();
+        for (id, match_index) in targets {
+            self.send(
+                id,
+                MessageBody::Heartbeat {
+                    commit: commit.min(match_index),
+                    round,
+                },
+            );
+        }
+        // A single voter confirms its own rounds at once.
+        self.release_confirmed_reads();
+    }
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        success: bool,
+        index: u64,
+        reject_hint_index: u64,
+        reject_hint_term: u64,
+    ) {
+        let last_index = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            self.stats.ignored_messages += 1;
+            return;
+        };
+        pr.recent_active = true;
+        if success {
+            if index > last_index {
+                self.stats.inconsistent_messages += 1;
+                return;
+            }
+            if pr.maybe_update(index) {
+                match pr.state {
+                    ProgressState::Probe => pr.become_replicate(),
+                    ProgressState::Snapshot => {
+                        if pr
+                            .snapshot
+                            .as_ref()
+                            .is_some_and(|t| pr.match_index >= t.meta.index)
+                        {
+                            pr.become_probe();
+                        }
+                    }
+                    ProgressState::Replicate => pr.inflights.free_up_to(index),
+                }
+                if self.maybe_commit() {
+                    self.broadcast_append(false);
+                }
+                self.maybe_send_timeout_now(from);
+            } else if pr.state == ProgressState::Replicate {
+                pr.inflights.free_up_to(index);
+            }
+            // Fill the window again (bounded by the in-flight limits).
+            while self.send_append(from, false) {}
+            return;
+        }
+        if reject_hint_index > last_index {
+            self.stats.inconsistent_messages += 1;
+            return;
+        }
+        if index == 0 {
+            // A bare term notification (stale-leader reply); the term check already ran.
+            return;
+        }
+        // Raft §5.3 optimisation: skip every entry whose term exceeds the follower's hint term.
+        let next_probe = if reject_hint_term > 0 {
+            self.log
+                .find_conflict_by_term(reject_hint_index, reject_hint_term)
+                .0
+        } else {
+            reject_hint_index
+        };
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        if pr.maybe_decrease_to(index, next_probe) {
+            if pr.state == ProgressState::Replicate {
+                pr.become_probe();
+            }
+            self.send_append(from, true);
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        let last_index = self.log.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else {
+            self.stats.ignored_messages += 1;
+            return;
+        };
+        pr.recent_active = true;
+        pr.probe_sent = false;
+        if pr.state == ProgressState::Replicate
+            && pr.match_index < last_index
+            && !pr.inflights.is_empty()
+        {
+            // Pipelined messages may all have been lost; nothing else would resume the flow.
+            if pr.match_index == pr.match_at_last_heartbeat {
+                pr.stalled_heartbeats += 1;
+                if pr.stalled_heartbeats >= STALLED_HEARTBEATS_BEFORE_PROBE {
+                    pr.become_probe();
+                }
+            } else {
+                pr.stalled_heartbeats = 0;
+            }
+        } else {
+            pr.stalled_heartbeats = 0;
+        }
+        pr.match_at_last_heartbeat = pr.match_index;
+        if pr.match_index < last_index {
+            self.send_append(from, false);
+        }
+        self.reads.ack(from, round);
+        self.release_confirmed_reads();
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot_index: u64,
+        next_offset: u64,
+        done: bool,
+        rejected: bool,
+    ) {
+        let Some(pr) = self.progress.get_mut(&from) else {
+            self.stats.ignored_messages += 1;
+            return;
+        };
+        pr.recent_active = true;
+        let Some(transfer) = pr.snapshot.as_mut() else {
+            self.stats.ignored_messages += 1;
+            return;
+        };
+        if transfer.meta.index != snapshot_index {
+            self.stats.ignored_messages += 1;
+            return;
+        }
+        if done {
+            pr.maybe_update(snapshot_index);
+            pr.become_probe();
+            if self.maybe_commit() {
+                self.broadcast_append(false);
+            }
+            self.send_append(from, true);
+            return;
+        }
+        if rejected {
+            transfer.acked_offset = next_offset.min(transfer.meta.size_bytes);
+        } else {
+            transfer.acked_offset = transfer
+                .acked_offset
+                .max(next_offset.min(transfer.meta.size_bytes));
+        }
+        transfer.chunk_in_flight = false;
+        transfer.idle_ticks = 0;
+        self.send_snapshot_chunk(from);
+    }
+
+    fn maybe_send_timeout_now(&mut self, from: NodeId) {
+        let Some(transfer) = self.transfer else {
+            return;
+        };
+        let caught_up = self
+            .progress
+            .get(&from)
+            .is_some_and(|pr| pr.match_index == self.log.last_index());
+        if transfer.target == from && caught_up {
+            self.send(from, MessageBody::TimeoutNow);
+        }
+    }
+
+    /// Advances the commit index from the replicas' matches. Returns whether it advanced.
+    fn maybe_commit(&mut self) -> bool {
+        // The leader counts itself only up to its own durable index (etcd issue 14370).
+        let durable = self.log.durable_index();
+        let progress = &self.progress;
+        let self_id = self.id;
+        let quorum_index = self.membership.quorum().committed_index(|id| {
+            if id == self_id {
+                Some(durable)
+            } else {
+                progress.get(&id).map(|pr| pr.match_index)
+            }
+        });
+        let old_commit = self.log.commit();
+        if quorum_index <= old_commit {
+            return false;
+        }
+        // Raft §5.4.2: only entries of the current term commit by counting replicas.
+        let current_term_entry = self.log.term(quorum_index) == Some(self.current_term);
+        if !current_term_entry && self.config.unsafe_fault != Some(Fault::CommitOldTermByCount) {
+            return false;
+        }
+        self.log.commit_to(quorum_index);
+        let mut released = 0u64;
+        for index in old_commit + 1..=quorum_index {
+            if let Some(entry) = self.log.entry(index) {
+                if entry.term == self.current_term && entry.kind == EntryKind::Normal {
+                    released += entry.size_bytes();
+                }
+            }
+        }
+        self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(released);
+        if self.committed_in_current_term() {
+            for (ctx, requester) in self.reads.take_waiting_for_commit() {
+                self.leader_read(ctx, requester);
+            }
+        }
+        true
+    }
+
+    // ----- replication (follower) -----
+
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: u64,
+        prev_log_term: u64,
+        entries: Vec<Entry>,
+        leader_commit: u64,
+    ) {
+        if self.installing.is_some() {
+            // The log is about to be replaced; the leader retries after the install.
+            self.stats.ignored_messages += 1;
+            return;
+        }
+        match self
+            .log
+            .maybe_append(prev_log_index, prev_log_term, leader_commit, entries)
+        {
+            AppendOutcome::Matched { match_index } => {
+                // Persist before you speak: the ack waits for the entries to be durable.
+                self.send_after_persist(
+                    from,
+                    MessageBody::AppendResponse {
+                        success: true,
+                        index: match_index,
+                        reject_hint_index: 0,
+                        reject_hint_term: 0,
+                    },
+                );
+            }
+            AppendOutcome::Rejected {
+                hint_index,
+                hint_term,
+            } => {
+                self.send(
+                    from,
+                    MessageBody::AppendResponse {
+                        success: false,
+                        index: prev_log_index,
+                        reject_hint_index: hint_index,
+                        reject_hint_term: hint_term,
+                    },
+                );
+            }
+            AppendOutcome::Inconsistent(reason) => {
+                log::warn!(
+                    "node {}: inconsistent append from {from}: {reason}",
+                    self.id
+                );
+                self.stats.inconsistent_messages += 1;
+            }
+        }
+    }
+
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        len: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        let respond = |node: &mut Self, next_offset: u64, done: bool, rejected: bool| {
+            node.send_after_persist(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    snapshot_index: meta.index,
+                    next_offset,
+                    done,
+                    rejected,
+                },
+            );
+        };
+        if self.installing.is_some() {
+            self.stats.ignored_messages += 1;
+            return;
+        }
+        if data.len() as u64 != len
+            || offset.saturating_add(len) > meta.size_bytes
+            || (done && offset + len != meta.size_bytes)
+        {
+            self.stats.inconsistent_messages += 1;
+            return;
+        }
+        if meta.index <= self.log.commit() {
+            // Everything the snapshot holds is committed here already.
+            respond(self, meta.size_bytes, true, false);
+            return;
+        }
+        let expected = match &self.incoming_snapshot {
+            Some(incoming) if incoming.meta == meta => incoming.next_offset,
+            _ => 0,
+        };
+        if offset != expected {
+            respond(self, expected, false, true);
+            return;
+        }
+        if offset == 0 {
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                meta: meta.clone(),
+                next_offset: 0,
+            });
+        }
+        self.snapshot_chunks.push(SnapshotChunk {
+            meta: meta.clone(),
+            offset,
+            data,
+        });
+        let next_offset = offset + len;
+        if let Some(incoming) = &mut self.incoming_snapshot {
+            incoming.next_offset = next_offset;
+        }
+        if !done {
+            respond(self, next_offset, false, false);
+            return;
+        }
+        self.incoming_snapshot = None;
+        if self.log.match_term(meta.index, meta.term) {
+            // Raft §7: the log already holds the snapshot's last entry; keep what follows.
+            self.log.commit_to(meta.index);
+            respond(self, meta.size_bytes, true, false);
+            return;
+        }
+        self.installing = Some((meta, false, from));
+    }
+
+    // ----- reads -----
+
+    fn committed_in_current_term(&self) -> bool {
+        self.log.term(self.log.commit()) == Some(self.current_term)
+    }
+
+    fn leader_read(&mut self, ctx: u64, requester: Option<NodeId>) {
+        // Thesis §6.4 step 1: the commit index is only known once an entry of this term commits.
+        if !self.committed_in_current_term() {
+            self.reads.wait_for_commit(ctx, requester);
+            return;
+        }
+        let index = self.log.commit();
+        let immediate = self.config.unsafe_fault == Some(Fault::ReadWithoutHeartbeat)
+            || (self.config.read_mode == ReadMode::Lease
+                && self.transfer.is_none()
+                && self.reads.lease_valid(
+                    &self.membership.quorum(),
+                    self.id,
+                    self.now_tick,
+                    u64::from(self.config.election_timeout_ticks - self.config.lease_margin_ticks),
+                ));
+        if immediate {
+            self.answer_read(ctx, index, requester);
+            return;
+        }
+        self.reads.add(ctx, index, requester);
+    }
+
+    fn release_confirmed_reads(&mut self) {
+        let quorum = self.membership.quorum();
+        for request in self.reads.take_confirmed(&quorum, self.id) {
+            self.answer_read(request.ctx, request.index, request.requester);
+        }
+    }
+
+    fn answer_read(&mut self, ctx: u64, index: u64, requester: Option<NodeId>) {
+        match requester {
+            None => self.read_states.push(ReadState { ctx, index }),
+            Some(to) => self.send(to, MessageBody::ReadIndexResponse { ctx, index }),
+        }
+    }
+
+    // ----- snapshots -----
+
+    fn snapshot_due(&self) -> bool {
+        !self.snapshot_building
+            && self.log.applied()
+                >= self.log.snapshot().index + self.config.snapshot_threshold_entries
+    }
+
+    fn take_snapshot_request(&mut self) -> Option<SnapshotRequest> {
+        if !self.snapshot_due() {
+            return None;
+        }
+        let index = self.log.applied();
+        let term = self.log.term(index)?;
+        self.snapshot_building = true;
+        Some(SnapshotRequest {
+            index,
+            term,
+            membership: self.membership.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use super::*;
+
+    /// A tiny synchronous driver: instant persistence, delivery in FIFO order, optional drops.
+    struct Cluster {
+        nodes: BTreeMap<NodeId, RaftNode>,
+        durable: BTreeMap<NodeId, DurableState>,
+        applied: BTreeMap<NodeId, Vec<Entry>>,
+        reads: BTreeMap<NodeId, Vec<ReadState>>,
+        queue: VecDeque<Message>,
+        down: Vec<NodeId>,
+        sent_by_kind: BTreeMap<&'static str, u64>,
+        /// AppendEntries rejections sent (excluding bare term notifications).
+        rejections: u64,
+        /// Persist entries instantly but report `on_persisted` only when allowed.
+        hold_persist: Vec<NodeId>,
+    }
+
+    fn config(id: NodeId) -> Config {
+        let mut c = Config::new(id);
+        c.seed = 42;
+        c.snapshot_threshold_entries = 1_000_000;
+        c
+    }
+
+    impl Cluster {
+        fn new(n: u64, configure: impl Fn(&mut Config)) -> Self {
+            let membership = Membership::with_voters(1..=n);
+            let mut nodes = BTreeMap::new();
+            let mut durable = BTreeMap::new();
+            for id in 1..=n {
+                let mut c = config(id);
+                configure(&mut c);
+                let state = DurableState {
+                    snapshot: SnapshotMeta {
+                        membership: membership.clone(),
+                        ..SnapshotMeta::default()
+                    },
+                    ..DurableState::default()
+                };
+                nodes.insert(id, RaftNode::new(c, state.clone()).unwrap());
+                durable.insert(id, state);
+            }
+            Self {
+                nodes,
+                durable,
+                applied: BTreeMap::new(),
+                reads: BTreeMap::new(),
+                queue: VecDeque::new(),
+                down: Vec::new(),
+                sent_by_kind: BTreeMap::new(),
+                rejections: 0,
+                hold_persist: Vec::new(),
+            }
+        }
+
+        fn node(&mut self, id: NodeId) -> &mut RaftNode {
+            self.nodes.get_mut(&id).unwrap()
+        }
+
+        fn process_ready(&mut self, id: NodeId) {
+            let node = self.nodes.get_mut(&id).unwrap();
+            if !node.has_ready() {
+                return;
+            }
+            let ready = node.ready();
+            let disk = self.durable.get_mut(&id).unwrap();
+            if let Some(hs) = ready.hard_state {
+                disk.hard_state = hs;
+            }
+            if let Some(from) = ready.truncate_from {
+                disk.entries.retain(|e| e.index < from);
+            }
+            disk.entries.extend(ready.entries.iter().cloned());
+            for mut m in ready.messages.into_iter().chain(ready.persisted_messages) {
+                *self.sent_by_kind.entry(m.body.kind_name()).or_default() += 1;
+                if let MessageBody::AppendResponse {
+                    success: false,
+                    index,
+                    ..
+                } = m.body
+                {
+                    self.rejections += u64::from(index > 0);
+                }
+                if let MessageBody::InstallSnapshot { len, data, .. } = &mut m.body {
+                    *data = vec![7u8; *len as usize];
+                }
+                self.queue.push_back(m);
+            }
+            let node = self.nodes.get_mut(&id).unwrap();
+            if let Some(last) = ready.entries.last() {
+                if !self.hold_persist.contains(&id) {
+                    node.on_persisted(last.index, last.term);
+                }
+            }
+            if let Some(last) = ready.committed_entries.last() {
+                node.on_applied(last.index);
+            }
+            self.applied
+                .entry(id)
+                .or_default()
+                .extend(ready.committed_entries);
+            self.reads.entry(id).or_default().extend(ready.read_states);
+            if let Some(request) = ready.snapshot_request {
+                node.on_snapshot_built(SnapshotMeta {
+                    index: request.index,
+                    term: request.term,
+                    membership: request.membership,
+                    size_bytes: 2500,
+                });
+            }
+            if let Some(meta) = ready.snapshot_to_install {
+                let disk = self.durable.get_mut(&id).unwrap();
+                disk.entries.clear();
+                disk.snapshot = meta.clone();
+                node.on_snapshot_installed(meta);
+            }
+        }
+
+        /// Runs until no message is in flight and no node has work.
+        fn settle(&mut self) {
+            for _ in 0..100_000 {
+                let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    self.process_ready(id);
+                }
+                let Some(m) = self.queue.pop_front() else {
+                    if self.nodes.values().all(|n| !n.has_ready()) {
+                        return;
+                    }
+                    continue;
+                };
+                if self.down.contains(&m.to) || self.down.contains(&m.from) {
+                    continue;
+                }
+                self.node(m.to).step(m);
+            }
+            panic!("cluster did not settle");
+        }
+
+        fn tick_all(&mut self, ticks: u32) {
+            for _ in 0..ticks {
+                let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    if !self.down.contains(&id) {
+                        self.node(id).tick();
+                    }
+                }
+                self.settle();
+            }
+        }
+
+        fn leader(&self) -> Option<NodeId> {
+            self.nodes
+                .iter()
+                .find(|(id, n)| n.role() == Role::Leader && !self.down.contains(id))
+                .map(|(id, _)| *id)
+        }
+
+        fn elect(&mut self) -> NodeId {
+            for _ in 0..100 {
+                self.tick_all(1);
+                if let Some(leader) = self.leader() {
+                    return leader;
+                }
+            }
+            panic!("no leader elected");
+        }
+    }
+
+    #[test]
+    fn single_node_elects_itself_and_commits_only_when_durable() {
+        let mut c = Cluster::new(1, |_| {});
+        let leader = c.elect();
+        assert_eq!(leader, 1);
+        c.hold_persist.push(1);
+        let index = c.node(1).propose(b"x".to_vec()).unwrap();
+        c.settle();
+        assert!(
+            c.node(1).log().commit() < index,
+            "not durable yet, not committed"
+        );
+        let term = c.node(1).term();
+        c.node(1).on_persisted(index, term);
+        c.settle();
+        assert_eq!(c.node(1).log().commit(), index);
+        assert_eq!(c.applied[&1].last().unwrap().data, b"x".to_vec());
+    }
+
+    #[test]
+    fn three_nodes_elect_one_leader_and_replicate() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        let term = c.node(leader).term();
+        assert!(c.nodes.values().all(|n| n.term() == term));
+        let index = c.node(leader).propose(b"hello".to_vec()).unwrap();
+        c.tick_all(2);
+        for id in 1..=3 {
+            assert_eq!(c.node(id).log().commit(), index, "node {id}");
+            assert!(c.applied[&id].iter().any(|e| e.data == b"hello"));
+        }
+        // The leader's vote for itself and the voters' grants were persisted first.
+        let hs = c.durable[&leader].hard_state;
+        assert_eq!(hs.vote, Some(leader));
+        assert_eq!(hs.term, term);
+        let followers = c.nodes.keys().filter(|id| **id != leader).count();
+        assert_eq!(followers, 2);
+    }
+
+    #[test]
+    fn leader_counts_itself_only_up_to_its_durable_index() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let other = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+        c.down.push(other);
+        c.hold_persist.push(leader);
+        let index = c.node(leader).propose(b"a".to_vec()).unwrap();
+        c.settle();
+        // Only one follower holds it durably: leader + follower would be a quorum, but the
+        // leader's own copy is not durable.
+        assert!(c.node(leader).log().commit() < index);
+        let term = c.node(leader).term();
+        c.node(leader).on_persisted(index, term);
+        c.settle();
+        assert_eq!(c.node(leader).log().commit(), index);
+    }
+
+    #[test]
+    fn prevote_keeps_a_partitioned_node_from_bumping_terms() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        let term = c.node(leader).term();
+        let isolated = (1..=3).find(|id| *id != leader).unwrap();
+        // Isolate by dropping its traffic.
+        for _ in 0..100 {
+            c.node(isolated).tick();
+            let ready = c.node(isolated).ready();
+            assert!(ready.messages.iter().all(|m| m.term <= term + 1));
+        }
+        assert_eq!(
+            c.node(isolated).term(),
+            term,
+            "pre-vote never increments the term"
+        );
+        assert!(c.node(isolated).stats().campaigns_started > 0);
+        assert_eq!(c.node(isolated).role(), Role::PreCandidate);
+    }
+
+    #[test]
+    fn check_quorum_deposes_an_isolated_leader_and_drops_its_reads() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(3);
+        for id in 1..=3 {
+            if id != leader {
+                c.down.push(id);
+            }
+        }
+        c.node(leader).read_index(99).unwrap();
+        c.tick_all(25);
+        assert_ne!(c.node(leader).role(), Role::Leader);
+        assert!(c.node(leader).stats().check_quorum_step_downs >= 1);
+        assert!(
+            c.reads
+                .get(&leader)
+                .map_or(true, |r| r.iter().all(|s| s.ctx != 99)),
+            "a deposed leader never answers a read"
+        );
+    }
+
+    #[test]
+    fn read_index_waits_for_a_quorum_heartbeat_round() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let commit = c.node(leader).log().commit();
+        c.node(leader).read_index(5).unwrap();
+        let ready = c.node(leader).ready();
+        assert!(ready.read_states.is_empty());
+        let heartbeats = ready
+            .messages
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .count();
+        assert_eq!(heartbeats, 2, "a read starts a heartbeat round");
+        for m in ready.messages {
+            c.queue.push_back(m);
+        }
+        c.settle();
+        assert_eq!(
+            c.reads[&leader],
+            vec![ReadState {
+                ctx: 5,
+                index: commit
+            }]
+        );
+        // A follower forwards its read to the leader and gets the answer back.
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        c.node(follower).read_index(6).unwrap();
+        c.settle();
+        assert_eq!(
+            c.reads[&follower],
+            vec![ReadState {
+                ctx: 6,
+                index: commit
+            }]
+        );
+    }
+
+    #[test]
+    fn fast_backtracking_over_ten_thousand_divergent_entries() {
+        let mut c = Cluster::new(3, |cfg| cfg.max_uncommitted_bytes = u64::MAX / 2);
+        let old_leader = c.elect();
+        c.tick_all(2);
+        let others: Vec<NodeId> = (1..=3).filter(|id| *id != old_leader).collect();
+        // The old leader appends 10,000 entries nobody else receives.
+        c.down.extend(others.iter().copied());
+        for i in 0..10_000u32 {
+            c.node(old_leader)
+                .propose(i.to_le_bytes().to_vec())
+                .unwrap();
+        }
+        c.settle();
+        // The others elect a new leader and commit 10,000 entries of their own.
+        c.down = vec![old_leader];
+        let new_leader = loop {
+            c.tick_all(1);
+            if let Some(l) = c.leader() {
+                break l;
+            }
+        };
+        for i in 0..10_000u32 {
+            c.node(new_leader)
+                .propose((i + 1_000_000).to_le_bytes().to_vec())
+                .unwrap();
+        }
+        c.settle();
+        c.tick_all(2);
+        // Hand leadership to the third node so its progress for the old leader starts at the
+        // end of its long log, far beyond the point of divergence.
+        let third = (1..=3)
+            .find(|id| *id != old_leader && *id != new_leader)
+            .unwrap();
+        c.node(new_leader).transfer_leader(third).unwrap();
+        c.settle();
+        assert_eq!(c.leader(), Some(third));
+        let new_leader = third;
+        c.sent_by_kind.clear();
+        c.rejections = 0;
+        c.down.clear();
+        c.tick_all(30);
+        let last = c.node(new_leader).log().last_index();
+        assert_eq!(c.node(old_leader).log().last_index(), last);
+        assert_eq!(
+            c.node(old_leader).log().commit(),
+            c.node(new_leader).log().commit()
+        );
+        // Raft §5.3 optimisation: one rejection skips the whole divergent term.
+        assert!(
+            c.rejections <= 3,
+            "{} rejections to back up over 10,000 entries",
+            c.rejections
+        );
+        assert!(c.rejections >= 1, "the logs did diverge");
+    }
+
+    #[test]
+    fn inconsistent_input_is_counted_not_fatal() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.node(leader).propose(b"a".to_vec()).unwrap();
+        c.tick_all(2);
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let term = c.node(follower).term();
+        let commit = c.node(follower).log().commit();
+        assert!(commit >= 2);
+        let bogus = Message {
+            from: leader,
+            to: follower,
+            term,
+            body: MessageBody::Append {
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: vec![Entry {
+                    term: 0,
+                    index: 1,
+                    kind: EntryKind::Normal,
+                    data: b"evil".to_vec(),
+                }],
+                leader_commit: 1,
+            },
+        };
+        c.node(follower).step(bogus);
+        assert_eq!(c.node(follower).stats().inconsistent_messages, 1);
+        assert_eq!(c.node(follower).log().commit(), commit);
+        // A message claiming a second leader in the same term is refused too.
+        let other = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+        c.node(follower).step(Message {
+            from: other,
+            to: follower,
+            term,
+            body: MessageBody::Heartbeat {
+                commit: 100,
+                round: 1,
+            },
+        });
+        assert_eq!(c.node(follower).stats().inconsistent_messages, 2);
+    }
+
+    #[test]
+    fn backpressure_and_errors() {
+        let mut c = Cluster::new(3, |cfg| cfg.max_uncommitted_bytes = 100);
+        let leader = c.elect();
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        assert_eq!(
+            c.node(follower).propose(vec![1]),
+            Err(ProposeError::NotLeader {
+                leader_hint: Some(leader)
+            })
+        );
+        c.down = (1..=3).filter(|id| *id != leader).collect();
+        c.node(leader).propose(vec![0; 60]).unwrap();
+        let err = c.node(leader).propose(vec![0; 60]).unwrap_err();
+        assert!(matches!(err, ProposeError::Backpressure { .. }), "{err}");
+        c.down.clear();
+        c.tick_all(2);
+        c.node(leader).propose(vec![0; 60]).unwrap();
+    }
+
+    #[test]
+    fn leadership_transfer_hands_over_and_refuses_proposals_meanwhile() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let target = (1..=3).find(|id| *id != leader).unwrap();
+        assert_eq!(
+            c.node(leader).transfer_leader(leader),
+            Err(TransferError::InvalidTarget { target: leader })
+        );
+        c.node(leader).transfer_leader(target).unwrap();
+        assert_eq!(
+            c.node(leader).propose(vec![1]),
+            Err(ProposeError::TransferInProgress)
+        );
+        c.settle();
+        assert_eq!(c.node(target).role(), Role::Leader);
+        assert_eq!(c.node(leader).role(), Role::Follower);
+    }
+
+    #[test]
+    fn lagging_follower_receives_a_snapshot_in_chunks() {
+        let mut c = Cluster::new(3, |cfg| {
+            cfg.snapshot_threshold_entries = 20;
+            cfg.snapshot_chunk_bytes = 1000;
+        });
+        let leader = c.elect();
+        let lagging = (1..=3).find(|id| *id != leader).unwrap();
+        c.down.push(lagging);
+        for i in 0..100u32 {
+            c.node(leader).propose(i.to_le_bytes().to_vec()).unwrap();
+            c.settle();
+        }
+        c.tick_all(2);
+        assert!(c.node(leader).log().snapshot().index >= 20);
+        assert!(c.node(leader).log().first_index() > 1);
+        c.down.clear();
+        c.tick_all(10);
+        assert_eq!(c.node(lagging).stats().snapshots_installed, 1);
+        assert_eq!(
+            c.node(lagging).log().last_index(),
+            c.node(leader).log().last_index()
+        );
+        assert_eq!(
+            c.node(lagging).log().commit(),
+            c.node(leader).log().commit()
+        );
+        assert_eq!(
+            c.sent_by_kind["InstallSnapshot"], 3,
+            "2500 bytes in chunks of 1000"
+        );
+    }
+
+    #[test]
+    fn restart_restores_hard_state_and_log() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.node(leader).propose(b"p".to_vec()).unwrap();
+        c.tick_all(2);
+        let durable = c.durable[&leader].clone();
+        let node = RaftNode::new(config(leader), durable.clone()).unwrap();
+        assert_eq!(node.term(), durable.hard_state.term);
+        assert_eq!(node.log().last_index(), c.node(leader).log().last_index());
+        assert_eq!(node.log().applied(), 0);
+        let mut broken = durable;
+        broken.entries.remove(0);
+        assert!(RaftNode::new(config(leader), broken).is_err());
+    }
+}
