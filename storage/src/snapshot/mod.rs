@@ -277,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn handles_can_move_between_threads() {
+        fn sendable<T: Send>() {}
+        fn shareable<T: Send + Sync>() {}
+        shareable::<SnapshotStore>();
+        sendable::<SnapshotWriter>();
+        sendable::<SnapshotReader>();
+        shareable::<RawSnapshotFile>();
+        sendable::<RawSnapshotReceiver>();
+    }
+
+    #[test]
     fn options_are_validated() {
         assert!(SnapshotOptions::default().validate().is_ok());
         let no_retain = SnapshotOptions {

@@ -294,3 +294,102 @@ impl Read for SnapshotReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+    use crate::snapshot::{SnapshotOptions, SnapshotStore};
+
+    /// A valid snapshot of `content`, then its header rewritten by `edit` with a correct header
+    /// crc, so only the end-of-stream checks can notice the lie.
+    fn snapshot_with_header(
+        content: &[u8],
+        edit: impl FnOnce(&mut Header),
+    ) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::open(dir.path(), SnapshotOptions::default()).unwrap();
+        let mut writer = store.begin(3, 1, b"m").unwrap();
+        writer.write_all(content).unwrap();
+        let meta = writer.finish().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&meta.path)
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        let mut header = Header::decode(&mut &file, len, &meta.path).unwrap();
+        edit(&mut header);
+        file.write_all_at(&header.encode(), 0).unwrap();
+        (dir, meta.path)
+    }
+
+    fn read_failure(path: &Path) -> (u64, String) {
+        let mut content = Vec::new();
+        let mut reader = SnapshotReader::open(path).unwrap();
+        let err = reader.read_to_end(&mut content).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // Later reads report the same failure instead of pretending the stream ended.
+        let again = reader.read(&mut [0u8; 16]).unwrap_err();
+        assert_eq!(again.to_string(), err.to_string());
+        match storage_error(err, "read", Path::new("?")) {
+            Error::Corruption {
+                path: p,
+                offset,
+                reason,
+                ..
+            } => {
+                assert_eq!(p, path);
+                (offset, reason)
+            }
+            other => panic!("expected corruption, got {other}"),
+        }
+    }
+
+    const CONTENT: &[u8] = b"user:000001\t{\"name\":\"alice\"}\nuser:000002\t{\"name\":\"bob\"}\n";
+
+    #[test]
+    fn content_longer_than_declared_is_caught_while_streaming() {
+        let (_dir, path) = snapshot_with_header(CONTENT, |h| h.uncompressed_bytes -= 1);
+        let (_, reason) = read_failure(&path);
+        assert!(reason.contains("runs past"), "{reason}");
+    }
+
+    #[test]
+    fn content_shorter_than_declared_is_caught_at_the_end() {
+        let (_dir, path) = snapshot_with_header(CONTENT, |h| h.uncompressed_bytes += 1);
+        let (offset, reason) = read_failure(&path);
+        assert!(reason.contains("header declares"), "{reason}");
+        assert_eq!(offset, 64 + 1, "the start of the stream");
+    }
+
+    #[test]
+    fn content_checksum_mismatch_is_caught_at_the_end() {
+        let (_dir, path) = snapshot_with_header(CONTENT, |h| h.checksum ^= 1);
+        let (_, reason) = read_failure(&path);
+        assert!(reason.contains("content checksum"), "{reason}");
+    }
+
+    #[test]
+    fn stream_checksum_mismatch_is_caught_at_the_end() {
+        let (_dir, path) = snapshot_with_header(CONTENT, |h| h.stream_checksum ^= 1);
+        let (_, reason) = read_failure(&path);
+        assert!(reason.contains("compressed stream checksum"), "{reason}");
+    }
+
+    #[test]
+    fn an_untouched_snapshot_reads_back_and_stays_at_end() {
+        let (_dir, path) = snapshot_with_header(CONTENT, |_| {});
+        let mut reader = SnapshotReader::open(&path).unwrap();
+        let mut content = Vec::new();
+        reader.read_to_end(&mut content).unwrap();
+        assert_eq!(content, CONTENT);
+        assert_eq!(reader.read(&mut [0u8; 8]).unwrap(), 0);
+        assert_eq!(
+            reader.finish().unwrap().uncompressed_bytes,
+            CONTENT.len() as u64
+        );
+    }
+}
