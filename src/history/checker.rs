@@ -187,6 +187,14 @@ struct KeySearch<'h> {
     return_of: Vec<usize>,
 }
 
+/// One linearized operation on the search stack.
+struct Placed {
+    call: usize,
+    state_before: StateId,
+    /// Placed by the read rule (see `KeySearch::matching_read`): no alternative to try.
+    forced: bool,
+}
+
 /// The deepest point the search reached, kept to explain a violation.
 #[derive(Default)]
 struct Deepest {
@@ -277,13 +285,53 @@ impl<'h> KeySearch<'h> {
         self.prev[after] = call;
     }
 
+    /// A read that may be linearized now and returns what the register holds: it is among
+    /// the candidates (its call precedes every pending return in the list).
+    ///
+    /// Linearizing such a read first loses nothing (Lowe's observation for state-preserving
+    /// operations): in any valid continuation, moving it to the front changes no state, and no
+    /// pending operation had to precede it, since none returned before its call. So the
+    /// search takes it without branching, and backtracking past it backtracks further.
+    fn matching_read(&self, state: StateId) -> Option<usize> {
+        let mut node = self.next[HEAD];
+        while node != NIL && self.is_call(node) {
+            if let Transition::Observe(expected) = self.transitions[self.op_of[node]] {
+                if expected == state {
+                    return Some(node);
+                }
+            }
+            node = self.next[node];
+        }
+        None
+    }
+
+    /// Undoes linearizations until one with an untried alternative; returns the event to
+    /// resume scanning from, or `None` when the stack runs out (no linearization exists).
+    fn backtrack(
+        &mut self,
+        calls: &mut Vec<Placed>,
+        linearized: &mut [u64],
+        state: &mut StateId,
+    ) -> Option<usize> {
+        loop {
+            let placed = calls.pop()?;
+            let undone = self.op_of[placed.call];
+            linearized[undone / 64] &= !(1 << (undone % 64));
+            *state = placed.state_before;
+            self.unlift(placed.call);
+            if !placed.forced {
+                return Some(self.next[placed.call]);
+            }
+        }
+    }
+
     fn run(mut self, limits: CheckLimits) -> KeyVerdict {
         let op_count = self.ops.len();
         let mut linearized = vec![0u64; op_count.div_ceil(64)];
         let mut visited = Visited::default();
-        // The search stack: linearized call nodes, each with the state before it. Bounded by
-        // the number of operations, since each is linearized at most once per branch.
-        let mut calls: Vec<(usize, StateId)> = Vec::with_capacity(op_count);
+        // The search stack, bounded by the number of operations: each is placed at most once
+        // on a branch.
+        let mut calls: Vec<Placed> = Vec::with_capacity(op_count);
         let mut state = StateId::ABSENT;
         let mut deepest = Deepest {
             is_current: true,
@@ -291,19 +339,37 @@ impl<'h> KeySearch<'h> {
             ..Deepest::default()
         };
         let mut node = self.next[HEAD];
+        // True on arriving at a configuration not seen before, before any candidate is tried.
+        let mut arrived = true;
         while self.next[HEAD] != NIL {
             assert_ne!(node, NIL, "search ran off the end of the event list");
-            let op = self.op_of[node];
-            if self.is_call(node) {
+            let forced_read = if arrived {
+                arrived = false;
+                self.matching_read(state)
+            } else {
+                None
+            };
+            let candidate = forced_read.unwrap_or(node);
+            let op = self.op_of[candidate];
+            if self.is_call(candidate) {
                 let stepped = self.model.step(state, op, &self.transitions[op]);
                 let Some(after) = stepped else {
-                    node = self.next[node];
+                    node = self.next[candidate];
                     continue;
                 };
                 linearized[op / 64] |= 1 << (op % 64);
                 if !visited.insert(&linearized, after) {
                     linearized[op / 64] &= !(1 << (op % 64));
-                    node = self.next[node];
+                    if forced_read.is_none() {
+                        node = self.next[candidate];
+                        continue;
+                    }
+                    // Explored before without success, and it was the only move worth making.
+                    deepest.is_current = false;
+                    match self.backtrack(&mut calls, &mut linearized, &mut state) {
+                        Some(resume) => node = resume,
+                        None => return KeyVerdict::Violation(self.explain(&deepest)),
+                    }
                     continue;
                 }
                 if visited.len() as u64 > limits.max_states_per_key {
@@ -315,12 +381,17 @@ impl<'h> KeySearch<'h> {
                         deepest.prefix.len()
                     ));
                 }
-                calls.push((node, state));
+                calls.push(Placed {
+                    call: candidate,
+                    state_before: state,
+                    forced: forced_read.is_some(),
+                });
                 state = after;
-                self.lift(node);
+                self.lift(candidate);
                 node = self.next[HEAD];
+                arrived = true;
                 if calls.len() > deepest.prefix.len() {
-                    deepest.prefix = calls.iter().map(|&(call, _)| self.op_of[call]).collect();
+                    deepest.prefix = calls.iter().map(|placed| self.op_of[placed.call]).collect();
                     deepest.state = Some(state);
                     deepest.stuck = None;
                     deepest.is_current = true;
@@ -331,14 +402,10 @@ impl<'h> KeySearch<'h> {
                     deepest.stuck = Some(op);
                     deepest.is_current = false;
                 }
-                let Some((call, before)) = calls.pop() else {
-                    return KeyVerdict::Violation(self.explain(&deepest));
-                };
-                let undone = self.op_of[call];
-                linearized[undone / 64] &= !(1 << (undone % 64));
-                state = before;
-                self.unlift(call);
-                node = self.next[call];
+                match self.backtrack(&mut calls, &mut linearized, &mut state) {
+                    Some(resume) => node = resume,
+                    None => return KeyVerdict::Violation(self.explain(&deepest)),
+                }
             }
         }
         debug_assert_eq!(

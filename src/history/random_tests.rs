@@ -60,12 +60,22 @@ struct Timed {
 /// Runs `plan` sequentially (operation i takes effect at time 10 * i + 50, unless its fate says
 /// it never did) and gives every operation an interval around its point.
 fn execute(plan: &[Planned]) -> Vec<Timed> {
+    execute_with_values(plan, false)
+}
+
+/// As [`execute`]; with `unique_values`, every write carries its own value (as a simulator's
+/// clients would write), instead of one of four digits.
+fn execute_with_values(plan: &[Planned], unique_values: bool) -> Vec<Timed> {
     let mut store: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut timed = Vec::with_capacity(plan.len());
     for (i, step) in plan.iter().enumerate() {
         let point = 10 * i as u64 + 50;
         let key = vec![b'a' + step.key];
-        let value = vec![b'0' + step.value];
+        let value = if unique_values {
+            format!("{i}.").into_bytes()
+        } else {
+            vec![b'0' + step.value]
+        };
         let takes_effect = step.fate != 2;
         let (op, outcome) = match step.kind {
             0 => (
@@ -88,7 +98,7 @@ fn execute(plan: &[Planned]) -> Vec<Timed> {
                 (Op::Append { key, value }, Outcome::Append)
             }
         };
-        let call = point - step.lead;
+        let call = point.saturating_sub(step.lead);
         let ret = point + step.lag;
         let completion = match (step.fate, step.times_out) {
             (0, _) => Some((ret, outcome)),
@@ -280,8 +290,6 @@ impl SplitMix {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     #[test]
     fn histories_from_sequential_executions_are_linearizable(
         plan in prop::collection::vec(planned(), 1..60)
@@ -356,4 +364,60 @@ fn mutated_executions_are_mostly_caught() {
     );
     // A changed read answer is usually inconsistent; some stay explainable under overlap.
     assert!(rate > 0.5, "only {caught} of {mutated} mutations caught");
+}
+
+/// Timing, not correctness: run with
+/// `cargo test --release -p ketch --lib history::random_tests::checker_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run in release with --nocapture"]
+fn checker_throughput() {
+    // (operations, keys, widest lead/lag, unique values, unknown outcomes allowed)
+    let cases = [
+        (1_000, 1, 40, false, true),
+        (10_000, 10, 40, false, true),
+        (100_000, 100, 40, true, true),
+        (2_000, 1, 60, true, true),
+        (2_000, 1, 80, true, true),
+        (2_000, 1, 120, true, false),
+        (2_000, 1, 120, true, true),
+        (2_000, 1, 120, false, false),
+        (2_000, 1, 120, false, true),
+        (400, 1, 400, true, false),
+    ];
+    let limits = CheckLimits {
+        max_states_per_key: 2_000_000,
+    };
+    for (len, keys, max_lead, unique_values, unknowns) in cases {
+        let mut rng = SplitMix(len as u64 ^ keys);
+        let plan: Vec<Planned> = rng
+            .plan(len)
+            .into_iter()
+            .map(|mut step| {
+                step.key = rng.below(keys) as u8;
+                step.lead = rng.below(max_lead);
+                step.lag = rng.below(max_lead);
+                if !unknowns {
+                    step.fate = 0;
+                }
+                step
+            })
+            .collect();
+        let ops = execute_with_values(&plan, unique_values);
+        let history = record(&ops);
+        let started = std::time::Instant::now();
+        let result = check(&history, limits);
+        let elapsed = started.elapsed();
+        let verdict = match &result {
+            CheckResult::Ok => "ok".to_string(),
+            CheckResult::Unknown { .. } => "undecided (limit)".to_string(),
+            CheckResult::Violation(violation) => panic!("false violation: {violation}"),
+        };
+        println!(
+            "{len} ops, {keys} keys, up to {} in flight, unique values {unique_values}, \
+             unknown outcomes {unknowns}: {verdict} in {:.1} ms ({:.0} ops/s)",
+            max_lead * 2 / 10,
+            elapsed.as_secs_f64() * 1e3,
+            len as f64 / elapsed.as_secs_f64()
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! operations; Lowe's memoization (as in Porcupine) prunes every revisit. Entries are exact
 //! (the whole bitset is stored), so a hash collision can never prune an unexplored branch.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::model::StateId;
@@ -50,21 +50,31 @@ impl Hasher for WordHasher {
     }
 }
 
-/// The set of explored configurations.
+/// The set of explored configurations, grouped by state so that a lookup borrows the bitset
+/// and allocates only when the configuration is new.
 #[derive(Default)]
 pub(crate) struct Visited {
-    configurations: HashSet<(Box<[u64]>, StateId), BuildHasherDefault<WordHasher>>,
+    by_state: HashMap<StateId, HashSet<Box<[u64]>, WordHash>, WordHash>,
+    configurations: usize,
 }
+
+type WordHash = BuildHasherDefault<WordHasher>;
 
 impl Visited {
     /// Records a configuration; false when it was already explored.
     pub(crate) fn insert(&mut self, linearized: &[u64], state: StateId) -> bool {
-        self.configurations.insert((linearized.into(), state))
+        let sets = self.by_state.entry(state).or_default();
+        if sets.contains(linearized) {
+            return false;
+        }
+        sets.insert(linearized.into());
+        self.configurations += 1;
+        true
     }
 
     /// Number of configurations recorded.
     pub(crate) fn len(&self) -> usize {
-        self.configurations.len()
+        self.configurations
     }
 }
 
