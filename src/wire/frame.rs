@@ -490,6 +490,46 @@ mod tests {
         assert_eq!(decoder.next_frame(), Ok(Some(frames[1].clone())));
     }
 
+    /// Timing, not correctness: run with
+    /// `cargo test --release -p ketch --lib wire::frame::tests::decode_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement; run in release with --nocapture"]
+    fn decode_throughput() {
+        for payload_bytes in [64usize, 256, 4096, 65536] {
+            let frame_count = (64 << 20) / (payload_bytes + HEADER_BYTES);
+            let payload = vec![0x5au8; payload_bytes];
+            let mut stream = Vec::new();
+            let started = std::time::Instant::now();
+            for kind in 0..frame_count {
+                encode_frame(kind as u8, &payload, &mut stream).unwrap();
+            }
+            let encode_secs = started.elapsed().as_secs_f64();
+            let mut decoder = FrameDecoder::new(1 << 20);
+            let started = std::time::Instant::now();
+            let mut decoded = 0usize;
+            for chunk in stream.chunks(64 * 1024) {
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let taken = decoder.feed(rest);
+                    rest = &rest[taken..];
+                    while let Some((_, payload)) = decoder.next_frame().unwrap() {
+                        decoded += payload.len();
+                    }
+                }
+            }
+            let decode_secs = started.elapsed().as_secs_f64();
+            assert_eq!(decoded, frame_count * payload_bytes);
+            let megabytes = stream.len() as f64 / 1e6;
+            println!(
+                "{payload_bytes} B payloads, {frame_count} frames: encode {:.0} MB/s, \
+                 decode (64 KiB reads) {:.0} MB/s, {:.2} M frames/s",
+                megabytes / encode_secs,
+                megabytes / decode_secs,
+                frame_count as f64 / decode_secs / 1e6
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic_and_stay_bounded(
