@@ -1,0 +1,51 @@
+//! Scenario bodies, one function per scenario, each `fn(seed) -> RunReport`. The MIT 6.824
+//! Raft tests are the checklist; every scenario ends with `Cluster::finish`, which checks
+//! liveness after the faults stop and linearizability of the client history.
+
+pub mod agreement;
+pub mod election;
+pub mod membership;
+pub mod persistence;
+pub mod reads;
+pub mod snapshot;
+
+use ketch::raft::NodeId;
+
+use crate::cluster::Cluster;
+
+/// Ticks within which a cluster must recover once faults stop.
+pub const LIVENESS_BOUND_TICKS: u64 = 200;
+
+/// Picks a cluster size from `sizes` by seed.
+pub fn size_for(seed: u64, sizes: &[u64]) -> u64 {
+    sizes[(seed % sizes.len() as u64) as usize]
+}
+
+/// Waits for a leader, failing the run if none appears within the bound.
+pub fn await_leader(c: &mut Cluster, bound_ticks: u64) -> NodeId {
+    if !c.run_until(bound_ticks, |c| c.leader().is_some()) {
+        crate::invariants::violation(format!("liveness: no leader within {bound_ticks} ticks"));
+    }
+    c.leader().expect("checked")
+}
+
+/// A random element of `items`.
+pub fn pick(c: &mut Cluster, items: &[NodeId]) -> NodeId {
+    items[c.rng.range(0, items.len() as u64) as usize]
+}
+
+/// Up to `count` distinct random elements of `items`.
+pub fn pick_many(c: &mut Cluster, items: &[NodeId], count: usize) -> Vec<NodeId> {
+    let mut pool = items.to_vec();
+    let mut out = Vec::new();
+    while out.len() < count && !pool.is_empty() {
+        let i = c.rng.range(0, pool.len() as u64) as usize;
+        out.push(pool.swap_remove(i));
+    }
+    out
+}
+
+/// Running followers (running nodes that are not the given leader).
+pub fn followers(c: &Cluster, leader: NodeId) -> Vec<NodeId> {
+    c.voter_ids().into_iter().filter(|id| *id != leader && c.is_up(*id)).collect()
+}

@@ -1,0 +1,79 @@
+//! Runs a scenario over many seeds and reports failures with a replay command.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::cluster::RunReport;
+
+const DEFAULT_SEEDS: u64 = 20;
+
+/// The seeds to run: `KETCH_SIM_SEED=S` alone, else `1..=KETCH_SIM_SEEDS` (default 20).
+pub fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("KETCH_SIM_SEED") {
+        return vec![seed.trim().parse().expect("KETCH_SIM_SEED must be an integer")];
+    }
+    let count = std::env::var("KETCH_SIM_SEEDS")
+        .ok()
+        .map(|n| n.trim().parse().expect("KETCH_SIM_SEEDS must be an integer"))
+        .unwrap_or(DEFAULT_SEEDS);
+    (1..=count).collect()
+}
+
+fn replay_line(scenario: &str, seed: u64) -> String {
+    format!("KETCH_SIM_SEED={seed} cargo test --release --test sim {scenario} -- --exact")
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else {
+        "non-string panic".to_string()
+    }
+}
+
+/// Runs `scenario` for every seed; panics on the first failure with the replay command.
+pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
+    let mut total = RunReport::default();
+    let seeds = seeds();
+    for &seed in &seeds {
+        match catch_unwind(AssertUnwindSafe(|| run_one(seed))) {
+            Ok(report) => {
+                total.steps += report.steps;
+                total.ops_invoked += report.ops_invoked;
+                total.ops_completed += report.ops_completed;
+                total.messages += report.messages;
+            }
+            Err(payload) => panic!(
+                "scenario {scenario} failed with seed {seed}: {}\nreplay: {}",
+                panic_text(payload.as_ref()),
+                replay_line(scenario, seed)
+            ),
+        }
+    }
+    println!(
+        "scenario {scenario}: {} seeds, {} simulated ticks, {} client ops ({} answered), {} messages",
+        seeds.len(),
+        total.steps / crate::cluster::STEPS_PER_TICK,
+        total.ops_invoked,
+        total.ops_completed,
+        total.messages
+    );
+}
+
+/// Runs a deliberately broken variant until the simulator reports a safety violation; panics
+/// if no seed (of at most `max_seeds`) is caught. Returns the seed that was caught.
+pub fn expect_violation(scenario: &str, max_seeds: u64, run_one: impl Fn(u64) -> RunReport) -> u64 {
+    for seed in 1..=max_seeds {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_one(seed))) {
+            let text = panic_text(payload.as_ref());
+            assert!(
+                text.contains("SIM VIOLATION"),
+                "scenario {scenario} seed {seed} failed, but not with a safety violation: {text}"
+            );
+            println!("scenario {scenario}: the broken core was caught at seed {seed}: {text}");
+            return seed;
+        }
+    }
+    panic!("scenario {scenario}: the broken core went undetected for {max_seeds} seeds");
+}
