@@ -1,1 +1,238 @@
-fn main() {}
+//! Write-ahead log benchmarks, each next to the raw device it runs on.
+//!
+//! - `device/*`: the disk itself: one write + fdatasync overwriting blocks already written (what a
+//!   preallocated segment gives), the floor for any durable append.
+//! - `append_sync/*`: one batch append + `sync`, for batch shapes 1/16/256 (or 64) x 256 B / 4 KiB.
+//! - `group_commit/8_threads`: 8 threads appending one entry each through [`GroupCommit`];
+//!   prints fsyncs per entry.
+//! - `reopen_1gib/*`: opening a 1 GiB log (warm page cache) and reading it all back with checksums.
+//!
+//! Latency benchmarks also print p50 / p99 of the individual operations. Run:
+//! `cargo bench --bench wal` (set `KETCH_BENCH_DIR` to put the files on another disk).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ketch_storage::{Entry, GroupCommit, Options, Wal};
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("KETCH_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(PathBuf::from(base)).unwrap(),
+        // Cargo's scratch directory for benches: on the same disk as the build, never a tmpfs.
+        None => tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
+    }
+}
+
+/// Records individual operation latencies and prints percentiles.
+struct Latencies(Mutex<Vec<Duration>>);
+
+impl Latencies {
+    fn new() -> Self {
+        Latencies(Mutex::new(Vec::new()))
+    }
+    fn record(&self, d: Duration) {
+        self.0.lock().unwrap().push(d);
+    }
+    fn report(&self, name: &str) {
+        let mut all = self.0.lock().unwrap();
+        if all.is_empty() {
+            return;
+        }
+        all.sort();
+        let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+        println!(
+            "{name}: p50 {:.1} us, p99 {:.1} us over {} operations",
+            at(0.50).as_secs_f64() * 1e6,
+            at(0.99).as_secs_f64() * 1e6,
+            all.len()
+        );
+        all.clear();
+    }
+}
+
+fn device(c: &mut Criterion) {
+    let mut group = c.benchmark_group("device");
+    group.measurement_time(Duration::from_secs(4));
+    let dir = bench_dir();
+    let path = dir.path().join("device.bin");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let size: u64 = 64 << 20;
+    let chunk = vec![0u8; 1 << 20];
+    for offset in (0..size).step_by(chunk.len()) {
+        file.write_all_at(&chunk, offset).unwrap();
+    }
+    file.sync_all().unwrap();
+    for write_bytes in [256usize, 4096, 65536] {
+        let buf = vec![0x5Au8; write_bytes];
+        let latencies = Latencies::new();
+        let mut offset = 0u64;
+        group.throughput(Throughput::Bytes(write_bytes as u64));
+        group.bench_function(BenchmarkId::new("overwrite_fdatasync", write_bytes), |b| {
+            b.iter(|| {
+                let started = Instant::now();
+                file.write_all_at(&buf, offset).unwrap();
+                file.sync_data().unwrap();
+                latencies.record(started.elapsed());
+                offset = (offset + write_bytes as u64) % (size - write_bytes as u64);
+            })
+        });
+        latencies.report(&format!("device/overwrite_fdatasync/{write_bytes}"));
+    }
+    group.finish();
+}
+
+fn append_sync(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_sync");
+    group.measurement_time(Duration::from_secs(4));
+    for (batch, entry_bytes) in [
+        (1usize, 256usize),
+        (16, 256),
+        (64, 256),
+        (256, 256),
+        (1, 4096),
+        (16, 4096),
+    ] {
+        let dir = bench_dir();
+        let mut wal = Wal::open(dir.path(), Options::default()).unwrap();
+        let data = vec![0xA5u8; entry_bytes];
+        let latencies = Latencies::new();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::new(format!("{entry_bytes}B"), batch), |b| {
+            b.iter(|| {
+                let first = wal.last_index() + 1;
+                let entries: Vec<Entry> = (first..first + batch as u64)
+                    .map(|index| Entry::new(index, 1, data.clone()))
+                    .collect();
+                let started = Instant::now();
+                wal.append(&entries).unwrap();
+                wal.sync().unwrap();
+                latencies.record(started.elapsed());
+            })
+        });
+        latencies.report(&format!("append_sync/{entry_bytes}B/{batch}"));
+    }
+    group.finish();
+}
+
+fn group_commit(c: &mut Criterion) {
+    const THREADS: usize = 8;
+    let mut group = c.benchmark_group("group_commit");
+    group.measurement_time(Duration::from_secs(4));
+    let dir = bench_dir();
+    let log = Arc::new(GroupCommit::new(
+        Wal::open(dir.path(), Options::default()).unwrap(),
+    ));
+    group.throughput(Throughput::Elements(THREADS as u64));
+    let data = vec![7u8; 256];
+    let before = log.stats();
+    group.bench_function(
+        BenchmarkId::new("256B", format!("{THREADS}_threads")),
+        |b| {
+            b.iter_custom(|iters| {
+                let barrier = Arc::new(Barrier::new(THREADS + 1));
+                let workers: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        let log = Arc::clone(&log);
+                        let barrier = Arc::clone(&barrier);
+                        let data = data.clone();
+                        std::thread::spawn(move || {
+                            barrier.wait();
+                            for _ in 0..iters {
+                                log.append(1, &[&data]).unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                barrier.wait();
+                let started = Instant::now();
+                for worker in workers {
+                    worker.join().unwrap();
+                }
+                started.elapsed()
+            })
+        },
+    );
+    let after = log.stats();
+    let entries = after.batches - before.batches;
+    println!(
+        "group_commit/{THREADS}_threads: {entries} entries, {} fdatasyncs, {:.3} fdatasyncs per entry",
+        after.syncs - before.syncs,
+        (after.syncs - before.syncs) as f64 / entries.max(1) as f64
+    );
+    group.finish();
+}
+
+fn reopen_1gib(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reopen_1gib");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    let dir = bench_dir();
+    let total_bytes: u64 = 1 << 30;
+    let entry_bytes = 4096usize;
+    {
+        let mut wal = Wal::open(dir.path(), Options::default()).unwrap();
+        let data = vec![0x3Cu8; entry_bytes];
+        let mut written = 0;
+        while written < total_bytes {
+            let first = wal.last_index() + 1;
+            let entries: Vec<Entry> = (first..first + 256)
+                .map(|i| Entry::new(i, 1, data.clone()))
+                .collect();
+            wal.append(&entries).unwrap();
+            written += 256 * entry_bytes as u64;
+        }
+        wal.sync().unwrap();
+    }
+    group.bench_function("open", |b| {
+        b.iter(|| {
+            let wal = Wal::open(
+                dir.path(),
+                Options {
+                    prepare_segments_ahead: false,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
+            assert!(wal.last_index() >= total_bytes / entry_bytes as u64);
+            wal
+        })
+    });
+    let wal = Wal::open(
+        dir.path(),
+        Options {
+            prepare_segments_ahead: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let last = wal.last_index();
+    group.throughput(Throughput::Bytes(last * entry_bytes as u64));
+    group.bench_function("read_all_verified", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            let mut next = wal.first_index();
+            while next <= last {
+                let end = (next + 1024).min(last + 1);
+                for entry in wal.entries(next..end).unwrap() {
+                    bytes += entry.data.len();
+                }
+                next = end;
+            }
+            assert_eq!(bytes as u64, last * entry_bytes as u64);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, device, append_sync, group_commit, reopen_1gib);
+criterion_main!(benches);

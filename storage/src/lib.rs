@@ -33,4 +33,6 @@ mod wal;
 pub use commit::{GroupCommit, GroupCommitStats};
 pub use error::{Error, Result};
 pub use recovery::{RecoveryReport, Salvaged, TornTail};
-pub use wal::{Entry, HardState, Options, RecoveryMode, SegmentInfo, Wal, WalStats, WriteBatch};
+pub use wal::{
+    Entry, HardState, Options, RecoveryMode, SegmentInfo, Wal, WalStats, WriteBatch, MAX_INDEX,
+};

@@ -30,7 +30,7 @@ use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SEGMENT_SUFFIX,
     TRAILER_BYTES,
 };
-use crate::wal::{Options, RecoveryMode, Wal};
+use crate::wal::{Options, RecoveryMode, Wal, MAX_INDEX};
 use crate::{Error, HardState, Result};
 
 /// What recovery found and did.
@@ -517,6 +517,16 @@ fn load_segment(
         .map_err(|e| Error::io("read", path, e))?;
     let header = SegmentHeader::decode(path, &header_bytes[..read])?;
     let chain_error = |reason: String| Error::corruption(path, 0, None, reason);
+    if header.first_index == 0
+        || header.log_first_index == 0
+        || header.log_first_index > header.first_index
+        || header.first_index > MAX_INDEX
+    {
+        return Err(chain_error(format!(
+            "header holds impossible indices: log first index {}, first index {}",
+            header.log_first_index, header.first_index
+        )));
+    }
     if header.seq != entry.seq || header.first_index != entry.first_index {
         return Err(chain_error(format!(
             "header says segment {} starting at index {}, the file name says segment {} at {}",
@@ -739,6 +749,13 @@ fn apply_footer(
 ) -> Result<()> {
     let path = wal.active().path.clone();
     let bad = |reason: String| Error::corruption(&path, footer_offset, None, reason);
+    let own_end = footer.own_first.checked_add(footer.offsets.len() as u64);
+    if footer.log_first_index > MAX_INDEX
+        || footer.log_last_index > MAX_INDEX
+        || own_end.is_none_or(|end| end > MAX_INDEX)
+    {
+        return Err(bad("footer holds impossible indices".into()));
+    }
     if footer.prior_keep_below != u64::MAX {
         wal.index_truncate(footer.prior_keep_below);
         *phantom_end = (*phantom_end).min(footer.prior_keep_below);
@@ -788,6 +805,18 @@ fn apply_ops(
     phantom_end: &mut u64,
 ) -> Result<()> {
     for op in ops {
+        let index = match *op {
+            Op::Entry { index, .. } | Op::Truncate(index) | Op::Compact(index) => index,
+            Op::HardState(_) => 0,
+        };
+        if index > MAX_INDEX {
+            return Err(Error::corruption(
+                path,
+                batch_offset,
+                None,
+                format!("record holds impossible index {index}"),
+            ));
+        }
         match *op {
             Op::Entry { index, offset } => {
                 if index != wal.last_index + 1 {

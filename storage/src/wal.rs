@@ -39,6 +39,10 @@ use crate::segment::{
 };
 use crate::{Error, Result};
 
+/// The largest index the log accepts (2^62): far beyond any real log, and it keeps index
+/// arithmetic clear of overflow even on damaged input.
+pub const MAX_INDEX: u64 = 1 << 62;
+
 /// One log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
@@ -323,6 +327,11 @@ impl Wal {
             }
             next_index = next_index.min(from);
         }
+        if next_index + batch.entries.len() as u64 > MAX_INDEX {
+            return Err(Error::misuse(format!(
+                "indices above {MAX_INDEX} are not supported"
+            )));
+        }
         for (position, entry) in batch.entries.iter().enumerate() {
             let expected = next_index + position as u64;
             if entry.index != expected {
@@ -410,6 +419,11 @@ impl Wal {
         self.check_writable()?;
         if index <= self.first_index {
             return Ok(());
+        }
+        if index > MAX_INDEX {
+            return Err(Error::misuse(format!(
+                "indices above {MAX_INDEX} are not supported"
+            )));
         }
         self.make_room(2 * COMMIT_FRAME_BYTES as u64, 0)?;
         let seq = self.active().seq();
