@@ -314,6 +314,57 @@ fn rewriting_the_same_index_and_term_replaces_the_snapshot() {
     assert_eq!(read_all(&store, &second).len(), 2000);
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+
+    /// However the content is cut into writes and reads, it comes back byte for byte.
+    #[test]
+    fn any_write_and_read_chunking_round_trips(
+        len_bytes in 0u64..300_000,
+        seed in 0u64..1000,
+        write_chunk_bytes in 1usize..70_000,
+        read_chunk_bytes in 1usize..70_000,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path(), 2);
+        let mut expected = Vec::new();
+        KvContent::new(seed, len_bytes).read_to_end(&mut expected).unwrap();
+        let mut writer = store.begin(seed, 1, b"m").unwrap();
+        for chunk in expected.chunks(write_chunk_bytes) {
+            writer.write_all(chunk).unwrap();
+        }
+        let meta = writer.finish().unwrap();
+        let mut reader = store.open_reader(&meta).unwrap();
+        let mut actual = Vec::new();
+        let mut buf = vec![0u8; read_chunk_bytes];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            actual.extend_from_slice(&buf[..n]);
+        }
+        proptest::prop_assert!(actual == expected, "content differs");
+        proptest::prop_assert_eq!(meta.uncompressed_bytes, len_bytes);
+    }
+}
+
+#[test]
+fn an_unreadable_path_is_an_io_error_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(verify_file(dir.path()), Err(Error::Io { .. })));
+    let missing = dir
+        .path()
+        .join("snap-00000000000000000001-00000000000000000001.snap");
+    match verify_file(&missing) {
+        Err(Error::Io { source, path, .. }) => {
+            assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            assert_eq!(path, missing);
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
 #[test]
 fn membership_over_the_cap_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -899,23 +950,48 @@ fn crash_content_len(index: u64) -> u64 {
 
 const CRASH_RETAIN: usize = 2;
 
-/// Writes snapshots forever, printing `finished <index>` after each `finish` returns; every
-/// fourth one is abandoned part way to leave temp files behind.
-fn crash_child(dir: &Path) {
-    let store = open_store(dir, CRASH_RETAIN);
+/// Installs snapshots forever into `root/main`, printing `finished <index>` after each install
+/// returns. Index 4k is abandoned part way (a temp file to clean up); 4k+1 is written in
+/// `root/leader` and received into `main` in chunks, as a follower would; the rest are written
+/// locally.
+fn crash_child(root: &Path) {
+    let store = open_store(&root.join("main"), CRASH_RETAIN);
+    let leader = open_store(&root.join("leader"), 1);
     let mut index = store.latest().map_or(1, |m| m.index + 1);
     let stdout = io::stdout();
     loop {
-        let mut writer = store
-            .begin(index, index / 10 + 1, format!("voters={index}").as_bytes())
-            .unwrap();
+        let term = index / 10 + 1;
+        let membership = format!("voters={index}");
         let len_bytes = crash_content_len(index);
-        if index % 4 == 0 {
-            io::copy(&mut KvContent::new(index, len_bytes / 2), &mut writer).unwrap();
-            drop(writer);
-        } else {
-            io::copy(&mut KvContent::new(index, len_bytes), &mut writer).unwrap();
-            writer.finish().unwrap();
+        match index % 4 {
+            0 => {
+                let mut writer = store.begin(index, term, membership.as_bytes()).unwrap();
+                io::copy(&mut KvContent::new(index, len_bytes / 2), &mut writer).unwrap();
+                drop(writer);
+            }
+            1 => {
+                let mut writer = leader.begin(index, term, membership.as_bytes()).unwrap();
+                io::copy(&mut KvContent::new(index, len_bytes), &mut writer).unwrap();
+                let sent = writer.finish().unwrap();
+                let raw = leader.open_raw(&sent).unwrap();
+                let mut receiver = store.begin_receive(Some(raw.len())).unwrap();
+                let mut chunk = vec![0u8; 256 << 10];
+                loop {
+                    let n = raw.read_at(receiver.received_bytes(), &mut chunk).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    receiver.append(&chunk[..n]).unwrap();
+                }
+                receiver.finish().unwrap();
+            }
+            _ => {
+                let mut writer = store.begin(index, term, membership.as_bytes()).unwrap();
+                io::copy(&mut KvContent::new(index, len_bytes), &mut writer).unwrap();
+                writer.finish().unwrap();
+            }
+        }
+        if index % 4 != 0 {
             let mut out = stdout.lock();
             writeln!(out, "finished {index}").unwrap();
             out.flush().unwrap();
@@ -938,7 +1014,10 @@ fn snapshots_survive_sigkill_at_random_moments() {
         });
     eprintln!("crash test seed {seed}: rerun with KETCH_SNAPSHOT_CRASH_SEED={seed}");
     let mut rng = KvContent::new(seed, 0);
-    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("main");
+    let dir = dir.as_path();
+    fs::create_dir_all(dir).unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut acknowledged_max = 0u64;
     let mut kills_with_temp_file = 0usize;
@@ -948,7 +1027,7 @@ fn snapshots_survive_sigkill_at_random_moments() {
             break;
         }
         rounds_run += 1;
-        let mut child = child_command(&format!("crash:{}", dir.path().display()))
+        let mut child = child_command(&format!("crash:{}", root.path().display()))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -961,13 +1040,13 @@ fn snapshots_survive_sigkill_at_random_moments() {
                 acknowledged_max = acknowledged_max.max(index.parse().unwrap());
             }
         }
-        if !temp_files_in(dir.path()).is_empty() {
+        if !temp_files_in(dir).is_empty() {
             kills_with_temp_file += 1;
         }
 
-        let store = open_store(dir.path(), CRASH_RETAIN);
+        let store = open_store(dir, CRASH_RETAIN);
         assert!(
-            temp_files_in(dir.path()).is_empty(),
+            temp_files_in(dir).is_empty(),
             "round {round} (seed {seed}): open left temp files"
         );
         let listed = store.list();
@@ -976,7 +1055,7 @@ fn snapshots_survive_sigkill_at_random_moments() {
             "round {round} (seed {seed}): {listed:?}"
         );
         assert_eq!(
-            files_in(dir.path()).len(),
+            files_in(dir).len(),
             listed.len(),
             "round {round} (seed {seed}): every snapshot file is listed"
         );

@@ -67,8 +67,8 @@
 //! - The content is checked while it streams: a [`SnapshotReader`] counts and checksums the
 //!   decompressed bytes and the compressed bytes and, at end of stream, compares them with the
 //!   header. A mismatch, a zstd
-//!   decoding error or more content than declared is an [`io::Error`](std::io::Error) of kind
-//!   `InvalidData` that wraps an [`Error::Corruption`](crate::Error::Corruption) naming the file
+//!   decoding error or more content than declared is an [`io::Error`] of kind
+//!   `InvalidData` that wraps an [`Error::Corruption`] naming the file
 //!   and an offset; [`storage_error`] takes the typed error back out. A caller that stops
 //!   reading before the end has not had the content verified: [`SnapshotReader::finish`]
 //!   reads the rest and verifies.
@@ -88,7 +88,7 @@
 //! among those whose header is valid) are kept; every snapshot file older than the oldest kept
 //! one is deleted, including files with damaged headers. Damaged files newer than that are left
 //! for an operator to look at. A snapshot whose install would make it older than all retained
-//! ones is discarded and its install reports [`Error::Misuse`](crate::Error::Misuse).
+//! ones is discarded and its install reports [`Error::Misuse`].
 
 mod format;
 mod reader;

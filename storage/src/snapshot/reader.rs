@@ -113,16 +113,28 @@ impl Read for CompressedSource {
     }
 }
 
+/// Opens a snapshot file and reads its header; the file is left positioned at the zstd stream.
+pub(super) fn open_file(path: &Path) -> Result<(File, Header)> {
+    let mut file = File::open(path).map_err(|e| Error::io("open snapshot", path, e))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| Error::io("stat snapshot", path, e))?;
+    if !metadata.is_file() {
+        return Err(Error::io(
+            "open snapshot",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    let header = Header::decode(&mut file, metadata.len(), path)?;
+    Ok((file, header))
+}
+
 impl SnapshotReader {
     /// Opens the snapshot file at `path` and checks its header and length.
     pub fn open(path: impl AsRef<Path>) -> Result<SnapshotReader> {
         let path = path.as_ref();
-        let mut file = File::open(path).map_err(|e| Error::io("open snapshot", path, e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("stat snapshot", path, e))?
-            .len();
-        let header = Header::decode(&mut file, file_len, path)?;
+        let (file, header) = open_file(path)?;
         let header_len_bytes = header.len_bytes();
         let source = CompressedSource {
             file,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::format::{self, Header, MEMBERSHIP_MAX_BYTES};
-use super::reader::SnapshotReader;
+use super::reader::{self, SnapshotReader};
 use super::transfer::{RawSnapshotFile, RawSnapshotReceiver};
 use super::writer::SnapshotWriter;
 use super::{sync_dir, verify_file, SnapshotMeta, SnapshotOptions};
@@ -266,12 +266,7 @@ enum Search {
 }
 
 fn read_header(path: &Path) -> Result<Header> {
-    let mut file = File::open(path).map_err(|e| Error::io("open snapshot", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("stat snapshot", path, e))?
-        .len();
-    Header::decode(&mut file, len, path)
+    reader::open_file(path).map(|(_, header)| header)
 }
 
 /// The file at `expected.path` must still be the snapshot the caller asked for.

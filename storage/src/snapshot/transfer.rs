@@ -7,8 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::format::Header;
-use super::reader::SnapshotReader;
+use super::reader::{self, SnapshotReader};
 use super::store::{Shared, TempFile};
 use super::SnapshotMeta;
 use crate::{Error, Result};
@@ -24,13 +23,9 @@ pub struct RawSnapshotFile {
 impl RawSnapshotFile {
     pub(super) fn open(meta: &SnapshotMeta) -> Result<RawSnapshotFile> {
         let path = &meta.path;
-        let mut file = File::open(path).map_err(|e| Error::io("open snapshot", path, e))?;
-        let len_bytes = file
-            .metadata()
-            .map_err(|e| Error::io("stat snapshot", path, e))?
-            .len();
         // The header check also pins the length: the receiver will insist on the same.
-        let header = Header::decode(&mut file, len_bytes, path)?;
+        let (file, header) = reader::open_file(path)?;
+        let len_bytes = header.len_bytes() + header.compressed_bytes;
         if (header.index, header.term, header.checksum) != (meta.index, meta.term, meta.checksum) {
             return Err(Error::corruption(
                 path,
