@@ -1,0 +1,3 @@
+//! The `ketch` command-line tool.
+
+fn main() {}
