@@ -420,24 +420,63 @@ impl Wal {
         if index <= self.first_index {
             return Ok(());
         }
-        if index > MAX_INDEX {
+        self.write_control(None, index)
+    }
+
+    /// Brings the log in line with a snapshot of the state up to `index` (whose entry had
+    /// `term`), which the caller has already made durable. If the log holds entry `index` with
+    /// that term, the entries after it are kept and those up to it compacted away; otherwise the
+    /// log is emptied and continues at `index + 1`. Either way it is one atomic, synced record,
+    /// then whole segments below are deleted. Calling it again for the same snapshot (after a
+    /// crash, say) changes nothing.
+    pub fn apply_snapshot(&mut self, index: u64, term: u64) -> Result<()> {
+        self.check_writable()?;
+        if index + 1 == self.first_index {
+            return Ok(());
+        }
+        if index + 1 < self.first_index {
+            return Err(Error::misuse(format!(
+                "snapshot at index {index} is older than the log's first index {}",
+                self.first_index
+            )));
+        }
+        let matches = index <= self.last_index && self.entry(index)?.term == term;
+        if matches {
+            return self.write_control(None, index + 1);
+        }
+        let truncate_from = (self.last_index >= self.first_index).then_some(self.first_index);
+        self.write_control(truncate_from, index + 1)
+    }
+
+    /// Writes one synced batch of a truncation and a compaction, then deletes the segments the
+    /// compaction made obsolete.
+    fn write_control(&mut self, truncate_from: Option<u64>, compact_to: u64) -> Result<()> {
+        if compact_to > MAX_INDEX {
             return Err(Error::misuse(format!(
                 "indices above {MAX_INDEX} are not supported"
             )));
         }
-        self.make_room(2 * COMMIT_FRAME_BYTES as u64, 0)?;
+        self.make_room(3 * COMMIT_FRAME_BYTES as u64, 0)?;
         let seq = self.active().seq();
         let offset = self.active().write_offset;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        record::encode_u64s(&mut scratch, seq, RecordKind::Compact, &[index]);
+        let mut frames = 1;
+        if let Some(from) = truncate_from {
+            record::encode_u64s(&mut scratch, seq, RecordKind::Truncate, &[from]);
+            frames += 1;
+        }
+        record::encode_u64s(&mut scratch, seq, RecordKind::Compact, &[compact_to]);
         let batch_bytes = scratch.len() as u64;
-        record::encode_commit(&mut scratch, seq, 1, batch_bytes);
+        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
         let written = self.write_at_active(&scratch, offset);
         let scratch_len = scratch.len() as u64;
         self.scratch = scratch;
         written?;
-        self.index_compact(index);
+        if let Some(from) = truncate_from {
+            self.index_truncate(from);
+        }
+        self.index_compact(compact_to);
         self.active_mut().write_offset = offset + scratch_len;
         self.stats.batches_written += 1;
         self.sync()?;
