@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         recovery_mode,
         prepare_segments_ahead: false,
         read_only: selector & 0x80 != 0,
+        ..Options::default()
     };
     if let Ok(wal) = Wal::open(dir.path(), options) {
         assert!(wal.first_index() <= wal.last_index() + 1);

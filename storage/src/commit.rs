@@ -156,8 +156,12 @@ impl GroupCommit {
             let active = shared.wal.active();
             let file = std::sync::Arc::clone(&active.file);
             let path = active.path.clone();
+            let injected = shared.wal.injected_sync_failure();
             drop(shared);
-            let result = file.sync_data();
+            let result = match injected {
+                Some(error) => Err(error),
+                None => file.sync_data(),
+            };
             shared = self.lock();
             shared.sync_in_progress = false;
             shared.stats.syncs += 1;

@@ -24,6 +24,7 @@
 
 mod commit;
 mod error;
+mod fault;
 pub mod record;
 pub mod recovery;
 pub mod segment;
@@ -32,6 +33,7 @@ mod wal;
 
 pub use commit::{GroupCommit, GroupCommitStats};
 pub use error::{Error, Result};
+pub use fault::FaultInjector;
 pub use recovery::{RecoveryReport, Salvaged, TornTail};
 pub use wal::{
     Entry, HardState, Options, RecoveryMode, SegmentInfo, Wal, WalStats, WriteBatch, MAX_INDEX,

@@ -32,6 +32,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::fault::{FaultInjector, WriteFault};
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{
@@ -105,6 +106,8 @@ pub struct Options {
     /// Open without writing anything: no repair, no new segments; writes are refused. For
     /// inspection tools.
     pub read_only: bool,
+    /// Test hook: make writes and fsyncs fail on demand. `None` in production.
+    pub fault_injector: Option<Arc<FaultInjector>>,
 }
 
 impl Default for Options {
@@ -114,6 +117,7 @@ impl Default for Options {
             recovery_mode: RecoveryMode::default(),
             prepare_segments_ahead: true,
             read_only: false,
+            fault_injector: None,
         }
     }
 }
@@ -405,7 +409,10 @@ impl Wal {
     pub fn sync(&mut self) -> Result<()> {
         self.check_writable()?;
         let active = self.active();
-        let result = active.file.sync_data();
+        let result = match self.injected_sync_failure() {
+            Some(error) => Err(error),
+            None => active.file.sync_data(),
+        };
         let path = active.path.clone();
         self.stats.syncs += 1;
         result.map_err(|e| self.poison(Error::io("fdatasync", path, e)))
@@ -566,10 +573,25 @@ impl Wal {
         self.poisoned.is_some()
     }
 
+    /// An injected fsync failure, if a test armed one.
+    pub(crate) fn injected_sync_failure(&self) -> Option<std::io::Error> {
+        self.options.fault_injector.as_ref()?.before_sync()
+    }
+
     fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
         let active = self.active();
         debug_assert!(offset + bytes.len() as u64 <= active.file_len - TRAILER_BYTES);
-        let result = active.file.write_all_at(bytes, offset);
+        let fault = match &self.options.fault_injector {
+            Some(injector) => injector.before_write(bytes.len()),
+            None => WriteFault::None,
+        };
+        let result = match fault {
+            WriteFault::None => active.file.write_all_at(bytes, offset),
+            WriteFault::Fail { keep, error } => active
+                .file
+                .write_all_at(&bytes[..keep], offset)
+                .and(Err(error)),
+        };
         let path = active.path.clone();
         match result {
             Ok(()) => {

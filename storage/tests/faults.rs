@@ -1,0 +1,136 @@
+//! Disk faults injected through `FaultInjector`: each fault reaches the caller as an error, a
+//! failed fsync or write poisons the log (every later call fails, nothing is retried), and
+//! reopening afterwards recovers every entry that was reported durable and nothing torn.
+
+use std::sync::Arc;
+
+use ketch_storage::{Entry, Error, FaultInjector, GroupCommit, Options, Wal};
+
+fn entries(lo: u64, hi: u64) -> Vec<Entry> {
+    (lo..hi)
+        .map(|i| Entry::new(i, 1, format!("entry {i}").into_bytes()))
+        .collect()
+}
+
+fn open_with_faults(dir: &std::path::Path) -> (Wal, Arc<FaultInjector>) {
+    let faults = Arc::new(FaultInjector::default());
+    let options = Options {
+        segment_size_bytes: 64 << 10,
+        fault_injector: Some(Arc::clone(&faults)),
+        ..Options::default()
+    };
+    (Wal::open(dir, options).unwrap(), faults)
+}
+
+fn assert_poisoned(wal: &mut Wal) {
+    assert!(wal.is_poisoned());
+    let next = wal.last_index() + 1;
+    assert!(matches!(
+        wal.append(&entries(next, next + 1)),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(wal.sync(), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        wal.truncate_suffix(1),
+        Err(Error::Poisoned { .. }) | Ok(())
+    ));
+    assert!(matches!(wal.compact_prefix(2), Err(Error::Poisoned { .. })));
+    assert!(matches!(wal.entries(1..2), Err(Error::Poisoned { .. })));
+}
+
+#[test]
+fn failed_fsync_poisons_and_is_never_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, faults) = open_with_faults(dir.path());
+    wal.append(&entries(1, 11)).unwrap();
+    wal.sync().unwrap();
+    wal.append(&entries(11, 21)).unwrap();
+    faults.fail_sync_after(0);
+    match wal.sync() {
+        Err(Error::Io { op, path, .. }) => {
+            assert_eq!(op, "fdatasync");
+            assert!(path.to_string_lossy().ends_with(".wal"), "{path:?}");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert_poisoned(&mut wal);
+    drop(wal);
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    assert!(wal.last_index() >= 10, "synced entries lost");
+    for entry in wal.entries(1..wal.last_index() + 1).unwrap() {
+        assert_eq!(entry.data, format!("entry {}", entry.index).into_bytes());
+    }
+}
+
+#[test]
+fn torn_write_error_poisons_and_reopen_cuts_the_torn_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, faults) = open_with_faults(dir.path());
+    wal.append(&entries(1, 11)).unwrap();
+    wal.sync().unwrap();
+    faults.fail_write_after(0, 37, false);
+    let torn = wal.append(&entries(11, 21));
+    assert!(
+        matches!(torn, Err(Error::Io { op: "write", .. })),
+        "{torn:?}"
+    );
+    assert_eq!(
+        wal.last_index(),
+        10,
+        "a failed write must not change the index"
+    );
+    assert_poisoned(&mut wal);
+    drop(wal);
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(wal.last_index(), 10);
+    let torn_tail = wal
+        .recovery_report()
+        .torn_tail
+        .clone()
+        .expect("the 37 torn bytes are cut");
+    assert_eq!(torn_tail.bytes, 37);
+}
+
+#[test]
+fn disk_full_is_reported_with_the_path_and_loses_nothing_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, faults) = open_with_faults(dir.path());
+    wal.append(&entries(1, 6)).unwrap();
+    wal.sync().unwrap();
+    faults.fail_write_after(0, 0, true);
+    let error = wal.append(&entries(6, 7)).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("No space left") || message.contains("os error 28"),
+        "{message}"
+    );
+    assert!(message.contains(".wal"), "{message}");
+    assert_poisoned(&mut wal);
+    drop(wal);
+    // After space is freed, a reopen resumes.
+    let mut wal = Wal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(wal.last_index(), 5);
+    wal.append(&entries(6, 8)).unwrap();
+    wal.sync().unwrap();
+}
+
+#[test]
+fn group_commit_fsync_failure_fails_every_waiter_and_every_later_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, faults) = open_with_faults(dir.path());
+    let log = Arc::new(GroupCommit::new(wal));
+    log.append(1, &[b"before"]).unwrap();
+    faults.fail_sync_after(0);
+    let results: Vec<_> = (0..4)
+        .map(|_| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || log.append(1, &[b"during"]))
+        })
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    assert!(matches!(
+        log.append(1, &[b"after"]),
+        Err(Error::Poisoned { .. })
+    ));
+}
