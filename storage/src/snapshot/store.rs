@@ -59,11 +59,7 @@ impl SnapshotStore {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
-            fs::create_dir_all(&dir)
-                .map_err(|e| Error::io("create snapshot directory", &dir, e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
+            create_dir_durably(&dir)?;
         }
         let mut catalog = Catalog::default();
         let mut removed_temp_files = 0usize;
@@ -258,6 +254,23 @@ impl SnapshotStore {
             expected_len_bytes,
         ))
     }
+}
+
+/// `mkdir -p`, then an `fsync` of the parent of every directory it created, so none of them
+/// vanishes in a crash.
+fn create_dir_durably(dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !a.exists())
+        .collect();
+    fs::create_dir_all(dir).map_err(|e| Error::io("create snapshot directory", dir, e))?;
+    for created in missing {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 enum Search {

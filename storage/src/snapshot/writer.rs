@@ -109,11 +109,18 @@ impl SnapshotWriter {
             .metadata()
             .map_err(|e| Error::io("stat snapshot", temp.path(), e))?
             .len();
-        assert_eq!(
-            file_len,
-            header_len + sink.written_bytes,
-            "the file is the placeholder header plus every compressed byte"
-        );
+        if file_len != header_len + sink.written_bytes {
+            return Err(Error::corruption(
+                temp.path(),
+                file_len.min(header_len + sink.written_bytes),
+                None,
+                format!(
+                    "temp file is {file_len} bytes, expected {header_len} header bytes plus {} \
+                     compressed: something else changed it while it was written",
+                    sink.written_bytes
+                ),
+            ));
+        }
         let header = Header {
             index: self.index,
             term: self.term,
