@@ -21,7 +21,9 @@ pub enum ReadMode {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// Commit entries of earlier terms by counting replicas (violates Raft §5.4.2, Figure 8).
+    /// Commit entries of earlier terms by counting replicas (violates Raft §5.4.2, Figure 8),
+    /// and skip the election no-op, which would otherwise mask the bug in most schedules (the
+    /// paper's Figure 8 leaders append no such entry).
     CommitOldTermByCount,
     /// Answer read-index requests without confirming leadership.
     ReadWithoutHeartbeat,

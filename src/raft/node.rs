@@ -106,10 +106,9 @@ impl RaftNode {
         } else {
             (durable.hard_state.term, durable.hard_state.vote)
         };
-        let seed = config.seed ^ config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut node = Self {
             id: config.id,
-            rng: SplitMix64::new(seed),
+            rng: SplitMix64::for_node(config.seed, config.id),
             current_term,
             voted_for,
             role: Role::Follower,
@@ -721,14 +720,23 @@ impl RaftNode {
         }
         // Snapshot chunks may be lost: resend one that has seen no answer for two heartbeats.
         let resend_after_ticks = 2 * self.config.heartbeat_interval_ticks;
+        let latest = self.log.snapshot();
         let mut resend = Vec::new();
         for (id, pr) in self.progress.iter_mut() {
-            if let Some(transfer) = &mut pr.snapshot {
-                transfer.idle_ticks += 1;
-                if transfer.chunk_in_flight && transfer.idle_ticks >= resend_after_ticks {
+            let Some(transfer) = &mut pr.snapshot else {
+                continue;
+            };
+            transfer.idle_ticks += 1;
+            if transfer.chunk_in_flight && transfer.idle_ticks >= resend_after_ticks {
+                if transfer.meta != *latest {
+                    // The driver may have deleted the older snapshot (its chunks are then
+                    // dropped): start over with the latest one.
+                    pr.become_snapshot(latest.clone());
+                    self.stats.snapshots_sent += 1;
+                } else {
                     transfer.chunk_in_flight = false;
-                    resend.push(*id);
                 }
+                resend.push(*id);
             }
         }
         for id in resend {
@@ -877,12 +885,14 @@ impl RaftNode {
             }
         }
         // Raft §8: a new leader commits a no-op to learn which entries are committed.
-        self.log.append(vec![Entry {
-            term: self.current_term,
-            index: next_index,
-            kind: EntryKind::Noop,
-            data: Vec::new(),
-        }]);
+        if self.config.unsafe_fault != Some(Fault::CommitOldTermByCount) {
+            self.log.append(vec![Entry {
+                term: self.current_term,
+                index: next_index,
+                kind: EntryKind::Noop,
+                data: Vec::new(),
+            }]);
+        }
         self.broadcast_append(true);
     }
 
@@ -1672,9 +1682,7 @@ mod tests {
         assert_ne!(c.node(leader).role(), Role::Leader);
         assert!(c.node(leader).stats().check_quorum_step_downs >= 1);
         assert!(
-            c.reads
-                .get(&leader)
-                .map_or(true, |r| r.iter().all(|s| s.ctx != 99)),
+            !c.reads.get(&leader).into_iter().flatten().any(|s| s.ctx == 99),
             "a deposed leader never answers a read"
         );
     }

@@ -8,8 +8,8 @@
 
 use ketch::history::{self, CheckLimits, CheckResult, History, Op, OpId, Outcome};
 use ketch::raft::{
-    Config, DurableState, Fault, Membership, Message, MessageBody, NodeId, RaftNode, ReadMode, Ready, Role, SnapshotMeta,
-    SplitMix64,
+    Config, DurableState, Fault, Membership, Message, MessageBody, NodeId, RaftNode, ReadMode,
+    Ready, Role, SnapshotMeta, SplitMix64,
 };
 
 use crate::disk::{Disk, PendingWrite};
@@ -175,7 +175,8 @@ impl Cluster {
                 membership: membership.clone(),
                 ..SnapshotMeta::default()
             };
-            let core = RaftNode::new(config.clone(), disk.durable.to_state()).expect("valid config");
+            let core =
+                RaftNode::new(config.clone(), disk.durable.to_state()).expect("valid config");
             nodes.push(SimNode {
                 id,
                 core: Some(core),
@@ -236,13 +237,21 @@ impl Cluster {
     pub fn leaders(&self) -> Vec<(NodeId, u64)> {
         self.nodes
             .iter()
-            .filter_map(|n| n.core.as_ref().filter(|c| c.role() == Role::Leader).map(|c| (n.id, c.term())))
+            .filter_map(|n| {
+                n.core
+                    .as_ref()
+                    .filter(|c| c.role() == Role::Leader)
+                    .map(|c| (n.id, c.term()))
+            })
             .collect()
     }
 
     /// The running leader of the highest term, if any.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leaders().into_iter().max_by_key(|(_, term)| *term).map(|(id, _)| id)
+        self.leaders()
+            .into_iter()
+            .max_by_key(|(_, term)| *term)
+            .map(|(id, _)| id)
     }
 
     /// Whether `id` is running.
@@ -273,7 +282,9 @@ impl Cluster {
         let state: DurableState = node.disk.durable.to_state();
         let core = match RaftNode::new(node.config.clone(), state) {
             Ok(core) => core,
-            Err(e) => violation(format!("node {id} cannot restart from its durable state: {e}")),
+            Err(e) => violation(format!(
+                "node {id} cannot restart from its durable state: {e}"
+            )),
         };
         node.kv = Kv::decode(&node.disk.durable.snapshot_data);
         node.applied_index = node.disk.durable.snapshot.index;
@@ -338,15 +349,22 @@ impl Cluster {
     }
 
     fn send(&mut self, mut message: Message) {
-        if let MessageBody::InstallSnapshot { meta, offset, len, data, .. } = &mut message.body {
+        if let MessageBody::InstallSnapshot {
+            meta,
+            offset,
+            len,
+            data,
+            ..
+        } = &mut message.body
+        {
             // The driver fills snapshot bytes from its own snapshot file (see raft module docs).
             let durable = &self.nodes[Self::idx(message.from)].disk.durable;
-            if durable.snapshot != *meta {
+            let Some(bytes) = durable.snapshot_bytes(meta) else {
                 return;
-            }
+            };
             let start = *offset as usize;
             let end = start + *len as usize;
-            *data = durable.snapshot_data[start..end].to_vec();
+            *data = bytes[start..end].to_vec();
         }
         self.net.send(message, self.now, &mut self.rng);
     }
@@ -387,7 +405,9 @@ impl Cluster {
             || ready.snapshot_to_install.is_some()
             || !ready.persisted_messages.is_empty();
         if needs_write {
-            let delay = self.rng.range(self.cfg.disk_delay_steps.0, self.cfg.disk_delay_steps.1 + 1);
+            let delay = self
+                .rng
+                .range(self.cfg.disk_delay_steps.0, self.cfg.disk_delay_steps.1 + 1);
             self.nodes[i].disk.submit(PendingWrite {
                 complete_at: self.now + delay,
                 hard_state: ready.hard_state,
@@ -417,13 +437,22 @@ impl Cluster {
                 }
                 last = entry.index;
             }
-            self.nodes[i].core.as_mut().expect("running").on_applied(last);
+            self.nodes[i]
+                .core
+                .as_mut()
+                .expect("running")
+                .on_applied(last);
         }
-        self.nodes[i].pending_reads.extend(ready.read_states.iter().map(|r| (r.ctx, r.index)));
+        self.nodes[i]
+            .pending_reads
+            .extend(ready.read_states.iter().map(|r| (r.ctx, r.index)));
         self.serve_reads(id);
         if let Some(request) = ready.snapshot_request {
             let node = &mut self.nodes[i];
-            assert_eq!(request.index, node.applied_index, "snapshot requested at the applied index");
+            assert_eq!(
+                request.index, node.applied_index,
+                "snapshot requested at the applied index"
+            );
             let data = node.kv.encode();
             let meta = SnapshotMeta {
                 index: request.index,
@@ -442,13 +471,20 @@ impl Cluster {
         }
         let i = Self::idx(id);
         if let Some(last) = write.entries.last() {
-            self.nodes[i].core.as_mut().expect("running").on_persisted(last.index, last.term);
+            self.nodes[i]
+                .core
+                .as_mut()
+                .expect("running")
+                .on_persisted(last.index, last.term);
         }
         if let Some(meta) = write.install {
             let node = &mut self.nodes[i];
             node.kv = Kv::decode(&node.disk.durable.snapshot_data);
             node.applied_index = meta.index;
-            node.core.as_mut().expect("running").on_snapshot_installed(meta);
+            node.core
+                .as_mut()
+                .expect("running")
+                .on_snapshot_installed(meta);
         }
         self.drive(id);
     }
@@ -462,7 +498,11 @@ impl Cluster {
         let matches = matches!(&client.pending, Some(PendingOp { kind: PendingKind::Write { seq }, .. }) if *seq == command.seq);
         if matches {
             let op = client.pending.take().expect("matched");
-            let outcome = if command.kind == 1 { Outcome::Put } else { Outcome::Append };
+            let outcome = if command.kind == 1 {
+                Outcome::Put
+            } else {
+                Outcome::Append
+            };
             self.history.complete(op.op_id, outcome, self.now);
             self.report.ops_completed += 1;
         }
@@ -471,8 +511,15 @@ impl Cluster {
     fn serve_reads(&mut self, id: NodeId) {
         let i = Self::idx(id);
         let applied = self.nodes[i].applied_index;
-        let ready: Vec<(u64, u64)> = self.nodes[i].pending_reads.iter().copied().filter(|(_, index)| *index <= applied).collect();
-        self.nodes[i].pending_reads.retain(|(_, index)| *index > applied);
+        let ready: Vec<(u64, u64)> = self.nodes[i]
+            .pending_reads
+            .iter()
+            .copied()
+            .filter(|(_, index)| *index <= applied)
+            .collect();
+        self.nodes[i]
+            .pending_reads
+            .retain(|(_, index)| *index > applied);
         for (ctx, _) in ready {
             let Some(client) = self
                 .clients
@@ -482,9 +529,12 @@ impl Cluster {
                 continue;
             };
             let op = client.pending.take().expect("matched");
-            let PendingKind::Read { key, .. } = op.kind else { unreachable!() };
+            let PendingKind::Read { key, .. } = op.kind else {
+                unreachable!()
+            };
             let value = self.nodes[i].kv.map.get(&key).cloned();
-            self.history.complete(op.op_id, Outcome::Get(value), self.now);
+            self.history
+                .complete(op.op_id, Outcome::Get(value), self.now);
             self.report.ops_completed += 1;
         }
     }
@@ -539,7 +589,11 @@ impl Cluster {
             if core.propose(command.encode()).is_err() {
                 return false;
             }
-            let op = if kind == 1 { Op::Put { key, value } } else { Op::Append { key, value } };
+            let op = if kind == 1 {
+                Op::Put { key, value }
+            } else {
+                Op::Append { key, value }
+            };
             let op_id = self.history.invoke(client_id, op, self.now);
             self.report.ops_invoked += 1;
             self.clients[c].pending = Some(PendingOp {
@@ -550,14 +604,20 @@ impl Cluster {
             self.drive(leader);
         } else {
             let target = if self.rng.range(0, 1000) < self.cfg.follower_read_per_mille {
-                let up: Vec<NodeId> = self.ids().into_iter().filter(|id| self.is_up(*id)).collect();
+                let up: Vec<NodeId> = self
+                    .ids()
+                    .into_iter()
+                    .filter(|id| self.is_up(*id))
+                    .collect();
                 up[self.rng.range(0, up.len() as u64) as usize]
             } else {
                 leader
             };
             let ctx = self.next_ctx;
             self.next_ctx += 1;
-            let op_id = self.history.invoke(client_id, Op::Get { key: key.clone() }, self.now);
+            let op_id = self
+                .history
+                .invoke(client_id, Op::Get { key: key.clone() }, self.now);
             self.report.ops_invoked += 1;
             let core = self.core_mut(target).expect("target runs");
             if core.read_index(ctx).is_err() {
@@ -594,7 +654,9 @@ impl Cluster {
         let waited = self.run_until(2 * self.cfg.op_timeout_ticks + 5, |c| !c.ops_pending());
         assert!(waited, "client operations time out, so they always finish");
         if !self.run_until(bound_ticks, |c| c.leader().is_some()) {
-            violation(format!("liveness: no leader {bound_ticks} ticks after faults stopped"));
+            violation(format!(
+                "liveness: no leader {bound_ticks} ticks after faults stopped"
+            ));
         }
         // Every client must now get one write and one read through, without timing out.
         for c in 0..self.clients.len() {
@@ -619,25 +681,31 @@ impl Cluster {
         }
         // Followers learn the final commit index from heartbeats.
         let converged = self.run_until(bound_ticks, |c| {
-            let Some(leader) = c.leader() else { return false };
+            let Some(leader) = c.leader() else {
+                return false;
+            };
             let commit = c.core(leader).map(|core| core.log().commit()).unwrap_or(0);
             c.nodes.iter().all(|n| n.applied_index == commit)
         });
         if !converged {
             let applied: Vec<u64> = self.nodes.iter().map(|n| n.applied_index).collect();
-            violation(format!("liveness: nodes did not converge (applied {applied:?})"));
+            violation(format!(
+                "liveness: nodes did not converge (applied {applied:?})"
+            ));
         }
         let first = self.nodes[0].kv.clone();
         for node in &self.nodes {
             if node.kv != first {
-                violation(format!("state machines of nodes 1 and {} differ after convergence", node.id));
+                violation(format!(
+                    "state machines of nodes 1 and {} differ after convergence",
+                    node.id
+                ));
             }
         }
         self.check_history();
         self.report.messages = self.net.total_sent();
         self.report
     }
-
 
     /// Checks the recorded history for linearizability.
     pub fn check_history(&self) {

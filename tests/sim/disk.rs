@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 
-use ketch::raft::{DurableState, Entry, HardState, Message, SnapshotChunk, SnapshotMeta, SplitMix64};
+use ketch::raft::{
+    DurableState, Entry, HardState, Message, SnapshotChunk, SnapshotMeta, SplitMix64,
+};
 
 /// What survives a crash.
 #[derive(Debug, Clone, Default)]
@@ -22,7 +24,12 @@ pub struct Durable {
     pub entries: Vec<Entry>,
     /// A snapshot being received: its metadata and the bytes so far.
     pub incoming: Option<(SnapshotMeta, Vec<u8>)>,
+    /// Older snapshots kept for transfers in progress (at most `RETAINED_SNAPSHOTS`).
+    pub retained: VecDeque<(SnapshotMeta, Vec<u8>)>,
 }
+
+/// Older snapshot files a node keeps, as a real node keeps the last few.
+const RETAINED_SNAPSHOTS: usize = 3;
 
 impl Durable {
     /// What the core is rebuilt from.
@@ -34,13 +41,34 @@ impl Durable {
         }
     }
 
+    fn retain(&mut self, meta: SnapshotMeta, data: Vec<u8>) {
+        self.retained.push_back((meta, data));
+        while self.retained.len() > RETAINED_SNAPSHOTS {
+            self.retained.pop_front();
+        }
+    }
+
+    /// The bytes of the snapshot named by `meta`, if still kept.
+    pub fn snapshot_bytes(&self, meta: &SnapshotMeta) -> Option<&[u8]> {
+        if self.snapshot == *meta {
+            return Some(&self.snapshot_data);
+        }
+        self.retained
+            .iter()
+            .find(|(m, _)| m == meta)
+            .map(|(_, data)| data.as_slice())
+    }
+
     fn truncate_from(&mut self, index: u64) {
         self.entries.retain(|e| e.index < index);
     }
 
     fn append(&mut self, entries: &[Entry]) {
         for entry in entries {
-            let expected = self.entries.last().map_or(self.snapshot.index + 1, |e| e.index + 1);
+            let expected = self
+                .entries
+                .last()
+                .map_or(self.snapshot.index + 1, |e| e.index + 1);
             assert_eq!(
                 entry.index, expected,
                 "SIM VIOLATION: the core asked to append a non-contiguous entry"
@@ -111,14 +139,34 @@ impl Disk {
                 .incoming
                 .as_mut()
                 .expect("SIM VIOLATION: snapshot chunk without a start");
-            assert_eq!(*meta, chunk.meta, "SIM VIOLATION: chunk of another snapshot");
-            assert_eq!(bytes.len() as u64, chunk.offset, "SIM VIOLATION: chunk at the wrong offset");
+            assert_eq!(
+                *meta, chunk.meta,
+                "SIM VIOLATION: chunk of another snapshot"
+            );
+            assert_eq!(
+                bytes.len() as u64,
+                chunk.offset,
+                "SIM VIOLATION: chunk at the wrong offset"
+            );
             bytes.extend_from_slice(&chunk.data);
         }
         if let Some(meta) = &write.install {
-            let (incoming_meta, bytes) = d.incoming.take().expect("SIM VIOLATION: install without chunks");
-            assert_eq!(incoming_meta, *meta, "SIM VIOLATION: installing another snapshot");
-            assert_eq!(bytes.len() as u64, meta.size_bytes, "SIM VIOLATION: incomplete snapshot installed");
+            let (incoming_meta, bytes) = d
+                .incoming
+                .take()
+                .expect("SIM VIOLATION: install without chunks");
+            assert_eq!(
+                incoming_meta, *meta,
+                "SIM VIOLATION: installing another snapshot"
+            );
+            assert_eq!(
+                bytes.len() as u64,
+                meta.size_bytes,
+                "SIM VIOLATION: incomplete snapshot installed"
+            );
+            let old_snapshot = std::mem::take(&mut d.snapshot);
+            let old_data = std::mem::take(&mut d.snapshot_data);
+            d.retain(old_snapshot, old_data);
             d.snapshot = meta.clone();
             d.snapshot_data = bytes;
             d.entries.clear();
@@ -145,6 +193,9 @@ impl Disk {
     /// Stores a locally built snapshot (written to a temporary file and renamed: atomic).
     pub fn store_snapshot(&mut self, meta: SnapshotMeta, data: Vec<u8>) {
         self.durable.entries.retain(|e| e.index > meta.index);
+        let old_snapshot = std::mem::take(&mut self.durable.snapshot);
+        let old_data = std::mem::take(&mut self.durable.snapshot_data);
+        self.durable.retain(old_snapshot, old_data);
         self.durable.snapshot = meta;
         self.durable.snapshot_data = data;
     }

@@ -73,11 +73,17 @@ impl Invariants {
         };
         let mut prev_term = match core.log().term(first.index - 1) {
             Some(t) => t,
-            None => violation(format!("node {id}: appended entry {} after an unknown term", first.index)),
+            None => violation(format!(
+                "node {id}: appended entry {} after an unknown term",
+                first.index
+            )),
         };
         for entry in entries {
             if entry.term < prev_term {
-                violation(format!("node {id}: entry {} term {} below predecessor {prev_term}", entry.index, entry.term));
+                violation(format!(
+                    "node {id}: entry {} term {} below predecessor {prev_term}",
+                    entry.index, entry.term
+                ));
             }
             let value = (entry_hash(entry), prev_term);
             match self.entries.get(&(entry.index, entry.term)) {
@@ -117,23 +123,34 @@ impl Invariants {
     pub fn check_node(&mut self, id: NodeId, core: &RaftNode) {
         self.checks += 1;
         let log = core.log();
-        let (term, commit, applied, last) = (core.term(), log.commit(), log.applied(), log.last_index());
+        let (term, commit, applied, last) =
+            (core.term(), log.commit(), log.applied(), log.last_index());
         let mut track = self.nodes.remove(&id).unwrap_or_default();
         if term < track.term {
-            violation(format!("node {id}: term went back from {} to {term}", track.term));
+            violation(format!(
+                "node {id}: term went back from {} to {term}",
+                track.term
+            ));
         }
         if commit < track.commit {
-            violation(format!("node {id}: commit went back from {} to {commit}", track.commit));
+            violation(format!(
+                "node {id}: commit went back from {} to {commit}",
+                track.commit
+            ));
         }
         if applied > commit || commit > last {
-            violation(format!("node {id}: applied {applied} <= commit {commit} <= last {last} broken"));
+            violation(format!(
+                "node {id}: applied {applied} <= commit {commit} <= last {last} broken"
+            ));
         }
         track.term = term;
         track.commit = commit;
         if core.role() == Role::Leader {
             if let Some(other) = self.leaders_by_term.insert(term, id) {
                 if other != id {
-                    violation(format!("election safety: nodes {other} and {id} both led term {term}"));
+                    violation(format!(
+                        "election safety: nodes {other} and {id} both led term {term}"
+                    ));
                 }
             }
             if track.leader_term_checked != term {
@@ -141,7 +158,10 @@ impl Invariants {
                 self.check_leader_completeness(id, core);
             }
         }
-        let from = track.checked_commit.max(log.first_index().saturating_sub(1)) + 1;
+        let from = track
+            .checked_commit
+            .max(log.first_index().saturating_sub(1))
+            + 1;
         for index in from..=commit {
             if let Some(entry) = log.entry(index) {
                 self.record_committed(id, &entry.clone(), term, "committed");

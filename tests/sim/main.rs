@@ -58,7 +58,10 @@ fn concurrent_proposals() {
 
 #[test]
 fn rejoin_partitioned_leader() {
-    seeds::run("rejoin_partitioned_leader", agreement::rejoin_partitioned_leader);
+    seeds::run(
+        "rejoin_partitioned_leader",
+        agreement::rejoin_partitioned_leader,
+    );
 }
 
 #[test]
@@ -75,12 +78,16 @@ fn persistence_crash_followers() {
 
 #[test]
 fn persistence_crash_leaders() {
-    seeds::run("persistence_crash_leaders", |s| persistence::persistence(s, persistence::Victims::Leaders));
+    seeds::run("persistence_crash_leaders", |s| {
+        persistence::persistence(s, persistence::Victims::Leaders)
+    });
 }
 
 #[test]
 fn persistence_crash_everyone() {
-    seeds::run("persistence_crash_everyone", |s| persistence::persistence(s, persistence::Victims::Everyone));
+    seeds::run("persistence_crash_everyone", |s| {
+        persistence::persistence(s, persistence::Victims::Everyone)
+    });
 }
 
 #[test]
@@ -90,12 +97,16 @@ fn figure8_reliable() {
 
 #[test]
 fn figure8_unreliable() {
-    seeds::run("figure8_unreliable", |s| persistence::figure8(s, true, None));
+    seeds::run("figure8_unreliable", |s| {
+        persistence::figure8(s, true, None)
+    });
 }
 
 #[test]
 fn figure8_scripted() {
-    seeds::run("figure8_scripted", |s| persistence::figure8_scripted(s, None));
+    seeds::run("figure8_scripted", |s| {
+        persistence::figure8_scripted(s, None)
+    });
 }
 
 #[test]
@@ -110,12 +121,18 @@ fn snapshot_basic() {
 
 #[test]
 fn snapshot_install_lagging_follower() {
-    seeds::run("snapshot_install_lagging_follower", snapshot::snapshot_install_lagging);
+    seeds::run(
+        "snapshot_install_lagging_follower",
+        snapshot::snapshot_install_lagging,
+    );
 }
 
 #[test]
 fn snapshot_install_unreliable() {
-    seeds::run("snapshot_install_unreliable", snapshot::snapshot_install_unreliable);
+    seeds::run(
+        "snapshot_install_unreliable",
+        snapshot::snapshot_install_unreliable,
+    );
 }
 
 #[test]
@@ -135,12 +152,16 @@ fn learners_catch_up() {
 
 #[test]
 fn read_index_under_partitions() {
-    seeds::run("read_index_under_partitions", |s| reads::reads_under_partitions(s, ReadMode::Safe, None));
+    seeds::run("read_index_under_partitions", |s| {
+        reads::reads_under_partitions(s, ReadMode::Safe, None)
+    });
 }
 
 #[test]
 fn lease_reads_under_partitions() {
-    seeds::run("lease_reads_under_partitions", |s| reads::reads_under_partitions(s, ReadMode::Lease, None));
+    seeds::run("lease_reads_under_partitions", |s| {
+        reads::reads_under_partitions(s, ReadMode::Lease, None)
+    });
 }
 
 /// Checker self-test: a core that commits old-term entries by counting replicas (violating

@@ -103,20 +103,33 @@ impl Network {
 
     /// Queues `message` sent at step `now`.
     pub fn send(&mut self, message: Message, now: u64, rng: &mut SplitMix64) {
-        *self.sent_by_kind.entry(message.body.kind_name()).or_default() += 1;
+        *self
+            .sent_by_kind
+            .entry(message.body.kind_name())
+            .or_default() += 1;
         if let MessageBody::AppendResponse {
-            success: false, index, ..
+            success: false,
+            index,
+            ..
         } = message.body
         {
             if index > 0 {
                 *self.append_rejections.entry(message.from).or_default() += 1;
-                self.rejected_probes.entry(message.from).or_default().insert(index);
+                self.rejected_probes
+                    .entry(message.from)
+                    .or_default()
+                    .insert(index);
             }
         }
-        if self.is_cut(message.from, message.to) || rng.range(0, 1000) < self.faults.drop_per_mille {
+        if self.is_cut(message.from, message.to) || rng.range(0, 1000) < self.faults.drop_per_mille
+        {
             return;
         }
-        let copies = if rng.range(0, 1000) < self.faults.duplicate_per_mille { 2 } else { 1 };
+        let copies = if rng.range(0, 1000) < self.faults.duplicate_per_mille {
+            2
+        } else {
+            1
+        };
         for copy in 0..copies {
             let delay = rng.range(self.faults.min_delay_steps, self.faults.max_delay_steps + 1);
             self.seq += 1;
@@ -140,6 +153,11 @@ impl Network {
                 continue;
             }
             self.delivered += 1;
+            if std::env::var("KETCH_SIM_TRACE").is_ok()
+                && !matches!(in_flight.message.body, MessageBody::Append { .. })
+            {
+                eprintln!("TRACE {now} {:?}", in_flight.message);
+            }
             return Some(in_flight.message);
         }
         None

@@ -9,11 +9,18 @@ const DEFAULT_SEEDS: u64 = 20;
 /// The seeds to run: `KETCH_SIM_SEED=S` alone, else `1..=KETCH_SIM_SEEDS` (default 20).
 pub fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("KETCH_SIM_SEED") {
-        return vec![seed.trim().parse().expect("KETCH_SIM_SEED must be an integer")];
+        return vec![seed
+            .trim()
+            .parse()
+            .expect("KETCH_SIM_SEED must be an integer")];
     }
     let count = std::env::var("KETCH_SIM_SEEDS")
         .ok()
-        .map(|n| n.trim().parse().expect("KETCH_SIM_SEEDS must be an integer"))
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("KETCH_SIM_SEEDS must be an integer")
+        })
         .unwrap_or(DEFAULT_SEEDS);
     (1..=count).collect()
 }

@@ -14,7 +14,10 @@ pub fn basic_agreement(seed: u64) -> RunReport {
     c.run_ticks(150);
     let report = c.report;
     if report.ops_completed < 20 {
-        violation(format!("only {} operations completed on a healthy cluster", report.ops_completed));
+        violation(format!(
+            "only {} operations completed on a healthy cluster",
+            report.ops_completed
+        ));
     }
     c.finish(LIVENESS_BOUND_TICKS)
 }
@@ -34,7 +37,9 @@ pub fn fail_agree(seed: u64) -> RunReport {
     let committed_before = c.inv.max_committed();
     c.run_ticks(80);
     if c.inv.max_committed() <= committed_before + 5 {
-        violation(format!("no agreement with a minority {victims:?} disconnected"));
+        violation(format!(
+            "no agreement with a minority {victims:?} disconnected"
+        ));
     }
     c.net.heal();
     c.finish(LIVENESS_BOUND_TICKS)
@@ -104,7 +109,11 @@ fn await_leader_other_than(c: &mut Cluster, old: u64) -> u64 {
     if !ok {
         violation(format!("no new leader besides the isolated {old}"));
     }
-    c.leaders().into_iter().find(|(id, _)| *id != old).expect("checked").0
+    c.leaders()
+        .into_iter()
+        .find(|(id, _)| *id != old)
+        .expect("checked")
+        .0
 }
 
 /// Fast backup (Raft §5.3 optimisation): a follower with 10,000 conflicting entries is
@@ -123,24 +132,42 @@ pub fn fast_backup(seed: u64) -> RunReport {
     let ids = c.ids();
     c.net.isolate(old, &ids);
     for i in 0..10_000u32 {
-        c.core_mut(old).expect("up").propose(i.to_le_bytes().to_vec()).expect("leader accepts");
+        c.core_mut(old)
+            .expect("up")
+            .propose(i.to_le_bytes().to_vec())
+            .expect("leader accepts");
     }
     c.drive(old);
     let new = await_leader_other_than(&mut c, old);
     for i in 0..10_000u32 {
-        c.core_mut(new).expect("up").propose((i + 20_000).to_le_bytes().to_vec()).expect("leader accepts");
+        c.core_mut(new)
+            .expect("up")
+            .propose((i + 20_000).to_le_bytes().to_vec())
+            .expect("leader accepts");
     }
     c.drive(new);
     let target_commit = c.core(new).expect("up").log().last_index();
-    if !c.run_until(200, |c| c.core(new).is_some_and(|core| core.log().commit() >= target_commit)) {
+    if !c.run_until(200, |c| {
+        c.core(new)
+            .is_some_and(|core| core.log().commit() >= target_commit)
+    }) {
         violation("the new leader did not commit its 10,000 entries".to_string());
     }
     // Move leadership to the third node so its view of the old leader starts at the end of
     // its long log, far past the divergence.
-    let third = ids.iter().copied().find(|id| *id != old && *id != new).expect("three nodes");
-    c.core_mut(new).expect("up").transfer_leader(third).expect("transfer starts");
+    let third = ids
+        .iter()
+        .copied()
+        .find(|id| *id != old && *id != new)
+        .expect("three nodes");
+    c.core_mut(new)
+        .expect("up")
+        .transfer_leader(third)
+        .expect("transfer starts");
     c.drive(new);
-    if !c.run_until(50, |c| c.leader() == Some(third) || c.leaders().iter().any(|(id, _)| *id == third)) {
+    if !c.run_until(50, |c| {
+        c.leader() == Some(third) || c.leaders().iter().any(|(id, _)| *id == third)
+    }) {
         violation("leadership transfer to the third node did not happen".to_string());
     }
     let rejections_before = c.net.append_rejections.get(&old).copied().unwrap_or(0);
@@ -148,7 +175,9 @@ pub fn fast_backup(seed: u64) -> RunReport {
     c.net.heal();
     let caught_up = c.run_until(100, |c| {
         let leader_last = c.core(third).map_or(0, |core| core.log().last_index());
-        c.core(old).is_some_and(|core| core.log().last_index() == leader_last && core.log().commit() == leader_last)
+        c.core(old).is_some_and(|core| {
+            core.log().last_index() == leader_last && core.log().commit() == leader_last
+        })
     });
     if !caught_up {
         violation("the old leader did not catch up".to_string());

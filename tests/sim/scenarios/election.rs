@@ -14,12 +14,16 @@ pub fn initial_election(seed: u64) -> RunReport {
     let term = c.core(leader).expect("up").term();
     c.run_ticks(100);
     if c.leader() != Some(leader) || c.core(leader).expect("up").term() != term {
-        violation(format!("leader changed without failures (was {leader} in term {term})"));
+        violation(format!(
+            "leader changed without failures (was {leader} in term {term})"
+        ));
     }
     for id in c.ids() {
         let core = c.core(id).expect("up");
         if core.term() != term || core.leader() != Some(leader) {
-            violation(format!("node {id} does not follow leader {leader} in term {term}"));
+            violation(format!(
+                "node {id} does not follow leader {leader} in term {term}"
+            ));
         }
     }
     c.finish(LIVENESS_BOUND_TICKS)
@@ -84,13 +88,21 @@ pub fn message_counts(seed: u64) -> RunReport {
         .iter()
         .map(|k| c.net.sent_by_kind.get(k).copied().unwrap_or(0))
         .sum();
-    let campaigns: u64 = c.ids().iter().map(|id| c.core(*id).expect("up").stats().campaigns_started).sum();
+    let campaigns: u64 = c
+        .ids()
+        .iter()
+        .map(|id| c.core(*id).expect("up").stats().campaigns_started)
+        .sum();
     // Each campaign (pre-vote or vote phase) costs at most a request and an answer per peer.
     if election_messages > campaigns * 2 * (n - 1) {
-        violation(format!("{election_messages} election messages for {campaigns} campaigns"));
+        violation(format!(
+            "{election_messages} election messages for {campaigns} campaigns"
+        ));
     }
     if campaigns > 3 * n {
-        violation(format!("{campaigns} campaigns to elect one leader among {n}"));
+        violation(format!(
+            "{campaigns} campaigns to elect one leader among {n}"
+        ));
     }
     c.run_ticks(5);
     let before = c.net.total_sent();
@@ -100,7 +112,9 @@ pub fn message_counts(seed: u64) -> RunReport {
     // One heartbeat and one answer per follower per tick (heartbeat interval is one tick).
     let bound = idle_ticks * 2 * (n - 1) + 4 * (n - 1);
     if sent > bound {
-        violation(format!("idle leader {leader}: {sent} messages in {idle_ticks} ticks (bound {bound})"));
+        violation(format!(
+            "idle leader {leader}: {sent} messages in {idle_ticks} ticks (bound {bound})"
+        ));
     }
     if c.core(leader).expect("up").role() != Role::Leader {
         violation("the leader changed while idle".to_string());

@@ -17,7 +17,9 @@ pub fn leadership_transfer(seed: u64) -> RunReport {
         c.run_ticks(5);
         let f = followers(&c, leader);
         let target = pick(&mut c, &f);
-        let Some(core) = c.core_mut(leader) else { continue };
+        let Some(core) = c.core_mut(leader) else {
+            continue;
+        };
         if core.role() != Role::Leader {
             continue;
         }
@@ -25,7 +27,9 @@ pub fn leadership_transfer(seed: u64) -> RunReport {
         c.drive(leader);
         let bound = u64::from(c.cfg.election_timeout_ticks);
         if !c.run_until(bound, |c| c.leader() == Some(target)) {
-            violation(format!("transfer {leader} -> {target} did not complete in {bound} ticks"));
+            violation(format!(
+                "transfer {leader} -> {target} did not complete in {bound} ticks"
+            ));
         }
     }
     c.finish(LIVENESS_BOUND_TICKS)

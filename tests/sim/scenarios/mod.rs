@@ -47,5 +47,8 @@ pub fn pick_many(c: &mut Cluster, items: &[NodeId], count: usize) -> Vec<NodeId>
 
 /// Running followers (running nodes that are not the given leader).
 pub fn followers(c: &Cluster, leader: NodeId) -> Vec<NodeId> {
-    c.voter_ids().into_iter().filter(|id| *id != leader && c.is_up(*id)).collect()
+    c.voter_ids()
+        .into_iter()
+        .filter(|id| *id != leader && c.is_up(*id))
+        .collect()
 }

@@ -71,7 +71,11 @@ pub fn figure8(seed: u64, unreliable: bool, fault: Option<Fault>) -> RunReport {
             }
         }
         // Mostly short pauses (crash before replication), sometimes long (commit).
-        let pause_ticks = if c.rng.range(0, 10) < 7 { c.rng.range(1, 4) } else { c.rng.range(5, 40) };
+        let pause_ticks = if c.rng.range(0, 10) < 7 {
+            c.rng.range(1, 4)
+        } else {
+            c.rng.range(5, 40)
+        };
         c.run_ticks(pause_ticks);
         if unreliable && c.rng.range(0, 4) == 0 {
             let a = pick(&mut c, &ids);
@@ -119,7 +123,11 @@ pub fn churn(seed: u64) -> RunReport {
             2 => {
                 let k = c.rng.range(1, n);
                 let side = pick_many(&mut c, &ids, k as usize);
-                let other: Vec<NodeId> = ids.iter().copied().filter(|id| !side.contains(id)).collect();
+                let other: Vec<NodeId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !side.contains(id))
+                    .collect();
                 c.net.partition(&[side, other]);
             }
             3 => {
@@ -140,14 +148,25 @@ pub fn churn(seed: u64) -> RunReport {
 /// Partitions the cluster so that only `group` is connected and waits until `target` leads
 /// it, transferring leadership if another member of the group wins. Returns whether it did.
 fn lead_group(c: &mut Cluster, target: NodeId, group: &[NodeId]) -> bool {
-    let rest: Vec<NodeId> = c.ids().into_iter().filter(|id| !group.contains(id)).collect();
+    let rest: Vec<NodeId> = c
+        .ids()
+        .into_iter()
+        .filter(|id| !group.contains(id))
+        .collect();
     c.net.partition(&[group.to_vec(), rest]);
     for _ in 0..5 {
-        let found = c.run_until(100, |c| c.leaders().iter().any(|(id, _)| group.contains(id)));
+        let found = c.run_until(100, |c| {
+            c.leaders().iter().any(|(id, _)| group.contains(id))
+        });
         if !found {
             return false;
         }
-        let (leader, _) = c.leaders().into_iter().filter(|(id, _)| group.contains(id)).max_by_key(|(_, t)| *t).expect("found");
+        let (leader, _) = c
+            .leaders()
+            .into_iter()
+            .filter(|(id, _)| group.contains(id))
+            .max_by_key(|(_, t)| *t)
+            .expect("found");
         if leader == target {
             return true;
         }

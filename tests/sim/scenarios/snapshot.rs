@@ -10,7 +10,7 @@ use crate::network::NetworkFaults;
 fn snapshot_config(n: u64) -> SimConfig {
     let mut cfg = SimConfig::new(n);
     cfg.snapshot_threshold_entries = 25;
-    cfg.snapshot_chunk_bytes = 64;
+    cfg.snapshot_chunk_bytes = 128;
     cfg.clients = 4;
     cfg.op_start_per_mille = 400;
     cfg
@@ -46,9 +46,14 @@ pub fn snapshot_install_lagging(seed: u64) -> RunReport {
     c.crash(lagging);
     c.run_ticks(150);
     c.restart(lagging);
-    let installed = c.run_until(100, |c| c.core(lagging).is_some_and(|core| core.stats().snapshots_installed > 0));
+    let installed = c.run_until(100, |c| {
+        c.core(lagging)
+            .is_some_and(|core| core.stats().snapshots_installed > 0)
+    });
     if !installed {
-        violation(format!("lagging follower {lagging} never installed a snapshot"));
+        violation(format!(
+            "lagging follower {lagging} never installed a snapshot"
+        ));
     }
     c.finish(LIVENESS_BOUND_TICKS)
 }
