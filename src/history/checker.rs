@@ -12,10 +12,10 @@
 //! becomes empty exactly when every operation found a place.
 //!
 //! Operations without a known outcome return at +infinity: they may take effect anywhere after
-//! their call. "Never took effect" needs no separate case: such an operation can always be
-//! placed after everything else, where nothing observes it. Reads without a known outcome
-//! constrain nothing and are dropped, and so are unknown writes whose bytes no read saw (see
-//! `drop_unobserved_unknown_writes`).
+//! their call, or never. Reads among them constrain nothing and are dropped. Writes among them
+//! would stay candidates forever and multiply the search by every subset of them, so each gets
+//! a finite deadline instead, after which it counts as never applied (see `key_operations`
+//! for why that is exact, not an approximation).
 //!
 //! Cost: the search explores at most `max_states_per_key` configurations per key, each costing
 //! one model step, one memo insert and a scan of at most the key's event list. Concurrency is
@@ -98,10 +98,9 @@ pub fn check(history: &History, limits: CheckLimits) -> CheckResult {
         by_key.entry(record.op.key()).or_default().push(index);
     }
     let mut first_undecided = None;
-    for (key, mut indices) in by_key {
-        drop_unobserved_unknown_writes(history.operations(), &mut indices);
-        let ops: Vec<&RecordedOp> = indices.iter().map(|&i| &history.operations()[i]).collect();
-        match KeySearch::new(&ops, &indices).run(limits) {
+    for (key, indices) in by_key {
+        let ops = key_operations(history.operations(), &indices);
+        match KeySearch::new(ops).run(limits) {
             KeyVerdict::Linearizable => {}
             KeyVerdict::Violation(ops) => {
                 return CheckResult::Violation(Violation {
@@ -122,29 +121,67 @@ pub fn check(history: &History, limits: CheckLimits) -> CheckResult {
     }
 }
 
-/// Removes the writes of unknown outcome whose bytes no read on the key ever saw.
+/// One operation of the key as the search sees it.
+struct KeyOp<'h> {
+    record: &'h RecordedOp,
+    /// Position in the whole history, for the report.
+    history_index: usize,
+    /// The last moment it may take effect: its return, or a write's deadline.
+    return_time: u64,
+    /// An unknown-outcome write: at its deadline, it may instead never take effect.
+    may_never_apply: bool,
+}
+
+/// The key's operations for the search, giving each unknown-outcome write a deadline.
 ///
-/// Sound because such a write can always be placed last instead: wherever it sits in a
-/// linearization, every state from there to the next put contains its bytes (a put sets them,
-/// appends keep them), so no read sits in that span, and removing the write changes no read's
-/// answer. This prunes the search, which otherwise tries every subset of the timed-out writes
-/// at every point; simulator histories under partitions carry many such writes.
-fn drop_unobserved_unknown_writes(operations: &[RecordedOp], indices: &mut Vec<usize>) {
-    let observed: Vec<&[u8]> = indices
+/// Take a valid linearization in which such a write W (bytes `w`) takes effect. Every state
+/// from W up to the next put contains `w` (a put sets it, appends keep it). If no read sits in
+/// that span, removing W changes no read's answer: W may as well never apply. Otherwise some
+/// read after W observed a value containing `w`, and it returned by the latest return among
+/// such reads, so W took effect before that: its deadline. Hence: W applies before its
+/// deadline, or not at all, with nothing lost. When no read that could follow W observed `w`,
+/// W is dropped outright.
+fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<KeyOp<'h>> {
+    let observed: Vec<(&[u8], u64)> = indices
         .iter()
         .filter_map(|&i| match operations[i].known_outcome() {
-            Some(Outcome::Get(Some(value))) => Some(value.as_slice()),
+            Some(Outcome::Get(Some(value))) => {
+                Some((value.as_slice(), operations[i].return_time()?))
+            }
             _ => None,
         })
         .collect();
-    indices.retain(|&i| {
-        let record = &operations[i];
+    let mut ops = Vec::with_capacity(indices.len());
+    for &history_index in indices {
+        let record = &operations[history_index];
+        if let Some(return_time) = record.return_time() {
+            ops.push(KeyOp {
+                record,
+                history_index,
+                return_time,
+                may_never_apply: false,
+            });
+            continue;
+        }
         let written = match &record.op {
             Op::Put { value, .. } | Op::Append { value, .. } => value.as_slice(),
-            Op::Get { .. } => return true,
+            Op::Get { .. } => continue, // unknown reads are filtered out before; be safe
         };
-        record.known_outcome().is_some() || observed.iter().any(|seen| contains(seen, written))
-    });
+        let deadline = observed
+            .iter()
+            .filter(|(seen, _)| contains(seen, written))
+            .map(|&(_, returned)| returned)
+            .max();
+        if let Some(deadline) = deadline.filter(|&deadline| deadline >= record.call_time) {
+            ops.push(KeyOp {
+                record,
+                history_index,
+                return_time: deadline,
+                may_never_apply: true,
+            });
+        }
+    }
+    ops
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -172,9 +209,7 @@ const CONTEXT_PENDING_OPS: usize = 12;
 
 /// The search over one key's operations.
 struct KeySearch<'h> {
-    ops: &'h [&'h RecordedOp],
-    /// Position of each operation in the whole history, for the report.
-    history_indices: &'h [usize],
+    ops: Vec<KeyOp<'h>>,
     model: RegisterModel,
     transitions: Vec<Transition<'h>>,
     // The event list, dancing-links style: removed nodes keep their links so they can be
@@ -185,13 +220,16 @@ struct KeySearch<'h> {
     op_of: Vec<usize>,
     /// For a call node, its return node; `NIL` for return nodes.
     return_of: Vec<usize>,
+    /// For a return node, its call node; `NIL` for call nodes.
+    call_of: Vec<usize>,
 }
 
 /// One linearized operation on the search stack.
 struct Placed {
     call: usize,
     state_before: StateId,
-    /// Placed by the read rule (see `KeySearch::matching_read`): no alternative to try.
+    /// Placed without an alternative to try: by the read rule (see
+    /// `KeySearch::matching_read`), or an unknown write given up on at its deadline.
     forced: bool,
 }
 
@@ -208,29 +246,30 @@ struct Deepest {
 }
 
 impl<'h> KeySearch<'h> {
-    fn new(ops: &'h [&'h RecordedOp], history_indices: &'h [usize]) -> Self {
+    fn new(ops: Vec<KeyOp<'h>>) -> Self {
         let mut model = RegisterModel::new();
         let transitions = ops
             .iter()
-            .map(|record| model.transition(&record.op, record.known_outcome()))
+            .map(|op| model.transition(&op.record.op, op.record.known_outcome()))
             .collect();
 
-        // (is +infinity, time, is return, operation): calls sort before returns at equal times,
-        // so touching intervals count as concurrent (see `History`).
-        let mut events: Vec<(bool, u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
-        for (op, record) in ops.iter().enumerate() {
-            events.push((false, record.call_time, false, op));
-            match record.return_time() {
-                Some(time) => events.push((false, time, true, op)),
-                None => events.push((true, 0, true, op)),
-            }
+        // (time, is return, operation): calls sort before returns at equal times, so touching
+        // intervals count as concurrent (see `History`).
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+        for (index, op) in ops.iter().enumerate() {
+            assert!(
+                op.record.call_time <= op.return_time,
+                "interval ends before it starts"
+            );
+            events.push((op.record.call_time, false, index));
+            events.push((op.return_time, true, index));
         }
         events.sort_unstable();
 
         let node_count = events.len() + 1;
+        let op_count = ops.len();
         let mut search = KeySearch {
             ops,
-            history_indices,
             model,
             transitions,
             prev: (0..node_count).map(|node| node.wrapping_sub(1)).collect(),
@@ -239,15 +278,17 @@ impl<'h> KeySearch<'h> {
                 .collect(),
             op_of: vec![NIL; node_count],
             return_of: vec![NIL; node_count],
+            call_of: vec![NIL; node_count],
         };
-        let mut call_node_of = vec![NIL; ops.len()];
-        for (position, &(_, _, is_return, op)) in events.iter().enumerate() {
+        let mut call_node_of = vec![NIL; op_count];
+        for (position, &(_, is_return, op)) in events.iter().enumerate() {
             let node = position + 1;
             search.op_of[node] = op;
             if is_return {
                 let call = call_node_of[op];
                 assert_ne!(call, NIL, "return event sorted before its call");
                 search.return_of[call] = node;
+                search.call_of[node] = call;
             } else {
                 call_node_of[op] = node;
             }
@@ -373,13 +414,7 @@ impl<'h> KeySearch<'h> {
                     continue;
                 }
                 if visited.len() as u64 > limits.max_states_per_key {
-                    return KeyVerdict::GaveUp(format!(
-                        "explored more than max_states_per_key = {} configurations over {} \
-                         operations (deepest linearized prefix: {} operations)",
-                        limits.max_states_per_key,
-                        op_count,
-                        deepest.prefix.len()
-                    ));
+                    return KeyVerdict::GaveUp(self.gave_up(limits, &deepest));
                 }
                 calls.push(Placed {
                     call: candidate,
@@ -388,6 +423,37 @@ impl<'h> KeySearch<'h> {
                 });
                 state = after;
                 self.lift(candidate);
+                node = self.next[HEAD];
+                arrived = true;
+                if calls.len() > deepest.prefix.len() {
+                    deepest.prefix = calls.iter().map(|placed| self.op_of[placed.call]).collect();
+                    deepest.state = Some(state);
+                    deepest.stuck = None;
+                    deepest.is_current = true;
+                }
+            } else if self.ops[op].may_never_apply {
+                // An unknown write at its deadline, not applied on this branch: from here it
+                // never applies. That is the only way on (see `key_operations`), so forced.
+                let call = self.call_of[candidate];
+                linearized[op / 64] |= 1 << (op % 64);
+                if !visited.insert(&linearized, state) {
+                    linearized[op / 64] &= !(1 << (op % 64));
+                    deepest.is_current = false;
+                    match self.backtrack(&mut calls, &mut linearized, &mut state) {
+                        Some(resume) => node = resume,
+                        None => return KeyVerdict::Violation(self.explain(&deepest)),
+                    }
+                    continue;
+                }
+                if visited.len() as u64 > limits.max_states_per_key {
+                    return KeyVerdict::GaveUp(self.gave_up(limits, &deepest));
+                }
+                calls.push(Placed {
+                    call,
+                    state_before: state,
+                    forced: true,
+                });
+                self.lift(call);
                 node = self.next[HEAD];
                 arrived = true;
                 if calls.len() > deepest.prefix.len() {
@@ -416,8 +482,26 @@ impl<'h> KeySearch<'h> {
         KeyVerdict::Linearizable
     }
 
+    fn gave_up(&self, limits: CheckLimits, deepest: &Deepest) -> String {
+        format!(
+            "explored more than max_states_per_key = {} configurations over {} operations \
+             (deepest linearized prefix: {} operations)",
+            limits.max_states_per_key,
+            self.ops.len(),
+            deepest.prefix.len()
+        )
+    }
+
     fn describe(&self, op: usize) -> String {
-        format!("#{} {}", self.history_indices[op], self.ops[op])
+        let key_op = &self.ops[op];
+        if key_op.may_never_apply {
+            format!(
+                "#{} {} (applies by {} or never)",
+                key_op.history_index, key_op.record, key_op.return_time
+            )
+        } else {
+            format!("#{} {}", key_op.history_index, key_op.record)
+        }
     }
 
     fn explain(&self, deepest: &Deepest) -> Vec<String> {
@@ -443,12 +527,12 @@ impl<'h> KeySearch<'h> {
         ));
         // Ops not yet linearized that were called before the stuck op returned: the
         // candidates the search tried.
-        let deadline = self.ops[stuck].return_time().unwrap_or(u64::MAX);
+        let deadline = self.ops[stuck].return_time;
         let mut pending: Vec<usize> = (0..self.ops.len())
             .filter(|op| *op != stuck && !deepest.prefix.contains(op))
-            .filter(|&op| self.ops[op].call_time <= deadline)
+            .filter(|&op| self.ops[op].record.call_time <= deadline)
             .collect();
-        pending.sort_by_key(|&op| self.ops[op].call_time);
+        pending.sort_by_key(|&op| self.ops[op].record.call_time);
         let hidden = pending.len().saturating_sub(CONTEXT_PENDING_OPS);
         for &op in pending.iter().take(CONTEXT_PENDING_OPS) {
             lines.push(format!("pending: {}", self.describe(op)));

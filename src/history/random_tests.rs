@@ -376,6 +376,10 @@ fn checker_throughput() {
         (1_000, 1, 40, false, true),
         (10_000, 10, 40, false, true),
         (100_000, 100, 40, true, true),
+        (5_000, 1, 40, true, true),
+        (5_000, 1, 40, true, false),
+        (5_000, 1, 40, false, true),
+        (5_000, 1, 40, false, false),
         (2_000, 1, 60, true, true),
         (2_000, 1, 80, true, true),
         (2_000, 1, 120, true, false),
@@ -402,7 +406,7 @@ fn checker_throughput() {
                 step
             })
             .collect();
-        let ops = execute_with_values(&plan, unique_values);
+        let mut ops = execute_with_values(&plan, unique_values);
         let history = record(&ops);
         let started = std::time::Instant::now();
         let result = check(&history, limits);
@@ -412,6 +416,19 @@ fn checker_throughput() {
             CheckResult::Unknown { .. } => "undecided (limit)".to_string(),
             CheckResult::Violation(violation) => panic!("false violation: {violation}"),
         };
+        // The same history with one read's answer changed, to time finding a violation.
+        mutate_one_read(&mut ops, len / 2, 7);
+        let mutated = record(&ops);
+        let started = std::time::Instant::now();
+        let mutated_verdict = match check(&mutated, limits) {
+            CheckResult::Ok => "ok",
+            CheckResult::Unknown { .. } => "undecided (limit)",
+            CheckResult::Violation(_) => "violation",
+        };
+        println!(
+            "  one read changed: {mutated_verdict} in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
         println!(
             "{len} ops, {keys} keys, up to {} in flight, unique values {unique_values}, \
              unknown outcomes {unknowns}: {verdict} in {:.1} ms ({:.0} ops/s)",
