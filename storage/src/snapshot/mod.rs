@@ -54,25 +54,28 @@
 //! The file is exactly `64 + M + C` bytes long; anything else is corruption (truncated or
 //! extended). The content crc is what proves the state is intact; the stream crc makes every
 //! damaged byte of the file detectable, including bytes zstd would decode identically anyway
-//! (a frame's window descriptor, for instance), so a raw copy can be checked byte for byte. Sizes and the content checksum are known only at the end, so the writer first
-//! writes the header with all bytes zero (whose header crc cannot match), streams the compressed
-//! content after it, and then rewrites the header in place. The order of durable steps is:
-//! zero header, content, final header, `fdatasync`, rename to the final name, `fsync` of the
-//! directory, then retention (delete, `fsync` of the directory).
+//! (a frame's window descriptor, for instance), so a raw copy is checked byte for byte.
+//!
+//! Sizes and checksums are known only at the end, so the writer first writes the header as
+//! zeros (whose header crc cannot match), streams the compressed content after it, and then
+//! rewrites the header in place. The order of durable steps is: zero header, content, final
+//! header, `fdatasync`, rename to the final name, `fsync` of the directory, then retention
+//! (delete, `fsync` of the directory). A crash before the rename leaves only a temp file; after
+//! the directory `fsync`, the snapshot survives.
 //!
 //! # Verification
 //!
 //! - The header is checked field by field (magic, version, algorithm, membership cap, header
 //!   crc, file length) whenever a file is listed, opened or verified.
 //! - The content is checked while it streams: a [`SnapshotReader`] counts and checksums the
-//!   decompressed bytes and the compressed bytes and, at end of stream, compares them with the
-//!   header. A mismatch, a zstd
-//!   decoding error or more content than declared is an [`io::Error`] of kind
-//!   `InvalidData` that wraps an [`Error::Corruption`] naming the file
-//!   and an offset; [`storage_error`] takes the typed error back out. A caller that stops
-//!   reading before the end has not had the content verified: [`SnapshotReader::finish`]
-//!   reads the rest and verifies.
-//! - [`verify_file`] and [`SnapshotStore::open_latest_valid`] run a whole decompression pass.
+//!   decompressed and the compressed bytes and, at end of stream, compares them with the
+//!   header. A mismatch, a zstd decoding error or more content than declared is an
+//!   [`io::Error`] of kind `InvalidData` that wraps an [`Error::Corruption`] naming the file and
+//!   an offset; [`storage_error`] takes the typed error back out. A caller that stops reading
+//!   before the end has not had the content verified: [`SnapshotReader::finish`] reads the rest
+//!   and verifies.
+//! - [`verify_file`] and [`SnapshotStore::open_latest_valid`] run a whole decompression pass
+//!   (so `open_latest_valid` reads a snapshot twice: once to verify, once for the caller).
 //!
 //! # Raw transfer (Raft InstallSnapshot)
 //!
@@ -84,7 +87,7 @@
 //!
 //! # Retention
 //!
-//! After each install, the newest [`SnapshotOptions::retain`] snapshots (by `(index, term)`,
+//! At open and after each install, the newest [`SnapshotOptions::retain`] snapshots (by `(index, term)`,
 //! among those whose header is valid) are kept; every snapshot file older than the oldest kept
 //! one is deleted, including files with damaged headers. Damaged files newer than that are left
 //! for an operator to look at. A snapshot whose install would make it older than all retained
