@@ -110,7 +110,11 @@ impl fmt::Display for Error {
                 index_range,
                 reason,
             } => {
-                write!(f, "corruption in {} at byte offset {offset}", path.display())?;
+                write!(
+                    f,
+                    "corruption in {} at byte offset {offset}",
+                    path.display()
+                )?;
                 if let Some((first, last)) = index_range {
                     write!(f, " (log indices {first}..={last})")?;
                 }

@@ -69,6 +69,9 @@ const TRAILER_MAGIC: &[u8; 8] = b"KETCHEND";
 pub const SEGMENT_SUFFIX: &str = ".wal";
 /// Suffix of segment files still being prepared; deleted at open.
 pub const PREPARING_SUFFIX: &str = ".wal.tmp";
+/// Suffix of compacted segment files kept for reuse. Their stale records belong to another
+/// sequence number, so they never parse as records of the segment that reuses the file.
+pub const SPARE_SUFFIX: &str = ".wal.spare";
 
 /// The fixed header of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
