@@ -2,7 +2,9 @@
 //!
 //! - `device/*`: the disk itself: one write + fdatasync overwriting blocks already written (what a
 //!   preallocated segment gives), the floor for any durable append.
-//! - `append_sync/*`: one batch append + `sync`, for batch shapes 1/16/256 (or 64) x 256 B / 4 KiB.
+//! - `append_sync/*`: one batch append + `sync`, for batch shapes 1/16/64/256 x 256 B / 4 KiB. The
+//!   log is compacted whenever it holds more than about three segments, as a Raft node does after
+//!   snapshots, so the steady state reuses compacted segment files instead of zero-filling new ones.
 //! - `group_commit/8_threads`: 8 threads appending one entry each through [`GroupCommit`];
 //!   prints fsyncs per entry.
 //! - `reopen_1gib/*`: opening a 1 GiB log (warm page cache) and reading it all back with checksums.
@@ -117,11 +119,21 @@ fn append_sync(c: &mut Criterion) {
                 wal.append(&entries).unwrap();
                 wal.sync().unwrap();
                 latencies.record(started.elapsed());
+                compact_like_raft(&mut wal, entry_bytes);
             })
         });
         latencies.report(&format!("append_sync/{entry_bytes}B/{batch}"));
     }
     group.finish();
+}
+
+/// Keeps the log at about three segments by compacting its prefix, as snapshots would.
+fn compact_like_raft(wal: &mut Wal, entry_bytes: usize) {
+    let segment_entries = (64 << 20) / (entry_bytes as u64 + 28);
+    if wal.last_index() - wal.first_index() > 3 * segment_entries {
+        wal.compact_prefix(wal.last_index() - segment_entries)
+            .unwrap();
+    }
 }
 
 fn group_commit(c: &mut Criterion) {

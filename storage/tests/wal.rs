@@ -597,3 +597,22 @@ fn compacted_segments_are_reused_and_their_stale_records_never_replay() {
     check_entries(&wal, 1500, 3000, |i| if i < 2000 { 1 } else { 2 });
     wal.verify().unwrap();
 }
+
+#[test]
+fn wal_and_group_commit_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+    assert_send::<Wal>();
+    assert_send::<ketch_storage::GroupCommit>();
+    assert_sync::<ketch_storage::GroupCommit>();
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), small_options()).unwrap();
+    wal.append(&entries(1, 3, 1)).unwrap();
+    let wal = std::thread::spawn(move || {
+        wal.sync().unwrap();
+        wal
+    })
+    .join()
+    .unwrap();
+    assert_eq!(wal.last_index(), 2);
+}
