@@ -141,6 +141,11 @@ struct KeyOp<'h> {
 /// such reads, so W took effect before that: its deadline. Hence: W applies before its
 /// deadline, or not at all, with nothing lost. When no read that could follow W observed `w`,
 /// W is dropped outright.
+///
+/// Tighter, when `w` is a token only W can produce (`token_of_one_write`): then any state
+/// containing `w` has W applied, so W must apply, and before the *earliest* return among the
+/// reads that saw `w`. That keeps a timed-out append from staying a candidate for the rest of
+/// the history, which is what makes refuting a long history with timeouts tractable.
 fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<KeyOp<'h>> {
     let observed: Vec<(&[u8], u64)> = indices
         .iter()
@@ -149,6 +154,13 @@ fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<Ke
                 Some((value.as_slice(), operations[i].return_time()?))
             }
             _ => None,
+        })
+        .collect();
+    let writes: Vec<(usize, &[u8])> = indices
+        .iter()
+        .filter_map(|&i| match &operations[i].op {
+            Op::Put { value, .. } | Op::Append { value, .. } => Some((i, value.as_slice())),
+            Op::Get { .. } => None,
         })
         .collect();
     let mut ops = Vec::with_capacity(indices.len());
@@ -167,11 +179,21 @@ fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<Ke
             Op::Put { value, .. } | Op::Append { value, .. } => value.as_slice(),
             Op::Get { .. } => continue, // unknown reads are filtered out before; be safe
         };
-        let deadline = observed
-            .iter()
-            .filter(|(seen, _)| contains(seen, written))
-            .map(|&(_, returned)| returned)
-            .max();
+        let seen_by = observed.iter().filter(|(seen, _)| contains(seen, written));
+        if token_of_one_write(written, history_index, &writes) {
+            if let Some(first_return) = seen_by.map(|&(_, returned)| returned).min() {
+                // A read that returned before W's call yet saw `w` makes the key
+                // unlinearizable; the search finds that, so the interval only needs to be valid.
+                ops.push(KeyOp {
+                    record,
+                    history_index,
+                    return_time: first_return.max(record.call_time),
+                    may_never_apply: false,
+                });
+            }
+            continue;
+        }
+        let deadline = seen_by.map(|&(_, returned)| returned).max();
         if let Some(deadline) = deadline.filter(|&deadline| deadline >= record.call_time) {
             ops.push(KeyOp {
                 record,
@@ -182,6 +204,22 @@ fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<Ke
         }
     }
     ops
+}
+
+/// True when a register value containing `token` proves that the write `writer` was applied:
+/// `token` is not empty, no other write's value contains it, and no occurrence of it can
+/// straddle two writes' bytes, because no other write's value ends with a proper prefix of it
+/// (an occurrence that starts inside one write's bytes and runs past their end would need
+/// exactly that).
+fn token_of_one_write(token: &[u8], writer: usize, writes: &[(usize, &[u8])]) -> bool {
+    !token.is_empty()
+        && writes
+            .iter()
+            .filter(|&&(index, _)| index != writer)
+            .all(|&(_, value)| {
+                !contains(value, token)
+                    && (1..token.len()).all(|prefix_len| !value.ends_with(&token[..prefix_len]))
+            })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

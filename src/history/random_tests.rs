@@ -63,8 +63,12 @@ fn execute(plan: &[Planned]) -> Vec<Timed> {
     execute_with_values(plan, false)
 }
 
+/// Values writes choose from: few, so reads often cannot tell writes apart, and overlapping,
+/// so a value can also arise from two appends ("0" then "1" looks like "01").
+const WRITE_VALUES: [&[u8]; 4] = [b"0", b"1", b"01", b"10"];
+
 /// As [`execute`]; with `unique_values`, every write carries its own value (as a simulator's
-/// clients would write), instead of one of four digits.
+/// clients would write), instead of one of [`WRITE_VALUES`].
 fn execute_with_values(plan: &[Planned], unique_values: bool) -> Vec<Timed> {
     let mut store: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut timed = Vec::with_capacity(plan.len());
@@ -72,9 +76,9 @@ fn execute_with_values(plan: &[Planned], unique_values: bool) -> Vec<Timed> {
         let point = 10 * i as u64 + 50;
         let key = vec![b'a' + step.key];
         let value = if unique_values {
-            format!("{i}.").into_bytes()
+            format!("[{i}]").into_bytes()
         } else {
-            vec![b'0' + step.value]
+            WRITE_VALUES[usize::from(step.value)].to_vec()
         };
         let takes_effect = step.fate != 2;
         let (op, outcome) = match step.kind {
