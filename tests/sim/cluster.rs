@@ -75,7 +75,7 @@ impl SimConfig {
             op_start_per_mille: 100,
             follower_read_per_mille: 200,
             max_uncommitted_bytes: 1 << 20,
-            disk_delay_steps: (0, 4),
+            disk_delay_steps: (0, 8),
             network: NetworkFaults::reliable(),
         }
     }
@@ -115,7 +115,7 @@ struct Client {
     pending: Option<PendingOp>,
 }
 
-/// Counters reported at the end of a run.
+/// Counters reported at the end of a run: what the run exercised.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RunReport {
     /// Steps simulated.
@@ -126,6 +126,44 @@ pub struct RunReport {
     pub ops_completed: u64,
     /// Messages sent.
     pub messages: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Crashes that left a torn (partially written) batch.
+    pub torn_writes: u64,
+    /// Log suffix truncations requested by cores.
+    pub truncations: u64,
+    /// Terms in which some node became leader.
+    pub leader_terms: u64,
+    /// Snapshots installed from a leader.
+    pub snapshots_installed: u64,
+    /// Leaders that stepped down for lack of a quorum.
+    pub check_quorum_step_downs: u64,
+    /// Peer messages the cores rejected as inconsistent.
+    pub inconsistent_messages: u64,
+}
+
+impl RunReport {
+    /// Adds another run's counters.
+    pub fn add(&mut self, other: &RunReport) {
+        self.steps += other.steps;
+        self.ops_invoked += other.ops_invoked;
+        self.ops_completed += other.ops_completed;
+        self.messages += other.messages;
+        self.crashes += other.crashes;
+        self.torn_writes += other.torn_writes;
+        self.truncations += other.truncations;
+        self.leader_terms += other.leader_terms;
+        self.snapshots_installed += other.snapshots_installed;
+        self.check_quorum_step_downs += other.check_quorum_step_downs;
+        self.inconsistent_messages += other.inconsistent_messages;
+    }
+
+    fn add_core_stats(&mut self, stats: ketch::raft::Stats) {
+        self.leader_terms += stats.leader_terms;
+        self.snapshots_installed += stats.snapshots_installed;
+        self.check_quorum_step_downs += stats.check_quorum_step_downs;
+        self.inconsistent_messages += stats.inconsistent_messages;
+    }
 }
 
 /// The whole simulated system.
@@ -264,10 +302,14 @@ impl Cluster {
     /// Crashes a node: its core and state machine vanish, unsynced writes are lost or torn.
     pub fn crash(&mut self, id: NodeId) {
         let node = &mut self.nodes[Self::idx(id)];
-        if node.core.take().is_none() {
+        let Some(core) = node.core.take() else {
             return;
+        };
+        self.report.add_core_stats(core.stats());
+        self.report.crashes += 1;
+        if node.disk.crash(&mut self.rng) {
+            self.report.torn_writes += 1;
         }
-        node.disk.crash(&mut self.rng);
         node.kv = Kv::default();
         node.pending_reads.clear();
         node.applied_index = 0;
@@ -398,6 +440,7 @@ impl Cluster {
         for message in ready.messages {
             self.send(message);
         }
+        self.report.truncations += u64::from(ready.truncate_from.is_some());
         let needs_write = ready.hard_state.is_some()
             || ready.truncate_from.is_some()
             || !ready.entries.is_empty()
@@ -704,6 +747,11 @@ impl Cluster {
         }
         self.check_history();
         self.report.messages = self.net.total_sent();
+        for node in &self.nodes {
+            if let Some(core) = &node.core {
+                self.report.add_core_stats(core.stats());
+            }
+        }
         self.report
     }
 

@@ -176,8 +176,10 @@ impl Disk {
         Some(write)
     }
 
-    /// A crash: pending writes are lost, the oldest possibly torn.
-    pub fn crash(&mut self, rng: &mut SplitMix64) {
+    /// A crash: pending writes are lost, the oldest possibly torn. Returns whether a write
+    /// was torn (part of it survived).
+    pub fn crash(&mut self, rng: &mut SplitMix64) -> bool {
+        let mut torn = false;
         if let Some(first) = self.pending.pop_front() {
             if rng.range(0, 2) == 0 {
                 if let Some(index) = first.truncate_from {
@@ -185,9 +187,11 @@ impl Disk {
                 }
                 let kept = rng.range(0, first.entries.len() as u64 + 1) as usize;
                 self.durable.append(&first.entries[..kept]);
+                torn = kept > 0 || first.truncate_from.is_some();
             }
         }
         self.pending.clear();
+        torn
     }
 
     /// Stores a locally built snapshot (written to a temporary file and renamed: atomic).

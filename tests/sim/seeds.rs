@@ -45,12 +45,7 @@ pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
     let seeds = seeds();
     for &seed in &seeds {
         match catch_unwind(AssertUnwindSafe(|| run_one(seed))) {
-            Ok(report) => {
-                total.steps += report.steps;
-                total.ops_invoked += report.ops_invoked;
-                total.ops_completed += report.ops_completed;
-                total.messages += report.messages;
-            }
+            Ok(report) => total.add(&report),
             Err(payload) => panic!(
                 "scenario {scenario} failed with seed {seed}: {}\nreplay: {}",
                 panic_text(payload.as_ref()),
@@ -59,12 +54,21 @@ pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
         }
     }
     println!(
-        "scenario {scenario}: {} seeds, {} simulated ticks, {} client ops ({} answered), {} messages",
+        "scenario {scenario}: {} seeds, {} simulated ticks, {} client ops ({} answered), {} messages, \
+         {} leader terms, {} crashes ({} torn writes), {} truncations, {} snapshots installed, \
+         {} check-quorum step-downs, {} inconsistent messages rejected",
         seeds.len(),
         total.steps / crate::cluster::STEPS_PER_TICK,
         total.ops_invoked,
         total.ops_completed,
-        total.messages
+        total.messages,
+        total.leader_terms,
+        total.crashes,
+        total.torn_writes,
+        total.truncations,
+        total.snapshots_installed,
+        total.check_quorum_step_downs,
+        total.inconsistent_messages
     );
 }
 
