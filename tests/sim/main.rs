@@ -32,6 +32,11 @@ fn many_elections_under_churn() {
 }
 
 #[test]
+fn election_crash_storm() {
+    seeds::run("election_crash_storm", election::election_crash_storm);
+}
+
+#[test]
 fn message_count_bounds() {
     seeds::run("message_count_bounds", election::message_counts);
 }

@@ -123,3 +123,30 @@ pub fn message_counts(seed: u64) -> RunReport {
     assert_eq!(f.len() as u64, n - 1);
     c.finish(LIVENESS_BOUND_TICKS)
 }
+
+/// Elections under a storm of short crashes with slow disks and without pre-vote, so that
+/// competing candidates share terms and votes sit unsynced for long: a vote that is not
+/// durable before it is sent would let a restarted voter vote twice in one term.
+pub fn election_crash_storm(seed: u64) -> RunReport {
+    let n = size_for(seed, &[3, 5]);
+    let mut cfg = SimConfig::new(n);
+    cfg.pre_vote = false;
+    cfg.disk_delay_steps = (5, 40);
+    let mut c = Cluster::new(cfg, seed);
+    c.clients_active = true;
+    let ids = c.ids();
+    for _ in 0..600 {
+        c.run_ticks(1);
+        if c.rng.range(0, 100) < 30 {
+            let victim = super::pick(&mut c, &ids);
+            c.crash(victim);
+        }
+        let down: Vec<u64> = ids.iter().copied().filter(|id| !c.is_up(*id)).collect();
+        for id in down {
+            if c.rng.range(0, 100) < 50 {
+                c.restart(id);
+            }
+        }
+    }
+    c.finish(LIVENESS_BOUND_TICKS)
+}
