@@ -243,6 +243,16 @@ fn reopen_1gib(c: &mut Criterion) {
             assert_eq!(bytes as u64, last * entry_bytes as u64);
         })
     });
+    group.bench_function("for_each_entry_verified", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            wal.for_each_entry(wal.first_index()..last + 1, |_, _, data| {
+                bytes += data.len()
+            })
+            .unwrap();
+            assert_eq!(bytes as u64, last * entry_bytes as u64);
+        })
+    });
     group.finish();
 }
 

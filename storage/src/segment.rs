@@ -341,43 +341,56 @@ impl Segment {
 
     /// Reads the live entries `lo..hi`, which must all be stored here, into `out`.
     pub fn read_entries(&self, lo: u64, hi: u64, out: &mut Vec<Entry>) -> Result<()> {
+        self.visit_entries(lo, hi, &mut |index, term, data| {
+            out.push(Entry {
+                index,
+                term,
+                data: data.to_vec(),
+            })
+        })
+    }
+
+    /// Calls `visit(index, term, data)` for the live entries `lo..hi`, which must all be stored
+    /// here, each after verifying its checksum. Sealed segments hand out slices of the map (no
+    /// copy); the active one reads the span with one positioned read.
+    pub fn visit_entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        visit: &mut dyn FnMut(u64, u64, &[u8]),
+    ) -> Result<()> {
         assert!(lo >= self.own_first && lo < hi);
         assert!(hi - self.own_first <= self.offsets.len() as u64);
         let first_slot = (lo - self.own_first) as usize;
         let end_slot = (hi - self.own_first) as usize;
-        match &self.map {
-            Some(map) => {
-                for slot in first_slot..end_slot {
-                    let offset = self.offsets[slot] as usize;
-                    let bytes = map.get(offset..).unwrap_or(&[]);
-                    out.push(self.parse_entry(
-                        bytes,
-                        offset as u64,
-                        lo + (slot - first_slot) as u64,
-                    )?);
-                }
-            }
+        let span;
+        let (bytes, base): (&[u8], u64) = match &self.map {
+            Some(map) => (map, 0),
             None => {
                 let span_start = self.offsets[first_slot] as u64;
                 let span_end = match self.offsets.get(end_slot) {
                     Some(next) => *next as u64,
                     None => self.write_offset,
                 };
-                let mut span = vec![0u8; (span_end - span_start) as usize];
+                let mut buffer = vec![0u8; (span_end - span_start) as usize];
                 self.file
-                    .read_exact_at(&mut span, span_start)
+                    .read_exact_at(&mut buffer, span_start)
                     .map_err(|e| Error::io("read", &self.path, e))?;
-                for slot in first_slot..end_slot {
-                    let offset = self.offsets[slot] as u64;
-                    let bytes = &span[(offset - span_start) as usize..];
-                    out.push(self.parse_entry(bytes, offset, lo + (slot - first_slot) as u64)?);
-                }
+                span = buffer;
+                (&span, span_start)
             }
+        };
+        for slot in first_slot..end_slot {
+            let offset = self.offsets[slot] as u64;
+            let index = lo + (slot - first_slot) as u64;
+            let frame_bytes = bytes.get((offset - base) as usize..).unwrap_or(&[]);
+            let (term, data) = self.parse_entry(frame_bytes, offset, index)?;
+            visit(index, term, data);
         }
         Ok(())
     }
 
-    fn parse_entry(&self, bytes: &[u8], offset: u64, index: u64) -> Result<Entry> {
+    fn parse_entry<'a>(&self, bytes: &'a [u8], offset: u64, index: u64) -> Result<(u64, &'a [u8])> {
         let located =
             |reason: String| Error::corruption(&self.path, offset, Some((index, index)), reason);
         let frame = record::decode_frame(self.seq(), bytes).map_err(|e| located(e.to_string()))?;
@@ -394,11 +407,7 @@ impl Segment {
                 "entry record holds index {stored_index}, the index expected {index}"
             )));
         }
-        Ok(Entry {
-            index,
-            term,
-            data: data.to_vec(),
-        })
+        Ok((term, data))
     }
 
     /// Maps the (sealed) file for reads.

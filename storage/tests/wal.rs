@@ -616,3 +616,22 @@ fn wal_and_group_commit_can_move_between_threads() {
     .unwrap();
     assert_eq!(wal.last_index(), 2);
 }
+
+#[test]
+fn for_each_entry_visits_what_entries_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), small_options()).unwrap();
+    append_in_batches(&mut wal, 1, 1500, 5);
+    wal.truncate_suffix(1400).unwrap();
+    append_in_batches(&mut wal, 1400, 1450, 6);
+    let mut visited = Vec::new();
+    wal.for_each_entry(3..1450, |index, term, data| {
+        visited.push(Entry::new(index, term, data.to_vec()))
+    })
+    .unwrap();
+    assert_eq!(visited, wal.entries(3..1450).unwrap());
+    assert!(matches!(
+        wal.for_each_entry(0..5, |_, _, _| {}),
+        Err(Error::OutOfRange { .. })
+    ));
+}
