@@ -370,6 +370,36 @@ fn mutated_executions_are_mostly_caught() {
     assert!(rate > 0.5, "only {caught} of {mutated} mutations caught");
 }
 
+#[test]
+fn long_history_with_timeouts_is_refuted_quickly() {
+    // One key, 1500 operations, a few in flight, one in twelve timed out (a simulator run
+    // under partitions), writes carrying distinct delimited values, one read's answer changed
+    // halfway: the checker must prove the violation, not give up.
+    let mut rng = SplitMix(0x6b65_7463);
+    let plan: Vec<Planned> = rng
+        .plan(1500)
+        .into_iter()
+        .map(|mut step| {
+            step.key = 0;
+            step
+        })
+        .collect();
+    let mut ops = execute_with_values(&plan, true);
+    assert!(check(&record(&ops), CheckLimits::default()).is_ok());
+    let started = std::time::Instant::now();
+    mutate_one_read(&mut ops, 250, 1).expect("the plan has reads");
+    let result = check(&record(&ops), CheckLimits::default());
+    assert!(
+        matches!(result, CheckResult::Violation(_)),
+        "expected a violation, got {result}"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(30),
+        "took {elapsed:?}"
+    );
+}
+
 /// Timing, not correctness: run with
 /// `cargo test --release -p ketch --lib history::random_tests::checker_throughput -- --ignored --nocapture`.
 #[test]

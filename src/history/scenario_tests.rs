@@ -362,3 +362,82 @@ fn many_timed_out_writes_nobody_saw_do_not_blow_up_the_search() {
         other => panic!("expected a violation, got {other}"),
     }
 }
+
+#[test]
+fn timed_out_write_is_not_forced_when_others_can_produce_its_bytes() {
+    // "ab" also arises from the appends "a" then "b": the read proves nothing about the
+    // timed-out append of "ab".
+    let mut history = History::new();
+    let lost = history.invoke(1, append("k", "ab"), 0);
+    history.complete(lost, Outcome::Unknown, 5);
+    done(&mut history, 2, append("k", "a"), Outcome::Append, 0, 10);
+    done(&mut history, 2, append("k", "b"), Outcome::Append, 20, 30);
+    done(&mut history, 2, get("k"), read("ab"), 40, 50);
+    expect_ok(&history);
+
+    // "1.2;" is inside another write's value.
+    let mut history = History::new();
+    let lost = history.invoke(1, put("k", "1.2;"), 0);
+    history.complete(lost, Outcome::Unknown, 5);
+    done(&mut history, 2, put("k", "11.2;"), Outcome::Put, 0, 10);
+    done(&mut history, 2, get("k"), read("11.2;"), 20, 30);
+    expect_ok(&history);
+}
+
+#[test]
+fn timed_out_write_seen_once_cannot_vanish_or_reappear() {
+    let mut history = History::new();
+    let lost = history.invoke(1, append("k", "<1>"), 0);
+    history.complete(lost, Outcome::Unknown, 5);
+    done(&mut history, 2, append("k", "<2>"), Outcome::Append, 0, 10);
+    done(&mut history, 2, get("k"), read("<2><1>"), 20, 30);
+    done(&mut history, 2, get("k"), read("<2><1>"), 40, 50);
+    expect_ok(&history);
+    done(&mut history, 2, get("k"), read("<2>"), 60, 70);
+    let violation = expect_violation(&history, "k");
+    assert!(
+        violation.to_string().contains("-> unknown [0, inf)"),
+        "{violation}"
+    );
+}
+
+#[test]
+fn timed_out_writes_of_a_common_value_stop_floating_after_their_last_reader() {
+    // Sixteen timed-out puts of "x", a value a completed put also wrote, so reads of "x" say
+    // nothing about which applied. Past the last read of "x" each could still apply just before
+    // any later put, unobserved: without deadlines, refuting the stale read at the end means
+    // trying every subset of them at each of the 200 later puts (over 10 million states).
+    let mut history = History::new();
+    for client in 0..16 {
+        let lost = history.invoke(client, put("k", "x"), client);
+        history.complete(lost, Outcome::Unknown, 20);
+    }
+    done(&mut history, 100, put("k", "x"), Outcome::Put, 0, 10);
+    done(&mut history, 100, get("k"), read("x"), 30, 40);
+    for round in 0..200 {
+        let start = 100 + 20 * round;
+        let value = format!("v{round}");
+        done(
+            &mut history,
+            100,
+            put("k", &value),
+            Outcome::Put,
+            start,
+            start + 5,
+        );
+        done(
+            &mut history,
+            100,
+            get("k"),
+            read(&value),
+            start + 10,
+            start + 15,
+        );
+    }
+    expect_ok(&history);
+    done(&mut history, 100, get("k"), read("v0"), 10_000, 10_010);
+    let started = Instant::now();
+    expect_violation(&history, "k");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
