@@ -27,6 +27,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod message;
 
 pub use codec::{CodecError, WireReader, WireWriter};
 pub use frame::{encode_frame, FrameDecoder, FrameError, FrameHeader, FRAME_VERSION};

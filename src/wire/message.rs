@@ -1,0 +1,735 @@
+//! Peer messages inside frames: the handshake that opens a connection and the Raft messages
+//! that follow it.
+//!
+//! Every message travels as one frame of [`super::frame`]; its payload is encoded with the
+//! primitives of [`super::codec`] (little-endian integers, `u32`-length-prefixed byte
+//! strings, no padding). Two frame kinds exist:
+//!
+//! | frame kind | constant                 | payload                              |
+//! |------------|--------------------------|--------------------------------------|
+//! | 1          | [`FRAME_KIND_HANDSHAKE`] | [`Handshake`], sent once, first      |
+//! | 2          | [`FRAME_KIND_RAFT`]      | one [`Message`]                      |
+//!
+//! # Handshake payload (30 bytes)
+//!
+//! | offset | size | field              | meaning                                          |
+//! |--------|------|--------------------|--------------------------------------------------|
+//! | 0      | 4    | `magic`            | [`HANDSHAKE_MAGIC`], ASCII `KTCH` read as u32 LE |
+//! | 4      | 2    | `protocol_version` | [`PROTOCOL_VERSION`]; any other value is refused |
+//! | 6      | 8    | `cluster_id`       | the sender's cluster; must equal the receiver's  |
+//! | 14     | 8    | `from`             | the sender's node id (non-zero)                  |
+//! | 22     | 8    | `to`               | the node id the sender believes it dialed        |
+//!
+//! # Raft message payload
+//!
+//! | size | field  | meaning                                                  |
+//! |------|--------|----------------------------------------------------------|
+//! | 8    | `from` | sender id                                                |
+//! | 8    | `to`   | recipient id                                             |
+//! | 8    | `term` | sender's term (the proposed term for pre-votes)          |
+//! | 1    | `tag`  | body variant, below                                      |
+//! | ...  | body   | the variant's fields in declaration order                |
+//!
+//! Body tags and fields (`u64` unless said; `bool` is one byte 0 or 1):
+//!
+//! | tag | variant                   | fields                                                          |
+//! |-----|---------------------------|-----------------------------------------------------------------|
+//! | 1   | `PreVote`                 | last_log_index, last_log_term                                   |
+//! | 2   | `PreVoteResponse`         | granted: bool                                                   |
+//! | 3   | `Vote`                    | last_log_index, last_log_term, leadership_transfer: bool        |
+//! | 4   | `VoteResponse`            | granted: bool                                                   |
+//! | 5   | `Append`                  | prev_log_index, prev_log_term, leader_commit, count: u32, count x entry |
+//! | 6   | `AppendResponse`          | success: bool, index, reject_hint_index, reject_hint_term      |
+//! | 7   | `Heartbeat`               | commit, round                                                   |
+//! | 8   | `HeartbeatResponse`       | round                                                           |
+//! | 9   | `InstallSnapshot`         | snapshot meta, offset, len, data: bytes, done: bool             |
+//! | 10  | `InstallSnapshotResponse` | snapshot_index, next_offset, done: bool, rejected: bool         |
+//! | 11  | `TimeoutNow`              | (none)                                                          |
+//! | 12  | `ReadIndex`               | ctx                                                             |
+//! | 13  | `ReadIndexResponse`       | ctx, index                                                      |
+//!
+//! An entry is `term`, `index`, `kind: u8` (0 normal, 1 no-op), `data: bytes`. A snapshot meta
+//! is `index`, `term`, membership, `size_bytes`. A membership is three id sets, voters,
+//! learners, outgoing voters, each a `u32` count followed by that many `u64` ids.
+//!
+//! # Bounds checked on decode
+//!
+//! At most [`MAX_ENTRIES_PER_MESSAGE`] entries, at most [`MAX_MEMBERS_PER_SET`] ids per set, and
+//! no count larger than the bytes left could hold, so a hostile count never allocates. Byte
+//! strings are bounded by the payload (itself bounded by the frame decoder's maximum).
+//! Trailing bytes, unknown tags and entry kinds, and ids of 0 where a node is named are errors.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::codec::{CodecError, WireReader, WireWriter};
+use super::frame::{encode_frame, FrameError};
+use crate::raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, SnapshotMeta};
+
+/// Frame kind of a [`Handshake`].
+pub const FRAME_KIND_HANDSHAKE: u8 = 1;
+/// Frame kind of a Raft [`Message`].
+pub const FRAME_KIND_RAFT: u8 = 2;
+/// Opens every handshake payload: ASCII `KTCH` read as a little-endian u32.
+pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"KTCH");
+/// The peer protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Most entries one `Append` may carry on the wire.
+pub const MAX_ENTRIES_PER_MESSAGE: u32 = 1 << 16;
+/// Most node ids in one membership set.
+pub const MAX_MEMBERS_PER_SET: u32 = 1 << 10;
+
+/// Smallest encoded entry: term, index, kind, empty data length.
+const ENTRY_MIN_BYTES: usize = 8 + 8 + 1 + 4;
+
+/// The first frame on every peer connection: who is calling whom, in which cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshake {
+    /// The cluster the sender belongs to.
+    pub cluster_id: u64,
+    /// The sender's node id.
+    pub from: NodeId,
+    /// The node id the sender meant to reach.
+    pub to: NodeId,
+}
+
+/// Why a payload does not decode into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageError {
+    /// A primitive could not be read (truncated, over a length limit, bad bool, trailing bytes).
+    Codec(CodecError),
+    /// The frame could not be built (payload over the frame maximum).
+    Frame(FrameError),
+    /// A handshake does not start with [`HANDSHAKE_MAGIC`].
+    BadHandshakeMagic {
+        /// What was found.
+        found: u32,
+    },
+    /// The peer speaks another protocol version.
+    UnsupportedProtocolVersion {
+        /// Version found.
+        found: u16,
+    },
+    /// The body tag names no message variant.
+    UnknownBodyTag {
+        /// Tag found.
+        tag: u8,
+    },
+    /// An entry kind byte names no kind.
+    UnknownEntryKind {
+        /// Byte found.
+        kind: u8,
+    },
+    /// A count is over its bound or over what the remaining bytes could hold.
+    CountTooLarge {
+        /// What was counted.
+        what: &'static str,
+        /// Count found.
+        count: u32,
+        /// The bound in force.
+        max: u32,
+    },
+    /// A node id is 0 where a node must be named.
+    ZeroNodeId {
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageError::Codec(e) => write!(f, "malformed peer message: {e}"),
+            MessageError::Frame(e) => write!(f, "cannot frame peer message: {e}"),
+            MessageError::BadHandshakeMagic { found } => {
+                write!(f, "handshake magic {found:#010x} is not Ketch's; wrong port or protocol?")
+            }
+            MessageError::UnsupportedProtocolVersion { found } => write!(
+                f,
+                "peer speaks protocol version {found}, this build speaks {PROTOCOL_VERSION}; upgrade one side"
+            ),
+            MessageError::UnknownBodyTag { tag } => write!(f, "unknown message tag {tag}"),
+            MessageError::UnknownEntryKind { kind } => write!(f, "unknown entry kind {kind}"),
+            MessageError::CountTooLarge { what, count, max } => {
+                write!(f, "{count} {what} exceed the bound of {max}")
+            }
+            MessageError::ZeroNodeId { field } => write!(f, "node id 0 in field {field}"),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+impl From<CodecError> for MessageError {
+    fn from(e: CodecError) -> Self {
+        MessageError::Codec(e)
+    }
+}
+
+/// Appends the handshake frame to `out`.
+pub fn encode_handshake(handshake: &Handshake, out: &mut Vec<u8>) -> Result<(), MessageError> {
+    let mut payload = Vec::with_capacity(30);
+    let mut w = WireWriter::new(&mut payload);
+    w.write_u32(HANDSHAKE_MAGIC);
+    w.write_u16(PROTOCOL_VERSION);
+    w.write_u64(handshake.cluster_id);
+    w.write_u64(handshake.from);
+    w.write_u64(handshake.to);
+    encode_frame(FRAME_KIND_HANDSHAKE, &payload, out).map_err(MessageError::Frame)
+}
+
+/// Decodes a handshake payload (of a frame of kind [`FRAME_KIND_HANDSHAKE`]).
+pub fn decode_handshake(payload: &[u8]) -> Result<Handshake, MessageError> {
+    let mut r = WireReader::new(payload);
+    let magic = r.read_u32()?;
+    if magic != HANDSHAKE_MAGIC {
+        return Err(MessageError::BadHandshakeMagic { found: magic });
+    }
+    let version = r.read_u16()?;
+    if version != PROTOCOL_VERSION {
+        return Err(MessageError::UnsupportedProtocolVersion { found: version });
+    }
+    let handshake = Handshake {
+        cluster_id: r.read_u64()?,
+        from: nonzero(r.read_u64()?, "handshake.from")?,
+        to: nonzero(r.read_u64()?, "handshake.to")?,
+    };
+    r.finish()?;
+    Ok(handshake)
+}
+
+/// Appends `message` as one frame of kind [`FRAME_KIND_RAFT`] to `out`; `scratch` is reused
+/// for the payload so steady-state encoding does not allocate.
+pub fn encode_message(
+    message: &Message,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), MessageError> {
+    scratch.clear();
+    encode_message_payload(message, scratch);
+    encode_frame(FRAME_KIND_RAFT, scratch, out).map_err(MessageError::Frame)
+}
+
+/// The payload bytes of `message` (without the frame), appended to `out`.
+pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
+    let mut w = WireWriter::new(out);
+    w.write_u64(message.from);
+    w.write_u64(message.to);
+    w.write_u64(message.term);
+    match &message.body {
+        MessageBody::PreVote {
+            last_log_index,
+            last_log_term,
+        } => {
+            w.write_u8(1);
+            w.write_u64(*last_log_index);
+            w.write_u64(*last_log_term);
+        }
+        MessageBody::PreVoteResponse { granted } => {
+            w.write_u8(2);
+            w.write_bool(*granted);
+        }
+        MessageBody::Vote {
+            last_log_index,
+            last_log_term,
+            leadership_transfer,
+        } => {
+            w.write_u8(3);
+            w.write_u64(*last_log_index);
+            w.write_u64(*last_log_term);
+            w.write_bool(*leadership_transfer);
+        }
+        MessageBody::VoteResponse { granted } => {
+            w.write_u8(4);
+            w.write_bool(*granted);
+        }
+        MessageBody::Append {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => {
+            w.write_u8(5);
+            w.write_u64(*prev_log_index);
+            w.write_u64(*prev_log_term);
+            w.write_u64(*leader_commit);
+            // The core bounds entries per message by bytes; the count bound is the receiver's.
+            w.write_u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+            for entry in entries {
+                w.write_u64(entry.term);
+                w.write_u64(entry.index);
+                w.write_u8(match entry.kind {
+                    EntryKind::Normal => 0,
+                    EntryKind::Noop => 1,
+                });
+                w.write_bytes(&entry.data);
+            }
+        }
+        MessageBody::AppendResponse {
+            success,
+            index,
+            reject_hint_index,
+            reject_hint_term,
+        } => {
+            w.write_u8(6);
+            w.write_bool(*success);
+            w.write_u64(*index);
+            w.write_u64(*reject_hint_index);
+            w.write_u64(*reject_hint_term);
+        }
+        MessageBody::Heartbeat { commit, round } => {
+            w.write_u8(7);
+            w.write_u64(*commit);
+            w.write_u64(*round);
+        }
+        MessageBody::HeartbeatResponse { round } => {
+            w.write_u8(8);
+            w.write_u64(*round);
+        }
+        MessageBody::InstallSnapshot {
+            meta,
+            offset,
+            len,
+            data,
+            done,
+        } => {
+            w.write_u8(9);
+            write_snapshot_meta(&mut w, meta);
+            w.write_u64(*offset);
+            w.write_u64(*len);
+            w.write_bytes(data);
+            w.write_bool(*done);
+        }
+        MessageBody::InstallSnapshotResponse {
+            snapshot_index,
+            next_offset,
+            done,
+            rejected,
+        } => {
+            w.write_u8(10);
+            w.write_u64(*snapshot_index);
+            w.write_u64(*next_offset);
+            w.write_bool(*done);
+            w.write_bool(*rejected);
+        }
+        MessageBody::TimeoutNow => w.write_u8(11),
+        MessageBody::ReadIndex { ctx } => {
+            w.write_u8(12);
+            w.write_u64(*ctx);
+        }
+        MessageBody::ReadIndexResponse { ctx, index } => {
+            w.write_u8(13);
+            w.write_u64(*ctx);
+            w.write_u64(*index);
+        }
+    }
+}
+
+/// Decodes a Raft message payload (of a frame of kind [`FRAME_KIND_RAFT`]). Never panics.
+pub fn decode_message(payload: &[u8]) -> Result<Message, MessageError> {
+    let mut r = WireReader::new(payload);
+    let from = nonzero(r.read_u64()?, "message.from")?;
+    let to = nonzero(r.read_u64()?, "message.to")?;
+    let term = r.read_u64()?;
+    let tag = r.read_u8()?;
+    let body = match tag {
+        1 => MessageBody::PreVote {
+            last_log_index: r.read_u64()?,
+            last_log_term: r.read_u64()?,
+        },
+        2 => MessageBody::PreVoteResponse {
+            granted: r.read_bool()?,
+        },
+        3 => MessageBody::Vote {
+            last_log_index: r.read_u64()?,
+            last_log_term: r.read_u64()?,
+            leadership_transfer: r.read_bool()?,
+        },
+        4 => MessageBody::VoteResponse {
+            granted: r.read_bool()?,
+        },
+        5 => {
+            let prev_log_index = r.read_u64()?;
+            let prev_log_term = r.read_u64()?;
+            let leader_commit = r.read_u64()?;
+            let count = read_count(&mut r, "entries", MAX_ENTRIES_PER_MESSAGE, ENTRY_MIN_BYTES)?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                entries.push(read_entry(&mut r)?);
+            }
+            MessageBody::Append {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            }
+        }
+        6 => MessageBody::AppendResponse {
+            success: r.read_bool()?,
+            index: r.read_u64()?,
+            reject_hint_index: r.read_u64()?,
+            reject_hint_term: r.read_u64()?,
+        },
+        7 => MessageBody::Heartbeat {
+            commit: r.read_u64()?,
+            round: r.read_u64()?,
+        },
+        8 => MessageBody::HeartbeatResponse {
+            round: r.read_u64()?,
+        },
+        9 => {
+            let meta = read_snapshot_meta(&mut r)?;
+            let offset = r.read_u64()?;
+            let len = r.read_u64()?;
+            let data = r.read_bytes(remaining_u32(&r))?.to_vec();
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                len,
+                data,
+                done: r.read_bool()?,
+            }
+        }
+        10 => MessageBody::InstallSnapshotResponse {
+            snapshot_index: r.read_u64()?,
+            next_offset: r.read_u64()?,
+            done: r.read_bool()?,
+            rejected: r.read_bool()?,
+        },
+        11 => MessageBody::TimeoutNow,
+        12 => MessageBody::ReadIndex { ctx: r.read_u64()? },
+        13 => MessageBody::ReadIndexResponse {
+            ctx: r.read_u64()?,
+            index: r.read_u64()?,
+        },
+        tag => return Err(MessageError::UnknownBodyTag { tag }),
+    };
+    r.finish()?;
+    Ok(Message {
+        from,
+        to,
+        term,
+        body,
+    })
+}
+
+/// Appends the membership encoding (three id sets) to `out`; also the snapshot files'
+/// membership field (see `crate::node::storage`).
+pub fn encode_membership(membership: &Membership, out: &mut Vec<u8>) {
+    let mut w = WireWriter::new(out);
+    write_membership(&mut w, membership);
+}
+
+/// Decodes a membership written by [`encode_membership`], refusing trailing bytes.
+pub fn decode_membership(bytes: &[u8]) -> Result<Membership, MessageError> {
+    let mut r = WireReader::new(bytes);
+    let membership = read_membership(&mut r)?;
+    r.finish()?;
+    Ok(membership)
+}
+
+fn nonzero(id: u64, field: &'static str) -> Result<u64, MessageError> {
+    if id == 0 {
+        return Err(MessageError::ZeroNodeId { field });
+    }
+    Ok(id)
+}
+
+fn remaining_u32(r: &WireReader<'_>) -> u32 {
+    u32::try_from(r.remaining_bytes()).unwrap_or(u32::MAX)
+}
+
+/// Reads a `u32` count bounded by `max` and by what the remaining bytes could hold at
+/// `min_item_bytes` each, so the count is safe to preallocate.
+fn read_count(
+    r: &mut WireReader<'_>,
+    what: &'static str,
+    max: u32,
+    min_item_bytes: usize,
+) -> Result<usize, MessageError> {
+    let count = r.read_u32()?;
+    let fits = r.remaining_bytes() / min_item_bytes;
+    if count > max || count as usize > fits {
+        return Err(MessageError::CountTooLarge {
+            what,
+            count,
+            max: max.min(u32::try_from(fits).unwrap_or(u32::MAX)),
+        });
+    }
+    Ok(count as usize)
+}
+
+fn read_entry(r: &mut WireReader<'_>) -> Result<Entry, MessageError> {
+    let term = r.read_u64()?;
+    let index = r.read_u64()?;
+    let kind = match r.read_u8()? {
+        0 => EntryKind::Normal,
+        1 => EntryKind::Noop,
+        kind => return Err(MessageError::UnknownEntryKind { kind }),
+    };
+    let data = r.read_bytes(remaining_u32(r))?.to_vec();
+    Ok(Entry {
+        term,
+        index,
+        kind,
+        data,
+    })
+}
+
+fn write_id_set(w: &mut WireWriter<'_>, ids: &BTreeSet<NodeId>) {
+    w.write_u32(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+    for id in ids {
+        w.write_u64(*id);
+    }
+}
+
+fn read_id_set(
+    r: &mut WireReader<'_>,
+    what: &'static str,
+) -> Result<BTreeSet<NodeId>, MessageError> {
+    let count = read_count(r, what, MAX_MEMBERS_PER_SET, 8)?;
+    let mut ids = BTreeSet::new();
+    for _ in 0..count {
+        ids.insert(nonzero(r.read_u64()?, what)?);
+    }
+    Ok(ids)
+}
+
+fn write_membership(w: &mut WireWriter<'_>, membership: &Membership) {
+    write_id_set(w, &membership.voters);
+    write_id_set(w, &membership.learners);
+    write_id_set(w, &membership.outgoing_voters);
+}
+
+fn read_membership(r: &mut WireReader<'_>) -> Result<Membership, MessageError> {
+    Ok(Membership {
+        voters: read_id_set(r, "voters")?,
+        learners: read_id_set(r, "learners")?,
+        outgoing_voters: read_id_set(r, "outgoing voters")?,
+    })
+}
+
+fn write_snapshot_meta(w: &mut WireWriter<'_>, meta: &SnapshotMeta) {
+    w.write_u64(meta.index);
+    w.write_u64(meta.term);
+    write_membership(w, &meta.membership);
+    w.write_u64(meta.size_bytes);
+}
+
+fn read_snapshot_meta(r: &mut WireReader<'_>) -> Result<SnapshotMeta, MessageError> {
+    Ok(SnapshotMeta {
+        index: r.read_u64()?,
+        term: r.read_u64()?,
+        membership: read_membership(r)?,
+        size_bytes: r.read_u64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frame::FrameDecoder;
+    use proptest::collection::{btree_set, vec};
+    use proptest::prelude::*;
+
+    fn arb_entry() -> impl Strategy<Value = Entry> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(term, index, noop, data)| Entry {
+                term,
+                index,
+                kind: if noop {
+                    EntryKind::Noop
+                } else {
+                    EntryKind::Normal
+                },
+                data,
+            })
+    }
+
+    fn arb_membership() -> impl Strategy<Value = Membership> {
+        (
+            btree_set(1u64..100, 0..5),
+            btree_set(1u64..100, 0..3),
+            btree_set(1u64..100, 0..3),
+        )
+            .prop_map(|(voters, learners, outgoing_voters)| Membership {
+                voters,
+                learners,
+                outgoing_voters,
+            })
+    }
+
+    fn arb_body() -> impl Strategy<Value = MessageBody> {
+        let u = any::<u64>;
+        prop_oneof![
+            (u(), u()).prop_map(|(a, b)| MessageBody::PreVote {
+                last_log_index: a,
+                last_log_term: b
+            }),
+            any::<bool>().prop_map(|granted| MessageBody::PreVoteResponse { granted }),
+            (u(), u(), any::<bool>()).prop_map(|(a, b, t)| MessageBody::Vote {
+                last_log_index: a,
+                last_log_term: b,
+                leadership_transfer: t
+            }),
+            any::<bool>().prop_map(|granted| MessageBody::VoteResponse { granted }),
+            (u(), u(), vec(arb_entry(), 0..8), u()).prop_map(|(a, b, entries, c)| {
+                MessageBody::Append {
+                    prev_log_index: a,
+                    prev_log_term: b,
+                    entries,
+                    leader_commit: c,
+                }
+            }),
+            (any::<bool>(), u(), u(), u()).prop_map(|(s, a, b, c)| MessageBody::AppendResponse {
+                success: s,
+                index: a,
+                reject_hint_index: b,
+                reject_hint_term: c
+            }),
+            (u(), u()).prop_map(|(commit, round)| MessageBody::Heartbeat { commit, round }),
+            u().prop_map(|round| MessageBody::HeartbeatResponse { round }),
+            (
+                (u(), u(), arb_membership(), u()),
+                u(),
+                u(),
+                vec(any::<u8>(), 0..128),
+                any::<bool>()
+            )
+                .prop_map(
+                    |((index, term, membership, size_bytes), offset, len, data, done)| {
+                        MessageBody::InstallSnapshot {
+                            meta: SnapshotMeta {
+                                index,
+                                term,
+                                membership,
+                                size_bytes,
+                            },
+                            offset,
+                            len,
+                            data,
+                            done,
+                        }
+                    }
+                ),
+            (u(), u(), any::<bool>(), any::<bool>()).prop_map(|(a, b, d, r)| {
+                MessageBody::InstallSnapshotResponse {
+                    snapshot_index: a,
+                    next_offset: b,
+                    done: d,
+                    rejected: r,
+                }
+            }),
+            Just(MessageBody::TimeoutNow),
+            u().prop_map(|ctx| MessageBody::ReadIndex { ctx }),
+            (u(), u()).prop_map(|(ctx, index)| MessageBody::ReadIndexResponse { ctx, index }),
+        ]
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        (1u64.., 1u64.., any::<u64>(), arb_body()).prop_map(|(from, to, term, body)| Message {
+            from,
+            to,
+            term,
+            body,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn messages_round_trip_through_frames(messages in vec(arb_message(), 1..6)) {
+            let mut stream = Vec::new();
+            let mut scratch = Vec::new();
+            for m in &messages {
+                encode_message(m, &mut scratch, &mut stream).unwrap();
+            }
+            let mut decoder = FrameDecoder::new(1 << 20);
+            prop_assert_eq!(decoder.feed(&stream), stream.len());
+            for m in &messages {
+                let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+                prop_assert_eq!(kind, FRAME_KIND_RAFT);
+                prop_assert_eq!(&decode_message(&payload).unwrap(), m);
+            }
+            prop_assert!(decoder.next_frame().unwrap().is_none());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in vec(any::<u8>(), 0..256)) {
+            let _ = decode_message(&bytes);
+            let _ = decode_handshake(&bytes);
+            let _ = decode_membership(&bytes);
+        }
+
+        #[test]
+        fn truncated_or_extended_payloads_are_errors(m in arb_message(), cut in any::<prop::sample::Index>()) {
+            let mut payload = Vec::new();
+            encode_message_payload(&m, &mut payload);
+            let cut = cut.index(payload.len());
+            prop_assert!(decode_message(&payload[..cut]).is_err());
+            payload.push(0);
+            prop_assert!(decode_message(&payload).is_err());
+        }
+
+        #[test]
+        fn membership_round_trips(m in arb_membership()) {
+            let mut bytes = Vec::new();
+            encode_membership(&m, &mut bytes);
+            prop_assert_eq!(decode_membership(&bytes).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn handshake_round_trips_and_refuses_foreign_input() {
+        let hs = Handshake {
+            cluster_id: 42,
+            from: 1,
+            to: 2,
+        };
+        let mut stream = Vec::new();
+        encode_handshake(&hs, &mut stream).unwrap();
+        let mut decoder = FrameDecoder::new(1 << 10);
+        assert_eq!(decoder.feed(&stream), stream.len());
+        let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(kind, FRAME_KIND_HANDSHAKE);
+        assert_eq!(payload.len(), 30);
+        assert_eq!(decode_handshake(&payload).unwrap(), hs);
+        let mut bad = payload.clone();
+        bad[0] ^= 1;
+        assert!(matches!(
+            decode_handshake(&bad),
+            Err(MessageError::BadHandshakeMagic { .. })
+        ));
+        let mut bad = payload.clone();
+        bad[4] = 9;
+        assert_eq!(
+            decode_handshake(&bad),
+            Err(MessageError::UnsupportedProtocolVersion { found: 9 })
+        );
+    }
+
+    #[test]
+    fn hostile_entry_count_is_refused_before_allocating() {
+        let mut payload = Vec::new();
+        let mut w = WireWriter::new(&mut payload);
+        for v in [1u64, 2, 3] {
+            w.write_u64(v);
+        }
+        w.write_u8(5);
+        for v in [0u64, 0, 0] {
+            w.write_u64(v);
+        }
+        w.write_u32(u32::MAX);
+        assert!(matches!(
+            decode_message(&payload),
+            Err(MessageError::CountTooLarge {
+                what: "entries",
+                ..
+            })
+        ));
+    }
+}
