@@ -2,5 +2,6 @@
 #![warn(missing_docs)]
 
 pub mod history;
+pub mod inspect;
 pub mod raft;
 pub mod wire;
