@@ -1,14 +1,15 @@
 //! Reading a range of the log in bounded chunks, so that no command holds the whole log in
 //! memory.
 //!
-//! [`Wal::entries`] returns a `Vec`, so a command must choose how many entries to ask for at a
-//! time. Entry sizes are not known before reading, so each chunk's length is estimated from the
+//! Reads go through [`Wal::for_each_entry`], which verifies each entry without copying it; a
+//! command still reads a range a chunk at a time, so that progress advances and a failure is
+//! narrowed to a small range. Entry sizes are not known before reading, so each chunk's length is estimated from the
 //! segment that holds it: its used bytes divided by its live entries. A chunk never crosses a
 //! segment boundary, which also lets progress count each segment's bytes exactly once.
 
 use std::ops::Range;
 
-use ketch_storage::{Entry, SegmentInfo, Wal};
+use ketch_storage::{SegmentInfo, Wal};
 
 /// Default estimated size of one chunk.
 pub const CHUNK_BUDGET_BYTES: u64 = 4 << 20;
@@ -60,9 +61,15 @@ pub fn plan(segments: &[SegmentInfo], lo: u64, hi: u64, budget_bytes: u64) -> Ve
     chunks
 }
 
-/// The result of reading one chunk: its entries, or the error that stopped it.
-pub fn read(wal: &Wal, chunk: &Chunk) -> ketch_storage::Result<Vec<Entry>> {
-    wal.entries(chunk.range.clone())
+/// Calls `visit(index, term, data)` for each entry of `chunk` in order, each after verifying its
+/// checksum, without copying payloads out of mapped segments. Stops at the first entry that
+/// cannot be read and returns its error: the entries before it were visited.
+pub fn visit(
+    wal: &Wal,
+    chunk: &Chunk,
+    visit: impl FnMut(u64, u64, &[u8]),
+) -> ketch_storage::Result<()> {
+    wal.for_each_entry(chunk.range.clone(), visit)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use ketch_storage::{Entry, RecoveryMode};
+use ketch_storage::RecoveryMode;
 
 use super::chunks::{self, CHUNK_BUDGET_BYTES};
 use super::json::Json;
@@ -122,23 +122,21 @@ pub fn run(
     let mut progress = Progress::on_stderr("dumped", total_bytes, options.progress);
     let mut line = String::new();
     for chunk in &plan {
-        let entries = match chunks::read(&wal, chunk) {
-            Ok(entries) => entries,
-            Err(_) => {
-                // Print up to the first entry that cannot be read, then report it.
-                for index in chunk.range.clone() {
-                    let entry = wal.entry(index)?;
-                    write_line(&mut line, &entry, options);
-                    out.write_all(line.as_bytes())?;
-                }
-                // Every entry read on its own: the chunk failed for a reason that passed.
-                continue;
+        let mut write_error = None;
+        let visited = chunks::visit(&wal, chunk, |index, term, data| {
+            if write_error.is_some() {
+                return;
             }
-        };
-        for entry in &entries {
-            write_line(&mut line, entry, options);
-            out.write_all(line.as_bytes())?;
+            write_line(&mut line, index, term, data, options);
+            if let Err(error) = out.write_all(line.as_bytes()) {
+                write_error = Some(error);
+            }
+        });
+        if let Some(error) = write_error {
+            return Err(error.into());
         }
+        // On damage, the entries before the bad one were printed; the error names it.
+        visited?;
         progress.advance(chunk.estimated_bytes);
     }
     progress.finish();
@@ -146,42 +144,42 @@ pub fn run(
     Ok(Verdict::Healthy)
 }
 
-/// Formats one entry into `line` (cleared first), ending with a newline.
-pub fn write_line(line: &mut String, entry: &Entry, options: &DumpOptions) {
+/// Formats entry `index` (of `term`, payload `data`) into `line` (cleared first), ending with a newline.
+pub fn write_line(line: &mut String, index: u64, term: u64, data: &[u8], options: &DumpOptions) {
     line.clear();
     match options.format {
         Format::Text => {
             let _ = write!(
                 line,
                 "index={} term={} bytes={} data=\"",
-                entry.index,
-                entry.term,
-                entry.data.len()
+                index,
+                term,
+                data.len()
             );
-            let shown = entry.data.len().min(options.max_bytes);
-            escape_text(line, &entry.data[..shown]);
+            let shown = data.len().min(options.max_bytes);
+            escape_text(line, &data[..shown]);
             line.push('"');
-            if shown < entry.data.len() {
-                let _ = write!(line, "...(+{} bytes)", entry.data.len() - shown);
+            if shown < data.len() {
+                let _ = write!(line, "...(+{} bytes)", data.len() - shown);
             }
         }
         Format::Hex => {
             let _ = write!(
                 line,
                 "index={} term={} bytes={} hex=",
-                entry.index,
-                entry.term,
-                entry.data.len()
+                index,
+                term,
+                data.len()
             );
-            push_hex(line, &entry.data);
+            push_hex(line, data);
         }
         Format::Json => {
-            let mut hex = String::with_capacity(entry.data.len() * 2);
-            push_hex(&mut hex, &entry.data);
+            let mut hex = String::with_capacity(data.len() * 2);
+            push_hex(&mut hex, data);
             let object = Json::Object(vec![
-                ("index", Json::U64(entry.index)),
-                ("term", Json::U64(entry.term)),
-                ("bytes", Json::U64(entry.data.len() as u64)),
+                ("index", Json::U64(index)),
+                ("term", Json::U64(term)),
+                ("bytes", Json::U64(data.len() as u64)),
                 ("hex", Json::Str(hex)),
             ]);
             object.write_to(line);
@@ -227,7 +225,7 @@ mod tests {
             max_bytes,
             ..DumpOptions::default()
         };
-        write_line(&mut line, &Entry::new(7, 3, data.to_vec()), &options);
+        write_line(&mut line, 7, 3, data, &options);
         line
     }
 

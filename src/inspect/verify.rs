@@ -234,10 +234,16 @@ fn check_entries(wal: &Wal, report: &mut VerifyReport, progress: &mut Progress) 
     let mut entries_read = 0u64;
     let mut payload_bytes = 0u64;
     for chunk in chunks::plan(&segments, lo, hi, CHUNK_BUDGET_BYTES) {
-        match chunks::read(wal, &chunk) {
-            Ok(entries) => {
-                entries_read += entries.len() as u64;
-                payload_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
+        let mut chunk_entries = 0u64;
+        let mut chunk_payload_bytes = 0u64;
+        let visited = chunks::visit(wal, &chunk, |_, _, data| {
+            chunk_entries += 1;
+            chunk_payload_bytes += data.len() as u64;
+        });
+        match visited {
+            Ok(()) => {
+                entries_read += chunk_entries;
+                payload_bytes += chunk_payload_bytes;
             }
             Err(_) => {
                 // Find each damaged entry of the chunk; the good ones still count as read.
@@ -322,11 +328,7 @@ fn segment_context(segments: &[SegmentInfo], error: &Error) -> Option<String> {
 }
 
 /// Reads a snapshot to the end; returns its index if it is intact.
-fn check_snapshot(
-    path: &Path,
-    report: &mut VerifyReport,
-    progress: &mut Progress,
-) -> Option<u64> {
+fn check_snapshot(path: &Path, report: &mut VerifyReport, progress: &mut Progress) -> Option<u64> {
     let mut reader = match data_dir::open_snapshot(path) {
         Ok(reader) => reader,
         Err(error) => {
