@@ -471,4 +471,29 @@ fn checker_throughput() {
             len as f64 / elapsed.as_secs_f64()
         );
     }
+    // Memory at the default limit, on a history that exhausts it.
+    let mut rng = SplitMix(7);
+    let plan: Vec<Planned> = rng
+        .plan(2_000)
+        .into_iter()
+        .map(|mut step| {
+            step.key = 0;
+            step.lead = rng.below(120);
+            step.lag = rng.below(120);
+            step
+        })
+        .collect();
+    let history = record(&execute_with_values(&plan, true));
+    let started = std::time::Instant::now();
+    let result = check(&history, CheckLimits::default());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
+    println!(
+        "default limit, 2000 ops, up to 24 in flight: {} in {:.1} s; process peak {peak}",
+        if result.is_ok() { "ok" } else { "not ok" },
+        started.elapsed().as_secs_f64()
+    );
 }
