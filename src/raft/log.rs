@@ -139,7 +139,7 @@ impl RaftLog {
         if index == self.snapshot.index {
             return Some(self.snapshot.term);
         }
-        if index + 1 == self.offset {
+        if index == self.offset - 1 {
             return Some(self.offset_prev_term);
         }
         if index < self.offset {
@@ -224,6 +224,11 @@ impl RaftLog {
         leader_commit: u64,
         mut entries: Vec<Entry>,
     ) -> AppendOutcome {
+        if prev_index.checked_add(entries.len() as u64).is_none() {
+            return AppendOutcome::Inconsistent(format!(
+                "entries after prev index {prev_index} overflow the index space"
+            ));
+        }
         let mut term_floor = prev_term;
         for (k, entry) in entries.iter().enumerate() {
             if entry.index != prev_index + 1 + k as u64 {

@@ -57,6 +57,47 @@ impl Membership {
         }
     }
 
+    /// Encodes as three sets (voters, learners, outgoing voters), each a little-endian `u32`
+    /// count followed by that many `u64` ids: the payload format intended for snapshot
+    /// metadata and for configuration-change entries.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for set in [&self.voters, &self.learners, &self.outgoing_voters] {
+            out.extend_from_slice(&(set.len() as u32).to_le_bytes());
+            for id in set {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes `encode`'s output; `None` on malformed input.
+    pub fn decode(mut data: &[u8]) -> Option<Self> {
+        let mut sets: [BTreeSet<NodeId>; 3] = Default::default();
+        for set in sets.iter_mut() {
+            let count = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+            data = &data[4..];
+            if data.len() < count.checked_mul(8)? {
+                return None;
+            }
+            for _ in 0..count {
+                set.insert(u64::from_le_bytes(data[..8].try_into().ok()?));
+                data = &data[8..];
+            }
+        }
+        if !data.is_empty() {
+            return None;
+        }
+        let [voters, learners, outgoing_voters] = sets;
+        let membership = Self {
+            voters,
+            learners,
+            outgoing_voters,
+        };
+        membership.validate().ok()?;
+        Some(membership)
+    }
+
     /// Checks the shape: at least one voter, and no node both learner and voter.
     pub fn validate(&self) -> Result<(), String> {
         if self.voters.is_empty() {
@@ -89,5 +130,25 @@ mod tests {
         m.outgoing_voters.insert(5);
         assert!(m.is_joint());
         assert!(m.is_voter(5));
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let mut m = Membership::with_voters([1, 2, 3]);
+        m.learners.insert(9);
+        m.outgoing_voters.insert(4);
+        let bytes = m.encode();
+        assert_eq!(Membership::decode(&bytes), Some(m));
+        assert_eq!(Membership::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Membership::decode(&[]), None);
+        assert_eq!(Membership::decode(&[255, 255, 255, 255]), None);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(Membership::decode(&trailing), None);
+        assert_eq!(
+            Membership::decode(&Membership::default().encode()),
+            None,
+            "no voters"
+        );
     }
 }

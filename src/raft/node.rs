@@ -489,7 +489,7 @@ impl RaftNode {
             } => self.handle_vote_request(from, m.term, last_log_index, last_log_term, false),
             MessageBody::PreVoteResponse { granted } => {
                 if self.role == Role::PreCandidate
-                    && m.term == self.current_term + u64::from(granted)
+                    && Some(m.term) == self.current_term.checked_add(u64::from(granted))
                 {
                     self.handle_vote_response(from, granted, true);
                 } else {
@@ -756,6 +756,12 @@ impl RaftNode {
     }
 
     fn campaign(&mut self, pre_vote: bool, leadership_transfer: bool) {
+        if self.current_term == u64::MAX {
+            // A peer pushed the term to its limit; a new term cannot be started (and must never
+            // be reused), so this node stays a follower.
+            self.stats.inconsistent_messages += 1;
+            return;
+        }
         self.stats.campaigns_started += 1;
         let proposed_term = if pre_vote {
             self.role = Role::PreCandidate;
@@ -1300,9 +1306,14 @@ impl RaftNode {
             self.stats.ignored_messages += 1;
             return;
         }
+        let Some(end) = offset.checked_add(len) else {
+            self.stats.inconsistent_messages += 1;
+            return;
+        };
         if data.len() as u64 != len
-            || offset.saturating_add(len) > meta.size_bytes
-            || (done && offset + len != meta.size_bytes)
+            || end > meta.size_bytes
+            || (done && end != meta.size_bytes)
+            || meta.membership.validate().is_err()
         {
             self.stats.inconsistent_messages += 1;
             return;
@@ -1682,7 +1693,11 @@ mod tests {
         assert_ne!(c.node(leader).role(), Role::Leader);
         assert!(c.node(leader).stats().check_quorum_step_downs >= 1);
         assert!(
-            !c.reads.get(&leader).into_iter().flatten().any(|s| s.ctx == 99),
+            !c.reads
+                .get(&leader)
+                .into_iter()
+                .flatten()
+                .any(|s| s.ctx == 99),
             "a deposed leader never answers a read"
         );
     }
@@ -1897,6 +1912,124 @@ mod tests {
             c.sent_by_kind["InstallSnapshot"], 3,
             "2500 bytes in chunks of 1000"
         );
+    }
+
+    fn random_message(rng: &mut SplitMix64, to: NodeId) -> Message {
+        let small = |rng: &mut SplitMix64| match rng.range(0, 4) {
+            0 => 0,
+            1 => rng.range(0, 8),
+            2 => u64::MAX - rng.range(0, 2),
+            _ => rng.range(0, 1 << 20),
+        };
+        let from = rng.range(0, 6);
+        let term = small(rng);
+        let body = match rng.range(0, 13) {
+            0 => MessageBody::PreVote {
+                last_log_index: small(rng),
+                last_log_term: small(rng),
+            },
+            1 => MessageBody::PreVoteResponse {
+                granted: rng.range(0, 2) == 0,
+            },
+            2 => MessageBody::Vote {
+                last_log_index: small(rng),
+                last_log_term: small(rng),
+                leadership_transfer: rng.range(0, 2) == 0,
+            },
+            3 => MessageBody::VoteResponse {
+                granted: rng.range(0, 2) == 0,
+            },
+            4 => {
+                let prev_log_index = small(rng);
+                let count = rng.range(0, 4);
+                let entries = (0..count)
+                    .map(|k| Entry {
+                        term: small(rng),
+                        index: if rng.range(0, 4) == 0 {
+                            small(rng)
+                        } else {
+                            prev_log_index.wrapping_add(k + 1)
+                        },
+                        kind: EntryKind::Normal,
+                        data: vec![1, 2, 3],
+                    })
+                    .collect();
+                MessageBody::Append {
+                    prev_log_index,
+                    prev_log_term: small(rng),
+                    entries,
+                    leader_commit: small(rng),
+                }
+            }
+            5 => MessageBody::AppendResponse {
+                success: rng.range(0, 2) == 0,
+                index: small(rng),
+                reject_hint_index: small(rng),
+                reject_hint_term: small(rng),
+            },
+            6 => MessageBody::Heartbeat {
+                commit: small(rng),
+                round: small(rng),
+            },
+            7 => MessageBody::HeartbeatResponse { round: small(rng) },
+            8 => MessageBody::InstallSnapshot {
+                meta: SnapshotMeta {
+                    index: small(rng),
+                    term: small(rng),
+                    membership: Membership::with_voters([1, 2, 3]),
+                    size_bytes: small(rng),
+                },
+                offset: small(rng),
+                len: rng.range(0, 3),
+                data: vec![0; rng.range(0, 3) as usize],
+                done: rng.range(0, 2) == 0,
+            },
+            9 => MessageBody::InstallSnapshotResponse {
+                snapshot_index: small(rng),
+                next_offset: small(rng),
+                done: rng.range(0, 2) == 0,
+                rejected: rng.range(0, 2) == 0,
+            },
+            10 => MessageBody::TimeoutNow,
+            11 => MessageBody::ReadIndex { ctx: small(rng) },
+            _ => MessageBody::ReadIndexResponse {
+                ctx: small(rng),
+                index: small(rng),
+            },
+        };
+        Message {
+            from,
+            to,
+            term,
+            body,
+        }
+    }
+
+    #[test]
+    fn arbitrary_peer_messages_never_panic() {
+        let mut rng = SplitMix64::new(99);
+        for round in 0..1000 {
+            let mut c = Cluster::new(3, |_| {});
+            if round % 2 == 0 {
+                c.elect();
+                c.tick_all(2);
+            }
+            for _ in 0..200 {
+                let to = rng.range(1, 4);
+                let message = random_message(&mut rng, to);
+                c.node(to).step(message);
+                if rng.range(0, 10) == 0 {
+                    c.node(to).tick();
+                }
+                let ready = c.node(to).ready();
+                if let Some(last) = ready.entries.last() {
+                    c.node(to).on_persisted(last.index, last.term);
+                }
+                if let Some(last) = ready.committed_entries.last() {
+                    c.node(to).on_applied(last.index);
+                }
+            }
+        }
     }
 
     #[test]
