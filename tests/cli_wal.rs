@@ -1,0 +1,881 @@
+//! `ketch wal stat|verify|dump` run as a process on directories prepared with `ketch_storage`:
+//! a healthy multi-segment log, a torn tail, a flipped bit in a sealed segment, a log with a
+//! snapshot. Every command must leave the directory byte-identical.
+//!
+//! Reproduce one scenario: `cargo test -p ketch --test cli_wal <name>`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ketch_storage::snapshot::{SnapshotOptions, SnapshotStore};
+use ketch_storage::{Entry, HardState, Options, Wal};
+
+const ENTRIES: u64 = 2000;
+const BATCH_ENTRIES: u64 = 10;
+const HARD_STATE: HardState = HardState {
+    term: 3,
+    vote: 2,
+    commit: 1500,
+};
+
+/// The payload of entry `index`: a findable marker, then printable filler, and every seventh
+/// entry some bytes that need escaping.
+fn payload(index: u64) -> Vec<u8> {
+    let mut data = format!("entry-{index:06}-").into_bytes();
+    if index % 7 == 0 {
+        data.extend_from_slice(b"\x00\xff\"\\\n");
+    }
+    while data.len() < 60 + (index % 80) as usize {
+        data.push(b'a' + (data.len() % 26) as u8);
+    }
+    data
+}
+
+fn open_options() -> Options {
+    Options {
+        segment_size_bytes: 64 << 10,
+        prepare_segments_ahead: false,
+        ..Options::default()
+    }
+}
+
+/// Appends entries `first..=last` in batches of [`BATCH_ENTRIES`], all of term `term`.
+fn append_range(wal: &mut Wal, first: u64, last: u64, term: u64) {
+    let mut next = first;
+    while next <= last {
+        let end = (next + BATCH_ENTRIES - 1).min(last);
+        let batch: Vec<Entry> = (next..=end)
+            .map(|index| Entry::new(index, term, payload(index)))
+            .collect();
+        wal.append(&batch).unwrap();
+        next = end + 1;
+    }
+}
+
+/// A healthy log of [`ENTRIES`] entries over several 64 KiB segments, with [`HARD_STATE`].
+fn healthy_log(dir: &Path) {
+    let mut wal = Wal::open(dir, open_options()).unwrap();
+    append_range(&mut wal, 1, ENTRIES, 3);
+    wal.set_hard_state(HARD_STATE).unwrap();
+    wal.sync().unwrap();
+    assert!(wal.segments().len() >= 3, "the test needs several segments");
+}
+
+/// Every file in `dir` with its bytes.
+fn dir_contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn ketch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ketch"))
+        .args(args)
+        .output()
+        .expect("running the ketch binary")
+}
+
+fn ketch_in(dir: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args[..2].to_vec();
+    all.push(dir.to_str().unwrap());
+    all.extend_from_slice(&args[2..]);
+    ketch(&all)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Runs every read-only command (all formats) and checks the directory did not change.
+fn assert_commands_leave_dir_unchanged(dir: &Path) {
+    let before = dir_contents(dir);
+    for args in [
+        &["wal", "stat"][..],
+        &["wal", "stat", "--json"],
+        &["wal", "verify"],
+        &["wal", "dump"],
+        &["wal", "dump", "--format", "hex"],
+        &["wal", "dump", "--format", "json", "--from", "5"],
+    ] {
+        let output = ketch_in(dir, args);
+        assert!(
+            output.status.code().is_some_and(|code| code <= 1),
+            "{args:?} failed: {}",
+            stderr(&output)
+        );
+        let after = dir_contents(dir);
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>(),
+            "{args:?} changed the file list"
+        );
+        for (name, bytes) in &before {
+            assert!(
+                after[name] == *bytes,
+                "{args:?} changed the bytes of {name}"
+            );
+        }
+    }
+}
+
+/// The file name of `path`.
+fn name(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// A byte position of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    assert_eq!(hex.len() % 2, 0, "odd hex length: {hex}");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The text a dump shows for `data`, escaped as documented.
+fn escaped(data: &[u8]) -> String {
+    let mut out = String::new();
+    for &byte in data {
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(byte as char),
+            other => out.push_str(&format!("\\x{other:02x}")),
+        }
+    }
+    out
+}
+
+// ---- a minimal JSON parser, to check the output really is JSON ----------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Null,
+    Bool(bool),
+    /// Kept as written, so u64 values compare exactly.
+    Number(String),
+    Str(String),
+    Array(Vec<Value>),
+    Object(Vec<(String, Value)>),
+}
+
+impl Value {
+    fn get(&self, key: &str) -> &Value {
+        match self {
+            Value::Object(fields) => fields
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no key {key} in {self:?}")),
+            _ => panic!("not an object: {self:?}"),
+        }
+    }
+
+    fn u64(&self) -> u64 {
+        match self {
+            Value::Number(text) => text.parse().unwrap(),
+            _ => panic!("not a number: {self:?}"),
+        }
+    }
+
+    fn str(&self) -> &str {
+        match self {
+            Value::Str(text) => text,
+            _ => panic!("not a string: {self:?}"),
+        }
+    }
+
+    fn array(&self) -> &[Value] {
+        match self {
+            Value::Array(items) => items,
+            _ => panic!("not an array: {self:?}"),
+        }
+    }
+}
+
+fn parse_json(text: &str) -> Value {
+    let bytes = text.as_bytes();
+    let mut position = 0;
+    let value = parse_value(bytes, &mut position);
+    skip_whitespace(bytes, &mut position);
+    assert_eq!(position, bytes.len(), "trailing bytes after JSON in {text}");
+    value
+}
+
+fn skip_whitespace(bytes: &[u8], position: &mut usize) {
+    while *position < bytes.len() && bytes[*position].is_ascii_whitespace() {
+        *position += 1;
+    }
+}
+
+fn expect(bytes: &[u8], position: &mut usize, literal: &str) {
+    assert!(
+        bytes[*position..].starts_with(literal.as_bytes()),
+        "expected {literal} at {position}"
+    );
+    *position += literal.len();
+}
+
+fn parse_value(bytes: &[u8], position: &mut usize) -> Value {
+    skip_whitespace(bytes, position);
+    match bytes[*position] {
+        b'n' => {
+            expect(bytes, position, "null");
+            Value::Null
+        }
+        b't' => {
+            expect(bytes, position, "true");
+            Value::Bool(true)
+        }
+        b'f' => {
+            expect(bytes, position, "false");
+            Value::Bool(false)
+        }
+        b'"' => Value::Str(parse_string(bytes, position)),
+        b'[' => {
+            *position += 1;
+            let mut items = Vec::new();
+            skip_whitespace(bytes, position);
+            if bytes[*position] == b']' {
+                *position += 1;
+                return Value::Array(items);
+            }
+            loop {
+                items.push(parse_value(bytes, position));
+                skip_whitespace(bytes, position);
+                *position += 1;
+                match bytes[*position - 1] {
+                    b',' => continue,
+                    b']' => return Value::Array(items),
+                    other => panic!("unexpected {} in array", other as char),
+                }
+            }
+        }
+        b'{' => {
+            *position += 1;
+            let mut fields = Vec::new();
+            skip_whitespace(bytes, position);
+            if bytes[*position] == b'}' {
+                *position += 1;
+                return Value::Object(fields);
+            }
+            loop {
+                skip_whitespace(bytes, position);
+                let key = parse_string(bytes, position);
+                skip_whitespace(bytes, position);
+                expect(bytes, position, ":");
+                fields.push((key, parse_value(bytes, position)));
+                skip_whitespace(bytes, position);
+                *position += 1;
+                match bytes[*position - 1] {
+                    b',' => continue,
+                    b'}' => return Value::Object(fields),
+                    other => panic!("unexpected {} in object", other as char),
+                }
+            }
+        }
+        _ => {
+            let start = *position;
+            while *position < bytes.len() && b"-+.eE0123456789".contains(&bytes[*position]) {
+                *position += 1;
+            }
+            let number = std::str::from_utf8(&bytes[start..*position]).unwrap();
+            number
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad number {number:?}"));
+            Value::Number(number.to_string())
+        }
+    }
+}
+
+fn parse_string(bytes: &[u8], position: &mut usize) -> String {
+    expect(bytes, position, "\"");
+    let mut out = Vec::new();
+    loop {
+        let byte = bytes[*position];
+        *position += 1;
+        match byte {
+            b'"' => return String::from_utf8(out).unwrap(),
+            b'\\' => {
+                let escape = bytes[*position];
+                *position += 1;
+                match escape {
+                    b'"' | b'\\' | b'/' => out.push(escape),
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'u' => {
+                        let hex = std::str::from_utf8(&bytes[*position..*position + 4]).unwrap();
+                        let code = u32::from_str_radix(hex, 16).unwrap();
+                        *position += 4;
+                        let ch = char::from_u32(code).unwrap();
+                        out.extend_from_slice(ch.to_string().as_bytes());
+                    }
+                    other => panic!("bad escape \\{}", other as char),
+                }
+            }
+            control if control < 0x20 => panic!("unescaped control byte {control} in string"),
+            other => out.push(other),
+        }
+    }
+}
+
+// ---- scenarios ------------------------------------------------------------------------------
+
+#[test]
+fn help_describes_the_commands() {
+    let top = ketch(&["--help"]);
+    assert_exit(&top, 0);
+    assert!(stdout(&top).contains("wal"), "{}", stdout(&top));
+    let wal = ketch(&["wal", "--help"]);
+    assert_exit(&wal, 0);
+    let text = stdout(&wal);
+    for word in ["stat", "verify", "dump", "Exit codes", "Read-only"] {
+        assert!(
+            text.contains(word),
+            "`ketch wal --help` lacks {word}:\n{text}"
+        );
+    }
+    let dump = ketch(&["wal", "dump", "--help"]);
+    assert_exit(&dump, 0);
+    for word in ["--from", "--to", "--format", "--max-bytes", "hex", "json"] {
+        assert!(stdout(&dump).contains(word), "{}", stdout(&dump));
+    }
+    // Usage errors exit 2.
+    assert_exit(&ketch(&["wal", "frobnicate"]), 2);
+    assert_exit(&ketch(&["wal", "dump"]), 2);
+}
+
+#[test]
+fn missing_or_empty_directories_are_usage_errors_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    for command in ["stat", "verify", "dump"] {
+        let output = ketch(&["wal", command, missing.to_str().unwrap()]);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains("no-such-dir"),
+            "{}",
+            stderr(&output)
+        );
+        let empty = ketch(&["wal", command, dir.path().to_str().unwrap()]);
+        assert_exit(&empty, 2);
+        assert!(
+            stderr(&empty).contains("holds no log segments"),
+            "{}",
+            stderr(&empty)
+        );
+    }
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn stat_reports_segments_range_and_hard_state_of_a_healthy_log() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+    let segments = Wal::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..open_options()
+        },
+    )
+    .unwrap()
+    .segments();
+
+    let output = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.contains("entries      1..=2000 (2000 entries)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hard state   term 3, vote 2, commit 1500"),
+        "{text}"
+    );
+    assert!(text.contains("recovery     clean"), "{text}");
+    assert!(text.contains("snapshots    none"), "{text}");
+    for segment in &segments {
+        let (first, last) = segment.live_range.unwrap();
+        let row = text
+            .lines()
+            .find(|line| line.contains(&name(&segment.path)))
+            .unwrap_or_else(|| panic!("no row for {}:\n{text}", segment.path.display()));
+        assert!(row.contains(&format!("{first}..={last}")), "{row}");
+        assert!(
+            row.contains(&format!("{} / {}", segment.used_bytes, segment.file_len)),
+            "{row}"
+        );
+        assert!(
+            row.ends_with(if segment.sealed { "sealed" } else { "active" }),
+            "{row}"
+        );
+    }
+
+    let json = ketch_in(dir.path(), &["wal", "stat", "--json"]);
+    assert_exit(&json, 0);
+    let value = parse_json(stdout(&json).trim_end());
+    assert_eq!(value.get("first_index").u64(), 1);
+    assert_eq!(value.get("last_index").u64(), ENTRIES);
+    assert_eq!(value.get("entries").u64(), ENTRIES);
+    assert_eq!(value.get("hard_state").get("term").u64(), 3);
+    assert_eq!(value.get("hard_state").get("vote").u64(), 2);
+    assert_eq!(value.get("hard_state").get("commit").u64(), 1500);
+    assert_eq!(value.get("recovery").get("torn_tail"), &Value::Null);
+    let json_segments = value.get("segments").array();
+    assert_eq!(json_segments.len(), segments.len());
+    for (shown, segment) in json_segments.iter().zip(&segments) {
+        assert_eq!(shown.get("file").str(), name(&segment.path));
+        assert_eq!(shown.get("seq").u64(), segment.header.seq);
+        assert_eq!(shown.get("live_first").u64(), segment.live_range.unwrap().0);
+        assert_eq!(shown.get("live_last").u64(), segment.live_range.unwrap().1);
+        assert_eq!(shown.get("used_bytes").u64(), segment.used_bytes);
+        assert_eq!(shown.get("file_bytes").u64(), segment.file_len);
+        assert_eq!(shown.get("sealed"), &Value::Bool(segment.sealed));
+    }
+    let used: u64 = segments.iter().map(|s| s.used_bytes).sum();
+    assert_eq!(value.get("used_bytes").u64(), used);
+}
+
+#[test]
+fn verify_passes_a_healthy_log_quietly_and_leaves_it_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+    let output = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.contains("entries  2000 of 2000 read and checksummed (1..=2000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hard state term 3, vote 2, commit 1500"),
+        "{text}"
+    );
+    assert!(
+        text.contains("checksums, segment chain and footers"),
+        "{text}"
+    );
+    assert!(text.ends_with("result   healthy\n"), "{text}");
+    // stderr is a pipe here: no progress, nothing at all.
+    assert_eq!(stderr(&output), "");
+    assert_commands_leave_dir_unchanged(dir.path());
+}
+
+#[test]
+fn dump_respects_bounds_and_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+
+    let text = ketch_in(dir.path(), &["wal", "dump", "--from", "10", "--to", "21"]);
+    assert_exit(&text, 0);
+    let lines: Vec<_> = stdout(&text).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 12);
+    for (line, index) in lines.iter().zip(10u64..) {
+        let data = payload(index);
+        let shown = &data[..data.len().min(64)];
+        let mut expected = format!(
+            "index={index} term=3 bytes={} data=\"{}\"",
+            data.len(),
+            escaped(shown)
+        );
+        if data.len() > 64 {
+            expected.push_str(&format!("...(+{} bytes)", data.len() - 64));
+        }
+        assert_eq!(line, &expected);
+    }
+    // Index 14 holds bytes that need escaping.
+    assert!(lines[4].contains("\\x00\\xff\\\"\\\\\\n"), "{}", lines[4]);
+    assert_eq!(stderr(&text), "");
+
+    let short = ketch_in(
+        dir.path(),
+        &[
+            "wal",
+            "dump",
+            "--from",
+            "20",
+            "--to",
+            "20",
+            "--max-bytes",
+            "5",
+        ],
+    );
+    assert_exit(&short, 0);
+    let line = stdout(&short);
+    assert_eq!(
+        line,
+        format!(
+            "index=20 term=3 bytes={} data=\"entry\"...(+{} bytes)\n",
+            payload(20).len(),
+            payload(20).len() - 5
+        )
+    );
+
+    let hex = ketch_in(
+        dir.path(),
+        &["wal", "dump", "--from", "1990", "--format", "hex"],
+    );
+    assert_exit(&hex, 0);
+    let lines: Vec<_> = stdout(&hex).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 11, "1990..=2000");
+    for (line, index) in lines.iter().zip(1990u64..) {
+        let (head, digits) = line.split_once(" hex=").unwrap();
+        assert_eq!(
+            head,
+            format!("index={index} term=3 bytes={}", payload(index).len())
+        );
+        assert_eq!(hex_decode(digits), payload(index));
+    }
+
+    let json = ketch_in(
+        dir.path(),
+        &["wal", "dump", "--to", "30", "--format", "json"],
+    );
+    assert_exit(&json, 0);
+    let lines: Vec<_> = stdout(&json).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 30, "1..=30");
+    for (line, index) in lines.iter().zip(1u64..) {
+        let value = parse_json(line);
+        assert_eq!(value.get("index").u64(), index);
+        assert_eq!(value.get("term").u64(), 3);
+        assert_eq!(value.get("bytes").u64(), payload(index).len() as u64);
+        assert_eq!(hex_decode(value.get("hex").str()), payload(index));
+    }
+
+    // Bounds outside the log are clamped, with a note; reversed bounds are a usage error.
+    let clamped = ketch_in(
+        dir.path(),
+        &["wal", "dump", "--from", "1999", "--to", "5000"],
+    );
+    assert_exit(&clamped, 0);
+    assert_eq!(stdout(&clamped).lines().count(), 2);
+    assert!(stderr(&clamped).contains("the log holds 1..=2000; dumping 1999..=2000"));
+    let beyond = ketch_in(dir.path(), &["wal", "dump", "--from", "3000"]);
+    assert_exit(&beyond, 0);
+    assert_eq!(stdout(&beyond), "");
+    assert!(
+        stderr(&beyond).contains("no entries to dump"),
+        "{}",
+        stderr(&beyond)
+    );
+    let reversed = ketch_in(dir.path(), &["wal", "dump", "--from", "9", "--to", "8"]);
+    assert_exit(&reversed, 2);
+    assert!(stderr(&reversed).contains("--from 9 is above --to 8"));
+}
+
+#[test]
+fn dump_into_a_closed_pipe_stops_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ketch"))
+        .args([
+            "wal",
+            "dump",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "hex",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("index=1 term=3"), "{first}");
+    // Dropping the reader closes the pipe, as `| head -1` does; the dump is far larger than a
+    // pipe buffer, so the writer must meet the closed pipe.
+    let output = child.wait_with_output().unwrap();
+    assert_exit(&output, 0);
+    assert_eq!(stderr(&output), "");
+}
+
+/// Writes a last batch, then garbles bytes inside it, as a crash in the middle of the write
+/// would leave. Returns (active segment, offset where the last batch starts).
+fn torn_tail_log(dir: &Path) -> (PathBuf, u64) {
+    healthy_log(dir);
+    let mut wal = Wal::open(dir, open_options()).unwrap();
+    let before = wal.segments().last().unwrap().used_bytes;
+    append_range(&mut wal, ENTRIES + 1, ENTRIES + 5, 4);
+    wal.sync().unwrap();
+    let active = wal.segments().last().unwrap().clone();
+    assert!(!active.sealed);
+    assert!(
+        active.used_bytes > before + 64,
+        "the batch must land in the same segment"
+    );
+    drop(wal);
+    let mut bytes = std::fs::read(&active.path).unwrap();
+    let middle = ((before + active.used_bytes) / 2) as usize;
+    for byte in &mut bytes[middle..middle + 16] {
+        *byte ^= 0xA5;
+    }
+    std::fs::write(&active.path, &bytes).unwrap();
+    (active.path, before)
+}
+
+#[test]
+fn torn_tail_is_damage_for_verify_and_a_finding_for_stat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (active, batch_offset) = torn_tail_log(dir.path());
+    let file = name(&active);
+
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 1);
+    let text = stdout(&verify);
+    assert!(
+        text.contains(&format!(
+            "corruption in {} at byte offset {batch_offset}",
+            active.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("torn tail"), "{text}");
+    assert!(
+        text.contains(&format!("a normal open would cut")) && text.contains(&file),
+        "{text}"
+    );
+    // The rest of the log, as a normal open sees it, is intact.
+    assert!(text.contains("entries  2000 of 2000 read"), "{text}");
+    assert!(text.contains("result   DAMAGED"), "{text}");
+
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 0);
+    let text = stdout(&stat);
+    assert!(
+        text.contains(&format!(
+            "torn tail in {file} at byte offset {batch_offset}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("entries      1..=2000"), "{text}");
+    let json = parse_json(stdout(&ketch_in(dir.path(), &["wal", "stat", "--json"])).trim_end());
+    let torn = json.get("recovery").get("torn_tail");
+    assert_eq!(torn.get("file").str(), file);
+    assert_eq!(torn.get("offset").u64(), batch_offset);
+
+    let dump = ketch_in(dir.path(), &["wal", "dump", "--from", "1999"]);
+    assert_exit(&dump, 0);
+    assert_eq!(
+        stdout(&dump).lines().count(),
+        2,
+        "the torn batch is not shown"
+    );
+    assert!(stderr(&dump).contains("torn tail"), "{}", stderr(&dump));
+
+    // Read-only means the torn tail is still there for a real open to repair.
+    assert_commands_leave_dir_unchanged(dir.path());
+}
+
+#[test]
+fn flipped_bit_in_a_sealed_segment_is_located_by_file_offset_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+    let segments = Wal::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..open_options()
+        },
+    )
+    .unwrap()
+    .segments();
+    let sealed = segments
+        .iter()
+        .find(|s| s.sealed && s.header.seq == 2)
+        .unwrap();
+    let (first, last) = sealed.live_range.unwrap();
+    let victim = (first + last) / 2;
+    let mut bytes = std::fs::read(&sealed.path).unwrap();
+    let marker = format!("entry-{victim:06}-");
+    let at = find(&bytes, marker.as_bytes()).unwrap();
+    bytes[at + marker.len() + 1] ^= 0x10;
+    std::fs::write(&sealed.path, &bytes).unwrap();
+
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 1);
+    let text = stdout(&verify);
+    let damage = text
+        .lines()
+        .find(|line| line.starts_with("DAMAGE"))
+        .unwrap_or_else(|| panic!("no damage line:\n{text}"));
+    assert!(
+        damage.contains(&sealed.path.display().to_string()),
+        "{damage}"
+    );
+    assert!(
+        damage.contains(&format!("(log indices {victim}..={victim})")),
+        "{damage}"
+    );
+    // The offset named is that of the damaged entry's frame, just before its payload.
+    let offset: usize = damage
+        .split("at byte offset ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in {damage}"));
+    assert!(
+        offset < at && at - offset <= 64,
+        "offset {offset}, payload at {at}"
+    );
+    assert!(
+        text.contains(&format!("entries  {} of 2000 read", ENTRIES - 1)),
+        "{text}"
+    );
+    assert!(text.contains("result   DAMAGED"), "{text}");
+
+    // Dump stops at the damaged entry, after printing the ones before it.
+    let dump = ketch_in(
+        dir.path(),
+        &["wal", "dump", "--from", &(victim - 3).to_string()],
+    );
+    assert_exit(&dump, 1);
+    assert_eq!(stdout(&dump).lines().count(), 3);
+    assert!(
+        stderr(&dump).contains(&name(&sealed.path)),
+        "{}",
+        stderr(&dump)
+    );
+    assert!(
+        stderr(&dump).contains(&format!("{victim}..={victim}")),
+        "{}",
+        stderr(&dump)
+    );
+
+    // Stat reads footers only: it describes the log and does not claim to have checked records.
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 0);
+    assert_commands_leave_dir_unchanged(dir.path());
+}
+
+/// A log compacted up to a snapshot at index 1200 (term 3), the snapshot in the same directory.
+fn log_with_snapshot(dir: &Path) -> PathBuf {
+    healthy_log(dir);
+    let store = SnapshotStore::open(dir, SnapshotOptions::default()).unwrap();
+    let mut writer = store.begin(1200, 3, b"voters=1,2,3").unwrap();
+    for key in 0..5000u32 {
+        writeln!(writer, "key{key:06}=value-{}", key % 97).unwrap();
+    }
+    let meta = writer.finish().unwrap();
+    drop(store);
+    let mut wal = Wal::open(dir, open_options()).unwrap();
+    wal.apply_snapshot(1200, 3).unwrap();
+    assert!(wal.first_index() == 1201);
+    meta.path
+}
+
+#[test]
+fn snapshots_are_listed_by_stat_and_read_through_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = log_with_snapshot(dir.path());
+    let meta = ketch_storage::snapshot::verify_file(&snapshot).unwrap();
+    let file = name(&snapshot);
+
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 0);
+    let text = stdout(&stat);
+    assert!(
+        text.contains("entries      1201..=2000 (800 entries)"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|line| line.starts_with("snapshot") && line.contains(&file))
+        .unwrap_or_else(|| panic!("no snapshot row:\n{text}"));
+    assert!(row.contains("index 1200, term 3"), "{row}");
+    assert!(
+        row.contains(&format!("({} B)", meta.uncompressed_bytes)),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("({} B)", meta.compressed_bytes)),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("ratio {:.2}", meta.compression_ratio())),
+        "{row}"
+    );
+
+    let json = parse_json(stdout(&ketch_in(dir.path(), &["wal", "stat", "--json"])).trim_end());
+    let shown = &json.get("snapshots").array()[0];
+    assert_eq!(shown.get("file").str(), file);
+    assert_eq!(shown.get("index").u64(), 1200);
+    assert_eq!(shown.get("term").u64(), 3);
+    assert_eq!(
+        shown.get("uncompressed_bytes").u64(),
+        meta.uncompressed_bytes
+    );
+    assert_eq!(shown.get("compressed_bytes").u64(), meta.compressed_bytes);
+    assert_eq!(json.get("first_index").u64(), 1201);
+
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 0);
+    let text = stdout(&verify);
+    assert!(
+        text.contains(&format!("snapshot {file}: index 1200, term 3")),
+        "{text}"
+    );
+    assert!(text.contains("entries  800 of 800 read"), "{text}");
+    assert!(!text.contains("no valid snapshot"), "{text}");
+    assert_commands_leave_dir_unchanged(dir.path());
+
+    // A damaged byte in the compressed stream is found and named.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0x01;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 1);
+    let text = stdout(&verify);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("DAMAGE") && line.contains(&file)),
+        "{text}"
+    );
+    assert!(
+        text.contains("no valid snapshot in this directory covers them"),
+        "{text}"
+    );
+    // Stat reads headers only: the header is intact, so stat still succeeds.
+    assert_exit(&ketch_in(dir.path(), &["wal", "stat"]), 0);
+    assert_commands_leave_dir_unchanged(dir.path());
+}
