@@ -671,7 +671,7 @@ fn torn_tail_is_damage_for_verify_and_a_finding_for_stat() {
     );
     assert!(text.contains("torn tail"), "{text}");
     assert!(
-        text.contains(&format!("a normal open would cut")) && text.contains(&file),
+        text.contains("a normal open would cut") && text.contains(&file),
         "{text}"
     );
     // The rest of the log, as a normal open sees it, is intact.
