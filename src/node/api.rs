@@ -1,0 +1,489 @@
+//! The embedding API: [`NodeConfig`], [`Node::start`], `propose`, `read`, `status`, `shutdown`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::{Interest, Poll, Waker};
+
+use super::apply::{Applier, ApplyShared, APPLY_QUEUE_ITEMS};
+use super::event_loop::EventLoop;
+use super::log_writer::{LogWriter, WriterShared, WriterStats, WRITER_QUEUE_ITEMS};
+use super::state_machine::StateMachine;
+use super::storage::{load, StorageError};
+use super::transport::{Transport, TransportStats, LISTENER_TOKEN, WAKER_TOKEN};
+use crate::raft::{NodeId, PeerProgress, RaftNode, Role, Stats};
+
+/// Bound of the client request inbox; a full inbox answers `Backpressure`.
+pub const INBOX_REQUESTS: usize = 8192;
+
+/// Configuration of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (non-zero, a key of `peers`).
+    pub id: NodeId,
+    /// Peers refuse connections from other clusters.
+    pub cluster_id: u64,
+    /// Every voter's peer address, this node included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Where to listen for peers (may differ from `peers[id]`, e.g. `0.0.0.0:port`).
+    pub listen_addr: SocketAddr,
+    /// Duration of one core tick.
+    pub tick_interval: Duration,
+    /// Core tuning; its `id` is overwritten with `id`.
+    pub raft: crate::raft::Config,
+    /// How long `propose` waits for the result.
+    pub propose_timeout: Duration,
+    /// How long `read` waits for the answer.
+    pub read_timeout: Duration,
+    /// Most proposals waiting for their result on this node.
+    pub max_pending_proposals: usize,
+    /// Bytes queued per peer before messages are dropped.
+    pub peer_queue_bytes_max: usize,
+    /// WAL options (segment size, fault injection for tests).
+    pub wal: ketch_storage::Options,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for a LAN: 10 ms ticks, election timeout 15-30 ticks,
+    /// heartbeats every 3 ticks, 5 s client timeouts.
+    pub fn new(
+        id: NodeId,
+        cluster_id: u64,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        listen_addr: SocketAddr,
+    ) -> Self {
+        let mut raft = crate::raft::Config::new(id);
+        raft.election_timeout_ticks = 15;
+        raft.heartbeat_interval_ticks = 3;
+        raft.seed = cluster_id;
+        NodeConfig {
+            id,
+            cluster_id,
+            peers,
+            listen_addr,
+            tick_interval: Duration::from_millis(10),
+            raft,
+            propose_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            max_pending_proposals: 65_536,
+            peer_queue_bytes_max: 64 << 20,
+            wal: ketch_storage::Options::default(),
+        }
+    }
+}
+
+/// Why a proposal failed. `NotLeader`, `Backpressure` and `Stopped` (when returned before the
+/// proposal was accepted) mean it was certainly not applied; `Timeout` and `LeaderLost` mean
+/// it may have been applied (or may still be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node is not the leader. Not applied.
+    NotLeader {
+        /// The leader this node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// Too much pending; retry later. Not applied.
+    Backpressure,
+    /// No result within the timeout. May have been applied.
+    Timeout,
+    /// Leadership changed while the proposal was pending. May have been applied.
+    LeaderLost,
+    /// The node is shutting down. May have been applied if it was accepted.
+    ShuttingDown,
+    /// The node stopped participating after a fatal error (disk). Not applied by this node.
+    Stopped {
+        /// The error.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader_hint } => {
+                write!(
+                    f,
+                    "not the leader (leader hint: {leader_hint:?}); not applied"
+                )
+            }
+            ProposeError::Backpressure => write!(f, "too many pending proposals; not applied"),
+            ProposeError::Timeout => write!(f, "timed out; the command may have been applied"),
+            ProposeError::LeaderLost => {
+                write!(f, "leadership changed; the command may have been applied")
+            }
+            ProposeError::ShuttingDown => write!(f, "node shutting down"),
+            ProposeError::Stopped { reason } => write!(f, "node stopped participating: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ProposeError {}
+
+/// Why a read failed; reads change nothing, so all of these are safe to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// No leader is known.
+    NotLeader {
+        /// The leader this node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// Too many reads pending.
+    Backpressure,
+    /// No answer within the timeout (leadership may have changed).
+    Timeout,
+    /// The node is shutting down.
+    ShuttingDown,
+    /// The node stopped participating after a fatal error.
+    Stopped {
+        /// The error.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::NotLeader { leader_hint } => {
+                write!(f, "no leader to confirm the read (hint: {leader_hint:?})")
+            }
+            ReadError::Backpressure => write!(f, "too many pending reads"),
+            ReadError::Timeout => write!(f, "read timed out"),
+            ReadError::ShuttingDown => write!(f, "node shutting down"),
+            ReadError::Stopped { reason } => write!(f, "node stopped participating: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug)]
+pub enum NodeError {
+    /// The data directory could not be opened or loaded.
+    Storage(StorageError),
+    /// The configuration is invalid.
+    Config(String),
+    /// A socket or the poller failed at start.
+    Io(std::io::Error),
+    /// Threads reported errors or panicked; each entry names the thread.
+    Threads(Vec<String>),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Storage(e) => write!(f, "{e}"),
+            NodeError::Config(e) => write!(f, "invalid node configuration: {e}"),
+            NodeError::Io(e) => write!(f, "node I/O: {e}"),
+            NodeError::Threads(errors) => write!(f, "node threads failed: {}", errors.join("; ")),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// A request from an API caller to the loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Propose a command.
+    Propose {
+        /// The command.
+        data: Vec<u8>,
+        /// Where the result goes.
+        reply: SyncSender<Result<Vec<u8>, ProposeError>>,
+    },
+    /// A linearizable read.
+    Read {
+        /// The query.
+        query: Vec<u8>,
+        /// Where the answer goes.
+        reply: SyncSender<Result<Vec<u8>, ReadError>>,
+    },
+}
+
+/// Where a node stands, published by the loop after every iteration.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index (the apply thread's).
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Per-follower progress (leader only).
+    pub progress: BTreeMap<NodeId, PeerProgress>,
+    /// The log writer's counters: fsyncs, entries, batch-size histogram.
+    pub writer: WriterStats,
+    /// Transport counters.
+    pub transport: TransportStats,
+    /// The core's counters.
+    pub raft_stats: Stats,
+    /// Peers with an established outbound connection.
+    pub connected_peers: Vec<NodeId>,
+    /// False after a fatal error: the node no longer votes or acknowledges.
+    pub participating: bool,
+    /// The fatal error, if any.
+    pub last_error: Option<String>,
+    /// The bound peer address.
+    pub listen_addr: SocketAddr,
+}
+
+/// A running node: an event loop, a log writer and an apply thread.
+pub struct Node {
+    id: NodeId,
+    inbox: SyncSender<Request>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<NodeStatus>>,
+    threads: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    propose_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("id", &self.id).finish()
+    }
+}
+
+impl Node {
+    /// Opens `data_dir` (creating it), restores the state machine from the newest valid
+    /// snapshot, binds the peer listener and starts the three threads.
+    pub fn start<S: StateMachine>(
+        config: NodeConfig,
+        data_dir: impl AsRef<Path>,
+        mut state_machine: S,
+    ) -> Result<Node, NodeError> {
+        if !config.peers.contains_key(&config.id) {
+            return Err(NodeError::Config(format!(
+                "peers must include this node ({})",
+                config.id
+            )));
+        }
+        let voters = config.peers.keys().copied().collect();
+        let mut loaded =
+            load(data_dir.as_ref(), &voters, config.wal.clone()).map_err(NodeError::Storage)?;
+        let (applied_index, applied_term) =
+            (loaded.durable.snapshot.index, loaded.durable.snapshot.term);
+        if let Some(mut reader) = loaded.snapshot_reader.take() {
+            state_machine
+                .restore(&mut reader)
+                .map_err(|e| NodeError::Config(format!("restoring the snapshot: {e}")))?;
+            reader.finish().map_err(|e| NodeError::Storage(e.into()))?;
+        }
+        let mut raft = config.raft.clone();
+        raft.id = config.id;
+        let core = RaftNode::new(raft.clone(), loaded.durable)
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+
+        let poll = Poll::new().map_err(NodeError::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN).map_err(NodeError::Io)?);
+        let std_listener =
+            std::net::TcpListener::bind(config.listen_addr).map_err(NodeError::Io)?;
+        std_listener.set_nonblocking(true).map_err(NodeError::Io)?;
+        let listen_addr = std_listener.local_addr().map_err(NodeError::Io)?;
+        let mut listener = mio::net::TcpListener::from_std(std_listener);
+        poll.registry()
+            .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
+            .map_err(NodeError::Io)?;
+        let max_frame = raft.max_message_bytes.max(raft.snapshot_chunk_bytes) * 2 + (64 << 10);
+        let transport = Transport::new(
+            config.id,
+            config.cluster_id,
+            &config.peers,
+            listener,
+            u32::try_from(max_frame).unwrap_or(u32::MAX),
+            config.peer_queue_bytes_max,
+        );
+
+        let status = Arc::new(Mutex::new(NodeStatus {
+            id: config.id,
+            role: Role::Follower,
+            term: core.term(),
+            leader: None,
+            commit: core.log().commit(),
+            applied: applied_index,
+            last_index: core.log().last_index(),
+            progress: BTreeMap::new(),
+            writer: WriterStats::default(),
+            transport: TransportStats::default(),
+            raft_stats: Stats::default(),
+            connected_peers: Vec::new(),
+            participating: true,
+            last_error: None,
+            listen_addr,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (writer_tx, writer_rx) = sync_channel(WRITER_QUEUE_ITEMS);
+        let (apply_tx, apply_rx) = sync_channel(APPLY_QUEUE_ITEMS);
+        let (inbox_tx, inbox_rx) = sync_channel(INBOX_REQUESTS);
+        let writer_shared = Arc::new(WriterShared::default());
+        let apply_shared = Arc::new(ApplyShared::default());
+
+        let writer = LogWriter::new(
+            loaded.wal,
+            loaded.snapshots.clone(),
+            Arc::clone(&writer_shared),
+            Arc::clone(&waker),
+        );
+        let applier = Applier::new(
+            state_machine,
+            loaded.snapshots.clone(),
+            Arc::clone(&apply_shared),
+            Arc::clone(&waker),
+            applied_index,
+            applied_term,
+        );
+        let event_loop = EventLoop {
+            core,
+            poll,
+            transport,
+            tick_interval: config.tick_interval,
+            read_timeout: config.read_timeout,
+            max_pending_proposals: config.max_pending_proposals,
+            inbox: inbox_rx,
+            writer_tx,
+            writer_shared,
+            apply_tx,
+            apply_shared,
+            snapshots: loaded.snapshots,
+            stop: Arc::clone(&stop),
+            status: Arc::clone(&status),
+        };
+        let id = config.id;
+        let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), String> + Send>| {
+            std::thread::Builder::new()
+                .name(format!("ketch-{id}-{name}"))
+                .spawn(f)
+                .map(|handle| (name, handle))
+                .map_err(NodeError::Io)
+        };
+        let threads = vec![
+            spawn("writer", Box::new(move || writer.run(writer_rx)))?,
+            spawn("apply", Box::new(move || applier.run(apply_rx)))?,
+            spawn("loop", Box::new(move || event_loop.run()))?,
+        ];
+        log::info!("node {id}: started, listening for peers on {listen_addr}");
+        Ok(Node {
+            id,
+            inbox: inbox_tx,
+            waker,
+            stop,
+            status,
+            threads,
+            propose_timeout: config.propose_timeout,
+            read_timeout: config.read_timeout,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Proposes `command` and waits (up to the configured timeout) for the state machine's
+    /// result on this node.
+    pub fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        let (reply, result) = sync_channel(1);
+        match self.inbox.try_send(Request::Propose {
+            data: command,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ProposeError::Backpressure),
+            Err(TrySendError::Disconnected(_)) => return Err(ProposeError::ShuttingDown),
+        }
+        let _ = self.waker.wake();
+        match result.recv_timeout(self.propose_timeout) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(ProposeError::ShuttingDown),
+        }
+    }
+
+    /// A linearizable read (ReadIndex, thesis §6.4): on a follower the read index comes from
+    /// the leader, and the query runs here once this node has applied up to it.
+    pub fn read(&self, query: Vec<u8>) -> Result<Vec<u8>, ReadError> {
+        let (reply, result) = sync_channel(1);
+        match self.inbox.try_send(Request::Read { query, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ReadError::Backpressure),
+            Err(TrySendError::Disconnected(_)) => return Err(ReadError::ShuttingDown),
+        }
+        let _ = self.waker.wake();
+        match result.recv_timeout(self.read_timeout) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
+            // The loop dropped the request: expired or shutting down.
+            Err(RecvTimeoutError::Disconnected) => Err(ReadError::Timeout),
+        }
+    }
+
+    /// Where the node stands (as of the loop's latest iteration).
+    pub fn status(&self) -> NodeStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops every thread and joins them: the loop first, then the writer (which writes and
+    /// syncs all it was given) and the apply thread. Returns every thread's error or panic.
+    pub fn shutdown(mut self) -> Result<(), NodeError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), NodeError> {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        let mut errors = Vec::new();
+        // The loop goes first: it owns the senders whose drop ends the other two threads.
+        let mut threads = std::mem::take(&mut self.threads);
+        threads.sort_by_key(|(name, _)| u8::from(*name != "loop"));
+        for (name, handle) in threads {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{name} thread: {e}")),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".to_string());
+                    errors.push(format!("{name} thread panicked: {what}"));
+                }
+            }
+        }
+        log::info!("node {}: stopped", self.id);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(NodeError::Threads(errors))
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            if let Err(e) = self.stop_and_join() {
+                log::error!("node {}: {e}", self.id);
+            }
+        }
+    }
+}

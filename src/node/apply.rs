@@ -1,0 +1,269 @@
+//! The apply thread: applies committed entries to the [`StateMachine`] in order, resolves the
+//! proposals waiting on them, answers reads once their index is applied, builds snapshots and
+//! restores received ones.
+//!
+//! Input: a bounded channel from the loop ([`APPLY_QUEUE_ITEMS`] items; the loop never has more
+//! than that many unprocessed items outstanding, so its `try_send` never fails, and it stops
+//! taking `Ready`s from the core when the bound is reached: that is the backpressure a slow
+//! state machine applies). The loop sends work in the order the core produced it, so a restore
+//! is always followed, never preceded, by the entries after it.
+//!
+//! Output, through [`ApplyShared`] and the loop's waker: the applied index, built snapshots, and
+//! a fatal error. Proposers are answered directly on their own one-slot channels.
+//!
+//! Snapshots are built as of the thread's applied index when the request is processed, which
+//! may be past the index the core asked for (entries sent before the request may still be in
+//! the queue): the core is told the actual index and term, both of a committed, applied entry,
+//! after being told the applied index, so its bookkeeping holds.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use ketch_storage::snapshot::SnapshotStore;
+
+use super::api::{ProposeError, ReadError};
+use super::state_machine::StateMachine;
+use super::storage::{membership_bytes, raft_snapshot_meta};
+use crate::raft::{Entry, EntryKind, SnapshotMeta, SnapshotRequest};
+
+/// Where a read's answer goes (one slot, never blocks).
+type ReadReply = SyncSender<Result<Vec<u8>, ReadError>>;
+
+/// Bound of the loop-to-apply channel, in work items.
+pub const APPLY_QUEUE_ITEMS: usize = 1024;
+
+/// A proposer waiting for its entry to apply.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The term the entry was proposed in: an entry at the same index with another term means
+    /// the proposal was overwritten.
+    pub term: u64,
+    /// Where the result goes (one slot, never blocks).
+    pub reply: SyncSender<Result<Vec<u8>, ProposeError>>,
+}
+
+/// Work for the apply thread.
+#[derive(Debug)]
+pub enum ApplyWork {
+    /// Committed entries, in order.
+    Entries(Vec<Entry>),
+    /// A confirmed read: answer once `index` is applied.
+    Read {
+        /// The read index.
+        index: u64,
+        /// The query for the state machine.
+        query: Vec<u8>,
+        /// Where the answer goes.
+        reply: ReadReply,
+    },
+    /// Build a snapshot.
+    BuildSnapshot(SnapshotRequest),
+    /// Replace the state by this durable, received snapshot.
+    Restore(SnapshotMeta),
+}
+
+/// What the apply thread publishes.
+#[derive(Debug, Default)]
+pub struct ApplyShared {
+    /// Highest index applied.
+    pub applied_index: AtomicU64,
+    /// Work items fully processed (the loop compares with what it sent).
+    pub processed_items: AtomicU64,
+    /// Snapshots built, not yet reported to the core.
+    pub built: Mutex<Vec<SnapshotMeta>>,
+    /// Proposals waiting, by log index; inserted by the loop before the entry can commit.
+    pub waiters: Mutex<BTreeMap<u64, Waiter>>,
+    /// The fatal error, once one happened.
+    pub error: Mutex<Option<String>>,
+}
+
+/// The apply thread's state.
+pub struct Applier<S: StateMachine> {
+    state_machine: S,
+    snapshots: SnapshotStore,
+    shared: Arc<ApplyShared>,
+    waker: Arc<mio::Waker>,
+    applied_index: u64,
+    applied_term: u64,
+    /// Reads waiting for their index, by index. Bounded by the core's `max_pending_reads`
+    /// times the number of read indexes in flight; the loop bounds the reads it accepts.
+    reads: BTreeMap<u64, Vec<(Vec<u8>, ReadReply)>>,
+}
+
+impl<S: StateMachine> Applier<S> {
+    /// An applier whose state machine already holds the state up to `applied_index`.
+    pub fn new(
+        state_machine: S,
+        snapshots: SnapshotStore,
+        shared: Arc<ApplyShared>,
+        waker: Arc<mio::Waker>,
+        applied_index: u64,
+        applied_term: u64,
+    ) -> Self {
+        shared.applied_index.store(applied_index, Ordering::Release);
+        Applier {
+            state_machine,
+            snapshots,
+            shared,
+            waker,
+            applied_index,
+            applied_term,
+            reads: BTreeMap::new(),
+        }
+    }
+
+    /// Runs until the loop drops its sender, or a fatal error (recorded and returned).
+    pub fn run(mut self, work: Receiver<ApplyWork>) -> Result<(), String> {
+        while let Ok(item) = work.recv() {
+            let result = match item {
+                ApplyWork::Entries(entries) => {
+                    self.apply_entries(entries);
+                    Ok(())
+                }
+                ApplyWork::Read {
+                    index,
+                    query,
+                    reply,
+                } => {
+                    self.reads.entry(index).or_default().push((query, reply));
+                    Ok(())
+                }
+                ApplyWork::BuildSnapshot(request) => self.build_snapshot(request),
+                ApplyWork::Restore(meta) => self.restore(meta),
+            };
+            if let Err(error) = result {
+                log::error!("apply thread stopped: {error}");
+                *self.shared.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+                let _ = self.waker.wake();
+                return Err(error);
+            }
+            self.answer_reads();
+            self.shared
+                .applied_index
+                .store(self.applied_index, Ordering::Release);
+            self.shared.processed_items.fetch_add(1, Ordering::Release);
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            if entry.index <= self.applied_index {
+                // Handed out again after a restart below a snapshot already restored.
+                continue;
+            }
+            assert_eq!(
+                entry.index,
+                self.applied_index + 1,
+                "committed entries must apply in order without gaps"
+            );
+            let result = match entry.kind {
+                EntryKind::Normal => Some(self.state_machine.apply(entry.index, &entry.data)),
+                EntryKind::Noop => None,
+            };
+            self.applied_index = entry.index;
+            self.applied_term = entry.term;
+            let waiter = self
+                .shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&entry.index);
+            if let Some(waiter) = waiter {
+                let answer = match result {
+                    Some(bytes) if waiter.term == entry.term => Ok(bytes),
+                    // Another leader's entry took the index: ours was dropped.
+                    _ => Err(ProposeError::LeaderLost),
+                };
+                // The proposer may have timed out and gone: nothing to do then.
+                let _ = waiter.reply.try_send(answer);
+            }
+        }
+    }
+
+    fn answer_reads(&mut self) {
+        while let Some(entry) = self.reads.first_entry() {
+            if *entry.key() > self.applied_index {
+                break;
+            }
+            for (query, reply) in entry.remove() {
+                let answer = self.state_machine.query(&query);
+                let _ = reply.try_send(Ok(answer));
+            }
+        }
+    }
+
+    fn build_snapshot(&mut self, request: SnapshotRequest) -> Result<(), String> {
+        assert!(
+            self.applied_index >= request.index,
+            "snapshot requested beyond the applied index"
+        );
+        if self.applied_index == 0 {
+            return Ok(());
+        }
+        let (index, term) = (self.applied_index, self.applied_term);
+        let mut writer = self
+            .snapshots
+            .begin(index, term, &membership_bytes(&request.membership))
+            .map_err(|e| format!("starting snapshot {index}: {e}"))?;
+        self.state_machine
+            .snapshot(&mut writer)
+            .map_err(|e| format!("state machine snapshot at {index}: {e}"))?;
+        let file_meta = writer
+            .finish()
+            .map_err(|e| format!("finishing snapshot {index}: {e}"))?;
+        let meta = raft_snapshot_meta(&file_meta).map_err(|e| e.to_string())?;
+        log::info!(
+            "built snapshot at index {index} term {term} ({} bytes)",
+            meta.size_bytes
+        );
+        // Applied is published before the snapshot so the core never sees one beyond it.
+        self.shared.applied_index.store(index, Ordering::Release);
+        self.shared
+            .built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(meta);
+        Ok(())
+    }
+
+    fn restore(&mut self, meta: SnapshotMeta) -> Result<(), String> {
+        let file_meta = self
+            .snapshots
+            .list()
+            .into_iter()
+            .find(|m| (m.index, m.term) == (meta.index, meta.term))
+            .ok_or_else(|| format!("installed snapshot {} is not in the store", meta.index))?;
+        let mut reader = self
+            .snapshots
+            .open_reader(&file_meta)
+            .map_err(|e| format!("opening snapshot {}: {e}", meta.index))?;
+        self.state_machine
+            .restore(&mut reader)
+            .map_err(|e| format!("restoring snapshot {}: {e}", meta.index))?;
+        reader
+            .finish()
+            .map_err(|e| format!("verifying snapshot {}: {e}", meta.index))?;
+        self.applied_index = meta.index;
+        self.applied_term = meta.term;
+        // Proposals at or below the snapshot were decided elsewhere; their outcome here is
+        // unknown.
+        let mut waiters = self
+            .shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let kept = waiters.split_off(&(meta.index + 1));
+        for (_, waiter) in std::mem::replace(&mut *waiters, kept) {
+            let _ = waiter.reply.try_send(Err(ProposeError::LeaderLost));
+        }
+        log::info!(
+            "restored state machine from snapshot at index {}",
+            meta.index
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,570 @@
+//! The event loop thread: one mio `Poll` for the peer transport and the waker, the core's
+//! ticks, client requests, and the routing of every `Ready` (see `crate::raft` for the
+//! contract, and the module docs of `crate::node` for the threads and channels).
+//!
+//! The loop never blocks on disk or on another thread: every send to the writer and apply
+//! threads is a `try_send` on a bounded channel for which the loop first checked room (it
+//! counts items sent against items the thread reports done). When either thread is that far
+//! behind, the loop stops taking `Ready`s from the core until it catches up; the core keeps
+//! its work (bounded by its own limits). One exception, stated: an InstallSnapshot chunk is
+//! read from the snapshot file on this thread (a positioned read of at most one chunk).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ketch_storage::snapshot::{RawSnapshotFile, SnapshotStore};
+use mio::{Events, Poll};
+
+use super::api::{NodeStatus, ProposeError, ReadError, Request};
+use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
+use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
+use super::transport::{Transport, LISTENER_TOKEN, WAKER_TOKEN};
+use crate::raft::{Message, MessageBody, RaftNode, Ready, Role};
+
+/// Client requests taken from the inbox per loop iteration, so a flood of clients cannot
+/// starve peer traffic and ticks.
+const INBOX_PER_ITERATION_MAX: usize = 4096;
+/// `Ready`s handled per loop iteration before polling the network again.
+const READIES_PER_ITERATION_MAX: usize = 64;
+/// Items kept free in the apply queue for restores and reads beyond one `Ready`'s work.
+const APPLY_SLACK_ITEMS: u64 = 16;
+
+/// A persistence work item sent to the writer, with what to do once it is durable.
+struct PendingPersist {
+    seq: u64,
+    persisted_messages: Vec<Message>,
+    last_entry: Option<(u64, u64)>,
+    install: Option<crate::raft::SnapshotMeta>,
+}
+
+struct PendingRead {
+    query: Vec<u8>,
+    reply: SyncSender<Result<Vec<u8>, ReadError>>,
+    deadline: Instant,
+}
+
+/// Everything the loop thread owns.
+pub struct EventLoop {
+    /// The core.
+    pub core: RaftNode,
+    /// The poll instance (the waker is registered on it).
+    pub poll: Poll,
+    /// The peer transport.
+    pub transport: Transport,
+    /// Tick period.
+    pub tick_interval: Duration,
+    /// How long a read waits for its read index before it is dropped.
+    pub read_timeout: Duration,
+    /// Most proposals waiting for their result.
+    pub max_pending_proposals: usize,
+    /// Client requests.
+    pub inbox: Receiver<Request>,
+    /// To the log writer.
+    pub writer_tx: SyncSender<PersistWork>,
+    /// The writer's published state.
+    pub writer_shared: Arc<WriterShared>,
+    /// To the apply thread.
+    pub apply_tx: SyncSender<ApplyWork>,
+    /// The apply thread's published state.
+    pub apply_shared: Arc<ApplyShared>,
+    /// Snapshot files, for filling InstallSnapshot chunks.
+    pub snapshots: SnapshotStore,
+    /// Set by `Node::shutdown`.
+    pub stop: Arc<AtomicBool>,
+    /// Published for `Node::status`.
+    pub status: Arc<Mutex<NodeStatus>>,
+}
+
+/// The loop's moving parts, apart from its configuration.
+struct State {
+    seq: u64,
+    pending: VecDeque<PendingPersist>,
+    apply_sent: u64,
+    applied_reported: u64,
+    reads: HashMap<u64, PendingRead>,
+    next_read_ctx: u64,
+    participating: bool,
+    last_error: Option<String>,
+    raw_snapshot: Option<RawSnapshotFile>,
+    last_role: (Role, Option<u64>, u64),
+    received: Vec<Message>,
+}
+
+impl EventLoop {
+    /// Runs until `stop` is set; returns an error only for a failure of the loop itself.
+    pub fn run(mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(1024);
+        let mut state = State {
+            seq: 0,
+            pending: VecDeque::new(),
+            apply_sent: 0,
+            applied_reported: self.core.log().applied(),
+            reads: HashMap::new(),
+            next_read_ctx: 1,
+            participating: true,
+            last_error: None,
+            raw_snapshot: None,
+            last_role: (Role::Follower, None, 0),
+            received: Vec::new(),
+        };
+        let mut next_tick = Instant::now() + self.tick_interval;
+        while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let mut wake_at = next_tick;
+            if let Some(retry) = self.transport.next_retry() {
+                wake_at = wake_at.min(retry);
+            }
+            let timeout = wake_at.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(format!("poll failed: {e}"));
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER_TOKEN => self.transport.accept(self.poll.registry()),
+                    WAKER_TOKEN => {}
+                    _ => self.transport.handle_event(
+                        self.poll.registry(),
+                        event,
+                        &mut state.received,
+                    ),
+                }
+            }
+            let now = Instant::now();
+            self.transport.maintain(self.poll.registry(), now);
+            self.check_failures(&mut state);
+            if state.participating {
+                for message in state.received.drain(..) {
+                    self.core.step(message);
+                }
+            } else {
+                state.received.clear();
+            }
+            self.take_requests(&mut state);
+            // Bounded: catches up at most the ticks missed since the last pass.
+            while Instant::now() >= next_tick {
+                if state.participating {
+                    self.core.tick();
+                }
+                next_tick += self.tick_interval;
+            }
+            self.expire_reads(&mut state);
+            self.take_completions(&mut state);
+            if state.participating {
+                let mut handled = 0;
+                while handled < READIES_PER_ITERATION_MAX
+                    && self.core.has_ready()
+                    && self.has_room(&state)
+                {
+                    let ready = self.core.ready();
+                    self.handle_ready(&mut state, ready);
+                    handled += 1;
+                    // Completions that arrived meanwhile unblock acknowledgements sooner.
+                    self.take_completions(&mut state);
+                }
+            }
+            self.transport.flush_all(self.poll.registry());
+            self.log_role_changes(&mut state);
+            self.publish_status(&state);
+        }
+        self.transport.close_all(self.poll.registry());
+        for (_, read) in state.reads.drain() {
+            let _ = read.reply.try_send(Err(ReadError::ShuttingDown));
+        }
+        Ok(())
+    }
+
+    fn has_room(&self, state: &State) -> bool {
+        let durable = self
+            .writer_shared
+            .durable_through_seq
+            .load(Ordering::Acquire);
+        let writer_inflight = state.seq - durable;
+        let apply_inflight =
+            state.apply_sent - self.apply_shared.processed_items.load(Ordering::Acquire);
+        writer_inflight + 2 < WRITER_QUEUE_ITEMS as u64
+            && apply_inflight + APPLY_SLACK_ITEMS < APPLY_QUEUE_ITEMS as u64
+    }
+
+    fn check_failures(&mut self, state: &mut State) {
+        if !state.participating {
+            return;
+        }
+        let writer_error = self
+            .writer_shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let apply_error = self
+            .apply_shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(error) = writer_error.or(apply_error) {
+            log::error!(
+                "node {}: stops participating (no votes, no acknowledgements): {error}",
+                self.core.id()
+            );
+            state.participating = false;
+            state.last_error = Some(error);
+            let mut waiters = self
+                .apply_shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (_, waiter) in std::mem::take(&mut *waiters) {
+                let _ = waiter.reply.try_send(Err(ProposeError::Stopped {
+                    reason: state.last_error.clone().unwrap_or_default(),
+                }));
+            }
+        }
+    }
+
+    fn take_requests(&mut self, state: &mut State) {
+        for _ in 0..INBOX_PER_ITERATION_MAX {
+            let request = match self.inbox.try_recv() {
+                Ok(request) => request,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            match request {
+                Request::Propose { data, reply } => self.propose(state, data, reply),
+                Request::Read { query, reply } => self.read(state, query, reply),
+            }
+        }
+    }
+
+    fn propose(
+        &mut self,
+        state: &State,
+        data: Vec<u8>,
+        reply: SyncSender<Result<Vec<u8>, ProposeError>>,
+    ) {
+        if !state.participating {
+            let reason = state.last_error.clone().unwrap_or_default();
+            let _ = reply.try_send(Err(ProposeError::Stopped { reason }));
+            return;
+        }
+        let mut waiters = self
+            .apply_shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if waiters.len() >= self.max_pending_proposals {
+            let _ = reply.try_send(Err(ProposeError::Backpressure));
+            return;
+        }
+        match self.core.propose(data) {
+            Ok(index) => {
+                let waiter = Waiter {
+                    term: self.core.term(),
+                    reply,
+                };
+                if let Some(old) = waiters.insert(index, waiter) {
+                    // An earlier proposal at this index was overwritten by another leader.
+                    let _ = old.reply.try_send(Err(ProposeError::LeaderLost));
+                }
+            }
+            Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
+                let _ = reply.try_send(Err(ProposeError::NotLeader { leader_hint }));
+            }
+            Err(crate::raft::ProposeError::TransferInProgress) => {
+                let _ = reply.try_send(Err(ProposeError::NotLeader { leader_hint: None }));
+            }
+            Err(crate::raft::ProposeError::Backpressure { .. }) => {
+                let _ = reply.try_send(Err(ProposeError::Backpressure));
+            }
+        }
+    }
+
+    fn read(
+        &mut self,
+        state: &mut State,
+        query: Vec<u8>,
+        reply: SyncSender<Result<Vec<u8>, ReadError>>,
+    ) {
+        if !state.participating {
+            let reason = state.last_error.clone().unwrap_or_default();
+            let _ = reply.try_send(Err(ReadError::Stopped { reason }));
+            return;
+        }
+        if state.reads.len() >= APPLY_QUEUE_ITEMS {
+            let _ = reply.try_send(Err(ReadError::Backpressure));
+            return;
+        }
+        let ctx = state.next_read_ctx;
+        state.next_read_ctx += 1;
+        match self.core.read_index(ctx) {
+            Ok(()) => {
+                state.reads.insert(
+                    ctx,
+                    PendingRead {
+                        query,
+                        reply,
+                        deadline: Instant::now() + self.read_timeout,
+                    },
+                );
+            }
+            Err(crate::raft::ReadError::NoLeader) => {
+                let _ = reply.try_send(Err(ReadError::NotLeader { leader_hint: None }));
+            }
+            Err(crate::raft::ReadError::TooManyPending { .. }) => {
+                let _ = reply.try_send(Err(ReadError::Backpressure));
+            }
+        }
+    }
+
+    fn expire_reads(&mut self, state: &mut State) {
+        let now = Instant::now();
+        // The reader has given up by now (its own timeout is the same); dropping the reply
+        // sender tells it so if it is still waiting.
+        state.reads.retain(|_, read| read.deadline > now);
+    }
+
+    fn take_completions(&mut self, state: &mut State) {
+        let durable = self
+            .writer_shared
+            .durable_through_seq
+            .load(Ordering::Acquire);
+        while state.pending.front().is_some_and(|p| p.seq <= durable) {
+            let done = state.pending.pop_front().expect("front exists");
+            if let Some(meta) = done.install {
+                self.send_apply(state, ApplyWork::Restore(meta.clone()));
+                self.core.on_snapshot_installed(meta);
+            }
+            if let Some((index, term)) = done.last_entry {
+                self.core.on_persisted(index, term);
+            }
+            for message in done.persisted_messages {
+                self.send_message(state, message);
+            }
+        }
+        let applied = self.apply_shared.applied_index.load(Ordering::Acquire);
+        if applied > state.applied_reported {
+            self.core.on_applied(applied);
+            state.applied_reported = applied;
+        }
+        let built = std::mem::take(
+            &mut *self
+                .apply_shared
+                .built
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for meta in built {
+            let index = meta.index;
+            self.core.on_snapshot_built(meta);
+            // The snapshot is durable: the log below it is no longer needed at restart.
+            state.seq += 1;
+            state.pending.push_back(PendingPersist {
+                seq: state.seq,
+                persisted_messages: Vec::new(),
+                last_entry: None,
+                install: None,
+            });
+            let work = PersistWork {
+                seq: state.seq,
+                compact_to: Some(index + 1),
+                ..PersistWork::default()
+            };
+            if self.writer_tx.try_send(work).is_err() {
+                state.seq -= 1;
+                state.pending.pop_back();
+                log::warn!("log writer queue full: log compaction to {index} skipped until the next snapshot");
+            }
+        }
+    }
+
+    fn send_apply(&mut self, state: &mut State, work: ApplyWork) {
+        match self.apply_tx.try_send(work) {
+            Ok(()) => state.apply_sent += 1,
+            // has_room() keeps slack for this; a full queue here is a bug in that accounting.
+            Err(e) => panic!("apply queue full despite the room check: {e}"),
+        }
+    }
+
+    fn handle_ready(&mut self, state: &mut State, ready: Ready) {
+        let Ready {
+            hard_state,
+            truncate_from,
+            entries,
+            messages,
+            persisted_messages,
+            committed_entries,
+            read_states,
+            snapshot_request,
+            snapshot_chunks,
+            snapshot_to_install,
+        } = ready;
+        // The leader sends appends before its own write is durable (thesis §10.2.1).
+        for message in messages {
+            self.send_message(state, message);
+        }
+        let needs_persist = hard_state.is_some()
+            || truncate_from.is_some()
+            || !entries.is_empty()
+            || !snapshot_chunks.is_empty()
+            || snapshot_to_install.is_some();
+        if needs_persist || !persisted_messages.is_empty() {
+            state.seq += 1;
+            let last_entry = entries.last().map(|e| (e.index, e.term));
+            state.pending.push_back(PendingPersist {
+                seq: state.seq,
+                persisted_messages,
+                last_entry,
+                install: snapshot_to_install.clone(),
+            });
+            let work = PersistWork {
+                seq: state.seq,
+                truncate_from,
+                entries,
+                hard_state,
+                snapshot_chunks,
+                snapshot_to_install,
+                compact_to: None,
+            };
+            if let Err(e) = self.writer_tx.try_send(work) {
+                // has_room() checked; only a writer that exited (fatal error) gets here.
+                log::error!("log writer is gone: {e}");
+                state.participating = false;
+            }
+        }
+        if let Some(request) = snapshot_request {
+            self.send_apply(state, ApplyWork::BuildSnapshot(request));
+        }
+        if !committed_entries.is_empty() {
+            self.send_apply(state, ApplyWork::Entries(committed_entries));
+        }
+        for read_state in read_states {
+            let Some(read) = state.reads.remove(&read_state.ctx) else {
+                continue;
+            };
+            let work = ApplyWork::Read {
+                index: read_state.index,
+                query: read.query,
+                reply: read.reply,
+            };
+            match self.apply_tx.try_send(work) {
+                Ok(()) => state.apply_sent += 1,
+                Err(std::sync::mpsc::TrySendError::Full(ApplyWork::Read { reply, .. })) => {
+                    let _ = reply.try_send(Err(ReadError::Backpressure));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn send_message(&mut self, state: &mut State, mut message: Message) {
+        if !state.participating {
+            return;
+        }
+        if let MessageBody::InstallSnapshot {
+            meta,
+            offset,
+            len,
+            data,
+            ..
+        } = &mut message.body
+        {
+            if data.is_empty() && *len > 0 {
+                match self.read_snapshot_chunk(state, meta, *offset, *len) {
+                    Some(bytes) => *data = bytes,
+                    // The snapshot is gone; the leader retries with a newer one.
+                    None => return,
+                }
+            }
+        }
+        self.transport.send(self.poll.registry(), &message);
+    }
+
+    fn read_snapshot_chunk(
+        &mut self,
+        state: &mut State,
+        meta: &crate::raft::SnapshotMeta,
+        offset: u64,
+        len: u64,
+    ) -> Option<Vec<u8>> {
+        let cached = state
+            .raw_snapshot
+            .as_ref()
+            .is_some_and(|raw| (raw.meta().index, raw.meta().term) == (meta.index, meta.term));
+        if !cached {
+            let file_meta = self
+                .snapshots
+                .list()
+                .into_iter()
+                .find(|m| (m.index, m.term) == (meta.index, meta.term))?;
+            match self.snapshots.open_raw(&file_meta) {
+                Ok(raw) => state.raw_snapshot = Some(raw),
+                Err(e) => {
+                    log::warn!("cannot open snapshot {} for sending: {e}", meta.index);
+                    return None;
+                }
+            }
+        }
+        let raw = state.raw_snapshot.as_ref()?;
+        let len = usize::try_from(len).ok()?;
+        let mut buf = vec![0; len];
+        match raw.read_at(offset, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                Some(buf)
+            }
+            Err(e) => {
+                log::warn!("cannot read snapshot {} for sending: {e}", meta.index);
+                state.raw_snapshot = None;
+                None
+            }
+        }
+    }
+
+    fn log_role_changes(&mut self, state: &mut State) {
+        let now = (self.core.role(), self.core.leader(), self.core.term());
+        if now != state.last_role {
+            if now.0 == Role::Leader && state.last_role.0 != Role::Leader {
+                log::info!("node {}: became leader in term {}", self.core.id(), now.2);
+            } else if now.1 != state.last_role.1 {
+                log::info!(
+                    "node {}: leader is now {:?} in term {} (role {:?})",
+                    self.core.id(),
+                    now.1,
+                    now.2,
+                    now.0
+                );
+            }
+            if state.last_role.0 == Role::Leader && now.0 != Role::Leader {
+                log::info!("node {}: stepped down in term {}", self.core.id(), now.2);
+            }
+            state.last_role = now;
+        }
+    }
+
+    fn publish_status(&self, state: &State) {
+        let core = self.core.status();
+        let writer = self
+            .writer_shared
+            .stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.role = core.role;
+        status.term = core.term;
+        status.leader = core.leader;
+        status.commit = core.commit;
+        status.applied = self.apply_shared.applied_index.load(Ordering::Acquire);
+        status.last_index = core.last_index;
+        status.progress = core.progress;
+        status.writer = writer;
+        status.transport = self.transport.stats();
+        status.raft_stats = self.core.stats();
+        status.participating = state.participating;
+        status.last_error = state.last_error.clone();
+        status.connected_peers = self.transport.connected_peers();
+    }
+}

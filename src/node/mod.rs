@@ -1,0 +1,57 @@
+//! The node runtime: the Raft core (`crate::raft`) driven by threads, sockets and disks.
+//!
+//! # Threads
+//!
+//! - **Event loop** (`event_loop`, one mio `Poll`): the peer listener and connections
+//!   (`transport`), the core's ticks (the poll timeout), client requests from [`Node`], and the
+//!   routing of every `Ready`. It never blocks on disk or on another thread.
+//! - **Log writer** (`log_writer`): owns the `Wal` and incoming snapshots; takes every pending
+//!   work item, writes them, ONE `fdatasync`, publishes "durable through item N".
+//! - **Apply thread** (`apply`): applies committed entries to the [`StateMachine`], resolves
+//!   proposals, answers reads, builds and restores snapshots.
+//!
+//! # Channels and their bounds
+//!
+//! | from → to         | what                    | bound                                       |
+//! |-------------------|-------------------------|---------------------------------------------|
+//! | API → loop        | proposals, reads        | `INBOX_REQUESTS` (8192); full → Backpressure |
+//! | loop → writer     | `PersistWork`           | `WRITER_QUEUE_ITEMS` (4096) items            |
+//! | loop → apply      | `ApplyWork`             | `APPLY_QUEUE_ITEMS` (1024) items             |
+//! | writer → loop     | durable-through counter | a counter + `mio::Waker`: no queue           |
+//! | apply → loop      | applied index, snapshots| a counter, a list of at most one build + waker |
+//! | apply → proposer  | the result              | one slot per proposal                        |
+//! | loop → peer       | frames                  | `NodeConfig::peer_queue_bytes_max` per peer  |
+//!
+//! Pending proposals are bounded by `NodeConfig::max_pending_proposals`, pending reads by
+//! `APPLY_QUEUE_ITEMS`.
+//!
+//! # The contract with the core, as carried out here
+//!
+//! 1. `messages` go to the transport at once (the leader's appends leave while its own write
+//!    is in flight, thesis §10.2.1).
+//! 2. Persistence (truncation, entries, hard state, snapshot chunks, install) becomes one
+//!    numbered work item for the writer; the item's `persisted_messages`, last entry and
+//!    install are kept by the loop until the writer reports the item durable, then the
+//!    messages are sent, `on_persisted` and `on_snapshot_installed` called, and a restore is
+//!    queued to the apply thread ahead of any later committed entries.
+//! 3. Committed entries, snapshot requests and confirmed reads go to the apply thread, in
+//!    order. Applied index and built snapshots come back through shared state and the waker.
+//! 4. A writer or apply error stops participation: no more steps, ticks or messages; the error
+//!    shows in [`NodeStatus::last_error`] and in `shutdown()`'s result.
+//!
+//! # Data directory
+//!
+//! See `storage` for the layout and how entries, hard state and membership are stored.
+
+mod api;
+mod apply;
+mod event_loop;
+mod log_writer;
+mod state_machine;
+pub mod storage;
+mod transport;
+
+pub use api::{Node, NodeConfig, NodeError, NodeStatus, ProposeError, ReadError, Request};
+pub use log_writer::WriterStats;
+pub use state_machine::StateMachine;
+pub use transport::TransportStats;

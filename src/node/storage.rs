@@ -1,0 +1,322 @@
+//! The bridge between the Raft core's values and `ketch_storage`'s durable log and snapshots.
+//!
+//! # Layout of the data directory
+//!
+//! One directory holds both the WAL segments (see `ketch_storage::segment`) and the snapshot
+//! files (`snap-*.snap`, see `ketch_storage::snapshot`); each store only touches its own names.
+//!
+//! # Entries
+//!
+//! A Raft [`Entry`] `{ term, index, kind, data }` is stored as a storage entry with the same
+//! index and term, whose data is one kind byte followed by the application bytes:
+//!
+//! | offset | size | field                                          |
+//! |--------|------|------------------------------------------------|
+//! | 0      | 1    | kind: 0 = normal, 1 = no-op; others are refused |
+//! | 1      | n    | the application bytes (empty for a no-op)      |
+//!
+//! # Hard state
+//!
+//! Stored in the WAL stream (`ketch_storage::HardState`); a vote for nobody is stored as 0
+//! (node id 0 is never valid).
+//!
+//! # Snapshots
+//!
+//! The snapshot file's membership field holds the Raft membership encoded as in
+//! [`crate::wire::message::encode_membership`]: three id sets (voters, learners, outgoing
+//! voters), each a little-endian `u32` count followed by that many little-endian `u64` ids. The
+//! Raft [`SnapshotMeta::size_bytes`] is the snapshot *file's* length, because that is what
+//! InstallSnapshot transfers byte for byte.
+//!
+//! # Loading at start
+//!
+//! The newest snapshot whose content verifies is the base (none: index 0, term 0, the initial
+//! voters). The WAL is brought in line with it (`Wal::apply_snapshot`, idempotent: a crash
+//! between writing a snapshot and compacting the log is repaired here), and the entries after
+//! it are loaded.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use ketch_storage::snapshot::{SnapshotOptions, SnapshotReader, SnapshotStore};
+use ketch_storage::{Options, Wal};
+
+use crate::raft::{DurableState, Entry, EntryKind, HardState, Membership, NodeId, SnapshotMeta};
+use crate::wire::message::{decode_membership, encode_membership};
+
+/// Errors of the storage bridge.
+#[derive(Debug)]
+pub enum StorageError {
+    /// The durable log or snapshot store failed.
+    Storage(ketch_storage::Error),
+    /// Stored bytes do not make a Raft value (a kind byte, a membership).
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Where (log index or snapshot index).
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log and the snapshots do not fit together.
+    Inconsistent {
+        /// What is wrong, for an operator.
+        reason: String,
+    },
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Storage(e) => write!(f, "storage: {e}"),
+            StorageError::Decode {
+                what,
+                index,
+                reason,
+            } => write!(
+                f,
+                "cannot decode the stored {what} at index {index}: {reason}"
+            ),
+            StorageError::Inconsistent { reason } => {
+                write!(f, "data directory is inconsistent: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<ketch_storage::Error> for StorageError {
+    fn from(e: ketch_storage::Error) -> Self {
+        StorageError::Storage(e)
+    }
+}
+
+/// Converts a Raft entry to the stored form (kind byte + data).
+pub fn to_storage_entry(entry: &Entry) -> ketch_storage::Entry {
+    let mut data = Vec::with_capacity(entry.data.len() + 1);
+    data.push(match entry.kind {
+        EntryKind::Normal => 0,
+        EntryKind::Noop => 1,
+    });
+    data.extend_from_slice(&entry.data);
+    ketch_storage::Entry::new(entry.index, entry.term, data)
+}
+
+/// Converts a stored entry back to a Raft entry, refusing an unknown or missing kind byte.
+pub fn from_storage_entry(entry: ketch_storage::Entry) -> Result<Entry, StorageError> {
+    let kind = match entry.data.first() {
+        Some(0) => EntryKind::Normal,
+        Some(1) => EntryKind::Noop,
+        other => {
+            return Err(StorageError::Decode {
+                what: "entry kind",
+                index: entry.index,
+                reason: format!("kind byte {other:?} is neither 0 (normal) nor 1 (no-op)"),
+            })
+        }
+    };
+    let mut data = entry.data;
+    data.remove(0);
+    Ok(Entry {
+        term: entry.term,
+        index: entry.index,
+        kind,
+        data,
+    })
+}
+
+/// Raft hard state to the stored form.
+pub fn to_storage_hard_state(hs: &HardState) -> ketch_storage::HardState {
+    ketch_storage::HardState {
+        term: hs.term,
+        vote: hs.vote.unwrap_or(0),
+        commit: hs.commit,
+    }
+}
+
+/// Stored hard state to the Raft form.
+pub fn from_storage_hard_state(hs: ketch_storage::HardState) -> HardState {
+    HardState {
+        term: hs.term,
+        vote: (hs.vote != 0).then_some(hs.vote),
+        commit: hs.commit,
+    }
+}
+
+/// The membership bytes stored in a snapshot file.
+pub fn membership_bytes(membership: &Membership) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_membership(membership, &mut out);
+    out
+}
+
+/// The Raft view of a stored snapshot.
+pub fn raft_snapshot_meta(
+    meta: &ketch_storage::snapshot::SnapshotMeta,
+) -> Result<SnapshotMeta, StorageError> {
+    let membership = decode_membership(&meta.membership).map_err(|e| StorageError::Decode {
+        what: "snapshot membership",
+        index: meta.index,
+        reason: e.to_string(),
+    })?;
+    Ok(SnapshotMeta {
+        index: meta.index,
+        term: meta.term,
+        membership,
+        size_bytes: meta.file_len_bytes(),
+    })
+}
+
+/// Everything opened from a data directory at start.
+#[derive(Debug)]
+pub struct LoadedStorage {
+    /// The durable log, in line with `durable.snapshot`.
+    pub wal: Wal,
+    /// The snapshot store on the same directory.
+    pub snapshots: SnapshotStore,
+    /// What the core is rebuilt from.
+    pub durable: DurableState,
+    /// The snapshot to restore the state machine from before applying anything, if any.
+    pub snapshot_reader: Option<SnapshotReader>,
+}
+
+/// Opens (or creates) the data directory and loads the durable Raft state. `initial_voters`
+/// is the membership of a fresh cluster (used only when there is no snapshot).
+pub fn load(
+    data_dir: &Path,
+    initial_voters: &BTreeSet<NodeId>,
+    wal_options: Options,
+) -> Result<LoadedStorage, StorageError> {
+    let snapshots = SnapshotStore::open(data_dir, SnapshotOptions::default())?;
+    let mut wal = Wal::open(data_dir, wal_options)?;
+    let snapshot_reader = snapshots.open_latest_valid()?;
+    let snapshot = match &snapshot_reader {
+        Some(reader) => raft_snapshot_meta(reader.meta())?,
+        None => SnapshotMeta {
+            index: 0,
+            term: 0,
+            membership: Membership::with_voters(initial_voters.iter().copied()),
+            size_bytes: 0,
+        },
+    };
+    if snapshot.index > 0 {
+        if wal.first_index() > snapshot.index + 1 {
+            return Err(StorageError::Inconsistent {
+                reason: format!(
+                    "the log starts at index {} but the newest valid snapshot ends at {}: entries \
+                     in between are lost (a newer snapshot is probably damaged)",
+                    wal.first_index(),
+                    snapshot.index
+                ),
+            });
+        }
+        wal.apply_snapshot(snapshot.index, snapshot.term)?;
+    }
+    assert!(
+        wal.first_index() == snapshot.index + 1,
+        "log must continue right after the snapshot"
+    );
+    let mut entries = Vec::new();
+    if wal.last_index() >= wal.first_index() {
+        for entry in wal.entries(wal.first_index()..wal.last_index() + 1)? {
+            entries.push(from_storage_entry(entry)?);
+        }
+    }
+    let durable = DurableState {
+        hard_state: from_storage_hard_state(wal.hard_state()),
+        snapshot,
+        entries,
+    };
+    Ok(LoadedStorage {
+        wal,
+        snapshots,
+        durable,
+        snapshot_reader,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn entries_and_hard_state_round_trip_and_bad_kind_is_refused() {
+        let e = Entry {
+            term: 3,
+            index: 9,
+            kind: EntryKind::Noop,
+            data: Vec::new(),
+        };
+        assert_eq!(from_storage_entry(to_storage_entry(&e)).unwrap(), e);
+        let e = Entry {
+            kind: EntryKind::Normal,
+            data: b"abc".to_vec(),
+            ..e
+        };
+        assert_eq!(from_storage_entry(to_storage_entry(&e)).unwrap(), e);
+        assert!(from_storage_entry(ketch_storage::Entry::new(1, 1, vec![7])).is_err());
+        assert!(from_storage_entry(ketch_storage::Entry::new(1, 1, vec![])).is_err());
+        let hs = HardState {
+            term: 4,
+            vote: Some(2),
+            commit: 8,
+        };
+        assert_eq!(from_storage_hard_state(to_storage_hard_state(&hs)), hs);
+        let hs = HardState { vote: None, ..hs };
+        assert_eq!(from_storage_hard_state(to_storage_hard_state(&hs)), hs);
+    }
+
+    #[test]
+    fn load_fresh_then_with_log_then_with_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        assert_eq!(loaded.durable.snapshot.index, 0);
+        assert_eq!(loaded.durable.snapshot.membership.voters, voters);
+        assert!(loaded.durable.entries.is_empty());
+        let mut wal = loaded.wal;
+        let entries: Vec<Entry> = (1..=5)
+            .map(|index| Entry {
+                term: 1,
+                index,
+                kind: EntryKind::Normal,
+                data: vec![index as u8],
+            })
+            .collect();
+        let stored: Vec<_> = entries.iter().map(to_storage_entry).collect();
+        wal.append(&stored).unwrap();
+        wal.set_hard_state(ketch_storage::HardState {
+            term: 1,
+            vote: 1,
+            commit: 5,
+        })
+        .unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        assert_eq!(loaded.durable.entries, entries);
+        assert_eq!(loaded.durable.hard_state.vote, Some(1));
+        // A snapshot at 3 written, the log not yet compacted (a crash in between).
+        let membership = Membership::with_voters([1, 2, 3]);
+        let mut w = loaded
+            .snapshots
+            .begin(3, 1, &membership_bytes(&membership))
+            .unwrap();
+        w.write_all(b"state").unwrap();
+        let file_meta = w.finish().unwrap();
+        drop(loaded);
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        assert_eq!(loaded.durable.snapshot.index, 3);
+        assert_eq!(loaded.durable.snapshot.membership, membership);
+        assert_eq!(
+            loaded.durable.snapshot.size_bytes,
+            file_meta.file_len_bytes()
+        );
+        assert_eq!(loaded.durable.entries, entries[3..].to_vec());
+        assert_eq!(loaded.wal.first_index(), 4);
+        assert!(loaded.snapshot_reader.is_some());
+    }
+}

@@ -1,0 +1,408 @@
+//! Three-node clusters in one process over loopback TCP with real data directories.
+//!
+//! Each test arms a watchdog that aborts the process with a message if the test runs past its
+//! bound, so a hang fails loudly instead of blocking CI. Reproduce one with
+//! `cargo test --test node_cluster <name> -- --nocapture`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
+use ketch::raft::Role;
+
+/// The state machine under test: the sequence of applied u64 values, in order.
+#[derive(Default)]
+struct Sequence {
+    values: Vec<u64>,
+}
+
+impl StateMachine for Sequence {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let value = u64::from_le_bytes(command.try_into().expect("8-byte command"));
+        self.values.push(value);
+        (self.values.len() as u64).to_le_bytes().to_vec()
+    }
+
+    fn query(&mut self, _query: &[u8]) -> Vec<u8> {
+        self.values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn snapshot(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        for v in &self.values {
+            out.write_all(&v.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes)?;
+        self.values = decode(&bytes);
+        Ok(())
+    }
+}
+
+fn decode(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn watchdog(name: &'static str, limit: Duration) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("watchdog: test {name} ran past {limit:?}; aborting");
+        std::process::exit(101);
+    });
+    done
+}
+
+struct Cluster {
+    addrs: BTreeMap<u64, SocketAddr>,
+    dirs: BTreeMap<u64, PathBuf>,
+    nodes: BTreeMap<u64, Arc<Node>>,
+    _root: tempfile::TempDir,
+    snapshot_threshold_entries: u64,
+}
+
+impl Cluster {
+    fn new(size: u64, snapshot_threshold_entries: u64) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        // Bind to port 0 to find free ports; std sets SO_REUSEADDR so they can be rebound.
+        let listeners: Vec<_> = (0..size)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: BTreeMap<u64, SocketAddr> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
+            .collect();
+        drop(listeners);
+        let dirs = addrs
+            .keys()
+            .map(|id| (*id, root.path().join(format!("node-{id}"))))
+            .collect();
+        let mut cluster = Cluster {
+            addrs,
+            dirs,
+            nodes: BTreeMap::new(),
+            _root: root,
+            snapshot_threshold_entries,
+        };
+        for id in 1..=size {
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    fn start(&mut self, id: u64) {
+        let mut config = NodeConfig::new(id, 7, self.addrs.clone(), self.addrs[&id]);
+        config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
+        config.propose_timeout = Duration::from_secs(3);
+        config.read_timeout = Duration::from_secs(3);
+        let dir: &Path = &self.dirs[&id];
+        // The port may still be held by the node just shut down: retry briefly.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let node = loop {
+            match Node::start(config.clone(), dir, Sequence::default()) {
+                Ok(node) => break node,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("start of node {id} failed, retrying: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("node {id} does not start: {e}"),
+            }
+        };
+        self.nodes.insert(id, Arc::new(node));
+    }
+
+    fn stop(&mut self, id: u64) {
+        let node = unwrap_node(self.nodes.remove(&id).expect("node running"));
+        node.shutdown()
+            .unwrap_or_else(|e| panic!("node {id} shut down with errors: {e}"));
+    }
+
+    fn leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let leaders: Vec<u64> = self
+                .nodes
+                .values()
+                .map(|n| n.status())
+                .filter(|s| s.role == Role::Leader)
+                .map(|s| s.id)
+                .collect();
+            if leaders.len() == 1 {
+                return leaders[0];
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let statuses: Vec<_> = self
+            .nodes
+            .values()
+            .map(|n| {
+                let s = n.status();
+                (s.id, s.role, s.term, s.leader, s.connected_peers)
+            })
+            .collect();
+        panic!("no single leader within {timeout:?}: {statuses:?}");
+    }
+
+    /// Proposes `value` at whichever node leads, retrying refusals that certainly did not
+    /// apply; returns whether it was acknowledged.
+    fn propose(&self, value: u64, timeout: Duration) -> bool {
+        propose_on(&self.nodes, value, timeout)
+    }
+
+    fn read_all(&self, id: u64) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.nodes[&id].read(Vec::new()) {
+                Ok(bytes) => return decode(&bytes),
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("read on node {id} keeps failing: {e}"),
+            }
+        }
+    }
+
+    fn shutdown_all(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id);
+        }
+    }
+}
+
+fn propose_on(nodes: &BTreeMap<u64, Arc<Node>>, value: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut target = *nodes.keys().next().unwrap();
+    while Instant::now() < deadline {
+        let Some(node) = nodes.get(&target) else {
+            target = *nodes.keys().next().unwrap();
+            continue;
+        };
+        match node.propose(value.to_le_bytes().to_vec()) {
+            Ok(_) => return true,
+            Err(ProposeError::NotLeader { leader_hint }) => {
+                target = leader_hint
+                    .filter(|h| nodes.contains_key(h))
+                    .unwrap_or_else(|| next_id(nodes, target));
+                if leader_hint.is_none() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Err(ProposeError::Backpressure) => std::thread::sleep(Duration::from_millis(1)),
+            // Unknown outcome: never retry (a retry could apply the value twice); not acked.
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn next_id(nodes: &BTreeMap<u64, Arc<Node>>, after: u64) -> u64 {
+    nodes
+        .keys()
+        .copied()
+        .find(|id| *id > after)
+        .unwrap_or_else(|| *nodes.keys().next().unwrap())
+}
+
+/// Takes sole ownership of a node whose clones clients may still hold for one request.
+fn unwrap_node(mut node: Arc<Node>) -> Node {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Arc::try_unwrap(node) {
+            Ok(node) => return node,
+            Err(shared) if Instant::now() < deadline => {
+                node = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => panic!("a client holds a node for more than 10 s"),
+        }
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+#[test]
+fn three_nodes_replicate_and_a_restarted_follower_catches_up_through_a_snapshot() {
+    let done = watchdog("three_nodes_replicate", Duration::from_secs(120));
+    let mut cluster = Cluster::new(3, 200);
+    let leader = cluster.leader(Duration::from_secs(10));
+    for value in 0..1000u64 {
+        assert!(
+            cluster.propose(value, Duration::from_secs(5)),
+            "proposal {value} not acknowledged"
+        );
+    }
+    let expected: Vec<u64> = (0..1000).collect();
+    for id in 1..=3 {
+        assert_eq!(cluster.read_all(id), expected, "node {id} diverges");
+    }
+    let status = cluster.nodes[&leader].status();
+    assert!(status.writer.fsyncs > 0);
+    assert!(status.writer.entries_written >= 1000);
+
+    let follower = if leader == 1 { 2 } else { 1 };
+    cluster.stop(follower);
+    for value in 1000..1600u64 {
+        assert!(
+            cluster.propose(value, Duration::from_secs(5)),
+            "proposal {value} not acknowledged with one follower down"
+        );
+    }
+    cluster.start(follower);
+    let expected: Vec<u64> = (0..1600).collect();
+    wait_until(
+        "the restarted follower applies everything",
+        Duration::from_secs(20),
+        || cluster.nodes[&follower].status().applied >= cluster.nodes[&leader].status().commit,
+    );
+    assert_eq!(cluster.read_all(follower), expected);
+    let stats = cluster.nodes[&follower].status().raft_stats;
+    eprintln!(
+        "follower {follower}: snapshots installed {}",
+        stats.snapshots_installed
+    );
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn leader_failover_under_load_loses_no_acknowledged_proposal_and_a_full_restart_keeps_them() {
+    let done = watchdog("leader_failover", Duration::from_secs(120));
+    let mut cluster = Cluster::new(3, 100_000);
+    let old_leader = cluster.leader(Duration::from_secs(10));
+    let nodes = Arc::new(Mutex::new(std::mem::take(&mut cluster.nodes)));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (nodes, acked, stop, next) = (
+                Arc::clone(&nodes),
+                Arc::clone(&acked),
+                Arc::clone(&stop),
+                Arc::clone(&next),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let value = next.fetch_add(1, Ordering::Relaxed);
+                    // A copy of the map: the lock is held only to look nodes up, so the
+                    // four clients' proposals overlap.
+                    let current = nodes.lock().unwrap().clone();
+                    let ok = propose_on(&current, value, Duration::from_millis(500));
+                    drop(current);
+                    if ok {
+                        acked.lock().unwrap().insert(value);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let old = unwrap_node(nodes.lock().unwrap().remove(&old_leader).unwrap());
+    old.shutdown().expect("old leader shuts down cleanly");
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Release);
+    for client in clients {
+        client.join().unwrap();
+    }
+    cluster.nodes = Arc::try_unwrap(nodes)
+        .ok()
+        .expect("clients are done")
+        .into_inner()
+        .unwrap();
+    let new_leader = cluster.leader(Duration::from_secs(10));
+    assert_ne!(new_leader, old_leader);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "too few acknowledged proposals: {}",
+        acked.len()
+    );
+    let survivors: Vec<u64> = cluster.nodes.keys().copied().collect();
+    for id in &survivors {
+        let state: BTreeSet<u64> = cluster.read_all(*id).into_iter().collect();
+        let lost: Vec<_> = acked.difference(&state).take(10).collect();
+        assert!(
+            lost.is_empty(),
+            "node {id} lost acknowledged values {lost:?}"
+        );
+    }
+    cluster.shutdown_all();
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    cluster.leader(Duration::from_secs(10));
+    let reference = cluster.read_all(1);
+    let state: BTreeSet<u64> = reference.iter().copied().collect();
+    assert_eq!(state.len(), reference.len(), "a value applied twice");
+    let lost: Vec<_> = acked.difference(&state).take(10).collect();
+    assert!(lost.is_empty(), "after a full restart, lost {lost:?}");
+    for id in 2..=3 {
+        assert_eq!(
+            cluster.read_all(id),
+            reference,
+            "node {id} diverges after restart"
+        );
+    }
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn a_foreign_cluster_is_refused_at_the_handshake() {
+    let done = watchdog("foreign_cluster", Duration::from_secs(60));
+    let mut cluster = Cluster::new(3, 100_000);
+    cluster.leader(Duration::from_secs(10));
+    // A node claiming id 3 of another cluster dials everyone.
+    let dir = tempfile::tempdir().unwrap();
+    let mut addrs = cluster.addrs.clone();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let own = free.local_addr().unwrap();
+    drop(free);
+    addrs.insert(3, own);
+    let stranger = Node::start(
+        NodeConfig::new(3, 999, addrs, own),
+        dir.path(),
+        Sequence::default(),
+    )
+    .unwrap();
+    wait_until("a refused handshake", Duration::from_secs(10), || {
+        [1, 2]
+            .iter()
+            .map(|id| cluster.nodes[id].status().transport.handshakes_refused)
+            .sum::<u64>()
+            > 0
+    });
+    stranger.shutdown().unwrap();
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
