@@ -44,6 +44,10 @@ pub struct NodeConfig {
     pub read_timeout: Duration,
     /// Most proposals waiting for their result on this node.
     pub max_pending_proposals: usize,
+    /// Leader disk-stall bound: a leader whose oldest log write has been pending this long
+    /// sends nothing (no heartbeats) until it completes, so followers elect another leader
+    /// instead of the cluster hanging on a dead disk while heartbeats flow.
+    pub disk_stall_timeout: Duration,
     /// Bytes queued per peer before messages are dropped.
     pub peer_queue_bytes_max: usize,
     /// WAL options (segment size, fault injection for tests).
@@ -73,6 +77,7 @@ impl NodeConfig {
             propose_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
             max_pending_proposals: 65_536,
+            disk_stall_timeout: Duration::from_secs(1),
             peer_queue_bytes_max: 64 << 20,
             wal: ketch_storage::Options::default(),
         }
@@ -237,6 +242,8 @@ pub struct NodeStatus {
     pub connected_peers: Vec<NodeId>,
     /// False after a fatal error: the node no longer votes or acknowledges.
     pub participating: bool,
+    /// True while this leader's log write is pending past `disk_stall_timeout`.
+    pub disk_stalled: bool,
     /// The fatal error, if any.
     pub last_error: Option<String>,
     /// The bound peer address.
@@ -325,6 +332,7 @@ impl Node {
             raft_stats: Stats::default(),
             connected_peers: Vec::new(),
             participating: true,
+            disk_stalled: false,
             last_error: None,
             listen_addr,
         }));
@@ -356,6 +364,7 @@ impl Node {
             tick_interval: config.tick_interval,
             read_timeout: config.read_timeout,
             max_pending_proposals: config.max_pending_proposals,
+            disk_stall_timeout: config.disk_stall_timeout,
             inbox: inbox_rx,
             writer_tx,
             writer_shared,

@@ -35,6 +35,7 @@ const APPLY_SLACK_ITEMS: u64 = 16;
 /// A persistence work item sent to the writer, with what to do once it is durable.
 struct PendingPersist {
     seq: u64,
+    sent_at: Instant,
     persisted_messages: Vec<Message>,
     last_entry: Option<(u64, u64)>,
     install: Option<crate::raft::SnapshotMeta>,
@@ -60,6 +61,8 @@ pub struct EventLoop {
     pub read_timeout: Duration,
     /// Most proposals waiting for their result.
     pub max_pending_proposals: usize,
+    /// A leader whose oldest write has not been durable for this long stops sending.
+    pub disk_stall_timeout: Duration,
     /// Client requests.
     pub inbox: Receiver<Request>,
     /// To the log writer.
@@ -87,6 +90,9 @@ struct State {
     reads: HashMap<u64, PendingRead>,
     next_read_ctx: u64,
     participating: bool,
+    /// A leader's write has been pending past `disk_stall_timeout`: it sends nothing, so it
+    /// stops renewing its leadership and the others elect a leader with a working disk.
+    disk_stalled: bool,
     last_error: Option<String>,
     raw_snapshot: Option<RawSnapshotFile>,
     last_role: (Role, Option<u64>, u64),
@@ -105,6 +111,7 @@ impl EventLoop {
             reads: HashMap::new(),
             next_read_ctx: 1,
             participating: true,
+            disk_stalled: false,
             last_error: None,
             raw_snapshot: None,
             last_role: (Role::Follower, None, 0),
@@ -154,6 +161,7 @@ impl EventLoop {
             }
             self.expire_reads(&mut state);
             self.take_completions(&mut state);
+            self.check_disk_stall(&mut state);
             if state.participating {
                 let mut handled = 0;
                 while handled < READIES_PER_ITERATION_MAX
@@ -223,6 +231,27 @@ impl EventLoop {
                     reason: state.last_error.clone().unwrap_or_default(),
                 }));
             }
+        }
+    }
+
+    fn check_disk_stall(&mut self, state: &mut State) {
+        let stalled = self.core.role() == Role::Leader
+            && state
+                .pending
+                .front()
+                .is_some_and(|p| p.sent_at.elapsed() > self.disk_stall_timeout);
+        if stalled != state.disk_stalled {
+            if stalled {
+                log::warn!(
+                    "node {}: leader's log write pending for over {:?}; sending nothing so \
+                     that a node with a working disk takes over",
+                    self.core.id(),
+                    self.disk_stall_timeout
+                );
+            } else {
+                log::info!("node {}: log writes complete again", self.core.id());
+            }
+            state.disk_stalled = stalled;
         }
     }
 
@@ -363,6 +392,7 @@ impl EventLoop {
             state.seq += 1;
             state.pending.push_back(PendingPersist {
                 seq: state.seq,
+                sent_at: Instant::now(),
                 persisted_messages: Vec::new(),
                 last_entry: None,
                 install: None,
@@ -415,6 +445,7 @@ impl EventLoop {
             let last_entry = entries.last().map(|e| (e.index, e.term));
             state.pending.push_back(PendingPersist {
                 seq: state.seq,
+                sent_at: Instant::now(),
                 persisted_messages,
                 last_entry,
                 install: snapshot_to_install.clone(),
@@ -460,7 +491,7 @@ impl EventLoop {
     }
 
     fn send_message(&mut self, state: &mut State, mut message: Message) {
-        if !state.participating {
+        if !state.participating || state.disk_stalled {
             return;
         }
         if let MessageBody::InstallSnapshot {
@@ -564,6 +595,7 @@ impl EventLoop {
         status.transport = self.transport.stats();
         status.raft_stats = self.core.stats();
         status.participating = state.participating;
+        status.disk_stalled = state.disk_stalled;
         status.last_error = state.last_error.clone();
         status.connected_peers = self.transport.connected_peers();
     }

@@ -1,0 +1,195 @@
+//! The node runtime end to end: a 3-node cluster on loopback TCP with real data directories
+//! (all three share this machine's disk and cores), proposals through `Node::propose`.
+//!
+//! - `node/commit_latency`: one proposer, one proposal at a time; p50 and p99 of a separate
+//!   run of `LATENCY_SAMPLES` proposals are printed, because criterion reports means.
+//! - `node/throughput/{1,16,256}`: that many threads proposing 256 B commands concurrently;
+//!   criterion reports commits per second.
+//!
+//! After each group the leader's fsyncs per committed entry are printed (one fsync per round
+//! of the log writer; below 1.0 means rounds batch several entries).
+//!
+//! Run: `cargo bench --bench node` (add `-- throughput` to filter).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
+use ketch::raft::Role;
+
+const PAYLOAD_BYTES: usize = 256;
+const LATENCY_SAMPLES: usize = 2000;
+
+/// Counts commands; the cheapest state machine, so the figures are the runtime's.
+#[derive(Default)]
+struct Counter {
+    applied: u64,
+}
+
+impl StateMachine for Counter {
+    fn apply(&mut self, _index: u64, _command: &[u8]) -> Vec<u8> {
+        self.applied += 1;
+        Vec::new()
+    }
+
+    fn query(&mut self, _query: &[u8]) -> Vec<u8> {
+        self.applied.to_le_bytes().to_vec()
+    }
+
+    fn snapshot(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(&self.applied.to_le_bytes())
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> std::io::Result<()> {
+        let mut bytes = [0u8; 8];
+        input.read_exact(&mut bytes)?;
+        self.applied = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Arc<Node>>,
+    leader: Arc<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listeners: Vec<_> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        let addrs: BTreeMap<u64, _> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.local_addr().expect("addr")))
+            .collect();
+        drop(listeners);
+        let nodes: Vec<Arc<Node>> = addrs
+            .keys()
+            .map(|id| {
+                let mut config = NodeConfig::new(*id, 1, addrs.clone(), addrs[id]);
+                config.raft.max_uncommitted_bytes = 256 << 20;
+                Arc::new(
+                    Node::start(config, dir.path().join(id.to_string()), Counter::default())
+                        .expect("node starts"),
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let leader = loop {
+            if let Some(leader) = nodes.iter().find(|n| n.status().role == Role::Leader) {
+                break Arc::clone(leader);
+            }
+            assert!(Instant::now() < deadline, "no leader elected");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Cluster {
+            nodes,
+            leader,
+            _dir: dir,
+        }
+    }
+
+    fn propose(&self) {
+        // Bounded: retries only refusals that certainly did not apply, until it commits.
+        loop {
+            match self.leader.propose(vec![7u8; PAYLOAD_BYTES]) {
+                Ok(_) => return,
+                Err(ProposeError::Backpressure) => std::thread::yield_now(),
+                Err(e) => panic!("proposal failed: {e}"),
+            }
+        }
+    }
+
+    fn fsync_ratio(&self, since: (u64, u64)) -> f64 {
+        let writer = self.leader.status().writer;
+        let fsyncs = writer.fsyncs - since.0;
+        let entries = writer.entries_written - since.1;
+        fsyncs as f64 / entries.max(1) as f64
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        let writer = self.leader.status().writer;
+        (writer.fsyncs, writer.entries_written)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn bench_node(c: &mut Criterion) {
+    let cluster = Cluster::start();
+    for _ in 0..200 {
+        cluster.propose();
+    }
+
+    let since = cluster.counters();
+    let mut samples: Vec<Duration> = (0..LATENCY_SAMPLES)
+        .map(|_| {
+            let start = Instant::now();
+            cluster.propose();
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    println!(
+        "node/commit_latency: {LATENCY_SAMPLES} sequential {PAYLOAD_BYTES} B proposals: \
+         p50 {:?}, p99 {:?}, max {:?}; leader fsyncs per entry {:.3}",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        samples[samples.len() - 1],
+        cluster.fsync_ratio(since),
+    );
+
+    let mut group = c.benchmark_group("node");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("commit_latency", |b| b.iter(|| cluster.propose()));
+    for proposers in [1usize, 16, 256] {
+        let since = cluster.counters();
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(
+            BenchmarkId::new("throughput", proposers),
+            &proposers,
+            |b, &proposers| {
+                b.iter_custom(|iters| {
+                    let per_thread = iters.div_ceil(proposers as u64);
+                    let start = Instant::now();
+                    std::thread::scope(|scope| {
+                        for _ in 0..proposers {
+                            scope.spawn(|| {
+                                for _ in 0..per_thread {
+                                    cluster.propose();
+                                }
+                            });
+                        }
+                    });
+                    // Normalise to `iters` proposals (rounding up per thread adds a few).
+                    let done = per_thread * proposers as u64;
+                    start.elapsed().mul_f64(iters as f64 / done as f64)
+                });
+            },
+        );
+        println!(
+            "node/throughput/{proposers}: leader fsyncs per committed entry {:.3}",
+            cluster.fsync_ratio(since)
+        );
+    }
+    group.finish();
+    drop(cluster.leader);
+    for node in cluster.nodes {
+        if let Ok(node) = Arc::try_unwrap(node) {
+            node.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+criterion_group!(benches, bench_node);
+criterion_main!(benches);
