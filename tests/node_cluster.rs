@@ -344,8 +344,7 @@ fn leader_failover_under_load_loses_no_acknowledged_proposal_and_a_full_restart_
         client.join().unwrap();
     }
     cluster.nodes = Arc::try_unwrap(nodes)
-        .ok()
-        .expect("clients are done")
+        .unwrap_or_else(|_| panic!("clients are done but the node map is still shared"))
         .into_inner()
         .unwrap();
     let new_leader = cluster.leader(Duration::from_secs(10));
