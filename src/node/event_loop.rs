@@ -192,10 +192,13 @@ impl EventLoop {
             .durable_through_seq
             .load(Ordering::Acquire);
         let writer_inflight = state.seq - durable;
-        let apply_inflight =
-            state.apply_sent - self.apply_shared.processed_items.load(Ordering::Acquire);
         writer_inflight + 2 < WRITER_QUEUE_ITEMS as u64
-            && apply_inflight + APPLY_SLACK_ITEMS < APPLY_QUEUE_ITEMS as u64
+            && self.apply_inflight(state) + APPLY_SLACK_ITEMS < APPLY_QUEUE_ITEMS as u64
+    }
+
+    /// Items sent to the apply thread and not yet processed.
+    fn apply_inflight(&self, state: &State) -> u64 {
+        state.apply_sent - self.apply_shared.processed_items.load(Ordering::Acquire)
     }
 
     fn check_failures(&mut self, state: &mut State) {
@@ -373,11 +376,9 @@ impl EventLoop {
                 self.send_message(state, message);
             }
         }
-        let applied = self.apply_shared.applied_index.load(Ordering::Acquire);
-        if applied > state.applied_reported {
-            self.core.on_applied(applied);
-            state.applied_reported = applied;
-        }
+        // Built snapshots first: the apply thread publishes the applied index before a
+        // snapshot at it, so the index read next covers every snapshot taken here, and the
+        // core is never told of a snapshot beyond its applied index.
         let built = std::mem::take(
             &mut *self
                 .apply_shared
@@ -385,6 +386,11 @@ impl EventLoop {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
+        let applied = self.apply_shared.applied_index.load(Ordering::Acquire);
+        if applied > state.applied_reported {
+            self.core.on_applied(applied);
+            state.applied_reported = applied;
+        }
         for meta in built {
             let index = meta.index;
             self.core.on_snapshot_built(meta);
@@ -475,18 +481,18 @@ impl EventLoop {
             let Some(read) = state.reads.remove(&read_state.ctx) else {
                 continue;
             };
+            // Reads may use the queue only down to half the slack, which stays reserved for
+            // restores and the next Ready's entries.
+            if self.apply_inflight(state) + APPLY_SLACK_ITEMS / 2 >= APPLY_QUEUE_ITEMS as u64 {
+                let _ = read.reply.try_send(Err(ReadError::Backpressure));
+                continue;
+            }
             let work = ApplyWork::Read {
                 index: read_state.index,
                 query: read.query,
                 reply: read.reply,
             };
-            match self.apply_tx.try_send(work) {
-                Ok(()) => state.apply_sent += 1,
-                Err(std::sync::mpsc::TrySendError::Full(ApplyWork::Read { reply, .. })) => {
-                    let _ = reply.try_send(Err(ReadError::Backpressure));
-                }
-                Err(_) => {}
-            }
+            self.send_apply(state, work);
         }
     }
 
