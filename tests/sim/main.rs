@@ -2,7 +2,7 @@
 //! simulated network and disks, clients with a recorded history, and the Raft safety
 //! properties checked after every step.
 //!
-//! `KETCH_SIM_SEEDS=N` runs N seeds per scenario (default 20); `KETCH_SIM_SEED=S` replays one.
+//! `KETCH_SIM_SEEDS=N` runs N seeds per scenario (default 100); `KETCH_SIM_SEED=S` replays one.
 //! A failure names the scenario and seed and prints the command that replays it.
 
 mod cluster;

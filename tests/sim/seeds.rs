@@ -4,9 +4,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::cluster::RunReport;
 
-const DEFAULT_SEEDS: u64 = 20;
+const DEFAULT_SEEDS: u64 = 100;
 
-/// The seeds to run: `KETCH_SIM_SEED=S` alone, else `1..=KETCH_SIM_SEEDS` (default 20).
+/// The seeds to run: `KETCH_SIM_SEED=S` alone, else `1..=KETCH_SIM_SEEDS` (default 100).
 pub fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("KETCH_SIM_SEED") {
         return vec![seed

@@ -22,7 +22,15 @@ pub fn reads_under_partitions(seed: u64, read_mode: ReadMode, fault: Option<Faul
     for _ in 0..8 {
         let pause = c.rng.range(20, 40);
         c.run_ticks(pause);
-        if let Some(leader) = c.leader() {
+        let leader = c.leader();
+        if let (Some(leader), true) = (leader, c.rng.range(0, 2) == 0) {
+            // Asymmetric: one follower stops hearing the leader but still reaches everyone
+            // else. Leader stickiness must keep it from being elected while the leader (and
+            // its lease) is alive.
+            let others: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+            let follower = pick(&mut c, &others);
+            c.net.cut_link(leader, follower);
+        } else if let Some(leader) = leader {
             c.net.isolate(leader, &ids);
         } else {
             let victim = pick(&mut c, &ids);
