@@ -76,6 +76,17 @@ impl Progress {
         self.last_redraw = None;
     }
 
+    /// Shows `text` in place of the progress line until the next redraw: for a phase that
+    /// cannot report progress of its own.
+    pub fn show_phase(&mut self, text: &str) {
+        if let Some(sink) = &mut self.sink {
+            let _ = write!(sink, "\r\x1b[K{text}");
+            let _ = sink.flush();
+            self.drawn = true;
+            self.last_redraw = None;
+        }
+    }
+
     /// Records `bytes` more done, redrawing if the last redraw is old enough.
     pub fn advance(&mut self, bytes: u64) {
         self.advance_at(bytes, Instant::now());
@@ -183,9 +194,13 @@ mod tests {
             progress.advance_at(1 << 20, start + Duration::from_millis(step));
         }
         progress.advance_at(0, start + REDRAW_INTERVAL);
+        progress.show_phase("checking footers");
+        // A phase message is replaced by the next update, whatever the interval.
+        progress.advance_at(0, start + REDRAW_INTERVAL + Duration::from_millis(1));
         progress.finish();
         let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.matches("verified").count(), 2, "{text:?}");
+        assert_eq!(text.matches("verified").count(), 3, "{text:?}");
+        assert!(text.contains("checking footers\r"), "{text:?}");
         assert!(text.contains("verified 1.0 GiB of 4.0 GiB"), "{text:?}");
         assert!(text.contains("verified 1.1 GiB of 4.0 GiB"), "{text:?}");
         assert!(text.ends_with("\r\x1b[K"), "{text:?}");

@@ -4,11 +4,13 @@
 //!    the strict open fails on damage, the log is opened again in the default mode (still
 //!    read-only); if that succeeds because the damage is a torn tail, the report says what a
 //!    normal open would cut, and the rest of the log is still checked.
-//! 2. Reads every live entry in bounded chunks (see [`super::chunks`]), which verifies each
-//!    entry's checksum and index. A damaged chunk is re-read entry by entry, so every damaged
-//!    entry is named, up to [`PROBLEMS_SHOWN_MAX`].
-//! 3. Runs [`Wal::verify`]: every record of every segment, the segment chain, and that each
-//!    sealed segment's footer matches its records.
+//! 2. Runs [`Wal::verify`]: every record of every segment, the segment chain, and that each
+//!    sealed segment's footer matches its records. It stops at the first damage and cannot
+//!    report progress; the progress line names the phase meanwhile.
+//! 3. Reads every live entry in bounded chunks (see [`super::chunks`]), which verifies each
+//!    entry's checksum and index, with progress. A damaged chunk is re-read entry by entry, so
+//!    every damaged entry is named with its index, up to [`PROBLEMS_SHOWN_MAX`]; an entry
+//!    report replaces the records check's report of the same frame.
 //! 4. Reads every snapshot file to the end: header, file length, name, a full decompression
 //!    pass, content size and both checksums.
 //!
@@ -66,14 +68,28 @@ impl VerifyReport {
         self.problems.push(Problem { error, context });
     }
 
-    fn already_reported(&self, error: &Error) -> bool {
-        let Error::Corruption { path, offset, .. } = error else {
-            return false;
-        };
-        self.problems.iter().any(|problem| {
-            matches!(&problem.error, Error::Corruption { path: p, offset: o, .. }
-                if p == path && o == offset)
-        })
+    /// Records a damaged entry. The records check may have reported the same frame without
+    /// its index: the entry's report replaces it.
+    fn push_entry_damage(&mut self, error: Error) {
+        self.damaged_entries += 1;
+        if let Error::Corruption { path, offset, .. } = &error {
+            let same_frame = self.problems.iter().position(|problem| {
+                matches!(&problem.error, Error::Corruption { path: p, offset: o, index_range: None, .. }
+                    if p == path && o == offset)
+            });
+            if let Some(position) = same_frame {
+                self.listed_damaged_entries += 1;
+                self.problems[position] = Problem {
+                    error,
+                    context: None,
+                };
+                return;
+            }
+        }
+        if self.listed_damaged_entries < PROBLEMS_SHOWN_MAX as u64 {
+            self.listed_damaged_entries += 1;
+            self.push(error, None);
+        }
     }
 
     /// The report as text, one finding per line.
@@ -106,13 +122,18 @@ impl VerifyReport {
             out.push_str("result   healthy\n");
         } else {
             out.push_str(&format!(
-                "result   {} ({} problems)\n",
+                "result   {} ({} {})\n",
                 if self.has_damage() {
                     "DAMAGED"
                 } else {
                     "INCOMPLETE: I/O errors"
                 },
-                self.problems.len() as u64 + unlisted
+                self.problems.len() as u64 + unlisted,
+                if self.problems.len() as u64 + unlisted == 1 {
+                    "problem"
+                } else {
+                    "problems"
+                }
             ));
         }
         out
@@ -160,8 +181,13 @@ pub fn check(dir: &Path, progress_wanted: bool) -> Result<VerifyReport, InspectE
     let mut progress = Progress::on_stderr("verified", log_bytes + snapshot_bytes, progress_wanted);
 
     if let Some(wal) = &wal {
-        check_entries(wal, &mut report, &mut progress);
+        // The log's own check has no progress of its own: say what is happening meanwhile.
+        progress.show_phase(&format!(
+            "checking records, segment chain and footers of {}",
+            human_bytes(log_bytes)
+        ));
         check_records(wal, &mut report);
+        check_entries(wal, &mut report, &mut progress);
     }
     let mut newest_valid_snapshot = None;
     for path in &listing.snapshots {
@@ -254,11 +280,7 @@ fn check_entries(wal: &Wal, report: &mut VerifyReport, progress: &mut Progress) 
                             payload_bytes += entry.data.len() as u64;
                         }
                         Err(error) if error.is_corruption() => {
-                            report.damaged_entries += 1;
-                            if report.listed_damaged_entries < PROBLEMS_SHOWN_MAX as u64 {
-                                report.listed_damaged_entries += 1;
-                                report.push(error, None);
-                            }
+                            report.push_entry_damage(error);
                         }
                         Err(error) => report.push(error, None),
                     }
@@ -293,7 +315,6 @@ fn check_records(wal: &Wal, report: &mut VerifyReport) {
             segments.len(),
             human_bytes(checked_bytes)
         )),
-        Err(error) if report.already_reported(&error) => {}
         Err(error) => {
             let context = segment_context(&segments, &error);
             report.push(error, context);
