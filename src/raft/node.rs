@@ -2033,6 +2033,70 @@ mod tests {
     }
 
     #[test]
+    fn transfer_to_an_unreachable_target_aborts_after_an_election_timeout() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let target = (1..=3).find(|id| *id != leader).unwrap();
+        c.down.push(target);
+        c.node(leader).propose(b"behind".to_vec()).unwrap();
+        c.settle();
+        c.node(leader).transfer_leader(target).unwrap();
+        assert_eq!(
+            c.node(leader).transfer_leader(target),
+            Err(TransferError::AlreadyInProgress { target })
+        );
+        c.tick_all(9);
+        assert_eq!(
+            c.node(leader).propose(vec![1]),
+            Err(ProposeError::TransferInProgress)
+        );
+        c.tick_all(1);
+        assert!(c.node(leader).propose(vec![1]).is_ok(), "transfer aborted");
+        assert_eq!(c.node(leader).role(), Role::Leader);
+    }
+
+    #[test]
+    fn followers_that_hear_a_leader_ignore_vote_requests() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        let other = (1..=3).find(|id| *id != leader && *id != follower).unwrap();
+        let term = c.node(follower).term();
+        let last_log_index = c.node(follower).log().last_index();
+        let last_log_term = c.node(follower).log().last_term();
+        let request = |leadership_transfer| Message {
+            from: other,
+            to: follower,
+            term: term + 1,
+            body: MessageBody::Vote {
+                last_log_index,
+                last_log_term,
+                leadership_transfer,
+            },
+        };
+        c.node(follower).step(request(false));
+        assert_eq!(
+            c.node(follower).term(),
+            term,
+            "leader stickiness: request ignored"
+        );
+        assert!(!c.node(follower).has_ready());
+        // A transfer-initiated election is allowed through.
+        c.node(follower).step(request(true));
+        assert_eq!(c.node(follower).term(), term + 1);
+        let ready = c.node(follower).ready();
+        assert_eq!(
+            ready.persisted_messages[0].body,
+            MessageBody::VoteResponse { granted: true },
+            "a vote grant leaves only after it is durable"
+        );
+        assert!(ready.messages.is_empty());
+        assert_eq!(ready.hard_state.unwrap().vote, Some(other));
+    }
+
+    #[test]
     fn restart_restores_hard_state_and_log() {
         let mut c = Cluster::new(3, |_| {});
         let leader = c.elect();
