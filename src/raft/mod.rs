@@ -65,6 +65,8 @@
 //!   index held by a quorum if its entry is of the current term (Raft §5.4.2), counting itself
 //!   only up to its own durable index (etcd issue 14370); it may send entries before they are
 //!   durable locally (thesis §10.2.1).
+//! - Followers learn a new commit index from the next `Append` or `Heartbeat` (once per
+//!   `heartbeat_interval_ticks`); the leader sends no extra message per commit advance.
 //! - Heartbeats carry `min(commit, follower match)` and a round number that confirms
 //!   leadership for reads (thesis §6.4, see `read_index`). A leader that hears from no quorum
 //!   within an election timeout steps down (check-quorum, thesis §6.2).
@@ -73,8 +75,13 @@
 //! - Leadership transfer (thesis §3.10): the leader stops accepting proposals, brings the
 //!   target up to date, and sends `TimeoutNow`; it gives up after an election timeout.
 //!
+//! - Reads (thesis §6.4): see `read_index`. Lease reads assume every node's tick runs at the
+//!   same rate within `lease_margin_ticks` per election timeout; they are off by default.
+//!
 //! Membership: learners receive the log but never vote or count. The quorum code handles joint
-//! configurations (both majorities); configuration-change entries are not implemented yet.
+//! configurations (both majorities) and `Membership` has a payload encoding, but
+//! configuration-change entries are not implemented yet: they need a new `EntryKind`, which
+//! the peer encoding in `crate::wire` must learn at the same time.
 
 mod config;
 mod error;
