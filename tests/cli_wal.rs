@@ -979,3 +979,73 @@ fn large_log_verify_and_dump_throughput() {
         output_bytes as f64 / (1 << 20) as f64
     );
 }
+
+#[test]
+fn damage_in_the_middle_of_the_active_segment_fails_a_normal_open_and_stat_shows_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+    let segments = Wal::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..open_options()
+        },
+    )
+    .unwrap()
+    .segments();
+    let active = segments.last().unwrap();
+    assert!(!active.sealed);
+    let (first, last) = active.live_range.unwrap();
+    assert!(
+        last - first > 2 * BATCH_ENTRIES,
+        "complete batches must follow the damage"
+    );
+    // Damage an entry of the active segment's first batch: later batches are intact, so this is
+    // not a torn write and no recovery mode but salvage opens the log.
+    let mut bytes = std::fs::read(&active.path).unwrap();
+    let marker = format!("entry-{:06}-", first + 1);
+    let at = find(&bytes, marker.as_bytes()).unwrap();
+    bytes[at + marker.len() + 2] ^= 0x01;
+    std::fs::write(&active.path, &bytes).unwrap();
+
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 1);
+    let text = stdout(&stat);
+    assert!(text.contains("DAMAGE       a normal open fails"), "{text}");
+    assert!(text.contains(&name(&active.path)), "{text}");
+    assert!(text.contains("salvage"), "{text}");
+    // The salvage view keeps the entries before the damaged batch.
+    assert!(
+        text.contains(&format!("entries      1..={}", first - 1)),
+        "{text}"
+    );
+    let json = parse_json(stdout(&ketch_in(dir.path(), &["wal", "stat", "--json"])).trim_end());
+    assert_eq!(json.get("recovery").get("mode").str(), "salvage");
+    assert!(json
+        .get("recovery")
+        .get("open_error")
+        .str()
+        .contains("not a torn write"));
+
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 1);
+    let text = stdout(&verify);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("DAMAGE") && line.contains(&name(&active.path))),
+        "{text}"
+    );
+    assert!(
+        text.contains("a normal open fails on this damage too"),
+        "{text}"
+    );
+
+    let dump = ketch_in(dir.path(), &["wal", "dump"]);
+    assert_exit(&dump, 1);
+    assert!(
+        stderr(&dump).contains(&name(&active.path)),
+        "{}",
+        stderr(&dump)
+    );
+    assert_commands_leave_dir_unchanged(dir.path());
+}

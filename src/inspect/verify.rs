@@ -300,9 +300,13 @@ fn check_entries(wal: &Wal, report: &mut VerifyReport, progress: &mut Progress) 
         human_bytes(payload_bytes)
     ));
     let hard_state = wal.hard_state();
+    let vote = match hard_state.vote {
+        0 => "none".to_string(),
+        vote => vote.to_string(),
+    };
     report.checked.push(format!(
-        "state    hard state term {}, vote {}, commit {}",
-        hard_state.term, hard_state.vote, hard_state.commit
+        "state    hard state term {}, vote {vote}, commit {}",
+        hard_state.term, hard_state.commit
     ));
 }
 
