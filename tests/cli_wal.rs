@@ -880,6 +880,39 @@ fn snapshots_are_listed_by_stat_and_read_through_by_verify() {
     // Stat reads headers only: the header is intact, so stat still succeeds.
     assert_exit(&ketch_in(dir.path(), &["wal", "stat"]), 0);
     assert_commands_leave_dir_unchanged(dir.path());
+
+    // A damaged header is found by stat too, and named.
+    bytes[20] ^= 0x01;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 1);
+    assert!(
+        stdout(&stat).contains(&format!("snapshot     {file}: DAMAGED")),
+        "{}",
+        stdout(&stat)
+    );
+}
+
+#[test]
+fn an_empty_log_is_healthy_and_dumps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Wal::open(dir.path(), open_options()).unwrap());
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 0);
+    assert!(
+        stdout(&stat).contains("entries      none (next index 1)"),
+        "{}",
+        stdout(&stat)
+    );
+    assert!(stdout(&stat).contains("hard state   term 0, vote none, commit 0"));
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 0);
+    assert!(stdout(&verify).contains("0 of 0 read and checksummed (the log holds no entries"));
+    let dump = ketch_in(dir.path(), &["wal", "dump"]);
+    assert_exit(&dump, 0);
+    assert_eq!(stdout(&dump), "");
+    assert!(stderr(&dump).contains("no entries to dump: the log holds no entries"));
+    assert_commands_leave_dir_unchanged(dir.path());
 }
 
 /// Throughput of `verify` and `dump` on a larger log, through the release or debug binary this

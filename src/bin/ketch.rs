@@ -12,7 +12,12 @@ use ketch::inspect::{self, dump, stat, verify, InspectError};
 
 /// Ketch: a Raft-replicated, durable log.
 #[derive(Debug, Parser)]
-#[command(name = "ketch", version, propagate_version = true)]
+#[command(
+    name = "ketch",
+    version,
+    propagate_version = true,
+    after_help = "Inspect a log directory: ketch wal stat|verify|dump DIR (see `ketch wal --help`)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
