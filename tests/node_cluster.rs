@@ -476,3 +476,79 @@ fn a_leader_whose_fsync_fails_stops_participating_and_recovers_after_restart() {
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }
+
+#[test]
+fn garbage_on_the_peer_port_closes_that_connection_and_the_cluster_carries_on() {
+    let done = watchdog("garbage_input", Duration::from_secs(60));
+    let mut cluster = Cluster::new(3, 100_000);
+    let leader = cluster.leader(Duration::from_secs(10));
+    let target = if leader == 1 { 2 } else { 1 };
+    // Not a frame at all: bad magic.
+    let mut raw = std::net::TcpStream::connect(cluster.addrs[&target]).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    // A valid handshake followed by a frame with a corrupted checksum.
+    let mut raw2 = std::net::TcpStream::connect(cluster.addrs[&target]).unwrap();
+    let mut bytes = Vec::new();
+    ketch::wire::message::encode_handshake(
+        &ketch::wire::message::Handshake {
+            cluster_id: 7,
+            from: leader,
+            to: target,
+        },
+        &mut bytes,
+    )
+    .unwrap();
+    let start = bytes.len();
+    ketch::wire::frame::encode_frame(
+        ketch::wire::message::FRAME_KIND_RAFT,
+        &[1, 2, 3],
+        &mut bytes,
+    )
+    .unwrap();
+    bytes[start + 8] ^= 0xff;
+    raw2.write_all(&bytes).unwrap();
+    wait_until(
+        "both connections counted and closed",
+        Duration::from_secs(10),
+        || {
+            let t = cluster.nodes[&target].status().transport;
+            t.handshakes_refused + t.malformed_closed >= 2
+        },
+    );
+    for value in 0..50u64 {
+        assert!(cluster.propose(value, Duration::from_secs(5)));
+    }
+    assert_eq!(cluster.read_all(target), (0..50).collect::<Vec<u64>>());
+    drop((raw, raw2));
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn five_nodes_commit_with_two_down_and_the_two_catch_up() {
+    let done = watchdog("five_nodes", Duration::from_secs(120));
+    let mut cluster = Cluster::new(5, 100_000);
+    let leader = cluster.leader(Duration::from_secs(10));
+    for value in 0..200u64 {
+        assert!(cluster.propose(value, Duration::from_secs(5)));
+    }
+    let down: Vec<u64> = (1..=5).filter(|id| *id != leader).take(2).collect();
+    for id in &down {
+        cluster.stop(*id);
+    }
+    for value in 200..400u64 {
+        assert!(
+            cluster.propose(value, Duration::from_secs(5)),
+            "a majority of three must still commit"
+        );
+    }
+    for id in &down {
+        cluster.start(*id);
+    }
+    let expected: Vec<u64> = (0..400).collect();
+    for id in 1..=5 {
+        assert_eq!(cluster.read_all(id), expected, "node {id} diverges");
+    }
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
