@@ -2,7 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod history;
-pub mod node;
 pub mod inspect;
+pub mod node;
 pub mod raft;
 pub mod wire;
