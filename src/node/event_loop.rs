@@ -97,7 +97,13 @@ struct State {
     raw_snapshot: Option<RawSnapshotFile>,
     last_role: (Role, Option<u64>, u64),
     received: Vec<Message>,
+    /// Status is published at most once per `STATUS_PERIOD` (and on role changes): copying
+    /// it on every wake-up costs throughput.
+    next_status_at: Instant,
 }
+
+/// Period of status publication.
+const STATUS_PERIOD: Duration = Duration::from_millis(1);
 
 impl EventLoop {
     /// Runs until `stop` is set; returns an error only for a failure of the loop itself.
@@ -116,6 +122,7 @@ impl EventLoop {
             raw_snapshot: None,
             last_role: (Role::Follower, None, 0),
             received: Vec::new(),
+            next_status_at: Instant::now(),
         };
         let mut next_tick = Instant::now() + self.tick_interval;
         while !self.stop.load(Ordering::Acquire) {
@@ -176,8 +183,12 @@ impl EventLoop {
                 }
             }
             self.transport.flush_all(self.poll.registry());
-            self.log_role_changes(&mut state);
-            self.publish_status(&state);
+            let role_changed = self.log_role_changes(&mut state);
+            let now = Instant::now();
+            if role_changed || now >= state.next_status_at {
+                self.publish_status(&state);
+                state.next_status_at = now + STATUS_PERIOD;
+            }
         }
         self.transport.close_all(self.poll.registry());
         for (_, read) in state.reads.drain() {
@@ -560,9 +571,11 @@ impl EventLoop {
         }
     }
 
-    fn log_role_changes(&mut self, state: &mut State) {
+    /// Logs leader changes; returns whether anything changed.
+    fn log_role_changes(&mut self, state: &mut State) -> bool {
         let now = (self.core.role(), self.core.leader(), self.core.term());
-        if now != state.last_role {
+        let changed = now != state.last_role;
+        if changed {
             if now.0 == Role::Leader && state.last_role.0 != Role::Leader {
                 log::info!("node {}: became leader in term {}", self.core.id(), now.2);
             } else if now.1 != state.last_role.1 {
@@ -579,6 +592,7 @@ impl EventLoop {
             }
             state.last_role = now;
         }
+        changed
     }
 
     fn publish_status(&self, state: &State) {

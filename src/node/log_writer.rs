@@ -17,6 +17,12 @@
 //! (which verifies, syncs and renames the file), then `Wal::apply_snapshot`. Restoring the
 //! state machine is routed by the loop to the apply thread, in order with committed entries.
 //!
+//! A hard state that changes only the commit index is written but does not by itself force a
+//! sync: it becomes durable with the next one. Raft needs the term and vote durable before
+//! speaking, never the commit index (a node that restarts with an older commit index learns
+//! the newer one from the leader; committed entries are never lost with it, they are in the
+//! log). This halves the fsyncs of a lone proposer: otherwise every commit costs one more.
+//!
 //! Any write, sync or install error is fatal: it is recorded in [`WriterShared`], logged, and
 //! the thread stops taking work; the loop then stops participating (no votes, no
 //! acknowledgements). Nothing after the error is reported durable.
@@ -100,6 +106,8 @@ pub struct LogWriter {
     wal: Wal,
     snapshots: SnapshotStore,
     receiving: Option<(SnapshotMeta, RawSnapshotReceiver)>,
+    /// Term and vote of the latest hard state written: a change of either needs a sync.
+    last_term_vote: (u64, u64),
     shared: Arc<WriterShared>,
     waker: Arc<mio::Waker>,
 }
@@ -112,7 +120,9 @@ impl LogWriter {
         shared: Arc<WriterShared>,
         waker: Arc<mio::Waker>,
     ) -> Self {
+        let written = wal.hard_state();
         LogWriter {
+            last_term_vote: (written.term, written.vote),
             wal,
             snapshots,
             receiving: None,
@@ -163,6 +173,9 @@ impl LogWriter {
         for item in round {
             if item.truncate_from.is_some() || !item.entries.is_empty() || item.hard_state.is_some()
             {
+                let term_vote_changed = item
+                    .hard_state
+                    .is_some_and(|hs| (hs.term, hs.vote.unwrap_or(0)) != self.last_term_vote);
                 let entries: Vec<_> = item.entries.iter().map(to_storage_entry).collect();
                 let hard_state = item.hard_state.as_ref().map(to_storage_hard_state);
                 self.wal
@@ -172,7 +185,12 @@ impl LogWriter {
                         hard_state,
                     })
                     .map_err(|e| format!("writing the log (item {}): {e}", item.seq))?;
-                needs_sync = true;
+                if let Some(hs) = &hard_state {
+                    self.last_term_vote = (hs.term, hs.vote);
+                }
+                // A commit-index-only change rides on the next sync (see the module docs).
+                needs_sync |=
+                    item.truncate_from.is_some() || !entries.is_empty() || term_vote_changed;
                 entries_written += entries.len() as u64;
             }
             for chunk in &item.snapshot_chunks {
