@@ -1234,3 +1234,64 @@ fn randomly_damaged_directories_never_crash_a_command() {
     // The seeds must exercise detection, not only the absence of crashes.
     assert!(detected >= 8, "only {detected} cases needed detection");
 }
+
+#[test]
+fn a_deleted_newest_segment_is_pointed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), open_options()).unwrap();
+    append_range(&mut wal, 1, 1000, 3);
+    wal.set_hard_state(HardState {
+        term: 3,
+        vote: 2,
+        commit: 1995,
+    })
+    .unwrap();
+    append_range(&mut wal, 1001, ENTRIES, 3);
+    wal.sync().unwrap();
+    let segments = wal.segments();
+    drop(wal);
+    let newest = segments.last().unwrap();
+    let survivor = &segments[segments.len() - 2];
+    let survivor_last = survivor.live_range.unwrap().1;
+    assert!(
+        survivor_last < 1995,
+        "the test needs the commit index in the lost segment"
+    );
+    std::fs::remove_file(&newest.path).unwrap();
+
+    let stat = ketch_in(dir.path(), &["wal", "stat"]);
+    assert_exit(&stat, 0);
+    let text = stdout(&stat);
+    assert!(
+        text.contains("the newest segment is sealed and no active segment follows it"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains(&name(&survivor.path)))
+        .unwrap();
+    assert!(row.ends_with("sealed"), "{row}");
+    let json = parse_json(stdout(&ketch_in(dir.path(), &["wal", "stat", "--json"])).trim_end());
+    assert_eq!(
+        json.get("recovery").get("newest_segment_sealed"),
+        &Value::Bool(true)
+    );
+
+    let verify = ketch_in(dir.path(), &["wal", "verify"]);
+    assert_exit(&verify, 0);
+    let text = stdout(&verify);
+    assert!(text.contains("the newest segment is sealed"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "commit index 1995 is above the last index {survivor_last}"
+        )),
+        "{text}"
+    );
+    assert_commands_leave_dir_unchanged(dir.path());
+
+    // A healthy log says neither.
+    let healthy = tempfile::tempdir().unwrap();
+    healthy_log(healthy.path());
+    let text = stdout(&ketch_in(healthy.path(), &["wal", "verify"]));
+    assert!(!text.contains("note"), "{text}");
+}

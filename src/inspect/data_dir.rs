@@ -2,10 +2,12 @@
 //! leftovers the log and the snapshot store may leave (files being prepared, spares, salvaged
 //! segments, temporary snapshots), classified by name only. Nothing here writes.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ketch_storage::segment::{decode_trailer, TRAILER_BYTES};
 use ketch_storage::snapshot::{SnapshotMeta, SnapshotReader};
-use ketch_storage::{Error, Result};
+use ketch_storage::{Error, Result, SegmentInfo};
 
 /// The kinds of file a data directory may hold, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,24 @@ pub fn list(dir: &Path) -> Result<Listing> {
     listing.snapshots.sort();
     listing.others.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(listing)
+}
+
+/// True if `segment`'s file ends with a valid trailer, that is, it was sealed.
+///
+/// [`ketch_storage::Wal::segments`] calls the newest segment active even when it is sealed,
+/// which a read-only open leaves as is (a writable open would start the next segment). That
+/// happens after a crash between sealing a segment and creating the next, or when newer
+/// segments were deleted: worth telling an operator.
+pub fn sealed_on_disk(segment: &SegmentInfo) -> Result<bool> {
+    if segment.file_len < TRAILER_BYTES {
+        return Ok(false);
+    }
+    let file =
+        std::fs::File::open(&segment.path).map_err(|e| Error::io("open", &segment.path, e))?;
+    let mut trailer = [0u8; TRAILER_BYTES as usize];
+    file.read_exact_at(&mut trailer, segment.file_len - TRAILER_BYTES)
+        .map_err(|e| Error::io("read", &segment.path, e))?;
+    Ok(decode_trailer(segment.header.seq, &trailer).is_some())
 }
 
 /// `(index, term)` from a finished snapshot's name `snap-{index:020}-{term:020}.snap`.

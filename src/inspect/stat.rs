@@ -19,6 +19,12 @@ use super::json::Json;
 use super::progress::human_bytes;
 use super::{file_name, mode_name, open_read_only, InspectError, Verdict};
 
+/// Shown when the newest segment is sealed and no active segment follows it.
+pub const NEWEST_SEALED_NOTE: &str =
+    "the newest segment is sealed and no active segment follows it: a crash between sealing \
+     and starting the next segment leaves this, and so does deleting the newest segments; if \
+     the log should hold later entries, they are gone";
+
 /// Everything `stat` reports, gathered before anything is printed.
 #[derive(Debug)]
 pub struct Stat {
@@ -44,6 +50,8 @@ pub struct Stat {
     pub snapshots: Vec<(String, Result<SnapshotMeta, String>)>,
     /// Files that are neither segments nor snapshots.
     pub others: Vec<OtherFile>,
+    /// The newest segment is sealed: no active segment follows it.
+    pub newest_sealed: bool,
 }
 
 impl Stat {
@@ -67,8 +75,16 @@ impl Stat {
                 (file_name(path), meta)
             })
             .collect();
-        let segments = wal.segments();
+        let mut segments = wal.segments();
+        let mut newest_sealed = false;
+        if let Some(newest) = segments.last_mut() {
+            if !newest.sealed && data_dir::sealed_on_disk(newest)? {
+                newest.sealed = true;
+                newest_sealed = true;
+            }
+        }
         Ok(Stat {
+            newest_sealed,
             dir: dir.display().to_string(),
             mode,
             open_error,
@@ -160,6 +176,9 @@ impl Stat {
                 torn.bytes,
                 torn.reason
             )),
+        }
+        if self.newest_sealed {
+            line(format!("note         {NEWEST_SEALED_NOTE}"));
         }
         for salvaged in &self.report.salvaged {
             let range = salvaged
@@ -328,6 +347,7 @@ impl Stat {
                         self.open_error.clone().map_or(Json::Null, Json::Str),
                     ),
                     ("torn_tail", torn_tail),
+                    ("newest_segment_sealed", Json::Bool(self.newest_sealed)),
                     ("salvaged", Json::Array(salvaged)),
                 ]),
             ),

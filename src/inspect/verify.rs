@@ -26,6 +26,7 @@ use ketch_storage::{Error, RecoveryMode, SegmentInfo, Wal};
 use super::chunks::{self, CHUNK_BUDGET_BYTES};
 use super::data_dir::{self, FileKind};
 use super::progress::{human_bytes, Progress};
+use super::stat::NEWEST_SEALED_NOTE;
 use super::{file_name, open_read_only, InspectError, Verdict};
 
 /// Damaged entries listed one by one; past this many, only counted.
@@ -198,6 +199,22 @@ pub fn check(dir: &Path, progress_wanted: bool) -> Result<VerifyReport, InspectE
     progress.finish();
 
     if let Some(wal) = &wal {
+        if let Some(newest) = wal.segments().last() {
+            match data_dir::sealed_on_disk(newest) {
+                Ok(true) => report.notes.push(NEWEST_SEALED_NOTE.to_string()),
+                Ok(false) => {}
+                Err(error) => report.push(error, None),
+            }
+        }
+        let hard_state = wal.hard_state();
+        if hard_state.commit > wal.last_index() {
+            report.notes.push(format!(
+                "the hard state's commit index {} is above the last index {}: entries known \
+                 committed are not in this log",
+                hard_state.commit,
+                wal.last_index()
+            ));
+        }
         let first_index = wal.first_index();
         if first_index > 1 && newest_valid_snapshot.is_none_or(|index| index + 1 < first_index) {
             report.notes.push(format!(
