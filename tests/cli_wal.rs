@@ -1295,3 +1295,49 @@ fn a_deleted_newest_segment_is_pointed_out() {
     let text = stdout(&ketch_in(healthy.path(), &["wal", "verify"]));
     assert!(!text.contains("note"), "{text}");
 }
+
+/// Runs `command` under `script(1)`, so that the process has a terminal; returns what the
+/// terminal received. `None` if `script` is not installed.
+fn on_terminal(command: &str) -> Option<String> {
+    let typescript = tempfile::NamedTempFile::new().unwrap();
+    let status = Command::new("script")
+        .args(["-q", "-e", "-c", command])
+        .arg(typescript.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    assert!(
+        status.success(),
+        "`{command}` under script failed: {status}"
+    );
+    Some(String::from_utf8_lossy(&std::fs::read(typescript.path()).unwrap()).into_owned())
+}
+
+#[test]
+fn progress_is_drawn_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    healthy_log(dir.path());
+    let ketch = env!("CARGO_BIN_EXE_ketch");
+    let dir = dir.path().display();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let out = out.path().display();
+    let Some(verify) = on_terminal(&format!("{ketch} wal verify {dir} > {out}")) else {
+        eprintln!("skipped: script(1) is not installed, no terminal to test progress on");
+        return;
+    };
+    assert!(verify.contains("\r\x1b[Kchecking records"), "{verify:?}");
+    assert!(verify.contains("\r\x1b[Kverified "), "{verify:?}");
+    // The line is erased at the end, so the terminal is left clean.
+    assert!(verify.contains(" KiB\r\x1b[K"), "{verify:?}");
+    let dump_to_file = on_terminal(&format!("{ketch} wal dump {dir} > {out}")).unwrap();
+    assert!(dump_to_file.contains("\r\x1b[Kdumped "), "{dump_to_file:?}");
+    // Dumping to the terminal itself: the entries are the progress.
+    let dump_to_terminal = on_terminal(&format!("{ketch} wal dump {dir} --to 3")).unwrap();
+    assert!(
+        dump_to_terminal.contains("index=3 term=3"),
+        "{dump_to_terminal:?}"
+    );
+    assert!(!dump_to_terminal.contains("dumped"), "{dump_to_terminal:?}");
+}
