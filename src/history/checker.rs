@@ -22,12 +22,13 @@
 //! what makes it expensive: the configurations grow with the subsets of mutually concurrent
 //! operations, so a few hundred operations with a handful in flight check in milliseconds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::model::{RegisterModel, StateId, Transition};
 use super::operation::{Op, Outcome, QuotedBytes};
 use super::recording::{History, RecordedOp};
+use super::unknown_writes::{gather_evidence, UnknownWrite};
 use super::violation::Violation;
 use super::visited::Visited;
 
@@ -142,14 +143,14 @@ struct KeyOp<'h> {
 /// deadline, or not at all, with nothing lost. When no read that could follow W observed `w`,
 /// W is dropped outright.
 ///
-/// Tighter, when `w` is a token only W can produce (`token_of_one_write`): then any state
+/// Tighter, when `w` is a token only W can produce (`unknown_writes::Evidence::is_token`): then any state
 /// containing `w` has W applied, so W must apply, and before the *earliest* return among the
 /// reads that saw `w`, with no never-applied alternative (about halves refutation time in
 /// `checker_throughput`). The two rules matter most in different cases: dropping unseen
 /// writes needs values that differ between writes; deadlines bound writes of a common value.
 /// Clients that write distinct, delimited values (`<client.seq>`) make both work best.
 fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<KeyOp<'h>> {
-    let observed: Vec<(&[u8], u64)> = indices
+    let reads: Vec<(&[u8], u64)> = indices
         .iter()
         .filter_map(|&i| match operations[i].known_outcome() {
             Some(Outcome::Get(Some(value))) => {
@@ -165,70 +166,52 @@ fn key_operations<'h>(operations: &'h [RecordedOp], indices: &[usize]) -> Vec<Ke
             Op::Get { .. } => None,
         })
         .collect();
+    let unknown: Vec<UnknownWrite<'h>> = indices
+        .iter()
+        .filter(|&&i| operations[i].return_time().is_none())
+        .filter_map(|&i| match &operations[i].op {
+            Op::Put { value, .. } | Op::Append { value, .. } => Some(UnknownWrite {
+                writer: i,
+                value: value.as_slice(),
+            }),
+            Op::Get { .. } => None, // unknown reads are filtered out before; be safe
+        })
+        .collect();
+    let evidence = gather_evidence(&unknown, &reads, &writes);
+
+    // Unknown writes that stay, with their deadline and whether they may never apply.
+    let mut unknown_fates: HashMap<usize, (u64, bool)> = HashMap::new();
+    for (write, evidence) in unknown.iter().zip(evidence) {
+        let call_time = operations[write.writer].call_time;
+        let Some((first_return, last_return)) = evidence.seen_returns else {
+            continue; // nobody saw its bytes: it may as well never apply
+        };
+        if evidence.is_token {
+            // A read that returned before W's call yet saw `w` makes the key unlinearizable;
+            // the search finds that, so the interval only needs to be valid.
+            unknown_fates.insert(write.writer, (first_return.max(call_time), false));
+        } else if last_return >= call_time {
+            unknown_fates.insert(write.writer, (last_return, true));
+        }
+    }
+    // In invocation order: the memo's compact sets rely on it (`visited.rs`).
     let mut ops = Vec::with_capacity(indices.len());
     for &history_index in indices {
         let record = &operations[history_index];
-        if let Some(return_time) = record.return_time() {
+        let fate = match record.return_time() {
+            Some(return_time) => Some((return_time, false)),
+            None => unknown_fates.get(&history_index).copied(),
+        };
+        if let Some((return_time, may_never_apply)) = fate {
             ops.push(KeyOp {
                 record,
                 history_index,
                 return_time,
-                may_never_apply: false,
-            });
-            continue;
-        }
-        let written = match &record.op {
-            Op::Put { value, .. } | Op::Append { value, .. } => value.as_slice(),
-            Op::Get { .. } => continue, // unknown reads are filtered out before; be safe
-        };
-        let seen_by = observed.iter().filter(|(seen, _)| contains(seen, written));
-        if token_of_one_write(written, history_index, &writes) {
-            if let Some(first_return) = seen_by.map(|&(_, returned)| returned).min() {
-                // A read that returned before W's call yet saw `w` makes the key
-                // unlinearizable; the search finds that, so the interval only needs to be valid.
-                ops.push(KeyOp {
-                    record,
-                    history_index,
-                    return_time: first_return.max(record.call_time),
-                    may_never_apply: false,
-                });
-            }
-            continue;
-        }
-        let deadline = seen_by.map(|&(_, returned)| returned).max();
-        if let Some(deadline) = deadline.filter(|&deadline| deadline >= record.call_time) {
-            ops.push(KeyOp {
-                record,
-                history_index,
-                return_time: deadline,
-                may_never_apply: true,
+                may_never_apply,
             });
         }
     }
     ops
-}
-
-/// True when a register value containing `token` proves that the write `writer` was applied:
-/// `token` is not empty, no other write's value contains it, and no occurrence of it can
-/// straddle two writes' bytes, because no other write's value ends with a proper prefix of it
-/// (an occurrence that starts inside one write's bytes and runs past their end would need
-/// exactly that).
-fn token_of_one_write(token: &[u8], writer: usize, writes: &[(usize, &[u8])]) -> bool {
-    !token.is_empty()
-        && writes
-            .iter()
-            .filter(|&&(index, _)| index != writer)
-            .all(|&(_, value)| {
-                !contains(value, token)
-                    && (1..token.len()).all(|prefix_len| !value.ends_with(&token[..prefix_len]))
-            })
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || haystack
-            .windows(needle.len())
-            .any(|window| window == needle)
 }
 
 enum KeyVerdict {
@@ -274,15 +257,43 @@ struct Placed {
 }
 
 /// The deepest point the search reached, kept to explain a violation.
+///
+/// The prefix is copied only when the search first backs out of a new deepest point, so a
+/// search that never backtracks (the usual linearizable history) copies nothing.
 #[derive(Default)]
 struct Deepest {
-    /// Operations in linearization order.
+    /// Operations linearized there.
+    depth: usize,
+    /// Those operations in linearization order, once the search has left the point.
     prefix: Vec<usize>,
     state: Option<StateId>,
     /// The operation whose return the search met from exactly that prefix.
     stuck: Option<usize>,
-    /// True while the search sits on `prefix` and has not backtracked from it.
+    /// True while the search sits on the deepest point and has not backtracked from it.
     is_current: bool,
+}
+
+impl Deepest {
+    /// Notes the configuration just reached, `depth` operations deep, in `state`.
+    fn reached(&mut self, depth: usize, state: StateId) {
+        if depth > self.depth {
+            self.depth = depth;
+            self.state = Some(state);
+            self.stuck = None;
+            self.is_current = true;
+        }
+    }
+
+    /// Notes that the search backs out of the configuration built by `calls`, because the
+    /// return of `stuck` came first (or, for `None`, because the configuration was known dead).
+    fn leaving(&mut self, calls: &[Placed], op_of: &[usize], stuck: Option<usize>) {
+        if self.is_current {
+            debug_assert_eq!(calls.len(), self.depth);
+            self.prefix = calls.iter().map(|placed| op_of[placed.call]).collect();
+            self.stuck = stuck;
+            self.is_current = false;
+        }
+    }
 }
 
 impl<'h> KeySearch<'h> {
@@ -446,7 +457,7 @@ impl<'h> KeySearch<'h> {
                         continue;
                     }
                     // Explored before without success, and it was the only move worth making.
-                    deepest.is_current = false;
+                    deepest.leaving(&calls, &self.op_of, None);
                     match self.backtrack(&mut calls, &mut linearized, &mut state) {
                         Some(resume) => node = resume,
                         None => return KeyVerdict::Violation(self.explain(&deepest)),
@@ -465,12 +476,7 @@ impl<'h> KeySearch<'h> {
                 self.lift(candidate);
                 node = self.next[HEAD];
                 arrived = true;
-                if calls.len() > deepest.prefix.len() {
-                    deepest.prefix = calls.iter().map(|placed| self.op_of[placed.call]).collect();
-                    deepest.state = Some(state);
-                    deepest.stuck = None;
-                    deepest.is_current = true;
-                }
+                deepest.reached(calls.len(), state);
             } else if self.ops[op].may_never_apply {
                 // An unknown write at its deadline, not applied on this branch: from here it
                 // never applies. That is the only way on (see `key_operations`), so forced.
@@ -478,7 +484,7 @@ impl<'h> KeySearch<'h> {
                 linearized[op / 64] |= 1 << (op % 64);
                 if !visited.insert(&linearized, state) {
                     linearized[op / 64] &= !(1 << (op % 64));
-                    deepest.is_current = false;
+                    deepest.leaving(&calls, &self.op_of, None);
                     match self.backtrack(&mut calls, &mut linearized, &mut state) {
                         Some(resume) => node = resume,
                         None => return KeyVerdict::Violation(self.explain(&deepest)),
@@ -496,18 +502,10 @@ impl<'h> KeySearch<'h> {
                 self.lift(call);
                 node = self.next[HEAD];
                 arrived = true;
-                if calls.len() > deepest.prefix.len() {
-                    deepest.prefix = calls.iter().map(|placed| self.op_of[placed.call]).collect();
-                    deepest.state = Some(state);
-                    deepest.stuck = None;
-                    deepest.is_current = true;
-                }
+                deepest.reached(calls.len(), state);
             } else {
                 // `op` had to be linearized before its return, and was not: backtrack.
-                if deepest.is_current {
-                    deepest.stuck = Some(op);
-                    deepest.is_current = false;
-                }
+                deepest.leaving(&calls, &self.op_of, Some(op));
                 match self.backtrack(&mut calls, &mut linearized, &mut state) {
                     Some(resume) => node = resume,
                     None => return KeyVerdict::Violation(self.explain(&deepest)),
@@ -528,7 +526,7 @@ impl<'h> KeySearch<'h> {
              (deepest linearized prefix: {} operations)",
             limits.max_states_per_key,
             self.ops.len(),
-            deepest.prefix.len()
+            deepest.depth
         )
     }
 
@@ -568,8 +566,12 @@ impl<'h> KeySearch<'h> {
         // Ops not yet linearized that were called before the stuck op returned: the
         // candidates the search tried.
         let deadline = self.ops[stuck].return_time;
+        let mut in_prefix = vec![false; self.ops.len()];
+        for &op in &deepest.prefix {
+            in_prefix[op] = true;
+        }
         let mut pending: Vec<usize> = (0..self.ops.len())
-            .filter(|op| *op != stuck && !deepest.prefix.contains(op))
+            .filter(|&op| op != stuck && !in_prefix[op])
             .filter(|&op| self.ops[op].record.call_time <= deadline)
             .collect();
         pending.sort_by_key(|&op| self.ops[op].record.call_time);

@@ -24,6 +24,7 @@ mod checker;
 mod model;
 mod operation;
 mod recording;
+mod unknown_writes;
 mod violation;
 mod visited;
 

@@ -410,6 +410,7 @@ fn checker_throughput() {
         (1_000, 1, 40, false, true),
         (10_000, 10, 40, false, true),
         (100_000, 100, 40, true, true),
+        (30_000, 1, 40, true, true),
         (5_000, 1, 40, true, true),
         (5_000, 1, 40, true, false),
         (5_000, 1, 40, false, true),
