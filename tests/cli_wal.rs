@@ -117,11 +117,21 @@ fn assert_commands_leave_dir_unchanged(dir: &Path) {
         &["wal", "stat"][..],
         &["wal", "stat", "--json"],
         &["wal", "verify"],
+        &["wal", "verify", "--json"],
         &["wal", "dump"],
         &["wal", "dump", "--format", "hex"],
         &["wal", "dump", "--format", "json", "--from", "5"],
     ] {
         let output = ketch_in(dir, args);
+        // Machine output stays machine-readable on damaged directories too.
+        if args.contains(&"--json") {
+            parse_json(stdout(&output).trim_end());
+        }
+        if args.contains(&"json") {
+            stdout(&output)
+                .lines()
+                .for_each(|line| drop(parse_json(line)));
+        }
         assert!(
             output.status.code().is_some_and(|code| code <= 1),
             "{args:?} failed: {}",
@@ -494,6 +504,12 @@ fn verify_passes_a_healthy_log_quietly_and_leaves_it_unchanged() {
         "{text}"
     );
     assert!(text.ends_with("result   healthy\n"), "{text}");
+    let json = ketch_in(dir.path(), &["wal", "verify", "--json"]);
+    assert_exit(&json, 0);
+    let report = parse_json(stdout(&json).trim_end());
+    assert_eq!(report.get("healthy"), &Value::Bool(true));
+    assert!(report.get("problems").array().is_empty());
+    assert_eq!(report.get("checked").array().len(), 3);
     // stderr is a pipe here: no progress, nothing at all.
     assert_eq!(stderr(&output), "");
     assert_commands_leave_dir_unchanged(dir.path());
@@ -764,6 +780,17 @@ fn flipped_bit_in_a_sealed_segment_is_located_by_file_offset_and_index() {
     // One flipped bit is one problem, reported once, though both checks trip over it.
     assert_eq!(text.matches("DAMAGE ").count(), 1, "{text}");
     assert!(text.ends_with("result   DAMAGED (1 problem)\n"), "{text}");
+    let json = ketch_in(dir.path(), &["wal", "verify", "--json"]);
+    assert_exit(&json, 1);
+    let report = parse_json(stdout(&json).trim_end());
+    assert_eq!(report.get("healthy"), &Value::Bool(false));
+    assert_eq!(report.get("damaged_entries").u64(), 1);
+    let problem = &report.get("problems").array()[0];
+    assert_eq!(problem.get("kind").str(), "damage");
+    assert_eq!(problem.get("file").str(), sealed.path.display().to_string());
+    assert_eq!(problem.get("offset").u64(), offset as u64);
+    assert_eq!(problem.get("first_index").u64(), victim);
+    assert_eq!(problem.get("last_index").u64(), victim);
 
     // Dump stops at the damaged entry, after printing the ones before it.
     let dump = ketch_in(
@@ -1199,6 +1226,7 @@ fn randomly_damaged_directories_never_crash_a_command() {
             &["wal", "stat"][..],
             &["wal", "stat", "--json"],
             &["wal", "verify"],
+            &["wal", "verify", "--json"],
             &["wal", "dump", "--format", "json"],
         ] {
             let output = ketch_in(dir.path(), args);

@@ -59,6 +59,9 @@ enum WalCommand {
     Verify {
         /// The log directory.
         dir: PathBuf,
+        /// Print one JSON object instead of text (same exit codes).
+        #[arg(long)]
+        json: bool,
     },
     /// Print entries, one line each: index, term, length and payload.
     ///
@@ -100,7 +103,7 @@ fn main() -> ExitCode {
     let mut out = BufWriter::new(stdout.lock());
     let result = match cli.command {
         Command::Wal(WalCommand::Stat { dir, json }) => stat::run(&dir, json, &mut out),
-        Command::Wal(WalCommand::Verify { dir }) => verify::run(&dir, &mut out, true),
+        Command::Wal(WalCommand::Verify { dir, json }) => verify::run(&dir, json, &mut out, true),
         Command::Wal(WalCommand::Dump {
             dir,
             from,

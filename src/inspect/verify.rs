@@ -25,6 +25,7 @@ use ketch_storage::{Error, RecoveryMode, SegmentInfo, Wal};
 
 use super::chunks::{self, CHUNK_BUDGET_BYTES};
 use super::data_dir::{self, FileKind};
+use super::json::Json;
 use super::progress::{human_bytes, Progress};
 use super::stat::NEWEST_SEALED_NOTE;
 use super::{file_name, open_read_only, InspectError, Verdict};
@@ -93,6 +94,59 @@ impl VerifyReport {
         }
     }
 
+    /// The report as one JSON object: `healthy`, `checked` and `notes` (lines of text),
+    /// `damaged_entries`, and `problems`, each with its `kind` (`damage` or `io`), `message`,
+    /// and for damage the `file`, `offset`, `first_index` and `last_index` (or null) and
+    /// `reason`.
+    pub fn to_json(&self) -> Json {
+        let lines = |lines: &[String]| Json::Array(lines.iter().cloned().map(Json::Str).collect());
+        let problems = self
+            .problems
+            .iter()
+            .map(|problem| {
+                let mut fields = vec![
+                    (
+                        "kind",
+                        Json::str(if problem.error.is_corruption() {
+                            "damage"
+                        } else {
+                            "io"
+                        }),
+                    ),
+                    ("message", Json::str(problem.error.to_string())),
+                ];
+                if let Error::Corruption {
+                    path,
+                    offset,
+                    index_range,
+                    reason,
+                } = &problem.error
+                {
+                    fields.push(("file", Json::str(path.display().to_string())));
+                    fields.push(("offset", Json::U64(*offset)));
+                    fields.push(("first_index", Json::opt_u64(index_range.map(|r| r.0))));
+                    fields.push(("last_index", Json::opt_u64(index_range.map(|r| r.1))));
+                    fields.push(("reason", Json::str(reason.clone())));
+                }
+                fields.push((
+                    "context",
+                    problem.context.clone().map_or(Json::Null, Json::Str),
+                ));
+                Json::Object(fields)
+            })
+            .collect();
+        Json::Object(vec![
+            (
+                "healthy",
+                Json::Bool(self.problems.is_empty() && self.damaged_entries == 0),
+            ),
+            ("checked", lines(&self.checked)),
+            ("problems", Json::Array(problems)),
+            ("damaged_entries", Json::U64(self.damaged_entries)),
+            ("notes", lines(&self.notes)),
+        ])
+    }
+
     /// The report as text, one finding per line.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -141,15 +195,21 @@ impl VerifyReport {
     }
 }
 
-/// Runs `ketch wal verify`: checks everything and writes the report to `out`. Progress goes to
+/// Runs `ketch wal verify`: checks everything and writes the report to `out`, as text or as one
+/// JSON object. Progress goes to
 /// stderr when `progress_wanted` and stderr is a terminal.
 pub fn run(
     dir: &Path,
+    json: bool,
     out: &mut dyn Write,
     progress_wanted: bool,
 ) -> Result<Verdict, InspectError> {
     let report = check(dir, progress_wanted)?;
-    out.write_all(report.to_text().as_bytes())?;
+    if json {
+        writeln!(out, "{}", report.to_json().to_line())?;
+    } else {
+        out.write_all(report.to_text().as_bytes())?;
+    }
     out.flush()?;
     if report.has_damage() {
         return Ok(Verdict::Damaged);
