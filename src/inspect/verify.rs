@@ -196,8 +196,7 @@ impl VerifyReport {
 }
 
 /// Runs `ketch wal verify`: checks everything and writes the report to `out`, as text or as one
-/// JSON object. Progress goes to
-/// stderr when `progress_wanted` and stderr is a terminal.
+/// JSON object. Progress goes to stderr when `progress_wanted` and stderr is a terminal.
 pub fn run(
     dir: &Path,
     json: bool,
@@ -284,7 +283,9 @@ pub fn check(dir: &Path, progress_wanted: bool) -> Result<VerifyReport, InspectE
         }
     }
     for other in &listing.others {
-        if other.kind != FileKind::Other {
+        // Spares are normal after compaction and unknown files are not Ketch's: note only the
+        // leftovers of interrupted work.
+        if !matches!(other.kind, FileKind::Other | FileKind::SegmentSpare) {
             report.notes.push(format!(
                 "{}: {}",
                 file_name(&other.path),
