@@ -365,6 +365,7 @@ impl Node {
             read_timeout: config.read_timeout,
             max_pending_proposals: config.max_pending_proposals,
             disk_stall_timeout: config.disk_stall_timeout,
+            append_merge_bytes_max: raft.max_message_bytes,
             inbox: inbox_rx,
             writer_tx,
             writer_shared,

@@ -20,6 +20,7 @@ use mio::{Events, Poll};
 
 use super::api::{NodeStatus, ProposeError, ReadError, Request};
 use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
+use super::coalesce::coalesce_appends;
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
 use super::transport::{Transport, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{Message, MessageBody, RaftNode, Ready, Role};
@@ -61,6 +62,8 @@ pub struct EventLoop {
     pub read_timeout: Duration,
     /// Most proposals waiting for their result.
     pub max_pending_proposals: usize,
+    /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
+    pub append_merge_bytes_max: u64,
     /// A leader whose oldest write has not been durable for this long stops sending.
     pub disk_stall_timeout: Duration,
     /// Client requests.
@@ -449,7 +452,7 @@ impl EventLoop {
             snapshot_to_install,
         } = ready;
         // The leader sends appends before its own write is durable (thesis §10.2.1).
-        for message in messages {
+        for message in coalesce_appends(messages, self.append_merge_bytes_max) {
             self.send_message(state, message);
         }
         let needs_persist = hard_state.is_some()

@@ -45,6 +45,7 @@
 
 mod api;
 mod apply;
+mod coalesce;
 mod event_loop;
 mod log_writer;
 mod state_machine;
