@@ -17,7 +17,20 @@
 //! ```
 //!
 //! Operations that time out (`Outcome::Unknown`) or never return may or may not have taken
-//! effect; the checker allows both. See [`checker`](check) for the algorithm and its limits.
+//! effect; the checker allows both. See [`check`] for the algorithm; its module docs give
+//! measured costs and limits.
+//!
+//! # Recording histories the checker can decide quickly
+//!
+//! - Give every write a distinct value with delimiters, such as `<client.seq>`: the checker
+//!   then proves from the reads which timed-out writes took effect and drops the rest. Values
+//!   that can occur inside one another (`1.2;` inside `11.2;`) or arise from two appends
+//!   weaken that.
+//! - Spread operations over several keys: each key is checked on its own.
+//! - Keep few operations in flight per key (up to about 10); the search grows exponentially
+//!   with concurrency.
+//! - Stamp events with a strictly increasing clock if events within one tick are ordered: a
+//!   return and a call carrying the same time count as concurrent, even for one client.
 #![forbid(unsafe_code)]
 
 mod checker;
