@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,11 @@ impl StateMachine for Counter {
 
 struct Cluster {
     nodes: Vec<Arc<Node>>,
-    leader: Arc<Node>,
+    /// Index in `nodes` of the node believed to lead; follows `NotLeader` hints, because a
+    /// loaded shared machine can delay heartbeats enough for an election.
+    leader: AtomicUsize,
+    /// Proposals whose outcome is unknown (timeout, leader lost): counted, not retried.
+    unknown_outcomes: AtomicU64,
     _dir: tempfile::TempDir,
 }
 
@@ -82,39 +87,56 @@ impl Cluster {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         let leader = loop {
-            if let Some(leader) = nodes.iter().find(|n| n.status().role == Role::Leader) {
-                break Arc::clone(leader);
+            if let Some(leader) = nodes.iter().position(|n| n.status().role == Role::Leader) {
+                break leader;
             }
             assert!(Instant::now() < deadline, "no leader elected");
             std::thread::sleep(Duration::from_millis(10));
         };
         Cluster {
             nodes,
-            leader,
+            leader: AtomicUsize::new(leader),
+            unknown_outcomes: AtomicU64::new(0),
             _dir: dir,
         }
     }
 
+    fn leader(&self) -> &Node {
+        &self.nodes[self.leader.load(Ordering::Relaxed)]
+    }
+
     fn propose(&self) {
-        // Bounded: retries only refusals that certainly did not apply, until it commits.
-        loop {
-            match self.leader.propose(vec![7u8; PAYLOAD_BYTES]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Bounded by the deadline: retries only refusals that certainly did not apply.
+        while Instant::now() < deadline {
+            match self.leader().propose(vec![7u8; PAYLOAD_BYTES]) {
                 Ok(_) => return,
                 Err(ProposeError::Backpressure) => std::thread::yield_now(),
+                Err(ProposeError::NotLeader { leader_hint }) => {
+                    match leader_hint.and_then(|id| self.nodes.iter().position(|n| n.id() == id)) {
+                        Some(i) => self.leader.store(i, Ordering::Relaxed),
+                        None => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                Err(ProposeError::Timeout | ProposeError::LeaderLost) => {
+                    self.unknown_outcomes.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 Err(e) => panic!("proposal failed: {e}"),
             }
         }
+        panic!("no proposal accepted for 30 s");
     }
 
     fn fsync_ratio(&self, since: (u64, u64)) -> f64 {
-        let writer = self.leader.status().writer;
-        let fsyncs = writer.fsyncs - since.0;
-        let entries = writer.entries_written - since.1;
+        let writer = self.leader().status().writer;
+        let fsyncs = writer.fsyncs.saturating_sub(since.0);
+        let entries = writer.entries_written.saturating_sub(since.1);
         fsyncs as f64 / entries.max(1) as f64
     }
 
     fn counters(&self) -> (u64, u64) {
-        let writer = self.leader.status().writer;
+        let writer = self.leader().status().writer;
         (writer.fsyncs, writer.entries_written)
     }
 }
@@ -183,7 +205,10 @@ fn bench_node(c: &mut Criterion) {
         );
     }
     group.finish();
-    drop(cluster.leader);
+    println!(
+        "node: proposals with unknown outcome (timeout or leader change): {}",
+        cluster.unknown_outcomes.load(Ordering::Relaxed)
+    );
     for node in cluster.nodes {
         if let Ok(node) = Arc::try_unwrap(node) {
             node.shutdown().expect("clean shutdown");

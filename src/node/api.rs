@@ -55,8 +55,8 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// A configuration with defaults for a LAN: 10 ms ticks, election timeout 15-30 ticks,
-    /// heartbeats every 3 ticks, 5 s client timeouts.
+    /// A configuration with defaults for a LAN: 10 ms ticks, election timeout 30-60 ticks,
+    /// heartbeats every 5 ticks, 5 s client timeouts.
     pub fn new(
         id: NodeId,
         cluster_id: u64,
@@ -64,8 +64,11 @@ impl NodeConfig {
         listen_addr: SocketAddr,
     ) -> Self {
         let mut raft = crate::raft::Config::new(id);
-        raft.election_timeout_ticks = 15;
-        raft.heartbeat_interval_ticks = 3;
+        // 300-600 ms elections and 50 ms heartbeats: a shared, loaded 2-core machine delays
+        // threads by tens of milliseconds, and a spurious election costs more than a slower
+        // failover.
+        raft.election_timeout_ticks = 30;
+        raft.heartbeat_interval_ticks = 5;
         raft.seed = cluster_id;
         NodeConfig {
             id,
