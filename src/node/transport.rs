@@ -592,3 +592,124 @@ fn drain_outbound(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), String> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Entry, EntryKind};
+    use mio::{Events, Poll};
+
+    fn append(index: u64, bytes: usize) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Append {
+                prev_log_index: index - 1,
+                prev_log_term: 1,
+                entries: vec![Entry {
+                    term: 1,
+                    index,
+                    kind: EntryKind::Normal,
+                    data: vec![0xAB; bytes],
+                }],
+                leader_commit: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_overtakes_queued_bulk_and_the_queue_is_bounded() {
+        const APPEND_BYTES: usize = 256 << 10;
+        const APPENDS: u64 = 80;
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut own = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        poll.registry()
+            .register(&mut own, LISTENER_TOKEN, Interest::READABLE)
+            .unwrap();
+        let peers: BTreeMap<NodeId, SocketAddr> = [
+            (1, own.local_addr().unwrap()),
+            (2, peer.local_addr().unwrap()),
+        ]
+        .into();
+        // A 1 MiB bound: of 80 appends of 256 KiB (20 MiB), the kernel's socket buffers take
+        // some while the peer is not reading, the queue four more, the rest are dropped.
+        let mut transport = Transport::new(1, 7, &peers, own, 1 << 20, 1 << 20);
+        transport.maintain(poll.registry(), Instant::now());
+        let (mut conn, _) = peer.accept().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut received = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while transport.connected_peers().is_empty() {
+            assert!(Instant::now() < deadline, "never connected");
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+        }
+        for index in 1..=APPENDS {
+            transport.send(poll.registry(), &append(index, APPEND_BYTES));
+        }
+        let heartbeat = Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Heartbeat {
+                commit: 0,
+                round: 9,
+            },
+        };
+        transport.send(poll.registry(), &heartbeat);
+        let dropped = transport.stats().messages_dropped;
+        assert!(dropped > 0, "the byte bound must drop some appends");
+        let queued = APPENDS - dropped;
+
+        // The peer reads frames in order and reports how many appends came before the heartbeat.
+        let reader = std::thread::spawn(move || {
+            let mut decoder = FrameDecoder::new(1 << 20);
+            let mut buf = vec![0u8; 64 << 10];
+            let mut appends_before = 0u64;
+            let mut handshake_seen = false;
+            loop {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "connection closed before the heartbeat");
+                let mut fed = 0;
+                while fed < n {
+                    fed += decoder.feed(&buf[fed..n]);
+                    while let Some((kind, payload)) = decoder.next_frame().unwrap() {
+                        if kind == FRAME_KIND_HANDSHAKE {
+                            let hs = decode_handshake(&payload).unwrap();
+                            assert_eq!((hs.cluster_id, hs.from, hs.to), (7, 1, 2));
+                            handshake_seen = true;
+                            continue;
+                        }
+                        assert!(handshake_seen, "the handshake must come first");
+                        match decode_message(&payload).unwrap().body {
+                            MessageBody::Heartbeat { round: 9, .. } => return appends_before,
+                            MessageBody::Append { .. } => appends_before += 1,
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                }
+            }
+        });
+        while !reader.is_finished() {
+            assert!(Instant::now() < deadline, "the heartbeat never arrived");
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+            transport.flush_all(poll.registry());
+        }
+        let appends_before = reader.join().unwrap();
+        // What the kernel took before the heartbeat was queued, plus one write batch, may
+        // precede it; the rest of the queue may not.
+        assert!(
+            appends_before < queued,
+            "heartbeat waited behind the whole bulk queue: {appends_before} of {queued} appends first"
+        );
+    }
+}
