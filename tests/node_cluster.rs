@@ -552,3 +552,64 @@ fn five_nodes_commit_with_two_down_and_the_two_catch_up() {
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }
+
+#[test]
+fn a_partitioned_leader_serves_no_stale_read_and_rejoins_after_healing() {
+    let done = watchdog("partitioned_leader", Duration::from_secs(120));
+    let mut cluster = Cluster::new(3, 100_000);
+    let old_leader = cluster.leader(Duration::from_secs(10));
+    for value in 0..50u64 {
+        assert!(cluster.propose(value, Duration::from_secs(5)));
+    }
+    cluster.nodes[&old_leader].set_isolated(true);
+    let majority: BTreeMap<u64, Arc<Node>> = cluster
+        .nodes
+        .iter()
+        .filter(|(id, _)| **id != old_leader)
+        .map(|(id, n)| (*id, Arc::clone(n)))
+        .collect();
+    wait_until(
+        "the majority elects a new leader",
+        Duration::from_secs(10),
+        || majority.values().any(|n| n.status().role == Role::Leader),
+    );
+    for value in 50..100u64 {
+        assert!(
+            propose_on(&majority, value, Duration::from_secs(10)),
+            "the majority side must commit {value}"
+        );
+    }
+    // The old leader cannot confirm its leadership: a read there must fail, never return a
+    // state without the majority's writes.
+    match cluster.nodes[&old_leader].read(Vec::new()) {
+        Err(_) => {}
+        Ok(bytes) => {
+            let state = decode(&bytes);
+            assert!(
+                state.len() >= 100,
+                "stale read on the partitioned old leader: {} values",
+                state.len()
+            );
+        }
+    }
+    assert!(
+        cluster.nodes[&old_leader]
+            .propose(1_000u64.to_le_bytes().to_vec())
+            .is_err(),
+        "a partitioned node must not acknowledge a proposal"
+    );
+    cluster.nodes[&old_leader].set_isolated(false);
+    let reference = cluster.read_all(*majority.keys().next().unwrap());
+    assert!(
+        !reference.contains(&1_000),
+        "the isolated proposal committed"
+    );
+    drop(majority);
+    wait_until("the old leader catches up", Duration::from_secs(20), || {
+        let status = cluster.nodes[&old_leader].status();
+        status.role != Role::Leader && status.applied >= reference.len() as u64
+    });
+    assert_eq!(cluster.read_all(old_leader), reference);
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}

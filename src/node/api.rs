@@ -214,6 +214,8 @@ pub enum Request {
         /// Where the answer goes.
         reply: SyncSender<Result<Vec<u8>, ReadError>>,
     },
+    /// Test hook: drop every peer message in and out (a network partition of this node).
+    SetIsolated(bool),
 }
 
 /// Where a node stands, published by the loop after every iteration.
@@ -445,6 +447,15 @@ impl Node {
             // The loop dropped the request: expired or shutting down.
             Err(RecvTimeoutError::Disconnected) => Err(ReadError::Timeout),
         }
+    }
+
+    /// Test hook: cut this node off from its peers (every peer message in and out is dropped)
+    /// or reconnect it, to test partitions without touching the network.
+    #[doc(hidden)]
+    pub fn set_isolated(&self, isolated: bool) {
+        // Blocking send: the inbox is bounded and this is a test-only, rare request.
+        let _ = self.inbox.send(Request::SetIsolated(isolated));
+        let _ = self.waker.wake();
     }
 
     /// Where the node stands (as of the loop's latest iteration).

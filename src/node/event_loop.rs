@@ -96,6 +96,8 @@ struct State {
     /// A leader's write has been pending past `disk_stall_timeout`: it sends nothing, so it
     /// stops renewing its leadership and the others elect a leader with a working disk.
     disk_stalled: bool,
+    /// Test hook: a simulated partition; every peer message in and out is dropped.
+    isolated: bool,
     last_error: Option<String>,
     raw_snapshot: Option<RawSnapshotFile>,
     last_role: (Role, Option<u64>, u64),
@@ -121,6 +123,7 @@ impl EventLoop {
             next_read_ctx: 1,
             participating: true,
             disk_stalled: false,
+            isolated: false,
             last_error: None,
             raw_snapshot: None,
             last_role: (Role::Follower, None, 0),
@@ -154,7 +157,7 @@ impl EventLoop {
             let now = Instant::now();
             self.transport.maintain(self.poll.registry(), now);
             self.check_failures(&mut state);
-            if state.participating {
+            if state.participating && !state.isolated {
                 for message in state.received.drain(..) {
                     self.core.step(message);
                 }
@@ -281,6 +284,10 @@ impl EventLoop {
             match request {
                 Request::Propose { data, reply } => self.propose(state, data, reply),
                 Request::Read { query, reply } => self.read(state, query, reply),
+                Request::SetIsolated(isolated) => {
+                    log::warn!("node {}: isolated from peers: {isolated}", self.core.id());
+                    state.isolated = isolated;
+                }
             }
         }
     }
@@ -511,7 +518,7 @@ impl EventLoop {
     }
 
     fn send_message(&mut self, state: &mut State, mut message: Message) {
-        if !state.participating || state.disk_stalled {
+        if !state.participating || state.disk_stalled || state.isolated {
             return;
         }
         if let MessageBody::InstallSnapshot {
