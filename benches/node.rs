@@ -5,6 +5,7 @@
 //!   run of `LATENCY_SAMPLES` proposals are printed, because criterion reports means.
 //! - `node/throughput/{1,16,256}`: that many threads proposing 256 B commands concurrently;
 //!   criterion reports commits per second.
+//! - `node/pipelined/256`: 256 proposals in flight from 4 threads through `Node::submit`.
 //!
 //! After each group the leader's fsyncs per committed entry are printed (one fsync per round
 //! of the log writer; below 1.0 means rounds batch several entries).
@@ -23,6 +24,8 @@ use ketch::raft::Role;
 
 const PAYLOAD_BYTES: usize = 256;
 const LATENCY_SAMPLES: usize = 2000;
+const PIPELINE_THREADS: u64 = 4;
+const PIPELINE_DEPTH: usize = 64;
 
 /// Counts commands; the cheapest state machine, so the figures are the runtime's.
 #[derive(Default)]
@@ -128,6 +131,27 @@ impl Cluster {
         panic!("no proposal accepted for 30 s");
     }
 
+    /// Proposes `count` commands keeping `PIPELINE_DEPTH` in flight; refusals and unknown
+    /// outcomes are counted, not retried (the leader is stable in this benchmark).
+    fn pipeline(&self, count: u64) {
+        let mut in_flight = std::collections::VecDeque::with_capacity(PIPELINE_DEPTH);
+        for _ in 0..count {
+            if in_flight.len() == PIPELINE_DEPTH {
+                self.settle(in_flight.pop_front());
+            }
+            in_flight.push_back(self.leader().submit(vec![7u8; PAYLOAD_BYTES]));
+        }
+        for proposal in in_flight {
+            self.settle(Some(proposal));
+        }
+    }
+
+    fn settle(&self, proposal: Option<ketch::node::Proposal>) {
+        if let Some(Err(_)) = proposal.map(|p| p.wait()) {
+            self.unknown_outcomes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn fsync_ratio(&self, since: (u64, u64)) -> f64 {
         let writer = self.leader().status().writer;
         let fsyncs = writer.fsyncs.saturating_sub(since.0);
@@ -204,9 +228,30 @@ fn bench_node(c: &mut Criterion) {
             cluster.fsync_ratio(since)
         );
     }
+    // 256 proposals in flight from 4 threads (64 each) through `Node::submit`: the same
+    // concurrency as 256 blocking proposers without 256 threads' context switches.
+    let since = cluster.counters();
+    group.bench_function("pipelined/256", |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(PIPELINE_THREADS);
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..PIPELINE_THREADS {
+                    scope.spawn(|| cluster.pipeline(per_thread));
+                }
+            });
+            start
+                .elapsed()
+                .mul_f64(iters as f64 / (per_thread * PIPELINE_THREADS) as f64)
+        });
+    });
+    println!(
+        "node/pipelined/256: leader fsyncs per committed entry {:.3}",
+        cluster.fsync_ratio(since)
+    );
     group.finish();
     println!(
-        "node: proposals with unknown outcome (timeout or leader change): {}",
+        "node: proposals refused or with unknown outcome (timeout, leader change): {}",
         cluster.unknown_outcomes.load(Ordering::Relaxed)
     );
     for node in cluster.nodes {

@@ -5,10 +5,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Interest, Poll, Waker};
 
@@ -255,6 +255,30 @@ pub struct NodeStatus {
     pub listen_addr: SocketAddr,
 }
 
+/// A proposal in flight, from [`Node::submit`].
+#[derive(Debug)]
+pub struct Proposal {
+    result: Receiver<Result<Vec<u8>, ProposeError>>,
+    /// Set when the proposal never reached the loop.
+    refused: Option<ProposeError>,
+    deadline: Instant,
+}
+
+impl Proposal {
+    /// Waits for the result until the node's propose timeout (counted from submission).
+    pub fn wait(self) -> Result<Vec<u8>, ProposeError> {
+        if let Some(error) = self.refused {
+            return Err(error);
+        }
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        match self.result.recv_timeout(timeout) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(ProposeError::ShuttingDown),
+        }
+    }
+}
+
 /// A running node: an event loop, a log writer and an apply thread.
 pub struct Node {
     id: NodeId,
@@ -412,22 +436,31 @@ impl Node {
     }
 
     /// Proposes `command` and waits (up to the configured timeout) for the state machine's
-    /// result on this node.
+    /// result on this node. Same as `self.submit(command).wait()`.
     pub fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
+        self.submit(command).wait()
+    }
+
+    /// Proposes `command` without waiting: the returned [`Proposal`] resolves to the result.
+    /// One thread can keep many proposals in flight this way (pipelining) instead of one
+    /// thread per outstanding proposal.
+    pub fn submit(&self, command: Vec<u8>) -> Proposal {
         let (reply, result) = sync_channel(1);
-        match self.inbox.try_send(Request::Propose {
+        let refused = match self.inbox.try_send(Request::Propose {
             data: command,
             reply,
         }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(ProposeError::Backpressure),
-            Err(TrySendError::Disconnected(_)) => return Err(ProposeError::ShuttingDown),
-        }
-        let _ = self.waker.wake();
-        match result.recv_timeout(self.propose_timeout) {
-            Ok(answer) => answer,
-            Err(RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => Err(ProposeError::ShuttingDown),
+            Ok(()) => {
+                let _ = self.waker.wake();
+                None
+            }
+            Err(TrySendError::Full(_)) => Some(ProposeError::Backpressure),
+            Err(TrySendError::Disconnected(_)) => Some(ProposeError::ShuttingDown),
+        };
+        Proposal {
+            result,
+            refused,
+            deadline: Instant::now() + self.propose_timeout,
         }
     }
 

@@ -52,7 +52,9 @@ mod state_machine;
 pub mod storage;
 mod transport;
 
-pub use api::{Node, NodeConfig, NodeError, NodeStatus, ProposeError, ReadError, Request};
+pub use api::{
+    Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError, Request,
+};
 pub use log_writer::WriterStats;
 pub use state_machine::StateMachine;
 pub use transport::TransportStats;
