@@ -56,7 +56,8 @@ pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
     println!(
         "scenario {scenario}: {} seeds, {} simulated ticks, {} client ops ({} answered), {} messages, \
          {} leader terms, {} crashes ({} torn writes), {} truncations, {} snapshots installed, \
-         {} check-quorum step-downs, {} inconsistent messages rejected",
+         {} check-quorum step-downs, {} inconsistent messages rejected, {} linearizability checks \
+         gave up",
         seeds.len(),
         total.steps / crate::cluster::STEPS_PER_TICK,
         total.ops_invoked,
@@ -68,7 +69,15 @@ pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
         total.truncations,
         total.snapshots_installed,
         total.check_quorum_step_downs,
-        total.inconsistent_messages
+        total.inconsistent_messages,
+        total.linearizability_unknown
+    );
+    // A checker that gives up is not a checker: at most one run in ten may go unchecked.
+    assert!(
+        total.linearizability_unknown * 10 <= seeds.len() as u64,
+        "scenario {scenario}: the linearizability check gave up on {} of {} seeds",
+        total.linearizability_unknown,
+        seeds.len()
     );
 }
 
