@@ -613,3 +613,87 @@ fn a_partitioned_leader_serves_no_stale_read_and_rejoins_after_healing() {
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }
+
+/// Not a test of its own: when `KETCH_CHILD_NODE` is set, this process is a node started by
+/// `a_follower_killed_with_sigkill_recovers_from_its_directory` (the test binary re-executes
+/// itself filtered to this function), and it runs until killed. Without the variable it
+/// returns at once.
+#[test]
+fn child_node_process() {
+    let Ok(spec) = std::env::var("KETCH_CHILD_NODE") else {
+        return;
+    };
+    // spec: "<id>;<dir>;<id>=<addr>,<id>=<addr>,..."
+    let mut parts = spec.split(';');
+    let id: u64 = parts.next().unwrap().parse().unwrap();
+    let dir = PathBuf::from(parts.next().unwrap());
+    let addrs: BTreeMap<u64, SocketAddr> = parts
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|pair| {
+            let (id, addr) = pair.split_once('=').unwrap();
+            (id.parse().unwrap(), addr.parse().unwrap())
+        })
+        .collect();
+    let config = NodeConfig::new(id, 7, addrs.clone(), addrs[&id]);
+    let _node = Node::start(config, &dir, Sequence::default()).unwrap();
+    // Bounded by the parent: it kills this process; the limit only guards against orphans.
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+#[test]
+fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
+    let done = watchdog("sigkill_follower", Duration::from_secs(120));
+    let mut cluster = Cluster::new(3, 100_000);
+    // Node 3 runs in a child process instead of in this one.
+    cluster.stop(3);
+    let spec = format!(
+        "3;{};{}",
+        cluster.dirs[&3].display(),
+        cluster
+            .addrs
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_node_process", "--exact", "--nocapture"])
+        .env("KETCH_CHILD_NODE", spec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let leader = cluster.leader(Duration::from_secs(10));
+    let mut acked = Vec::new();
+    for value in 0..300u64 {
+        if value == 200 {
+            // The child really replicated before it dies.
+            wait_until("the child replicates", Duration::from_secs(10), || {
+                let status = cluster.nodes[&leader].status();
+                status
+                    .progress
+                    .get(&3)
+                    .is_some_and(|p| p.match_index >= 150)
+            });
+            // SIGKILL mid-stream: no shutdown, whatever was not fsynced is lost.
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        assert!(
+            cluster.propose(value, Duration::from_secs(5)),
+            "the leader {leader} with one follower left must commit {value}"
+        );
+        acked.push(value);
+    }
+    cluster.start(3);
+    wait_until(
+        "node 3 catches up after SIGKILL",
+        Duration::from_secs(20),
+        || cluster.nodes[&3].status().applied >= cluster.nodes[&leader].status().commit,
+    );
+    assert_eq!(cluster.read_all(3), acked);
+    assert_eq!(cluster.read_all(leader), acked);
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
