@@ -642,6 +642,16 @@ fn child_node_process() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
+/// Kills and reaps the child on every path, panics included, so no process outlives the test.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
     let done = watchdog("sigkill_follower", Duration::from_secs(120));
@@ -658,12 +668,14 @@ fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["child_node_process", "--exact", "--nocapture"])
-        .env("KETCH_CHILD_NODE", spec)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["child_node_process", "--exact", "--nocapture"])
+            .env("KETCH_CHILD_NODE", spec)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let leader = cluster.leader(Duration::from_secs(10));
     let mut acked = Vec::new();
     for value in 0..300u64 {
@@ -677,8 +689,8 @@ fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
                     .is_some_and(|p| p.match_index >= 150)
             });
             // SIGKILL mid-stream: no shutdown, whatever was not fsynced is lost.
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.0.kill().unwrap();
+            child.0.wait().unwrap();
         }
         assert!(
             cluster.propose(value, Duration::from_secs(5)),
