@@ -658,6 +658,10 @@ fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
     let mut cluster = Cluster::new(3, 100_000);
     // Node 3 runs in a child process instead of in this one.
     cluster.stop(3);
+    // Elect the leader among the in-process nodes before the child starts: the helpers here see
+    // only in-process nodes, and with pre-vote and check-quorum the child, hearing a leader,
+    // cannot take over.
+    let leader = cluster.leader(Duration::from_secs(10));
     let spec = format!(
         "3;{};{}",
         cluster.dirs[&3].display(),
@@ -676,7 +680,6 @@ fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
             .spawn()
             .unwrap(),
     );
-    let leader = cluster.leader(Duration::from_secs(10));
     let mut acked = Vec::new();
     for value in 0..300u64 {
         if value == 200 {
