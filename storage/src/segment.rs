@@ -50,7 +50,7 @@ use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
 
 use crate::record::{self, RecordKind, FRAME_HEADER_BYTES};
-use crate::{Entry, Error, HardState, Result};
+use crate::{Error, HardState, Result};
 
 /// Size of the segment header.
 pub const HEADER_BYTES: u64 = 128;
@@ -337,17 +337,6 @@ impl Segment {
             let keep = (index - self.own_first).min(self.offsets.len() as u64);
             self.offsets.truncate(keep as usize);
         }
-    }
-
-    /// Reads the live entries `lo..hi`, which must all be stored here, into `out`.
-    pub fn read_entries(&self, lo: u64, hi: u64, out: &mut Vec<Entry>) -> Result<()> {
-        self.visit_entries(lo, hi, &mut |index, term, data| {
-            out.push(Entry {
-                index,
-                term,
-                data: data.to_vec(),
-            })
-        })
     }
 
     /// Calls `visit(index, term, data)` for the live entries `lo..hi`, which must all be stored

@@ -508,25 +508,15 @@ impl Wal {
 
     /// Reads entries `range.start .. range.end`, verifying each one's checksum.
     pub fn entries(&self, range: Range<u64>) -> Result<Vec<Entry>> {
-        self.check_readable()?;
-        let (lo, hi) = (range.start, range.end);
-        if lo > hi || lo < self.first_index || hi > self.last_index + 1 {
-            return Err(Error::OutOfRange {
-                lo,
-                hi,
-                first_index: self.first_index,
-                last_index: self.last_index,
-            });
-        }
-        let mut out = Vec::with_capacity((hi - lo) as usize);
-        let mut next = lo;
-        while next < hi {
-            let segment = self.segment_holding(next);
-            let end = hi.min(segment.own_last() + 1);
-            segment.read_entries(next, end, &mut out)?;
-            next = end;
-        }
-        debug_assert_eq!(out.len() as u64, hi - lo);
+        let mut out =
+            Vec::with_capacity(range.end.saturating_sub(range.start).min(1 << 16) as usize);
+        self.for_each_entry(range, |index, term, data| {
+            out.push(Entry {
+                index,
+                term,
+                data: data.to_vec(),
+            })
+        })?;
         Ok(out)
     }
 
