@@ -5,13 +5,16 @@
 //!
 //! `KETCH_INSTALL_ROUNDS` sets the number of kill rounds (default 20); `KETCH_INSTALL_SEED` replays.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ketch_storage::snapshot::{SnapshotOptions, SnapshotStore};
 use ketch_storage::{Entry, Options, Wal};
+
+mod support;
+
+use support::Rng;
 
 const CHILD_DIR_VAR: &str = "KETCH_INSTALL_CHILD_DIR";
 const CHILD_SEED_VAR: &str = "KETCH_INSTALL_CHILD_SEED";
@@ -37,19 +40,6 @@ fn snapshot_content(index: u64, term: u64) -> Vec<u8> {
         content.extend_from_slice(format!("key{i:05}={index}:{term};").as_bytes());
     }
     content
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// What a node does when it starts: the newest valid snapshot wins, and the log is brought in line
@@ -89,7 +79,7 @@ fn install_child() {
         return;
     };
     let seed: u64 = std::env::var(CHILD_SEED_VAR).unwrap().parse().unwrap();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let dir = Path::new(&dir);
     let (mut wal, latest) = restart(dir);
     let store = SnapshotStore::open(dir, SnapshotOptions::default()).unwrap();
@@ -142,45 +132,22 @@ fn sigkill_during_snapshot_install_leaves_a_consistent_directory() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed: u64 = std::env::var("KETCH_INSTALL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = support::seed_from_env("KETCH_INSTALL_SEED");
     eprintln!("seed {seed} (replay: KETCH_INSTALL_SEED={seed} cargo test -p ketch-storage --test snapshot_install)");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut installs = 0;
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "install_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR_VAR, dir.path())
-            .env(CHILD_SEED_VAR, rng.next().to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| line.split_once("KETCH ").map(|(_, rest)| rest.to_string()))
-                .collect::<Vec<_>>()
-        });
-        std::thread::sleep(Duration::from_millis(30 + rng.below(250)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        let child_seed = rng.next().to_string();
+        let kill_after = Duration::from_millis(30 + rng.below(250));
+        let lines = support::run_child_and_kill(
+            "install_child",
+            &[
+                (CHILD_DIR_VAR, dir.path().display().to_string()),
+                (CHILD_SEED_VAR, child_seed),
+            ],
+            kill_after,
+        );
         installs += lines
             .iter()
             .filter(|l| l.starts_with('M') || l.starts_with('R'))

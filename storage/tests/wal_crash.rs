@@ -8,12 +8,14 @@
 //! `KETCH_CRASH_ROUNDS` sets the number of kill rounds (default 24); `KETCH_CRASH_SEED` replays one
 //! seed.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ketch_storage::{Entry, Options, Wal};
+
+mod support;
+
+use support::Rng;
 
 const CHILD_DIR_VAR: &str = "KETCH_WAL_CRASH_CHILD_DIR";
 const CHILD_SEED_VAR: &str = "KETCH_WAL_CRASH_CHILD_SEED";
@@ -32,19 +34,6 @@ fn data_for(index: u64, term: u64) -> Vec<u8> {
         .collect()
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The child: runs only when the parent re-executes this test binary with the variables set.
 #[test]
 fn crash_child() {
@@ -52,7 +41,7 @@ fn crash_child() {
         return;
     };
     let seed: u64 = std::env::var(CHILD_SEED_VAR).unwrap().parse().unwrap();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut wal = Wal::open(&dir, options()).unwrap();
     let mut term = wal
         .entries(wal.last_index().max(wal.first_index())..wal.last_index() + 1)
@@ -160,17 +149,9 @@ fn sigkill_never_loses_synced_entries_or_resurrects_truncated_ones() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(24);
-    let seed: u64 = std::env::var("KETCH_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = support::seed_from_env("KETCH_CRASH_SEED");
     eprintln!("crash test seed {seed} (replay: KETCH_CRASH_SEED={seed} cargo test -p ketch-storage --test wal_crash)");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let log_dir = dir.path().join("log");
     let mut state = State {
@@ -184,31 +165,16 @@ fn sigkill_never_loses_synced_entries_or_resurrects_truncated_ones() {
             eprintln!("stopping after {round} rounds: time budget spent");
             break;
         }
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR_VAR, &log_dir)
-            .env(CHILD_SEED_VAR, rng.next().to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let child_seed = rng.next().to_string();
         let kill_after = Duration::from_millis(20 + rng.below(200));
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // The test harness prints "test crash_child ... " before the first line.
-                if let Some((_, rest)) = line.split_once("KETCH ") {
-                    lines.push(rest.to_string());
-                }
-            }
-            lines
-        });
-        std::thread::sleep(kill_after);
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        let lines = support::run_child_and_kill(
+            "crash_child",
+            &[
+                (CHILD_DIR_VAR, log_dir.display().to_string()),
+                (CHILD_SEED_VAR, child_seed),
+            ],
+            kill_after,
+        );
         let Some(open_line) = lines.first() else {
             continue; // killed before it opened: nothing changed
         };
