@@ -3,6 +3,7 @@
 
 pub mod history;
 pub mod inspect;
+pub mod kv;
 pub mod node;
 pub mod raft;
 pub mod wire;
