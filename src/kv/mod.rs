@@ -4,12 +4,18 @@
 //! - [`resp`] is the RESP2 codec (requests, replies, both directions);
 //! - [`command`] the replicated write-batch encoding and the query-batch encoding;
 //! - [`session`] the client sessions (Raft thesis §6.3): dedup, expiry, bounds;
-//! - [`state_machine`] the [`KvStateMachine`].
+//! - [`state_machine`] the [`KvStateMachine`];
+//! - [`server`] the RESP server: commands, `KETCH.WRITE` (explicit sessions), the error rule;
+//! - [`service`] the [`KvService`] that starts a node and its server together.
 
 pub mod command;
 pub mod resp;
+pub mod server;
+pub mod service;
 pub mod session;
 pub mod state_machine;
 
+pub use server::{Server, ServerConfig};
+pub use service::{KvService, ServiceConfig, ServiceError};
 pub use session::{SessionConfig, SessionId};
 pub use state_machine::KvStateMachine;

@@ -1,0 +1,163 @@
+//! [`KvService`]: a node running the [`KvStateMachine`] plus its RESP server, started and
+//! stopped as one. This is what `ketch serve` runs.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use ketch::kv::{KvService, ServiceConfig};
+//! use ketch::node::NodeConfig;
+//!
+//! let peers = BTreeMap::from([(1, "127.0.0.1:7001".parse().unwrap())]);
+//! let node = NodeConfig::new(1, 42, peers, "127.0.0.1:7001".parse().unwrap());
+//! let service = KvService::start(ServiceConfig::new(
+//!     node,
+//!     "./data-1",
+//!     "127.0.0.1:6379".parse().unwrap(),
+//! ))
+//! .unwrap();
+//! println!("RESP on {}", service.client_addr());
+//! service.shutdown().unwrap();
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::server::{Server, ServerConfig};
+use super::session::SessionConfig;
+use super::state_machine::KvStateMachine;
+use crate::node::{Node, NodeConfig, NodeError};
+
+/// Everything a key-value node needs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The Raft node (id, peers, timeouts...).
+    pub node: NodeConfig,
+    /// Where the node keeps its log and snapshots.
+    pub data_dir: PathBuf,
+    /// Where RESP clients connect (port 0: any free port, see [`KvService::client_addr`]).
+    pub client_addr: SocketAddr,
+    /// Session bounds; must be the same on every node of the cluster.
+    pub sessions: SessionConfig,
+    /// RESP server limits and tuning.
+    pub server: ServerConfig,
+}
+
+impl ServiceConfig {
+    /// A configuration with default session and server settings.
+    pub fn new(node: NodeConfig, data_dir: impl Into<PathBuf>, client_addr: SocketAddr) -> Self {
+        ServiceConfig {
+            node,
+            data_dir: data_dir.into(),
+            client_addr,
+            sessions: SessionConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// Why the service could not start or stopped badly.
+#[derive(Debug)]
+pub enum ServiceError {
+    /// The client address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The node failed to start or to stop.
+    Node(NodeError),
+    /// The RESP server failed.
+    Server(std::io::Error),
+    /// Both the server and the node failed while stopping.
+    Both {
+        /// The server's error.
+        server: std::io::Error,
+        /// The node's error.
+        node: NodeError,
+    },
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceError::Bind { addr, error } => {
+                write!(f, "cannot listen for clients on {addr}: {error}")
+            }
+            ServiceError::Node(e) => write!(f, "{e}"),
+            ServiceError::Server(e) => write!(f, "RESP server: {e}"),
+            ServiceError::Both { server, node } => write!(f, "RESP server: {server}; node: {node}"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+/// A running key-value node: a [`Node`] with a [`KvStateMachine`] and a RESP server.
+#[derive(Debug)]
+pub struct KvService {
+    node: Arc<Node>,
+    server: Server,
+}
+
+impl KvService {
+    /// Binds the client address, starts the node (recovering from `data_dir`) and then the
+    /// RESP server.
+    pub fn start(config: ServiceConfig) -> Result<KvService, ServiceError> {
+        let listener = std::net::TcpListener::bind(config.client_addr).map_err(|error| {
+            ServiceError::Bind {
+                addr: config.client_addr,
+                error,
+            }
+        })?;
+        let members = config.node.peers.keys().copied().collect();
+        let node = Node::start(
+            config.node,
+            &config.data_dir,
+            KvStateMachine::new(config.sessions),
+        )
+        .map_err(ServiceError::Node)?;
+        let node = Arc::new(node);
+        let server = match Server::start(Arc::clone(&node), listener, members, config.server) {
+            Ok(server) => server,
+            Err(e) => {
+                if let Ok(node) = Arc::try_unwrap(node) {
+                    let _ = node.shutdown();
+                }
+                return Err(ServiceError::Server(e));
+            }
+        };
+        Ok(KvService { node, server })
+    }
+
+    /// The address RESP clients connect to.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The node (for [`Node::status`]).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Stops the RESP server (closing client connections), then the node. Returns every
+    /// failure.
+    pub fn shutdown(self) -> Result<(), ServiceError> {
+        let KvService { node, server } = self;
+        let server_result = server.shutdown();
+        // The server thread held the only other reference; it has been joined.
+        let node_result = match Arc::try_unwrap(node) {
+            Ok(node) => node.shutdown(),
+            Err(_) => Err(NodeError::Threads(vec![
+                "the node is still referenced after the RESP server stopped".to_string(),
+            ])),
+        };
+        match (server_result, node_result) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(server), Ok(())) => Err(ServiceError::Server(server)),
+            (Ok(()), Err(node)) => Err(ServiceError::Node(node)),
+            (Err(server), Err(node)) => Err(ServiceError::Both { server, node }),
+        }
+    }
+}

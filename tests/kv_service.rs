@@ -1,0 +1,524 @@
+//! Three-node key-value clusters (`KvService`) in one process, spoken to over RESP2 with plain
+//! `std::net::TcpStream`s: every reply is checked byte for byte.
+//!
+//! Reproduce one test with `cargo test --release --test kv_service <name> -- --nocapture`.
+//! `cargo test --release --test kv_service redis_benchmark -- --ignored --nocapture` runs
+//! `redis-benchmark` against an in-process cluster and prints its report (no assertion on
+//! speed).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ketch::kv::resp::{encode_request, Limits, Reply, ReplyParser};
+use ketch::kv::{KvService, ServiceConfig, SessionId};
+use ketch::node::NodeConfig;
+use ketch::raft::Role;
+
+fn watchdog(name: &'static str, limit: Duration) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("watchdog: test {name} ran past {limit:?}; aborting");
+        std::process::exit(101);
+    });
+    done
+}
+
+struct KvCluster {
+    services: BTreeMap<u64, KvService>,
+    _root: tempfile::TempDir,
+}
+
+impl KvCluster {
+    fn start(size: u64, tweak: impl Fn(&mut ServiceConfig)) -> KvCluster {
+        let root = tempfile::tempdir().unwrap();
+        let listeners: Vec<_> = (0..size)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let peers: BTreeMap<u64, SocketAddr> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
+            .collect();
+        drop(listeners);
+        let mut services = BTreeMap::new();
+        for (&id, &addr) in &peers {
+            let node = NodeConfig::new(id, 11, peers.clone(), addr);
+            let mut config = ServiceConfig::new(
+                node,
+                root.path().join(format!("node-{id}")),
+                "127.0.0.1:0".parse().unwrap(),
+            );
+            tweak(&mut config);
+            services.insert(id, KvService::start(config).unwrap());
+        }
+        let cluster = KvCluster {
+            services,
+            _root: root,
+        };
+        cluster.leader();
+        cluster
+    }
+
+    /// Waits until every node knows the same leader, and returns it.
+    fn leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let statuses: Vec<_> = self.services.values().map(|s| s.node().status()).collect();
+            let leaders: Vec<_> = statuses
+                .iter()
+                .filter(|s| s.role == Role::Leader)
+                .map(|s| s.id)
+                .collect();
+            if let [leader] = leaders[..] {
+                if statuses.iter().all(|s| s.leader == Some(leader)) {
+                    return leader;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {statuses:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn follower(&self) -> u64 {
+        let leader = self.leader();
+        *self.services.keys().find(|&&id| id != leader).unwrap()
+    }
+
+    fn connect(&self, id: u64) -> Client {
+        Client::connect(self.services[&id].client_addr())
+    }
+
+    fn shutdown(self) {
+        for (id, service) in self.services {
+            service
+                .shutdown()
+                .unwrap_or_else(|e| panic!("node {id}: {e}"));
+        }
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    parser: ReplyParser,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buffer: Vec::new(),
+            parser: ReplyParser::new(Limits::default()),
+        }
+    }
+
+    fn send(&mut self, args: &[&[u8]]) {
+        let mut bytes = Vec::new();
+        encode_request(&mut bytes, args);
+        self.stream.write_all(&bytes).unwrap();
+    }
+
+    /// The next reply, as the exact bytes received.
+    fn reply_bytes(&mut self) -> Vec<u8> {
+        loop {
+            if let Some((_, used)) = self.parser.parse(&self.buffer).unwrap() {
+                return self.buffer.drain(..used).collect();
+            }
+            let mut chunk = [0u8; 16 << 10];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("reply within the timeout");
+            assert!(n > 0, "connection closed while waiting for a reply");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn reply(&mut self) -> Reply {
+        let bytes = self.reply_bytes();
+        self.parser.parse(&bytes).unwrap().unwrap().0
+    }
+
+    /// Sends a command and returns its reply as text (exact bytes, lossy UTF-8).
+    fn call(&mut self, words: &[&str]) -> String {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        self.send(&args);
+        String::from_utf8_lossy(&self.reply_bytes()).into_owned()
+    }
+
+    /// Like `call`, retrying while the answer is `-TRYAGAIN` (certainly not applied).
+    fn call_retrying(&mut self, words: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = self.call(words);
+            if !answer.starts_with("-TRYAGAIN") || Instant::now() > deadline {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Reads until the server closes the connection; returns what arrived before.
+    fn read_to_close(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buffer);
+        self.stream
+            .read_to_end(&mut rest)
+            .expect("server closes within the timeout");
+        rest
+    }
+}
+
+#[test]
+fn every_command_replies_with_redis_bytes_on_leader_and_follower() {
+    let done = watchdog("every_command", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    for (round, id) in [leader, follower].into_iter().enumerate() {
+        let mut c = cluster.connect(id);
+        let k = |name: &str| format!("{name}-{round}");
+        let (key, counter, list) = (k("key"), k("counter"), k("appended"));
+        assert_eq!(c.call(&["PING"]), "+PONG\r\n");
+        assert_eq!(c.call(&["ping", "hi"]), "$2\r\nhi\r\n");
+        assert_eq!(c.call(&["ECHO", "a\r\nb"]), "$4\r\na\r\nb\r\n");
+        assert_eq!(c.call(&["GET", &key]), "$-1\r\n");
+        assert_eq!(c.call_retrying(&["SET", &key, "v1"]), "+OK\r\n");
+        assert_eq!(c.call(&["GET", &key]), "$2\r\nv1\r\n");
+        assert_eq!(c.call(&["SET", &key, "v2", "NX"]), "$-1\r\n");
+        assert_eq!(c.call(&["SET", &key, "v2", "xx"]), "+OK\r\n");
+        assert_eq!(c.call(&["SET", &k("absent"), "v", "XX"]), "$-1\r\n");
+        assert_eq!(
+            c.call(&["SET", &key, "v", "NX", "XX"]),
+            "-ERR syntax error\r\n"
+        );
+        assert!(c
+            .call(&["SET", &key, "v", "EX", "1"])
+            .starts_with("-ERR key expiry"));
+        assert_eq!(c.call(&["GET", &key]), "$2\r\nv2\r\n");
+        assert_eq!(c.call(&["APPEND", &list, "ab"]), ":2\r\n");
+        assert_eq!(c.call(&["APPEND", &list, "cde"]), ":5\r\n");
+        assert_eq!(c.call(&["GET", &list]), "$5\r\nabcde\r\n");
+        assert_eq!(c.call(&["INCR", &counter]), ":1\r\n");
+        assert_eq!(c.call(&["INCRBY", &counter, "41"]), ":42\r\n");
+        assert_eq!(c.call(&["DECR", &counter]), ":41\r\n");
+        assert_eq!(c.call(&["DECRBY", &counter, "-9"]), ":50\r\n");
+        assert_eq!(
+            c.call(&["INCR", &list]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            c.call(&["INCRBY", &counter, "1.5"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(c.call(&["MSET", &k("m1"), "1", &k("m2"), "2"]), "+OK\r\n");
+        assert_eq!(
+            c.call(&["MGET", &k("m1"), &k("none"), &k("m2")]),
+            "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(
+            c.call(&["EXISTS", &k("m1"), &k("m1"), &k("none")]),
+            ":2\r\n"
+        );
+        assert_eq!(c.call(&["DEL", &k("m1"), &k("m2"), &k("none")]), ":2\r\n");
+        // key, appended, counter per round.
+        assert_eq!(c.call(&["DBSIZE"]), format!(":{}\r\n", 3 * (round + 1)));
+        assert_eq!(
+            c.call(&["GETX", "a", "b"]),
+            "-ERR unknown command 'GETX', with args beginning with: 'a' 'b' \r\n"
+        );
+        assert_eq!(
+            c.call(&["GET"]),
+            "-ERR wrong number of arguments for 'get' command\r\n"
+        );
+        assert_eq!(
+            c.call(&["MSET", "a"]),
+            "-ERR wrong number of arguments for 'mset' command\r\n"
+        );
+        assert_eq!(c.call(&["COMMAND", "DOCS"]), "*0\r\n");
+        assert_eq!(
+            c.call(&["CONFIG", "GET", "appendonly"]),
+            "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
+        );
+        assert_eq!(c.call(&["CONFIG", "GET", "nosuch"]), "*0\r\n");
+        let info = c.call(&["INFO"]);
+        let role = if id == leader { "leader" } else { "follower" };
+        assert!(info.contains(&format!("role:{role}\r\n")), "{info}");
+        assert!(info.contains(&format!("leader_id:{leader}\r\n")), "{info}");
+        assert!(info.contains("members:1,2,3\r\n"), "{info}");
+        assert!(info.contains("applied_index:"), "{info}");
+        assert!(info.contains("fsyncs:"), "{info}");
+        // Inline commands, as typed into telnet.
+        c.stream.write_all(b"PING\r\nECHO \"x y\"\n").unwrap();
+        assert_eq!(c.reply_bytes(), b"+PONG\r\n");
+        assert_eq!(c.reply_bytes(), b"$3\r\nx y\r\n");
+        assert_eq!(c.call(&["QUIT"]), "+OK\r\n");
+        assert!(c.read_to_close().is_empty());
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn a_thousand_pipelined_commands_in_one_write_are_answered_in_order() {
+    let done = watchdog("pipelining", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    for id in [cluster.leader(), cluster.follower()] {
+        let mut c = cluster.connect(id);
+        // SET k_i, then GET k_i right behind it, then INCR: the GET must see its own write.
+        let mut bytes = Vec::new();
+        for i in 0..334 {
+            let key = format!("p{id}-{i}");
+            let value = format!("value-{i}");
+            encode_request(&mut bytes, &[b"SET", key.as_bytes(), value.as_bytes()]);
+            encode_request(&mut bytes, &[b"GET", key.as_bytes()]);
+            encode_request(&mut bytes, &[&b"INCR"[..], format!("n{id}").as_bytes()]);
+        }
+        // 1002 commands in one write.
+        c.stream.write_all(&bytes).unwrap();
+        for i in 0..334 {
+            let value = format!("value-{i}");
+            assert_eq!(c.reply(), Reply::Simple("OK".into()), "SET {i}");
+            assert_eq!(c.reply(), Reply::Bulk(Some(value.into_bytes())), "GET {i}");
+            assert_eq!(c.reply(), Reply::Integer(i + 1), "INCR {i}");
+        }
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn writes_on_a_follower_are_read_linearizably_everywhere() {
+    let done = watchdog("follower", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let follower = cluster.follower();
+    let mut writer = cluster.connect(follower);
+    for i in 0..50 {
+        assert_eq!(
+            writer.call_retrying(&["SET", "shared", &i.to_string()]),
+            "+OK\r\n"
+        );
+        // Once the write is acknowledged, every node's linearizable read sees it.
+        for id in cluster.services.keys() {
+            let mut reader = cluster.connect(*id);
+            assert_eq!(
+                reader.call_retrying(&["GET", "shared"]),
+                format!("${}\r\n{i}\r\n", i.to_string().len()),
+                "node {id} after write {i}"
+            );
+            if i > 3 {
+                break;
+            }
+        }
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn malformed_input_gets_an_error_and_a_close_while_others_carry_on() {
+    let done = watchdog("malformed", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |config| {
+        config.server.limits.bulk_bytes_max = 1024;
+    });
+    let leader = cluster.leader();
+    let mut good = cluster.connect(leader);
+    assert_eq!(good.call_retrying(&["SET", "k", "v"]), "+OK\r\n");
+    let cases: [(&[u8], &[u8]); 4] = [
+        (
+            b"*1\r\n$x\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*2\r\n+PING\r\n",
+            b"-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"*-5x\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        // A bulk above the configured limit is refused from its header alone.
+        (
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+    ];
+    for (input, expected) in cases {
+        let mut bad = cluster.connect(leader);
+        // A valid command first: its reply must come before the error.
+        bad.stream.write_all(b"PING\r\n").unwrap();
+        bad.stream.write_all(input).unwrap();
+        let mut received = bad.read_to_close();
+        assert!(received.starts_with(b"+PONG\r\n"), "{received:?}");
+        received.drain(..7);
+        assert_eq!(
+            String::from_utf8_lossy(&received),
+            String::from_utf8_lossy(expected)
+        );
+        assert_eq!(good.call(&["GET", "k"]), "$1\r\nv\r\n");
+    }
+    // At the limit is accepted.
+    let value = "x".repeat(1024);
+    assert_eq!(good.call_retrying(&["SET", "big", &value]), "+OK\r\n");
+    assert_eq!(good.call(&["GET", "big"]), format!("$1024\r\n{value}\r\n"));
+    // Half a command, then the client goes away: nothing breaks.
+    let mut partial = cluster.connect(leader);
+    partial.stream.write_all(b"*3\r\n$3\r\nSET\r\n$1").unwrap();
+    drop(partial);
+    assert_eq!(good.call(&["PING"]), "+PONG\r\n");
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn an_explicit_session_write_retried_on_another_node_applies_once() {
+    let done = watchdog("explicit_session", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    let session = SessionId::generate(900).to_string();
+    let mut first = cluster.connect(follower);
+    let mut second = cluster.connect(leader);
+    let write = |seq: &str, acked: &str| {
+        vec![
+            "KETCH.WRITE".to_string(),
+            session.clone(),
+            seq.to_string(),
+            acked.to_string(),
+            "INCR".to_string(),
+            "once".to_string(),
+        ]
+    };
+    let words = write("1", "0");
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    assert_eq!(first.call_retrying(&words), ":1\r\n");
+    // The same (session, seq) on another node: the saved result, not a second increment.
+    assert_eq!(second.call_retrying(&words), ":1\r\n");
+    assert_eq!(first.call(&["GET", "once"]), "$1\r\n1\r\n");
+    let next = write("2", "1");
+    let next: Vec<&str> = next.iter().map(String::as_str).collect();
+    assert_eq!(second.call_retrying(&next), ":2\r\n");
+    assert_eq!(first.call_retrying(&next), ":2\r\n");
+    // Seq 1 is acknowledged now: a late duplicate of it is refused, not applied.
+    assert!(second
+        .call(&words)
+        .starts_with("-ERR sequence number below"));
+    assert_eq!(second.call(&["GET", "once"]), "$1\r\n2\r\n");
+    // A malformed session id is refused without touching the store.
+    assert!(second
+        .call(&["KETCH.WRITE", "nothex", "1", "0", "INCR", "once"])
+        .starts_with("-ERR KETCH.WRITE"));
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn a_restarted_cluster_keeps_data_and_sessions_through_snapshots() {
+    let done = watchdog("restart", Duration::from_secs(180));
+    let root = tempfile::tempdir().unwrap();
+    let listeners: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: BTreeMap<u64, SocketAddr> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
+        .collect();
+    drop(listeners);
+    let start_all = || {
+        let mut services = BTreeMap::new();
+        for (&id, &addr) in &peers {
+            let mut node = NodeConfig::new(id, 12, peers.clone(), addr);
+            node.raft.snapshot_threshold_entries = 20;
+            let config = ServiceConfig::new(
+                node,
+                root.path().join(format!("node-{id}")),
+                "127.0.0.1:0".parse().unwrap(),
+            );
+            services.insert(id, KvService::start(config).unwrap());
+        }
+        let cluster = KvCluster {
+            services,
+            _root: tempfile::tempdir().unwrap(),
+        };
+        cluster.leader();
+        cluster
+    };
+    let session = SessionId::generate(901).to_string();
+    let cluster = start_all();
+    let mut c = cluster.connect(cluster.leader());
+    for i in 0..100 {
+        assert_eq!(
+            c.call_retrying(&["SET", &format!("k{i}"), &format!("v{i}")]),
+            "+OK\r\n"
+        );
+    }
+    assert_eq!(
+        c.call_retrying(&["KETCH.WRITE", &session, "1", "0", "INCR", "n"]),
+        ":1\r\n"
+    );
+    for i in 100..140 {
+        assert_eq!(c.call_retrying(&["SET", &format!("k{i}"), "x"]), "+OK\r\n");
+    }
+    drop(c);
+    cluster.shutdown();
+
+    let cluster = start_all();
+    let mut c = cluster.connect(cluster.follower());
+    assert_eq!(c.call_retrying(&["DBSIZE"]), ":141\r\n");
+    assert_eq!(c.call_retrying(&["GET", "k7"]), "$2\r\nv7\r\n");
+    // The session survived the snapshot and restart: the retry is answered, not re-applied.
+    assert_eq!(
+        c.call_retrying(&["KETCH.WRITE", &session, "1", "0", "INCR", "n"]),
+        ":1\r\n"
+    );
+    assert_eq!(c.call_retrying(&["GET", "n"]), "$1\r\n1\r\n");
+    drop(c);
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+/// Not a pass/fail test: starts a cluster, runs `redis-benchmark` against the leader and a
+/// follower, prints the reports.
+#[test]
+#[ignore]
+fn redis_benchmark() {
+    let cluster = KvCluster::start(3, |_| {});
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    let requests = std::env::var("KV_BENCH_REQUESTS").unwrap_or_else(|_| "100000".into());
+    for (id, name) in [(leader, "leader"), (follower, "follower")] {
+        let port = cluster.services[&id].client_addr().port().to_string();
+        for (tests, pipeline) in [("set", "1"), ("set", "16"), ("get", "1"), ("get", "16")] {
+            let output = std::process::Command::new("redis-benchmark")
+                .args([
+                    "-p", &port, "-t", tests, "-n", &requests, "-c", "50", "-d", "256", "-r",
+                    "100000", "-P", pipeline, "-q",
+                ])
+                .output()
+                .expect("redis-benchmark is installed");
+            println!(
+                "{name} {tests} -P {pipeline}: {}{}",
+                String::from_utf8_lossy(&output.stdout).trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+    }
+    cluster.shutdown();
+}
