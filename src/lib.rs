@@ -1,6 +1,7 @@
 //! Ketch: a Raft-replicated, durable log.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod client;
 pub mod history;
 pub mod inspect;

@@ -1,13 +1,15 @@
 //! The `ketch` command-line tool.
 //!
-//! `ketch wal stat|verify|dump DIR` inspect a data directory without writing to it; the logic
-//! lives in [`ketch::inspect`] so it can be tested without a process.
+//! `ketch serve` runs one node of the replicated key-value service, `ketch cluster` a local
+//! cluster of them, `ketch bench` measures one (logic in [`ketch::cli`]); `ketch wal stat|verify|dump DIR` inspect a data
+//! directory without writing to it (logic in [`ketch::inspect`]).
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ketch::cli::{bench, local_cluster, serve};
 use ketch::inspect::{self, dump, stat, verify, InspectError};
 
 /// Ketch: a Raft-replicated, durable log.
@@ -16,7 +18,8 @@ use ketch::inspect::{self, dump, stat, verify, InspectError};
     name = "ketch",
     version,
     propagate_version = true,
-    after_help = "Inspect a log directory: ketch wal stat|verify|dump DIR (see `ketch wal --help`)."
+    after_help = "Quick start: ketch cluster --nodes 3, then redis-cli -p 6380.\n\
+                  Inspect a log directory: ketch wal stat|verify|dump DIR (see `ketch wal --help`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,6 +28,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one node of the replicated key-value service (RESP2, Redis clients work) in the
+    /// foreground; SIGTERM or Ctrl-C stops it cleanly.
+    #[command(after_help = "Example (node 1 of 3, RESP on 127.0.0.1:6380):\n  \
+                      ketch serve --id 1 --data-dir ketch-data/node-1 --peer-addr 127.0.0.1:7001 \\\n    \
+                      --client-addr 127.0.0.1:6380 \\\n    \
+                      --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003")]
+    Serve(serve::ServeArgs),
+    /// Start a local cluster on loopback (child processes, data under ./ketch-data), print
+    /// each node's RESP address and the leader changes; Ctrl-C stops every node.
+    Cluster(local_cluster::ClusterArgs),
+    /// Measure a running cluster: throughput and HDR latency percentiles of SET, GET or INCR
+    /// through the Rust client (exit 1 if any request failed).
+    Bench(bench::BenchArgs),
     /// Inspect a write-ahead log directory (segments, entries, snapshots). Read-only: never
     /// creates, repairs or deletes anything.
     #[command(
@@ -98,19 +114,25 @@ enum FormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Serve(args) => return exit_with(serve::run(&args)),
+        Command::Cluster(args) => return exit_with(local_cluster::run(&args)),
+        Command::Bench(args) => return exit_with(bench::run(&args)),
+        Command::Wal(command) => command,
+    };
     let stdout = std::io::stdout();
     let stdout_is_terminal = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
-    let result = match cli.command {
-        Command::Wal(WalCommand::Stat { dir, json }) => stat::run(&dir, json, &mut out),
-        Command::Wal(WalCommand::Verify { dir, json }) => verify::run(&dir, json, &mut out, true),
-        Command::Wal(WalCommand::Dump {
+    let result = match command {
+        WalCommand::Stat { dir, json } => stat::run(&dir, json, &mut out),
+        WalCommand::Verify { dir, json } => verify::run(&dir, json, &mut out, true),
+        WalCommand::Dump {
             dir,
             from,
             to,
             format,
             max_bytes,
-        }) => {
+        } => {
             let options = dump::DumpOptions {
                 from,
                 to,
@@ -138,4 +160,15 @@ fn main() -> ExitCode {
         Err(error) => eprintln!("ketch: {error}"),
     }
     ExitCode::from(inspect::exit_code(&result))
+}
+
+/// Exit status 0, or 1 with the error on stderr.
+fn exit_with<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ketch: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -87,6 +87,9 @@ enum Outcome {
     RetryMaybeApplied,
     /// The server expired the session: nothing was applied; retry under a new session.
     RetrySessionExpired,
+    /// The server no longer holds the result of this sequence number (too many writes of
+    /// the session unacknowledged): it may have been applied and cannot be retried.
+    GiveUpMaybeApplied,
 }
 
 impl Client {
@@ -388,6 +391,13 @@ impl Client {
                             unanswered.push(i);
                             switch_node = true;
                         }
+                        Outcome::GiveUpMaybeApplied => {
+                            results[i] = Some(Err(ClientError::MaybeApplied {
+                                command: command_name(&calls[i].args),
+                                attempts,
+                                reason: format!("{addr}: {}", describe(&reply)),
+                            }));
+                        }
                         Outcome::RetrySessionExpired if maybe_applied[i] => {
                             // An earlier attempt may have been applied and the session that
                             // would deduplicate a retry is gone: retrying could apply twice.
@@ -492,6 +502,7 @@ fn classify(reply: &Reply) -> Outcome {
         Some("TRYAGAIN") => Outcome::RetryNotApplied,
         Some("TIMEOUT") => Outcome::RetryMaybeApplied,
         Some(_) if session_expired(&describe(reply)) => Outcome::RetrySessionExpired,
+        Some(_) if describe(reply).contains("may have been applied") => Outcome::GiveUpMaybeApplied,
         _ => Outcome::Done,
     }
 }
@@ -568,6 +579,18 @@ mod tests {
         assert!(matches!(
             classify(&error("TIMEOUT commit")),
             Outcome::RetryMaybeApplied
+        ));
+        assert!(matches!(
+            classify(&error(
+                "ERR result of sequence number 3 no longer held; the write may have been applied"
+            )),
+            Outcome::GiveUpMaybeApplied
+        ));
+        assert!(matches!(
+            classify(&error(
+                "ERR session expired or evicted; the write was not applied"
+            )),
+            Outcome::RetrySessionExpired
         ));
         assert!(matches!(
             classify(&error("ERR not an integer")),

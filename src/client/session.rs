@@ -53,7 +53,8 @@ impl Session {
     }
 
     /// Appends the request for write `args` with sequence `seq`, `in_flight_from` being the
-    /// lowest sequence number still in flight.
+    /// lowest sequence number still in flight: `KETCH.WRITE <session> <seq> <acked-below>
+    /// <command> [args...]` (the server's module docs, `kv::server`, define it).
     pub(crate) fn encode_write(
         &self,
         out: &mut Vec<u8>,
@@ -70,7 +71,7 @@ impl Session {
         let acked = in_flight_from.to_string();
         let mut words: Vec<&[u8]> = Vec::with_capacity(args.len() + 4);
         words.extend_from_slice(&[
-            b"KETCH.SESSION".as_slice(),
+            b"KETCH.WRITE".as_slice(),
             id.as_bytes(),
             seq.as_bytes(),
             acked.as_bytes(),

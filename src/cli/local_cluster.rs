@@ -1,0 +1,345 @@
+//! `ketch cluster --nodes 3`: a local cluster on loopback, one `ketch serve` child process per
+//! node (the current executable run again), for trying the service out.
+//!
+//! Node `N` gets peer address `127.0.0.1:(7000 + N)`, RESP address `127.0.0.1:(6379 + N)` and
+//! data directory `./ketch-data/node-N` (all adjustable by flags). Running the same command
+//! again restarts the same cluster from its data. While it runs, it prints each node's
+//! address and pid, then every change of leader seen through `INFO` (polled every
+//! [`POLL_INTERVAL`]) and every node that exits. On SIGINT (Ctrl-C) or SIGTERM it sends
+//! SIGTERM to each child, waits up to [`STOP_GRACE`], then kills what is left with SIGKILL.
+//! The children run in their own process groups, so only this supervisor sees a terminal's
+//! Ctrl-C; if the supervisor itself is killed with SIGKILL, the nodes keep running (stop
+//! them with `kill PID`, using the pids it printed).
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use super::{DEFAULT_CLIENT_PORT_BASE, DEFAULT_PEER_PORT_BASE};
+use crate::client::connection::{Connection, ConnectionError};
+use crate::client::Reply;
+use crate::kv::resp::encode_request;
+
+/// How often the nodes are asked for `INFO`.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long stopping children may take before they are killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Most nodes `ketch cluster` starts.
+pub const NODES_MAX: u64 = 9;
+
+/// `ketch cluster` command-line arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Number of nodes (1 to 9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
+    pub nodes: u64,
+    /// Parent of the nodes' data directories (node N uses DIR/node-N).
+    #[arg(long, value_name = "DIR", default_value = "ketch-data")]
+    pub data_dir: PathBuf,
+    /// RESP port of node 1; node N uses PORT + N - 1.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_CLIENT_PORT_BASE)]
+    pub client_port: u16,
+    /// Peer port of node 1; node N uses PORT + N - 1.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PEER_PORT_BASE)]
+    pub peer_port: u16,
+    /// Passed on to each node (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// One node of the local cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode {
+    /// Node id (1-based).
+    pub id: u64,
+    /// Peer address.
+    pub peer_addr: String,
+    /// RESP address.
+    pub client_addr: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+impl ClusterArgs {
+    /// Every node's addresses and directory; fails if a port would pass 65535.
+    pub fn nodes(&self) -> Result<Vec<LocalNode>, String> {
+        (1..=self.nodes)
+            .map(|id| {
+                let port = |base: u16| {
+                    u16::try_from(u64::from(base) + id - 1)
+                        .map_err(|_| format!("node {id}: port {base} + {} passes 65535", id - 1))
+                };
+                Ok(LocalNode {
+                    id,
+                    peer_addr: format!("127.0.0.1:{}", port(self.peer_port)?),
+                    client_addr: format!("127.0.0.1:{}", port(self.client_port)?),
+                    data_dir: self.data_dir.join(format!("node-{id}")),
+                })
+            })
+            .collect()
+    }
+
+    /// The `ketch serve` arguments for `node`.
+    pub fn serve_args(&self, node: &LocalNode, nodes: &[LocalNode]) -> Vec<String> {
+        let cluster = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.peer_addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec![
+            "serve".to_string(),
+            "--id".to_string(),
+            node.id.to_string(),
+            "--data-dir".to_string(),
+            node.data_dir.display().to_string(),
+            "--peer-addr".to_string(),
+            node.peer_addr.clone(),
+            "--client-addr".to_string(),
+            node.client_addr.clone(),
+            "--cluster".to_string(),
+            cluster,
+        ];
+        if self.verbose > 0 {
+            args.push(format!("-{}", "v".repeat(usize::from(self.verbose))));
+        }
+        args
+    }
+}
+
+/// What one node said about leadership.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// The node's role (`leader`, `follower`, ...), as INFO names it.
+    pub role: String,
+    /// The leader it knows of, if any.
+    pub leader: Option<u64>,
+    /// Its term.
+    pub term: u64,
+}
+
+/// Reads role, leader and term from an `INFO` reply's `field:value` lines. Accepts the
+/// field names `role`, `term`, and `leader` or `leader_id` (`0`, `none` or empty: none).
+pub fn parse_leader_view(info: &str) -> LeaderView {
+    let mut view = LeaderView::default();
+    for line in info.lines() {
+        let Some((field, value)) = line.trim().split_once(':') else {
+            continue;
+        };
+        match field {
+            "role" | "raft_role" => view.role = value.to_string(),
+            "term" | "raft_term" => view.term = value.parse().unwrap_or(0),
+            "leader" | "leader_id" => view.leader = value.parse().ok().filter(|&id| id != 0),
+            _ => {}
+        }
+    }
+    view
+}
+
+struct Running {
+    node: LocalNode,
+    child: Child,
+    pid: u32,
+    exited: bool,
+    info: Option<Connection>,
+}
+
+/// Starts the cluster and supervises it until SIGINT or SIGTERM.
+pub fn run(args: &ClusterArgs) -> Result<(), String> {
+    super::logging::init_logging(args.verbose);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    }
+    let nodes = args.nodes()?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my executable: {e}"))?;
+    let mut running: Vec<Running> = Vec::new();
+    for node in &nodes {
+        std::fs::create_dir_all(&node.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", node.data_dir.display()))?;
+        // Each child in its own process group: a terminal's Ctrl-C reaches only this
+        // supervisor, which then sends one SIGTERM (a second signal would make a node skip
+        // its clean stop).
+        let spawned = Command::new(&exe)
+            .args(args.serve_args(node, &nodes))
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                stop_all(&mut running);
+                return Err(format!("cannot start node {}: {error}", node.id));
+            }
+        };
+        println!(
+            "node {}: RESP {}  (peers {}, pid {}, data {})",
+            node.id,
+            node.client_addr,
+            node.peer_addr,
+            child.id(),
+            node.data_dir.display()
+        );
+        running.push(Running {
+            node: node.clone(),
+            pid: child.id(),
+            child,
+            exited: false,
+            info: None,
+        });
+    }
+    println!(
+        "try: redis-cli -p {}    stop: Ctrl-C",
+        nodes[0].client_addr.rsplit(':').next().unwrap_or("6380")
+    );
+    let mut last_seen: Option<(Option<u64>, u64)> = None;
+    // Runs until a signal; each round is bounded by the nodes' I/O timeouts.
+    while !stop.load(Ordering::Acquire) {
+        let mut views = Vec::new();
+        for node in running.iter_mut().filter(|n| !n.exited) {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                node.exited = true;
+                println!("node {} (pid {}) exited: {status}", node.node.id, node.pid);
+                continue;
+            }
+            if let Some(view) = poll_info(node) {
+                views.push(view);
+            }
+        }
+        if running.iter().all(|n| n.exited) {
+            println!("every node has exited");
+            return Err("every node exited".to_string());
+        }
+        // The leader of the highest term any node reports.
+        if let Some(best) = views.iter().max_by_key(|v| (v.term, v.leader.is_some())) {
+            let seen = (best.leader, best.term);
+            if last_seen != Some(seen) {
+                match best.leader {
+                    Some(id) => println!("leader: node {id} (term {})", best.term),
+                    None => println!("no leader (term {})", best.term),
+                }
+                last_seen = Some(seen);
+            }
+        }
+        sleep_unless(&stop, POLL_INTERVAL);
+    }
+    println!(
+        "stopping {} nodes",
+        running.iter().filter(|n| !n.exited).count()
+    );
+    stop_all(&mut running);
+    Ok(())
+}
+
+fn sleep_unless(stop: &AtomicBool, duration: Duration) {
+    let until = Instant::now() + duration;
+    while !stop.load(Ordering::Acquire) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn poll_info(node: &mut Running) -> Option<LeaderView> {
+    let timeout = Duration::from_millis(500);
+    if node.info.is_none() {
+        let addr = node.node.client_addr.parse().ok()?;
+        node.info = Connection::open(addr, timeout, timeout).ok();
+    }
+    let connection = node.info.as_mut()?;
+    let mut request = Vec::new();
+    encode_request(&mut request, &[b"INFO".as_slice()]);
+    let reply: Result<Reply, ConnectionError> = connection
+        .send(&request)
+        .and_then(|()| connection.read_reply());
+    match reply {
+        Ok(Reply::Bulk(Some(text))) => Some(parse_leader_view(&String::from_utf8_lossy(&text))),
+        _ => {
+            node.info = None;
+            None
+        }
+    }
+}
+
+/// SIGTERM to every live child, wait up to [`STOP_GRACE`], then SIGKILL the rest; reaps all.
+fn stop_all(running: &mut [Running]) {
+    for node in running.iter().filter(|n| !n.exited) {
+        if let Ok(pid) = i32::try_from(node.pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for node in running.iter_mut().filter(|n| !n.exited) {
+        loop {
+            match node.child.try_wait() {
+                Ok(Some(status)) => {
+                    println!("node {} stopped: {status}", node.node.id);
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    println!(
+                        "node {} did not stop in {STOP_GRACE:?}: killing it",
+                        node.node.id
+                    );
+                    let _ = node.child.kill();
+                    let _ = node.child.wait();
+                    break;
+                }
+            }
+        }
+        node.exited = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_get_consecutive_ports_and_their_own_directories() {
+        let args = ClusterArgs {
+            nodes: 3,
+            data_dir: PathBuf::from("ketch-data"),
+            client_port: 6380,
+            peer_port: 7001,
+            verbose: 0,
+        };
+        let nodes = args.nodes().unwrap();
+        assert_eq!(nodes[2].client_addr, "127.0.0.1:6382");
+        assert_eq!(nodes[2].peer_addr, "127.0.0.1:7003");
+        assert_eq!(nodes[2].data_dir, PathBuf::from("ketch-data/node-3"));
+        let serve = args.serve_args(&nodes[1], &nodes);
+        assert_eq!(serve[..3], ["serve", "--id", "2"]);
+        assert_eq!(
+            serve.last().unwrap(),
+            "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+        );
+        let too_high = ClusterArgs {
+            client_port: 65535,
+            ..args
+        };
+        assert!(too_high.nodes().is_err());
+    }
+
+    #[test]
+    fn leader_views_are_read_from_info_lines() {
+        let view = parse_leader_view("# Raft\r\nrole:follower\r\nterm:7\r\nleader_id:2\r\n");
+        assert_eq!(
+            view,
+            LeaderView {
+                role: "follower".to_string(),
+                leader: Some(2),
+                term: 7
+            }
+        );
+        assert_eq!(parse_leader_view("role:candidate\nleader:0\n").leader, None);
+    }
+}

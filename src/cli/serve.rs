@@ -1,0 +1,242 @@
+//! `ketch serve`: one node of the replicated key-value service, in the foreground.
+//!
+//! ```text
+//! ketch serve --id 1 --data-dir /var/lib/ketch/1 --peer-addr 10.0.0.1:7001 \
+//!     --client-addr 0.0.0.0:6380 --cluster 1=10.0.0.1:7001,2=10.0.0.2:7001,3=10.0.0.3:7001
+//! ```
+//!
+//! - `--cluster` lists the peer addresses of the initial voters, this node included; the
+//!   cluster id is derived from it unless `--cluster-id` is given (see
+//!   [`cluster_spec`](super::cluster_spec)).
+//! - `--peer-addr` is where this node listens for peers; it defaults to its own `--cluster`
+//!   entry (give `0.0.0.0:PORT` to listen on every interface).
+//! - `--client-addr` is where it listens for RESP clients; it defaults to loopback,
+//!   `127.0.0.1:(6379 + id)`.
+//!
+//! Starting again with the same command line restarts the node from its data directory. On
+//! SIGTERM or SIGINT the node stops accepting clients, stops its threads and exits 0; what it
+//! acknowledged was durable before the acknowledgement, so nothing acknowledged is lost. A
+//! second signal during the stop exits at once (status 130).
+//!
+//! Signals are received with `signal-hook` (a thread reads them from a self-pipe filled by a
+//! minimal handler), which keeps this crate free of `unsafe` signal-handler code.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::cluster_spec::ClusterSpec;
+use super::DEFAULT_CLIENT_PORT_BASE;
+use crate::kv::{KvService, ServiceConfig};
+use crate::node::NodeConfig;
+use crate::raft::NodeId;
+
+/// `ketch serve` command-line arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// This node's id: a key of the --cluster list.
+    #[arg(long, value_name = "N")]
+    pub id: NodeId,
+    /// The data directory (created if missing; reused on restart).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Where to listen for peers [default: this node's --cluster entry].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_addr: Option<String>,
+    /// Where to listen for RESP clients [default: 127.0.0.1:(6379 + id)].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub client_addr: Option<String>,
+    /// Peer addresses of the initial voters, this node included: 1=HOST:PORT,2=HOST:PORT,...
+    #[arg(long, value_name = "LIST")]
+    pub cluster: String,
+    /// Cluster id [default: a hash of the --cluster list, the same on every node].
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: Option<u64>,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Why `ketch serve` could not start or stop cleanly.
+#[derive(Debug)]
+pub enum ServeError {
+    /// A command-line value cannot be used.
+    Usage(String),
+    /// The node or its RESP server failed to start.
+    Start(String),
+    /// Signal handling could not be set up.
+    Signals(std::io::Error),
+    /// The node reported an error while stopping.
+    Shutdown(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Usage(what) => write!(f, "{what}"),
+            ServeError::Start(what) => write!(f, "cannot start: {what}"),
+            ServeError::Signals(error) => write!(f, "cannot install signal handlers: {error}"),
+            ServeError::Shutdown(what) => write!(f, "error while stopping: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// The resolved configuration of one `ketch serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServePlan {
+    /// This node.
+    pub id: NodeId,
+    /// Cluster id (given or derived).
+    pub cluster_id: u64,
+    /// Every voter's peer address.
+    pub peers: std::collections::BTreeMap<NodeId, SocketAddr>,
+    /// Where to listen for peers.
+    pub peer_listen_addr: SocketAddr,
+    /// Where to listen for RESP clients.
+    pub client_addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl ServeArgs {
+    /// Checks and resolves the arguments.
+    pub fn plan(&self) -> Result<ServePlan, ServeError> {
+        let spec =
+            ClusterSpec::parse(&self.cluster).map_err(|e| ServeError::Usage(e.to_string()))?;
+        if !spec.peers.contains_key(&self.id) {
+            return Err(ServeError::Usage(format!(
+                "--id {} is not in --cluster {}",
+                self.id, self.cluster
+            )));
+        }
+        let peers = spec
+            .resolve()
+            .map_err(|e| ServeError::Usage(e.to_string()))?;
+        let peer_listen_addr = match &self.peer_addr {
+            Some(text) => resolve("--peer-addr", text)?,
+            None => peers[&self.id],
+        };
+        let client_addr = match &self.client_addr {
+            Some(text) => resolve("--client-addr", text)?,
+            None => {
+                let port = u64::from(DEFAULT_CLIENT_PORT_BASE) + self.id - 1;
+                let port = u16::try_from(port).map_err(|_| {
+                    ServeError::Usage(format!(
+                        "--id {} is too large for the default client port: give --client-addr",
+                        self.id
+                    ))
+                })?;
+                SocketAddr::from(([127, 0, 0, 1], port))
+            }
+        };
+        Ok(ServePlan {
+            id: self.id,
+            cluster_id: self.cluster_id.unwrap_or_else(|| spec.derived_cluster_id()),
+            peers,
+            peer_listen_addr,
+            client_addr,
+            data_dir: self.data_dir.clone(),
+        })
+    }
+}
+
+fn resolve(flag: &str, text: &str) -> Result<SocketAddr, ServeError> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            ServeError::Usage(format!("{flag} {text:?} is not a HOST:PORT that resolves"))
+        })
+}
+
+/// Runs the node until SIGTERM or SIGINT, then stops it.
+pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
+    super::logging::init_logging(args.verbose);
+    let plan = args.plan()?;
+    // Installed before the node starts, so a signal during a slow start is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
+    let node = NodeConfig::new(
+        plan.id,
+        plan.cluster_id,
+        plan.peers.clone(),
+        plan.peer_listen_addr,
+    );
+    let config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
+    let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
+    eprintln!(
+        "ketch serve: node {} of cluster {:#x}: RESP on {}, peers on {}, data in {}",
+        plan.id,
+        plan.cluster_id,
+        service.client_addr(),
+        plan.peer_listen_addr,
+        plan.data_dir.display()
+    );
+    let signal = signals.forever().next();
+    log::info!("signal {signal:?}: stopping");
+    let handle = signals.handle();
+    // A second signal while stopping means "now": exit without waiting for the threads.
+    let second = std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("ketch serve: second signal: exiting at once");
+            std::process::exit(130);
+        }
+    });
+    let started = Instant::now();
+    let result = service
+        .shutdown()
+        .map_err(|e| ServeError::Shutdown(e.to_string()));
+    handle.close();
+    let _ = second.join();
+    eprintln!(
+        "ketch serve: node {} stopped in {} ms",
+        plan.id,
+        started.elapsed().as_millis()
+    );
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(id: NodeId, cluster: &str) -> ServeArgs {
+        ServeArgs {
+            id,
+            data_dir: PathBuf::from("d"),
+            peer_addr: None,
+            client_addr: None,
+            cluster: cluster.to_string(),
+            cluster_id: None,
+            verbose: 0,
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_cluster_list_and_the_id() {
+        let plan = args(2, "1=127.0.0.1:7001,2=127.0.0.1:7002").plan().unwrap();
+        assert_eq!(plan.peer_listen_addr, "127.0.0.1:7002".parse().unwrap());
+        assert_eq!(plan.client_addr, "127.0.0.1:6381".parse().unwrap());
+        let other = args(1, "1=127.0.0.1:7001,2=127.0.0.1:7002").plan().unwrap();
+        assert_eq!(plan.cluster_id, other.cluster_id);
+    }
+
+    #[test]
+    fn an_id_outside_the_list_is_refused() {
+        let error = args(3, "1=127.0.0.1:7001,2=127.0.0.1:7002")
+            .plan()
+            .unwrap_err();
+        assert!(error.to_string().contains("--id 3"), "{error}");
+        let mut bad = args(1, "1=127.0.0.1:7001");
+        bad.client_addr = Some("nowhere".to_string());
+        assert!(bad
+            .plan()
+            .unwrap_err()
+            .to_string()
+            .contains("--client-addr"));
+    }
+}

@@ -1,0 +1,455 @@
+//! Test support for the end-to-end suites: clusters of real `ketch serve` processes on
+//! loopback ports picked by the test, with temporary data directories.
+//!
+//! Every child is killed (SIGKILL) when its [`TestCluster`] drops, including during a
+//! panic's unwinding; the [`watchdog`] kills every child this process started before it
+//! aborts a test that ran past its bound, so no node outlives the test binary.
+
+#![allow(dead_code)] // Each suite uses a different part.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ketch::cli::local_cluster::{parse_leader_view, LeaderView};
+use ketch::client::{Client, ClientOptions};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Pids of every child started by this test process, for the watchdog.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Aborts the process (after killing every child node) if the test runs past `limit`. Keep
+/// the returned flag and set it when the test ends.
+pub fn watchdog(name: &'static str, limit: Duration) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("watchdog: test {name} ran past {limit:?}; killing its nodes and aborting");
+        for &pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        std::process::exit(101);
+    });
+    done
+}
+
+/// Client options for tests: short connection waits, generous total retry time.
+pub fn test_client_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_millis(500),
+        io_timeout: Duration::from_secs(8),
+        attempts_max: 200,
+        retry_time_max: Duration::from_secs(30),
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(200),
+    }
+}
+
+/// One `ketch serve` process (running or not).
+pub struct ServeNode {
+    /// Node id.
+    pub id: u64,
+    /// Peer address.
+    pub peer_addr: SocketAddr,
+    /// RESP address.
+    pub client_addr: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// stdout and stderr of every run, appended.
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of `ketch serve` processes.
+pub struct TestCluster {
+    /// Holds the data directories and logs.
+    root: tempfile::TempDir,
+    /// The nodes, index = id - 1.
+    pub nodes: Vec<ServeNode>,
+    cluster_arg: String,
+}
+
+/// `count` distinct free loopback ports (bound and released: another process could take one
+/// in between, which the caller sees as a node failing to start).
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+impl TestCluster {
+    /// Starts `count` nodes and waits until every one answers PING and one is leader.
+    pub fn start(count: usize) -> TestCluster {
+        let root = tempfile::tempdir().expect("temp dir");
+        let ports = free_ports(2 * count);
+        let nodes: Vec<ServeNode> = (0..count)
+            .map(|i| {
+                let id = i as u64 + 1;
+                ServeNode {
+                    id,
+                    peer_addr: SocketAddr::from(([127, 0, 0, 1], ports[i])),
+                    client_addr: SocketAddr::from(([127, 0, 0, 1], ports[count + i])),
+                    data_dir: root.path().join(format!("node-{id}")),
+                    log_path: root.path().join(format!("node-{id}.log")),
+                    child: None,
+                }
+            })
+            .collect();
+        let cluster_arg = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.peer_addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = TestCluster {
+            root,
+            nodes,
+            cluster_arg,
+        };
+        for id in 1..=count as u64 {
+            cluster.spawn(id);
+        }
+        cluster.wait_ready(Duration::from_secs(30));
+        cluster
+    }
+
+    /// The `ketch serve` command line of node `id`.
+    pub fn serve_args(&self, id: u64) -> Vec<String> {
+        let node = self.node(id);
+        vec![
+            "serve".into(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            node.data_dir.display().to_string(),
+            "--peer-addr".into(),
+            node.peer_addr.to_string(),
+            "--client-addr".into(),
+            node.client_addr.to_string(),
+            "--cluster".into(),
+            self.cluster_arg.clone(),
+            "-v".into(),
+        ]
+    }
+
+    /// Node `id`.
+    pub fn node(&self, id: u64) -> &ServeNode {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    /// Starts node `id`'s process (again), its output appended to its log.
+    pub fn spawn(&mut self, id: u64) {
+        let args = self.serve_args(id);
+        let node = &mut self.nodes[(id - 1) as usize];
+        assert!(node.child.is_none(), "node {id} is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .expect("open node log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ketch"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ketch serve");
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
+        node.child = Some(child);
+    }
+
+    /// SIGKILL node `id` and reap it.
+    pub fn kill9(&mut self, id: u64) {
+        let node = &mut self.nodes[(id - 1) as usize];
+        let mut child = node.child.take().expect("node is running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        forget_pid(child.id());
+    }
+
+    /// Sends SIGTERM to node `id` without waiting.
+    pub fn send_sigterm(&self, id: u64) {
+        let child = self.node(id).child.as_ref().expect("node is running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+
+    /// Waits up to `limit` for node `id` to exit; its status, or `None` (still running).
+    pub fn wait_exit(&mut self, id: u64, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let node = &mut self.nodes[(id - 1) as usize];
+        let child = node.child.as_mut().expect("node is running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                forget_pid(child.id());
+                node.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// True if node `id`'s process is running.
+    pub fn is_running(&self, id: u64) -> bool {
+        self.node(id).child.is_some()
+    }
+
+    /// Every node's RESP address.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.client_addr).collect()
+    }
+
+    /// A client over every node, node `first` tried first.
+    pub fn client_starting_at(&self, first: u64) -> Client {
+        let mut addrs = self.client_addrs();
+        addrs.rotate_left((first - 1) as usize);
+        Client::connect_with(&addrs, test_client_options()).unwrap_or_else(|e| {
+            panic!("connect a client: {e}\n{}", self.logs());
+        })
+    }
+
+    /// Node `id`'s INFO, or `None` if it does not answer within a second.
+    pub fn info(&self, id: u64) -> Option<LeaderView> {
+        let mut stream =
+            TcpStream::connect_timeout(&self.node(id).client_addr, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        stream.write_all(b"*1\r\n$4\r\nINFO\r\n").ok()?;
+        let reply = read_one_bulk(&mut stream)?;
+        Some(parse_leader_view(&String::from_utf8_lossy(&reply)))
+    }
+
+    /// Waits for a running node to report itself leader; its id.
+    pub fn wait_for_leader(&self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+                if let Some(view) = self.info(node.id) {
+                    if view.role == "leader" {
+                        return node.id;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {limit:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every running node answers PING and one of them is leader.
+    pub fn wait_ready(&self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                if ping(node.client_addr) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} does not answer PING within {limit:?}\n{}",
+                    node.id,
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.wait_for_leader(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// The last lines of every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let text = std::fs::read_to_string(&node.log_path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            out.push_str(&format!(
+                "--- node {} log (last {} lines)\n",
+                node.id,
+                tail.len()
+            ));
+            for line in tail {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+                forget_pid(child.id());
+            }
+        }
+    }
+}
+
+/// True if `addr` answers `PING` with `+PONG` within a second.
+pub fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// Reads one `$n\r\n...\r\n` reply; `None` on anything else.
+fn read_one_bulk(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut input = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Bounded: INFO is a few KiB; give up past 1 MiB.
+    while input.len() < 1 << 20 {
+        if let Some(end) = input.windows(2).position(|w| w == b"\r\n") {
+            if input.first() != Some(&b'$') {
+                return None;
+            }
+            let len: usize = std::str::from_utf8(&input[1..end]).ok()?.parse().ok()?;
+            if input.len() >= end + 2 + len + 2 {
+                return Some(input[end + 2..end + 2 + len].to_vec());
+            }
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        input.extend_from_slice(&chunk[..n]);
+    }
+    None
+}
+
+/// A raw RESP connection for byte-exact tests.
+pub struct RawConnection {
+    /// The socket.
+    pub stream: TcpStream,
+    input: Vec<u8>,
+}
+
+impl RawConnection {
+    /// Connects to `addr` with a 10 s read timeout.
+    pub fn open(addr: SocketAddr) -> RawConnection {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        RawConnection {
+            stream,
+            input: Vec::new(),
+        }
+    }
+
+    /// Sends `bytes` as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Sends a command as an array of bulk strings.
+    pub fn send_command(&mut self, args: &[&[u8]]) {
+        let mut out = Vec::new();
+        ketch::kv::resp::encode_request(&mut out, args);
+        self.send(&out);
+    }
+
+    /// Reads one whole reply and returns its exact bytes. Panics on timeout or close.
+    pub fn read_reply_bytes(&mut self) -> Vec<u8> {
+        let parser = ketch::kv::resp::ReplyParser::new(ketch::kv::resp::Limits::default());
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some((_, used)) = parser.parse(&self.input).expect("a valid reply") {
+                return self.input.drain(..used).collect();
+            }
+            let n = self.stream.read(&mut chunk).expect("read a reply");
+            assert!(n > 0, "connection closed while waiting for a reply");
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command and returns its reply's bytes.
+    pub fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send_command(args);
+        self.read_reply_bytes()
+    }
+
+    /// True if the node closes the connection within the read timeout (after any bytes).
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.input.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Bytes received but not yet returned as a reply.
+    pub fn pending_input(&self) -> &[u8] {
+        &self.input
+    }
+}
+
+/// The first of `count` consecutive loopback ports that are free right now (tried from a
+/// pid-derived start in 20000..60000, at most 200 candidates).
+pub fn free_consecutive_ports(count: u16) -> u16 {
+    let start = 20_000 + (std::process::id() % 200) as u16 * 200;
+    for attempt in 0..200u16 {
+        let base = 20_000 + (start - 20_000 + attempt * 97) % 40_000;
+        let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports found");
+}
+
+/// Registers a process this test did not spawn itself (e.g. a node started by `ketch
+/// cluster`) so that the watchdog kills it too.
+pub fn register_pid(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+}
+
+/// Kills the registered pids in `pids` with SIGKILL (ignoring ones already gone).
+pub fn kill_pids(pids: &[u32]) {
+    for &pid in pids {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+/// Unregisters a pid once its process is reaped (pids are reused).
+pub fn forget_pid(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&p| p != pid);
+}
