@@ -411,7 +411,7 @@ fn an_explicit_session_write_retried_on_another_node_applies_once() {
     // The same (session, seq) on another node: the saved result, not a second increment.
     assert_eq!(second.call_retrying(&words), ":1\r\n");
     assert_eq!(first.call(&["GET", "once"]), "$1\r\n1\r\n");
-    let next = write("2", "1");
+    let next = write("2", "2");
     let next: Vec<&str> = next.iter().map(String::as_str).collect();
     assert_eq!(second.call_retrying(&next), ":2\r\n");
     assert_eq!(first.call_retrying(&next), ":2\r\n");
@@ -509,7 +509,7 @@ fn redis_benchmark() {
             let output = std::process::Command::new("redis-benchmark")
                 .args([
                     "-p", &port, "-t", tests, "-n", &requests, "-c", "50", "-d", "256", "-r",
-                    "100000", "-P", pipeline, "-q",
+                    "100000", "-P", pipeline, "-q", "-e",
                 ])
                 .output()
                 .expect("redis-benchmark is installed");
