@@ -244,6 +244,8 @@ struct WriterTally {
     /// Key → value of every SET acknowledged.
     sets_acked: BTreeMap<String, String>,
     errors: Vec<String>,
+    /// Writes the client sent again after they may have been applied.
+    resent_maybe_applied: u64,
 }
 
 #[test]
@@ -291,6 +293,7 @@ fn leader_kill9_during_writes_loses_no_acknowledged_write_and_applies_each_incr_
                 }
                 acked_total.fetch_add(1, Ordering::Relaxed);
             }
+            tally.resent_maybe_applied = client.stats().writes_resent_maybe_applied;
             tallies.lock().unwrap().push(tally);
         }));
     }
@@ -344,6 +347,13 @@ fn leader_kill9_during_writes_loses_no_acknowledged_write_and_applies_each_incr_
         counter, incr_acked,
         "each acknowledged INCR applied exactly once"
     );
+    // The case the sessions exist for did happen: writes in flight on the killed leader were
+    // sent again elsewhere after they may have been applied.
+    let resent: u64 = tallies.iter().map(|t| t.resent_maybe_applied).sum();
+    assert!(
+        resent >= 1,
+        "no write was in flight on the leader when it was killed"
+    );
     // Every acknowledged SET is present, read through the restarted node too.
     let mut on_restarted = cluster.client_starting_at(leader);
     for tally in &tallies {
@@ -360,7 +370,8 @@ fn leader_kill9_during_writes_loses_no_acknowledged_write_and_applies_each_incr_
         }
     }
     eprintln!(
-        "leader_kill9: {incr_acked} INCRs acknowledged, counter {counter}, {} SETs checked",
+        "leader_kill9: {incr_acked} INCRs acknowledged, counter {counter}, {} SETs checked, \
+         {resent} writes resent after maybe being applied",
         tallies.iter().map(|t| t.sets_acked.len()).sum::<usize>()
     );
     done.store(true, Ordering::Release);

@@ -40,6 +40,7 @@ pub(crate) mod connection;
 mod error;
 mod options;
 mod session;
+mod stats;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -48,6 +49,7 @@ use std::time::Instant;
 pub use crate::kv::resp::Reply;
 pub use error::ClientError;
 pub use options::ClientOptions;
+pub use stats::ClientStats;
 
 use connection::Connection;
 use session::Session;
@@ -69,6 +71,7 @@ pub struct Client {
     connection: Option<Connection>,
     options: ClientOptions,
     session: Session,
+    stats: ClientStats,
 }
 
 /// One command of a call, with its sequence number if it is a write.
@@ -117,6 +120,7 @@ impl Client {
             connection: None,
             options,
             session: Session::new(),
+            stats: ClientStats::default(),
         };
         client.ping()?;
         Ok(client)
@@ -126,6 +130,11 @@ impl Client {
     /// expires it).
     pub fn session_id(&self) -> crate::kv::SessionId {
         self.session.id()
+    }
+
+    /// What the client has done so far (attempts, retries, resent writes).
+    pub fn stats(&self) -> ClientStats {
+        self.stats
     }
 
     /// The address of the node the client is connected to, if any.
@@ -341,6 +350,10 @@ impl Client {
                 backoff = (backoff * 2).min(self.options.backoff_max);
             }
             attempts += 1;
+            self.stats.attempts += 1;
+            if attempts > 1 {
+                self.stats.retries += 1;
+            }
             if let Err(reason) = self.ensure_connected() {
                 last_reason = reason;
                 self.next_node();
@@ -354,6 +367,9 @@ impl Client {
                 .unwrap_or_else(|| self.session.peek_seq());
             request.clear();
             for &i in &pending {
+                if maybe_applied[i] {
+                    self.stats.writes_resent_maybe_applied += 1;
+                }
                 match calls[i].seq {
                     Some(seq) => {
                         self.session
@@ -475,6 +491,7 @@ impl Client {
             Connection::open(addr, self.options.connect_timeout, self.options.io_timeout)
                 .map_err(|e| format!("{target}: cannot connect: {e}"))?;
         self.connection = Some(connection);
+        self.stats.connections_opened += 1;
         Ok(())
     }
 
@@ -660,6 +677,9 @@ mod tests {
         let first = String::from_utf8_lossy(&node.join().unwrap()).into_owned();
         let second = String::from_utf8_lossy(&node2.join().unwrap()).into_owned();
         let tag = format!("{}\r\n$1\r\n1\r\n", client.session_id());
+        // TRYAGAIN: refused, not applied, so the resend is not a maybe-applied one.
+        assert_eq!(client.stats().writes_resent_maybe_applied, 0);
+        assert!(client.stats().retries >= 1);
         assert!(
             first.contains(&tag),
             "first attempt carries seq 1: {first:?}"
