@@ -7,7 +7,8 @@
 //!
 //! Each of `--clients` threads owns a [`Client`] (its own session and connection, starting at
 //! a different node so load spreads) and sends its share of `--requests`, `--pipeline`
-//! commands per round trip, on keys drawn uniformly from `--keyspace` keys. The latency of a
+//! commands per round trip, on keys drawn uniformly from `--keyspace` keys (`key:N` for SET
+//! and GET, `counter:N` for INCR). The latency of a
 //! round trip is recorded once per command in it (as `redis-benchmark` does), in an HDR
 //! histogram (microseconds, 3 significant digits). Failed commands are counted by kind, not
 //! retried beyond the client's own retries.
@@ -51,7 +52,7 @@ pub struct BenchArgs {
     /// Commands per round trip, 1 to 1024 (the server keeps 1024 results per session).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pipeline: u32,
-    /// Keys drawn from `key:0` .. `key:(N-1)`.
+    /// Keys drawn from `key:0` .. `key:(N-1)` (`counter:0` .. for INCR).
     #[arg(long, default_value_t = 100_000)]
     pub keyspace: u64,
     /// The operation.
@@ -145,6 +146,10 @@ pub fn measure(args: &BenchArgs) -> Result<BenchReport, String> {
     Ok(report)
 }
 
+fn key_name(prefix: &str, n: u64) -> Vec<u8> {
+    format!("{prefix}:{n}").into_bytes()
+}
+
 fn new_histogram() -> Histogram<u64> {
     // 1 µs to 10 min, 3 significant digits: fixed memory (about 150 KiB) per client.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
@@ -173,11 +178,12 @@ fn run_client(
         let batch = u64::from(args.pipeline).min(share - sent);
         let commands: Vec<Vec<Vec<u8>>> = (0..batch)
             .map(|_| {
-                let key = format!("key:{}", keys.next(args.keyspace)).into_bytes();
+                let n = keys.next(args.keyspace);
                 match args.op {
-                    BenchOp::Set => vec![b"SET".to_vec(), key, value.to_vec()],
-                    BenchOp::Get => vec![b"GET".to_vec(), key],
-                    BenchOp::Incr => vec![b"INCR".to_vec(), key],
+                    BenchOp::Set => vec![b"SET".to_vec(), key_name("key", n), value.to_vec()],
+                    BenchOp::Get => vec![b"GET".to_vec(), key_name("key", n)],
+                    // Counters apart from SET's keys, whose values are not integers.
+                    BenchOp::Incr => vec![b"INCR".to_vec(), key_name("counter", n)],
                 }
             })
             .collect();
@@ -207,9 +213,13 @@ fn run_client(
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     let report = measure(args)?;
     let ms = |q: f64| report.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    let value = match args.op {
+        BenchOp::Set => format!(", {} byte values", args.value_size),
+        BenchOp::Get | BenchOp::Incr => String::new(),
+    };
     println!(
-        "{:?}: {} requests, {} clients, {} bytes, pipeline {}",
-        args.op, args.requests, args.clients, args.value_size, args.pipeline
+        "{:?}: {} requests, {} clients, pipeline {}, {} keys{value}",
+        args.op, args.requests, args.clients, args.pipeline, args.keyspace
     );
     println!(
         "  {:.0} ops/s over {:.2} s",
