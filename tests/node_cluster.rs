@@ -934,3 +934,172 @@ fn shutdown_answers_every_pending_callback_once() {
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }
+
+#[test]
+fn proposals_on_followers_are_forwarded_applied_once_and_answer_the_leaders_result() {
+    let done = watchdog("forwarded_proposals", Duration::from_secs(90));
+    let mut cluster = Cluster::new(3, 100_000);
+    let leader = cluster.leader(Duration::from_secs(10));
+    let term_before = cluster.nodes[&leader].status().term;
+    let followers: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != leader)
+        .collect();
+    wait_until("followers know the leader", Duration::from_secs(10), || {
+        followers
+            .iter()
+            .all(|f| cluster.nodes[f].status().leader == Some(leader))
+    });
+    let answers = Answers::<ProposeError>::new();
+    // 200 through callbacks on the two followers, 20 through the blocking API.
+    for value in 0..200u64 {
+        let on = followers[value as usize % 2];
+        cluster.nodes[&on].submit_with(value.to_le_bytes().to_vec(), answers.callback(value));
+    }
+    let mut blocking = Vec::new();
+    for value in 200..220u64 {
+        let on = followers[value as usize % 2];
+        blocking.push((
+            value,
+            cluster.nodes[&on].propose(value.to_le_bytes().to_vec()),
+        ));
+    }
+    wait_until(
+        "200 forwarded proposals answered",
+        Duration::from_secs(30),
+        || answers.answered() == 200,
+    );
+    let stable = cluster.nodes[&leader].status().term == term_before;
+    let log = cluster.read_all(leader);
+    let mut acknowledged = 0;
+    let results = answers
+        .exactly_once(200)
+        .into_iter()
+        .map(|(_, r)| r)
+        .zip(0u64..)
+        .map(|(r, v)| (v, r))
+        .chain(blocking);
+    for (value, result) in results {
+        match result {
+            Ok(bytes) => {
+                // The leader's state machine answers the log length after the apply: the
+                // value must sit at exactly that position.
+                let length = u64::from_le_bytes(bytes.try_into().expect("8-byte answer"));
+                assert_eq!(
+                    log.get(length as usize - 1),
+                    Some(&value),
+                    "value {value} answered position {length}"
+                );
+                acknowledged += 1;
+            }
+            Err(e) => assert!(!stable, "value {value} failed on a stable cluster: {e}"),
+        }
+        assert!(
+            log.iter().filter(|v| **v == value).count() <= 1,
+            "value {value} applied twice"
+        );
+    }
+    assert!(acknowledged > 0);
+    if stable {
+        assert_eq!(acknowledged, 220);
+    }
+    let forwards_received = cluster.nodes[&leader].status().transport.forwards_received;
+    assert!(
+        forwards_received >= 220,
+        "the leader received {forwards_received} forwards"
+    );
+    for f in &followers {
+        assert_eq!(cluster.nodes[f].status().forwards_in_flight, 0);
+    }
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn a_forward_to_a_leader_isolated_mid_flight_may_have_been_applied_never_certainly_not() {
+    let done = watchdog("forward_leader_isolated", Duration::from_secs(90));
+    let mut cluster = Cluster::with_client_timeout(3, 100_000, Duration::from_secs(5));
+    let leader = cluster.leader(Duration::from_secs(10));
+    let follower = next_id(&cluster.nodes, leader);
+    wait_until(
+        "the follower knows the leader",
+        Duration::from_secs(10),
+        || cluster.nodes[&follower].status().leader == Some(leader),
+    );
+    assert!(cluster.propose(1, Duration::from_secs(5)));
+    // The follower still believes in the leader (for an election timeout, 300 ms or more),
+    // so it forwards; the leader, cut off, never answers.
+    cluster.nodes[&leader].set_isolated(true);
+    let answers = Answers::<ProposeError>::new();
+    for n in 0..20u64 {
+        cluster.nodes[&follower].submit_with((100 + n).to_le_bytes().to_vec(), answers.callback(n));
+    }
+    wait_until("every forward answered", Duration::from_secs(20), || {
+        answers.answered() == 20
+    });
+    for (_, answer) in answers.exactly_once(20) {
+        assert!(
+            matches!(
+                answer,
+                Err(ProposeError::LeaderLost | ProposeError::Timeout)
+            ),
+            "a forward in flight when the leader vanished answered {answer:?}; it must say \
+             'may have been applied'"
+        );
+    }
+    cluster.nodes[&leader].set_isolated(false);
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn a_proposal_on_a_node_that_knows_no_leader_is_certainly_not_applied() {
+    let done = watchdog("forward_no_leader", Duration::from_secs(60));
+    let mut cluster = Cluster::new(3, 100_000);
+    let leader = cluster.leader(Duration::from_secs(10));
+    let survivor = next_id(&cluster.nodes, leader);
+    let other = next_id(&cluster.nodes, survivor);
+    cluster.stop(leader);
+    cluster.stop(other);
+    wait_until(
+        "the survivor forgets the leader",
+        Duration::from_secs(10),
+        || cluster.nodes[&survivor].status().leader.is_none(),
+    );
+    let answer = cluster.nodes[&survivor].propose(7u64.to_le_bytes().to_vec());
+    assert!(
+        matches!(answer, Err(ProposeError::NotLeader { leader_hint: None })),
+        "no leader known must mean certainly not applied, got {answer:?}"
+    );
+    let answers = Answers::<ProposeError>::new();
+    cluster.nodes[&survivor].submit_with(8u64.to_le_bytes().to_vec(), answers.callback(0));
+    wait_until("the callback answered", Duration::from_secs(10), || {
+        answers.answered() == 1
+    });
+    let (_, answer) = answers.exactly_once(1).remove(0);
+    assert!(
+        matches!(answer, Err(ProposeError::NotLeader { .. })),
+        "got {answer:?}"
+    );
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn status_lists_the_members_with_their_addresses() {
+    let done = watchdog("status_members", Duration::from_secs(30));
+    let mut cluster = Cluster::new(3, 100_000);
+    cluster.leader(Duration::from_secs(10));
+    for (id, node) in &cluster.nodes {
+        let members = node.status().members;
+        assert_eq!(members.len(), 3, "node {id}: {:?}", node.status());
+        for (member, status) in members {
+            assert_eq!(status.peer_addr, Some(cluster.addrs[&member]));
+            assert!(status.voter);
+        }
+    }
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}

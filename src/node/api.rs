@@ -14,7 +14,7 @@ use mio::{Interest, Poll, Waker};
 
 use super::apply::{Applier, ApplyShared, APPLY_QUEUE_ITEMS};
 use super::completion::{ProposeCompletion, ReadCompletion};
-use super::event_loop::EventLoop;
+use super::event_loop::{members_of, EventLoop};
 use super::log_writer::{LogWriter, WriterShared, WriterStats, WRITER_QUEUE_ITEMS};
 use super::state_machine::StateMachine;
 use super::storage::{load, StorageError};
@@ -262,6 +262,19 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
     /// The bound peer address.
     pub listen_addr: SocketAddr,
+    /// Every member of the configuration in force (joint: both halves), by id.
+    pub members: BTreeMap<NodeId, MemberStatus>,
+    /// Proposals this node forwarded to the leader and still waits on.
+    pub forwards_in_flight: usize,
+}
+
+/// One member of the configuration, as an operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// Its peer address, if this node's configuration names one.
+    pub peer_addr: Option<SocketAddr>,
+    /// Whether it votes (in either half of a joint configuration); false for a learner.
+    pub voter: bool,
 }
 
 /// A proposal in flight, from [`Node::submit`].
@@ -370,6 +383,8 @@ impl Node {
             disk_stalled: false,
             last_error: None,
             listen_addr,
+            members: members_of(core.membership(), &config.peers),
+            forwards_in_flight: 0,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (writer_tx, writer_rx) = sync_channel(WRITER_QUEUE_ITEMS);
@@ -398,6 +413,9 @@ impl Node {
             transport,
             tick_interval: config.tick_interval,
             max_pending_proposals: config.max_pending_proposals,
+            propose_timeout: config.propose_timeout,
+            waker: Arc::clone(&waker),
+            peer_addrs: config.peers.clone(),
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: raft.max_message_bytes,
             inbox: inbox_rx,

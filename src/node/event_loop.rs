@@ -9,7 +9,8 @@
 //! its work (bounded by its own limits). One exception, stated: an InstallSnapshot chunk is
 //! read from the snapshot file on this thread (a positioned read of at most one chunk).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -18,13 +19,15 @@ use std::time::{Duration, Instant};
 use ketch_storage::snapshot::{RawSnapshotFile, SnapshotStore};
 use mio::{Events, Poll};
 
-use super::api::{NodeStatus, ProposeError, ReadError, Request};
+use super::api::{MemberStatus, NodeStatus, ProposeError, ReadError, Request};
 use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
 use super::coalesce::coalesce_appends;
 use super::completion::{ProposeCompletion, ReadCompletion};
+use super::forward::{outcome_of, ForwardState};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
-use super::transport::{Transport, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{Message, MessageBody, RaftNode, Ready, Role};
+use super::transport::{ForwardRefused, Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
+use crate::raft::{Message, MessageBody, NodeId, RaftNode, Ready, Role};
+use crate::wire::message::{Forward, ForwardBody};
 
 /// Client requests taken from the inbox per loop iteration, so a flood of clients cannot
 /// starve peer traffic and ticks.
@@ -61,6 +64,12 @@ pub struct EventLoop {
     pub tick_interval: Duration,
     /// Most proposals waiting for their result.
     pub max_pending_proposals: usize,
+    /// How long a proposal forwarded by a follower may take here, from its arrival.
+    pub propose_timeout: Duration,
+    /// The loop's own waker, for completions of forwarded proposals.
+    pub waker: Arc<mio::Waker>,
+    /// Configured peer addresses (this node's included), for the status's member list.
+    pub peer_addrs: BTreeMap<NodeId, SocketAddr>,
     /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
     pub append_merge_bytes_max: u64,
     /// A leader whose oldest write has not been durable for this long stops sending.
@@ -104,7 +113,10 @@ struct State {
     last_error: Option<String>,
     raw_snapshot: Option<RawSnapshotFile>,
     last_role: (Role, Option<u64>, u64),
-    received: Vec<Message>,
+    received: Received,
+    forwards: ForwardState,
+    /// The membership last published in the status (members are rebuilt only on change).
+    published_membership: Option<crate::raft::Membership>,
     /// Status is published at most once per `STATUS_PERIOD` (and on role changes): copying
     /// it on every wake-up costs throughput.
     next_status_at: Instant,
@@ -131,7 +143,9 @@ impl EventLoop {
             last_error: None,
             raw_snapshot: None,
             last_role: (Role::Follower, None, 0),
-            received: Vec::new(),
+            received: Received::default(),
+            forwards: ForwardState::new(),
+            published_membership: None,
             next_status_at: Instant::now(),
         };
         let mut next_tick = Instant::now() + self.tick_interval;
@@ -162,11 +176,17 @@ impl EventLoop {
             self.transport.maintain(self.poll.registry(), now);
             self.check_failures(&mut state);
             if state.participating && !state.isolated {
-                for message in state.received.drain(..) {
+                for message in state.received.messages.drain(..) {
                     self.core.step(message);
                 }
             } else {
-                state.received.clear();
+                state.received.messages.clear();
+            }
+            let forwards = std::mem::take(&mut state.received.forwards);
+            if !state.isolated {
+                for forward in forwards {
+                    self.take_forward(&mut state, forward);
+                }
             }
             self.take_requests(&mut state);
             // Bounded: catches up at most the ticks missed since the last pass.
@@ -178,6 +198,10 @@ impl EventLoop {
             }
             self.expire_reads(&mut state);
             self.expire_proposals(&mut state);
+            let leader = self.core.leader();
+            let epoch = leader.map_or(0, |l| self.transport.connection_epoch(l));
+            state.forwards.check_leader(leader, epoch);
+            state.forwards.expire(Instant::now());
             self.take_completions(&mut state);
             self.check_disk_stall(&mut state);
             if state.participating {
@@ -193,11 +217,12 @@ impl EventLoop {
                     self.take_completions(&mut state);
                 }
             }
+            self.send_forward_results(&mut state);
             self.transport.flush_all(self.poll.registry());
             let role_changed = self.log_role_changes(&mut state);
             let now = Instant::now();
             if role_changed || now >= state.next_status_at {
-                self.publish_status(&state);
+                self.publish_status(&mut state);
                 state.next_status_at = now + STATUS_PERIOD;
             }
         }
@@ -310,7 +335,134 @@ impl EventLoop {
         }
     }
 
+    /// A client's proposal: proposed here on the leader, forwarded to the leader otherwise.
     fn propose(
+        &mut self,
+        state: &mut State,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
+        match self.core.leader() {
+            Some(leader)
+                if leader != self.core.id()
+                    && self.core.role() != Role::Leader
+                    && state.participating =>
+            {
+                self.forward(state, leader, data, done, deadline);
+            }
+            _ => self.propose_here(state, data, done, deadline),
+        }
+    }
+
+    /// Sends a proposal to `leader`; see `forward` for what each failure means to the caller.
+    fn forward(
+        &mut self,
+        state: &mut State,
+        leader: NodeId,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
+        if !state.forwards.has_room() {
+            done.complete(Err(ProposeError::Backpressure));
+            return;
+        }
+        let request_id = state.forwards.next_request_id();
+        let forward = Forward {
+            from: self.core.id(),
+            to: leader,
+            body: ForwardBody::Propose { request_id, data },
+        };
+        // An isolated node's frames vanish as in a partition: the caller waits and learns
+        // "may have been applied", as it would on a real network.
+        let sent = if state.isolated {
+            Ok(())
+        } else {
+            self.transport.send_forward(self.poll.registry(), &forward)
+        };
+        match sent {
+            Ok(()) => {
+                let epoch = self.transport.connection_epoch(leader);
+                state
+                    .forwards
+                    .sent(request_id, leader, epoch, done, deadline);
+            }
+            Err(ForwardRefused::NoConnection) => done.complete(Err(ProposeError::NotLeader {
+                leader_hint: Some(leader),
+            })),
+            Err(ForwardRefused::QueueFull) => done.complete(Err(ProposeError::Backpressure)),
+            Err(ForwardRefused::TooLarge) => {
+                log::warn!(
+                    "node {}: a proposal too large to forward to node {leader} was refused",
+                    self.core.id()
+                );
+                done.complete(Err(ProposeError::Backpressure));
+            }
+        }
+    }
+
+    /// A forward from a peer: a proposal to make here as leader, or the answer to one this
+    /// node forwarded.
+    fn take_forward(&mut self, state: &mut State, forward: Forward) {
+        match forward.body {
+            ForwardBody::Result {
+                request_id,
+                outcome,
+            } => state.forwards.resolve(forward.from, request_id, outcome),
+            ForwardBody::Propose { request_id, data } => {
+                let peer = forward.from;
+                if self.core.role() != Role::Leader || !state.participating {
+                    // Never forwarded again: a second hop could loop between stale views. A
+                    // stopped node proposes nothing: also certainly not applied.
+                    let refusal = ProposeError::NotLeader {
+                        leader_hint: self.core.leader().filter(|_| state.participating),
+                    };
+                    state.forwards.refuse(peer, request_id, refusal);
+                    return;
+                }
+                if !state.forwards.accept(peer) {
+                    state
+                        .forwards
+                        .refuse(peer, request_id, ProposeError::Backpressure);
+                    return;
+                }
+                let results = std::sync::Arc::clone(&state.forwards.results);
+                let waker = std::sync::Arc::clone(&self.waker);
+                let done = ProposeCompletion::proposal(move |result| {
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((peer, request_id, result));
+                    let _ = waker.wake();
+                });
+                let deadline = Instant::now() + self.propose_timeout;
+                self.propose_here(state, data, done, deadline);
+            }
+        }
+    }
+
+    /// Sends the results this leader owes followers; one that cannot be sent is dropped (the
+    /// follower then answers "may have been applied").
+    fn send_forward_results(&mut self, state: &mut State) {
+        for (peer, request_id, result) in state.forwards.take_results() {
+            if state.isolated {
+                continue;
+            }
+            let forward = Forward {
+                from: self.core.id(),
+                to: peer,
+                body: ForwardBody::Result {
+                    request_id,
+                    outcome: outcome_of(result),
+                },
+            };
+            let _ = self.transport.send_forward(self.poll.registry(), &forward);
+        }
+    }
+
+    /// Proposes on this node's core (answers `NotLeader` unless it leads).
+    fn propose_here(
         &mut self,
         state: &mut State,
         data: Vec<u8>,
@@ -670,7 +822,15 @@ impl EventLoop {
         changed
     }
 
-    fn publish_status(&self, state: &State) {
+    fn publish_status(&self, state: &mut State) {
+        let membership = self.core.membership();
+        let members = if state.published_membership.as_ref() != Some(membership) {
+            state.published_membership = Some(membership.clone());
+            let members = members_of(membership, &self.peer_addrs);
+            Some(members)
+        } else {
+            None
+        };
         let core = self.core.status();
         let writer = self
             .writer_shared
@@ -693,5 +853,27 @@ impl EventLoop {
         status.disk_stalled = state.disk_stalled;
         status.last_error = state.last_error.clone();
         status.connected_peers = self.transport.connected_peers();
+        status.forwards_in_flight = state.forwards.in_flight();
+        if let Some(members) = members {
+            status.members = members;
+        }
     }
+}
+
+/// The status's member list: every member of `membership` with its configured address.
+pub fn members_of(
+    membership: &crate::raft::Membership,
+    peer_addrs: &BTreeMap<NodeId, SocketAddr>,
+) -> BTreeMap<NodeId, MemberStatus> {
+    membership
+        .all_members()
+        .into_iter()
+        .map(|id| {
+            let member = MemberStatus {
+                peer_addr: peer_addrs.get(&id).copied(),
+                voter: membership.voters.contains(&id) || membership.outgoing_voters.contains(&id),
+            };
+            (id, member)
+        })
+        .collect()
 }

@@ -21,6 +21,8 @@
 //! | apply → loop      | applied index, snapshots| a counter, a list of at most one build + waker |
 //! | node → caller     | result / answer         | one `completion` callback per request        |
 //! | loop → peer       | frames                  | `NodeConfig::peer_queue_bytes_max` per peer  |
+//! | forwarded, sent   | proposals to the leader | `FORWARDS_IN_FLIGHT_MAX` (4096); over → Backpressure |
+//! | forwarded, taken  | proposals from a peer   | `FORWARDS_ACCEPTED_PER_PEER_MAX` (4096) per peer |
 //!
 //! Pending proposals are bounded by `NodeConfig::max_pending_proposals`, pending reads by
 //! `APPLY_QUEUE_ITEMS`.
@@ -33,6 +35,12 @@
 //! loop times out proposals (`NodeConfig::propose_timeout` from submission) and reads waiting
 //! for their read index; the apply thread times out reads waiting for their index to apply.
 //! At shutdown, whatever is still pending answers `ShuttingDown`.
+//!
+//! # Proposals on followers
+//!
+//! A follower forwards a proposal to the leader it knows (`forward`: what each failure tells
+//! the caller, certainly-not-applied versus may-have-been-applied); reads are answered locally
+//! after a ReadIndex round with the leader.
 //!
 //! # The contract with the core, as carried out here
 //!
@@ -57,12 +65,15 @@ mod apply;
 mod coalesce;
 mod completion;
 mod event_loop;
+mod forward;
 mod log_writer;
 mod state_machine;
 pub mod storage;
 mod transport;
 
-pub use api::{Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError};
+pub use api::{
+    MemberStatus, Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError,
+};
 pub use log_writer::WriterStats;
 pub use state_machine::StateMachine;
 pub use transport::TransportStats;

@@ -17,6 +17,12 @@
 //!   snapshot chunks in the low one; each write batch takes high-priority frames first, so a
 //!   heartbeat waits at most for the batch being written ([`WRITE_BATCH_BYTES`] plus one
 //!   frame), never behind the whole bulk queue.
+//! - **Forwards** (a follower's proposal sent to the leader, and the leader's answer) are
+//!   client traffic: they go in the low-priority queue under the same byte bound, so they
+//!   never delay votes or heartbeats. [`Transport::send_forward`] says whether the frame was
+//!   queued, since its caller must know whether the proposal certainly did not leave; and
+//!   [`Transport::connection_epoch`] changes whenever a connection is lost, which tells the
+//!   caller that frames queued earlier may or may not have been delivered.
 //! - **Reads** drain a socket until `WouldBlock` (mio is edge-triggered); the frame decoder
 //!   bounds memory per connection to one maximal frame.
 
@@ -31,8 +37,8 @@ use mio::{Interest, Registry, Token};
 use crate::raft::{Message, MessageBody, NodeId, SplitMix64};
 use crate::wire::frame::FrameDecoder;
 use crate::wire::message::{
-    decode_handshake, decode_message, encode_handshake, encode_message, Handshake,
-    FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT,
+    decode_forward, decode_handshake, decode_message, encode_forward, encode_handshake,
+    encode_message, Forward, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT,
 };
 
 /// First reconnect delay.
@@ -63,6 +69,28 @@ pub struct TransportStats {
     pub messages_queued: u64,
     /// Messages received and decoded.
     pub messages_received: u64,
+    /// Forwards (proposals and results) received and decoded.
+    pub forwards_received: u64,
+}
+
+/// What connections delivered in one pass, for the loop to take.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Raft messages, for the core.
+    pub messages: Vec<Message>,
+    /// Forwarded proposals and their results.
+    pub forwards: Vec<Forward>,
+}
+
+/// Why [`Transport::send_forward`] did not queue a frame; in every case nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardRefused {
+    /// No connection to the peer (or not a peer).
+    NoConnection,
+    /// The peer's queue is at its byte bound.
+    QueueFull,
+    /// The frame would exceed the maximum frame size.
+    TooLarge,
 }
 
 struct Outbound {
@@ -77,6 +105,8 @@ struct Outbound {
     current_pos: usize,
     backoff: Duration,
     retry_at: Instant,
+    /// Connections lost so far: frames queued under an older epoch may or may not have left.
+    epoch: u64,
 }
 
 struct Inbound {
@@ -137,6 +167,7 @@ impl Transport {
                         current_pos: 0,
                         backoff: BACKOFF_MIN,
                         retry_at: now,
+                        epoch: 0,
                     },
                 )
             })
@@ -238,6 +269,7 @@ impl Transport {
             let _ = registry.deregister(&mut stream);
             self.outbound_tokens.remove(&token);
         }
+        outbound.epoch += 1;
         if outbound.connected {
             log::info!("node {}: lost connection to node {peer}: {reason}", self.id);
             self.stats.disconnects += 1;
@@ -296,6 +328,44 @@ impl Transport {
         }
     }
 
+    /// Queues `forward` for its recipient in the low-priority queue, under the same byte
+    /// bound as Raft messages. `Err` means nothing was queued, so nothing can arrive.
+    pub fn send_forward(
+        &mut self,
+        registry: &Registry,
+        forward: &Forward,
+    ) -> Result<(), ForwardRefused> {
+        let peer = forward.to;
+        let Some(outbound) = self.outbound.get_mut(&peer) else {
+            return Err(ForwardRefused::NoConnection);
+        };
+        if outbound.stream.is_none() {
+            return Err(ForwardRefused::NoConnection);
+        }
+        let mut frame = Vec::new();
+        encode_forward(forward, &mut self.scratch, &mut frame)
+            .map_err(|_| ForwardRefused::TooLarge)?;
+        if frame.len() > self.max_frame_payload_bytes as usize {
+            return Err(ForwardRefused::TooLarge);
+        }
+        if outbound.queued_bytes + frame.len() > self.queue_bytes_max {
+            self.stats.messages_dropped += 1;
+            return Err(ForwardRefused::QueueFull);
+        }
+        outbound.queued_bytes += frame.len();
+        outbound.low.push_back(frame);
+        self.stats.messages_queued += 1;
+        if outbound.connected && outbound.current_pos == outbound.current.len() {
+            self.flush(registry, peer);
+        }
+        Ok(())
+    }
+
+    /// Changes each time the outbound connection to `peer` is lost (0 for unknown peers).
+    pub fn connection_epoch(&self, peer: NodeId) -> u64 {
+        self.outbound.get(&peer).map_or(0, |o| o.epoch)
+    }
+
     /// Writes queued frames of every connected peer until done or the socket is full.
     pub fn flush_all(&mut self, registry: &Registry) {
         let peers: Vec<NodeId> = self
@@ -350,12 +420,13 @@ impl Transport {
         }
     }
 
-    /// Handles a readiness event on a connection; decoded messages are appended to `received`.
+    /// Handles a readiness event on a connection; decoded messages and forwards are appended
+    /// to `received`.
     pub fn handle_event(
         &mut self,
         registry: &Registry,
         event: &mio::event::Event,
-        received: &mut Vec<Message>,
+        received: &mut Received,
     ) {
         let token = event.token();
         if let Some(&peer) = self.outbound_tokens.get(&token) {
@@ -418,7 +489,7 @@ impl Transport {
         Ok(())
     }
 
-    fn read_inbound(&mut self, token: Token, received: &mut Vec<Message>) -> Result<(), String> {
+    fn read_inbound(&mut self, token: Token, received: &mut Received) -> Result<(), String> {
         let inbound = self.inbound.get_mut(&token).expect("inbound exists");
         // Ends at WouldBlock, EOF or an error; each pass consumes what it read.
         loop {
@@ -472,6 +543,18 @@ impl Transport {
                             );
                             inbound.peer = Some(hs.from);
                         }
+                        Some(peer) if kind == FRAME_KIND_FORWARD => {
+                            let forward = decode_forward(&payload)
+                                .map_err(|e| format!("malformed forward: {e}"))?;
+                            if forward.from != peer || forward.to != self.id {
+                                return Err(format!(
+                                    "malformed: forward from {} to {} on node {peer}'s connection",
+                                    forward.from, forward.to
+                                ));
+                            }
+                            self.stats.forwards_received += 1;
+                            received.forwards.push(forward);
+                        }
                         Some(peer) => {
                             if kind != FRAME_KIND_RAFT {
                                 return Err(format!("malformed: unexpected frame kind {kind}"));
@@ -485,7 +568,7 @@ impl Transport {
                                 ));
                             }
                             self.stats.messages_received += 1;
-                            received.push(message);
+                            received.messages.push(message);
                         }
                     }
                 }
@@ -639,7 +722,7 @@ mod tests {
         transport.maintain(poll.registry(), Instant::now());
         let (mut conn, _) = peer.accept().unwrap();
         let mut events = Events::with_capacity(16);
-        let mut received = Vec::new();
+        let mut received = Received::default();
         let deadline = Instant::now() + Duration::from_secs(10);
         while transport.connected_peers().is_empty() {
             assert!(Instant::now() < deadline, "never connected");

@@ -3,12 +3,16 @@
 //!
 //! Every message travels as one frame of [`super::frame`]; its payload is encoded with the
 //! primitives of [`super::codec`] (little-endian integers, `u32`-length-prefixed byte
-//! strings, no padding). Two frame kinds exist:
+//! strings, no padding). Three frame kinds exist:
 //!
-//! | frame kind | constant                 | payload                              |
-//! |------------|--------------------------|--------------------------------------|
-//! | 1          | [`FRAME_KIND_HANDSHAKE`] | [`Handshake`], sent once, first      |
-//! | 2          | [`FRAME_KIND_RAFT`]      | one [`Message`]                      |
+//! | frame kind | constant                 | payload                                        |
+//! |------------|--------------------------|------------------------------------------------|
+//! | 1          | [`FRAME_KIND_HANDSHAKE`] | [`Handshake`], sent once, first                |
+//! | 2          | [`FRAME_KIND_RAFT`]      | one [`Message`]                                |
+//! | 3          | [`FRAME_KIND_FORWARD`]   | one [`Forward`] (client traffic, since v2)     |
+//!
+//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3. Peers of different versions
+//! refuse each other at the handshake, so an unknown frame kind never reaches a decoder.
 //!
 //! # Handshake payload (30 bytes)
 //!
@@ -52,6 +56,32 @@
 //! is `index`, `term`, membership, `size_bytes`. A membership is three id sets, voters,
 //! learners, outgoing voters, each a `u32` count followed by that many `u64` ids.
 //!
+//! # Forward payload (frame kind 3)
+//!
+//! A follower forwards a client's proposal to the leader it knows, and the leader answers once
+//! the command applied or failed. These are not Raft messages: they carry no term and never
+//! reach the core.
+//!
+//! | size | field        | meaning                                                    |
+//! |------|--------------|------------------------------------------------------------|
+//! | 8    | `from`       | sender id (non-zero; must be the connection's peer)        |
+//! | 8    | `to`         | recipient id (non-zero)                                    |
+//! | 1    | `tag`        | 1 `ForwardPropose`, 2 `ForwardResult`                      |
+//! | 8    | `request_id` | chosen by the follower, unique per follower incarnation    |
+//! | ...  | body         | below                                                      |
+//!
+//! - `ForwardPropose` (tag 1): `data: bytes`, the command.
+//! - `ForwardResult` (tag 2): `outcome: u8`, then per outcome:
+//!
+//! | outcome | [`ForwardOutcome`] | then              | applied?                          |
+//! |---------|--------------------|-------------------|-----------------------------------|
+//! | 0       | `Applied`          | `result: bytes`   | yes, with this result             |
+//! | 1       | `NotLeader`        | `leader_hint: u64` (0 = none) | certainly not         |
+//! | 2       | `Backpressure`     | (none)            | certainly not                     |
+//! | 3       | `Timeout`          | (none)            | may have been                     |
+//! | 4       | `LeaderLost`       | (none)            | may have been                     |
+//! | 5       | `ShuttingDown`     | (none)            | may have been                     |
+//!
 //! # Bounds checked on decode
 //!
 //! At most [`MAX_ENTRIES_PER_MESSAGE`] entries, at most [`MAX_MEMBERS_PER_SET`] ids per set, and
@@ -70,10 +100,12 @@ use crate::raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, Sn
 pub const FRAME_KIND_HANDSHAKE: u8 = 1;
 /// Frame kind of a Raft [`Message`].
 pub const FRAME_KIND_RAFT: u8 = 2;
+/// Frame kind of a [`Forward`] (a forwarded proposal or its result).
+pub const FRAME_KIND_FORWARD: u8 = 3;
 /// Opens every handshake payload: ASCII `KTCH` read as a little-endian u32.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"KTCH");
-/// The peer protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The peer protocol version this build speaks (2: forwarded proposals, frame kind 3).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Most entries one `Append` may carry on the wire.
 pub const MAX_ENTRIES_PER_MESSAGE: u32 = 1 << 16;
 /// Most node ids in one membership set.
@@ -134,6 +166,16 @@ pub enum MessageError {
         /// Which field.
         field: &'static str,
     },
+    /// A forward's tag names no forward variant.
+    UnknownForwardTag {
+        /// Tag found.
+        tag: u8,
+    },
+    /// A forward result's outcome byte names no outcome.
+    UnknownForwardOutcome {
+        /// Byte found.
+        outcome: u8,
+    },
 }
 
 impl fmt::Display for MessageError {
@@ -154,6 +196,10 @@ impl fmt::Display for MessageError {
                 write!(f, "{count} {what} exceed the bound of {max}")
             }
             MessageError::ZeroNodeId { field } => write!(f, "node id 0 in field {field}"),
+            MessageError::UnknownForwardTag { tag } => write!(f, "unknown forward tag {tag}"),
+            MessageError::UnknownForwardOutcome { outcome } => {
+                write!(f, "unknown forward outcome {outcome}")
+            }
         }
     }
 }
@@ -164,6 +210,133 @@ impl From<CodecError> for MessageError {
     fn from(e: CodecError) -> Self {
         MessageError::Codec(e)
     }
+}
+
+/// Client traffic between peers (frame kind [`FRAME_KIND_FORWARD`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The sender.
+    pub from: NodeId,
+    /// The recipient.
+    pub to: NodeId,
+    /// What it carries.
+    pub body: ForwardBody,
+}
+
+/// The body of a [`Forward`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardBody {
+    /// A follower asks the leader to propose `data` for it.
+    Propose {
+        /// The follower's id for this request.
+        request_id: u64,
+        /// The command.
+        data: Vec<u8>,
+    },
+    /// The leader's answer to a `Propose`.
+    Result {
+        /// The follower's id of the request answered.
+        request_id: u64,
+        /// What became of it.
+        outcome: ForwardOutcome,
+    },
+}
+
+/// What became of a forwarded proposal, as the leader saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardOutcome {
+    /// Applied; the state machine's result.
+    Applied(Vec<u8>),
+    /// The recipient was not the leader when the proposal arrived: certainly not applied.
+    NotLeader {
+        /// The leader the recipient knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// The leader refused it for load: certainly not applied.
+    Backpressure,
+    /// No result within the leader's timeout: may have been applied.
+    Timeout,
+    /// Leadership changed while it was pending: may have been applied.
+    LeaderLost,
+    /// The leader shut down or stopped while it was pending: may have been applied.
+    ShuttingDown,
+}
+
+/// Appends `forward` as one frame of kind [`FRAME_KIND_FORWARD`] to `out`; `scratch` holds
+/// the payload.
+pub fn encode_forward(
+    forward: &Forward,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), MessageError> {
+    scratch.clear();
+    let mut w = WireWriter::new(scratch);
+    w.write_u64(forward.from);
+    w.write_u64(forward.to);
+    match &forward.body {
+        ForwardBody::Propose { request_id, data } => {
+            w.write_u8(1);
+            w.write_u64(*request_id);
+            w.write_bytes(data);
+        }
+        ForwardBody::Result {
+            request_id,
+            outcome,
+        } => {
+            w.write_u8(2);
+            w.write_u64(*request_id);
+            match outcome {
+                ForwardOutcome::Applied(result) => {
+                    w.write_u8(0);
+                    w.write_bytes(result);
+                }
+                ForwardOutcome::NotLeader { leader_hint } => {
+                    w.write_u8(1);
+                    w.write_u64(leader_hint.unwrap_or(0));
+                }
+                ForwardOutcome::Backpressure => w.write_u8(2),
+                ForwardOutcome::Timeout => w.write_u8(3),
+                ForwardOutcome::LeaderLost => w.write_u8(4),
+                ForwardOutcome::ShuttingDown => w.write_u8(5),
+            }
+        }
+    }
+    encode_frame(FRAME_KIND_FORWARD, scratch, out).map_err(MessageError::Frame)
+}
+
+/// Decodes a forward payload (of a frame of kind [`FRAME_KIND_FORWARD`]). Never panics.
+pub fn decode_forward(payload: &[u8]) -> Result<Forward, MessageError> {
+    let mut r = WireReader::new(payload);
+    let from = nonzero(r.read_u64()?, "forward.from")?;
+    let to = nonzero(r.read_u64()?, "forward.to")?;
+    let tag = r.read_u8()?;
+    let request_id = r.read_u64()?;
+    let body = match tag {
+        1 => ForwardBody::Propose {
+            request_id,
+            data: r.read_bytes(remaining_u32(&r))?.to_vec(),
+        },
+        2 => {
+            let outcome = match r.read_u8()? {
+                0 => ForwardOutcome::Applied(r.read_bytes(remaining_u32(&r))?.to_vec()),
+                1 => ForwardOutcome::NotLeader {
+                    leader_hint: Some(r.read_u64()?).filter(|id| *id != 0),
+                },
+                2 => ForwardOutcome::Backpressure,
+                3 => ForwardOutcome::Timeout,
+                4 => ForwardOutcome::LeaderLost,
+                5 => ForwardOutcome::ShuttingDown,
+                outcome => return Err(MessageError::UnknownForwardOutcome { outcome }),
+            };
+            ForwardBody::Result {
+                request_id,
+                outcome,
+            }
+        }
+        tag => return Err(MessageError::UnknownForwardTag { tag }),
+    };
+    r.finish()?;
+    Ok(Forward { from, to, body })
 }
 
 /// Appends the handshake frame to `out`.
@@ -681,6 +854,81 @@ mod tests {
             encode_membership(&m, &mut bytes);
             prop_assert_eq!(decode_membership(&bytes).unwrap(), m);
         }
+    }
+
+    fn arb_forward() -> impl Strategy<Value = Forward> {
+        let outcome = prop_oneof![
+            vec(any::<u8>(), 0..64).prop_map(ForwardOutcome::Applied),
+            any::<Option<u64>>().prop_map(|hint| ForwardOutcome::NotLeader {
+                leader_hint: hint.map(|h| h.max(1)),
+            }),
+            Just(ForwardOutcome::Backpressure),
+            Just(ForwardOutcome::Timeout),
+            Just(ForwardOutcome::LeaderLost),
+            Just(ForwardOutcome::ShuttingDown),
+        ];
+        let body = prop_oneof![
+            (any::<u64>(), vec(any::<u8>(), 0..64))
+                .prop_map(|(request_id, data)| ForwardBody::Propose { request_id, data }),
+            (any::<u64>(), outcome).prop_map(|(request_id, outcome)| ForwardBody::Result {
+                request_id,
+                outcome
+            }),
+        ];
+        (1..u64::MAX, 1..u64::MAX, body).prop_map(|(from, to, body)| Forward { from, to, body })
+    }
+
+    proptest! {
+        #[test]
+        fn forwards_round_trip_and_every_cut_is_an_error(
+            forward in arb_forward(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut frame = Vec::new();
+            encode_forward(&forward, &mut Vec::new(), &mut frame).unwrap();
+            let mut decoder = crate::wire::frame::FrameDecoder::new(1 << 20);
+            prop_assert_eq!(decoder.feed(&frame), frame.len());
+            let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+            prop_assert_eq!(kind, FRAME_KIND_FORWARD);
+            prop_assert_eq!(decode_forward(&payload).unwrap(), forward);
+            let cut = cut.index(payload.len());
+            prop_assert!(decode_forward(&payload[..cut]).is_err());
+            let mut longer = payload.clone();
+            longer.push(0);
+            prop_assert!(decode_forward(&longer).is_err());
+        }
+
+        #[test]
+        fn random_forward_bytes_never_panic(bytes in vec(any::<u8>(), 0..128)) {
+            let _ = decode_forward(&bytes);
+        }
+    }
+
+    #[test]
+    fn forward_with_unknown_tag_outcome_or_zero_sender_is_refused() {
+        let mut payload = Vec::new();
+        let mut w = WireWriter::new(&mut payload);
+        w.write_u64(1);
+        w.write_u64(2);
+        w.write_u8(9);
+        w.write_u64(5);
+        assert_eq!(
+            decode_forward(&payload),
+            Err(MessageError::UnknownForwardTag { tag: 9 })
+        );
+        payload[16] = 2;
+        payload.push(6);
+        assert_eq!(
+            decode_forward(&payload),
+            Err(MessageError::UnknownForwardOutcome { outcome: 6 })
+        );
+        payload[..8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            decode_forward(&payload),
+            Err(MessageError::ZeroNodeId {
+                field: "forward.from"
+            })
+        );
     }
 
     #[test]
