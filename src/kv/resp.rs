@@ -329,7 +329,7 @@ impl RequestParser {
                     } else {
                         let rest = &input[consumed..];
                         let Some(end) = find_crlf_or_lf(rest, self.line_scanned) else {
-                            if rest.len() > self.limits.inline_bytes_max {
+                            if unterminated_line_bytes(rest) > self.limits.inline_bytes_max {
                                 return Err(ProtocolError::TooBigInlineRequest);
                             }
                             self.line_scanned = rest.len().saturating_sub(1);
@@ -435,6 +435,13 @@ impl RequestParser {
 
 /// Reads a `*N\r\n` or `$N\r\n` header at the start of `input`, checking N against the
 /// limits. Returns the value and the header's length, or `None` if the line is incomplete.
+/// Bytes of a line whose end has not arrived yet, not counting a final `\r` that may be the
+/// first half of its `\r\n`: a line within the limit must never be refused because it
+/// arrived in pieces (the parse may not depend on how the input was split).
+fn unterminated_line_bytes(partial: &[u8]) -> usize {
+    partial.len() - usize::from(partial.last() == Some(&b'\r'))
+}
+
 fn header_line(
     limits: Limits,
     scanned: usize,
@@ -442,11 +449,15 @@ fn header_line(
     array: bool,
 ) -> Result<Option<(i64, usize)>, ProtocolError> {
     let Some(end) = find_crlf(input, scanned.min(input.len())) else {
-        if input.len() > limits.inline_bytes_max {
+        if unterminated_line_bytes(input) > limits.inline_bytes_max {
             return Err(ProtocolError::TooBigCountString { array });
         }
         return Ok(None);
     };
+    // The same bound whether the line arrived whole or in pieces (found by fuzzing).
+    if end > limits.inline_bytes_max {
+        return Err(ProtocolError::TooBigCountString { array });
+    }
     let value = parse_i64(&input[1..end]);
     let (max, error) = if array {
         (
@@ -731,7 +742,9 @@ impl ReplyParser {
                 *at = end + 2;
                 Ok(Some(&input[start..end]))
             }
-            None if input.len() - start.min(input.len()) > self.limits.inline_bytes_max => {
+            None if unterminated_line_bytes(&input[start.min(input.len())..])
+                > self.limits.inline_bytes_max =>
+            {
                 Err(ProtocolError::InvalidLine)
             }
             None => Ok(None),
@@ -1070,6 +1083,55 @@ mod tests {
             let mut parser = RequestParser::new(limits);
             let _ = parse_byte_at_a_time_lenient(&mut parser, &input);
             let _ = ReplyParser::new(limits).parse(&input);
+        }
+    }
+
+    /// Requests and the final error (if any), feeding `input` in pieces of `piece` bytes.
+    fn outcome(
+        limits: Limits,
+        input: &[u8],
+        piece: usize,
+    ) -> (Vec<Request>, Option<ProtocolError>) {
+        let mut parser = RequestParser::new(limits);
+        let mut buffer = Vec::new();
+        let mut requests = Vec::new();
+        for chunk in input.chunks(piece.max(1)) {
+            buffer.extend_from_slice(chunk);
+            loop {
+                match parser.parse(&buffer) {
+                    Err(e) => return (requests, Some(e)),
+                    Ok(parsed) => {
+                        buffer.drain(..parsed.consumed);
+                        match parsed.request {
+                            Some(request) => requests.push(request),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        (requests, None)
+    }
+
+    proptest! {
+        #[test]
+        fn the_outcome_does_not_depend_on_how_input_is_split(
+            input in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'*'), Just(b'$'), Just(b'\r'), Just(b'\n'), Just(b'"'), Just(b' '),
+                    Just(b'-'), Just(b'1'), Just(b'2'), Just(b'0'), Just(b'a'), any::<u8>()
+                ],
+                0..96,
+            ),
+            piece in 1usize..8,
+        ) {
+            let limits = Limits {
+                bulk_bytes_max: 12,
+                array_items_max: 4,
+                inline_bytes_max: 6,
+                request_bytes_max: 20,
+            };
+            prop_assert_eq!(outcome(limits, &input, input.len()), outcome(limits, &input, piece));
         }
     }
 
