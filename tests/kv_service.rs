@@ -494,6 +494,63 @@ fn a_restarted_cluster_keeps_data_and_sessions_through_snapshots() {
     done.store(true, Ordering::Release);
 }
 
+#[test]
+fn a_slow_reader_is_not_read_from_and_idle_clients_are_closed() {
+    let done = watchdog("slow_reader", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |config| {
+        config.server.idle_timeout = Some(Duration::from_secs(3));
+    });
+    let leader = cluster.leader();
+    let mut other = cluster.connect(leader);
+    assert_eq!(other.call_retrying(&["SET", "k", "v"]), "+OK\r\n");
+
+    // A client that sends 64 KiB ECHOs and never reads the replies. Unbounded buffering
+    // would take all 2000 (128 MiB); with backpressure the server stops reading, the socket
+    // buffers fill and the client's writes block.
+    let mut slow = cluster.connect(leader);
+    slow.stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let payload = vec![b'e'; 64 << 10];
+    let mut request = Vec::new();
+    encode_request(&mut request, &[&b"ECHO"[..], &payload]);
+    let mut sent = 0;
+    while sent < 2000 {
+        if slow.stream.write_all(&request).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(
+        sent < 2000,
+        "the server kept reading from a client that reads nothing"
+    );
+    // Meanwhile other clients are served.
+    assert_eq!(other.call(&["GET", "k"]), "$1\r\nv\r\n");
+
+    // Idle clients are closed after the idle timeout: a silent one, and the slow reader (no
+    // input and nothing awaited for that long). The slow reader's close may be a reset, as
+    // the server drops the requests it never read; either way it must not time out.
+    let mut silent = cluster.connect(leader);
+    assert!(silent.read_to_close().is_empty());
+    slow.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match slow.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+                break;
+            }
+        }
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
 /// Not a pass/fail test: starts a cluster, runs `redis-benchmark` against the leader and a
 /// follower, prints the reports.
 #[test]
