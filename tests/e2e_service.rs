@@ -590,3 +590,55 @@ fn ketch_cluster_starts_reports_a_leader_stops_on_sigint_and_restarts_from_its_d
     stop(child);
     done.store(true, Ordering::Release);
 }
+
+#[test]
+fn ketch_bench_measures_set_get_and_incr_without_failures() {
+    let done = support::watchdog("ketch_bench", Duration::from_secs(80));
+    let cluster = TestCluster::start(3);
+    let addrs = cluster
+        .client_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    for (op, pipeline) in [("set", "1"), ("get", "1"), ("set", "8"), ("incr", "4")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ketch"))
+            .args([
+                "bench",
+                "--addrs",
+                &addrs,
+                "--op",
+                op,
+                "--pipeline",
+                pipeline,
+            ])
+            .args(["--clients", "4", "--requests", "400", "--keyspace", "50"])
+            .output()
+            .expect("run ketch bench");
+        let stdout = text(&output.stdout);
+        assert!(
+            output.status.success(),
+            "ketch bench --op {op}: {}\n{stdout}\n{}",
+            output.status,
+            text(&output.stderr)
+        );
+        assert!(stdout.contains(" ops/s over "), "{stdout}");
+        assert!(stdout.contains("latency ms: p50 "), "{stdout}");
+        assert!(
+            stdout.contains("failed: 0 not applied, 0 maybe applied, 0 error replies"),
+            "{stdout}"
+        );
+    }
+    // 400 INCRs on counter:0..49, each applied exactly once.
+    let mut client = cluster.client_starting_at(1);
+    let keys: Vec<String> = (0..50).map(|n| format!("counter:{n}")).collect();
+    let total: u64 = client
+        .mget(&keys)
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .map(|v| text(&v).parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 400);
+    done.store(true, Ordering::Release);
+}

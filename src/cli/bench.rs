@@ -8,9 +8,9 @@
 //! Each of `--clients` threads owns a [`Client`] (its own session and connection, starting at
 //! a different node so load spreads) and sends its share of `--requests`, `--pipeline`
 //! commands per round trip, on keys drawn uniformly from `--keyspace` keys (`key:N` for SET
-//! and GET, `counter:N` for INCR). The latency of a
-//! round trip is recorded once per command in it (as `redis-benchmark` does), in an HDR
-//! histogram (microseconds, 3 significant digits). Failed commands are counted by kind, not
+//! and GET, `counter:N` for INCR). The latency of a round trip is recorded once per command
+//! in it (as `redis-benchmark` does), in an HDR histogram (microseconds, 3 significant
+//! digits). Failed commands are counted by kind, not
 //! retried beyond the client's own retries.
 
 use std::time::{Duration, Instant};
