@@ -1,8 +1,10 @@
 //! Ketch: a Raft-replicated, durable log.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod history;
 pub mod inspect;
+pub mod kv;
 pub mod node;
 pub mod raft;
 pub mod wire;

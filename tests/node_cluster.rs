@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
+use ketch::node::{Node, NodeConfig, ProposeError, ReadError, StateMachine};
 use ketch::raft::Role;
 use ketch_storage::FaultInjector;
 
@@ -80,10 +80,20 @@ struct Cluster {
     faults: BTreeMap<u64, Arc<FaultInjector>>,
     _root: tempfile::TempDir,
     snapshot_threshold_entries: u64,
+    /// Every node's propose and read timeout.
+    client_timeout: Duration,
 }
 
 impl Cluster {
     fn new(size: u64, snapshot_threshold_entries: u64) -> Cluster {
+        Cluster::with_client_timeout(size, snapshot_threshold_entries, Duration::from_secs(3))
+    }
+
+    fn with_client_timeout(
+        size: u64,
+        snapshot_threshold_entries: u64,
+        client_timeout: Duration,
+    ) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         // Bind to port 0 to find free ports; std sets SO_REUSEADDR so they can be rebound.
         let listeners: Vec<_> = (0..size)
@@ -106,6 +116,7 @@ impl Cluster {
             faults: BTreeMap::new(),
             _root: root,
             snapshot_threshold_entries,
+            client_timeout,
         };
         for id in 1..=size {
             cluster.start(id);
@@ -116,8 +127,8 @@ impl Cluster {
     fn start(&mut self, id: u64) {
         let mut config = NodeConfig::new(id, 7, self.addrs.clone(), self.addrs[&id]);
         config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
-        config.propose_timeout = Duration::from_secs(3);
-        config.read_timeout = Duration::from_secs(3);
+        config.propose_timeout = self.client_timeout;
+        config.read_timeout = self.client_timeout;
         let faults = Arc::new(FaultInjector::default());
         config.wal.fault_injector = Some(Arc::clone(&faults));
         self.faults.insert(id, faults);
@@ -709,6 +720,217 @@ fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
     );
     assert_eq!(cluster.read_all(3), acked);
     assert_eq!(cluster.read_all(leader), acked);
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+/// Every answer a completion callback gave, by request number, with when it came; a request
+/// answered twice shows up as two entries.
+struct Answers<E> {
+    calls: Arc<Mutex<BTreeMap<u64, Vec<Answer<E>>>>>,
+}
+
+/// When a callback ran, and with what.
+type Answer<E> = (Instant, Result<Vec<u8>, E>);
+
+impl<E: Send + 'static> Answers<E> {
+    fn new() -> Self {
+        Answers {
+            calls: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// The callback for request `n`.
+    fn callback(&self, n: u64) -> impl FnOnce(Result<Vec<u8>, E>) + Send + 'static {
+        let calls = Arc::clone(&self.calls);
+        move |result| {
+            calls
+                .lock()
+                .unwrap()
+                .entry(n)
+                .or_default()
+                .push((Instant::now(), result))
+        }
+    }
+
+    fn answered(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    /// Each of requests `0..count` answered exactly once: its single answer and its time.
+    fn exactly_once(&self, count: u64) -> Vec<Answer<E>>
+    where
+        E: Clone + std::fmt::Debug,
+    {
+        let calls = self.calls.lock().unwrap();
+        assert_eq!(
+            calls.keys().copied().collect::<Vec<_>>(),
+            (0..count).collect::<Vec<_>>(),
+            "every request answered"
+        );
+        calls
+            .iter()
+            .map(|(n, answers)| {
+                assert_eq!(answers.len(), 1, "request {n} answered {answers:?}");
+                answers[0].clone()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn completion_callbacks_answer_every_proposal_and_read_exactly_once() {
+    let done = watchdog("completion_callbacks", Duration::from_secs(60));
+    let mut cluster = Cluster::new(3, 100_000);
+    let leader = cluster.leader(Duration::from_secs(10));
+    let follower = next_id(&cluster.nodes, leader);
+    let proposals = Answers::<ProposeError>::new();
+    for value in 0..300u64 {
+        cluster.nodes[&leader].submit_with(value.to_le_bytes().to_vec(), proposals.callback(value));
+    }
+    wait_until(
+        "all 300 proposals answered",
+        Duration::from_secs(20),
+        || proposals.answered() == 300,
+    );
+    // The state machine answers the log length after each apply: 300 proposals, each
+    // applied once, in some order, answer 1..=300 once each.
+    let mut lengths: Vec<u64> = proposals
+        .exactly_once(300)
+        .into_iter()
+        .map(|(_, result)| {
+            let bytes = result.expect("a proposal on a stable leader succeeds");
+            u64::from_le_bytes(bytes.try_into().expect("8-byte answer"))
+        })
+        .collect();
+    lengths.sort_unstable();
+    assert_eq!(lengths, (1..=300).collect::<Vec<u64>>());
+    let reads = Answers::<ReadError>::new();
+    for n in 0..20u64 {
+        let on = if n % 2 == 0 { leader } else { follower };
+        cluster.nodes[&on].read_with(Vec::new(), reads.callback(n));
+    }
+    wait_until("all 20 reads answered", Duration::from_secs(20), || {
+        reads.answered() == 20
+    });
+    cluster.shutdown_all();
+    // Checked after every node thread has exited: no late second answer.
+    assert_eq!(proposals.exactly_once(300).len(), 300);
+    // A loaded machine can delay heartbeats into an election: a read may then be refused
+    // (reads are safe to retry), but one that answers must see every acknowledged write.
+    let mut answered = 0;
+    for (_, answer) in reads.exactly_once(20) {
+        match answer {
+            Ok(bytes) => {
+                let mut values = decode(&bytes);
+                values.sort_unstable();
+                assert_eq!(
+                    values,
+                    (0..300).collect::<Vec<u64>>(),
+                    "a read missed writes"
+                );
+                answered += 1;
+            }
+            Err(ReadError::NotLeader { .. } | ReadError::Timeout) => {}
+            Err(e) => panic!("a read on a running cluster failed: {e}"),
+        }
+    }
+    assert!(answered > 0, "no read succeeded");
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn an_isolated_leader_answers_timeout_to_callbacks_at_its_deadline_and_only_once() {
+    let done = watchdog("callback_timeouts", Duration::from_secs(60));
+    let timeout = Duration::from_millis(800);
+    let mut cluster = Cluster::with_client_timeout(3, 100_000, timeout);
+    let leader = cluster.leader(Duration::from_secs(10));
+    assert!(cluster.propose(1, Duration::from_secs(5)));
+    cluster.nodes[&leader].set_isolated(true);
+    let proposals = Answers::<ProposeError>::new();
+    let reads = Answers::<ReadError>::new();
+    let submitted_at = Instant::now();
+    for n in 0..20u64 {
+        cluster.nodes[&leader].submit_with((100 + n).to_le_bytes().to_vec(), proposals.callback(n));
+    }
+    for n in 0..5u64 {
+        cluster.nodes[&leader].read_with(Vec::new(), reads.callback(n));
+    }
+    wait_until("every callback answered", Duration::from_secs(20), || {
+        proposals.answered() == 20 && reads.answered() == 5
+    });
+    // Nothing else can answer them: the leader is cut off, so the node's own timeout must.
+    // On a loaded machine the leader may have stepped down (check-quorum) before a request
+    // reached it: that request is refused at once as certainly not applied.
+    let mut timeouts = 0;
+    for (at, answer) in proposals.exactly_once(20) {
+        match answer {
+            Err(ProposeError::Timeout) => {
+                timeouts += 1;
+                assert!(at >= submitted_at + timeout, "timed out early");
+            }
+            Err(ProposeError::NotLeader { .. }) => {}
+            other => panic!("an isolated leader answered {other:?}"),
+        }
+    }
+    for (at, answer) in reads.exactly_once(5) {
+        match answer {
+            Err(ReadError::Timeout) => assert!(at >= submitted_at + timeout, "timed out early"),
+            Err(ReadError::NotLeader { .. }) => {}
+            other => panic!("an isolated leader answered a read with {other:?}"),
+        }
+    }
+    assert!(timeouts > 0, "no proposal reached the isolated leader");
+    cluster.nodes[&leader].set_isolated(false);
+    cluster.shutdown_all();
+    // The proposals may still commit once the old leader rejoins (a timeout means "may
+    // have been applied"); their callbacks must not run a second time.
+    assert_eq!(proposals.exactly_once(20).len(), 20);
+    assert_eq!(reads.exactly_once(5).len(), 5);
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn shutdown_answers_every_pending_callback_once() {
+    let done = watchdog("callback_shutdown", Duration::from_secs(60));
+    // Timeouts far beyond the test: only the shutdown can answer.
+    let mut cluster = Cluster::with_client_timeout(3, 100_000, Duration::from_secs(120));
+    let leader = cluster.leader(Duration::from_secs(10));
+    assert!(cluster.propose(1, Duration::from_secs(5)));
+    cluster.nodes[&leader].set_isolated(true);
+    let proposals = Answers::<ProposeError>::new();
+    let reads = Answers::<ReadError>::new();
+    for n in 0..50u64 {
+        cluster.nodes[&leader].submit_with((100 + n).to_le_bytes().to_vec(), proposals.callback(n));
+    }
+    for n in 0..10u64 {
+        cluster.nodes[&leader].read_with(Vec::new(), reads.callback(n));
+    }
+    let started = Instant::now();
+    cluster.stop(leader);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    for (_, answer) in proposals.exactly_once(50) {
+        assert!(
+            matches!(
+                answer,
+                Err(ProposeError::ShuttingDown | ProposeError::NotLeader { .. })
+            ),
+            "a proposal on an isolated leader answered {answer:?} at shutdown"
+        );
+    }
+    for (_, answer) in reads.exactly_once(10) {
+        assert!(
+            matches!(
+                answer,
+                Err(ReadError::ShuttingDown | ReadError::NotLeader { .. })
+            ),
+            "a read on an isolated leader answered {answer:?} at shutdown"
+        );
+    }
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Poll, Waker};
 
 use super::apply::{Applier, ApplyShared, APPLY_QUEUE_ITEMS};
+use super::completion::{ProposeCompletion, ReadCompletion};
 use super::event_loop::EventLoop;
 use super::log_writer::{LogWriter, WriterShared, WriterStats, WRITER_QUEUE_ITEMS};
 use super::state_machine::StateMachine;
@@ -22,6 +23,10 @@ use crate::raft::{NodeId, PeerProgress, RaftNode, Role, Stats};
 
 /// Bound of the client request inbox; a full inbox answers `Backpressure`.
 pub const INBOX_REQUESTS: usize = 8192;
+
+/// How long the blocking `Proposal::wait` and `Node::read` wait past the node's own timeout
+/// for the node's answer (which is `Timeout` at the latest), before giving up themselves.
+const WAIT_MARGIN: Duration = Duration::from_secs(1);
 
 /// Configuration of one node.
 #[derive(Debug, Clone)]
@@ -199,20 +204,24 @@ impl std::error::Error for NodeError {}
 
 /// A request from an API caller to the loop.
 #[derive(Debug)]
-pub enum Request {
+pub(crate) enum Request {
     /// Propose a command.
     Propose {
         /// The command.
         data: Vec<u8>,
         /// Where the result goes.
-        reply: SyncSender<Result<Vec<u8>, ProposeError>>,
+        done: ProposeCompletion,
+        /// When the proposal times out (its submission plus the propose timeout).
+        deadline: Instant,
     },
     /// A linearizable read.
     Read {
         /// The query.
         query: Vec<u8>,
         /// Where the answer goes.
-        reply: SyncSender<Result<Vec<u8>, ReadError>>,
+        done: ReadCompletion,
+        /// When the read times out (its submission plus the read timeout).
+        deadline: Instant,
     },
     /// Test hook: drop every peer message in and out (a network partition of this node).
     SetIsolated(bool),
@@ -259,18 +268,15 @@ pub struct NodeStatus {
 #[derive(Debug)]
 pub struct Proposal {
     result: Receiver<Result<Vec<u8>, ProposeError>>,
-    /// Set when the proposal never reached the loop.
-    refused: Option<ProposeError>,
     deadline: Instant,
 }
 
 impl Proposal {
     /// Waits for the result until the node's propose timeout (counted from submission).
     pub fn wait(self) -> Result<Vec<u8>, ProposeError> {
-        if let Some(error) = self.refused {
-            return Err(error);
-        }
-        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        // The node answers by the deadline itself; the margin only covers a loop that is
+        // late expiring (a loaded machine), so the caller never sees two different answers.
+        let timeout = self.deadline.saturating_duration_since(Instant::now()) + WAIT_MARGIN;
         match self.result.recv_timeout(timeout) {
             Ok(answer) => answer,
             Err(RecvTimeoutError::Timeout) => Err(ProposeError::Timeout),
@@ -391,7 +397,6 @@ impl Node {
             poll,
             transport,
             tick_interval: config.tick_interval,
-            read_timeout: config.read_timeout,
             max_pending_proposals: config.max_pending_proposals,
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: raft.max_message_bytes,
@@ -446,21 +451,50 @@ impl Node {
     /// thread per outstanding proposal.
     pub fn submit(&self, command: Vec<u8>) -> Proposal {
         let (reply, result) = sync_channel(1);
-        let refused = match self.inbox.try_send(Request::Propose {
+        let deadline = Instant::now() + self.propose_timeout;
+        self.submit_until(command, deadline, move |answer| {
+            // One slot and one answer: never full; the receiver may have gone.
+            let _ = reply.try_send(answer);
+        });
+        Proposal { result, deadline }
+    }
+
+    /// Proposes `command`; `done` runs exactly once with the result (on a node thread: it
+    /// must be cheap and must not block, e.g. push to a queue and wake a `mio::Waker`).
+    ///
+    /// Every path answers once: refused at the inbox → at once, on the caller's thread, with
+    /// `Backpressure` or `ShuttingDown`; no result within the node's propose timeout →
+    /// `Timeout`; node shut down first → `ShuttingDown`.
+    pub fn submit_with(
+        &self,
+        command: Vec<u8>,
+        done: impl FnOnce(Result<Vec<u8>, ProposeError>) + Send + 'static,
+    ) {
+        let deadline = Instant::now() + self.propose_timeout;
+        self.submit_until(command, deadline, done);
+    }
+
+    fn submit_until(
+        &self,
+        command: Vec<u8>,
+        deadline: Instant,
+        done: impl FnOnce(Result<Vec<u8>, ProposeError>) + Send + 'static,
+    ) {
+        let request = Request::Propose {
             data: command,
-            reply,
-        }) {
+            done: ProposeCompletion::proposal(done),
+            deadline,
+        };
+        let (refused, error) = match self.inbox.try_send(request) {
             Ok(()) => {
                 let _ = self.waker.wake();
-                None
+                return;
             }
-            Err(TrySendError::Full(_)) => Some(ProposeError::Backpressure),
-            Err(TrySendError::Disconnected(_)) => Some(ProposeError::ShuttingDown),
+            Err(TrySendError::Full(request)) => (request, ProposeError::Backpressure),
+            Err(TrySendError::Disconnected(request)) => (request, ProposeError::ShuttingDown),
         };
-        Proposal {
-            result,
-            refused,
-            deadline: Instant::now() + self.propose_timeout,
+        if let Request::Propose { done, .. } = refused {
+            done.complete(Err(error));
         }
     }
 
@@ -468,17 +502,39 @@ impl Node {
     /// the leader, and the query runs here once this node has applied up to it.
     pub fn read(&self, query: Vec<u8>) -> Result<Vec<u8>, ReadError> {
         let (reply, result) = sync_channel(1);
-        match self.inbox.try_send(Request::Read { query, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(ReadError::Backpressure),
-            Err(TrySendError::Disconnected(_)) => return Err(ReadError::ShuttingDown),
-        }
-        let _ = self.waker.wake();
-        match result.recv_timeout(self.read_timeout) {
+        self.read_with(query, move |answer| {
+            let _ = reply.try_send(answer);
+        });
+        match result.recv_timeout(self.read_timeout + WAIT_MARGIN) {
             Ok(answer) => answer,
             Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
-            // The loop dropped the request: expired or shutting down.
-            Err(RecvTimeoutError::Disconnected) => Err(ReadError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(ReadError::ShuttingDown),
+        }
+    }
+
+    /// A linearizable read like [`Node::read`]; `done` runs exactly once with the answer,
+    /// under the same rules as [`Node::submit_with`] (refused → at once on the caller's
+    /// thread; the node's read timeout → `Timeout`; shutdown → `ShuttingDown`).
+    pub fn read_with(
+        &self,
+        query: Vec<u8>,
+        done: impl FnOnce(Result<Vec<u8>, ReadError>) + Send + 'static,
+    ) {
+        let request = Request::Read {
+            query,
+            done: ReadCompletion::read(done),
+            deadline: Instant::now() + self.read_timeout,
+        };
+        let (refused, error) = match self.inbox.try_send(request) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+                return;
+            }
+            Err(TrySendError::Full(request)) => (request, ReadError::Backpressure),
+            Err(TrySendError::Disconnected(request)) => (request, ReadError::ShuttingDown),
+        };
+        if let Request::Read { done, .. } = refused {
+            done.complete(Err(error));
         }
     }
 

@@ -18,18 +18,24 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ketch_storage::snapshot::SnapshotStore;
 
 use super::api::{ProposeError, ReadError};
+use super::completion::{ProposeCompletion, ReadCompletion};
 use super::state_machine::StateMachine;
 use super::storage::{membership_bytes, raft_snapshot_meta};
 use crate::raft::{Entry, EntryKind, SnapshotMeta, SnapshotRequest};
 
-/// Where a read's answer goes (one slot, never blocks).
-type ReadReply = SyncSender<Result<Vec<u8>, ReadError>>;
+/// A confirmed read waiting for its index to apply.
+struct WaitingRead {
+    query: Vec<u8>,
+    done: ReadCompletion,
+    deadline: Instant,
+}
 
 /// The apply thread wakes the loop at least once per this many processed items.
 const WAKE_EVERY_ITEMS: u64 = 64;
@@ -43,8 +49,10 @@ pub struct Waiter {
     /// The term the entry was proposed in: an entry at the same index with another term means
     /// the proposal was overwritten.
     pub term: u64,
-    /// Where the result goes (one slot, never blocks).
-    pub reply: SyncSender<Result<Vec<u8>, ProposeError>>,
+    /// Where the result goes.
+    pub done: ProposeCompletion,
+    /// When the loop answers `Timeout` if the entry has not applied.
+    pub deadline: Instant,
 }
 
 /// Work for the apply thread.
@@ -59,7 +67,10 @@ pub enum ApplyWork {
         /// The query for the state machine.
         query: Vec<u8>,
         /// Where the answer goes.
-        reply: ReadReply,
+        done: ReadCompletion,
+        /// When to answer `Timeout` if `index` is not applied by then (a follower may learn
+        /// a read index it then never reaches, e.g. when partitioned right after).
+        deadline: Instant,
     },
     /// Build a snapshot.
     BuildSnapshot(SnapshotRequest),
@@ -92,7 +103,9 @@ pub struct Applier<S: StateMachine> {
     applied_term: u64,
     /// Reads waiting for their index, by index. Bounded by the core's `max_pending_reads`
     /// times the number of read indexes in flight; the loop bounds the reads it accepts.
-    reads: BTreeMap<u64, Vec<(Vec<u8>, ReadReply)>>,
+    reads: BTreeMap<u64, Vec<WaitingRead>>,
+    /// No waiting read has a deadline before this.
+    reads_expire_from: Option<Instant>,
 }
 
 impl<S: StateMachine> Applier<S> {
@@ -114,12 +127,26 @@ impl<S: StateMachine> Applier<S> {
             applied_index,
             applied_term,
             reads: BTreeMap::new(),
+            reads_expire_from: None,
         }
     }
 
     /// Runs until the loop drops its sender, or a fatal error (recorded and returned).
     pub fn run(mut self, work: Receiver<ApplyWork>) -> Result<(), String> {
-        while let Ok(item) = work.recv() {
+        loop {
+            // Waiting reads time out even when no work arrives.
+            let received = match self.reads_expire_from {
+                Some(at) => work.recv_timeout(at.saturating_duration_since(Instant::now())),
+                None => work.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let item = match received {
+                Ok(item) => item,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.expire_reads();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let is_snapshot = matches!(item, ApplyWork::BuildSnapshot(_));
             let result = match item {
                 ApplyWork::Entries(entries) => {
@@ -129,9 +156,18 @@ impl<S: StateMachine> Applier<S> {
                 ApplyWork::Read {
                     index,
                     query,
-                    reply,
+                    done,
+                    deadline,
                 } => {
-                    self.reads.entry(index).or_default().push((query, reply));
+                    self.reads.entry(index).or_default().push(WaitingRead {
+                        query,
+                        done,
+                        deadline,
+                    });
+                    self.reads_expire_from = Some(
+                        self.reads_expire_from
+                            .map_or(deadline, |at| at.min(deadline)),
+                    );
                     Ok(())
                 }
                 ApplyWork::BuildSnapshot(request) => self.build_snapshot(request),
@@ -144,6 +180,7 @@ impl<S: StateMachine> Applier<S> {
                 return Err(error);
             }
             self.answer_reads();
+            self.expire_reads();
             self.shared
                 .applied_index
                 .store(self.applied_index, Ordering::Release);
@@ -189,8 +226,7 @@ impl<S: StateMachine> Applier<S> {
                     // Another leader's entry took the index: ours was dropped.
                     _ => Err(ProposeError::LeaderLost),
                 };
-                // The proposer may have timed out and gone: nothing to do then.
-                let _ = waiter.reply.try_send(answer);
+                waiter.done.complete(answer);
             }
         }
     }
@@ -200,10 +236,35 @@ impl<S: StateMachine> Applier<S> {
             if *entry.key() > self.applied_index {
                 break;
             }
-            for (query, reply) in entry.remove() {
-                let answer = self.state_machine.query(&query);
-                let _ = reply.try_send(Ok(answer));
+            for read in entry.remove() {
+                let answer = self.state_machine.query(&read.query);
+                read.done.complete(Ok(answer));
             }
+        }
+        if self.reads.is_empty() {
+            self.reads_expire_from = None;
+        }
+    }
+
+    /// Answers `Timeout` to waiting reads past their deadline; runs only once the earliest
+    /// deadline may have passed, and visits every waiting read then.
+    fn expire_reads(&mut self) {
+        let now = Instant::now();
+        if self.reads_expire_from.is_none_or(|at| at > now) {
+            return;
+        }
+        let mut expired = Vec::new();
+        for reads in self.reads.values_mut() {
+            let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(reads)
+                .into_iter()
+                .partition(|r| r.deadline <= now);
+            *reads = waiting;
+            expired.extend(late);
+        }
+        self.reads.retain(|_, reads| !reads.is_empty());
+        self.reads_expire_from = self.reads.values().flatten().map(|r| r.deadline).min();
+        for read in expired {
+            read.done.complete(Err(ReadError::Timeout));
         }
     }
 
@@ -262,14 +323,17 @@ impl<S: StateMachine> Applier<S> {
         self.applied_term = meta.term;
         // Proposals at or below the snapshot were decided elsewhere; their outcome here is
         // unknown.
-        let mut waiters = self
-            .shared
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let kept = waiters.split_off(&(meta.index + 1));
-        for (_, waiter) in std::mem::replace(&mut *waiters, kept) {
-            let _ = waiter.reply.try_send(Err(ProposeError::LeaderLost));
+        let decided = {
+            let mut waiters = self
+                .shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let kept = waiters.split_off(&(meta.index + 1));
+            std::mem::replace(&mut *waiters, kept)
+        };
+        for (_, waiter) in decided {
+            waiter.done.complete(Err(ProposeError::LeaderLost));
         }
         log::info!(
             "restored state machine from snapshot at index {}",

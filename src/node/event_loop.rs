@@ -21,6 +21,7 @@ use mio::{Events, Poll};
 use super::api::{NodeStatus, ProposeError, ReadError, Request};
 use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
 use super::coalesce::coalesce_appends;
+use super::completion::{ProposeCompletion, ReadCompletion};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
 use super::transport::{Transport, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{Message, MessageBody, RaftNode, Ready, Role};
@@ -44,7 +45,7 @@ struct PendingPersist {
 
 struct PendingRead {
     query: Vec<u8>,
-    reply: SyncSender<Result<Vec<u8>, ReadError>>,
+    done: ReadCompletion,
     deadline: Instant,
 }
 
@@ -58,8 +59,6 @@ pub struct EventLoop {
     pub transport: Transport,
     /// Tick period.
     pub tick_interval: Duration,
-    /// How long a read waits for its read index before it is dropped.
-    pub read_timeout: Duration,
     /// Most proposals waiting for their result.
     pub max_pending_proposals: usize,
     /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
@@ -92,6 +91,10 @@ struct State {
     applied_reported: u64,
     reads: HashMap<u64, PendingRead>,
     next_read_ctx: u64,
+    /// No waiting proposal has a deadline before this: the sweep that times proposals out
+    /// runs only once it passes (about once per propose timeout under steady traffic, since
+    /// most proposals resolve long before their deadline).
+    proposals_expire_from: Option<Instant>,
     participating: bool,
     /// A leader's write has been pending past `disk_stall_timeout`: it sends nothing, so it
     /// stops renewing its leadership and the others elect a leader with a working disk.
@@ -121,6 +124,7 @@ impl EventLoop {
             applied_reported: self.core.log().applied(),
             reads: HashMap::new(),
             next_read_ctx: 1,
+            proposals_expire_from: None,
             participating: true,
             disk_stalled: false,
             isolated: false,
@@ -173,6 +177,7 @@ impl EventLoop {
                 next_tick += self.tick_interval;
             }
             self.expire_reads(&mut state);
+            self.expire_proposals(&mut state);
             self.take_completions(&mut state);
             self.check_disk_stall(&mut state);
             if state.participating {
@@ -198,8 +203,10 @@ impl EventLoop {
         }
         self.transport.close_all(self.poll.registry());
         for (_, read) in state.reads.drain() {
-            let _ = read.reply.try_send(Err(ReadError::ShuttingDown));
+            read.done.complete(Err(ReadError::ShuttingDown));
         }
+        // Waiting proposals stay with the apply thread, which resolves those whose entries it
+        // still applies; the rest answer `ShuttingDown` when the last holder drops them.
         Ok(())
     }
 
@@ -240,15 +247,18 @@ impl EventLoop {
                 self.core.id()
             );
             state.participating = false;
-            state.last_error = Some(error);
-            let mut waiters = self
-                .apply_shared
-                .waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for (_, waiter) in std::mem::take(&mut *waiters) {
-                let _ = waiter.reply.try_send(Err(ProposeError::Stopped {
-                    reason: state.last_error.clone().unwrap_or_default(),
+            state.last_error = Some(error.clone());
+            let waiters = std::mem::take(
+                &mut *self
+                    .apply_shared
+                    .waiters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            // Callbacks run outside the lock: the apply thread must not wait on them.
+            for (_, waiter) in waiters {
+                waiter.done.complete(Err(ProposeError::Stopped {
+                    reason: error.clone(),
                 }));
             }
         }
@@ -282,8 +292,16 @@ impl EventLoop {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
             match request {
-                Request::Propose { data, reply } => self.propose(state, data, reply),
-                Request::Read { query, reply } => self.read(state, query, reply),
+                Request::Propose {
+                    data,
+                    done,
+                    deadline,
+                } => self.propose(state, data, done, deadline),
+                Request::Read {
+                    query,
+                    done,
+                    deadline,
+                } => self.read(state, query, done, deadline),
                 Request::SetIsolated(isolated) => {
                     log::warn!("node {}: isolated from peers: {isolated}", self.core.id());
                     state.isolated = isolated;
@@ -294,13 +312,14 @@ impl EventLoop {
 
     fn propose(
         &mut self,
-        state: &State,
+        state: &mut State,
         data: Vec<u8>,
-        reply: SyncSender<Result<Vec<u8>, ProposeError>>,
+        done: ProposeCompletion,
+        deadline: Instant,
     ) {
         if !state.participating {
             let reason = state.last_error.clone().unwrap_or_default();
-            let _ = reply.try_send(Err(ProposeError::Stopped { reason }));
+            done.complete(Err(ProposeError::Stopped { reason }));
             return;
         }
         let mut waiters = self
@@ -309,45 +328,80 @@ impl EventLoop {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if waiters.len() >= self.max_pending_proposals {
-            let _ = reply.try_send(Err(ProposeError::Backpressure));
+            drop(waiters);
+            done.complete(Err(ProposeError::Backpressure));
             return;
         }
-        match self.core.propose(data) {
+        let error = match self.core.propose(data) {
             Ok(index) => {
                 let waiter = Waiter {
                     term: self.core.term(),
-                    reply,
+                    done,
+                    deadline,
                 };
-                if let Some(old) = waiters.insert(index, waiter) {
+                let overwritten = waiters.insert(index, waiter);
+                drop(waiters);
+                state.proposals_expire_from = Some(
+                    state
+                        .proposals_expire_from
+                        .map_or(deadline, |at| at.min(deadline)),
+                );
+                if let Some(old) = overwritten {
                     // An earlier proposal at this index was overwritten by another leader.
-                    let _ = old.reply.try_send(Err(ProposeError::LeaderLost));
+                    old.done.complete(Err(ProposeError::LeaderLost));
                 }
+                return;
             }
             Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
-                let _ = reply.try_send(Err(ProposeError::NotLeader { leader_hint }));
+                ProposeError::NotLeader { leader_hint }
             }
             Err(crate::raft::ProposeError::TransferInProgress) => {
-                let _ = reply.try_send(Err(ProposeError::NotLeader { leader_hint: None }));
+                ProposeError::NotLeader { leader_hint: None }
             }
-            Err(crate::raft::ProposeError::Backpressure { .. }) => {
-                let _ = reply.try_send(Err(ProposeError::Backpressure));
+            Err(crate::raft::ProposeError::Backpressure { .. }) => ProposeError::Backpressure,
+        };
+        drop(waiters);
+        done.complete(Err(error));
+    }
+
+    /// Answers `Timeout` to the proposals past their deadline. Runs only when the earliest
+    /// deadline may have passed; the sweep visits every waiter (at most
+    /// `max_pending_proposals`) under the waiters lock.
+    fn expire_proposals(&mut self, state: &mut State) {
+        let now = Instant::now();
+        if state.proposals_expire_from.is_none_or(|at| at > now) {
+            return;
+        }
+        let mut expired = Vec::new();
+        {
+            let mut waiters = self
+                .apply_shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let expired_indexes: Vec<u64> = waiters
+                .iter()
+                .filter(|(_, w)| w.deadline <= now)
+                .map(|(index, _)| *index)
+                .collect();
+            for index in expired_indexes {
+                expired.extend(waiters.remove(&index));
             }
+            state.proposals_expire_from = waiters.values().map(|w| w.deadline).min();
+        }
+        for waiter in expired {
+            waiter.done.complete(Err(ProposeError::Timeout));
         }
     }
 
-    fn read(
-        &mut self,
-        state: &mut State,
-        query: Vec<u8>,
-        reply: SyncSender<Result<Vec<u8>, ReadError>>,
-    ) {
+    fn read(&mut self, state: &mut State, query: Vec<u8>, done: ReadCompletion, deadline: Instant) {
         if !state.participating {
             let reason = state.last_error.clone().unwrap_or_default();
-            let _ = reply.try_send(Err(ReadError::Stopped { reason }));
+            done.complete(Err(ReadError::Stopped { reason }));
             return;
         }
         if state.reads.len() >= APPLY_QUEUE_ITEMS {
-            let _ = reply.try_send(Err(ReadError::Backpressure));
+            done.complete(Err(ReadError::Backpressure));
             return;
         }
         let ctx = state.next_read_ctx;
@@ -358,25 +412,35 @@ impl EventLoop {
                     ctx,
                     PendingRead {
                         query,
-                        reply,
-                        deadline: Instant::now() + self.read_timeout,
+                        done,
+                        deadline,
                     },
                 );
             }
             Err(crate::raft::ReadError::NoLeader) => {
-                let _ = reply.try_send(Err(ReadError::NotLeader { leader_hint: None }));
+                done.complete(Err(ReadError::NotLeader { leader_hint: None }));
             }
             Err(crate::raft::ReadError::TooManyPending { .. }) => {
-                let _ = reply.try_send(Err(ReadError::Backpressure));
+                done.complete(Err(ReadError::Backpressure));
             }
         }
     }
 
+    /// Answers `Timeout` to the reads still waiting for their read index past their
+    /// deadline (at most `APPLY_QUEUE_ITEMS` are pending).
     fn expire_reads(&mut self, state: &mut State) {
         let now = Instant::now();
-        // The reader has given up by now (its own timeout is the same); dropping the reply
-        // sender tells it so if it is still waiting.
-        state.reads.retain(|_, read| read.deadline > now);
+        let expired: Vec<u64> = state
+            .reads
+            .iter()
+            .filter(|(_, read)| read.deadline <= now)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in expired {
+            if let Some(read) = state.reads.remove(&ctx) {
+                read.done.complete(Err(ReadError::Timeout));
+            }
+        }
     }
 
     fn take_completions(&mut self, state: &mut State) {
@@ -505,13 +569,14 @@ impl EventLoop {
             // Reads may use the queue only down to half the slack, which stays reserved for
             // restores and the next Ready's entries.
             if self.apply_inflight(state) + APPLY_SLACK_ITEMS / 2 >= APPLY_QUEUE_ITEMS as u64 {
-                let _ = read.reply.try_send(Err(ReadError::Backpressure));
+                read.done.complete(Err(ReadError::Backpressure));
                 continue;
             }
             let work = ApplyWork::Read {
                 index: read_state.index,
                 query: read.query,
-                reply: read.reply,
+                done: read.done,
+                deadline: read.deadline,
             };
             self.send_apply(state, work);
         }

@@ -19,11 +19,20 @@
 //! | loop → apply      | `ApplyWork`             | `APPLY_QUEUE_ITEMS` (1024) items             |
 //! | writer → loop     | durable-through counter | a counter + `mio::Waker`: no queue           |
 //! | apply → loop      | applied index, snapshots| a counter, a list of at most one build + waker |
-//! | apply → proposer  | the result              | one slot per proposal                        |
+//! | node → caller     | result / answer         | one `completion` callback per request        |
 //! | loop → peer       | frames                  | `NodeConfig::peer_queue_bytes_max` per peer  |
 //!
 //! Pending proposals are bounded by `NodeConfig::max_pending_proposals`, pending reads by
 //! `APPLY_QUEUE_ITEMS`.
+//!
+//! # Answers and timeouts
+//!
+//! Every request carries a `completion` callback that runs exactly once (see that module);
+//! the blocking `propose`, `submit(..).wait()` and `read` are wrappers over `submit_with` and
+//! `read_with`. Deadlines are enforced inside the node, since no caller may be waiting: the
+//! loop times out proposals (`NodeConfig::propose_timeout` from submission) and reads waiting
+//! for their read index; the apply thread times out reads waiting for their index to apply.
+//! At shutdown, whatever is still pending answers `ShuttingDown`.
 //!
 //! # The contract with the core, as carried out here
 //!
@@ -46,15 +55,14 @@
 mod api;
 mod apply;
 mod coalesce;
+mod completion;
 mod event_loop;
 mod log_writer;
 mod state_machine;
 pub mod storage;
 mod transport;
 
-pub use api::{
-    Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError, Request,
-};
+pub use api::{Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError};
 pub use log_writer::WriterStats;
 pub use state_machine::StateMachine;
 pub use transport::TransportStats;

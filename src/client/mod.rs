@@ -1,0 +1,684 @@
+//! A Rust client for the replicated key-value service (RESP2 over TCP).
+//!
+//! [`Client::connect`] takes the addresses of some or all nodes; any node accepts any command
+//! (followers forward to the leader). A call that fails on one node — connection refused or
+//! lost, `-TRYAGAIN`, `-TIMEOUT` — is retried on the next node, with exponential backoff,
+//! within the bounds of [`ClientOptions`] (attempts and total time).
+//!
+//! # Exactly-once writes
+//!
+//! The client carries a session (a [`SessionId`](crate::kv::SessionId): creation time and
+//! random bits) and numbers its writes. A retried write
+//! keeps its number, so the state machine applies it once even if an earlier attempt was
+//! applied before its node failed (Raft thesis §6.3). Errors say what the caller may assume:
+//! [`ClientError::NotApplied`] (certainly not applied, safe to call again),
+//! [`ClientError::MaybeApplied`] (the retry budget ran out while the write may have been
+//! applied, at most once), or [`ClientError::Server`] (the command's own error result, such as
+//! `ERR value is not an integer or out of range`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use ketch::client::{Client, ClientError};
+//!
+//! # fn main() -> Result<(), ClientError> {
+//! let mut client = Client::connect(&["127.0.0.1:6380", "127.0.0.1:6381", "127.0.0.1:6382"])?;
+//! client.set("greeting", "hello")?;
+//! assert_eq!(client.get("greeting")?, Some(b"hello".to_vec()));
+//! match client.incr("visits") {
+//!     Ok(n) => println!("visit number {n}"),
+//!     // Not counted: calling again is safe.
+//!     Err(error) if error.is_not_applied() => eprintln!("try later: {error}"),
+//!     // Counted at most once: whether it was is unknown until read back.
+//!     Err(error) => eprintln!("unknown outcome: {error}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub(crate) mod connection;
+mod error;
+mod options;
+mod session;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+
+pub use crate::kv::resp::Reply;
+pub use error::ClientError;
+pub use options::ClientOptions;
+
+use connection::Connection;
+use session::Session;
+
+/// Commands that change the state machine: sent with the session and a sequence number.
+/// Everything else is sent as is and retried freely (reads change nothing).
+const WRITE_COMMANDS: &[&str] = &[
+    "SET", "DEL", "INCR", "INCRBY", "DECR", "DECRBY", "APPEND", "MSET", "SETNX", "GETSET",
+];
+
+/// A connection to a cluster, with retries across its nodes and a session for exactly-once
+/// writes. Not shared between threads: give each thread its own client (each has its own
+/// session).
+#[derive(Debug)]
+pub struct Client {
+    addrs: Vec<String>,
+    /// Index into `addrs` of the node to use next.
+    current: usize,
+    connection: Option<Connection>,
+    options: ClientOptions,
+    session: Session,
+}
+
+/// One command of a call, with its sequence number if it is a write.
+struct Call {
+    args: Vec<Vec<u8>>,
+    seq: Option<u64>,
+}
+
+/// What a reply means for the retry loop.
+enum Outcome {
+    /// The command's answer (a value or its own error result).
+    Done,
+    /// Refused before being applied: retry elsewhere.
+    RetryNotApplied,
+    /// May have been applied: retry with the same sequence number.
+    RetryMaybeApplied,
+    /// The server expired the session: nothing was applied; retry under a new session.
+    RetrySessionExpired,
+}
+
+impl Client {
+    /// Connects to the first reachable node of `addrs` (`"host:port"` strings or
+    /// [`SocketAddr`]s) with the default [`ClientOptions`].
+    pub fn connect<A: fmt::Display>(addrs: &[A]) -> Result<Client, ClientError> {
+        Client::connect_with(addrs, ClientOptions::default())
+    }
+
+    /// Connects with the given options. Fails with [`ClientError::NotApplied`] if no node
+    /// accepts a connection within the options' retry bounds, and with
+    /// [`ClientError::InvalidArgument`] if `addrs` is empty.
+    pub fn connect_with<A: fmt::Display>(
+        addrs: &[A],
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        if addrs.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "no node address given".to_string(),
+            ));
+        }
+        let mut client = Client {
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            current: 0,
+            connection: None,
+            options,
+            session: Session::new(),
+        };
+        client.ping()?;
+        Ok(client)
+    }
+
+    /// This client's session id (random, fixed for the client's life unless the cluster
+    /// expires it).
+    pub fn session_id(&self) -> crate::kv::SessionId {
+        self.session.id()
+    }
+
+    /// The address of the node the client is connected to, if any.
+    pub fn connected_to(&self) -> Option<SocketAddr> {
+        self.connection.as_ref().map(|c| c.addr())
+    }
+
+    /// `PING`: checks that some node answers.
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        match self.run("PING", vec![b"PING".to_vec()])? {
+            Reply::Simple(_) | Reply::Bulk(Some(_)) => Ok(()),
+            other => Err(unexpected("PING", &other)),
+        }
+    }
+
+    /// `GET key`: the value, or `None` if the key does not exist. Linearizable.
+    pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.run("GET", vec![b"GET".to_vec(), key.as_ref().to_vec()])? {
+            Reply::Bulk(value) => Ok(value),
+            other => Err(unexpected("GET", &other)),
+        }
+    }
+
+    /// `SET key value`.
+    pub fn set(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), ClientError> {
+        let args = vec![
+            b"SET".to_vec(),
+            key.as_ref().to_vec(),
+            value.as_ref().to_vec(),
+        ];
+        match self.run("SET", args)? {
+            Reply::Simple(_) => Ok(()),
+            other => Err(unexpected("SET", &other)),
+        }
+    }
+
+    /// `DEL key...`: how many of the keys existed.
+    pub fn del<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<u64, ClientError> {
+        self.integer_with_keys("DEL", keys)
+    }
+
+    /// `EXISTS key...`: how many of the keys exist (a key named twice counts twice).
+    pub fn exists<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<u64, ClientError> {
+        self.integer_with_keys("EXISTS", keys)
+    }
+
+    /// `INCR key`: the value after the increment.
+    pub fn incr(&mut self, key: impl AsRef<[u8]>) -> Result<i64, ClientError> {
+        self.integer("INCR", vec![b"INCR".to_vec(), key.as_ref().to_vec()])
+    }
+
+    /// `INCRBY key delta`: the value after the increment.
+    pub fn incrby(&mut self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64, ClientError> {
+        let args = vec![
+            b"INCRBY".to_vec(),
+            key.as_ref().to_vec(),
+            delta.to_string().into_bytes(),
+        ];
+        self.integer("INCRBY", args)
+    }
+
+    /// `APPEND key value`: the value's length after appending.
+    pub fn append(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<u64, ClientError> {
+        let args = vec![
+            b"APPEND".to_vec(),
+            key.as_ref().to_vec(),
+            value.as_ref().to_vec(),
+        ];
+        let length = self.integer("APPEND", args)?;
+        Ok(length.max(0) as u64)
+    }
+
+    /// `MGET key...`: each key's value or `None`, in order.
+    pub fn mget<K: AsRef<[u8]>>(
+        &mut self,
+        keys: &[K],
+    ) -> Result<Vec<Option<Vec<u8>>>, ClientError> {
+        let mut args = vec![b"MGET".to_vec()];
+        args.extend(keys.iter().map(|k| k.as_ref().to_vec()));
+        match self.run("MGET", args)? {
+            Reply::Array(Some(items)) if items.len() == keys.len() => items
+                .into_iter()
+                .map(|item| match item {
+                    Reply::Bulk(value) => Ok(value),
+                    other => Err(unexpected("MGET", &other)),
+                })
+                .collect(),
+            other => Err(unexpected("MGET", &other)),
+        }
+    }
+
+    /// `MSET key value ...`: sets every pair, atomically.
+    pub fn mset<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        pairs: &[(K, V)],
+    ) -> Result<(), ClientError> {
+        let mut args = vec![b"MSET".to_vec()];
+        for (key, value) in pairs {
+            args.push(key.as_ref().to_vec());
+            args.push(value.as_ref().to_vec());
+        }
+        match self.run("MSET", args)? {
+            Reply::Simple(_) => Ok(()),
+            other => Err(unexpected("MSET", &other)),
+        }
+    }
+
+    /// `DBSIZE`: the number of keys.
+    pub fn dbsize(&mut self) -> Result<u64, ClientError> {
+        let n = self.integer("DBSIZE", vec![b"DBSIZE".to_vec()])?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// `INFO`: the node's `field:value` report (role, term, leader, commit and applied index,
+    /// ...), from whichever node the client is connected to.
+    pub fn info(&mut self) -> Result<String, ClientError> {
+        match self.run("INFO", vec![b"INFO".to_vec()])? {
+            Reply::Bulk(Some(text)) => Ok(String::from_utf8_lossy(&text).into_owned()),
+            other => Err(unexpected("INFO", &other)),
+        }
+    }
+
+    /// Any command, e.g. `client.command(&[b"SET", b"k", b"v", b"NX"])`. Writes (by command
+    /// name) go with the session like the typed methods; an error reply becomes
+    /// [`ClientError::Server`].
+    pub fn command<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Reply, ClientError> {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_ref().to_vec()).collect();
+        let Some(name) = args.first() else {
+            return Err(ClientError::InvalidArgument("empty command".to_string()));
+        };
+        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        self.run(&name, args)
+    }
+
+    /// Sends `commands` in one batch (pipelining) and returns one result per command, in
+    /// order. Failed commands are retried as in single calls; writes keep their sequence
+    /// numbers, so each applies at most once.
+    pub fn pipeline<A: AsRef<[u8]>>(
+        &mut self,
+        commands: &[Vec<A>],
+    ) -> Vec<Result<Reply, ClientError>> {
+        let calls: Vec<Call> = commands
+            .iter()
+            .map(|args| self.call(args.iter().map(|a| a.as_ref().to_vec()).collect()))
+            .collect();
+        self.execute(calls)
+    }
+
+    fn integer(&mut self, name: &str, args: Vec<Vec<u8>>) -> Result<i64, ClientError> {
+        match self.run(name, args)? {
+            Reply::Integer(n) => Ok(n),
+            other => Err(unexpected(name, &other)),
+        }
+    }
+
+    fn integer_with_keys<K: AsRef<[u8]>>(
+        &mut self,
+        name: &str,
+        keys: &[K],
+    ) -> Result<u64, ClientError> {
+        let mut args = vec![name.as_bytes().to_vec()];
+        args.extend(keys.iter().map(|k| k.as_ref().to_vec()));
+        let n = self.integer(name, args)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn run(&mut self, name: &str, args: Vec<Vec<u8>>) -> Result<Reply, ClientError> {
+        let call = self.call(args);
+        let result = self.execute(vec![call]).pop();
+        result.unwrap_or_else(|| {
+            Err(ClientError::NotApplied {
+                command: name.to_string(),
+                attempts: 0,
+                reason: "no result".to_string(),
+            })
+        })
+    }
+
+    fn call(&mut self, args: Vec<Vec<u8>>) -> Call {
+        let seq = is_write(&args).then(|| self.session.next_seq());
+        Call { args, seq }
+    }
+
+    /// The retry loop. Bounds: `attempts_max` rounds and `retry_time_max`; each round sends
+    /// every unanswered command on one connection and reads their replies in order.
+    fn execute(&mut self, mut calls: Vec<Call>) -> Vec<Result<Reply, ClientError>> {
+        let started = Instant::now();
+        let deadline = started + self.options.retry_time_max;
+        let count = calls.len();
+        let mut results: Vec<Option<Result<Reply, ClientError>>> =
+            (0..count).map(|_| None).collect();
+        let mut maybe_applied = vec![false; count];
+        let mut pending: Vec<usize> = (0..count).collect();
+        let mut attempts = 0u32;
+        let mut backoff = self.options.backoff_initial;
+        let mut last_reason = String::new();
+        let mut request = Vec::new();
+        while !pending.is_empty() {
+            let now = Instant::now();
+            if attempts >= self.options.attempts_max || (attempts > 0 && now >= deadline) {
+                break;
+            }
+            if attempts > 0 {
+                std::thread::sleep(backoff.min(deadline.saturating_duration_since(now)));
+                backoff = (backoff * 2).min(self.options.backoff_max);
+            }
+            attempts += 1;
+            if let Err(reason) = self.ensure_connected() {
+                last_reason = reason;
+                self.next_node();
+                continue;
+            }
+            // Every write below the first pending one has been answered or given up.
+            let in_flight_from = pending
+                .iter()
+                .filter_map(|&i| calls[i].seq)
+                .min()
+                .unwrap_or_else(|| self.session.peek_seq());
+            request.clear();
+            for &i in &pending {
+                match calls[i].seq {
+                    Some(seq) => {
+                        self.session
+                            .encode_write(&mut request, seq, in_flight_from, &calls[i].args)
+                    }
+                    None => crate::kv::resp::encode_request(&mut request, &calls[i].args),
+                }
+            }
+            let connection = self.connection.as_mut().expect("connected above");
+            let addr = connection.addr();
+            if let Err(error) = connection.send(&request) {
+                last_reason = format!("{addr}: {error}");
+                for &i in &pending {
+                    maybe_applied[i] |= calls[i].seq.is_some();
+                }
+                self.drop_connection();
+                continue;
+            }
+            let mut unanswered = Vec::new();
+            let mut switch_node = false;
+            let mut renew_session = false;
+            for (position, &i) in pending.iter().enumerate() {
+                let connection = self.connection.as_mut().expect("connected above");
+                match connection.read_reply() {
+                    Ok(reply) => match classify(&reply) {
+                        Outcome::Done => results[i] = Some(into_result(&calls[i].args, reply)),
+                        Outcome::RetryNotApplied => {
+                            last_reason = format!("{addr}: {}", describe(&reply));
+                            unanswered.push(i);
+                            switch_node = true;
+                        }
+                        Outcome::RetryMaybeApplied => {
+                            last_reason = format!("{addr}: {}", describe(&reply));
+                            maybe_applied[i] |= calls[i].seq.is_some();
+                            unanswered.push(i);
+                            switch_node = true;
+                        }
+                        Outcome::RetrySessionExpired if maybe_applied[i] => {
+                            // An earlier attempt may have been applied and the session that
+                            // would deduplicate a retry is gone: retrying could apply twice.
+                            results[i] = Some(Err(ClientError::MaybeApplied {
+                                command: command_name(&calls[i].args),
+                                attempts,
+                                reason: format!("{addr}: {}", describe(&reply)),
+                            }));
+                        }
+                        Outcome::RetrySessionExpired => {
+                            last_reason = format!("{addr}: {}", describe(&reply));
+                            unanswered.push(i);
+                            renew_session = true;
+                        }
+                    },
+                    Err(error) => {
+                        last_reason = format!("{addr}: {error}");
+                        for &j in &pending[position..] {
+                            maybe_applied[j] |= calls[j].seq.is_some();
+                            unanswered.push(j);
+                        }
+                        self.drop_connection();
+                        break;
+                    }
+                }
+            }
+            if renew_session {
+                // Nothing of the old session is applied any more; new numbers, same commands.
+                self.session.renew();
+                for &i in &unanswered {
+                    if calls[i].seq.is_some() {
+                        calls[i].seq = Some(self.session.next_seq());
+                    }
+                }
+            }
+            if switch_node {
+                self.drop_connection();
+            }
+            pending = unanswered;
+        }
+        for i in pending {
+            let command = command_name(&calls[i].args);
+            let error = if maybe_applied[i] {
+                ClientError::MaybeApplied {
+                    command,
+                    attempts,
+                    reason: last_reason.clone(),
+                }
+            } else {
+                ClientError::NotApplied {
+                    command,
+                    attempts,
+                    reason: last_reason.clone(),
+                }
+            };
+            results[i] = Some(Err(error));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every command answered or given up"))
+            .collect()
+    }
+
+    fn ensure_connected(&mut self) -> Result<(), String> {
+        if self.connection.is_some() {
+            return Ok(());
+        }
+        let target = &self.addrs[self.current];
+        let addr = target
+            .to_socket_addrs()
+            .map_err(|e| format!("{target}: cannot resolve: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{target}: resolves to no address"))?;
+        let connection =
+            Connection::open(addr, self.options.connect_timeout, self.options.io_timeout)
+                .map_err(|e| format!("{target}: cannot connect: {e}"))?;
+        self.connection = Some(connection);
+        Ok(())
+    }
+
+    /// Forgets the connection and moves on to the next node.
+    fn drop_connection(&mut self) {
+        self.connection = None;
+        self.next_node();
+    }
+
+    fn next_node(&mut self) {
+        self.current = (self.current + 1) % self.addrs.len();
+    }
+}
+
+fn is_write(args: &[Vec<u8>]) -> bool {
+    args.first().is_some_and(|name| {
+        WRITE_COMMANDS
+            .iter()
+            .any(|w| w.as_bytes().eq_ignore_ascii_case(name))
+    })
+}
+
+fn classify(reply: &Reply) -> Outcome {
+    match reply.error_code() {
+        Some("TRYAGAIN") => Outcome::RetryNotApplied,
+        Some("TIMEOUT") => Outcome::RetryMaybeApplied,
+        Some(_) if session_expired(&describe(reply)) => Outcome::RetrySessionExpired,
+        _ => Outcome::Done,
+    }
+}
+
+fn session_expired(text: &str) -> bool {
+    text.contains("session expired")
+}
+
+fn into_result(args: &[Vec<u8>], reply: Reply) -> Result<Reply, ClientError> {
+    match reply {
+        Reply::Error(message) => Err(ClientError::Server {
+            command: command_name(args),
+            message,
+        }),
+        reply => Ok(reply),
+    }
+}
+
+fn command_name(args: &[Vec<u8>]) -> String {
+    args.first()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+fn describe(reply: &Reply) -> String {
+    match reply {
+        Reply::Error(text) => format!("-{text}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn unexpected(name: &str, reply: &Reply) -> ClientError {
+    ClientError::UnexpectedReply {
+        command: name.to_string(),
+        reply: describe(reply),
+    }
+}
+
+/// The backoff sequence the retry loop sleeps, for documentation and tests.
+#[cfg(test)]
+fn backoff_sequence(options: &ClientOptions, attempts: u32) -> Vec<std::time::Duration> {
+    let mut backoff = options.backoff_initial;
+    (1..attempts)
+        .map(|_| {
+            let this = backoff;
+            backoff = (backoff * 2).min(options.backoff_max);
+            this
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    #[test]
+    fn writes_are_recognized_by_name_in_any_case() {
+        assert!(is_write(&[b"set".to_vec(), b"k".to_vec()]));
+        assert!(is_write(&[b"IncrBy".to_vec()]));
+        assert!(!is_write(&[b"GET".to_vec()]));
+        assert!(!is_write(&[]));
+    }
+
+    #[test]
+    fn error_replies_are_classified_by_the_error_rule() {
+        let error = |s: &str| Reply::Error(s.to_string());
+        assert!(matches!(
+            classify(&error("TRYAGAIN no leader")),
+            Outcome::RetryNotApplied
+        ));
+        assert!(matches!(
+            classify(&error("TIMEOUT commit")),
+            Outcome::RetryMaybeApplied
+        ));
+        assert!(matches!(
+            classify(&error("ERR not an integer")),
+            Outcome::Done
+        ));
+        assert!(matches!(classify(&Reply::Integer(1)), Outcome::Done));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let options = ClientOptions {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(35),
+            ..ClientOptions::default()
+        };
+        let ms: Vec<u128> = backoff_sequence(&options, 5)
+            .iter()
+            .map(|d| d.as_millis())
+            .collect();
+        assert_eq!(ms, [10, 20, 35, 35]);
+    }
+
+    fn fast_options() -> ClientOptions {
+        ClientOptions {
+            connect_timeout: Duration::from_millis(200),
+            io_timeout: Duration::from_millis(500),
+            attempts_max: 4,
+            retry_time_max: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+        }
+    }
+
+    /// A node that answers every request with the next canned reply, one request per read.
+    fn scripted_node(
+        replies: Vec<&'static [u8]>,
+    ) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut seen = Vec::new();
+            for reply in replies {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                stream.write_all(reply).unwrap();
+            }
+            seen
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn a_write_refused_with_tryagain_is_retried_with_the_same_sequence_number() {
+        let (addr, node) = scripted_node(vec![b"+PONG\r\n", b"-TRYAGAIN no leader\r\n"]);
+        // The second node answers the retried write.
+        let (addr2, node2) = scripted_node(vec![b":7\r\n"]);
+        let mut client = Client::connect_with(&[addr, addr2], fast_options()).unwrap();
+        assert_eq!(client.incr("n").unwrap(), 7);
+        let first = String::from_utf8_lossy(&node.join().unwrap()).into_owned();
+        let second = String::from_utf8_lossy(&node2.join().unwrap()).into_owned();
+        let tag = format!("{}\r\n$1\r\n1\r\n", client.session_id());
+        assert!(
+            first.contains(&tag),
+            "first attempt carries seq 1: {first:?}"
+        );
+        assert!(
+            second.contains(&tag),
+            "retry carries seq 1 again: {second:?}"
+        );
+    }
+
+    #[test]
+    fn a_write_whose_node_vanishes_is_maybe_applied_and_a_read_not_applied() {
+        let (addr, node) = scripted_node(vec![b"+PONG\r\n", b""]);
+        let mut client = Client::connect_with(&[addr], fast_options()).unwrap();
+        let error = client.set("k", "v").unwrap_err();
+        assert!(error.is_maybe_applied(), "{error}");
+        node.join().unwrap();
+        let error = client.get("k").unwrap_err();
+        assert!(error.is_not_applied(), "{error}");
+    }
+
+    #[test]
+    fn an_error_result_is_a_server_error_not_a_retry() {
+        let (addr, node) = scripted_node(vec![
+            b"+PONG\r\n",
+            b"-ERR value is not an integer or out of range\r\n",
+        ]);
+        let mut client = Client::connect_with(&[addr], fast_options()).unwrap();
+        let error = client.incr("k").unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Server { message, .. } if message.starts_with("ERR value")),
+            "{error}"
+        );
+        node.join().unwrap();
+    }
+
+    #[test]
+    fn no_addresses_is_an_invalid_argument() {
+        let none: [&str; 0] = [];
+        assert!(matches!(
+            Client::connect(&none),
+            Err(ClientError::InvalidArgument(_))
+        ));
+    }
+}
