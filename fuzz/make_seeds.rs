@@ -88,8 +88,16 @@ fn wal_seeds() {
     // wal_decoders: byte 0 is the segment sequence the CRC covers; the header and the first
     // records of segment 1.
     let first = &segments[0];
-    write_seed("wal_decoders", "segment-1-head", &first[..first.len().min(4096)]);
-    write_seed("wal_decoders", "segment-1-records", &first[128..first.len().min(2048)]);
+    write_seed(
+        "wal_decoders",
+        "segment-1-head",
+        &first[..first.len().min(4096)],
+    );
+    write_seed(
+        "wal_decoders",
+        "segment-1-records",
+        &first[128..first.len().min(2048)],
+    );
 }
 
 fn snapshot_seeds() {
@@ -150,7 +158,10 @@ fn sample_messages() -> Vec<Message> {
             reject_hint_index: 3,
             reject_hint_term: 1,
         },
-        MessageBody::Heartbeat { commit: 6, round: 9 },
+        MessageBody::Heartbeat {
+            commit: 6,
+            round: 9,
+        },
         MessageBody::HeartbeatResponse { round: 9 },
         MessageBody::InstallSnapshot {
             meta: SnapshotMeta {
@@ -250,13 +261,30 @@ fn raft_seeds() {
     write_seed("raft_core", "forged", &forged);
 }
 
+fn resp_seeds() {
+    // Byte 0: bit 0 picks replies, bit 1 the small limits, the rest the chunk size.
+    let mut requests = vec![4u8];
+    requests.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n");
+    requests.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n");
+    requests.extend_from_slice(b"SET \"a b\" 'c\\x41'\r\n\r\n*0\r\n");
+    write_seed("resp", "requests", &requests);
+    write_seed("resp", "over-limit", b"\x06*2\r\n$3\r\nSET\r\n$99\r\n");
+    let mut replies = vec![5u8];
+    replies.extend_from_slice(b"+OK\r\n-TRYAGAIN no leader\r\n:42\r\n$3\r\nfoo\r\n$-1\r\n");
+    replies.extend_from_slice(b"*2\r\n$1\r\na\r\n*-1\r\n");
+    write_seed("resp", "replies", &replies);
+}
+
 fn main() {
+    resp_seeds();
     wal_seeds();
     snapshot_seeds();
     peer_seeds();
     raft_seeds();
     println!(
         "seeds written under {}",
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").display()
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("seeds")
+            .display()
     );
 }

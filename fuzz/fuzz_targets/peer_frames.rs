@@ -59,7 +59,11 @@ fuzz_target!(|input: &[u8]| {
     if mode % 2 == 0 {
         let split = rest.len().min(usize::from(mode >> 1));
         let (sizes, bytes) = rest.split_at(split);
-        stream(&mut decoder, bytes, if sizes.is_empty() { &[7] } else { sizes });
+        stream(
+            &mut decoder,
+            bytes,
+            if sizes.is_empty() { &[7] } else { sizes },
+        );
     } else {
         decode_payload(mode >> 1, rest);
         let mut framed = Vec::new();

@@ -161,9 +161,8 @@ impl Sim {
             }
             MessageBody::AppendResponse { index: i, .. } => *i = index,
             MessageBody::Heartbeat { commit, .. } => *commit = index,
-            MessageBody::Vote { last_log_index, .. } | MessageBody::PreVote { last_log_index, .. } => {
-                *last_log_index = index
-            }
+            MessageBody::Vote { last_log_index, .. }
+            | MessageBody::PreVote { last_log_index, .. } => *last_log_index = index,
             MessageBody::ReadIndexResponse { index: i, .. } => *i = index,
             _ => {}
         }
