@@ -3,7 +3,7 @@
 //! error), and a full verify must not panic.
 //!
 //! Byte 0 picks the recovery mode (bits 0-1), read-only (bit 7) and the input shape (bit 6):
-//! - raw (bit 6 clear): up to 3 files, each a u16 little-endian length and bytes, named as
+//! - raw (bit 6 clear): up to 3 files, each a u32 little-endian length and bytes, named as
 //!   segments 1, 2, 3;
 //! - structured (bit 6 set): a real log is written through the `Wal` API from the next bytes
 //!   (batch sizes, payload sizes, truncations, compactions, rolling across small segments), then
@@ -33,14 +33,14 @@ fn options(selector: u8) -> Options {
 
 fn write_raw(dir: &Path, mut rest: &[u8]) {
     let mut files = 0u64;
-    while rest.len() >= 2 && files < 3 {
-        let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
-        let len = len.min(rest.len() - 2);
+    while rest.len() >= 4 && files < 3 {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let len = len.min(rest.len() - 4);
         files += 1;
         let first_index = if files == 1 { 1 } else { files * 10 };
         let name = format!("{files:020}-{first_index:020}.wal");
-        std::fs::write(dir.join(name), &rest[2..2 + len]).unwrap();
-        rest = &rest[2 + len..];
+        std::fs::write(dir.join(name), &rest[4..4 + len]).unwrap();
+        rest = &rest[4 + len..];
     }
 }
 
