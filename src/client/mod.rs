@@ -717,6 +717,36 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_session_is_replaced_and_the_write_retried_under_the_new_one() {
+        let (addr, node) = scripted_node(vec![
+            b"+PONG\r\n",
+            b"-ERR session expired or evicted; the write was not applied: use a new session\r\n",
+            b"+OK\r\n",
+        ]);
+        let mut client = Client::connect_with(&[addr], fast_options()).unwrap();
+        let old = client.session_id();
+        client.set("k", "v").unwrap();
+        let new = client.session_id();
+        assert_ne!(old, new);
+        let seen = String::from_utf8_lossy(&node.join().unwrap()).into_owned();
+        assert!(seen.contains(&old.to_string()), "{seen:?}");
+        assert!(seen.contains(&new.to_string()), "{seen:?}");
+    }
+
+    #[test]
+    fn a_result_the_server_no_longer_holds_is_maybe_applied_without_retry() {
+        let (addr, node) = scripted_node(vec![
+            b"+PONG\r\n",
+            b"-ERR result of sequence number 1 no longer held; the write may have been applied\r\n",
+        ]);
+        let mut client = Client::connect_with(&[addr], fast_options()).unwrap();
+        let error = client.incr("n").unwrap_err();
+        assert!(error.is_maybe_applied(), "{error}");
+        assert_eq!(client.stats().retries, 0);
+        node.join().unwrap();
+    }
+
+    #[test]
     fn no_addresses_is_an_invalid_argument() {
         let none: [&str; 0] = [];
         assert!(matches!(
