@@ -81,30 +81,18 @@ pub struct TestCluster {
     cluster_arg: String,
 }
 
-/// `count` distinct free loopback ports (bound and released: another process could take one
-/// in between, which the caller sees as a node failing to start).
-pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
-
 impl TestCluster {
     /// Starts `count` nodes and waits until every one answers PING and one is leader.
     pub fn start(count: usize) -> TestCluster {
         let root = tempfile::tempdir().expect("temp dir");
-        let ports = free_ports(2 * count);
+        let base = free_consecutive_ports(2 * count as u16);
         let nodes: Vec<ServeNode> = (0..count)
             .map(|i| {
                 let id = i as u64 + 1;
                 ServeNode {
                     id,
-                    peer_addr: SocketAddr::from(([127, 0, 0, 1], ports[i])),
-                    client_addr: SocketAddr::from(([127, 0, 0, 1], ports[count + i])),
+                    peer_addr: SocketAddr::from(([127, 0, 0, 1], base + i as u16)),
+                    client_addr: SocketAddr::from(([127, 0, 0, 1], base + (count + i) as u16)),
                     data_dir: root.path().join(format!("node-{id}")),
                     log_path: root.path().join(format!("node-{id}.log")),
                     child: None,
@@ -419,12 +407,19 @@ impl RawConnection {
     }
 }
 
-/// The first of `count` consecutive loopback ports that are free right now (tried from a
-/// pid-derived start in 20000..60000, at most 200 candidates).
+/// The first of `count` consecutive loopback ports that are free right now. They are taken
+/// from 20000..32000, below Linux's ephemeral range (32768..61000), so the kernel does not
+/// hand one of them to an outgoing connection meanwhile; at most 200 candidates are tried,
+/// from a pid-derived start so parallel test processes tend to differ.
 pub fn free_consecutive_ports(count: u16) -> u16 {
-    let start = 20_000 + (std::process::id() % 200) as u16 * 200;
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // Tests of one process run in parallel: each call starts further on.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed) % 64;
+    let start = ((std::process::id() % u32::from(SPAN)) as u16 + call * 181) % SPAN;
     for attempt in 0..200u16 {
-        let base = 20_000 + (start - 20_000 + attempt * 97) % 40_000;
+        let base = FIRST + (start + attempt * 97) % (SPAN - count);
         let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
