@@ -1005,14 +1005,19 @@ fn proposals_on_followers_are_forwarded_applied_once_and_answer_the_leaders_resu
     if stable {
         assert_eq!(acknowledged, 220);
     }
-    let forwards_received = cluster.nodes[&leader].status().transport.forwards_received;
-    assert!(
-        forwards_received >= 220,
-        "the leader received {forwards_received} forwards"
-    );
-    for f in &followers {
-        assert_eq!(cluster.nodes[f].status().forwards_in_flight, 0);
+    // Status is published by each loop at most once per millisecond: wait for it.
+    if stable {
+        wait_until(
+            "the leader counts 220 forwards",
+            Duration::from_secs(10),
+            || cluster.nodes[&leader].status().transport.forwards_received >= 220,
+        );
     }
+    wait_until("no forward left in flight", Duration::from_secs(10), || {
+        followers
+            .iter()
+            .all(|f| cluster.nodes[f].status().forwards_in_flight == 0)
+    });
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }
