@@ -27,6 +27,9 @@ pub enum Fault {
     CommitOldTermByCount,
     /// Answer read-index requests without confirming leadership.
     ReadWithoutHeartbeat,
+    /// While joint, decide elections and commitment by the incoming voters alone (violates
+    /// the joint rule of thesis §4.3).
+    IgnoreOutgoingVoters,
 }
 
 /// Configuration of one core.

@@ -98,7 +98,11 @@
 //! - A node that is not a voter never campaigns. A removed node learns it was removed when a
 //!   committed configuration without it reaches it: the leader keeps replicating to removed
 //!   nodes for `2 * election_timeout_ticks` after the change commits, and for as long again
-//!   whenever a removed node contacts it (at most `MAX_DEPARTED_NODES` at a time).
+//!   whenever a removed node contacts it (at most `MAX_DEPARTED_NODES` at a time). A node
+//!   whose log holds its removal but not its commit sends a (harmless) pre-vote request to the
+//!   voters of that configuration once per election timeout, to be contacted by the leader.
+//!   A removed node whose log does not even hold the change keeps campaigning (pre-vote and
+//!   check-quorum make that harmless) and learns when the leader hears it.
 //!   [`RaftNode::is_removed`] then turns true, and the runtime can stop the process. Node ids
 //!   must not be reused after removal.
 //! - A node joining a running cluster starts with an empty membership (`Membership::default()`

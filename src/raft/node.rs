@@ -16,7 +16,7 @@ use super::message::{
     Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
 };
 use super::progress::{Progress, ProgressState};
-use super::quorum::VoteResult;
+use super::quorum::{JointConfig, VoteResult};
 use super::rand::SplitMix64;
 use super::read_index::ReadIndexQueue;
 use super::ready::{Ready, SnapshotChunk, SnapshotRequest};
@@ -782,10 +782,48 @@ impl RaftNode {
 
     fn tick_election(&mut self) {
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
-        if self.is_promotable()
-            && self.election_elapsed_ticks >= self.randomized_election_timeout_ticks
-        {
+        if self.election_elapsed_ticks < self.randomized_election_timeout_ticks {
+            return;
+        }
+        if self.is_promotable() {
             self.campaign(self.config.pre_vote, false);
+        } else if self.awaits_removal_notice() {
+            self.announce_departure();
+        }
+    }
+
+    /// Whether this node's latest configuration leaves it out while no committed one told it
+    /// so yet: it holds the change but not its commit, and a new leader does not replicate
+    /// to non-members, so nothing would ever tell it.
+    fn awaits_removal_notice(&self) -> bool {
+        !self.removed
+            && self.member_committed
+            && !self.membership.is_unknown()
+            && !self.membership.contains(self.id)
+    }
+
+    /// Once per election timeout, a removed node sends a pre-vote request to the voters of
+    /// its latest configuration: harmless (it never campaigns after it, pre-votes change no
+    /// term, and a node that hears a leader ignores it), but the leader answers any
+    /// non-member's message by replicating to it for a while (`keep_departed`), so it
+    /// learns that its removal committed.
+    fn announce_departure(&mut self) {
+        self.reset_election_timer();
+        let Some(term) = self.current_term.checked_add(1) else {
+            return;
+        };
+        let last_log_index = self.log.last_index();
+        let last_log_term = self.log.last_term();
+        for voter in self.membership.quorum().voters() {
+            self.messages.push(Message {
+                from: self.id,
+                to: voter,
+                term,
+                body: MessageBody::PreVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            });
         }
     }
 
@@ -883,7 +921,7 @@ impl RaftNode {
             self.current_term
         };
         self.votes.insert(self.id, true);
-        if self.membership.quorum().vote_result(&self.votes) == VoteResult::Won {
+        if self.deciding_quorum().vote_result(&self.votes) == VoteResult::Won {
             if pre_vote {
                 self.campaign(false, leadership_transfer);
             } else {
@@ -959,7 +997,7 @@ impl RaftNode {
 
     fn handle_vote_response(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
         self.votes.entry(from).or_insert(granted);
-        match self.membership.quorum().vote_result(&self.votes) {
+        match self.deciding_quorum().vote_result(&self.votes) {
             VoteResult::Won => {
                 if pre_vote {
                     self.campaign(false, false);
@@ -1288,7 +1326,7 @@ impl RaftNode {
         let durable = self.log.durable_index();
         let progress = &self.progress;
         let self_id = self.id;
-        let quorum_index = self.membership.quorum().committed_index(|id| {
+        let quorum_index = self.deciding_quorum().committed_index(|id| {
             if id == self_id {
                 Some(durable)
             } else {
@@ -1552,6 +1590,15 @@ impl RaftNode {
     }
 
     // ----- membership -----
+
+    /// The quorum rule for elections and commitment: both halves while joint (thesis §4.3).
+    fn deciding_quorum(&self) -> JointConfig {
+        let mut quorum = self.membership.quorum();
+        if self.config.unsafe_fault == Some(Fault::IgnoreOutgoingVoters) {
+            quorum.outgoing.clear();
+        }
+        quorum
+    }
 
     /// Re-reads the latest configuration after the configuration log changed.
     fn refresh_membership(&mut self) {
