@@ -350,4 +350,49 @@ mod tests {
         let err = from_storage_entry(garbage).unwrap_err();
         assert!(err.to_string().contains("configuration entry"), "{err}");
     }
+
+    #[test]
+    fn a_restarted_core_recovers_the_latest_configuration_from_snapshot_and_log() {
+        use crate::raft::{Config, RaftNode};
+        let dir = tempfile::tempdir().unwrap();
+        let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        let mut joint = Membership::with_voters([1, 2, 4]);
+        joint.outgoing_voters = voters.clone();
+        let entries = vec![
+            Entry {
+                term: 1,
+                index: 1,
+                kind: EntryKind::Noop,
+                data: Vec::new(),
+            },
+            Entry {
+                term: 1,
+                index: 2,
+                kind: EntryKind::ConfChange,
+                data: joint.encode(),
+            },
+        ];
+        let mut wal = loaded.wal;
+        let stored: Vec<_> = entries.iter().map(to_storage_entry).collect();
+        wal.append(&stored).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        let core = RaftNode::new(Config::new(1), loaded.durable).unwrap();
+        assert_eq!(
+            core.membership(),
+            &joint,
+            "the log's configuration entry wins"
+        );
+        assert_eq!(
+            core.committed_membership(),
+            &Membership::with_voters([1, 2, 3])
+        );
+        // A node started to join a cluster has no initial voters: it knows no configuration.
+        let joining = tempfile::tempdir().unwrap();
+        let loaded = load(joining.path(), &BTreeSet::new(), Options::default()).unwrap();
+        let core = RaftNode::new(Config::new(9), loaded.durable).unwrap();
+        assert!(core.membership().is_unknown());
+    }
 }

@@ -139,7 +139,7 @@ pub use membership_log::{entry_membership, MembershipEntry, MembershipLog};
 pub use message::{
     Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
 };
-pub use node::{DurableState, RaftNode};
+pub use node::{DurableState, RaftNode, MAX_DEPARTED_NODES};
 pub use progress::{Progress, ProgressState, SnapshotTransfer};
 pub use quorum::{majority_index, majority_vote, JointConfig, VoteResult};
 pub use rand::SplitMix64;
