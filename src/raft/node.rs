@@ -522,7 +522,18 @@ impl RaftNode {
             self.stats.ignored_messages += 1;
             return;
         }
-        if self.role == Role::Leader && m.from != 0 && !self.membership.contains(m.from) {
+        let campaigning = matches!(
+            m.body,
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. }
+        );
+        if self.role == Role::Leader
+            && campaigning
+            && m.from != 0
+            && !self.membership.contains(m.from)
+        {
+            // A removed node that does not know it yet: replicate to it for a while (answers
+            // from it do not extend that time, so a removed node that is never stopped is
+            // dropped in the end).
             self.keep_departed(m.from);
         }
         if m.term > self.current_term {
