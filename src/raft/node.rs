@@ -2751,4 +2751,70 @@ mod tests {
             .propose_conf_change(ConfChange::AddLearner(7))
             .is_ok());
     }
+
+    #[test]
+    fn a_snapshot_carries_the_configuration_at_its_index_not_a_later_one() {
+        let three = Membership::with_voters([1, 2, 3]);
+        let mut four = three.clone();
+        four.learners.insert(4);
+        let normal = |index| Entry {
+            term: 1,
+            index,
+            kind: EntryKind::Normal,
+            data: vec![1],
+        };
+        let durable = DurableState {
+            hard_state: HardState {
+                term: 1,
+                vote: Some(1),
+                commit: 3,
+            },
+            snapshot: SnapshotMeta {
+                membership: three.clone(),
+                ..SnapshotMeta::default()
+            },
+            entries: vec![normal(1), normal(2), normal(3), conf_entry(4, 1, &four)],
+        };
+        let mut cfg = config(2);
+        cfg.snapshot_threshold_entries = 3;
+        let mut node = RaftNode::new(cfg, durable).unwrap();
+        assert_eq!(node.membership(), &four);
+        let ready = node.ready();
+        assert_eq!(ready.committed_entries.len(), 3);
+        node.on_applied(3);
+        let request = node.ready().snapshot_request.expect("threshold reached");
+        assert_eq!(request.index, 3);
+        assert_eq!(request.membership, three, "the configuration in force at 3");
+        node.on_snapshot_built(SnapshotMeta {
+            index: request.index,
+            term: request.term,
+            membership: request.membership,
+            size_bytes: 10,
+        });
+        assert_eq!(
+            node.membership(),
+            &four,
+            "the later entry is still in force"
+        );
+        assert_eq!(node.committed_membership(), &three);
+    }
+
+    #[test]
+    fn a_removed_follower_learns_it_and_stops_campaigning() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        c.node(leader)
+            .propose_conf_change(ConfChange::Remove(follower))
+            .unwrap();
+        c.tick_all(3);
+        assert!(c.node(follower).is_removed());
+        assert!(!c.node(leader).is_removed());
+        let campaigns = c.node(follower).stats().campaigns_started;
+        c.tick_all(40);
+        assert_eq!(c.node(follower).stats().campaigns_started, campaigns);
+        // The leader stops replicating to it once the retention runs out.
+        assert!(!c.node(leader).status().progress.contains_key(&follower));
+    }
 }
