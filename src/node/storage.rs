@@ -359,7 +359,7 @@ mod tests {
         let loaded = load(dir.path(), &voters, Options::default()).unwrap();
         let mut joint = Membership::with_voters([1, 2, 4]);
         joint.outgoing_voters = voters.clone();
-        let entries = vec![
+        let entries = [
             Entry {
                 term: 1,
                 index: 1,
