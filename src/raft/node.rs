@@ -2298,8 +2298,22 @@ mod tests {
                         } else {
                             prev_log_index.wrapping_add(k + 1)
                         },
-                        kind: EntryKind::Normal,
-                        data: vec![1, 2, 3],
+                        kind: if rng.range(0, 3) == 0 {
+                            EntryKind::ConfChange
+                        } else {
+                            EntryKind::Normal
+                        },
+                        // Sometimes a valid configuration (possibly without this node),
+                        // sometimes bytes that are not one.
+                        data: match rng.range(0, 3) {
+                            0 => Membership::with_voters(1..=rng.range(1, 5)).encode(),
+                            1 => {
+                                let mut joint = Membership::with_voters([1, 2, 4]);
+                                joint.outgoing_voters = [1, 2, 3].into_iter().collect();
+                                joint.encode()
+                            }
+                            _ => vec![1, 2, 3],
+                        },
                     })
                     .collect();
                 MessageBody::Append {
@@ -2368,6 +2382,14 @@ mod tests {
                 c.node(to).step(message);
                 if rng.range(0, 10) == 0 {
                     c.node(to).tick();
+                }
+                if rng.range(0, 20) == 0 {
+                    let change = match rng.range(0, 3) {
+                        0 => ConfChange::AddLearner(rng.range(1, 6)),
+                        1 => ConfChange::Promote(rng.range(1, 6)),
+                        _ => ConfChange::Remove(rng.range(1, 6)),
+                    };
+                    let _ = c.node(to).propose_conf_change(change);
                 }
                 let ready = c.node(to).ready();
                 if let Some(last) = ready.entries.last() {
