@@ -10,7 +10,8 @@
 //! - [`RaftNode::tick`]: one unit of logical time. Timeouts are counted in ticks.
 //! - [`RaftNode::step`]: a message from a peer. Malformed or inconsistent input is counted in
 //!   [`Stats`] and dropped, never a panic.
-//! - [`RaftNode::propose`], [`RaftNode::read_index`], [`RaftNode::transfer_leader`].
+//! - [`RaftNode::propose`], [`RaftNode::propose_conf_change`], [`RaftNode::read_index`],
+//!   [`RaftNode::transfer_leader`].
 //! - Completions from the driver: [`RaftNode::on_persisted`], [`RaftNode::on_applied`],
 //!   [`RaftNode::on_snapshot_built`], [`RaftNode::on_snapshot_installed`].
 //!

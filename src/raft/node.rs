@@ -1,7 +1,8 @@
 //! `RaftNode`: the Raft state machine of one server (roles, terms, elections, replication).
 //!
-//! Inputs: `tick`, `step`, `propose`, `read_index`, `transfer_leader` and the driver's
-//! completions (`on_persisted`, `on_applied`, `on_snapshot_built`, `on_snapshot_installed`).
+//! Inputs: `tick`, `step`, `propose`, `propose_conf_change`, `read_index`, `transfer_leader` and
+//! the driver's completions (`on_persisted`, `on_applied`, `on_snapshot_built`,
+//! `on_snapshot_installed`).
 //! Outputs: `ready`. See the module documentation of `crate::raft` for the contract.
 
 use std::collections::BTreeMap;
