@@ -210,7 +210,9 @@ impl<S: StateMachine> Applier<S> {
             );
             let result = match entry.kind {
                 EntryKind::Normal => Some(self.state_machine.apply(entry.index, &entry.data)),
-                EntryKind::Noop => None,
+                // Configuration entries are the core's business (it applied them when
+                // appended); the state machine sees only application data.
+                EntryKind::Noop | EntryKind::ConfChange => None,
             };
             self.applied_index = entry.index;
             self.applied_term = entry.term;

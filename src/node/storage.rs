@@ -12,8 +12,12 @@
 //!
 //! | offset | size | field                                          |
 //! |--------|------|------------------------------------------------|
-//! | 0      | 1    | kind: 0 = normal, 1 = no-op; others are refused |
-//! | 1      | n    | the application bytes (empty for a no-op)      |
+//! | 0      | 1    | kind: 0 = normal, 1 = no-op, 2 = configuration change; others are refused |
+//! | 1      | n    | the application bytes (empty for a no-op; for a configuration change the membership as in `Membership::encode`) |
+//!
+//! The latest configuration is recovered by the core from the snapshot's membership and the
+//! configuration entries loaded after it (`RaftNode::new`); a configuration entry whose bytes do
+//! not decode is refused here with its index.
 //!
 //! # Hard state
 //!
@@ -99,6 +103,7 @@ pub fn to_storage_entry(entry: &Entry) -> ketch_storage::Entry {
     data.push(match entry.kind {
         EntryKind::Normal => 0,
         EntryKind::Noop => 1,
+        EntryKind::ConfChange => 2,
     });
     data.extend_from_slice(&entry.data);
     ketch_storage::Entry::new(entry.index, entry.term, data)
@@ -109,16 +114,26 @@ pub fn from_storage_entry(entry: ketch_storage::Entry) -> Result<Entry, StorageE
     let kind = match entry.data.first() {
         Some(0) => EntryKind::Normal,
         Some(1) => EntryKind::Noop,
+        Some(2) => EntryKind::ConfChange,
         other => {
             return Err(StorageError::Decode {
                 what: "entry kind",
                 index: entry.index,
-                reason: format!("kind byte {other:?} is neither 0 (normal) nor 1 (no-op)"),
+                reason: format!(
+                    "kind byte {other:?} is not 0 (normal), 1 (no-op) or 2 (configuration change)"
+                ),
             })
         }
     };
     let mut data = entry.data;
     data.remove(0);
+    if kind == EntryKind::ConfChange && Membership::decode(&data).is_none() {
+        return Err(StorageError::Decode {
+            what: "configuration entry",
+            index: entry.index,
+            reason: "the bytes do not hold a valid membership".to_string(),
+        });
+    }
     Ok(Entry {
         term: entry.term,
         index: entry.index,
@@ -318,5 +333,66 @@ mod tests {
         assert_eq!(loaded.durable.entries, entries[3..].to_vec());
         assert_eq!(loaded.wal.first_index(), 4);
         assert!(loaded.snapshot_reader.is_some());
+    }
+
+    #[test]
+    fn configuration_entries_round_trip_and_garbage_is_refused() {
+        let entry = Entry {
+            term: 2,
+            index: 9,
+            kind: EntryKind::ConfChange,
+            data: Membership::with_voters([1, 2, 4]).encode(),
+        };
+        let stored = to_storage_entry(&entry);
+        assert_eq!(stored.data[0], 2);
+        assert_eq!(from_storage_entry(stored).unwrap(), entry);
+        let garbage = ketch_storage::Entry::new(9, 2, vec![2, 1, 0]);
+        let err = from_storage_entry(garbage).unwrap_err();
+        assert!(err.to_string().contains("configuration entry"), "{err}");
+    }
+
+    #[test]
+    fn a_restarted_core_recovers_the_latest_configuration_from_snapshot_and_log() {
+        use crate::raft::{Config, RaftNode};
+        let dir = tempfile::tempdir().unwrap();
+        let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        let mut joint = Membership::with_voters([1, 2, 4]);
+        joint.outgoing_voters = voters.clone();
+        let entries = [
+            Entry {
+                term: 1,
+                index: 1,
+                kind: EntryKind::Noop,
+                data: Vec::new(),
+            },
+            Entry {
+                term: 1,
+                index: 2,
+                kind: EntryKind::ConfChange,
+                data: joint.encode(),
+            },
+        ];
+        let mut wal = loaded.wal;
+        let stored: Vec<_> = entries.iter().map(to_storage_entry).collect();
+        wal.append(&stored).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let loaded = load(dir.path(), &voters, Options::default()).unwrap();
+        let core = RaftNode::new(Config::new(1), loaded.durable).unwrap();
+        assert_eq!(
+            core.membership(),
+            &joint,
+            "the log's configuration entry wins"
+        );
+        assert_eq!(
+            core.committed_membership(),
+            &Membership::with_voters([1, 2, 3])
+        );
+        // A node started to join a cluster has no initial voters: it knows no configuration.
+        let joining = tempfile::tempdir().unwrap();
+        let loaded = load(joining.path(), &BTreeSet::new(), Options::default()).unwrap();
+        let core = RaftNode::new(Config::new(9), loaded.durable).unwrap();
+        assert!(core.membership().is_unknown());
     }
 }

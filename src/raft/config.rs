@@ -27,6 +27,9 @@ pub enum Fault {
     CommitOldTermByCount,
     /// Answer read-index requests without confirming leadership.
     ReadWithoutHeartbeat,
+    /// While joint, decide elections and commitment by the incoming voters alone (violates
+    /// the joint rule of thesis §4.3).
+    IgnoreOutgoingVoters,
 }
 
 /// Configuration of one core.
@@ -63,6 +66,10 @@ pub struct Config {
     pub snapshot_chunk_bytes: u64,
     /// Pending read requests a leader holds before refusing new ones.
     pub max_pending_reads: usize,
+    /// A learner is promoted to voter only if its match index is within this many entries of
+    /// the leader's last index (thesis §4.2.1: a voter that must first catch up would stall
+    /// commitment).
+    pub promote_max_lag_entries: u64,
     /// Seed of the election-jitter generator (mixed with `id`).
     pub seed: u64,
     /// Test-only: a deliberate protocol bug.
@@ -89,6 +96,7 @@ impl Config {
             snapshot_threshold_entries: 100_000,
             snapshot_chunk_bytes: 1 << 20,
             max_pending_reads: 4096,
+            promote_max_lag_entries: 1000,
             seed: 0,
             unsafe_fault: None,
         }

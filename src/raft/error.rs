@@ -44,6 +44,107 @@ impl fmt::Display for ProposeError {
 
 impl std::error::Error for ProposeError {}
 
+/// Why a membership change was refused. A refused change was not appended anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfChangeError {
+    /// This node is not the leader; retry at `leader_hint` if known.
+    NotLeader {
+        /// The leader this node last heard from in its current term.
+        leader_hint: Option<NodeId>,
+    },
+    /// A leadership transfer is in progress (or the leader is handing over after its own
+    /// removal); retry at the new leader.
+    TransferInProgress,
+    /// The leader has not committed an entry of its own term yet, so it cannot know whether
+    /// an earlier leader's configuration entry is committed (the single-server-change bug of
+    /// the thesis errata); retry shortly.
+    LeaderNotReady,
+    /// Another change is in flight (joint, or its entry at `index` not committed yet).
+    ChangeInProgress {
+        /// The index of the configuration entry in flight.
+        index: u64,
+    },
+    /// The node to become a voter lags too far behind the leader.
+    NotCaughtUp {
+        /// The node.
+        id: NodeId,
+        /// Its match index as the leader knows it.
+        match_index: u64,
+        /// The leader's last index.
+        leader_last_index: u64,
+        /// The configured bound (`Config::promote_max_lag_entries`).
+        max_lag_entries: u64,
+    },
+    /// The node is already a member.
+    AlreadyMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node is not a member.
+    NotAMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node must be a voter for this change.
+    NotAVoter {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node must be a learner for this change (new voters join as learners first).
+    NotALearner {
+        /// The node.
+        id: NodeId,
+    },
+    /// The change is malformed (no voters left, no change, id 0).
+    Invalid {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfChangeError::NotLeader { leader_hint: Some(id) } => {
+                write!(f, "not the leader; the leader is probably node {id}")
+            }
+            ConfChangeError::NotLeader { leader_hint: None } => {
+                write!(f, "not the leader; no leader known")
+            }
+            ConfChangeError::TransferInProgress => {
+                write!(f, "leadership transfer in progress; retry at the new leader")
+            }
+            ConfChangeError::LeaderNotReady => write!(
+                f,
+                "the new leader has not committed an entry of its term yet; retry shortly"
+            ),
+            ConfChangeError::ChangeInProgress { index } => write!(
+                f,
+                "a membership change is in progress (configuration entry {index}); retry once it commits"
+            ),
+            ConfChangeError::NotCaughtUp {
+                id,
+                match_index,
+                leader_last_index,
+                max_lag_entries,
+            } => write!(
+                f,
+                "node {id} is not caught up: it holds the log up to {match_index}, the leader up to                  {leader_last_index}, more than {max_lag_entries} entries apart; retry once it catches up"
+            ),
+            ConfChangeError::AlreadyMember { id } => write!(f, "node {id} is already a member"),
+            ConfChangeError::NotAMember { id } => write!(f, "node {id} is not a member"),
+            ConfChangeError::NotAVoter { id } => write!(f, "node {id} is not a voter"),
+            ConfChangeError::NotALearner { id } => write!(
+                f,
+                "node {id} is not a learner; add it as a learner and let it catch up first"
+            ),
+            ConfChangeError::Invalid { reason } => write!(f, "invalid membership change: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfChangeError {}
+
 /// Why a read-index request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadError {
@@ -124,5 +225,15 @@ mod tests {
         assert!(TransferError::InvalidTarget { target: 9 }
             .to_string()
             .contains('9'));
+        let e = ConfChangeError::NotCaughtUp {
+            id: 4,
+            match_index: 10,
+            leader_last_index: 5000,
+            max_lag_entries: 100,
+        };
+        assert!(e.to_string().contains("not caught up"), "{e}");
+        assert!(ConfChangeError::ChangeInProgress { index: 7 }
+            .to_string()
+            .contains("in progress"));
     }
 }

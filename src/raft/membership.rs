@@ -5,6 +5,14 @@
 //! (incoming) voter sets. `outgoing_voters` non-empty means the configuration is joint.
 //! Learners (thesis §4.2.1, "non-voting members") receive the log but never vote and never
 //! count toward a quorum.
+//!
+//! A node may be both a learner and an outgoing voter: it is a voter being demoted. It votes
+//! in the outgoing half until the joint phase ends, and is a learner in the configuration that
+//! ends it ([`Membership::leave_joint`]), so that configuration follows from the joint one
+//! alone (etcd keeps a separate `learners_next` set for the same purpose).
+//!
+//! A node joining a running cluster starts with the empty membership (no voters): it learns
+//! the configuration from the leader's log or snapshot.
 
 use std::collections::BTreeSet;
 
@@ -39,6 +47,31 @@ impl Membership {
     /// Whether `id` votes in either half of the configuration.
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id) || self.outgoing_voters.contains(&id)
+    }
+
+    /// Whether `id` is a member at all (voter of either half, or learner).
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.is_voter(id) || self.learners.contains(&id)
+    }
+
+    /// Whether `id` is only a learner (it votes in neither half).
+    pub fn is_learner_only(&self, id: NodeId) -> bool {
+        self.learners.contains(&id) && !self.is_voter(id)
+    }
+
+    /// The configuration that ends a joint one (thesis §4.3, C_new): the incoming voters and
+    /// the learners; outgoing voters that are also learners stay learners.
+    pub fn leave_joint(&self) -> Membership {
+        Membership {
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+            outgoing_voters: Default::default(),
+        }
+    }
+
+    /// Whether this is the empty membership of a node that has not learned its cluster yet.
+    pub fn is_unknown(&self) -> bool {
+        *self == Membership::default()
     }
 
     /// Every member: voters of both halves and learners.
@@ -98,13 +131,17 @@ impl Membership {
         Some(membership)
     }
 
-    /// Checks the shape: at least one voter, and no node both learner and voter.
+    /// Checks the shape: at least one voter, no node both learner and incoming voter, id 0
+    /// nowhere. (A learner may be an outgoing voter: a voter being demoted.)
     pub fn validate(&self) -> Result<(), String> {
         if self.voters.is_empty() {
             return Err("membership has no voters".to_string());
         }
-        if let Some(id) = self.learners.iter().find(|id| self.is_voter(**id)) {
+        if let Some(id) = self.learners.iter().find(|id| self.voters.contains(id)) {
             return Err(format!("node {id} is both a learner and a voter"));
+        }
+        if self.all_members().contains(&0) {
+            return Err("node id 0 is reserved".to_string());
         }
         Ok(())
     }
@@ -125,11 +162,25 @@ mod tests {
         assert!(m.validate().is_ok());
         m.learners.insert(2);
         assert!(m.validate().is_err());
+        m.learners.remove(&2);
+        m.voters.insert(0);
+        assert!(m.validate().is_err(), "id 0 is reserved");
+        m.voters.remove(&0);
+        m.learners.insert(2);
         assert!(Membership::default().validate().is_err());
         m.learners.remove(&2);
         m.outgoing_voters.insert(5);
         assert!(m.is_joint());
         assert!(m.is_voter(5));
+        // A voter being demoted: outgoing voter and learner at once, a learner after.
+        m.outgoing_voters.insert(4);
+        assert!(m.validate().is_ok());
+        assert!(!m.is_learner_only(4));
+        let after = m.leave_joint();
+        assert!(!after.is_joint());
+        assert!(after.is_learner_only(4));
+        assert!(!after.contains(5));
+        assert!(Membership::default().is_unknown());
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub enum EntryKind {
     /// The empty entry a new leader appends (Raft §8 / thesis §6.4: it commits the entries of
     /// earlier terms and lets the leader learn the commit index).
     Noop,
+    /// A configuration change (thesis §4.3): `data` is the configuration it puts in force,
+    /// encoded by `Membership::encode`. It takes effect on each server as soon as it is
+    /// appended; a joint configuration (non-empty outgoing voters) is followed by the leader's
+    /// entry for the final one once it commits.
+    ConfChange,
 }
 
 /// One log entry.

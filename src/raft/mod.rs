@@ -10,7 +10,8 @@
 //! - [`RaftNode::tick`]: one unit of logical time. Timeouts are counted in ticks.
 //! - [`RaftNode::step`]: a message from a peer. Malformed or inconsistent input is counted in
 //!   [`Stats`] and dropped, never a panic.
-//! - [`RaftNode::propose`], [`RaftNode::read_index`], [`RaftNode::transfer_leader`].
+//! - [`RaftNode::propose`], [`RaftNode::propose_conf_change`], [`RaftNode::read_index`],
+//!   [`RaftNode::transfer_leader`].
 //! - Completions from the driver: [`RaftNode::on_persisted`], [`RaftNode::on_applied`],
 //!   [`RaftNode::on_snapshot_built`], [`RaftNode::on_snapshot_installed`].
 //!
@@ -78,16 +79,48 @@
 //! - Reads (thesis §6.4): see `read_index`. Lease reads assume every node's tick runs at the
 //!   same rate within `lease_margin_ticks` per election timeout; they are off by default.
 //!
-//! Membership: learners receive the log but never vote or count. The quorum code handles joint
-//! configurations (both majorities) and `Membership` has a payload encoding, but
-//! configuration-change entries are not implemented yet: they need a new `EntryKind`, which
-//! the peer encoding in `crate::wire` must learn at the same time.
+//! # Membership changes (thesis §4)
+//!
+//! [`RaftNode::propose_conf_change`] takes a [`ConfChange`] (add a learner, promote, demote,
+//! remove, replace, or any target set) and returns the index of the configuration entry it
+//! appended, or a [`ConfChangeError`]. Changes of voters use joint consensus (thesis §4.3, see
+//! `conf_change`): the leader appends C_old,new, and once that commits appends C_new itself.
+//! Elections, commitment, check-quorum and read confirmation use the latest configuration in
+//! the node's log, committed or not; a truncated configuration entry reverts to the previous
+//! one (`membership_log`). One change is in flight at a time: from the first entry until C_new
+//! commits, further changes are refused with `ChangeInProgress`.
+//!
+//! - Learners receive the log but never vote or count. A learner becomes a voter only when its
+//!   match index is within `Config::promote_max_lag_entries` of the leader's last index.
+//! - Removing (or demoting) the leader: it keeps leading while C_new is uncommitted, without
+//!   counting itself in C_new's majority; once C_new commits it transfers leadership to the
+//!   most up-to-date voter of C_new (thesis §3.10) and steps down (if the transfer times out
+//!   it steps down anyway and the voters elect a leader).
+//! - A node that is not a voter never campaigns. A removed node learns it was removed when a
+//!   committed configuration without it reaches it: the leader keeps replicating to removed
+//!   nodes for `2 * election_timeout_ticks` after the change commits, and for as long again
+//!   whenever a removed node contacts it (at most `MAX_DEPARTED_NODES` at a time). A node
+//!   whose log holds its removal but not its commit sends a (harmless) pre-vote request to the
+//!   voters of that configuration once per election timeout, to be contacted by the leader.
+//!   A removed node whose log does not even hold the change keeps campaigning (pre-vote and
+//!   check-quorum make that harmless) and learns when the leader hears it.
+//!   [`RaftNode::is_removed`] then turns true, and the runtime can stop the process. Node ids
+//!   must not be reused after removal.
+//! - A node joining a running cluster starts with an empty membership (`Membership::default()`
+//!   in its snapshot metadata) and learns the configuration from the leader's log or snapshot;
+//!   it builds no snapshot before it knows one.
+//! - [`RaftNode::membership`] is the configuration in force (latest in the log);
+//!   [`RaftNode::committed_membership`] the one in force at the commit index. Snapshot metadata
+//!   carries the configuration in force at the snapshot index; a restarted node recovers the
+//!   latest configuration from its snapshot and the configuration entries of its log.
 
+mod conf_change;
 mod config;
 mod error;
 mod inflights;
 mod log;
 mod membership;
+mod membership_log;
 mod message;
 mod node;
 mod progress;
@@ -97,15 +130,17 @@ mod read_index;
 mod ready;
 mod status;
 
+pub use conf_change::{next_configuration, ConfChange};
 pub use config::{Config, ConfigError, Fault, ReadMode};
-pub use error::{ProposeError, ReadError, TransferError};
+pub use error::{ConfChangeError, ProposeError, ReadError, TransferError};
 pub use inflights::Inflights;
 pub use log::{AppendOutcome, RaftLog};
 pub use membership::Membership;
+pub use membership_log::{entry_membership, MembershipEntry, MembershipLog};
 pub use message::{
     Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
 };
-pub use node::{DurableState, RaftNode};
+pub use node::{DurableState, RaftNode, MAX_DEPARTED_NODES};
 pub use progress::{Progress, ProgressState, SnapshotTransfer};
 pub use quorum::{majority_index, majority_vote, JointConfig, VoteResult};
 pub use rand::SplitMix64;

@@ -1,20 +1,23 @@
 //! `RaftNode`: the Raft state machine of one server (roles, terms, elections, replication).
 //!
-//! Inputs: `tick`, `step`, `propose`, `read_index`, `transfer_leader` and the driver's
-//! completions (`on_persisted`, `on_applied`, `on_snapshot_built`, `on_snapshot_installed`).
+//! Inputs: `tick`, `step`, `propose`, `propose_conf_change`, `read_index`, `transfer_leader` and
+//! the driver's completions (`on_persisted`, `on_applied`, `on_snapshot_built`,
+//! `on_snapshot_installed`).
 //! Outputs: `ready`. See the module documentation of `crate::raft` for the contract.
 
 use std::collections::BTreeMap;
 
+use super::conf_change::{next_configuration, ConfChange};
 use super::config::{Config, ConfigError, Fault, ReadMode};
-use super::error::{ProposeError, ReadError, TransferError};
+use super::error::{ConfChangeError, ProposeError, ReadError, TransferError};
 use super::log::{AppendOutcome, RaftLog};
 use super::membership::Membership;
+use super::membership_log::{entry_membership, MembershipLog};
 use super::message::{
     Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
 };
 use super::progress::{Progress, ProgressState};
-use super::quorum::VoteResult;
+use super::quorum::{JointConfig, VoteResult};
 use super::rand::SplitMix64;
 use super::read_index::ReadIndexQueue;
 use super::ready::{Ready, SnapshotChunk, SnapshotRequest};
@@ -23,6 +26,10 @@ use super::status::{PeerProgress, Role, Stats, Status};
 /// Heartbeat responses without progress from a replicating follower with messages in flight
 /// before the leader assumes they were lost and falls back to probing.
 const STALLED_HEARTBEATS_BEFORE_PROBE: u32 = 2;
+
+/// Removed nodes a leader keeps replicating to at once, so they learn of their removal; a
+/// bound because any node id can contact the leader.
+pub const MAX_DEPARTED_NODES: usize = 16;
 
 /// What a node recovers from its storage when it starts.
 #[derive(Debug, Clone, Default)]
@@ -61,7 +68,16 @@ pub struct RaftNode {
     role: Role,
     leader: Option<NodeId>,
     log: RaftLog,
+    /// The configurations of the log; `membership` caches its latest one.
+    memberships: MembershipLog,
     membership: Membership,
+    /// A committed configuration has named this node (in this process or in durable state).
+    member_committed: bool,
+    /// A committed configuration without this node followed one with it.
+    removed: bool,
+    /// Leader only: removed nodes still replicated to, with the ticks left (counted once the
+    /// configuration that removed them is committed). At most `MAX_DEPARTED_NODES`.
+    departed: BTreeMap<NodeId, u32>,
     progress: BTreeMap<NodeId, Progress>,
     votes: BTreeMap<NodeId, bool>,
     now_tick: u64,
@@ -86,19 +102,28 @@ pub struct RaftNode {
 impl RaftNode {
     /// Builds a core from its configuration and durable state.
     ///
-    /// The membership is the one of `durable.snapshot` (a fresh cluster bootstraps with a
-    /// snapshot at index 0 naming the initial members). The applied index starts at the
-    /// snapshot index: committed entries after it are handed out again for applying.
+    /// The membership is the latest configuration entry of `durable.entries`, else the one of
+    /// `durable.snapshot` (a fresh cluster bootstraps with a snapshot at index 0 naming the
+    /// initial members; a node joining a running cluster with the empty membership). The
+    /// applied index starts at the snapshot index: committed entries after it are handed out
+    /// again for applying.
     pub fn new(config: Config, durable: DurableState) -> Result<Self, ConfigError> {
         config.validate()?;
-        durable
-            .snapshot
-            .membership
-            .validate()
+        if !durable.snapshot.membership.is_unknown() {
+            durable
+                .snapshot
+                .membership
+                .validate()
+                .map_err(|reason| ConfigError { reason })?;
+        }
+        let memberships = MembershipLog::new(&durable.snapshot, &durable.entries)
             .map_err(|reason| ConfigError { reason })?;
-        let membership = durable.snapshot.membership.clone();
+        let membership = memberships.current().clone();
         let log = RaftLog::new(durable.snapshot, durable.entries, durable.hard_state.commit)
             .map_err(|reason| ConfigError { reason })?;
+        let member_committed = memberships
+            .all()
+            .any(|c| c.index <= log.commit() && c.membership.contains(config.id));
         // A torn write can persist entries of a term whose hard state was lost; never run at
         // a term below our own last entry's.
         let (current_term, voted_for) = if log.last_term() > durable.hard_state.term {
@@ -113,7 +138,11 @@ impl RaftNode {
             voted_for,
             role: Role::Follower,
             leader: None,
+            memberships,
             membership,
+            member_committed,
+            removed: false,
+            departed: BTreeMap::new(),
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             now_tick: 0,
@@ -140,6 +169,7 @@ impl RaftNode {
             config,
         };
         node.reset_election_timer();
+        node.refresh_removed();
         Ok(node)
     }
 
@@ -170,9 +200,27 @@ impl RaftNode {
         &self.log
     }
 
-    /// The membership in force.
+    /// The membership in force: the latest configuration in the log, committed or not
+    /// (thesis §4.1).
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// The configuration in force at the commit index.
+    pub fn committed_membership(&self) -> &Membership {
+        self.memberships.at(self.log.commit())
+    }
+
+    /// The configurations of the log (the snapshot's and every configuration entry after it).
+    pub fn memberships(&self) -> &MembershipLog {
+        &self.memberships
+    }
+
+    /// Whether this node learned that it was removed from the cluster: a committed
+    /// configuration without it followed one with it, and it no longer leads. The runtime may
+    /// stop the process. Updated by `ready`.
+    pub fn is_removed(&self) -> bool {
+        self.removed && self.role != Role::Leader
     }
 
     /// Event counters.
@@ -254,6 +302,50 @@ impl RaftNode {
         Ok(index)
     }
 
+    /// Proposes a membership change (thesis §4.3, see `crate::raft` docs). Returns the index of
+    /// the configuration entry appended: the joint configuration if voters change (the leader
+    /// appends the final one once it commits), else the new configuration itself.
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<u64, ConfChangeError> {
+        if self.role != Role::Leader {
+            return Err(ConfChangeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.transfer.is_some() {
+            return Err(ConfChangeError::TransferInProgress);
+        }
+        // Until an entry of this term commits, an earlier leader's configuration entry may be
+        // committed without this leader knowing (thesis errata on membership changes).
+        if !self.committed_in_current_term() {
+            return Err(ConfChangeError::LeaderNotReady);
+        }
+        let latest = self.memberships.latest().index;
+        if self.membership.is_joint() || latest > self.log.commit() {
+            return Err(ConfChangeError::ChangeInProgress { index: latest });
+        }
+        let target = change.target(&self.membership)?;
+        let last_index = self.log.last_index();
+        for id in target.voters.difference(&self.membership.voters) {
+            let match_index = self.progress.get(id).map_or(0, |pr| pr.match_index);
+            if last_index - match_index.min(last_index) > self.config.promote_max_lag_entries {
+                return Err(ConfChangeError::NotCaughtUp {
+                    id: *id,
+                    match_index,
+                    leader_last_index: last_index,
+                    max_lag_entries: self.config.promote_max_lag_entries,
+                });
+            }
+        }
+        let next = next_configuration(&self.membership, &target);
+        assert!(
+            next.validate().is_ok(),
+            "a change yields a valid configuration"
+        );
+        let index = self.append_configuration(next);
+        self.broadcast_append(false);
+        Ok(index)
+    }
+
     /// Requests a linearizable read tagged `ctx` (thesis §6.4). The answer arrives as a
     /// `ReadState` in a later `Ready` (possibly never, if leadership is lost: the caller
     /// times out and retries).
@@ -332,6 +424,7 @@ impl RaftNode {
             .map(|pr| pr.match_index + 1)
             .min()
             .unwrap_or(meta.index + 1);
+        self.memberships.compact(meta.index, meta.term);
         self.log.compact(meta, needed.max(floor));
     }
 
@@ -345,7 +438,8 @@ impl RaftNode {
             "on_snapshot_installed for a different snapshot"
         );
         self.log.restore(meta.clone());
-        self.membership = meta.membership.clone();
+        self.memberships.restore(&meta);
+        self.refresh_membership();
         self.stats.snapshots_installed += 1;
         self.send(
             leader,
@@ -360,6 +454,7 @@ impl RaftNode {
 
     /// Takes the core's pending work. Call after any input; see `has_ready`.
     pub fn ready(&mut self) -> Ready {
+        self.refresh_removed();
         if self.role == Role::Leader && self.reads.round_requested() {
             self.broadcast_heartbeat();
         }
@@ -427,6 +522,20 @@ impl RaftNode {
         if m.to != self.id || m.from == self.id {
             self.stats.ignored_messages += 1;
             return;
+        }
+        let campaigning = matches!(
+            m.body,
+            MessageBody::PreVote { .. } | MessageBody::Vote { .. }
+        );
+        if self.role == Role::Leader
+            && campaigning
+            && m.from != 0
+            && !self.membership.contains(m.from)
+        {
+            // A removed node that does not know it yet: replicate to it for a while (answers
+            // from it do not extend that time, so a removed node that is never stopped is
+            // dropped in the end).
+            self.keep_departed(m.from);
         }
         if m.term > self.current_term {
             match &m.body {
@@ -646,6 +755,7 @@ impl RaftNode {
         self.reads.reset();
         self.transfer = None;
         self.uncommitted_bytes = 0;
+        self.departed.clear();
     }
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
@@ -684,10 +794,48 @@ impl RaftNode {
 
     fn tick_election(&mut self) {
         self.election_elapsed_ticks = self.election_elapsed_ticks.saturating_add(1);
-        if self.is_promotable()
-            && self.election_elapsed_ticks >= self.randomized_election_timeout_ticks
-        {
+        if self.election_elapsed_ticks < self.randomized_election_timeout_ticks {
+            return;
+        }
+        if self.is_promotable() {
             self.campaign(self.config.pre_vote, false);
+        } else if self.awaits_removal_notice() {
+            self.announce_departure();
+        }
+    }
+
+    /// Whether this node's latest configuration leaves it out while no committed one told it
+    /// so yet: it holds the change but not its commit, and a new leader does not replicate
+    /// to non-members, so nothing would ever tell it.
+    fn awaits_removal_notice(&self) -> bool {
+        !self.removed
+            && self.member_committed
+            && !self.membership.is_unknown()
+            && !self.membership.contains(self.id)
+    }
+
+    /// Once per election timeout, a removed node sends a pre-vote request to the voters of
+    /// its latest configuration: harmless (it never campaigns after it, pre-votes change no
+    /// term, and a node that hears a leader ignores it), but the leader answers any
+    /// non-member's message by replicating to it for a while (`keep_departed`), so it
+    /// learns that its removal committed.
+    fn announce_departure(&mut self) {
+        self.reset_election_timer();
+        let Some(term) = self.current_term.checked_add(1) else {
+            return;
+        };
+        let last_log_index = self.log.last_index();
+        let last_log_term = self.log.last_term();
+        for voter in self.membership.quorum().voters() {
+            self.messages.push(Message {
+                from: self.id,
+                to: voter,
+                term,
+                body: MessageBody::PreVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            });
         }
     }
 
@@ -712,8 +860,15 @@ impl RaftNode {
             transfer.elapsed_ticks += 1;
             if transfer.elapsed_ticks >= self.config.election_timeout_ticks {
                 self.transfer = None;
+                if self.removed_from_committed_voters() {
+                    // The hand-off after this leader's removal failed (target unreachable):
+                    // step down and let the voters elect a leader by timeout.
+                    self.become_follower(self.current_term, None);
+                    return;
+                }
             }
         }
+        self.tick_departed();
         if self.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks {
             self.heartbeat_elapsed_ticks = 0;
             self.broadcast_heartbeat();
@@ -778,7 +933,7 @@ impl RaftNode {
             self.current_term
         };
         self.votes.insert(self.id, true);
-        if self.membership.quorum().vote_result(&self.votes) == VoteResult::Won {
+        if self.deciding_quorum().vote_result(&self.votes) == VoteResult::Won {
             if pre_vote {
                 self.campaign(false, leadership_transfer);
             } else {
@@ -854,7 +1009,7 @@ impl RaftNode {
 
     fn handle_vote_response(&mut self, from: NodeId, granted: bool, pre_vote: bool) {
         self.votes.entry(from).or_insert(granted);
-        match self.membership.quorum().vote_result(&self.votes) {
+        match self.deciding_quorum().vote_result(&self.votes) {
             VoteResult::Won => {
                 if pre_vote {
                     self.campaign(false, false);
@@ -878,18 +1033,8 @@ impl RaftNode {
         self.reset_role_state();
         self.stats.leader_terms += 1;
         let next_index = self.log.last_index() + 1;
-        for id in self.membership.all_members() {
-            if id != self.id {
-                let is_learner = self.membership.learners.contains(&id);
-                let pr = Progress::new(
-                    next_index,
-                    self.config.max_inflight_messages,
-                    self.config.max_inflight_bytes,
-                    is_learner,
-                );
-                self.progress.insert(id, pr);
-            }
-        }
+        // The no-op below goes to every peer, new or not.
+        let _ = self.sync_progress();
         // Raft §8: a new leader commits a no-op to learn which entries are committed.
         if self.config.unsafe_fault != Some(Fault::CommitOldTermByCount) {
             self.log.append(vec![Entry {
@@ -1193,7 +1338,7 @@ impl RaftNode {
         let durable = self.log.durable_index();
         let progress = &self.progress;
         let self_id = self.id;
-        let quorum_index = self.membership.quorum().committed_index(|id| {
+        let quorum_index = self.deciding_quorum().committed_index(|id| {
             if id == self_id {
                 Some(durable)
             } else {
@@ -1210,6 +1355,7 @@ impl RaftNode {
             return false;
         }
         self.log.commit_to(quorum_index);
+        self.advance_configuration();
         let mut released = 0u64;
         for index in old_commit + 1..=quorum_index {
             if let Some(entry) = self.log.entry(index) {
@@ -1242,11 +1388,39 @@ impl RaftNode {
             self.stats.ignored_messages += 1;
             return;
         }
+        let mut configurations = Vec::new();
+        for entry in &entries {
+            match entry_membership(entry) {
+                None => {}
+                Some(Ok(_)) => configurations.push(entry.clone()),
+                Some(Err(reason)) => {
+                    log::warn!("node {}: append from {from}: {reason}", self.id);
+                    self.stats.inconsistent_messages += 1;
+                    return;
+                }
+            }
+        }
         match self
             .log
             .maybe_append(prev_log_index, prev_log_term, leader_commit, entries)
         {
             AppendOutcome::Matched { match_index } => {
+                // Thesis §4.1: configurations take effect when appended; a truncation drops
+                // the ones it removed, bringing the previous configuration back.
+                let log = &self.log;
+                let mut changed = self
+                    .memberships
+                    .retain_held(|index, term| log.match_term(index, term));
+                for entry in configurations {
+                    if entry.index > self.memberships.latest().index
+                        && self.log.match_term(entry.index, entry.term)
+                    {
+                        changed |= self.memberships.append(&entry).unwrap_or(false);
+                    }
+                }
+                if changed {
+                    self.refresh_membership();
+                }
                 // Persist before you speak: the ack waits for the entries to be durable.
                 self.send_after_persist(
                     from,
@@ -1409,6 +1583,8 @@ impl RaftNode {
         !self.snapshot_building
             && self.log.applied()
                 >= self.log.snapshot().index + self.config.snapshot_threshold_entries
+            // A joining node builds no snapshot before it knows its configuration.
+            && !self.memberships.at(self.log.applied()).is_unknown()
     }
 
     fn take_snapshot_request(&mut self) -> Option<SnapshotRequest> {
@@ -1421,8 +1597,171 @@ impl RaftNode {
         Some(SnapshotRequest {
             index,
             term,
-            membership: self.membership.clone(),
+            membership: self.memberships.at(index).clone(),
         })
+    }
+
+    // ----- membership -----
+
+    /// The quorum rule for elections and commitment: both halves while joint (thesis §4.3).
+    fn deciding_quorum(&self) -> JointConfig {
+        let mut quorum = self.membership.quorum();
+        if self.config.unsafe_fault == Some(Fault::IgnoreOutgoingVoters) {
+            quorum.outgoing.clear();
+        }
+        quorum
+    }
+
+    /// Re-reads the latest configuration after the configuration log changed.
+    fn refresh_membership(&mut self) {
+        self.membership = self.memberships.current().clone();
+        if self.role == Role::Leader {
+            // A new peer gets an empty probe at once: nothing else would start its
+            // replication while no new entry is proposed.
+            for id in self.sync_progress() {
+                self.send_append(id, true);
+            }
+        }
+    }
+
+    /// Leader: appends a configuration entry (in force at once, thesis §4.1). Returns its index.
+    fn append_configuration(&mut self, membership: Membership) -> u64 {
+        let entry = Entry {
+            term: self.current_term,
+            index: self.log.last_index() + 1,
+            kind: EntryKind::ConfChange,
+            data: membership.encode(),
+        };
+        let index = entry.index;
+        let appended = self.memberships.append(&entry);
+        assert_eq!(appended, Ok(true), "a leader's configuration entry decodes");
+        self.log.append(vec![entry]);
+        self.refresh_membership();
+        index
+    }
+
+    /// Leader: one progress per member; removed members are kept a while as departed nodes
+    /// so that they learn of their removal. Returns the members that got a new progress.
+    fn sync_progress(&mut self) -> Vec<NodeId> {
+        let next_index = self.log.last_index() + 1;
+        let mut added = Vec::new();
+        for id in self.membership.all_members() {
+            if id == self.id {
+                continue;
+            }
+            self.departed.remove(&id);
+            let is_learner = self.membership.is_learner_only(id);
+            let pr = self.progress.entry(id).or_insert_with(|| {
+                added.push(id);
+                Progress::new(
+                    next_index,
+                    self.config.max_inflight_messages,
+                    self.config.max_inflight_bytes,
+                    is_learner,
+                )
+            });
+            pr.is_learner = is_learner;
+        }
+        let gone: Vec<NodeId> = self
+            .progress
+            .keys()
+            .copied()
+            .filter(|id| !self.membership.contains(*id) && !self.departed.contains_key(id))
+            .collect();
+        for id in gone {
+            self.keep_departed(id);
+        }
+        added
+    }
+
+    /// Leader: keeps (or starts) replicating to a non-member for a while, so that it sees the
+    /// committed configuration without it.
+    fn keep_departed(&mut self, id: NodeId) {
+        let ticks = 2 * self.config.election_timeout_ticks;
+        if let Some(left) = self.departed.get_mut(&id) {
+            *left = ticks;
+            return;
+        }
+        if self.departed.len() >= MAX_DEPARTED_NODES {
+            self.progress.remove(&id);
+            return;
+        }
+        self.departed.insert(id, ticks);
+        if !self.progress.contains_key(&id) {
+            let pr = Progress::new(
+                self.log.last_index() + 1,
+                self.config.max_inflight_messages,
+                self.config.max_inflight_bytes,
+                true,
+            );
+            self.progress.insert(id, pr);
+            self.send_append(id, true);
+        }
+    }
+
+    /// Leader tick: departed nodes count down once the configuration without them commits.
+    fn tick_departed(&mut self) {
+        if self.departed.is_empty() || self.memberships.latest().index > self.log.commit() {
+            return;
+        }
+        let mut expired = Vec::new();
+        for (id, left) in self.departed.iter_mut() {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                expired.push(*id);
+            }
+        }
+        for id in expired {
+            self.departed.remove(&id);
+            self.progress.remove(&id);
+        }
+    }
+
+    /// Whether the committed, latest configuration is simple and leaves this node out of the
+    /// voters.
+    fn removed_from_committed_voters(&self) -> bool {
+        !self.membership.is_joint()
+            && self.memberships.latest().index <= self.log.commit()
+            && !self.membership.is_voter(self.id)
+    }
+
+    /// Leader, after the commit index advanced: leaves a committed joint configuration
+    /// (thesis §4.3), and hands leadership over once a committed configuration no longer
+    /// counts this node as a voter.
+    fn advance_configuration(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if self.membership.is_joint() && self.memberships.latest().index <= self.log.commit() {
+            let next = self.membership.leave_joint();
+            self.append_configuration(next);
+            return;
+        }
+        if self.removed_from_committed_voters() && self.transfer.is_none() {
+            // Thesis §4.2.2: a removed leader steps down once C_new commits; hand over to the
+            // most up-to-date voter rather than waiting for an election timeout.
+            let target = self
+                .membership
+                .voters
+                .iter()
+                .filter_map(|id| self.progress.get(id).map(|pr| (pr.match_index, *id)))
+                .max_by_key(|(match_index, id)| (*match_index, std::cmp::Reverse(*id)))
+                .map(|(_, id)| id);
+            let handed_over = target.is_some_and(|t| self.transfer_leader(t).is_ok());
+            if !handed_over {
+                self.become_follower(self.current_term, None);
+            }
+        }
+    }
+
+    /// Updates `removed` from the committed configuration.
+    fn refresh_removed(&mut self) {
+        let committed = self.memberships.at(self.log.commit());
+        if committed.contains(self.id) {
+            self.member_committed = true;
+        } else if self.member_committed && !committed.is_unknown() {
+            self.removed = true;
+        }
     }
 }
 
@@ -1579,6 +1918,16 @@ mod tests {
                 }
                 self.settle();
             }
+        }
+
+        /// Starts a node that joins a running cluster: it knows no configuration yet.
+        fn add_joining(&mut self, id: NodeId, configure: impl Fn(&mut Config)) {
+            let mut c = config(id);
+            configure(&mut c);
+            let state = DurableState::default();
+            self.nodes
+                .insert(id, RaftNode::new(c, state.clone()).unwrap());
+            self.durable.insert(id, state);
         }
 
         fn leader(&self) -> Option<NodeId> {
@@ -1950,8 +2299,22 @@ mod tests {
                         } else {
                             prev_log_index.wrapping_add(k + 1)
                         },
-                        kind: EntryKind::Normal,
-                        data: vec![1, 2, 3],
+                        kind: if rng.range(0, 3) == 0 {
+                            EntryKind::ConfChange
+                        } else {
+                            EntryKind::Normal
+                        },
+                        // Sometimes a valid configuration (possibly without this node),
+                        // sometimes bytes that are not one.
+                        data: match rng.range(0, 3) {
+                            0 => Membership::with_voters(1..=rng.range(1, 5)).encode(),
+                            1 => {
+                                let mut joint = Membership::with_voters([1, 2, 4]);
+                                joint.outgoing_voters = [1, 2, 3].into_iter().collect();
+                                joint.encode()
+                            }
+                            _ => vec![1, 2, 3],
+                        },
                     })
                     .collect();
                 MessageBody::Append {
@@ -2020,6 +2383,14 @@ mod tests {
                 c.node(to).step(message);
                 if rng.range(0, 10) == 0 {
                     c.node(to).tick();
+                }
+                if rng.range(0, 20) == 0 {
+                    let change = match rng.range(0, 3) {
+                        0 => ConfChange::AddLearner(rng.range(1, 6)),
+                        1 => ConfChange::Promote(rng.range(1, 6)),
+                        _ => ConfChange::Remove(rng.range(1, 6)),
+                    };
+                    let _ = c.node(to).propose_conf_change(change);
                 }
                 let ready = c.node(to).ready();
                 if let Some(last) = ready.entries.last() {
@@ -2110,5 +2481,363 @@ mod tests {
         let mut broken = durable;
         broken.entries.remove(0);
         assert!(RaftNode::new(config(leader), broken).is_err());
+    }
+
+    // ----- membership changes -----
+
+    fn conf_entry(index: u64, term: u64, membership: &Membership) -> Entry {
+        Entry {
+            term,
+            index,
+            kind: EntryKind::ConfChange,
+            data: membership.encode(),
+        }
+    }
+
+    /// Grows a settled 3-node cluster by learner 4 and waits for it to catch up.
+    fn with_learner_four(c: &mut Cluster) -> NodeId {
+        let leader = c.elect();
+        c.tick_all(2);
+        c.add_joining(4, |_| {});
+        c.node(leader)
+            .propose_conf_change(ConfChange::AddLearner(4))
+            .unwrap();
+        c.tick_all(3);
+        assert!(c.node(4).membership().learners.contains(&4));
+        leader
+    }
+
+    #[test]
+    fn promotion_goes_through_a_joint_configuration_and_a_second_change_is_refused() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = with_learner_four(&mut c);
+        let joint_index = c
+            .node(leader)
+            .propose_conf_change(ConfChange::Promote(4))
+            .unwrap();
+        assert!(
+            c.node(leader).membership().is_joint(),
+            "in force when appended"
+        );
+        assert_eq!(
+            c.node(leader).propose_conf_change(ConfChange::Remove(1)),
+            Err(ConfChangeError::ChangeInProgress { index: joint_index })
+        );
+        c.tick_all(3);
+        // The leader appended C_new once C_old,new committed; both are in every log in order.
+        for id in 1..=4 {
+            let node = c.node(id);
+            assert_eq!(
+                node.membership(),
+                &Membership::with_voters([1, 2, 3, 4]),
+                "node {id}"
+            );
+            assert_eq!(node.committed_membership(), node.membership());
+            let kinds: Vec<bool> = (joint_index..=joint_index + 1)
+                .map(|i| node.log().entry(i).unwrap().kind == EntryKind::ConfChange)
+                .collect();
+            assert_eq!(kinds, vec![true, true]);
+        }
+        assert!(c
+            .node(leader)
+            .propose_conf_change(ConfChange::Demote(4))
+            .is_ok());
+        c.tick_all(3);
+        assert!(c.node(leader).membership().is_learner_only(4));
+        // Applied entries never include configuration entries in a way a state machine sees:
+        // they carry ConfChange, which the driver skips.
+        assert!(c.applied[&4]
+            .iter()
+            .any(|e| e.kind == EntryKind::ConfChange));
+    }
+
+    #[test]
+    fn promotion_is_refused_until_the_learner_is_caught_up() {
+        let mut c = Cluster::new(3, |cfg| cfg.promote_max_lag_entries = 5);
+        let leader = with_learner_four(&mut c);
+        c.down.push(4);
+        for i in 0..20u32 {
+            c.node(leader).propose(i.to_le_bytes().to_vec()).unwrap();
+        }
+        c.settle();
+        let err = c
+            .node(leader)
+            .propose_conf_change(ConfChange::Promote(4))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfChangeError::NotCaughtUp {
+                    id: 4,
+                    max_lag_entries: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not caught up"));
+        c.down.clear();
+        c.tick_all(3);
+        c.node(leader)
+            .propose_conf_change(ConfChange::Promote(4))
+            .unwrap();
+        // New voters must be learners first.
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        assert_eq!(
+            c.node(leader).propose_conf_change(ConfChange::Set {
+                voters: [1, 2, 3, 9].into_iter().collect(),
+                learners: Default::default(),
+            }),
+            Err(ConfChangeError::NotALearner { id: 9 })
+        );
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        assert_eq!(
+            c.node(follower)
+                .propose_conf_change(ConfChange::AddLearner(9)),
+            Err(ConfChangeError::NotLeader {
+                leader_hint: Some(leader)
+            })
+        );
+    }
+
+    #[test]
+    fn joint_configuration_needs_both_majorities_to_commit() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        for id in [4, 5] {
+            c.add_joining(id, |_| {});
+            c.node(leader)
+                .propose_conf_change(ConfChange::AddLearner(id))
+                .unwrap();
+            c.tick_all(3);
+        }
+        // Move to {leader, 4, 5}: the joint configuration needs a majority of {1, 2, 3} and of
+        // {leader, 4, 5}.
+        let others: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+        c.down = vec![4, 5];
+        let joint_index = c
+            .node(leader)
+            .propose_conf_change(ConfChange::Set {
+                voters: [leader, 4, 5].into_iter().collect(),
+                learners: Default::default(),
+            })
+            .unwrap();
+        c.tick_all(3);
+        assert!(
+            c.node(leader).log().commit() < joint_index,
+            "the old majority alone does not commit a joint entry"
+        );
+        for id in &others {
+            assert!(c.node(*id).log().last_index() >= joint_index);
+        }
+        // Old voters alone can no longer commit anything either.
+        let index = c.node(leader).propose(b"x".to_vec()).unwrap();
+        c.tick_all(3);
+        assert!(c.node(leader).log().commit() < index);
+        c.down.clear();
+        c.tick_all(5);
+        assert!(c.node(leader).log().commit() >= index);
+        assert_eq!(
+            c.node(leader).membership(),
+            &Membership::with_voters([leader, 4, 5])
+        );
+        // The removed voters learn it from the committed configuration.
+        c.tick_all(5);
+        for id in others {
+            assert!(c.node(id).is_removed(), "node {id} knows it was removed");
+            assert!(!c.node(id).is_promotable());
+        }
+    }
+
+    #[test]
+    fn removed_leader_hands_over_after_the_change_commits() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let term = c.node(leader).term();
+        c.node(leader)
+            .propose_conf_change(ConfChange::Remove(leader))
+            .unwrap();
+        assert_eq!(
+            c.node(leader).role(),
+            Role::Leader,
+            "it leads until C_new commits"
+        );
+        c.tick_all(1);
+        let new_leader = c.leader().expect("handed over");
+        assert_ne!(new_leader, leader);
+        assert_eq!(
+            c.node(new_leader).term(),
+            term + 1,
+            "transfer, not an election timeout with pre-vote rounds"
+        );
+        c.tick_all(3);
+        assert!(c.node(leader).is_removed());
+        assert!(!c.node(new_leader).is_removed());
+        assert!(!c.node(new_leader).membership().contains(leader));
+        // The remaining two commit without the removed node.
+        c.down.push(leader);
+        let index = c.node(new_leader).propose(b"after".to_vec()).unwrap();
+        c.tick_all(2);
+        assert!(c.node(new_leader).log().commit() >= index);
+        // The removed node never campaigns.
+        let campaigns = c.node(leader).stats().campaigns_started;
+        c.down.clear();
+        c.tick_all(50);
+        assert_eq!(c.node(leader).stats().campaigns_started, campaigns);
+        assert_eq!(c.leader(), Some(new_leader));
+    }
+
+    #[test]
+    fn truncated_configuration_entry_reverts_and_restart_recovers_the_latest() {
+        let three = Membership::with_voters([1, 2, 3]);
+        let mut four = three.clone();
+        four.learners.insert(4);
+        let state = DurableState {
+            snapshot: SnapshotMeta {
+                membership: three.clone(),
+                ..SnapshotMeta::default()
+            },
+            ..DurableState::default()
+        };
+        let mut node = RaftNode::new(config(2), state.clone()).unwrap();
+        let append = |from, term, entries: Vec<Entry>| Message {
+            from,
+            to: 2,
+            term,
+            body: MessageBody::Append {
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries,
+                leader_commit: 0,
+            },
+        };
+        node.step(append(1, 1, vec![conf_entry(1, 1, &four)]));
+        assert_eq!(node.membership(), &four, "in force once appended");
+        assert_eq!(node.committed_membership(), &three);
+        let ready = node.ready();
+        let mut durable = state.clone();
+        durable.entries = ready.entries.clone();
+        let restarted = RaftNode::new(config(2), durable).unwrap();
+        assert_eq!(restarted.membership(), &four, "recovered from the log");
+        // A leader of term 2 overwrites index 1: the configuration before it is back.
+        node.step(append(
+            3,
+            2,
+            vec![Entry {
+                term: 2,
+                index: 1,
+                kind: EntryKind::Noop,
+                data: Vec::new(),
+            }],
+        ));
+        assert_eq!(node.membership(), &three);
+        assert_eq!(node.ready().truncate_from, Some(1));
+        // A malformed configuration entry is refused, not applied.
+        let mut bad = conf_entry(2, 2, &four);
+        bad.data.truncate(3);
+        let before = node.stats().inconsistent_messages;
+        node.step(Message {
+            from: 3,
+            to: 2,
+            term: 2,
+            body: MessageBody::Append {
+                prev_log_index: 1,
+                prev_log_term: 2,
+                entries: vec![bad],
+                leader_commit: 0,
+            },
+        });
+        assert_eq!(node.stats().inconsistent_messages, before + 1);
+        assert_eq!(node.log().last_index(), 1);
+    }
+
+    #[test]
+    fn a_new_leader_refuses_changes_until_its_term_commits() {
+        let mut c = Cluster::new(1, |_| {});
+        c.hold_persist.push(1);
+        let leader = c.elect();
+        // The election no-op is not durable, hence not committed.
+        assert_eq!(
+            c.node(leader)
+                .propose_conf_change(ConfChange::AddLearner(7)),
+            Err(ConfChangeError::LeaderNotReady)
+        );
+        let (index, term) = (c.node(1).log().last_index(), c.node(1).term());
+        c.node(1).on_persisted(index, term);
+        c.settle();
+        assert!(c
+            .node(leader)
+            .propose_conf_change(ConfChange::AddLearner(7))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_configuration_at_its_index_not_a_later_one() {
+        let three = Membership::with_voters([1, 2, 3]);
+        let mut four = three.clone();
+        four.learners.insert(4);
+        let normal = |index| Entry {
+            term: 1,
+            index,
+            kind: EntryKind::Normal,
+            data: vec![1],
+        };
+        let durable = DurableState {
+            hard_state: HardState {
+                term: 1,
+                vote: Some(1),
+                commit: 3,
+            },
+            snapshot: SnapshotMeta {
+                membership: three.clone(),
+                ..SnapshotMeta::default()
+            },
+            entries: vec![normal(1), normal(2), normal(3), conf_entry(4, 1, &four)],
+        };
+        let mut cfg = config(2);
+        cfg.snapshot_threshold_entries = 3;
+        let mut node = RaftNode::new(cfg, durable).unwrap();
+        assert_eq!(node.membership(), &four);
+        let ready = node.ready();
+        assert_eq!(ready.committed_entries.len(), 3);
+        node.on_applied(3);
+        let request = node.ready().snapshot_request.expect("threshold reached");
+        assert_eq!(request.index, 3);
+        assert_eq!(request.membership, three, "the configuration in force at 3");
+        node.on_snapshot_built(SnapshotMeta {
+            index: request.index,
+            term: request.term,
+            membership: request.membership,
+            size_bytes: 10,
+        });
+        assert_eq!(
+            node.membership(),
+            &four,
+            "the later entry is still in force"
+        );
+        assert_eq!(node.committed_membership(), &three);
+    }
+
+    #[test]
+    fn a_removed_follower_learns_it_and_stops_campaigning() {
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        c.tick_all(2);
+        let follower = (1..=3).find(|id| *id != leader).unwrap();
+        c.node(leader)
+            .propose_conf_change(ConfChange::Remove(follower))
+            .unwrap();
+        c.tick_all(3);
+        assert!(c.node(follower).is_removed());
+        assert!(!c.node(leader).is_removed());
+        let campaigns = c.node(follower).stats().campaigns_started;
+        c.tick_all(40);
+        assert_eq!(c.node(follower).stats().campaigns_started, campaigns);
+        // The leader stops replicating to it once the retention runs out.
+        assert!(!c.node(leader).status().progress.contains_key(&follower));
     }
 }

@@ -52,7 +52,10 @@
 //! | 12  | `ReadIndex`               | ctx                                                             |
 //! | 13  | `ReadIndexResponse`       | ctx, index                                                      |
 //!
-//! An entry is `term`, `index`, `kind: u8` (0 normal, 1 no-op), `data: bytes`. A snapshot meta
+//! An entry is `term`, `index`, `kind: u8` (0 normal, 1 no-op, 2 configuration change),
+//! `data: bytes`. The data of a configuration change is the configuration it puts in force, a
+//! membership as below (`Membership::encode`); a decoder refuses one that does not decode to a
+//! valid membership (at least one voter, no learner among the incoming voters, no id 0). A snapshot meta
 //! is `index`, `term`, membership, `size_bytes`. A membership is three id sets, voters,
 //! learners, outgoing voters, each a `u32` count followed by that many `u64` ids.
 //!
@@ -152,6 +155,11 @@ pub enum MessageError {
         /// Byte found.
         kind: u8,
     },
+    /// A configuration-change entry whose data is not a valid membership.
+    MalformedConfChange {
+        /// The entry's index.
+        index: u64,
+    },
     /// A count is over its bound or over what the remaining bytes could hold.
     CountTooLarge {
         /// What was counted.
@@ -192,6 +200,9 @@ impl fmt::Display for MessageError {
             ),
             MessageError::UnknownBodyTag { tag } => write!(f, "unknown message tag {tag}"),
             MessageError::UnknownEntryKind { kind } => write!(f, "unknown entry kind {kind}"),
+            MessageError::MalformedConfChange { index } => {
+                write!(f, "configuration entry {index} does not hold a valid membership")
+            }
             MessageError::CountTooLarge { what, count, max } => {
                 write!(f, "{count} {what} exceed the bound of {max}")
             }
@@ -434,6 +445,7 @@ pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
                 w.write_u8(match entry.kind {
                     EntryKind::Normal => 0,
                     EntryKind::Noop => 1,
+                    EntryKind::ConfChange => 2,
                 });
                 w.write_bytes(&entry.data);
             }
@@ -638,9 +650,13 @@ fn read_entry(r: &mut WireReader<'_>) -> Result<Entry, MessageError> {
     let kind = match r.read_u8()? {
         0 => EntryKind::Normal,
         1 => EntryKind::Noop,
+        2 => EntryKind::ConfChange,
         kind => return Err(MessageError::UnknownEntryKind { kind }),
     };
     let data = r.read_bytes(remaining_u32(r))?.to_vec();
+    if kind == EntryKind::ConfChange && Membership::decode(&data).is_none() {
+        return Err(MessageError::MalformedConfChange { index });
+    }
     Ok(Entry {
         term,
         index,
@@ -979,5 +995,44 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn configuration_entries_round_trip_and_malformed_ones_are_refused() {
+        let mut joint = Membership::with_voters([1, 2, 4]);
+        joint.outgoing_voters = [1, 2, 3].into_iter().collect();
+        joint.learners.insert(3);
+        let append = |data: Vec<u8>| Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::Append {
+                prev_log_index: 6,
+                prev_log_term: 3,
+                entries: vec![Entry {
+                    term: 3,
+                    index: 7,
+                    kind: EntryKind::ConfChange,
+                    data,
+                }],
+                leader_commit: 6,
+            },
+        };
+        let good = append(joint.encode());
+        let mut payload = Vec::new();
+        encode_message_payload(&good, &mut payload);
+        assert_eq!(decode_message(&payload).unwrap(), good);
+        for bad_data in [
+            Vec::new(),
+            joint.encode()[..9].to_vec(),
+            Membership::default().encode(),
+        ] {
+            let mut payload = Vec::new();
+            encode_message_payload(&append(bad_data), &mut payload);
+            assert_eq!(
+                decode_message(&payload),
+                Err(MessageError::MalformedConfChange { index: 7 })
+            );
+        }
     }
 }

@@ -8,8 +8,8 @@
 
 use ketch::history::{self, CheckLimits, CheckResult, History, Op, OpId, Outcome};
 use ketch::raft::{
-    Config, DurableState, Fault, Membership, Message, MessageBody, NodeId, RaftNode, ReadMode,
-    Ready, Role, SnapshotMeta, SplitMix64,
+    Config, DurableState, EntryKind, Fault, Membership, Message, MessageBody, NodeId, RaftNode,
+    ReadMode, Ready, Role, SnapshotMeta, SplitMix64,
 };
 
 use crate::disk::{Disk, PendingWrite};
@@ -27,6 +27,9 @@ pub struct SimConfig {
     pub voters: u64,
     /// Learners (ids after the voters).
     pub learners: u64,
+    /// Nodes that are not started at boot (ids after the learners): they join a running
+    /// cluster with `Cluster::start_joining`, knowing no configuration.
+    pub spares: u64,
     /// Base election timeout.
     pub election_timeout_ticks: u32,
     /// Snapshot threshold.
@@ -63,6 +66,7 @@ impl SimConfig {
         Self {
             voters,
             learners: 0,
+            spares: 0,
             election_timeout_ticks: 10,
             snapshot_threshold_entries: 1_000_000,
             snapshot_chunk_bytes: 256,
@@ -95,6 +99,10 @@ pub struct SimNode {
     pub applied_index: u64,
     /// Read states waiting for the state machine to catch up: (ctx, index).
     pub pending_reads: Vec<(u64, u64)>,
+    /// Whether the node was started (spares start later).
+    pub started: bool,
+    /// Whether the node stopped for good after learning it was removed.
+    pub stopped: bool,
     config: Config,
 }
 
@@ -142,6 +150,10 @@ pub struct RunReport {
     pub inconsistent_messages: u64,
     /// Runs whose linearizability check gave up (hit its search bound) instead of deciding.
     pub linearizability_unknown: u64,
+    /// Configuration entries appended (counted per node that appended one).
+    pub configuration_entries: u64,
+    /// Nodes that learned they were removed and stopped.
+    pub removed_stops: u64,
 }
 
 impl RunReport {
@@ -159,6 +171,8 @@ impl RunReport {
         self.check_quorum_step_downs += other.check_quorum_step_downs;
         self.inconsistent_messages += other.inconsistent_messages;
         self.linearizability_unknown += other.linearizability_unknown;
+        self.configuration_entries += other.configuration_entries;
+        self.removed_stops += other.removed_stops;
     }
 
     fn add_core_stats(&mut self, stats: ketch::raft::Stats) {
@@ -191,6 +205,8 @@ pub struct Cluster {
     /// Operations invoked / completed with an answer.
     pub report: RunReport,
     next_ctx: u64,
+    /// Per leader: (term, commit index) last checked by `check_commit_quorum`.
+    leader_commit_checked: std::collections::BTreeMap<NodeId, (u64, u64)>,
 }
 
 impl Cluster {
@@ -199,7 +215,8 @@ impl Cluster {
         let mut membership = Membership::with_voters(1..=cfg.voters);
         membership.learners = (cfg.voters + 1..=cfg.voters + cfg.learners).collect();
         let mut nodes = Vec::new();
-        for id in 1..=cfg.voters + cfg.learners {
+        let members = cfg.voters + cfg.learners;
+        for id in 1..=members + cfg.spares {
             let mut config = Config::new(id);
             config.seed = seed;
             config.election_timeout_ticks = cfg.election_timeout_ticks;
@@ -212,19 +229,28 @@ impl Cluster {
             config.max_message_bytes = 64 << 10;
             config.max_inflight_messages = 8;
             let mut disk = Disk::default();
+            let started = id <= members;
             disk.durable.snapshot = SnapshotMeta {
-                membership: membership.clone(),
+                // A spare joins knowing no configuration.
+                membership: if started {
+                    membership.clone()
+                } else {
+                    Membership::default()
+                },
                 ..SnapshotMeta::default()
             };
-            let core =
-                RaftNode::new(config.clone(), disk.durable.to_state()).expect("valid config");
+            let core = started.then(|| {
+                RaftNode::new(config.clone(), disk.durable.to_state()).expect("valid config")
+            });
             nodes.push(SimNode {
                 id,
-                core: Some(core),
+                core,
                 disk,
                 kv: Kv::default(),
                 applied_index: 0,
                 pending_reads: Vec::new(),
+                started,
+                stopped: false,
                 config,
             });
         }
@@ -247,6 +273,7 @@ impl Cluster {
             clients_active: false,
             report: RunReport::default(),
             next_ctx: 1,
+            leader_commit_checked: Default::default(),
         }
     }
 
@@ -318,10 +345,34 @@ impl Cluster {
         node.applied_index = 0;
     }
 
-    /// Restarts a crashed node from its disk.
+    /// Starts a spare node for the first time (it joins a running cluster).
+    pub fn start_joining(&mut self, id: NodeId) {
+        let node = &mut self.nodes[Self::idx(id)];
+        assert!(!node.started, "node {id} already started");
+        node.started = true;
+        self.restart(id);
+    }
+
+    /// Stops a node for good: it learned that it was removed from the cluster.
+    fn stop_removed(&mut self, id: NodeId) {
+        let node = &mut self.nodes[Self::idx(id)];
+        if let Some(core) = node.core.take() {
+            self.report.add_core_stats(core.stats());
+        }
+        node.stopped = true;
+        node.pending_reads.clear();
+        self.report.removed_stops += 1;
+    }
+
+    /// Whether node `id` stopped after its removal.
+    pub fn is_stopped(&self, id: NodeId) -> bool {
+        self.nodes[Self::idx(id)].stopped
+    }
+
+    /// Restarts a crashed node from its disk (not one never started or stopped after removal).
     pub fn restart(&mut self, id: NodeId) {
         let node = &mut self.nodes[Self::idx(id)];
-        if node.core.is_some() {
+        if node.core.is_some() || !node.started || node.stopped {
             return;
         }
         let state: DurableState = node.disk.durable.to_state();
@@ -335,6 +386,8 @@ impl Cluster {
         node.applied_index = node.disk.durable.snapshot.index;
         node.core = Some(core);
         self.inv.on_restart(id);
+        let core = self.nodes[Self::idx(id)].core.as_ref().expect("running");
+        self.inv.rescan_configuration(id, core);
         self.drive(id);
     }
 
@@ -428,9 +481,67 @@ impl Cluster {
             self.handle_ready(id, ready);
             let core = self.nodes[i].core.as_ref().expect("running");
             self.inv.check_node(id, core);
+            self.inv.check_configuration(id, core);
+            self.check_commit_quorum(id);
         }
         if let Some(core) = self.nodes[Self::idx(id)].core.as_ref() {
             self.inv.check_node(id, core);
+            self.inv.check_configuration(id, core);
+            if core.is_removed() {
+                self.stop_removed(id);
+            }
+        }
+    }
+
+    /// The joint rule, against the disks: the index a leader commits is durably held by a
+    /// majority of each half of its configuration.
+    fn check_commit_quorum(&mut self, id: NodeId) {
+        let core = self.nodes[Self::idx(id)].core.as_ref().expect("running");
+        if core.role() != Role::Leader {
+            return;
+        }
+        let (term, commit) = (core.term(), core.log().commit());
+        let checked = self.leader_commit_checked.insert(id, (term, commit));
+        // Checked only for advances made as leader of this term (a new leader's commit index
+        // was learned as a follower).
+        let Some((checked_term, checked_commit)) = checked else {
+            return;
+        };
+        if checked_term != term || commit <= checked_commit {
+            return;
+        }
+        let Some(commit_term) = core.log().term(commit) else {
+            return;
+        };
+        let quorum = core.membership().quorum();
+        let holds = |voter: &NodeId| {
+            let Some(node) = self.nodes.get(Self::idx(*voter)) else {
+                return false;
+            };
+            let durable = &node.disk.durable;
+            if commit <= durable.snapshot.index {
+                return true;
+            }
+            durable
+                .entries
+                .get((commit - durable.snapshot.index - 1) as usize)
+                .is_some_and(|e| e.index == commit && e.term == commit_term)
+        };
+        for (half, voters) in [
+            ("incoming", &quorum.incoming),
+            ("outgoing", &quorum.outgoing),
+        ] {
+            if voters.is_empty() {
+                continue;
+            }
+            let holding = voters.iter().filter(|v| holds(v)).count();
+            if holding * 2 <= voters.len() {
+                violation(format!(
+                    "joint rule: leader {id} of term {term} committed {commit} held durably by \
+                     {holding} of the {} {half} voters {voters:?}",
+                    voters.len()
+                ));
+            }
         }
     }
 
@@ -439,6 +550,8 @@ impl Cluster {
         {
             let core = self.nodes[i].core.as_ref().expect("running");
             self.inv.on_entries(id, core, &ready.entries);
+            self.inv
+                .on_ready_log(id, core, ready.truncate_from, &ready.entries);
         }
         for message in ready.messages {
             self.send(message);
@@ -477,6 +590,10 @@ impl Cluster {
                 }
                 node.applied_index = entry.index;
                 self.inv.on_apply(id, entry, term);
+                if entry.kind != EntryKind::Normal {
+                    last = entry.index;
+                    continue;
+                }
                 if let Some(command) = Command::decode(&entry.data) {
                     self.nodes[i].kv.apply(&command);
                     self.complete_write(&command);
@@ -531,6 +648,8 @@ impl Cluster {
                 .as_mut()
                 .expect("running")
                 .on_snapshot_installed(meta);
+            let core = self.nodes[i].core.as_ref().expect("running");
+            self.inv.rescan_configuration(id, core);
         }
         self.drive(id);
     }
@@ -726,24 +845,38 @@ impl Cluster {
             }
         }
         // Followers learn the final commit index from heartbeats.
+        // Every member of the leader's configuration (nodes removed from it stop or are left
+        // out) converges.
         let converged = self.run_until(bound_ticks, |c| {
             let Some(leader) = c.leader() else {
                 return false;
             };
-            let commit = c.core(leader).map(|core| core.log().commit()).unwrap_or(0);
-            c.nodes.iter().all(|n| n.applied_index == commit)
+            let Some(core) = c.core(leader) else {
+                return false;
+            };
+            let commit = core.log().commit();
+            let members = core.membership().all_members();
+            c.nodes
+                .iter()
+                .filter(|n| members.contains(&n.id))
+                .all(|n| n.applied_index == commit)
         });
+        let leader = self.leader().unwrap_or(1);
         if !converged {
             let applied: Vec<u64> = self.nodes.iter().map(|n| n.applied_index).collect();
             violation(format!(
                 "liveness: nodes did not converge (applied {applied:?})"
             ));
         }
-        let first = self.nodes[0].kv.clone();
-        for node in &self.nodes {
+        let members = self
+            .core(leader)
+            .map(|core| core.membership().all_members())
+            .unwrap_or_default();
+        let first = self.nodes[Self::idx(leader)].kv.clone();
+        for node in self.nodes.iter().filter(|n| members.contains(&n.id)) {
             if node.kv != first {
                 violation(format!(
-                    "state machines of nodes 1 and {} differ after convergence",
+                    "state machines of nodes {leader} and {} differ after convergence",
                     node.id
                 ));
             }
@@ -752,6 +885,7 @@ impl Cluster {
             self.report.linearizability_unknown += 1;
         }
         self.report.messages = self.net.total_sent();
+        self.report.configuration_entries = self.inv.configuration_entries;
         for node in &self.nodes {
             if let Some(core) = &node.core {
                 self.report.add_core_stats(core.stats());

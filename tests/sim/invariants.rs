@@ -8,10 +8,16 @@
 //!   equals the one first recorded at its index.
 //! - Terms and commit indices never go back on a node (within one process lifetime: a crash
 //!   reverts to durable state), and applied <= commit <= last index.
+//! - Membership (thesis §4): a node's configuration in force is always the latest
+//!   configuration entry of its log (else its snapshot's), so configurations take effect in log
+//!   order and a truncated one reverts; a node is a voter of its own configuration when it
+//!   becomes leader; and every index a leader commits is durably held by a majority of *each*
+//!   half of its configuration (the joint rule, checked against the simulated disks by
+//!   `Cluster`), so two disjoint majorities can never both decide.
 
 use std::collections::{BTreeMap, HashMap};
 
-use ketch::raft::{Entry, EntryKind, NodeId, RaftNode, Role};
+use ketch::raft::{Entry, EntryKind, Membership, NodeId, RaftNode, Role};
 
 /// Panics with a message the seed runner recognises as a safety violation.
 pub fn violation(message: String) -> ! {
@@ -24,6 +30,7 @@ pub fn entry_hash(entry: &Entry) -> u64 {
     let kind = match entry.kind {
         EntryKind::Normal => 1u8,
         EntryKind::Noop => 2u8,
+        EntryKind::ConfChange => 3u8,
     };
     for byte in std::iter::once(&kind).chain(entry.data.iter()) {
         hash ^= u64::from(*byte);
@@ -48,6 +55,11 @@ pub struct Invariants {
     /// index -> (entry term, entry hash, lowest term of a node seen committing it).
     committed: BTreeMap<u64, (u64, u64, u64)>,
     nodes: BTreeMap<NodeId, NodeTrack>,
+    /// Per node: the latest configuration entry of its log as the checker reads it (index,
+    /// configuration), maintained from the entries each `Ready` appends.
+    configurations: BTreeMap<NodeId, (u64, Membership)>,
+    /// Configuration changes seen appended (for the run report).
+    pub configuration_entries: u64,
     /// Node checks performed.
     pub checks: u64,
 }
@@ -64,6 +76,61 @@ impl Invariants {
         track.term = 0;
         track.commit = 0;
         track.checked_commit = 0;
+    }
+
+    /// Reads the latest configuration from the node's whole log (after a restart, a snapshot
+    /// install or a truncation below the tracked configuration entry).
+    pub fn rescan_configuration(&mut self, id: NodeId, core: &RaftNode) {
+        let log = core.log();
+        let floor = log.first_index().max(log.snapshot().index + 1);
+        let mut found = (log.snapshot().index, log.snapshot().membership.clone());
+        let mut index = log.last_index();
+        while index >= floor && index > 0 {
+            let entry = log.entry(index).expect("held");
+            if entry.kind == EntryKind::ConfChange {
+                found = (index, decode_configuration(id, entry));
+                break;
+            }
+            index -= 1;
+        }
+        self.configurations.insert(id, found);
+    }
+
+    /// Follows the configuration entries of a `Ready` (truncation first, then the entries).
+    pub fn on_ready_log(
+        &mut self,
+        id: NodeId,
+        core: &RaftNode,
+        truncate_from: Option<u64>,
+        entries: &[Entry],
+    ) {
+        let tracked = self.configurations.get(&id).map_or(0, |(index, _)| *index);
+        if truncate_from.is_some_and(|from| from <= tracked)
+            || !self.configurations.contains_key(&id)
+        {
+            self.rescan_configuration(id, core);
+            return;
+        }
+        for entry in entries {
+            if entry.kind == EntryKind::ConfChange {
+                self.configuration_entries += 1;
+                self.configurations
+                    .insert(id, (entry.index, decode_configuration(id, entry)));
+            }
+        }
+    }
+
+    /// The node's configuration in force must be the latest of its log.
+    pub fn check_configuration(&self, id: NodeId, core: &RaftNode) {
+        let Some((index, expected)) = self.configurations.get(&id) else {
+            return;
+        };
+        if core.membership() != expected {
+            violation(format!(
+                "node {id}: configuration in force {:?} is not the latest of its log ({expected:?} at index {index})",
+                core.membership()
+            ));
+        }
     }
 
     /// Log matching, checked for entries the node just appended.
@@ -155,6 +222,12 @@ impl Invariants {
             }
             if track.leader_term_checked != term {
                 track.leader_term_checked = term;
+                if !core.membership().is_voter(id) {
+                    violation(format!(
+                        "node {id} leads term {term} but is no voter of its configuration {:?}",
+                        core.membership()
+                    ));
+                }
                 self.check_leader_completeness(id, core);
             }
         }
@@ -197,5 +270,15 @@ impl Invariants {
                 ));
             }
         }
+    }
+}
+
+fn decode_configuration(id: NodeId, entry: &Entry) -> Membership {
+    match Membership::decode(&entry.data) {
+        Some(m) => m,
+        None => violation(format!(
+            "node {id}: configuration entry {} does not decode",
+            entry.index
+        )),
     }
 }

@@ -14,7 +14,9 @@ mod scenarios;
 mod seeds;
 
 use ketch::raft::{Fault, ReadMode};
-use scenarios::{agreement, election, membership, persistence, reads, snapshot};
+use scenarios::{
+    agreement, election, membership, membership_changes, persistence, reads, snapshot,
+};
 
 #[test]
 fn initial_election() {
@@ -156,6 +158,46 @@ fn learners_catch_up() {
 }
 
 #[test]
+fn membership_replace_voter() {
+    seeds::run(
+        "membership_replace_voter",
+        membership_changes::replace_voter,
+    );
+}
+
+#[test]
+fn membership_grow_three_to_five() {
+    seeds::run(
+        "membership_grow_three_to_five",
+        membership_changes::grow_three_to_five,
+    );
+}
+
+#[test]
+fn membership_shrink_five_to_three() {
+    seeds::run(
+        "membership_shrink_five_to_three",
+        membership_changes::shrink_five_to_three,
+    );
+}
+
+#[test]
+fn membership_remove_leader() {
+    seeds::run(
+        "membership_remove_leader",
+        membership_changes::remove_leader,
+    );
+}
+
+#[test]
+fn membership_changes_under_faults() {
+    seeds::run(
+        "membership_changes_under_faults",
+        membership_changes::changes_under_faults,
+    );
+}
+
+#[test]
 fn read_index_under_partitions() {
     seeds::run("read_index_under_partitions", |s| {
         reads::reads_under_partitions(s, ReadMode::Safe, None)
@@ -176,6 +218,17 @@ fn checker_catches_commit_old_term_by_count() {
     seeds::expect_violation("checker_catches_commit_old_term_by_count", 20, |s| {
         persistence::figure8_scripted(s, Some(Fault::CommitOldTermByCount))
     });
+}
+
+/// Checker self-test: a core that ignores the outgoing voters while joint (deciding by the new
+/// configuration alone) must be caught by the joint-rule check.
+#[test]
+fn checker_catches_joint_quorum_without_outgoing_voters() {
+    seeds::expect_violation(
+        "checker_catches_joint_quorum_without_outgoing_voters",
+        20,
+        |s| membership_changes::shrink_five_to_three_with(s, Some(Fault::IgnoreOutgoingVoters)),
+    );
 }
 
 /// Checker self-test: a core that answers reads without confirming leadership must be caught.

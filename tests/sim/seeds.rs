@@ -57,7 +57,7 @@ pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
         "scenario {scenario}: {} seeds, {} simulated ticks, {} client ops ({} answered), {} messages, \
          {} leader terms, {} crashes ({} torn writes), {} truncations, {} snapshots installed, \
          {} check-quorum step-downs, {} inconsistent messages rejected, {} linearizability checks \
-         gave up",
+         gave up, {} configuration entries appended, {} removed nodes stopped",
         seeds.len(),
         total.steps / crate::cluster::STEPS_PER_TICK,
         total.ops_invoked,
@@ -70,7 +70,9 @@ pub fn run(scenario: &str, run_one: impl Fn(u64) -> RunReport) {
         total.snapshots_installed,
         total.check_quorum_step_downs,
         total.inconsistent_messages,
-        total.linearizability_unknown
+        total.linearizability_unknown,
+        total.configuration_entries,
+        total.removed_stops
     );
     // A checker that gives up is not a checker: at most one run in ten may go unchecked.
     assert!(

@@ -5,6 +5,7 @@
 pub mod agreement;
 pub mod election;
 pub mod membership;
+pub mod membership_changes;
 pub mod persistence;
 pub mod reads;
 pub mod snapshot;
