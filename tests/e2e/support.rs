@@ -173,6 +173,12 @@ impl TestCluster {
         forget_pid(child.id());
     }
 
+    /// Sends `signal` to node `id`'s process (SIGSTOP / SIGCONT to pause and resume it).
+    pub fn send_signal(&self, id: u64, signal: Signal) {
+        let child = self.node(id).child.as_ref().expect("node is running");
+        kill(Pid::from_raw(child.id() as i32), signal).expect("send a signal");
+    }
+
     /// Sends SIGTERM to node `id` without waiting.
     pub fn send_sigterm(&self, id: u64) {
         let child = self.node(id).child.as_ref().expect("node is running");
