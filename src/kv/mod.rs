@@ -6,8 +6,10 @@
 //! - [`session`] the client sessions (Raft thesis §6.3): dedup, expiry, bounds;
 //! - [`state_machine`] the [`KvStateMachine`];
 //! - [`server`] the RESP server: commands, `KETCH.WRITE` (explicit sessions), the error rule;
+//! - [`admin`] the admin commands (`KETCH.ADDLEARNER`, `KETCH.MEMBERS`, ...);
 //! - [`service`] the [`KvService`] that starts a node and its server together.
 
+pub mod admin;
 pub mod command;
 pub mod resp;
 pub mod server;

@@ -13,6 +13,9 @@
 //! `CLIENT SETNAME|SETINFO|GETNAME|ID`, `QUIT`. Unknown commands and wrong arity get Redis'
 //! own error wording.
 //!
+//! Admin commands (`KETCH.ADDLEARNER`, `KETCH.PROMOTE`, `KETCH.REMOVE`, `KETCH.TRANSFER`,
+//! `KETCH.MEMBERS`) are described in [`admin`](super::admin).
+//!
 //! ## Explicit sessions: `KETCH.WRITE`
 //!
 //! ```text
@@ -77,6 +80,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
+
+use super::admin::{change_reply, is_admin, members_reply, parse_admin, AdminCommand};
+use crate::node::ChangeError;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::command::{
@@ -379,6 +385,31 @@ impl Batches {
                 result: result.map_err(|e| propose_error_text(&e)),
             });
         });
+    }
+
+    /// Sends a membership change or transfer to the node; its reply is one result.
+    fn submit_admin(&mut self, command: AdminCommand, target: Target) {
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.inflight.insert(batch_id, vec![target]);
+        let completions = Arc::clone(&self.completions);
+        let done = move |result: Result<(), ChangeError>| {
+            let reply = change_reply(&result);
+            // A result list of one (see `command::split_results`): u32 length, bytes.
+            let mut list = (reply.len() as u32).to_le_bytes().to_vec();
+            list.extend_from_slice(&reply);
+            completions.push(Completion {
+                batch_id,
+                result: Ok(list),
+            });
+        };
+        match command {
+            AdminCommand::Change(change, addr) => self.node.change_membership(change, addr, done),
+            AdminCommand::Transfer(id) => self.node.transfer_leadership(id, done),
+            AdminCommand::Members => done(Err(ChangeError::Refused {
+                reason: "KETCH.MEMBERS is answered locally".to_string(),
+            })),
+        }
     }
 
     fn submit_reads(&mut self) {
@@ -1027,6 +1058,7 @@ enum Kind {
     Write,
     Read,
     Explicit,
+    Admin,
     Local,
 }
 
@@ -1038,6 +1070,7 @@ fn kind_of(name: &[u8]) -> Kind {
         }
         Some(b"GET" | b"MGET" | b"EXISTS" | b"DBSIZE") => Kind::Read,
         Some(b"KETCH.WRITE") => Kind::Explicit,
+        Some(name) if is_admin(name) => Kind::Admin,
         _ => Kind::Local,
     }
 }
@@ -1055,8 +1088,10 @@ fn dispatch(
     let kind = kind_of(&request[0]);
     let conflicting = matches!(
         (kind, conn.outstanding),
-        (Kind::Write | Kind::Explicit, Outstanding::Reads(_))
-            | (Kind::Read, Outstanding::Writes(_))
+        (
+            Kind::Write | Kind::Explicit | Kind::Admin,
+            Outstanding::Reads(_)
+        ) | (Kind::Read, Outstanding::Writes(_))
     );
     if conflicting {
         conn.deferred = Some(request);
@@ -1109,6 +1144,18 @@ fn dispatch(
             Ok(None) => unreachable_local(conn),
             Err(text) => conn.reply_error(&text),
         },
+        Kind::Admin => {
+            let mut buf = [0u8; 16];
+            let name = upper(&request[0], &mut buf).unwrap_or_default();
+            match parse_admin(name, &request) {
+                Ok(AdminCommand::Members) => conn.reply(&members_reply(&batches.node.status())),
+                Ok(command) => {
+                    let target = await_reply(conn, ctx.slot, None, true);
+                    batches.submit_admin(command, target);
+                }
+                Err(text) => conn.reply_error(&text),
+            }
+        }
         Kind::Local => {
             let status = || batches.node.status();
             return local_command(conn, &request, ctx, status);

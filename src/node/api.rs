@@ -16,10 +16,13 @@ use super::apply::{Applier, ApplyShared, APPLY_QUEUE_ITEMS};
 use super::completion::{ProposeCompletion, ReadCompletion};
 use super::event_loop::{members_of, EventLoop};
 use super::log_writer::{LogWriter, WriterShared, WriterStats, WRITER_QUEUE_ITEMS};
+use super::membership::{
+    address_book_path, addresses_in_log, read_address_book, ChangeCompletion, ChangeError,
+};
 use super::state_machine::StateMachine;
 use super::storage::{load, StorageError};
 use super::transport::{Transport, TransportStats, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{NodeId, PeerProgress, RaftNode, Role, Stats};
+use crate::raft::{ConfChange, Membership, NodeId, PeerProgress, RaftNode, Role, Stats};
 
 /// Bound of the client request inbox; a full inbox answers `Backpressure`.
 pub const INBOX_REQUESTS: usize = 8192;
@@ -57,6 +60,11 @@ pub struct NodeConfig {
     pub peer_queue_bytes_max: usize,
     /// WAL options (segment size, fault injection for tests).
     pub wal: ketch_storage::Options,
+    /// Join a running cluster: start with an empty configuration (`peers` then only says
+    /// where to reach the current members until the first configuration arrives) and wait to
+    /// be added with [`Node::change_membership`] on the leader. Ignored once the data
+    /// directory holds state: a restart recovers the configuration from the log.
+    pub join: bool,
 }
 
 impl NodeConfig {
@@ -88,6 +96,7 @@ impl NodeConfig {
             disk_stall_timeout: Duration::from_secs(1),
             peer_queue_bytes_max: 64 << 20,
             wal: ketch_storage::Options::default(),
+            join: false,
         }
     }
 }
@@ -225,6 +234,26 @@ pub(crate) enum Request {
     },
     /// Test hook: drop every peer message in and out (a network partition of this node).
     SetIsolated(bool),
+    /// A membership change (see `membership`).
+    ChangeMembership {
+        /// The change.
+        change: ConfChange,
+        /// The peer address of the node the change adds, if it adds one.
+        peer_addr: Option<SocketAddr>,
+        /// Where the answer goes.
+        done: ChangeCompletion,
+        /// When the change answers `Timeout`.
+        deadline: Instant,
+    },
+    /// A leadership transfer to `target`.
+    TransferLeader {
+        /// The node to lead.
+        target: NodeId,
+        /// Where the answer goes.
+        done: ChangeCompletion,
+        /// When the transfer answers `Timeout`.
+        deadline: Instant,
+    },
 }
 
 /// Where a node stands, published by the loop after every iteration.
@@ -266,6 +295,13 @@ pub struct NodeStatus {
     pub members: BTreeMap<NodeId, MemberStatus>,
     /// Proposals this node forwarded to the leader and still waits on.
     pub forwards_in_flight: usize,
+    /// The configuration in force (the latest in the log; joint: both halves).
+    pub membership: Membership,
+    /// The latest committed configuration.
+    pub committed_membership: Membership,
+    /// True once this node learned it was removed from the cluster: it no longer
+    /// participates (`participating` is false).
+    pub removed: bool,
 }
 
 /// One member of the configuration, as an operator sees it.
@@ -330,7 +366,11 @@ impl Node {
                 config.id
             )));
         }
-        let voters = config.peers.keys().copied().collect();
+        let voters = if config.join {
+            std::collections::BTreeSet::new()
+        } else {
+            config.peers.keys().copied().collect()
+        };
         let mut loaded =
             load(data_dir.as_ref(), &voters, config.wal.clone()).map_err(NodeError::Storage)?;
         let (applied_index, applied_term) =
@@ -345,6 +385,13 @@ impl Node {
         raft.id = config.id;
         let core = RaftNode::new(raft.clone(), loaded.durable)
             .map_err(|e| NodeError::Config(e.to_string()))?;
+        // Addresses: the configured ones, then those learned from membership changes (the
+        // address book file, then the log's address entries, newest last).
+        let book_path = address_book_path(data_dir.as_ref());
+        let mut peer_addrs = config.peers.clone();
+        peer_addrs.extend(read_address_book(&book_path).map_err(NodeError::Config)?);
+        peer_addrs.extend(addresses_in_log(core.log()));
+        let dialed = dialed_peers(core.membership(), &peer_addrs);
 
         let poll = Poll::new().map_err(NodeError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN).map_err(NodeError::Io)?);
@@ -360,7 +407,7 @@ impl Node {
         let transport = Transport::new(
             config.id,
             config.cluster_id,
-            &config.peers,
+            &dialed,
             listener,
             u32::try_from(max_frame).unwrap_or(u32::MAX),
             config.peer_queue_bytes_max,
@@ -383,8 +430,11 @@ impl Node {
             disk_stalled: false,
             last_error: None,
             listen_addr,
-            members: members_of(core.membership(), &config.peers),
+            members: members_of(core.membership(), &peer_addrs),
             forwards_in_flight: 0,
+            membership: core.membership().clone(),
+            committed_membership: core.committed_membership().clone(),
+            removed: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (writer_tx, writer_rx) = sync_channel(WRITER_QUEUE_ITEMS);
@@ -415,7 +465,8 @@ impl Node {
             max_pending_proposals: config.max_pending_proposals,
             propose_timeout: config.propose_timeout,
             waker: Arc::clone(&waker),
-            peer_addrs: config.peers.clone(),
+            peer_addrs,
+            address_book_path: book_path,
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: raft.max_message_bytes,
             inbox: inbox_rx,
@@ -556,6 +607,59 @@ impl Node {
         }
     }
 
+    /// Changes the membership through this node, which must lead (a follower answers
+    /// `NotLeader` with its leader hint; nothing is forwarded). `peer_addr` is required when
+    /// the change adds a node (`AddLearner`) and is replicated to every node (see
+    /// `membership`). `done` runs once: `Ok` when the configuration the change leads to is
+    /// committed (for a joint change, the final one), or the error (see [`ChangeError`] for
+    /// which errors mean "certainly not applied"). The node's propose timeout applies.
+    pub fn change_membership(
+        &self,
+        change: ConfChange,
+        peer_addr: Option<SocketAddr>,
+        done: impl FnOnce(Result<(), ChangeError>) + Send + 'static,
+    ) {
+        let request = Request::ChangeMembership {
+            change,
+            peer_addr,
+            done: ChangeCompletion::new(done),
+            deadline: Instant::now() + self.propose_timeout,
+        };
+        self.send_admin(request);
+    }
+
+    /// Hands leadership to `target` (this node must lead). `done` runs once: `Ok` when this
+    /// node sees `target` lead, else the error (`Timeout` after the propose timeout).
+    pub fn transfer_leadership(
+        &self,
+        target: NodeId,
+        done: impl FnOnce(Result<(), ChangeError>) + Send + 'static,
+    ) {
+        let request = Request::TransferLeader {
+            target,
+            done: ChangeCompletion::new(done),
+            deadline: Instant::now() + self.propose_timeout,
+        };
+        self.send_admin(request);
+    }
+
+    /// Queues an admin request; a refused one answers at once (dropping its completion
+    /// answers `Stopped` for a stopped node; a full inbox is answered here).
+    fn send_admin(&self, request: Request) {
+        match self.inbox.try_send(request) {
+            Ok(()) => {
+                let _ = self.waker.wake();
+            }
+            Err(TrySendError::Full(
+                Request::ChangeMembership { done, .. } | Request::TransferLeader { done, .. },
+            )) => done.complete(Err(ChangeError::Refused {
+                reason: "the node's request inbox is full".to_string(),
+            })),
+            // Dropping the request answers `Stopped`.
+            Err(_) => {}
+        }
+    }
+
     /// Test hook: cut this node off from its peers (every peer message in and out is dropped)
     /// or reconnect it, to test partitions without touching the network.
     #[doc(hidden)]
@@ -617,4 +721,21 @@ impl Drop for Node {
             }
         }
     }
+}
+
+/// The peers the transport dials: the members of `membership` with a known address, or every
+/// known address while this node has no configuration yet (it joins, see `membership`).
+pub(crate) fn dialed_peers(
+    membership: &Membership,
+    peer_addrs: &BTreeMap<NodeId, SocketAddr>,
+) -> BTreeMap<NodeId, SocketAddr> {
+    if membership.is_unknown() {
+        return peer_addrs.clone();
+    }
+    let members = membership.all_members();
+    peer_addrs
+        .iter()
+        .filter(|(id, _)| members.contains(id))
+        .map(|(id, addr)| (*id, *addr))
+        .collect()
 }

@@ -26,6 +26,7 @@ use ketch_storage::snapshot::SnapshotStore;
 
 use super::api::{ProposeError, ReadError};
 use super::completion::{ProposeCompletion, ReadCompletion};
+use super::membership::is_address_entry;
 use super::state_machine::StateMachine;
 use super::storage::{membership_bytes, raft_snapshot_meta};
 use crate::raft::{Entry, EntryKind, SnapshotMeta, SnapshotRequest};
@@ -209,6 +210,8 @@ impl<S: StateMachine> Applier<S> {
                 "committed entries must apply in order without gaps"
             );
             let result = match entry.kind {
+                // Address entries are the runtime's (see `membership`).
+                EntryKind::Normal if is_address_entry(&entry.data) => None,
                 EntryKind::Normal => Some(self.state_machine.apply(entry.index, &entry.data)),
                 // Configuration entries are the core's business (it applied them when
                 // appended); the state machine sees only application data.

@@ -19,12 +19,16 @@ use std::time::{Duration, Instant};
 use ketch_storage::snapshot::{RawSnapshotFile, SnapshotStore};
 use mio::{Events, Poll};
 
-use super::api::{MemberStatus, NodeStatus, ProposeError, ReadError, Request};
+use super::api::{dialed_peers, MemberStatus, NodeStatus, ProposeError, ReadError, Request};
 use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
 use super::coalesce::coalesce_appends;
 use super::completion::{ProposeCompletion, ReadCompletion};
 use super::forward::{outcome_of, ForwardState};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
+use super::membership::{
+    addresses_in, encode_address_entry, write_address_book, Awaited, ChangeCompletion, ChangeError,
+    CoreView, PendingChange, ADDRESSES_MAX,
+};
 use super::transport::{ForwardRefused, Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{Message, MessageBody, NodeId, RaftNode, Ready, Role};
 use crate::wire::message::{Forward, ForwardBody};
@@ -68,8 +72,11 @@ pub struct EventLoop {
     pub propose_timeout: Duration,
     /// The loop's own waker, for completions of forwarded proposals.
     pub waker: Arc<mio::Waker>,
-    /// Configured peer addresses (this node's included), for the status's member list.
+    /// Known peer addresses (this node's included): configured, then learned from address
+    /// entries (see `membership`). Bounded by `membership::ADDRESSES_MAX`.
     pub peer_addrs: BTreeMap<NodeId, SocketAddr>,
+    /// Where learned addresses are kept across restarts.
+    pub address_book_path: std::path::PathBuf,
     /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
     pub append_merge_bytes_max: u64,
     /// A leader whose oldest write has not been durable for this long stops sending.
@@ -120,7 +127,18 @@ struct State {
     /// Status is published at most once per `STATUS_PERIOD` (and on role changes): copying
     /// it on every wake-up costs throughput.
     next_status_at: Instant,
+    /// Operator requests (membership changes, transfers) waiting for their outcome; at most
+    /// `PENDING_CHANGES_MAX`.
+    changes: Vec<PendingChange>,
+    /// The configuration the transport's peer set was last matched to.
+    dialed_membership: Option<crate::raft::Membership>,
+    /// Set once the core reports this node removed.
+    removed: bool,
 }
+
+/// Most operator requests waiting at once (the core takes one change at a time; the rest are
+/// transfers or answers not yet delivered).
+const PENDING_CHANGES_MAX: usize = 64;
 
 /// Period of status publication.
 const STATUS_PERIOD: Duration = Duration::from_millis(1);
@@ -147,6 +165,9 @@ impl EventLoop {
             forwards: ForwardState::new(),
             published_membership: None,
             next_status_at: Instant::now(),
+            changes: Vec::new(),
+            dialed_membership: None,
+            removed: false,
         };
         let mut next_tick = Instant::now() + self.tick_interval;
         while !self.stop.load(Ordering::Acquire) {
@@ -218,6 +239,7 @@ impl EventLoop {
                 }
             }
             self.send_forward_results(&mut state);
+            self.check_membership(&mut state);
             self.transport.flush_all(self.poll.registry());
             let role_changed = self.log_role_changes(&mut state);
             let now = Instant::now();
@@ -331,6 +353,17 @@ impl EventLoop {
                     log::warn!("node {}: isolated from peers: {isolated}", self.core.id());
                     state.isolated = isolated;
                 }
+                Request::ChangeMembership {
+                    change,
+                    peer_addr,
+                    done,
+                    deadline,
+                } => self.change_membership(state, change, peer_addr, done, deadline),
+                Request::TransferLeader {
+                    target,
+                    done,
+                    deadline,
+                } => self.transfer_leader(state, target, done, deadline),
             }
         }
     }
@@ -674,6 +707,10 @@ impl EventLoop {
             snapshot_chunks,
             snapshot_to_install,
         } = ready;
+        // Addresses of new members, from the entries this node appends (see `membership`).
+        if !entries.is_empty() {
+            self.learn_addresses(addresses_in(&entries));
+        }
         // The leader sends appends before its own write is durable (thesis §10.2.1).
         for message in coalesce_appends(messages, self.append_merge_bytes_max) {
             self.send_message(state, message);
@@ -822,6 +859,195 @@ impl EventLoop {
         changed
     }
 
+    /// An operator's membership change: on the leader, the address entry (when the change
+    /// adds a node) then the configuration entry; answered by `check_membership`.
+    fn change_membership(
+        &mut self,
+        state: &mut State,
+        change: crate::raft::ConfChange,
+        peer_addr: Option<SocketAddr>,
+        done: ChangeCompletion,
+        deadline: Instant,
+    ) {
+        if let Some(error) = self.admin_refusal(state) {
+            done.complete(Err(error));
+            return;
+        }
+        let target = match change.target(self.core.membership()) {
+            Ok(target) => target,
+            Err(e) => return done.complete(Err(e.into())),
+        };
+        if let crate::raft::ConfChange::AddLearner(id) = change {
+            let Some(addr) = peer_addr else {
+                return done.complete(Err(ChangeError::Refused {
+                    reason: format!("adding node {id} needs its peer address"),
+                }));
+            };
+            if self.peer_addrs.len() >= ADDRESSES_MAX && !self.peer_addrs.contains_key(&id) {
+                return done.complete(Err(ChangeError::Refused {
+                    reason: format!("address book full ({ADDRESSES_MAX})"),
+                }));
+            }
+            // Every known member's address with the new one: a node that joins learns them
+            // all from one entry.
+            let mut book = dialed_peers(self.core.membership(), &self.peer_addrs);
+            book.insert(self.core.id(), self.peer_addrs[&self.core.id()]);
+            book.insert(id, addr);
+            if let Err(e) = self.core.propose(encode_address_entry(&book)) {
+                let error = match e {
+                    crate::raft::ProposeError::NotLeader { leader_hint } => {
+                        ChangeError::NotLeader { leader_hint }
+                    }
+                    other => ChangeError::Refused {
+                        reason: format!("the address entry was refused: {other:?}"),
+                    },
+                };
+                return done.complete(Err(error));
+            }
+        }
+        match self.core.propose_conf_change(change) {
+            Ok(index) => {
+                log::info!(
+                    "node {}: membership change proposed at index {index}, towards voters \
+                     {:?} learners {:?}",
+                    self.core.id(),
+                    target.voters,
+                    target.learners
+                );
+                state.changes.push(PendingChange {
+                    awaited: Awaited::Change { index, target },
+                    term: self.core.term(),
+                    deadline,
+                    done,
+                });
+            }
+            Err(e) => done.complete(Err(e.into())),
+        }
+    }
+
+    fn transfer_leader(
+        &mut self,
+        state: &mut State,
+        target: NodeId,
+        done: ChangeCompletion,
+        deadline: Instant,
+    ) {
+        if let Some(error) = self.admin_refusal(state) {
+            return done.complete(Err(error));
+        }
+        match self.core.transfer_leader(target) {
+            Ok(()) => state.changes.push(PendingChange {
+                awaited: Awaited::Transfer { target },
+                term: self.core.term(),
+                deadline,
+                done,
+            }),
+            Err(e) => done.complete(Err(e.into())),
+        }
+    }
+
+    /// Why an admin request is refused before reaching the core, if it is.
+    fn admin_refusal(&self, state: &State) -> Option<ChangeError> {
+        if !state.participating {
+            return Some(ChangeError::Stopped {
+                reason: state.last_error.clone().unwrap_or_default(),
+            });
+        }
+        if self.core.role() != Role::Leader {
+            return Some(ChangeError::NotLeader {
+                leader_hint: self.core.leader(),
+            });
+        }
+        (state.changes.len() >= PENDING_CHANGES_MAX).then(|| ChangeError::Refused {
+            reason: format!("{PENDING_CHANGES_MAX} admin requests already pending"),
+        })
+    }
+
+    /// Adds newly learned addresses to the book (and the file), and redials moved peers.
+    fn learn_addresses(&mut self, learned: BTreeMap<NodeId, SocketAddr>) {
+        let mut changed = false;
+        for (id, addr) in learned {
+            if self.peer_addrs.get(&id) == Some(&addr) {
+                continue;
+            }
+            if self.peer_addrs.len() >= ADDRESSES_MAX && !self.peer_addrs.contains_key(&id) {
+                log::warn!(
+                    "node {}: address book full; node {id} ignored",
+                    self.core.id()
+                );
+                continue;
+            }
+            log::info!("node {}: node {id} listens on {addr}", self.core.id());
+            self.peer_addrs.insert(id, addr);
+            changed = true;
+            if self.core.membership().contains(id) {
+                self.transport.set_peer(self.poll.registry(), id, addr);
+            }
+        }
+        if changed {
+            if let Err(e) = write_address_book(&self.address_book_path, &self.peer_addrs) {
+                // Not fatal: the addresses are in the log too until it is compacted.
+                log::warn!("node {}: {e}", self.core.id());
+            }
+        }
+    }
+
+    /// Matches the transport to the configuration in force, answers operator requests whose
+    /// outcome is known, and stops a node that learned it was removed.
+    fn check_membership(&mut self, state: &mut State) {
+        let membership = self.core.membership();
+        if state.dialed_membership.as_ref() != Some(membership) && !membership.is_unknown() {
+            let wanted = dialed_peers(membership, &self.peer_addrs);
+            state.dialed_membership = Some(membership.clone());
+            for (id, _) in self.transport.peers() {
+                if !wanted.contains_key(&id) {
+                    log::info!("node {}: node {id} left the configuration", self.core.id());
+                    self.transport.remove_peer(self.poll.registry(), id);
+                }
+            }
+            for (id, addr) in wanted {
+                self.transport.set_peer(self.poll.registry(), id, addr);
+            }
+        }
+        if !state.changes.is_empty() {
+            let view = CoreView {
+                is_leader: self.core.role() == Role::Leader,
+                term: self.core.term(),
+                leader: self.core.leader(),
+                commit: self.core.log().commit(),
+                committed_membership: self.core.committed_membership(),
+            };
+            let now = Instant::now();
+            let mut answered = Vec::new();
+            let mut i = 0;
+            while i < state.changes.len() {
+                if let Some(outcome) = state.changes[i].outcome(&view, now) {
+                    answered.push((state.changes.swap_remove(i), outcome));
+                } else {
+                    i += 1;
+                }
+            }
+            for (change, outcome) in answered {
+                change.done.complete(outcome);
+            }
+        }
+        if !state.removed && self.core.is_removed() {
+            log::warn!(
+                "node {}: removed from the cluster (configuration {:?}); stops participating",
+                self.core.id(),
+                self.core.committed_membership()
+            );
+            state.removed = true;
+            state.participating = false;
+            state.last_error = Some("removed from the cluster".to_string());
+            for change in state.changes.drain(..) {
+                change.done.complete(Err(ChangeError::Stopped {
+                    reason: "removed from the cluster".to_string(),
+                }));
+            }
+        }
+    }
+
     fn publish_status(&self, state: &mut State) {
         let membership = self.core.membership();
         let members = if state.published_membership.as_ref() != Some(membership) {
@@ -854,6 +1080,13 @@ impl EventLoop {
         status.last_error = state.last_error.clone();
         status.connected_peers = self.transport.connected_peers();
         status.forwards_in_flight = state.forwards.in_flight();
+        status.removed = state.removed;
+        if status.membership != *self.core.membership() {
+            status.membership = self.core.membership().clone();
+        }
+        if status.committed_membership != *self.core.committed_membership() {
+            status.committed_membership = self.core.committed_membership().clone();
+        }
         if let Some(members) = members {
             status.members = members;
         }

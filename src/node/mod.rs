@@ -67,6 +67,7 @@ mod completion;
 mod event_loop;
 mod forward;
 mod log_writer;
+pub mod membership;
 mod state_machine;
 pub mod storage;
 mod transport;
@@ -75,5 +76,6 @@ pub use api::{
     MemberStatus, Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError,
 };
 pub use log_writer::WriterStats;
+pub use membership::ChangeError;
 pub use state_machine::StateMachine;
 pub use transport::TransportStats;

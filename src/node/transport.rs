@@ -361,6 +361,51 @@ impl Transport {
         Ok(())
     }
 
+    /// The peers this transport dials (and accepts), with their addresses.
+    pub fn peers(&self) -> BTreeMap<NodeId, SocketAddr> {
+        self.outbound.iter().map(|(id, o)| (*id, o.addr)).collect()
+    }
+
+    /// Starts dialing (and accepting) `peer` at `addr`, or moves it there (membership changes,
+    /// see `membership`). Its own id is ignored.
+    pub fn set_peer(&mut self, registry: &Registry, peer: NodeId, addr: SocketAddr) {
+        if peer == self.id {
+            return;
+        }
+        if let Some(outbound) = self.outbound.get_mut(&peer) {
+            if outbound.addr != addr {
+                outbound.addr = addr;
+                self.disconnect(registry, peer, "its address changed");
+            }
+            return;
+        }
+        self.outbound.insert(
+            peer,
+            Outbound {
+                addr,
+                stream: None,
+                connected: false,
+                high: VecDeque::new(),
+                low: VecDeque::new(),
+                queued_bytes: 0,
+                current: Vec::new(),
+                current_pos: 0,
+                backoff: BACKOFF_MIN,
+                retry_at: Instant::now(),
+                epoch: 0,
+            },
+        );
+    }
+
+    /// Forgets `peer` (it left the configuration): closes the outbound connection; its
+    /// inbound connections are refused from the next handshake on.
+    pub fn remove_peer(&mut self, registry: &Registry, peer: NodeId) {
+        if self.outbound.contains_key(&peer) {
+            self.disconnect(registry, peer, "it left the configuration");
+            self.outbound.remove(&peer);
+        }
+    }
+
     /// Changes each time the outbound connection to `peer` is lost (0 for unknown peers).
     pub fn connection_epoch(&self, peer: NodeId) -> u64 {
         self.outbound.get(&peer).map_or(0, |o| o.epoch)

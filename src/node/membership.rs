@@ -1,0 +1,467 @@
+//! Membership changes in the runtime: peer addresses carried in the log, the operator's
+//! change requests waiting for their configuration to commit, and what a node does once it
+//! learns it was removed.
+//!
+//! # How peer addresses reach every node
+//!
+//! The core's configuration entries carry node ids only. A change that adds a node is
+//! preceded, in the same leader term, by an ordinary (`EntryKind::Normal`) **address entry**
+//! carrying the leader's whole address book plus the new node's address. Address entries are
+//! never handed to the state machine (the apply thread skips them, see [`is_address_entry`]),
+//! and every node reads them from the entries it *appends* to its log (leader and followers
+//! alike), before they commit: an address names where a node listens, it decides nothing, so
+//! learning it early is harmless and lets the leader dial a learner at once. At start, a node
+//! reads the address entries still in its log, and the address book file (below).
+//!
+//! The transport dials every member of the configuration in force (joint: both halves) with a
+//! known address, and drops connections to nodes that left it. A node that joins (empty
+//! configuration) keeps dialing the peers it was started with until its first configuration
+//! arrives.
+//!
+//! # Address entry (bytes)
+//!
+//! | bytes | field                                                            |
+//! |-------|------------------------------------------------------------------|
+//! | 12    | [`ADDRESS_ENTRY_MAGIC`] (`\xffKETCHADDRS\x01`; KV commands start with a tag 1..=5) |
+//! | 4     | count (u32 LE, at most [`ADDRESSES_MAX`])                        |
+//! | ...   | count times: node id (u64 LE), address length (u8), address as UTF-8 text (`ip:port`) |
+//!
+//! # Address book file
+//!
+//! `peer-addrs` in the data directory: lines `id addr`. Written (temporary file, fsync,
+//! rename, directory fsync) by the event loop whenever it learns a new address, which happens
+//! only around membership changes; this is the one disk write on the loop thread, stated here
+//! because the loop otherwise never touches the disk. It keeps addresses across restarts even
+//! once the log below a snapshot (and the address entries in it) was compacted.
+//!
+//! # Answers
+//!
+//! A change is answered once, by its completion callback: `Ok` when the configuration it leads
+//! to is committed (a joint change: when the final, simple configuration is committed), or a
+//! [`ChangeError`] saying whether it certainly did not happen ([`ChangeError::NotLeader`],
+//! [`ChangeError::Refused`]) or may have ([`ChangeError::LeaderLost`],
+//! [`ChangeError::Timeout`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::raft::{ConfChangeError, Entry, EntryKind, Membership, NodeId, RaftLog, TransferError};
+
+/// Opens every address entry. Its first byte (0xff) is no KV command tag.
+pub const ADDRESS_ENTRY_MAGIC: &[u8; 12] = b"\xffKETCHADDRS\x01";
+/// Most addresses in one entry or in the address book file.
+pub const ADDRESSES_MAX: usize = 4096;
+/// Name of the address book file in the data directory.
+pub const ADDRESS_BOOK_FILE: &str = "peer-addrs";
+
+/// Why a membership change or a leadership transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeError {
+    /// This node is not the leader. Not applied.
+    NotLeader {
+        /// The leader this node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// The core refused the change (invalid, not caught up, another change in flight). Not
+    /// applied.
+    Refused {
+        /// The core's reason.
+        reason: String,
+    },
+    /// Leadership changed before the change committed. May have been applied.
+    LeaderLost,
+    /// Not committed in time. May have been applied (or may still be).
+    Timeout,
+    /// The node is shutting down or stopped participating. May have been applied.
+    Stopped {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeError::NotLeader { leader_hint } => {
+                write!(
+                    f,
+                    "not the leader (leader hint: {leader_hint:?}); not applied"
+                )
+            }
+            ChangeError::Refused { reason } => write!(f, "refused: {reason}; not applied"),
+            ChangeError::LeaderLost => {
+                write!(f, "leadership changed; the change may have been applied")
+            }
+            ChangeError::Timeout => write!(f, "timed out; the change may have been applied"),
+            ChangeError::Stopped { reason } => {
+                write!(
+                    f,
+                    "node stopped: {reason}; the change may have been applied"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ChangeError {}
+
+impl From<ConfChangeError> for ChangeError {
+    fn from(e: ConfChangeError) -> Self {
+        match e {
+            ConfChangeError::NotLeader { leader_hint } => ChangeError::NotLeader { leader_hint },
+            ConfChangeError::TransferInProgress => ChangeError::NotLeader { leader_hint: None },
+            other => ChangeError::Refused {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<TransferError> for ChangeError {
+    fn from(e: TransferError) -> Self {
+        match e {
+            TransferError::NotLeader => ChangeError::NotLeader { leader_hint: None },
+            other => ChangeError::Refused {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Where a change's answer goes: the callback runs exactly once, with `Stopped` if the
+/// request is dropped unanswered (the node shut down).
+pub struct ChangeCompletion(Option<ChangeCallback>);
+
+/// The caller's callback inside a [`ChangeCompletion`].
+type ChangeCallback = Box<dyn FnOnce(Result<(), ChangeError>) + Send>;
+
+impl ChangeCompletion {
+    /// Wraps `done`.
+    pub fn new(done: impl FnOnce(Result<(), ChangeError>) + Send + 'static) -> Self {
+        ChangeCompletion(Some(Box::new(done)))
+    }
+
+    /// Answers.
+    pub fn complete(mut self, result: Result<(), ChangeError>) {
+        if let Some(done) = self.0.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for ChangeCompletion {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            done(Err(ChangeError::Stopped {
+                reason: "the node shut down".to_string(),
+            }));
+        }
+    }
+}
+
+impl fmt::Debug for ChangeCompletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChangeCompletion")
+    }
+}
+
+/// Whether `data` (a normal entry's bytes) is an address entry.
+pub fn is_address_entry(data: &[u8]) -> bool {
+    data.starts_with(ADDRESS_ENTRY_MAGIC)
+}
+
+/// Encodes an address entry carrying `addrs` (see the module docs).
+pub fn encode_address_entry(addrs: &BTreeMap<NodeId, SocketAddr>) -> Vec<u8> {
+    assert!(addrs.len() <= ADDRESSES_MAX, "address book over its bound");
+    let mut out = ADDRESS_ENTRY_MAGIC.to_vec();
+    out.extend_from_slice(&(addrs.len() as u32).to_le_bytes());
+    for (id, addr) in addrs {
+        let text = addr.to_string();
+        out.extend_from_slice(&id.to_le_bytes());
+        // A SocketAddr's text is at most 47 bytes (IPv6 with scope and port).
+        out.push(text.len() as u8);
+        out.extend_from_slice(text.as_bytes());
+    }
+    out
+}
+
+/// Decodes an address entry; `Err` names what is wrong (never a panic).
+pub fn decode_address_entry(data: &[u8]) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    let mut rest = data
+        .strip_prefix(ADDRESS_ENTRY_MAGIC.as_slice())
+        .ok_or("not an address entry (magic)")?;
+    let mut take = |n: usize, what: &str| -> Result<&[u8], String> {
+        if rest.len() < n {
+            return Err(format!("address entry truncated in {what}"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(take(4, "count")?.try_into().expect("4 bytes")) as usize;
+    if count > ADDRESSES_MAX {
+        return Err(format!(
+            "address entry holds {count} addresses, over {ADDRESSES_MAX}"
+        ));
+    }
+    let mut addrs = BTreeMap::new();
+    for _ in 0..count {
+        let id = u64::from_le_bytes(take(8, "node id")?.try_into().expect("8 bytes"));
+        let len = take(1, "address length")?[0] as usize;
+        let text = std::str::from_utf8(take(len, "address")?)
+            .map_err(|_| format!("address of node {id} is not UTF-8"))?;
+        let addr = text
+            .parse()
+            .map_err(|e| format!("address of node {id} ({text:?}): {e}"))?;
+        addrs.insert(id, addr);
+    }
+    if !rest.is_empty() {
+        return Err("trailing bytes after the address entry".to_string());
+    }
+    Ok(addrs)
+}
+
+/// The addresses in the address entries among `entries` (malformed ones are logged and
+/// skipped: they come from a leader, but must never crash a node).
+pub fn addresses_in<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+) -> BTreeMap<NodeId, SocketAddr> {
+    let mut found = BTreeMap::new();
+    for entry in entries {
+        if entry.kind != EntryKind::Normal || !is_address_entry(&entry.data) {
+            continue;
+        }
+        match decode_address_entry(&entry.data) {
+            Ok(addrs) => found.extend(addrs),
+            Err(e) => log::warn!(
+                "entry {}: malformed address entry ignored: {e}",
+                entry.index
+            ),
+        }
+    }
+    found
+}
+
+/// The addresses in the address entries of `log` (from its first to its last index).
+pub fn addresses_in_log(log: &RaftLog) -> BTreeMap<NodeId, SocketAddr> {
+    let entries = (log.first_index()..=log.last_index()).filter_map(|i| log.entry(i));
+    addresses_in(entries)
+}
+
+/// The address book file of `data_dir`.
+pub fn address_book_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(ADDRESS_BOOK_FILE)
+}
+
+/// Reads the address book file; a missing file is an empty book.
+pub fn read_address_book(path: &Path) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let mut addrs = BTreeMap::new();
+    for (n, line) in text.lines().enumerate().take(ADDRESSES_MAX) {
+        let bad = || {
+            format!(
+                "{} line {}: expected `id addr`, got {line:?}",
+                path.display(),
+                n + 1
+            )
+        };
+        let (id, addr) = line.split_once(' ').ok_or_else(bad)?;
+        addrs.insert(
+            id.parse().map_err(|_| bad())?,
+            addr.parse().map_err(|_| bad())?,
+        );
+    }
+    Ok(addrs)
+}
+
+/// Writes the address book file durably (temporary file, fsync, rename, directory fsync).
+pub fn write_address_book(path: &Path, addrs: &BTreeMap<NodeId, SocketAddr>) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        for (id, addr) in addrs.iter().take(ADDRESSES_MAX) {
+            writeln!(file, "{id} {addr}")?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// What a pending operator request waits for.
+pub enum Awaited {
+    /// A configuration change: its entry at `index` and the configuration `target` committed.
+    Change {
+        /// The index of the change's (first) configuration entry.
+        index: u64,
+        /// The simple configuration the change leads to.
+        target: Membership,
+    },
+    /// A leadership transfer: `target` leads.
+    Transfer {
+        /// The node to become leader.
+        target: NodeId,
+    },
+}
+
+/// An operator request accepted by the leader, waiting for its outcome.
+pub struct PendingChange {
+    /// What it waits for.
+    pub awaited: Awaited,
+    /// The term it was accepted in (a new term means the leadership was lost).
+    pub term: u64,
+    /// When it answers `Timeout`.
+    pub deadline: Instant,
+    /// Where the answer goes.
+    pub done: ChangeCompletion,
+}
+
+/// What the loop sees of the core when checking a pending request.
+pub struct CoreView<'a> {
+    /// Whether this node leads.
+    pub is_leader: bool,
+    /// The current term.
+    pub term: u64,
+    /// The leader known in this term.
+    pub leader: Option<NodeId>,
+    /// The commit index.
+    pub commit: u64,
+    /// The latest committed configuration.
+    pub committed_membership: &'a Membership,
+}
+
+impl PendingChange {
+    /// The answer, once there is one.
+    pub fn outcome(&self, core: &CoreView<'_>, now: Instant) -> Option<Result<(), ChangeError>> {
+        match &self.awaited {
+            Awaited::Change { index, target } => {
+                // Checked first: a removed leader steps down right after this commits.
+                if core.commit >= *index && core.committed_membership == target {
+                    return Some(Ok(()));
+                }
+                if !core.is_leader || core.term != self.term {
+                    return Some(Err(ChangeError::LeaderLost));
+                }
+            }
+            Awaited::Transfer { target } => {
+                if core.leader == Some(*target) {
+                    return Some(Ok(()));
+                }
+            }
+        }
+        (now >= self.deadline).then_some(Err(ChangeError::Timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_entries_round_trip_and_bad_bytes_are_errors() {
+        let mut addrs = BTreeMap::new();
+        addrs.insert(1, "127.0.0.1:7001".parse().unwrap());
+        addrs.insert(42, "[::1]:9".parse().unwrap());
+        let data = encode_address_entry(&addrs);
+        assert!(is_address_entry(&data));
+        assert_eq!(decode_address_entry(&data).unwrap(), addrs);
+        // Every truncation is an error, never a panic.
+        for cut in 0..data.len() {
+            assert!(decode_address_entry(&data[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = data.clone();
+        long.push(0);
+        assert!(decode_address_entry(&long)
+            .unwrap_err()
+            .contains("trailing"));
+        let mut huge = ADDRESS_ENTRY_MAGIC.to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_address_entry(&huge).unwrap_err().contains("over"));
+        // A KV command (tag 1 = SET) is not an address entry.
+        assert!(!is_address_entry(&[1, 0, 0, 0]));
+    }
+
+    #[test]
+    fn address_book_file_round_trips_and_rejects_garbage() {
+        let dir = std::env::temp_dir().join(format!("ketch-addrbook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = address_book_path(&dir);
+        assert!(read_address_book(&path).unwrap().is_empty());
+        let mut addrs = BTreeMap::new();
+        addrs.insert(3, "127.0.0.1:7003".parse().unwrap());
+        addrs.insert(4, "127.0.0.1:7004".parse().unwrap());
+        write_address_book(&path, &addrs).unwrap();
+        assert_eq!(read_address_book(&path).unwrap(), addrs);
+        std::fs::write(&path, "3 not-an-addr\n").unwrap();
+        assert!(read_address_book(&path).unwrap_err().contains("line 1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_change_succeeds_only_once_its_target_commits() {
+        let target = Membership::with_voters([1, 2, 3, 4]);
+        let joint = Membership {
+            voters: target.voters.clone(),
+            learners: Default::default(),
+            outgoing_voters: [1, 2, 3].into_iter().collect(),
+        };
+        let now = Instant::now();
+        let pending = PendingChange {
+            awaited: Awaited::Change {
+                index: 10,
+                target: target.clone(),
+            },
+            term: 2,
+            deadline: now + std::time::Duration::from_secs(1),
+            done: ChangeCompletion::new(|_| {}),
+        };
+        let check = |commit: u64, m: &Membership, is_leader: bool, term: u64| {
+            pending.outcome(
+                &CoreView {
+                    is_leader,
+                    term,
+                    leader: Some(1),
+                    commit,
+                    committed_membership: m,
+                },
+                now,
+            )
+        };
+        // The joint configuration committed: not yet.
+        assert_eq!(check(10, &joint, true, 2), None);
+        assert_eq!(check(11, &target, true, 2), Some(Ok(())));
+        assert_eq!(
+            check(10, &joint, false, 2),
+            Some(Err(ChangeError::LeaderLost))
+        );
+        assert_eq!(
+            check(10, &joint, true, 3),
+            Some(Err(ChangeError::LeaderLost))
+        );
+        assert_eq!(
+            pending.outcome(
+                &CoreView {
+                    is_leader: true,
+                    term: 2,
+                    leader: Some(1),
+                    commit: 10,
+                    committed_membership: &joint,
+                },
+                now + std::time::Duration::from_secs(2),
+            ),
+            Some(Err(ChangeError::Timeout))
+        );
+    }
+}
