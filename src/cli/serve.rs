@@ -13,6 +13,22 @@
 //! - `--client-addr` is where it listens for RESP clients; it defaults to loopback,
 //!   `127.0.0.1:(6379 + id)`.
 //!
+//! # Joining a running cluster
+//!
+//! ```text
+//! ketch serve --id 4 --data-dir /var/lib/ketch/4 --peer-addr 10.0.0.4:7001 \
+//!     --client-addr 0.0.0.0:6380 --cluster-id 4660 --join 1=10.0.0.1:7001,2=10.0.0.2:7001
+//! ```
+//!
+//! `--join` (instead of `--cluster`) starts the node with an empty configuration: it votes for
+//! no one and waits to be added, by `KETCH.ADDLEARNER 4 10.0.0.4:7001` sent to the leader. The
+//! list names the current members' peer addresses: the node accepts connections only from
+//! peers it knows and answers through them until its first configuration arrives (from then
+//! on, addresses come from the log, see `crate::node::membership`). `--cluster-id` is
+//! required (decimal; the members' `ketch serve` prints it at start), and `--peer-addr`
+//! (the address the others dial) too. Restarting it later with the same command line
+//! recovers its configuration from its log.
+//!
 //! Starting again with the same command line restarts the node from its data directory. On
 //! SIGTERM or SIGINT the node stops accepting clients, stops its threads and exits 0; what it
 //! acknowledged was durable before the acknowledgement, so nothing acknowledged is lost. A
@@ -50,8 +66,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub client_addr: Option<String>,
     /// Peer addresses of the initial voters, this node included: 1=HOST:PORT,2=HOST:PORT,...
-    #[arg(long, value_name = "LIST")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        required_unless_present = "join",
+        default_value = ""
+    )]
     pub cluster: String,
+    /// Join a running cluster instead (see the module docs): the current members' peer
+    /// addresses, 1=HOST:PORT,2=HOST:PORT,... Needs --cluster-id and --peer-addr.
+    #[arg(long, value_name = "LIST", conflicts_with = "cluster")]
+    pub join: Option<String>,
     /// Cluster id [default: a hash of the --cluster list, the same on every node].
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<u64>,
@@ -101,11 +126,16 @@ pub struct ServePlan {
     pub client_addr: SocketAddr,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Start with an empty configuration and wait to be added (`--join`).
+    pub join: bool,
 }
 
 impl ServeArgs {
     /// Checks and resolves the arguments.
     pub fn plan(&self) -> Result<ServePlan, ServeError> {
+        if let Some(list) = &self.join {
+            return self.join_plan(list);
+        }
         let spec =
             ClusterSpec::parse(&self.cluster).map_err(|e| ServeError::Usage(e.to_string()))?;
         if !spec.peers.contains_key(&self.id) {
@@ -141,6 +171,45 @@ impl ServeArgs {
             peer_listen_addr,
             client_addr,
             data_dir: self.data_dir.clone(),
+            join: false,
+        })
+    }
+
+    fn join_plan(&self, list: &str) -> Result<ServePlan, ServeError> {
+        let usage = |what: &str| ServeError::Usage(format!("--join needs {what}"));
+        let spec = ClusterSpec::parse(list).map_err(|e| ServeError::Usage(e.to_string()))?;
+        if spec.peers.contains_key(&self.id) {
+            return Err(ServeError::Usage(format!(
+                "--id {} is already in the --join list (a member restarts with its own \
+                 command line)",
+                self.id
+            )));
+        }
+        let cluster_id = self.cluster_id.ok_or_else(|| usage("--cluster-id"))?;
+        let peer_listen_addr = resolve(
+            "--peer-addr",
+            self.peer_addr
+                .as_deref()
+                .ok_or_else(|| usage("--peer-addr"))?,
+        )?;
+        let client_addr = resolve(
+            "--client-addr",
+            self.client_addr
+                .as_deref()
+                .ok_or_else(|| usage("--client-addr"))?,
+        )?;
+        let mut peers = spec
+            .resolve()
+            .map_err(|e| ServeError::Usage(e.to_string()))?;
+        peers.insert(self.id, peer_listen_addr);
+        Ok(ServePlan {
+            id: self.id,
+            cluster_id,
+            peers,
+            peer_listen_addr,
+            client_addr,
+            data_dir: self.data_dir.clone(),
+            join: true,
         })
     }
 }
@@ -160,17 +229,19 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let plan = args.plan()?;
     // Installed before the node starts, so a signal during a slow start is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
-    let node = NodeConfig::new(
+    let mut node = NodeConfig::new(
         plan.id,
         plan.cluster_id,
         plan.peers.clone(),
         plan.peer_listen_addr,
     );
+    node.join = plan.join;
     let config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
     let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
     eprintln!(
-        "ketch serve: node {} of cluster {:#x}: RESP on {}, peers on {}, data in {}",
+        "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {}, peers on {}, data in {}",
         plan.id,
+        plan.cluster_id,
         plan.cluster_id,
         service.client_addr(),
         plan.peer_listen_addr,
@@ -211,6 +282,7 @@ mod tests {
             peer_addr: None,
             client_addr: None,
             cluster: cluster.to_string(),
+            join: None,
             cluster_id: None,
             verbose: 0,
         }
@@ -223,6 +295,28 @@ mod tests {
         assert_eq!(plan.client_addr, "127.0.0.1:6381".parse().unwrap());
         let other = args(1, "1=127.0.0.1:7001,2=127.0.0.1:7002").plan().unwrap();
         assert_eq!(plan.cluster_id, other.cluster_id);
+    }
+
+    #[test]
+    fn joining_needs_the_cluster_id_and_addresses_and_starts_empty() {
+        let mut join = args(4, "");
+        join.join = Some("1=127.0.0.1:7001,2=127.0.0.1:7002".to_string());
+        assert!(join
+            .plan()
+            .unwrap_err()
+            .to_string()
+            .contains("--cluster-id"));
+        join.cluster_id = Some(7);
+        assert!(join.plan().unwrap_err().to_string().contains("--peer-addr"));
+        join.peer_addr = Some("127.0.0.1:7004".to_string());
+        join.client_addr = Some("127.0.0.1:6390".to_string());
+        let plan = join.plan().unwrap();
+        assert!(plan.join);
+        assert_eq!(plan.cluster_id, 7);
+        assert_eq!(plan.peers.len(), 3);
+        assert_eq!(plan.peers[&4], "127.0.0.1:7004".parse().unwrap());
+        join.id = 2;
+        assert!(join.plan().unwrap_err().to_string().contains("already"));
     }
 
     #[test]

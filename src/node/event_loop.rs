@@ -130,8 +130,11 @@ struct State {
     /// Operator requests (membership changes, transfers) waiting for their outcome; at most
     /// `PENDING_CHANGES_MAX`.
     changes: Vec<PendingChange>,
-    /// The configuration the transport's peer set was last matched to.
-    dialed_membership: Option<crate::raft::Membership>,
+    /// The (latest, committed) configurations the transport's peer set was last matched to.
+    dialed_membership: Option<(crate::raft::Membership, crate::raft::Membership)>,
+    /// Peers that left the configurations, and when the transport forgets them (at most
+    /// `ADDRESSES_MAX`).
+    departing: BTreeMap<NodeId, Instant>,
     /// Set once the core reports this node removed.
     removed: bool,
 }
@@ -139,6 +142,9 @@ struct State {
 /// Most operator requests waiting at once (the core takes one change at a time; the rest are
 /// transfers or answers not yet delivered).
 const PENDING_CHANGES_MAX: usize = 64;
+/// How long a node that left the configuration stays reachable: well over the two election
+/// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
+const DEPARTED_GRACE: Duration = Duration::from_secs(10);
 
 /// Period of status publication.
 const STATUS_PERIOD: Duration = Duration::from_millis(1);
@@ -167,6 +173,7 @@ impl EventLoop {
             next_status_at: Instant::now(),
             changes: Vec::new(),
             dialed_membership: None,
+            departing: BTreeMap::new(),
             removed: false,
         };
         let mut next_tick = Instant::now() + self.tick_interval;
@@ -995,17 +1002,33 @@ impl EventLoop {
     /// Matches the transport to the configuration in force, answers operator requests whose
     /// outcome is known, and stops a node that learned it was removed.
     fn check_membership(&mut self, state: &mut State) {
-        let membership = self.core.membership();
-        if state.dialed_membership.as_ref() != Some(membership) && !membership.is_unknown() {
-            let wanted = dialed_peers(membership, &self.peer_addrs);
-            state.dialed_membership = Some(membership.clone());
+        let (latest, committed) = (self.core.membership(), self.core.committed_membership());
+        let changed = state
+            .dialed_membership
+            .as_ref()
+            .is_none_or(|(l, c)| l != latest || c != committed);
+        if (changed || !state.departing.is_empty()) && !latest.is_unknown() {
+            // Members of the latest and of the committed configuration: a follower still
+            // answers a leader that its log already removes (its removal may not commit).
+            let mut wanted = dialed_peers(latest, &self.peer_addrs);
+            wanted.extend(dialed_peers(committed, &self.peer_addrs));
+            state.dialed_membership = Some((latest.clone(), committed.clone()));
+            let now = Instant::now();
             for (id, _) in self.transport.peers() {
-                if !wanted.contains_key(&id) {
+                if wanted.contains_key(&id) {
+                    continue;
+                }
+                // Kept a grace period: the leader replicates to a removed node for a while so
+                // that it learns its removal committed.
+                let forget_at = *state.departing.entry(id).or_insert(now + DEPARTED_GRACE);
+                if forget_at <= now {
                     log::info!("node {}: node {id} left the configuration", self.core.id());
                     self.transport.remove_peer(self.poll.registry(), id);
+                    state.departing.remove(&id);
                 }
             }
             for (id, addr) in wanted {
+                state.departing.remove(&id);
                 self.transport.set_peer(self.poll.registry(), id, addr);
             }
         }
