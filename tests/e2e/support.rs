@@ -69,6 +69,8 @@ pub struct ServeNode {
     pub data_dir: PathBuf,
     /// stdout and stderr of every run, appended.
     pub log_path: PathBuf,
+    /// For a node added with `ketch serve --join`: its contact list.
+    pub join: Option<String>,
     child: Option<Child>,
 }
 
@@ -84,6 +86,18 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `count` nodes and waits until every one answers PING and one is leader.
     pub fn start(count: usize) -> TestCluster {
+        let mut cluster = TestCluster::new_stopped(count, None);
+        for id in 1..=count as u64 {
+            cluster.spawn(id);
+        }
+        cluster.wait_ready(Duration::from_secs(30));
+        cluster
+    }
+
+    /// A cluster of `count` nodes, none started. `cluster_addrs` replaces the peer addresses
+    /// in the `--cluster` list (one per node, e.g. a [`super::peer_proxy`]'s ports) while
+    /// each node still listens on its own `peer_addr`.
+    pub fn new_stopped(count: usize, cluster_addrs: Option<&[SocketAddr]>) -> TestCluster {
         let root = tempfile::tempdir().expect("temp dir");
         let base = free_consecutive_ports(2 * count as u16);
         let nodes: Vec<ServeNode> = (0..count)
@@ -95,25 +109,24 @@ impl TestCluster {
                     client_addr: SocketAddr::from(([127, 0, 0, 1], base + (count + i) as u16)),
                     data_dir: root.path().join(format!("node-{id}")),
                     log_path: root.path().join(format!("node-{id}.log")),
+                    join: None,
                     child: None,
                 }
             })
             .collect();
         let cluster_arg = nodes
             .iter()
-            .map(|n| format!("{}={}", n.id, n.peer_addr))
+            .map(|n| {
+                let addr = cluster_addrs.map_or(n.peer_addr, |a| a[(n.id - 1) as usize]);
+                format!("{}={addr}", n.id)
+            })
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = TestCluster {
+        TestCluster {
             root,
             nodes,
             cluster_arg,
-        };
-        for id in 1..=count as u64 {
-            cluster.spawn(id);
         }
-        cluster.wait_ready(Duration::from_secs(30));
-        cluster
     }
 
     /// The `ketch serve` command line of node `id`.
@@ -129,10 +142,49 @@ impl TestCluster {
             node.peer_addr.to_string(),
             "--client-addr".into(),
             node.client_addr.to_string(),
-            "--cluster".into(),
-            self.cluster_arg.clone(),
             "-v".into(),
         ]
+        .into_iter()
+        .chain(match &node.join {
+            None => vec!["--cluster".to_string(), self.cluster_arg.clone()],
+            Some(contacts) => vec![
+                "--cluster-id".to_string(),
+                self.cluster_id().to_string(),
+                "--join".to_string(),
+                contacts.clone(),
+            ],
+        })
+        .collect()
+    }
+
+    /// The cluster id every node uses (derived from the initial `--cluster` list).
+    pub fn cluster_id(&self) -> u64 {
+        ketch::cli::cluster_spec::ClusterSpec::parse(&self.cluster_arg)
+            .expect("the cluster list parses")
+            .derived_cluster_id()
+    }
+
+    /// Adds a node (the next id, new ports and data directory) whose command line is
+    /// `ketch serve --join <every other node's peer address>`; not started: `spawn` it.
+    pub fn add_joining_node(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let base = free_consecutive_ports(2);
+        let contacts = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.peer_addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.nodes.push(ServeNode {
+            id,
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], base)),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], base + 1)),
+            data_dir: self.root.path().join(format!("node-{id}")),
+            log_path: self.root.path().join(format!("node-{id}.log")),
+            join: Some(contacts),
+            child: None,
+        });
+        id
     }
 
     /// Node `id`.

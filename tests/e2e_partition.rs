@@ -1,0 +1,222 @@
+//! Network partitions between real `ketch serve` processes, made by a proxy between peers
+//! (`tests/e2e/peer_proxy.rs`), with clients on both sides of each partition; the recorded
+//! client history must be linearizable (no acknowledged write lost, no stale read).
+//!
+//! Each round isolates one node (the leader on even rounds, so a deposed leader keeps clients
+//! on the minority side), then heals. Reproduce with
+//! `cargo test --release --test e2e_partition -- --nocapture`; `KETCH_PARTITION_ROUNDS` sets
+//! the rounds (default 3), `KETCH_FAULT_SEED` the seed.
+
+#[path = "e2e/peer_proxy.rs"]
+mod peer_proxy;
+#[path = "e2e/support.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ketch::client::{Client, ClientOptions};
+use ketch::history::{check, CheckLimits, History, Op, Outcome};
+use peer_proxy::PeerProxy;
+use support::TestCluster;
+
+const KEYS: u64 = 5;
+
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Shared recording state: the history and a strictly increasing clock.
+#[derive(Clone)]
+struct Recorder {
+    history: Arc<Mutex<History>>,
+    epoch: Instant,
+    last_ns: Arc<Mutex<u64>>,
+}
+
+impl Recorder {
+    fn now(&self) -> u64 {
+        let mut last = self.last_ns.lock().unwrap();
+        let ns = (self.epoch.elapsed().as_nanos() as u64).max(*last + 1);
+        *last = ns;
+        ns
+    }
+
+    /// Runs `op` and records it; true if it was acknowledged.
+    fn run(&self, client_id: u64, client: &mut Client, op: Op) -> bool {
+        let id = {
+            let time = self.now();
+            self.history
+                .lock()
+                .unwrap()
+                .invoke(client_id, op.clone(), time)
+        };
+        let outcome = match &op {
+            Op::Get { key } => client.get(key).map(Outcome::Get),
+            Op::Put { key, value } => client.set(key, value).map(|()| Outcome::Put),
+            Op::Append { key, value } => client.append(key, value).map(|_| Outcome::Append),
+        }
+        .unwrap_or(Outcome::Unknown);
+        let acknowledged = outcome != Outcome::Unknown;
+        let time = self.now();
+        self.history.lock().unwrap().complete(id, outcome, time);
+        acknowledged
+    }
+}
+
+/// A client that only ever talks to `addr` (one side of a partition), giving up quickly so
+/// it keeps issuing operations while its side has no leader.
+fn pinned_client(addr: SocketAddr) -> Client {
+    let options = ClientOptions {
+        io_timeout: Duration::from_secs(2),
+        retry_time_max: Duration::from_secs(2),
+        ..support::test_client_options()
+    };
+    Client::connect_with(&[addr], options).expect("connect a pinned client")
+}
+
+#[test]
+fn partitions_with_clients_on_both_sides_are_linearizable() {
+    let done = support::watchdog("partitions", Duration::from_secs(170));
+    let rounds = env_u64("KETCH_PARTITION_ROUNDS", 3);
+    let seed = env_u64("KETCH_FAULT_SEED", 0x9a7);
+    eprintln!("partitions: {rounds} rounds, KETCH_FAULT_SEED={seed}");
+    let proxy_base = support::free_consecutive_ports(3);
+    let proxy_addrs: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], proxy_base + i)))
+        .collect();
+    let mut cluster = TestCluster::new_stopped(3, Some(&proxy_addrs));
+    let routes: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (proxy_addrs[(n.id - 1) as usize], n.id, n.peer_addr))
+        .collect();
+    let proxy = PeerProxy::start(&routes);
+    for id in 1..=3 {
+        cluster.spawn(id);
+    }
+    cluster.wait_ready(Duration::from_secs(30));
+
+    let recorder = Recorder {
+        history: Arc::new(Mutex::new(History::new())),
+        epoch: Instant::now(),
+        last_ns: Arc::new(Mutex::new(0)),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    // One client pinned to each node: whichever node is cut off, a client is on its side.
+    let workers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let (client_id, addr) = (node.id, node.client_addr);
+            let recorder = recorder.clone();
+            let stop = Arc::clone(&stop);
+            let acknowledged = Arc::clone(&acknowledged);
+            std::thread::spawn(move || {
+                let mut client = pinned_client(addr);
+                let mut random = seed ^ client_id.wrapping_mul(0x5851_F42D_4C95_7F2D);
+                // Bounded: until the flag, at most 4,000 operations per client.
+                for seq in 0..4_000u64 {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let key = format!("p{}", next_random(&mut random) % KEYS).into_bytes();
+                    let value = format!("<{client_id}.{seq}>").into_bytes();
+                    let op = match next_random(&mut random) % 3 {
+                        0 => Op::Append { key, value },
+                        1 => Op::Put { key, value },
+                        _ => Op::Get { key },
+                    };
+                    if recorder.run(client_id, &mut client, op) {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut random = seed;
+    for round in 0..rounds {
+        std::thread::sleep(Duration::from_millis(800));
+        let isolated = if round % 2 == 0 {
+            cluster.wait_for_leader(Duration::from_secs(20))
+        } else {
+            1 + next_random(&mut random) % 3
+        };
+        let rest: Vec<u64> = (1..=3).filter(|&id| id != isolated).collect();
+        eprintln!("round {round}: partition [{isolated}] | {rest:?}");
+        let before = acknowledged.load(Ordering::Relaxed);
+        proxy.partition(&[&[isolated], &rest]);
+        let cut_at = Instant::now();
+        if round % 2 == 0 {
+            // The proxy really partitions: the majority elects a leader of its own.
+            let elected = loop {
+                let found = rest
+                    .iter()
+                    .copied()
+                    .find(|&id| cluster.info(id).is_some_and(|view| view.role == "leader"));
+                if found.is_some() || cut_at.elapsed() > Duration::from_secs(15) {
+                    break found;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            assert!(
+                elected.is_some(),
+                "the majority {rest:?} elected no leader with node {isolated} cut off\n{}",
+                cluster.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2500).saturating_sub(cut_at.elapsed()));
+        let during = acknowledged.load(Ordering::Relaxed) - before;
+        eprintln!("round {round}: {during} operations acknowledged during the partition");
+        proxy.heal();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Release);
+    for worker in workers {
+        worker.join().expect("client thread");
+    }
+    // Final linearizable reads of every key through the healed cluster.
+    let leader = cluster.wait_ready(Duration::from_secs(30));
+    let mut reader = cluster.client_starting_at(leader);
+    for key in 0..KEYS {
+        let op = Op::Get {
+            key: format!("p{key}").into_bytes(),
+        };
+        assert!(recorder.run(99, &mut reader, op), "final read failed");
+    }
+    let history = recorder.history.lock().unwrap();
+    let result = check(&history, CheckLimits::default());
+    eprintln!(
+        "{} operations recorded, {} acknowledged; checker: {result}",
+        history.len(),
+        acknowledged.load(Ordering::Relaxed)
+    );
+    assert!(
+        acknowledged.load(Ordering::Relaxed) > 100,
+        "too few operations were acknowledged: the test proves nothing\n{}",
+        cluster.logs()
+    );
+    assert!(
+        result.is_ok(),
+        "client history under partitions is not linearizable (KETCH_FAULT_SEED={seed}): \
+         {result}\n{}",
+        cluster.logs()
+    );
+    drop(proxy);
+    done.store(true, Ordering::Release);
+}
