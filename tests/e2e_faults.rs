@@ -2,13 +2,20 @@
 //! linearizability checker on histories recorded from real RESP clients.
 //!
 //! - `kill9_loop_under_load_is_linearizable`: SIGKILL of random nodes (the leader on every
-//!   other round) and restarts, in a loop, under appends, puts and reads from several clients.
+//!   other round) and restarts, and every third round a SIGSTOP/SIGCONT pause of the leader
+//!   longer than an election timeout, in a loop, under appends, puts and reads from several
+//!   clients.
 //! - `paused_leader_serves_no_stale_read_and_loses_no_write`: SIGSTOP of the leader for longer
 //!   than an election timeout; requests that reached it while it was paused are answered only
 //!   after it resumes, and must be neither stale reads nor writes that are later lost.
 //!
 //! Reproduce with `cargo test --release --test e2e_faults <name> -- --nocapture`;
 //! `KETCH_FAULT_ROUNDS` sets the kill loop's rounds (default 4), `KETCH_FAULT_SEED` its seed.
+//!
+//! Soak mode: `KETCH_SOAK_SECS=N` keeps the loop going for N seconds (rounds beyond the
+//! default), with fresh keys every other round so the checker's work stays bounded per key,
+//! and prints a summary; e.g. `KETCH_SOAK_SECS=3600 cargo test --release --test e2e_faults
+//! kill9 -- --nocapture`.
 
 #[path = "e2e/support.rs"]
 mod support;
@@ -31,6 +38,11 @@ fn next_random(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Seconds of soak requested with `KETCH_SOAK_SECS` (0: the default, short run).
+fn soak_secs() -> u64 {
+    env_u64("KETCH_SOAK_SECS", 0)
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -94,10 +106,14 @@ fn fault_client_options() -> ClientOptions {
 
 #[test]
 fn kill9_loop_under_load_is_linearizable() {
-    let done = support::watchdog("kill9_loop", Duration::from_secs(170));
+    let soak = Duration::from_secs(soak_secs());
+    let done = support::watchdog("kill9_loop", Duration::from_secs(170) + soak * 2);
     let rounds = env_u64("KETCH_FAULT_ROUNDS", 4);
     let seed = env_u64("KETCH_FAULT_SEED", 0x6b37);
-    eprintln!("kill9 loop: {rounds} rounds, KETCH_FAULT_SEED={seed}");
+    eprintln!("kill9 loop: {rounds} rounds, soak {soak:?}, KETCH_FAULT_SEED={seed}");
+    let started = Instant::now();
+    // Keys are renamed every other round, so each key's history spans about two rounds.
+    let key_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut cluster = TestCluster::start(3);
     let history = Arc::new(Mutex::new(History::new()));
     let epoch = Instant::now();
@@ -112,6 +128,8 @@ fn kill9_loop_under_load_is_linearizable() {
                 last_ns: Arc::clone(&last_ns),
             };
             let stop = Arc::clone(&stop);
+            let key_epoch = Arc::clone(&key_epoch);
+            let ops_max = if soak.is_zero() { 5_000 } else { u64::MAX };
             let mut addrs = addrs.clone();
             let nodes = addrs.len();
             addrs.rotate_left(client_id as usize % nodes);
@@ -119,12 +137,14 @@ fn kill9_loop_under_load_is_linearizable() {
                 let mut client =
                     Client::connect_with(&addrs, fault_client_options()).expect("connect a client");
                 let mut random = seed ^ client_id.wrapping_mul(0x1234_5678_9ABC);
-                // Bounded: until the flag, at most 5,000 operations per client.
-                for seq in 0..5_000u64 {
+                // Bounded: until the flag, at most 5,000 operations per client (soak: until
+                // the flag, which the soak deadline sets).
+                for seq in 0..ops_max {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
-                    let key = format!("k{}", next_random(&mut random) % KEYS).into_bytes();
+                    let epoch = key_epoch.load(Ordering::Acquire);
+                    let key = format!("k{epoch}.{}", next_random(&mut random) % KEYS).into_bytes();
                     // Distinct, delimited values let the checker tell which unknown writes
                     // took effect (see ketch::history).
                     let value = format!("<{client_id}.{seq}>").into_bytes();
@@ -140,17 +160,34 @@ fn kill9_loop_under_load_is_linearizable() {
         .collect();
 
     let mut random = seed;
-    for round in 0..rounds {
+    let mut round = 0;
+    let (mut kills, mut pauses) = (0, 0);
+    // Bounded: `rounds`, or until the soak time has passed.
+    while round < rounds || started.elapsed() < soak {
         std::thread::sleep(Duration::from_millis(1200));
-        let victim = if round % 2 == 0 {
-            cluster.wait_for_leader(Duration::from_secs(20))
+        key_epoch.store(round / 2, Ordering::Release);
+        if round % 3 == 2 {
+            let leader = cluster.wait_for_leader(Duration::from_secs(20));
+            eprintln!("round {round}: SIGSTOP leader {leader} past the election timeout");
+            cluster.send_signal(leader, Signal::SIGSTOP);
+            std::thread::sleep(Duration::from_millis(
+                1000 + next_random(&mut random) % 1000,
+            ));
+            cluster.send_signal(leader, Signal::SIGCONT);
+            pauses += 1;
         } else {
-            1 + next_random(&mut random) % 3
-        };
-        eprintln!("round {round}: kill -9 node {victim}");
-        cluster.kill9(victim);
-        std::thread::sleep(Duration::from_millis(400 + next_random(&mut random) % 800));
-        cluster.spawn(victim);
+            let victim = if round % 2 == 0 {
+                cluster.wait_for_leader(Duration::from_secs(20))
+            } else {
+                1 + next_random(&mut random) % 3
+            };
+            eprintln!("round {round}: kill -9 node {victim}");
+            cluster.kill9(victim);
+            std::thread::sleep(Duration::from_millis(400 + next_random(&mut random) % 800));
+            cluster.spawn(victim);
+            kills += 1;
+        }
+        round += 1;
     }
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Release);
@@ -166,19 +203,21 @@ fn kill9_loop_under_load_is_linearizable() {
         epoch,
         last_ns,
     };
-    for key in 0..KEYS {
-        recorder.run(
-            99,
-            &mut reader,
-            Op::Get {
-                key: format!("k{key}").into_bytes(),
-            },
-        );
+    let last_epoch = key_epoch.load(Ordering::Acquire);
+    for epoch in 0..=last_epoch {
+        for key in 0..KEYS {
+            let key = format!("k{epoch}.{key}").into_bytes();
+            recorder.run(99, &mut reader, Op::Get { key });
+        }
     }
     let history = history.lock().unwrap();
     let completed = history.len();
     let result = check(&history, CheckLimits::default());
-    eprintln!("{completed} operations recorded; checker: {result}");
+    eprintln!(
+        "summary: {round} rounds ({kills} kill -9, {pauses} leader pauses) in {:?}; \
+         {completed} operations recorded; checker: {result}",
+        started.elapsed()
+    );
     assert!(completed > 200, "too few operations ran: {completed}");
     assert!(
         result.is_ok(),

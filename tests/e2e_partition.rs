@@ -5,7 +5,8 @@
 //! Each round isolates one node (the leader on even rounds, so a deposed leader keeps clients
 //! on the minority side), then heals. Reproduce with
 //! `cargo test --release --test e2e_partition -- --nocapture`; `KETCH_PARTITION_ROUNDS` sets
-//! the rounds (default 3), `KETCH_FAULT_SEED` the seed.
+//! the rounds (default 3), `KETCH_FAULT_SEED` the seed. Soak mode: `KETCH_SOAK_SECS=N` keeps
+//! partitioning for N seconds, with fresh keys every round, and prints a summary.
 
 #[path = "e2e/peer_proxy.rs"]
 mod peer_proxy;
@@ -90,7 +91,10 @@ fn pinned_client(addr: SocketAddr) -> Client {
 
 #[test]
 fn partitions_with_clients_on_both_sides_are_linearizable() {
-    let done = support::watchdog("partitions", Duration::from_secs(170));
+    let soak = Duration::from_secs(env_u64("KETCH_SOAK_SECS", 0));
+    let done = support::watchdog("partitions", Duration::from_secs(170) + soak * 2);
+    let started = Instant::now();
+    let key_epoch = Arc::new(AtomicU64::new(0));
     let rounds = env_u64("KETCH_PARTITION_ROUNDS", 3);
     let seed = env_u64("KETCH_FAULT_SEED", 0x9a7);
     eprintln!("partitions: {rounds} rounds, KETCH_FAULT_SEED={seed}");
@@ -126,15 +130,19 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
             let recorder = recorder.clone();
             let stop = Arc::clone(&stop);
             let acknowledged = Arc::clone(&acknowledged);
+            let key_epoch = Arc::clone(&key_epoch);
+            let ops_max = if soak.is_zero() { 4_000 } else { u64::MAX };
             std::thread::spawn(move || {
                 let mut client = pinned_client(addr);
                 let mut random = seed ^ client_id.wrapping_mul(0x5851_F42D_4C95_7F2D);
-                // Bounded: until the flag, at most 4,000 operations per client.
-                for seq in 0..4_000u64 {
+                // Bounded: until the flag, at most 4,000 operations per client (soak: until
+                // the flag, which the soak deadline sets).
+                for seq in 0..ops_max {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
-                    let key = format!("p{}", next_random(&mut random) % KEYS).into_bytes();
+                    let epoch = key_epoch.load(Ordering::Acquire);
+                    let key = format!("p{epoch}.{}", next_random(&mut random) % KEYS).into_bytes();
                     let value = format!("<{client_id}.{seq}>").into_bytes();
                     let op = match next_random(&mut random) % 3 {
                         0 => Op::Append { key, value },
@@ -150,7 +158,10 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
         .collect();
 
     let mut random = seed;
-    for round in 0..rounds {
+    let mut round = 0;
+    // Bounded: `rounds`, or until the soak time has passed.
+    while round < rounds || started.elapsed() < soak {
+        key_epoch.store(round, Ordering::Release);
         std::thread::sleep(Duration::from_millis(800));
         let isolated = if round % 2 == 0 {
             cluster.wait_for_leader(Duration::from_secs(20))
@@ -184,6 +195,7 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
         let during = acknowledged.load(Ordering::Relaxed) - before;
         eprintln!("round {round}: {during} operations acknowledged during the partition");
         proxy.heal();
+        round += 1;
     }
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Release);
@@ -193,16 +205,21 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
     // Final linearizable reads of every key through the healed cluster.
     let leader = cluster.wait_ready(Duration::from_secs(30));
     let mut reader = cluster.client_starting_at(leader);
-    for key in 0..KEYS {
-        let op = Op::Get {
-            key: format!("p{key}").into_bytes(),
-        };
-        assert!(recorder.run(99, &mut reader, op), "final read failed");
+    for epoch in 0..round {
+        for key in 0..KEYS {
+            let key = format!("p{epoch}.{key}").into_bytes();
+            assert!(
+                recorder.run(99, &mut reader, Op::Get { key }),
+                "final read failed"
+            );
+        }
     }
     let history = recorder.history.lock().unwrap();
     let result = check(&history, CheckLimits::default());
     eprintln!(
-        "{} operations recorded, {} acknowledged; checker: {result}",
+        "summary: {round} partitions in {:?}; {} operations recorded, {} acknowledged; \
+         checker: {result}",
+        started.elapsed(),
         history.len(),
         acknowledged.load(Ordering::Relaxed)
     );
