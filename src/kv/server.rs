@@ -1346,14 +1346,20 @@ fn role_name(role: Role) -> &'static str {
 
 fn info_text(status: &crate::node::NodeStatus, ctx: &Context<'_>) -> String {
     let mut text = String::with_capacity(512);
-    let members: Vec<String> = ctx.members.iter().map(|id| id.to_string()).collect();
+    // The configuration in force (it changes with KETCH.ADDLEARNER and friends); the list
+    // given at start only while the node has none yet (it joins).
+    let members: Vec<String> = if status.members.is_empty() {
+        ctx.members.iter().map(|id| id.to_string()).collect()
+    } else {
+        status.members.keys().map(|id| id.to_string()).collect()
+    };
     let _ = write!(
         text,
         "# Server\r\nketch_version:{}\r\nnode_id:{}\r\n\r\n\
          # Clients\r\nconnected_clients:{}\r\n\r\n\
          # Replication\r\nrole:{}\r\nterm:{}\r\nleader_id:{}\r\ncommit_index:{}\r\n\
          applied_index:{}\r\nlast_index:{}\r\nmembers:{}\r\nconnected_peers:{}\r\n\
-         participating:{}\r\n\r\n\
+         participating:{}\r\nremoved:{}\r\n\r\n\
          # Persistence\r\nfsyncs:{}\r\nentries_written:{}\r\nwrite_items:{}\r\n\
          disk_stalled:{}\r\n",
         env!("CARGO_PKG_VERSION"),
@@ -1370,6 +1376,7 @@ fn info_text(status: &crate::node::NodeStatus, ctx: &Context<'_>) -> String {
         members.join(","),
         status.connected_peers.len(),
         u8::from(status.participating),
+        u8::from(status.removed),
         status.writer.fsyncs,
         status.writer.entries_written,
         status.writer.items_written,
