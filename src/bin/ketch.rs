@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ketch::cli::{bench, local_cluster, serve};
+use ketch::cli::{admin, bench, local_cluster, serve};
 use ketch::inspect::{self, dump, stat, verify, InspectError};
 
 /// Ketch: a Raft-replicated, durable log.
@@ -41,6 +41,9 @@ enum Command {
     /// Measure a running cluster: throughput and HDR latency percentiles of SET, GET or INCR
     /// through the Rust client (exit 1 if any request failed).
     Bench(bench::BenchArgs),
+    /// Change a running cluster's membership (add-learner, promote, remove, transfer) or list
+    /// its members; replies once the change is committed.
+    Admin(admin::AdminArgs),
     /// Inspect a write-ahead log directory (segments, entries, snapshots). Read-only: never
     /// creates, repairs or deletes anything.
     #[command(
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => return exit_with(serve::run(&args)),
         Command::Cluster(args) => return exit_with(local_cluster::run(&args)),
         Command::Bench(args) => return exit_with(bench::run(&args)),
+        Command::Admin(args) => return exit_with(admin::run(&args)),
         Command::Wal(command) => command,
     };
     let stdout = std::io::stdout();

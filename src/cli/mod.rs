@@ -2,6 +2,7 @@
 //!
 //! - [`serve`]: `ketch serve`, one node of the replicated key-value service in the foreground.
 //! - [`local_cluster`]: `ketch cluster`, a local cluster of `ketch serve` child processes.
+//! - [`admin`]: `ketch admin`, the membership admin commands through [`crate::client`].
 //! - [`bench`]: `ketch bench`, a load generator on [`crate::client`] with HDR latency figures.
 //! - [`cluster_spec`]: the `--cluster` list and the cluster id derived from it.
 //! - [`logging`]: `-v` / `RUST_LOG` handling.
@@ -12,6 +13,7 @@
 //! Redis' 6379, so a local Redis can run beside it for comparisons). `ketch cluster` puts node
 //! `N`'s peer address on `127.0.0.1:(7000 + N)`.
 
+pub mod admin;
 pub mod bench;
 pub mod cluster_spec;
 pub mod local_cluster;
