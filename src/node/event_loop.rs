@@ -1050,6 +1050,12 @@ impl EventLoop {
                     i += 1;
                 }
             }
+            if !answered.is_empty() {
+                // Published first: a caller told "committed" who then reads the status sees
+                // the configuration it was told about.
+                self.publish_status(state);
+                state.next_status_at = Instant::now() + STATUS_PERIOD;
+            }
             for (change, outcome) in answered {
                 change.done.complete(outcome);
             }
