@@ -17,82 +17,26 @@
 //! and prints a summary; e.g. `KETCH_SOAK_SECS=3600 cargo test --release --test e2e_faults
 //! kill9 -- --nocapture`.
 
+#[path = "e2e/recorder.rs"]
+mod recorder;
 #[path = "e2e/support.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ketch::client::{Client, ClientOptions};
-use ketch::history::{check, CheckLimits, History, Op, Outcome};
+use ketch::history::{check, CheckLimits, Op};
 use nix::sys::signal::Signal;
+use recorder::{env_u64, next_random, Recorder};
 use support::{RawConnection, TestCluster};
 
 const KEYS: u64 = 6;
 
-/// A splitmix64 step: the test's only randomness, seeded and printed.
-fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Seconds of soak requested with `KETCH_SOAK_SECS` (0: the default, short run).
 fn soak_secs() -> u64 {
     env_u64("KETCH_SOAK_SECS", 0)
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Records one client's operations into the shared history, stamped with nanoseconds since
-/// `epoch` (strictly increasing under the lock, so one client's return precedes its next call).
-struct Recorder {
-    history: Arc<Mutex<History>>,
-    epoch: Instant,
-    last_ns: Arc<Mutex<u64>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        let mut last = self.last_ns.lock().unwrap();
-        let ns = (self.epoch.elapsed().as_nanos() as u64).max(*last + 1);
-        *last = ns;
-        ns
-    }
-
-    fn run(&self, client_id: u64, client: &mut Client, op: Op) {
-        let id = {
-            let time = self.now();
-            self.history
-                .lock()
-                .unwrap()
-                .invoke(client_id, op.clone(), time)
-        };
-        let outcome = match &op {
-            Op::Get { key } => match client.get(key) {
-                Ok(value) => Outcome::Get(value),
-                Err(_) => Outcome::Unknown,
-            },
-            Op::Put { key, value } => match client.set(key, value) {
-                Ok(()) => Outcome::Put,
-                Err(_) => Outcome::Unknown,
-            },
-            Op::Append { key, value } => match client.append(key, value) {
-                Ok(_) => Outcome::Append,
-                Err(_) => Outcome::Unknown,
-            },
-        };
-        let time = self.now();
-        self.history.lock().unwrap().complete(id, outcome, time);
-    }
 }
 
 fn fault_client_options() -> ClientOptions {
@@ -115,18 +59,12 @@ fn kill9_loop_under_load_is_linearizable() {
     // Keys are renamed every other round, so each key's history spans about two rounds.
     let key_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut cluster = TestCluster::start(3);
-    let history = Arc::new(Mutex::new(History::new()));
-    let epoch = Instant::now();
-    let last_ns = Arc::new(Mutex::new(0));
+    let recorder = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
     let addrs = cluster.client_addrs();
     let workers: Vec<_> = (1..=4u64)
         .map(|client_id| {
-            let recorder = Recorder {
-                history: Arc::clone(&history),
-                epoch,
-                last_ns: Arc::clone(&last_ns),
-            };
+            let recorder = recorder.clone();
             let stop = Arc::clone(&stop);
             let key_epoch = Arc::clone(&key_epoch);
             let ops_max = if soak.is_zero() { 5_000 } else { u64::MAX };
@@ -198,11 +136,6 @@ fn kill9_loop_under_load_is_linearizable() {
     // Every acknowledged append must be in the final values, read linearizably.
     cluster.wait_ready(Duration::from_secs(30));
     let mut reader = Client::connect_with(&addrs, support::test_client_options()).unwrap();
-    let recorder = Recorder {
-        history: Arc::clone(&history),
-        epoch,
-        last_ns,
-    };
     let last_epoch = key_epoch.load(Ordering::Acquire);
     for epoch in 0..=last_epoch {
         for key in 0..KEYS {
@@ -210,7 +143,7 @@ fn kill9_loop_under_load_is_linearizable() {
             recorder.run(99, &mut reader, Op::Get { key });
         }
     }
-    let history = history.lock().unwrap();
+    let history = recorder.history.lock().unwrap();
     let completed = history.len();
     let result = check(&history, CheckLimits::default());
     eprintln!(

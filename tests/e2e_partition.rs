@@ -10,73 +10,23 @@
 
 #[path = "e2e/peer_proxy.rs"]
 mod peer_proxy;
+#[path = "e2e/recorder.rs"]
+mod recorder;
 #[path = "e2e/support.rs"]
 mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ketch::client::{Client, ClientOptions};
-use ketch::history::{check, CheckLimits, History, Op, Outcome};
+use ketch::history::{check, CheckLimits, Op};
 use peer_proxy::PeerProxy;
+use recorder::{env_u64, next_random, Recorder};
 use support::TestCluster;
 
 const KEYS: u64 = 5;
-
-fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Shared recording state: the history and a strictly increasing clock.
-#[derive(Clone)]
-struct Recorder {
-    history: Arc<Mutex<History>>,
-    epoch: Instant,
-    last_ns: Arc<Mutex<u64>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        let mut last = self.last_ns.lock().unwrap();
-        let ns = (self.epoch.elapsed().as_nanos() as u64).max(*last + 1);
-        *last = ns;
-        ns
-    }
-
-    /// Runs `op` and records it; true if it was acknowledged.
-    fn run(&self, client_id: u64, client: &mut Client, op: Op) -> bool {
-        let id = {
-            let time = self.now();
-            self.history
-                .lock()
-                .unwrap()
-                .invoke(client_id, op.clone(), time)
-        };
-        let outcome = match &op {
-            Op::Get { key } => client.get(key).map(Outcome::Get),
-            Op::Put { key, value } => client.set(key, value).map(|()| Outcome::Put),
-            Op::Append { key, value } => client.append(key, value).map(|_| Outcome::Append),
-        }
-        .unwrap_or(Outcome::Unknown);
-        let acknowledged = outcome != Outcome::Unknown;
-        let time = self.now();
-        self.history.lock().unwrap().complete(id, outcome, time);
-        acknowledged
-    }
-}
 
 /// A client that only ever talks to `addr` (one side of a partition), giving up quickly so
 /// it keeps issuing operations while its side has no leader.
@@ -114,11 +64,7 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
     }
     cluster.wait_ready(Duration::from_secs(30));
 
-    let recorder = Recorder {
-        history: Arc::new(Mutex::new(History::new())),
-        epoch: Instant::now(),
-        last_ns: Arc::new(Mutex::new(0)),
-    };
+    let recorder = Recorder::new();
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(AtomicU64::new(0));
     // One client pinned to each node: whichever node is cut off, a client is on its side.

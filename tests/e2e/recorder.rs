@@ -1,0 +1,81 @@
+//! Recording real clients' operations for the linearizability checker (`ketch::history`), and
+//! the fault loops' seeded randomness and environment knobs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ketch::client::Client;
+use ketch::history::{History, Op, Outcome};
+
+/// A splitmix64 step: the fault loops' only randomness, seeded and printed.
+pub fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The environment variable `name` as a number, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A history shared by client threads, stamped with nanoseconds since its start. The clock is
+/// strictly increasing under the lock, so one client's return precedes its next call.
+#[derive(Clone)]
+pub struct Recorder {
+    /// The recorded history.
+    pub history: Arc<Mutex<History>>,
+    epoch: Instant,
+    last_ns: Arc<Mutex<u64>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// An empty history starting now.
+    pub fn new() -> Recorder {
+        Recorder {
+            history: Arc::new(Mutex::new(History::new())),
+            epoch: Instant::now(),
+            last_ns: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        let mut last = self.last_ns.lock().unwrap();
+        let ns = (self.epoch.elapsed().as_nanos() as u64).max(*last + 1);
+        *last = ns;
+        ns
+    }
+
+    /// Runs `op` through `client` and records its call and return; true if it was
+    /// acknowledged. Any error is recorded as `Unknown` (it may or may not have taken effect).
+    pub fn run(&self, client_id: u64, client: &mut Client, op: Op) -> bool {
+        let id = {
+            let time = self.now();
+            self.history
+                .lock()
+                .unwrap()
+                .invoke(client_id, op.clone(), time)
+        };
+        let outcome = match &op {
+            Op::Get { key } => client.get(key).map(Outcome::Get),
+            Op::Put { key, value } => client.set(key, value).map(|()| Outcome::Put),
+            Op::Append { key, value } => client.append(key, value).map(|_| Outcome::Append),
+        }
+        .unwrap_or(Outcome::Unknown);
+        let acknowledged = outcome != Outcome::Unknown;
+        let time = self.now();
+        self.history.lock().unwrap().complete(id, outcome, time);
+        acknowledged
+    }
+}
