@@ -2,8 +2,9 @@
 //! (`tests/e2e/peer_proxy.rs`), with clients on both sides of each partition; the recorded
 //! client history must be linearizable (no acknowledged write lost, no stale read).
 //!
-//! Each round isolates one node (the leader on even rounds, so a deposed leader keeps clients
-//! on the minority side), then heals. Reproduce with
+//! Rounds cycle through three faults, then heal: isolate the leader (a deposed leader keeps
+//! clients on the minority side), isolate a random node, and a flaky network where every link
+//! drops 10% of Raft messages and delays frames by up to 10 ms. Reproduce with
 //! `cargo test --release --test e2e_partition -- --nocapture`; `KETCH_PARTITION_ROUNDS` sets
 //! the rounds (default 3), `KETCH_FAULT_SEED` the seed. Soak mode: `KETCH_SOAK_SECS=N` keeps
 //! partitioning for N seconds, with fresh keys every round, and prints a summary.
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ketch::client::{Client, ClientOptions};
 use ketch::history::{check, CheckLimits, Op};
-use peer_proxy::PeerProxy;
+use peer_proxy::{Flaky, PeerProxy};
 use recorder::{env_u64, next_random, Recorder};
 use support::TestCluster;
 
@@ -109,7 +110,31 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
     while round < rounds || started.elapsed() < soak {
         key_epoch.store(round, Ordering::Release);
         std::thread::sleep(Duration::from_millis(800));
-        let isolated = if round % 2 == 0 {
+        if round % 3 == 2 {
+            let before = acknowledged.load(Ordering::Relaxed);
+            let dropped_before = proxy.dropped_frames();
+            eprintln!(
+                "round {round}: flaky links (10% of Raft messages dropped, up to 10 ms delay)"
+            );
+            proxy.set_flaky(Flaky {
+                drop_per_mille: 100,
+                delay_max: Duration::from_millis(10),
+            });
+            std::thread::sleep(Duration::from_millis(3000));
+            proxy.heal();
+            let during = acknowledged.load(Ordering::Relaxed) - before;
+            let dropped = proxy.dropped_frames() - dropped_before;
+            eprintln!(
+                "round {round}: {during} operations acknowledged, {dropped} messages dropped"
+            );
+            assert!(
+                dropped > 0,
+                "the flaky round dropped nothing: it tested nothing"
+            );
+            round += 1;
+            continue;
+        }
+        let isolated = if round % 3 == 0 {
             cluster.wait_for_leader(Duration::from_secs(20))
         } else {
             1 + next_random(&mut random) % 3
@@ -119,7 +144,7 @@ fn partitions_with_clients_on_both_sides_are_linearizable() {
         let before = acknowledged.load(Ordering::Relaxed);
         proxy.partition(&[&[isolated], &rest]);
         let cut_at = Instant::now();
-        if round % 2 == 0 {
+        if round % 3 == 0 {
             // The proxy really partitions: the majority elects a leader of its own.
             let elected = loop {
                 let found = rest

@@ -8,19 +8,41 @@
 //! partition as the nodes see it (connections reset, reconnects refused), with no change to the
 //! nodes themselves.
 //!
-//! Bounds: two relay threads per live connection (a cluster of n nodes has at most about
-//! 2·n·(n−1) peer connections), one acceptor thread per node, 64 KiB relay buffers.
+//! [`PeerProxy::set_flaky`] makes every link lossy and slow instead: each Raft message frame
+//! (kind 2) is dropped with a given probability and every frame is held for a random delay, in
+//! order (a TCP stream cannot reorder). Handshakes and forwarded client requests are delayed
+//! but never dropped: Raft must tolerate lost messages, which is what this exercises, while a
+//! lost forward would only show as a client timeout, which partitions already cause.
+//!
+//! Bounds: four relay threads per live connection (a reader and a delay-line writer per
+//! direction; a cluster of n nodes has at most about 2·n·(n−1) peer connections), one acceptor thread per node, 64 KiB relay buffers, at most
+//! [`DELAY_LINE_FRAMES`] frames held per direction.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ketch::wire::message::{decode_handshake, FRAME_KIND_HANDSHAKE};
-use ketch::wire::FrameDecoder;
+use ketch::wire::frame::MAX_FRAME_PAYLOAD_BYTES;
+use ketch::wire::message::{decode_handshake, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT};
+use ketch::wire::{encode_frame, FrameDecoder};
+
+/// Frames in flight per direction of a flaky link; a full line blocks the reader (TCP
+/// backpressure to the sender), so memory stays bounded.
+pub const DELAY_LINE_FRAMES: usize = 1024;
+
+/// How a flaky link misbehaves.
+#[derive(Clone, Copy, Debug)]
+pub struct Flaky {
+    /// Raft message frames dropped, per thousand.
+    pub drop_per_mille: u64,
+    /// Each frame is delayed by a random time up to this (order is kept).
+    pub delay_max: Duration,
+}
 
 /// One relayed connection: the dialing node, the dialed node, and both sockets.
 struct Relay {
@@ -35,6 +57,10 @@ struct State {
     /// Directed links (from, to) that are cut.
     blocked: BTreeSet<(u64, u64)>,
     relays: Vec<Relay>,
+    /// Set: every link drops and delays frames.
+    flaky: Option<Flaky>,
+    /// Frames dropped so far.
+    dropped_frames: u64,
 }
 
 /// The proxy: one listening address per node.
@@ -72,20 +98,86 @@ fn read_handshake(stream: &mut TcpStream) -> Option<(Vec<u8>, u64)> {
     None
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+/// A small xorshift generator: the proxy's faults need no quality, only no dependency.
+fn next_random(state: &AtomicU64) -> u64 {
+    let mut x = state.load(Ordering::Relaxed);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    state.store(x, Ordering::Relaxed);
+    x
+}
+
+/// Relays `from` to `to` frame by frame, dropping and delaying frames while the proxy is
+/// flaky. Ends when either side closes or the stream is not frames.
+fn pump(state: Arc<Mutex<State>>, random: Arc<AtomicU64>, mut from: TcpStream, to: TcpStream) {
+    let (line, delayed) = sync_channel::<(Instant, Vec<u8>)>(DELAY_LINE_FRAMES);
+    let writer_to = to.try_clone();
+    let writer = std::thread::spawn(move || {
+        if let Ok(to) = writer_to {
+            deliver(delayed, to);
+        }
+    });
+    let mut decoder = FrameDecoder::new(MAX_FRAME_PAYLOAD_BYTES);
     let mut buffer = vec![0u8; 64 << 10];
-    loop {
-        match from.read(&mut buffer) {
+    let mut last_delivery = Instant::now();
+    'relay: loop {
+        let n = match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buffer[..n]).is_err() {
-                    break;
+            Ok(n) => n,
+        };
+        let mut fed = 0;
+        while fed < n {
+            fed += decoder.feed(&buffer[fed..n]);
+            loop {
+                let (kind, payload) = match decoder.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(_) => break 'relay,
+                };
+                let flaky = state.lock().unwrap().flaky;
+                let mut deliver_at = Instant::now();
+                if let Some(flaky) = flaky {
+                    if kind == FRAME_KIND_RAFT && next_random(&random) % 1000 < flaky.drop_per_mille
+                    {
+                        state.lock().unwrap().dropped_frames += 1;
+                        continue;
+                    }
+                    let delay_max_us = flaky.delay_max.as_micros() as u64;
+                    if delay_max_us > 0 {
+                        deliver_at += Duration::from_micros(next_random(&random) % delay_max_us);
+                    }
+                }
+                // A stream keeps its order: never deliver before the frame ahead.
+                deliver_at = deliver_at.max(last_delivery);
+                last_delivery = deliver_at;
+                let mut frame = Vec::with_capacity(payload.len() + 12);
+                if encode_frame(kind, &payload, &mut frame).is_err()
+                    || line.send((deliver_at, frame)).is_err()
+                {
+                    break 'relay;
                 }
             }
         }
     }
+    drop(line);
+    let _ = writer.join();
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
+}
+
+/// Writes each frame of the delay line at its delivery time.
+fn deliver(delayed: Receiver<(Instant, Vec<u8>)>, mut to: TcpStream) {
+    for (deliver_at, frame) in delayed {
+        let now = Instant::now();
+        if deliver_at > now {
+            std::thread::sleep(deliver_at - now);
+        }
+        if to.write_all(&frame).is_err() {
+            let _ = to.shutdown(Shutdown::Both);
+            return;
+        }
+    }
 }
 
 fn handle(state: Arc<Mutex<State>>, mut inbound: TcpStream, to: u64, target: SocketAddr) {
@@ -129,8 +221,14 @@ fn handle(state: Arc<Mutex<State>>, mut inbound: TcpStream, to: u64, target: Soc
             outbound: out_clone,
         });
     }
-    let forward = std::thread::spawn(move || pump(in_pump, out_pump));
-    pump(outbound, inbound);
+    let random = Arc::new(AtomicU64::new(
+        0x9E37_79B9_7F4A_7C15 ^ from.wrapping_mul(0x1000_0001) ^ to,
+    ));
+    let forward = {
+        let (state, random) = (Arc::clone(&state), Arc::clone(&random));
+        std::thread::spawn(move || pump(state, random, in_pump, out_pump))
+    };
+    pump(state, random, outbound, inbound);
     let _ = forward.join();
 }
 
@@ -196,9 +294,21 @@ impl PeerProxy {
         });
     }
 
-    /// Restores every link.
+    /// Restores every link (cut or flaky).
     pub fn heal(&self) {
-        self.state.lock().unwrap().blocked.clear();
+        let mut state = self.state.lock().unwrap();
+        state.blocked.clear();
+        state.flaky = None;
+    }
+
+    /// Makes every link drop and delay frames (see the module docs) until [`heal`](Self::heal).
+    pub fn set_flaky(&self, flaky: Flaky) {
+        self.state.lock().unwrap().flaky = Some(flaky);
+    }
+
+    /// Raft message frames dropped so far.
+    pub fn dropped_frames(&self) -> u64 {
+        self.state.lock().unwrap().dropped_frames
     }
 }
 
