@@ -6,34 +6,20 @@
 //! `redis-benchmark` against an in-process cluster and prints its report (no assertion on
 //! speed).
 
+#[path = "harness/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ketch::kv::resp::{encode_request, Limits, Reply, ReplyParser};
 use ketch::kv::{KvService, ServiceConfig, SessionId};
 use ketch::node::NodeConfig;
 use ketch::raft::Role;
-
-fn watchdog(name: &'static str, limit: Duration) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&done);
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("watchdog: test {name} ran past {limit:?}; aborting");
-        std::process::exit(101);
-    });
-    done
-}
 
 struct KvCluster {
     services: BTreeMap<u64, KvService>,

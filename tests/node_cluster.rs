@@ -4,6 +4,10 @@
 //! bound, so a hang fails loudly instead of blocking CI. Reproduce one with
 //! `cargo test --test node_cluster <name> -- --nocapture`.
 
+#[path = "harness/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -53,23 +57,6 @@ fn decode(bytes: &[u8]) -> Vec<u64> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
         .collect()
-}
-
-fn watchdog(name: &'static str, limit: Duration) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&done);
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("watchdog: test {name} ran past {limit:?}; aborting");
-        std::process::exit(101);
-    });
-    done
 }
 
 struct Cluster {

@@ -20,29 +20,23 @@ use ketch::client::{Client, ClientOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+#[path = "../harness/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog_with;
+
 /// Pids of every child started by this test process, for the watchdog.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// Aborts the process (after killing every child node) if the test runs past `limit`. Keep
 /// the returned flag and set it when the test ends.
 pub fn watchdog(name: &'static str, limit: Duration) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&done);
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("watchdog: test {name} ran past {limit:?}; killing its nodes and aborting");
-        for &pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-        std::process::exit(101);
-    });
-    done
+    watchdog_with(name, limit, kill_children)
+}
+
+fn kill_children() {
+    for &pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
 }
 
 /// Client options for tests: short connection waits, generous total retry time.
