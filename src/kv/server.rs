@@ -371,14 +371,20 @@ impl Batches {
         }
     }
 
+    /// Records a batch about to be sent to the node and whose replies go to `targets`: its id
+    /// and the queue its completion callback pushes to.
+    fn register_batch(&mut self, targets: Vec<Target>) -> (u64, Arc<CompletionQueue>) {
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.inflight.insert(batch_id, targets);
+        (batch_id, Arc::clone(&self.completions))
+    }
+
     fn submit_writes(&mut self) {
         let Some(open) = self.writes.take() else {
             return;
         };
-        let batch_id = self.next_batch_id;
-        self.next_batch_id += 1;
-        self.inflight.insert(batch_id, open.targets);
-        let completions = Arc::clone(&self.completions);
+        let (batch_id, completions) = self.register_batch(open.targets);
         self.node.submit_with(open.encoder.finish(), move |result| {
             completions.push(Completion {
                 batch_id,
@@ -389,10 +395,7 @@ impl Batches {
 
     /// Sends a membership change or transfer to the node; its reply is one result.
     fn submit_admin(&mut self, command: AdminCommand, target: Target) {
-        let batch_id = self.next_batch_id;
-        self.next_batch_id += 1;
-        self.inflight.insert(batch_id, vec![target]);
-        let completions = Arc::clone(&self.completions);
+        let (batch_id, completions) = self.register_batch(vec![target]);
         let done = move |result: Result<(), ChangeError>| {
             let reply = change_reply(&result);
             // A result list of one (see `command::split_results`): u32 length, bytes.
@@ -416,10 +419,7 @@ impl Batches {
         let Some(open) = self.reads.take() else {
             return;
         };
-        let batch_id = self.next_batch_id;
-        self.next_batch_id += 1;
-        self.inflight.insert(batch_id, open.targets);
-        let completions = Arc::clone(&self.completions);
+        let (batch_id, completions) = self.register_batch(open.targets);
         self.node.read_with(open.encoder.finish(), move |result| {
             completions.push(Completion {
                 batch_id,
