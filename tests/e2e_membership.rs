@@ -294,3 +294,126 @@ fn grow_promote_remove_the_leader_under_writes_and_a_kill() {
     );
     watchdog.store(true, Ordering::Release);
 }
+
+/// Runs `ketch admin --addrs <every node's RESP address> <action...>`; returns (success,
+/// stdout + stderr).
+fn ketch_admin(cluster: &TestCluster, action: &[&str]) -> (bool, String) {
+    let addrs: Vec<String> = cluster
+        .client_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ketch"))
+        .arg("admin")
+        .arg("--addrs")
+        .arg(addrs.join(","))
+        .args(action)
+        .output()
+        .expect("run ketch admin");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Runs a `ketch admin` change until it succeeds or `done` holds for the leader's member
+/// list (a `-TIMEOUT` may have been applied; "change in progress" refusals are retried).
+fn admin_change(cluster: &TestCluster, action: &[&str], done: impl Fn(&Members) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (ok, text) = ketch_admin(cluster, action);
+        if ok {
+            assert!(text.contains("OK"), "{action:?}: {text}");
+            let list = members(cluster).1;
+            assert!(done(&list), "{action:?} answered OK; members {list:?}");
+            return;
+        }
+        if done(&members(cluster).1) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ketch admin {action:?} not done: {text}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn demote_a_voter_to_learner_and_promote_it_back_with_ketch_admin_under_writes() {
+    let watchdog = support::watchdog("demote", Duration::from_secs(120));
+    let cluster = TestCluster::start(3);
+    let leader = cluster.wait_for_leader(Duration::from_secs(20));
+    let demoted = (1..=3).find(|&id| id != leader).unwrap();
+    let stays = (1..=3).find(|&id| id != leader && id != demoted).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let client = cluster.client_starting_at(stays);
+    let writer = {
+        let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+        std::thread::spawn(move || writer(client, stop, acked))
+    };
+    wait_acked(&cluster, &acked, 30);
+
+    // Over RESP on a follower: refused, certainly not applied.
+    let refused = RawConnection::open(cluster.node(demoted).client_addr)
+        .call(&[b"KETCH.DEMOTE", leader.to_string().as_bytes()]);
+    assert!(
+        refused.starts_with(b"-TRYAGAIN not applied: not the leader"),
+        "{}",
+        String::from_utf8_lossy(&refused)
+    );
+    // Demoting a node that is no voter is refused by the leader (not applied).
+    let not_member =
+        RawConnection::open(cluster.node(leader).client_addr).call(&[b"KETCH.DEMOTE", b"99"]);
+    assert!(
+        not_member.starts_with(b"-ERR ") && not_member.ends_with(b"not applied\r\n"),
+        "{}",
+        String::from_utf8_lossy(&not_member)
+    );
+
+    let id_text = demoted.to_string();
+    admin_change(&cluster, &["demote", &id_text], |m| {
+        m.get(&demoted).is_some_and(|(role, _)| role == "learner")
+    });
+    let (_, list) = members(&cluster);
+    assert_eq!(voters(&list).len(), 2, "{list:?}");
+    assert_eq!(list.len(), 3, "the demoted node stays a member: {list:?}");
+    // Writes still commit, and the learner keeps replicating.
+    wait_acked(&cluster, &acked, 50);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = members(&cluster);
+        let leader_last = list.values().filter_map(|(_, m)| *m).max().unwrap_or(0);
+        if list[&demoted].1.is_some_and(|m| m + 50 >= leader_last) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "learner {demoted} does not replicate: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    admin_change(&cluster, &["promote", &id_text], |m| {
+        voters(m).contains(&demoted)
+    });
+    assert_eq!(voters(&members(&cluster).1).len(), 3);
+    wait_acked(&cluster, &acked, 50);
+    stop.store(true, Ordering::Release);
+    writer.join().expect("writer thread");
+
+    let acked = acked.lock().unwrap().clone();
+    let mut client = cluster.client_starting_at(stays);
+    for i in &acked {
+        let value = client
+            .get(format!("w{i}"))
+            .expect("read an acknowledged write");
+        assert_eq!(value, Some(i.to_string().into_bytes()), "write w{i} lost");
+    }
+    watchdog.store(true, Ordering::Release);
+}

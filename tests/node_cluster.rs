@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ketch::node::{Node, NodeConfig, ProposeError, ReadError, StateMachine};
-use ketch::raft::Role;
+use ketch::node::{ChangeError, Node, NodeConfig, ProposeError, ReadError, StateMachine};
+use ketch::raft::{ConfChange, Membership, Role};
 use ketch_storage::FaultInjector;
 
 /// The state machine under test: the sequence of applied u64 values, in order.
@@ -133,6 +133,83 @@ impl Cluster {
             }
         };
         self.nodes.insert(id, Arc::new(node));
+    }
+
+    /// Reserves an address and a data directory for node `id`, to start later with
+    /// `start_joining`.
+    fn reserve(&mut self, id: u64) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        self.addrs.insert(id, addr);
+        let dir = self._root.path().join(format!("node-{id}"));
+        self.dirs.insert(id, dir);
+        addr
+    }
+
+    /// Starts reserved node `id` joining the running cluster (empty configuration), knowing
+    /// only the peer addresses of `contacts`.
+    fn start_joining(&mut self, id: u64, contacts: &[u64]) {
+        let mut peers: BTreeMap<u64, SocketAddr> =
+            contacts.iter().map(|c| (*c, self.addrs[c])).collect();
+        peers.insert(id, self.addrs[&id]);
+        let mut config = NodeConfig::new(id, 7, peers, self.addrs[&id]);
+        config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
+        config.propose_timeout = self.client_timeout;
+        config.read_timeout = self.client_timeout;
+        config.join = true;
+        let node = Node::start(config, &self.dirs[&id], Sequence::default())
+            .unwrap_or_else(|e| panic!("joining node {id} does not start: {e}"));
+        self.nodes.insert(id, Arc::new(node));
+    }
+
+    /// Runs a membership change on node `on` and waits for its answer.
+    fn change(
+        &self,
+        on: u64,
+        change: ConfChange,
+        peer_addr: Option<SocketAddr>,
+    ) -> Result<(), ChangeError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.nodes[&on].change_membership(change, peer_addr, move |result| {
+            let _ = tx.send(result);
+        });
+        rx.recv_timeout(self.client_timeout + Duration::from_secs(5))
+            .expect("a change is answered within its timeout")
+    }
+
+    /// Runs `change` at the leader until it is answered `Ok` or the leader's committed
+    /// configuration is `expected` (a `Timeout` or `LeaderLost` answer may have been applied),
+    /// retrying every other answer (not the leader; refused while a learner catches up or the
+    /// previous change finishes). An `Ok` must leave `expected` in force and committed at
+    /// the leader that answered. Returns that leader.
+    fn change_at_leader(
+        &self,
+        change: ConfChange,
+        peer_addr: Option<SocketAddr>,
+        expected: &Membership,
+    ) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let leader = self.leader(Duration::from_secs(10));
+            let status = self.nodes[&leader].status();
+            if status.committed_membership == *expected && status.membership == *expected {
+                return leader;
+            }
+            match self.change(leader, change.clone(), peer_addr) {
+                Ok(()) => {
+                    let status = self.nodes[&leader].status();
+                    assert_eq!(status.membership, *expected, "{change:?} answered Ok");
+                    assert_eq!(status.committed_membership, *expected, "{change:?}");
+                    return leader;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("{change:?}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{change:?} failed: {e}"),
+            }
+        }
     }
 
     fn stop(&mut self, id: u64) {
@@ -1092,6 +1169,244 @@ fn status_lists_the_members_with_their_addresses() {
             assert!(status.voter);
         }
     }
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+/// Writes `1, 2, 3, ...` through whichever of `nodes` leads until told to stop, recording
+/// the values acknowledged. The test may change `nodes` meanwhile (a node about to be
+/// removed is taken out first: it would answer errors).
+fn spawn_writer(
+    nodes: Arc<Mutex<BTreeMap<u64, Arc<Node>>>>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut value = 0;
+        while !stop.load(Ordering::Acquire) {
+            value += 1;
+            let targets = nodes.lock().unwrap().clone();
+            if propose_on(&targets, value, Duration::from_secs(2)) {
+                acked.lock().unwrap().push(value);
+            }
+        }
+    })
+}
+
+/// Waits until `count` more values are acknowledged.
+fn wait_acked(acked: &Mutex<Vec<u64>>, count: usize) {
+    let start = acked.lock().unwrap().len();
+    wait_until(
+        &format!("{count} more acknowledged writes"),
+        Duration::from_secs(20),
+        || acked.lock().unwrap().len() >= start + count,
+    );
+}
+
+/// Waits until node `id` has `expected` in force and committed.
+fn wait_membership(cluster: &Cluster, id: u64, expected: &Membership) {
+    wait_until(
+        &format!("node {id} has {expected:?} in force and committed"),
+        Duration::from_secs(20),
+        || {
+            let status = cluster.nodes[&id].status();
+            status.membership == *expected && status.committed_membership == *expected
+        },
+    );
+}
+
+fn voters_and_learners(voters: &[u64], learners: &[u64]) -> Membership {
+    Membership {
+        voters: voters.iter().copied().collect(),
+        learners: learners.iter().copied().collect(),
+        outgoing_voters: Default::default(),
+    }
+}
+
+#[test]
+fn change_membership_adds_a_learner_promotes_it_and_removes_a_voter_under_writes() {
+    let done = watchdog("change_membership", Duration::from_secs(90));
+    let mut cluster = Cluster::new(3, 100_000);
+    let leader = cluster.leader(Duration::from_secs(10));
+    let addr = cluster.reserve(4);
+    cluster.start_joining(4, &[1, 2, 3]);
+    assert!(cluster.nodes[&4].status().membership.is_unknown());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let targets: BTreeMap<u64, Arc<Node>> = (1..=3)
+        .map(|id| (id, Arc::clone(&cluster.nodes[&id])))
+        .collect();
+    let targets = Arc::new(Mutex::new(targets));
+    let writer = spawn_writer(Arc::clone(&targets), Arc::clone(&stop), Arc::clone(&acked));
+    wait_acked(&acked, 20);
+
+    // A follower refuses, certainly not applied; adding a node without its address is
+    // refused, not applied.
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    assert!(matches!(
+        cluster.change(follower, ConfChange::AddLearner(4), Some(addr)),
+        Err(ChangeError::NotLeader { .. })
+    ));
+    assert!(matches!(
+        cluster.change(leader, ConfChange::AddLearner(4), None),
+        Err(ChangeError::Refused { .. }) | Err(ChangeError::NotLeader { .. })
+    ));
+    assert!(!cluster.nodes[&leader].status().membership.contains(4));
+
+    // 1. A learner: in force and committed at the leader when answered, then everywhere.
+    let with_learner = voters_and_learners(&[1, 2, 3], &[4]);
+    cluster.change_at_leader(ConfChange::AddLearner(4), Some(addr), &with_learner);
+    for id in 1..=4 {
+        wait_membership(&cluster, id, &with_learner);
+    }
+    assert!(!cluster.nodes[&4].status().members[&4].voter);
+    wait_acked(&acked, 20);
+
+    // 2. Promote it: through the joint configuration to four voters.
+    let four = Membership::with_voters([1, 2, 3, 4]);
+    cluster.change_at_leader(ConfChange::Promote(4), None, &four);
+    for id in 1..=4 {
+        wait_membership(&cluster, id, &four);
+    }
+    assert!(cluster.nodes[&4].status().members[&4].voter);
+    wait_acked(&acked, 20);
+
+    // 3. Remove an original voter that does not lead; it learns its removal.
+    let leader = cluster.leader(Duration::from_secs(10));
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    let remaining: Vec<u64> = (1..=4).filter(|id| *id != removed).collect();
+    let three = Membership::with_voters(remaining.iter().copied());
+    {
+        let mut targets = targets.lock().unwrap();
+        targets.remove(&removed);
+        targets.insert(4, Arc::clone(&cluster.nodes[&4]));
+    }
+    cluster.change_at_leader(ConfChange::Remove(removed), None, &three);
+    for id in &remaining {
+        wait_membership(&cluster, *id, &three);
+    }
+    wait_until(
+        &format!("node {removed} learns its removal"),
+        Duration::from_secs(20),
+        || cluster.nodes[&removed].status().removed,
+    );
+    wait_acked(&acked, 20);
+    stop.store(true, Ordering::Release);
+    writer.join().expect("writer thread");
+    // The nodes must be ours alone to shut down.
+    drop(targets);
+
+    // Nothing acknowledged lost; the new voter has it all.
+    let leader = cluster.leader(Duration::from_secs(10));
+    let on_leader = cluster.read_all(leader);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 80,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+    for value in &acked {
+        assert!(on_leader.contains(value), "acknowledged {value} lost");
+    }
+    wait_until(
+        "node 4 applies every write",
+        Duration::from_secs(20),
+        || cluster.read_all(4).len() >= on_leader.len(),
+    );
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn a_node_that_joins_through_a_snapshot_learns_every_member_address() {
+    let done = watchdog("join_through_snapshot", Duration::from_secs(90));
+    let threshold = 50;
+    let mut cluster = Cluster::new(3, threshold);
+    cluster.leader(Duration::from_secs(10));
+    // Node 4 is added before it runs: the address entry naming every member is only in the
+    // log, which is then compacted past it.
+    let addr = cluster.reserve(4);
+    let with_learner = voters_and_learners(&[1, 2, 3], &[4]);
+    let leader = cluster.change_at_leader(ConfChange::AddLearner(4), Some(addr), &with_learner);
+    let added_at = cluster.nodes[&leader].status().last_index;
+    for value in 0..4 * threshold {
+        assert!(
+            cluster.propose(value, Duration::from_secs(5)),
+            "write {value}"
+        );
+    }
+    let leader = cluster.leader(Duration::from_secs(10));
+    // The latest snapshot (the one a new node receives) is then at least a threshold past
+    // the address entry. (The status may trail the last write by an index or two.)
+    let commit = cluster.nodes[&leader].status().commit;
+    assert!(
+        commit >= added_at + 3 * threshold,
+        "commit {commit}, added at {added_at}"
+    );
+    // Node 4 knows only the leader.
+    let contact = leader;
+    cluster.start_joining(4, &[contact]);
+    wait_until(
+        "node 4 installs a snapshot",
+        Duration::from_secs(20),
+        || cluster.nodes[&4].status().raft_stats.snapshots_installed >= 1,
+    );
+    let four = Membership::with_voters([1, 2, 3, 4]);
+    cluster.change_at_leader(ConfChange::Promote(4), None, &four);
+    wait_membership(&cluster, 4, &four);
+    // Node 4 knows every member's address and connects to each.
+    let members = cluster.nodes[&4].status().members;
+    for id in 1..=4u64 {
+        assert_eq!(
+            members[&id].peer_addr,
+            Some(cluster.addrs[&id]),
+            "node 4's address of node {id}: {members:?}"
+        );
+    }
+    wait_until(
+        "node 4 connects to every other member",
+        Duration::from_secs(20),
+        || {
+            let connected = cluster.nodes[&4].status().connected_peers;
+            (1..=3).all(|id| connected.contains(&id))
+        },
+    );
+    // Leading, with its only contact down, node 4 commits through the two others (3 of 4
+    // voters): impossible without their addresses.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let current = cluster.leader(Duration::from_secs(10));
+        if current == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 never leads");
+        let (tx, rx) = std::sync::mpsc::channel();
+        cluster.nodes[&current].transfer_leadership(4, move |result| {
+            let _ = tx.send(result);
+        });
+        if let Ok(Err(e)) = rx.recv_timeout(Duration::from_secs(10)) {
+            eprintln!("transfer to node 4: {e}; retrying");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    cluster.stop(contact);
+    // A write may time out while the cluster settles without the contact (its outcome is
+    // then unknown): retry with a fresh value until one is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut acked = None;
+    for value in 1_000_000.. {
+        if propose_on(&cluster.nodes, value, Duration::from_secs(5)) {
+            acked = Some(value);
+            break;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        eprintln!("write {value} not acknowledged; retrying");
+    }
+    let acked = acked.unwrap_or_else(|| panic!("no write commits with node {contact} down"));
+    assert!(cluster.read_all(4).contains(&acked));
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }

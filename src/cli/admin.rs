@@ -3,7 +3,7 @@
 //! ```text
 //! ketch admin --addrs 127.0.0.1:6380,127.0.0.1:6381 members
 //! ketch admin --addrs 127.0.0.1:6380 add-learner 4 10.0.0.4:7001
-//! ketch admin --addrs ... promote 4 | remove 1 | transfer 2
+//! ketch admin --addrs ... promote 4 | demote 3 | remove 1 | transfer 2
 //! ```
 //!
 //! The command goes through [`crate::client`]: a node that is not the leader answers
@@ -43,6 +43,11 @@ pub enum AdminAction {
         /// The learner.
         id: u64,
     },
+    /// Make voter ID a learner (it keeps replicating but no longer votes).
+    Demote {
+        /// The voter.
+        id: u64,
+    },
     /// Remove node ID from the cluster.
     Remove {
         /// The node.
@@ -64,6 +69,7 @@ impl AdminAction {
                 vec!["KETCH.ADDLEARNER".into(), id.to_string(), peer_addr.clone()]
             }
             AdminAction::Promote { id } => vec!["KETCH.PROMOTE".into(), id.to_string()],
+            AdminAction::Demote { id } => vec!["KETCH.DEMOTE".into(), id.to_string()],
             AdminAction::Remove { id } => vec!["KETCH.REMOVE".into(), id.to_string()],
             AdminAction::Transfer { id } => vec!["KETCH.TRANSFER".into(), id.to_string()],
         };
@@ -120,6 +126,10 @@ mod tests {
             peer_addr: "127.0.0.1:7004".into(),
         };
         assert_eq!(add.command(), ["KETCH.ADDLEARNER", "4", "127.0.0.1:7004"]);
+        assert_eq!(
+            AdminAction::Demote { id: 3 }.command(),
+            ["KETCH.DEMOTE", "3"]
+        );
         assert_eq!(
             AdminAction::Transfer { id: 2 }.command(),
             ["KETCH.TRANSFER", "2"]

@@ -3,12 +3,13 @@
 //! ```text
 //! KETCH.ADDLEARNER <id> <peer-addr>   add node <id> (listening for peers on <peer-addr>) as a learner
 //! KETCH.PROMOTE <id>                  make learner <id> a voter (joint consensus)
+//! KETCH.DEMOTE <id>                   make voter <id> a learner (joint consensus)
 //! KETCH.REMOVE <id>                   remove voter or learner <id> (joint consensus for a voter)
 //! KETCH.TRANSFER <id>                 hand leadership to voter <id>
 //! KETCH.MEMBERS                       the configuration as this node sees it
 //! ```
 //!
-//! The four changes must be sent to the leader. They reply only once the outcome is known:
+//! The five changes must be sent to the leader. They reply only once the outcome is known:
 //!
 //! - `+OK`: the configuration the change leads to is committed (for a joint change, the final
 //!   configuration), or for `KETCH.TRANSFER`, the target leads.
@@ -49,6 +50,7 @@ pub fn is_admin(name: &[u8]) -> bool {
         name,
         b"KETCH.ADDLEARNER"
             | b"KETCH.PROMOTE"
+            | b"KETCH.DEMOTE"
             | b"KETCH.REMOVE"
             | b"KETCH.TRANSFER"
             | b"KETCH.MEMBERS"
@@ -86,6 +88,13 @@ pub fn parse_admin(name: &[u8], args: &[Vec<u8>]) -> Result<AdminCommand, String
             arity(2, "KETCH.PROMOTE id")?;
             Ok(AdminCommand::Change(
                 ConfChange::Promote(parse_id(&args[1])?),
+                None,
+            ))
+        }
+        b"KETCH.DEMOTE" => {
+            arity(2, "KETCH.DEMOTE id")?;
+            Ok(AdminCommand::Change(
+                ConfChange::Demote(parse_id(&args[1])?),
                 None,
             ))
         }
@@ -187,6 +196,14 @@ mod tests {
         assert!(parse_admin(b"KETCH.PROMOTE", &args(&["x", "0"]))
             .unwrap_err()
             .contains(">= 1"));
+        assert_eq!(
+            parse_admin(b"KETCH.DEMOTE", &args(&["ketch.demote", "3"])),
+            Ok(AdminCommand::Change(ConfChange::Demote(3), None))
+        );
+        assert!(is_admin(b"KETCH.DEMOTE"));
+        assert!(parse_admin(b"KETCH.DEMOTE", &args(&["x", "3", "4"]))
+            .unwrap_err()
+            .contains("KETCH.DEMOTE id"));
         assert!(parse_admin(b"KETCH.REMOVE", &args(&["x"]))
             .unwrap_err()
             .contains("arguments"));

@@ -17,6 +17,7 @@
 //! after being told the applied index, so its bookkeeping holds.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,7 @@ use super::completion::{ProposeCompletion, ReadCompletion};
 use super::membership::is_address_entry;
 use super::state_machine::StateMachine;
 use super::storage::{membership_bytes, raft_snapshot_meta};
-use crate::raft::{Entry, EntryKind, SnapshotMeta, SnapshotRequest};
+use crate::raft::{Entry, EntryKind, NodeId, SnapshotMeta, SnapshotRequest};
 
 /// A confirmed read waiting for its index to apply.
 struct WaitingRead {
@@ -74,7 +75,13 @@ pub enum ApplyWork {
         deadline: Instant,
     },
     /// Build a snapshot.
-    BuildSnapshot(SnapshotRequest),
+    BuildSnapshot {
+        /// What the core asked for.
+        request: SnapshotRequest,
+        /// The loop's peer address book, carried in the snapshot (see `storage`) so that a
+        /// node receiving it learns every member's address.
+        addresses: BTreeMap<NodeId, SocketAddr>,
+    },
     /// Replace the state by this durable, received snapshot.
     Restore(SnapshotMeta),
 }
@@ -148,7 +155,7 @@ impl<S: StateMachine> Applier<S> {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let is_snapshot = matches!(item, ApplyWork::BuildSnapshot(_));
+            let is_snapshot = matches!(item, ApplyWork::BuildSnapshot { .. });
             let result = match item {
                 ApplyWork::Entries(entries) => {
                     self.apply_entries(entries);
@@ -171,7 +178,9 @@ impl<S: StateMachine> Applier<S> {
                     );
                     Ok(())
                 }
-                ApplyWork::BuildSnapshot(request) => self.build_snapshot(request),
+                ApplyWork::BuildSnapshot { request, addresses } => {
+                    self.build_snapshot(request, &addresses)
+                }
                 ApplyWork::Restore(meta) => self.restore(meta),
             };
             if let Err(error) = result {
@@ -273,7 +282,11 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
-    fn build_snapshot(&mut self, request: SnapshotRequest) -> Result<(), String> {
+    fn build_snapshot(
+        &mut self,
+        request: SnapshotRequest,
+        addresses: &BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<(), String> {
         assert!(
             self.applied_index >= request.index,
             "snapshot requested beyond the applied index"
@@ -284,7 +297,11 @@ impl<S: StateMachine> Applier<S> {
         let (index, term) = (self.applied_index, self.applied_term);
         let mut writer = self
             .snapshots
-            .begin(index, term, &membership_bytes(&request.membership))
+            .begin(
+                index,
+                term,
+                &membership_bytes(&request.membership, addresses),
+            )
             .map_err(|e| format!("starting snapshot {index}: {e}"))?;
         self.state_machine
             .snapshot(&mut writer)

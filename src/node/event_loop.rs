@@ -29,6 +29,7 @@ use super::membership::{
     addresses_in, encode_address_entry, write_address_book, Awaited, ChangeCompletion, ChangeError,
     CoreView, PendingChange, ADDRESSES_MAX,
 };
+use super::storage::snapshot_addresses;
 use super::transport::{ForwardRefused, Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{Message, MessageBody, NodeId, RaftNode, Ready, Role};
 use crate::wire::message::{Forward, ForwardBody};
@@ -643,6 +644,7 @@ impl EventLoop {
         while state.pending.front().is_some_and(|p| p.seq <= durable) {
             let done = state.pending.pop_front().expect("front exists");
             if let Some(meta) = done.install {
+                self.learn_snapshot_addresses(&meta);
                 self.send_apply(state, ApplyWork::Restore(meta.clone()));
                 self.core.on_snapshot_installed(meta);
             }
@@ -753,7 +755,8 @@ impl EventLoop {
             }
         }
         if let Some(request) = snapshot_request {
-            self.send_apply(state, ApplyWork::BuildSnapshot(request));
+            let addresses = self.peer_addrs.clone();
+            self.send_apply(state, ApplyWork::BuildSnapshot { request, addresses });
         }
         if !committed_entries.is_empty() {
             self.send_apply(state, ApplyWork::Entries(committed_entries));
@@ -968,6 +971,29 @@ impl EventLoop {
         (state.changes.len() >= PENDING_CHANGES_MAX).then(|| ChangeError::Refused {
             reason: format!("{PENDING_CHANGES_MAX} admin requests already pending"),
         })
+    }
+
+    /// Learns the address book carried in an installed snapshot (see `storage`): the
+    /// address entries it covers never reach this node's log.
+    fn learn_snapshot_addresses(&mut self, meta: &crate::raft::SnapshotMeta) {
+        let Some(file_meta) = self
+            .snapshots
+            .list()
+            .into_iter()
+            .find(|m| (m.index, m.term) == (meta.index, meta.term))
+        else {
+            log::warn!(
+                "node {}: installed snapshot {} is not in the store; its addresses are not read",
+                self.core.id(),
+                meta.index
+            );
+            return;
+        };
+        match snapshot_addresses(&file_meta) {
+            Ok(addrs) => self.learn_addresses(addrs),
+            // Not fatal: the addresses in later entries and the contacts still work.
+            Err(e) => log::warn!("node {}: {e}", self.core.id()),
+        }
     }
 
     /// Adds newly learned addresses to the book (and the file), and redials moved peers.

@@ -13,6 +13,12 @@
 //! learning it early is harmless and lets the leader dial a learner at once. At start, a node
 //! reads the address entries still in its log, and the address book file (below).
 //!
+//! Snapshots carry the address book too: the node that builds one writes its whole book
+//! after the membership in the snapshot file's membership field (format in
+//! `super::storage`), and a node that installs a snapshot learns every address in it. A
+//! node that joins and is caught up by a snapshot covering the address entries thereby still
+//! learns every member's address, not only its contacts and the later entries.
+//!
 //! The transport dials every member of the configuration in force (joint: both halves) with a
 //! known address, and drops connections to nodes that left it. A node that joins (empty
 //! configuration) keeps dialing the peers it was started with until its first configuration
@@ -30,7 +36,8 @@
 //!
 //! `peer-addrs` in the data directory: lines `id addr`. Written (temporary file, fsync,
 //! rename, directory fsync) by the event loop whenever it learns a new address, which happens
-//! only around membership changes; this is the one disk write on the loop thread, stated here
+//! only around membership changes and snapshot installs; this is the one disk write on the
+//! loop thread, stated here
 //! because the loop otherwise never touches the disk. It keeps addresses across restarts even
 //! once the log below a snapshot (and the address entries in it) was compacted.
 //!

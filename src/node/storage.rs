@@ -26,11 +26,20 @@
 //!
 //! # Snapshots
 //!
-//! The snapshot file's membership field holds the Raft membership encoded as in
-//! [`crate::wire::message::encode_membership`]: three id sets (voters, learners, outgoing
-//! voters), each a little-endian `u32` count followed by that many little-endian `u64` ids. The
-//! Raft [`SnapshotMeta::size_bytes`] is the snapshot *file's* length, because that is what
-//! InstallSnapshot transfers byte for byte.
+//! The snapshot file's membership field (an opaque blob to `ketch_storage`) holds:
+//!
+//! | bytes | field                                                                      |
+//! |-------|----------------------------------------------------------------------------|
+//! | 12 + 8 n | the Raft membership encoded as in [`crate::wire::message::encode_membership`]: three id sets (voters, learners, outgoing voters), each a little-endian `u32` count followed by that many little-endian `u64` ids (n ids in all) |
+//! | 0 or more | optional, since address book version 1: the peer address book of the node that built the snapshot, encoded exactly as an address entry (`super::membership`, starting with the versioned magic `\xffKETCHADDRS\x01`) |
+//!
+//! A snapshot without the address book (written before it existed) still loads; a trailer that
+//! is not a well-formed address entry is refused with the snapshot's index. The address book
+//! is carried because a node that joins and receives a snapshot covering the log's address
+//! entries would otherwise know only its contacts and the entries after the snapshot.
+//! Addresses decide nothing (see `super::membership`), so the builder's book *now* is carried,
+//! not the one at the snapshot index. The Raft [`SnapshotMeta::size_bytes`] is the snapshot
+//! *file's* length, because that is what InstallSnapshot transfers byte for byte.
 //!
 //! # Loading at start
 //!
@@ -39,8 +48,9 @@
 //! between writing a snapshot and compacting the log is repaired here), and the entries after
 //! it are loaded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use ketch_storage::snapshot::{SnapshotOptions, SnapshotReader, SnapshotStore};
@@ -48,6 +58,8 @@ use ketch_storage::{Options, Wal};
 
 use crate::raft::{DurableState, Entry, EntryKind, HardState, Membership, NodeId, SnapshotMeta};
 use crate::wire::message::{decode_membership, encode_membership};
+
+use super::membership::{decode_address_entry, encode_address_entry};
 
 /// Errors of the storage bridge.
 #[derive(Debug)]
@@ -160,22 +172,66 @@ pub fn from_storage_hard_state(hs: ketch_storage::HardState) -> HardState {
     }
 }
 
-/// The membership bytes stored in a snapshot file.
-pub fn membership_bytes(membership: &Membership) -> Vec<u8> {
+/// The membership field of a snapshot file: `membership`, then the address book `addrs`
+/// unless it is empty (see the module docs).
+pub fn membership_bytes(membership: &Membership, addrs: &BTreeMap<NodeId, SocketAddr>) -> Vec<u8> {
     let mut out = Vec::new();
     encode_membership(membership, &mut out);
+    if !addrs.is_empty() {
+        out.extend_from_slice(&encode_address_entry(addrs));
+    }
     out
+}
+
+/// Splits a snapshot's membership field into the encoded membership and the trailer after it
+/// (empty, or the address book), walking the three counted id sets. `None` when the counts
+/// run past the end.
+fn split_membership_field(field: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut end = 0usize;
+    for _ in 0..3 {
+        let count_bytes = field.get(end..end.checked_add(4)?)?;
+        let count = u32::from_le_bytes(count_bytes.try_into().ok()?) as usize;
+        end = end.checked_add(4)?.checked_add(count.checked_mul(8)?)?;
+        if end > field.len() {
+            return None;
+        }
+    }
+    Some(field.split_at(end))
+}
+
+/// The peer address book carried in a stored snapshot's membership field; empty for a
+/// snapshot written without one.
+pub fn snapshot_addresses(
+    meta: &ketch_storage::snapshot::SnapshotMeta,
+) -> Result<BTreeMap<NodeId, SocketAddr>, StorageError> {
+    let decode_error = |reason: String| StorageError::Decode {
+        what: "snapshot address book",
+        index: meta.index,
+        reason,
+    };
+    let (_, trailer) = split_membership_field(&meta.membership)
+        .ok_or_else(|| decode_error("the membership's id counts run past its end".to_string()))?;
+    if trailer.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    decode_address_entry(trailer).map_err(decode_error)
 }
 
 /// The Raft view of a stored snapshot.
 pub fn raft_snapshot_meta(
     meta: &ketch_storage::snapshot::SnapshotMeta,
 ) -> Result<SnapshotMeta, StorageError> {
-    let membership = decode_membership(&meta.membership).map_err(|e| StorageError::Decode {
+    let decode_error = |reason: String| StorageError::Decode {
         what: "snapshot membership",
         index: meta.index,
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let (encoded, _) = split_membership_field(&meta.membership)
+        .ok_or_else(|| decode_error("the id counts run past the field's end".to_string()))?;
+    let membership = decode_membership(encoded).map_err(|e| decode_error(e.to_string()))?;
+    // The address book is checked here too, so a damaged one is found when the snapshot is
+    // loaded, not later when a node reads the addresses.
+    snapshot_addresses(meta)?;
     Ok(SnapshotMeta {
         index: meta.index,
         term: meta.term,
@@ -316,9 +372,12 @@ mod tests {
         assert_eq!(loaded.durable.hard_state.vote, Some(1));
         // A snapshot at 3 written, the log not yet compacted (a crash in between).
         let membership = Membership::with_voters([1, 2, 3]);
+        let mut addrs = BTreeMap::new();
+        addrs.insert(2, "127.0.0.1:7002".parse().unwrap());
+        addrs.insert(9, "[::1]:7009".parse().unwrap());
         let mut w = loaded
             .snapshots
-            .begin(3, 1, &membership_bytes(&membership))
+            .begin(3, 1, &membership_bytes(&membership, &addrs))
             .unwrap();
         w.write_all(b"state").unwrap();
         let file_meta = w.finish().unwrap();
@@ -332,7 +391,51 @@ mod tests {
         );
         assert_eq!(loaded.durable.entries, entries[3..].to_vec());
         assert_eq!(loaded.wal.first_index(), 4);
-        assert!(loaded.snapshot_reader.is_some());
+        let reader = loaded.snapshot_reader.as_ref().unwrap();
+        assert_eq!(snapshot_addresses(reader.meta()).unwrap(), addrs);
+    }
+
+    #[test]
+    fn the_snapshot_membership_field_carries_an_optional_address_book() {
+        let membership = Membership {
+            voters: [1, 2, 3].into_iter().collect(),
+            learners: [4].into_iter().collect(),
+            outgoing_voters: [1, 2].into_iter().collect(),
+        };
+        let meta = |field: Vec<u8>| ketch_storage::snapshot::SnapshotMeta {
+            index: 12,
+            term: 3,
+            membership: field,
+            uncompressed_bytes: 0,
+            compressed_bytes: 0,
+            checksum: 0,
+            stream_checksum: 0,
+            path: Default::default(),
+        };
+        // Without an address book (the format before it): the membership, an empty book.
+        let plain = meta(membership_bytes(&membership, &BTreeMap::new()));
+        assert_eq!(raft_snapshot_meta(&plain).unwrap().membership, membership);
+        assert!(snapshot_addresses(&plain).unwrap().is_empty());
+        let mut addrs = BTreeMap::new();
+        addrs.insert(4, "127.0.0.1:7004".parse().unwrap());
+        let with_book = meta(membership_bytes(&membership, &addrs));
+        assert_eq!(
+            raft_snapshot_meta(&with_book).unwrap().membership,
+            membership
+        );
+        assert_eq!(snapshot_addresses(&with_book).unwrap(), addrs);
+        // A trailer that is no address entry, a cut book, or counts past the end: errors
+        // naming the snapshot, never a panic.
+        let mut garbage = membership_bytes(&membership, &BTreeMap::new());
+        garbage.extend_from_slice(b"junk");
+        let err = raft_snapshot_meta(&meta(garbage)).unwrap_err().to_string();
+        assert!(err.contains("address book") && err.contains("12"), "{err}");
+        let full = membership_bytes(&membership, &addrs);
+        for cut in 0..full.len() {
+            let plain_len = membership_bytes(&membership, &BTreeMap::new()).len();
+            let result = raft_snapshot_meta(&meta(full[..cut].to_vec()));
+            assert_eq!(result.is_ok(), cut == plain_len, "cut at {cut}");
+        }
     }
 
     #[test]

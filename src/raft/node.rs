@@ -1271,7 +1271,14 @@ impl RaftNode {
         }
         pr.match_at_last_heartbeat = pr.match_index;
         if pr.match_index < last_index {
-            self.send_append(from, false);
+            // The peer lags and the leader may have nothing new to send (an idle cluster, a
+            // probe lost before the peer was reachable): in Probe, send a probe even when it
+            // carries no entries, so that its rejection starts the backtracking. The flow
+            // control still holds: a probe only when none is outstanding (`probe_sent` was
+            // cleared above, one probe per heartbeat response), entries only within the
+            // in-flight window, a snapshot when the entries are compacted.
+            let probe = pr.state == ProgressState::Probe;
+            self.send_append(from, probe);
         }
         self.reads.ack(from, round);
         self.release_confirmed_reads();
@@ -2839,5 +2846,80 @@ mod tests {
         assert_eq!(c.node(follower).stats().campaigns_started, campaigns);
         // The leader stops replicating to it once the retention runs out.
         assert!(!c.node(leader).status().progress.contains_key(&follower));
+    }
+
+    /// Ticks until the leader's match index for `id` reaches the leader's last index; returns
+    /// the ticks taken, or `None` after `bound_ticks`.
+    fn ticks_until_caught_up(
+        c: &mut Cluster,
+        leader: NodeId,
+        id: NodeId,
+        bound_ticks: u32,
+    ) -> Option<u32> {
+        for ticks in 0..=bound_ticks {
+            let node = c.node(leader);
+            let last_index = node.log().last_index();
+            if node.status().progress.get(&id).map(|p| p.match_index) == Some(last_index) {
+                return Some(ticks);
+            }
+            c.tick_all(1);
+        }
+        None
+    }
+
+    #[test]
+    fn a_learner_added_to_an_idle_cluster_catches_up_without_new_writes() {
+        // The learner is unreachable when it is added (in the runtime: its connection is not
+        // up yet), so the leader's first probe is lost; no proposal follows. Heartbeat
+        // responses must restart the replication on their own.
+        let mut c = Cluster::new(3, |_| {});
+        let leader = c.elect();
+        for i in 0..50u32 {
+            c.node(leader).propose(i.to_le_bytes().to_vec()).unwrap();
+        }
+        c.tick_all(2);
+        c.add_joining(4, |_| {});
+        c.down.push(4);
+        c.node(leader)
+            .propose_conf_change(ConfChange::AddLearner(4))
+            .unwrap();
+        c.tick_all(3);
+        assert!(c.node(leader).membership().learners.contains(&4));
+        c.down.clear();
+        let bound_ticks = 4 * c.node(leader).config.heartbeat_interval_ticks;
+        let taken = ticks_until_caught_up(&mut c, leader, 4, bound_ticks);
+        assert!(
+            taken.is_some(),
+            "learner 4 not caught up within {bound_ticks} ticks of an idle cluster"
+        );
+        assert_eq!(
+            c.node(4).log().last_index(),
+            c.node(leader).log().last_index()
+        );
+        assert!(c.node(4).membership().learners.contains(&4));
+
+        // Same when the entries are compacted: the heartbeat response starts a snapshot.
+        let mut c = Cluster::new(3, |cfg| cfg.snapshot_threshold_entries = 20);
+        let leader = c.elect();
+        for i in 0..50u32 {
+            c.node(leader).propose(i.to_le_bytes().to_vec()).unwrap();
+            c.settle();
+        }
+        c.tick_all(2);
+        assert!(c.node(leader).log().snapshot().index > 0, "compacted");
+        c.add_joining(4, |_| {});
+        c.down.push(4);
+        c.node(leader)
+            .propose_conf_change(ConfChange::AddLearner(4))
+            .unwrap();
+        c.tick_all(3);
+        c.down.clear();
+        let bound_ticks = 8 * c.node(leader).config.heartbeat_interval_ticks;
+        let taken = ticks_until_caught_up(&mut c, leader, 4, bound_ticks);
+        assert!(
+            taken.is_some(),
+            "learner 4 not caught up by snapshot within {bound_ticks} ticks"
+        );
+        assert!(c.node(4).log().snapshot().index > 0, "installed a snapshot");
     }
 }

@@ -166,6 +166,14 @@ fn membership_replace_voter() {
 }
 
 #[test]
+fn membership_idle_learner_catches_up() {
+    seeds::run(
+        "membership_idle_learner_catches_up",
+        membership_changes::idle_learner_catches_up,
+    );
+}
+
+#[test]
 fn membership_grow_three_to_five() {
     seeds::run(
         "membership_grow_three_to_five",

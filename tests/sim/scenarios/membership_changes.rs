@@ -1,6 +1,6 @@
 //! Membership changes by joint consensus (thesis §4.3): replacing a voter, growing 3 -> 5
-//! through learners, shrinking 5 -> 3, removing the leader, and changes under partitions,
-//! message loss and crashes during the joint phase. The invariants (including the joint rule
+//! through learners, a learner catching up in an idle cluster, shrinking 5 -> 3, removing the
+//! leader, and changes under partitions, message loss and crashes during the joint phase. The invariants (including the joint rule
 //! and "the configuration in force is the latest in the log") are checked after every step;
 //! each scenario then requires that the final configuration commits and that a leader of it
 //! serves clients (`Cluster::finish`).
@@ -138,6 +138,37 @@ pub fn replace_voter(seed: u64) -> RunReport {
         violation(format!("replace produced {target:?}"));
     }
     removed_nodes_stop(&mut c, &before, &target);
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// A learner added to an idle cluster catches up without any new proposal. It is added
+/// before it runs, so the leader's first probe is lost (as when its connection is not up
+/// yet); heartbeat responses must restart the replication (by entries, or by snapshot in the
+/// runs that compact their logs).
+pub fn idle_learner_catches_up(seed: u64) -> RunReport {
+    let mut c = cluster(3, 1, seed);
+    super::await_leader(&mut c, 60);
+    c.run_ticks(40);
+    c.clients_active = false;
+    if !c.run_until(2 * c.cfg.op_timeout_ticks + 5, |c| !c.ops_pending()) {
+        violation("client operations did not finish".to_string());
+    }
+    must_apply(&mut c, ConfChange::AddLearner(4));
+    c.run_ticks(5);
+    c.start_joining(4);
+    let caught_up = |c: &Cluster| {
+        let Some(core) = c.leader().and_then(|l| c.core(l)) else {
+            return false;
+        };
+        core.status().progress.get(&4).map(|p| p.match_index) == Some(core.log().last_index())
+    };
+    let bound = 3 * u64::from(c.cfg.election_timeout_ticks);
+    if !c.run_until(bound, caught_up) {
+        violation(format!(
+            "liveness: idle learner 4 not caught up within {bound} ticks"
+        ));
+    }
+    c.clients_active = true;
     c.finish(LIVENESS_BOUND_TICKS)
 }
 
