@@ -339,9 +339,6 @@ pub struct Node {
     id: NodeId,
     inbox: SyncSender<Request>,
     waker: Arc<Waker>,
-    /// Set by the first request queued since the loop last started draining the inbox; only
-    /// that request wakes the loop (see `wake_for_inbox`).
-    inbox_wake_pending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     status: Arc<Mutex<NodeStatus>>,
     threads: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
@@ -440,7 +437,6 @@ impl Node {
             removed: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let inbox_wake_pending = Arc::new(AtomicBool::new(false));
         let (writer_tx, writer_rx) = sync_channel(WRITER_QUEUE_ITEMS);
         let (apply_tx, apply_rx) = sync_channel(APPLY_QUEUE_ITEMS);
         let (inbox_tx, inbox_rx) = sync_channel(INBOX_REQUESTS);
@@ -474,7 +470,6 @@ impl Node {
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: raft.max_message_bytes,
             inbox: inbox_rx,
-            inbox_wake_pending: Arc::clone(&inbox_wake_pending),
             writer_tx,
             writer_shared,
             apply_tx,
@@ -501,7 +496,6 @@ impl Node {
             id,
             inbox: inbox_tx,
             waker,
-            inbox_wake_pending,
             stop,
             status,
             threads,
@@ -562,7 +556,7 @@ impl Node {
         };
         let (refused, error) = match self.inbox.try_send(request) {
             Ok(()) => {
-                self.wake_for_inbox();
+                let _ = self.waker.wake();
                 return;
             }
             Err(TrySendError::Full(request)) => (request, ProposeError::Backpressure),
@@ -570,20 +564,6 @@ impl Node {
         };
         if let Request::Propose { done, .. } = refused {
             done.complete(Err(error));
-        }
-    }
-
-    /// Wakes the loop for a request just queued, unless an earlier request already did and
-    /// the loop has not started draining since: under load one wake-up (an eventfd write and
-    /// a loop pass) then serves a whole batch of requests instead of one each.
-    ///
-    /// Why no request is left behind: the loop swaps the flag to false before it drains. A
-    /// request that finds the flag true was queued before that swap (the drain after it sees
-    /// the request), or after a later request's swap to true, whose wake-up makes the loop
-    /// drain again.
-    fn wake_for_inbox(&self) {
-        if !self.inbox_wake_pending.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
         }
     }
 
@@ -616,7 +596,7 @@ impl Node {
         };
         let (refused, error) = match self.inbox.try_send(request) {
             Ok(()) => {
-                self.wake_for_inbox();
+                let _ = self.waker.wake();
                 return;
             }
             Err(TrySendError::Full(request)) => (request, ReadError::Backpressure),

@@ -198,12 +198,7 @@ impl<S: StateMachine> Applier<S> {
         Ok(())
     }
 
-    /// Applies `entries`, then resolves their waiting proposals under one lock of the
-    /// waiters, and answers them after releasing it (the loop inserts waiters under the same
-    /// lock: one lock per batch, not per entry, and never held across a callback).
     fn apply_entries(&mut self, entries: Vec<Entry>) {
-        // (index, term, state machine result) of each entry applied; bounded by the batch.
-        let mut applied: Vec<(u64, u64, Option<Vec<u8>>)> = Vec::with_capacity(entries.len());
         for entry in entries {
             if entry.index <= self.applied_index {
                 // Handed out again after a restart below a snapshot already restored.
@@ -224,32 +219,20 @@ impl<S: StateMachine> Applier<S> {
             };
             self.applied_index = entry.index;
             self.applied_term = entry.term;
-            applied.push((entry.index, entry.term, result));
-        }
-        let resolved: Vec<(Waiter, Result<Vec<u8>, ProposeError>)> = {
-            let mut waiters = self
+            let waiter = self
                 .shared
                 .waiters
                 .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if waiters.is_empty() {
-                return;
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&entry.index);
+            if let Some(waiter) = waiter {
+                let answer = match result {
+                    Some(bytes) if waiter.term == entry.term => Ok(bytes),
+                    // Another leader's entry took the index: ours was dropped.
+                    _ => Err(ProposeError::LeaderLost),
+                };
+                waiter.done.complete(answer);
             }
-            applied
-                .into_iter()
-                .filter_map(|(index, term, result)| {
-                    let waiter = waiters.remove(&index)?;
-                    let answer = match result {
-                        Some(bytes) if waiter.term == term => Ok(bytes),
-                        // Another leader's entry took the index: ours was dropped.
-                        _ => Err(ProposeError::LeaderLost),
-                    };
-                    Some((waiter, answer))
-                })
-                .collect()
-        };
-        for (waiter, answer) in resolved {
-            waiter.done.complete(answer);
         }
     }
 

@@ -83,9 +83,6 @@ pub struct EventLoop {
     pub disk_stall_timeout: Duration,
     /// Client requests.
     pub inbox: Receiver<Request>,
-    /// Cleared before each drain of the inbox; the request that sets it wakes the loop (see
-    /// `Node::wake_for_inbox`).
-    pub inbox_wake_pending: Arc<AtomicBool>,
     /// To the log writer.
     pub writer_tx: SyncSender<PersistWork>,
     /// The writer's published state.
@@ -140,17 +137,7 @@ struct State {
     departing: BTreeMap<NodeId, Instant>,
     /// Set once the core reports this node removed.
     removed: bool,
-    /// The last drain of the inbox stopped at `INBOX_PER_ITERATION_MAX` with requests left,
-    /// whose wake-up was already consumed: the next poll must not sleep.
-    inbox_backlog: bool,
-    /// Proposals taken from the inbox and not yet given to the core: consecutive proposals
-    /// are proposed under one lock of the waiters (at most `INBOX_PER_ITERATION_MAX`; empty
-    /// between loop passes, kept only to reuse its allocation).
-    intake: Vec<IntakeProposal>,
 }
-
-/// A client's proposal taken from the inbox: the command, where its result goes, its deadline.
-type IntakeProposal = (Vec<u8>, ProposeCompletion, Instant);
 
 /// Most operator requests waiting at once (the core takes one change at a time; the rest are
 /// transfers or answers not yet delivered).
@@ -188,8 +175,6 @@ impl EventLoop {
             dialed_membership: None,
             departing: BTreeMap::new(),
             removed: false,
-            inbox_backlog: false,
-            intake: Vec::new(),
         };
         let mut next_tick = Instant::now() + self.tick_interval;
         while !self.stop.load(Ordering::Acquire) {
@@ -198,11 +183,7 @@ impl EventLoop {
             if let Some(retry) = self.transport.next_retry() {
                 wake_at = wake_at.min(retry);
             }
-            let timeout = if state.inbox_backlog {
-                Duration::ZERO
-            } else {
-                wake_at.saturating_duration_since(now)
-            };
+            let timeout = wake_at.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(format!("poll failed: {e}"));
@@ -359,31 +340,17 @@ impl EventLoop {
     }
 
     fn take_requests(&mut self, state: &mut State) {
-        // Before draining: a request queued from here on wakes the loop again.
-        self.inbox_wake_pending.swap(false, Ordering::AcqRel);
-        let mut intake = std::mem::take(&mut state.intake);
-        state.inbox_backlog = true;
         for _ in 0..INBOX_PER_ITERATION_MAX {
             let request = match self.inbox.try_recv() {
                 Ok(request) => request,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                    state.inbox_backlog = false;
-                    break;
-                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             };
-            if let Request::Propose {
-                data,
-                done,
-                deadline,
-            } = request
-            {
-                intake.push((data, done, deadline));
-                continue;
-            }
-            // Other requests keep their order after the proposals queued before them.
-            self.propose_all(state, &mut intake);
             match request {
-                Request::Propose { .. } => unreachable!("proposals are taken above"),
+                Request::Propose {
+                    data,
+                    done,
+                    deadline,
+                } => self.propose(state, data, done, deadline),
                 Request::Read {
                     query,
                     done,
@@ -406,34 +373,26 @@ impl EventLoop {
                 } => self.transfer_leader(state, target, done, deadline),
             }
         }
-        self.propose_all(state, &mut intake);
-        state.intake = intake;
     }
 
-    /// Clients' proposals, in order: proposed here on the leader (under one lock of the
-    /// waiters), forwarded to the leader otherwise. Leaves `intake` empty.
-    fn propose_all(&mut self, state: &mut State, intake: &mut Vec<IntakeProposal>) {
-        if intake.is_empty() {
-            return;
-        }
-        if self.forwards_proposals(state) {
-            let leader = self.core.leader().expect("a leader to forward to");
-            for (data, done, deadline) in intake.drain(..) {
+    /// A client's proposal: proposed here on the leader, forwarded to the leader otherwise.
+    fn propose(
+        &mut self,
+        state: &mut State,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
+        match self.core.leader() {
+            Some(leader)
+                if leader != self.core.id()
+                    && self.core.role() != Role::Leader
+                    && state.participating =>
+            {
                 self.forward(state, leader, data, done, deadline);
             }
-        } else {
-            self.propose_here_all(state, intake.drain(..));
+            _ => self.propose_here(state, data, done, deadline),
         }
-    }
-
-    /// Whether a client's proposal goes to another node (the leader this follower knows)
-    /// rather than to this node's core.
-    fn forwards_proposals(&self, state: &State) -> bool {
-        self.core
-            .leader()
-            .is_some_and(|leader| leader != self.core.id())
-            && self.core.role() != Role::Leader
-            && state.participating
     }
 
     /// Sends a proposal to `leader`; see `forward` for what each failure means to the caller.
@@ -518,7 +477,7 @@ impl EventLoop {
                     let _ = waker.wake();
                 });
                 let deadline = Instant::now() + self.propose_timeout;
-                self.propose_here_all(state, std::iter::once((data, done, deadline)));
+                self.propose_here(state, data, done, deadline);
             }
         }
     }
@@ -542,77 +501,59 @@ impl EventLoop {
         }
     }
 
-    /// Proposes each of `proposals`, in order, on this node's core (each answers `NotLeader`
-    /// unless it leads). The waiters are locked once for all of them, and every answer given
-    /// here (refusals, proposals overwritten by another leader) runs after the lock is
-    /// released, so the apply thread never waits on a callback.
-    fn propose_here_all(
+    /// Proposes on this node's core (answers `NotLeader` unless it leads).
+    fn propose_here(
         &mut self,
         state: &mut State,
-        proposals: impl Iterator<Item = IntakeProposal>,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
     ) {
         if !state.participating {
             let reason = state.last_error.clone().unwrap_or_default();
-            for (_, done, _) in proposals {
-                done.complete(Err(ProposeError::Stopped {
-                    reason: reason.clone(),
-                }));
-            }
+            done.complete(Err(ProposeError::Stopped { reason }));
             return;
         }
-        // Bounded by the proposals given (at most `INBOX_PER_ITERATION_MAX`).
-        let mut answers: Vec<(ProposeCompletion, ProposeError)> = Vec::new();
-        let mut earliest_deadline: Option<Instant> = None;
-        {
-            let mut waiters = self
-                .apply_shared
-                .waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for (data, done, deadline) in proposals {
-                if waiters.len() >= self.max_pending_proposals {
-                    answers.push((done, ProposeError::Backpressure));
-                    continue;
-                }
-                let error = match self.core.propose(data) {
-                    Ok(index) => {
-                        let waiter = Waiter {
-                            term: self.core.term(),
-                            done,
-                            deadline,
-                        };
-                        earliest_deadline =
-                            Some(earliest_deadline.map_or(deadline, |at| at.min(deadline)));
-                        if let Some(old) = waiters.insert(index, waiter) {
-                            // An earlier proposal at this index was overwritten by another
-                            // leader.
-                            answers.push((old.done, ProposeError::LeaderLost));
-                        }
-                        continue;
-                    }
-                    Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
-                        ProposeError::NotLeader { leader_hint }
-                    }
-                    Err(crate::raft::ProposeError::TransferInProgress) => {
-                        ProposeError::NotLeader { leader_hint: None }
-                    }
-                    Err(crate::raft::ProposeError::Backpressure { .. }) => {
-                        ProposeError::Backpressure
-                    }
+        let mut waiters = self
+            .apply_shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if waiters.len() >= self.max_pending_proposals {
+            drop(waiters);
+            done.complete(Err(ProposeError::Backpressure));
+            return;
+        }
+        let error = match self.core.propose(data) {
+            Ok(index) => {
+                let waiter = Waiter {
+                    term: self.core.term(),
+                    done,
+                    deadline,
                 };
-                answers.push((done, error));
+                let overwritten = waiters.insert(index, waiter);
+                drop(waiters);
+                state.proposals_expire_from = Some(
+                    state
+                        .proposals_expire_from
+                        .map_or(deadline, |at| at.min(deadline)),
+                );
+                if let Some(old) = overwritten {
+                    // An earlier proposal at this index was overwritten by another leader.
+                    old.done.complete(Err(ProposeError::LeaderLost));
+                }
+                return;
             }
-        }
-        if let Some(deadline) = earliest_deadline {
-            state.proposals_expire_from = Some(
-                state
-                    .proposals_expire_from
-                    .map_or(deadline, |at| at.min(deadline)),
-            );
-        }
-        for (done, error) in answers {
-            done.complete(Err(error));
-        }
+            Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
+                ProposeError::NotLeader { leader_hint }
+            }
+            Err(crate::raft::ProposeError::TransferInProgress) => {
+                ProposeError::NotLeader { leader_hint: None }
+            }
+            Err(crate::raft::ProposeError::Backpressure { .. }) => ProposeError::Backpressure,
+        };
+        drop(waiters);
+        done.complete(Err(error));
     }
 
     /// Answers `Timeout` to the proposals past their deadline. Runs only when the earliest
