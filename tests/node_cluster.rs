@@ -69,6 +69,8 @@ struct Cluster {
     snapshot_threshold_entries: u64,
     /// Every node's propose and read timeout.
     client_timeout: Duration,
+    /// Every node's leader disk-stall bound (`None`: `NodeConfig`'s default).
+    disk_stall_timeout: Option<Duration>,
 }
 
 impl Cluster {
@@ -80,6 +82,15 @@ impl Cluster {
         size: u64,
         snapshot_threshold_entries: u64,
         client_timeout: Duration,
+    ) -> Cluster {
+        Cluster::with_timeouts(size, snapshot_threshold_entries, client_timeout, None)
+    }
+
+    fn with_timeouts(
+        size: u64,
+        snapshot_threshold_entries: u64,
+        client_timeout: Duration,
+        disk_stall_timeout: Option<Duration>,
     ) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         // Bind to port 0 to find free ports; std sets SO_REUSEADDR so they can be rebound.
@@ -104,6 +115,7 @@ impl Cluster {
             _root: root,
             snapshot_threshold_entries,
             client_timeout,
+            disk_stall_timeout,
         };
         for id in 1..=size {
             cluster.start(id);
@@ -116,6 +128,9 @@ impl Cluster {
         config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
         config.propose_timeout = self.client_timeout;
         config.read_timeout = self.client_timeout;
+        if let Some(bound) = self.disk_stall_timeout {
+            config.disk_stall_timeout = bound;
+        }
         let faults = Arc::new(FaultInjector::default());
         config.wal.fault_injector = Some(Arc::clone(&faults));
         self.faults.insert(id, faults);
@@ -784,6 +799,247 @@ fn a_follower_killed_with_sigkill_recovers_from_its_directory() {
     );
     assert_eq!(cluster.read_all(3), acked);
     assert_eq!(cluster.read_all(leader), acked);
+    cluster.shutdown_all();
+    done.store(true, Ordering::Release);
+}
+
+/// What clients were told about each value they proposed (each value is proposed once).
+#[derive(Default)]
+struct Outcomes {
+    /// Answered `Ok`: must be applied everywhere.
+    acked: BTreeSet<u64>,
+    /// Refused with an error that says "not applied": must be applied nowhere.
+    not_applied: BTreeSet<u64>,
+    /// "May have been applied" (timeout, leadership lost, ...): either is fine, once.
+    unknown: BTreeSet<u64>,
+}
+
+impl Outcomes {
+    fn record(&mut self, value: u64, result: &Result<Vec<u8>, ProposeError>) {
+        match result {
+            Ok(_) => {
+                self.acked.insert(value);
+            }
+            Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Backpressure)) => {
+                assert!(e.to_string().contains("not applied"), "{e}");
+                self.not_applied.insert(value);
+            }
+            Err(e) => {
+                assert!(!e.to_string().contains("; not applied"), "{e}");
+                self.unknown.insert(value);
+            }
+        }
+    }
+}
+
+/// Clients that each propose fresh values (never a retry of the same value) until stopped:
+/// client 0 always at `pinned`, the others starting at the other nodes and then at whichever
+/// node they last heard leads.
+struct Proposers {
+    stop: Arc<AtomicBool>,
+    outcomes: Arc<Mutex<Outcomes>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proposers {
+    fn start(nodes: &BTreeMap<u64, Arc<Node>>, pinned: u64, clients: u64) -> Proposers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+        let next_value = Arc::new(AtomicU64::new(1_000_000));
+        let threads = (0..clients)
+            .map(|client| {
+                let nodes = nodes.clone();
+                let (stop, outcomes, next_value) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&outcomes),
+                    Arc::clone(&next_value),
+                );
+                std::thread::spawn(move || {
+                    let mut target = pinned;
+                    for _ in 0..client {
+                        target = next_id(&nodes, target);
+                    }
+                    while !stop.load(Ordering::Acquire) {
+                        let value = next_value.fetch_add(1, Ordering::Relaxed);
+                        let result = nodes[&target].propose(value.to_le_bytes().to_vec());
+                        outcomes.lock().unwrap().record(value, &result);
+                        if client == 0 {
+                            continue;
+                        }
+                        match result {
+                            Err(ProposeError::NotLeader {
+                                leader_hint: Some(hint),
+                            }) if nodes.contains_key(&hint) => target = hint,
+                            Err(ProposeError::NotLeader { .. } | ProposeError::Timeout) => {
+                                target = next_id(&nodes, target);
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                            Ok(_) => {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        Proposers {
+            stop,
+            outcomes,
+            threads,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.outcomes.lock().unwrap().acked.len()
+    }
+
+    fn finish(self) -> Outcomes {
+        self.stop.store(true, Ordering::Release);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        Arc::try_unwrap(self.outcomes)
+            .unwrap_or_else(|_| panic!("clients are done"))
+            .into_inner()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_leader_with_a_stalled_disk_is_superseded_and_rejoins_losing_nothing() {
+    let done = watchdog("stalled_leader_disk", Duration::from_secs(120));
+    let stall_bound = Duration::from_millis(300);
+    let mut cluster = Cluster::with_timeouts(3, 100_000, Duration::from_secs(2), Some(stall_bound));
+    let old_leader = cluster.leader(Duration::from_secs(10));
+    for value in 0..50u64 {
+        assert!(cluster.propose(value, Duration::from_secs(5)));
+    }
+    let old_term = cluster.nodes[&old_leader].status().term;
+    assert!(!cluster.nodes[&old_leader].status().disk_stalled);
+    let proposers = Proposers::start(&cluster.nodes, old_leader, 4);
+
+    // Every fsync of the leader now takes five times the bound: its writes stay pending.
+    cluster.faults[&old_leader].stall_syncs(stall_bound * 5);
+    let stalled_at = Instant::now();
+    wait_until(
+        "the stalled leader reports disk_stalled",
+        Duration::from_secs(10),
+        || cluster.nodes[&old_leader].status().disk_stalled,
+    );
+    // It sends nothing, not even heartbeats: the others elect a leader in a higher term.
+    let mut new_leader = None;
+    wait_until(
+        "another node leads in a higher term",
+        Duration::from_secs(15),
+        || {
+            new_leader = cluster
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != old_leader)
+                .map(|(_, n)| n.status())
+                .find(|s| s.role == Role::Leader && s.term > old_term)
+                .map(|s| s.id);
+            new_leader.is_some()
+        },
+    );
+    let new_leader = new_leader.unwrap();
+    wait_until(
+        "the stalled leader stops leading",
+        Duration::from_secs(15),
+        || {
+            let status = cluster.nodes[&old_leader].status();
+            status.role != Role::Leader || status.term > old_term
+        },
+    );
+    // The new leader commits while the old leader's disk is still stalled (its syncs take
+    // 1.5 s each, so it acknowledges little): the new leader and the third node suffice.
+    let acked_before = proposers.acked();
+    let healthy: BTreeMap<u64, Arc<Node>> = cluster
+        .nodes
+        .iter()
+        .filter(|(id, _)| **id != old_leader)
+        .map(|(id, n)| (*id, Arc::clone(n)))
+        .collect();
+    for value in 50..100u64 {
+        assert!(
+            propose_on(&healthy, value, Duration::from_secs(10)),
+            "proposal {value} not acknowledged by the healthy nodes"
+        );
+    }
+    drop(healthy);
+    wait_until(
+        "the concurrent clients get acknowledgements during the stall",
+        Duration::from_secs(15),
+        || proposers.acked() >= acked_before + 20,
+    );
+    // Two whole stalled syncs: the old leader, now a follower, acknowledges the new leader's
+    // entries 1.5 s late while the clients keep going (client 0 through it, forwarded).
+    let acked_before = proposers.acked();
+    wait_until(
+        "two stalled syncs pass with client acknowledgements",
+        Duration::from_secs(20),
+        || stalled_at.elapsed() >= stall_bound * 10 && proposers.acked() >= acked_before + 20,
+    );
+    assert!(cluster.faults[&old_leader].syncs_stalled());
+    let stalled_status = cluster.nodes[&old_leader].status();
+    assert_ne!(stalled_status.role, Role::Leader);
+    let stalled_for = stalled_at.elapsed();
+
+    cluster.faults[&old_leader].clear();
+    let outcomes = proposers.finish();
+    eprintln!(
+        "stall test: old leader {old_leader} (term {old_term}), new leader {new_leader}, \
+         disk stalled for {stalled_for:?}; clients: {} acked, {} not applied, {} unknown",
+        outcomes.acked.len(),
+        outcomes.not_applied.len(),
+        outcomes.unknown.len()
+    );
+    wait_until(
+        "the old leader rejoins as a follower",
+        Duration::from_secs(15),
+        || {
+            let status = cluster.nodes[&old_leader].status();
+            status.role == Role::Follower
+                && status.leader.is_some_and(|l| l != old_leader)
+                && status.participating
+                && !status.disk_stalled
+        },
+    );
+    let leader = cluster.leader(Duration::from_secs(10));
+    // One more acknowledged proposal: everything before it is committed in the leader's term.
+    assert!(cluster.propose(100, Duration::from_secs(5)));
+    wait_until(
+        "every node applies everything committed",
+        Duration::from_secs(20),
+        || {
+            let commit = cluster.nodes[&leader].status().commit;
+            cluster.nodes.values().all(|n| n.status().applied >= commit)
+        },
+    );
+    let reference = cluster.read_all(leader);
+    let applied: BTreeSet<u64> = reference.iter().copied().collect();
+    assert_eq!(applied.len(), reference.len(), "a value applied twice");
+    let expected_base: BTreeSet<u64> = (0..=100).collect();
+    let lost: Vec<_> = expected_base.difference(&applied).take(10).collect();
+    assert!(lost.is_empty(), "acknowledged test values lost: {lost:?}");
+    let lost: Vec<_> = outcomes.acked.difference(&applied).take(10).collect();
+    assert!(lost.is_empty(), "acknowledged client values lost: {lost:?}");
+    let wrongly: Vec<_> = outcomes
+        .not_applied
+        .intersection(&applied)
+        .take(10)
+        .collect();
+    assert!(
+        wrongly.is_empty(),
+        "values refused as 'not applied' were applied: {wrongly:?}"
+    );
+    assert!(
+        outcomes.acked.len() > 10,
+        "too few client proposals acknowledged: {}",
+        outcomes.acked.len()
+    );
+    for id in cluster.nodes.keys().copied().collect::<Vec<_>>() {
+        assert_eq!(cluster.read_all(id), reference, "node {id} diverges");
+    }
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }

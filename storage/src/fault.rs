@@ -1,8 +1,18 @@
-//! Fault injection for tests: make the log's writes and fsyncs fail, or tear a write, on demand.
+//! Fault injection for tests: make the log's writes and fsyncs fail, tear a write, or stall
+//! every fsync, on demand.
 //!
 //! A [`FaultInjector`] is passed in [`crate::Options::fault_injector`]; production code leaves it
-//! `None` and pays one branch per write. Each fault fires once, after a chosen number of
-//! successful operations, and then disarms itself.
+//! `None` and pays one branch per write and per sync. Each failure fires once, after a chosen
+//! number of successful operations, and then disarms itself.
+//!
+//! A stall ([`FaultInjector::stall_syncs`]) is different: it stays armed until
+//! [`FaultInjector::clear`], and every sync meanwhile waits before its real `fdatasync`, as on a
+//! disk that has stopped answering. The wait of one sync is bounded by the stall duration, so a
+//! test that forgets to clear can be slowed but never hung; `clear` also ends the waits already
+//! in progress at once. The data is untouched: a stalled sync delays durability, it loses
+//! nothing. Where the sync runs under a lock ([`crate::GroupCommit`] holds the log's lock while
+//! it asks the injector), the appends behind that lock wait as well, like writes queued behind a
+//! stuck device.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -16,13 +26,35 @@
 //! assert!(matches!(wal.sync(), Err(Error::Io { .. })));
 //! assert!(matches!(wal.sync(), Err(Error::Poisoned { .. }))); // never retried
 //! ```
+//!
+//! A stalled disk:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::{Duration, Instant};
+//! use ketch_storage::{Entry, FaultInjector, Options, Wal};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let faults = Arc::new(FaultInjector::default());
+//! let options = Options { fault_injector: Some(Arc::clone(&faults)), ..Options::default() };
+//! let mut wal = Wal::open(dir.path(), options).unwrap();
+//! faults.stall_syncs(Duration::from_millis(50));
+//! wal.append(&[Entry::new(1, 1, b"x".to_vec())]).unwrap();
+//! let started = Instant::now();
+//! wal.sync().unwrap(); // slow, but it succeeds
+//! assert!(started.elapsed() >= Duration::from_millis(50));
+//! faults.clear();
+//! ```
 
 use std::io;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 const DISARMED: i64 = -1;
+/// `sync_stall_nanos` when no stall is armed.
+const NO_STALL: u64 = 0;
 
-/// Test hooks that make writes and syncs fail.
+/// Test hooks that make writes and syncs fail, or syncs stall.
 #[derive(Debug)]
 pub struct FaultInjector {
     syncs_until_failure: AtomicI64,
@@ -30,6 +62,15 @@ pub struct FaultInjector {
     write_failure_enospc: AtomicUsize,
     /// Bytes of the failing write that still reach the file (a torn write); usize::MAX: none.
     torn_keep_bytes: AtomicUsize,
+    /// How long each sync waits before its fdatasync; `NO_STALL`: not at all. Read without the
+    /// lock on every sync; changed under `stall_lock` so that a waiting sync sees `clear`.
+    sync_stall_nanos: AtomicU64,
+    /// Counts `clear` calls: a waiting sync stops when it changes, even if a new stall was
+    /// armed before that sync woke up.
+    stall_clears: AtomicU64,
+    stall_lock: Mutex<()>,
+    /// Signalled by `clear`: stalled syncs stop waiting.
+    stall_cleared: Condvar,
 }
 
 impl Default for FaultInjector {
@@ -39,6 +80,10 @@ impl Default for FaultInjector {
             writes_until_failure: AtomicI64::new(DISARMED),
             write_failure_enospc: AtomicUsize::new(0),
             torn_keep_bytes: AtomicUsize::new(usize::MAX),
+            sync_stall_nanos: AtomicU64::new(NO_STALL),
+            stall_clears: AtomicU64::new(0),
+            stall_lock: Mutex::new(()),
+            stall_cleared: Condvar::new(),
         }
     }
 }
@@ -53,6 +98,10 @@ pub(crate) enum WriteFault {
 }
 
 impl FaultInjector {
+    /// Longest wait of one stalled sync: a longer stall asked for is cut to this, so a test
+    /// that never clears its stall is slow rather than hung.
+    pub const SYNC_STALL_MAX: Duration = Duration::from_secs(60);
+
     /// The sync after `successes` more successful syncs fails with EIO.
     pub fn fail_sync_after(&self, successes: u64) {
         self.syncs_until_failure
@@ -69,10 +118,63 @@ impl FaultInjector {
             .store(successes as i64, Ordering::SeqCst);
     }
 
-    /// Disarms every fault.
+    /// Every following sync waits `per_sync` before its real fdatasync (and before any armed
+    /// sync failure fires), until [`FaultInjector::clear`]. At most [`Self::SYNC_STALL_MAX`]; a zero
+    /// duration disarms the stall. Syncs already waiting keep their own deadline.
+    pub fn stall_syncs(&self, per_sync: Duration) {
+        let nanos = per_sync.min(Self::SYNC_STALL_MAX).as_nanos() as u64;
+        let _guard = self.lock_stall();
+        self.sync_stall_nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// True while a sync stall is armed.
+    pub fn syncs_stalled(&self) -> bool {
+        self.sync_stall_nanos.load(Ordering::SeqCst) != NO_STALL
+    }
+
+    /// Disarms every fault, and releases the syncs a stall holds at once.
     pub fn clear(&self) {
         self.syncs_until_failure.store(DISARMED, Ordering::SeqCst);
         self.writes_until_failure.store(DISARMED, Ordering::SeqCst);
+        let _guard = self.lock_stall();
+        self.sync_stall_nanos.store(NO_STALL, Ordering::SeqCst);
+        self.stall_clears.fetch_add(1, Ordering::SeqCst);
+        self.stall_cleared.notify_all();
+    }
+
+    fn lock_stall(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data, only the hand-off between `clear` and waiting syncs.
+        self.stall_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits as an armed stall asks: until its duration has passed or `clear` was called.
+    /// Bounded by the duration read at the start: each wake-up either ends the wait or waits
+    /// only for the rest of it.
+    fn wait_out_stall(&self) {
+        if self.sync_stall_nanos.load(Ordering::SeqCst) == NO_STALL {
+            return;
+        }
+        let mut guard = self.lock_stall();
+        // Read again under the lock: a `clear` in between must not be missed.
+        let nanos = self.sync_stall_nanos.load(Ordering::SeqCst);
+        if nanos == NO_STALL {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_nanos(nanos);
+        let clears = self.stall_clears.load(Ordering::SeqCst);
+        while self.stall_clears.load(Ordering::SeqCst) == clears {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            guard = self
+                .stall_cleared
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
     }
 
     fn fires(counter: &AtomicI64) -> bool {
@@ -89,7 +191,10 @@ impl FaultInjector {
         }
     }
 
+    /// Called before every fdatasync of a segment: waits out an armed stall, then returns the
+    /// injected failure, if one fires.
     pub(crate) fn before_sync(&self) -> Option<io::Error> {
+        self.wait_out_stall();
         Self::fires(&self.syncs_until_failure)
             .then(|| io::Error::other("injected fdatasync failure (EIO)"))
     }

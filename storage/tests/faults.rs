@@ -1,8 +1,11 @@
 //! Disk faults injected through `FaultInjector`: each fault reaches the caller as an error, a
 //! failed fsync or write poisons the log (every later call fails, nothing is retried), and
-//! reopening afterwards recovers every entry that was reported durable and nothing torn.
+//! reopening afterwards recovers every entry that was reported durable and nothing torn. A
+//! stalled disk only delays: syncs return late but succeed, `clear` releases them, and nothing
+//! is lost.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ketch_storage::{Entry, Error, FaultInjector, GroupCommit, Options, Wal};
 
@@ -133,4 +136,82 @@ fn group_commit_fsync_failure_fails_every_waiter_and_every_later_append() {
         log.append(1, &[b"after"]),
         Err(Error::Poisoned { .. })
     ));
+}
+
+#[test]
+fn a_stalled_sync_delays_durability_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, faults) = open_with_faults(dir.path());
+    wal.append(&entries(1, 11)).unwrap();
+    wal.sync().unwrap();
+    let stall = Duration::from_millis(200);
+    faults.stall_syncs(stall);
+    assert!(faults.syncs_stalled());
+    for round in 0..3u64 {
+        let lo = 11 + round * 10;
+        wal.append(&entries(lo, lo + 10)).unwrap();
+        let started = Instant::now();
+        wal.sync().expect("a stalled sync still succeeds");
+        let took = started.elapsed();
+        assert!(took >= stall, "sync {round} took {took:?}, under the stall");
+    }
+    assert!(!wal.is_poisoned());
+    faults.clear();
+    assert!(!faults.syncs_stalled());
+    wal.append(&entries(41, 51)).unwrap();
+    let started = Instant::now();
+    wal.sync().unwrap();
+    // Generous: a loaded machine's fdatasync can be slow, but not 60 s (the stall's bound).
+    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(wal);
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(wal.last_index(), 50);
+    for entry in wal.entries(1..51).unwrap() {
+        assert_eq!(entry.data, format!("entry {}", entry.index).into_bytes());
+    }
+}
+
+#[test]
+fn clear_releases_group_commit_appenders_stuck_in_a_stalled_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, faults) = open_with_faults(dir.path());
+    let log = Arc::new(GroupCommit::new(wal));
+    log.append(1, &[b"before"]).unwrap();
+    // Far longer than the test may take: only `clear` can end these waits in time.
+    faults.stall_syncs(Duration::from_secs(600));
+    let started = Instant::now();
+    let appenders: Vec<_> = (0..4)
+        .map(|_| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || log.append(1, &[b"during"]))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        appenders.iter().all(|a| !a.is_finished()),
+        "an append became durable through a stalled sync"
+    );
+    faults.clear();
+    let ranges: Vec<_> = appenders
+        .into_iter()
+        .map(|a| a.join().unwrap().expect("released appends succeed"))
+        .collect();
+    // The requested 600 s stall is cut to `SYNC_STALL_MAX` (60 s); clear ends it long before.
+    assert!(
+        started.elapsed() < FaultInjector::SYNC_STALL_MAX / 2,
+        "clear did not release the stalled sync: {:?}",
+        started.elapsed()
+    );
+    let mut indexes: Vec<u64> = ranges.iter().map(|r| *r.start()).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, vec![2, 3, 4, 5]);
+    let wal = Arc::try_unwrap(log)
+        .unwrap_or_else(|_| panic!("appenders are done"))
+        .into_inner();
+    drop(wal);
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(wal.last_index(), 5);
+    for entry in wal.entries(2..6).unwrap() {
+        assert_eq!(entry.data, b"during".to_vec());
+    }
 }
