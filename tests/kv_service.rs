@@ -40,7 +40,12 @@ impl KvCluster {
         drop(listeners);
         let mut services = BTreeMap::new();
         for (&id, &addr) in &peers {
-            let node = NodeConfig::new(id, 11, peers.clone(), addr);
+            let mut node = NodeConfig::new(id, 11, peers.clone(), addr);
+            // These tests check the service, not failover, and run in parallel (7 clusters of
+            // 3 nodes on 2 cores): 1-2 s elections and a 5 s disk-stall bound keep a starved
+            // thread from causing a leader change that a test would see as -TIMEOUT.
+            node.raft.election_timeout_ticks = 100;
+            node.disk_stall_timeout = Duration::from_secs(5);
             let mut config = ServiceConfig::new(
                 node,
                 root.path().join(format!("node-{id}")),
