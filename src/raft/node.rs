@@ -2848,6 +2848,19 @@ mod tests {
         assert!(!c.node(leader).status().progress.contains_key(&follower));
     }
 
+    /// Adds `id` as a learner while it is unreachable, so the leader's first probe is lost,
+    /// then makes it reachable again.
+    fn add_learner_while_unreachable(c: &mut Cluster, leader: NodeId, id: NodeId) {
+        c.add_joining(id, |_| {});
+        c.down.push(id);
+        c.node(leader)
+            .propose_conf_change(ConfChange::AddLearner(id))
+            .unwrap();
+        c.tick_all(3);
+        assert!(c.node(leader).membership().learners.contains(&id));
+        c.down.clear();
+    }
+
     /// Ticks until the leader's match index for `id` reaches the leader's last index; returns
     /// the ticks taken, or `None` after `bound_ticks`.
     fn ticks_until_caught_up(
@@ -2878,14 +2891,7 @@ mod tests {
             c.node(leader).propose(i.to_le_bytes().to_vec()).unwrap();
         }
         c.tick_all(2);
-        c.add_joining(4, |_| {});
-        c.down.push(4);
-        c.node(leader)
-            .propose_conf_change(ConfChange::AddLearner(4))
-            .unwrap();
-        c.tick_all(3);
-        assert!(c.node(leader).membership().learners.contains(&4));
-        c.down.clear();
+        add_learner_while_unreachable(&mut c, leader, 4);
         let bound_ticks = 4 * c.node(leader).config.heartbeat_interval_ticks;
         let taken = ticks_until_caught_up(&mut c, leader, 4, bound_ticks);
         assert!(
@@ -2907,13 +2913,7 @@ mod tests {
         }
         c.tick_all(2);
         assert!(c.node(leader).log().snapshot().index > 0, "compacted");
-        c.add_joining(4, |_| {});
-        c.down.push(4);
-        c.node(leader)
-            .propose_conf_change(ConfChange::AddLearner(4))
-            .unwrap();
-        c.tick_all(3);
-        c.down.clear();
+        add_learner_while_unreachable(&mut c, leader, 4);
         let bound_ticks = 8 * c.node(leader).config.heartbeat_interval_ticks;
         let taken = ticks_until_caught_up(&mut c, leader, 4, bound_ticks);
         assert!(
