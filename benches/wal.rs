@@ -1,7 +1,10 @@
 //! Write-ahead log benchmarks, each next to the raw device it runs on.
 //!
 //! - `device/*`: the disk itself: one write + fdatasync overwriting blocks already written (what a
-//!   preallocated segment gives), the floor for any durable append.
+//!   preallocated segment gives), the floor for any durable append; 18,216 bytes is exactly
+//!   what one 64 x 256 B batch writes.
+//! - `device/concurrent_fdatasync_4096/3_files`: three threads each overwriting its own file
+//!   with 4 KiB + fdatasync at once, as the three nodes of a one-machine cluster do per commit.
 //! - `append_sync/*`: one batch append + `sync`, for batch shapes 1/16/64/256 x 256 B / 4 KiB. The
 //!   log is compacted whenever it holds more than about three segments, as a Raft node does after
 //!   snapshots, so the steady state reuses compacted segment files instead of zero-filling new ones.
@@ -74,7 +77,9 @@ fn device(c: &mut Criterion) {
         file.write_all_at(&chunk, offset).unwrap();
     }
     file.sync_all().unwrap();
-    for write_bytes in [256usize, 4096, 65536] {
+    // 18,216 bytes is what one 64 x 256 B batch writes (`WalStats::bytes_written`: the entry
+    // frames, the commit frame and the end marker): the raw device for exactly that shape.
+    for write_bytes in [256usize, 4096, 18_216, 65536] {
         let buf = vec![0x5Au8; write_bytes];
         let latencies = Latencies::new();
         let mut offset = 0u64;
@@ -90,6 +95,55 @@ fn device(c: &mut Criterion) {
         });
         latencies.report(&format!("device/overwrite_fdatasync/{write_bytes}"));
     }
+    // Three files synced at once, as the three nodes of a one-machine test cluster do on every
+    // commit: the flushes queue on the one device, so each takes longer than one alone. This is
+    // the disk's floor under `cargo bench --bench node`.
+    const FILES: usize = 3;
+    let files: Vec<_> = (0..FILES)
+        .map(|n| {
+            let path = dir.path().join(format!("device-{n}.bin"));
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(path)
+                .unwrap();
+            for offset in (0..(4u64 << 20)).step_by(chunk.len()) {
+                file.write_all_at(&chunk, offset).unwrap();
+            }
+            file.sync_all().unwrap();
+            file
+        })
+        .collect();
+    let latencies = Latencies::new();
+    group.throughput(Throughput::Elements(FILES as u64));
+    group.bench_function(
+        BenchmarkId::new("concurrent_fdatasync_4096", format!("{FILES}_files")),
+        |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                std::thread::scope(|scope| {
+                    for file in &files {
+                        let latencies = &latencies;
+                        scope.spawn(move || {
+                            let buf = vec![0x5Au8; 4096];
+                            for n in 0..iters {
+                                let op = Instant::now();
+                                file.write_all_at(&buf, (n % 1024) * 4096).unwrap();
+                                file.sync_data().unwrap();
+                                latencies.record(op.elapsed());
+                            }
+                        });
+                    }
+                });
+                started.elapsed()
+            })
+        },
+    );
+    latencies.report(&format!(
+        "device/concurrent_fdatasync_4096/{FILES}_files (each file's write + fdatasync)"
+    ));
     group.finish();
 }
 
