@@ -51,6 +51,8 @@ struct Shared {
     last_sync: Duration,
     /// A leader is waiting on `appended` for its group to fill.
     leader_gathering: bool,
+    /// Callers waiting on `synced`.
+    waiting_for_sync: usize,
     /// Cap on a leader's gathering wait ([`GATHER_MAX`]; tests lengthen it).
     gather_max: Duration,
     stats: GroupCommitStats,
@@ -95,6 +97,7 @@ impl GroupCommit {
                 last_group: 0,
                 last_sync: Duration::ZERO,
                 leader_gathering: false,
+                waiting_for_sync: 0,
                 gather_max: GATHER_MAX,
                 stats: GroupCommitStats::default(),
             }),
@@ -209,10 +212,12 @@ impl GroupCommit {
                 return Ok(());
             }
             if shared.sync_in_progress {
+                shared.waiting_for_sync += 1;
                 shared = self
                     .synced
                     .wait(shared)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
+                shared.waiting_for_sync -= 1;
                 continue;
             }
             // Become the sync leader for everything written so far.
@@ -245,7 +250,10 @@ impl GroupCommit {
                     shared.wal.poison(Error::io("fdatasync", path, e));
                 }
             }
-            self.synced.notify_all();
+            // A lone appender has nobody to wake: skip the futex system call.
+            if shared.waiting_for_sync > 0 {
+                self.synced.notify_all();
+            }
         }
     }
 }
