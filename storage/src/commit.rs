@@ -12,8 +12,9 @@
 //! duration. Otherwise a closed loop of N appenders settles into alternating groups of 1 and
 //! N - 1: the first appender released by a sync finds no sync running and syncs alone while the
 //! rest are still waking up. Measured with 8 appenders (`cargo bench --bench wal --
-//! group_commit`): 0.235 fdatasyncs per entry and 15.7-16.7 k appends/s without the wait,
-//! 0.134-0.139 and 19.7-29.5 k/s with it. A lone appender never waits (its last group was 1).
+//! group_commit`, one disk, one day): 0.235 fdatasyncs per entry and 15.7-16.7 k appends/s
+//! without the wait, 0.134-0.141 and 18.2-29.5 k/s with it (the range is the disk's day-to-day
+//! variation). A lone appender never waits (its last group was 1).
 //!
 //! A failed fdatasync poisons the log: the leader and every waiter get an error, and so does every
 //! later call. Nothing is retried.
