@@ -233,6 +233,15 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("node {id} shut down with errors: {e}"));
     }
 
+    /// Every node but `id`, e.g. the majority left when it is cut off or its disk fails.
+    fn nodes_except(&self, id: u64) -> BTreeMap<u64, Arc<Node>> {
+        self.nodes
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .map(|(other, n)| (*other, Arc::clone(n)))
+            .collect()
+    }
+
     fn leader(&self, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -527,12 +536,7 @@ fn a_leader_whose_fsync_fails_stops_participating_and_recovers_after_restart() {
     let error = cluster.nodes[&leader].status().last_error.unwrap();
     assert!(error.contains("sync"), "unexpected error: {error}");
     // It neither votes nor acknowledges: the other two elect a leader among themselves.
-    let others: BTreeMap<u64, Arc<Node>> = cluster
-        .nodes
-        .iter()
-        .filter(|(id, _)| **id != leader)
-        .map(|(id, n)| (*id, Arc::clone(n)))
-        .collect();
+    let others = cluster.nodes_except(leader);
     for value in 101..200u64 {
         assert!(
             propose_on(&others, value, Duration::from_secs(10)),
@@ -652,12 +656,7 @@ fn a_partitioned_leader_serves_no_stale_read_and_rejoins_after_healing() {
         assert!(cluster.propose(value, Duration::from_secs(5)));
     }
     cluster.nodes[&old_leader].set_isolated(true);
-    let majority: BTreeMap<u64, Arc<Node>> = cluster
-        .nodes
-        .iter()
-        .filter(|(id, _)| **id != old_leader)
-        .map(|(id, n)| (*id, Arc::clone(n)))
-        .collect();
+    let majority = cluster.nodes_except(old_leader);
     wait_until(
         "the majority elects a new leader",
         Duration::from_secs(10),
@@ -953,12 +952,7 @@ fn a_leader_with_a_stalled_disk_is_superseded_and_rejoins_losing_nothing() {
     // The new leader commits while the old leader's disk is still stalled (its syncs take
     // 1.5 s each, so it acknowledges little): the new leader and the third node suffice.
     let acked_before = proposers.acked();
-    let healthy: BTreeMap<u64, Arc<Node>> = cluster
-        .nodes
-        .iter()
-        .filter(|(id, _)| **id != old_leader)
-        .map(|(id, n)| (*id, Arc::clone(n)))
-        .collect();
+    let healthy = cluster.nodes_except(old_leader);
     for value in 50..100u64 {
         assert!(
             propose_on(&healthy, value, Duration::from_secs(10)),
