@@ -6,6 +6,8 @@
 //! - `node/throughput/{1,16,256}`: that many threads proposing 256 B commands concurrently;
 //!   criterion reports commits per second.
 //! - `node/pipelined/256`: 256 proposals in flight from 4 threads through `Node::submit`.
+//! - `node_tmpfs/*`: the same cluster with its data directories on tmpfs (`/dev/shm`), where
+//!   fdatasync costs nothing: the runtime's own cost, without the disk.
 //!
 //! After each group the leader's fsyncs per committed entry are printed (one fsync per round
 //! of the log writer; below 1.0 means rounds batch several entries).
@@ -14,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,8 +69,13 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// Starts a cluster with its data directories under `parent` (the system temp dir if none).
+    fn start(parent: Option<&Path>) -> Cluster {
+        let dir = match parent {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .expect("temp dir");
         let listeners: Vec<_> = (0..3)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
             .collect();
@@ -170,12 +178,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn bench_node(c: &mut Criterion) {
-    let cluster = Cluster::start();
-    for _ in 0..200 {
-        cluster.propose();
-    }
-
+/// Prints p50 / p99 of `LATENCY_SAMPLES` sequential proposals (criterion reports means).
+fn print_latency_percentiles(group_name: &str, cluster: &Cluster) {
     let since = cluster.counters();
     let mut samples: Vec<Duration> = (0..LATENCY_SAMPLES)
         .map(|_| {
@@ -186,47 +190,77 @@ fn bench_node(c: &mut Criterion) {
         .collect();
     samples.sort();
     println!(
-        "node/commit_latency: {LATENCY_SAMPLES} sequential {PAYLOAD_BYTES} B proposals: \
+        "{group_name}/commit_latency: {LATENCY_SAMPLES} sequential {PAYLOAD_BYTES} B proposals: \
          p50 {:?}, p99 {:?}, max {:?}; leader fsyncs per entry {:.3}",
         percentile(&samples, 0.5),
         percentile(&samples, 0.99),
         samples[samples.len() - 1],
         cluster.fsync_ratio(since),
     );
+}
+
+/// `proposers` threads each proposing one command at a time.
+fn bench_throughput(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group_name: &str,
+    cluster: &Cluster,
+    proposers: usize,
+) {
+    let since = cluster.counters();
+    group.throughput(Throughput::Elements(1));
+    group.bench_with_input(
+        BenchmarkId::new("throughput", proposers),
+        &proposers,
+        |b, &proposers| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(proposers as u64);
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for _ in 0..proposers {
+                        scope.spawn(|| {
+                            for _ in 0..per_thread {
+                                cluster.propose();
+                            }
+                        });
+                    }
+                });
+                // Normalise to `iters` proposals (rounding up per thread adds a few).
+                let done = per_thread * proposers as u64;
+                start.elapsed().mul_f64(iters as f64 / done as f64)
+            });
+        },
+    );
+    println!(
+        "{group_name}/throughput/{proposers}: leader fsyncs per committed entry {:.3}",
+        cluster.fsync_ratio(since)
+    );
+}
+
+fn shut_down(cluster: Cluster) {
+    println!(
+        "proposals refused or with unknown outcome (timeout, leader change): {}",
+        cluster.unknown_outcomes.load(Ordering::Relaxed)
+    );
+    for node in cluster.nodes {
+        if let Ok(node) = Arc::try_unwrap(node) {
+            node.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+fn bench_node(c: &mut Criterion) {
+    let cluster = Cluster::start(None);
+    for _ in 0..200 {
+        cluster.propose();
+    }
+    print_latency_percentiles("node", &cluster);
 
     let mut group = c.benchmark_group("node");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("commit_latency", |b| b.iter(|| cluster.propose()));
     for proposers in [1usize, 16, 256] {
-        let since = cluster.counters();
-        group.throughput(Throughput::Elements(1));
-        group.bench_with_input(
-            BenchmarkId::new("throughput", proposers),
-            &proposers,
-            |b, &proposers| {
-                b.iter_custom(|iters| {
-                    let per_thread = iters.div_ceil(proposers as u64);
-                    let start = Instant::now();
-                    std::thread::scope(|scope| {
-                        for _ in 0..proposers {
-                            scope.spawn(|| {
-                                for _ in 0..per_thread {
-                                    cluster.propose();
-                                }
-                            });
-                        }
-                    });
-                    // Normalise to `iters` proposals (rounding up per thread adds a few).
-                    let done = per_thread * proposers as u64;
-                    start.elapsed().mul_f64(iters as f64 / done as f64)
-                });
-            },
-        );
-        println!(
-            "node/throughput/{proposers}: leader fsyncs per committed entry {:.3}",
-            cluster.fsync_ratio(since)
-        );
+        bench_throughput(&mut group, "node", &cluster, proposers);
     }
     // 256 proposals in flight from 4 threads (64 each) through `Node::submit`: the same
     // concurrency as 256 blocking proposers without 256 threads' context switches.
@@ -250,16 +284,31 @@ fn bench_node(c: &mut Criterion) {
         cluster.fsync_ratio(since)
     );
     group.finish();
-    println!(
-        "node: proposals refused or with unknown outcome (timeout, leader change): {}",
-        cluster.unknown_outcomes.load(Ordering::Relaxed)
-    );
-    for node in cluster.nodes {
-        if let Ok(node) = Arc::try_unwrap(node) {
-            node.shutdown().expect("clean shutdown");
-        }
-    }
+    shut_down(cluster);
 }
 
-criterion_group!(benches, bench_node);
+/// The same cluster with its logs in memory (tmpfs, where fdatasync costs nothing): what the
+/// runtime costs without the disk. The difference to `node/*` is the disk's share; see
+/// `device/quorum_fdatasync_4096/2_of_3` in `benches/wal.rs` for that share measured alone.
+fn bench_node_tmpfs(c: &mut Criterion) {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        println!("node_tmpfs: skipped, no /dev/shm");
+        return;
+    }
+    let cluster = Cluster::start(Some(shm));
+    for _ in 0..200 {
+        cluster.propose();
+    }
+    print_latency_percentiles("node_tmpfs", &cluster);
+    let mut group = c.benchmark_group("node_tmpfs");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("commit_latency", |b| b.iter(|| cluster.propose()));
+    bench_throughput(&mut group, "node_tmpfs", &cluster, 256);
+    group.finish();
+    shut_down(cluster);
+}
+
+criterion_group!(benches, bench_node, bench_node_tmpfs);
 criterion_main!(benches);

@@ -5,6 +5,8 @@
 //!   what one 64 x 256 B batch writes.
 //! - `device/concurrent_fdatasync_4096/3_files`: three threads each overwriting its own file
 //!   with 4 KiB + fdatasync at once, as the three nodes of a one-machine cluster do per commit.
+//! - `device/quorum_fdatasync_4096/2_of_3`: the same three flushes started together, timed until
+//!   two have finished: the disk's share of one commit in that cluster (a quorum of copies).
 //! - `append_sync/*`: one batch append + `sync`, for batch shapes 1/16/64/256 x 256 B / 4 KiB. The
 //!   log is compacted whenever it holds more than about three segments, as a Raft node does after
 //!   snapshots, so the steady state reuses compacted segment files instead of zero-filling new ones.
@@ -143,6 +145,52 @@ fn device(c: &mut Criterion) {
     );
     latencies.report(&format!(
         "device/concurrent_fdatasync_4096/{FILES}_files (each file's write + fdatasync)"
+    ));
+    // The same three flushes started together, timed until two have finished: what a commit
+    // in a one-machine 3-node cluster waits for (a quorum of durable copies) before any CPU,
+    // network or thread hand-off cost. The floor under `node/commit_latency`.
+    let latencies = Latencies::new();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(
+        BenchmarkId::new("quorum_fdatasync_4096", format!("2_of_{FILES}")),
+        |b| {
+            b.iter_custom(|iters| {
+                let start = Barrier::new(FILES);
+                let finished: Vec<Mutex<Vec<Instant>>> =
+                    (0..iters).map(|_| Mutex::new(Vec::new())).collect();
+                let started: Vec<Mutex<Option<Instant>>> =
+                    (0..iters).map(|_| Mutex::new(None)).collect();
+                std::thread::scope(|scope| {
+                    for file in &files {
+                        let (start, finished, started) = (&start, &finished, &started);
+                        scope.spawn(move || {
+                            let buf = vec![0x5Au8; 4096];
+                            for n in 0..iters as usize {
+                                start.wait();
+                                let now = Instant::now();
+                                started[n].lock().unwrap().get_or_insert(now);
+                                file.write_all_at(&buf, (n as u64 % 1024) * 4096).unwrap();
+                                file.sync_data().unwrap();
+                                finished[n].lock().unwrap().push(Instant::now());
+                            }
+                        });
+                    }
+                });
+                let mut total = Duration::ZERO;
+                for (begun, ends) in started.iter().zip(&finished) {
+                    let begun = begun.lock().unwrap().expect("every round started");
+                    let mut ends = ends.lock().unwrap();
+                    ends.sort();
+                    let quorum = ends[1].duration_since(begun);
+                    latencies.record(quorum);
+                    total += quorum;
+                }
+                total
+            })
+        },
+    );
+    latencies.report(&format!(
+        "device/quorum_fdatasync_4096/2_of_{FILES} (three flushes started together, until two end)"
     ));
     group.finish();
 }
