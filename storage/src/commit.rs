@@ -247,20 +247,30 @@ impl GroupCommit {
             shared.sync_in_progress = false;
             shared.stats.syncs += 1;
             shared.wal.stats.syncs += 1;
-            match result {
+            let outcome = match result {
                 Ok(()) => {
                     debug_assert!(sync_through >= shared.synced_through);
+                    debug_assert!(sync_through >= ticket, "the leader's own batch is covered");
                     shared.last_group = sync_through - shared.synced_through;
                     shared.synced_through = sync_through;
+                    shared.stats.batches += 1;
+                    Ok(())
                 }
                 Err(e) => {
                     shared.wal.poison(Error::io("fdatasync", path, e));
+                    let cause = shared.wal.poisoned.clone().expect("just poisoned");
+                    Err(Error::Poisoned { cause })
                 }
-            }
-            // A lone appender has nobody to wake: skip the futex system call.
-            if shared.waiting_for_sync > 0 {
+            };
+            // Wake the waiters only after releasing the mutex: each must retake it, and woken
+            // while the leader still held it, they queued on it and then woke one another one
+            // by one. A lone appender has nobody to wake: skip the futex system call.
+            let wake = shared.waiting_for_sync > 0;
+            drop(shared);
+            if wake {
                 self.synced.notify_all();
             }
+            return outcome;
         }
     }
 }
