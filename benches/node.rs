@@ -69,7 +69,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a cluster with its data directories under `parent` (the system temp dir if none).
+    /// Starts a cluster with its data directories under `parent` (the system temp dir if none)
+    /// and commits 200 proposals.
     fn start(parent: Option<&Path>) -> Cluster {
         let dir = match parent {
             Some(parent) => tempfile::tempdir_in(parent),
@@ -104,12 +105,17 @@ impl Cluster {
             assert!(Instant::now() < deadline, "no leader elected");
             std::thread::sleep(Duration::from_millis(10));
         };
-        Cluster {
+        let cluster = Cluster {
             nodes,
             leader: AtomicUsize::new(leader),
             unknown_outcomes: AtomicU64::new(0),
             _dir: dir,
+        };
+        // Warm up: connections, allocations, the first segment's page cache.
+        for _ in 0..200 {
+            cluster.propose();
         }
+        cluster
     }
 
     fn leader(&self) -> &Node {
@@ -250,9 +256,6 @@ fn shut_down(cluster: Cluster) {
 
 fn bench_node(c: &mut Criterion) {
     let cluster = Cluster::start(None);
-    for _ in 0..200 {
-        cluster.propose();
-    }
     print_latency_percentiles("node", &cluster);
 
     let mut group = c.benchmark_group("node");
@@ -297,9 +300,6 @@ fn bench_node_tmpfs(c: &mut Criterion) {
         return;
     }
     let cluster = Cluster::start(Some(shm));
-    for _ in 0..200 {
-        cluster.propose();
-    }
     print_latency_percentiles("node_tmpfs", &cluster);
     let mut group = c.benchmark_group("node_tmpfs");
     group.sample_size(10);
