@@ -430,17 +430,26 @@ pub fn write_zero_filled(path: &Path, size_bytes: u64, stop: &dyn Fn() -> bool) 
         .create_new(true)
         .open(path)
         .map_err(|e| Error::io("create", path, e))?;
-    const CHUNK_BYTES: u64 = 1 << 20;
-    let zeros = vec![0u8; CHUNK_BYTES as usize];
+    // One page per write, on purpose. The page cache sizes the folios it allocates by the write
+    // that creates them, and Linux 6.x ext4 keeps large folios: a file filled by 1 MiB writes
+    // keeps (up to) 1 MiB folios, and every later small append into one pays for the whole
+    // folio's buffers on the write and on the writeback. Measured on this project's machine: a
+    // 324 B write + fdatasync into a file pre-written in 1 MiB writes took p50 172-230 us and
+    // 46-60 us of system time, against 148-153 us and 37-39 us when pre-written in 4 KiB writes.
+    const PAGE_BYTES: u64 = 4096;
+    const PAGES_PER_STOP_CHECK: u64 = 256;
+    let zeros = vec![0u8; PAGE_BYTES as usize];
     let mut written = 0;
+    let mut pages = 0u64;
     while written < size_bytes {
-        if stop() {
+        if pages % PAGES_PER_STOP_CHECK == 0 && stop() {
             return Err(Error::misuse("segment preparation cancelled"));
         }
-        let len = CHUNK_BYTES.min(size_bytes - written);
+        let len = PAGE_BYTES.min(size_bytes - written);
         file.write_all(&zeros[..len as usize])
             .map_err(|e| Error::io("write", path, e))?;
         written += len;
+        pages += 1;
     }
     file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
     Ok(file)
@@ -456,6 +465,31 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_filled_files_have_the_exact_size_and_only_zeros_and_stop_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not a multiple of the page: the last write is short.
+        let size = 3 * 4096 * 256 + 1000;
+        let path = dir.path().join("zeros");
+        let file = write_zero_filled(&path, size, &|| false).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), size);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert!(bytes.iter().all(|b| *b == 0));
+        assert!(
+            write_zero_filled(&path, 4096, &|| false).is_err(),
+            "an existing file is never overwritten"
+        );
+        let cancelled = dir.path().join("cancelled");
+        let checks = std::cell::Cell::new(0);
+        let result = write_zero_filled(&cancelled, size, &|| {
+            checks.set(checks.get() + 1);
+            checks.get() > 1
+        });
+        assert!(result.is_err(), "a stop request cancels the preparation");
+        assert_eq!(checks.get(), 2, "stop is polled every 256 pages");
+    }
 
     #[test]
     fn header_round_trips_and_detects_damage() {
