@@ -472,7 +472,7 @@ mod tests {
     #[test]
     fn zero_filled_files_have_the_exact_size_and_only_zeros_and_stop_cancels() {
         let dir = tempfile::tempdir().unwrap();
-        // Not a multiple of the page: the last write is short.
+        // Not a multiple of the write size: the last write is short.
         let size = 3 * 4096 * 256 + 1000;
         let path = dir.path().join("zeros");
         let file = write_zero_filled(&path, size, &|| false).unwrap();
