@@ -235,10 +235,12 @@ impl GroupCommit {
             let active = shared.wal.active();
             let file = std::sync::Arc::clone(&active.file);
             let path = active.path.clone();
-            let injected = shared.wal.injected_sync_failure();
+            let faults = shared.wal.fault_injector();
             drop(shared);
             let started = Instant::now();
-            let result = match injected {
+            // An injected stall waits here, unlocked, like a slow fdatasync: appenders keep
+            // appending and queue for the next sync meanwhile.
+            let result = match faults.and_then(|faults| faults.before_sync()) {
                 Some(error) => Err(error),
                 None => file.sync_data(),
             };

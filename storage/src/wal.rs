@@ -612,6 +612,12 @@ impl Wal {
         self.options.fault_injector.as_ref()?.before_sync()
     }
 
+    /// The test hooks, for a caller that syncs the active file itself (`GroupCommit`, outside
+    /// its mutex, where an injected stall must wait as a slow fdatasync would).
+    pub(crate) fn fault_injector(&self) -> Option<Arc<FaultInjector>> {
+        self.options.fault_injector.clone()
+    }
+
     fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
         let active = self.active();
         debug_assert!(offset + bytes.len() as u64 <= active.file_len - TRAILER_BYTES);
