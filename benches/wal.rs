@@ -17,9 +17,9 @@
 //! Latency benchmarks also print p50 / p99 of the individual operations. Run:
 //! `cargo bench --bench wal` (set `KETCH_BENCH_DIR` to put the files on another disk).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,27 +61,32 @@ impl Latencies {
     }
 }
 
-fn device(c: &mut Criterion) {
-    let mut group = c.benchmark_group("device");
-    group.measurement_time(Duration::from_secs(4));
-    let dir = bench_dir();
-    let path = dir.path().join("device.bin");
+/// A file of `size` zero bytes, written and synced, for overwrite benchmarks. Written one page
+/// per write: the page cache keeps the folio size of the write that created a page, and small
+/// overwrites of large folios cost more (see `segment::write_zero_filled`, which uses 16 KiB
+/// writes for the same reason). This is the device at its best.
+fn prewritten_file(path: &Path, size: u64) -> File {
     let file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .read(true)
         .write(true)
-        .open(&path)
+        .open(path)
         .unwrap();
-    let size: u64 = 64 << 20;
-    // Written one page per write, as Ketch prepares its segments: the page cache keeps the folio
-    // size of the write that created a page, and small overwrites of large folios cost more
-    // (see `segment::write_zero_filled`). This is the device at its best.
-    let chunk = vec![0u8; 4096];
-    for offset in (0..size).step_by(chunk.len()) {
-        file.write_all_at(&chunk, offset).unwrap();
+    let page = vec![0u8; 4096];
+    for offset in (0..size).step_by(page.len()) {
+        file.write_all_at(&page, offset).unwrap();
     }
     file.sync_all().unwrap();
+    file
+}
+
+fn device(c: &mut Criterion) {
+    let mut group = c.benchmark_group("device");
+    group.measurement_time(Duration::from_secs(4));
+    let dir = bench_dir();
+    let size: u64 = 64 << 20;
+    let file = prewritten_file(&dir.path().join("device.bin"), size);
     // 18,216 bytes is what one 64 x 256 B batch writes (`WalStats::bytes_written`: the entry
     // frames, the commit frame and the end marker): the raw device for exactly that shape.
     for write_bytes in [256usize, 4096, 18_216, 65536] {
@@ -105,21 +110,7 @@ fn device(c: &mut Criterion) {
     // the disk's floor under `cargo bench --bench node`.
     const FILES: usize = 3;
     let files: Vec<_> = (0..FILES)
-        .map(|n| {
-            let path = dir.path().join(format!("device-{n}.bin"));
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(path)
-                .unwrap();
-            for offset in (0..(4u64 << 20)).step_by(chunk.len()) {
-                file.write_all_at(&chunk, offset).unwrap();
-            }
-            file.sync_all().unwrap();
-            file
-        })
+        .map(|n| prewritten_file(&dir.path().join(format!("device-{n}.bin")), 4 << 20))
         .collect();
     let latencies = Latencies::new();
     group.throughput(Throughput::Elements(FILES as u64));
