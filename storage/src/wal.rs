@@ -199,6 +199,10 @@ pub struct Wal {
 impl Wal {
     /// Opens the log in `dir`, creating the directory and an empty log if missing, and recovers
     /// it (see [`RecoveryMode`]).
+    ///
+    /// Creating a new log writes its first segment in full (zeros, `segment_size_bytes` of them)
+    /// and syncs it before returning, so that the first appends overwrite allocated blocks: with
+    /// the default 64 MiB segments that takes about 0.2-0.5 s on the project's machine.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
         let min = 64 << 10;
         let max = 1 << 30;
