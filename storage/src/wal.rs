@@ -612,7 +612,7 @@ impl Wal {
     }
 
     /// An injected fsync failure, if a test armed one.
-    pub(crate) fn injected_sync_failure(&self) -> Option<std::io::Error> {
+    fn injected_sync_failure(&self) -> Option<std::io::Error> {
         self.options.fault_injector.as_ref()?.before_sync()
     }
 

@@ -4,7 +4,9 @@
 //! stalled disk only delays: syncs return late but succeed, `clear` releases them, and nothing
 //! is lost.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ketch_storage::{Entry, Error, FaultInjector, GroupCommit, Options, Wal};
@@ -23,6 +25,15 @@ fn open_with_faults(dir: &std::path::Path) -> (Wal, Arc<FaultInjector>) {
         ..Options::default()
     };
     (Wal::open(dir, options).unwrap(), faults)
+}
+
+/// One appender thread: appends `payload` through `log` and returns what `append` returned.
+fn spawn_append(
+    log: &Arc<GroupCommit>,
+    payload: &'static [u8],
+) -> JoinHandle<ketch_storage::Result<RangeInclusive<u64>>> {
+    let log = Arc::clone(log);
+    std::thread::spawn(move || log.append(1, &[payload]))
 }
 
 fn assert_poisoned(wal: &mut Wal) {
@@ -125,10 +136,7 @@ fn group_commit_fsync_failure_fails_every_waiter_and_every_later_append() {
     log.append(1, &[b"before"]).unwrap();
     faults.fail_sync_after(0);
     let results: Vec<_> = (0..4)
-        .map(|_| {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || log.append(1, &[b"during"]))
-        })
+        .map(|_| spawn_append(&log, b"during"))
         .map(|t| t.join().unwrap())
         .collect();
     assert!(results.iter().all(|r| r.is_err()), "{results:?}");
@@ -148,17 +156,9 @@ fn a_failed_group_sync_fails_the_appenders_waiting_on_it() {
     // (or on the sync after it), and every one of them must get an error, none a success.
     faults.stall_syncs(Duration::from_millis(300));
     faults.fail_sync_after(0);
-    let leader = {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || log.append(1, &[b"leader"]))
-    };
+    let leader = spawn_append(&log, b"leader");
     std::thread::sleep(Duration::from_millis(50));
-    let waiters: Vec<_> = (0..4)
-        .map(|_| {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || log.append(1, &[b"waiter"]))
-        })
-        .collect();
+    let waiters: Vec<_> = (0..4).map(|_| spawn_append(&log, b"waiter")).collect();
     let results: Vec<_> = std::iter::once(leader)
         .chain(waiters)
         .map(|t| t.join().unwrap())
@@ -179,12 +179,7 @@ fn appenders_keep_appending_while_a_group_sync_is_stalled() {
     log.append(1, &[b"before"]).unwrap();
     // Far longer than the checks below: they must not wait for it.
     faults.stall_syncs(Duration::from_secs(30));
-    let appenders: Vec<_> = (0..4)
-        .map(|_| {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || log.append(1, &[b"during"]))
-        })
-        .collect();
+    let appenders: Vec<_> = (0..4).map(|_| spawn_append(&log, b"during")).collect();
     // The stalled fdatasync runs without the mutex, as a real slow one does: every appender
     // gets its batch written, and the log stays readable, long before the stall ends.
     let started = Instant::now();
@@ -250,12 +245,7 @@ fn clear_releases_group_commit_appenders_stuck_in_a_stalled_sync() {
     // Far longer than the test may take: only `clear` can end these waits in time.
     faults.stall_syncs(Duration::from_secs(600));
     let started = Instant::now();
-    let appenders: Vec<_> = (0..4)
-        .map(|_| {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || log.append(1, &[b"during"]))
-        })
-        .collect();
+    let appenders: Vec<_> = (0..4).map(|_| spawn_append(&log, b"during")).collect();
     std::thread::sleep(Duration::from_millis(100));
     assert!(
         appenders.iter().all(|a| !a.is_finished()),
