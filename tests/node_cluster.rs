@@ -1660,3 +1660,204 @@ fn a_node_that_joins_through_a_snapshot_learns_every_member_address() {
     cluster.shutdown_all();
     done.store(true, Ordering::Release);
 }
+
+/// What a client was told about one proposal, by the node's error rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Applied,
+    NotApplied,
+    MaybeApplied,
+}
+
+fn told(answer: &Result<Vec<u8>, ProposeError>) -> Told {
+    match answer {
+        Ok(_) => Told::Applied,
+        Err(ProposeError::NotLeader { .. } | ProposeError::Backpressure) => Told::NotApplied,
+        Err(ProposeError::Stopped { .. }) => Told::NotApplied,
+        Err(ProposeError::Timeout | ProposeError::LeaderLost | ProposeError::ShuttingDown) => {
+            Told::MaybeApplied
+        }
+    }
+}
+
+/// splitmix64: the seeded choices of the disk-failure runs.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Keeps windows of proposals in flight at `node` from several threads until `stop`,
+/// recording what each value was told. Values are `writer << 32 | seq`, so each is unique.
+fn spawn_window_writers(
+    node: &Arc<Node>,
+    writers: std::ops::Range<u64>,
+    window: usize,
+    stop: &Arc<AtomicBool>,
+    told_values: &Arc<Mutex<Vec<(u64, Told)>>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    writers
+        .map(|writer| {
+            let node = Arc::clone(node);
+            let stop = Arc::clone(stop);
+            let told_values = Arc::clone(told_values);
+            std::thread::spawn(move || {
+                let mut seq = 0u64;
+                // Bounded: until the flag, which the test sets within seconds.
+                while !stop.load(Ordering::Acquire) {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    for _ in 0..window {
+                        let value = writer << 32 | seq;
+                        seq += 1;
+                        let tx = tx.clone();
+                        node.submit_with(value.to_le_bytes().to_vec(), move |answer| {
+                            let _ = tx.send((value, told(&answer)));
+                        });
+                    }
+                    drop(tx);
+                    let mut refused = false;
+                    for (value, told) in rx {
+                        refused |= told == Told::NotApplied;
+                        told_values.lock().unwrap().push((value, told));
+                    }
+                    if refused {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// One run: writers keep windows of proposals in flight at the leader and at a follower (which
+/// forwards them); the leader's log then fails (fsync or ENOSPC, after a seeded number of
+/// operations), once it has sent appends that the followers store. Every answer must agree
+/// with what committed in the end.
+fn leader_disk_failure_run(seed: u64) {
+    let mut random = seed;
+    let mut cluster = Cluster::with_client_timeout(3, 100_000, Duration::from_secs(3));
+    let leader = cluster.leader(Duration::from_secs(10));
+    let follower = next_id(&cluster.nodes, leader);
+    let stop = Arc::new(AtomicBool::new(false));
+    let told_values: Arc<Mutex<Vec<(u64, Told)>>> = Arc::default();
+    let mut writers = spawn_window_writers(&cluster.nodes[&leader], 0..4, 16, &stop, &told_values);
+    writers.extend(spawn_window_writers(
+        &cluster.nodes[&follower],
+        4..5,
+        16,
+        &stop,
+        &told_values,
+    ));
+    // Some writes commit first, so the failure hits a log under way, with appends in flight.
+    wait_acked_count(&told_values, 50 + (next_random(&mut random) % 200) as usize);
+    let successes = next_random(&mut random) % 8;
+    let disk_full = next_random(&mut random) % 2 == 0;
+    if disk_full {
+        cluster.faults[&leader].fail_write_after(successes, 0, true);
+    } else {
+        cluster.faults[&leader].fail_sync_after(successes);
+    }
+    eprintln!(
+        "seed {seed:#x}: node {leader}'s log fails ({}) after {successes} more operations",
+        if disk_full { "ENOSPC" } else { "fsync" }
+    );
+    wait_until(
+        "the leader stops participating",
+        Duration::from_secs(10),
+        || !cluster.nodes[&leader].status().participating,
+    );
+    let stopped = cluster.nodes[&leader].status();
+    assert_ne!(stopped.role, Role::Leader, "a stopped node claims to lead");
+    assert_eq!(stopped.leader, None, "a stopped node names a leader");
+    // Writers go on for a moment: new proposals at the stopped node are refused.
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    // A value acknowledged by the survivors commits everything a new leader kept. Markers
+    // answered "maybe" are not retried but replaced: a marker's count does not matter.
+    let survivors = cluster.nodes_except(leader);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut marker = u64::MAX;
+    while !propose_on(&survivors, marker, Duration::from_secs(5)) {
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed:#x}: the two healthy nodes elect no leader that commits"
+        );
+        marker -= 1;
+    }
+    drop(survivors);
+    let survivor = follower;
+    let applied = cluster.read_all(survivor);
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for value in &applied {
+        *counts.entry(*value).or_default() += 1;
+    }
+    let told_values = told_values.lock().unwrap().clone();
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    for (value, told) in &told_values {
+        let times = counts.get(value).copied().unwrap_or(0);
+        assert!(
+            times <= 1,
+            "seed {seed:#x}: value {value:#x} applied {times} times"
+        );
+        match told {
+            Told::Applied => assert_eq!(times, 1, "seed {seed:#x}: acknowledged {value:#x} lost"),
+            Told::NotApplied => assert_eq!(
+                times, 0,
+                "seed {seed:#x}: value {value:#x} was answered \"not applied\" but was applied"
+            ),
+            Told::MaybeApplied => {}
+        }
+        let key = match (told, times) {
+            (Told::Applied, _) => "applied",
+            (Told::NotApplied, _) => "not applied",
+            (Told::MaybeApplied, 0) => "maybe, and was not",
+            (Told::MaybeApplied, _) => "maybe, and was",
+        };
+        *tally.entry(key).or_default() += 1;
+    }
+    eprintln!("seed {seed:#x}: {tally:?}");
+    let failed = unwrap_node(cluster.nodes.remove(&leader).unwrap());
+    let shutdown = failed.shutdown();
+    assert!(
+        shutdown
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("poisoned earlier")),
+        "shutdown must say the log was poisoned earlier: {shutdown:?}"
+    );
+    cluster.shutdown_all();
+}
+
+fn wait_acked_count(told_values: &Mutex<Vec<(u64, Told)>>, count: usize) {
+    wait_until("writes are acknowledged", Duration::from_secs(20), || {
+        let told = told_values.lock().unwrap();
+        told.iter().filter(|(_, t)| *t == Told::Applied).count() >= count
+    });
+}
+
+/// The leader sends appends before its own write is durable (thesis §10.2.1), so when its
+/// disk fails, a quorum of followers may hold entries it had accepted, and the next leader
+/// commits them. No proposal answered "not applied" may be among them.
+/// `KETCH_FAULT_RUNS` sets the number of seeded runs (default 10), `KETCH_FAULT_SEED` the first
+/// seed.
+#[test]
+fn a_leader_whose_disk_fails_under_load_answers_not_applied_only_for_what_never_applied() {
+    let runs = env_u64("KETCH_FAULT_RUNS", 10);
+    let first_seed = env_u64("KETCH_FAULT_SEED", 0x15d1);
+    let done = watchdog("leader_disk_failure", Duration::from_secs(60 + 30 * runs));
+    for run in 0..runs {
+        leader_disk_failure_run(first_seed + run);
+    }
+    done.store(true, Ordering::Release);
+}

@@ -39,10 +39,15 @@
 //!
 //! # Error rule
 //!
-//! - `-TRYAGAIN ...`: the command was certainly not applied (no leader known, refused by
-//!   backpressure, node stopped); retrying it is safe. Every failed read is a `TRYAGAIN`.
-//! - `-TIMEOUT ...`: a write that may have been applied (no result in time, leadership lost
-//!   while it was pending, node shutting down).
+//! - `-TRYAGAIN ...`: the command was certainly not applied; retrying it is safe. A write gets
+//!   it only when it never reached a log: no leader known, refused by backpressure, or sent to
+//!   a node that had already stopped participating after a disk failure. Every failed read is
+//!   a `TRYAGAIN`.
+//! - `-TIMEOUT ...`: a write that may have been applied: it reached the leader's log and no
+//!   result came (no result in time, leadership lost while it was pending, node shutting
+//!   down). This includes every write pending on a leader whose log write or fsync fails: the
+//!   leader sent the entry to its followers before its own write was durable (thesis
+//!   §10.2.1), so they may commit it under the next leader.
 //! - `-ERR ...`: the command's own error (wrong type, syntax, expired session).
 //!
 //! # Ordering and consistency
@@ -283,6 +288,7 @@ pub fn propose_error_text(error: &ProposeError) -> String {
             None => "TRYAGAIN not applied: no leader known".to_string(),
         },
         ProposeError::Backpressure => "TRYAGAIN not applied: too many pending writes".to_string(),
+        // Given only to proposals that arrived after the node stopped (see `ProposeError`).
         ProposeError::Stopped { reason } => format!("TRYAGAIN not applied: node stopped: {reason}"),
         ProposeError::Timeout => {
             "TIMEOUT no result in time; the write may have been applied".to_string()
@@ -1365,7 +1371,12 @@ fn info_text(status: &crate::node::NodeStatus, ctx: &Context<'_>) -> String {
         env!("CARGO_PKG_VERSION"),
         status.id,
         ctx.open_connections,
-        role_name(status.role),
+        // A node that stopped participating leads nothing; monitors read `role`.
+        if status.participating {
+            role_name(status.role)
+        } else {
+            "stopped"
+        },
         status.term,
         status
             .leader

@@ -101,9 +101,14 @@ impl NodeConfig {
     }
 }
 
-/// Why a proposal failed. `NotLeader`, `Backpressure` and `Stopped` (when returned before the
-/// proposal was accepted) mean it was certainly not applied; `Timeout` and `LeaderLost` mean
-/// it may have been applied (or may still be).
+/// Why a proposal failed.
+///
+/// `NotLeader`, `Backpressure` and `Stopped` mean it was certainly not applied: each is given
+/// only before the command reached the log. `Timeout`, `LeaderLost` and `ShuttingDown` mean it
+/// may have been applied (or may still be): once a leader appended a command, it may have sent
+/// it to followers before its own write was durable (thesis §10.2.1), and they can commit it
+/// under the next leader even if this node's disk fails. The rule for each path is in the
+/// module docs of `crate::node`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProposeError {
     /// This node is not the leader. Not applied.
@@ -117,9 +122,11 @@ pub enum ProposeError {
     Timeout,
     /// Leadership changed while the proposal was pending. May have been applied.
     LeaderLost,
-    /// The node is shutting down. May have been applied if it was accepted.
+    /// The node is shutting down. May have been applied.
     ShuttingDown,
-    /// The node stopped participating after a fatal error (disk). Not applied by this node.
+    /// The node had stopped participating after a fatal error (a failed log write or fsync)
+    /// when the proposal arrived, so it never reached the log. Not applied. A proposal that
+    /// was pending when the error happened answers `LeaderLost` instead.
     Stopped {
         /// The error.
         reason: String,
@@ -140,8 +147,12 @@ impl fmt::Display for ProposeError {
             ProposeError::LeaderLost => {
                 write!(f, "leadership changed; the command may have been applied")
             }
-            ProposeError::ShuttingDown => write!(f, "node shutting down"),
-            ProposeError::Stopped { reason } => write!(f, "node stopped participating: {reason}"),
+            ProposeError::ShuttingDown => {
+                write!(f, "node shutting down; the command may have been applied")
+            }
+            ProposeError::Stopped { reason } => {
+                write!(f, "node stopped participating: {reason}; not applied")
+            }
         }
     }
 }
@@ -261,11 +272,12 @@ pub(crate) enum Request {
 pub struct NodeStatus {
     /// The node.
     pub id: NodeId,
-    /// Its role.
+    /// Its role. Never `Leader` while `participating` is false: a node that stopped after a
+    /// fatal error leads nothing, even though its core was leader when it stopped.
     pub role: Role,
     /// Its term.
     pub term: u64,
-    /// The leader it knows of.
+    /// The leader it knows of (`None` while `participating` is false).
     pub leader: Option<NodeId>,
     /// Commit index.
     pub commit: u64,
@@ -693,6 +705,18 @@ impl Node {
         for (name, handle) in threads {
             match handle.join() {
                 Ok(Ok(())) => {}
+                // The writer and apply threads only return an error that stopped them while
+                // the node ran; the node stopped participating then. Say so: the operator
+                // sees this at shutdown, long after the failure.
+                Ok(Err(e)) if name == "writer" => errors.push(format!(
+                    "writer thread: the log was poisoned earlier by a failed write or fsync, \
+                     and the node stopped participating then (a failed write is never \
+                     retried; restart the node once the disk is fixed): {e}"
+                )),
+                Ok(Err(e)) if name == "apply" => errors.push(format!(
+                    "apply thread: applying failed earlier, and the node stopped \
+                     participating then: {e}"
+                )),
                 Ok(Err(e)) => errors.push(format!("{name} thread: {e}")),
                 Err(panic) => {
                     let what = panic

@@ -297,26 +297,38 @@ impl EventLoop {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(error) = writer_error.or(apply_error) {
-            log::error!(
-                "node {}: stops participating (no votes, no acknowledgements): {error}",
-                self.core.id()
-            );
-            state.participating = false;
-            state.last_error = Some(error.clone());
-            let waiters = std::mem::take(
-                &mut *self
-                    .apply_shared
-                    .waiters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            );
-            // Callbacks run outside the lock: the apply thread must not wait on them.
-            for (_, waiter) in waiters {
-                waiter.done.complete(Err(ProposeError::Stopped {
-                    reason: error.clone(),
-                }));
-            }
+            self.stop_participating(state, error);
         }
+    }
+
+    /// Stops voting, acknowledging, sending and proposing after a fatal error (a failed log
+    /// write or fsync, which poisons the log, or a failed apply).
+    ///
+    /// Every proposal this node already accepted answers `LeaderLost` ("may have been
+    /// applied"), never `Stopped` ("not applied"): as leader it sent the entries to its
+    /// followers before its own write was durable (thesis §10.2.1), so a quorum of them may
+    /// hold the entries and the next leader commit them. Only proposals refused from now on
+    /// answer `Stopped`: those never reach the log.
+    fn stop_participating(&mut self, state: &mut State, error: String) {
+        log::error!(
+            "node {}: stops participating (no votes, no acknowledgements): {error}",
+            self.core.id()
+        );
+        state.participating = false;
+        state.last_error = Some(error);
+        let waiters = std::mem::take(
+            &mut *self
+                .apply_shared
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        // Callbacks run outside the lock: the apply thread must not wait on them.
+        for (_, waiter) in waiters {
+            waiter.done.complete(Err(ProposeError::LeaderLost));
+        }
+        // Published at once: nobody may read this node as leader once it leads nothing.
+        self.publish_status(state);
     }
 
     fn check_disk_stall(&mut self, state: &mut State) {
@@ -748,10 +760,16 @@ impl EventLoop {
                 snapshot_to_install,
                 compact_to: None,
             };
-            if let Err(e) = self.writer_tx.try_send(work) {
+            if self.writer_tx.try_send(work).is_err() {
                 // has_room() checked; only a writer that exited (fatal error) gets here.
-                log::error!("log writer is gone: {e}");
-                state.participating = false;
+                let error = self
+                    .writer_shared
+                    .error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| "the log writer thread exited".to_string());
+                self.stop_participating(state, error);
             }
         }
         if let Some(request) = snapshot_request {
@@ -1120,9 +1138,18 @@ impl EventLoop {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.role = core.role;
+        // A node that stopped participating leads nothing, whatever its core last knew: it
+        // sends nothing and the others elect a leader without it. Its core is not told (the
+        // core knows nothing of disks), so the status says it instead, and names no leader,
+        // since what it knew is no longer followed.
+        if state.participating {
+            status.role = core.role;
+            status.leader = core.leader;
+        } else {
+            status.role = Role::Follower;
+            status.leader = None;
+        }
         status.term = core.term;
-        status.leader = core.leader;
         status.commit = core.commit;
         status.applied = self.apply_shared.applied_index.load(Ordering::Acquire);
         status.last_index = core.last_index;

@@ -36,6 +36,33 @@
 //! for their read index; the apply thread times out reads waiting for their index to apply.
 //! At shutdown, whatever is still pending answers `ShuttingDown`.
 //!
+//! # "Not applied" versus "may have been applied", path by path
+//!
+//! A caller retries a command answered "not applied" anywhere, so that answer is given only
+//! for a command that never reached any log. Once the core appended a proposal, a leader may
+//! have sent it to its followers before its own write was durable (thesis §10.2.1), so from
+//! then on every failure answer is "may have been applied".
+//!
+//! | path                                                      | answer          | applied?  |
+//! |-----------------------------------------------------------|-----------------|-----------|
+//! | `Node::propose`/`submit`: inbox full                      | `Backpressure`  | no        |
+//! | loop: too many proposals waiting                          | `Backpressure`  | no        |
+//! | loop: not the leader, no leader known to forward to       | `NotLeader`     | no        |
+//! | loop: the node had stopped participating on arrival       | `Stopped`       | no        |
+//! | core refused it (transfer in progress, uncommitted bytes) | per the core    | no        |
+//! | forwarded to the leader: see `forward`                    | per that table  |           |
+//! | appended; the log write or fsync failed (log poisoned)    | `LeaderLost`    | maybe     |
+//! | appended; the apply thread failed                         | `LeaderLost`    | maybe     |
+//! | appended; another entry took its index (new leader)       | `LeaderLost`    | maybe     |
+//! | appended; no result by the deadline                       | `Timeout`       | maybe     |
+//! | appended or queued; the node shut down                    | `ShuttingDown`  | maybe     |
+//!
+//! The loop answers the pending proposals of a node that stops participating at the moment
+//! it stops (`EventLoop::stop_participating`). A stopped node also stops claiming its role:
+//! [`NodeStatus::role`] is never `Leader` and [`NodeStatus::leader`] is `None` while
+//! [`NodeStatus::participating`] is false, even though the core, which knows nothing of disks,
+//! still holds the role it had.
+//!
 //! # Proposals on followers
 //!
 //! A follower forwards a proposal to the leader it knows (`forward`: what each failure tells
