@@ -4,8 +4,11 @@
 //! bound, so a hang fails loudly instead of blocking CI. Reproduce one with
 //! `cargo test --test node_cluster <name> -- --nocapture`.
 
+#[path = "harness/seeded.rs"]
+mod seeded;
 #[path = "harness/watchdog.rs"]
 mod watchdog;
+use seeded::{env_u64, next_random};
 use watchdog::watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1685,22 +1688,6 @@ fn told(answer: &Result<Vec<u8>, ProposeError>) -> Told {
             Told::MaybeApplied
         }
     }
-}
-
-/// splitmix64: the seeded choices of the disk-failure runs.
-fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Keeps windows of proposals in flight at `node` from several threads until `stop`,
