@@ -24,7 +24,7 @@
 //! no one and waits to be added, by `KETCH.ADDLEARNER 4 10.0.0.4:7001` sent to the leader. The
 //! list names the current members' peer addresses: the node accepts connections only from
 //! peers it knows and answers through them until its first configuration arrives (from then
-//! on, addresses come from the log, see `crate::node::membership`). `--cluster-id` is
+//! on, addresses come from the log, see `crate::node::addresses`). `--cluster-id` is
 //! required (decimal; the members' `ketch serve` prints it at start), and `--peer-addr`
 //! (the address the others dial) too. Restarting it later with the same command line
 //! recovers its configuration from its log.

@@ -1,6 +1,6 @@
 //! The embedding API: [`NodeConfig`], [`Node::start`], `propose`, `read`, `status`, `shutdown`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,17 +12,20 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Poll, Waker};
 
+use super::addresses::{dialed_peers, AddressBook};
 use super::apply::{Applier, ApplyShared, APPLY_QUEUE_ITEMS};
 use super::completion::{ProposeCompletion, ReadCompletion};
-use super::event_loop::{members_of, EventLoop};
+use super::config::NodeConfig;
+use super::durable_state::load;
+use super::errors::{NodeError, ProposeError, ReadError};
+use super::event_loop::{EventLoop, LoopLinks, LoopSettings};
 use super::log_writer::{LogWriter, WriterShared, WriterStats, WRITER_QUEUE_ITEMS};
-use super::membership::{
-    address_book_path, addresses_in_log, read_address_book, ChangeCompletion, ChangeError,
-};
+use super::membership_change::{ChangeCompletion, ChangeError};
+use super::request::Request;
 use super::state_machine::StateMachine;
-use super::storage::{load, StorageError};
+use super::status::{members_of, NodeStatus};
 use super::transport::{Transport, TransportStats, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{ConfChange, Membership, NodeId, PeerProgress, RaftNode, Role, Stats};
+use crate::raft::{ConfChange, NodeId, RaftNode, Role, Stats};
 
 /// Bound of the client request inbox; a full inbox answers `Backpressure`.
 pub const INBOX_REQUESTS: usize = 8192;
@@ -30,300 +33,6 @@ pub const INBOX_REQUESTS: usize = 8192;
 /// How long the blocking `Proposal::wait` and `Node::read` wait past the node's own timeout
 /// for the node's answer (which is `Timeout` at the latest), before giving up themselves.
 const WAIT_MARGIN: Duration = Duration::from_secs(1);
-
-/// Configuration of one node.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// This node's id (non-zero, a key of `peers`).
-    pub id: NodeId,
-    /// Peers refuse connections from other clusters.
-    pub cluster_id: u64,
-    /// Every voter's peer address, this node included.
-    pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// Where to listen for peers (may differ from `peers[id]`, e.g. `0.0.0.0:port`).
-    pub listen_addr: SocketAddr,
-    /// Duration of one core tick.
-    pub tick_interval: Duration,
-    /// Core tuning; its `id` is overwritten with `id`.
-    pub raft: crate::raft::Config,
-    /// How long `propose` waits for the result.
-    pub propose_timeout: Duration,
-    /// How long `read` waits for the answer.
-    pub read_timeout: Duration,
-    /// Most proposals waiting for their result on this node.
-    pub max_pending_proposals: usize,
-    /// Leader disk-stall bound: a leader whose oldest log write has been pending this long
-    /// sends nothing (no heartbeats) until it completes, so followers elect another leader
-    /// instead of the cluster hanging on a dead disk while heartbeats flow.
-    pub disk_stall_timeout: Duration,
-    /// Bytes queued per peer before messages are dropped.
-    pub peer_queue_bytes_max: usize,
-    /// WAL options (segment size, fault injection for tests).
-    pub wal: ketch_storage::Options,
-    /// Join a running cluster: start with an empty configuration (`peers` then only says
-    /// where to reach the current members until the first configuration arrives) and wait to
-    /// be added with [`Node::change_membership`] on the leader. Ignored once the data
-    /// directory holds state: a restart recovers the configuration from the log.
-    pub join: bool,
-}
-
-impl NodeConfig {
-    /// A configuration with defaults for a LAN: 10 ms ticks, election timeout 30-60 ticks,
-    /// heartbeats every 5 ticks, 5 s client timeouts.
-    pub fn new(
-        id: NodeId,
-        cluster_id: u64,
-        peers: BTreeMap<NodeId, SocketAddr>,
-        listen_addr: SocketAddr,
-    ) -> Self {
-        let mut raft = crate::raft::Config::new(id);
-        // 300-600 ms elections and 50 ms heartbeats: a shared, loaded 2-core machine delays
-        // threads by tens of milliseconds, and a spurious election costs more than a slower
-        // failover.
-        raft.election_timeout_ticks = 30;
-        raft.heartbeat_interval_ticks = 5;
-        raft.seed = cluster_id;
-        NodeConfig {
-            id,
-            cluster_id,
-            peers,
-            listen_addr,
-            tick_interval: Duration::from_millis(10),
-            raft,
-            propose_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(5),
-            max_pending_proposals: 65_536,
-            disk_stall_timeout: Duration::from_secs(1),
-            peer_queue_bytes_max: 64 << 20,
-            wal: ketch_storage::Options::default(),
-            join: false,
-        }
-    }
-}
-
-/// Why a proposal failed.
-///
-/// `NotLeader`, `Backpressure` and `Stopped` mean it was certainly not applied: each is given
-/// only before the command reached the log. `Timeout`, `LeaderLost` and `ShuttingDown` mean it
-/// may have been applied (or may still be): once a leader appended a command, it may have sent
-/// it to followers before its own write was durable (thesis §10.2.1), and they can commit it
-/// under the next leader even if this node's disk fails. The rule for each path is in the
-/// module docs of `crate::node`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProposeError {
-    /// This node is not the leader. Not applied.
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// Too much pending; retry later. Not applied.
-    Backpressure,
-    /// No result within the timeout. May have been applied.
-    Timeout,
-    /// Leadership changed while the proposal was pending. May have been applied.
-    LeaderLost,
-    /// The node is shutting down. May have been applied.
-    ShuttingDown,
-    /// The node had stopped participating after a fatal error (a failed log write or fsync)
-    /// when the proposal arrived, so it never reached the log. Not applied. A proposal that
-    /// was pending when the error happened answers `LeaderLost` instead.
-    Stopped {
-        /// The error.
-        reason: String,
-    },
-}
-
-impl fmt::Display for ProposeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProposeError::NotLeader { leader_hint } => {
-                write!(
-                    f,
-                    "not the leader (leader hint: {leader_hint:?}); not applied"
-                )
-            }
-            ProposeError::Backpressure => write!(f, "too many pending proposals; not applied"),
-            ProposeError::Timeout => write!(f, "timed out; the command may have been applied"),
-            ProposeError::LeaderLost => {
-                write!(f, "leadership changed; the command may have been applied")
-            }
-            ProposeError::ShuttingDown => {
-                write!(f, "node shutting down; the command may have been applied")
-            }
-            ProposeError::Stopped { reason } => {
-                write!(f, "node stopped participating: {reason}; not applied")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ProposeError {}
-
-/// Why a read failed; reads change nothing, so all of these are safe to retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadError {
-    /// No leader is known.
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// Too many reads pending.
-    Backpressure,
-    /// No answer within the timeout (leadership may have changed).
-    Timeout,
-    /// The node is shutting down.
-    ShuttingDown,
-    /// The node stopped participating after a fatal error.
-    Stopped {
-        /// The error.
-        reason: String,
-    },
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReadError::NotLeader { leader_hint } => {
-                write!(f, "no leader to confirm the read (hint: {leader_hint:?})")
-            }
-            ReadError::Backpressure => write!(f, "too many pending reads"),
-            ReadError::Timeout => write!(f, "read timed out"),
-            ReadError::ShuttingDown => write!(f, "node shutting down"),
-            ReadError::Stopped { reason } => write!(f, "node stopped participating: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ReadError {}
-
-/// Why a node could not start or stopped badly.
-#[derive(Debug)]
-pub enum NodeError {
-    /// The data directory could not be opened or loaded.
-    Storage(StorageError),
-    /// The configuration is invalid.
-    Config(String),
-    /// A socket or the poller failed at start.
-    Io(std::io::Error),
-    /// Threads reported errors or panicked; each entry names the thread.
-    Threads(Vec<String>),
-}
-
-impl fmt::Display for NodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NodeError::Storage(e) => write!(f, "{e}"),
-            NodeError::Config(e) => write!(f, "invalid node configuration: {e}"),
-            NodeError::Io(e) => write!(f, "node I/O: {e}"),
-            NodeError::Threads(errors) => write!(f, "node threads failed: {}", errors.join("; ")),
-        }
-    }
-}
-
-impl std::error::Error for NodeError {}
-
-/// A request from an API caller to the loop.
-#[derive(Debug)]
-pub(crate) enum Request {
-    /// Propose a command.
-    Propose {
-        /// The command.
-        data: Vec<u8>,
-        /// Where the result goes.
-        done: ProposeCompletion,
-        /// When the proposal times out (its submission plus the propose timeout).
-        deadline: Instant,
-    },
-    /// A linearizable read.
-    Read {
-        /// The query.
-        query: Vec<u8>,
-        /// Where the answer goes.
-        done: ReadCompletion,
-        /// When the read times out (its submission plus the read timeout).
-        deadline: Instant,
-    },
-    /// Test hook: drop every peer message in and out (a network partition of this node).
-    SetIsolated(bool),
-    /// A membership change (see `membership`).
-    ChangeMembership {
-        /// The change.
-        change: ConfChange,
-        /// The peer address of the node the change adds, if it adds one.
-        peer_addr: Option<SocketAddr>,
-        /// Where the answer goes.
-        done: ChangeCompletion,
-        /// When the change answers `Timeout`.
-        deadline: Instant,
-    },
-    /// A leadership transfer to `target`.
-    TransferLeader {
-        /// The node to lead.
-        target: NodeId,
-        /// Where the answer goes.
-        done: ChangeCompletion,
-        /// When the transfer answers `Timeout`.
-        deadline: Instant,
-    },
-}
-
-/// Where a node stands, published by the loop after every iteration.
-#[derive(Debug, Clone)]
-pub struct NodeStatus {
-    /// The node.
-    pub id: NodeId,
-    /// Its role. Never `Leader` while `participating` is false: a node that stopped after a
-    /// fatal error leads nothing, even though its core was leader when it stopped.
-    pub role: Role,
-    /// Its term.
-    pub term: u64,
-    /// The leader it knows of (`None` while `participating` is false).
-    pub leader: Option<NodeId>,
-    /// Commit index.
-    pub commit: u64,
-    /// Applied index (the apply thread's).
-    pub applied: u64,
-    /// Last log index.
-    pub last_index: u64,
-    /// Per-follower progress (leader only).
-    pub progress: BTreeMap<NodeId, PeerProgress>,
-    /// The log writer's counters: fsyncs, entries, batch-size histogram.
-    pub writer: WriterStats,
-    /// Transport counters.
-    pub transport: TransportStats,
-    /// The core's counters.
-    pub raft_stats: Stats,
-    /// Peers with an established outbound connection.
-    pub connected_peers: Vec<NodeId>,
-    /// False after a fatal error: the node no longer votes or acknowledges.
-    pub participating: bool,
-    /// True while this leader's log write is pending past `disk_stall_timeout`.
-    pub disk_stalled: bool,
-    /// The fatal error, if any.
-    pub last_error: Option<String>,
-    /// The bound peer address.
-    pub listen_addr: SocketAddr,
-    /// Every member of the configuration in force (joint: both halves), by id.
-    pub members: BTreeMap<NodeId, MemberStatus>,
-    /// Proposals this node forwarded to the leader and still waits on.
-    pub forwards_in_flight: usize,
-    /// The configuration in force (the latest in the log; joint: both halves).
-    pub membership: Membership,
-    /// The latest committed configuration.
-    pub committed_membership: Membership,
-    /// True once this node learned it was removed from the cluster: it no longer
-    /// participates (`participating` is false).
-    pub removed: bool,
-}
-
-/// One member of the configuration, as an operator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemberStatus {
-    /// Its peer address, if this node's configuration names one.
-    pub peer_addr: Option<SocketAddr>,
-    /// Whether it votes (in either half of a joint configuration); false for a learner.
-    pub voter: bool,
-}
 
 /// A proposal in flight, from [`Node::submit`].
 #[derive(Debug)]
@@ -372,6 +81,7 @@ impl Node {
         data_dir: impl AsRef<Path>,
         mut state_machine: S,
     ) -> Result<Node, NodeError> {
+        let data_dir = data_dir.as_ref();
         if !config.peers.contains_key(&config.id) {
             return Err(NodeError::Config(format!(
                 "peers must include this node ({})",
@@ -379,12 +89,11 @@ impl Node {
             )));
         }
         let voters = if config.join {
-            std::collections::BTreeSet::new()
+            BTreeSet::new()
         } else {
             config.peers.keys().copied().collect()
         };
-        let mut loaded =
-            load(data_dir.as_ref(), &voters, config.wal.clone()).map_err(NodeError::Storage)?;
+        let mut loaded = load(data_dir, &voters, config.wal.clone()).map_err(NodeError::Storage)?;
         let (applied_index, applied_term) =
             (loaded.durable.snapshot.index, loaded.durable.snapshot.term);
         if let Some(mut reader) = loaded.snapshot_reader.take() {
@@ -397,34 +106,11 @@ impl Node {
         raft.id = config.id;
         let core = RaftNode::new(raft.clone(), loaded.durable)
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        // Addresses: the configured ones, then those learned from membership changes (the
-        // address book file, then the log's address entries, newest last).
-        let book_path = address_book_path(data_dir.as_ref());
-        let mut peer_addrs = config.peers.clone();
-        peer_addrs.extend(read_address_book(&book_path).map_err(NodeError::Config)?);
-        peer_addrs.extend(addresses_in_log(core.log()));
-        let dialed = dialed_peers(core.membership(), &peer_addrs);
-
+        let addresses =
+            AddressBook::open(data_dir, &config.peers, core.log()).map_err(NodeError::Config)?;
         let poll = Poll::new().map_err(NodeError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN).map_err(NodeError::Io)?);
-        let std_listener =
-            std::net::TcpListener::bind(config.listen_addr).map_err(NodeError::Io)?;
-        std_listener.set_nonblocking(true).map_err(NodeError::Io)?;
-        let listen_addr = std_listener.local_addr().map_err(NodeError::Io)?;
-        let mut listener = mio::net::TcpListener::from_std(std_listener);
-        poll.registry()
-            .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
-            .map_err(NodeError::Io)?;
-        let max_frame = raft.max_message_bytes.max(raft.snapshot_chunk_bytes) * 2 + (64 << 10);
-        let transport = Transport::new(
-            config.id,
-            config.cluster_id,
-            &dialed,
-            listener,
-            u32::try_from(max_frame).unwrap_or(u32::MAX),
-            config.peer_queue_bytes_max,
-        );
-
+        let (transport, listen_addr) = bind_transport(&config, &poll, &core, &addresses)?;
         let status = Arc::new(Mutex::new(NodeStatus {
             id: config.id,
             role: Role::Follower,
@@ -442,7 +128,7 @@ impl Node {
             disk_stalled: false,
             last_error: None,
             listen_addr,
-            members: members_of(core.membership(), &peer_addrs),
+            members: members_of(core.membership(), addresses.addrs()),
             forwards_in_flight: 0,
             membership: core.membership().clone(),
             committed_membership: core.committed_membership().clone(),
@@ -454,7 +140,6 @@ impl Node {
         let (inbox_tx, inbox_rx) = sync_channel(INBOX_REQUESTS);
         let writer_shared = Arc::new(WriterShared::default());
         let apply_shared = Arc::new(ApplyShared::default());
-
         let writer = LogWriter::new(
             loaded.wal,
             loaded.snapshots.clone(),
@@ -469,27 +154,25 @@ impl Node {
             applied_index,
             applied_term,
         );
-        let event_loop = EventLoop {
-            core,
-            poll,
-            transport,
-            tick_interval: config.tick_interval,
-            max_pending_proposals: config.max_pending_proposals,
-            propose_timeout: config.propose_timeout,
-            waker: Arc::clone(&waker),
-            peer_addrs,
-            address_book_path: book_path,
-            disk_stall_timeout: config.disk_stall_timeout,
-            append_merge_bytes_max: raft.max_message_bytes,
+        let links = LoopLinks {
             inbox: inbox_rx,
             writer_tx,
             writer_shared,
             apply_tx,
             apply_shared,
-            snapshots: loaded.snapshots,
+            waker: Arc::clone(&waker),
             stop: Arc::clone(&stop),
             status: Arc::clone(&status),
         };
+        let event_loop = EventLoop::new(
+            core,
+            poll,
+            transport,
+            addresses,
+            loaded.snapshots,
+            LoopSettings::new(&config),
+            links,
+        );
         let id = config.id;
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> Result<(), String> + Send>| {
             std::thread::Builder::new()
@@ -747,19 +430,31 @@ impl Drop for Node {
     }
 }
 
-/// The peers the transport dials: the members of `membership` with a known address, or every
-/// known address while this node has no configuration yet (it joins, see `membership`).
-pub(crate) fn dialed_peers(
-    membership: &Membership,
-    peer_addrs: &BTreeMap<NodeId, SocketAddr>,
-) -> BTreeMap<NodeId, SocketAddr> {
-    if membership.is_unknown() {
-        return peer_addrs.clone();
-    }
-    let members = membership.all_members();
-    peer_addrs
-        .iter()
-        .filter(|(id, _)| members.contains(id))
-        .map(|(id, addr)| (*id, *addr))
-        .collect()
+/// Binds the peer listener on `poll` and makes the transport that dials the members of the
+/// core's configuration; returns it with the bound address.
+fn bind_transport(
+    config: &NodeConfig,
+    poll: &Poll,
+    core: &RaftNode,
+    addresses: &AddressBook,
+) -> Result<(Transport, SocketAddr), NodeError> {
+    let std_listener = std::net::TcpListener::bind(config.listen_addr).map_err(NodeError::Io)?;
+    std_listener.set_nonblocking(true).map_err(NodeError::Io)?;
+    let listen_addr = std_listener.local_addr().map_err(NodeError::Io)?;
+    let mut listener = mio::net::TcpListener::from_std(std_listener);
+    poll.registry()
+        .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
+        .map_err(NodeError::Io)?;
+    // Room for the largest message or snapshot chunk the core makes, encoded.
+    let raft = &config.raft;
+    let max_frame = raft.max_message_bytes.max(raft.snapshot_chunk_bytes) * 2 + (64 << 10);
+    let transport = Transport::new(
+        config.id,
+        config.cluster_id,
+        &dialed_peers(core.membership(), addresses.addrs()),
+        listener,
+        u32::try_from(max_frame).unwrap_or(u32::MAX),
+        config.peer_queue_bytes_max,
+    );
+    Ok((transport, listen_addr))
 }

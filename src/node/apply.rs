@@ -25,11 +25,11 @@ use std::time::Instant;
 
 use ketch_storage::snapshot::SnapshotStore;
 
-use super::api::{ProposeError, ReadError};
+use super::addresses::is_address_entry;
 use super::completion::{ProposeCompletion, ReadCompletion};
-use super::membership::is_address_entry;
+use super::durable_state::{membership_bytes, raft_snapshot_meta};
+use super::errors::{ProposeError, ReadError};
 use super::state_machine::StateMachine;
-use super::storage::{membership_bytes, raft_snapshot_meta};
 use crate::raft::{Entry, EntryKind, NodeId, SnapshotMeta, SnapshotRequest};
 
 /// A confirmed read waiting for its index to apply.
@@ -60,8 +60,14 @@ pub struct Waiter {
 /// Work for the apply thread.
 #[derive(Debug)]
 pub enum ApplyWork {
-    /// Committed entries, in order.
-    Entries(Vec<Entry>),
+    /// Committed entries, in order, with the proposals accepted on this node that wait on
+    /// them, by index (the loop hands them over with their entries, and no longer holds them).
+    Entries {
+        /// The entries.
+        entries: Vec<Entry>,
+        /// The waiting proposals at these entries' indexes.
+        waiters: BTreeMap<u64, Waiter>,
+    },
     /// A confirmed read: answer once `index` is applied.
     Read {
         /// The read index.
@@ -95,8 +101,6 @@ pub struct ApplyShared {
     pub processed_items: AtomicU64,
     /// Snapshots built, not yet reported to the core.
     pub built: Mutex<Vec<SnapshotMeta>>,
-    /// Proposals waiting, by log index; inserted by the loop before the entry can commit.
-    pub waiters: Mutex<BTreeMap<u64, Waiter>>,
     /// The fatal error, once one happened.
     pub error: Mutex<Option<String>>,
 }
@@ -157,8 +161,8 @@ impl<S: StateMachine> Applier<S> {
             };
             let is_snapshot = matches!(item, ApplyWork::BuildSnapshot { .. });
             let result = match item {
-                ApplyWork::Entries(entries) => {
-                    self.apply_entries(entries);
+                ApplyWork::Entries { entries, waiters } => {
+                    self.apply_entries(entries, waiters);
                     Ok(())
                 }
                 ApplyWork::Read {
@@ -207,7 +211,7 @@ impl<S: StateMachine> Applier<S> {
         Ok(())
     }
 
-    fn apply_entries(&mut self, entries: Vec<Entry>) {
+    fn apply_entries(&mut self, entries: Vec<Entry>, mut waiters: BTreeMap<u64, Waiter>) {
         for entry in entries {
             if entry.index <= self.applied_index {
                 // Handed out again after a restart below a snapshot already restored.
@@ -228,13 +232,7 @@ impl<S: StateMachine> Applier<S> {
             };
             self.applied_index = entry.index;
             self.applied_term = entry.term;
-            let waiter = self
-                .shared
-                .waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&entry.index);
-            if let Some(waiter) = waiter {
+            if let Some(waiter) = waiters.remove(&entry.index) {
                 let answer = match result {
                     Some(bytes) if waiter.term == entry.term => Ok(bytes),
                     // Another leader's entry took the index: ours was dropped.
@@ -242,6 +240,11 @@ impl<S: StateMachine> Applier<S> {
                 };
                 waiter.done.complete(answer);
             }
+        }
+        // Entries handed out again below a restored snapshot were skipped: whether a
+        // proposal's entry is the one the snapshot holds is unknown.
+        for (_, waiter) in waiters {
+            waiter.done.complete(Err(ProposeError::LeaderLost));
         }
     }
 
@@ -343,20 +346,6 @@ impl<S: StateMachine> Applier<S> {
             .map_err(|e| format!("verifying snapshot {}: {e}", meta.index))?;
         self.applied_index = meta.index;
         self.applied_term = meta.term;
-        // Proposals at or below the snapshot were decided elsewhere; their outcome here is
-        // unknown.
-        let decided = {
-            let mut waiters = self
-                .shared
-                .waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let kept = waiters.split_off(&(meta.index + 1));
-            std::mem::replace(&mut *waiters, kept)
-        };
-        for (_, waiter) in decided {
-            waiter.done.complete(Err(ProposeError::LeaderLost));
-        }
         log::info!(
             "restored state machine from snapshot at index {}",
             meta.index

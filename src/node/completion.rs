@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::api::{ProposeError, ReadError};
+use super::errors::{ProposeError, ReadError};
 
 /// The boxed caller callback.
 type Callback<T, E> = Box<dyn FnOnce(Result<T, E>) + Send + 'static>;

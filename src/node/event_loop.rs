@@ -19,17 +19,20 @@ use std::time::{Duration, Instant};
 use ketch_storage::snapshot::{RawSnapshotFile, SnapshotStore};
 use mio::{Events, Poll};
 
-use super::api::{dialed_peers, MemberStatus, NodeStatus, ProposeError, ReadError, Request};
+use super::addresses::{
+    addresses_in, dialed_peers, encode_address_entry, AddressBook, ADDRESSES_MAX,
+};
 use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
 use super::coalesce::coalesce_appends;
 use super::completion::{ProposeCompletion, ReadCompletion};
+use super::config::NodeConfig;
+use super::durable_state::snapshot_addresses;
+use super::errors::{ProposeError, ReadError};
 use super::forward::{outcome_of, ForwardState};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
-use super::membership::{
-    addresses_in, encode_address_entry, write_address_book, Awaited, ChangeCompletion, ChangeError,
-    CoreView, PendingChange, ADDRESSES_MAX,
-};
-use super::storage::snapshot_addresses;
+use super::membership_change::{Awaited, ChangeCompletion, ChangeError, CoreView, PendingChange};
+use super::request::Request;
+use super::status::{members_of, NodeStatus};
 use super::transport::{ForwardRefused, Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{Message, MessageBody, NodeId, RaftNode, Ready, Role};
 use crate::wire::message::{Forward, ForwardBody};
@@ -57,31 +60,36 @@ struct PendingRead {
     deadline: Instant,
 }
 
-/// Everything the loop thread owns.
-pub struct EventLoop {
-    /// The core.
-    pub core: RaftNode,
-    /// The poll instance (the waker is registered on it).
-    pub poll: Poll,
-    /// The peer transport.
-    pub transport: Transport,
+/// The loop's settings, from the node's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct LoopSettings {
     /// Tick period.
     pub tick_interval: Duration,
     /// Most proposals waiting for their result.
     pub max_pending_proposals: usize,
     /// How long a proposal forwarded by a follower may take here, from its arrival.
     pub propose_timeout: Duration,
-    /// The loop's own waker, for completions of forwarded proposals.
-    pub waker: Arc<mio::Waker>,
-    /// Known peer addresses (this node's included): configured, then learned from address
-    /// entries (see `membership`). Bounded by `membership::ADDRESSES_MAX`.
-    pub peer_addrs: BTreeMap<NodeId, SocketAddr>,
-    /// Where learned addresses are kept across restarts.
-    pub address_book_path: std::path::PathBuf,
-    /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
-    pub append_merge_bytes_max: u64,
     /// A leader whose oldest write has not been durable for this long stops sending.
     pub disk_stall_timeout: Duration,
+    /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
+    pub append_merge_bytes_max: u64,
+}
+
+impl LoopSettings {
+    /// The settings `config` gives the loop.
+    pub(crate) fn new(config: &NodeConfig) -> LoopSettings {
+        LoopSettings {
+            tick_interval: config.tick_interval,
+            max_pending_proposals: config.max_pending_proposals,
+            propose_timeout: config.propose_timeout,
+            disk_stall_timeout: config.disk_stall_timeout,
+            append_merge_bytes_max: config.raft.max_message_bytes,
+        }
+    }
+}
+
+/// The loop's ends of its links to the API, the log writer and the apply thread.
+pub(crate) struct LoopLinks {
     /// Client requests.
     pub inbox: Receiver<Request>,
     /// To the log writer.
@@ -92,12 +100,38 @@ pub struct EventLoop {
     pub apply_tx: SyncSender<ApplyWork>,
     /// The apply thread's published state.
     pub apply_shared: Arc<ApplyShared>,
-    /// Snapshot files, for filling InstallSnapshot chunks.
-    pub snapshots: SnapshotStore,
+    /// The loop's own waker (the other threads hold clones), for completions of forwarded
+    /// proposals.
+    pub waker: Arc<mio::Waker>,
     /// Set by `Node::shutdown`.
     pub stop: Arc<AtomicBool>,
     /// Published for `Node::status`.
     pub status: Arc<Mutex<NodeStatus>>,
+}
+
+/// Everything the loop thread owns.
+pub(crate) struct EventLoop {
+    core: RaftNode,
+    /// The poll instance (the waker is registered on it).
+    poll: Poll,
+    transport: Transport,
+    /// Known peer addresses (this node's included), kept across restarts.
+    addresses: AddressBook,
+    /// Snapshot files, for filling InstallSnapshot chunks.
+    snapshots: SnapshotStore,
+    tick_interval: Duration,
+    max_pending_proposals: usize,
+    propose_timeout: Duration,
+    append_merge_bytes_max: u64,
+    disk_stall_timeout: Duration,
+    inbox: Receiver<Request>,
+    writer_tx: SyncSender<PersistWork>,
+    writer_shared: Arc<WriterShared>,
+    apply_tx: SyncSender<ApplyWork>,
+    apply_shared: Arc<ApplyShared>,
+    waker: Arc<mio::Waker>,
+    stop: Arc<AtomicBool>,
+    status: Arc<Mutex<NodeStatus>>,
 }
 
 /// The loop's moving parts, apart from its configuration.
@@ -138,6 +172,10 @@ struct State {
     departing: BTreeMap<NodeId, Instant>,
     /// Set once the core reports this node removed.
     removed: bool,
+    /// Proposals accepted here, by log index, waiting for their entry to commit: then each
+    /// goes to the apply thread with its entry, which answers it (see `apply`). At most
+    /// `max_pending_proposals`. Owned by this thread alone.
+    waiters: BTreeMap<u64, Waiter>,
 }
 
 /// Most operator requests waiting at once (the core takes one change at a time; the rest are
@@ -151,6 +189,56 @@ const DEPARTED_GRACE: Duration = Duration::from_secs(10);
 const STATUS_PERIOD: Duration = Duration::from_millis(1);
 
 impl EventLoop {
+    /// A loop over `core`, its poller (with the links' waker registered on it) and its
+    /// transport, not yet running.
+    pub(crate) fn new(
+        core: RaftNode,
+        poll: Poll,
+        transport: Transport,
+        addresses: AddressBook,
+        snapshots: SnapshotStore,
+        settings: LoopSettings,
+        links: LoopLinks,
+    ) -> EventLoop {
+        let LoopSettings {
+            tick_interval,
+            max_pending_proposals,
+            propose_timeout,
+            disk_stall_timeout,
+            append_merge_bytes_max,
+        } = settings;
+        let LoopLinks {
+            inbox,
+            writer_tx,
+            writer_shared,
+            apply_tx,
+            apply_shared,
+            waker,
+            stop,
+            status,
+        } = links;
+        EventLoop {
+            core,
+            poll,
+            transport,
+            addresses,
+            snapshots,
+            tick_interval,
+            max_pending_proposals,
+            propose_timeout,
+            append_merge_bytes_max,
+            disk_stall_timeout,
+            inbox,
+            writer_tx,
+            writer_shared,
+            apply_tx,
+            apply_shared,
+            waker,
+            stop,
+            status,
+        }
+    }
+
     /// Runs until `stop` is set; returns an error only for a failure of the loop itself.
     pub fn run(mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(1024);
@@ -176,6 +264,7 @@ impl EventLoop {
             dialed_membership: None,
             departing: BTreeMap::new(),
             removed: false,
+            waiters: BTreeMap::new(),
         };
         let mut next_tick = Instant::now() + self.tick_interval;
         while !self.stop.load(Ordering::Acquire) {
@@ -316,15 +405,9 @@ impl EventLoop {
         );
         state.participating = false;
         state.last_error = Some(error);
-        let waiters = std::mem::take(
-            &mut *self
-                .apply_shared
-                .waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        // Callbacks run outside the lock: the apply thread must not wait on them.
-        for (_, waiter) in waiters {
+        // Those already handed to the apply thread with their committed entry are answered
+        // there, with their result.
+        for (_, waiter) in std::mem::take(&mut state.waiters) {
             waiter.done.complete(Err(ProposeError::LeaderLost));
         }
         // Published at once: nobody may read this node as leader once it leads nothing.
@@ -527,13 +610,7 @@ impl EventLoop {
             done.complete(Err(ProposeError::Stopped { reason }));
             return;
         }
-        let mut waiters = self
-            .apply_shared
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if waiters.len() >= self.max_pending_proposals {
-            drop(waiters);
+        if state.waiters.len() >= self.max_pending_proposals {
             done.complete(Err(ProposeError::Backpressure));
             return;
         }
@@ -544,8 +621,7 @@ impl EventLoop {
                     done,
                     deadline,
                 };
-                let overwritten = waiters.insert(index, waiter);
-                drop(waiters);
+                let overwritten = state.waiters.insert(index, waiter);
                 state.proposals_expire_from = Some(
                     state
                         .proposals_expire_from
@@ -565,36 +641,25 @@ impl EventLoop {
             }
             Err(crate::raft::ProposeError::Backpressure { .. }) => ProposeError::Backpressure,
         };
-        drop(waiters);
         done.complete(Err(error));
     }
 
-    /// Answers `Timeout` to the proposals past their deadline. Runs only when the earliest
-    /// deadline may have passed; the sweep visits every waiter (at most
-    /// `max_pending_proposals`) under the waiters lock.
+    /// Answers `Timeout` to the proposals past their deadline whose entry has not committed
+    /// (a committed one is answered by the apply thread with its result). Runs only when the
+    /// earliest deadline may have passed; the sweep visits every waiter (at most
+    /// `max_pending_proposals`).
     fn expire_proposals(&mut self, state: &mut State) {
         let now = Instant::now();
         if state.proposals_expire_from.is_none_or(|at| at > now) {
             return;
         }
-        let mut expired = Vec::new();
-        {
-            let mut waiters = self
-                .apply_shared
-                .waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let expired_indexes: Vec<u64> = waiters
-                .iter()
-                .filter(|(_, w)| w.deadline <= now)
-                .map(|(index, _)| *index)
-                .collect();
-            for index in expired_indexes {
-                expired.extend(waiters.remove(&index));
-            }
-            state.proposals_expire_from = waiters.values().map(|w| w.deadline).min();
-        }
-        for waiter in expired {
+        let (expired, waiting): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut state.waiters)
+                .into_iter()
+                .partition(|(_, w)| w.deadline <= now);
+        state.waiters = waiting;
+        state.proposals_expire_from = state.waiters.values().map(|w| w.deadline).min();
+        for (_, waiter) in expired {
             waiter.done.complete(Err(ProposeError::Timeout));
         }
     }
@@ -657,6 +722,12 @@ impl EventLoop {
             let done = state.pending.pop_front().expect("front exists");
             if let Some(meta) = done.install {
                 self.learn_snapshot_addresses(&meta);
+                // Proposals at or below the snapshot were decided elsewhere: whether theirs is
+                // the entry the snapshot holds is unknown here.
+                let kept = state.waiters.split_off(&(meta.index + 1));
+                for (_, waiter) in std::mem::replace(&mut state.waiters, kept) {
+                    waiter.done.complete(Err(ProposeError::LeaderLost));
+                }
                 self.send_apply(state, ApplyWork::Restore(meta.clone()));
                 self.core.on_snapshot_installed(meta);
             }
@@ -773,11 +844,21 @@ impl EventLoop {
             }
         }
         if let Some(request) = snapshot_request {
-            let addresses = self.peer_addrs.clone();
+            let addresses = self.addresses.addrs().clone();
             self.send_apply(state, ApplyWork::BuildSnapshot { request, addresses });
         }
-        if !committed_entries.is_empty() {
-            self.send_apply(state, ApplyWork::Entries(committed_entries));
+        if let Some(last) = committed_entries.last() {
+            // The proposals these entries answer go with them: the apply thread answers each
+            // with its result as soon as it is applied, with no hop back through this thread.
+            let later = state.waiters.split_off(&(last.index + 1));
+            let waiters = std::mem::replace(&mut state.waiters, later);
+            self.send_apply(
+                state,
+                ApplyWork::Entries {
+                    entries: committed_entries,
+                    waiters,
+                },
+            );
         }
         for read_state in read_states {
             let Some(read) = state.reads.remove(&read_state.ctx) else {
@@ -911,15 +992,15 @@ impl EventLoop {
                     reason: format!("adding node {id} needs its peer address"),
                 }));
             };
-            if self.peer_addrs.len() >= ADDRESSES_MAX && !self.peer_addrs.contains_key(&id) {
+            if self.addresses.is_full_without(id) {
                 return done.complete(Err(ChangeError::Refused {
                     reason: format!("address book full ({ADDRESSES_MAX})"),
                 }));
             }
             // Every known member's address with the new one: a node that joins learns them
             // all from one entry.
-            let mut book = dialed_peers(self.core.membership(), &self.peer_addrs);
-            book.insert(self.core.id(), self.peer_addrs[&self.core.id()]);
+            let mut book = dialed_peers(self.core.membership(), self.addresses.addrs());
+            book.insert(self.core.id(), self.addresses.addrs()[&self.core.id()]);
             book.insert(id, addr);
             if let Err(e) = self.core.propose(encode_address_entry(&book)) {
                 let error = match e {
@@ -1018,10 +1099,10 @@ impl EventLoop {
     fn learn_addresses(&mut self, learned: BTreeMap<NodeId, SocketAddr>) {
         let mut changed = false;
         for (id, addr) in learned {
-            if self.peer_addrs.get(&id) == Some(&addr) {
+            if self.addresses.addrs().get(&id) == Some(&addr) {
                 continue;
             }
-            if self.peer_addrs.len() >= ADDRESSES_MAX && !self.peer_addrs.contains_key(&id) {
+            if self.addresses.is_full_without(id) {
                 log::warn!(
                     "node {}: address book full; node {id} ignored",
                     self.core.id()
@@ -1029,14 +1110,14 @@ impl EventLoop {
                 continue;
             }
             log::info!("node {}: node {id} listens on {addr}", self.core.id());
-            self.peer_addrs.insert(id, addr);
+            self.addresses.insert(id, addr);
             changed = true;
             if self.core.membership().contains(id) {
                 self.transport.set_peer(self.poll.registry(), id, addr);
             }
         }
         if changed {
-            if let Err(e) = write_address_book(&self.address_book_path, &self.peer_addrs) {
+            if let Err(e) = self.addresses.save() {
                 // Not fatal: the addresses are in the log too until it is compacted.
                 log::warn!("node {}: {e}", self.core.id());
             }
@@ -1054,8 +1135,8 @@ impl EventLoop {
         if (changed || !state.departing.is_empty()) && !latest.is_unknown() {
             // Members of the latest and of the committed configuration: a follower still
             // answers a leader that its log already removes (its removal may not commit).
-            let mut wanted = dialed_peers(latest, &self.peer_addrs);
-            wanted.extend(dialed_peers(committed, &self.peer_addrs));
+            let mut wanted = dialed_peers(latest, self.addresses.addrs());
+            wanted.extend(dialed_peers(committed, self.addresses.addrs()));
             state.dialed_membership = Some((latest.clone(), committed.clone()));
             let now = Instant::now();
             for (id, _) in self.transport.peers() {
@@ -1125,7 +1206,7 @@ impl EventLoop {
         let membership = self.core.membership();
         let members = if state.published_membership.as_ref() != Some(membership) {
             state.published_membership = Some(membership.clone());
-            let members = members_of(membership, &self.peer_addrs);
+            let members = members_of(membership, self.addresses.addrs());
             Some(members)
         } else {
             None
@@ -1173,22 +1254,4 @@ impl EventLoop {
             status.members = members;
         }
     }
-}
-
-/// The status's member list: every member of `membership` with its configured address.
-pub fn members_of(
-    membership: &crate::raft::Membership,
-    peer_addrs: &BTreeMap<NodeId, SocketAddr>,
-) -> BTreeMap<NodeId, MemberStatus> {
-    membership
-        .all_members()
-        .into_iter()
-        .map(|id| {
-            let member = MemberStatus {
-                peer_addr: peer_addrs.get(&id).copied(),
-                voter: membership.voters.contains(&id) || membership.outgoing_voters.contains(&id),
-            };
-            (id, member)
-        })
-        .collect()
 }

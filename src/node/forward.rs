@@ -41,8 +41,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::api::ProposeError;
 use super::completion::ProposeCompletion;
+use super::errors::ProposeError;
 use crate::raft::NodeId;
 use crate::wire::message::ForwardOutcome;
 

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use ketch_storage::snapshot::{RawSnapshotReceiver, SnapshotStore};
 use ketch_storage::{Wal, WriteBatch};
 
-use super::storage::{to_storage_entry, to_storage_hard_state};
+use super::durable_state::{to_storage_entry, to_storage_hard_state};
 use crate::raft::{Entry, HardState, SnapshotChunk, SnapshotMeta};
 
 /// Bound of the loop-to-writer channel, in work items.

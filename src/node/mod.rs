@@ -87,22 +87,29 @@
 //!
 //! See `storage` for the layout and how entries, hard state and membership are stored.
 
+mod addresses;
 mod api;
 mod apply;
 mod coalesce;
 mod completion;
+mod config;
+mod durable_state;
+mod errors;
 mod event_loop;
 mod forward;
 mod log_writer;
-pub mod membership;
+mod membership_change;
+mod request;
 mod state_machine;
-pub mod storage;
+mod status;
 mod transport;
 
-pub use api::{
-    MemberStatus, Node, NodeConfig, NodeError, NodeStatus, Proposal, ProposeError, ReadError,
-};
+pub use api::{Node, Proposal};
+pub use config::NodeConfig;
+pub use durable_state::StorageError;
+pub use errors::{NodeError, ProposeError, ReadError};
 pub use log_writer::WriterStats;
-pub use membership::ChangeError;
+pub use membership_change::ChangeError;
 pub use state_machine::StateMachine;
+pub use status::{MemberStatus, NodeStatus};
 pub use transport::TransportStats;

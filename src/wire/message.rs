@@ -599,7 +599,7 @@ pub fn decode_message(payload: &[u8]) -> Result<Message, MessageError> {
 }
 
 /// Appends the membership encoding (three id sets) to `out`; also the snapshot files'
-/// membership field (see `crate::node::storage`).
+/// membership field (see `crate::node::durable_state`).
 pub fn encode_membership(membership: &Membership, out: &mut Vec<u8>) {
     let mut w = WireWriter::new(out);
     write_membership(&mut w, membership);

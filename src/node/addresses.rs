@@ -1,6 +1,5 @@
-//! Membership changes in the runtime: peer addresses carried in the log, the operator's
-//! change requests waiting for their configuration to commit, and what a node does once it
-//! learns it was removed.
+//! Peer addresses: how they reach every node through the log, snapshots and a file, and
+//! which peers the transport dials.
 //!
 //! # How peer addresses reach every node
 //!
@@ -15,7 +14,7 @@
 //!
 //! Snapshots carry the address book too: the node that builds one writes its whole book
 //! after the membership in the snapshot file's membership field (format in
-//! `super::storage`), and a node that installs a snapshot learns every address in it. A
+//! `super::durable_state`), and a node that installs a snapshot learns every address in it. A
 //! node that joins and is caught up by a snapshot covering the address entries thereby still
 //! learns every member's address, not only its contacts and the later entries.
 //!
@@ -40,23 +39,13 @@
 //! loop thread, stated here
 //! because the loop otherwise never touches the disk. It keeps addresses across restarts even
 //! once the log below a snapshot (and the address entries in it) was compacted.
-//!
-//! # Answers
-//!
-//! A change is answered once, by its completion callback: `Ok` when the configuration it leads
-//! to is committed (a joint change: when the final, simple configuration is committed), or a
-//! [`ChangeError`] saying whether it certainly did not happen ([`ChangeError::NotLeader`],
-//! [`ChangeError::Refused`]) or may have ([`ChangeError::LeaderLost`],
-//! [`ChangeError::Timeout`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use crate::raft::{ConfChangeError, Entry, EntryKind, Membership, NodeId, RaftLog, TransferError};
+use crate::raft::{Entry, EntryKind, Membership, NodeId, RaftLog};
 
 /// Opens every address entry. Its first byte (0xff) is no KV command tag.
 pub const ADDRESS_ENTRY_MAGIC: &[u8; 12] = b"\xffKETCHADDRS\x01";
@@ -65,114 +54,48 @@ pub const ADDRESSES_MAX: usize = 4096;
 /// Name of the address book file in the data directory.
 pub const ADDRESS_BOOK_FILE: &str = "peer-addrs";
 
-/// Why a membership change or a leadership transfer failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangeError {
-    /// This node is not the leader. Not applied.
-    NotLeader {
-        /// The leader this node knows of.
-        leader_hint: Option<NodeId>,
-    },
-    /// The core refused the change (invalid, not caught up, another change in flight). Not
-    /// applied.
-    Refused {
-        /// The core's reason.
-        reason: String,
-    },
-    /// Leadership changed before the change committed. May have been applied.
-    LeaderLost,
-    /// Not committed in time. May have been applied (or may still be).
-    Timeout,
-    /// The node is shutting down or stopped participating. May have been applied.
-    Stopped {
-        /// Why.
-        reason: String,
-    },
+/// The peer addresses a node knows (its own included), and the file that keeps them across
+/// restarts. At most [`ADDRESSES_MAX`].
+#[derive(Debug)]
+pub(crate) struct AddressBook {
+    path: PathBuf,
+    addrs: BTreeMap<NodeId, SocketAddr>,
 }
 
-impl fmt::Display for ChangeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChangeError::NotLeader { leader_hint } => {
-                write!(
-                    f,
-                    "not the leader (leader hint: {leader_hint:?}); not applied"
-                )
-            }
-            ChangeError::Refused { reason } => write!(f, "refused: {reason}; not applied"),
-            ChangeError::LeaderLost => {
-                write!(f, "leadership changed; the change may have been applied")
-            }
-            ChangeError::Timeout => write!(f, "timed out; the change may have been applied"),
-            ChangeError::Stopped { reason } => {
-                write!(
-                    f,
-                    "node stopped: {reason}; the change may have been applied"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for ChangeError {}
-
-impl From<ConfChangeError> for ChangeError {
-    fn from(e: ConfChangeError) -> Self {
-        match e {
-            ConfChangeError::NotLeader { leader_hint } => ChangeError::NotLeader { leader_hint },
-            ConfChangeError::TransferInProgress => ChangeError::NotLeader { leader_hint: None },
-            other => ChangeError::Refused {
-                reason: other.to_string(),
-            },
-        }
-    }
-}
-
-impl From<TransferError> for ChangeError {
-    fn from(e: TransferError) -> Self {
-        match e {
-            TransferError::NotLeader => ChangeError::NotLeader { leader_hint: None },
-            other => ChangeError::Refused {
-                reason: other.to_string(),
-            },
-        }
-    }
-}
-
-/// Where a change's answer goes: the callback runs exactly once, with `Stopped` if the
-/// request is dropped unanswered (the node shut down).
-pub struct ChangeCompletion(Option<ChangeCallback>);
-
-/// The caller's callback inside a [`ChangeCompletion`].
-type ChangeCallback = Box<dyn FnOnce(Result<(), ChangeError>) + Send>;
-
-impl ChangeCompletion {
-    /// Wraps `done`.
-    pub fn new(done: impl FnOnce(Result<(), ChangeError>) + Send + 'static) -> Self {
-        ChangeCompletion(Some(Box::new(done)))
+impl AddressBook {
+    /// The book of `data_dir`: the configured addresses, then the file's, then those of the
+    /// address entries in `log` (newest last, so the latest address of a node wins).
+    pub(crate) fn open(
+        data_dir: &Path,
+        configured: &BTreeMap<NodeId, SocketAddr>,
+        log: &RaftLog,
+    ) -> Result<AddressBook, String> {
+        let path = address_book_path(data_dir);
+        let mut addrs = configured.clone();
+        addrs.extend(read_address_book(&path)?);
+        addrs.extend(addresses_in_log(log));
+        Ok(AddressBook { path, addrs })
     }
 
-    /// Answers.
-    pub fn complete(mut self, result: Result<(), ChangeError>) {
-        if let Some(done) = self.0.take() {
-            done(result);
-        }
+    /// Every known address, by node.
+    pub(crate) fn addrs(&self) -> &BTreeMap<NodeId, SocketAddr> {
+        &self.addrs
     }
-}
 
-impl Drop for ChangeCompletion {
-    fn drop(&mut self) {
-        if let Some(done) = self.0.take() {
-            done(Err(ChangeError::Stopped {
-                reason: "the node shut down".to_string(),
-            }));
-        }
+    /// True if the book is full and does not hold `id`, so `id` cannot be added.
+    pub(crate) fn is_full_without(&self, id: NodeId) -> bool {
+        self.addrs.len() >= ADDRESSES_MAX && !self.addrs.contains_key(&id)
     }
-}
 
-impl fmt::Debug for ChangeCompletion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChangeCompletion")
+    /// Records `addr` for `id` in memory ([`AddressBook::save`] writes the file).
+    pub(crate) fn insert(&mut self, id: NodeId, addr: SocketAddr) {
+        assert!(!self.is_full_without(id), "address book full");
+        self.addrs.insert(id, addr);
+    }
+
+    /// Writes the book to its file durably.
+    pub(crate) fn save(&self) -> Result<(), String> {
+        write_address_book(&self.path, &self.addrs)
     }
 }
 
@@ -307,69 +230,21 @@ pub fn write_address_book(path: &Path, addrs: &BTreeMap<NodeId, SocketAddr>) -> 
     write().map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// What a pending operator request waits for.
-pub enum Awaited {
-    /// A configuration change: its entry at `index` and the configuration `target` committed.
-    Change {
-        /// The index of the change's (first) configuration entry.
-        index: u64,
-        /// The simple configuration the change leads to.
-        target: Membership,
-    },
-    /// A leadership transfer: `target` leads.
-    Transfer {
-        /// The node to become leader.
-        target: NodeId,
-    },
-}
-
-/// An operator request accepted by the leader, waiting for its outcome.
-pub struct PendingChange {
-    /// What it waits for.
-    pub awaited: Awaited,
-    /// The term it was accepted in (a new term means the leadership was lost).
-    pub term: u64,
-    /// When it answers `Timeout`.
-    pub deadline: Instant,
-    /// Where the answer goes.
-    pub done: ChangeCompletion,
-}
-
-/// What the loop sees of the core when checking a pending request.
-pub struct CoreView<'a> {
-    /// Whether this node leads.
-    pub is_leader: bool,
-    /// The current term.
-    pub term: u64,
-    /// The leader known in this term.
-    pub leader: Option<NodeId>,
-    /// The commit index.
-    pub commit: u64,
-    /// The latest committed configuration.
-    pub committed_membership: &'a Membership,
-}
-
-impl PendingChange {
-    /// The answer, once there is one.
-    pub fn outcome(&self, core: &CoreView<'_>, now: Instant) -> Option<Result<(), ChangeError>> {
-        match &self.awaited {
-            Awaited::Change { index, target } => {
-                // Checked first: a removed leader steps down right after this commits.
-                if core.commit >= *index && core.committed_membership == target {
-                    return Some(Ok(()));
-                }
-                if !core.is_leader || core.term != self.term {
-                    return Some(Err(ChangeError::LeaderLost));
-                }
-            }
-            Awaited::Transfer { target } => {
-                if core.leader == Some(*target) {
-                    return Some(Ok(()));
-                }
-            }
-        }
-        (now >= self.deadline).then_some(Err(ChangeError::Timeout))
+/// The peers the transport dials: the members of `membership` with a known address, or every
+/// known address while this node has no configuration yet (it joins, see `membership`).
+pub(crate) fn dialed_peers(
+    membership: &Membership,
+    peer_addrs: &BTreeMap<NodeId, SocketAddr>,
+) -> BTreeMap<NodeId, SocketAddr> {
+    if membership.is_unknown() {
+        return peer_addrs.clone();
     }
+    let members = membership.all_members();
+    peer_addrs
+        .iter()
+        .filter(|(id, _)| members.contains(id))
+        .map(|(id, addr)| (*id, *addr))
+        .collect()
 }
 
 #[cfg(test)]
@@ -414,61 +289,5 @@ mod tests {
         std::fs::write(&path, "3 not-an-addr\n").unwrap();
         assert!(read_address_book(&path).unwrap_err().contains("line 1"));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_change_succeeds_only_once_its_target_commits() {
-        let target = Membership::with_voters([1, 2, 3, 4]);
-        let joint = Membership {
-            voters: target.voters.clone(),
-            learners: Default::default(),
-            outgoing_voters: [1, 2, 3].into_iter().collect(),
-        };
-        let now = Instant::now();
-        let pending = PendingChange {
-            awaited: Awaited::Change {
-                index: 10,
-                target: target.clone(),
-            },
-            term: 2,
-            deadline: now + std::time::Duration::from_secs(1),
-            done: ChangeCompletion::new(|_| {}),
-        };
-        let check = |commit: u64, m: &Membership, is_leader: bool, term: u64| {
-            pending.outcome(
-                &CoreView {
-                    is_leader,
-                    term,
-                    leader: Some(1),
-                    commit,
-                    committed_membership: m,
-                },
-                now,
-            )
-        };
-        // The joint configuration committed: not yet.
-        assert_eq!(check(10, &joint, true, 2), None);
-        assert_eq!(check(11, &target, true, 2), Some(Ok(())));
-        assert_eq!(
-            check(10, &joint, false, 2),
-            Some(Err(ChangeError::LeaderLost))
-        );
-        assert_eq!(
-            check(10, &joint, true, 3),
-            Some(Err(ChangeError::LeaderLost))
-        );
-        assert_eq!(
-            pending.outcome(
-                &CoreView {
-                    is_leader: true,
-                    term: 2,
-                    leader: Some(1),
-                    commit: 10,
-                    committed_membership: &joint,
-                },
-                now + std::time::Duration::from_secs(2),
-            ),
-            Some(Err(ChangeError::Timeout))
-        );
     }
 }

@@ -31,13 +31,13 @@
 //! | bytes | field                                                                      |
 //! |-------|----------------------------------------------------------------------------|
 //! | 12 + 8 n | the Raft membership encoded as in [`crate::wire::message::encode_membership`]: three id sets (voters, learners, outgoing voters), each a little-endian `u32` count followed by that many little-endian `u64` ids (n ids in all) |
-//! | 0 or more | optional, since address book version 1: the peer address book of the node that built the snapshot, encoded exactly as an address entry (`super::membership`, starting with the versioned magic `\xffKETCHADDRS\x01`) |
+//! | 0 or more | optional, since address book version 1: the peer address book of the node that built the snapshot, encoded exactly as an address entry (`super::addresses`, starting with the versioned magic `\xffKETCHADDRS\x01`) |
 //!
 //! A snapshot without the address book (written before it existed) still loads; a trailer that
 //! is not a well-formed address entry is refused with the snapshot's index. The address book
 //! is carried because a node that joins and receives a snapshot covering the log's address
 //! entries would otherwise know only its contacts and the entries after the snapshot.
-//! Addresses decide nothing (see `super::membership`), so the builder's book *now* is carried,
+//! Addresses decide nothing (see `super::addresses`), so the builder's book *now* is carried,
 //! not the one at the snapshot index. The Raft [`SnapshotMeta::size_bytes`] is the snapshot
 //! *file's* length, because that is what InstallSnapshot transfers byte for byte.
 //!
@@ -59,7 +59,7 @@ use ketch_storage::{Options, Wal};
 use crate::raft::{DurableState, Entry, EntryKind, HardState, Membership, NodeId, SnapshotMeta};
 use crate::wire::message::{decode_membership, encode_membership};
 
-use super::membership::{decode_address_entry, encode_address_entry};
+use super::addresses::{decode_address_entry, encode_address_entry};
 
 /// Errors of the storage bridge.
 #[derive(Debug)]

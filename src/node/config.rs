@@ -1,0 +1,77 @@
+//! [`NodeConfig`]: everything a node is started with, and its defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::raft::NodeId;
+
+/// Configuration of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (non-zero, a key of `peers`).
+    pub id: NodeId,
+    /// Peers refuse connections from other clusters.
+    pub cluster_id: u64,
+    /// Every voter's peer address, this node included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Where to listen for peers (may differ from `peers[id]`, e.g. `0.0.0.0:port`).
+    pub listen_addr: SocketAddr,
+    /// Duration of one core tick.
+    pub tick_interval: Duration,
+    /// Core tuning; its `id` is overwritten with `id`.
+    pub raft: crate::raft::Config,
+    /// How long `propose` waits for the result.
+    pub propose_timeout: Duration,
+    /// How long `read` waits for the answer.
+    pub read_timeout: Duration,
+    /// Most proposals waiting for their result on this node.
+    pub max_pending_proposals: usize,
+    /// Leader disk-stall bound: a leader whose oldest log write has been pending this long
+    /// sends nothing (no heartbeats) until it completes, so followers elect another leader
+    /// instead of the cluster hanging on a dead disk while heartbeats flow.
+    pub disk_stall_timeout: Duration,
+    /// Bytes queued per peer before messages are dropped.
+    pub peer_queue_bytes_max: usize,
+    /// WAL options (segment size, fault injection for tests).
+    pub wal: ketch_storage::Options,
+    /// Join a running cluster: start with an empty configuration (`peers` then only says
+    /// where to reach the current members until the first configuration arrives) and wait to
+    /// be added with [`Node::change_membership`] on the leader. Ignored once the data
+    /// directory holds state: a restart recovers the configuration from the log.
+    pub join: bool,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for a LAN: 10 ms ticks, election timeout 30-60 ticks,
+    /// heartbeats every 5 ticks, 5 s client timeouts.
+    pub fn new(
+        id: NodeId,
+        cluster_id: u64,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        listen_addr: SocketAddr,
+    ) -> Self {
+        let mut raft = crate::raft::Config::new(id);
+        // 300-600 ms elections and 50 ms heartbeats: a shared, loaded 2-core machine delays
+        // threads by tens of milliseconds, and a spurious election costs more than a slower
+        // failover.
+        raft.election_timeout_ticks = 30;
+        raft.heartbeat_interval_ticks = 5;
+        raft.seed = cluster_id;
+        NodeConfig {
+            id,
+            cluster_id,
+            peers,
+            listen_addr,
+            tick_interval: Duration::from_millis(10),
+            raft,
+            propose_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            max_pending_proposals: 65_536,
+            disk_stall_timeout: Duration::from_secs(1),
+            peer_queue_bytes_max: 64 << 20,
+            wal: ketch_storage::Options::default(),
+            join: false,
+        }
+    }
+}
