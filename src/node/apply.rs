@@ -9,7 +9,11 @@
 //! is always followed, never preceded, by the entries after it.
 //!
 //! Output, through [`ApplyShared`] and the loop's waker: the applied index, built snapshots, and
-//! a fatal error. Proposers are answered directly on their own one-slot channels.
+//! a fatal error. The proposals waiting on the entries arrive with them
+//! ([`ApplyWork::Entries`]): the loop owns them until their entry commits and then hands them
+//! over, so no map of waiters is shared between the threads, and each proposer is answered
+//! here, with its result, the moment its entry is applied. (Handing results back to the loop
+//! instead would put one more thread hop and wake-up on every commit.)
 //!
 //! Snapshots are built as of the thread's applied index when the request is processed, which
 //! may be past the index the core asked for (entries sent before the request may still be in
@@ -84,7 +88,7 @@ pub enum ApplyWork {
     BuildSnapshot {
         /// What the core asked for.
         request: SnapshotRequest,
-        /// The loop's peer address book, carried in the snapshot (see `storage`) so that a
+        /// The loop's peer address book, carried in the snapshot (see `durable_state`) so that a
         /// node receiving it learns every member's address.
         addresses: BTreeMap<NodeId, SocketAddr>,
     },
@@ -223,7 +227,7 @@ impl<S: StateMachine> Applier<S> {
                 "committed entries must apply in order without gaps"
             );
             let result = match entry.kind {
-                // Address entries are the runtime's (see `membership`).
+                // Address entries are the runtime's (see `addresses`).
                 EntryKind::Normal if is_address_entry(&entry.data) => None,
                 EntryKind::Normal => Some(self.state_machine.apply(entry.index, &entry.data)),
                 // Configuration entries are the core's business (it applied them when

@@ -37,7 +37,7 @@ pub struct NodeConfig {
     pub wal: ketch_storage::Options,
     /// Join a running cluster: start with an empty configuration (`peers` then only says
     /// where to reach the current members until the first configuration arrives) and wait to
-    /// be added with [`Node::change_membership`] on the leader. Ignored once the data
+    /// be added with [`Node::change_membership`](super::Node::change_membership) on the leader. Ignored once the data
     /// directory holds state: a restart recovers the configuration from the log.
     pub join: bool,
 }

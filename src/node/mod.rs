@@ -10,6 +10,28 @@
 //! - **Apply thread** (`apply`): applies committed entries to the [`StateMachine`], resolves
 //!   proposals, answers reads, builds and restores snapshots.
 //!
+//! One thread owns each piece of state; the others send it work or read what it publishes
+//! (counters, a list behind a lock, the loop's waker). The loop owns the core, the transport,
+//! the waiting proposals and reads, and the address book; the writer owns the `Wal`; the apply
+//! thread owns the state machine.
+//!
+//! # A proposal, end to end
+//!
+//! 1. `Node::submit_with` (`api`) wraps the caller's callback in a completion (`completion`)
+//!    and puts a `Request::Propose` (`request`) in the loop's bounded inbox.
+//! 2. The loop (`event_loop::proposals_and_reads`) proposes it to the core as leader, and keeps
+//!    the completion among its waiting proposals by log index; a follower forwards it to the
+//!    leader instead (`forward`) and keeps the completion until the leader's answer.
+//! 3. The core's `Ready` (`event_loop::routing`): the appends go to the followers at once, the
+//!    entry to the log writer (`log_writer`), which writes a round of work items with one
+//!    fdatasync and reports "durable through item N" back to the loop.
+//! 4. Once a quorum holds it (the leader counting itself only up to its own durable index),
+//!    the core commits the entry and hands it out in a later `Ready`; the loop sends it to the
+//!    apply thread together with the completion waiting on it.
+//! 5. The apply thread (`apply`) applies it to the [`StateMachine`] and runs the completion
+//!    with the result. Every failure on the way answers the completion once, with the error
+//!    the table below gives.
+//!
 //! # Channels and their bounds
 //!
 //! | from → to         | what                    | bound                                       |
@@ -85,7 +107,8 @@
 //!
 //! # Data directory
 //!
-//! See `storage` for the layout and how entries, hard state and membership are stored.
+//! See `durable_state` for the layout and how entries, hard state and membership are stored,
+//! and `addresses` for how peer addresses are kept.
 
 mod addresses;
 mod api;

@@ -1,0 +1,265 @@
+//! Client proposals and reads at the loop: proposed here as leader, forwarded to the leader
+//! from a follower (see `super::super::forward`), timed out; and reads waiting for their
+//! ReadIndex round.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::{EventLoop, PendingRead, State};
+use crate::node::apply::{Waiter, APPLY_QUEUE_ITEMS};
+use crate::node::completion::{ProposeCompletion, ReadCompletion};
+use crate::node::errors::{ProposeError, ReadError};
+use crate::node::forward::outcome_of;
+use crate::node::transport::ForwardRefused;
+use crate::raft::{NodeId, Role};
+use crate::wire::message::{Forward, ForwardBody};
+
+impl EventLoop {
+    /// A client's proposal: proposed here on the leader, forwarded to the leader otherwise.
+    pub(super) fn propose(
+        &mut self,
+        state: &mut State,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
+        match self.core.leader() {
+            Some(leader)
+                if leader != self.core.id()
+                    && self.core.role() != Role::Leader
+                    && state.participating =>
+            {
+                self.forward(state, leader, data, done, deadline);
+            }
+            _ => self.propose_here(state, data, done, deadline),
+        }
+    }
+
+    /// Sends a proposal to `leader`; see `forward` for what each failure means to the caller.
+    pub(super) fn forward(
+        &mut self,
+        state: &mut State,
+        leader: NodeId,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
+        if !state.forwards.has_room() {
+            done.complete(Err(ProposeError::Backpressure));
+            return;
+        }
+        let request_id = state.forwards.next_request_id();
+        let forward = Forward {
+            from: self.core.id(),
+            to: leader,
+            body: ForwardBody::Propose { request_id, data },
+        };
+        // An isolated node's frames vanish as in a partition: the caller waits and learns
+        // "may have been applied", as it would on a real network.
+        let sent = if state.isolated {
+            Ok(())
+        } else {
+            self.transport.send_forward(self.poll.registry(), &forward)
+        };
+        match sent {
+            Ok(()) => {
+                let epoch = self.transport.connection_epoch(leader);
+                state
+                    .forwards
+                    .sent(request_id, leader, epoch, done, deadline);
+            }
+            Err(ForwardRefused::NoConnection) => done.complete(Err(ProposeError::NotLeader {
+                leader_hint: Some(leader),
+            })),
+            Err(ForwardRefused::QueueFull) => done.complete(Err(ProposeError::Backpressure)),
+            Err(ForwardRefused::TooLarge) => {
+                log::warn!(
+                    "node {}: a proposal too large to forward to node {leader} was refused",
+                    self.core.id()
+                );
+                done.complete(Err(ProposeError::Backpressure));
+            }
+        }
+    }
+
+    /// A forward from a peer: a proposal to make here as leader, or the answer to one this
+    /// node forwarded.
+    pub(super) fn take_forward(&mut self, state: &mut State, forward: Forward) {
+        match forward.body {
+            ForwardBody::Result {
+                request_id,
+                outcome,
+            } => state.forwards.resolve(forward.from, request_id, outcome),
+            ForwardBody::Propose { request_id, data } => {
+                let peer = forward.from;
+                if self.core.role() != Role::Leader || !state.participating {
+                    // Never forwarded again: a second hop could loop between stale views. A
+                    // stopped node proposes nothing: also certainly not applied.
+                    let refusal = ProposeError::NotLeader {
+                        leader_hint: self.core.leader().filter(|_| state.participating),
+                    };
+                    state.forwards.refuse(peer, request_id, refusal);
+                    return;
+                }
+                if !state.forwards.accept(peer) {
+                    state
+                        .forwards
+                        .refuse(peer, request_id, ProposeError::Backpressure);
+                    return;
+                }
+                let results = std::sync::Arc::clone(&state.forwards.results);
+                let waker = std::sync::Arc::clone(&self.waker);
+                let done = ProposeCompletion::proposal(move |result| {
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((peer, request_id, result));
+                    let _ = waker.wake();
+                });
+                let deadline = Instant::now() + self.propose_timeout;
+                self.propose_here(state, data, done, deadline);
+            }
+        }
+    }
+
+    /// Sends the results this leader owes followers; one that cannot be sent is dropped (the
+    /// follower then answers "may have been applied").
+    pub(super) fn send_forward_results(&mut self, state: &mut State) {
+        for (peer, request_id, result) in state.forwards.take_results() {
+            if state.isolated {
+                continue;
+            }
+            let forward = Forward {
+                from: self.core.id(),
+                to: peer,
+                body: ForwardBody::Result {
+                    request_id,
+                    outcome: outcome_of(result),
+                },
+            };
+            let _ = self.transport.send_forward(self.poll.registry(), &forward);
+        }
+    }
+
+    /// Proposes on this node's core (answers `NotLeader` unless it leads).
+    pub(super) fn propose_here(
+        &mut self,
+        state: &mut State,
+        data: Vec<u8>,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
+        if !state.participating {
+            let reason = state.last_error.clone().unwrap_or_default();
+            done.complete(Err(ProposeError::Stopped { reason }));
+            return;
+        }
+        if state.waiters.len() >= self.max_pending_proposals {
+            done.complete(Err(ProposeError::Backpressure));
+            return;
+        }
+        let error = match self.core.propose(data) {
+            Ok(index) => {
+                let waiter = Waiter {
+                    term: self.core.term(),
+                    done,
+                    deadline,
+                };
+                let overwritten = state.waiters.insert(index, waiter);
+                state.proposals_expire_from = Some(
+                    state
+                        .proposals_expire_from
+                        .map_or(deadline, |at| at.min(deadline)),
+                );
+                if let Some(old) = overwritten {
+                    // An earlier proposal at this index was overwritten by another leader.
+                    old.done.complete(Err(ProposeError::LeaderLost));
+                }
+                return;
+            }
+            Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
+                ProposeError::NotLeader { leader_hint }
+            }
+            Err(crate::raft::ProposeError::TransferInProgress) => {
+                ProposeError::NotLeader { leader_hint: None }
+            }
+            Err(crate::raft::ProposeError::Backpressure { .. }) => ProposeError::Backpressure,
+        };
+        done.complete(Err(error));
+    }
+
+    /// Answers `Timeout` to the proposals past their deadline whose entry has not committed
+    /// (a committed one is answered by the apply thread with its result). Runs only when the
+    /// earliest deadline may have passed; the sweep visits every waiter (at most
+    /// `max_pending_proposals`).
+    pub(super) fn expire_proposals(&mut self, state: &mut State) {
+        let now = Instant::now();
+        if state.proposals_expire_from.is_none_or(|at| at > now) {
+            return;
+        }
+        let (expired, waiting): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut state.waiters)
+                .into_iter()
+                .partition(|(_, w)| w.deadline <= now);
+        state.waiters = waiting;
+        state.proposals_expire_from = state.waiters.values().map(|w| w.deadline).min();
+        for (_, waiter) in expired {
+            waiter.done.complete(Err(ProposeError::Timeout));
+        }
+    }
+
+    pub(super) fn read(
+        &mut self,
+        state: &mut State,
+        query: Vec<u8>,
+        done: ReadCompletion,
+        deadline: Instant,
+    ) {
+        if !state.participating {
+            let reason = state.last_error.clone().unwrap_or_default();
+            done.complete(Err(ReadError::Stopped { reason }));
+            return;
+        }
+        if state.reads.len() >= APPLY_QUEUE_ITEMS {
+            done.complete(Err(ReadError::Backpressure));
+            return;
+        }
+        let ctx = state.next_read_ctx;
+        state.next_read_ctx += 1;
+        match self.core.read_index(ctx) {
+            Ok(()) => {
+                state.reads.insert(
+                    ctx,
+                    PendingRead {
+                        query,
+                        done,
+                        deadline,
+                    },
+                );
+            }
+            Err(crate::raft::ReadError::NoLeader) => {
+                done.complete(Err(ReadError::NotLeader { leader_hint: None }));
+            }
+            Err(crate::raft::ReadError::TooManyPending { .. }) => {
+                done.complete(Err(ReadError::Backpressure));
+            }
+        }
+    }
+
+    /// Answers `Timeout` to the reads still waiting for their read index past their
+    /// deadline (at most `APPLY_QUEUE_ITEMS` are pending).
+    pub(super) fn expire_reads(&mut self, state: &mut State) {
+        let now = Instant::now();
+        let expired: Vec<u64> = state
+            .reads
+            .iter()
+            .filter(|(_, read)| read.deadline <= now)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in expired {
+            if let Some(read) = state.reads.remove(&ctx) {
+                read.done.complete(Err(ReadError::Timeout));
+            }
+        }
+    }
+}
