@@ -33,13 +33,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::Mmap;
 
+use crate::entry::{HardState, MAX_INDEX};
+use crate::options::{Options, RecoveryMode};
 use crate::record::{self, FrameError, RecordKind, FRAME_HEADER_BYTES};
 use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SEGMENT_SUFFIX,
     SPARE_SUFFIX, TRAILER_BYTES,
 };
-use crate::wal::{Options, RecoveryMode, Wal, MAX_INDEX};
-use crate::{Error, HardState, Result};
+use crate::wal::Wal;
+use crate::{Error, Result};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

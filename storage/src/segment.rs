@@ -49,8 +49,9 @@ use std::sync::Arc;
 use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
 
+use crate::entry::HardState;
 use crate::record::{self, RecordKind, FRAME_HEADER_BYTES};
-use crate::{Error, HardState, Result};
+use crate::{Error, Result};
 
 /// Size of the segment header.
 pub const HEADER_BYTES: u64 = 128;

@@ -32,7 +32,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::entry::{Entry, HardState, MAX_INDEX};
 use crate::fault::{FaultInjector, WriteFault};
+use crate::options::Options;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{
@@ -40,94 +42,6 @@ use crate::segment::{
     TRAILER_BYTES,
 };
 use crate::{Error, Result};
-
-/// The largest index the log accepts (2^62): far beyond any real log, and it keeps index
-/// arithmetic clear of overflow even on damaged input.
-pub const MAX_INDEX: u64 = 1 << 62;
-
-/// One log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Entry {
-    /// Its position in the log, starting at 1.
-    pub index: u64,
-    /// The Raft term it was created in (opaque to the log).
-    pub term: u64,
-    /// Its payload.
-    pub data: Vec<u8>,
-}
-
-impl Entry {
-    /// Makes an entry.
-    pub fn new(index: u64, term: u64, data: impl Into<Vec<u8>>) -> Self {
-        Entry {
-            index,
-            term,
-            data: data.into(),
-        }
-    }
-}
-
-/// Raft's hard state. `vote == 0` means no vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HardState {
-    /// Current term.
-    pub term: u64,
-    /// Candidate voted for in the current term, 0 for none.
-    pub vote: u64,
-    /// Highest index known committed.
-    pub commit: u64,
-}
-
-/// What recovery does with damage found at open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecoveryMode {
-    /// Any damage, even a torn last batch, is an error.
-    Strict,
-    /// A torn, partly written or zero-filled tail of the last segment is cut off (what a crash
-    /// during a write leaves); anything else is an error. The default.
-    #[default]
-    TolerateTornTail,
-    /// Keep the longest valid prefix of the log, whatever was damaged, and report what was dropped
-    /// in [`Wal::recovery_report`]. Segment files after the damage are renamed to
-    /// `*.wal.salvaged`, never deleted.
-    Salvage,
-}
-
-/// Options for [`Wal::open`].
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Size at which segments roll. Default 64 MiB. At least 64 KiB; at most 1 GiB (offsets in the
-    /// footer are 32-bit).
-    pub segment_size_bytes: u64,
-    /// What to do with damage found at open.
-    pub recovery_mode: RecoveryMode,
-    /// Prepare (zero-fill and sync) the next segment on a background thread so that rolling over
-    /// does not stall appends. Default true.
-    pub prepare_segments_ahead: bool,
-    /// Open without writing anything: no repair, no new segments; writes are refused. For
-    /// inspection tools.
-    pub read_only: bool,
-    /// How many compacted segment files to keep for reuse instead of deleting them. Reusing a
-    /// file means appends overwrite blocks already written (the fast fdatasync path) without the
-    /// disk bandwidth of zero-filling a new file, and spares the filesystem the discards of
-    /// deleting. Default 2.
-    pub spare_segments_max: usize,
-    /// Test hook: make writes and fsyncs fail on demand. `None` in production.
-    pub fault_injector: Option<Arc<FaultInjector>>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            segment_size_bytes: 64 << 20,
-            recovery_mode: RecoveryMode::default(),
-            prepare_segments_ahead: true,
-            read_only: false,
-            spare_segments_max: 2,
-            fault_injector: None,
-        }
-    }
-}
 
 /// An atomic group of changes: after a crash either all of them are recovered or none.
 #[derive(Debug, Clone, Copy, Default)]
@@ -198,20 +112,13 @@ pub struct Wal {
 
 impl Wal {
     /// Opens the log in `dir`, creating the directory and an empty log if missing, and recovers
-    /// it (see [`RecoveryMode`]).
+    /// it (see [`crate::RecoveryMode`]).
     ///
     /// Creating a new log writes its first segment in full (zeros, `segment_size_bytes` of them)
     /// and syncs it before returning, so that the first appends overwrite allocated blocks: with
     /// the default 64 MiB segments that takes about 0.2-0.5 s on the project's machine.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
-        let min = 64 << 10;
-        let max = 1 << 30;
-        if options.segment_size_bytes < min || options.segment_size_bytes > max {
-            return Err(Error::misuse(format!(
-                "segment_size_bytes must be between {min} and {max}, got {}",
-                options.segment_size_bytes
-            )));
-        }
+        options.validate()?;
         let mut wal = recovery::open(dir.as_ref(), options)?;
         if !wal.options.read_only && wal.options.prepare_segments_ahead {
             wal.preparer = Some(Preparer::start(
