@@ -232,7 +232,7 @@ impl GroupCommit {
             shared.sync_in_progress = true;
             shared = self.gather(shared);
             let sync_through = shared.written;
-            let active = shared.wal.active();
+            let active = shared.wal.chain.active();
             let file = std::sync::Arc::clone(&active.file);
             let path = active.path.clone();
             let faults = shared.wal.fault_injector();

@@ -22,6 +22,7 @@
 //! [`recovery`].
 #![warn(missing_docs)]
 
+mod chain;
 mod commit;
 mod entry;
 mod error;

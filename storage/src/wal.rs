@@ -1,5 +1,5 @@
-//! The log: segments in order, the in-memory index of entries, append / read / truncate /
-//! compact, and hard state.
+//! The log: append / read / truncate / compact and hard state over the chain of segments that
+//! recovery rebuilt at open.
 //!
 //! # How the pieces fit
 //!
@@ -22,7 +22,6 @@
 //! after a failed fsync the kernel may have dropped the dirty pages and a retry could report data as
 //! durable that is not. Reopen to recover. [`crate::GroupCommit`] lets many threads share syncs.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -32,11 +31,12 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::chain::Chain;
 use crate::entry::{Entry, HardState, MAX_INDEX};
 use crate::fault::{FaultInjector, WriteFault};
 use crate::options::Options;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
-use crate::recovery::{self, RecoveryReport};
+use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SPARE_SUFFIX,
     TRAILER_BYTES,
@@ -92,20 +92,17 @@ pub struct SegmentInfo {
 /// The durable log. See the [crate documentation](crate) for an example.
 #[derive(Debug)]
 pub struct Wal {
-    pub(crate) dir: PathBuf,
-    pub(crate) options: Options,
-    pub(crate) log_id: u64,
-    /// All segment files, oldest first; the last is active.
-    pub(crate) segments: VecDeque<Segment>,
-    pub(crate) first_index: u64,
-    pub(crate) last_index: u64,
-    pub(crate) hard_state: HardState,
+    dir: PathBuf,
+    options: Options,
+    log_id: u64,
+    pub(crate) chain: Chain,
+    hard_state: HardState,
     pub(crate) poisoned: Option<String>,
-    pub(crate) report: RecoveryReport,
+    report: RecoveryReport,
     pub(crate) stats: WalStats,
     preparer: Option<Preparer>,
     /// Compacted segment files kept for reuse.
-    pub(crate) spares: Vec<PathBuf>,
+    spares: Vec<PathBuf>,
     scratch: Vec<u8>,
     prepared_files: u64,
 }
@@ -119,7 +116,32 @@ impl Wal {
     /// the default 64 MiB segments that takes about 0.2-0.5 s on the project's machine.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
         options.validate()?;
-        let mut wal = recovery::open(dir.as_ref(), options)?;
+        let dir = dir.as_ref();
+        let Recovered {
+            log_id,
+            chain,
+            hard_state,
+            spares,
+            report,
+            new_segment,
+        } = recovery::open(dir, &options)?;
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            options,
+            log_id,
+            chain,
+            hard_state,
+            poisoned: None,
+            report,
+            stats: WalStats::default(),
+            preparer: None,
+            spares,
+            scratch: Vec::new(),
+            prepared_files: 0,
+        };
+        if let Some((seq, prev_seq)) = new_segment {
+            wal.create_segment(seq, prev_seq)?;
+        }
         if !wal.options.read_only && wal.options.prepare_segments_ahead {
             wal.preparer = Some(Preparer::start(
                 wal.dir.clone(),
@@ -129,25 +151,6 @@ impl Wal {
         Ok(wal)
     }
 
-    pub(crate) fn empty(dir: PathBuf, options: Options, log_id: u64) -> Wal {
-        Wal {
-            dir,
-            options,
-            log_id,
-            segments: VecDeque::new(),
-            first_index: 1,
-            last_index: 0,
-            hard_state: HardState::default(),
-            poisoned: None,
-            report: RecoveryReport::default(),
-            stats: WalStats::default(),
-            preparer: None,
-            spares: Vec::new(),
-            scratch: Vec::new(),
-            prepared_files: 0,
-        }
-    }
-
     /// The directory the log lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -155,12 +158,12 @@ impl Wal {
 
     /// Index of the first entry in the log. For an empty log, `last_index() + 1`.
     pub fn first_index(&self) -> u64 {
-        self.first_index
+        self.chain.first_index
     }
 
     /// Index of the last entry in the log (`first_index() - 1` if empty).
     pub fn last_index(&self) -> u64 {
-        self.last_index
+        self.chain.last_index
     }
 
     /// The last hard state written (not necessarily synced).
@@ -180,14 +183,15 @@ impl Wal {
 
     /// Summaries of every segment, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        let active_seq = self.active().seq();
-        self.segments
+        let active_seq = self.chain.active().seq();
+        self.chain
+            .segments
             .iter()
             .map(|segment| {
                 let live_range = if segment.is_empty() {
                     None
                 } else {
-                    let first = segment.own_first.max(self.first_index);
+                    let first = segment.own_first.max(self.chain.first_index);
                     let last = segment.own_last();
                     (first <= last).then_some((first, last))
                 };
@@ -215,7 +219,7 @@ impl Wal {
     /// Drops entries at or above `index`. The truncation is a record in the log: once synced, a
     /// truncated entry never comes back, and entries appended after it win.
     pub fn truncate_suffix(&mut self, index: u64) -> Result<()> {
-        if index > self.last_index {
+        if index > self.chain.last_index {
             return Ok(());
         }
         self.write(&WriteBatch {
@@ -236,18 +240,20 @@ impl Wal {
     /// Writes a batch atomically (one commit record). Durable after the next [`Wal::sync`].
     pub fn write(&mut self, batch: &WriteBatch<'_>) -> Result<()> {
         self.check_writable()?;
-        let mut next_index = self.last_index + 1;
+        let mut next_index = self.chain.last_index + 1;
         // A truncation above the last index drops nothing: no record needed.
         let batch = &WriteBatch {
-            truncate_from: batch.truncate_from.filter(|from| *from <= self.last_index),
+            truncate_from: batch
+                .truncate_from
+                .filter(|from| *from <= self.chain.last_index),
             ..*batch
         };
         if let Some(from) = batch.truncate_from {
-            if from < self.first_index {
+            if from < self.chain.first_index {
                 return Err(Error::misuse(format!(
                     "cannot truncate from index {from}: entries below the first index {} are \
                      compacted",
-                    self.first_index
+                    self.chain.first_index
                 )));
             }
             next_index = next_index.min(from);
@@ -280,8 +286,8 @@ impl Wal {
             batch.entries.len(),
         )?;
 
-        let seq = self.active().seq();
-        let base_offset = self.active().write_offset;
+        let seq = self.chain.active().seq();
+        let base_offset = self.chain.active().write_offset;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let mut frames = 0u32;
@@ -314,17 +320,17 @@ impl Wal {
 
         // The bytes are in the file: now the index may change.
         if let Some(from) = batch.truncate_from {
-            self.index_truncate(from);
+            self.chain.truncate(from);
         }
         let mut offset = base_offset + entries_start as u64;
         for entry in batch.entries {
-            self.index_push(entry.index, offset);
+            self.chain.push(entry.index, offset);
             offset += (FRAME_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.len()) as u64;
         }
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = hard_state;
         }
-        self.active_mut().write_offset = base_offset + scratch_len;
+        self.chain.active_mut().write_offset = base_offset + scratch_len;
         self.stats.batches_written += 1;
         self.stats.entries_appended += batch.entries.len() as u64;
         Ok(())
@@ -334,7 +340,7 @@ impl Wal {
     /// segments were synced when they were sealed).
     pub fn sync(&mut self) -> Result<()> {
         self.check_writable()?;
-        let active = self.active();
+        let active = self.chain.active();
         let result = match self.injected_sync_failure() {
             Some(error) => Err(error),
             None => active.file.sync_data(),
@@ -350,7 +356,7 @@ impl Wal {
     /// compaction is made durable (this call syncs) before any file is deleted.
     pub fn compact_prefix(&mut self, index: u64) -> Result<()> {
         self.check_writable()?;
-        if index <= self.first_index {
+        if index <= self.chain.first_index {
             return Ok(());
         }
         self.write_control(None, index)
@@ -364,20 +370,21 @@ impl Wal {
     /// crash, say) changes nothing.
     pub fn apply_snapshot(&mut self, index: u64, term: u64) -> Result<()> {
         self.check_writable()?;
-        if index + 1 == self.first_index {
+        if index + 1 == self.chain.first_index {
             return Ok(());
         }
-        if index + 1 < self.first_index {
+        if index + 1 < self.chain.first_index {
             return Err(Error::misuse(format!(
                 "snapshot at index {index} is older than the log's first index {}",
-                self.first_index
+                self.chain.first_index
             )));
         }
-        let matches = index <= self.last_index && self.entry(index)?.term == term;
+        let matches = index <= self.chain.last_index && self.entry(index)?.term == term;
         if matches {
             return self.write_control(None, index + 1);
         }
-        let truncate_from = (self.last_index >= self.first_index).then_some(self.first_index);
+        let truncate_from =
+            (self.chain.last_index >= self.chain.first_index).then_some(self.chain.first_index);
         self.write_control(truncate_from, index + 1)
     }
 
@@ -390,8 +397,8 @@ impl Wal {
             )));
         }
         self.make_room((3 * COMMIT_FRAME_BYTES + FRAME_HEADER_BYTES) as u64, 0)?;
-        let seq = self.active().seq();
-        let offset = self.active().write_offset;
+        let seq = self.chain.active().seq();
+        let offset = self.chain.active().write_offset;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let mut frames = 1;
@@ -408,10 +415,10 @@ impl Wal {
         self.scratch = scratch;
         written?;
         if let Some(from) = truncate_from {
-            self.index_truncate(from);
+            self.chain.truncate(from);
         }
-        self.index_compact(compact_to);
-        self.active_mut().write_offset = offset + scratch_len;
+        self.chain.compact(compact_to);
+        self.chain.active_mut().write_offset = offset + scratch_len;
         self.stats.batches_written += 1;
         self.sync()?;
         self.delete_compacted_segments()
@@ -441,17 +448,17 @@ impl Wal {
     ) -> Result<()> {
         self.check_readable()?;
         let (lo, hi) = (range.start, range.end);
-        if lo > hi || lo < self.first_index || hi > self.last_index + 1 {
+        if lo > hi || lo < self.chain.first_index || hi > self.chain.last_index + 1 {
             return Err(Error::OutOfRange {
                 lo,
                 hi,
-                first_index: self.first_index,
-                last_index: self.last_index,
+                first_index: self.chain.first_index,
+                last_index: self.chain.last_index,
             });
         }
         let mut next = lo;
         while next < hi {
-            let segment = self.segment_holding(next);
+            let segment = self.chain.holding(next);
             let end = hi.min(segment.own_last() + 1);
             segment.visit_entries(next, end, &mut visit)?;
             next = end;
@@ -469,22 +476,10 @@ impl Wal {
     /// each sealed segment's footer matches its records. Returns the number of bytes checked.
     pub fn verify(&self) -> Result<u64> {
         self.check_readable()?;
-        recovery::verify(self)
+        recovery::verify(&self.chain)
     }
 
     // ---- internals -------------------------------------------------------------------------
-
-    pub(crate) fn active(&self) -> &Segment {
-        self.segments
-            .back()
-            .expect("a log always has an active segment")
-    }
-
-    pub(crate) fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .back_mut()
-            .expect("a log always has an active segment")
-    }
 
     fn check_readable(&self) -> Result<()> {
         match &self.poisoned {
@@ -530,7 +525,7 @@ impl Wal {
     }
 
     fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
-        let active = self.active();
+        let active = self.chain.active();
         debug_assert!(offset + bytes.len() as u64 <= active.file_len - TRAILER_BYTES);
         let fault = match &self.options.fault_injector {
             Some(injector) => injector.before_write(bytes.len()),
@@ -562,20 +557,20 @@ impl Wal {
                 + Footer::frame_bytes(segment.offsets.len() + new_entries)
                 + TRAILER_BYTES
         };
-        if needed(self.active()) <= self.active().file_len {
+        if needed(self.chain.active()) <= self.chain.active().file_len {
             return Ok(());
         }
-        if self.active().write_offset > HEADER_BYTES {
+        if self.chain.active().write_offset > HEADER_BYTES {
             self.roll()?;
         }
-        let needed = needed(self.active());
-        if needed > self.active().file_len {
+        let needed = needed(self.chain.active());
+        if needed > self.chain.active().file_len {
             // A batch larger than a segment: grow this (fresh) segment to hold it.
-            let active = self.active();
+            let active = self.chain.active();
             let result = active.file.set_len(needed);
             let path = active.path.clone();
             result.map_err(|e| self.poison(Error::io("grow segment", path, e)))?;
-            self.active_mut().file_len = needed;
+            self.chain.active_mut().file_len = needed;
         }
         Ok(())
     }
@@ -583,10 +578,10 @@ impl Wal {
     /// Seals the active segment and starts the next one.
     fn roll(&mut self) -> Result<()> {
         let footer = {
-            let active = self.active();
+            let active = self.chain.active();
             Footer {
-                log_first_index: self.first_index,
-                log_last_index: self.last_index,
+                log_first_index: self.chain.first_index,
+                log_last_index: self.chain.last_index,
                 prior_keep_below: active.prior_keep_below,
                 own_first: active.own_first,
                 hard_state: self.hard_state,
@@ -594,14 +589,14 @@ impl Wal {
             }
         };
         let (seq, footer_offset, file_len) = {
-            let active = self.active();
+            let active = self.chain.active();
             (active.seq(), active.write_offset, active.file_len)
         };
         let mut bytes = Vec::with_capacity(Footer::frame_bytes(footer.offsets.len()) as usize);
         footer.encode(&mut bytes, seq);
         self.write_at_active(&bytes, footer_offset)?;
         let trailer = segment::encode_trailer(seq, footer_offset);
-        let active = self.active();
+        let active = self.chain.active();
         let result = active
             .file
             .write_all_at(&trailer, file_len - TRAILER_BYTES)
@@ -609,18 +604,18 @@ impl Wal {
         let path = active.path.clone();
         self.stats.syncs += 1;
         result.map_err(|e| self.poison(Error::io("seal segment", path, e)))?;
-        self.active_mut().map_for_reads()?;
+        self.chain.active_mut().map_for_reads()?;
         self.create_segment(seq + 1, seq)
     }
 
     /// Creates segment `seq` as the new active segment.
-    pub(crate) fn create_segment(&mut self, seq: u64, prev_seq: u64) -> Result<()> {
+    fn create_segment(&mut self, seq: u64, prev_seq: u64) -> Result<()> {
         let header = SegmentHeader {
             log_id: self.log_id,
             seq,
             prev_seq,
-            first_index: self.last_index + 1,
-            log_first_index: self.first_index,
+            first_index: self.chain.last_index + 1,
+            log_first_index: self.chain.first_index,
             hard_state: self.hard_state,
         };
         let (tmp_path, file) = self.take_prepared_file()?;
@@ -640,13 +635,13 @@ impl Wal {
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
-        self.segments.push_back(Segment {
+        self.chain.segments.push_back(Segment {
             header,
             path,
             file: Arc::new(file),
             file_len,
             map: None,
-            own_first: self.last_index + 1,
+            own_first: self.chain.last_index + 1,
             offsets: Vec::new(),
             prior_keep_below: u64::MAX,
             write_offset: HEADER_BYTES,
@@ -684,13 +679,13 @@ impl Wal {
 
     fn delete_compacted_segments(&mut self) -> Result<()> {
         let mut deleted = false;
-        while self.segments.len() > 1 {
-            let front = &self.segments[0];
-            let obsolete = front.is_empty() || front.own_last() < self.first_index;
+        while self.chain.segments.len() > 1 {
+            let front = &self.chain.segments[0];
+            let obsolete = front.is_empty() || front.own_last() < self.chain.first_index;
             if !obsolete {
                 break;
             }
-            let segment = self.segments.pop_front().expect("checked non-empty");
+            let segment = self.chain.segments.pop_front().expect("checked non-empty");
             let path = segment.path.clone();
             let reusable = segment.file_len == self.options.segment_size_bytes
                 && self.spares.len() < self.options.spare_segments_max;
@@ -710,69 +705,6 @@ impl Wal {
             segment::fsync_dir(&self.dir)?;
         }
         Ok(())
-    }
-
-    /// The segment holding live entry `index`, which must be in `first_index..=last_index`.
-    fn segment_holding(&self, index: u64) -> &Segment {
-        debug_assert!(index >= self.first_index && index <= self.last_index);
-        let candidates = self
-            .segments
-            .partition_point(|segment| segment.own_first <= index);
-        for position in (0..candidates).rev() {
-            let segment = &self.segments[position];
-            if !segment.is_empty() && segment.own_last() >= index {
-                assert!(segment.own_first <= index);
-                return segment;
-            }
-        }
-        panic!(
-            "log index is inconsistent: no segment holds entry {index} of {}..={}",
-            self.first_index, self.last_index
-        );
-    }
-
-    // ---- index operations, shared by the write path and recovery ---------------------------
-
-    /// Drops entries at or above `from`.
-    pub(crate) fn index_truncate(&mut self, from: u64) {
-        if from > self.last_index {
-            return;
-        }
-        for segment in self.segments.iter_mut().rev() {
-            if !segment.is_empty() && segment.own_last() < from {
-                break;
-            }
-            segment.truncate_from(from);
-        }
-        let active = self.active_mut();
-        active.prior_keep_below = active.prior_keep_below.min(from);
-        self.last_index = from - 1;
-    }
-
-    /// Moves the first index up to `first`.
-    pub(crate) fn index_compact(&mut self, first: u64) {
-        if first <= self.first_index {
-            return;
-        }
-        self.first_index = first;
-        if first > self.last_index + 1 {
-            self.last_index = first - 1;
-            for segment in self.segments.iter_mut() {
-                segment.offsets.clear();
-                segment.own_first = first;
-            }
-        }
-    }
-
-    /// Records entry `index` at `offset` of the active segment.
-    pub(crate) fn index_push(&mut self, index: u64, offset: u64) {
-        assert_eq!(index, self.last_index + 1, "entries must stay contiguous");
-        let active = self.active_mut();
-        if active.offsets.is_empty() {
-            active.prior_keep_below = active.prior_keep_below.min(index);
-        }
-        active.push_entry(index, offset);
-        self.last_index = index;
     }
 }
 
