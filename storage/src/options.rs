@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
-use crate::{Error, Result};
 
 /// What recovery does with damage found at open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

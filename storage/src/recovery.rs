@@ -35,13 +35,13 @@ use memmap2::Mmap;
 
 use crate::chain::Chain;
 use crate::entry::{HardState, MAX_INDEX};
+use crate::error::{Error, Result};
 use crate::options::{Options, RecoveryMode};
 use crate::record::{self, FrameError, RecordKind, FRAME_HEADER_BYTES};
 use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SEGMENT_SUFFIX,
     SPARE_SUFFIX, TRAILER_BYTES,
 };
-use crate::{Error, Result};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

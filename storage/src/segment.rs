@@ -50,8 +50,8 @@ use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
 
 use crate::entry::HardState;
+use crate::error::{Error, Result};
 use crate::record::{self, RecordKind, FRAME_HEADER_BYTES};
-use crate::{Error, Result};
 
 /// Size of the segment header.
 pub const HEADER_BYTES: u64 = 128;

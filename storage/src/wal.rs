@@ -33,6 +33,7 @@ use std::thread::JoinHandle;
 
 use crate::chain::Chain;
 use crate::entry::{Entry, HardState, MAX_INDEX};
+use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, WriteFault};
 use crate::options::Options;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
@@ -41,7 +42,6 @@ use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SPARE_SUFFIX,
     TRAILER_BYTES,
 };
-use crate::{Error, Result};
 
 /// An atomic group of changes: after a crash either all of them are recovered or none.
 #[derive(Debug, Clone, Copy, Default)]

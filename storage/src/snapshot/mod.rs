@@ -109,7 +109,7 @@ pub use store::SnapshotStore;
 pub use transfer::{RawSnapshotFile, RawSnapshotReceiver};
 pub use writer::SnapshotWriter;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What a finished snapshot file says about itself, from its header.
 #[derive(Clone, Debug, PartialEq, Eq)]

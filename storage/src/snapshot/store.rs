@@ -11,7 +11,7 @@ use super::reader::{self, SnapshotReader};
 use super::transfer::{RawSnapshotFile, RawSnapshotReceiver};
 use super::writer::SnapshotWriter;
 use super::{sync_dir, verify_file, SnapshotMeta, SnapshotOptions};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Distinguishes temp files of concurrent writers and receivers in one process. Temp files of
 /// earlier processes are gone: [`SnapshotStore::open`] deletes them.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::reader::{self, SnapshotReader};
 use super::store::{Shared, TempFile};
 use super::SnapshotMeta;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A finished snapshot's on-disk bytes, for sending in chunks at any offset.
 #[derive(Debug)]

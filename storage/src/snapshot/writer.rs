@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::format::{self, Header};
 use super::store::{Shared, TempFile};
 use super::{into_io_error, SnapshotMeta};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A snapshot being written. Write the content with [`std::io::Write`], then call
 /// [`finish`](Self::finish). Memory use is bounded by zstd's buffers whatever the content's size.
