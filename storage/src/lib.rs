@@ -27,6 +27,7 @@ mod commit;
 mod entry;
 mod error;
 mod fault;
+mod files;
 mod options;
 pub mod record;
 pub mod recovery;

@@ -36,6 +36,7 @@ use memmap2::Mmap;
 use crate::chain::Chain;
 use crate::entry::{HardState, MAX_INDEX};
 use crate::error::{Error, Result};
+use crate::files::fsync_dir;
 use crate::options::{Options, RecoveryMode};
 use crate::record::{self, FrameError, RecordKind, FRAME_HEADER_BYTES};
 use crate::segment::{
@@ -397,7 +398,7 @@ fn list_segments(dir: &Path, read_only: bool, spares: &mut Vec<PathBuf>) -> Resu
         }
     }
     if removed_temp {
-        segment::fsync_dir(dir)?;
+        fsync_dir(dir)?;
     }
     found.sort_by_key(|f| f.seq);
     for pair in found.windows(2) {
@@ -425,7 +426,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<Recovered> {
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            segment::fsync_dir(parent)?;
+            fsync_dir(parent)?;
         }
     }
     let mut spares = Vec::new();
@@ -533,7 +534,7 @@ pub(crate) fn open(dir: &Path, options: &Options) -> Result<Recovered> {
             }
         }
         if !options.read_only {
-            segment::fsync_dir(dir)?;
+            fsync_dir(dir)?;
         }
     }
     if phantom_end.min(recovered.chain.last_index + 1) > recovered.chain.first_index {

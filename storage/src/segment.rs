@@ -459,12 +459,7 @@ pub fn write_zero_filled(path: &Path, size_bytes: u64, stop: &dyn Fn() -> bool) 
     Ok(file)
 }
 
-/// Fsyncs a directory so that creates, renames and deletes in it are durable.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
-}
+pub use crate::files::fsync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,7 @@ use crate::chain::Chain;
 use crate::entry::{Entry, HardState, MAX_INDEX};
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, WriteFault};
+use crate::files::fsync_dir;
 use crate::options::Options;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::recovery::{self, Recovered, RecoveryReport};
@@ -630,7 +631,7 @@ impl Wal {
             let _ = std::fs::remove_file(&tmp_path);
             return Err(self.poison(Error::io("create segment", &path, e)));
         }
-        segment::fsync_dir(&self.dir).map_err(|e| self.poison(e))?;
+        fsync_dir(&self.dir).map_err(|e| self.poison(e))?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
@@ -702,7 +703,7 @@ impl Wal {
             deleted = true;
         }
         if deleted {
-            segment::fsync_dir(&self.dir)?;
+            fsync_dir(&self.dir)?;
         }
         Ok(())
     }
