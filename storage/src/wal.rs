@@ -287,43 +287,35 @@ impl Wal {
             batch.entries.len(),
         )?;
 
-        let seq = self.chain.active().seq();
-        let base_offset = self.chain.active().write_offset;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let mut frames = 0u32;
-        if let Some(from) = batch.truncate_from {
-            record::encode_u64s(&mut scratch, seq, RecordKind::Truncate, &[from]);
-            frames += 1;
-        }
-        let entries_start = scratch.len();
-        for entry in batch.entries {
-            record::encode_entry(&mut scratch, seq, entry.index, entry.term, &entry.data);
-        }
-        frames += batch.entries.len() as u32;
-        if let Some(hard_state) = batch.hard_state {
-            record::encode_u64s(
-                &mut scratch,
-                seq,
-                RecordKind::HardState,
-                &[hard_state.term, hard_state.vote, hard_state.commit],
-            );
-            frames += 1;
-        }
-        debug_assert_eq!(scratch.len() as u64, batch_bytes);
-        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
-        let scratch_len = scratch.len() as u64;
-        // The end marker: a zeroed frame header after the batch, overwritten by the next one.
-        scratch.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-        let written = self.write_at_active(&scratch, base_offset);
-        self.scratch = scratch;
-        written?;
+        let (base_offset, batch_end) = self.write_batch(|scratch, seq| {
+            let mut frames = 0u32;
+            if let Some(from) = batch.truncate_from {
+                record::encode_u64s(scratch, seq, RecordKind::Truncate, &[from]);
+                frames += 1;
+            }
+            debug_assert_eq!(scratch.len(), truncate_bytes, "the entries start here");
+            for entry in batch.entries {
+                record::encode_entry(scratch, seq, entry.index, entry.term, &entry.data);
+            }
+            frames += batch.entries.len() as u32;
+            if let Some(hard_state) = batch.hard_state {
+                record::encode_u64s(
+                    scratch,
+                    seq,
+                    RecordKind::HardState,
+                    &[hard_state.term, hard_state.vote, hard_state.commit],
+                );
+                frames += 1;
+            }
+            debug_assert_eq!(scratch.len() as u64, batch_bytes);
+            frames
+        })?;
 
         // The bytes are in the file: now the index may change.
         if let Some(from) = batch.truncate_from {
             self.chain.truncate(from);
         }
-        let mut offset = base_offset + entries_start as u64;
+        let mut offset = base_offset + truncate_bytes as u64;
         for entry in batch.entries {
             self.chain.push(entry.index, offset);
             offset += (FRAME_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.len()) as u64;
@@ -331,7 +323,7 @@ impl Wal {
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = hard_state;
         }
-        self.chain.active_mut().write_offset = base_offset + scratch_len;
+        self.chain.active_mut().write_offset = batch_end;
         self.stats.batches_written += 1;
         self.stats.entries_appended += batch.entries.len() as u64;
         Ok(())
@@ -398,28 +390,20 @@ impl Wal {
             )));
         }
         self.make_room((3 * COMMIT_FRAME_BYTES + FRAME_HEADER_BYTES) as u64, 0)?;
-        let seq = self.chain.active().seq();
-        let offset = self.chain.active().write_offset;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let mut frames = 1;
-        if let Some(from) = truncate_from {
-            record::encode_u64s(&mut scratch, seq, RecordKind::Truncate, &[from]);
-            frames += 1;
-        }
-        record::encode_u64s(&mut scratch, seq, RecordKind::Compact, &[compact_to]);
-        let batch_bytes = scratch.len() as u64;
-        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
-        let scratch_len = scratch.len() as u64;
-        scratch.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-        let written = self.write_at_active(&scratch, offset);
-        self.scratch = scratch;
-        written?;
+        let (_, batch_end) = self.write_batch(|scratch, seq| {
+            let mut frames = 1;
+            if let Some(from) = truncate_from {
+                record::encode_u64s(scratch, seq, RecordKind::Truncate, &[from]);
+                frames += 1;
+            }
+            record::encode_u64s(scratch, seq, RecordKind::Compact, &[compact_to]);
+            frames
+        })?;
         if let Some(from) = truncate_from {
             self.chain.truncate(from);
         }
         self.chain.compact(compact_to);
-        self.chain.active_mut().write_offset = offset + scratch_len;
+        self.chain.active_mut().write_offset = batch_end;
         self.stats.batches_written += 1;
         self.sync()?;
         self.delete_compacted_segments()
@@ -523,6 +507,26 @@ impl Wal {
     /// its mutex, where an injected stall must wait as a slow fdatasync would).
     pub(crate) fn fault_injector(&self) -> Option<Arc<FaultInjector>> {
         self.options.fault_injector.clone()
+    }
+
+    /// Writes one batch at the active segment's write position: the records `encode` appends
+    /// for the segment's sequence number (it returns how many), their commit record, and the
+    /// end marker. Returns where the batch starts and where it ends (before the end marker).
+    /// The index is the caller's to change, once the bytes are written.
+    fn write_batch(&mut self, encode: impl FnOnce(&mut Vec<u8>, u64) -> u32) -> Result<(u64, u64)> {
+        let seq = self.chain.active().seq();
+        let offset = self.chain.active().write_offset;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let frames = encode(&mut scratch, seq);
+        let batch_bytes = scratch.len() as u64;
+        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
+        let batch_end = offset + scratch.len() as u64;
+        // The end marker: a zeroed frame header after the batch, overwritten by the next one.
+        scratch.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+        let written = self.write_at_active(&scratch, offset);
+        self.scratch = scratch;
+        written.map(|()| (offset, batch_end))
     }
 
     fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
