@@ -14,8 +14,9 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
-/// A file that is deleted when dropped unless [`disarm`](Self::disarm)ed: snapshots being
-/// written or received, so an abandoned one leaves nothing behind.
+/// A file that is deleted when dropped unless [`disarm`](Self::disarm)ed: a snapshot being
+/// written or received, a segment being prepared, so that one abandoned or failed part way
+/// leaves nothing behind (on a full disk, its bytes may be the last free ones).
 #[derive(Debug)]
 pub(crate) struct TempFile {
     path: PathBuf,
@@ -31,6 +32,11 @@ impl TempFile {
             .open(&path)
             .map_err(|e| Error::io("create temp file", &path, e))?;
         Ok((TempFile { path, armed: true }, file))
+    }
+
+    /// Takes charge of an existing file, such as a spare segment about to be reused.
+    pub(crate) fn adopt(path: PathBuf) -> TempFile {
+        TempFile { path, armed: true }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -49,7 +55,17 @@ impl Drop for TempFile {
             return;
         }
         match fs::remove_file(&self.path) {
-            Ok(()) => {}
+            // Every delete is made durable, like every create and rename: otherwise a crash
+            // could bring the file back, holding its space until the next open deletes it.
+            Ok(()) => {
+                let dir = match self.path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                if let Err(e) = fsync_dir(dir) {
+                    log::warn!("after removing temp file {}: {e}", self.path.display());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // The next open deletes it; nothing better to do in a destructor.
             Err(e) => log::warn!("could not remove temp file {}: {e}", self.path.display()),

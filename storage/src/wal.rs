@@ -34,8 +34,8 @@ use std::thread::JoinHandle;
 use crate::chain::Chain;
 use crate::entry::{Entry, HardState, MAX_INDEX};
 use crate::error::{Error, Result};
-use crate::fault::{FaultInjector, WriteFault};
-use crate::files::fsync_dir;
+use crate::fault::{self, FaultInjector};
+use crate::files::{fsync_dir, TempFile};
 use crate::options::Options;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::recovery::{self, Recovered, RecoveryReport};
@@ -532,17 +532,9 @@ impl Wal {
     fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
         let active = self.chain.active();
         debug_assert!(offset + bytes.len() as u64 <= active.file_len - TRAILER_BYTES);
-        let fault = match &self.options.fault_injector {
-            Some(injector) => injector.before_write(bytes.len()),
-            None => WriteFault::None,
-        };
-        let result = match fault {
-            WriteFault::None => active.file.write_all_at(bytes, offset),
-            WriteFault::Fail { keep, error } => active
-                .file
-                .write_all_at(&bytes[..keep], offset)
-                .and(Err(error)),
-        };
+        let result = fault::write(self.options.fault_injector.as_deref(), bytes, |bytes| {
+            active.file.write_all_at(bytes, offset)
+        });
         let path = active.path.clone();
         match result {
             Ok(()) => {
@@ -623,18 +615,19 @@ impl Wal {
             log_first_index: self.chain.first_index,
             hard_state: self.hard_state,
         };
-        let (tmp_path, file) = self.take_prepared_file()?;
+        let (temp, file) = self.take_prepared_file()?;
         let path = self.dir.join(header.file_name());
         let mut start = header.encode().to_vec();
         start.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]); // the end marker of an empty segment
         let result = file
             .write_all_at(&start, 0)
             .and_then(|()| file.sync_data())
-            .and_then(|()| std::fs::rename(&tmp_path, &path));
+            .and_then(|()| std::fs::rename(temp.path(), &path));
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp_path);
+            drop(temp);
             return Err(self.poison(Error::io("create segment", &path, e)));
         }
+        temp.disarm();
         fsync_dir(&self.dir).map_err(|e| self.poison(e))?;
         let file_len = file
             .metadata()
@@ -655,10 +648,11 @@ impl Wal {
         Ok(())
     }
 
-    fn take_prepared_file(&mut self) -> Result<(PathBuf, File)> {
+    /// A file of the segment size for the next segment, under a name that is not a segment's.
+    fn take_prepared_file(&mut self) -> Result<(TempFile, File)> {
         while let Some(spare) = self.spares.pop() {
             match segment::open_read_write(&spare) {
-                Ok(file) => return Ok((spare, file)),
+                Ok(file) => return Ok((TempFile::adopt(spare), file)),
                 Err(e) => log::warn!("cannot reuse spare segment, deleting it: {e}"),
             }
             let _ = std::fs::remove_file(&spare);
@@ -677,9 +671,13 @@ impl Wal {
             .dir
             .join(format!("inline-{}{PREPARING_SUFFIX}", self.prepared_files));
         let _ = std::fs::remove_file(&path);
-        let file = segment::write_zero_filled(&path, self.options.segment_size_bytes, &|| false)
-            .map_err(|e| self.poison(e))?;
-        Ok((path, file))
+        segment::prepare_zero_filled(
+            path,
+            self.options.segment_size_bytes,
+            &|| false,
+            self.options.fault_injector.as_deref(),
+        )
+        .map_err(|e| self.poison(e))
     }
 
     fn delete_compacted_segments(&mut self) -> Result<()> {
@@ -723,7 +721,7 @@ impl Drop for Wal {
 /// A background thread that zero-fills and syncs the next segment file before it is needed.
 #[derive(Debug)]
 struct Preparer {
-    ready: Option<Receiver<Result<(PathBuf, File)>>>,
+    ready: Option<Receiver<Result<(TempFile, File)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -737,28 +735,17 @@ impl Preparer {
         let thread = std::thread::Builder::new()
             .name("ketch-wal-prepare".into())
             .spawn(move || {
+                // A file not taken (stopped, or the receiver gone) is deleted as it is dropped.
                 for attempt in 1u64.. {
                     let path = dir.join(format!("next-{attempt}{PREPARING_SUFFIX}"));
                     let _ = std::fs::remove_file(&path);
-                    let prepared = segment::write_zero_filled(&path, size_bytes, &|| {
-                        thread_stop.load(Ordering::Relaxed)
-                    });
+                    // Not through the test's fault injector: a test arms a fault for a chosen
+                    // write, and this thread writes whenever it gets to run. A failure here
+                    // falls back to preparing inline, whose writes do meet the fault.
+                    let stop = || thread_stop.load(Ordering::Relaxed);
+                    let prepared = segment::prepare_zero_filled(path, size_bytes, &stop, None);
                     let failed = prepared.is_err();
-                    if failed {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    if thread_stop.load(Ordering::Relaxed) {
-                        let _ = std::fs::remove_file(&path);
-                        return;
-                    }
-                    if sender
-                        .send(prepared.map(|file| (path.clone(), file)))
-                        .is_err()
-                    {
-                        let _ = std::fs::remove_file(&path);
-                        return;
-                    }
-                    if failed {
+                    if stop() || sender.send(prepared).is_err() || failed {
                         return;
                     }
                 }
@@ -772,7 +759,7 @@ impl Preparer {
     }
 
     /// Waits for the prepared file; `None` if the thread has stopped.
-    fn take(&self) -> Option<Result<(PathBuf, File)>> {
+    fn take(&self) -> Option<Result<(TempFile, File)>> {
         self.ready.as_ref()?.recv().ok()
     }
 }
