@@ -3,7 +3,6 @@
 
 pub mod cli;
 pub mod client;
-pub mod history;
 pub mod inspect;
 pub mod kv;
 pub mod node;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ketch::client::{Client, ClientOptions};
-use ketch::history::{check, CheckLimits, Op};
+use ketch_history::{check, CheckLimits, Op};
 use nix::sys::signal::Signal;
 use recorder::{env_u64, next_random, Recorder};
 use support::{RawConnection, TestCluster};
@@ -84,7 +84,7 @@ fn kill9_loop_under_load_is_linearizable() {
                     let epoch = key_epoch.load(Ordering::Acquire);
                     let key = format!("k{epoch}.{}", next_random(&mut random) % KEYS).into_bytes();
                     // Distinct, delimited values let the checker tell which unknown writes
-                    // took effect (see ketch::history).
+                    // took effect (see ketch_history).
                     let value = format!("<{client_id}.{seq}>").into_bytes();
                     let op = match next_random(&mut random) % 4 {
                         0 | 1 => Op::Append { key, value },

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ketch::client::{Client, ClientOptions};
-use ketch::history::{check, CheckLimits, Op};
+use ketch_history::{check, CheckLimits, Op};
 use peer_proxy::{Flaky, PeerProxy};
 use recorder::{env_u64, next_random, Recorder};
 use support::TestCluster;

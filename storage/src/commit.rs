@@ -27,7 +27,9 @@ use std::ops::RangeInclusive;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::{Entry, Error, Result, Wal, WriteBatch};
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::wal::{Wal, WriteBatch};
 
 /// Longest a sync leader waits for its group to gather (see `GroupCommit::gather`); a stalled
 /// disk makes `last_sync` huge, and this keeps the wait short anyway.
@@ -232,7 +234,7 @@ impl GroupCommit {
             shared.sync_in_progress = true;
             shared = self.gather(shared);
             let sync_through = shared.written;
-            let active = shared.wal.active();
+            let active = shared.wal.chain.active();
             let file = std::sync::Arc::clone(&active.file);
             let path = active.path.clone();
             let faults = shared.wal.fault_injector();

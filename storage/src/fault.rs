@@ -88,9 +88,22 @@ impl Default for FaultInjector {
     }
 }
 
+/// Writes `bytes` through `write`, unless an armed write failure fires: then only the bytes it
+/// keeps reach `write`, and its error is returned.
+pub(crate) fn write(
+    faults: Option<&FaultInjector>,
+    bytes: &[u8],
+    write: impl FnOnce(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    match faults.map_or(WriteFault::None, |faults| faults.before_write(bytes.len())) {
+        WriteFault::None => write(bytes),
+        WriteFault::Fail { keep, error } => write(&bytes[..keep]).and(Err(error)),
+    }
+}
+
 /// What the injector decided for one write.
 #[derive(Debug)]
-pub(crate) enum WriteFault {
+enum WriteFault {
     /// Write normally.
     None,
     /// Write the first `keep` bytes, then fail with `error`.
@@ -110,6 +123,11 @@ impl FaultInjector {
 
     /// The write after `successes` more successful writes fails with EIO (or ENOSPC when
     /// `disk_full`), after `keep_bytes` of it reached the file (0: none of it).
+    ///
+    /// The writes counted are those of batches and footers, and the 16 KiB zero-fill writes of a
+    /// segment prepared on the caller's thread (at open, or at a roll when no background
+    /// preparation is ready), not those of the background preparer, which run at no moment a
+    /// test could choose.
     pub fn fail_write_after(&self, successes: u64, keep_bytes: usize, disk_full: bool) {
         self.write_failure_enospc
             .store(disk_full as usize, Ordering::SeqCst);
@@ -199,7 +217,7 @@ impl FaultInjector {
             .then(|| io::Error::other("injected fdatasync failure (EIO)"))
     }
 
-    pub(crate) fn before_write(&self, len: usize) -> WriteFault {
+    fn before_write(&self, len: usize) -> WriteFault {
         if !Self::fires(&self.writes_until_failure) {
             return WriteFault::None;
         }

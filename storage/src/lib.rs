@@ -22,9 +22,13 @@
 //! [`recovery`].
 #![warn(missing_docs)]
 
+mod chain;
 mod commit;
+mod entry;
 mod error;
 mod fault;
+mod files;
+mod options;
 pub mod record;
 pub mod recovery;
 pub mod segment;
@@ -32,9 +36,9 @@ pub mod snapshot;
 mod wal;
 
 pub use commit::{GroupCommit, GroupCommitStats};
+pub use entry::{Entry, HardState, MAX_INDEX};
 pub use error::{Error, Result};
 pub use fault::FaultInjector;
+pub use options::{Options, RecoveryMode};
 pub use recovery::{RecoveryReport, Salvaged, TornTail};
-pub use wal::{
-    Entry, HardState, Options, RecoveryMode, SegmentInfo, Wal, WalStats, WriteBatch, MAX_INDEX,
-};
+pub use wal::{SegmentInfo, Wal, WalStats, WriteBatch};

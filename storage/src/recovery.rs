@@ -33,13 +33,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::Mmap;
 
+use crate::chain::Chain;
+use crate::entry::{HardState, MAX_INDEX};
+use crate::error::{Error, Result};
+use crate::files::fsync_dir;
+use crate::options::{Options, RecoveryMode};
 use crate::record::{self, FrameError, RecordKind, FRAME_HEADER_BYTES};
 use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SEGMENT_SUFFIX,
     SPARE_SUFFIX, TRAILER_BYTES,
 };
-use crate::wal::{Options, RecoveryMode, Wal, MAX_INDEX};
-use crate::{Error, HardState, Result};
 
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -79,6 +82,22 @@ pub struct Salvaged {
     pub index_range: Option<(u64, u64)>,
     /// What was wrong.
     pub reason: String,
+}
+
+/// What open found on disk: everything [`Wal::open`](crate::Wal::open) builds the log from.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Identifies the log; a new one if the directory held none.
+    pub log_id: u64,
+    pub chain: Chain,
+    /// The hard state last recorded.
+    pub hard_state: HardState,
+    /// Compacted segment files kept for reuse.
+    pub spares: Vec<PathBuf>,
+    pub report: RecoveryReport,
+    /// `(seq, prev_seq)` of the segment to create before the log takes writes, because none
+    /// exists yet or the last one is sealed. Never set read-only.
+    pub new_segment: Option<(u64, u64)>,
 }
 
 /// One change recorded in a batch.
@@ -379,7 +398,7 @@ fn list_segments(dir: &Path, read_only: bool, spares: &mut Vec<PathBuf>) -> Resu
         }
     }
     if removed_temp {
-        segment::fsync_dir(dir)?;
+        fsync_dir(dir)?;
     }
     found.sort_by_key(|f| f.seq);
     for pair in found.windows(2) {
@@ -395,8 +414,8 @@ fn list_segments(dir: &Path, read_only: bool, spares: &mut Vec<PathBuf>) -> Resu
     Ok(found)
 }
 
-/// Opens (or creates) the log in `dir`.
-pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
+/// Recovers the log in `dir`, creating the directory if missing.
+pub(crate) fn open(dir: &Path, options: &Options) -> Result<Recovered> {
     if !dir.exists() {
         if options.read_only {
             return Err(Error::io(
@@ -407,30 +426,37 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            segment::fsync_dir(parent)?;
+            fsync_dir(parent)?;
         }
     }
     let mut spares = Vec::new();
     let found = list_segments(dir, options.read_only, &mut spares)?;
-    let mut wal = Wal::empty(dir.to_path_buf(), options, 0);
-    if !wal.options.read_only {
+    let mut recovered = Recovered {
+        log_id: 0,
+        chain: Chain::new(),
+        hard_state: HardState::default(),
+        spares: Vec::new(),
+        report: RecoveryReport::default(),
+        new_segment: None,
+    };
+    if !options.read_only {
         spares.sort();
-        for extra in spares.split_off(spares.len().min(wal.options.spare_segments_max)) {
+        for extra in spares.split_off(spares.len().min(options.spare_segments_max)) {
             std::fs::remove_file(&extra).map_err(|e| Error::io("delete", &extra, e))?;
         }
-        wal.spares = spares;
+        recovered.spares = spares;
     }
-    wal.report.segments = found.len();
+    recovered.report.segments = found.len();
     if found.is_empty() {
-        if wal.options.read_only {
+        if options.read_only {
             return Err(Error::misuse(format!(
                 "{} holds no log segments",
                 dir.display()
             )));
         }
-        wal.log_id = new_log_id();
-        wal.create_segment(1, 0)?;
-        return Ok(wal);
+        recovered.log_id = new_log_id();
+        recovered.new_segment = Some((1, 0));
+        return Ok(recovered);
     }
     let mut phantom_end = 0u64;
     let count = found.len();
@@ -438,7 +464,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
     for (position, entry) in found.iter().enumerate() {
         let is_last = position + 1 == count;
         let file = segment::open_read_write(&entry.path).or_else(|e| {
-            if wal.options.read_only {
+            if options.read_only {
                 File::open(&entry.path).map_err(|e| Error::io("open", &entry.path, e))
             } else {
                 Err(e)
@@ -448,7 +474,15 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
             .metadata()
             .map_err(|e| Error::io("stat", &entry.path, e))?
             .len();
-        let loaded = load_segment(&mut wal, entry, file, file_len, position, &mut phantom_end);
+        let loaded = load_segment(
+            &mut recovered,
+            options,
+            entry,
+            file,
+            file_len,
+            position,
+            &mut phantom_end,
+        );
         match loaded {
             Ok(true) if is_last => {}
             Ok(true) => {
@@ -458,11 +492,11 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
                     None,
                     "segment is not sealed but later segments follow it",
                 );
-                if wal.options.recovery_mode != RecoveryMode::Salvage {
+                if options.recovery_mode != RecoveryMode::Salvage {
                     return Err(error);
                 }
                 salvage_from = Some(position + 1);
-                wal.report.salvaged.push(Salvaged {
+                recovered.report.salvaged.push(Salvaged {
                     path: found[position + 1].path.clone(),
                     offset: 0,
                     index_range: None,
@@ -472,11 +506,11 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
             }
             Ok(false) => {}
             Err(error) => {
-                if wal.options.recovery_mode != RecoveryMode::Salvage || !error.is_corruption() {
+                if options.recovery_mode != RecoveryMode::Salvage || !error.is_corruption() {
                     return Err(error);
                 }
                 salvage_from = Some(position);
-                wal.report.salvaged.push(Salvaged {
+                recovered.report.salvaged.push(Salvaged {
                     path: entry.path.clone(),
                     offset: 0,
                     index_range: None,
@@ -489,7 +523,7 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
     if let Some(from) = salvage_from {
         for entry in &found[from..] {
             let target = entry.path.with_extension("wal.salvaged");
-            if !wal.options.read_only {
+            if !options.read_only {
                 std::fs::rename(&entry.path, &target)
                     .map_err(|e| Error::io("rename", &entry.path, e))?;
                 log::warn!(
@@ -499,46 +533,50 @@ pub(crate) fn open(dir: &Path, options: Options) -> Result<Wal> {
                 );
             }
         }
-        if !wal.options.read_only {
-            segment::fsync_dir(dir)?;
+        if !options.read_only {
+            fsync_dir(dir)?;
         }
     }
-    if phantom_end.min(wal.last_index + 1) > wal.first_index {
+    if phantom_end.min(recovered.chain.last_index + 1) > recovered.chain.first_index {
         let first = &found[0];
         return Err(Error::corruption(
             &first.path,
             0,
-            Some((wal.first_index, phantom_end.min(wal.last_index + 1) - 1)),
+            Some((
+                recovered.chain.first_index,
+                phantom_end.min(recovered.chain.last_index + 1) - 1,
+            )),
             "segments before this one are missing, and the entries they held were never \
              compacted",
         ));
     }
-    let need_new_segment = match wal.segments.back() {
+    let need_new_segment = match recovered.chain.segments.back() {
         None => true,
         Some(last) => last.map.is_some(),
     };
-    if need_new_segment && !wal.options.read_only {
-        let (seq, prev) = match wal.segments.back() {
+    if need_new_segment && !options.read_only {
+        let (seq, prev) = match recovered.chain.segments.back() {
             Some(last) => (last.seq() + 1, last.seq()),
             None => (1, 0),
         };
-        if wal.log_id == 0 {
-            wal.log_id = new_log_id();
+        if recovered.log_id == 0 {
+            recovered.log_id = new_log_id();
         }
-        wal.create_segment(seq, prev)?;
+        recovered.new_segment = Some((seq, prev));
     }
-    if wal.segments.is_empty() {
+    if recovered.chain.segments.is_empty() && recovered.new_segment.is_none() {
         return Err(Error::misuse(format!(
             "{} holds no usable log segment (opened read-only, nothing was changed)",
             dir.display()
         )));
     }
-    Ok(wal)
+    Ok(recovered)
 }
 
-/// Loads one segment into `wal`. Returns true if it was left as the active (unsealed) segment.
+/// Loads one segment into `recovered`. Returns true if it was left as the active (unsealed) segment.
 fn load_segment(
-    wal: &mut Wal,
+    recovered: &mut Recovered,
+    options: &Options,
     entry: &Found,
     file: File,
     file_len: u64,
@@ -569,21 +607,25 @@ fn load_segment(
         )));
     }
     if position == 0 {
-        wal.log_id = header.log_id;
-        wal.first_index = header.log_first_index;
-        wal.last_index = header.first_index - 1;
-        wal.hard_state = header.hard_state;
+        recovered.log_id = header.log_id;
+        recovered.chain.first_index = header.log_first_index;
+        recovered.chain.last_index = header.first_index - 1;
+        recovered.hard_state = header.hard_state;
         *phantom_end = if header.prev_seq == 0 {
             header.log_first_index
         } else {
             header.first_index
         };
     } else {
-        let previous = wal.segments.back().expect("a segment was loaded before");
-        if header.log_id != wal.log_id {
+        let previous = recovered
+            .chain
+            .segments
+            .back()
+            .expect("a segment was loaded before");
+        if header.log_id != recovered.log_id {
             return Err(chain_error(format!(
                 "segment belongs to another log (log id {:016x}, this log is {:016x})",
-                header.log_id, wal.log_id
+                header.log_id, recovered.log_id
             )));
         }
         if header.prev_seq != previous.seq() {
@@ -594,14 +636,16 @@ fn load_segment(
                 previous.seq()
             )));
         }
-        if header.first_index != wal.last_index + 1 || header.log_first_index != wal.first_index {
+        if header.first_index != recovered.chain.last_index + 1
+            || header.log_first_index != recovered.chain.first_index
+        {
             return Err(chain_error(format!(
                 "segment was created when the log held {}..={}, but the segments before it \
                  hold {}..={}",
                 header.log_first_index,
                 header.first_index - 1,
-                wal.first_index,
-                wal.last_index
+                recovered.chain.first_index,
+                recovered.chain.last_index
             )));
         }
     }
@@ -611,7 +655,7 @@ fn load_segment(
         file: Arc::new(file),
         file_len,
         map: None,
-        own_first: wal.last_index + 1,
+        own_first: recovered.chain.last_index + 1,
         offsets: Vec::new(),
         prior_keep_below: u64::MAX,
         write_offset: HEADER_BYTES,
@@ -619,19 +663,19 @@ fn load_segment(
     if let Some((footer_offset, footer)) = read_footer(&segment)? {
         segment.write_offset = footer_offset;
         segment.map_for_reads()?;
-        wal.segments.push_back(segment);
-        apply_footer(wal, &footer, footer_offset, phantom_end)?;
+        recovered.chain.segments.push_back(segment);
+        apply_footer(recovered, &footer, footer_offset, phantom_end)?;
         return Ok(false);
     }
     // Unsealed: the active segment. Scan its records.
     let map = map_file(path, &segment.file)?;
-    wal.segments.push_back(segment);
+    recovered.chain.segments.push_back(segment);
     // Scan the whole file: a copy or a filesystem without preallocation may have shortened it.
     let limit = file_len as usize;
     let scan = scan_records(header.seq, &map, limit, |ops, batch_offset| {
-        apply_ops(wal, ops, path, batch_offset, phantom_end)
+        apply_ops(recovered, ops, path, batch_offset, phantom_end)
     })?;
-    wal.report.tail_bytes_scanned = scan.valid_end;
+    recovered.report.tail_bytes_scanned = scan.valid_end;
     let valid_end = scan.valid_end;
     match scan.end {
         ScanEnd::Clean => {}
@@ -639,8 +683,10 @@ fn load_segment(
             // The footer was written but its trailer was not: the seal did not finish. The footer
             // must agree with the records; the segment stays active and the footer is overwritten
             // by the next append.
-            let active = wal.active();
-            if footer.offsets != active.offsets || footer.log_last_index != wal.last_index {
+            let active = recovered.chain.active();
+            if footer.offsets != active.offsets
+                || footer.log_last_index != recovered.chain.last_index
+            {
                 return Err(Error::corruption(
                     path,
                     valid_end,
@@ -650,16 +696,16 @@ fn load_segment(
             }
         }
         ScanEnd::Damaged(damage) => {
-            handle_tail_damage(wal, path, valid_end, damage)?;
+            handle_tail_damage(recovered, options, path, valid_end, damage)?;
         }
     }
     drop(map);
-    wal.active_mut().write_offset = valid_end;
-    let wanted_len = wal.options.segment_size_bytes;
-    if file_len < wanted_len && !wal.options.read_only {
+    recovered.chain.active_mut().write_offset = valid_end;
+    let wanted_len = options.segment_size_bytes;
+    if file_len < wanted_len && !options.read_only {
         // A shortened active segment gets its full size back, so the footer and trailer always
         // fit after the records.
-        let active = wal.active_mut();
+        let active = recovered.chain.active_mut();
         active
             .file
             .set_len(wanted_len)
@@ -670,12 +716,18 @@ fn load_segment(
     Ok(true)
 }
 
-fn handle_tail_damage(wal: &mut Wal, path: &Path, valid_end: u64, damage: Damage) -> Result<()> {
-    let mode = wal.options.recovery_mode;
+fn handle_tail_damage(
+    recovered: &mut Recovered,
+    options: &Options,
+    path: &Path,
+    valid_end: u64,
+    damage: Damage,
+) -> Result<()> {
+    let mode = options.recovery_mode;
     let later_range = damage
         .later_max_index
-        .filter(|max| *max > wal.last_index)
-        .map(|max| (wal.last_index + 1, max));
+        .filter(|max| *max > recovered.chain.last_index)
+        .map(|max| (recovered.chain.last_index + 1, max));
     if let Some(later_offset) = damage.later_batch_offset {
         let reason = format!(
             "{} at offset {}, but a complete batch follows at offset {later_offset}: this is not \
@@ -690,7 +742,7 @@ fn handle_tail_damage(wal: &mut Wal, path: &Path, valid_end: u64, damage: Damage
                 reason,
             ));
         }
-        wal.report.salvaged.push(Salvaged {
+        recovered.report.salvaged.push(Salvaged {
             path: path.to_path_buf(),
             offset: damage.bad_offset,
             index_range: later_range,
@@ -714,20 +766,20 @@ fn handle_tail_damage(wal: &mut Wal, path: &Path, valid_end: u64, damage: Damage
             path.display(),
             damage.reason
         );
-        wal.report.torn_tail = Some(TornTail {
+        recovered.report.torn_tail = Some(TornTail {
             path: path.to_path_buf(),
             offset: valid_end,
             bytes: damage.dirty_end - valid_end,
             reason: damage.reason.clone(),
         });
     }
-    if wal.options.read_only {
+    if options.read_only {
         return Ok(());
     }
     // Zero the dropped bytes so that no part of them can ever parse as records after new appends
     // overwrite only their beginning.
     let zeros = vec![0u8; (damage.dirty_end - valid_end) as usize];
-    let file = &wal.active().file;
+    let file = &recovered.chain.active().file;
     file.write_all_at(&zeros, valid_end)
         .and_then(|()| file.sync_data())
         .map_err(|e| Error::io("repair torn tail", path, e))
@@ -773,14 +825,14 @@ fn read_footer(segment: &Segment) -> Result<Option<(u64, Footer)>> {
     Ok(Some((footer_offset, footer)))
 }
 
-/// Applies a sealed segment's footer (the segment is already `wal`'s last segment).
+/// Applies a sealed segment's footer (the segment is already the chain's last segment).
 fn apply_footer(
-    wal: &mut Wal,
+    recovered: &mut Recovered,
     footer: &Footer,
     footer_offset: u64,
     phantom_end: &mut u64,
 ) -> Result<()> {
-    let path = wal.active().path.clone();
+    let path = recovered.chain.active().path.clone();
     let bad = |reason: String| Error::corruption(&path, footer_offset, None, reason);
     let own_end = footer.own_first.checked_add(footer.offsets.len() as u64);
     if footer.log_first_index > MAX_INDEX
@@ -790,18 +842,20 @@ fn apply_footer(
         return Err(bad("footer holds impossible indices".into()));
     }
     if footer.prior_keep_below != u64::MAX {
-        wal.index_truncate(footer.prior_keep_below);
+        recovered.chain.truncate(footer.prior_keep_below);
         *phantom_end = (*phantom_end).min(footer.prior_keep_below);
     }
     if let Some(last_offset) = footer.offsets.last() {
-        if footer.own_first > wal.last_index + 1 && footer.log_first_index >= footer.own_first {
+        if footer.own_first > recovered.chain.last_index + 1
+            && footer.log_first_index >= footer.own_first
+        {
             // The log was reset past its end (a snapshot beyond it) before these entries came.
-            wal.index_compact(footer.own_first);
+            recovered.chain.compact(footer.own_first);
         }
-        if footer.own_first != wal.last_index + 1 {
+        if footer.own_first != recovered.chain.last_index + 1 {
             return Err(bad(format!(
                 "footer lists entries from index {}, but the log before it ends at {}",
-                footer.own_first, wal.last_index
+                footer.own_first, recovered.chain.last_index
             )));
         }
         if u64::from(*last_offset) >= footer_offset
@@ -812,26 +866,31 @@ fn apply_footer(
                 "footer entry offsets are not increasing within the segment".into(),
             ));
         }
-        let active = wal.active_mut();
+        let active = recovered.chain.active_mut();
         active.own_first = footer.own_first;
         active.offsets = footer.offsets.clone();
         active.prior_keep_below = footer.prior_keep_below;
-        wal.last_index = footer.own_first + footer.offsets.len() as u64 - 1;
+        recovered.chain.last_index = footer.own_first + footer.offsets.len() as u64 - 1;
     }
-    wal.index_compact(footer.log_first_index);
-    if wal.last_index != footer.log_last_index || wal.first_index != footer.log_first_index {
+    recovered.chain.compact(footer.log_first_index);
+    if recovered.chain.last_index != footer.log_last_index
+        || recovered.chain.first_index != footer.log_first_index
+    {
         return Err(bad(format!(
             "footer says the log held {}..={} when sealed, the segments give {}..={}",
-            footer.log_first_index, footer.log_last_index, wal.first_index, wal.last_index
+            footer.log_first_index,
+            footer.log_last_index,
+            recovered.chain.first_index,
+            recovered.chain.last_index
         )));
     }
-    wal.hard_state = footer.hard_state;
+    recovered.hard_state = footer.hard_state;
     Ok(())
 }
 
 /// Applies one complete batch found by a scan.
 fn apply_ops(
-    wal: &mut Wal,
+    recovered: &mut Recovered,
     ops: &[Op],
     path: &Path,
     batch_offset: u64,
@@ -852,46 +911,46 @@ fn apply_ops(
         }
         match *op {
             Op::Entry { index, offset } => {
-                if index != wal.last_index + 1 {
+                if index != recovered.chain.last_index + 1 {
                     return Err(Error::corruption(
                         path,
                         offset,
                         Some((index, index)),
                         format!(
                             "entry {index} does not follow the log's last index {}",
-                            wal.last_index
+                            recovered.chain.last_index
                         ),
                     ));
                 }
-                wal.index_push(index, offset);
+                recovered.chain.push(index, offset);
             }
-            Op::HardState(hard_state) => wal.hard_state = hard_state,
+            Op::HardState(hard_state) => recovered.hard_state = hard_state,
             Op::Truncate(from) => {
-                if from < wal.first_index {
+                if from < recovered.chain.first_index {
                     return Err(Error::corruption(
                         path,
                         batch_offset,
                         None,
                         format!(
                             "truncation from {from} reaches below the first index {}",
-                            wal.first_index
+                            recovered.chain.first_index
                         ),
                     ));
                 }
-                wal.index_truncate(from);
+                recovered.chain.truncate(from);
                 *phantom_end = (*phantom_end).min(from);
             }
-            Op::Compact(first) => wal.index_compact(first),
+            Op::Compact(first) => recovered.chain.compact(first),
         }
     }
     Ok(())
 }
 
 /// Full verification: every record of every segment, the chain, and the footers.
-pub(crate) fn verify(wal: &Wal) -> Result<u64> {
+pub(crate) fn verify(chain: &Chain) -> Result<u64> {
     let mut checked = 0u64;
-    let active_seq = wal.active().seq();
-    for segment in &wal.segments {
+    let active_seq = chain.active().seq();
+    for segment in &chain.segments {
         let map = map_file(&segment.path, &segment.file)?;
         let sealed = segment.seq() != active_seq;
         // A sealed segment's scan stops at its seal record.
@@ -926,7 +985,7 @@ pub(crate) fn verify(wal: &Wal) -> Result<u64> {
         }
         // Every live entry must parse with its checksum; reading them verifies each one.
         if !segment.is_empty() {
-            let lo = segment.own_first.max(wal.first_index);
+            let lo = segment.own_first.max(chain.first_index);
             let hi = segment.own_last() + 1;
             if lo < hi {
                 segment.visit_entries(lo, hi, &mut |_, _, _| {})?;

@@ -49,8 +49,11 @@ use std::sync::Arc;
 use byteorder::{ByteOrder, LittleEndian};
 use memmap2::Mmap;
 
+use crate::entry::HardState;
+use crate::error::{Error, Result};
+use crate::fault::{self, FaultInjector};
+use crate::files::TempFile;
 use crate::record::{self, RecordKind, FRAME_HEADER_BYTES};
-use crate::{Error, HardState, Result};
 
 /// Size of the segment header.
 pub const HEADER_BYTES: u64 = 128;
@@ -422,14 +425,25 @@ pub fn open_read_write(path: &Path) -> Result<File> {
 }
 
 /// Creates `path` (which must not exist) filled with `size_bytes` zeros, and syncs it, so that later
-/// appends overwrite allocated blocks. Returns the open file.
+/// appends overwrite allocated blocks. Returns the open file. If it fails, or `stop` cancels it,
+/// the file is deleted again.
 pub fn write_zero_filled(path: &Path, size_bytes: u64, stop: &dyn Fn() -> bool) -> Result<File> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Error::io("create", path, e))?;
+    let (temp, file) = prepare_zero_filled(path.to_path_buf(), size_bytes, stop, None)?;
+    temp.disarm();
+    Ok(file)
+}
+
+/// [`write_zero_filled`] for a segment to be: the file stays a [`TempFile`], deleted unless it is
+/// renamed into place, and its writes meet the faults a test armed.
+pub(crate) fn prepare_zero_filled(
+    path: PathBuf,
+    size_bytes: u64,
+    stop: &dyn Fn() -> bool,
+    faults: Option<&FaultInjector>,
+) -> Result<(TempFile, File)> {
+    // No directory fsync after this create: the file counts only once renamed into place, and
+    // the rename is followed by one.
+    let (temp, mut file) = TempFile::create(path)?;
     // Small writes, on purpose. The page cache sizes the folios it allocates by the write that
     // creates them, and Linux 6.x ext4 keeps large folios: a file filled by 1 MiB writes keeps
     // (up to) 1 MiB folios, and every later small append into one pays for the whole folio's
@@ -449,21 +463,19 @@ pub fn write_zero_filled(path: &Path, size_bytes: u64, stop: &dyn Fn() -> bool) 
             return Err(Error::misuse("segment preparation cancelled"));
         }
         let len = WRITE_BYTES.min(size_bytes - written);
-        file.write_all(&zeros[..len as usize])
-            .map_err(|e| Error::io("write", path, e))?;
+        fault::write(faults, &zeros[..len as usize], |bytes| {
+            file.write_all(bytes)
+        })
+        .map_err(|e| Error::io("write", temp.path(), e))?;
         written += len;
         writes += 1;
     }
-    file.sync_all().map_err(|e| Error::io("fsync", path, e))?;
-    Ok(file)
+    file.sync_all()
+        .map_err(|e| Error::io("fsync", temp.path(), e))?;
+    Ok((temp, file))
 }
 
-/// Fsyncs a directory so that creates, renames and deletes in it are durable.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
-}
+pub use crate::files::fsync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! The log: segments in order, the in-memory index of entries, append / read / truncate /
-//! compact, and hard state.
+//! The log: append / read / truncate / compact and hard state over the chain of segments that
+//! recovery rebuilt at open.
 //!
 //! # How the pieces fit
 //!
@@ -22,7 +22,6 @@
 //! after a failed fsync the kernel may have dropped the dirty pages and a retry could report data as
 //! durable that is not. Reopen to recover. [`crate::GroupCommit`] lets many threads share syncs.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -32,102 +31,18 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::fault::{FaultInjector, WriteFault};
+use crate::chain::Chain;
+use crate::entry::{Entry, HardState, MAX_INDEX};
+use crate::error::{Error, Result};
+use crate::fault::{self, FaultInjector};
+use crate::files::{fsync_dir, TempFile};
+use crate::options::Options;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
-use crate::recovery::{self, RecoveryReport};
+use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::segment::{
     self, Footer, Segment, SegmentHeader, HEADER_BYTES, PREPARING_SUFFIX, SPARE_SUFFIX,
     TRAILER_BYTES,
 };
-use crate::{Error, Result};
-
-/// The largest index the log accepts (2^62): far beyond any real log, and it keeps index
-/// arithmetic clear of overflow even on damaged input.
-pub const MAX_INDEX: u64 = 1 << 62;
-
-/// One log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Entry {
-    /// Its position in the log, starting at 1.
-    pub index: u64,
-    /// The Raft term it was created in (opaque to the log).
-    pub term: u64,
-    /// Its payload.
-    pub data: Vec<u8>,
-}
-
-impl Entry {
-    /// Makes an entry.
-    pub fn new(index: u64, term: u64, data: impl Into<Vec<u8>>) -> Self {
-        Entry {
-            index,
-            term,
-            data: data.into(),
-        }
-    }
-}
-
-/// Raft's hard state. `vote == 0` means no vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HardState {
-    /// Current term.
-    pub term: u64,
-    /// Candidate voted for in the current term, 0 for none.
-    pub vote: u64,
-    /// Highest index known committed.
-    pub commit: u64,
-}
-
-/// What recovery does with damage found at open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecoveryMode {
-    /// Any damage, even a torn last batch, is an error.
-    Strict,
-    /// A torn, partly written or zero-filled tail of the last segment is cut off (what a crash
-    /// during a write leaves); anything else is an error. The default.
-    #[default]
-    TolerateTornTail,
-    /// Keep the longest valid prefix of the log, whatever was damaged, and report what was dropped
-    /// in [`Wal::recovery_report`]. Segment files after the damage are renamed to
-    /// `*.wal.salvaged`, never deleted.
-    Salvage,
-}
-
-/// Options for [`Wal::open`].
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Size at which segments roll. Default 64 MiB. At least 64 KiB; at most 1 GiB (offsets in the
-    /// footer are 32-bit).
-    pub segment_size_bytes: u64,
-    /// What to do with damage found at open.
-    pub recovery_mode: RecoveryMode,
-    /// Prepare (zero-fill and sync) the next segment on a background thread so that rolling over
-    /// does not stall appends. Default true.
-    pub prepare_segments_ahead: bool,
-    /// Open without writing anything: no repair, no new segments; writes are refused. For
-    /// inspection tools.
-    pub read_only: bool,
-    /// How many compacted segment files to keep for reuse instead of deleting them. Reusing a
-    /// file means appends overwrite blocks already written (the fast fdatasync path) without the
-    /// disk bandwidth of zero-filling a new file, and spares the filesystem the discards of
-    /// deleting. Default 2.
-    pub spare_segments_max: usize,
-    /// Test hook: make writes and fsyncs fail on demand. `None` in production.
-    pub fault_injector: Option<Arc<FaultInjector>>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            segment_size_bytes: 64 << 20,
-            recovery_mode: RecoveryMode::default(),
-            prepare_segments_ahead: true,
-            read_only: false,
-            spare_segments_max: 2,
-            fault_injector: None,
-        }
-    }
-}
 
 /// An atomic group of changes: after a crash either all of them are recovered or none.
 #[derive(Debug, Clone, Copy, Default)]
@@ -178,41 +93,56 @@ pub struct SegmentInfo {
 /// The durable log. See the [crate documentation](crate) for an example.
 #[derive(Debug)]
 pub struct Wal {
-    pub(crate) dir: PathBuf,
-    pub(crate) options: Options,
-    pub(crate) log_id: u64,
-    /// All segment files, oldest first; the last is active.
-    pub(crate) segments: VecDeque<Segment>,
-    pub(crate) first_index: u64,
-    pub(crate) last_index: u64,
-    pub(crate) hard_state: HardState,
+    dir: PathBuf,
+    options: Options,
+    log_id: u64,
+    pub(crate) chain: Chain,
+    hard_state: HardState,
     pub(crate) poisoned: Option<String>,
-    pub(crate) report: RecoveryReport,
+    report: RecoveryReport,
     pub(crate) stats: WalStats,
     preparer: Option<Preparer>,
     /// Compacted segment files kept for reuse.
-    pub(crate) spares: Vec<PathBuf>,
+    spares: Vec<PathBuf>,
     scratch: Vec<u8>,
     prepared_files: u64,
 }
 
 impl Wal {
     /// Opens the log in `dir`, creating the directory and an empty log if missing, and recovers
-    /// it (see [`RecoveryMode`]).
+    /// it (see [`crate::RecoveryMode`]).
     ///
     /// Creating a new log writes its first segment in full (zeros, `segment_size_bytes` of them)
     /// and syncs it before returning, so that the first appends overwrite allocated blocks: with
     /// the default 64 MiB segments that takes about 0.2-0.5 s on the project's machine.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Wal> {
-        let min = 64 << 10;
-        let max = 1 << 30;
-        if options.segment_size_bytes < min || options.segment_size_bytes > max {
-            return Err(Error::misuse(format!(
-                "segment_size_bytes must be between {min} and {max}, got {}",
-                options.segment_size_bytes
-            )));
+        options.validate()?;
+        let dir = dir.as_ref();
+        let Recovered {
+            log_id,
+            chain,
+            hard_state,
+            spares,
+            report,
+            new_segment,
+        } = recovery::open(dir, &options)?;
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            options,
+            log_id,
+            chain,
+            hard_state,
+            poisoned: None,
+            report,
+            stats: WalStats::default(),
+            preparer: None,
+            spares,
+            scratch: Vec::new(),
+            prepared_files: 0,
+        };
+        if let Some((seq, prev_seq)) = new_segment {
+            wal.create_segment(seq, prev_seq)?;
         }
-        let mut wal = recovery::open(dir.as_ref(), options)?;
         if !wal.options.read_only && wal.options.prepare_segments_ahead {
             wal.preparer = Some(Preparer::start(
                 wal.dir.clone(),
@@ -222,25 +152,6 @@ impl Wal {
         Ok(wal)
     }
 
-    pub(crate) fn empty(dir: PathBuf, options: Options, log_id: u64) -> Wal {
-        Wal {
-            dir,
-            options,
-            log_id,
-            segments: VecDeque::new(),
-            first_index: 1,
-            last_index: 0,
-            hard_state: HardState::default(),
-            poisoned: None,
-            report: RecoveryReport::default(),
-            stats: WalStats::default(),
-            preparer: None,
-            spares: Vec::new(),
-            scratch: Vec::new(),
-            prepared_files: 0,
-        }
-    }
-
     /// The directory the log lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -248,12 +159,12 @@ impl Wal {
 
     /// Index of the first entry in the log. For an empty log, `last_index() + 1`.
     pub fn first_index(&self) -> u64 {
-        self.first_index
+        self.chain.first_index
     }
 
     /// Index of the last entry in the log (`first_index() - 1` if empty).
     pub fn last_index(&self) -> u64 {
-        self.last_index
+        self.chain.last_index
     }
 
     /// The last hard state written (not necessarily synced).
@@ -273,14 +184,15 @@ impl Wal {
 
     /// Summaries of every segment, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        let active_seq = self.active().seq();
-        self.segments
+        let active_seq = self.chain.active().seq();
+        self.chain
+            .segments
             .iter()
             .map(|segment| {
                 let live_range = if segment.is_empty() {
                     None
                 } else {
-                    let first = segment.own_first.max(self.first_index);
+                    let first = segment.own_first.max(self.chain.first_index);
                     let last = segment.own_last();
                     (first <= last).then_some((first, last))
                 };
@@ -308,7 +220,7 @@ impl Wal {
     /// Drops entries at or above `index`. The truncation is a record in the log: once synced, a
     /// truncated entry never comes back, and entries appended after it win.
     pub fn truncate_suffix(&mut self, index: u64) -> Result<()> {
-        if index > self.last_index {
+        if index > self.chain.last_index {
             return Ok(());
         }
         self.write(&WriteBatch {
@@ -329,18 +241,20 @@ impl Wal {
     /// Writes a batch atomically (one commit record). Durable after the next [`Wal::sync`].
     pub fn write(&mut self, batch: &WriteBatch<'_>) -> Result<()> {
         self.check_writable()?;
-        let mut next_index = self.last_index + 1;
+        let mut next_index = self.chain.last_index + 1;
         // A truncation above the last index drops nothing: no record needed.
         let batch = &WriteBatch {
-            truncate_from: batch.truncate_from.filter(|from| *from <= self.last_index),
+            truncate_from: batch
+                .truncate_from
+                .filter(|from| *from <= self.chain.last_index),
             ..*batch
         };
         if let Some(from) = batch.truncate_from {
-            if from < self.first_index {
+            if from < self.chain.first_index {
                 return Err(Error::misuse(format!(
                     "cannot truncate from index {from}: entries below the first index {} are \
                      compacted",
-                    self.first_index
+                    self.chain.first_index
                 )));
             }
             next_index = next_index.min(from);
@@ -373,51 +287,43 @@ impl Wal {
             batch.entries.len(),
         )?;
 
-        let seq = self.active().seq();
-        let base_offset = self.active().write_offset;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let mut frames = 0u32;
-        if let Some(from) = batch.truncate_from {
-            record::encode_u64s(&mut scratch, seq, RecordKind::Truncate, &[from]);
-            frames += 1;
-        }
-        let entries_start = scratch.len();
-        for entry in batch.entries {
-            record::encode_entry(&mut scratch, seq, entry.index, entry.term, &entry.data);
-        }
-        frames += batch.entries.len() as u32;
-        if let Some(hard_state) = batch.hard_state {
-            record::encode_u64s(
-                &mut scratch,
-                seq,
-                RecordKind::HardState,
-                &[hard_state.term, hard_state.vote, hard_state.commit],
-            );
-            frames += 1;
-        }
-        debug_assert_eq!(scratch.len() as u64, batch_bytes);
-        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
-        let scratch_len = scratch.len() as u64;
-        // The end marker: a zeroed frame header after the batch, overwritten by the next one.
-        scratch.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-        let written = self.write_at_active(&scratch, base_offset);
-        self.scratch = scratch;
-        written?;
+        let (base_offset, batch_end) = self.write_batch(|scratch, seq| {
+            let mut frames = 0u32;
+            if let Some(from) = batch.truncate_from {
+                record::encode_u64s(scratch, seq, RecordKind::Truncate, &[from]);
+                frames += 1;
+            }
+            debug_assert_eq!(scratch.len(), truncate_bytes, "the entries start here");
+            for entry in batch.entries {
+                record::encode_entry(scratch, seq, entry.index, entry.term, &entry.data);
+            }
+            frames += batch.entries.len() as u32;
+            if let Some(hard_state) = batch.hard_state {
+                record::encode_u64s(
+                    scratch,
+                    seq,
+                    RecordKind::HardState,
+                    &[hard_state.term, hard_state.vote, hard_state.commit],
+                );
+                frames += 1;
+            }
+            debug_assert_eq!(scratch.len() as u64, batch_bytes);
+            frames
+        })?;
 
         // The bytes are in the file: now the index may change.
         if let Some(from) = batch.truncate_from {
-            self.index_truncate(from);
+            self.chain.truncate(from);
         }
-        let mut offset = base_offset + entries_start as u64;
+        let mut offset = base_offset + truncate_bytes as u64;
         for entry in batch.entries {
-            self.index_push(entry.index, offset);
+            self.chain.push(entry.index, offset);
             offset += (FRAME_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.len()) as u64;
         }
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = hard_state;
         }
-        self.active_mut().write_offset = base_offset + scratch_len;
+        self.chain.active_mut().write_offset = batch_end;
         self.stats.batches_written += 1;
         self.stats.entries_appended += batch.entries.len() as u64;
         Ok(())
@@ -427,7 +333,7 @@ impl Wal {
     /// segments were synced when they were sealed).
     pub fn sync(&mut self) -> Result<()> {
         self.check_writable()?;
-        let active = self.active();
+        let active = self.chain.active();
         let result = match self.injected_sync_failure() {
             Some(error) => Err(error),
             None => active.file.sync_data(),
@@ -443,7 +349,7 @@ impl Wal {
     /// compaction is made durable (this call syncs) before any file is deleted.
     pub fn compact_prefix(&mut self, index: u64) -> Result<()> {
         self.check_writable()?;
-        if index <= self.first_index {
+        if index <= self.chain.first_index {
             return Ok(());
         }
         self.write_control(None, index)
@@ -457,20 +363,21 @@ impl Wal {
     /// crash, say) changes nothing.
     pub fn apply_snapshot(&mut self, index: u64, term: u64) -> Result<()> {
         self.check_writable()?;
-        if index + 1 == self.first_index {
+        if index + 1 == self.chain.first_index {
             return Ok(());
         }
-        if index + 1 < self.first_index {
+        if index + 1 < self.chain.first_index {
             return Err(Error::misuse(format!(
                 "snapshot at index {index} is older than the log's first index {}",
-                self.first_index
+                self.chain.first_index
             )));
         }
-        let matches = index <= self.last_index && self.entry(index)?.term == term;
+        let matches = index <= self.chain.last_index && self.entry(index)?.term == term;
         if matches {
             return self.write_control(None, index + 1);
         }
-        let truncate_from = (self.last_index >= self.first_index).then_some(self.first_index);
+        let truncate_from =
+            (self.chain.last_index >= self.chain.first_index).then_some(self.chain.first_index);
         self.write_control(truncate_from, index + 1)
     }
 
@@ -483,28 +390,20 @@ impl Wal {
             )));
         }
         self.make_room((3 * COMMIT_FRAME_BYTES + FRAME_HEADER_BYTES) as u64, 0)?;
-        let seq = self.active().seq();
-        let offset = self.active().write_offset;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let mut frames = 1;
+        let (_, batch_end) = self.write_batch(|scratch, seq| {
+            let mut frames = 1;
+            if let Some(from) = truncate_from {
+                record::encode_u64s(scratch, seq, RecordKind::Truncate, &[from]);
+                frames += 1;
+            }
+            record::encode_u64s(scratch, seq, RecordKind::Compact, &[compact_to]);
+            frames
+        })?;
         if let Some(from) = truncate_from {
-            record::encode_u64s(&mut scratch, seq, RecordKind::Truncate, &[from]);
-            frames += 1;
+            self.chain.truncate(from);
         }
-        record::encode_u64s(&mut scratch, seq, RecordKind::Compact, &[compact_to]);
-        let batch_bytes = scratch.len() as u64;
-        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
-        let scratch_len = scratch.len() as u64;
-        scratch.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-        let written = self.write_at_active(&scratch, offset);
-        self.scratch = scratch;
-        written?;
-        if let Some(from) = truncate_from {
-            self.index_truncate(from);
-        }
-        self.index_compact(compact_to);
-        self.active_mut().write_offset = offset + scratch_len;
+        self.chain.compact(compact_to);
+        self.chain.active_mut().write_offset = batch_end;
         self.stats.batches_written += 1;
         self.sync()?;
         self.delete_compacted_segments()
@@ -534,17 +433,17 @@ impl Wal {
     ) -> Result<()> {
         self.check_readable()?;
         let (lo, hi) = (range.start, range.end);
-        if lo > hi || lo < self.first_index || hi > self.last_index + 1 {
+        if lo > hi || lo < self.chain.first_index || hi > self.chain.last_index + 1 {
             return Err(Error::OutOfRange {
                 lo,
                 hi,
-                first_index: self.first_index,
-                last_index: self.last_index,
+                first_index: self.chain.first_index,
+                last_index: self.chain.last_index,
             });
         }
         let mut next = lo;
         while next < hi {
-            let segment = self.segment_holding(next);
+            let segment = self.chain.holding(next);
             let end = hi.min(segment.own_last() + 1);
             segment.visit_entries(next, end, &mut visit)?;
             next = end;
@@ -562,22 +461,10 @@ impl Wal {
     /// each sealed segment's footer matches its records. Returns the number of bytes checked.
     pub fn verify(&self) -> Result<u64> {
         self.check_readable()?;
-        recovery::verify(self)
+        recovery::verify(&self.chain)
     }
 
     // ---- internals -------------------------------------------------------------------------
-
-    pub(crate) fn active(&self) -> &Segment {
-        self.segments
-            .back()
-            .expect("a log always has an active segment")
-    }
-
-    pub(crate) fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .back_mut()
-            .expect("a log always has an active segment")
-    }
 
     fn check_readable(&self) -> Result<()> {
         match &self.poisoned {
@@ -622,20 +509,32 @@ impl Wal {
         self.options.fault_injector.clone()
     }
 
+    /// Writes one batch at the active segment's write position: the records `encode` appends
+    /// for the segment's sequence number (it returns how many), their commit record, and the
+    /// end marker. Returns where the batch starts and where it ends (before the end marker).
+    /// The index is the caller's to change, once the bytes are written.
+    fn write_batch(&mut self, encode: impl FnOnce(&mut Vec<u8>, u64) -> u32) -> Result<(u64, u64)> {
+        let seq = self.chain.active().seq();
+        let offset = self.chain.active().write_offset;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let frames = encode(&mut scratch, seq);
+        let batch_bytes = scratch.len() as u64;
+        record::encode_commit(&mut scratch, seq, frames, batch_bytes);
+        let batch_end = offset + scratch.len() as u64;
+        // The end marker: a zeroed frame header after the batch, overwritten by the next one.
+        scratch.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+        let written = self.write_at_active(&scratch, offset);
+        self.scratch = scratch;
+        written.map(|()| (offset, batch_end))
+    }
+
     fn write_at_active(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
-        let active = self.active();
+        let active = self.chain.active();
         debug_assert!(offset + bytes.len() as u64 <= active.file_len - TRAILER_BYTES);
-        let fault = match &self.options.fault_injector {
-            Some(injector) => injector.before_write(bytes.len()),
-            None => WriteFault::None,
-        };
-        let result = match fault {
-            WriteFault::None => active.file.write_all_at(bytes, offset),
-            WriteFault::Fail { keep, error } => active
-                .file
-                .write_all_at(&bytes[..keep], offset)
-                .and(Err(error)),
-        };
+        let result = fault::write(self.options.fault_injector.as_deref(), bytes, |bytes| {
+            active.file.write_all_at(bytes, offset)
+        });
         let path = active.path.clone();
         match result {
             Ok(()) => {
@@ -655,20 +554,20 @@ impl Wal {
                 + Footer::frame_bytes(segment.offsets.len() + new_entries)
                 + TRAILER_BYTES
         };
-        if needed(self.active()) <= self.active().file_len {
+        if needed(self.chain.active()) <= self.chain.active().file_len {
             return Ok(());
         }
-        if self.active().write_offset > HEADER_BYTES {
+        if self.chain.active().write_offset > HEADER_BYTES {
             self.roll()?;
         }
-        let needed = needed(self.active());
-        if needed > self.active().file_len {
+        let needed = needed(self.chain.active());
+        if needed > self.chain.active().file_len {
             // A batch larger than a segment: grow this (fresh) segment to hold it.
-            let active = self.active();
+            let active = self.chain.active();
             let result = active.file.set_len(needed);
             let path = active.path.clone();
             result.map_err(|e| self.poison(Error::io("grow segment", path, e)))?;
-            self.active_mut().file_len = needed;
+            self.chain.active_mut().file_len = needed;
         }
         Ok(())
     }
@@ -676,10 +575,10 @@ impl Wal {
     /// Seals the active segment and starts the next one.
     fn roll(&mut self) -> Result<()> {
         let footer = {
-            let active = self.active();
+            let active = self.chain.active();
             Footer {
-                log_first_index: self.first_index,
-                log_last_index: self.last_index,
+                log_first_index: self.chain.first_index,
+                log_last_index: self.chain.last_index,
                 prior_keep_below: active.prior_keep_below,
                 own_first: active.own_first,
                 hard_state: self.hard_state,
@@ -687,14 +586,14 @@ impl Wal {
             }
         };
         let (seq, footer_offset, file_len) = {
-            let active = self.active();
+            let active = self.chain.active();
             (active.seq(), active.write_offset, active.file_len)
         };
         let mut bytes = Vec::with_capacity(Footer::frame_bytes(footer.offsets.len()) as usize);
         footer.encode(&mut bytes, seq);
         self.write_at_active(&bytes, footer_offset)?;
         let trailer = segment::encode_trailer(seq, footer_offset);
-        let active = self.active();
+        let active = self.chain.active();
         let result = active
             .file
             .write_all_at(&trailer, file_len - TRAILER_BYTES)
@@ -702,44 +601,45 @@ impl Wal {
         let path = active.path.clone();
         self.stats.syncs += 1;
         result.map_err(|e| self.poison(Error::io("seal segment", path, e)))?;
-        self.active_mut().map_for_reads()?;
+        self.chain.active_mut().map_for_reads()?;
         self.create_segment(seq + 1, seq)
     }
 
     /// Creates segment `seq` as the new active segment.
-    pub(crate) fn create_segment(&mut self, seq: u64, prev_seq: u64) -> Result<()> {
+    fn create_segment(&mut self, seq: u64, prev_seq: u64) -> Result<()> {
         let header = SegmentHeader {
             log_id: self.log_id,
             seq,
             prev_seq,
-            first_index: self.last_index + 1,
-            log_first_index: self.first_index,
+            first_index: self.chain.last_index + 1,
+            log_first_index: self.chain.first_index,
             hard_state: self.hard_state,
         };
-        let (tmp_path, file) = self.take_prepared_file()?;
+        let (temp, file) = self.take_prepared_file()?;
         let path = self.dir.join(header.file_name());
         let mut start = header.encode().to_vec();
         start.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]); // the end marker of an empty segment
         let result = file
             .write_all_at(&start, 0)
             .and_then(|()| file.sync_data())
-            .and_then(|()| std::fs::rename(&tmp_path, &path));
+            .and_then(|()| std::fs::rename(temp.path(), &path));
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp_path);
+            drop(temp);
             return Err(self.poison(Error::io("create segment", &path, e)));
         }
-        segment::fsync_dir(&self.dir).map_err(|e| self.poison(e))?;
+        temp.disarm();
+        fsync_dir(&self.dir).map_err(|e| self.poison(e))?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
-        self.segments.push_back(Segment {
+        self.chain.segments.push_back(Segment {
             header,
             path,
             file: Arc::new(file),
             file_len,
             map: None,
-            own_first: self.last_index + 1,
+            own_first: self.chain.last_index + 1,
             offsets: Vec::new(),
             prior_keep_below: u64::MAX,
             write_offset: HEADER_BYTES,
@@ -748,10 +648,11 @@ impl Wal {
         Ok(())
     }
 
-    fn take_prepared_file(&mut self) -> Result<(PathBuf, File)> {
+    /// A file of the segment size for the next segment, under a name that is not a segment's.
+    fn take_prepared_file(&mut self) -> Result<(TempFile, File)> {
         while let Some(spare) = self.spares.pop() {
             match segment::open_read_write(&spare) {
-                Ok(file) => return Ok((spare, file)),
+                Ok(file) => return Ok((TempFile::adopt(spare), file)),
                 Err(e) => log::warn!("cannot reuse spare segment, deleting it: {e}"),
             }
             let _ = std::fs::remove_file(&spare);
@@ -770,20 +671,24 @@ impl Wal {
             .dir
             .join(format!("inline-{}{PREPARING_SUFFIX}", self.prepared_files));
         let _ = std::fs::remove_file(&path);
-        let file = segment::write_zero_filled(&path, self.options.segment_size_bytes, &|| false)
-            .map_err(|e| self.poison(e))?;
-        Ok((path, file))
+        segment::prepare_zero_filled(
+            path,
+            self.options.segment_size_bytes,
+            &|| false,
+            self.options.fault_injector.as_deref(),
+        )
+        .map_err(|e| self.poison(e))
     }
 
     fn delete_compacted_segments(&mut self) -> Result<()> {
         let mut deleted = false;
-        while self.segments.len() > 1 {
-            let front = &self.segments[0];
-            let obsolete = front.is_empty() || front.own_last() < self.first_index;
+        while self.chain.segments.len() > 1 {
+            let front = &self.chain.segments[0];
+            let obsolete = front.is_empty() || front.own_last() < self.chain.first_index;
             if !obsolete {
                 break;
             }
-            let segment = self.segments.pop_front().expect("checked non-empty");
+            let segment = self.chain.segments.pop_front().expect("checked non-empty");
             let path = segment.path.clone();
             let reusable = segment.file_len == self.options.segment_size_bytes
                 && self.spares.len() < self.options.spare_segments_max;
@@ -800,72 +705,9 @@ impl Wal {
             deleted = true;
         }
         if deleted {
-            segment::fsync_dir(&self.dir)?;
+            fsync_dir(&self.dir)?;
         }
         Ok(())
-    }
-
-    /// The segment holding live entry `index`, which must be in `first_index..=last_index`.
-    fn segment_holding(&self, index: u64) -> &Segment {
-        debug_assert!(index >= self.first_index && index <= self.last_index);
-        let candidates = self
-            .segments
-            .partition_point(|segment| segment.own_first <= index);
-        for position in (0..candidates).rev() {
-            let segment = &self.segments[position];
-            if !segment.is_empty() && segment.own_last() >= index {
-                assert!(segment.own_first <= index);
-                return segment;
-            }
-        }
-        panic!(
-            "log index is inconsistent: no segment holds entry {index} of {}..={}",
-            self.first_index, self.last_index
-        );
-    }
-
-    // ---- index operations, shared by the write path and recovery ---------------------------
-
-    /// Drops entries at or above `from`.
-    pub(crate) fn index_truncate(&mut self, from: u64) {
-        if from > self.last_index {
-            return;
-        }
-        for segment in self.segments.iter_mut().rev() {
-            if !segment.is_empty() && segment.own_last() < from {
-                break;
-            }
-            segment.truncate_from(from);
-        }
-        let active = self.active_mut();
-        active.prior_keep_below = active.prior_keep_below.min(from);
-        self.last_index = from - 1;
-    }
-
-    /// Moves the first index up to `first`.
-    pub(crate) fn index_compact(&mut self, first: u64) {
-        if first <= self.first_index {
-            return;
-        }
-        self.first_index = first;
-        if first > self.last_index + 1 {
-            self.last_index = first - 1;
-            for segment in self.segments.iter_mut() {
-                segment.offsets.clear();
-                segment.own_first = first;
-            }
-        }
-    }
-
-    /// Records entry `index` at `offset` of the active segment.
-    pub(crate) fn index_push(&mut self, index: u64, offset: u64) {
-        assert_eq!(index, self.last_index + 1, "entries must stay contiguous");
-        let active = self.active_mut();
-        if active.offsets.is_empty() {
-            active.prior_keep_below = active.prior_keep_below.min(index);
-        }
-        active.push_entry(index, offset);
-        self.last_index = index;
     }
 }
 
@@ -879,7 +721,7 @@ impl Drop for Wal {
 /// A background thread that zero-fills and syncs the next segment file before it is needed.
 #[derive(Debug)]
 struct Preparer {
-    ready: Option<Receiver<Result<(PathBuf, File)>>>,
+    ready: Option<Receiver<Result<(TempFile, File)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -893,28 +735,17 @@ impl Preparer {
         let thread = std::thread::Builder::new()
             .name("ketch-wal-prepare".into())
             .spawn(move || {
+                // A file not taken (stopped, or the receiver gone) is deleted as it is dropped.
                 for attempt in 1u64.. {
                     let path = dir.join(format!("next-{attempt}{PREPARING_SUFFIX}"));
                     let _ = std::fs::remove_file(&path);
-                    let prepared = segment::write_zero_filled(&path, size_bytes, &|| {
-                        thread_stop.load(Ordering::Relaxed)
-                    });
+                    // Not through the test's fault injector: a test arms a fault for a chosen
+                    // write, and this thread writes whenever it gets to run. A failure here
+                    // falls back to preparing inline, whose writes do meet the fault.
+                    let stop = || thread_stop.load(Ordering::Relaxed);
+                    let prepared = segment::prepare_zero_filled(path, size_bytes, &stop, None);
                     let failed = prepared.is_err();
-                    if failed {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    if thread_stop.load(Ordering::Relaxed) {
-                        let _ = std::fs::remove_file(&path);
-                        return;
-                    }
-                    if sender
-                        .send(prepared.map(|file| (path.clone(), file)))
-                        .is_err()
-                    {
-                        let _ = std::fs::remove_file(&path);
-                        return;
-                    }
-                    if failed {
+                    if stop() || sender.send(prepared).is_err() || failed {
                         return;
                     }
                 }
@@ -928,7 +759,7 @@ impl Preparer {
     }
 
     /// Waits for the prepared file; `None` if the thread has stopped.
-    fn take(&self) -> Option<Result<(PathBuf, File)>> {
+    fn take(&self) -> Option<Result<(TempFile, File)>> {
         self.ready.as_ref()?.recv().ok()
     }
 }

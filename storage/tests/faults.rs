@@ -275,3 +275,74 @@ fn clear_releases_group_commit_appenders_stuck_in_a_stalled_sync() {
         assert_eq!(entry.data, b"during".to_vec());
     }
 }
+
+/// The segment temp files (`*.wal.tmp`) in `dir`.
+fn temp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".wal.tmp"))
+        .collect()
+}
+
+/// Asserts that `error` is a disk-full write to a segment temp file that no longer exists.
+fn assert_disk_full_on_removed_temp_file(error: &Error) {
+    match error {
+        Error::Io { op, path, source } => {
+            assert_eq!(*op, "write", "{error}");
+            assert_eq!(source.raw_os_error(), Some(28), "ENOSPC expected: {error}");
+            assert!(path.to_string_lossy().ends_with(".wal.tmp"), "{error}");
+            assert!(
+                error.to_string().contains(&*path.to_string_lossy()),
+                "{error}"
+            );
+            assert!(!path.exists(), "the temp file is left behind: {error}");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_segment_prepared_on_a_full_disk_leaves_no_temp_file_and_the_error_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FaultInjector::default());
+    // Inline preparation, on the caller's thread: its zero-fill writes meet the armed fault.
+    let options = || Options {
+        segment_size_bytes: 64 << 10,
+        prepare_segments_ahead: false,
+        fault_injector: Some(Arc::clone(&faults)),
+        ..Options::default()
+    };
+    let big = vec![7u8; 40 << 10];
+    let mut wal = Wal::open(dir.path(), options()).unwrap();
+    wal.append(&[Entry::new(1, 1, big.clone())]).unwrap();
+    wal.sync().unwrap();
+    // Entry 2 does not fit: the footer is written (the one successful write), the segment is
+    // sealed, and the next segment's first zero-fill write runs out of space 100 bytes in.
+    faults.fail_write_after(1, 100, true);
+    let error = wal.append(&[Entry::new(2, 1, big.clone())]).unwrap_err();
+    assert_disk_full_on_removed_temp_file(&error);
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert_poisoned(&mut wal);
+    drop(wal);
+
+    // A restart on the still-full disk: the last segment is sealed, so open prepares the next
+    // one, fails, and again leaves nothing behind.
+    faults.fail_write_after(0, 0, true);
+    let error = Wal::open(dir.path(), options()).unwrap_err();
+    assert_disk_full_on_removed_temp_file(&error);
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
+
+    // Space freed: the restart recovers everything synced and takes appends again. A temp file
+    // that a crash left behind (here: of a background preparation) is deleted at open.
+    faults.clear();
+    let stale = dir.path().join("next-1.wal.tmp");
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    let mut wal = Wal::open(dir.path(), options()).unwrap();
+    assert!(!stale.exists(), "open keeps a stale temp file");
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(wal.last_index(), 1);
+    assert_eq!(wal.entry(1).unwrap().data, big);
+    wal.append(&[Entry::new(2, 1, big.clone())]).unwrap();
+    wal.sync().unwrap();
+}

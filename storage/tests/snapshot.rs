@@ -18,6 +18,8 @@ use ketch_storage::snapshot::{
 };
 use ketch_storage::Error;
 
+mod support;
+
 const CHILD_ENV: &str = "KETCH_SNAPSHOT_CHILD";
 
 // ---------------------------------------------------------------------------------------------
@@ -1006,15 +1008,7 @@ fn crash_child(root: &Path) {
 #[test]
 fn snapshots_survive_sigkill_at_random_moments() {
     const ROUNDS: usize = 25;
-    let seed = std::env::var("KETCH_SNAPSHOT_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = support::seed_from_env("KETCH_SNAPSHOT_CRASH_SEED");
     eprintln!("crash test seed {seed}: rerun with KETCH_SNAPSHOT_CRASH_SEED={seed}");
     let mut rng = KvContent::new(seed, 0);
     let root = tempfile::tempdir().unwrap();

@@ -1,11 +1,11 @@
-//! Recording real clients' operations for the linearizability checker (`ketch::history`), and
+//! Recording real clients' operations for the linearizability checker (`ketch_history`), and
 //! the fault loops' seeded randomness and environment knobs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ketch::client::Client;
-use ketch::history::{History, Op, Outcome};
+use ketch_history::{History, Op, Outcome};
 
 /// A splitmix64 step: the fault loops' only randomness, seeded and printed.
 pub fn next_random(state: &mut u64) -> u64 {

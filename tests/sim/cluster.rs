@@ -6,11 +6,11 @@
 //! clients act. After every input to a node its `Ready` is processed and the invariants are
 //! checked.
 
-use ketch::history::{self, CheckLimits, CheckResult, History, Op, OpId, Outcome};
 use ketch::raft::{
     Config, DurableState, EntryKind, Fault, Membership, Message, MessageBody, NodeId, RaftNode,
     ReadMode, Ready, Role, SnapshotMeta, SplitMix64,
 };
+use ketch_history::{self as history, CheckLimits, CheckResult, History, Op, OpId, Outcome};
 
 use crate::disk::{Disk, PendingWrite};
 use crate::invariants::{violation, Invariants};

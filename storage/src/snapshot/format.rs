@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{ByteOrder, LittleEndian};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// First eight bytes of every snapshot file.
 pub(crate) const MAGIC: &[u8; 8] = b"KETCHSNP";

@@ -93,13 +93,13 @@
 //! for an operator to look at. A snapshot whose install would make it older than all retained
 //! ones is discarded and its install reports [`Error::Misuse`].
 
+mod catalog;
 mod format;
 mod reader;
 mod store;
 mod transfer;
 mod writer;
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -109,7 +109,7 @@ pub use store::SnapshotStore;
 pub use transfer::{RawSnapshotFile, RawSnapshotReceiver};
 pub use writer::SnapshotWriter;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What a finished snapshot file says about itself, from its header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,13 +250,6 @@ fn into_io_error(err: Error) -> io::Error {
         _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, err)
-}
-
-/// `fsync` of a directory, so creates, renames and deletes in it are durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 #[cfg(test)]

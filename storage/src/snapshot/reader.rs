@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::format::Header;
 use super::{into_io_error, storage_error, SnapshotMeta};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Compressed bytes pulled from the file per read: large enough for sequential throughput,
 /// small enough to keep a reader's memory to a few hundred KiB plus zstd's window.

@@ -7,10 +7,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::catalog::Shared;
 use super::reader::{self, SnapshotReader};
-use super::store::{Shared, TempFile};
 use super::SnapshotMeta;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::files::TempFile;
 
 /// A finished snapshot's on-disk bytes, for sending in chunks at any offset.
 #[derive(Debug)]

@@ -5,10 +5,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::catalog::Shared;
 use super::format::{self, Header};
-use super::store::{Shared, TempFile};
 use super::{into_io_error, SnapshotMeta};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::files::TempFile;
 
 /// A snapshot being written. Write the content with [`std::io::Write`], then call
 /// [`finish`](Self::finish). Memory use is bounded by zstd's buffers whatever the content's size.

@@ -1,5 +1,5 @@
-//! Test support shared by the crash tests: a seeded generator, and running this test binary again
-//! as a child process that is SIGKILLed at a chosen moment.
+//! Test support shared by the crash tests: a seeded generator and where its seed comes from, and
+//! running this test binary again as a child process that is SIGKILLed at a chosen moment.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io::{BufRead, BufReader};

@@ -6,7 +6,7 @@
 //! every observed answer.
 //!
 //! ```
-//! use ketch::history::{check, CheckLimits, History, Op, Outcome};
+//! use ketch_history::{check, CheckLimits, History, Op, Outcome};
 //!
 //! let mut history = History::new();
 //! let put = history.invoke(1, Op::Put { key: b"k".to_vec(), value: b"v".to_vec() }, 0);
@@ -32,6 +32,7 @@
 //! - Stamp events with a strictly increasing clock if events within one tick are ordered: a
 //!   return and a call carrying the same time count as concurrent, even for one client.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod checker;
 mod model;
