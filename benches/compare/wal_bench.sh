@@ -3,7 +3,7 @@
 #
 #   benches/compare/wal_bench.sh [ROUNDS] [WORKLOAD...]    (default: 2 rounds of w1 w2 w3 w4)
 #
-# Copies the harness (WAL_BENCH_SRC, default ../shared/wal-bench) to a temporary directory, turns
+# Copies the harness (a checkout of wal-bench named by WAL_BENCH_SRC) to a temporary directory, turns
 # on its `ketch` feature against this checkout's `storage/`, puts wal_bench_ketch.rs in as the
 # Ketch engine, builds it, then runs 5 s per engine, alternating engines within each workload:
 # Ketch compacting like okaywal's checkpoint (`ketch-ckpt`), okaywal, Ketch keeping every entry,
@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-src=${WAL_BENCH_SRC:-$root/../shared/wal-bench}
+src=${WAL_BENCH_SRC:?set WAL_BENCH_SRC to a checkout of the wal-bench harness}
 rounds=${1:-2}
 shift || true
 workloads=${*:-w1 w2 w3 w4}

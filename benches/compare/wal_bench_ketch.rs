@@ -1,4 +1,4 @@
-//! `ketch-storage` as a `wal-bench` engine (`../shared/wal-bench`), through `GroupCommit`, so W4
+//! `ketch-storage` as a `wal-bench` engine (the harness `wal_bench.sh` builds), through `GroupCommit`, so W4
 //! measures the crate's own group commit. `wal_bench.sh` copies this file over the harness's
 //! `src/engines/ketch.rs`; it is not compiled as part of this workspace.
 //!
