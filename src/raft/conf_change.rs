@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use super::error::ConfChangeError;
 use super::membership::Membership;
-use super::message::NodeId;
+use super::node_id::NodeId;
 
 /// A membership change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 
 /// Why a proposal was refused. A refused proposal was not appended anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]

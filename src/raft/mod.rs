@@ -123,6 +123,7 @@ mod membership;
 mod membership_log;
 mod message;
 mod node;
+mod node_id;
 mod progress;
 mod quorum;
 mod rand;
@@ -137,10 +138,9 @@ pub use inflights::Inflights;
 pub use log::{AppendOutcome, RaftLog};
 pub use membership::Membership;
 pub use membership_log::{entry_membership, MembershipEntry, MembershipLog};
-pub use message::{
-    Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
-};
+pub use message::{Entry, EntryKind, HardState, Message, MessageBody, ReadState, SnapshotMeta};
 pub use node::{DurableState, RaftNode, MAX_DEPARTED_NODES};
+pub use node_id::NodeId;
 pub use progress::{Progress, ProgressState, SnapshotTransfer};
 pub use quorum::{majority_index, majority_vote, JointConfig, VoteResult};
 pub use rand::SplitMix64;

@@ -13,9 +13,8 @@ use super::error::{ConfChangeError, ProposeError, ReadError, TransferError};
 use super::log::{AppendOutcome, RaftLog};
 use super::membership::Membership;
 use super::membership_log::{entry_membership, MembershipLog};
-use super::message::{
-    Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
-};
+use super::message::{Entry, EntryKind, HardState, Message, MessageBody, ReadState, SnapshotMeta};
+use super::node_id::NodeId;
 use super::progress::{Progress, ProgressState};
 use super::quorum::{JointConfig, VoteResult};
 use super::rand::SplitMix64;
