@@ -22,7 +22,7 @@ use super::membership::{
 use super::state_machine::StateMachine;
 use super::storage::{load, StorageError};
 use super::transport::{Transport, TransportStats, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{ConfChange, Membership, NodeId, PeerProgress, RaftNode, Role, Stats};
+use crate::raft::{ConfChange, Core, Membership, NodeId, PeerProgress, Role, Stats};
 
 /// Bound of the client request inbox; a full inbox answers `Backpressure`.
 pub const INBOX_REQUESTS: usize = 8192;
@@ -383,7 +383,7 @@ impl Node {
         }
         let mut raft = config.raft.clone();
         raft.id = config.id;
-        let core = RaftNode::new(raft.clone(), loaded.durable)
+        let core = Core::new(raft.clone(), loaded.durable)
             .map_err(|e| NodeError::Config(e.to_string()))?;
         // Addresses: the configured ones, then those learned from membership changes (the
         // address book file, then the log's address entries, newest last).

@@ -31,7 +31,7 @@ use super::membership::{
 };
 use super::storage::snapshot_addresses;
 use super::transport::{ForwardRefused, Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{Message, MessageBody, NodeId, RaftNode, Ready, Role};
+use crate::raft::{Core, Message, MessageBody, NodeId, Ready, Role};
 use crate::wire::message::{Forward, ForwardBody};
 
 /// Client requests taken from the inbox per loop iteration, so a flood of clients cannot
@@ -60,7 +60,7 @@ struct PendingRead {
 /// Everything the loop thread owns.
 pub struct EventLoop {
     /// The core.
-    pub core: RaftNode,
+    pub core: Core,
     /// The poll instance (the waker is registered on it).
     pub poll: Poll,
     /// The peer transport.

@@ -8,7 +8,7 @@
 
 use ketch::history::{self, CheckLimits, CheckResult, History, Op, OpId, Outcome};
 use ketch::raft::{
-    Config, DurableState, EntryKind, Fault, Membership, Message, MessageBody, NodeId, RaftNode,
+    Config, Core, DurableState, EntryKind, Fault, Membership, Message, MessageBody, NodeId,
     ReadMode, Ready, Role, SnapshotMeta, SplitMix64,
 };
 
@@ -90,7 +90,7 @@ pub struct SimNode {
     /// Its id.
     pub id: NodeId,
     /// The core; `None` while crashed.
-    pub core: Option<RaftNode>,
+    pub core: Option<Core>,
     /// Its disk (survives crashes).
     pub disk: Disk,
     /// The state machine (lost on a crash, rebuilt from the snapshot and the log).
@@ -239,9 +239,8 @@ impl Cluster {
                 },
                 ..SnapshotMeta::default()
             };
-            let core = started.then(|| {
-                RaftNode::new(config.clone(), disk.durable.to_state()).expect("valid config")
-            });
+            let core = started
+                .then(|| Core::new(config.clone(), disk.durable.to_state()).expect("valid config"));
             nodes.push(SimNode {
                 id,
                 core,
@@ -292,12 +291,12 @@ impl Cluster {
     }
 
     /// The core of a running node.
-    pub fn core(&self, id: NodeId) -> Option<&RaftNode> {
+    pub fn core(&self, id: NodeId) -> Option<&Core> {
         self.nodes[Self::idx(id)].core.as_ref()
     }
 
     /// Mutable core of a running node.
-    pub fn core_mut(&mut self, id: NodeId) -> Option<&mut RaftNode> {
+    pub fn core_mut(&mut self, id: NodeId) -> Option<&mut Core> {
         self.nodes[Self::idx(id)].core.as_mut()
     }
 
@@ -376,7 +375,7 @@ impl Cluster {
             return;
         }
         let state: DurableState = node.disk.durable.to_state();
-        let core = match RaftNode::new(node.config.clone(), state) {
+        let core = match Core::new(node.config.clone(), state) {
             Ok(core) => core,
             Err(e) => violation(format!(
                 "node {id} cannot restart from its durable state: {e}"

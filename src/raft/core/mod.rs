@@ -1,4 +1,4 @@
-//! `RaftNode`: the Raft state machine of one server (roles, terms, elections, replication).
+//! `Core`: the Raft state machine of one server (roles, terms, elections, replication).
 //!
 //! Inputs: `tick`, `step`, `propose`, `propose_conf_change`, `read_index`, `transfer_leader` and
 //! the driver's completions (`on_persisted`, `on_applied`, `on_snapshot_built`,
@@ -58,7 +58,7 @@ struct IncomingSnapshot {
 
 /// The Raft core of one node. Pure and deterministic: no I/O, no clocks, no global state.
 #[derive(Debug)]
-pub struct RaftNode {
+pub struct Core {
     config: Config,
     id: NodeId,
     rng: SplitMix64,
@@ -98,7 +98,7 @@ pub struct RaftNode {
     stats: Stats,
 }
 
-impl RaftNode {
+impl Core {
     /// Builds a core from its configuration and durable state.
     ///
     /// The membership is the latest configuration entry of `durable.entries`, else the one of
@@ -1779,7 +1779,7 @@ mod tests {
 
     /// A tiny synchronous driver: instant persistence, delivery in FIFO order, optional drops.
     struct Cluster {
-        nodes: BTreeMap<NodeId, RaftNode>,
+        nodes: BTreeMap<NodeId, Core>,
         durable: BTreeMap<NodeId, DurableState>,
         applied: BTreeMap<NodeId, Vec<Entry>>,
         reads: BTreeMap<NodeId, Vec<ReadState>>,
@@ -1814,7 +1814,7 @@ mod tests {
                     },
                     ..DurableState::default()
                 };
-                nodes.insert(id, RaftNode::new(c, state.clone()).unwrap());
+                nodes.insert(id, Core::new(c, state.clone()).unwrap());
                 durable.insert(id, state);
             }
             Self {
@@ -1830,7 +1830,7 @@ mod tests {
             }
         }
 
-        fn node(&mut self, id: NodeId) -> &mut RaftNode {
+        fn node(&mut self, id: NodeId) -> &mut Core {
             self.nodes.get_mut(&id).unwrap()
         }
 
@@ -1931,8 +1931,7 @@ mod tests {
             let mut c = config(id);
             configure(&mut c);
             let state = DurableState::default();
-            self.nodes
-                .insert(id, RaftNode::new(c, state.clone()).unwrap());
+            self.nodes.insert(id, Core::new(c, state.clone()).unwrap());
             self.durable.insert(id, state);
         }
 
@@ -2480,13 +2479,13 @@ mod tests {
         c.node(leader).propose(b"p".to_vec()).unwrap();
         c.tick_all(2);
         let durable = c.durable[&leader].clone();
-        let node = RaftNode::new(config(leader), durable.clone()).unwrap();
+        let node = Core::new(config(leader), durable.clone()).unwrap();
         assert_eq!(node.term(), durable.hard_state.term);
         assert_eq!(node.log().last_index(), c.node(leader).log().last_index());
         assert_eq!(node.log().applied(), 0);
         let mut broken = durable;
         broken.entries.remove(0);
-        assert!(RaftNode::new(config(leader), broken).is_err());
+        assert!(Core::new(config(leader), broken).is_err());
     }
 
     // ----- membership changes -----
@@ -2709,7 +2708,7 @@ mod tests {
             },
             ..DurableState::default()
         };
-        let mut node = RaftNode::new(config(2), state.clone()).unwrap();
+        let mut node = Core::new(config(2), state.clone()).unwrap();
         let append = |from, term, entries: Vec<Entry>| Message {
             from,
             to: 2,
@@ -2727,7 +2726,7 @@ mod tests {
         let ready = node.ready();
         let mut durable = state.clone();
         durable.entries = ready.entries.clone();
-        let restarted = RaftNode::new(config(2), durable).unwrap();
+        let restarted = Core::new(config(2), durable).unwrap();
         assert_eq!(restarted.membership(), &four, "recovered from the log");
         // A leader of term 2 overwrites index 1: the configuration before it is back.
         node.step(append(
@@ -2806,7 +2805,7 @@ mod tests {
         };
         let mut cfg = config(2);
         cfg.snapshot_threshold_entries = 3;
-        let mut node = RaftNode::new(cfg, durable).unwrap();
+        let mut node = Core::new(cfg, durable).unwrap();
         assert_eq!(node.membership(), &four);
         let ready = node.ready();
         assert_eq!(ready.committed_entries.len(), 3);
