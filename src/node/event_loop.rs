@@ -545,13 +545,13 @@ impl EventLoop {
                 }
                 return;
             }
-            Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
+            Err(crate::raft::ProposalRefused::NotLeader { leader_hint }) => {
                 ProposeError::NotLeader { leader_hint }
             }
-            Err(crate::raft::ProposeError::TransferInProgress) => {
+            Err(crate::raft::ProposalRefused::TransferInProgress) => {
                 ProposeError::NotLeader { leader_hint: None }
             }
-            Err(crate::raft::ProposeError::Backpressure { .. }) => ProposeError::Backpressure,
+            Err(crate::raft::ProposalRefused::Backpressure { .. }) => ProposeError::Backpressure,
         };
         drop(waiters);
         done.complete(Err(error));
@@ -610,10 +610,10 @@ impl EventLoop {
                     },
                 );
             }
-            Err(crate::raft::ReadError::NoLeader) => {
+            Err(crate::raft::ReadIndexRefused::NoLeader) => {
                 done.complete(Err(ReadError::NotLeader { leader_hint: None }));
             }
-            Err(crate::raft::ReadError::TooManyPending { .. }) => {
+            Err(crate::raft::ReadIndexRefused::TooManyPending { .. }) => {
                 done.complete(Err(ReadError::Backpressure));
             }
         }
@@ -905,7 +905,7 @@ impl EventLoop {
             book.insert(id, addr);
             if let Err(e) = self.core.propose(encode_address_entry(&book)) {
                 let error = match e {
-                    crate::raft::ProposeError::NotLeader { leader_hint } => {
+                    crate::raft::ProposalRefused::NotLeader { leader_hint } => {
                         ChangeError::NotLeader { leader_hint }
                     }
                     other => ChangeError::Refused {

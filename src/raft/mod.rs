@@ -134,7 +134,7 @@ mod status;
 pub use self::core::{Core, DurableState, MAX_DEPARTED_NODES};
 pub use conf_change::{next_configuration, ConfChange};
 pub use config::{Config, ConfigError, Fault, ReadMode};
-pub use error::{ConfChangeError, ProposeError, ReadError, TransferError};
+pub use error::{ConfChangeError, ProposalRefused, ReadIndexRefused, TransferError};
 pub use inflights::Inflights;
 pub use log::{AppendOutcome, RaftLog};
 pub use membership::Membership;

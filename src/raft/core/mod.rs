@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::conf_change::{next_configuration, ConfChange};
 use super::config::{Config, ConfigError, Fault, ReadMode};
-use super::error::{ConfChangeError, ProposeError, ReadError, TransferError};
+use super::error::{ConfChangeError, ProposalRefused, ReadIndexRefused, TransferError};
 use super::log::{AppendOutcome, RaftLog};
 use super::membership::Membership;
 use super::membership_log::{entry_membership, MembershipLog};
@@ -267,14 +267,14 @@ impl Core {
     }
 
     /// Proposes `data` as a new entry. Returns the index it will have if committed.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, ProposeError> {
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, ProposalRefused> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
+            return Err(ProposalRefused::NotLeader {
                 leader_hint: self.leader,
             });
         }
         if self.transfer.is_some() {
-            return Err(ProposeError::TransferInProgress);
+            return Err(ProposalRefused::TransferInProgress);
         }
         let entry = Entry {
             term: self.current_term,
@@ -288,7 +288,7 @@ impl Core {
         if self.uncommitted_bytes > 0
             && self.uncommitted_bytes + size_bytes > self.config.max_uncommitted_bytes
         {
-            return Err(ProposeError::Backpressure {
+            return Err(ProposalRefused::Backpressure {
                 uncommitted_bytes: self.uncommitted_bytes,
                 max_uncommitted_bytes: self.config.max_uncommitted_bytes,
             });
@@ -348,10 +348,10 @@ impl Core {
     /// Requests a linearizable read tagged `ctx` (thesis §6.4). The answer arrives as a
     /// `ReadState` in a later `Ready` (possibly never, if leadership is lost: the caller
     /// times out and retries).
-    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadIndexRefused> {
         if self.role == Role::Leader {
             if !self.reads.has_room() {
-                return Err(ReadError::TooManyPending {
+                return Err(ReadIndexRefused::TooManyPending {
                     max_pending_reads: self.config.max_pending_reads,
                 });
             }
@@ -363,7 +363,7 @@ impl Core {
                 self.send(leader, MessageBody::ReadIndex { ctx });
                 Ok(())
             }
-            None => Err(ReadError::NoLeader),
+            None => Err(ReadIndexRefused::NoLeader),
         }
     }
 
@@ -2202,14 +2202,14 @@ mod tests {
         let follower = (1..=3).find(|id| *id != leader).unwrap();
         assert_eq!(
             c.node(follower).propose(vec![1]),
-            Err(ProposeError::NotLeader {
+            Err(ProposalRefused::NotLeader {
                 leader_hint: Some(leader)
             })
         );
         c.down = (1..=3).filter(|id| *id != leader).collect();
         c.node(leader).propose(vec![0; 60]).unwrap();
         let err = c.node(leader).propose(vec![0; 60]).unwrap_err();
-        assert!(matches!(err, ProposeError::Backpressure { .. }), "{err}");
+        assert!(matches!(err, ProposalRefused::Backpressure { .. }), "{err}");
         c.down.clear();
         c.tick_all(2);
         c.node(leader).propose(vec![0; 60]).unwrap();
@@ -2228,7 +2228,7 @@ mod tests {
         c.node(leader).transfer_leader(target).unwrap();
         assert_eq!(
             c.node(leader).propose(vec![1]),
-            Err(ProposeError::TransferInProgress)
+            Err(ProposalRefused::TransferInProgress)
         );
         c.settle();
         assert_eq!(c.node(target).role(), Role::Leader);
@@ -2425,7 +2425,7 @@ mod tests {
         c.tick_all(9);
         assert_eq!(
             c.node(leader).propose(vec![1]),
-            Err(ProposeError::TransferInProgress)
+            Err(ProposalRefused::TransferInProgress)
         );
         c.tick_all(1);
         assert!(c.node(leader).propose(vec![1]).is_ok(), "transfer aborted");
