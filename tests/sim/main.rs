@@ -15,7 +15,7 @@ mod seeds;
 
 use ketch::raft::{Fault, ReadMode};
 use scenarios::{
-    agreement, election, membership, membership_changes, persistence, reads, snapshot,
+    agreement, bad_input, election, membership, membership_changes, persistence, reads, snapshot,
 };
 
 #[test]
@@ -41,6 +41,30 @@ fn election_crash_storm() {
 #[test]
 fn message_count_bounds() {
     seeds::run("message_count_bounds", election::message_counts);
+}
+
+#[test]
+fn prevote_keeps_a_partitioned_node_from_bumping_terms() {
+    seeds::run(
+        "prevote_keeps_a_partitioned_node_from_bumping_terms",
+        election::prevote_keeps_a_partitioned_node_from_bumping_terms,
+    );
+}
+
+#[test]
+fn check_quorum_deposes_an_isolated_leader_and_drops_its_reads() {
+    seeds::run(
+        "check_quorum_deposes_an_isolated_leader_and_drops_its_reads",
+        election::check_quorum_deposes_an_isolated_leader_and_drops_its_reads,
+    );
+}
+
+#[test]
+fn followers_that_hear_a_leader_ignore_vote_requests() {
+    seeds::run(
+        "followers_that_hear_a_leader_ignore_vote_requests",
+        election::followers_that_hear_a_leader_ignore_vote_requests,
+    );
 }
 
 #[test]
@@ -74,6 +98,62 @@ fn rejoin_partitioned_leader() {
 #[test]
 fn fast_backup_over_divergent_logs() {
     seeds::run("fast_backup_over_divergent_logs", agreement::fast_backup);
+}
+
+#[test]
+fn single_node_elects_itself_and_commits_only_when_durable() {
+    seeds::run(
+        "single_node_elects_itself_and_commits_only_when_durable",
+        agreement::single_node_elects_itself_and_commits_only_when_durable,
+    );
+}
+
+#[test]
+fn three_nodes_elect_one_leader_and_replicate() {
+    seeds::run(
+        "three_nodes_elect_one_leader_and_replicate",
+        agreement::three_nodes_elect_one_leader_and_replicate,
+    );
+}
+
+#[test]
+fn leader_counts_itself_only_up_to_its_durable_index() {
+    seeds::run(
+        "leader_counts_itself_only_up_to_its_durable_index",
+        agreement::leader_counts_itself_only_up_to_its_durable_index,
+    );
+}
+
+#[test]
+fn fast_backtracking_over_ten_thousand_divergent_entries() {
+    seeds::run(
+        "fast_backtracking_over_ten_thousand_divergent_entries",
+        agreement::fast_backtracking_over_ten_thousand_divergent_entries,
+    );
+}
+
+#[test]
+fn backpressure_and_errors() {
+    seeds::run(
+        "backpressure_and_errors",
+        agreement::backpressure_and_errors,
+    );
+}
+
+#[test]
+fn inconsistent_input_is_counted_not_fatal() {
+    seeds::run(
+        "inconsistent_input_is_counted_not_fatal",
+        bad_input::inconsistent_input_is_counted_not_fatal,
+    );
+}
+
+#[test]
+fn arbitrary_peer_messages_never_panic() {
+    seeds::run(
+        "arbitrary_peer_messages_never_panic",
+        bad_input::arbitrary_peer_messages_never_panic,
+    );
 }
 
 #[test]
@@ -122,6 +202,14 @@ fn churn_with_crashes_and_partitions() {
 }
 
 #[test]
+fn restart_restores_hard_state_and_log() {
+    seeds::run(
+        "restart_restores_hard_state_and_log",
+        persistence::restart_restores_hard_state_and_log,
+    );
+}
+
+#[test]
 fn snapshot_basic() {
     seeds::run("snapshot_basic", snapshot::snapshot_basic);
 }
@@ -148,6 +236,14 @@ fn snapshot_install_crash() {
 }
 
 #[test]
+fn lagging_follower_receives_a_snapshot_in_chunks() {
+    seeds::run(
+        "lagging_follower_receives_a_snapshot_in_chunks",
+        snapshot::lagging_follower_receives_a_snapshot_in_chunks,
+    );
+}
+
+#[test]
 fn leadership_transfer() {
     seeds::run("leadership_transfer", membership::leadership_transfer);
 }
@@ -155,6 +251,22 @@ fn leadership_transfer() {
 #[test]
 fn learners_catch_up() {
     seeds::run("learners_catch_up", membership::learners);
+}
+
+#[test]
+fn leadership_transfer_hands_over_and_refuses_proposals_meanwhile() {
+    seeds::run(
+        "leadership_transfer_hands_over_and_refuses_proposals_meanwhile",
+        membership::leadership_transfer_hands_over_and_refuses_proposals_meanwhile,
+    );
+}
+
+#[test]
+fn transfer_to_an_unreachable_target_aborts_after_an_election_timeout() {
+    seeds::run(
+        "transfer_to_an_unreachable_target_aborts_after_an_election_timeout",
+        membership::transfer_to_an_unreachable_target_aborts_after_an_election_timeout,
+    );
 }
 
 #[test]
@@ -206,6 +318,59 @@ fn membership_changes_under_faults() {
 }
 
 #[test]
+fn promotion_goes_through_a_joint_configuration_and_a_second_change_is_refused() {
+    seeds::run("promotion_goes_through_a_joint_configuration_and_a_second_change_is_refused", membership_changes::promotion_goes_through_a_joint_configuration_and_a_second_change_is_refused);
+}
+
+#[test]
+fn promotion_is_refused_until_the_learner_is_caught_up() {
+    seeds::run(
+        "promotion_is_refused_until_the_learner_is_caught_up",
+        membership_changes::promotion_is_refused_until_the_learner_is_caught_up,
+    );
+}
+
+#[test]
+fn joint_configuration_needs_both_majorities_to_commit() {
+    seeds::run(
+        "joint_configuration_needs_both_majorities_to_commit",
+        membership_changes::joint_configuration_needs_both_majorities_to_commit,
+    );
+}
+
+#[test]
+fn removed_leader_hands_over_after_the_change_commits() {
+    seeds::run(
+        "removed_leader_hands_over_after_the_change_commits",
+        membership_changes::removed_leader_hands_over_after_the_change_commits,
+    );
+}
+
+#[test]
+fn a_new_leader_refuses_changes_until_its_term_commits() {
+    seeds::run(
+        "a_new_leader_refuses_changes_until_its_term_commits",
+        membership_changes::a_new_leader_refuses_changes_until_its_term_commits,
+    );
+}
+
+#[test]
+fn a_removed_follower_learns_it_and_stops_campaigning() {
+    seeds::run(
+        "a_removed_follower_learns_it_and_stops_campaigning",
+        membership_changes::a_removed_follower_learns_it_and_stops_campaigning,
+    );
+}
+
+#[test]
+fn a_learner_added_to_an_idle_cluster_catches_up_without_new_writes() {
+    seeds::run(
+        "a_learner_added_to_an_idle_cluster_catches_up_without_new_writes",
+        membership_changes::a_learner_added_to_an_idle_cluster_catches_up_without_new_writes,
+    );
+}
+
+#[test]
 fn read_index_under_partitions() {
     seeds::run("read_index_under_partitions", |s| {
         reads::reads_under_partitions(s, ReadMode::Safe, None)
@@ -217,6 +382,14 @@ fn lease_reads_under_partitions() {
     seeds::run("lease_reads_under_partitions", |s| {
         reads::reads_under_partitions(s, ReadMode::Lease, None)
     });
+}
+
+#[test]
+fn read_index_waits_for_a_quorum_heartbeat_round() {
+    seeds::run(
+        "read_index_waits_for_a_quorum_heartbeat_round",
+        reads::read_index_waits_for_a_quorum_heartbeat_round,
+    );
 }
 
 /// Checker self-test: a core that commits old-term entries by counting replicas (violating
