@@ -133,7 +133,8 @@ impl fmt::Display for ConfChangeError {
                 max_lag_entries,
             } => write!(
                 f,
-                "node {id} is not caught up: it holds the log up to {match_index}, the leader up to                  {leader_last_index}, more than {max_lag_entries} entries apart; retry once it catches up"
+                "node {id} is not caught up: it holds the log up to {match_index}, the leader up to \
+                 {leader_last_index}, more than {max_lag_entries} entries apart; retry once it catches up"
             ),
             ConfChangeError::AlreadyMember { id } => write!(f, "node {id} is already a member"),
             ConfChangeError::NotAMember { id } => write!(f, "node {id} is not a member"),
@@ -236,6 +237,7 @@ mod tests {
             max_lag_entries: 100,
         };
         assert!(e.to_string().contains("not caught up"), "{e}");
+        assert!(!e.to_string().contains("  "), "{e}");
         assert!(ConfChangeError::ChangeInProgress { index: 7 }
             .to_string()
             .contains("in progress"));
