@@ -3,8 +3,9 @@
 //!
 //! # The contract
 //!
-//! The core does no I/O and reads no clock: same inputs, same outputs. Randomness (election
-//! jitter) comes from a splitmix64 generator seeded by `Config::seed` and the node id.
+//! The core, a [`Core`] per server, does no I/O and reads no clock: same inputs, same outputs.
+//! Randomness (election jitter) comes from a splitmix64 generator seeded by `Config::seed` and
+//! the node id.
 //!
 //! Inputs:
 //! - [`Core::tick`]: one unit of logical time. Timeouts are counted in ticks.
