@@ -11,15 +11,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ketch::raft::{
-    Config, DurableState, Membership, Message, NodeId, RaftNode, Role, SnapshotMeta,
-};
+use ketch::raft::{Config, Core, DurableState, Membership, Message, NodeId, Role, SnapshotMeta};
 
 const BATCH: u64 = 1000;
 const SNAPSHOT_THRESHOLD: u64 = 20_000;
 
 struct Cluster {
-    nodes: Vec<RaftNode>,
+    nodes: Vec<Core>,
     queue: VecDeque<Message>,
 }
 
@@ -39,7 +37,7 @@ impl Cluster {
                     },
                     ..DurableState::default()
                 };
-                RaftNode::new(config, state).expect("valid config")
+                Core::new(config, state).expect("valid config")
             })
             .collect();
         let mut cluster = Self {

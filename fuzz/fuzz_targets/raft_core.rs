@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use ketch::raft::{
-    Config, DurableState, Entry, HardState, Membership, Message, MessageBody, RaftNode, Role,
+    Config, Core, DurableState, Entry, HardState, Membership, Message, MessageBody, Role,
     SnapshotMeta,
 };
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +31,7 @@ struct Disk {
 }
 
 struct Sim {
-    cores: Vec<RaftNode>,
+    cores: Vec<Core>,
     disks: Vec<Disk>,
     network: Vec<Message>,
     applied: Vec<u64>,
@@ -52,7 +52,7 @@ fn config(id: u64) -> Config {
     config
 }
 
-fn start(id: u64, disk: &Disk) -> RaftNode {
+fn start(id: u64, disk: &Disk) -> Core {
     let durable = DurableState {
         hard_state: disk.hard_state,
         snapshot: SnapshotMeta {
@@ -63,7 +63,7 @@ fn start(id: u64, disk: &Disk) -> RaftNode {
         },
         entries: disk.entries.clone(),
     };
-    RaftNode::new(config(id), durable).expect("a valid durable state restarts")
+    Core::new(config(id), durable).expect("a valid durable state restarts")
 }
 
 impl Sim {

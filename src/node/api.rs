@@ -25,7 +25,7 @@ use super::request::Request;
 use super::state_machine::StateMachine;
 use super::status::{members_of, NodeStatus};
 use super::transport::{Transport, TransportStats, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{ConfChange, NodeId, RaftNode, Role, Stats};
+use crate::raft::{ConfChange, Core, NodeId, Role, Stats};
 
 /// Bound of the client request inbox; a full inbox answers `Backpressure`.
 pub const INBOX_REQUESTS: usize = 8192;
@@ -104,7 +104,7 @@ impl Node {
         }
         let mut raft = config.raft.clone();
         raft.id = config.id;
-        let core = RaftNode::new(raft.clone(), loaded.durable)
+        let core = Core::new(raft.clone(), loaded.durable)
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let addresses =
             AddressBook::open(data_dir, &config.peers, core.log()).map_err(NodeError::Config)?;
@@ -435,7 +435,7 @@ impl Drop for Node {
 fn bind_transport(
     config: &NodeConfig,
     poll: &Poll,
-    core: &RaftNode,
+    core: &Core,
     addresses: &AddressBook,
 ) -> Result<(Transport, SocketAddr), NodeError> {
     let std_listener = std::net::TcpListener::bind(config.listen_addr).map_err(NodeError::Io)?;

@@ -16,7 +16,7 @@
 //! | 1      | n    | the application bytes (empty for a no-op; for a configuration change the membership as in `Membership::encode`) |
 //!
 //! The latest configuration is recovered by the core from the snapshot's membership and the
-//! configuration entries loaded after it (`RaftNode::new`); a configuration entry whose bytes do
+//! configuration entries loaded after it (`Core::new`); a configuration entry whose bytes do
 //! not decode is refused here with its index.
 //!
 //! # Hard state
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn a_restarted_core_recovers_the_latest_configuration_from_snapshot_and_log() {
-        use crate::raft::{Config, RaftNode};
+        use crate::raft::{Config, Core};
         let dir = tempfile::tempdir().unwrap();
         let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
         let loaded = load(dir.path(), &voters, Options::default()).unwrap();
@@ -482,7 +482,7 @@ mod tests {
         wal.sync().unwrap();
         drop(wal);
         let loaded = load(dir.path(), &voters, Options::default()).unwrap();
-        let core = RaftNode::new(Config::new(1), loaded.durable).unwrap();
+        let core = Core::new(Config::new(1), loaded.durable).unwrap();
         assert_eq!(
             core.membership(),
             &joint,
@@ -495,7 +495,7 @@ mod tests {
         // A node started to join a cluster has no initial voters: it knows no configuration.
         let joining = tempfile::tempdir().unwrap();
         let loaded = load(joining.path(), &BTreeSet::new(), Options::default()).unwrap();
-        let core = RaftNode::new(Config::new(9), loaded.durable).unwrap();
+        let core = Core::new(Config::new(9), loaded.durable).unwrap();
         assert!(core.membership().is_unknown());
     }
 }

@@ -9,7 +9,7 @@
 //! A change that touches learners only (adding or removing a learner) does not change any
 //! quorum, so it is one entry, with no joint phase.
 //!
-//! Rules checked before a change is appended (see `RaftNode::propose_conf_change`): a new
+//! Rules checked before a change is appended (see `Core::propose_conf_change`): a new
 //! voter must already be a learner whose match index is within
 //! `Config::promote_max_lag_entries` of the leader's last index (thesis §4.2.1: a server with
 //! an empty log would otherwise stall commitment while it catches up), at least one voter
@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 
 use super::error::ConfChangeError;
 use super::membership::Membership;
-use super::message::NodeId;
+use super::node_id::NodeId;
 
 /// A membership change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 
 /// How read-index requests are confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

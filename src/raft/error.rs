@@ -1,12 +1,16 @@
-//! Errors returned to the caller of the core.
+//! Errors returned to the caller of the core. Each is a refusal, decided at once: nothing was
+//! appended or sent, so a retry is always safe. Hence `ProposalRefused` and `ReadIndexRefused`
+//! rather than the runtime's `ProposeError` and `ReadError`, which also report what only
+//! happens later (a time-out, a leadership lost while a proposal was pending), when a command
+//! may have been applied.
 
 use std::fmt;
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 
 /// Why a proposal was refused. A refused proposal was not appended anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProposeError {
+pub enum ProposalRefused {
     /// This node is not the leader; retry at `leader_hint` if known.
     NotLeader {
         /// The leader this node last heard from in its current term.
@@ -23,26 +27,26 @@ pub enum ProposeError {
     TransferInProgress,
 }
 
-impl fmt::Display for ProposeError {
+impl fmt::Display for ProposalRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProposeError::NotLeader { leader_hint: Some(id) } => {
+            ProposalRefused::NotLeader { leader_hint: Some(id) } => {
                 write!(f, "not the leader; the leader is probably node {id}")
             }
-            ProposeError::NotLeader { leader_hint: None } => write!(f, "not the leader; no leader known"),
-            ProposeError::Backpressure {
+            ProposalRefused::NotLeader { leader_hint: None } => write!(f, "not the leader; no leader known"),
+            ProposalRefused::Backpressure {
                 uncommitted_bytes,
                 max_uncommitted_bytes,
             } => write!(
                 f,
                 "too much uncommitted data ({uncommitted_bytes} of {max_uncommitted_bytes} bytes); retry later"
             ),
-            ProposeError::TransferInProgress => write!(f, "leadership transfer in progress; retry at the new leader"),
+            ProposalRefused::TransferInProgress => write!(f, "leadership transfer in progress; retry at the new leader"),
         }
     }
 }
 
-impl std::error::Error for ProposeError {}
+impl std::error::Error for ProposalRefused {}
 
 /// Why a membership change was refused. A refused change was not appended anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +133,8 @@ impl fmt::Display for ConfChangeError {
                 max_lag_entries,
             } => write!(
                 f,
-                "node {id} is not caught up: it holds the log up to {match_index}, the leader up to                  {leader_last_index}, more than {max_lag_entries} entries apart; retry once it catches up"
+                "node {id} is not caught up: it holds the log up to {match_index}, the leader up to \
+                 {leader_last_index}, more than {max_lag_entries} entries apart; retry once it catches up"
             ),
             ConfChangeError::AlreadyMember { id } => write!(f, "node {id} is already a member"),
             ConfChangeError::NotAMember { id } => write!(f, "node {id} is not a member"),
@@ -147,7 +152,7 @@ impl std::error::Error for ConfChangeError {}
 
 /// Why a read-index request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadError {
+pub enum ReadIndexRefused {
     /// No leader is known to forward the request to.
     NoLeader,
     /// Too many reads are pending; retry later.
@@ -157,18 +162,18 @@ pub enum ReadError {
     },
 }
 
-impl fmt::Display for ReadError {
+impl fmt::Display for ReadIndexRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReadError::NoLeader => write!(f, "no leader known; retry after an election"),
-            ReadError::TooManyPending { max_pending_reads } => {
+            ReadIndexRefused::NoLeader => write!(f, "no leader known; retry after an election"),
+            ReadIndexRefused::TooManyPending { max_pending_reads } => {
                 write!(f, "{max_pending_reads} reads already pending; retry later")
             }
         }
     }
 }
 
-impl std::error::Error for ReadError {}
+impl std::error::Error for ReadIndexRefused {}
 
 /// Why a leadership transfer was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,16 +217,16 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_do() {
-        let e = ProposeError::NotLeader {
+        let e = ProposalRefused::NotLeader {
             leader_hint: Some(3),
         };
         assert!(e.to_string().contains("node 3"));
-        let e = ProposeError::Backpressure {
+        let e = ProposalRefused::Backpressure {
             uncommitted_bytes: 10,
             max_uncommitted_bytes: 8,
         };
         assert!(e.to_string().contains("retry later"));
-        assert!(ReadError::NoLeader.to_string().contains("retry"));
+        assert!(ReadIndexRefused::NoLeader.to_string().contains("retry"));
         assert!(TransferError::InvalidTarget { target: 9 }
             .to_string()
             .contains('9'));
@@ -232,6 +237,7 @@ mod tests {
             max_lag_entries: 100,
         };
         assert!(e.to_string().contains("not caught up"), "{e}");
+        assert!(!e.to_string().contains("  "), "{e}");
         assert!(ConfChangeError::ChangeInProgress { index: 7 }
             .to_string()
             .contains("in progress"));

@@ -5,7 +5,7 @@
 //! compaction, a bounded number of older entries that followers still need). Memory is bounded
 //! by the snapshot threshold: once `snapshot_threshold_entries` applied entries follow the
 //! snapshot the core asks for a new one and then drops the prefix. The durable copy lives in
-//! the driver's storage; on restart the core is rebuilt from it (see `RaftNode::new`).
+//! the driver's storage; on restart the core is rebuilt from it (see `Core::new`).
 //!
 //! Positions, all log indices, always ordered
 //! `snapshot.index <= applied <= handed_out <= commit <= last_index` and

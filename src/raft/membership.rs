@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 use super::quorum::JointConfig;
 
 /// The members of a cluster at some log index.

@@ -7,9 +7,7 @@
 //! (thesis §9.6) and never change anyone's term.
 
 use super::membership::Membership;
-
-/// A node identifier; 0 is reserved to mean "none" in wire formats and is never a valid id.
-pub type NodeId = u64;
+use super::node_id::NodeId;
 
 /// What an entry carries.
 #[derive(Debug, Clone, PartialEq, Eq)]

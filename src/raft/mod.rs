@@ -3,20 +3,21 @@
 //!
 //! # The contract
 //!
-//! The core does no I/O and reads no clock: same inputs, same outputs. Randomness (election
-//! jitter) comes from a splitmix64 generator seeded by `Config::seed` and the node id.
+//! The core, a [`Core`] per server, does no I/O and reads no clock: same inputs, same outputs.
+//! Randomness (election jitter) comes from a splitmix64 generator seeded by `Config::seed` and
+//! the node id.
 //!
 //! Inputs:
-//! - [`RaftNode::tick`]: one unit of logical time. Timeouts are counted in ticks.
-//! - [`RaftNode::step`]: a message from a peer. Malformed or inconsistent input is counted in
+//! - [`Core::tick`]: one unit of logical time. Timeouts are counted in ticks.
+//! - [`Core::step`]: a message from a peer. Malformed or inconsistent input is counted in
 //!   [`Stats`] and dropped, never a panic.
-//! - [`RaftNode::propose`], [`RaftNode::propose_conf_change`], [`RaftNode::read_index`],
-//!   [`RaftNode::transfer_leader`].
-//! - Completions from the driver: [`RaftNode::on_persisted`], [`RaftNode::on_applied`],
-//!   [`RaftNode::on_snapshot_built`], [`RaftNode::on_snapshot_installed`].
+//! - [`Core::propose`], [`Core::propose_conf_change`], [`Core::read_index`],
+//!   [`Core::transfer_leader`].
+//! - Completions from the driver: [`Core::on_persisted`], [`Core::on_applied`],
+//!   [`Core::on_snapshot_built`], [`Core::on_snapshot_installed`].
 //!
-//! Output: [`RaftNode::ready`] returns a [`Ready`]. After any input the driver calls `ready()`
-//! (or checks [`RaftNode::has_ready`]) and carries the batch out as follows:
+//! Output: [`Core::ready`] returns a [`Ready`]. After any input the driver calls `ready()`
+//! (or checks [`Core::has_ready`]) and carries the batch out as follows:
 //! 1. Send `messages` now, in any order, over any transport (loss, duplication and reordering
 //!    are tolerated).
 //! 2. Persist, in this order and in order with earlier `Ready`s: `truncate_from` (drop durable
@@ -45,7 +46,7 @@
 //!
 //! # Durable state and restarts
 //!
-//! A node is rebuilt with [`RaftNode::new`] from [`DurableState`]: the hard state (term, vote,
+//! A node is rebuilt with [`Core::new`] from [`DurableState`]: the hard state (term, vote,
 //! commit), the latest snapshot's metadata (index, term, membership, size) and the durable
 //! entries after it. The core keeps all entries after its latest snapshot in memory (the log is
 //! bounded by `snapshot_threshold_entries` because the core requests a snapshot beyond it); the
@@ -81,7 +82,7 @@
 //!
 //! # Membership changes (thesis §4)
 //!
-//! [`RaftNode::propose_conf_change`] takes a [`ConfChange`] (add a learner, promote, demote,
+//! [`Core::propose_conf_change`] takes a [`ConfChange`] (add a learner, promote, demote,
 //! remove, replace, or any target set) and returns the index of the configuration entry it
 //! appended, or a [`ConfChangeError`]. Changes of voters use joint consensus (thesis §4.3, see
 //! `conf_change`): the leader appends C_old,new, and once that commits appends C_new itself.
@@ -104,25 +105,26 @@
 //!   voters of that configuration once per election timeout, to be contacted by the leader.
 //!   A removed node whose log does not even hold the change keeps campaigning (pre-vote and
 //!   check-quorum make that harmless) and learns when the leader hears it.
-//!   [`RaftNode::is_removed`] then turns true, and the runtime can stop the process. Node ids
+//!   [`Core::is_removed`] then turns true, and the runtime can stop the process. Node ids
 //!   must not be reused after removal.
 //! - A node joining a running cluster starts with an empty membership (`Membership::default()`
 //!   in its snapshot metadata) and learns the configuration from the leader's log or snapshot;
 //!   it builds no snapshot before it knows one.
-//! - [`RaftNode::membership`] is the configuration in force (latest in the log);
-//!   [`RaftNode::committed_membership`] the one in force at the commit index. Snapshot metadata
+//! - [`Core::membership`] is the configuration in force (latest in the log);
+//!   [`Core::committed_membership`] the one in force at the commit index. Snapshot metadata
 //!   carries the configuration in force at the snapshot index; a restarted node recovers the
 //!   latest configuration from its snapshot and the configuration entries of its log.
 
 mod conf_change;
 mod config;
+mod core;
 mod error;
 mod inflights;
 mod log;
 mod membership;
 mod membership_log;
 mod message;
-mod node;
+mod node_id;
 mod progress;
 mod quorum;
 mod rand;
@@ -130,17 +132,16 @@ mod read_index;
 mod ready;
 mod status;
 
+pub use self::core::{Core, DurableState, MAX_DEPARTED_NODES};
 pub use conf_change::{next_configuration, ConfChange};
 pub use config::{Config, ConfigError, Fault, ReadMode};
-pub use error::{ConfChangeError, ProposeError, ReadError, TransferError};
+pub use error::{ConfChangeError, ProposalRefused, ReadIndexRefused, TransferError};
 pub use inflights::Inflights;
 pub use log::{AppendOutcome, RaftLog};
 pub use membership::Membership;
 pub use membership_log::{entry_membership, MembershipEntry, MembershipLog};
-pub use message::{
-    Entry, EntryKind, HardState, Message, MessageBody, NodeId, ReadState, SnapshotMeta,
-};
-pub use node::{DurableState, RaftNode, MAX_DEPARTED_NODES};
+pub use message::{Entry, EntryKind, HardState, Message, MessageBody, ReadState, SnapshotMeta};
+pub use node_id::NodeId;
 pub use progress::{Progress, ProgressState, SnapshotTransfer};
 pub use quorum::{majority_index, majority_vote, JointConfig, VoteResult};
 pub use rand::SplitMix64;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 
 /// The outcome of counting votes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

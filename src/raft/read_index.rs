@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 use super::quorum::JointConfig;
 
 /// Rounds whose send tick is remembered for lease checks.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::message::NodeId;
+use super::node_id::NodeId;
 use super::progress::ProgressState;
 
 /// The role of a node (Raft §5.1, plus thesis §9.6 pre-candidates).

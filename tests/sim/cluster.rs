@@ -5,10 +5,17 @@
 //! phase). In each step: due disk writes complete, due messages are delivered, nodes tick,
 //! clients act. After every input to a node its `Ready` is processed and the invariants are
 //! checked.
+//!
+//! Scripted scenarios, which check one behaviour tick by tick, run in lockstep instead
+//! (`SimConfig::lockstep`): `tick_all` ticks every node at once and `settle` then runs without
+//! ticks until every exchange it started is over, so a script can say exactly how many ticks a
+//! behaviour takes. The same disks, network and invariant checks serve both.
+
+use std::collections::BTreeSet;
 
 use ketch::raft::{
-    Config, DurableState, EntryKind, Fault, Membership, Message, MessageBody, NodeId, RaftNode,
-    ReadMode, Ready, Role, SnapshotMeta, SplitMix64,
+    Config, Core, DurableState, Entry, EntryKind, Fault, Membership, Message, MessageBody, NodeId,
+    ReadMode, ReadState, Ready, Role, SnapshotMeta, SplitMix64,
 };
 use ketch_history::{self as history, CheckLimits, CheckResult, History, Op, OpId, Outcome};
 
@@ -58,6 +65,11 @@ pub struct SimConfig {
     pub disk_delay_steps: (u64, u64),
     /// Network faults.
     pub network: NetworkFaults,
+    /// Adjusts each node's core configuration after the settings above.
+    pub tune: fn(&mut Config),
+    /// Whether a node that learned of its removal keeps running (a runtime stops it), for
+    /// scenarios that watch what a removed node does.
+    pub keep_removed: bool,
 }
 
 impl SimConfig {
@@ -81,6 +93,20 @@ impl SimConfig {
             max_uncommitted_bytes: 1 << 20,
             disk_delay_steps: (0, 8),
             network: NetworkFaults::reliable(),
+            tune: |_| {},
+            keep_removed: false,
+        }
+    }
+
+    /// A cluster for scripted scenarios, driven with `Cluster::tick_all` and `Cluster::settle`:
+    /// no clients, disks that write at once, and a network that delivers every message in the
+    /// next step, in the order sent.
+    pub fn lockstep(voters: u64) -> Self {
+        Self {
+            clients: 0,
+            disk_delay_steps: (0, 0),
+            network: NetworkFaults::instant(),
+            ..Self::new(voters)
         }
     }
 }
@@ -90,7 +116,7 @@ pub struct SimNode {
     /// Its id.
     pub id: NodeId,
     /// The core; `None` while crashed.
-    pub core: Option<RaftNode>,
+    pub core: Option<Core>,
     /// Its disk (survives crashes).
     pub disk: Disk,
     /// The state machine (lost on a crash, rebuilt from the snapshot and the log).
@@ -103,6 +129,10 @@ pub struct SimNode {
     pub started: bool,
     /// Whether the node stopped for good after learning it was removed.
     pub stopped: bool,
+    /// Every committed entry handed to the state machine, in order (again after a restart).
+    pub applied: Vec<Entry>,
+    /// Every read state the core handed out.
+    pub read_states: Vec<ReadState>,
     config: Config,
 }
 
@@ -207,6 +237,9 @@ pub struct Cluster {
     next_ctx: u64,
     /// Per leader: (term, commit index) last checked by `check_commit_quorum`.
     leader_commit_checked: std::collections::BTreeMap<NodeId, (u64, u64)>,
+    /// Paused nodes neither tick nor exchange messages (one due to or from a paused node is
+    /// dropped), but unlike crashed ones they keep their state.
+    pub paused: BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -228,6 +261,7 @@ impl Cluster {
             config.max_uncommitted_bytes = cfg.max_uncommitted_bytes;
             config.max_message_bytes = 64 << 10;
             config.max_inflight_messages = 8;
+            (cfg.tune)(&mut config);
             let mut disk = Disk::default();
             let started = id <= members;
             disk.durable.snapshot = SnapshotMeta {
@@ -239,9 +273,8 @@ impl Cluster {
                 },
                 ..SnapshotMeta::default()
             };
-            let core = started.then(|| {
-                RaftNode::new(config.clone(), disk.durable.to_state()).expect("valid config")
-            });
+            let core = started
+                .then(|| Core::new(config.clone(), disk.durable.to_state()).expect("valid config"));
             nodes.push(SimNode {
                 id,
                 core,
@@ -251,6 +284,8 @@ impl Cluster {
                 pending_reads: Vec::new(),
                 started,
                 stopped: false,
+                applied: Vec::new(),
+                read_states: Vec::new(),
                 config,
             });
         }
@@ -274,6 +309,7 @@ impl Cluster {
             report: RunReport::default(),
             next_ctx: 1,
             leader_commit_checked: Default::default(),
+            paused: BTreeSet::new(),
         }
     }
 
@@ -291,20 +327,36 @@ impl Cluster {
         (id - 1) as usize
     }
 
+    /// Node `id`.
+    pub fn node(&self, id: NodeId) -> &SimNode {
+        &self.nodes[Self::idx(id)]
+    }
+
+    /// Node `id`, mutable.
+    pub fn node_mut(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[Self::idx(id)]
+    }
+
     /// The core of a running node.
-    pub fn core(&self, id: NodeId) -> Option<&RaftNode> {
+    pub fn core(&self, id: NodeId) -> Option<&Core> {
         self.nodes[Self::idx(id)].core.as_ref()
     }
 
     /// Mutable core of a running node.
-    pub fn core_mut(&mut self, id: NodeId) -> Option<&mut RaftNode> {
+    pub fn core_mut(&mut self, id: NodeId) -> Option<&mut Core> {
         self.nodes[Self::idx(id)].core.as_mut()
     }
 
-    /// Running nodes that believe they lead, with their terms.
+    /// The configuration node `id` runs its core with.
+    pub fn config(&self, id: NodeId) -> &Config {
+        &self.nodes[Self::idx(id)].config
+    }
+
+    /// Running, unpaused nodes that believe they lead, with their terms.
     pub fn leaders(&self) -> Vec<(NodeId, u64)> {
         self.nodes
             .iter()
+            .filter(|n| !self.paused.contains(&n.id))
             .filter_map(|n| {
                 n.core
                     .as_ref()
@@ -376,7 +428,7 @@ impl Cluster {
             return;
         }
         let state: DurableState = node.disk.durable.to_state();
-        let core = match RaftNode::new(node.config.clone(), state) {
+        let core = match Core::new(node.config.clone(), state) {
             Ok(core) => core,
             Err(e) => violation(format!(
                 "node {id} cannot restart from its durable state: {e}"
@@ -413,6 +465,55 @@ impl Cluster {
 
     /// One step of simulated time.
     pub fn step(&mut self) {
+        self.advance();
+        for i in 0..self.nodes.len() {
+            let id = self.nodes[i].id;
+            if self.now % STEPS_PER_TICK == id % STEPS_PER_TICK && !self.paused.contains(&id) {
+                if let Some(core) = self.nodes[i].core.as_mut() {
+                    core.tick();
+                    self.drive(id);
+                }
+            }
+        }
+        self.step_clients();
+    }
+
+    /// Lockstep: ticks every running, unpaused node at once, then settles; `ticks` times.
+    pub fn tick_all(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            for id in self.ids() {
+                if self.paused.contains(&id) {
+                    continue;
+                }
+                if let Some(core) = self.core_mut(id) {
+                    core.tick();
+                }
+            }
+            self.settle();
+        }
+    }
+
+    /// Lockstep: runs without ticks until nothing is left to do: no `Ready` pending, no
+    /// message in flight, no write pending on a disk that is not held.
+    pub fn settle(&mut self) {
+        for _ in 0..100_000 {
+            for id in self.ids() {
+                self.drive(id);
+            }
+            let disks_idle = self
+                .nodes
+                .iter()
+                .all(|n| n.core.is_none() || n.disk.held || n.disk.pending.is_empty());
+            if disks_idle && self.net.in_flight() == 0 {
+                return;
+            }
+            self.advance();
+        }
+        panic!("the cluster did not settle");
+    }
+
+    /// Time moves on one step: due disk writes complete, due messages are delivered.
+    fn advance(&mut self) {
         self.now += 1;
         self.report.steps += 1;
         for i in 0..self.nodes.len() {
@@ -429,21 +530,14 @@ impl Cluster {
             if to == 0 || to as usize > self.nodes.len() {
                 continue;
             }
+            if self.paused.contains(&to) || self.paused.contains(&message.from) {
+                continue;
+            }
             if let Some(core) = self.nodes[Self::idx(to)].core.as_mut() {
                 core.step(message);
                 self.drive(to);
             }
         }
-        for i in 0..self.nodes.len() {
-            let id = self.nodes[i].id;
-            if self.now % STEPS_PER_TICK == id % STEPS_PER_TICK {
-                if let Some(core) = self.nodes[i].core.as_mut() {
-                    core.tick();
-                    self.drive(id);
-                }
-            }
-        }
-        self.step_clients();
     }
 
     fn send(&mut self, mut message: Message) {
@@ -487,7 +581,7 @@ impl Cluster {
         if let Some(core) = self.nodes[Self::idx(id)].core.as_ref() {
             self.inv.check_node(id, core);
             self.inv.check_configuration(id, core);
-            if core.is_removed() {
+            if core.is_removed() && !self.cfg.keep_removed {
                 self.stop_removed(id);
             }
         }
@@ -545,7 +639,9 @@ impl Cluster {
         }
     }
 
-    fn handle_ready(&mut self, id: NodeId, ready: Ready) {
+    /// Carries out a `Ready` of node `id` (`drive` takes them; a scenario that took one from
+    /// the core itself, to look at it, hands it back here).
+    pub fn handle_ready(&mut self, id: NodeId, ready: Ready) {
         let i = Self::idx(id);
         {
             let core = self.nodes[i].core.as_ref().expect("running");
@@ -589,6 +685,7 @@ impl Cluster {
                     ));
                 }
                 node.applied_index = entry.index;
+                node.applied.push(entry.clone());
                 self.inv.on_apply(id, entry, term);
                 if entry.kind != EntryKind::Normal {
                     last = entry.index;
@@ -609,6 +706,7 @@ impl Cluster {
         self.nodes[i]
             .pending_reads
             .extend(ready.read_states.iter().map(|r| (r.ctx, r.index)));
+        self.nodes[i].read_states.extend(ready.read_states);
         self.serve_reads(id);
         if let Some(request) = ready.snapshot_request {
             let node = &mut self.nodes[i];
@@ -806,12 +904,16 @@ impl Cluster {
 
     // ----- endings -----
 
-    /// Heals everything, then requires progress within bounds: a leader is elected, every
+    /// Heals everything (links, pauses, stalled disks), then requires progress within bounds: a leader is elected, every
     /// client completes one more write and one more read without timing out, and every node
     /// converges. Then checks the history for linearizability. Returns the run report.
     pub fn finish(mut self, bound_ticks: u64) -> RunReport {
         self.net.heal();
         self.net.faults = NetworkFaults::reliable();
+        self.paused.clear();
+        for node in &mut self.nodes {
+            node.disk.held = false;
+        }
         for id in self.ids() {
             self.restart(id);
         }

@@ -106,6 +106,8 @@ pub struct Disk {
     pub pending: VecDeque<PendingWrite>,
     /// Writes completed.
     pub writes_completed: u64,
+    /// A stalled disk: while set, no write completes (nor tells the core it is durable).
+    pub held: bool,
 }
 
 impl Disk {
@@ -119,7 +121,7 @@ impl Disk {
 
     /// Completes the oldest write if due; returns it.
     pub fn complete_next(&mut self, now: u64) -> Option<PendingWrite> {
-        if self.pending.front()?.complete_at > now {
+        if self.held || self.pending.front()?.complete_at > now {
             return None;
         }
         let write = self.pending.pop_front()?;

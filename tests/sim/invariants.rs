@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ketch::raft::{Entry, EntryKind, Membership, NodeId, RaftNode, Role};
+use ketch::raft::{Core, Entry, EntryKind, Membership, NodeId, Role};
 
 /// Panics with a message the seed runner recognises as a safety violation.
 pub fn violation(message: String) -> ! {
@@ -80,7 +80,7 @@ impl Invariants {
 
     /// Reads the latest configuration from the node's whole log (after a restart, a snapshot
     /// install or a truncation below the tracked configuration entry).
-    pub fn rescan_configuration(&mut self, id: NodeId, core: &RaftNode) {
+    pub fn rescan_configuration(&mut self, id: NodeId, core: &Core) {
         let log = core.log();
         let floor = log.first_index().max(log.snapshot().index + 1);
         let mut found = (log.snapshot().index, log.snapshot().membership.clone());
@@ -100,7 +100,7 @@ impl Invariants {
     pub fn on_ready_log(
         &mut self,
         id: NodeId,
-        core: &RaftNode,
+        core: &Core,
         truncate_from: Option<u64>,
         entries: &[Entry],
     ) {
@@ -121,7 +121,7 @@ impl Invariants {
     }
 
     /// The node's configuration in force must be the latest of its log.
-    pub fn check_configuration(&self, id: NodeId, core: &RaftNode) {
+    pub fn check_configuration(&self, id: NodeId, core: &Core) {
         let Some((index, expected)) = self.configurations.get(&id) else {
             return;
         };
@@ -134,7 +134,7 @@ impl Invariants {
     }
 
     /// Log matching, checked for entries the node just appended.
-    pub fn on_entries(&mut self, id: NodeId, core: &RaftNode, entries: &[Entry]) {
+    pub fn on_entries(&mut self, id: NodeId, core: &Core, entries: &[Entry]) {
         let Some(first) = entries.first() else {
             return;
         };
@@ -187,7 +187,7 @@ impl Invariants {
     }
 
     /// Checks everything about one node after an input.
-    pub fn check_node(&mut self, id: NodeId, core: &RaftNode) {
+    pub fn check_node(&mut self, id: NodeId, core: &Core) {
         self.checks += 1;
         let log = core.log();
         let (term, commit, applied, last) =
@@ -247,7 +247,7 @@ impl Invariants {
     /// Raft §5.4: entries committed in a term below the leader's are in its log. The commit
     /// term is bounded above by the term of the first node seen committing the entry, so only
     /// entries seen committed at a lower term are checked (no false alarms).
-    fn check_leader_completeness(&self, id: NodeId, core: &RaftNode) {
+    fn check_leader_completeness(&self, id: NodeId, core: &Core) {
         let log = core.log();
         for (index, (term, _, commit_term)) in self.committed.iter() {
             if *commit_term >= core.term() {

@@ -22,6 +22,17 @@ pub struct Command {
 }
 
 impl Command {
+    /// A put from no client, for scripts that propose commands themselves.
+    pub fn put(key: &[u8], value: Vec<u8>) -> Self {
+        Self {
+            kind: 1,
+            client: 0,
+            seq: 0,
+            key: key.to_vec(),
+            value,
+        }
+    }
+
     /// Encodes for a log entry.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(19 + self.key.len() + self.value.len());

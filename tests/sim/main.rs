@@ -15,208 +15,84 @@ mod seeds;
 
 use ketch::raft::{Fault, ReadMode};
 use scenarios::{
-    agreement, election, membership, membership_changes, persistence, reads, snapshot,
+    agreement, bad_input, election, membership, membership_changes, persistence, reads, snapshot,
 };
 
-#[test]
-fn initial_election() {
-    seeds::run("initial_election", election::initial_election);
+/// A test per scenario, named like it (the name is how `seeds::run` replays it), run over
+/// the seeds: `name => body,` or, for a scenario function of that name, `module::name,`.
+macro_rules! scenarios {
+    () => {};
+    ($name:ident => $body:expr, $($rest:tt)*) => {
+        #[test]
+        fn $name() {
+            seeds::run(stringify!($name), $body);
+        }
+        scenarios!($($rest)*);
+    };
+    ($module:ident :: $name:ident, $($rest:tt)*) => {
+        #[test]
+        fn $name() {
+            seeds::run(stringify!($name), $module::$name);
+        }
+        scenarios!($($rest)*);
+    };
 }
 
-#[test]
-fn reelection_after_leader_failure() {
-    seeds::run("reelection_after_leader_failure", election::reelection);
-}
-
-#[test]
-fn many_elections_under_churn() {
-    seeds::run("many_elections_under_churn", election::many_elections);
-}
-
-#[test]
-fn election_crash_storm() {
-    seeds::run("election_crash_storm", election::election_crash_storm);
-}
-
-#[test]
-fn message_count_bounds() {
-    seeds::run("message_count_bounds", election::message_counts);
-}
-
-#[test]
-fn basic_agreement() {
-    seeds::run("basic_agreement", agreement::basic_agreement);
-}
-
-#[test]
-fn fail_agree() {
-    seeds::run("fail_agree", agreement::fail_agree);
-}
-
-#[test]
-fn fail_no_agree() {
-    seeds::run("fail_no_agree", agreement::fail_no_agree);
-}
-
-#[test]
-fn concurrent_proposals() {
-    seeds::run("concurrent_proposals", agreement::concurrent_proposals);
-}
-
-#[test]
-fn rejoin_partitioned_leader() {
-    seeds::run(
-        "rejoin_partitioned_leader",
-        agreement::rejoin_partitioned_leader,
-    );
-}
-
-#[test]
-fn fast_backup_over_divergent_logs() {
-    seeds::run("fast_backup_over_divergent_logs", agreement::fast_backup);
-}
-
-#[test]
-fn persistence_crash_followers() {
-    seeds::run("persistence_crash_followers", |s| {
-        persistence::persistence(s, persistence::Victims::Followers)
-    });
-}
-
-#[test]
-fn persistence_crash_leaders() {
-    seeds::run("persistence_crash_leaders", |s| {
-        persistence::persistence(s, persistence::Victims::Leaders)
-    });
-}
-
-#[test]
-fn persistence_crash_everyone() {
-    seeds::run("persistence_crash_everyone", |s| {
-        persistence::persistence(s, persistence::Victims::Everyone)
-    });
-}
-
-#[test]
-fn figure8_reliable() {
-    seeds::run("figure8_reliable", |s| persistence::figure8(s, false, None));
-}
-
-#[test]
-fn figure8_unreliable() {
-    seeds::run("figure8_unreliable", |s| {
-        persistence::figure8(s, true, None)
-    });
-}
-
-#[test]
-fn figure8_scripted() {
-    seeds::run("figure8_scripted", |s| {
-        persistence::figure8_scripted(s, None)
-    });
-}
-
-#[test]
-fn churn_with_crashes_and_partitions() {
-    seeds::run("churn_with_crashes_and_partitions", persistence::churn);
-}
-
-#[test]
-fn snapshot_basic() {
-    seeds::run("snapshot_basic", snapshot::snapshot_basic);
-}
-
-#[test]
-fn snapshot_install_lagging_follower() {
-    seeds::run(
-        "snapshot_install_lagging_follower",
-        snapshot::snapshot_install_lagging,
-    );
-}
-
-#[test]
-fn snapshot_install_unreliable() {
-    seeds::run(
-        "snapshot_install_unreliable",
-        snapshot::snapshot_install_unreliable,
-    );
-}
-
-#[test]
-fn snapshot_install_crash() {
-    seeds::run("snapshot_install_crash", snapshot::snapshot_install_crash);
-}
-
-#[test]
-fn leadership_transfer() {
-    seeds::run("leadership_transfer", membership::leadership_transfer);
-}
-
-#[test]
-fn learners_catch_up() {
-    seeds::run("learners_catch_up", membership::learners);
-}
-
-#[test]
-fn membership_replace_voter() {
-    seeds::run(
-        "membership_replace_voter",
-        membership_changes::replace_voter,
-    );
-}
-
-#[test]
-fn membership_idle_learner_catches_up() {
-    seeds::run(
-        "membership_idle_learner_catches_up",
-        membership_changes::idle_learner_catches_up,
-    );
-}
-
-#[test]
-fn membership_grow_three_to_five() {
-    seeds::run(
-        "membership_grow_three_to_five",
-        membership_changes::grow_three_to_five,
-    );
-}
-
-#[test]
-fn membership_shrink_five_to_three() {
-    seeds::run(
-        "membership_shrink_five_to_three",
-        membership_changes::shrink_five_to_three,
-    );
-}
-
-#[test]
-fn membership_remove_leader() {
-    seeds::run(
-        "membership_remove_leader",
-        membership_changes::remove_leader,
-    );
-}
-
-#[test]
-fn membership_changes_under_faults() {
-    seeds::run(
-        "membership_changes_under_faults",
-        membership_changes::changes_under_faults,
-    );
-}
-
-#[test]
-fn read_index_under_partitions() {
-    seeds::run("read_index_under_partitions", |s| {
-        reads::reads_under_partitions(s, ReadMode::Safe, None)
-    });
-}
-
-#[test]
-fn lease_reads_under_partitions() {
-    seeds::run("lease_reads_under_partitions", |s| {
-        reads::reads_under_partitions(s, ReadMode::Lease, None)
-    });
+scenarios! {
+    election::initial_election,
+    reelection_after_leader_failure => election::reelection,
+    many_elections_under_churn => election::many_elections,
+    election::election_crash_storm,
+    message_count_bounds => election::message_counts,
+    election::prevote_keeps_a_partitioned_node_from_bumping_terms,
+    election::check_quorum_deposes_an_isolated_leader_and_drops_its_reads,
+    election::followers_that_hear_a_leader_ignore_vote_requests,
+    agreement::basic_agreement,
+    agreement::fail_agree,
+    agreement::fail_no_agree,
+    agreement::concurrent_proposals,
+    agreement::rejoin_partitioned_leader,
+    fast_backup_over_divergent_logs => agreement::fast_backup,
+    agreement::single_node_elects_itself_and_commits_only_when_durable,
+    agreement::three_nodes_elect_one_leader_and_replicate,
+    agreement::leader_counts_itself_only_up_to_its_durable_index,
+    agreement::fast_backtracking_over_ten_thousand_divergent_entries,
+    agreement::backpressure_and_errors,
+    bad_input::inconsistent_input_is_counted_not_fatal,
+    bad_input::arbitrary_peer_messages_never_panic,
+    persistence_crash_followers => |s| persistence::persistence(s, persistence::Victims::Followers),
+    persistence_crash_leaders => |s| persistence::persistence(s, persistence::Victims::Leaders),
+    persistence_crash_everyone => |s| persistence::persistence(s, persistence::Victims::Everyone),
+    figure8_reliable => |s| persistence::figure8(s, false, None),
+    figure8_unreliable => |s| persistence::figure8(s, true, None),
+    figure8_scripted => |s| persistence::figure8_scripted(s, None),
+    churn_with_crashes_and_partitions => persistence::churn,
+    persistence::restart_restores_hard_state_and_log,
+    snapshot::snapshot_basic,
+    snapshot_install_lagging_follower => snapshot::snapshot_install_lagging,
+    snapshot::snapshot_install_unreliable,
+    snapshot::snapshot_install_crash,
+    snapshot::lagging_follower_receives_a_snapshot_in_chunks,
+    membership::leadership_transfer,
+    learners_catch_up => membership::learners,
+    membership::leadership_transfer_hands_over_and_refuses_proposals_meanwhile,
+    membership::transfer_to_an_unreachable_target_aborts_after_an_election_timeout,
+    membership_replace_voter => membership_changes::replace_voter,
+    membership_idle_learner_catches_up => membership_changes::idle_learner_catches_up,
+    membership_grow_three_to_five => membership_changes::grow_three_to_five,
+    membership_shrink_five_to_three => membership_changes::shrink_five_to_three,
+    membership_remove_leader => membership_changes::remove_leader,
+    membership_changes_under_faults => membership_changes::changes_under_faults,
+    membership_changes::promotion_goes_through_a_joint_configuration_and_a_second_change_is_refused,
+    membership_changes::promotion_is_refused_until_the_learner_is_caught_up,
+    membership_changes::joint_configuration_needs_both_majorities_to_commit,
+    membership_changes::removed_leader_hands_over_after_the_change_commits,
+    membership_changes::a_new_leader_refuses_changes_until_its_term_commits,
+    membership_changes::a_removed_follower_learns_it_and_stops_campaigning,
+    membership_changes::a_learner_added_to_an_idle_cluster_catches_up_without_new_writes,
+    read_index_under_partitions => |s| reads::reads_under_partitions(s, ReadMode::Safe, None),
+    lease_reads_under_partitions => |s| reads::reads_under_partitions(s, ReadMode::Lease, None),
+    reads::read_index_waits_for_a_quorum_heartbeat_round,
 }
 
 /// Checker self-test: a core that commits old-term entries by counting replicas (violating

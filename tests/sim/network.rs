@@ -33,6 +33,15 @@ impl NetworkFaults {
         }
     }
 
+    /// No faults, and every message arrives in the next step, in the order sent.
+    pub fn instant() -> Self {
+        Self {
+            min_delay_steps: 1,
+            max_delay_steps: 1,
+            ..Self::reliable()
+        }
+    }
+
     /// Loss, duplication and long, reordering delays.
     pub fn unreliable() -> Self {
         Self {
@@ -202,6 +211,11 @@ impl Network {
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
+    }
+
+    /// Messages queued for delivery.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
     }
 
     /// Total messages sent.

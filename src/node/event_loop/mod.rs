@@ -33,7 +33,7 @@ use super::membership_change::PendingChange;
 use super::request::Request;
 use super::status::{members_of, NodeStatus};
 use super::transport::{Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{Message, NodeId, RaftNode, Role};
+use crate::raft::{Core, Message, NodeId, Role};
 
 /// Client requests taken from the inbox per loop iteration, so a flood of clients cannot
 /// starve peer traffic and ticks.
@@ -109,7 +109,7 @@ pub(crate) struct LoopLinks {
 
 /// Everything the loop thread owns.
 pub(crate) struct EventLoop {
-    core: RaftNode,
+    core: Core,
     /// The poll instance (the waker is registered on it).
     poll: Poll,
     transport: Transport,
@@ -190,7 +190,7 @@ impl EventLoop {
     /// A loop over `core`, its poller (with the links' waker registered on it) and its
     /// transport, not yet running.
     pub(crate) fn new(
-        core: RaftNode,
+        core: Core,
         poll: Poll,
         transport: Transport,
         addresses: AddressBook,

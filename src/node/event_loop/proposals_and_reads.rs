@@ -177,13 +177,13 @@ impl EventLoop {
                 }
                 return;
             }
-            Err(crate::raft::ProposeError::NotLeader { leader_hint }) => {
+            Err(crate::raft::ProposalRefused::NotLeader { leader_hint }) => {
                 ProposeError::NotLeader { leader_hint }
             }
-            Err(crate::raft::ProposeError::TransferInProgress) => {
+            Err(crate::raft::ProposalRefused::TransferInProgress) => {
                 ProposeError::NotLeader { leader_hint: None }
             }
-            Err(crate::raft::ProposeError::Backpressure { .. }) => ProposeError::Backpressure,
+            Err(crate::raft::ProposalRefused::Backpressure { .. }) => ProposeError::Backpressure,
         };
         done.complete(Err(error));
     }
@@ -237,10 +237,10 @@ impl EventLoop {
                     },
                 );
             }
-            Err(crate::raft::ReadError::NoLeader) => {
+            Err(crate::raft::ReadIndexRefused::NoLeader) => {
                 done.complete(Err(ReadError::NotLeader { leader_hint: None }));
             }
-            Err(crate::raft::ReadError::TooManyPending { .. }) => {
+            Err(crate::raft::ReadIndexRefused::TooManyPending { .. }) => {
                 done.complete(Err(ReadError::Backpressure));
             }
         }

@@ -50,7 +50,7 @@ impl EventLoop {
             book.insert(id, addr);
             if let Err(e) = self.core.propose(encode_address_entry(&book)) {
                 let error = match e {
-                    crate::raft::ProposeError::NotLeader { leader_hint } => {
+                    crate::raft::ProposalRefused::NotLeader { leader_hint } => {
                         ChangeError::NotLeader { leader_hint }
                     }
                     other => ChangeError::Refused {

@@ -1,9 +1,13 @@
 //! Agreement: basic, with failed minorities and majorities, concurrent clients, a rejoining
-//! partitioned leader, and fast backup over long divergent logs.
+//! partitioned leader, and fast backup over long divergent logs; scripted: commitment waits
+//! for durability, and backpressure.
 
-use super::{await_leader, followers, pick_many, size_for, LIVENESS_BOUND_TICKS};
+use ketch::raft::ProposalRefused;
+
+use super::{await_leader, core, elect, followers, pick_many, size_for, LIVENESS_BOUND_TICKS};
 use crate::cluster::{Cluster, RunReport, SimConfig};
 use crate::invariants::violation;
+use crate::kv::Command;
 
 /// Clients write and read on a healthy cluster; every node applies the same entries.
 pub fn basic_agreement(seed: u64) -> RunReport {
@@ -192,5 +196,142 @@ pub fn fast_backup(seed: u64) -> RunReport {
             "backing up over 10,000 entries took {steps} backtracking steps ({rejections} rejections)"
         ));
     }
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a single voter elects itself, and commits an entry only once its disk holds it.
+pub fn single_node_elects_itself_and_commits_only_when_durable(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(1), seed);
+    let leader = elect(&mut c);
+    assert_eq!(leader, 1);
+    c.node_mut(1).disk.held = true;
+    let index = core(&mut c, 1).propose(b"x".to_vec()).unwrap();
+    c.settle();
+    assert!(
+        core(&mut c, 1).log().commit() < index,
+        "not durable yet, not committed"
+    );
+    c.node_mut(1).disk.held = false;
+    c.settle();
+    assert_eq!(core(&mut c, 1).log().commit(), index);
+    assert_eq!(c.node(1).applied.last().unwrap().data, b"x".to_vec());
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: three voters elect one leader, whose entry every node commits and applies
+/// within two ticks.
+pub fn three_nodes_elect_one_leader_and_replicate(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    let term = core(&mut c, leader).term();
+    assert!(c.ids().iter().all(|id| core(&mut c, *id).term() == term));
+    let index = core(&mut c, leader).propose(b"hello".to_vec()).unwrap();
+    c.tick_all(2);
+    for id in 1..=3 {
+        assert_eq!(core(&mut c, id).log().commit(), index, "node {id}");
+        assert!(c.node(id).applied.iter().any(|e| e.data == b"hello"));
+    }
+    // The leader's vote for itself and the voters' grants were persisted first.
+    let hs = c.node(leader).disk.durable.hard_state;
+    assert_eq!(hs.vote, Some(leader));
+    assert_eq!(hs.term, term);
+    assert_eq!(followers(&c, leader).len(), 2);
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a leader counts its own copy toward a quorum only once its disk holds it, even
+/// when a follower's copy would complete the majority.
+pub fn leader_counts_itself_only_up_to_its_durable_index(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    let f = followers(&c, leader);
+    c.paused.insert(f[1]);
+    c.node_mut(leader).disk.held = true;
+    let index = core(&mut c, leader).propose(b"a".to_vec()).unwrap();
+    c.settle();
+    // Only one follower holds it durably: leader + follower would be a quorum, but the
+    // leader's own copy is not durable.
+    assert!(core(&mut c, leader).log().commit() < index);
+    c.node_mut(leader).disk.held = false;
+    c.settle();
+    assert_eq!(core(&mut c, leader).log().commit(), index);
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted `fast_backup`: in lockstep no message overtakes another, so one rejection skips
+/// the whole divergent term and at most two more finish the job.
+pub fn fast_backtracking_over_ten_thousand_divergent_entries(seed: u64) -> RunReport {
+    let mut cfg = SimConfig::lockstep(3);
+    cfg.max_uncommitted_bytes = u64::MAX / 2;
+    let mut c = Cluster::new(cfg, seed);
+    let old_leader = elect(&mut c);
+    c.tick_all(2);
+    // The old leader appends 10,000 entries nobody else receives.
+    c.paused.extend(followers(&c, old_leader));
+    for i in 0..10_000u32 {
+        core(&mut c, old_leader)
+            .propose(i.to_le_bytes().to_vec())
+            .unwrap();
+    }
+    c.settle();
+    // The others elect a new leader and commit 10,000 entries of their own.
+    c.paused = [old_leader].into();
+    let new_leader = elect(&mut c);
+    for i in 0..10_000u32 {
+        core(&mut c, new_leader)
+            .propose((i + 1_000_000).to_le_bytes().to_vec())
+            .unwrap();
+    }
+    c.settle();
+    c.tick_all(2);
+    // Hand leadership to the third node so its progress for the old leader starts at the
+    // end of its long log, far beyond the point of divergence.
+    let third = (1..=3)
+        .find(|id| *id != old_leader && *id != new_leader)
+        .unwrap();
+    core(&mut c, new_leader).transfer_leader(third).unwrap();
+    c.settle();
+    assert_eq!(c.leader(), Some(third));
+    let new_leader = third;
+    c.net.append_rejections.clear();
+    c.paused.clear();
+    c.tick_all(30);
+    let last = core(&mut c, new_leader).log().last_index();
+    assert_eq!(core(&mut c, old_leader).log().last_index(), last);
+    let commit = core(&mut c, new_leader).log().commit();
+    assert_eq!(core(&mut c, old_leader).log().commit(), commit);
+    // Raft §5.3 optimisation: one rejection skips the whole divergent term.
+    let rejections: u64 = c.net.append_rejections.values().sum();
+    assert!(
+        rejections <= 3,
+        "{rejections} rejections to back up over 10,000 entries"
+    );
+    assert!(rejections >= 1, "the logs did diverge");
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: proposals are refused at a follower (with the leader as hint) and, beyond
+/// `max_uncommitted_bytes`, at the leader until some commit.
+pub fn backpressure_and_errors(seed: u64) -> RunReport {
+    let mut cfg = SimConfig::lockstep(3);
+    cfg.max_uncommitted_bytes = 100;
+    let mut c = Cluster::new(cfg, seed);
+    let leader = elect(&mut c);
+    let follower = followers(&c, leader)[0];
+    assert_eq!(
+        core(&mut c, follower).propose(vec![1]),
+        Err(ProposalRefused::NotLeader {
+            leader_hint: Some(leader)
+        })
+    );
+    c.paused = followers(&c, leader).into_iter().collect();
+    // 60 bytes: a header of 19, a key of 1.
+    let put = Command::put(b"k", vec![0; 40]).encode();
+    core(&mut c, leader).propose(put.clone()).unwrap();
+    let err = core(&mut c, leader).propose(put.clone()).unwrap_err();
+    assert!(matches!(err, ProposalRefused::Backpressure { .. }), "{err}");
+    c.paused.clear();
+    c.tick_all(2);
+    core(&mut c, leader).propose(put).unwrap();
     c.finish(LIVENESS_BOUND_TICKS)
 }

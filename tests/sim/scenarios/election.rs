@@ -1,8 +1,9 @@
-//! Elections: initial, after failures, under churn, and their message costs.
+//! Elections: initial, after failures, under churn, and their message costs; scripted:
+//! pre-vote, check-quorum and leader stickiness.
 
-use ketch::raft::Role;
+use ketch::raft::{Message, MessageBody, Role};
 
-use super::{await_leader, followers, pick_many, size_for, LIVENESS_BOUND_TICKS};
+use super::{await_leader, core, elect, followers, pick_many, size_for, LIVENESS_BOUND_TICKS};
 use crate::cluster::{Cluster, RunReport, SimConfig};
 use crate::invariants::violation;
 
@@ -148,5 +149,93 @@ pub fn election_crash_storm(seed: u64) -> RunReport {
             }
         }
     }
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a follower cut off from the cluster keeps campaigning with pre-votes (thesis
+/// §9.6), which never raise its term.
+pub fn prevote_keeps_a_partitioned_node_from_bumping_terms(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    let term = core(&mut c, leader).term();
+    let isolated = followers(&c, leader)[0];
+    // Only the isolated node ticks, and its messages are dropped.
+    c.paused.insert(isolated);
+    for _ in 0..100 {
+        core(&mut c, isolated).tick();
+        let ready = core(&mut c, isolated).ready();
+        assert!(ready.messages.iter().all(|m| m.term <= term + 1));
+        c.handle_ready(isolated, ready);
+    }
+    c.settle();
+    assert_eq!(
+        core(&mut c, isolated).term(),
+        term,
+        "pre-vote never increments the term"
+    );
+    assert!(core(&mut c, isolated).stats().campaigns_started > 0);
+    assert_eq!(core(&mut c, isolated).role(), Role::PreCandidate);
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a leader that hears from no quorum steps down (check-quorum, thesis §6.2), and
+/// a read it was confirming is never answered.
+pub fn check_quorum_deposes_an_isolated_leader_and_drops_its_reads(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    c.tick_all(3);
+    c.paused.extend(followers(&c, leader));
+    core(&mut c, leader).read_index(99).unwrap();
+    c.tick_all(25);
+    assert_ne!(core(&mut c, leader).role(), Role::Leader);
+    assert!(core(&mut c, leader).stats().check_quorum_step_downs >= 1);
+    assert!(
+        !c.node(leader).read_states.iter().any(|s| s.ctx == 99),
+        "a deposed leader never answers a read"
+    );
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a follower that hears from its leader ignores vote requests (thesis §4.2.3),
+/// unless a leadership transfer forces the election; a vote it grants leaves only once
+/// durable.
+pub fn followers_that_hear_a_leader_ignore_vote_requests(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    let f = followers(&c, leader);
+    let (follower, other) = (f[0], f[1]);
+    let term = core(&mut c, follower).term();
+    let last_log_index = core(&mut c, follower).log().last_index();
+    let last_log_term = core(&mut c, follower).log().last_term();
+    let request = |leadership_transfer| Message {
+        from: other,
+        to: follower,
+        term: term + 1,
+        body: MessageBody::Vote {
+            last_log_index,
+            last_log_term,
+            leadership_transfer,
+        },
+    };
+    core(&mut c, follower).step(request(false));
+    assert_eq!(
+        core(&mut c, follower).term(),
+        term,
+        "leader stickiness: request ignored"
+    );
+    assert!(!core(&mut c, follower).has_ready());
+    // A transfer-initiated election is allowed through.
+    core(&mut c, follower).step(request(true));
+    assert_eq!(core(&mut c, follower).term(), term + 1);
+    let ready = core(&mut c, follower).ready();
+    assert_eq!(
+        ready.persisted_messages[0].body,
+        MessageBody::VoteResponse { granted: true },
+        "a vote grant leaves only after it is durable"
+    );
+    assert!(ready.messages.is_empty());
+    assert_eq!(ready.hard_state.unwrap().vote, Some(other));
+    c.handle_ready(follower, ready);
     c.finish(LIVENESS_BOUND_TICKS)
 }

@@ -1,8 +1,8 @@
-//! Leadership transfer and learners.
+//! Leadership transfer and learners; scripted: a transfer's refusals and its time-out.
 
-use ketch::raft::{NodeId, Role};
+use ketch::raft::{NodeId, ProposalRefused, Role, TransferError};
 
-use super::{await_leader, followers, pick, size_for, LIVENESS_BOUND_TICKS};
+use super::{await_leader, core, elect, followers, pick, size_for, LIVENESS_BOUND_TICKS};
 use crate::cluster::{Cluster, RunReport, SimConfig};
 use crate::invariants::violation;
 
@@ -78,5 +78,56 @@ pub fn learners(seed: u64) -> RunReport {
         }
     }
     check_learners(&c);
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a transfer refuses proposals until the target leads; a transfer to the leader
+/// itself is refused.
+pub fn leadership_transfer_hands_over_and_refuses_proposals_meanwhile(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    let target = followers(&c, leader)[0];
+    assert_eq!(
+        core(&mut c, leader).transfer_leader(leader),
+        Err(TransferError::InvalidTarget { target: leader })
+    );
+    core(&mut c, leader).transfer_leader(target).unwrap();
+    assert_eq!(
+        core(&mut c, leader).propose(vec![1]),
+        Err(ProposalRefused::TransferInProgress)
+    );
+    c.settle();
+    assert_eq!(core(&mut c, target).role(), Role::Leader);
+    assert_eq!(core(&mut c, leader).role(), Role::Follower);
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a transfer to an unreachable target gives up after exactly one election
+/// timeout (thesis §3.10), and the leader accepts proposals again.
+pub fn transfer_to_an_unreachable_target_aborts_after_an_election_timeout(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    let target = followers(&c, leader)[0];
+    c.paused.insert(target);
+    core(&mut c, leader).propose(b"behind".to_vec()).unwrap();
+    c.settle();
+    core(&mut c, leader).transfer_leader(target).unwrap();
+    assert_eq!(
+        core(&mut c, leader).transfer_leader(target),
+        Err(TransferError::AlreadyInProgress { target })
+    );
+    c.tick_all(9);
+    assert_eq!(
+        core(&mut c, leader).propose(vec![1]),
+        Err(ProposalRefused::TransferInProgress)
+    );
+    c.tick_all(1);
+    assert!(
+        core(&mut c, leader).propose(vec![1]).is_ok(),
+        "transfer aborted"
+    );
+    assert_eq!(core(&mut c, leader).role(), Role::Leader);
     c.finish(LIVENESS_BOUND_TICKS)
 }

@@ -1,15 +1,17 @@
 //! Membership changes by joint consensus (thesis §4.3): replacing a voter, growing 3 -> 5
 //! through learners, a learner catching up in an idle cluster, shrinking 5 -> 3, removing the
-//! leader, and changes under partitions, message loss and crashes during the joint phase. The invariants (including the joint rule
-//! and "the configuration in force is the latest in the log") are checked after every step;
-//! each scenario then requires that the final configuration commits and that a leader of it
-//! serves clients (`Cluster::finish`).
+//! leader, and changes under partitions, message loss and crashes during the joint phase. The
+//! invariants (including the joint rule and "the configuration in force is the latest in the
+//! log") are checked after every step; each scenario then requires that the final
+//! configuration commits and that a leader of it serves clients (`Cluster::finish`).
+//! Scripted: promotion and its refusals, joint majorities, removed leaders and followers, a
+//! new leader's first change, a learner catching up in an idle cluster.
 
 use std::collections::BTreeSet;
 
-use ketch::raft::{ConfChange, ConfChangeError, Fault, Membership, NodeId};
+use ketch::raft::{ConfChange, ConfChangeError, EntryKind, Fault, Membership, NodeId, Role};
 
-use super::{pick, pick_many, size_for, LIVENESS_BOUND_TICKS};
+use super::{core, elect, followers, pick, pick_many, size_for, LIVENESS_BOUND_TICKS};
 use crate::cluster::{Cluster, RunReport, SimConfig};
 use crate::invariants::violation;
 use crate::network::NetworkFaults;
@@ -375,4 +377,358 @@ pub fn changes_under_faults(seed: u64) -> RunReport {
         ));
     }
     c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// A lockstep cluster whose removed nodes keep running, so that scripts can watch them.
+fn scripted(voters: u64, spares: u64, seed: u64) -> Cluster {
+    let mut cfg = SimConfig::lockstep(voters);
+    cfg.spares = spares;
+    cfg.keep_removed = true;
+    Cluster::new(cfg, seed)
+}
+
+/// Grows a settled 3-node cluster by learner 4 and waits for it to catch up.
+fn with_learner_four(c: &mut Cluster) -> NodeId {
+    let leader = elect(c);
+    c.tick_all(2);
+    c.start_joining(4);
+    core(c, leader)
+        .propose_conf_change(ConfChange::AddLearner(4))
+        .unwrap();
+    c.tick_all(3);
+    assert!(core(c, 4).membership().learners.contains(&4));
+    leader
+}
+
+/// Scripted: promoting a learner goes through C_old,new, then C_new, in every log; a second
+/// change is refused meanwhile.
+pub fn promotion_goes_through_a_joint_configuration_and_a_second_change_is_refused(
+    seed: u64,
+) -> RunReport {
+    let mut c = scripted(3, 1, seed);
+    let leader = with_learner_four(&mut c);
+    let joint_index = core(&mut c, leader)
+        .propose_conf_change(ConfChange::Promote(4))
+        .unwrap();
+    assert!(
+        core(&mut c, leader).membership().is_joint(),
+        "in force when appended"
+    );
+    assert_eq!(
+        core(&mut c, leader).propose_conf_change(ConfChange::Remove(1)),
+        Err(ConfChangeError::ChangeInProgress { index: joint_index })
+    );
+    c.tick_all(3);
+    // The leader appended C_new once C_old,new committed; both are in every log in order.
+    for id in 1..=4 {
+        let node = core(&mut c, id);
+        assert_eq!(
+            node.membership(),
+            &Membership::with_voters([1, 2, 3, 4]),
+            "node {id}"
+        );
+        assert_eq!(node.committed_membership(), node.membership());
+        let kinds: Vec<bool> = (joint_index..=joint_index + 1)
+            .map(|i| node.log().entry(i).unwrap().kind == EntryKind::ConfChange)
+            .collect();
+        assert_eq!(kinds, vec![true, true]);
+    }
+    assert!(core(&mut c, leader)
+        .propose_conf_change(ConfChange::Demote(4))
+        .is_ok());
+    c.tick_all(3);
+    assert!(core(&mut c, leader).membership().is_learner_only(4));
+    // Configuration entries reach the driver among the committed entries, marked ConfChange
+    // so that it keeps them from the state machine.
+    assert!(c
+        .node(4)
+        .applied
+        .iter()
+        .any(|e| e.kind == EntryKind::ConfChange));
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a learner that lags by more than `promote_max_lag_entries` is not promoted
+/// until it catches up; new voters must be learners first; only the leader changes the
+/// configuration.
+pub fn promotion_is_refused_until_the_learner_is_caught_up(seed: u64) -> RunReport {
+    let mut cfg = SimConfig::lockstep(3);
+    cfg.spares = 1;
+    cfg.tune = |config| config.promote_max_lag_entries = 5;
+    let mut c = Cluster::new(cfg, seed);
+    let leader = with_learner_four(&mut c);
+    c.paused.insert(4);
+    for i in 0..20u32 {
+        core(&mut c, leader)
+            .propose(i.to_le_bytes().to_vec())
+            .unwrap();
+    }
+    c.settle();
+    let err = core(&mut c, leader)
+        .propose_conf_change(ConfChange::Promote(4))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfChangeError::NotCaughtUp {
+                id: 4,
+                max_lag_entries: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not caught up"));
+    c.paused.clear();
+    c.tick_all(3);
+    core(&mut c, leader)
+        .propose_conf_change(ConfChange::Promote(4))
+        .unwrap();
+    let mut report = c.finish(LIVENESS_BOUND_TICKS);
+    // New voters must be learners first.
+    let mut c = scripted(3, 0, seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    assert_eq!(
+        core(&mut c, leader).propose_conf_change(ConfChange::Set {
+            voters: [1, 2, 3, 9].into_iter().collect(),
+            learners: Default::default(),
+        }),
+        Err(ConfChangeError::NotALearner { id: 9 })
+    );
+    let follower = followers(&c, leader)[0];
+    assert_eq!(
+        core(&mut c, follower).propose_conf_change(ConfChange::AddLearner(9)),
+        Err(ConfChangeError::NotLeader {
+            leader_hint: Some(leader)
+        })
+    );
+    report.add(&c.finish(LIVENESS_BOUND_TICKS));
+    report
+}
+
+/// Scripted: a joint configuration commits only with a majority of both halves, and old
+/// voters alone commit nothing after it; the removed voters learn of their removal.
+pub fn joint_configuration_needs_both_majorities_to_commit(seed: u64) -> RunReport {
+    let mut c = scripted(3, 2, seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    for id in [4, 5] {
+        c.start_joining(id);
+        core(&mut c, leader)
+            .propose_conf_change(ConfChange::AddLearner(id))
+            .unwrap();
+        c.tick_all(3);
+    }
+    // Move to {leader, 4, 5}: the joint configuration needs a majority of {1, 2, 3} and of
+    // {leader, 4, 5}.
+    let others = followers(&c, leader);
+    c.paused = [4, 5].into();
+    let joint_index = core(&mut c, leader)
+        .propose_conf_change(ConfChange::Set {
+            voters: [leader, 4, 5].into_iter().collect(),
+            learners: Default::default(),
+        })
+        .unwrap();
+    c.tick_all(3);
+    assert!(
+        core(&mut c, leader).log().commit() < joint_index,
+        "the old majority alone does not commit a joint entry"
+    );
+    for id in &others {
+        assert!(core(&mut c, *id).log().last_index() >= joint_index);
+    }
+    // Old voters alone can no longer commit anything either.
+    let index = core(&mut c, leader).propose(b"x".to_vec()).unwrap();
+    c.tick_all(3);
+    assert!(core(&mut c, leader).log().commit() < index);
+    c.paused.clear();
+    c.tick_all(5);
+    assert!(core(&mut c, leader).log().commit() >= index);
+    assert_eq!(
+        core(&mut c, leader).membership(),
+        &Membership::with_voters([leader, 4, 5])
+    );
+    // The removed voters learn it from the committed configuration.
+    c.tick_all(5);
+    for id in others {
+        assert!(
+            core(&mut c, id).is_removed(),
+            "node {id} knows it was removed"
+        );
+        // Not a voter, so never a candidate.
+        assert!(!core(&mut c, id).membership().is_voter(id));
+    }
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a leader that removes itself leads until C_new commits, then hands over by
+/// transfer (one term up, no election timeout) and never campaigns again.
+pub fn removed_leader_hands_over_after_the_change_commits(seed: u64) -> RunReport {
+    let mut c = scripted(3, 0, seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    let term = core(&mut c, leader).term();
+    core(&mut c, leader)
+        .propose_conf_change(ConfChange::Remove(leader))
+        .unwrap();
+    assert_eq!(
+        core(&mut c, leader).role(),
+        Role::Leader,
+        "it leads until C_new commits"
+    );
+    c.tick_all(1);
+    let new_leader = c.leader().expect("handed over");
+    assert_ne!(new_leader, leader);
+    assert_eq!(
+        core(&mut c, new_leader).term(),
+        term + 1,
+        "transfer, not an election timeout with pre-vote rounds"
+    );
+    c.tick_all(3);
+    assert!(core(&mut c, leader).is_removed());
+    assert!(!core(&mut c, new_leader).is_removed());
+    assert!(!core(&mut c, new_leader).membership().contains(leader));
+    // The remaining two commit without the removed node.
+    c.paused.insert(leader);
+    let index = core(&mut c, new_leader).propose(b"after".to_vec()).unwrap();
+    c.tick_all(2);
+    assert!(core(&mut c, new_leader).log().commit() >= index);
+    // The removed node never campaigns.
+    let campaigns = core(&mut c, leader).stats().campaigns_started;
+    c.paused.clear();
+    c.tick_all(50);
+    assert_eq!(core(&mut c, leader).stats().campaigns_started, campaigns);
+    assert_eq!(c.leader(), Some(new_leader));
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: until an entry of its own term commits, a new leader cannot know whether an
+/// earlier leader's configuration entry committed, so it refuses changes.
+pub fn a_new_leader_refuses_changes_until_its_term_commits(seed: u64) -> RunReport {
+    let mut c = scripted(1, 0, seed);
+    c.node_mut(1).disk.held = true;
+    let leader = elect(&mut c);
+    // The election no-op is not durable, hence not committed.
+    assert_eq!(
+        core(&mut c, leader).propose_conf_change(ConfChange::AddLearner(7)),
+        Err(ConfChangeError::LeaderNotReady)
+    );
+    c.node_mut(1).disk.held = false;
+    c.settle();
+    assert!(core(&mut c, leader)
+        .propose_conf_change(ConfChange::AddLearner(7))
+        .is_ok());
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a removed follower learns of its removal, never campaigns, and the leader stops
+/// replicating to it once the retention runs out.
+pub fn a_removed_follower_learns_it_and_stops_campaigning(seed: u64) -> RunReport {
+    let mut c = scripted(3, 0, seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    let follower = followers(&c, leader)[0];
+    core(&mut c, leader)
+        .propose_conf_change(ConfChange::Remove(follower))
+        .unwrap();
+    c.tick_all(3);
+    assert!(core(&mut c, follower).is_removed());
+    assert!(!core(&mut c, leader).is_removed());
+    let campaigns = core(&mut c, follower).stats().campaigns_started;
+    c.tick_all(40);
+    assert_eq!(core(&mut c, follower).stats().campaigns_started, campaigns);
+    // The leader stops replicating to it once the retention runs out.
+    assert!(!core(&mut c, leader)
+        .status()
+        .progress
+        .contains_key(&follower));
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Adds `id` as a learner while it is unreachable, so the leader's first probe is lost,
+/// then makes it reachable again.
+fn add_learner_while_unreachable(c: &mut Cluster, leader: NodeId, id: NodeId) {
+    c.start_joining(id);
+    c.paused.insert(id);
+    core(c, leader)
+        .propose_conf_change(ConfChange::AddLearner(id))
+        .unwrap();
+    c.tick_all(3);
+    assert!(core(c, leader).membership().learners.contains(&id));
+    c.paused.clear();
+}
+
+/// Ticks until the leader's match index for `id` reaches the leader's last index; returns
+/// the ticks taken, or `None` after `bound_ticks`.
+fn ticks_until_caught_up(
+    c: &mut Cluster,
+    leader: NodeId,
+    id: NodeId,
+    bound_ticks: u32,
+) -> Option<u32> {
+    for ticks in 0..=bound_ticks {
+        let node = core(c, leader);
+        let last_index = node.log().last_index();
+        if node.status().progress.get(&id).map(|p| p.match_index) == Some(last_index) {
+            return Some(ticks);
+        }
+        c.tick_all(1);
+    }
+    None
+}
+
+/// Scripted `idle_learner_catches_up`: a learner whose first probe was lost catches up
+/// within a few heartbeats with no new writes, by entries or, once compacted, by snapshot.
+pub fn a_learner_added_to_an_idle_cluster_catches_up_without_new_writes(seed: u64) -> RunReport {
+    // The learner is unreachable when it is added (in the runtime: its connection is not
+    // up yet), so the leader's first probe is lost; no proposal follows. Heartbeat
+    // responses must restart the replication on their own.
+    let mut c = scripted(3, 1, seed);
+    let leader = elect(&mut c);
+    for i in 0..50u32 {
+        core(&mut c, leader)
+            .propose(i.to_le_bytes().to_vec())
+            .unwrap();
+    }
+    c.tick_all(2);
+    add_learner_while_unreachable(&mut c, leader, 4);
+    let bound_ticks = 4 * c.config(leader).heartbeat_interval_ticks;
+    let taken = ticks_until_caught_up(&mut c, leader, 4, bound_ticks);
+    assert!(
+        taken.is_some(),
+        "learner 4 not caught up within {bound_ticks} ticks of an idle cluster"
+    );
+    let last_index = core(&mut c, leader).log().last_index();
+    assert_eq!(core(&mut c, 4).log().last_index(), last_index);
+    assert!(core(&mut c, 4).membership().learners.contains(&4));
+    let mut report = c.finish(LIVENESS_BOUND_TICKS);
+
+    // Same when the entries are compacted: the heartbeat response starts a snapshot.
+    let mut cfg = SimConfig::lockstep(3);
+    cfg.spares = 1;
+    cfg.snapshot_threshold_entries = 20;
+    let mut c = Cluster::new(cfg, seed);
+    let leader = elect(&mut c);
+    for i in 0..50u32 {
+        core(&mut c, leader)
+            .propose(i.to_le_bytes().to_vec())
+            .unwrap();
+        c.settle();
+    }
+    c.tick_all(2);
+    assert!(core(&mut c, leader).log().snapshot().index > 0, "compacted");
+    add_learner_while_unreachable(&mut c, leader, 4);
+    let bound_ticks = 8 * c.config(leader).heartbeat_interval_ticks;
+    let taken = ticks_until_caught_up(&mut c, leader, 4, bound_ticks);
+    assert!(
+        taken.is_some(),
+        "learner 4 not caught up by snapshot within {bound_ticks} ticks"
+    );
+    assert!(
+        core(&mut c, 4).log().snapshot().index > 0,
+        "installed a snapshot"
+    );
+    report.add(&c.finish(LIVENESS_BOUND_TICKS));
+    report
 }

@@ -1,8 +1,11 @@
-//! Crashes (followers, leaders, everyone), Figure 8, and churn with crashes and partitions.
+//! Crashes (followers, leaders, everyone), Figure 8, and churn with crashes and partitions;
+//! scripted: a restart from durable state.
 
-use ketch::raft::{Fault, NodeId};
+use ketch::raft::{Core, Fault, NodeId};
 
-use super::{await_leader, followers, pick, pick_many, size_for, LIVENESS_BOUND_TICKS};
+use super::{
+    await_leader, core, elect, followers, pick, pick_many, size_for, LIVENESS_BOUND_TICKS,
+};
 use crate::cluster::{Cluster, RunReport, SimConfig};
 use crate::network::NetworkFaults;
 
@@ -222,5 +225,25 @@ pub fn figure8_scripted(seed: u64, fault: Option<Fault>) -> RunReport {
         }
     }
     c.clients_active = true;
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a core rebuilt from a node's disk has its term and log, and applies again from
+/// the snapshot; a log with a gap is refused.
+pub fn restart_restores_hard_state_and_log(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    core(&mut c, leader).propose(b"p".to_vec()).unwrap();
+    c.tick_all(2);
+    let durable = c.node(leader).disk.durable.to_state();
+    let config = c.config(leader).clone();
+    let node = Core::new(config.clone(), durable.clone()).unwrap();
+    assert_eq!(node.term(), durable.hard_state.term);
+    let last_index = core(&mut c, leader).log().last_index();
+    assert_eq!(node.log().last_index(), last_index);
+    assert_eq!(node.log().applied(), 0);
+    let mut broken = durable;
+    broken.entries.remove(0);
+    assert!(Core::new(config, broken).is_err());
     c.finish(LIVENESS_BOUND_TICKS)
 }

@@ -1,10 +1,12 @@
-//! Snapshots: local compaction, InstallSnapshot to lagging followers, under loss and crashes.
+//! Snapshots: local compaction, InstallSnapshot to lagging followers, under loss and crashes;
+//! scripted: the chunks of one transfer.
 
 use ketch::raft::NodeId;
 
-use super::{await_leader, followers, pick, size_for, LIVENESS_BOUND_TICKS};
+use super::{await_leader, core, elect, followers, pick, size_for, LIVENESS_BOUND_TICKS};
 use crate::cluster::{Cluster, RunReport, SimConfig};
 use crate::invariants::violation;
+use crate::kv::Command;
 use crate::network::NetworkFaults;
 
 fn snapshot_config(n: u64) -> SimConfig {
@@ -24,7 +26,7 @@ pub fn snapshot_basic(seed: u64) -> RunReport {
     await_leader(&mut c, 60);
     c.run_ticks(150);
     for id in c.ids() {
-        if c.nodes[(id - 1) as usize].disk.durable.snapshot.index == 0 {
+        if c.node(id).disk.durable.snapshot.index == 0 {
             violation(format!("node {id} never took a snapshot"));
         }
     }
@@ -102,4 +104,42 @@ pub fn snapshot_install_crash(seed: u64) -> RunReport {
         c.run_ticks(pause);
     }
     c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// Scripted: a follower that was away while the leader compacted receives the snapshot in
+/// `snapshot_chunk_bytes` chunks, each sent once, and then the entries after it.
+pub fn lagging_follower_receives_a_snapshot_in_chunks(seed: u64) -> RunReport {
+    let mut cfg = SimConfig::lockstep(3);
+    cfg.snapshot_threshold_entries = 20;
+    cfg.snapshot_chunk_bytes = 1000;
+    let mut c = Cluster::new(cfg, seed);
+    let leader = elect(&mut c);
+    let lagging = followers(&c, leader)[0];
+    c.paused.insert(lagging);
+    for _ in 0..100 {
+        core(&mut c, leader).propose(put_2500()).unwrap();
+        c.settle();
+    }
+    c.tick_all(2);
+    assert!(core(&mut c, leader).log().snapshot().index >= 20);
+    assert!(core(&mut c, leader).log().first_index() > 1);
+    assert_eq!(core(&mut c, leader).log().snapshot().size_bytes, 2500);
+    c.paused.clear();
+    c.tick_all(10);
+    assert_eq!(core(&mut c, lagging).stats().snapshots_installed, 1);
+    let last_index = core(&mut c, leader).log().last_index();
+    assert_eq!(core(&mut c, lagging).log().last_index(), last_index);
+    let commit = core(&mut c, leader).log().commit();
+    assert_eq!(core(&mut c, lagging).log().commit(), commit);
+    assert_eq!(
+        c.net.sent_by_kind["InstallSnapshot"], 3,
+        "2500 bytes in chunks of 1000"
+    );
+    c.finish(LIVENESS_BOUND_TICKS)
+}
+
+/// A put that leaves the state machine, and so every snapshot of it, 2500 bytes long: one key
+/// of 1 byte with a value of 2491 (each length takes 4 bytes).
+fn put_2500() -> Vec<u8> {
+    Command::put(b"k", vec![7; 2491]).encode()
 }
