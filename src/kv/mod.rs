@@ -3,7 +3,8 @@
 //!
 //! - [`resp`] is the RESP2 codec (requests, replies, both directions);
 //! - [`command`] the replicated write-batch encoding and the query-batch encoding;
-//! - [`session`] the client sessions (Raft thesis §6.3): dedup, expiry, bounds;
+//! - [`session_id`] the [`SessionId`] every write carries;
+//! - [`session_table`] the state machine's sessions (Raft thesis §6.3): dedup, expiry, bounds;
 //! - [`state_machine`] the [`KvStateMachine`];
 //! - [`server`] the RESP server: commands, `KETCH.WRITE` (explicit sessions), the error rule;
 //! - [`admin`] the admin commands (`KETCH.ADDLEARNER`, `KETCH.MEMBERS`, ...);
@@ -14,10 +15,12 @@ pub mod command;
 pub mod resp;
 pub mod server;
 pub mod service;
-pub mod session;
+pub mod session_id;
+pub mod session_table;
 pub mod state_machine;
 
 pub use server::{Server, ServerConfig};
 pub use service::{KvService, ServiceConfig, ServiceError};
-pub use session::{SessionConfig, SessionId};
+pub use session_id::SessionId;
+pub use session_table::SessionConfig;
 pub use state_machine::KvStateMachine;

@@ -97,7 +97,7 @@ use super::command::{
 use super::resp::{
     write_array_header, write_bulk, write_error, write_integer, Limits, Request, RequestParser,
 };
-use super::session::{wall_clock_ms, SessionId};
+use super::session_id::{wall_clock_ms, SessionId};
 use super::state_machine::NOT_AN_INTEGER_TEXT;
 use crate::node::{Node, ProposeError, ReadError};
 use crate::raft::{NodeId, Role};

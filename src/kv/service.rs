@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::server::{Server, ServerConfig};
-use super::session::SessionConfig;
+use super::session_table::SessionConfig;
 use super::state_machine::KvStateMachine;
 use crate::node::{Node, NodeConfig, NodeError};
 
