@@ -94,11 +94,11 @@ use super::command::{
     split_results, Operation, Query, QueryBatchEncoder, SetCondition, Write as KvWrite,
     WriteBatchEncoder, QUERIES_PER_BATCH_MAX, WRITES_PER_BATCH_MAX,
 };
+use super::kv_state_machine::NOT_AN_INTEGER_TEXT;
 use super::resp::{
     write_array_header, write_bulk, write_error, write_integer, Limits, Request, RequestParser,
 };
 use super::session_id::{wall_clock_ms, SessionId};
-use super::state_machine::NOT_AN_INTEGER_TEXT;
 use crate::node::{Node, ProposeError, ReadError};
 use crate::raft::{NodeId, Role};
 
@@ -913,7 +913,7 @@ fn arity_error(name: &str) -> String {
 }
 
 fn parse_i64_arg(bytes: &[u8]) -> Option<i64> {
-    super::state_machine::parse_redis_integer(bytes)
+    super::kv_state_machine::parse_redis_integer(bytes)
 }
 
 fn parse_u64_arg(bytes: &[u8]) -> Option<u64> {
