@@ -1,0 +1,242 @@
+//! Batching: within one poll iteration, the writes of all connections go into one write batch
+//! (one log entry) and the reads into one query batch (one ReadIndex round), each capped at
+//! [`ServerConfig::batch_commands_max`] commands and [`ServerConfig::batch_bytes_max`] bytes.
+//! A batch's result comes back from a node thread through the [`CompletionQueue`], which wakes
+//! the connection loop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+
+use super::config::ServerConfig;
+use super::error_reply::{propose_error_text, read_error_text};
+use crate::kv::admin::{change_reply, AdminCommand};
+use crate::kv::command::{
+    Query, QueryBatchEncoder, Write as KvWrite, WriteBatchEncoder, QUERIES_PER_BATCH_MAX,
+    WRITES_PER_BATCH_MAX,
+};
+use crate::kv::session_id::wall_clock_ms;
+use crate::node::{ChangeError, Node};
+
+/// Where a batched command's reply goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    pub(super) slot: usize,
+    pub(super) generation: u64,
+    pub(super) reply_no: u64,
+    /// The connection-session sequence number, for writes in the connection's own session.
+    pub(super) seq: Option<u64>,
+}
+
+/// Results coming back from node threads. Bounded by construction: one completion per batch
+/// in flight, and batches in flight hold at least one pending reply each.
+#[derive(Debug)]
+pub(super) struct CompletionQueue {
+    items: Mutex<Vec<Completion>>,
+    waker: Waker,
+}
+
+#[derive(Debug)]
+struct Completion {
+    batch_id: u64,
+    /// The result list, or the error reply text for every command of the batch.
+    result: Result<Vec<u8>, String>,
+}
+
+impl CompletionQueue {
+    fn new(waker: Waker) -> Self {
+        CompletionQueue {
+            items: Mutex::new(Vec::new()),
+            waker,
+        }
+    }
+
+    fn push(&self, completion: Completion) {
+        self.items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(completion);
+        let _ = self.waker.wake();
+    }
+
+    /// Wakes the connection loop with nothing new (to stop it).
+    pub(super) fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
+/// A batch whose result came back.
+pub(super) struct FinishedBatch {
+    /// Where its replies go, in command order.
+    pub(super) targets: Vec<Target>,
+    /// The result list, or the error reply text for every command of the batch.
+    pub(super) result: Result<Vec<u8>, String>,
+}
+
+#[derive(Debug)]
+struct OpenWrites {
+    encoder: WriteBatchEncoder,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug)]
+struct OpenReads {
+    encoder: QueryBatchEncoder,
+    targets: Vec<Target>,
+}
+
+/// Batches being filled and batches in flight.
+pub(super) struct Batches {
+    node: Arc<Node>,
+    completions: Arc<CompletionQueue>,
+    writes: Option<OpenWrites>,
+    reads: Option<OpenReads>,
+    inflight: HashMap<u64, Vec<Target>>,
+    next_batch_id: u64,
+    config: ServerConfig,
+}
+
+impl Batches {
+    /// Batches for `node`; `waker` wakes the connection loop when a result comes back.
+    pub(super) fn new(node: Arc<Node>, waker: Waker, config: ServerConfig) -> Self {
+        Batches {
+            node,
+            completions: Arc::new(CompletionQueue::new(waker)),
+            writes: None,
+            reads: None,
+            inflight: HashMap::new(),
+            next_batch_id: 1,
+            config,
+        }
+    }
+
+    /// The node the batches go to.
+    pub(super) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Where node threads hand results back.
+    pub(super) fn completions(&self) -> Arc<CompletionQueue> {
+        Arc::clone(&self.completions)
+    }
+
+    pub(super) fn add_write(&mut self, write: &KvWrite<'_>, target: Target) {
+        let open = self.writes.get_or_insert_with(|| OpenWrites {
+            encoder: WriteBatchEncoder::new(wall_clock_ms()),
+            targets: Vec::with_capacity(64),
+        });
+        open.encoder.push(write);
+        open.targets.push(target);
+        if open.targets.len()
+            >= self
+                .config
+                .batch_commands_max
+                .min(WRITES_PER_BATCH_MAX as usize)
+            || open.encoder.encoded_bytes() >= self.config.batch_bytes_max
+        {
+            self.submit_writes();
+        }
+    }
+
+    pub(super) fn add_read(&mut self, query: &Query<'_>, target: Target) {
+        let open = self.reads.get_or_insert_with(|| OpenReads {
+            encoder: QueryBatchEncoder::new(),
+            targets: Vec::with_capacity(64),
+        });
+        open.encoder.push(query);
+        open.targets.push(target);
+        if open.targets.len()
+            >= self
+                .config
+                .batch_commands_max
+                .min(QUERIES_PER_BATCH_MAX as usize)
+            || open.encoder.encoded_bytes() >= self.config.batch_bytes_max
+        {
+            self.submit_reads();
+        }
+    }
+
+    /// Records a batch about to be sent to the node and whose replies go to `targets`: its id
+    /// and the queue its completion callback pushes to.
+    fn register_batch(&mut self, targets: Vec<Target>) -> (u64, Arc<CompletionQueue>) {
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.inflight.insert(batch_id, targets);
+        (batch_id, Arc::clone(&self.completions))
+    }
+
+    pub(super) fn submit_writes(&mut self) {
+        let Some(open) = self.writes.take() else {
+            return;
+        };
+        let (batch_id, completions) = self.register_batch(open.targets);
+        self.node.submit_with(open.encoder.finish(), move |result| {
+            completions.push(Completion {
+                batch_id,
+                result: result.map_err(|e| propose_error_text(&e)),
+            });
+        });
+    }
+
+    /// Sends a membership change or transfer to the node; its reply is one result.
+    pub(super) fn submit_admin(&mut self, command: AdminCommand, target: Target) {
+        let (batch_id, completions) = self.register_batch(vec![target]);
+        let done = move |result: Result<(), ChangeError>| {
+            let reply = change_reply(&result);
+            // A result list of one (see `command::split_results`): u32 length, bytes.
+            let mut list = (reply.len() as u32).to_le_bytes().to_vec();
+            list.extend_from_slice(&reply);
+            completions.push(Completion {
+                batch_id,
+                result: Ok(list),
+            });
+        };
+        match command {
+            AdminCommand::Change(change, addr) => self.node.change_membership(change, addr, done),
+            AdminCommand::Transfer(id) => self.node.transfer_leadership(id, done),
+            AdminCommand::Members => done(Err(ChangeError::Refused {
+                reason: "KETCH.MEMBERS is answered locally".to_string(),
+            })),
+        }
+    }
+
+    pub(super) fn submit_reads(&mut self) {
+        let Some(open) = self.reads.take() else {
+            return;
+        };
+        let (batch_id, completions) = self.register_batch(open.targets);
+        self.node.read_with(open.encoder.finish(), move |result| {
+            completions.push(Completion {
+                batch_id,
+                result: result.map_err(|e| read_error_text(&e)),
+            });
+        });
+    }
+
+    /// The batches whose result came back since the last call.
+    pub(super) fn take_finished(&mut self) -> Vec<FinishedBatch> {
+        let items = std::mem::take(
+            &mut *self
+                .completions
+                .items
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let mut finished = Vec::with_capacity(items.len());
+        for completion in items {
+            let Some(targets) = self.inflight.remove(&completion.batch_id) else {
+                log::error!(
+                    "RESP server: completion for unknown batch {}",
+                    completion.batch_id
+                );
+                continue;
+            };
+            finished.push(FinishedBatch {
+                targets,
+                result: completion.result,
+            });
+        }
+        finished
+    }
+}
