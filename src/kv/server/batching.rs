@@ -74,24 +74,101 @@ pub(super) struct FinishedBatch {
     pub(super) result: Result<Vec<u8>, String>,
 }
 
+/// What differs between the two kinds of batch, writes (one log entry, proposed) and queries
+/// (one ReadIndex round); they are filled, capped and sent alike.
+trait BatchEncoder: Sized {
+    /// One command of the batch.
+    type Command<'a>;
+    /// Most commands the encoding holds, whatever the configuration allows.
+    const COMMANDS_MAX: u32;
+    /// An empty batch.
+    fn open() -> Self;
+    fn push(&mut self, command: &Self::Command<'_>);
+    fn encoded_bytes(&self) -> usize;
+    /// Hands the batch to `node`; `done` gets the result list or, by the error rule, the error
+    /// reply text for every command of the batch.
+    fn send(self, node: &Node, done: impl FnOnce(Result<Vec<u8>, String>) + Send + 'static);
+}
+
+impl BatchEncoder for WriteBatchEncoder {
+    type Command<'a> = KvWrite<'a>;
+    const COMMANDS_MAX: u32 = WRITES_PER_BATCH_MAX;
+
+    fn open() -> Self {
+        WriteBatchEncoder::new(wall_clock_ms())
+    }
+
+    fn push(&mut self, write: &KvWrite<'_>) {
+        WriteBatchEncoder::push(self, write);
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        WriteBatchEncoder::encoded_bytes(self)
+    }
+
+    fn send(self, node: &Node, done: impl FnOnce(Result<Vec<u8>, String>) + Send + 'static) {
+        node.submit_with(self.finish(), move |result| {
+            done(result.map_err(|e| propose_error_text(&e)));
+        });
+    }
+}
+
+impl BatchEncoder for QueryBatchEncoder {
+    type Command<'a> = Query<'a>;
+    const COMMANDS_MAX: u32 = QUERIES_PER_BATCH_MAX;
+
+    fn open() -> Self {
+        QueryBatchEncoder::new()
+    }
+
+    fn push(&mut self, query: &Query<'_>) {
+        QueryBatchEncoder::push(self, query);
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        QueryBatchEncoder::encoded_bytes(self)
+    }
+
+    fn send(self, node: &Node, done: impl FnOnce(Result<Vec<u8>, String>) + Send + 'static) {
+        node.read_with(self.finish(), move |result| {
+            done(result.map_err(|e| read_error_text(&e)));
+        });
+    }
+}
+
+/// A batch being filled: its commands so far, and where each one's reply goes.
 #[derive(Debug)]
-struct OpenWrites {
-    encoder: WriteBatchEncoder,
+struct OpenBatch<E> {
+    encoder: E,
     targets: Vec<Target>,
 }
 
-#[derive(Debug)]
-struct OpenReads {
-    encoder: QueryBatchEncoder,
-    targets: Vec<Target>,
+impl<E: BatchEncoder> OpenBatch<E> {
+    /// Adds a command to the batch `open` holds, opening one if none is; true if the batch is
+    /// now full and must go.
+    fn add(
+        open: &mut Option<Self>,
+        command: &E::Command<'_>,
+        target: Target,
+        config: &ServerConfig,
+    ) -> bool {
+        let batch = open.get_or_insert_with(|| OpenBatch {
+            encoder: E::open(),
+            targets: Vec::with_capacity(64),
+        });
+        batch.encoder.push(command);
+        batch.targets.push(target);
+        batch.targets.len() >= config.batch_commands_max.min(E::COMMANDS_MAX as usize)
+            || batch.encoder.encoded_bytes() >= config.batch_bytes_max
+    }
 }
 
 /// Batches being filled and batches in flight.
 pub(super) struct Batches {
     node: Arc<Node>,
     completions: Arc<CompletionQueue>,
-    writes: Option<OpenWrites>,
-    reads: Option<OpenReads>,
+    writes: Option<OpenBatch<WriteBatchEncoder>>,
+    reads: Option<OpenBatch<QueryBatchEncoder>>,
     inflight: HashMap<u64, Vec<Target>>,
     next_batch_id: u64,
     config: ServerConfig,
@@ -122,96 +199,66 @@ impl Batches {
     }
 
     pub(super) fn add_write(&mut self, write: &KvWrite<'_>, target: Target) {
-        let open = self.writes.get_or_insert_with(|| OpenWrites {
-            encoder: WriteBatchEncoder::new(wall_clock_ms()),
-            targets: Vec::with_capacity(64),
-        });
-        open.encoder.push(write);
-        open.targets.push(target);
-        if open.targets.len()
-            >= self
-                .config
-                .batch_commands_max
-                .min(WRITES_PER_BATCH_MAX as usize)
-            || open.encoder.encoded_bytes() >= self.config.batch_bytes_max
-        {
+        if OpenBatch::add(&mut self.writes, write, target, &self.config) {
             self.submit_writes();
         }
     }
 
     pub(super) fn add_read(&mut self, query: &Query<'_>, target: Target) {
-        let open = self.reads.get_or_insert_with(|| OpenReads {
-            encoder: QueryBatchEncoder::new(),
-            targets: Vec::with_capacity(64),
-        });
-        open.encoder.push(query);
-        open.targets.push(target);
-        if open.targets.len()
-            >= self
-                .config
-                .batch_commands_max
-                .min(QUERIES_PER_BATCH_MAX as usize)
-            || open.encoder.encoded_bytes() >= self.config.batch_bytes_max
-        {
+        if OpenBatch::add(&mut self.reads, query, target, &self.config) {
             self.submit_reads();
         }
     }
 
-    /// Records a batch about to be sent to the node and whose replies go to `targets`: its id
-    /// and the queue its completion callback pushes to.
-    fn register_batch(&mut self, targets: Vec<Target>) -> (u64, Arc<CompletionQueue>) {
-        let batch_id = self.next_batch_id;
-        self.next_batch_id += 1;
-        self.inflight.insert(batch_id, targets);
-        (batch_id, Arc::clone(&self.completions))
+    pub(super) fn submit_writes(&mut self) {
+        if let Some(batch) = self.writes.take() {
+            self.submit(batch);
+        }
     }
 
-    pub(super) fn submit_writes(&mut self) {
-        let Some(open) = self.writes.take() else {
-            return;
-        };
-        let (batch_id, completions) = self.register_batch(open.targets);
-        self.node.submit_with(open.encoder.finish(), move |result| {
-            completions.push(Completion {
-                batch_id,
-                result: result.map_err(|e| propose_error_text(&e)),
-            });
-        });
+    pub(super) fn submit_reads(&mut self) {
+        if let Some(batch) = self.reads.take() {
+            self.submit(batch);
+        }
+    }
+
+    fn submit<E: BatchEncoder>(&mut self, batch: OpenBatch<E>) {
+        let done = self.register_batch(batch.targets);
+        batch.encoder.send(&self.node, done);
     }
 
     /// Sends a membership change or transfer to the node; its reply is one result.
     pub(super) fn submit_admin(&mut self, command: AdminCommand, target: Target) {
-        let (batch_id, completions) = self.register_batch(vec![target]);
-        let done = move |result: Result<(), ChangeError>| {
+        let done = self.register_batch(vec![target]);
+        let changed = move |result: Result<(), ChangeError>| {
             let reply = change_reply(&result);
             // A result list of one (see `command::split_results`): u32 length, bytes.
             let mut list = (reply.len() as u32).to_le_bytes().to_vec();
             list.extend_from_slice(&reply);
-            completions.push(Completion {
-                batch_id,
-                result: Ok(list),
-            });
+            done(Ok(list));
         };
         match command {
-            AdminCommand::Change(change, addr) => self.node.change_membership(change, addr, done),
-            AdminCommand::Transfer(id) => self.node.transfer_leadership(id, done),
-            AdminCommand::Members => done(Err(ChangeError::Refused {
+            AdminCommand::Change(change, addr) => {
+                self.node.change_membership(change, addr, changed)
+            }
+            AdminCommand::Transfer(id) => self.node.transfer_leadership(id, changed),
+            AdminCommand::Members => changed(Err(ChangeError::Refused {
                 reason: "KETCH.MEMBERS is answered locally".to_string(),
             })),
         }
     }
 
-    pub(super) fn submit_reads(&mut self) {
-        let Some(open) = self.reads.take() else {
-            return;
-        };
-        let (batch_id, completions) = self.register_batch(open.targets);
-        self.node.read_with(open.encoder.finish(), move |result| {
-            completions.push(Completion {
-                batch_id,
-                result: result.map_err(|e| read_error_text(&e)),
-            });
-        });
+    /// Records a batch about to be sent to the node and whose replies go to `targets`; the
+    /// node thread that has its result calls what this returns with it.
+    fn register_batch(
+        &mut self,
+        targets: Vec<Target>,
+    ) -> impl FnOnce(Result<Vec<u8>, String>) + Send + 'static {
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.inflight.insert(batch_id, targets);
+        let completions = Arc::clone(&self.completions);
+        move |result| completions.push(Completion { batch_id, result })
     }
 
     /// The batches whose result came back since the last call.
