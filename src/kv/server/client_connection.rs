@@ -19,7 +19,7 @@ use super::config::ServerConfig;
 use super::local_commands::{info_text, local_command, LocalReply};
 use super::parse::{kind_of, parse_explicit_write, parse_read, parse_write, upper, Kind};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
-use crate::kv::command::Write as KvWrite;
+use crate::kv::command::{Operation, Write as KvWrite};
 use crate::kv::resp::{write_error, Limits, Request, RequestParser};
 use crate::kv::session_id::SessionId;
 use crate::raft::NodeId;
@@ -109,6 +109,23 @@ impl ClientConnection {
         self.reply(&bytes);
     }
 
+    /// Numbers a write in the connection's own session, which its first write makes.
+    fn own_session_write<'a>(&mut self, node_id: NodeId, operation: Operation<'a>) -> KvWrite<'a> {
+        let session = *self
+            .session
+            .get_or_insert_with(|| SessionId::generate(node_id as u16));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unanswered_seqs.insert(seq);
+        let acked_below = *self.unanswered_seqs.first().expect("just inserted");
+        KvWrite {
+            session,
+            seq,
+            acked_below,
+            operation,
+        }
+    }
+
     /// Takes the reply to the batched command `target` names: that command is no longer
     /// outstanding.
     pub(super) fn take_reply(&mut self, target: &Target, reply: &[u8]) {
@@ -194,39 +211,17 @@ pub(super) fn dispatch(
     match kind {
         Kind::Write => match parse_write(&request) {
             Ok(Some(operation)) => {
-                let session = *conn
-                    .session
-                    .get_or_insert_with(|| SessionId::generate(ctx.node_id as u16));
-                let seq = conn.next_seq;
-                conn.next_seq += 1;
-                conn.unanswered_seqs.insert(seq);
-                let acked_below = *conn.unanswered_seqs.first().expect("just inserted");
-                let target = await_reply(conn, ctx.slot, Some(seq), true);
-                batches.add_write(
-                    &KvWrite {
-                        session,
-                        seq,
-                        acked_below,
-                        operation,
-                    },
-                    target,
-                );
+                let write = conn.own_session_write(ctx.node_id, operation);
+                let target = await_reply(conn, ctx.slot, Some(write.seq), true);
+                batches.add_write(&write, target);
             }
             Ok(None) => unreachable_local(conn),
             Err(text) => conn.reply_error(&text),
         },
         Kind::Explicit => match parse_explicit_write(&request) {
-            Ok((session, seq, acked_below, operation)) => {
+            Ok(write) => {
                 let target = await_reply(conn, ctx.slot, None, true);
-                batches.add_write(
-                    &KvWrite {
-                        session,
-                        seq,
-                        acked_below,
-                        operation,
-                    },
-                    target,
-                );
+                batches.add_write(&write, target);
             }
             Err(text) => conn.reply_error(&text),
         },

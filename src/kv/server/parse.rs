@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::kv::admin::is_admin;
-use crate::kv::command::{Operation, Query, SetCondition};
+use crate::kv::command::{Operation, Query, SetCondition, Write as KvWrite};
 use crate::kv::kv_state_machine::{parse_redis_integer, NOT_AN_INTEGER_TEXT};
 use crate::kv::session_id::SessionId;
 
@@ -207,9 +207,8 @@ pub(super) fn parse_read(args: &[Vec<u8>]) -> Result<Option<Query<'_>>, String> 
     Ok(Some(query))
 }
 
-pub(super) fn parse_explicit_write(
-    args: &[Vec<u8>],
-) -> Result<(SessionId, u64, u64, Operation<'_>), String> {
+/// Parses `KETCH.WRITE <session> <seq> <acked-below> <write command> [args...]`.
+pub(super) fn parse_explicit_write(args: &[Vec<u8>]) -> Result<KvWrite<'_>, String> {
     if args.len() < 5 {
         return Err(arity_error("ketch.write"));
     }
@@ -223,7 +222,12 @@ pub(super) fn parse_explicit_write(
     let acked_below = parse_u64_arg(&args[3])
         .ok_or_else(|| "ERR KETCH.WRITE: acked-below must be a non-negative integer".to_string())?;
     match parse_write(&args[4..])? {
-        Some(operation) => Ok((session, seq, acked_below, operation)),
+        Some(operation) => Ok(KvWrite {
+            session,
+            seq,
+            acked_below,
+            operation,
+        }),
         None => Err(
             "ERR KETCH.WRITE wraps a write: SET, DEL, APPEND, INCR, INCRBY, DECR, DECRBY or MSET"
                 .to_string(),
@@ -287,7 +291,12 @@ mod tests {
         let id = SessionId::new(5, 6);
         let text = id.to_string();
         let request = args(&["KETCH.WRITE", &text, "3", "2", "INCR", "c"]);
-        let (session, seq, acked, op) = parse_explicit_write(&request).unwrap();
+        let KvWrite {
+            session,
+            seq,
+            acked_below: acked,
+            operation: op,
+        } = parse_explicit_write(&request).unwrap();
         assert_eq!((session, seq, acked), (id, 3, 2));
         assert_eq!(
             op,
