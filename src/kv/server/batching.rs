@@ -29,6 +29,10 @@ pub(super) struct Target {
     pub(super) seq: Option<u64>,
 }
 
+/// A batch's result list, or the error reply text, by the error rule, for every command of the
+/// batch.
+pub(super) type BatchResult = Result<Vec<u8>, String>;
+
 /// Results coming back from node threads. Bounded by construction: one completion per batch
 /// in flight, and batches in flight hold at least one pending reply each.
 #[derive(Debug)]
@@ -40,8 +44,7 @@ pub(super) struct CompletionQueue {
 #[derive(Debug)]
 struct Completion {
     batch_id: u64,
-    /// The result list, or the error reply text for every command of the batch.
-    result: Result<Vec<u8>, String>,
+    result: BatchResult,
 }
 
 impl CompletionQueue {
@@ -70,8 +73,7 @@ impl CompletionQueue {
 pub(super) struct FinishedBatch {
     /// Where its replies go, in command order.
     pub(super) targets: Vec<Target>,
-    /// The result list, or the error reply text for every command of the batch.
-    pub(super) result: Result<Vec<u8>, String>,
+    pub(super) result: BatchResult,
 }
 
 /// What differs between the two kinds of batch, writes (one log entry, proposed) and queries
@@ -85,9 +87,8 @@ trait BatchEncoder: Sized {
     fn open() -> Self;
     fn push(&mut self, command: &Self::Command<'_>);
     fn encoded_bytes(&self) -> usize;
-    /// Hands the batch to `node`; `done` gets the result list or, by the error rule, the error
-    /// reply text for every command of the batch.
-    fn send(self, node: &Node, done: impl FnOnce(Result<Vec<u8>, String>) + Send + 'static);
+    /// Hands the batch to `node`; `done` gets its result.
+    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static);
 }
 
 impl BatchEncoder for WriteBatchEncoder {
@@ -106,7 +107,7 @@ impl BatchEncoder for WriteBatchEncoder {
         WriteBatchEncoder::encoded_bytes(self)
     }
 
-    fn send(self, node: &Node, done: impl FnOnce(Result<Vec<u8>, String>) + Send + 'static) {
+    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static) {
         node.submit_with(self.finish(), move |result| {
             done(result.map_err(|e| propose_error_text(&e)));
         });
@@ -129,7 +130,7 @@ impl BatchEncoder for QueryBatchEncoder {
         QueryBatchEncoder::encoded_bytes(self)
     }
 
-    fn send(self, node: &Node, done: impl FnOnce(Result<Vec<u8>, String>) + Send + 'static) {
+    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static) {
         node.read_with(self.finish(), move |result| {
             done(result.map_err(|e| read_error_text(&e)));
         });
@@ -253,7 +254,7 @@ impl Batches {
     fn register_batch(
         &mut self,
         targets: Vec<Target>,
-    ) -> impl FnOnce(Result<Vec<u8>, String>) + Send + 'static {
+    ) -> impl FnOnce(BatchResult) + Send + 'static {
         let batch_id = self.next_batch_id;
         self.next_batch_id += 1;
         self.inflight.insert(batch_id, targets);
