@@ -197,6 +197,7 @@ pub(super) fn dispatch(
         return true;
     }
     let kind = kind_of(&request[0]);
+    // A read sees the connection's earlier writes and no later one (module docs).
     let conflicting = matches!(
         (kind, conn.outstanding),
         (
