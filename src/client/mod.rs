@@ -39,7 +39,7 @@
 pub(crate) mod connection;
 mod error;
 mod options;
-mod session;
+mod session_handle;
 mod stats;
 
 use std::fmt;
@@ -52,7 +52,7 @@ pub use options::ClientOptions;
 pub use stats::ClientStats;
 
 use connection::Connection;
-use session::Session;
+use session_handle::SessionHandle;
 
 /// Commands that change the state machine: sent with the session and a sequence number.
 /// Everything else is sent as is and retried freely (reads change nothing).
@@ -70,7 +70,7 @@ pub struct Client {
     current: usize,
     connection: Option<Connection>,
     options: ClientOptions,
-    session: Session,
+    session: SessionHandle,
     stats: ClientStats,
 }
 
@@ -119,7 +119,7 @@ impl Client {
             current: 0,
             connection: None,
             options,
-            session: Session::new(),
+            session: SessionHandle::new(),
             stats: ClientStats::default(),
         };
         client.ping()?;

@@ -17,13 +17,13 @@
 //!
 //! Each write:
 //!
-//! | size | field                                                                     |
-//! |------|---------------------------------------------------------------------------|
-//! | 16   | session id (u128; high 64 bits: the session's creation ms, see `session`) |
-//! | 8    | sequence number (u64, >= 1)                                               |
-//! | 8    | acknowledged-below watermark (u64): the client has every result below it  |
-//! | 1    | operation tag                                                             |
-//! |      | operation body                                                            |
+//! | size | field                                                                        |
+//! |------|------------------------------------------------------------------------------|
+//! | 16   | session id (u128; high 64 bits: the session's creation ms, see `session_id`) |
+//! | 8    | sequence number (u64, >= 1)                                                  |
+//! | 8    | acknowledged-below watermark (u64): the client has every result below it     |
+//! | 1    | operation tag                                                                |
+//! |      | operation body                                                               |
 //!
 //! | tag | operation | body                                                              |
 //! |-----|-----------|-------------------------------------------------------------------|
@@ -61,7 +61,7 @@
 
 use std::fmt;
 
-use super::session::SessionId;
+use super::session_id::SessionId;
 
 /// The only write batch and query batch version.
 pub const FORMAT_VERSION: u8 = 1;

@@ -23,9 +23,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::kv_state_machine::KvStateMachine;
 use super::server::{Server, ServerConfig};
-use super::session::SessionConfig;
-use super::state_machine::KvStateMachine;
+use super::session_table::SessionConfig;
 use crate::node::{Node, NodeConfig, NodeError};
 
 /// Everything a key-value node needs.

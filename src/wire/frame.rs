@@ -56,15 +56,18 @@ impl FrameHeader {
     /// [`HEADER_BYTES`] are available and nothing seen so far is wrong. The magic and the
     /// version are checked as soon as their bytes are present. The checksum is not checked
     /// here (it covers the payload).
-    pub fn parse(bytes: &[u8], max_payload_bytes: u32) -> Result<Option<FrameHeader>, FrameError> {
+    pub fn parse(
+        bytes: &[u8],
+        max_payload_bytes: u32,
+    ) -> Result<Option<FrameHeader>, PeerFrameError> {
         if bytes.len() >= 2 {
             let magic = LittleEndian::read_u16(&bytes[0..2]);
             if magic != FRAME_MAGIC {
-                return Err(FrameError::BadMagic { found: magic });
+                return Err(PeerFrameError::BadMagic { found: magic });
             }
         }
         if bytes.len() >= 3 && bytes[2] != FRAME_VERSION {
-            return Err(FrameError::UnsupportedVersion {
+            return Err(PeerFrameError::UnsupportedVersion {
                 found: bytes[2],
                 supported: FRAME_VERSION,
             });
@@ -74,7 +77,7 @@ impl FrameHeader {
         }
         let payload_len = LittleEndian::read_u32(&bytes[4..8]);
         if payload_len > max_payload_bytes {
-            return Err(FrameError::TooLarge {
+            return Err(PeerFrameError::TooLarge {
                 payload_len: u64::from(payload_len),
                 max_payload_bytes,
             });
@@ -91,7 +94,7 @@ impl FrameHeader {
 
 /// What is wrong with a frame, or with a request to encode one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameError {
+pub enum PeerFrameError {
     /// The stream does not start with [`FRAME_MAGIC`]: not a Ketch peer, or desynchronized.
     BadMagic {
         /// The two bytes found, read little-endian.
@@ -124,20 +127,20 @@ pub enum FrameError {
     },
 }
 
-impl fmt::Display for FrameError {
+impl fmt::Display for PeerFrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::BadMagic { found } => write!(
+            PeerFrameError::BadMagic { found } => write!(
                 f,
                 "bad frame magic {found:#06x} (expected {FRAME_MAGIC:#06x}): the peer is not \
                  speaking Ketch peer framing or the stream lost sync; close the connection"
             ),
-            FrameError::UnsupportedVersion { found, supported } => write!(
+            PeerFrameError::UnsupportedVersion { found, supported } => write!(
                 f,
                 "unsupported frame version {found} (this build speaks {supported}): upgrade \
                  the older node"
             ),
-            FrameError::TooLarge {
+            PeerFrameError::TooLarge {
                 payload_len,
                 max_payload_bytes,
             } => write!(
@@ -145,7 +148,7 @@ impl fmt::Display for FrameError {
                 "frame payload of {payload_len} bytes exceeds the limit of {max_payload_bytes} \
                  bytes: split the message or raise the limit on both sides"
             ),
-            FrameError::BadChecksum {
+            PeerFrameError::BadChecksum {
                 kind,
                 payload_len,
                 stored,
@@ -159,7 +162,7 @@ impl fmt::Display for FrameError {
     }
 }
 
-impl std::error::Error for FrameError {}
+impl std::error::Error for PeerFrameError {}
 
 /// The checksum of a frame: header bytes 2..8 (version, kind, length), then the payload.
 fn frame_checksum(header: &[u8], payload: &[u8]) -> u32 {
@@ -171,11 +174,11 @@ fn frame_checksum(header: &[u8], payload: &[u8]) -> u32 {
 
 /// Appends one frame carrying `payload` to `out`. Fails, writing nothing, if the payload is
 /// over [`MAX_FRAME_PAYLOAD_BYTES`].
-pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), PeerFrameError> {
     let payload_len = match u32::try_from(payload.len()) {
         Ok(len) if len <= MAX_FRAME_PAYLOAD_BYTES => len,
         _ => {
-            return Err(FrameError::TooLarge {
+            return Err(PeerFrameError::TooLarge {
                 payload_len: payload.len() as u64,
                 max_payload_bytes: MAX_FRAME_PAYLOAD_BYTES,
             })
@@ -210,7 +213,7 @@ pub struct FrameDecoder {
     /// Prefix of `buffer` already returned, compacted away on the next feed.
     consumed_bytes: usize,
     /// Set by the first framing error; the stream is unsynchronized from there on.
-    failed: Option<FrameError>,
+    failed: Option<PeerFrameError>,
 }
 
 impl FrameDecoder {
@@ -267,7 +270,7 @@ impl FrameDecoder {
 
     /// The next complete frame as `(kind, payload)`; `Ok(None)` when more bytes are needed.
     /// Errors are final: the same error is returned on every later call.
-    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+    pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, PeerFrameError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
@@ -282,7 +285,7 @@ impl FrameDecoder {
         }
     }
 
-    fn parse_next(&mut self) -> Result<Option<(u8, Vec<u8>)>, FrameError> {
+    fn parse_next(&mut self) -> Result<Option<(u8, Vec<u8>)>, PeerFrameError> {
         let pending = &self.buffer[self.consumed_bytes..];
         let Some(header) = FrameHeader::parse(pending, self.max_payload_bytes)? else {
             return Ok(None);
@@ -295,7 +298,7 @@ impl FrameDecoder {
         let stored = LittleEndian::read_u32(&pending[8..12]);
         let computed = frame_checksum(pending, payload);
         if stored != computed {
-            return Err(FrameError::BadChecksum {
+            return Err(PeerFrameError::BadChecksum {
                 kind: header.kind,
                 payload_len: header.payload_len,
                 stored,
@@ -328,7 +331,7 @@ mod tests {
         max_payload_bytes: u32,
         stream: &[u8],
         cuts: &[usize],
-    ) -> (Vec<(u8, Vec<u8>)>, Option<FrameError>) {
+    ) -> (Vec<(u8, Vec<u8>)>, Option<PeerFrameError>) {
         let mut decoder = FrameDecoder::new(max_payload_bytes);
         let mut frames = Vec::new();
         let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (stream.len() + 1)).collect();
@@ -405,13 +408,13 @@ mod tests {
         let _ = decoder.feed(b"GE");
         assert_eq!(
             decoder.next_frame(),
-            Err(FrameError::BadMagic { found: 0x4547 })
+            Err(PeerFrameError::BadMagic { found: 0x4547 })
         );
         // Final: more bytes do not revive it.
         assert_eq!(decoder.feed(b"T / HTTP/1.1"), 12);
         assert!(matches!(
             decoder.next_frame(),
-            Err(FrameError::BadMagic { .. })
+            Err(PeerFrameError::BadMagic { .. })
         ));
     }
 
@@ -422,7 +425,7 @@ mod tests {
         let (_, error) = decode_in_pieces(64, &stream[..3], &[]);
         assert_eq!(
             error,
-            Some(FrameError::UnsupportedVersion {
+            Some(PeerFrameError::UnsupportedVersion {
                 found: 2,
                 supported: 1
             })
@@ -436,7 +439,7 @@ mod tests {
         let _ = decoder.feed(&stream[..8]);
         assert_eq!(
             decoder.next_frame(),
-            Err(FrameError::TooLarge {
+            Err(PeerFrameError::TooLarge {
                 payload_len: 100,
                 max_payload_bytes: 99
             })
@@ -448,7 +451,7 @@ mod tests {
         let payload = vec![0u8; MAX_FRAME_PAYLOAD_BYTES as usize + 1];
         let mut out = vec![1, 2, 3];
         let result = encode_frame(1, &payload, &mut out);
-        assert!(matches!(result, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(result, Err(PeerFrameError::TooLarge { .. })));
         assert_eq!(out, vec![1, 2, 3], "nothing written on error");
     }
 

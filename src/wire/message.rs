@@ -96,7 +96,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use super::codec::{CodecError, WireReader, WireWriter};
-use super::frame::{encode_frame, FrameError};
+use super::frame::{encode_frame, PeerFrameError};
 use crate::raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, SnapshotMeta};
 
 /// Frame kind of a [`Handshake`].
@@ -134,7 +134,7 @@ pub enum MessageError {
     /// A primitive could not be read (truncated, over a length limit, bad bool, trailing bytes).
     Codec(CodecError),
     /// The frame could not be built (payload over the frame maximum).
-    Frame(FrameError),
+    Frame(PeerFrameError),
     /// A handshake does not start with [`HANDSHAKE_MAGIC`].
     BadHandshakeMagic {
         /// What was found.

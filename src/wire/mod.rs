@@ -30,4 +30,4 @@ pub mod frame;
 pub mod message;
 
 pub use codec::{CodecError, WireReader, WireWriter};
-pub use frame::{encode_frame, FrameDecoder, FrameError, FrameHeader, FRAME_VERSION};
+pub use frame::{encode_frame, FrameDecoder, FrameHeader, PeerFrameError, FRAME_VERSION};

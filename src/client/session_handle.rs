@@ -1,5 +1,6 @@
-//! The client's session: a random id and sequence numbers that make retried writes idempotent
-//! (Raft thesis §6.3).
+//! The client's handle on its session: a random id and sequence numbers that make retried
+//! writes idempotent (Raft thesis §6.3); the session itself is held by the state machine
+//! (`kv::session_table`).
 //!
 //! Every write gets the next sequence number once, at its first attempt, and keeps it across
 //! retries on any node; the state machine applies a (session, sequence) pair at most once and
@@ -12,17 +13,17 @@ use crate::kv::SessionId;
 /// The creator field of client-made session ids (nodes use their ids, which start at 1).
 const CLIENT_CREATOR: u16 = 0;
 
-/// A client session: its id and the next sequence number.
+/// The client's side of a session: its id and the next sequence number.
 #[derive(Debug, Clone)]
-pub(crate) struct Session {
+pub(crate) struct SessionHandle {
     id: SessionId,
     next_seq: u64,
 }
 
-impl Session {
-    /// A session with a fresh random id.
-    pub(crate) fn new() -> Session {
-        Session {
+impl SessionHandle {
+    /// A handle on a new session with a fresh random id.
+    pub(crate) fn new() -> SessionHandle {
+        SessionHandle {
             id: SessionId::generate(CLIENT_CREATOR),
             next_seq: 1,
         }
@@ -46,10 +47,10 @@ impl Session {
         self.next_seq
     }
 
-    /// Replaces the session by a new one (after the server expired it: nothing of the old one
-    /// is pending any more).
+    /// Moves to a new session (after the server expired it: nothing of the old one is pending
+    /// any more).
     pub(crate) fn renew(&mut self) {
-        *self = Session::new();
+        *self = SessionHandle::new();
     }
 
     /// Appends the request for write `args` with sequence `seq`, `in_flight_from` being the
@@ -87,8 +88,8 @@ mod tests {
 
     #[test]
     fn sessions_get_distinct_ids_and_increasing_sequence_numbers() {
-        let mut a = Session::new();
-        let b = Session::new();
+        let mut a = SessionHandle::new();
+        let b = SessionHandle::new();
         assert_ne!(a.id(), b.id());
         assert_eq!(a.next_seq(), 1);
         assert_eq!(a.next_seq(), 2);

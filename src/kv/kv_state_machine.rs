@@ -23,7 +23,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use super::command::{decode_queries, push_result, Operation, Query, SetCondition, WriteBatch};
 use super::resp::{write_array_header, write_bulk, write_error, write_integer, write_nil};
-use super::session::{read_exact_vec, read_u32, read_u64, Admission, SessionConfig, SessionTable};
+use super::session_table::{
+    read_exact_vec, read_u32, read_u64, Admission, SessionConfig, SessionTable,
+};
 use crate::node::StateMachine;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"KETCHKV1";
@@ -291,7 +293,8 @@ mod tests {
     use crate::kv::command::{
         split_results, QueryBatchEncoder, Write as KvWrite, WriteBatchEncoder,
     };
-    use crate::kv::session::{SessionId, SESSION_EXPIRED_TEXT};
+    use crate::kv::session_id::SessionId;
+    use crate::kv::session_table::SESSION_EXPIRED_TEXT;
 
     struct Harness {
         sm: KvStateMachine,

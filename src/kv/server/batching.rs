@@ -1,0 +1,290 @@
+//! Batching: within one poll iteration, the writes of all connections go into one write batch
+//! (one log entry) and the reads into one query batch (one ReadIndex round), each capped at
+//! [`ServerConfig::batch_commands_max`] commands and [`ServerConfig::batch_bytes_max`] bytes.
+//! A batch's result comes back from a node thread through the [`CompletionQueue`], which wakes
+//! the connection loop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mio::Waker;
+
+use super::config::ServerConfig;
+use super::error_reply::{propose_error_text, read_error_text};
+use crate::kv::admin::{change_reply, AdminCommand};
+use crate::kv::command::{
+    Query, QueryBatchEncoder, Write as KvWrite, WriteBatchEncoder, QUERIES_PER_BATCH_MAX,
+    WRITES_PER_BATCH_MAX,
+};
+use crate::kv::session_id::wall_clock_ms;
+use crate::node::{ChangeError, Node};
+
+/// Where a batched command's reply goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    pub(super) slot: usize,
+    pub(super) generation: u64,
+    pub(super) reply_no: u64,
+    /// The connection-session sequence number, for writes in the connection's own session.
+    pub(super) seq: Option<u64>,
+}
+
+/// A batch's result list, or the error reply text, by the error rule, for every command of the
+/// batch.
+pub(super) type BatchResult = Result<Vec<u8>, String>;
+
+/// Results coming back from node threads. Bounded by construction: one completion per batch
+/// in flight, and batches in flight hold at least one pending reply each.
+#[derive(Debug)]
+pub(super) struct CompletionQueue {
+    items: Mutex<Vec<Completion>>,
+    waker: Waker,
+}
+
+#[derive(Debug)]
+struct Completion {
+    batch_id: u64,
+    result: BatchResult,
+}
+
+impl CompletionQueue {
+    fn new(waker: Waker) -> Self {
+        CompletionQueue {
+            items: Mutex::new(Vec::new()),
+            waker,
+        }
+    }
+
+    fn push(&self, completion: Completion) {
+        self.items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(completion);
+        let _ = self.waker.wake();
+    }
+
+    /// Wakes the connection loop with nothing new (to stop it).
+    pub(super) fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
+/// A batch whose result came back.
+pub(super) struct FinishedBatch {
+    /// Where its replies go, in command order.
+    pub(super) targets: Vec<Target>,
+    pub(super) result: BatchResult,
+}
+
+/// What differs between the two kinds of batch, writes (one log entry, proposed) and queries
+/// (one ReadIndex round); they are filled, capped and sent alike.
+trait BatchEncoder: Sized {
+    /// One command of the batch.
+    type Command<'a>;
+    /// Most commands the encoding holds, whatever the configuration allows.
+    const COMMANDS_MAX: u32;
+    /// An empty batch.
+    fn open() -> Self;
+    fn push(&mut self, command: &Self::Command<'_>);
+    fn encoded_bytes(&self) -> usize;
+    /// Hands the batch to `node`; `done` gets its result.
+    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static);
+}
+
+impl BatchEncoder for WriteBatchEncoder {
+    type Command<'a> = KvWrite<'a>;
+    const COMMANDS_MAX: u32 = WRITES_PER_BATCH_MAX;
+
+    fn open() -> Self {
+        WriteBatchEncoder::new(wall_clock_ms())
+    }
+
+    fn push(&mut self, write: &KvWrite<'_>) {
+        WriteBatchEncoder::push(self, write);
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        WriteBatchEncoder::encoded_bytes(self)
+    }
+
+    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static) {
+        node.submit_with(self.finish(), move |result| {
+            done(result.map_err(|e| propose_error_text(&e)));
+        });
+    }
+}
+
+impl BatchEncoder for QueryBatchEncoder {
+    type Command<'a> = Query<'a>;
+    const COMMANDS_MAX: u32 = QUERIES_PER_BATCH_MAX;
+
+    fn open() -> Self {
+        QueryBatchEncoder::new()
+    }
+
+    fn push(&mut self, query: &Query<'_>) {
+        QueryBatchEncoder::push(self, query);
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        QueryBatchEncoder::encoded_bytes(self)
+    }
+
+    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static) {
+        node.read_with(self.finish(), move |result| {
+            done(result.map_err(|e| read_error_text(&e)));
+        });
+    }
+}
+
+/// A batch being filled: its commands so far, and where each one's reply goes.
+#[derive(Debug)]
+struct OpenBatch<E> {
+    encoder: E,
+    targets: Vec<Target>,
+}
+
+impl<E: BatchEncoder> OpenBatch<E> {
+    /// Adds a command to the batch `open` holds, opening one if none is; true if the batch is
+    /// now full and must go.
+    fn add(
+        open: &mut Option<Self>,
+        command: &E::Command<'_>,
+        target: Target,
+        config: &ServerConfig,
+    ) -> bool {
+        let batch = open.get_or_insert_with(|| OpenBatch {
+            encoder: E::open(),
+            targets: Vec::with_capacity(64),
+        });
+        batch.encoder.push(command);
+        batch.targets.push(target);
+        batch.targets.len() >= config.batch_commands_max.min(E::COMMANDS_MAX as usize)
+            || batch.encoder.encoded_bytes() >= config.batch_bytes_max
+    }
+}
+
+/// Batches being filled and batches in flight.
+pub(super) struct Batches {
+    node: Arc<Node>,
+    completions: Arc<CompletionQueue>,
+    writes: Option<OpenBatch<WriteBatchEncoder>>,
+    reads: Option<OpenBatch<QueryBatchEncoder>>,
+    inflight: HashMap<u64, Vec<Target>>,
+    next_batch_id: u64,
+    config: ServerConfig,
+}
+
+impl Batches {
+    /// Batches for `node`; `waker` wakes the connection loop when a result comes back.
+    pub(super) fn new(node: Arc<Node>, waker: Waker, config: ServerConfig) -> Self {
+        Batches {
+            node,
+            completions: Arc::new(CompletionQueue::new(waker)),
+            writes: None,
+            reads: None,
+            inflight: HashMap::new(),
+            next_batch_id: 1,
+            config,
+        }
+    }
+
+    /// The node the batches go to.
+    pub(super) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Where node threads hand results back.
+    pub(super) fn completions(&self) -> Arc<CompletionQueue> {
+        Arc::clone(&self.completions)
+    }
+
+    pub(super) fn add_write(&mut self, write: &KvWrite<'_>, target: Target) {
+        if OpenBatch::add(&mut self.writes, write, target, &self.config) {
+            self.submit_writes();
+        }
+    }
+
+    pub(super) fn add_read(&mut self, query: &Query<'_>, target: Target) {
+        if OpenBatch::add(&mut self.reads, query, target, &self.config) {
+            self.submit_reads();
+        }
+    }
+
+    pub(super) fn submit_writes(&mut self) {
+        if let Some(batch) = self.writes.take() {
+            self.submit(batch);
+        }
+    }
+
+    pub(super) fn submit_reads(&mut self) {
+        if let Some(batch) = self.reads.take() {
+            self.submit(batch);
+        }
+    }
+
+    fn submit<E: BatchEncoder>(&mut self, batch: OpenBatch<E>) {
+        let done = self.register_batch(batch.targets);
+        batch.encoder.send(&self.node, done);
+    }
+
+    /// Sends a membership change or transfer to the node; its reply is one result.
+    pub(super) fn submit_admin(&mut self, command: AdminCommand, target: Target) {
+        let done = self.register_batch(vec![target]);
+        let changed = move |result: Result<(), ChangeError>| {
+            let reply = change_reply(&result);
+            // A result list of one (see `command::split_results`): u32 length, bytes.
+            let mut list = (reply.len() as u32).to_le_bytes().to_vec();
+            list.extend_from_slice(&reply);
+            done(Ok(list));
+        };
+        match command {
+            AdminCommand::Change(change, addr) => {
+                self.node.change_membership(change, addr, changed)
+            }
+            AdminCommand::Transfer(id) => self.node.transfer_leadership(id, changed),
+            AdminCommand::Members => changed(Err(ChangeError::Refused {
+                reason: "KETCH.MEMBERS is answered locally".to_string(),
+            })),
+        }
+    }
+
+    /// Records a batch about to be sent to the node and whose replies go to `targets`; the
+    /// node thread that has its result calls what this returns with it.
+    fn register_batch(
+        &mut self,
+        targets: Vec<Target>,
+    ) -> impl FnOnce(BatchResult) + Send + 'static {
+        let batch_id = self.next_batch_id;
+        self.next_batch_id += 1;
+        self.inflight.insert(batch_id, targets);
+        let completions = Arc::clone(&self.completions);
+        move |result| completions.push(Completion { batch_id, result })
+    }
+
+    /// The batches whose result came back since the last call.
+    pub(super) fn take_finished(&mut self) -> Vec<FinishedBatch> {
+        let items = std::mem::take(
+            &mut *self
+                .completions
+                .items
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let mut finished = Vec::with_capacity(items.len());
+        for completion in items {
+            let Some(targets) = self.inflight.remove(&completion.batch_id) else {
+                log::error!(
+                    "RESP server: completion for unknown batch {}",
+                    completion.batch_id
+                );
+                continue;
+            };
+            finished.push(FinishedBatch {
+                targets,
+                result: completion.result,
+            });
+        }
+        finished
+    }
+}

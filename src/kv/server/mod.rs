@@ -1,0 +1,165 @@
+//! The RESP2 server: one thread, one mio `Poll`, many client connections, in front of a
+//! [`Node`] running a [`KvStateMachine`](super::KvStateMachine).
+//!
+//! # Commands
+//!
+//! `PING [msg]`, `ECHO msg`, `GET key`, `SET key value [NX|XX] [KEEPTTL]` (`EX`/`PX`/`EXAT`/
+//! `PXAT`/`GET` are refused: there are no expiring keys), `DEL key...`, `EXISTS key...`,
+//! `APPEND key value`, `INCR key`, `INCRBY key n`, `DECR key`, `DECRBY key n`, `MGET key...`,
+//! `MSET key value [key value...]`, `DBSIZE`, `INFO [section]` (node id, role, term, leader,
+//! commit / applied / last index, members, fsync statistics, clients), `COMMAND` (`COUNT`,
+//! `DOCS`, ...: empty answers, enough for `redis-cli`), `CONFIG GET param...` (`save`,
+//! `appendonly`, `appendfsync`, `databases`; others give no pair), `SELECT 0`,
+//! `CLIENT SETNAME|SETINFO|GETNAME|ID`, `QUIT`. Unknown commands and wrong arity get Redis'
+//! own error wording.
+//!
+//! Admin commands (`KETCH.ADDLEARNER`, `KETCH.PROMOTE`, `KETCH.REMOVE`, `KETCH.TRANSFER`,
+//! `KETCH.MEMBERS`) are described in [`admin`](super::admin).
+//!
+//! ## Explicit sessions: `KETCH.WRITE`
+//!
+//! ```text
+//! KETCH.WRITE <session> <seq> <acked-below> <write command> [args...]
+//! e.g. KETCH.WRITE 0000018c2f4a3b1d0001a2b3c4d5e6f7 5 4 INCR counter
+//! ```
+//!
+//! Runs the wrapped write (`SET`, `DEL`, `APPEND`, `INCR`, `INCRBY`, `DECR`, `DECRBY`, `MSET`)
+//! as sequence number `seq` (>= 1) of session `session` (32 hex digits, see
+//! [`SessionId`](super::SessionId); its high 64 bits are its creation ms), telling the state
+//! machine that the client has the results of every sequence number below `acked-below`. The
+//! reply is the wrapped command's reply. A client that retries the same (session, seq) on any
+//! node gets the first result back; the write is applied once. A session unknown to the
+//! cluster that may have been dropped (expired or evicted) is refused with
+//! `-ERR session expired or evicted; ...` (not applied: start a new session). This is what
+//! `ketch::client` uses to carry its session across reconnects and nodes.
+//!
+//! Ordinary writes on a connection use a session the server makes for that connection (id
+//! from this node's id and the clock) with sequence numbers it assigns, so a write the runtime
+//! re-sends internally is still applied once.
+//!
+//! # Error rule
+//!
+//! `-TRYAGAIN`: certainly not applied; `-TIMEOUT`: a write that may have been applied; `-ERR`:
+//! the command's own error. [`error_reply`] says which failure gets which.
+//!
+//! # Parts
+//!
+//! - `connection_loop`: the thread: accepts, reads, writes and closes connections, and hands
+//!   results back to them;
+//! - `client_connection`: one client's connection: its requests in, its replies out in request
+//!   order, and the ordering and consistency a pipeline gets;
+//! - `parse`: what a request means (a write, a read, an admin or a local command) and Redis'
+//!   wording for one that means nothing;
+//! - `batching`: the writes of all connections go to the node as one log entry per poll, the
+//!   reads as one ReadIndex round;
+//! - `local_commands`: what is answered without the node's state machine (`INFO`, `CONFIG GET`,
+//!   `COMMAND`, `CLIENT`, ...);
+//! - [`error_reply`]: the error rule.
+//!
+//! # Bounds
+//!
+//! | what                              | bound                                               |
+//! |-----------------------------------|-----------------------------------------------------|
+//! | connections                       | [`ServerConfig::connections_max`] (more: `-ERR max number of clients reached`, closed) |
+//! | one request                       | [`Limits`](super::resp::Limits) (bulk, array, inline, request bytes) |
+//! | replies pending per connection    | [`ServerConfig::pipeline_replies_max`]: past it, the connection is not read |
+//! | unsent output per connection      | [`ServerConfig::output_bytes_max`] (+ one reply): past it, not read |
+//! | completions queued from the node  | one per batch in flight; batches in flight ≤ pending replies of all connections |
+//! | idle connections                  | closed after [`ServerConfig::idle_timeout`] with nothing pending |
+
+mod batching;
+mod client_connection;
+mod config;
+mod connection_loop;
+pub mod error_reply;
+mod local_commands;
+mod parse;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::node::Node;
+use crate::raft::NodeId;
+use batching::CompletionQueue;
+use connection_loop::ConnectionLoop;
+
+pub use config::ServerConfig;
+
+/// A running RESP server thread.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    completions: Arc<CompletionQueue>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Serves RESP clients accepted on `listener` in front of `node`. `members` is listed by
+    /// `INFO`.
+    pub fn start(
+        node: Arc<Node>,
+        listener: std::net::TcpListener,
+        members: Vec<NodeId>,
+        config: ServerConfig,
+    ) -> io::Result<Server> {
+        assert!(
+            config.pipeline_replies_max >= 1,
+            "pipeline_replies_max must be >= 1"
+        );
+        assert!(
+            config.batch_commands_max >= 1,
+            "batch_commands_max must be >= 1"
+        );
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let node_id = node.id();
+        let mut connection_loop =
+            ConnectionLoop::new(node, listener, members, config, Arc::clone(&stop))?;
+        let completions = connection_loop.completions();
+        let thread = std::thread::Builder::new()
+            .name(format!("ketch-{node_id}-resp"))
+            .spawn(move || connection_loop.run())?;
+        log::info!("node {node_id}: RESP server listening on {local_addr}");
+        Ok(Server {
+            local_addr,
+            stop,
+            completions,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the thread (closing every client connection) and returns its error, if any.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        self.stop.store(true, Ordering::Release);
+        self.completions.wake();
+        match thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::other("the RESP server thread panicked")),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            log::error!("RESP server: {e}");
+        }
+    }
+}
