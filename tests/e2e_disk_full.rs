@@ -15,10 +15,11 @@
 
 #[path = "harness/seeded.rs"]
 mod seeded;
+#[path = "harness/set_outcomes.rs"]
+mod set_outcomes;
 #[path = "e2e/support.rs"]
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use seeded::{env_u64, next_random};
+use set_outcomes::Told;
 use support::{RawConnection, TestCluster};
 
 /// Each node's filesystem (a sparse image: it takes only what is written).
@@ -149,21 +151,9 @@ fn available_bytes(path: &Path) -> u64 {
         .expect("df prints the available bytes")
 }
 
-/// What a SET was told, by the service's error rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Told {
-    Ok,
-    TryAgain,
-    Timeout,
-}
-
-/// The value written under `key`: 4-64 KiB, its bytes named by the key.
+/// The value each key gets: 4-64 KiB.
 fn value_of(key: &str) -> Vec<u8> {
-    let mut seed = key
-        .bytes()
-        .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
-    let len = (4 << 10) + (next_random(&mut seed) % (60 << 10)) as usize;
-    key.bytes().cycle().take(len).collect()
+    set_outcomes::value_of(key, 4 << 10, 60 << 10)
 }
 
 /// Pipelines windows of SETs of fresh keys until `stop`, recording every reply.
@@ -176,38 +166,15 @@ fn spawn_writer(
     let stop = Arc::clone(stop);
     let told_keys = Arc::clone(told_keys);
     std::thread::spawn(move || {
-        let mut connection = RawConnection::open(addr);
-        let mut seq = 0u64;
-        // Bounded: until the flag, which the test sets within its time limit.
-        while !stop.load(Ordering::Acquire) {
-            let keys: Vec<String> = (0..8)
-                .map(|_| {
-                    seq += 1;
-                    format!("w{writer}-{seq}")
-                })
-                .collect();
-            for key in &keys {
-                connection.send_command(&[b"SET", key.as_bytes(), &value_of(key)]);
-            }
-            let mut refused = false;
-            for key in keys {
-                let reply = String::from_utf8_lossy(&connection.read_reply_bytes()).into_owned();
-                let told = if reply == "+OK\r\n" {
-                    Told::Ok
-                } else if reply.starts_with("-TRYAGAIN") {
-                    refused = true;
-                    Told::TryAgain
-                } else if reply.starts_with("-TIMEOUT") {
-                    Told::Timeout
-                } else {
-                    panic!("SET {key}: unexpected reply {reply:?}");
-                };
-                told_keys.lock().unwrap().push((key, told));
-            }
-            if refused {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
+        let connection = std::cell::RefCell::new(RawConnection::open(addr));
+        set_outcomes::write_until(
+            writer,
+            &stop,
+            &told_keys,
+            value_of,
+            |args| connection.borrow_mut().send_command(args),
+            || connection.borrow_mut().read_reply_bytes(),
+        );
     })
 }
 
@@ -283,33 +250,10 @@ fn disk_full_run(seed: u64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
-    for (key, told) in told_keys.lock().unwrap().iter() {
-        let stored = reader.call(&[b"GET", key.as_bytes()]);
-        let present = stored != b"$-1\r\n";
-        if present {
-            let value = value_of(key);
-            let mut expected = format!("${}\r\n", value.len()).into_bytes();
-            expected.extend_from_slice(&value);
-            expected.extend_from_slice(b"\r\n");
-            assert!(stored == expected, "seed {seed:#x}: GET {key}: wrong value");
-        }
-        match told {
-            Told::Ok => assert!(present, "seed {seed:#x}: acknowledged SET {key} lost"),
-            Told::TryAgain => assert!(
-                !present,
-                "seed {seed:#x}: SET {key} was answered -TRYAGAIN (not applied) but was applied"
-            ),
-            Told::Timeout => {}
-        }
-        let name = match (told, present) {
-            (Told::Ok, _) => "+OK",
-            (Told::TryAgain, _) => "-TRYAGAIN",
-            (Told::Timeout, false) => "-TIMEOUT, not applied",
-            (Told::Timeout, true) => "-TIMEOUT, applied",
-        };
-        *tally.entry(name).or_default() += 1;
-    }
+    let told_keys = told_keys.lock().unwrap().clone();
+    let tally = set_outcomes::check_answers(seed, &told_keys, value_of, |key| {
+        reader.call(&[b"GET", key.as_bytes()])
+    });
     eprintln!("seed {seed:#x}: {tally:?}");
     assert!(
         tally.get("+OK").is_some_and(|n| *n > 0),

@@ -8,9 +8,12 @@
 
 #[path = "harness/seeded.rs"]
 mod seeded;
+#[path = "harness/set_outcomes.rs"]
+mod set_outcomes;
 #[path = "harness/watchdog.rs"]
 mod watchdog;
 use seeded::{env_u64, next_random};
+use set_outcomes::Told;
 use watchdog::watchdog;
 
 use std::collections::BTreeMap;
@@ -586,21 +589,9 @@ fn redis_benchmark() {
     cluster.shutdown();
 }
 
-/// What a RESP client was told about one SET, by the service's error rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Told {
-    Ok,
-    TryAgain,
-    Timeout,
-}
-
-/// The value written under `key`: its length varies, its bytes name the key.
+/// The value each key gets in the disk-failure runs: 1-17 KiB.
 fn value_of(key: &str) -> Vec<u8> {
-    let mut seed = key
-        .bytes()
-        .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
-    let len = 1024 + (next_random(&mut seed) % (16 << 10)) as usize;
-    key.bytes().cycle().take(len).collect()
+    set_outcomes::value_of(key, 1 << 10, 16 << 10)
 }
 
 /// Pipelines windows of SETs of fresh keys to `addr` until `stop`, recording each reply.
@@ -613,38 +604,15 @@ fn spawn_set_writer(
     let stop = Arc::clone(stop);
     let told_keys = Arc::clone(told_keys);
     std::thread::spawn(move || {
-        let mut client = Client::connect(addr);
-        let mut seq = 0u64;
-        // Bounded: until the flag, which the test sets within seconds.
-        while !stop.load(Ordering::Acquire) {
-            let keys: Vec<String> = (0..8)
-                .map(|_| {
-                    seq += 1;
-                    format!("w{writer}-{seq}")
-                })
-                .collect();
-            for key in &keys {
-                client.send(&[b"SET", key.as_bytes(), &value_of(key)]);
-            }
-            let mut refused = false;
-            for key in keys {
-                let reply = String::from_utf8_lossy(&client.reply_bytes()).into_owned();
-                let told = if reply == "+OK\r\n" {
-                    Told::Ok
-                } else if reply.starts_with("-TRYAGAIN") {
-                    refused = true;
-                    Told::TryAgain
-                } else if reply.starts_with("-TIMEOUT") {
-                    Told::Timeout
-                } else {
-                    panic!("SET {key}: unexpected reply {reply:?}");
-                };
-                told_keys.lock().unwrap().push((key, told));
-            }
-            if refused {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
+        let client = std::cell::RefCell::new(Client::connect(addr));
+        set_outcomes::write_until(
+            writer,
+            &stop,
+            &told_keys,
+            value_of,
+            |args| client.borrow_mut().send(args),
+            || client.borrow_mut().reply_bytes(),
+        );
     })
 }
 
@@ -734,37 +702,10 @@ fn service_leader_disk_failure_run(seed: u64) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
-    for (key, told) in told_keys.lock().unwrap().iter() {
-        let stored = reader.call(&["GET", key]);
-        let present = stored != "$-1\r\n";
-        if present {
-            let value = value_of(key);
-            let mut expected = format!("${}\r\n", value.len()).into_bytes();
-            expected.extend_from_slice(&value);
-            expected.extend_from_slice(b"\r\n");
-            assert_eq!(
-                stored.as_bytes(),
-                &expected[..],
-                "seed {seed:#x}: GET {key}"
-            );
-        }
-        match told {
-            Told::Ok => assert!(present, "seed {seed:#x}: acknowledged SET {key} lost"),
-            Told::TryAgain => assert!(
-                !present,
-                "seed {seed:#x}: SET {key} was answered -TRYAGAIN (not applied) but was applied"
-            ),
-            Told::Timeout => {}
-        }
-        let name = match (told, present) {
-            (Told::Ok, _) => "+OK",
-            (Told::TryAgain, _) => "-TRYAGAIN",
-            (Told::Timeout, false) => "-TIMEOUT, not applied",
-            (Told::Timeout, true) => "-TIMEOUT, applied",
-        };
-        *tally.entry(name).or_default() += 1;
-    }
+    let told_keys = told_keys.lock().unwrap().clone();
+    let tally = set_outcomes::check_answers(seed, &told_keys, value_of, |key| {
+        reader.call(&["GET", key]).into_bytes()
+    });
     eprintln!("seed {seed:#x}: {tally:?}");
     for (id, service) in cluster.services {
         let result = service.shutdown();

@@ -10,9 +10,8 @@
 //! disk that has stopped answering. The wait of one sync is bounded by the stall duration, so a
 //! test that forgets to clear can be slowed but never hung; `clear` also ends the waits already
 //! in progress at once. The data is untouched: a stalled sync delays durability, it loses
-//! nothing. Where the sync runs under a lock ([`crate::GroupCommit`] holds the log's lock while
-//! it asks the injector), the appends behind that lock wait as well, like writes queued behind a
-//! stuck device.
+//! nothing. [`crate::GroupCommit`] runs the stall outside its mutex, as a real slow fdatasync
+//! runs: appends keep queueing behind it, and their waiters wait for the next sync.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -117,11 +117,7 @@ pub(crate) struct EventLoop {
     addresses: AddressBook,
     /// Snapshot files, for filling InstallSnapshot chunks.
     snapshots: SnapshotStore,
-    tick_interval: Duration,
-    max_pending_proposals: usize,
-    propose_timeout: Duration,
-    append_merge_bytes_max: u64,
-    disk_stall_timeout: Duration,
+    settings: LoopSettings,
     inbox: Receiver<Request>,
     writer_tx: SyncSender<PersistWork>,
     writer_shared: Arc<WriterShared>,
@@ -198,13 +194,6 @@ impl EventLoop {
         settings: LoopSettings,
         links: LoopLinks,
     ) -> EventLoop {
-        let LoopSettings {
-            tick_interval,
-            max_pending_proposals,
-            propose_timeout,
-            disk_stall_timeout,
-            append_merge_bytes_max,
-        } = settings;
         let LoopLinks {
             inbox,
             writer_tx,
@@ -221,11 +210,7 @@ impl EventLoop {
             transport,
             addresses,
             snapshots,
-            tick_interval,
-            max_pending_proposals,
-            propose_timeout,
-            append_merge_bytes_max,
-            disk_stall_timeout,
+            settings,
             inbox,
             writer_tx,
             writer_shared,
@@ -264,7 +249,7 @@ impl EventLoop {
             removed: false,
             waiters: BTreeMap::new(),
         };
-        let mut next_tick = Instant::now() + self.tick_interval;
+        let mut next_tick = Instant::now() + self.settings.tick_interval;
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
             let mut wake_at = next_tick;
@@ -310,7 +295,7 @@ impl EventLoop {
                 if state.participating {
                     self.core.tick();
                 }
-                next_tick += self.tick_interval;
+                next_tick += self.settings.tick_interval;
             }
             self.expire_reads(&mut state);
             self.expire_proposals(&mut state);
@@ -417,14 +402,14 @@ impl EventLoop {
             && state
                 .pending
                 .front()
-                .is_some_and(|p| p.sent_at.elapsed() > self.disk_stall_timeout);
+                .is_some_and(|p| p.sent_at.elapsed() > self.settings.disk_stall_timeout);
         if stalled != state.disk_stalled {
             if stalled {
                 log::warn!(
                     "node {}: leader's log write pending for over {:?}; sending nothing so \
                      that a node with a working disk takes over",
                     self.core.id(),
-                    self.disk_stall_timeout
+                    self.settings.disk_stall_timeout
                 );
             } else {
                 log::info!("node {}: log writes complete again", self.core.id());

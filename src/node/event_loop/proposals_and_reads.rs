@@ -116,7 +116,7 @@ impl EventLoop {
                         .push((peer, request_id, result));
                     let _ = waker.wake();
                 });
-                let deadline = Instant::now() + self.propose_timeout;
+                let deadline = Instant::now() + self.settings.propose_timeout;
                 self.propose_here(state, data, done, deadline);
             }
         }
@@ -154,7 +154,7 @@ impl EventLoop {
             done.complete(Err(ProposeError::Stopped { reason }));
             return;
         }
-        if state.waiters.len() >= self.max_pending_proposals {
+        if state.waiters.len() >= self.settings.max_pending_proposals {
             done.complete(Err(ProposeError::Backpressure));
             return;
         }

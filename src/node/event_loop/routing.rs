@@ -105,7 +105,7 @@ impl EventLoop {
             self.learn_addresses(addresses_in(&entries));
         }
         // The leader sends appends before its own write is durable (thesis §10.2.1).
-        for message in coalesce_appends(messages, self.append_merge_bytes_max) {
+        for message in coalesce_appends(messages, self.settings.append_merge_bytes_max) {
             self.send_message(state, message);
         }
         let needs_persist = hard_state.is_some()
