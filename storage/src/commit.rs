@@ -13,8 +13,9 @@
 //! N - 1: the first appender released by a sync finds no sync running and syncs alone while the
 //! rest are still waking up. With 8 appenders (`cargo bench --bench wal -- group_commit`,
 //! alternating runs): 0.235 fdatasyncs per entry and 15.7-16.7 k appends/s without the wait,
-//! 0.134-0.141 and 18.2-29.5 k/s with it. Waking the gathering leader only when its group is complete (not at every arrival)
-//! then took it to 0.125-0.128 fdatasyncs per entry, and in a standalone 8-thread loop from
+//! 0.134-0.141 and 18.2-29.5 k/s with it. Waking the gathering leader only when its group is
+//! complete (not at every arrival) then took it to 0.125-0.128 fdatasyncs per entry, and in a
+//! standalone 8-thread loop from
 //! 19.5-22.1 k/s to 22.5-26.4 k/s, alternating runs. Waking the waiters after releasing the mutex
 //! (not under it) added 13-40 % more in alternating criterion runs. A lone appender never waits
 //! (its last group was 1).
