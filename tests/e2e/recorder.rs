@@ -7,22 +7,10 @@ use std::time::Instant;
 use ketch::client::Client;
 use ketch_history::{History, Op, Outcome};
 
-/// A splitmix64 step: the fault loops' only randomness, seeded and printed.
-pub fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The environment variable `name` as a number, or `default`.
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../harness/seeded.rs"]
+mod seeded;
+/// The fault loops' only randomness, seeded and printed, and their environment knobs.
+pub use seeded::{env_u64, next_random};
 
 /// A history shared by client threads, stamped with nanoseconds since its start. The clock is
 /// strictly increasing under the lock, so one client's return precedes its next call.
