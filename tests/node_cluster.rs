@@ -1683,7 +1683,7 @@ fn told(answer: &Result<Vec<u8>, ProposeError>) -> Told {
     match answer {
         Ok(_) => Told::Applied,
         Err(ProposeError::NotLeader { .. } | ProposeError::Backpressure) => Told::NotApplied,
-        Err(ProposeError::Stopped { .. }) => Told::NotApplied,
+        Err(ProposeError::Stopped { .. } | ProposeError::TooLarge { .. }) => Told::NotApplied,
         Err(ProposeError::Timeout | ProposeError::LeaderLost | ProposeError::ShuttingDown) => {
             Told::MaybeApplied
         }

@@ -9,7 +9,7 @@ use crate::raft::NodeId;
 
 /// Why a proposal failed.
 ///
-/// `NotLeader`, `Backpressure` and `Stopped` mean it was certainly not applied: each is given
+/// `NotLeader`, `Backpressure`, `TooLarge` and `Stopped` mean it was certainly not applied: each is given
 /// only before the command reached the log. `Timeout`, `LeaderLost` and `ShuttingDown` mean it
 /// may have been applied (or may still be): once a leader appended a command, it may have sent
 /// it to followers before its own write was durable (thesis §10.2.1), and they can commit it
@@ -24,6 +24,14 @@ pub enum ProposeError {
     },
     /// Too much pending; retry later. Not applied.
     Backpressure,
+    /// Larger than [`NodeConfig::max_proposal_bytes`](super::NodeConfig::max_proposal_bytes):
+    /// refused before it reached the log. Not applied, and retrying cannot help.
+    TooLarge {
+        /// The proposal's size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// No result within the timeout. May have been applied.
     Timeout,
     /// Leadership changed while the proposal was pending. May have been applied.
@@ -49,6 +57,12 @@ impl fmt::Display for ProposeError {
                 )
             }
             ProposeError::Backpressure => write!(f, "too many pending proposals; not applied"),
+            ProposeError::TooLarge { bytes, limit } => {
+                write!(
+                    f,
+                    "proposal too large ({bytes} bytes; limit {limit}); not applied"
+                )
+            }
             ProposeError::Timeout => write!(f, "timed out; the command may have been applied"),
             ProposeError::LeaderLost => {
                 write!(f, "leadership changed; the command may have been applied")

@@ -157,6 +157,9 @@ impl ForwardState {
                 Err(ProposeError::NotLeader { leader_hint })
             }
             ForwardOutcome::Backpressure => Err(ProposeError::Backpressure),
+            ForwardOutcome::TooLarge { bytes, limit } => {
+                Err(ProposeError::TooLarge { bytes, limit })
+            }
             ForwardOutcome::Timeout => Err(ProposeError::Timeout),
             // The leader went away with the command pending: it may still commit.
             ForwardOutcome::LeaderLost | ForwardOutcome::ShuttingDown => {
@@ -246,6 +249,7 @@ pub fn outcome_of(result: Result<Vec<u8>, ProposeError>) -> ForwardOutcome {
         Ok(bytes) => ForwardOutcome::Applied(bytes),
         Err(ProposeError::NotLeader { leader_hint }) => ForwardOutcome::NotLeader { leader_hint },
         Err(ProposeError::Backpressure) => ForwardOutcome::Backpressure,
+        Err(ProposeError::TooLarge { bytes, limit }) => ForwardOutcome::TooLarge { bytes, limit },
         Err(ProposeError::Timeout) => ForwardOutcome::Timeout,
         Err(ProposeError::LeaderLost) => ForwardOutcome::LeaderLost,
         // A leader that stopped after accepting may have replicated the entry before its disk

@@ -38,9 +38,11 @@ pub const FRAME_MAGIC: u16 = 0x4B54;
 /// Size of the frame header.
 pub const HEADER_BYTES: usize = 12;
 
-/// Largest payload any frame may carry (64 MiB); snapshot chunks and append batches must be
-/// split below it. Decoders are usually configured lower.
-pub const MAX_FRAME_PAYLOAD_BYTES: u32 = 64 * 1024 * 1024;
+/// Largest payload any frame may carry (256 MiB): above the largest entry a node can be
+/// configured to accept (a value limit of at most 128 MiB, plus its overhead). Snapshot chunks
+/// and append batches must be split below it. Decoders are configured lower, to what their
+/// node's settings need.
+pub const MAX_FRAME_PAYLOAD_BYTES: u32 = 256 * 1024 * 1024;
 
 /// The decoded header of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

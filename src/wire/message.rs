@@ -84,6 +84,7 @@
 //! | 3       | `Timeout`          | (none)            | may have been                     |
 //! | 4       | `LeaderLost`       | (none)            | may have been                     |
 //! | 5       | `ShuttingDown`     | (none)            | may have been                     |
+//! | 6       | `TooLarge`         | `bytes: u64`, `limit: u64` | certainly not            |
 //!
 //! # Bounds checked on decode
 //!
@@ -271,6 +272,13 @@ pub enum ForwardOutcome {
     LeaderLost,
     /// The leader shut down or stopped while it was pending: may have been applied.
     ShuttingDown,
+    /// Larger than the leader's proposal limit: certainly not applied, and never will be.
+    TooLarge {
+        /// The proposal's size.
+        bytes: u64,
+        /// The leader's limit.
+        limit: u64,
+    },
 }
 
 /// Appends `forward` as one frame of kind [`FRAME_KIND_FORWARD`] to `out`; `scratch` holds
@@ -309,6 +317,11 @@ pub fn encode_forward(
                 ForwardOutcome::Timeout => w.write_u8(3),
                 ForwardOutcome::LeaderLost => w.write_u8(4),
                 ForwardOutcome::ShuttingDown => w.write_u8(5),
+                ForwardOutcome::TooLarge { bytes, limit } => {
+                    w.write_u8(6);
+                    w.write_u64(*bytes);
+                    w.write_u64(*limit);
+                }
             }
         }
     }
@@ -337,6 +350,10 @@ pub fn decode_forward(payload: &[u8]) -> Result<Forward, MessageError> {
                 3 => ForwardOutcome::Timeout,
                 4 => ForwardOutcome::LeaderLost,
                 5 => ForwardOutcome::ShuttingDown,
+                6 => ForwardOutcome::TooLarge {
+                    bytes: r.read_u64()?,
+                    limit: r.read_u64()?,
+                },
                 outcome => return Err(MessageError::UnknownForwardOutcome { outcome }),
             };
             ForwardBody::Result {
@@ -882,6 +899,8 @@ mod tests {
             Just(ForwardOutcome::Timeout),
             Just(ForwardOutcome::LeaderLost),
             Just(ForwardOutcome::ShuttingDown),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(bytes, limit)| ForwardOutcome::TooLarge { bytes, limit }),
         ];
         let body = prop_oneof![
             (any::<u64>(), vec(any::<u8>(), 0..64))
@@ -933,10 +952,10 @@ mod tests {
             Err(MessageError::UnknownForwardTag { tag: 9 })
         );
         payload[16] = 2;
-        payload.push(6);
+        payload.push(7);
         assert_eq!(
             decode_forward(&payload),
-            Err(MessageError::UnknownForwardOutcome { outcome: 6 })
+            Err(MessageError::UnknownForwardOutcome { outcome: 7 })
         );
         payload[..8].copy_from_slice(&0u64.to_le_bytes());
         assert_eq!(

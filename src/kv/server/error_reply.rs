@@ -9,7 +9,8 @@
 //!   down). This includes every write pending on a leader whose log write or fsync fails: the
 //!   leader sent the entry to its followers before its own write was durable (thesis
 //!   §10.2.1), so they may commit it under the next leader.
-//! - `-ERR ...`: the command's own error (wrong type, syntax, expired session).
+//! - `-ERR ...`: the command's own error (wrong type, syntax, expired session, a value or a
+//!   command over the size limit): retrying the same command cannot succeed.
 
 use crate::node::{ProposeError, ReadError};
 
@@ -23,6 +24,11 @@ pub fn propose_error_text(error: &ProposeError) -> String {
             None => "TRYAGAIN not applied: no leader known".to_string(),
         },
         ProposeError::Backpressure => "TRYAGAIN not applied: too many pending writes".to_string(),
+        // The server refuses a too large value before proposing it (`value too large`); this
+        // is the node's own bound on the whole entry, which retrying cannot meet either.
+        ProposeError::TooLarge { bytes, limit } => {
+            format!("ERR command too large ({bytes} bytes encoded; limit {limit}); not applied")
+        }
         // Given only to proposals that arrived after the node stopped (see `ProposeError`).
         ProposeError::Stopped { reason } => format!("TRYAGAIN not applied: node stopped: {reason}"),
         ProposeError::Timeout => {
@@ -51,6 +57,7 @@ mod tests {
         for (error, code) in [
             (ProposeError::NotLeader { leader_hint: None }, "TRYAGAIN"),
             (ProposeError::Backpressure, "TRYAGAIN"),
+            (ProposeError::TooLarge { bytes: 9, limit: 8 }, "ERR"),
             (
                 ProposeError::Stopped {
                     reason: "disk".into(),

@@ -71,6 +71,8 @@ pub(crate) struct LoopSettings {
     pub disk_stall_timeout: Duration,
     /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
     pub append_merge_bytes_max: u64,
+    /// Largest proposal accepted (see `NodeConfig::max_proposal_bytes`).
+    pub max_proposal_bytes: u64,
 }
 
 impl LoopSettings {
@@ -82,6 +84,7 @@ impl LoopSettings {
             propose_timeout: config.propose_timeout,
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: config.raft.max_message_bytes,
+            max_proposal_bytes: config.max_proposal_bytes,
         }
     }
 }
@@ -121,6 +124,7 @@ pub(crate) struct EventLoop {
     max_pending_proposals: usize,
     propose_timeout: Duration,
     append_merge_bytes_max: u64,
+    max_proposal_bytes: u64,
     disk_stall_timeout: Duration,
     inbox: Receiver<Request>,
     writer_tx: SyncSender<PersistWork>,
@@ -204,6 +208,7 @@ impl EventLoop {
             propose_timeout,
             disk_stall_timeout,
             append_merge_bytes_max,
+            max_proposal_bytes,
         } = settings;
         let LoopLinks {
             inbox,
@@ -225,6 +230,7 @@ impl EventLoop {
             max_pending_proposals,
             propose_timeout,
             append_merge_bytes_max,
+            max_proposal_bytes,
             disk_stall_timeout,
             inbox,
             writer_tx,

@@ -23,6 +23,15 @@ impl EventLoop {
         done: ProposeCompletion,
         deadline: Instant,
     ) {
+        // Refused before it can reach the log or a peer: no frame is ever too large for the
+        // peers to take (see `transport`).
+        if data.len() as u64 > self.max_proposal_bytes {
+            done.complete(Err(ProposeError::TooLarge {
+                bytes: data.len() as u64,
+                limit: self.max_proposal_bytes,
+            }));
+            return;
+        }
         match self.core.leader() {
             Some(leader)
                 if leader != self.core.id()
@@ -72,12 +81,14 @@ impl EventLoop {
                 leader_hint: Some(leader),
             })),
             Err(ForwardRefused::QueueFull) => done.complete(Err(ProposeError::Backpressure)),
-            Err(ForwardRefused::TooLarge) => {
+            Err(ForwardRefused::TooLarge { bytes, limit }) => {
+                // Unreachable while the frame limit is sized from `max_proposal_bytes`
+                // (checked in `propose`); never retryable either way.
                 log::warn!(
                     "node {}: a proposal too large to forward to node {leader} was refused",
                     self.core.id()
                 );
-                done.complete(Err(ProposeError::Backpressure));
+                done.complete(Err(ProposeError::TooLarge { bytes, limit }));
             }
         }
     }
@@ -97,6 +108,14 @@ impl EventLoop {
                     // stopped node proposes nothing: also certainly not applied.
                     let refusal = ProposeError::NotLeader {
                         leader_hint: self.core.leader().filter(|_| state.participating),
+                    };
+                    state.forwards.refuse(peer, request_id, refusal);
+                    return;
+                }
+                if data.len() as u64 > self.max_proposal_bytes {
+                    let refusal = ProposeError::TooLarge {
+                        bytes: data.len() as u64,
+                        limit: self.max_proposal_bytes,
                     };
                     state.forwards.refuse(peer, request_id, refusal);
                     return;
