@@ -261,7 +261,16 @@ impl FrameDecoder {
         }
         let room_bytes = self.capacity_bytes() - self.buffer.len();
         let taken_bytes = bytes.len().min(room_bytes);
-        self.buffer.reserve_exact(taken_bytes);
+        // Growing by doubling (up to the bound), not by each read's bytes: a frame of tens of
+        // MiB arriving in 64 KiB reads would otherwise be reallocated, and copied, once per
+        // read.
+        let needed_bytes = self.buffer.len() + taken_bytes;
+        if needed_bytes > self.buffer.capacity() {
+            let target_bytes = needed_bytes
+                .max(self.buffer.capacity() * 2)
+                .min(self.capacity_bytes());
+            self.buffer.reserve_exact(target_bytes - self.buffer.len());
+        }
         self.buffer.extend_from_slice(&bytes[..taken_bytes]);
         assert!(
             self.buffer.len() <= self.capacity_bytes(),
