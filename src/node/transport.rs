@@ -740,6 +740,12 @@ fn write_queued(outbound: &mut Outbound) -> Result<(), String> {
                     break;
                 };
                 outbound.queued_bytes -= frame.len();
+                if outbound.current.is_empty() && frame.len() >= WRITE_BATCH_BYTES {
+                    // A large frame is written from its own buffer, not copied: a frame of
+                    // tens of MiB would cost the loop a copy per peer.
+                    outbound.current = frame;
+                    break;
+                }
                 outbound.current.extend_from_slice(&frame);
             }
             if outbound.current.is_empty() {

@@ -174,6 +174,36 @@ fn frame_checksum(header: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Turns `out[start..]` into one frame: `out[start..start + HEADER_BYTES]` is room for the
+/// header, written here, and the payload follows it, already in place (so a large payload is
+/// not copied once more to be framed). Fails, truncating `out` back to `start`, if the payload
+/// is over [`MAX_FRAME_PAYLOAD_BYTES`].
+///
+/// # Panics
+///
+/// If `out` holds fewer than `start + HEADER_BYTES` bytes.
+pub fn frame_in_place(kind: u8, out: &mut Vec<u8>, start: usize) -> Result<(), PeerFrameError> {
+    let payload_bytes = out.len() - start - HEADER_BYTES;
+    let payload_len = match u32::try_from(payload_bytes) {
+        Ok(len) if len <= MAX_FRAME_PAYLOAD_BYTES => len,
+        _ => {
+            out.truncate(start);
+            return Err(PeerFrameError::TooLarge {
+                payload_len: payload_bytes as u64,
+                max_payload_bytes: MAX_FRAME_PAYLOAD_BYTES,
+            });
+        }
+    };
+    let (header, payload) = out[start..].split_at_mut(HEADER_BYTES);
+    LittleEndian::write_u16(&mut header[0..2], FRAME_MAGIC);
+    header[2] = FRAME_VERSION;
+    header[3] = kind;
+    LittleEndian::write_u32(&mut header[4..8], payload_len);
+    let checksum = frame_checksum(header, payload);
+    LittleEndian::write_u32(&mut header[8..12], checksum);
+    Ok(())
+}
+
 /// Appends one frame carrying `payload` to `out`. Fails, writing nothing, if the payload is
 /// over [`MAX_FRAME_PAYLOAD_BYTES`].
 pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), PeerFrameError> {
