@@ -1,8 +1,8 @@
-//! End-to-end: values of megabytes on real `ketch serve` processes. A value larger than a
-//! peer frame once was accepted by the leader and then resent forever, and every later write
-//! in the cluster timed out; here a 3 MB and a 64 MiB value (the default limit) replicate, a
-//! larger one is refused with a non-retryable error, and after each a small write succeeds
-//! within a second on every node.
+//! End-to-end: values of megabytes on real `ketch serve` processes. A value larger than the
+//! core's message bound must still reach every node (an entry a peer refuses to receive would
+//! be resent forever and stop every later write), and one over the value limit must be
+//! refused with a non-retryable error; after each, a small write succeeds within a second on
+//! every node.
 //!
 //! Reproduce one with `cargo test --release --test e2e_big_values <name> -- --nocapture`; a
 //! failing test prints the tail of every node's log.
