@@ -557,6 +557,141 @@ fn a_slow_reader_is_not_read_from_and_idle_clients_are_closed() {
 
 /// Not a pass/fail test: starts a cluster, runs `redis-benchmark` against the leader and a
 /// follower, prints the reports.
+/// A value of `len` bytes that differs from a value of another length.
+fn big_value(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (len % 253) as u8)
+        .collect()
+}
+
+/// Sends `SET key value` and returns the reply's exact bytes as text.
+fn set_bytes(client: &mut Client, key: &str, value: &[u8]) -> String {
+    client.send(&[b"SET", key.as_bytes(), value]);
+    String::from_utf8_lossy(&client.reply_bytes()).into_owned()
+}
+
+/// Every node answers `GET key` with `value`.
+fn assert_everywhere(cluster: &KvCluster, key: &str, value: &[u8]) {
+    let mut expected = format!("${}\r\n", value.len()).into_bytes();
+    expected.extend_from_slice(value);
+    expected.extend_from_slice(b"\r\n");
+    for &id in cluster.services.keys() {
+        let mut client = cluster.connect(id);
+        client.send(&[b"GET", key.as_bytes()]);
+        let got = client.reply_bytes();
+        assert!(
+            got == expected,
+            "node {id}: GET {key}: {} bytes, not the {} expected",
+            got.len(),
+            expected.len()
+        );
+    }
+}
+
+/// A small SET on every node succeeds within one second: replication is not wedged.
+fn assert_writes_flow(cluster: &KvCluster, round: &str) {
+    for &id in cluster.services.keys() {
+        let mut client = cluster.connect(id);
+        let started = Instant::now();
+        let key = format!("after-{round}-{id}");
+        assert_eq!(client.call(&["SET", &key, "v"]), "+OK\r\n", "node {id}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "node {id}: a SET after {round} took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn values_of_megabytes_replicate_through_leader_and_follower_and_writes_keep_flowing() {
+    let done = watchdog("big_values", Duration::from_secs(240));
+    let cluster = KvCluster::start(3, |_| {});
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    // 3 MB is past the peer frame limit a 1 MiB message bound gave; 20 MiB is far past it.
+    for (len, via) in [
+        (3_000_000, leader),
+        (3_000_000, follower),
+        (20 << 20, leader),
+        (20 << 20, follower),
+    ] {
+        let key = format!("big-{len}-{via}");
+        let value = big_value(len);
+        let mut client = cluster.connect(via);
+        assert_eq!(set_bytes(&mut client, &key, &value), "+OK\r\n", "{key}");
+        assert_everywhere(&cluster, &key, &value);
+        assert_writes_flow(&cluster, &key);
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn values_over_the_limit_are_refused_before_or_at_apply_and_nothing_wedges() {
+    let done = watchdog("value_limit", Duration::from_secs(180));
+    const LIMIT: usize = 1 << 20;
+    let cluster = KvCluster::start(3, |config| config.server.max_value_bytes = LIMIT);
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    let too_large = |n: usize| format!("-ERR value too large ({n} bytes; limit {LIMIT})\r\n");
+    for via in [leader, follower] {
+        let mut client = cluster.connect(via);
+        let at_limit = format!("at-limit-{via}");
+        let value = big_value(LIMIT);
+        assert_eq!(set_bytes(&mut client, &at_limit, &value), "+OK\r\n");
+        assert_everywhere(&cluster, &at_limit, &value);
+        // One byte over, and far over (still parsed: the request bound sits above the limit).
+        for len in [LIMIT + 1, LIMIT + (LIMIT / 2)] {
+            let key = format!("over-{len}-{via}");
+            assert_eq!(
+                set_bytes(&mut client, &key, &big_value(len)),
+                too_large(len)
+            );
+            assert_eq!(client.call(&["GET", &key]), "$-1\r\n");
+        }
+        // MSET: the values together.
+        let half = big_value(LIMIT / 2 + 1);
+        client.send(&[b"MSET", b"m1", &half, b"m2", &half]);
+        assert_eq!(
+            String::from_utf8_lossy(&client.reply_bytes()),
+            too_large(2 * half.len())
+        );
+        assert_eq!(client.call(&["EXISTS", "m1", "m2"]), ":0\r\n");
+        // APPEND: the size it would result in, refused at apply on every replica alike.
+        let appended = format!("appended-{via}");
+        let start = big_value(LIMIT - 10);
+        assert_eq!(set_bytes(&mut client, &appended, &start), "+OK\r\n");
+        client.send(&[b"APPEND", appended.as_bytes(), b"0123456789"]);
+        assert_eq!(
+            String::from_utf8_lossy(&client.reply_bytes()),
+            format!(":{LIMIT}\r\n")
+        );
+        client.send(&[b"APPEND", appended.as_bytes(), b"x"]);
+        assert_eq!(
+            String::from_utf8_lossy(&client.reply_bytes()),
+            too_large(LIMIT + 1)
+        );
+        let mut expected = start.clone();
+        expected.extend_from_slice(b"0123456789");
+        assert_everywhere(&cluster, &appended, &expected);
+        assert_writes_flow(&cluster, &format!("refusals-{via}"));
+    }
+    // Far past the request bound: a protocol error from the header alone, answered, then the
+    // connection closes.
+    let mut client = cluster.connect(leader);
+    let header = format!("*3\r\n$3\r\nSET\r\n$4\r\nhuge\r\n${}\r\n", 3 * LIMIT);
+    client.stream.write_all(header.as_bytes()).unwrap();
+    let received = client.read_to_close();
+    assert_eq!(
+        String::from_utf8_lossy(&received),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_writes_flow(&cluster, "protocol-error");
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
 #[test]
 #[ignore]
 fn redis_benchmark() {

@@ -26,6 +26,7 @@ use super::{DEFAULT_CLIENT_PORT_BASE, DEFAULT_PEER_PORT_BASE};
 use crate::client::connection::{Connection, ConnectionError};
 use crate::client::Reply;
 use crate::kv::resp::encode_request;
+use crate::kv::{DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX};
 
 /// How often the nodes are asked for `INFO`.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -49,6 +50,14 @@ pub struct ClusterArgs {
     /// Peer port of node 1; node N uses PORT + N - 1.
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PEER_PORT_BASE)]
     pub peer_port: u16,
+    /// Passed on to each node: the largest value a write may leave, in bytes.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_VALUE_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES_MAX as u64)
+    )]
+    pub max_value_bytes: u64,
     /// Passed on to each node (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -103,6 +112,8 @@ impl ClusterArgs {
             node.peer_addr.clone(),
             "--client-addr".to_string(),
             node.client_addr.clone(),
+            "--max-value-bytes".to_string(),
+            self.max_value_bytes.to_string(),
             "--cluster".to_string(),
             cluster,
         ];
@@ -310,6 +321,7 @@ mod tests {
             data_dir: PathBuf::from("ketch-data"),
             client_port: 6380,
             peer_port: 7001,
+            max_value_bytes: 1 << 20,
             verbose: 0,
         };
         let nodes = args.nodes().unwrap();
@@ -318,6 +330,9 @@ mod tests {
         assert_eq!(nodes[2].data_dir, PathBuf::from("ketch-data/node-3"));
         let serve = args.serve_args(&nodes[1], &nodes);
         assert_eq!(serve[..3], ["serve", "--id", "2"]);
+        assert!(serve
+            .windows(2)
+            .any(|w| w == ["--max-value-bytes", "1048576"]));
         assert_eq!(
             serve.last().unwrap(),
             "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"

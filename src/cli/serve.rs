@@ -46,7 +46,7 @@ use signal_hook::iterator::Signals;
 
 use super::cluster_spec::ClusterSpec;
 use super::DEFAULT_CLIENT_PORT_BASE;
-use crate::kv::{KvService, ServiceConfig};
+use crate::kv::{KvService, ServiceConfig, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX};
 use crate::node::NodeConfig;
 use crate::raft::NodeId;
 
@@ -80,6 +80,15 @@ pub struct ServeArgs {
     /// Cluster id [default: a hash of the --cluster list, the same on every node].
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<u64>,
+    /// Largest value a write may leave, in bytes (SET, MSET's values together, APPEND's
+    /// result); larger is refused with `-ERR value too large`. Must be the same on every node.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_VALUE_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES_MAX as u64)
+    )]
+    pub max_value_bytes: u64,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -236,7 +245,9 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         plan.peer_listen_addr,
     );
     node.join = plan.join;
-    let config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
+    let mut config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
+    // The flag's range keeps it within usize.
+    config.server.max_value_bytes = args.max_value_bytes as usize;
     let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
     eprintln!(
         "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {}, peers on {}, data in {}",
@@ -284,6 +295,7 @@ mod tests {
             cluster: cluster.to_string(),
             join: None,
             cluster_id: None,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
             verbose: 0,
         }
     }

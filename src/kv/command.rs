@@ -299,6 +299,43 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+impl Operation<'_> {
+    /// The bytes of the values this operation writes (`SET`, `APPEND`: its value; `MSET`: all
+    /// its values; others: none), what the value limit is checked against before proposing.
+    pub fn value_bytes(&self) -> usize {
+        match self {
+            Operation::Set { value, .. } | Operation::Append { value, .. } => value.len(),
+            Operation::MSet { pairs } => pairs.iter().map(|(_, value)| value.len()).sum(),
+            Operation::Del { .. } | Operation::IncrBy { .. } => 0,
+        }
+    }
+
+    /// The bytes of this operation's tag and body in a write (see the module docs).
+    pub fn encoded_bytes(&self) -> usize {
+        const LEN: usize = 4;
+        let body = match self {
+            Operation::Set { key, value, .. } => 1 + LEN + key.len() + LEN + value.len(),
+            Operation::Del { keys } => LEN + keys.iter().map(|k| LEN + k.len()).sum::<usize>(),
+            Operation::Append { key, value } => LEN + key.len() + LEN + value.len(),
+            Operation::IncrBy { key, .. } => LEN + key.len() + 8,
+            Operation::MSet { pairs } => {
+                LEN + pairs
+                    .iter()
+                    .map(|(k, v)| 2 * LEN + k.len() + v.len())
+                    .sum::<usize>()
+            }
+        };
+        1 + body
+    }
+}
+
+impl Write<'_> {
+    /// The bytes [`WriteBatchEncoder::push`] adds for this write, computed without encoding.
+    pub fn encoded_bytes(&self) -> usize {
+        16 + 8 + 8 + self.operation.encoded_bytes()
+    }
+}
+
 impl<'a> WriteBatch<'a> {
     /// Decodes a write batch.
     pub fn decode(input: &'a [u8]) -> Result<Self, DecodeError> {
@@ -683,6 +720,8 @@ mod tests {
                     .collect(),
             };
             let bytes = batch.encode();
+            let computed: usize = batch.writes.iter().map(Write::encoded_bytes).sum();
+            prop_assert_eq!(13 + computed, bytes.len(), "encoded_bytes matches the encoding");
             prop_assert_eq!(&WriteBatch::decode(&bytes).unwrap(), &batch);
             for cut in 0..bytes.len() {
                 prop_assert!(WriteBatch::decode(&bytes[..cut]).is_err());

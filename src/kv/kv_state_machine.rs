@@ -36,12 +36,25 @@ pub const NOT_AN_INTEGER_TEXT: &str = "ERR value is not an integer or out of ran
 /// Redis' reply to an INCRBY that would overflow.
 pub const OVERFLOW_TEXT: &str = "ERR increment or decrement would overflow";
 
+/// Default largest value (64 MiB): see [`KvStateMachine::with_max_value_bytes`].
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 << 20;
+/// The highest value limit a node accepts (the peer frame format bounds an entry below
+/// 256 MiB).
+pub const MAX_VALUE_BYTES_MAX: usize = 128 << 20;
+
+/// The error reply, without `-` and `\r\n`, to a write whose value would exceed `limit`
+/// bytes: a `-ERR`, since the same command can never succeed.
+pub fn value_too_large_text(bytes: usize, limit: usize) -> String {
+    format!("ERR value too large ({bytes} bytes; limit {limit})")
+}
+
 /// The key-value state machine.
 #[derive(Debug)]
 pub struct KvStateMachine {
     data: HashMap<Vec<u8>, Vec<u8>>,
     sessions: SessionTable,
     session_config: SessionConfig,
+    max_value_bytes: usize,
     /// Scratch buffer for one reply, reused across writes.
     reply: Vec<u8>,
 }
@@ -53,8 +66,19 @@ impl KvStateMachine {
             data: HashMap::new(),
             sessions: SessionTable::new(session_config),
             session_config,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             reply: Vec::with_capacity(64),
         }
+    }
+
+    /// Refuses an `APPEND` whose result would exceed `max_value_bytes` (default
+    /// [`DEFAULT_MAX_VALUE_BYTES`]), with [`value_too_large_text`], leaving the value as it
+    /// was. Only the applied state knows the result's size, so the refusal happens here, alike
+    /// on every replica: like the session bounds, it must be the same on every node. (`SET`
+    /// and `MSET` are checked by the server before they are proposed.)
+    pub fn with_max_value_bytes(mut self, max_value_bytes: usize) -> Self {
+        self.max_value_bytes = max_value_bytes;
+        self
     }
 
     /// Number of keys.
@@ -73,7 +97,12 @@ impl KvStateMachine {
     }
 
     /// Applies one operation, appending its RESP reply to `out`.
-    fn execute(data: &mut HashMap<Vec<u8>, Vec<u8>>, operation: &Operation<'_>, out: &mut Vec<u8>) {
+    fn execute(
+        data: &mut HashMap<Vec<u8>, Vec<u8>>,
+        max_value_bytes: usize,
+        operation: &Operation<'_>,
+        out: &mut Vec<u8>,
+    ) {
         match operation {
             Operation::Set {
                 key,
@@ -109,6 +138,12 @@ impl KvStateMachine {
                 write_integer(out, removed as i64);
             }
             Operation::Append { key, value } => {
+                let current = data.get(*key).map_or(0, Vec::len);
+                let resulting = current.saturating_add(value.len());
+                if resulting > max_value_bytes {
+                    write_error(out, &value_too_large_text(resulting, max_value_bytes));
+                    return;
+                }
                 let len = match data.get_mut(*key) {
                     Some(old) => {
                         old.extend_from_slice(value);
@@ -205,7 +240,12 @@ impl StateMachine for KvStateMachine {
                 .admit(write.session, write.seq, write.acked_below)
             {
                 Admission::Apply => {
-                    Self::execute(&mut self.data, &write.operation, &mut self.reply);
+                    Self::execute(
+                        &mut self.data,
+                        self.max_value_bytes,
+                        &write.operation,
+                        &mut self.reply,
+                    );
                     self.sessions.record(write.session, write.seq, &self.reply);
                 }
                 Admission::Duplicate(saved) => self.reply.extend_from_slice(&saved),

@@ -19,7 +19,9 @@ pub mod service;
 pub mod session_id;
 pub mod session_table;
 
-pub use kv_state_machine::KvStateMachine;
+pub use kv_state_machine::{
+    value_too_large_text, KvStateMachine, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX,
+};
 pub use server::{Server, ServerConfig};
 pub use service::{KvService, ServiceConfig, ServiceError};
 pub use session_id::SessionId;

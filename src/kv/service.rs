@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::kv_state_machine::KvStateMachine;
+use super::kv_state_machine::{KvStateMachine, MAX_VALUE_BYTES_MAX};
 use super::server::{Server, ServerConfig};
 use super::session_table::SessionConfig;
 use crate::node::{Node, NodeConfig, NodeError};
@@ -39,7 +39,9 @@ pub struct ServiceConfig {
     pub client_addr: SocketAddr,
     /// Session bounds; must be the same on every node of the cluster.
     pub sessions: SessionConfig,
-    /// RESP server limits and tuning.
+    /// RESP server limits and tuning. Its [`ServerConfig::max_value_bytes`] also sizes the
+    /// node (its `max_proposal_bytes`, hence its peer frames) and the state machine's `APPEND`
+    /// check: [`KvService::start`] derives them from it.
     pub server: ServerConfig,
 }
 
@@ -103,8 +105,15 @@ pub struct KvService {
 
 impl KvService {
     /// Binds the client address, starts the node (recovering from `data_dir`) and then the
-    /// RESP server.
-    pub fn start(config: ServiceConfig) -> Result<KvService, ServiceError> {
+    /// RESP server. The node's `max_proposal_bytes` is set from the server's value limit.
+    pub fn start(mut config: ServiceConfig) -> Result<KvService, ServiceError> {
+        let max_value_bytes = config.server.max_value_bytes;
+        if max_value_bytes > MAX_VALUE_BYTES_MAX {
+            return Err(ServiceError::Node(NodeError::Config(format!(
+                "max value bytes {max_value_bytes} is above the maximum {MAX_VALUE_BYTES_MAX}"
+            ))));
+        }
+        config.node.max_proposal_bytes = config.server.max_entry_bytes() as u64;
         let listener = std::net::TcpListener::bind(config.client_addr).map_err(|error| {
             ServiceError::Bind {
                 addr: config.client_addr,
@@ -115,7 +124,7 @@ impl KvService {
         let node = Node::start(
             config.node,
             &config.data_dir,
-            KvStateMachine::new(config.sessions),
+            KvStateMachine::new(config.sessions).with_max_value_bytes(max_value_bytes),
         )
         .map_err(ServiceError::Node)?;
         let node = Arc::new(node);

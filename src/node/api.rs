@@ -26,6 +26,7 @@ use super::state_machine::StateMachine;
 use super::status::{members_of, NodeStatus};
 use super::transport::{Transport, TransportStats, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{ConfChange, Core, NodeId, Role, Stats};
+use crate::wire::frame::{HEADER_BYTES, MAX_FRAME_PAYLOAD_BYTES};
 
 /// Bound of the client request inbox; a full inbox answers `Backpressure`.
 pub const INBOX_REQUESTS: usize = 8192;
@@ -88,6 +89,13 @@ impl Node {
                 config.id
             )));
         }
+        if max_frame_payload_bytes(&config) > u64::from(MAX_FRAME_PAYLOAD_BYTES) {
+            return Err(NodeError::Config(format!(
+                "max_proposal_bytes {} (or max_message_bytes / snapshot_chunk_bytes) needs \
+                 frames above the {MAX_FRAME_PAYLOAD_BYTES} byte protocol maximum",
+                config.max_proposal_bytes
+            )));
+        }
         let voters = if config.join {
             BTreeSet::new()
         } else {
@@ -104,6 +112,16 @@ impl Node {
         }
         let mut raft = config.raft.clone();
         raft.id = config.id;
+        // The core admits an entry past the bound only when nothing is uncommitted; with room
+        // for two of the largest, one is admitted whenever the pipeline is at most half full,
+        // instead of waiting for a moment with nothing uncommitted, which steady load may
+        // never give.
+        raft.max_uncommitted_bytes = raft.max_uncommitted_bytes.max(
+            config
+                .max_proposal_bytes
+                .saturating_add(ENTRY_OVERHEAD_BYTES)
+                * 2,
+        );
         let core = Core::new(raft.clone(), loaded.durable)
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let addresses =
@@ -445,16 +463,35 @@ fn bind_transport(
     poll.registry()
         .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
         .map_err(NodeError::Io)?;
-    // Room for the largest message or snapshot chunk the core makes, encoded.
-    let raft = &config.raft;
-    let max_frame = raft.max_message_bytes.max(raft.snapshot_chunk_bytes) * 2 + (64 << 10);
+    let max_frame = max_frame_payload_bytes(config);
+    // An empty queue must take the largest frame, or that entry would be dropped and resent
+    // forever.
+    let queue_bytes_max = config
+        .peer_queue_bytes_max
+        .max(usize::try_from(max_frame).unwrap_or(usize::MAX) + HEADER_BYTES);
     let transport = Transport::new(
         config.id,
         config.cluster_id,
         &dialed_peers(core.membership(), addresses.addrs()),
         listener,
         u32::try_from(max_frame).unwrap_or(u32::MAX),
-        config.peer_queue_bytes_max,
+        queue_bytes_max,
     );
     Ok((transport, listen_addr))
+}
+
+/// Bytes an entry takes beyond its data, in the core's accounting and on the wire, rounded up.
+const ENTRY_OVERHEAD_BYTES: u64 = 64;
+
+/// The largest frame payload this node sends and accepts: room for the core's largest message
+/// (`max_message_bytes` of entries; more only as one entry alone, see `coalesce`), its largest
+/// snapshot chunk, and one entry of `max_proposal_bytes`, encoded. Every node computes it from
+/// the same settings, so no node sends what its peers refuse (see `transport`).
+pub(crate) fn max_frame_payload_bytes(config: &NodeConfig) -> u64 {
+    let raft = &config.raft;
+    let message = raft.max_message_bytes.max(raft.snapshot_chunk_bytes) * 2;
+    let entry = config
+        .max_proposal_bytes
+        .saturating_add(ENTRY_OVERHEAD_BYTES);
+    message.max(entry).saturating_add(64 << 10)
 }

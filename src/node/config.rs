@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use crate::raft::NodeId;
 
+/// Default [`NodeConfig::max_proposal_bytes`]: a 64 MiB value with room for its key and
+/// encoding (what the key-value service sets by default).
+pub const DEFAULT_MAX_PROPOSAL_BYTES: u64 = (64 << 20) + (8 << 20);
+
 /// Configuration of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -31,8 +35,16 @@ pub struct NodeConfig {
     /// sends nothing (no heartbeats) until it completes, so followers elect another leader
     /// instead of the cluster hanging on a dead disk while heartbeats flow.
     pub disk_stall_timeout: Duration,
-    /// Bytes queued per peer before messages are dropped.
+    /// Bytes queued per peer before messages are dropped (raised to hold one frame of the
+    /// largest entry, see [`NodeConfig::max_proposal_bytes`]).
     pub peer_queue_bytes_max: usize,
+    /// Largest proposal (log entry data) this node accepts; a larger one is refused with
+    /// [`ProposeError::Backpressure`](super::ProposeError::Backpressure) (see there) before it
+    /// reaches the log, so
+    /// no entry is ever too large for a peer to receive. The peer frame limit, the per-peer
+    /// queue bound and the core's uncommitted-bytes bound are sized from it, so it must be the
+    /// same on every node.
+    pub max_proposal_bytes: u64,
     /// WAL options (segment size, fault injection for tests).
     pub wal: ketch_storage::Options,
     /// Join a running cluster: start with an empty configuration (`peers` then only says
@@ -70,6 +82,7 @@ impl NodeConfig {
             max_pending_proposals: 65_536,
             disk_stall_timeout: Duration::from_secs(1),
             peer_queue_bytes_max: 64 << 20,
+            max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
             wal: ketch_storage::Options::default(),
             join: false,
         }

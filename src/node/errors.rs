@@ -22,7 +22,12 @@ pub enum ProposeError {
         /// The leader this node knows of.
         leader_hint: Option<NodeId>,
     },
-    /// Too much pending; retry later. Not applied.
+    /// Too much pending; retry later. Not applied. Also the answer to a proposal larger than
+    /// [`NodeConfig::max_proposal_bytes`](super::NodeConfig::max_proposal_bytes), which is
+    /// refused before it reaches the log (and logged): retrying that one cannot help, so
+    /// callers keep proposals under the limit. (A variant of its own would change this enum,
+    /// which embedders match exhaustively; the key-value service refuses such a value itself,
+    /// with a non-retryable error, before proposing it.)
     Backpressure,
     /// No result within the timeout. May have been applied.
     Timeout,

@@ -25,6 +25,18 @@
 //!   caller that frames queued earlier may or may not have been delivered.
 //! - **Reads** drain a socket until `WouldBlock` (mio is edge-triggered); the frame decoder
 //!   bounds memory per connection to one maximal frame.
+//! - **Frame size rule.** Every node computes the same maximum frame payload from the same
+//!   settings (`bind_transport` in `api`: room for the core's largest message, its largest
+//!   snapshot chunk, and one entry of `NodeConfig::max_proposal_bytes`), and the decoder
+//!   closes a connection that carries a larger frame. So a frame above the maximum must never
+//!   be sent: the peer would close the connection and the core would resend the same frame
+//!   forever, wedging replication to that peer. A proposal larger than `max_proposal_bytes`
+//!   is refused before it reaches the log, and the core never puts more than one entry past
+//!   `max_message_bytes` in an Append, so this does not happen; should a message still encode
+//!   larger, it is not sent, but counted ([`TransportStats::messages_oversize`]) and logged
+//!   once per peer. A forward that would be too large is refused
+//!   ([`ForwardRefused::TooLarge`]), never queued. The per-peer queue bound is at least one
+//!   maximal frame, so the largest entry is never dropped for want of room in an empty queue.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -38,7 +50,8 @@ use crate::raft::{Message, MessageBody, NodeId, SplitMix64};
 use crate::wire::frame::FrameDecoder;
 use crate::wire::message::{
     decode_forward, decode_handshake, decode_message, encode_forward, encode_handshake,
-    encode_message, Forward, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT,
+    encode_message, Forward, ForwardBody, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE,
+    FRAME_KIND_RAFT,
 };
 
 /// First reconnect delay.
@@ -71,6 +84,8 @@ pub struct TransportStats {
     pub messages_received: u64,
     /// Forwards (proposals and results) received and decoded.
     pub forwards_received: u64,
+    /// Messages not sent because their frame would exceed the maximum frame size.
+    pub messages_oversize: u64,
 }
 
 /// What connections delivered in one pass, for the loop to take.
@@ -90,7 +105,12 @@ pub enum ForwardRefused {
     /// The peer's queue is at its byte bound.
     QueueFull,
     /// The frame would exceed the maximum frame size.
-    TooLarge,
+    TooLarge {
+        /// The frame's payload size (or the proposal's, if it could not be encoded).
+        bytes: u64,
+        /// The maximum frame payload.
+        limit: u64,
+    },
 }
 
 struct Outbound {
@@ -107,6 +127,8 @@ struct Outbound {
     retry_at: Instant,
     /// Connections lost so far: frames queued under an older epoch may or may not have left.
     epoch: u64,
+    /// An oversize message to this peer was logged already (logged once, counted always).
+    oversize_logged: bool,
 }
 
 struct Inbound {
@@ -168,6 +190,7 @@ impl Transport {
                         backoff: BACKOFF_MIN,
                         retry_at: now,
                         epoch: 0,
+                        oversize_logged: false,
                     },
                 )
             })
@@ -307,6 +330,23 @@ impl Transport {
             self.stats.messages_dropped += 1;
             return;
         }
+        // The peer's decoder would close the connection over it and the core would resend
+        // it forever (see the module docs).
+        if frame.len() > self.max_frame_payload_bytes as usize {
+            self.stats.messages_oversize += 1;
+            if !outbound.oversize_logged {
+                outbound.oversize_logged = true;
+                log::error!(
+                    "node {}: not sending a {} of {} bytes to node {peer}: above the {} byte \
+                     frame limit (logged once per peer)",
+                    self.id,
+                    message.body.kind_name(),
+                    frame.len(),
+                    self.max_frame_payload_bytes
+                );
+            }
+            return;
+        }
         if outbound.queued_bytes + frame.len() > self.queue_bytes_max {
             self.stats.messages_dropped += 1;
             return;
@@ -342,11 +382,20 @@ impl Transport {
         if outbound.stream.is_none() {
             return Err(ForwardRefused::NoConnection);
         }
+        let limit = u64::from(self.max_frame_payload_bytes);
         let mut frame = Vec::new();
-        encode_forward(forward, &mut self.scratch, &mut frame)
-            .map_err(|_| ForwardRefused::TooLarge)?;
-        if frame.len() > self.max_frame_payload_bytes as usize {
-            return Err(ForwardRefused::TooLarge);
+        encode_forward(forward, &mut self.scratch, &mut frame).map_err(|_| {
+            let bytes = match &forward.body {
+                ForwardBody::Propose { data, .. } => data.len() as u64,
+                ForwardBody::Result { .. } => 0,
+            };
+            ForwardRefused::TooLarge { bytes, limit }
+        })?;
+        if frame.len() as u64 > limit {
+            return Err(ForwardRefused::TooLarge {
+                bytes: frame.len() as u64,
+                limit,
+            });
         }
         if outbound.queued_bytes + frame.len() > self.queue_bytes_max {
             self.stats.messages_dropped += 1;
@@ -393,6 +442,7 @@ impl Transport {
                 backoff: BACKOFF_MIN,
                 retry_at: Instant::now(),
                 epoch: 0,
+                oversize_logged: false,
             },
         );
     }
@@ -690,6 +740,12 @@ fn write_queued(outbound: &mut Outbound) -> Result<(), String> {
                     break;
                 };
                 outbound.queued_bytes -= frame.len();
+                if outbound.current.is_empty() && frame.len() >= WRITE_BATCH_BYTES {
+                    // A large frame is written from its own buffer, not copied: a frame of
+                    // tens of MiB would cost the loop a copy per peer.
+                    outbound.current = frame;
+                    break;
+                }
                 outbound.current.extend_from_slice(&frame);
             }
             if outbound.current.is_empty() {

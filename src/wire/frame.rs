@@ -38,9 +38,11 @@ pub const FRAME_MAGIC: u16 = 0x4B54;
 /// Size of the frame header.
 pub const HEADER_BYTES: usize = 12;
 
-/// Largest payload any frame may carry (64 MiB); snapshot chunks and append batches must be
-/// split below it. Decoders are usually configured lower.
-pub const MAX_FRAME_PAYLOAD_BYTES: u32 = 64 * 1024 * 1024;
+/// Largest payload any frame may carry (256 MiB): above the largest entry a node can be
+/// configured to accept (a value limit of at most 128 MiB, plus its overhead). Snapshot chunks
+/// and append batches must be split below it. Decoders are configured lower, to what their
+/// node's settings need.
+pub const MAX_FRAME_PAYLOAD_BYTES: u32 = 256 * 1024 * 1024;
 
 /// The decoded header of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,36 @@ fn frame_checksum(header: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Turns `out[start..]` into one frame: `out[start..start + HEADER_BYTES]` is room for the
+/// header, written here, and the payload follows it, already in place (so a large payload is
+/// not copied once more to be framed). Fails, truncating `out` back to `start`, if the payload
+/// is over [`MAX_FRAME_PAYLOAD_BYTES`].
+///
+/// # Panics
+///
+/// If `out` holds fewer than `start + HEADER_BYTES` bytes.
+pub fn frame_in_place(kind: u8, out: &mut Vec<u8>, start: usize) -> Result<(), PeerFrameError> {
+    let payload_bytes = out.len() - start - HEADER_BYTES;
+    let payload_len = match u32::try_from(payload_bytes) {
+        Ok(len) if len <= MAX_FRAME_PAYLOAD_BYTES => len,
+        _ => {
+            out.truncate(start);
+            return Err(PeerFrameError::TooLarge {
+                payload_len: payload_bytes as u64,
+                max_payload_bytes: MAX_FRAME_PAYLOAD_BYTES,
+            });
+        }
+    };
+    let (header, payload) = out[start..].split_at_mut(HEADER_BYTES);
+    LittleEndian::write_u16(&mut header[0..2], FRAME_MAGIC);
+    header[2] = FRAME_VERSION;
+    header[3] = kind;
+    LittleEndian::write_u32(&mut header[4..8], payload_len);
+    let checksum = frame_checksum(header, payload);
+    LittleEndian::write_u32(&mut header[8..12], checksum);
+    Ok(())
+}
+
 /// Appends one frame carrying `payload` to `out`. Fails, writing nothing, if the payload is
 /// over [`MAX_FRAME_PAYLOAD_BYTES`].
 pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), PeerFrameError> {
@@ -259,7 +291,16 @@ impl FrameDecoder {
         }
         let room_bytes = self.capacity_bytes() - self.buffer.len();
         let taken_bytes = bytes.len().min(room_bytes);
-        self.buffer.reserve_exact(taken_bytes);
+        // Growing by doubling (up to the bound), not by each read's bytes: a frame of tens of
+        // MiB arriving in 64 KiB reads would otherwise be reallocated, and copied, once per
+        // read.
+        let needed_bytes = self.buffer.len() + taken_bytes;
+        if needed_bytes > self.buffer.capacity() {
+            let target_bytes = needed_bytes
+                .max(self.buffer.capacity() * 2)
+                .min(self.capacity_bytes());
+            self.buffer.reserve_exact(target_bytes - self.buffer.len());
+        }
         self.buffer.extend_from_slice(&bytes[..taken_bytes]);
         assert!(
             self.buffer.len() <= self.capacity_bytes(),

@@ -96,7 +96,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use super::codec::{CodecError, WireReader, WireWriter};
-use super::frame::{encode_frame, PeerFrameError};
+use super::frame::{encode_frame, frame_in_place, PeerFrameError, HEADER_BYTES};
 use crate::raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, SnapshotMeta};
 
 /// Frame kind of a [`Handshake`].
@@ -382,16 +382,23 @@ pub fn decode_handshake(payload: &[u8]) -> Result<Handshake, MessageError> {
     Ok(handshake)
 }
 
-/// Appends `message` as one frame of kind [`FRAME_KIND_RAFT`] to `out`; `scratch` is reused
-/// for the payload so steady-state encoding does not allocate.
+/// Appends `message` as one frame of kind [`FRAME_KIND_RAFT`] to `out`. The payload is
+/// encoded in place after room for the header, never copied to be framed: an Append of tens
+/// of MiB costs one copy of its entries. `scratch` is not needed for that and is left alone.
 pub fn encode_message(
     message: &Message,
-    scratch: &mut Vec<u8>,
+    _scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), MessageError> {
-    scratch.clear();
-    encode_message_payload(message, scratch);
-    encode_frame(FRAME_KIND_RAFT, scratch, out).map_err(MessageError::Frame)
+    let start = out.len();
+    // Entries make the bulk of a large message: one allocation instead of doubling up to it.
+    if let MessageBody::Append { entries, .. } = &message.body {
+        let entry_bytes: u64 = entries.iter().map(|e| e.size_bytes()).sum();
+        out.reserve(HEADER_BYTES + 64 + usize::try_from(entry_bytes).unwrap_or(0));
+    }
+    out.extend_from_slice(&[0u8; HEADER_BYTES]);
+    encode_message_payload(message, out);
+    frame_in_place(FRAME_KIND_RAFT, out, start).map_err(MessageError::Frame)
 }
 
 /// The payload bytes of `message` (without the frame), appended to `out`.
@@ -933,10 +940,10 @@ mod tests {
             Err(MessageError::UnknownForwardTag { tag: 9 })
         );
         payload[16] = 2;
-        payload.push(6);
+        payload.push(7);
         assert_eq!(
             decode_forward(&payload),
-            Err(MessageError::UnknownForwardOutcome { outcome: 6 })
+            Err(MessageError::UnknownForwardOutcome { outcome: 7 })
         );
         payload[..8].copy_from_slice(&0u64.to_le_bytes());
         assert_eq!(

@@ -560,6 +560,26 @@ fn huge_batch_larger_than_a_segment_is_stored() {
     assert_eq!(wal.last_index(), 5);
 }
 
+/// The key-value service's largest entry: a 64 MiB value plus its key and encoding, above the
+/// default 64 MiB segment.
+#[test]
+fn an_entry_of_64_mib_and_more_round_trips_with_default_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), Options::default()).unwrap();
+    wal.append(&entries(1, 3, 1)).unwrap();
+    let data: Vec<u8> = (0..(64 << 20) + 4096).map(|i| (i % 251) as u8).collect();
+    let big = Entry::new(3, 1, data);
+    wal.append(std::slice::from_ref(&big)).unwrap();
+    wal.append(&entries(4, 6, 1)).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(wal.entry(3).unwrap(), big);
+    drop(wal);
+    let wal = Wal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(wal.entry(3).unwrap(), big);
+    assert_eq!(wal.entry(4).unwrap(), entries(4, 5, 1)[0]);
+    assert_eq!(wal.last_index(), 5);
+}
+
 #[test]
 fn compacted_segments_are_reused_and_their_stale_records_never_replay() {
     let dir = tempfile::tempdir().unwrap();

@@ -75,6 +75,8 @@ pub struct TestCluster {
     /// The nodes, index = id - 1.
     pub nodes: Vec<ServeNode>,
     cluster_arg: String,
+    /// `--max-value-bytes` for every node (`None`: the default).
+    pub max_value_bytes: Option<u64>,
 }
 
 impl TestCluster {
@@ -120,6 +122,7 @@ impl TestCluster {
             root,
             nodes,
             cluster_arg,
+            max_value_bytes: None,
         }
     }
 
@@ -139,6 +142,12 @@ impl TestCluster {
             "-v".into(),
         ]
         .into_iter()
+        .chain(
+            self.max_value_bytes
+                .map(|bytes| ["--max-value-bytes".to_string(), bytes.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .chain(match &node.join {
             None => vec!["--cluster".to_string(), self.cluster_arg.clone()],
             Some(contacts) => vec![

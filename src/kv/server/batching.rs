@@ -1,6 +1,7 @@
 //! Batching: within one poll iteration, the writes of all connections go into one write batch
 //! (one log entry) and the reads into one query batch (one ReadIndex round), each capped at
-//! [`ServerConfig::batch_commands_max`] commands and [`ServerConfig::batch_bytes_max`] bytes.
+//! [`ServerConfig::batch_commands_max`] commands and [`ServerConfig::batch_bytes_max`] bytes
+//! (a write larger than that goes in a write batch of its own).
 //! A batch's result comes back from a node thread through the [`CompletionQueue`], which wakes
 //! the connection loop.
 
@@ -199,7 +200,20 @@ impl Batches {
         Arc::clone(&self.completions)
     }
 
+    /// The server's configuration.
+    pub(super) fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
     pub(super) fn add_write(&mut self, write: &KvWrite<'_>, target: Target) {
+        // A write that would take the open batch past its byte cap goes in a batch of its own,
+        // so a batch is at most the cap or one write (which `size_refusal` keeps within the
+        // node's entry limit), never the cap plus a large write.
+        if self.writes.as_ref().is_some_and(|open| {
+            open.encoder.encoded_bytes() + write.encoded_bytes() > self.config.batch_bytes_max
+        }) {
+            self.submit_writes();
+        }
         if OpenBatch::add(&mut self.writes, write, target, &self.config) {
             self.submit_writes();
         }

@@ -17,7 +17,9 @@ use mio::net::TcpStream;
 use super::batching::{Batches, Target};
 use super::config::ServerConfig;
 use super::local_commands::{info_text, local_command, LocalReply};
-use super::parse::{kind_of, parse_explicit_write, parse_read, parse_write, upper, Kind};
+use super::parse::{
+    kind_of, parse_explicit_write, parse_read, parse_write, size_refusal, upper, Kind,
+};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
 use crate::kv::command::{Operation, Write as KvWrite};
 use crate::kv::resp::{write_error, Limits, Request, RequestParser};
@@ -212,6 +214,10 @@ pub(super) fn dispatch(
     match kind {
         Kind::Write => match parse_write(&request) {
             Ok(Some(operation)) => {
+                if let Some(text) = size_refusal(&operation, batches.config()) {
+                    conn.reply_error(&text);
+                    return true;
+                }
                 let write = conn.own_session_write(ctx.node_id, operation);
                 let target = await_reply(conn, ctx.slot, Some(write.seq), true);
                 batches.add_write(&write, target);
@@ -221,6 +227,10 @@ pub(super) fn dispatch(
         },
         Kind::Explicit => match parse_explicit_write(&request) {
             Ok(write) => {
+                if let Some(text) = size_refusal(&write.operation, batches.config()) {
+                    conn.reply_error(&text);
+                    return true;
+                }
                 let target = await_reply(conn, ctx.slot, None, true);
                 batches.add_write(&write, target);
             }

@@ -2,12 +2,18 @@
 
 use std::time::Duration;
 
+use crate::kv::kv_state_machine::DEFAULT_MAX_VALUE_BYTES;
 use crate::kv::resp::Limits;
+
+/// Write batch header: version, proposer clock, count (see `command`).
+const WRITE_BATCH_HEADER_BYTES: usize = 13;
 
 /// Tuning and limits of the RESP server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Request parsing limits.
+    /// Request parsing limits. [`Server::start`](super::Server::start) lowers `bulk_bytes_max`
+    /// and `request_bytes_max` to [`ServerConfig::request_bytes_max`], which follows from
+    /// [`ServerConfig::max_value_bytes`] (they may be set lower still).
     pub limits: Limits,
     /// Close a connection with nothing pending after this long without input (`None`: never).
     pub idle_timeout: Option<Duration>,
@@ -23,11 +29,53 @@ pub struct ServerConfig {
     pub batch_commands_max: usize,
     /// Most encoded bytes in one batch (a single larger command goes alone).
     pub batch_bytes_max: usize,
+    /// Largest value a write may leave: the value of a `SET`, the sum of the values of an
+    /// `MSET`, the value an `APPEND` results in (default
+    /// [`DEFAULT_MAX_VALUE_BYTES`](crate::kv::DEFAULT_MAX_VALUE_BYTES), at most
+    /// [`MAX_VALUE_BYTES_MAX`](crate::kv::MAX_VALUE_BYTES_MAX)). Larger is refused with
+    /// `-ERR value too large (N bytes; limit M)`. Every other size bound follows from it:
+    /// request parsing ([`ServerConfig::request_bytes_max`]), the node's largest entry
+    /// ([`ServerConfig::max_entry_bytes`], which
+    /// [`KvService`](crate::kv::KvService) gives the node as its
+    /// [`max_proposal_bytes`](crate::node::NodeConfig::max_proposal_bytes), and from which the
+    /// node sizes its peer frames), and the state machine's `APPEND` check. It must be the
+    /// same on every node.
+    pub max_value_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Room beyond the largest value for a command's keys, name and arguments: a sixteenth
+    /// of the value limit, at least 1 MiB.
+    fn slack_bytes(&self) -> usize {
+        (self.max_value_bytes / 16).max(1 << 20)
+    }
+
+    /// The largest bulk string and the most argument bytes one request may carry: the value
+    /// limit plus room for keys. A larger request is a protocol error (answered, then the
+    /// connection is closed); a smaller one with a value over the limit is answered
+    /// `value too large` and the connection stays open.
+    pub fn request_bytes_max(&self) -> usize {
+        self.max_value_bytes.saturating_add(self.slack_bytes())
+    }
+
+    /// The largest log entry (write batch) the server proposes: a request of
+    /// [`ServerConfig::request_bytes_max`] argument bytes, encoded, with room for the
+    /// per-argument length fields. A write that encodes larger is refused before it is
+    /// proposed; a batch never grows past it (a large write goes in a batch of its own).
+    pub fn max_entry_bytes(&self) -> usize {
+        self.request_bytes_max().saturating_add(self.slack_bytes())
+    }
+
+    /// The most bytes one write may encode to so that a batch holding it alone stays within
+    /// [`ServerConfig::max_entry_bytes`].
+    pub(super) fn write_bytes_max(&self) -> usize {
+        self.max_entry_bytes() - WRITE_BATCH_HEADER_BYTES
+    }
 }
 
 impl Default for ServerConfig {
     /// Redis' limits, a 5 minute idle timeout, 10 000 connections, 1024 pipelined replies and
-    /// 1 MiB of output per connection, batches of up to 1024 commands / 1 MiB.
+    /// 1 MiB of output per connection, batches of up to 1024 commands / 1 MiB, 64 MiB values.
     fn default() -> Self {
         ServerConfig {
             limits: Limits::default(),
@@ -37,6 +85,7 @@ impl Default for ServerConfig {
             output_bytes_max: 1 << 20,
             batch_commands_max: 1024,
             batch_bytes_max: 1 << 20,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }

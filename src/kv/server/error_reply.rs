@@ -9,7 +9,8 @@
 //!   down). This includes every write pending on a leader whose log write or fsync fails: the
 //!   leader sent the entry to its followers before its own write was durable (thesis
 //!   §10.2.1), so they may commit it under the next leader.
-//! - `-ERR ...`: the command's own error (wrong type, syntax, expired session).
+//! - `-ERR ...`: the command's own error (wrong type, syntax, expired session, a value or a
+//!   command over the size limit): retrying the same command cannot succeed.
 
 use crate::node::{ProposeError, ReadError};
 

@@ -37,6 +37,19 @@
 //! from this node's id and the clock) with sequence numbers it assigns, so a write the runtime
 //! re-sends internally is still applied once.
 //!
+//! # Value size
+//!
+//! The value a write leaves may be at most [`ServerConfig::max_value_bytes`]: the value of a
+//! `SET`, the values of an `MSET` together, the value an `APPEND` results in. `SET` and `MSET`
+//! (and an `APPEND` whose argument alone is too large) are refused here before they are
+//! proposed, with `-ERR value too large (N bytes; limit M)`; an `APPEND` is refused with the
+//! same reply by the state machine when applied, since only the applied state knows the
+//! result's size, and every replica decides alike. The node is given an entry limit that
+//! holds the largest such write, and sizes its peer frames from it, so an accepted write can
+//! always be replicated (see the frame size rule in `crate::node::transport`). The reply is an
+//! `-ERR`, not a `-TRYAGAIN`: retrying the same command cannot succeed. The limit must be the
+//! same on every node.
+//!
 //! # Error rule
 //!
 //! `-TRYAGAIN`: certainly not applied; `-TIMEOUT`: a write that may have been applied; `-ERR`:
@@ -61,7 +74,9 @@
 //! | what                              | bound                                               |
 //! |-----------------------------------|-----------------------------------------------------|
 //! | connections                       | [`ServerConfig::connections_max`] (more: `-ERR max number of clients reached`, closed) |
-//! | one request                       | [`Limits`](super::resp::Limits) (bulk, array, inline, request bytes) |
+//! | one request                       | [`Limits`](super::resp::Limits) (bulk, array, inline, request bytes); bulk and request bytes: [`ServerConfig::request_bytes_max`] (more: a protocol error, answered, then closed) |
+//! | one value                         | [`ServerConfig::max_value_bytes`], 64 MiB by default (more: `-ERR value too large (N bytes; limit M)`) |
+//! | one write batch (log entry)       | [`ServerConfig::batch_bytes_max`], or one write alone up to [`ServerConfig::max_entry_bytes`] |
 //! | replies pending per connection    | [`ServerConfig::pipeline_replies_max`]: past it, the connection is not read |
 //! | unsent output per connection      | [`ServerConfig::output_bytes_max`] (+ one reply): past it, not read |
 //! | completions queued from the node  | one per batch in flight; batches in flight ≤ pending replies of all connections |
@@ -81,6 +96,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::kv::kv_state_machine::MAX_VALUE_BYTES_MAX;
 use crate::node::Node;
 use crate::raft::NodeId;
 use batching::CompletionQueue;
@@ -99,7 +115,14 @@ pub struct Server {
 
 impl Server {
     /// Serves RESP clients accepted on `listener` in front of `node`. `members` is listed by
-    /// `INFO`.
+    /// `INFO`. The request parsing limits on bulk and request bytes are lowered to
+    /// [`ServerConfig::request_bytes_max`] (from [`ServerConfig::max_value_bytes`]); the node's
+    /// [`max_proposal_bytes`](crate::node::NodeConfig::max_proposal_bytes) must be at least
+    /// [`ServerConfig::max_entry_bytes`] (as [`KvService`](super::KvService) sets it).
+    ///
+    /// # Panics
+    ///
+    /// If `max_value_bytes` is above [`MAX_VALUE_BYTES_MAX`], or a `_max` bound is 0.
     pub fn start(
         node: Arc<Node>,
         listener: std::net::TcpListener,
@@ -114,6 +137,14 @@ impl Server {
             config.batch_commands_max >= 1,
             "batch_commands_max must be >= 1"
         );
+        assert!(
+            config.max_value_bytes <= MAX_VALUE_BYTES_MAX,
+            "max_value_bytes must be at most {MAX_VALUE_BYTES_MAX}"
+        );
+        let mut config = config;
+        let request_bytes_max = config.request_bytes_max();
+        config.limits.bulk_bytes_max = config.limits.bulk_bytes_max.min(request_bytes_max);
+        config.limits.request_bytes_max = config.limits.request_bytes_max.min(request_bytes_max);
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -4,9 +4,10 @@
 
 use std::fmt::Write as _;
 
+use super::config::ServerConfig;
 use crate::kv::admin::is_admin;
 use crate::kv::command::{Operation, Query, SetCondition, Write as KvWrite};
-use crate::kv::kv_state_machine::{parse_redis_integer, NOT_AN_INTEGER_TEXT};
+use crate::kv::kv_state_machine::{parse_redis_integer, value_too_large_text, NOT_AN_INTEGER_TEXT};
 use crate::kv::session_id::SessionId;
 
 /// How a request is served.
@@ -233,6 +234,26 @@ pub(super) fn parse_explicit_write(args: &[Vec<u8>]) -> Result<KvWrite<'_>, Stri
                 .to_string(),
         ),
     }
+}
+
+/// The refusal of a write too large to propose, if it is: a value over
+/// [`ServerConfig::max_value_bytes`] (`value too large`), or keys that make the write encode
+/// past what one log entry may hold (`command too large`). Checked before the write takes a
+/// sequence number, so a refused write leaves no gap in its session.
+pub(super) fn size_refusal(operation: &Operation<'_>, config: &ServerConfig) -> Option<String> {
+    let value_bytes = operation.value_bytes();
+    if value_bytes > config.max_value_bytes {
+        return Some(value_too_large_text(value_bytes, config.max_value_bytes));
+    }
+    // The session fields every write carries, then the operation.
+    let encoded = 32 + operation.encoded_bytes();
+    if encoded > config.write_bytes_max() {
+        return Some(format!(
+            "ERR command too large ({encoded} bytes encoded; limit {})",
+            config.write_bytes_max()
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

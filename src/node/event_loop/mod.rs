@@ -71,6 +71,8 @@ pub(crate) struct LoopSettings {
     pub disk_stall_timeout: Duration,
     /// Entry bytes up to which contiguous Appends to one peer are merged (see `coalesce`).
     pub append_merge_bytes_max: u64,
+    /// Largest proposal accepted (see `NodeConfig::max_proposal_bytes`).
+    pub max_proposal_bytes: u64,
 }
 
 impl LoopSettings {
@@ -82,6 +84,7 @@ impl LoopSettings {
             propose_timeout: config.propose_timeout,
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: config.raft.max_message_bytes,
+            max_proposal_bytes: config.max_proposal_bytes,
         }
     }
 }

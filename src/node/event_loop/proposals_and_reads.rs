@@ -23,6 +23,18 @@ impl EventLoop {
         done: ProposeCompletion,
         deadline: Instant,
     ) {
+        // Refused before it can reach the log or a peer: no frame is ever too large for the
+        // peers to take (see `transport`).
+        if data.len() as u64 > self.settings.max_proposal_bytes {
+            log::warn!(
+                "node {}: a proposal of {} bytes is refused: over max_proposal_bytes ({})",
+                self.core.id(),
+                data.len(),
+                self.settings.max_proposal_bytes
+            );
+            done.complete(Err(ProposeError::Backpressure));
+            return;
+        }
         match self.core.leader() {
             Some(leader)
                 if leader != self.core.id()
@@ -72,9 +84,12 @@ impl EventLoop {
                 leader_hint: Some(leader),
             })),
             Err(ForwardRefused::QueueFull) => done.complete(Err(ProposeError::Backpressure)),
-            Err(ForwardRefused::TooLarge) => {
+            Err(ForwardRefused::TooLarge { bytes, limit }) => {
+                // Unreachable while the frame limit is sized from `max_proposal_bytes`
+                // (checked in `propose`).
                 log::warn!(
-                    "node {}: a proposal too large to forward to node {leader} was refused",
+                    "node {}: a proposal of {bytes} bytes too large to forward to node {leader} \
+                     (frame limit {limit}) was refused",
                     self.core.id()
                 );
                 done.complete(Err(ProposeError::Backpressure));
@@ -99,6 +114,21 @@ impl EventLoop {
                         leader_hint: self.core.leader().filter(|_| state.participating),
                     };
                     state.forwards.refuse(peer, request_id, refusal);
+                    return;
+                }
+                if data.len() as u64 > self.settings.max_proposal_bytes {
+                    // The follower checks this first; only a node configured with a larger
+                    // limit sends one. Refused as `propose` refuses it.
+                    log::warn!(
+                        "node {}: a proposal of {} bytes forwarded by node {peer} is refused: \
+                         over max_proposal_bytes ({})",
+                        self.core.id(),
+                        data.len(),
+                        self.settings.max_proposal_bytes
+                    );
+                    state
+                        .forwards
+                        .refuse(peer, request_id, ProposeError::Backpressure);
                     return;
                 }
                 if !state.forwards.accept(peer) {
