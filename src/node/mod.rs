@@ -69,6 +69,7 @@
 //! |-----------------------------------------------------------|-----------------|-----------|
 //! | `Node::propose`/`submit`: inbox full                      | `Backpressure`  | no        |
 //! | loop: too many proposals waiting                          | `Backpressure`  | no        |
+//! | loop: larger than `NodeConfig::max_proposal_bytes`        | `Backpressure`  | no        |
 //! | loop: not the leader, no leader known to forward to       | `NotLeader`     | no        |
 //! | loop: the node had stopped participating on arrival       | `Stopped`       | no        |
 //! | core refused it (transfer in progress, uncommitted bytes) | per the core    | no        |
