@@ -88,15 +88,6 @@ fn start(max_value_bytes: Option<u64>) -> TestCluster {
     cluster
 }
 
-fn follower_of(cluster: &TestCluster, leader: u64) -> u64 {
-    cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|&id| id != leader)
-        .expect("a follower")
-}
-
 /// SETs each `(length, through)` value, checks that every node has it, and that a small
 /// write succeeds right after on every node.
 fn set_and_check(cluster: &TestCluster, writes: &[(usize, u64)]) {
@@ -115,7 +106,7 @@ fn three_megabytes_replicate_and_65_mib_is_refused_without_wedging() {
     let done = support::watchdog("big_values", Duration::from_secs(180));
     let cluster = start(None);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
-    let follower = follower_of(&cluster, leader);
+    let follower = cluster.follower_of(leader);
     // Through the leader, and through a follower (forwarded to the leader).
     set_and_check(&cluster, &[(3_000_000, leader), (3_000_000, follower)]);
     for via in [leader, follower] {
@@ -147,7 +138,7 @@ fn a_64_mib_value_replicates_through_leader_and_follower() {
     let done = support::watchdog("value_64_mib", Duration::from_secs(300));
     let cluster = start(None);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
-    let follower = follower_of(&cluster, leader);
+    let follower = cluster.follower_of(leader);
     set_and_check(&cluster, &[(64 << 20, leader), (64 << 20, follower)]);
     done.store(true, std::sync::atomic::Ordering::Release);
 }

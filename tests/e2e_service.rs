@@ -15,15 +15,6 @@ use std::time::{Duration, Instant};
 use ketch::client::{ClientError, Reply};
 use support::{RawConnection, TestCluster};
 
-fn follower_of(cluster: &TestCluster, leader: u64) -> u64 {
-    cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|&id| id != leader)
-        .expect("a follower")
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -33,7 +24,7 @@ fn every_command_pipelining_follower_forwarding_and_malformed_input() {
     let done = support::watchdog("every_command", Duration::from_secs(80));
     let cluster = TestCluster::start(3);
     let leader = cluster.wait_for_leader(Duration::from_secs(20));
-    let follower = follower_of(&cluster, leader);
+    let follower = cluster.follower_of(leader);
 
     // Byte-exact replies, every command sent to a follower (writes and linearizable reads are
     // forwarded to the leader).
@@ -264,7 +255,7 @@ fn leader_kill9_during_writes_loses_no_acknowledged_write_and_applies_each_incr_
         let first = if w % 2 == 0 {
             leader
         } else {
-            follower_of(&cluster, leader)
+            cluster.follower_of(leader)
         };
         let mut client = cluster.client_starting_at(first);
         let stop = Arc::clone(&stop);

@@ -263,6 +263,15 @@ impl TestCluster {
         self.node(id).child.is_some()
     }
 
+    /// The first node that is not `leader`.
+    pub fn follower_of(&self, leader: u64) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.id)
+            .find(|&id| id != leader)
+            .expect("a follower")
+    }
+
     /// Every node's RESP address.
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|n| n.client_addr).collect()
