@@ -90,7 +90,7 @@ case("strings.set_nx_xx", ["SET", K + "a", "1", "NX", "XX"], ["SET", K + "a", "1
 case("strings.set_get_option",
      ["SET", K + "a", "1", "GET"], ["SET", K + "a", "2", "GET"], ["GET", K + "a"],
      ["SET", K + "a", "3", "NX", "GET"], ["SET", K + "a", "4", "XX", "GET"],
-     ["HSET", K + "h", "f", "v"], ["SET", K + "h", "x", "GET"], ["GET", K + "h"], follower=True)
+     ["SET", K + "b", "1", "NX", "GET"], ["GET", K + "b"], follower=True)
 case("strings.set_ex",
      ["SET", K + "a", "v", "EX", "100"], N("ttl:100:3", "TTL", K + "a"),
      N("ttl:100000:3000", "PTTL", K + "a"), ["GET", K + "a"], follower=True)
@@ -112,19 +112,16 @@ case("strings.set_keepttl",
      ["SET", K + "a", "v", "EX", "100"], ["SET", K + "a", "v2", "KEEPTTL"],
      N("ttl:100:3", "TTL", K + "a"), ["GET", K + "a"], ["SET", K + "a", "v3"], ["TTL", K + "a"],
      ["SET", K + "b", "v", "KEEPTTL"], ["TTL", K + "b"], follower=True)
-case("strings.get", ["GET", K + "missing"], ["GET"], ["GET", K + "a", K + "b"],
-     ["HSET", K + "h", "f", "v"], ["GET", K + "h"], follower=True)
+case("strings.get", ["GET", K + "missing"], ["GET"], ["GET", K + "a", K + "b"], follower=True)
 case("strings.del",
      ["MSET", K + "a", "1", K + "b", "2"], ["DEL", K + "a", K + "b", K + "c"],
-     ["DEL", K + "a"], ["DEL"], ["SET", K + "a", "1"], ["DEL", K + "a", K + "a"],
-     ["HSET", K + "h", "f", "v"], ["DEL", K + "h"], ["EXISTS", K + "h"], follower=True)
+     ["DEL", K + "a"], ["DEL"], ["SET", K + "a", "1"], ["DEL", K + "a", K + "a"], follower=True)
 case("strings.exists",
      ["SET", K + "a", "1"], ["EXISTS", K + "a"], ["EXISTS", K + "a", K + "a", K + "b"],
      ["EXISTS"], ["EXISTS", K + "missing"], follower=True)
 case("strings.append",
      ["APPEND", K + "a", "Hello"], ["APPEND", K + "a", " World"], ["GET", K + "a"],
-     ["APPEND", K + "a", ""], ["APPEND", K + "a"], ["HSET", K + "h", "f", "v"],
-     ["APPEND", K + "h", "x"], follower=True)
+     ["APPEND", K + "a", ""], ["APPEND", K + "a"], follower=True)
 case("strings.incr_decr",
      ["INCR", K + "n"], ["INCR", K + "n"], ["DECR", K + "n"], ["DECR", K + "m"],
      ["GET", K + "n"], ["INCR"], ["INCR", K + "n", K + "m"], ["DECR"], follower=True)
@@ -132,7 +129,7 @@ case("strings.incr_errors",
      ["SET", K + "s", "abc"], ["INCR", K + "s"], ["SET", K + "s", " 1"], ["INCR", K + "s"],
      ["SET", K + "s", "1.5"], ["INCR", K + "s"], ["SET", K + "s", "01"], ["INCR", K + "s"],
      ["SET", K + "s", I64_MAX], ["INCR", K + "s"], ["SET", K + "s", I64_MIN], ["DECR", K + "s"],
-     ["GET", K + "s"], ["HSET", K + "h", "f", "v"], ["INCR", K + "h"], follower=True)
+     ["GET", K + "s"], follower=True)
 case("strings.incrby_decrby",
      ["INCRBY", K + "n", "5"], ["INCRBY", K + "n", "-3"], ["DECRBY", K + "n", "10"],
      ["DECRBY", K + "n", "-4"], ["INCRBY", K + "n", "abc"], ["INCRBY", K + "n", "1.0"],
@@ -143,17 +140,16 @@ case("strings.incrby_decrby",
 case("strings.mget_mset",
      ["MSET", K + "a", "1", K + "b", "2"], ["MGET", K + "a", K + "b", K + "c"],
      ["MSET", K + "a"], ["MSET", K + "a", "1", K + "b"], ["MGET"],
-     ["MSET", K + "a", "x", K + "a", "y"], ["GET", K + "a"], ["HSET", K + "h", "f", "v"],
-     ["MGET", K + "h", K + "a"], follower=True)
+     ["MSET", K + "a", "x", K + "a", "y"], ["GET", K + "a"], follower=True)
 case("strings.setnx",
      ["SETNX", K + "a", "1"], ["SETNX", K + "a", "2"], ["GET", K + "a"], ["SETNX", K + "a"],
      follower=True)
 case("strings.getset",
      ["GETSET", K + "a", "v"], ["GETSET", K + "a", "w"], ["GET", K + "a"], ["GETSET", K + "a"],
-     ["HSET", K + "h", "f", "v"], ["GETSET", K + "h", "x"], follower=True)
+     follower=True)
 case("strings.getdel",
      ["SET", K + "a", "v"], ["GETDEL", K + "a"], ["GETDEL", K + "a"], ["EXISTS", K + "a"],
-     ["GETDEL"], ["HSET", K + "h", "f", "v"], ["GETDEL", K + "h"], follower=True)
+     ["GETDEL"], follower=True)
 case("strings.getrange",
      ["SET", K + "a", "Hello World"], ["GETRANGE", K + "a", "0", "4"],
      ["GETRANGE", K + "a", "-5", "-1"], ["GETRANGE", K + "a", "5", "2"],
@@ -168,7 +164,7 @@ case("strings.setrange",
      follower=True)
 case("strings.strlen",
      ["STRLEN", K + "missing"], ["SET", K + "a", "hello"], ["STRLEN", K + "a"], ["STRLEN"],
-     ["HSET", K + "h", "f", "v"], ["STRLEN", K + "h"], follower=True)
+     follower=True)
 case("strings.incrbyfloat",
      ["INCRBYFLOAT", K + "f", "10.5"], ["INCRBYFLOAT", K + "f", "0.1"],
      ["INCRBYFLOAT", K + "f", "-5"], ["INCRBYFLOAT", K + "f", "5.0e3"],
@@ -192,6 +188,14 @@ case("strings.getex",
      ["GETEX", K + "missing", "EX", "10"], ["GETEX", K + "a", "EX", "1", "PX", "1"],
      ["GETEX", K + "a", "EX", "0"], ["GETEX", K + "a", "PERSIST", "EX", "1"],
      ["GETEX", K + "a", "BOGUS"], ["GETEX"], follower=True)
+case("strings.wrongtype",
+     ["HSET", K + "h", "f", "v"], ["GET", K + "h"], ["SET", K + "h", "x", "GET"],
+     ["APPEND", K + "h", "x"], ["INCR", K + "h"], ["DECRBY", K + "h", "1"],
+     ["MGET", K + "h", K + "missing"], ["GETSET", K + "h", "x"], ["GETDEL", K + "h"],
+     ["STRLEN", K + "h"], ["GETRANGE", K + "h", "0", "1"], ["SETRANGE", K + "h", "0", "x"],
+     ["INCRBYFLOAT", K + "h", "1"], ["GETEX", K + "h"], ["HGET", K + "h", "f"],
+     ["SET", K + "h", "now a string"], ["GET", K + "h"], ["DEL", K + "h"], ["EXISTS", K + "h"],
+     follower=True)
 case("strings.case_insensitive",
      ["set", K + "a", "1"], ["Get", K + "a"], ["iNcR", K + "a"], ["mget", K + "a"],
      follower=True)
@@ -238,9 +242,8 @@ case("expiry.persist",
      follower=True)
 case("expiry.deadline_passes",
      ["SET", K + "a", "v", "PX", "300"], ["SET", K + "b", "v"], ["PEXPIRE", K + "b", "300"],
-     ["SETEX", K + "c", "1", "v"], ["HSET", K + "h", "f", "v"], ["PEXPIRE", K + "h", "300"],
-     ["EXISTS", K + "a", K + "b", K + "c", K + "h"], Sleep(1300), ["GET", K + "a"],
-     ["EXISTS", K + "a", K + "b", K + "c", K + "h"], ["TTL", K + "a"], ["HGET", K + "h", "f"],
+     ["SETEX", K + "c", "1", "v"], ["EXISTS", K + "a", K + "b", K + "c"], Sleep(1300),
+     ["GET", K + "a"], ["EXISTS", K + "a", K + "b", K + "c"], ["TTL", K + "a"],
      ["APPEND", K + "a", "x"], ["TTL", K + "a"], follower=True)
 case("expiry.overwrite_clears_ttl",
      ["SET", K + "a", "v", "EX", "100"], ["SET", K + "a", "w"], ["TTL", K + "a"],
@@ -289,11 +292,6 @@ case("keys.randomkey",
      ["FLUSHALL"], ["RANDOMKEY"], ["SET", K + "only", "v"], ["RANDOMKEY"],
      ["RANDOMKEY", "x"])
 case("keys.time", N("shape", "TIME"), ["TIME", "x"])
-case("keys.wrongtype_across_commands",
-     ["HSET", K + "h", "f", "v"], ["SET", K + "s", "v"], ["HGET", K + "s", "f"],
-     ["INCR", K + "h"], ["GETRANGE", K + "h", "0", "1"], ["SETRANGE", K + "h", "0", "x"],
-     ["INCRBYFLOAT", K + "h", "1"], ["GETEX", K + "h"], ["GETDEL", K + "h"],
-     ["HLEN", K + "s"], ["HGETALL", K + "s"], ["TYPE", K + "h"])
 
 # ---------------------------------------------------------------- hashes
 case("hashes.hset_hget",
@@ -305,6 +303,10 @@ case("hashes.hmget",
      ["HSET", K + "h", "a", "1", "b", "2"], ["HMGET", K + "h", "a", "x", "b"],
      ["HMGET", K + "missing", "a"], ["HMGET", K + "h"], ["SET", K + "s", "v"],
      ["HMGET", K + "s", "a"])
+case("hashes.expiry",
+     ["HSET", K + "h", "f", "v"], ["PEXPIRE", K + "h", "300"], ["HGET", K + "h", "f"],
+     Sleep(600), ["HGET", K + "h", "f"], ["EXISTS", K + "h"], ["HSET", K + "h", "f", "v"],
+     ["EXPIRE", K + "h", "100"], ["HSET", K + "h", "g", "w"], N("ttl:100:3", "TTL", K + "h"))
 case("hashes.hdel",
      ["HSET", K + "h", "a", "1", "b", "2", "c", "3"], ["HDEL", K + "h", "a", "x"],
      ["HDEL", K + "h", "b", "c"], ["EXISTS", K + "h"], ["HDEL", K + "missing", "a"],
@@ -344,8 +346,8 @@ case("hashes.wrongtype",
 
 # ---------------------------------------------------------------- transactions
 case("tx.multi_exec",
-     ["MULTI"], ["SET", K + "a", "1"], ["INCR", K + "a"], ["GET", K + "a"],
-     ["HSET", K + "h", "f", "v"], ["EXEC"], ["GET", K + "a"])
+     ["MULTI"], ["SET", K + "a", "1"], ["INCR", K + "a"], ["GET", K + "a"], ["EXEC"],
+     ["GET", K + "a"])
 case("tx.empty_and_nested",
      ["MULTI"], ["EXEC"], ["MULTI"], ["MULTI"], ["PING"], ["EXEC"], ["EXEC"], ["DISCARD"],
      ["MULTI", "x"])
