@@ -256,7 +256,8 @@ fn ketch_answers_like_redis_server_except_listed_differences() {
     );
     assert!(
         failure.is_empty(),
-        "{failure}\n(reproduce: KETCH_PYTHON=... cargo test --release --test e2e_redis_compat \
+        "{failure}\n(reproduce: KETCH_PYTHON=target/compat-venv/bin/python [KETCH_COMPAT_ONLY=<id>] \
+         cargo test --release --test e2e_redis_compat \
          -- --nocapture)\n{}",
         cluster.logs()
     );
