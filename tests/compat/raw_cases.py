@@ -298,7 +298,7 @@ case("hashes.hset_hget",
      ["HSET", K + "h", "f1", "v1"], ["HSET", K + "h", "f1", "v2", "f2", "v3"],
      ["HGET", K + "h", "f1"], ["HGET", K + "h", "missing"], ["HGET", K + "missing", "f"],
      ["HSET", K + "h", "f1"], ["HSET", K + "h"], ["HSET", K + "h", "a", "1", "b"],
-     ["HGET", K + "h"], ["HSET", K + "h", "", ""], ["HGET", K + "h", ""])
+     ["HGET", K + "h"], ["HSET", K + "h", "", ""], ["HGET", K + "h", ""], follower=True)
 case("hashes.hmget",
      ["HSET", K + "h", "a", "1", "b", "2"], ["HMGET", K + "h", "a", "x", "b"],
      ["HMGET", K + "missing", "a"], ["HMGET", K + "h"], ["SET", K + "s", "v"],
@@ -315,7 +315,7 @@ case("hashes.hgetall_hkeys_hvals",
      ["HSET", K + "h", "a", "1", "b", "2", "c", "3"], N("pairs", "HGETALL", K + "h"),
      N("unordered", "HKEYS", K + "h"), N("unordered", "HVALS", K + "h"),
      ["HGETALL", K + "missing"], ["HKEYS", K + "missing"], ["HVALS", K + "missing"],
-     ["HGETALL"], ["HKEYS", K + "h", "x"], ["HVALS"])
+     ["HGETALL"], ["HKEYS", K + "h", "x"], ["HVALS"], follower=True)
 case("hashes.hlen_hexists",
      ["HSET", K + "h", "a", "1", "b", "2"], ["HLEN", K + "h"], ["HLEN", K + "missing"],
      ["HEXISTS", K + "h", "a"], ["HEXISTS", K + "h", "z"], ["HEXISTS", K + "missing", "a"],
@@ -347,7 +347,7 @@ case("hashes.wrongtype",
 # ---------------------------------------------------------------- transactions
 case("tx.multi_exec",
      ["MULTI"], ["SET", K + "a", "1"], ["INCR", K + "a"], ["GET", K + "a"], ["EXEC"],
-     ["GET", K + "a"])
+     ["GET", K + "a"], follower=True)
 case("tx.empty_and_nested",
      ["MULTI"], ["EXEC"], ["MULTI"], ["MULTI"], ["PING"], ["EXEC"], ["EXEC"], ["DISCARD"],
      ["MULTI", "x"])
@@ -355,15 +355,15 @@ case("tx.discard",
      ["MULTI"], ["SET", K + "a", "1"], ["DISCARD"], ["GET", K + "a"], ["DISCARD"])
 case("tx.execabort_unknown_command",
      ["MULTI"], ["SET", K + "a", "1"], ["NOSUCHCOMMAND", "x"], ["SET", K + "b", "2"], ["EXEC"],
-     ["MGET", K + "a", K + "b"])
+     ["MGET", K + "a", K + "b"], follower=True)
 case("tx.execabort_wrong_arity",
      ["MULTI"], ["SET", K + "a", "1"], ["SET", K + "b"], ["GET"], ["EXEC"], ["GET", K + "a"])
 case("tx.runtime_error_inside_exec",
      ["MULTI"], ["SET", K + "a", "abc"], ["INCR", K + "a"], ["SET", K + "b", "v"],
-     ["HSET", K + "a", "f", "v"], ["EXEC"], ["MGET", K + "a", K + "b"])
+     ["HSET", K + "a", "f", "v"], ["EXEC"], ["MGET", K + "a", K + "b"], follower=True)
 case("tx.watch_conflict",
      ["SET", K + "a", "1"], ["WATCH", K + "a"], On2(["SET", K + "a", "2"]), ["MULTI"],
-     ["SET", K + "a", "3"], ["EXEC"], ["GET", K + "a"])
+     ["SET", K + "a", "3"], ["EXEC"], ["GET", K + "a"], follower=True)
 case("tx.watch_no_conflict",
      ["SET", K + "a", "1"], ["WATCH", K + "a"], On2(["GET", K + "a"]), ["MULTI"],
      ["INCR", K + "a"], ["EXEC"], ["GET", K + "a"])

@@ -110,7 +110,7 @@ def parse(buf, pos=0, depth=0):
 class RawConnection:
     """One TCP connection; `call` sends a command and returns `(reply_bytes, tree)`."""
 
-    def __init__(self, address, timeout_s=10.0):
+    def __init__(self, address, timeout_s=5.0):
         host, port = address
         self.sock = socket.create_connection((host, port), timeout=timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
