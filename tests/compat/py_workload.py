@@ -113,6 +113,7 @@ def scenario_pipeline(make, p):
 
 
 def scenario_lock(make, p):
+    """redis-py's Lock: acquire is SET NX PX; release runs a Lua script (EVALSHA)."""
     r = make()
     out = []
     lock = r.lock(p + "lock", timeout=5, blocking_timeout=1)
@@ -125,7 +126,13 @@ def scenario_lock(make, p):
     observe(out, lock.release)
     observe(out, lambda: other.acquire(blocking=False))
     observe(out, other.release)
-    # The same pattern without redis-py's Lock: SET NX PX, then DEL by the owner.
+    return out
+
+
+def scenario_lock_by_hand(make, p):
+    """The pattern under redis-py's Lock without its Lua release: SET NX PX, DEL by the owner."""
+    r = make()
+    out = []
     observe(out, lambda: r.set(p + "manual", "token", nx=True, px=5000))
     observe(out, lambda: r.set(p + "manual", "token2", nx=True, px=5000))
     observe(out, lambda: r.get(p + "manual"))
@@ -281,6 +288,7 @@ SCENARIOS = [
     ("strings", scenario_strings),
     ("pipeline", scenario_pipeline),
     ("lock", scenario_lock),
+    ("lock_by_hand", scenario_lock_by_hand),
     ("expiry", scenario_expiry),
     ("floats", scenario_floats),
     ("hashes", scenario_hashes),

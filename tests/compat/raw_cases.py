@@ -389,7 +389,8 @@ case("server.ping_echo",
      ["ECHO", "a", "b"], ["ping"], follower=True)
 case("server.select",
      ["SELECT", "0"], ["SELECT", "abc"], ["SELECT", "-1"], ["SELECT", "16"], ["SELECT"],
-     ["SELECT", "1"], ["SELECT", "0"])
+     ["SELECT", "0", "1"], ["SELECT", "0"])
+case("server.select_other_database", ["SELECT", "1"], ["SELECT", "15"])
 case("server.hello",
      N("hello", "HELLO"), N("hello", "HELLO", "2"), ["PING"], N("hello", "HELLO", "3"),
      ["PING"], ["HELLO", "4"], ["HELLO", "abc"], ["HELLO", "1"],
