@@ -53,11 +53,14 @@ AT_PATTERN = re.compile(r"\{at_(s|ms):(-?\d+)\}")
 
 
 def parse_address(text):
+    """`HOST:PORT` as a `(host, port)` pair."""
     host, port = text.rsplit(":", 1)
     return host, int(port)
 
 
 def expand(arg, prefix):
+    """An argument with the case's key prefix and any `{at_s:N}`/`{at_ms:N}` filled in. The
+    time is taken when the step runs, on each server, so both see the same offset."""
     arg = arg.replace(raw_cases.K, prefix)
 
     def at(match):
@@ -69,6 +72,7 @@ def expand(arg, prefix):
 
 
 def cut(text):
+    """`text`, shortened for the report."""
     if len(text) <= REPORT_REPLY_CHARS_MAX:
         return text
     return text[:REPORT_REPLY_CHARS_MAX] + "... (%d chars)" % len(text)
@@ -84,6 +88,7 @@ class Side:
         self.notes = []
 
     def conn(self, which):
+        """Connection `which` (1 or 2), opened on first use, after `HELLO 3` under RESP3."""
         if which not in self.conns:
             conn = RawConnection(self.address)
             if self.protocol == 3:
@@ -147,7 +152,7 @@ def command_consistency(conn):
 
 
 def run_step(side, step, prefix):
-    """Runs one step on one side; `(description, canonical)`."""
+    """Runs one step on one side; `(description, canonical reply)`."""
     which = 1
     if isinstance(step, raw_cases.On2):
         which, step = 2, step.step

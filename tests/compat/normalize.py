@@ -20,8 +20,6 @@ and the two servers' canonical strings are compared. Each one exists for one rea
                  values (ids, addresses, ages).
   hello          HELLO: compare the map's keys, the `proto` value, and the shape of the
                  other values (server name, version, id and role are the server's own).
-  error_prefix   An error whose wording is the server's own: compare only its first word
-                 (ERR, WRONGTYPE, NOPROTO, ...).
 """
 
 TYPE_NAMES = {
@@ -44,6 +42,7 @@ TYPE_NAMES = {
 
 
 def type_name(node):
+    """The RESP type of a node, by name; RESP2's null bulk string and null array say so."""
     kind, value = node
     name = TYPE_NAMES.get(kind, "?")
     if value is None and kind in (ord("$"), ord("*")):
@@ -52,6 +51,7 @@ def type_name(node):
 
 
 def is_error(node):
+    """True for an error reply (simple or blob)."""
     return node[0] in (ord("-"), ord("!"))
 
 
@@ -66,6 +66,7 @@ def text_of(node):
 
 
 def shape(node):
+    """The structure of a node with every leaf replaced by its type."""
     kind, value = node
     if isinstance(value, list):
         return "%s[%s]" % (type_name(node), ",".join(shape(item) for item in value))
@@ -134,12 +135,6 @@ def _hello(node, _raw):
     return "%s{%s}" % (type_name(node), ",".join(out))
 
 
-def _error_prefix(node, _raw):
-    if not is_error(node):
-        return None
-    return "error:" + text_of(node).split(" ", 1)[0]
-
-
 def named(name):
     """The normalizer called `name` (with its `:`-separated parameters)."""
     parts = name.split(":")
@@ -150,7 +145,6 @@ def named(name):
         "info": _info,
         "client_fields": _client_fields,
         "hello": _hello,
-        "error_prefix": _error_prefix,
     }
     if parts[0] == "ttl":
         return _ttl(int(parts[1]), int(parts[2]))
