@@ -223,7 +223,11 @@ fn ketch_answers_like_redis_server_except_listed_differences() {
 
     let mut failure = String::new();
     for id in &unexplained {
-        failure.push_str(&report[*id]);
+        failure.push_str(
+            report
+                .get(*id)
+                .map_or("(no report block)\n", String::as_str),
+        );
     }
     if !unexplained.is_empty() {
         failure.push_str(&format!(
