@@ -19,9 +19,10 @@ import redis
 #: Seconds of slack for TTLs read back after a write (the write went through Raft first).
 TTL_TOLERANCE_S = 3
 
-#: Expiry deadline of the "key disappears" scenario, and how long past it the check waits.
-SHORT_TTL_MS = 300
-PAST_DEADLINE_S = 0.8
+#: Expiry deadline of the "key disappears" scenario, and how long the check waits. Short, but
+#: long enough that the writes and the "still there" read fit before it on a loaded machine.
+SHORT_TTL_MS = 600
+PAST_DEADLINE_S = 1.0
 
 
 def about(value, expected, tolerance):

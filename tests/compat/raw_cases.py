@@ -240,8 +240,9 @@ case("expiry.persist",
      ["PERSIST", K + "missing"], ["SET", K + "a", "v"], ["PERSIST", K + "a"],
      ["EXPIRE", K + "a", "100"], ["PERSIST", K + "a"], ["TTL", K + "a"], ["PERSIST"],
      follower=True)
+# 800 ms leaves the writes before the first EXISTS time to commit on a loaded machine.
 case("expiry.deadline_passes",
-     ["SET", K + "a", "v", "PX", "300"], ["SET", K + "b", "v"], ["PEXPIRE", K + "b", "300"],
+     ["SET", K + "a", "v", "PX", "800"], ["SET", K + "b", "v"], ["PEXPIRE", K + "b", "800"],
      ["SETEX", K + "c", "1", "v"], ["EXISTS", K + "a", K + "b", K + "c"], Sleep(1300),
      ["GET", K + "a"], ["EXISTS", K + "a", K + "b", K + "c"], ["TTL", K + "a"],
      ["APPEND", K + "a", "x"], ["TTL", K + "a"], follower=True)
@@ -304,8 +305,8 @@ case("hashes.hmget",
      ["HMGET", K + "missing", "a"], ["HMGET", K + "h"], ["SET", K + "s", "v"],
      ["HMGET", K + "s", "a"])
 case("hashes.expiry",
-     ["HSET", K + "h", "f", "v"], ["PEXPIRE", K + "h", "300"], ["HGET", K + "h", "f"],
-     Sleep(600), ["HGET", K + "h", "f"], ["EXISTS", K + "h"], ["HSET", K + "h", "f", "v"],
+     ["HSET", K + "h", "f", "v"], ["PEXPIRE", K + "h", "800"], ["HGET", K + "h", "f"],
+     Sleep(1300), ["HGET", K + "h", "f"], ["EXISTS", K + "h"], ["HSET", K + "h", "f", "v"],
      ["EXPIRE", K + "h", "100"], ["HSET", K + "h", "g", "w"], N("ttl:100:3", "TTL", K + "h"))
 case("hashes.hdel",
      ["HSET", K + "h", "a", "1", "b", "2", "c", "3"], ["HDEL", K + "h", "a", "x"],
