@@ -518,3 +518,73 @@ pub fn forget_pid(pid: u32) {
         .unwrap_or_else(|e| e.into_inner())
         .retain(|&p| p != pid);
 }
+
+/// A real `redis-server` child on a free loopback port, with persistence off (`--save ''
+/// --appendonly no`), killed (SIGKILL) on drop and by the [`watchdog`]. The reference the
+/// compatibility suite compares Ketch with.
+pub struct RedisServer {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its working directory (it writes nothing there with persistence off).
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl RedisServer {
+    /// True if `redis-server --version` runs.
+    pub fn available() -> bool {
+        Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Starts `redis-server` and waits (up to 10 s) until it answers PING.
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_consecutive_ports(1);
+        let log = std::fs::File::create(dir.path().join("redis.log")).expect("redis log");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn redis-server");
+        register_pid(child.id());
+        let server = RedisServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ping(server.addr) {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {} does not answer PING within 10 s:\n{}",
+                server.addr,
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Its log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        forget_pid(self.child.id());
+    }
+}
