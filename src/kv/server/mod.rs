@@ -84,11 +84,14 @@
 
 mod batching;
 mod client_connection;
+mod command_table;
 mod config;
 mod connection_loop;
 pub mod error_reply;
+mod info;
 mod local_commands;
 mod parse;
+mod resp3_reply;
 
 use std::io;
 use std::net::SocketAddr;
@@ -103,6 +106,7 @@ use batching::CompletionQueue;
 use connection_loop::ConnectionLoop;
 
 pub use config::ServerConfig;
+pub use local_commands::REDIS_COMPAT_VERSION;
 
 /// A running RESP server thread.
 #[derive(Debug)]
