@@ -23,15 +23,19 @@ enum Token {
     AnyByte,
     Byte(u8),
     /// A `[...]` set: the bytes between the brackets (after `^`) and whether it is negated.
-    Class { start: usize, end: usize, negated: bool },
+    Class {
+        start: usize,
+        end: usize,
+        negated: bool,
+    },
 }
 
 /// Whether `subject` matches the glob `pattern` (module docs). `nocase` folds ASCII case.
 pub fn glob_match(pattern: &[u8], subject: &[u8], nocase: bool) -> bool {
     let mut p = 0; // pattern position
     let mut s = 0; // subject position
-    // Where to resume after the last `*`: the pattern just past it, the subject byte it
-    // would swallow next.
+                   // Where to resume after the last `*`: the pattern just past it, the subject byte it
+                   // would swallow next.
     let mut backtrack: Option<(usize, usize)> = None;
     loop {
         if p < pattern.len() {

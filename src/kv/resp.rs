@@ -1109,7 +1109,9 @@ impl Resp3Parser {
 
     fn count(&self, line: &[u8]) -> Result<usize, ProtocolError> {
         match parse_i64(line) {
-            Some(count) if count >= 0 && count as u64 <= self.lines.limits.array_items_max as u64 => {
+            Some(count)
+                if count >= 0 && count as u64 <= self.lines.limits.array_items_max as u64 =>
+            {
                 Ok(count as usize)
             }
             _ => Err(ProtocolError::InvalidMultibulkLength),
@@ -1159,7 +1161,10 @@ impl Resp3Parser {
                     b"nan" => f64::NAN,
                     _ => std::str::from_utf8(line)
                         .ok()
-                        .filter(|t| !t.is_empty() && !t.contains(|c: char| c.is_alphabetic() && c != 'e' && c != 'E'))
+                        .filter(|t| {
+                            !t.is_empty()
+                                && !t.contains(|c: char| c.is_alphabetic() && c != 'e' && c != 'E')
+                        })
                         .and_then(|t| t.parse::<f64>().ok())
                         .ok_or(ProtocolError::InvalidLine)?,
                 };

@@ -1605,7 +1605,9 @@ mod tests {
         };
         assert_eq!((names.len(), all.len(), docs.len()), (count, count, count));
         for ((name, entry), (doc_name, _)) in names.iter().zip(&all).zip(&docs) {
-            let Frame::Array(fields) = entry else { panic!() };
+            let Frame::Array(fields) = entry else {
+                panic!()
+            };
             assert_eq!(&fields[0], name);
             assert_eq!(doc_name, name);
         }
@@ -1616,9 +1618,13 @@ mod tests {
         };
         assert!(hashes.contains(&Frame::bulk("hgetall")) && hashes.contains(&Frame::bulk("hello")));
         assert!(!hashes.contains(&Frame::bulk("get")));
-        let Frame::Array(transactions) =
-            command_command(&args(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", "transaction"]))
-        else {
+        let Frame::Array(transactions) = command_command(&args(&[
+            "COMMAND",
+            "LIST",
+            "FILTERBY",
+            "ACLCAT",
+            "transaction",
+        ])) else {
             panic!()
         };
         assert_eq!(transactions.len(), 5);
@@ -1643,7 +1649,10 @@ mod tests {
 
     #[test]
     fn reply_shapes_follow_redis_7() {
-        assert_eq!(reply_shape(&args(&["hgetall", "h"])), ReplyShape::MapFromPairs);
+        assert_eq!(
+            reply_shape(&args(&["hgetall", "h"])),
+            ReplyShape::MapFromPairs
+        );
         assert_eq!(reply_shape(&args(&["MGET", "a"])), ReplyShape::Plain);
         let text = "0000018c2f4a3b1d0001a2b3c4d5e6f7";
         assert_eq!(

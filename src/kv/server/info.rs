@@ -252,7 +252,11 @@ pub(super) fn info_text(sections: &InfoSections, inputs: &InfoInputs<'_>) -> Str
 
 /// `text` (from [`info_text`]) with the keyspace section appended if `sections` asks for it:
 /// `keys` is the node's key count, `None` if it could not be read.
-pub(super) fn with_keyspace(mut text: String, sections: &InfoSections, keys: Option<i64>) -> String {
+pub(super) fn with_keyspace(
+    mut text: String,
+    sections: &InfoSections,
+    keys: Option<i64>,
+) -> String {
     if !sections.keyspace() {
         return text;
     }
@@ -395,7 +399,10 @@ mod tests {
             "# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"
         );
         // No keys (or no count): an empty section, as Redis writes an empty database.
-        assert_eq!(with_keyspace(String::new(), &only, Some(0)), "# Keyspace\r\n");
+        assert_eq!(
+            with_keyspace(String::new(), &only, Some(0)),
+            "# Keyspace\r\n"
+        );
         assert_eq!(with_keyspace(String::new(), &only, None), "# Keyspace\r\n");
         let both = sections(&["cluster", "keyspace"]);
         assert_eq!(

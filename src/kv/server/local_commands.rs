@@ -203,7 +203,11 @@ fn hello(args: &[Vec<u8>], client: &mut ClientState, env: &LocalEnv<'_>) -> Fram
         client.name = (!name.is_empty()).then(|| name.clone());
     }
     client.protocol = protocol;
-    let role = if (env.is_leader)() { "master" } else { "replica" };
+    let role = if (env.is_leader)() {
+        "master"
+    } else {
+        "replica"
+    };
     Frame::map([
         ("server", Frame::bulk("redis")),
         ("version", Frame::bulk(REDIS_COMPAT_VERSION)),
@@ -342,7 +346,10 @@ fn client_list_filter(options: &[Vec<u8>]) -> Result<ClientListFilter, Frame> {
         [kind, ids @ ..] if kind.eq_ignore_ascii_case(b"ID") && !ids.is_empty() => {
             let mut parsed = Vec::with_capacity(ids.len());
             for id in ids {
-                match std::str::from_utf8(id).ok().and_then(|t| t.parse::<u64>().ok()) {
+                match std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+                {
                     Some(id) if id > 0 => parsed.push(id),
                     _ => return Err(error("ERR Invalid client ID")),
                 }
@@ -398,7 +405,11 @@ pub(super) fn client_line(client: &ClientState, buffers: ClientBuffers) -> Strin
         buffers.replies_pending,
         buffers.output_unsent_bytes,
         buffers.input_capacity_bytes + buffers.output_capacity_bytes,
-        if buffers.output_unsent_bytes > 0 { "rw" } else { "r" },
+        if buffers.output_unsent_bytes > 0 {
+            "rw"
+        } else {
+            "r"
+        },
         client.last_command,
         client.protocol.version(),
         text(&client.lib_name),
@@ -549,19 +560,31 @@ mod tests {
         let h = Harness::new();
         let mut c = state();
         for (words, reply) in [
-            (&["HELLO", "4"][..], "-NOPROTO unsupported protocol version\r\n"),
+            (
+                &["HELLO", "4"][..],
+                "-NOPROTO unsupported protocol version\r\n",
+            ),
             (&["HELLO", "1"], "-NOPROTO unsupported protocol version\r\n"),
             (
                 &["HELLO", "x"],
                 "-ERR Protocol version is not an integer or out of range\r\n",
             ),
-            (&["HELLO", "3", "AUTH"], "-ERR Syntax error in HELLO option 'AUTH'\r\n"),
+            (
+                &["HELLO", "3", "AUTH"],
+                "-ERR Syntax error in HELLO option 'AUTH'\r\n",
+            ),
             (
                 &["HELLO", "3", "AUTH", "default"],
                 "-ERR Syntax error in HELLO option 'AUTH'\r\n",
             ),
-            (&["HELLO", "3", "SETNAME"], "-ERR Syntax error in HELLO option 'SETNAME'\r\n"),
-            (&["HELLO", "3", "foo"], "-ERR Syntax error in HELLO option 'foo'\r\n"),
+            (
+                &["HELLO", "3", "SETNAME"],
+                "-ERR Syntax error in HELLO option 'SETNAME'\r\n",
+            ),
+            (
+                &["HELLO", "3", "foo"],
+                "-ERR Syntax error in HELLO option 'foo'\r\n",
+            ),
             (
                 &["HELLO", "3", "AUTH", "default", "x", "a"],
                 "-ERR Syntax error in HELLO option 'a'\r\n",
@@ -582,7 +605,9 @@ mod tests {
         // AUTH as `default` with any password, and SETNAME (the last one wins).
         let reply = text(h.run(
             &mut c,
-            &["HELLO", "3", "AUTH", "default", "anything", "SETNAME", "a", "setname", "b"],
+            &[
+                "HELLO", "3", "AUTH", "default", "anything", "SETNAME", "a", "setname", "b",
+            ],
         ));
         assert!(reply.starts_with("%7\r\n"), "{reply}");
         assert_eq!(c.name.as_deref(), Some(&b"b"[..]));
@@ -614,8 +639,14 @@ mod tests {
                 &["CLIENT", "GETNAME", "x"],
                 "-ERR wrong number of arguments for 'client|getname' command\r\n",
             ),
-            (&["CLIENT"], "-ERR wrong number of arguments for 'client' command\r\n"),
-            (&["CLIENT", "FOO"], "-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n"),
+            (
+                &["CLIENT"],
+                "-ERR wrong number of arguments for 'client' command\r\n",
+            ),
+            (
+                &["CLIENT", "FOO"],
+                "-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n",
+            ),
             (
                 &["CLIENT", "SETINFO", "color", "x"],
                 "-ERR Unrecognized option 'color'\r\n",
@@ -638,23 +669,38 @@ mod tests {
             text(h.run(&mut c, &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"])),
             "+OK\r\n"
         );
-        assert_eq!(text(h.run(&mut c, &["CLIENT", "SETINFO", "lib-ver", "5.0"])), "+OK\r\n");
+        assert_eq!(
+            text(h.run(&mut c, &["CLIENT", "SETINFO", "lib-ver", "5.0"])),
+            "+OK\r\n"
+        );
         let info = text(h.run(&mut c, &["CLIENT", "INFO"]));
         assert!(info.starts_with("$"), "{info}");
         assert!(info.contains("id=7 addr= laddr= fd=-1 name=x age=0 idle=0 flags=N db=0"));
-        assert!(info.ends_with(" resp=2 lib-name=redis-py lib-ver=5.0\n\r\n"), "{info}");
+        assert!(
+            info.ends_with(" resp=2 lib-name=redis-py lib-ver=5.0\n\r\n"),
+            "{info}"
+        );
         // LIST: every client, ordered by id; filters.
         let list = text(h.run(&mut c, &["CLIENT", "LIST"]));
         let at_3 = list.find("id=3 ").unwrap();
         let at_7 = list.find("id=7 ").unwrap();
         assert!(at_3 < at_7, "{list}");
         let only_7 = text(h.run(&mut c, &["CLIENT", "LIST", "ID", "7"]));
-        assert!(only_7.contains("id=7 ") && !only_7.contains("id=3 "), "{only_7}");
-        assert_eq!(text(h.run(&mut c, &["CLIENT", "LIST", "TYPE", "pubsub"])), "$0\r\n\r\n");
+        assert!(
+            only_7.contains("id=7 ") && !only_7.contains("id=3 "),
+            "{only_7}"
+        );
+        assert_eq!(
+            text(h.run(&mut c, &["CLIENT", "LIST", "TYPE", "pubsub"])),
+            "$0\r\n\r\n"
+        );
         // RESP3: verbatim text.
         h.run(&mut c, &["HELLO", "3"]);
         let info = text(h.run(&mut c, &["CLIENT", "INFO"]));
-        assert!(info.starts_with("=") && info.contains("\r\ntxt:id=7 "), "{info}");
+        assert!(
+            info.starts_with("=") && info.contains("\r\ntxt:id=7 "),
+            "{info}"
+        );
         assert!(info.contains(" resp=3 "), "{info}");
     }
 
@@ -670,7 +716,12 @@ mod tests {
         // Each parameter once, whichever patterns match it.
         let max = text(h.run(&mut c, &["CONFIG", "GET", "*max*", "maxclients"]));
         assert!(max.starts_with("*8\r\n"), "{max}");
-        for name in ["maxclients", "maxmemory", "maxmemory-policy", "proto-max-bulk-len"] {
+        for name in [
+            "maxclients",
+            "maxmemory",
+            "maxmemory-policy",
+            "proto-max-bulk-len",
+        ] {
             assert!(max.contains(&format!("\r\n{name}\r\n")), "{max}");
         }
         assert!(text(h.run(&mut c, &["CONFIG", "GET", "SAVE"])).contains("save"));
@@ -695,6 +746,9 @@ mod tests {
         let mut c = state();
         assert_eq!(text(h.run(&mut c, &["PING"])), "+PONG\r\n");
         assert_eq!(text(h.run(&mut c, &["ECHO", "x"])), "$1\r\nx\r\n");
-        assert_eq!(text(h.run(&mut c, &["SELECT", "1"])), "-ERR DB index is out of range\r\n");
+        assert_eq!(
+            text(h.run(&mut c, &["SELECT", "1"])),
+            "-ERR DB index is out of range\r\n"
+        );
     }
 }

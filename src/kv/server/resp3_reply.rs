@@ -35,9 +35,7 @@ pub(super) enum ReplyShape {
 pub(super) fn resp2_to_resp3(reply: &[u8], shape: ReplyShape) -> Vec<u8> {
     match (reply.first(), shape) {
         (Some(b'+' | b'-' | b':'), _) => return reply.to_vec(),
-        (Some(b'$'), ReplyShape::Plain) if !reply.starts_with(b"$-1\r\n") => {
-            return reply.to_vec()
-        }
+        (Some(b'$'), ReplyShape::Plain) if !reply.starts_with(b"$-1\r\n") => return reply.to_vec(),
         _ => {}
     }
     // The state machine's own output: no limit but the reply's length is needed.
@@ -105,7 +103,10 @@ mod tests {
     #[test]
     fn shapes() {
         assert_eq!(
-            convert(b"*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$-1\r\n", ReplyShape::MapFromPairs),
+            convert(
+                b"*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n$-1\r\n",
+                ReplyShape::MapFromPairs
+            ),
             b"%2\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\ng\r\n_\r\n"
         );
         assert_eq!(convert(b"*0\r\n", ReplyShape::MapFromPairs), b"%0\r\n");
@@ -131,7 +132,8 @@ mod tests {
             "[a-zA-Z0-9 ]{0,8}".prop_map(Reply::Simple),
             "ERR [a-z ]{0,8}".prop_map(Reply::Error),
             any::<i64>().prop_map(Reply::Integer),
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12)).prop_map(Reply::Bulk),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..12))
+                .prop_map(Reply::Bulk),
             Just(Reply::Array(None)),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
