@@ -1562,4 +1562,105 @@ mod tests {
         }
         Ok(count)
     }
+
+    #[test]
+    fn resp3_writers_write_redis_bytes() {
+        let mut out = Vec::new();
+        write_null(&mut out);
+        write_map_header(&mut out, 2);
+        write_set_header(&mut out, 1);
+        write_double(&mut out, 1.5);
+        write_double(&mut out, 3.0);
+        write_double(&mut out, f64::NEG_INFINITY);
+        write_boolean(&mut out, true);
+        write_boolean(&mut out, false);
+        write_verbatim(&mut out, b"txt", b"a\r\nb");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "_\r\n%2\r\n~1\r\n,1.5\r\n,3\r\n,-inf\r\n#t\r\n#f\r\n=8\r\ntxt:a\r\nb\r\n"
+        );
+    }
+
+    #[test]
+    fn frames_downgrade_for_resp2_as_redis_does() {
+        let frame = Frame::Array(vec![
+            Frame::map([("k", Frame::Null)]),
+            Frame::Set(vec![Frame::Integer(1)]),
+            Frame::Double(2.5),
+            Frame::Boolean(true),
+            Frame::Verbatim {
+                format: *b"txt",
+                text: b"x".to_vec(),
+            },
+            Frame::NullArray,
+        ]);
+        assert_eq!(
+            String::from_utf8(frame.to_bytes(Protocol::Resp2)).unwrap(),
+            "*6\r\n*2\r\n$1\r\nk\r\n$-1\r\n*1\r\n:1\r\n$3\r\n2.5\r\n:1\r\n$1\r\nx\r\n*-1\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(frame.to_bytes(Protocol::Resp3)).unwrap(),
+            "*6\r\n%1\r\n$1\r\nk\r\n_\r\n~1\r\n:1\r\n,2.5\r\n#t\r\n=5\r\ntxt:x\r\n_\r\n"
+        );
+    }
+
+    #[test]
+    fn resp3_parser_reads_every_type_and_waits_for_more() {
+        let parser = Resp3Parser::new(Limits::default());
+        let input = b"*9\r\n_\r\n%1\r\n+a\r\n:1\r\n~1\r\n$1\r\nx\r\n,-0.5\r\n#f\r\n=6\r\ntxt:hi\r\n(123\r\n$-1\r\n-ERR e\r\n";
+        let expected = Frame::Array(vec![
+            Frame::Null,
+            Frame::Map(vec![(Frame::Simple("a".into()), Frame::Integer(1))]),
+            Frame::Set(vec![Frame::bulk("x")]),
+            Frame::Double(-0.5),
+            Frame::Boolean(false),
+            Frame::Verbatim {
+                format: *b"txt",
+                text: b"hi".to_vec(),
+            },
+            Frame::BigNumber("123".into()),
+            Frame::Null,
+            Frame::Error("ERR e".into()),
+        ]);
+        assert_eq!(parser.parse(input).unwrap(), Some((expected, input.len())));
+        for end in 0..input.len() {
+            assert_eq!(parser.parse(&input[..end]).unwrap(), None, "{end}");
+        }
+        for bad in [
+            &b"_x\r\n"[..],
+            b"#x\r\n",
+            b",abc\r\n",
+            b",\r\n",
+            b"=2\r\nab\r\n",
+            b"(12a\r\n",
+            b">1\r\n:1\r\n",
+            b"%-1\r\n",
+        ] {
+            assert!(parser.parse(bad).is_err(), "{bad:?}");
+        }
+        let mut deep = Vec::new();
+        for _ in 0..=REPLY_DEPTH_MAX + 1 {
+            deep.extend_from_slice(b"%1\r\n_\r\n");
+        }
+        assert_eq!(parser.parse(&deep), Err(ProtocolError::TooDeep));
+    }
+
+    proptest! {
+        /// Whatever bytes arrive, the RESP3 parser answers (a frame, "need more" or an error)
+        /// without panicking, and a frame it returns re-encodes to bytes it parses the same.
+        #[test]
+        fn resp3_parser_never_panics(input in proptest::collection::vec(
+            prop::sample::select(b"*%~_$=,#(:+-\r\n0123txt:a".to_vec()), 0..64)) {
+            let parser = Resp3Parser::new(Limits::default());
+            if let Ok(Some((frame, used))) = parser.parse(&input) {
+                prop_assert!(used <= input.len());
+                let again = frame.to_bytes(Protocol::Resp3);
+                let reparsed = parser.parse(&again).unwrap().unwrap().0;
+                // NaN is the one value not equal to itself.
+                if !again.windows(3).any(|w| w == b"nan") {
+                    prop_assert_eq!(reparsed, frame);
+                }
+            }
+        }
+    }
 }
