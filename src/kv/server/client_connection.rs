@@ -95,19 +95,25 @@ impl ClientState {
         }
     }
 
-    /// Notes `request` as the last command (`cmd=` in `CLIENT LIST`).
+    /// Notes `request` as the last command (`cmd=` in `CLIENT LIST`). Reuses the string's
+    /// buffer: this runs for every request.
     fn note_command(&mut self, request: &Request) {
+        // Shown in a space-separated line: one printable word, and short.
         const SHOWN_BYTES_MAX: usize = 64;
-        let mut name = String::from_utf8_lossy(&request[0]).to_ascii_lowercase();
-        let has_subcommands = matches!(&name[..], "client" | "command" | "config");
-        if has_subcommands && request.len() > 1 {
-            name.push('|');
-            name.push_str(&String::from_utf8_lossy(&request[1]).to_ascii_lowercase());
+        fn push_lower(out: &mut String, word: &[u8]) {
+            for &byte in word {
+                if out.len() < SHOWN_BYTES_MAX && byte.is_ascii_graphic() {
+                    out.push(char::from(byte.to_ascii_lowercase()));
+                }
+            }
         }
-        // Shown in a space-separated line: keep it one printable word, and short.
-        name.retain(|c| c.is_ascii_graphic());
-        name.truncate(SHOWN_BYTES_MAX);
-        self.last_command = name;
+        self.last_command.clear();
+        push_lower(&mut self.last_command, &request[0]);
+        let has_subcommands = matches!(&self.last_command[..], "client" | "command" | "config");
+        if has_subcommands && request.len() > 1 {
+            self.last_command.push('|');
+            push_lower(&mut self.last_command, &request[1]);
+        }
         self.last_command_at = Instant::now();
     }
 }

@@ -161,8 +161,10 @@ const CLIENT_NAME_ERROR: &str =
 fn hello(args: &[Vec<u8>], client: &mut ClientState, env: &LocalEnv<'_>) -> Frame {
     let mut protocol = client.protocol;
     if let Some(version) = args.get(1) {
+        // Redis' string2ll: an optional `-` and digits (no `+`, no spaces).
         let Some(version) = std::str::from_utf8(version)
             .ok()
+            .filter(|text| !text.starts_with('+'))
             .and_then(|text| text.parse::<i64>().ok())
         else {
             return error("ERR Protocol version is not an integer or out of range");
@@ -567,6 +569,10 @@ mod tests {
             (&["HELLO", "1"], "-NOPROTO unsupported protocol version\r\n"),
             (
                 &["HELLO", "x"],
+                "-ERR Protocol version is not an integer or out of range\r\n",
+            ),
+            (
+                &["HELLO", "+3"],
                 "-ERR Protocol version is not an integer or out of range\r\n",
             ),
             (
