@@ -132,8 +132,16 @@ pub(super) fn local_command(
         },
         Some(b"QUIT") => return LocalReply::Quit,
         Some(b"SELECT") => match argc {
-            2 if &args[1][..] == b"0" => ok(),
-            2 => error("ERR DB index is out of range"),
+            // Redis parses the index as an integer first, then checks its range.
+            2 => match std::str::from_utf8(&args[1])
+                .ok()
+                .filter(|text| !text.starts_with('+'))
+                .and_then(|text| text.parse::<i64>().ok())
+            {
+                Some(0) => ok(),
+                Some(_) => error("ERR DB index is out of range"),
+                None => error("ERR value is not an integer or out of range"),
+            },
             _ => error(arity_error("select")),
         },
         Some(b"READONLY") | Some(b"READWRITE") => {
