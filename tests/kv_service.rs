@@ -1,5 +1,6 @@
-//! Three-node key-value clusters (`KvService`) in one process, spoken to over RESP2 with plain
-//! `std::net::TcpStream`s: every reply is checked byte for byte.
+//! Three-node key-value clusters (`KvService`) in one process, spoken to over RESP2 (and, in
+//! the last section, RESP3 after `HELLO 3`) with plain `std::net::TcpStream`s: every reply is
+//! checked byte for byte.
 //!
 //! Reproduce one test with `cargo test --release --test kv_service <name> -- --nocapture`.
 //! `cargo test --release --test kv_service redis_benchmark -- --ignored --nocapture` runs
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ketch::kv::resp::{encode_request, Limits, Reply, ReplyParser};
+use ketch::kv::resp::{encode_request, Frame, Limits, Reply, ReplyParser, Resp3Parser};
 use ketch::kv::{KvService, ServiceConfig, SessionId};
 use ketch::node::NodeConfig;
 use ketch::raft::Role;
@@ -250,7 +251,9 @@ fn every_command_replies_with_redis_bytes_on_leader_and_follower() {
             c.call(&["MSET", "a"]),
             "-ERR wrong number of arguments for 'mset' command\r\n"
         );
-        assert_eq!(c.call(&["COMMAND", "DOCS"]), "*0\r\n");
+        assert!(c
+            .call(&["COMMAND", "DOCS", "get"])
+            .starts_with("*2\r\n$3\r\nget\r\n*8\r\n$7\r\nsummary\r\n"));
         assert_eq!(
             c.call(&["CONFIG", "GET", "appendonly"]),
             "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
@@ -869,5 +872,266 @@ fn a_leader_whose_disk_fails_under_load_answers_tryagain_only_for_what_never_app
     for run in 0..runs {
         service_leader_disk_failure_run(first_seed + run);
     }
+    done.store(true, Ordering::Release);
+}
+
+// ---------------------------------------------------------------------------------------
+// RESP3 and the connection's own commands: HELLO, CLIENT, INFO sections, CONFIG GET.
+
+/// A connection that reads replies as RESP3 (which includes RESP2).
+struct Resp3Client {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    parser: Resp3Parser,
+}
+
+impl Resp3Client {
+    fn connect(addr: SocketAddr) -> Resp3Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        Resp3Client {
+            stream,
+            buffer: Vec::new(),
+            parser: Resp3Parser::new(Limits::default()),
+        }
+    }
+
+    fn send(&mut self, words: &[&str]) {
+        let mut bytes = Vec::new();
+        encode_request(&mut bytes, words);
+        self.stream.write_all(&bytes).unwrap();
+    }
+
+    /// The next reply: its exact bytes and what they parse to.
+    fn reply(&mut self) -> (Vec<u8>, Frame) {
+        loop {
+            if let Some((frame, used)) = self.parser.parse(&self.buffer).unwrap() {
+                return (self.buffer.drain(..used).collect(), frame);
+            }
+            let mut chunk = [0u8; 16 << 10];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("reply within the timeout");
+            assert!(n > 0, "connection closed while waiting for a reply");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn call(&mut self, words: &[&str]) -> (String, Frame) {
+        self.send(words);
+        let (bytes, frame) = self.reply();
+        (String::from_utf8_lossy(&bytes).into_owned(), frame)
+    }
+
+    /// Like `call`, retrying while the answer is `-TRYAGAIN` (certainly not applied).
+    fn call_retrying(&mut self, words: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (answer, _) = self.call(words);
+            if !answer.starts_with("-TRYAGAIN") || Instant::now() > deadline {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value under bulk-string key `key` of a RESP3 map.
+fn map_get<'a>(frame: &'a Frame, key: &str) -> &'a Frame {
+    let Frame::Map(pairs) = frame else {
+        panic!("not a map: {frame:?}")
+    };
+    pairs
+        .iter()
+        .find(|(k, _)| *k == Frame::bulk(key))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {key} in {frame:?}"))
+}
+
+fn verbatim_text(frame: &Frame) -> String {
+    match frame {
+        Frame::Verbatim { format, text } => {
+            assert_eq!(format, b"txt");
+            String::from_utf8(text.clone()).unwrap()
+        }
+        other => panic!("not a verbatim string: {other:?}"),
+    }
+}
+
+#[test]
+fn hello_3_gives_a_map_nulls_and_verbatim_text_on_leader_and_follower() {
+    let done = watchdog("hello_3", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let leader = cluster.leader();
+    let follower = cluster.follower();
+    for (id, role) in [(leader, "master"), (follower, "replica")] {
+        let addr = cluster.services[&id].client_addr();
+        let mut c = Resp3Client::connect(addr);
+        let key = format!("resp3-{id}");
+        // RESP2 until HELLO 3; a pipeline switches between its replies.
+        c.send(&["GET", &key]);
+        c.send(&["HELLO", "3"]);
+        c.send(&["GET", &key]);
+        assert_eq!(c.reply().0, b"$-1\r\n");
+        let (bytes, hello) = c.reply();
+        assert!(
+            bytes.starts_with(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+            "{bytes:?}"
+        );
+        assert_eq!(map_get(&hello, "version"), &Frame::bulk("7.0.15"));
+        assert_eq!(map_get(&hello, "proto"), &Frame::Integer(3));
+        assert_eq!(map_get(&hello, "mode"), &Frame::bulk("standalone"));
+        assert_eq!(map_get(&hello, "role"), &Frame::bulk(role));
+        assert_eq!(map_get(&hello, "modules"), &Frame::Array(Vec::new()));
+        let Frame::Integer(hello_id) = map_get(&hello, "id") else {
+            panic!("{hello:?}")
+        };
+        assert_eq!(c.reply().0, b"_\r\n");
+        // Nulls inside arrays too; other replies keep their RESP2 bytes.
+        assert_eq!(c.call_retrying(&["SET", &key, "1"]), "+OK\r\n");
+        assert_eq!(
+            c.call(&["MGET", &key, "resp3-none"]).0,
+            "*2\r\n$1\r\n1\r\n_\r\n"
+        );
+        assert_eq!(c.call(&["SET", &key, "2", "NX"]).0, "_\r\n");
+        assert_eq!(c.call(&["INCR", &key]).0, ":2\r\n");
+        assert_eq!(
+            c.call(&["HELLO", "4"]).0,
+            "-NOPROTO unsupported protocol version\r\n"
+        );
+        // Names, per connection.
+        assert_eq!(c.call(&["CLIENT", "GETNAME"]).0, "_\r\n");
+        assert_eq!(c.call(&["CLIENT", "SETNAME", "first"]).0, "+OK\r\n");
+        assert_eq!(c.call(&["CLIENT", "GETNAME"]).0, "$5\r\nfirst\r\n");
+        assert_eq!(c.call(&["CLIENT", "ID"]).1, Frame::Integer(*hello_id));
+        assert_eq!(
+            c.call(&["CLIENT", "SETINFO", "LIB-NAME", "ketch-test"]).0,
+            "+OK\r\n"
+        );
+        let mut other = Resp3Client::connect(addr);
+        assert_eq!(other.call(&["CLIENT", "SETNAME", "second"]).0, "+OK\r\n");
+        assert_eq!(other.call(&["CLIENT", "GETNAME"]).0, "$6\r\nsecond\r\n");
+        let list = verbatim_text(&c.call(&["CLIENT", "LIST"]).1);
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 2, "{list}");
+        assert!(
+            lines[0].starts_with(&format!("id={hello_id} addr=127.0.0.1:")),
+            "{list}"
+        );
+        assert!(lines[0].contains(" name=first "), "{list}");
+        assert!(lines[0].contains(" cmd=client|list "), "{list}");
+        assert!(
+            lines[0].ends_with(" resp=3 lib-name=ketch-test lib-ver="),
+            "{list}"
+        );
+        assert!(
+            lines[1].contains(" name=second ") && lines[1].contains(" resp=2 "),
+            "{list}"
+        );
+        // CONFIG GET is a map; INFO a verbatim string with the key count.
+        assert_eq!(
+            c.call(&["CONFIG", "GET", "appendonly"]).0,
+            "%1\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
+        );
+        let (bytes, info) = c.call(&["INFO"]);
+        assert!(bytes.starts_with("="), "{bytes}");
+        let info = verbatim_text(&info);
+        assert!(
+            info.starts_with("# Server\r\nredis_version:7.0.15\r\n"),
+            "{info}"
+        );
+        let redis_role = if id == leader { "master" } else { "slave" };
+        assert!(
+            info.contains(&format!("\r\nrole:{redis_role}\r\n")),
+            "{info}"
+        );
+        let raft_role = if id == leader { "leader" } else { "follower" };
+        assert!(
+            info.contains(&format!("\r\nraft_role:{raft_role}\r\n")),
+            "{info}"
+        );
+        assert!(info.contains("\r\nconnected_clients:2\r\n"), "{info}");
+        let Frame::Integer(keys) = c.call(&["DBSIZE"]).1 else {
+            panic!()
+        };
+        assert!(keys >= 1);
+        let keyspace = verbatim_text(&c.call(&["INFO", "keyspace"]).1);
+        assert_eq!(
+            keyspace,
+            format!("# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n")
+        );
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn info_selects_sections_like_redis_7() {
+    let done = watchdog("info_sections", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let mut c = cluster.connect(cluster.leader());
+    let headers = |info: &str| -> Vec<String> {
+        info.lines()
+            .filter(|line| line.starts_with("# "))
+            .map(|line| line.to_string())
+            .collect()
+    };
+    let body = |reply: Reply| match reply {
+        Reply::Bulk(Some(text)) => String::from_utf8(text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let all = [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Replication",
+        "# Cluster",
+        "# Keyspace",
+    ];
+    for words in [
+        &["INFO"][..],
+        &["INFO", "default"],
+        &["info", "ALL"],
+        &["INFO", "everything"],
+    ] {
+        let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+        c.send(&args);
+        let info = body(c.reply());
+        assert_eq!(headers(&info), all, "{words:?}: {info}");
+        assert!(info.contains("\r\n\r\n# Clients\r\n"), "{info}");
+    }
+    c.send(&[b"INFO", b"server", b"CLIENTS"]);
+    let info = body(c.reply());
+    assert_eq!(headers(&info), ["# Server", "# Clients"], "{info}");
+    assert!(info.contains(&format!(
+        "\r\ntcp_port:{}\r\n",
+        cluster.services[&cluster.leader()].client_addr().port()
+    )));
+    assert!(info.contains("\r\nredis_mode:standalone\r\n"), "{info}");
+    assert!(info.contains(&format!("\r\nprocess_id:{}\r\n", std::process::id())));
+    assert_eq!(c.call(&["INFO", "nosuch"]), "$0\r\n\r\n");
+    // The keyspace count is the node's.
+    assert_eq!(
+        c.call_retrying(&["MSET", "ks-a", "1", "ks-b", "2"]),
+        "+OK\r\n"
+    );
+    let keyspace = "# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n";
+    assert_eq!(
+        c.call(&["INFO", "keyspace"]),
+        format!("${}\r\n{keyspace}\r\n", keyspace.len())
+    );
+    // CONFIG GET with a glob, each parameter once.
+    let max = c.call(&["CONFIG", "GET", "*max*", "maxclients"]);
+    assert!(max.starts_with("*8\r\n"), "{max}");
+    assert!(
+        max.contains("$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
+        "{max}"
+    );
+    cluster.shutdown();
     done.store(true, Ordering::Release);
 }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod command;
+pub mod glob;
 pub mod kv_state_machine;
 pub mod resp;
 pub mod server;

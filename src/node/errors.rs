@@ -44,13 +44,26 @@ pub enum ProposeError {
     },
 }
 
+/// A leader hint as the error texts print it: `leader hint: node 3` or `no leader known`.
+struct LeaderHint(Option<NodeId>);
+
+impl fmt::Display for LeaderHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(leader) => write!(f, "leader hint: node {leader}"),
+            None => f.write_str("no leader known"),
+        }
+    }
+}
+
 impl fmt::Display for ProposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProposeError::NotLeader { leader_hint } => {
                 write!(
                     f,
-                    "not the leader (leader hint: {leader_hint:?}); not applied"
+                    "not the leader ({}); not applied",
+                    LeaderHint(*leader_hint)
                 )
             }
             ProposeError::Backpressure => write!(f, "too many pending proposals; not applied"),
@@ -95,7 +108,11 @@ impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReadError::NotLeader { leader_hint } => {
-                write!(f, "no leader to confirm the read (hint: {leader_hint:?})")
+                write!(
+                    f,
+                    "no leader to confirm the read ({})",
+                    LeaderHint(*leader_hint)
+                )
             }
             ReadError::Backpressure => write!(f, "too many pending reads"),
             ReadError::Timeout => write!(f, "read timed out"),

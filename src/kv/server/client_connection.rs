@@ -7,24 +7,170 @@
 //! one connection, a read waits for the connection's outstanding writes (and a write for its
 //! outstanding reads), so a pipeline `SET k v; GET k` sees its own write and `GET k; SET k v`
 //! does not see the later one. `READONLY` (stale local reads) is refused: reads are always
-//! linearizable.
+//! linearizable. `INFO` with its keyspace section counts as a read (its key count is one).
+//!
+//! # Protocol
+//!
+//! Each reply is written in the protocol the connection spoke when its request was
+//! dispatched: after `HELLO 3`, replies from the state machine (always RESP2) are converted
+//! to RESP3 by their command's [`ReplyShape`] (see `resp3_reply`), and local replies are
+//! written in RESP3 directly. A pipeline `GET a; HELLO 3; GET a` gets `$-1`, the map, `_`.
+//!
+//! # Per-connection state
+//!
+//! [`ClientState`] holds what commands read and change about the connection itself (id,
+//! protocol, name, library, addresses, times, last command); it is what `CLIENT` shows.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
 use super::batching::{Batches, Target};
+use super::command_table::reply_shape;
 use super::config::ServerConfig;
-use super::local_commands::{info_text, local_command, LocalReply};
+use super::info::{
+    info_text, is_leader, with_keyspace, InfoInputs, InfoSections, ProcessFacts, ServerStats,
+};
+use super::local_commands::{client_line, local_command, ClientBuffers, LocalEnv, LocalReply};
 use super::parse::{
     kind_of, parse_explicit_write, parse_read, parse_write, size_refusal, upper, Kind,
 };
+use super::resp3_reply::{resp2_to_resp3, ReplyShape};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
-use crate::kv::command::{Operation, Write as KvWrite};
-use crate::kv::resp::{write_error, Limits, Request, RequestParser};
+use crate::kv::command::{Operation, Query, Write as KvWrite};
+use crate::kv::resp::{write_error, Limits, Protocol, Reply, ReplyParser, Request, RequestParser};
 use crate::kv::session_id::SessionId;
 use crate::raft::NodeId;
+
+/// What commands read and change about their own connection (module docs).
+#[derive(Debug, Clone)]
+pub(super) struct ClientState {
+    /// `CLIENT ID`: unique for the server's life (the connection's generation).
+    pub(super) id: u64,
+    /// The protocol replies are written in.
+    pub(super) protocol: Protocol,
+    /// `CLIENT SETNAME` / `HELLO ... SETNAME`.
+    pub(super) name: Option<Vec<u8>>,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub(super) lib_name: Option<Vec<u8>>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub(super) lib_ver: Option<Vec<u8>>,
+    /// The client's address, if the socket knows it.
+    pub(super) peer_addr: Option<SocketAddr>,
+    /// The server's address this connection came in on.
+    pub(super) local_addr: Option<SocketAddr>,
+    /// The socket's descriptor (-1 if none).
+    pub(super) fd: i64,
+    /// When the connection was accepted.
+    pub(super) connected_at: Instant,
+    /// When its last command was dispatched.
+    pub(super) last_command_at: Instant,
+    /// Its last command's name as Redis shows it (`get`, `client|list`).
+    pub(super) last_command: String,
+}
+
+impl ClientState {
+    /// The state of a new connection: RESP2, no name.
+    pub(super) fn new(
+        id: u64,
+        peer_addr: Option<SocketAddr>,
+        local_addr: Option<SocketAddr>,
+        fd: i64,
+    ) -> Self {
+        let now = Instant::now();
+        ClientState {
+            id,
+            protocol: Protocol::Resp2,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            peer_addr,
+            local_addr,
+            fd,
+            connected_at: now,
+            last_command_at: now,
+            last_command: "NULL".to_string(),
+        }
+    }
+
+    /// Notes `request` as the last command (`cmd=` in `CLIENT LIST`). Reuses the string's
+    /// buffer: this runs for every request.
+    fn note_command(&mut self, request: &Request) {
+        // Shown in a space-separated line: one printable word, and short.
+        const SHOWN_BYTES_MAX: usize = 64;
+        fn push_lower(out: &mut String, word: &[u8]) {
+            for &byte in word {
+                if out.len() < SHOWN_BYTES_MAX && byte.is_ascii_graphic() {
+                    out.push(char::from(byte.to_ascii_lowercase()));
+                }
+            }
+        }
+        self.last_command.clear();
+        push_lower(&mut self.last_command, &request[0]);
+        let has_subcommands = matches!(&self.last_command[..], "client" | "command" | "config");
+        if has_subcommands && request.len() > 1 {
+            self.last_command.push('|');
+            push_lower(&mut self.last_command, &request[1]);
+        }
+        self.last_command_at = Instant::now();
+    }
+}
+
+/// What is done to an awaited reply when it arrives.
+#[derive(Debug, Clone)]
+enum Finish {
+    /// Sent as the state machine wrote it (RESP2).
+    AsIs,
+    /// Converted to RESP3 by this shape.
+    Resp3(ReplyShape),
+    /// The `DBSIZE` of an `INFO`: the key count goes into the keyspace section of `text`.
+    Info {
+        text: String,
+        sections: InfoSections,
+        protocol: Protocol,
+    },
+}
+
+impl Finish {
+    fn apply(&self, reply: &[u8]) -> Vec<u8> {
+        match self {
+            Finish::AsIs => reply.to_vec(),
+            Finish::Resp3(shape) => resp2_to_resp3(reply, *shape),
+            Finish::Info {
+                text,
+                sections,
+                protocol,
+            } => {
+                let keys = match ReplyParser::new(Limits::default()).parse(reply) {
+                    Ok(Some((Reply::Integer(keys), _))) => Some(keys),
+                    // No leader to confirm the read: INFO still answers (module docs of
+                    // `info`).
+                    _ => None,
+                };
+                let text = with_keyspace(text.clone(), sections, keys);
+                info_frame(text, *protocol)
+            }
+        }
+    }
+}
+
+/// `INFO`'s text as a reply: a bulk string, a verbatim string in RESP3.
+fn info_frame(text: String, protocol: Protocol) -> Vec<u8> {
+    crate::kv::resp::Frame::Verbatim {
+        format: *b"txt",
+        text: text.into_bytes(),
+    }
+    .to_bytes(protocol)
+}
+
+/// A reply slot: the reply once known, and what to do to it.
+#[derive(Debug)]
+struct Pending {
+    reply: Option<Vec<u8>>,
+    finish: Finish,
+}
 
 /// What a connection is waiting for from the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +189,9 @@ pub(super) struct ClientConnection {
     pub(super) parser: RequestParser,
     pub(super) output: Vec<u8>,
     pub(super) output_sent: usize,
-    /// Replies not yet in `output`, in order; `None` while awaited. The front is reply
-    /// number `first_pending_no`.
-    pending: VecDeque<Option<Vec<u8>>>,
+    /// Replies not yet in `output`, in order; `reply: None` while awaited. The front is
+    /// reply number `first_pending_no`.
+    pending: VecDeque<Pending>,
     first_pending_no: u64,
     outstanding: Outstanding,
     /// A request waiting for the other kind of outstanding command to finish.
@@ -61,11 +207,21 @@ pub(super) struct ClientConnection {
     pub(super) read_closed: bool,
     /// Input was left unread because of backpressure.
     pub(super) read_paused: bool,
+    /// What `CLIENT` and `HELLO` read and change.
+    pub(super) state: ClientState,
 }
 
 impl ClientConnection {
     pub(super) fn new(socket: TcpStream, generation: u64, limits: Limits) -> Self {
+        use std::os::fd::AsRawFd;
+        let state = ClientState::new(
+            generation,
+            socket.peer_addr().ok(),
+            socket.local_addr().ok(),
+            i64::from(socket.as_raw_fd()),
+        );
         ClientConnection {
+            state,
             socket,
             generation,
             input: Vec::new(),
@@ -101,7 +257,10 @@ impl ClientConnection {
         if self.pending.is_empty() {
             self.output.extend_from_slice(bytes);
         } else {
-            self.pending.push_back(Some(bytes.to_vec()));
+            self.pending.push_back(Pending {
+                reply: Some(bytes.to_vec()),
+                finish: Finish::AsIs,
+            });
         }
     }
 
@@ -147,23 +306,47 @@ impl ClientConnection {
         self.deliver(target.reply_no, reply);
     }
 
-    /// Places the reply numbered `reply_no`, moving every ready reply to the output.
+    /// Places the reply numbered `reply_no` (finished as its slot says), moving every ready
+    /// reply to the output.
     fn deliver(&mut self, reply_no: u64, bytes: &[u8]) {
         debug_assert!(reply_no >= self.first_pending_no);
         let position = (reply_no - self.first_pending_no) as usize;
+        let slot = &mut self.pending[position];
+        debug_assert!(slot.reply.is_none(), "reply delivered twice");
+        let finished = match slot.finish {
+            Finish::AsIs => None,
+            _ => Some(slot.finish.apply(bytes)),
+        };
         if position == 0 {
-            self.output.extend_from_slice(bytes);
+            self.output
+                .extend_from_slice(finished.as_deref().unwrap_or(bytes));
             self.pending.pop_front();
             self.first_pending_no += 1;
-            while let Some(Some(_)) = self.pending.front() {
-                let ready = self.pending.pop_front().flatten().expect("checked");
-                self.output.extend_from_slice(&ready);
+            while self.pending.front().is_some_and(|p| p.reply.is_some()) {
+                let ready = self.pending.pop_front().expect("checked");
+                self.output
+                    .extend_from_slice(ready.reply.as_deref().expect("checked"));
                 self.first_pending_no += 1;
             }
         } else {
-            debug_assert!(self.pending[position].is_none(), "reply delivered twice");
-            self.pending[position] = Some(bytes.to_vec());
+            slot.reply = Some(finished.unwrap_or_else(|| bytes.to_vec()));
         }
+    }
+
+    /// The buffer sizes `CLIENT LIST` shows.
+    pub(super) fn buffers(&self) -> ClientBuffers {
+        ClientBuffers {
+            input_unparsed_bytes: self.input.len() - self.input_start,
+            input_capacity_bytes: self.input.capacity(),
+            output_unsent_bytes: self.output.len() - self.output_sent,
+            output_capacity_bytes: self.output.capacity(),
+            replies_pending: self.pending.len(),
+        }
+    }
+
+    /// This connection's `CLIENT LIST` line.
+    pub(super) fn client_line(&self) -> String {
+        client_line(&self.state, self.buffers())
     }
 
     pub(super) fn finished(&self) -> bool {
@@ -186,6 +369,17 @@ pub(super) struct Context<'a> {
     pub(super) members: &'a [NodeId],
     pub(super) node_id: NodeId,
     pub(super) open_connections: usize,
+    /// The server's other connections (this one is not among them while it dispatches).
+    pub(super) others: &'a [Option<ClientConnection>],
+    pub(super) process: &'a ProcessFacts,
+    pub(super) stats: ServerStats,
+}
+
+/// Whether `request` is an `INFO` that needs the key count (a read through the node).
+fn info_reads(kind: Kind, request: &Request) -> bool {
+    kind == Kind::Local
+        && request[0].eq_ignore_ascii_case(b"INFO")
+        && InfoSections::parse(&request[1..]).keyspace()
 }
 
 /// Handles one request. Returns false if input processing must stop (deferred or closing).
@@ -199,18 +393,25 @@ pub(super) fn dispatch(
         return true;
     }
     let kind = kind_of(&request[0]);
+    let reads = kind == Kind::Read || info_reads(kind, &request);
     // A read sees the connection's earlier writes and no later one (module docs).
     let conflicting = matches!(
         (kind, conn.outstanding),
         (
             Kind::Write | Kind::Explicit | Kind::Admin,
             Outstanding::Reads(_)
-        ) | (Kind::Read, Outstanding::Writes(_))
-    );
+        )
+    ) || (reads && matches!(conn.outstanding, Outstanding::Writes(_)));
     if conflicting {
         conn.deferred = Some(request);
         return false;
     }
+    conn.state.note_command(&request);
+    // Replies from the node are RESP2; under RESP3 they are converted on arrival.
+    let finish = match conn.state.protocol {
+        Protocol::Resp2 => Finish::AsIs,
+        Protocol::Resp3 => Finish::Resp3(reply_shape(&request)),
+    };
     match kind {
         Kind::Write => match parse_write(&request) {
             Ok(Some(operation)) => {
@@ -219,7 +420,7 @@ pub(super) fn dispatch(
                     return true;
                 }
                 let write = conn.own_session_write(ctx.node_id, operation);
-                let target = await_reply(conn, ctx.slot, Some(write.seq), true);
+                let target = await_reply(conn, ctx.slot, Some(write.seq), true, finish);
                 batches.add_write(&write, target);
             }
             Ok(None) => unreachable_local(conn),
@@ -231,14 +432,14 @@ pub(super) fn dispatch(
                     conn.reply_error(&text);
                     return true;
                 }
-                let target = await_reply(conn, ctx.slot, None, true);
+                let target = await_reply(conn, ctx.slot, None, true, finish);
                 batches.add_write(&write, target);
             }
             Err(text) => conn.reply_error(&text),
         },
         Kind::Read => match parse_read(&request) {
             Ok(Some(query)) => {
-                let target = await_reply(conn, ctx.slot, None, false);
+                let target = await_reply(conn, ctx.slot, None, false, finish);
                 batches.add_read(&query, target);
             }
             Ok(None) => unreachable_local(conn),
@@ -248,24 +449,84 @@ pub(super) fn dispatch(
             let mut buf = [0u8; 16];
             let name = upper(&request[0], &mut buf).unwrap_or_default();
             match parse_admin(name, &request) {
-                Ok(AdminCommand::Members) => conn.reply(&members_reply(&batches.node().status())),
+                Ok(AdminCommand::Members) => {
+                    let reply = members_reply(&batches.node().status());
+                    match finish {
+                        Finish::Resp3(shape) => conn.reply(&resp2_to_resp3(&reply, shape)),
+                        _ => conn.reply(&reply),
+                    }
+                }
                 Ok(command) => {
-                    let target = await_reply(conn, ctx.slot, None, true);
+                    let target = await_reply(conn, ctx.slot, None, true, finish);
                     batches.submit_admin(command, target);
                 }
                 Err(text) => conn.reply_error(&text),
             }
         }
-        Kind::Local => {
-            let info = || info_text(&batches.node().status(), ctx.members, ctx.open_connections);
-            match local_command(&request, conn.generation, info) {
-                LocalReply::Reply(bytes) => conn.reply(&bytes),
-                LocalReply::Quit => {
-                    conn.reply(b"+OK\r\n");
-                    conn.closing = true;
-                    return false;
-                }
+        Kind::Local => return local(conn, &request, batches, ctx),
+    }
+    true
+}
+
+/// Answers a local command (see `local_commands`); `INFO` with a keyspace section reads the
+/// key count through the node first.
+fn local(
+    conn: &mut ClientConnection,
+    request: &Request,
+    batches: &mut Batches,
+    ctx: &Context<'_>,
+) -> bool {
+    let node = batches.node();
+    let is_leader_now = || is_leader(&node.status());
+    let other_clients = || {
+        ctx.others
+            .iter()
+            .flatten()
+            .map(|other| (other.state.id, other.client_line()))
+            .collect()
+    };
+    let buffers = conn.buffers();
+    let own_line = |state: &ClientState| client_line(state, buffers);
+    let env = LocalEnv {
+        config: batches.config(),
+        process: ctx.process,
+        is_leader: &is_leader_now,
+        other_clients: &other_clients,
+        own_line: &own_line,
+    };
+    match local_command(request, &mut conn.state, &env) {
+        LocalReply::Reply(frame) => {
+            let bytes = frame.to_bytes(conn.state.protocol);
+            conn.reply(&bytes);
+        }
+        LocalReply::Info(sections) => {
+            let status = node.status();
+            let inputs = InfoInputs {
+                status: &status,
+                members: ctx.members,
+                process: ctx.process,
+                stats: ctx.stats,
+                connected_clients: ctx.open_connections,
+                connections_max: batches.config().connections_max,
+            };
+            let text = info_text(&sections, &inputs);
+            let protocol = conn.state.protocol;
+            if sections.keyspace() {
+                let finish = Finish::Info {
+                    text,
+                    sections,
+                    protocol,
+                };
+                let target = await_reply(conn, ctx.slot, None, false, finish);
+                batches.add_read(&Query::DbSize, target);
+            } else {
+                conn.reply(&info_frame(text, protocol));
             }
+        }
+        LocalReply::Quit => {
+            conn.reply(b"+OK\r\n");
+            conn.closing = true;
+            return false;
         }
     }
     true
@@ -276,10 +537,19 @@ fn unreachable_local(conn: &mut ClientConnection) {
     conn.reply_error("ERR internal error: unclassified command");
 }
 
-/// Reserves the next reply slot for a batched command.
-fn await_reply(conn: &mut ClientConnection, slot: usize, seq: Option<u64>, write: bool) -> Target {
+/// Reserves the next reply slot for a batched command, finished on arrival by `finish`.
+fn await_reply(
+    conn: &mut ClientConnection,
+    slot: usize,
+    seq: Option<u64>,
+    write: bool,
+    finish: Finish,
+) -> Target {
     let reply_no = conn.next_reply_no();
-    conn.pending.push_back(None);
+    conn.pending.push_back(Pending {
+        reply: None,
+        finish,
+    });
     conn.outstanding = match (conn.outstanding, write) {
         (Outstanding::Nothing, true) => Outstanding::Writes(1),
         (Outstanding::Nothing, false) => Outstanding::Reads(1),
@@ -292,5 +562,106 @@ fn await_reply(conn: &mut ClientConnection, slot: usize, seq: Option<u64>, write
         generation: conn.generation,
         reply_no,
         seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::command_table::COMMANDS;
+    use super::super::local_commands::LOCAL_COMMANDS;
+    use super::*;
+
+    /// Commands in the table that the dispatcher does not serve yet (their parsing is being
+    /// written elsewhere). When one is served, the test below says to remove it here.
+    const NOT_YET_DISPATCHED: &[&str] = &[
+        "setnx",
+        "getset",
+        "getdel",
+        "getrange",
+        "setrange",
+        "strlen",
+        "incrbyfloat",
+        "msetnx",
+        "setex",
+        "psetex",
+        "getex",
+        "expire",
+        "pexpire",
+        "expireat",
+        "pexpireat",
+        "ttl",
+        "pttl",
+        "expiretime",
+        "pexpiretime",
+        "persist",
+        "unlink",
+        "type",
+        "rename",
+        "renamenx",
+        "keys",
+        "scan",
+        "randomkey",
+        "flushdb",
+        "flushall",
+        "time",
+        "hset",
+        "hget",
+        "hmget",
+        "hmset",
+        "hdel",
+        "hgetall",
+        "hkeys",
+        "hvals",
+        "hlen",
+        "hexists",
+        "hincrby",
+        "hincrbyfloat",
+        "hsetnx",
+        "hscan",
+        "hstrlen",
+        "multi",
+        "exec",
+        "discard",
+        "watch",
+        "unwatch",
+    ];
+
+    /// Whether the dispatcher serves `name`: by the node (a write, read, admin or explicit
+    /// write) or as a local command.
+    fn dispatched(name: &str) -> bool {
+        let upper = name.to_ascii_uppercase();
+        kind_of(upper.as_bytes()) != Kind::Local || LOCAL_COMMANDS.contains(&&upper[..])
+    }
+
+    #[test]
+    fn the_dispatcher_serves_every_command_in_the_table() {
+        for spec in COMMANDS {
+            if NOT_YET_DISPATCHED.contains(&spec.name) {
+                assert!(
+                    !dispatched(spec.name),
+                    "{} is dispatched now: remove it from NOT_YET_DISPATCHED",
+                    spec.name
+                );
+            } else {
+                assert!(dispatched(spec.name), "{} is not dispatched", spec.name);
+            }
+        }
+        for name in NOT_YET_DISPATCHED {
+            assert!(
+                COMMANDS.iter().any(|spec| spec.name == *name),
+                "{name} is not in the table"
+            );
+        }
+    }
+
+    #[test]
+    fn last_command_names_are_one_word() {
+        let mut state = ClientState::new(1, None, None, -1);
+        state.note_command(&vec![b"CLIENT".to_vec(), b"List".to_vec()]);
+        assert_eq!(state.last_command, "client|list");
+        state.note_command(&vec![b"GET".to_vec(), b"k".to_vec()]);
+        assert_eq!(state.last_command, "get");
+        state.note_command(&vec![b"a b\r\n".to_vec()]);
+        assert_eq!(state.last_command, "ab");
     }
 }

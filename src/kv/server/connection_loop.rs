@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::batching::{Batches, CompletionQueue, FinishedBatch, Target};
 use super::client_connection::{dispatch, ClientConnection, Context};
 use super::config::ServerConfig;
+use super::info::{ProcessFacts, ServerStats};
 use crate::kv::command::split_results;
 use crate::kv::resp::write_error;
 use crate::node::Node;
@@ -43,6 +44,10 @@ pub(super) struct ConnectionLoop {
     /// Connections that got replies this iteration (to flush and maybe resume).
     touched: Vec<usize>,
     node_id: NodeId,
+    /// Fixed facts `INFO` and `CONFIG GET` show.
+    process: ProcessFacts,
+    /// Counters `INFO stats` shows.
+    stats: ServerStats,
 }
 
 impl ConnectionLoop {
@@ -53,6 +58,7 @@ impl ConnectionLoop {
         config: ServerConfig,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Self> {
+        let tcp_port = listener.local_addr()?.port();
         let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
         poll.registry()
@@ -73,6 +79,8 @@ impl ConnectionLoop {
             read_buffer: vec![0; READ_CHUNK_BYTES],
             touched: Vec::new(),
             node_id,
+            process: ProcessFacts::new(tcp_port, Instant::now()),
+            stats: ServerStats::default(),
         })
     }
 
@@ -134,8 +142,10 @@ impl ConnectionLoop {
             };
             if self.open_connections >= self.config.connections_max {
                 let _ = socket.write(b"-ERR max number of clients reached\r\n");
+                self.stats.connections_rejected += 1;
                 continue;
             }
+            self.stats.connections_received += 1;
             let _ = socket.set_nodelay(true);
             let slot = self.free_slots.pop().unwrap_or_else(|| {
                 self.connections.push(None);
@@ -202,14 +212,23 @@ impl ConnectionLoop {
 
     /// Parses and dispatches buffered requests until input runs out or backpressure.
     fn process_input(&mut self, slot: usize) {
-        let Some(conn) = self.connections.get_mut(slot).and_then(Option::as_mut) else {
+        // Out of the table while it dispatches, so that `CLIENT LIST` can read the others.
+        let Some(mut conn) = self.connections.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        self.process_connection_input(slot, &mut conn);
+        self.connections[slot] = Some(conn);
+    }
+
+    fn process_connection_input(&mut self, slot: usize, conn: &mut ClientConnection) {
         let ctx = Context {
             slot,
             members: &self.members,
             node_id: self.node_id,
             open_connections: self.open_connections,
+            others: &self.connections,
+            process: &self.process,
+            stats: self.stats,
         };
         loop {
             if conn.closing {
@@ -236,6 +255,7 @@ impl ConnectionLoop {
                     match parsed.request {
                         None => break,
                         Some(request) => {
+                            self.stats.commands_processed += 1;
                             if !dispatch(conn, request, &mut self.batches, &ctx) {
                                 break;
                             }

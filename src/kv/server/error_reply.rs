@@ -66,4 +66,29 @@ mod tests {
         }
         assert!(read_error_text(&ReadError::Timeout).starts_with("TRYAGAIN"));
     }
+
+    #[test]
+    fn leader_hints_read_as_words() {
+        assert_eq!(
+            read_error_text(&ReadError::NotLeader { leader_hint: None }),
+            "TRYAGAIN read not served: no leader to confirm the read (no leader known)"
+        );
+        assert_eq!(
+            read_error_text(&ReadError::NotLeader {
+                leader_hint: Some(3)
+            }),
+            "TRYAGAIN read not served: no leader to confirm the read (leader hint: node 3)"
+        );
+        assert_eq!(
+            ProposeError::NotLeader {
+                leader_hint: Some(3)
+            }
+            .to_string(),
+            "not the leader (leader hint: node 3); not applied"
+        );
+        assert_eq!(
+            ProposeError::NotLeader { leader_hint: None }.to_string(),
+            "not the leader (no leader known); not applied"
+        );
+    }
 }

@@ -1,17 +1,28 @@
-//! The RESP2 server: one thread, one mio `Poll`, many client connections, in front of a
-//! [`Node`] running a [`KvStateMachine`](super::KvStateMachine).
+//! The RESP server: one thread, one mio `Poll`, many client connections, in front of a
+//! [`Node`] running a [`KvStateMachine`](super::KvStateMachine). Connections speak RESP2
+//! until they send `HELLO 3`, then RESP3.
 //!
 //! # Commands
 //!
 //! `PING [msg]`, `ECHO msg`, `GET key`, `SET key value [NX|XX] [KEEPTTL]` (`EX`/`PX`/`EXAT`/
 //! `PXAT`/`GET` are refused: there are no expiring keys), `DEL key...`, `EXISTS key...`,
 //! `APPEND key value`, `INCR key`, `INCRBY key n`, `DECR key`, `DECRBY key n`, `MGET key...`,
-//! `MSET key value [key value...]`, `DBSIZE`, `INFO [section]` (node id, role, term, leader,
-//! commit / applied / last index, members, fsync statistics, clients), `COMMAND` (`COUNT`,
-//! `DOCS`, ...: empty answers, enough for `redis-cli`), `CONFIG GET param...` (`save`,
-//! `appendonly`, `appendfsync`, `databases`; others give no pair), `SELECT 0`,
-//! `CLIENT SETNAME|SETINFO|GETNAME|ID`, `QUIT`. Unknown commands and wrong arity get Redis'
-//! own error wording.
+//! `MSET key value [key value...]`, `DBSIZE`, `SELECT 0`, `QUIT`, and the connection's and
+//! server's own commands, answered as Redis 7 answers them (see `local_commands`, `info` and
+//! `command_table`): `HELLO [protover [AUTH user pass] [SETNAME name]]`,
+//! `CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST|HELP`, `COMMAND [COUNT|INFO|DOCS|LIST]`,
+//! `CONFIG GET pattern...`, `INFO [section...]`. Unknown commands and wrong arity get Redis'
+//! own error wording. Ketch answers as the Redis version [`REDIS_COMPAT_VERSION`].
+//!
+//! # RESP3
+//!
+//! After `HELLO 3`, replies use RESP3's types where Redis 7.0 does: nulls `_` (also inside
+//! arrays, as `MGET` sends them), maps for `HELLO`, `CONFIG GET` and `HGETALL`, sets and maps
+//! inside `COMMAND`'s entries, verbatim strings for `INFO`, `CLIENT INFO` and `CLIENT LIST`.
+//! The state machine's replies are RESP2 bytes (they are results in the log and must not
+//! depend on who asked); `resp3_reply` converts them per command on the connection, so the
+//! log, the state machine and every replica are the same whichever protocol clients speak.
+//! Push frames are never sent (there is no pub/sub or client tracking).
 //!
 //! Admin commands (`KETCH.ADDLEARNER`, `KETCH.PROMOTE`, `KETCH.REMOVE`, `KETCH.TRANSFER`,
 //! `KETCH.MEMBERS`) are described in [`admin`](super::admin).
@@ -65,8 +76,12 @@
 //!   wording for one that means nothing;
 //! - `batching`: the writes of all connections go to the node as one log entry per poll, the
 //!   reads as one ReadIndex round;
-//! - `local_commands`: what is answered without the node's state machine (`INFO`, `CONFIG GET`,
-//!   `COMMAND`, `CLIENT`, ...);
+//! - `local_commands`: what is answered without the node's state machine (`HELLO`, `CLIENT`,
+//!   `CONFIG GET`, ...);
+//! - `command_table`: every command as Redis 7 describes it (arity, flags, keys, ACL
+//!   categories, docs, RESP3 reply shape), and `COMMAND`;
+//! - `info`: `INFO`'s sections;
+//! - `resp3_reply`: RESP2 replies to RESP3 by reply shape;
 //! - [`error_reply`]: the error rule.
 //!
 //! # Bounds
@@ -84,11 +99,14 @@
 
 mod batching;
 mod client_connection;
+mod command_table;
 mod config;
 mod connection_loop;
 pub mod error_reply;
+mod info;
 mod local_commands;
 mod parse;
+mod resp3_reply;
 
 use std::io;
 use std::net::SocketAddr;
@@ -103,6 +121,7 @@ use batching::CompletionQueue;
 use connection_loop::ConnectionLoop;
 
 pub use config::ServerConfig;
+pub use local_commands::REDIS_COMPAT_VERSION;
 
 /// A running RESP server thread.
 #[derive(Debug)]
