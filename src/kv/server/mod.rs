@@ -96,7 +96,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::kv::kv_state_machine::MAX_VALUE_BYTES_MAX;
+use crate::kv::state::MAX_VALUE_BYTES_MAX;
 use crate::node::Node;
 use crate::raft::NodeId;
 use batching::CompletionQueue;
