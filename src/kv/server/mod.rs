@@ -3,10 +3,13 @@
 //!
 //! # Commands
 //!
-//! `PING [msg]`, `ECHO msg`, `GET key`, `SET key value [NX|XX] [KEEPTTL]` (`EX`/`PX`/`EXAT`/
-//! `PXAT`/`GET` are refused: there are no expiring keys), `DEL key...`, `EXISTS key...`,
-//! `APPEND key value`, `INCR key`, `INCRBY key n`, `DECR key`, `DECRBY key n`, `MGET key...`,
-//! `MSET key value [key value...]`, `DBSIZE`, `INFO [section]` (node id, role, term, leader,
+//! The key-value commands are those of the state machine's command table
+//! (`state::commands`): strings (`GET SET SETNX SETEX PSETEX GETSET GETDEL GETEX GETRANGE
+//! SETRANGE STRLEN APPEND INCR DECR INCRBY DECRBY INCRBYFLOAT MGET MSET MSETNX`), keys (`DEL
+//! UNLINK EXISTS TYPE RENAME RENAMENX KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL TIME`) and
+//! expiry (`EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST`); list,
+//! set and sorted-set commands are refused by name. Besides them:
+//! `PING [msg]`, `ECHO msg`, `INFO [section]` (node id, role, term, leader,
 //! commit / applied / last index, members, fsync statistics, clients), `COMMAND` (`COUNT`,
 //! `DOCS`, ...: empty answers, enough for `redis-cli`), `CONFIG GET param...` (`save`,
 //! `appendonly`, `appendfsync`, `databases`; others give no pair), `SELECT 0`,
@@ -23,7 +26,7 @@
 //! e.g. KETCH.WRITE 0000018c2f4a3b1d0001a2b3c4d5e6f7 5 4 INCR counter
 //! ```
 //!
-//! Runs the wrapped write (`SET`, `DEL`, `APPEND`, `INCR`, `INCRBY`, `DECR`, `DECRBY`, `MSET`)
+//! Runs the wrapped write (any write command: `SET`, `DEL`, `INCR`, `EXPIRE`, ...)
 //! as sequence number `seq` (>= 1) of session `session` (32 hex digits, see
 //! [`SessionId`](super::SessionId); its high 64 bits are its creation ms), telling the state
 //! machine that the client has the results of every sequence number below `acked-below`. The

@@ -173,7 +173,9 @@ fn ttl_generic(keys: &Keyspace, ex: &mut Exec<'_>, key: &[u8], in_ms: bool, abso
     } else {
         (deadline as i64 - ex.now_ms as i64).max(0)
     };
-    write_integer(ex.out, if in_ms { ms } else { (ms + 500) / 1000 });
+    // i128: Redis rounds a deadline near i64::MAX without overflowing.
+    let seconds = ((i128::from(ms) + 500) / 1000) as i64;
+    write_integer(ex.out, if in_ms { ms } else { seconds });
 }
 
 pub(super) fn ttl(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {

@@ -301,6 +301,7 @@ fn expiry_commands_answer_like_redis_on_log_time() {
         ":1\r\n",
         "an absolute deadline at the top of the range is valid"
     );
+    assert_eq!(h.r(&["EXPIRETIME", "k"]), ":9223372036854776\r\n");
     assert_eq!(h.w(&["PERSIST", "k"]), ":1\r\n");
     assert_eq!(h.w(&["PERSIST", "k"]), ":0\r\n");
     assert_eq!(h.r(&["TTL", "k"]), ":-1\r\n");
