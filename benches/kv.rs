@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ketch::kv::command::WriteBatchEncoder;
-use ketch::kv::command::{Operation, Query, QueryBatchEncoder, SetCondition, Write as KvWrite};
+use ketch::kv::command::{Operation, Query, QueryBatchEncoder, Write as KvWrite};
 use ketch::kv::resp::{encode_request, Limits, ReplyParser, RequestParser};
 use ketch::kv::{KvService, KvStateMachine, ServiceConfig, SessionConfig, SessionId};
 use ketch::node::{NodeConfig, StateMachine};
@@ -70,11 +70,7 @@ fn bench_apply(c: &mut Criterion) {
                     session,
                     seq,
                     acked_below: seq,
-                    operation: Operation::Set {
-                        key: key.as_bytes(),
-                        value: &value,
-                        condition: SetCondition::Always,
-                    },
+                    operation: Operation::Command(vec![b"SET", key.as_bytes(), &value]),
                 });
             }
             encoder.finish()
@@ -98,11 +94,9 @@ fn bench_apply(c: &mut Criterion) {
         sm.apply(index as u64 + 1, batch);
     }
     let keys: Vec<String> = (0..BATCH_WRITES).map(|i| format!("key:{i:012}")).collect();
-    let mut encoder = QueryBatchEncoder::new();
+    let mut encoder = QueryBatchEncoder::new(1_000);
     for key in &keys {
-        encoder.push(&Query::Get {
-            key: key.as_bytes(),
-        });
+        encoder.push(&Query::Command(vec![b"GET", key.as_bytes()]));
     }
     let query = encoder.finish();
     group.throughput(Throughput::Elements(BATCH_WRITES));

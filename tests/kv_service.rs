@@ -208,9 +208,8 @@ fn every_command_replies_with_redis_bytes_on_leader_and_follower() {
             c.call(&["SET", &key, "v", "NX", "XX"]),
             "-ERR syntax error\r\n"
         );
-        assert!(c
-            .call(&["SET", &key, "v", "EX", "1"])
-            .starts_with("-ERR key expiry"));
+        assert_eq!(c.call(&["SET", &key, "v2", "EX", "100"]), "+OK\r\n");
+        assert_eq!(c.call(&["TTL", &key]), ":100\r\n");
         assert_eq!(c.call(&["GET", &key]), "$2\r\nv2\r\n");
         assert_eq!(c.call(&["APPEND", &list, "ab"]), ":2\r\n");
         assert_eq!(c.call(&["APPEND", &list, "cde"]), ":5\r\n");
@@ -1132,6 +1131,120 @@ fn info_selects_sections_like_redis_7() {
         max.contains("$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
         "{max}"
     );
+
+// ---------------------------------------------------------------------------------------------
+// Expiry: the leader's clock decides (leader stamp), TTLs count down, reclaim without reads.
+// ---------------------------------------------------------------------------------------------
+
+/// Node 1's clock runs 10 s ahead of the others'; node 1 is made leader.
+const LEADER_AHEAD_MS: i64 = 10_000;
+
+/// `TTL key` as a number (panics on anything else).
+fn ttl_of(c: &mut Client, command: &str, key: &str) -> i64 {
+    let reply = c.call(&[command, key]);
+    reply
+        .strip_prefix(':')
+        .and_then(|r| r.strip_suffix("\r\n"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{command} {key}: {reply:?}"))
+}
+
+#[test]
+fn a_key_set_with_ex_on_a_follower_expires_by_the_leaders_clock() {
+    let done = watchdog("leader_clock", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |config| {
+        if config.node.id == 1 {
+            config.server.clock_offset_ms = LEADER_AHEAD_MS;
+        }
+    });
+    let leader = cluster.leader();
+    if leader != 1 {
+        let mut c = cluster.connect(leader);
+        assert_eq!(c.call(&["KETCH.TRANSFER", "1"]), "+OK\r\n");
+    }
+    assert_eq!(cluster.leader(), 1);
+    let follower = cluster.follower();
+    let mut at_follower = cluster.connect(follower);
+    let mut at_leader = cluster.connect(1);
+    assert_eq!(
+        at_follower.call_retrying(&["SET", "k", "v", "EX", "3"]),
+        "+OK\r\n"
+    );
+    // A write the leader stamps itself moves log time to the leader's clock. Had the
+    // follower's clock stamped the SET, its deadline (follower time + 3 s) would already be
+    // 7 s behind log time and the key gone.
+    assert_eq!(at_leader.call_retrying(&["SET", "other", "x"]), "+OK\r\n");
+    for c in [&mut at_follower, &mut at_leader] {
+        assert_eq!(c.call(&["GET", "k"]), "$1\r\nv\r\n");
+        let ttl = ttl_of(c, "PTTL", "k");
+        assert!((1_000..=3_000).contains(&ttl), "PTTL {ttl}");
+    }
+    // By the follower's own clock the key has 13 s to live; by the leader's, 3 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Log time moves with the leader's stamps (this write, and its reclaims).
+        assert_eq!(at_leader.call_retrying(&["SET", "other", "x"]), "+OK\r\n");
+        if at_follower.call(&["GET", "k"]) == "$-1\r\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key outlived the leader's deadline"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(at_leader.call(&["GET", "k"]), "$-1\r\n");
+    assert_eq!(at_follower.call(&["TTL", "k"]), ":-2\r\n");
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn ttls_count_down_and_expired_keys_are_reclaimed_without_reads() {
+    let done = watchdog("reclaim", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let follower = cluster.follower();
+    let mut c = cluster.connect(follower);
+    assert_eq!(
+        c.call_retrying(&["SET", "slow", "v", "EX", "100"]),
+        "+OK\r\n"
+    );
+    let first = ttl_of(&mut c, "PTTL", "slow");
+    assert!((99_000..=100_000).contains(&first), "PTTL {first}");
+    std::thread::sleep(Duration::from_millis(1_200));
+    let second = ttl_of(&mut c, "PTTL", "slow");
+    assert!(second <= first - 1_000, "PTTL {first} then {second}");
+    assert!(ttl_of(&mut c, "TTL", "slow") <= 99);
+    // Keys nobody reads again: reclaim items remove them (DBSIZE counts stored keys).
+    const KEYS: usize = 200;
+    for i in 0..KEYS {
+        c.send(&[
+            b"SET",
+            format!("short:{i}").as_bytes(),
+            b"v",
+            b"PX",
+            b"2000",
+        ]);
+    }
+    for _ in 0..KEYS {
+        assert_eq!(c.reply_bytes(), b"+OK\r\n");
+    }
+    assert_eq!(c.call(&["DBSIZE"]), format!(":{}\r\n", KEYS + 1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in cluster.services.keys() {
+        let mut at = cluster.connect(*id);
+        loop {
+            if at.call(&["DBSIZE"]) == ":1\r\n" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expired keys were not reclaimed on node {id}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(c.call(&["GET", "slow"]), "$1\r\nv\r\n");
     cluster.shutdown();
     done.store(true, Ordering::Release);
 }

@@ -34,6 +34,13 @@
 //! acknowledged was durable before the acknowledgement, so nothing acknowledged is lost. A
 //! second signal during the stop exits at once (status 130).
 //!
+//! # Environment
+//!
+//! `KETCH_CLOCK_OFFSET_MS` (an integer, may be negative; default 0) shifts this node's clock
+//! as the key-value service reads it (the leader's stamp that key expiry is decided on, the
+//! clock reads carry, `TIME`): for tests and clock-skew drills. See
+//! [`ServerConfig::clock_offset_ms`](crate::kv::ServerConfig::clock_offset_ms).
+//!
 //! Signals are received with `signal-hook` (a thread reads them from a self-pipe filled by a
 //! minimal handler), which keeps this crate free of `unsafe` signal-handler code.
 
@@ -52,6 +59,11 @@ use crate::raft::NodeId;
 
 /// `ketch serve` command-line arguments.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Environment: KETCH_CLOCK_OFFSET_MS=N shifts this node's clock by N ms \
+    (may be negative) wherever the key-value service reads it (the leader's stamp that key \
+    expiry is decided on, reads, TIME): for tests and clock-skew drills."
+)]
 pub struct ServeArgs {
     /// This node's id: a key of the --cluster list.
     #[arg(long, value_name = "N")]
@@ -232,6 +244,24 @@ fn resolve(flag: &str, text: &str) -> Result<SocketAddr, ServeError> {
         })
 }
 
+/// The environment variable that shifts the node's clock (module docs).
+pub const CLOCK_OFFSET_ENV: &str = "KETCH_CLOCK_OFFSET_MS";
+
+/// `KETCH_CLOCK_OFFSET_MS`, or 0 if unset.
+fn clock_offset_from_env() -> Result<i64, ServeError> {
+    match std::env::var(CLOCK_OFFSET_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(0),
+        Ok(text) => text.trim().parse().map_err(|_| {
+            ServeError::Usage(format!(
+                "{CLOCK_OFFSET_ENV}={text:?} is not an integer number of milliseconds"
+            ))
+        }),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ServeError::Usage(format!(
+            "{CLOCK_OFFSET_ENV} is not valid UTF-8"
+        ))),
+    }
+}
+
 /// Runs the node until SIGTERM or SIGINT, then stops it.
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     super::logging::init_logging(args.verbose);
@@ -248,6 +278,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let mut config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
     // The flag's range keeps it within usize.
     config.server.max_value_bytes = args.max_value_bytes as usize;
+    config.server.clock_offset_ms = clock_offset_from_env()?;
     let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
     eprintln!(
         "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {}, peers on {}, data in {}",

@@ -1,6 +1,11 @@
 //! [`KvService`]: a node running the [`KvStateMachine`] plus its RESP server, started and
 //! stopped as one. This is what `ketch serve` runs.
 //!
+//! The service installs the node's [`ProposalStamp`]: as leader, the node writes
+//! `max(last stamp, clock)` into every write batch it logs (its [`Clock`], with
+//! [`ServerConfig::clock_offset_ms`]), so log time is the leader's clock and never goes back
+//! on one leader. It also runs the [`Reclaimer`] (active expiry while this node leads).
+//!
 //! ```no_run
 //! use std::collections::BTreeMap;
 //! use ketch::kv::{KvService, ServiceConfig};
@@ -21,12 +26,16 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::kv_state_machine::{KvStateMachine, MAX_VALUE_BYTES_MAX};
+use super::clock::Clock;
+use super::command::write_batch::stamp_leader_ms;
+use super::reclaim::Reclaimer;
 use super::server::{Server, ServerConfig};
 use super::session_table::SessionConfig;
-use crate::node::{Node, NodeConfig, NodeError};
+use super::state::{KvStateMachine, MAX_VALUE_BYTES_MAX};
+use crate::node::{Node, NodeConfig, NodeError, ProposalStamp};
 
 /// Everything a key-value node needs.
 #[derive(Debug, Clone)]
@@ -101,11 +110,23 @@ impl std::error::Error for ServiceError {}
 pub struct KvService {
     node: Arc<Node>,
     server: Server,
+    reclaimer: Reclaimer,
+}
+
+/// The leader's stamp: this node's clock, never below a stamp it gave before.
+fn leader_stamp(clock: Clock) -> ProposalStamp {
+    let last_ms = AtomicU64::new(0);
+    ProposalStamp(Arc::new(move |batch: &mut Vec<u8>| {
+        let now_ms = clock.now_ms();
+        let stamp_ms = last_ms.fetch_max(now_ms, Ordering::AcqRel).max(now_ms);
+        stamp_leader_ms(batch, stamp_ms);
+    }))
 }
 
 impl KvService {
     /// Binds the client address, starts the node (recovering from `data_dir`) and then the
-    /// RESP server. The node's `max_proposal_bytes` is set from the server's value limit.
+    /// RESP server. The node's `max_proposal_bytes` is set from the server's value limit, and
+    /// its `proposal_stamp` to the service's (replacing any given).
     pub fn start(mut config: ServiceConfig) -> Result<KvService, ServiceError> {
         let max_value_bytes = config.server.max_value_bytes;
         if max_value_bytes > MAX_VALUE_BYTES_MAX {
@@ -114,6 +135,9 @@ impl KvService {
             ))));
         }
         config.node.max_proposal_bytes = config.server.max_entry_bytes() as u64;
+        config.node.proposal_stamp = Some(leader_stamp(Clock::with_offset_ms(
+            config.server.clock_offset_ms,
+        )));
         let listener = std::net::TcpListener::bind(config.client_addr).map_err(|error| {
             ServiceError::Bind {
                 addr: config.client_addr,
@@ -137,7 +161,21 @@ impl KvService {
                 return Err(ServiceError::Server(e));
             }
         };
-        Ok(KvService { node, server })
+        let reclaimer = match Reclaimer::start(Arc::clone(&node)) {
+            Ok(reclaimer) => reclaimer,
+            Err(e) => {
+                let _ = server.shutdown();
+                if let Ok(node) = Arc::try_unwrap(node) {
+                    let _ = node.shutdown();
+                }
+                return Err(ServiceError::Server(e));
+            }
+        };
+        Ok(KvService {
+            node,
+            server,
+            reclaimer,
+        })
     }
 
     /// The address RESP clients connect to.
@@ -153,9 +191,14 @@ impl KvService {
     /// Stops the RESP server (closing client connections), then the node. Returns every
     /// failure.
     pub fn shutdown(self) -> Result<(), ServiceError> {
-        let KvService { node, server } = self;
+        let KvService {
+            node,
+            server,
+            reclaimer,
+        } = self;
+        reclaimer.stop();
         let server_result = server.shutdown();
-        // The server thread held the only other reference; it has been joined.
+        // The server and reclaim threads held the only other references; both were joined.
         let node_result = match Arc::try_unwrap(node) {
             Ok(node) => node.shutdown(),
             Err(_) => Err(NodeError::Threads(vec![

@@ -1,7 +1,9 @@
 //! [`NodeConfig`]: everything a node is started with, and its defaults.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::raft::NodeId;
@@ -52,6 +54,25 @@ pub struct NodeConfig {
     /// be added with [`Node::change_membership`](super::Node::change_membership) on the leader. Ignored once the data
     /// directory holds state: a restart recovers the configuration from the log.
     pub join: bool,
+    /// Called by the leader on every proposal it accepts into its log (its own or one a
+    /// follower forwarded), just before appending it: lets the application stamp what only the
+    /// leader may decide, such as the time a key-value write batch is applied at. `None`: the
+    /// proposal is logged as given.
+    pub proposal_stamp: Option<ProposalStamp>,
+}
+
+/// A leader-side hook over a proposal's bytes (see [`NodeConfig::proposal_stamp`]). It runs on
+/// the node's event loop, so it must be quick and must not block.
+#[derive(Clone)]
+pub struct ProposalStamp(pub Arc<StampFn>);
+
+/// What a [`ProposalStamp`] calls: it may rewrite the proposal's bytes in place.
+pub type StampFn = dyn Fn(&mut Vec<u8>) + Send + Sync;
+
+impl fmt::Debug for ProposalStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProposalStamp(..)")
+    }
 }
 
 impl NodeConfig {
@@ -85,6 +106,7 @@ impl NodeConfig {
             max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
             wal: ketch_storage::Options::default(),
             join: false,
+            proposal_stamp: None,
         }
     }
 }

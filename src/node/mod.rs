@@ -129,7 +129,7 @@ mod status;
 mod transport;
 
 pub use api::{Node, Proposal};
-pub use config::{NodeConfig, DEFAULT_MAX_PROPOSAL_BYTES};
+pub use config::{NodeConfig, ProposalStamp, DEFAULT_MAX_PROPOSAL_BYTES};
 pub use durable_state::StorageError;
 pub use errors::{NodeError, ProposeError, ReadError};
 pub use log_writer::WriterStats;

@@ -2,6 +2,8 @@
 //! (one log entry) and the reads into one query batch (one ReadIndex round), each capped at
 //! [`ServerConfig::batch_commands_max`] commands and [`ServerConfig::batch_bytes_max`] bytes
 //! (a write larger than that goes in a write batch of its own).
+//! A query batch carries this node's [`Clock`] (offset included) from when it was opened:
+//! reads hide keys past their deadline by it (see `state`).
 //! A batch's result comes back from a node thread through the [`CompletionQueue`], which wakes
 //! the connection loop.
 
@@ -13,11 +15,11 @@ use mio::Waker;
 use super::config::ServerConfig;
 use super::error_reply::{propose_error_text, read_error_text};
 use crate::kv::admin::{change_reply, AdminCommand};
+use crate::kv::clock::Clock;
 use crate::kv::command::{
     Query, QueryBatchEncoder, Write as KvWrite, WriteBatchEncoder, QUERIES_PER_BATCH_MAX,
     WRITES_PER_BATCH_MAX,
 };
-use crate::kv::session_id::wall_clock_ms;
 use crate::node::{ChangeError, Node};
 
 /// Where a batched command's reply goes.
@@ -84,8 +86,8 @@ trait BatchEncoder: Sized {
     type Command<'a>;
     /// Most commands the encoding holds, whatever the configuration allows.
     const COMMANDS_MAX: u32;
-    /// An empty batch.
-    fn open() -> Self;
+    /// An empty batch, stamped with this node's clock.
+    fn open(clock_ms: u64) -> Self;
     fn push(&mut self, command: &Self::Command<'_>);
     fn encoded_bytes(&self) -> usize;
     /// Hands the batch to `node`; `done` gets its result.
@@ -96,8 +98,10 @@ impl BatchEncoder for WriteBatchEncoder {
     type Command<'a> = KvWrite<'a>;
     const COMMANDS_MAX: u32 = WRITES_PER_BATCH_MAX;
 
-    fn open() -> Self {
-        WriteBatchEncoder::new(wall_clock_ms())
+    fn open(clock_ms: u64) -> Self {
+        // The leader overwrites the stamp (`NodeConfig::proposal_stamp`); this one only
+        // matters if no stamp is installed.
+        WriteBatchEncoder::new(clock_ms)
     }
 
     fn push(&mut self, write: &KvWrite<'_>) {
@@ -119,8 +123,8 @@ impl BatchEncoder for QueryBatchEncoder {
     type Command<'a> = Query<'a>;
     const COMMANDS_MAX: u32 = QUERIES_PER_BATCH_MAX;
 
-    fn open() -> Self {
-        QueryBatchEncoder::new()
+    fn open(clock_ms: u64) -> Self {
+        QueryBatchEncoder::new(clock_ms)
     }
 
     fn push(&mut self, query: &Query<'_>) {
@@ -155,7 +159,7 @@ impl<E: BatchEncoder> OpenBatch<E> {
         config: &ServerConfig,
     ) -> bool {
         let batch = open.get_or_insert_with(|| OpenBatch {
-            encoder: E::open(),
+            encoder: E::open(Clock::with_offset_ms(config.clock_offset_ms).now_ms()),
             targets: Vec::with_capacity(64),
         });
         batch.encoder.push(command);

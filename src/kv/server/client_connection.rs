@@ -518,7 +518,7 @@ fn local(
                     protocol,
                 };
                 let target = await_reply(conn, ctx.slot, None, false, finish);
-                batches.add_read(&Query::DbSize, target);
+                batches.add_read(&Query::Command(vec![b"DBSIZE"]), target);
             } else {
                 conn.reply(&info_frame(text, protocol));
             }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::kv::kv_state_machine::DEFAULT_MAX_VALUE_BYTES;
 use crate::kv::resp::Limits;
+use crate::kv::state::DEFAULT_MAX_VALUE_BYTES;
 
 /// Write batch header: version, proposer clock, count (see `command`).
 const WRITE_BATCH_HEADER_BYTES: usize = 13;
@@ -41,6 +41,11 @@ pub struct ServerConfig {
     /// node sizes its peer frames), and the state machine's `APPEND` check. It must be the
     /// same on every node.
     pub max_value_bytes: usize,
+    /// Added to this node's wall clock wherever the key-value service reads it (the leader's
+    /// stamp on write batches, hence key expiry; the clock reads carry; `TIME`): for tests and
+    /// clock-skew drills, where nodes sharing one machine need clocks of their own. 0 in
+    /// production. See [`Clock`](crate::kv::Clock).
+    pub clock_offset_ms: i64,
 }
 
 impl ServerConfig {
@@ -86,6 +91,7 @@ impl Default for ServerConfig {
             batch_commands_max: 1024,
             batch_bytes_max: 1 << 20,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            clock_offset_ms: 0,
         }
     }
 }

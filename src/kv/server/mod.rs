@@ -4,12 +4,15 @@
 //!
 //! # Commands
 //!
-//! `PING [msg]`, `ECHO msg`, `GET key`, `SET key value [NX|XX] [KEEPTTL]` (`EX`/`PX`/`EXAT`/
-//! `PXAT`/`GET` are refused: there are no expiring keys), `DEL key...`, `EXISTS key...`,
-//! `APPEND key value`, `INCR key`, `INCRBY key n`, `DECR key`, `DECRBY key n`, `MGET key...`,
-//! `MSET key value [key value...]`, `DBSIZE`, `SELECT 0`, `QUIT`, and the connection's and
-//! server's own commands, answered as Redis 7 answers them (see `local_commands`, `info` and
-//! `command_table`): `HELLO [protover [AUTH user pass] [SETNAME name]]`,
+//! The key-value commands are those of the state machine's command table
+//! (`state::commands`): strings (`GET SET SETNX SETEX PSETEX GETSET GETDEL GETEX GETRANGE
+//! SETRANGE STRLEN APPEND INCR DECR INCRBY DECRBY INCRBYFLOAT MGET MSET MSETNX`), keys (`DEL
+//! UNLINK EXISTS TYPE RENAME RENAMENX KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL TIME`) and
+//! expiry (`EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST`); list,
+//! set and sorted-set commands are refused by name. Besides them: `PING [msg]`, `ECHO msg`,
+//! `SELECT 0`, `QUIT`, and the connection's and server's own commands, answered as Redis 7
+//! answers them (see `local_commands`, `info` and `command_table`):
+//! `HELLO [protover [AUTH user pass] [SETNAME name]]`,
 //! `CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST|HELP`, `COMMAND [COUNT|INFO|DOCS|LIST]`,
 //! `CONFIG GET pattern...`, `INFO [section...]`. Unknown commands and wrong arity get Redis'
 //! own error wording. Ketch answers as the Redis version [`REDIS_COMPAT_VERSION`].
@@ -34,7 +37,7 @@
 //! e.g. KETCH.WRITE 0000018c2f4a3b1d0001a2b3c4d5e6f7 5 4 INCR counter
 //! ```
 //!
-//! Runs the wrapped write (`SET`, `DEL`, `APPEND`, `INCR`, `INCRBY`, `DECR`, `DECRBY`, `MSET`)
+//! Runs the wrapped write (any write command: `SET`, `DEL`, `INCR`, `EXPIRE`, ...)
 //! as sequence number `seq` (>= 1) of session `session` (32 hex digits, see
 //! [`SessionId`](super::SessionId); its high 64 bits are its creation ms), telling the state
 //! machine that the client has the results of every sequence number below `acked-below`. The
@@ -114,7 +117,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::kv::kv_state_machine::MAX_VALUE_BYTES_MAX;
+use crate::kv::state::MAX_VALUE_BYTES_MAX;
 use crate::node::Node;
 use crate::raft::NodeId;
 use batching::CompletionQueue;

@@ -1,14 +1,19 @@
 //! What a request means: [`kind_of`] sorts it by how it is served (a write, a read, an
-//! explicit-session write, an admin or a local command), and the parsers turn its words into
-//! an operation or a query of `command`, or into the error reply, worded as Redis words it.
+//! explicit-session write, an admin or a local command) from the state machine's command
+//! table (`state::commands`), and the parsers turn its words into a write item or a query of
+//! `command`, or into the error reply, worded as Redis words it. Arity is checked here, before
+//! proposing; everything else a command's arguments may get wrong is answered when applied,
+//! by the one place that defines the command. List, set and sorted-set commands are
+//! classified as reads so that `parse_read` refuses them without reaching the node.
 
 use std::fmt::Write as _;
 
 use super::config::ServerConfig;
 use crate::kv::admin::is_admin;
-use crate::kv::command::{Operation, Query, SetCondition, Write as KvWrite};
-use crate::kv::kv_state_machine::{parse_redis_integer, value_too_large_text, NOT_AN_INTEGER_TEXT};
+use crate::kv::command::{Operation, Query, Write as KvWrite};
 use crate::kv::session_id::SessionId;
+use crate::kv::state::commands::{arity_error_text, lookup, unsupported_text};
+use crate::kv::state::value_too_large_text;
 
 /// How a request is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +26,19 @@ pub(super) enum Kind {
 }
 
 pub(super) fn kind_of(name: &[u8]) -> Kind {
+    if let Some(spec) = lookup(name) {
+        return if spec.is_write() {
+            Kind::Write
+        } else {
+            Kind::Read
+        };
+    }
+    if unsupported_text(name).is_some() {
+        // Answered by `parse_read` with the refusal, without reaching the node.
+        return Kind::Read;
+    }
     let mut buf = [0u8; 16];
     match upper(name, &mut buf) {
-        Some(b"SET" | b"DEL" | b"APPEND" | b"INCR" | b"DECR" | b"INCRBY" | b"DECRBY" | b"MSET") => {
-            Kind::Write
-        }
-        Some(b"GET" | b"MGET" | b"EXISTS" | b"DBSIZE") => Kind::Read,
         Some(b"KETCH.WRITE") => Kind::Explicit,
         Some(name) if is_admin(name) => Kind::Admin,
         _ => Kind::Local,
@@ -45,7 +57,7 @@ pub(super) fn upper<'b>(name: &[u8], buf: &'b mut [u8; 16]) -> Option<&'b [u8]> 
 }
 
 pub(super) fn arity_error(name: &str) -> String {
-    format!("ERR wrong number of arguments for '{name}' command")
+    arity_error_text(name)
 }
 
 /// Redis 7's wording: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `.
@@ -69,143 +81,37 @@ fn parse_u64_arg(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
-/// Parses a write command (name and arguments) into an operation, or the error reply text.
-/// `Ok(None)` if the command is not a write.
-pub(super) fn parse_write(args: &[Vec<u8>]) -> Result<Option<Operation<'_>>, String> {
-    let mut buf = [0u8; 16];
-    let Some(name) = upper(&args[0], &mut buf) else {
-        return Ok(None);
-    };
-    let argc = args.len();
-    let operation = match name {
-        b"SET" => {
-            if argc < 3 {
-                return Err(arity_error("set"));
-            }
-            let mut condition = SetCondition::Always;
-            for option in &args[3..] {
-                let mut obuf = [0u8; 16];
-                match upper(option, &mut obuf) {
-                    Some(b"NX") if condition == SetCondition::Always => {
-                        condition = SetCondition::IfAbsent
-                    }
-                    Some(b"XX") if condition == SetCondition::Always => {
-                        condition = SetCondition::IfPresent
-                    }
-                    Some(b"KEEPTTL") => {}
-                    Some(b"EX" | b"PX" | b"EXAT" | b"PXAT") => {
-                        return Err("ERR key expiry (EX/PX/EXAT/PXAT) is not supported by ketch"
-                            .to_string())
-                    }
-                    Some(b"GET") => {
-                        return Err("ERR SET ... GET is not supported by ketch".to_string())
-                    }
-                    _ => return Err("ERR syntax error".to_string()),
-                }
-            }
-            Operation::Set {
-                key: &args[1],
-                value: &args[2],
-                condition,
-            }
-        }
-        b"DEL" => {
-            if argc < 2 {
-                return Err(arity_error("del"));
-            }
-            Operation::Del {
-                keys: args[1..].iter().map(|k| &k[..]).collect(),
-            }
-        }
-        b"APPEND" => {
-            if argc != 3 {
-                return Err(arity_error("append"));
-            }
-            Operation::Append {
-                key: &args[1],
-                value: &args[2],
-            }
-        }
-        b"INCR" | b"DECR" => {
-            if argc != 2 {
-                return Err(arity_error(if name == b"INCR" { "incr" } else { "decr" }));
-            }
-            Operation::IncrBy {
-                key: &args[1],
-                delta: if name == b"INCR" { 1 } else { -1 },
-            }
-        }
-        b"INCRBY" | b"DECRBY" => {
-            let incr = name == b"INCRBY";
-            if argc != 3 {
-                return Err(arity_error(if incr { "incrby" } else { "decrby" }));
-            }
-            let Some(delta) = parse_redis_integer(&args[2]) else {
-                return Err(NOT_AN_INTEGER_TEXT.to_string());
-            };
-            let delta = if incr {
-                delta
-            } else {
-                delta
-                    .checked_neg()
-                    .ok_or_else(|| "ERR decrement would overflow".to_string())?
-            };
-            Operation::IncrBy {
-                key: &args[1],
-                delta,
-            }
-        }
-        b"MSET" => {
-            if argc < 3 || argc % 2 == 0 {
-                return Err(arity_error("mset"));
-            }
-            Operation::MSet {
-                pairs: args[1..]
-                    .chunks_exact(2)
-                    .map(|pair| (&pair[0][..], &pair[1][..]))
-                    .collect(),
-            }
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(operation))
+fn words(args: &[Vec<u8>]) -> Vec<&[u8]> {
+    args.iter().map(|word| &word[..]).collect()
 }
 
-/// Parses a read command into a query, or the error reply text; `Ok(None)` if not a read.
-pub(super) fn parse_read(args: &[Vec<u8>]) -> Result<Option<Query<'_>>, String> {
-    let mut buf = [0u8; 16];
-    let Some(name) = upper(&args[0], &mut buf) else {
+/// Parses a write command into the item that carries it (its words), or the error reply text
+/// for a wrong number of arguments. `Ok(None)` if the command is not a write. Everything else
+/// (syntax, integers, types) is answered by the state machine when applied.
+pub(super) fn parse_write(args: &[Vec<u8>]) -> Result<Option<Operation<'_>>, String> {
+    let Some(spec) = lookup(&args[0]).filter(|spec| spec.is_write()) else {
         return Ok(None);
     };
-    let argc = args.len();
-    let query = match name {
-        b"GET" => {
-            if argc != 2 {
-                return Err(arity_error("get"));
-            }
-            Query::Get { key: &args[1] }
-        }
-        b"MGET" | b"EXISTS" => {
-            let mget = name == b"MGET";
-            if argc < 2 {
-                return Err(arity_error(if mget { "mget" } else { "exists" }));
-            }
-            let keys = args[1..].iter().map(|k| &k[..]).collect();
-            if mget {
-                Query::MGet { keys }
-            } else {
-                Query::Exists { keys }
-            }
-        }
-        b"DBSIZE" => {
-            if argc != 1 {
-                return Err(arity_error("dbsize"));
-            }
-            Query::DbSize
-        }
-        _ => return Ok(None),
+    let pairs = matches!(spec.name, "mset" | "msetnx");
+    if !spec.arity_ok(args.len()) || (pairs && args.len() % 2 == 0) {
+        return Err(arity_error(spec.name));
+    }
+    Ok(Some(Operation::Command(words(args))))
+}
+
+/// Parses a read command into a query, or the error reply text (wrong arity, or a list, set
+/// or sorted-set command); `Ok(None)` if not a read.
+pub(super) fn parse_read(args: &[Vec<u8>]) -> Result<Option<Query<'_>>, String> {
+    if let Some(text) = unsupported_text(&args[0]) {
+        return Err(text);
+    }
+    let Some(spec) = lookup(&args[0]).filter(|spec| !spec.is_write()) else {
+        return Ok(None);
     };
-    Ok(Some(query))
+    if !spec.arity_ok(args.len()) {
+        return Err(arity_error(spec.name));
+    }
+    Ok(Some(Query::Command(words(args))))
 }
 
 /// Parses `KETCH.WRITE <session> <seq> <acked-below> <write command> [args...]`.
@@ -229,10 +135,9 @@ pub(super) fn parse_explicit_write(args: &[Vec<u8>]) -> Result<KvWrite<'_>, Stri
             acked_below,
             operation,
         }),
-        None => Err(
-            "ERR KETCH.WRITE wraps a write: SET, DEL, APPEND, INCR, INCRBY, DECR, DECRBY or MSET"
-                .to_string(),
-        ),
+        None => {
+            Err("ERR KETCH.WRITE wraps a write command (SET, DEL, INCR, EXPIRE, ...)".to_string())
+        }
     }
 }
 
@@ -241,7 +146,7 @@ pub(super) fn parse_explicit_write(args: &[Vec<u8>]) -> Result<KvWrite<'_>, Stri
 /// past what one log entry may hold (`command too large`). Checked before the write takes a
 /// sequence number, so a refused write leaves no gap in its session.
 pub(super) fn size_refusal(operation: &Operation<'_>, config: &ServerConfig) -> Option<String> {
-    let value_bytes = operation.value_bytes();
+    let value_bytes = value_bytes(operation);
     if value_bytes > config.max_value_bytes {
         return Some(value_too_large_text(value_bytes, config.max_value_bytes));
     }
@@ -256,6 +161,32 @@ pub(super) fn size_refusal(operation: &Operation<'_>, config: &ServerConfig) -> 
     None
 }
 
+/// The bytes of the values a write command gives whole (the value of `SET`, `SETNX`,
+/// `SETEX`, `PSETEX`, `GETSET`, `APPEND`, `SETRANGE`; the values of `MSET`/`MSETNX`
+/// together); 0 for others.
+fn value_bytes(operation: &Operation<'_>) -> usize {
+    let argv = match operation {
+        Operation::Command(argv) => argv,
+        Operation::Transaction { commands, .. } => {
+            return commands
+                .iter()
+                .map(|argv| value_bytes(&Operation::Command(argv.clone())))
+                .sum()
+        }
+        Operation::Reclaim { .. } => return 0,
+    };
+    let Some(spec) = argv.first().and_then(|name| lookup(name)) else {
+        return 0;
+    };
+    let at = |i: usize| argv.get(i).map_or(0, |word| word.len());
+    match spec.name {
+        "set" | "setnx" | "getset" | "append" => at(2),
+        "setex" | "psetex" | "setrange" => at(3),
+        "mset" | "msetnx" => argv.iter().skip(2).step_by(2).map(|w| w.len()).sum(),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,19 +199,8 @@ mod tests {
     fn write_commands_parse_like_redis() {
         assert_eq!(
             parse_write(&args(&["set", "k", "v", "nx"])).unwrap(),
-            Some(Operation::Set {
-                key: b"k",
-                value: b"v",
-                condition: SetCondition::IfAbsent
-            })
+            Some(Operation::Command(vec![b"set", b"k", b"v", b"nx"]))
         );
-        assert_eq!(
-            parse_write(&args(&["SET", "k", "v", "NX", "XX"])).unwrap_err(),
-            "ERR syntax error"
-        );
-        assert!(parse_write(&args(&["SET", "k", "v", "EX", "10"]))
-            .unwrap_err()
-            .contains("not supported"));
         assert_eq!(
             parse_write(&args(&["SET", "k"])).unwrap_err(),
             "ERR wrong number of arguments for 'set' command"
@@ -290,21 +210,48 @@ mod tests {
             "ERR wrong number of arguments for 'mset' command"
         );
         assert_eq!(
-            parse_write(&args(&["INCRBY", "k", "x"])).unwrap_err(),
-            NOT_AN_INTEGER_TEXT
-        );
-        assert_eq!(
-            parse_write(&args(&["DECRBY", "k", "-9223372036854775808"])).unwrap_err(),
-            "ERR decrement would overflow"
-        );
-        assert_eq!(
-            parse_write(&args(&["decr", "k"])).unwrap(),
-            Some(Operation::IncrBy {
-                key: b"k",
-                delta: -1
-            })
+            parse_write(&args(&["expire", "k"])).unwrap_err(),
+            "ERR wrong number of arguments for 'expire' command"
         );
         assert_eq!(parse_write(&args(&["GET", "k"])).unwrap(), None);
+        assert_eq!(kind_of(b"getex"), Kind::Write);
+        assert_eq!(kind_of(b"TTL"), Kind::Read);
+        assert_eq!(kind_of(b"ping"), Kind::Local);
+        assert_eq!(kind_of(b"lpush"), Kind::Read);
+        assert_eq!(
+            parse_read(&args(&["LPUSH", "l", "a"])).unwrap_err(),
+            "ERR 'lpush' is not supported by ketch (lists, sets and sorted sets are not implemented)"
+        );
+        assert_eq!(
+            parse_read(&args(&["get"])).unwrap_err(),
+            "ERR wrong number of arguments for 'get' command"
+        );
+    }
+
+    #[test]
+    fn values_are_measured_before_proposing() {
+        let config = ServerConfig {
+            max_value_bytes: 4,
+            ..ServerConfig::default()
+        };
+        let check = |words: &[&str]| {
+            let request = args(words);
+            size_refusal(&parse_write(&request).unwrap().unwrap(), &config)
+        };
+        assert_eq!(check(&["SET", "k", "1234"]), None);
+        assert_eq!(
+            check(&["SET", "k", "12345"]),
+            Some(value_too_large_text(5, 4))
+        );
+        assert_eq!(
+            check(&["SETEX", "k", "10", "12345"]),
+            Some(value_too_large_text(5, 4))
+        );
+        assert_eq!(
+            check(&["MSET", "a", "123", "b", "45"]),
+            Some(value_too_large_text(5, 4))
+        );
+        assert_eq!(check(&["DEL", "a-long-key-name"]), None);
     }
 
     #[test]
@@ -319,13 +266,7 @@ mod tests {
             operation: op,
         } = parse_explicit_write(&request).unwrap();
         assert_eq!((session, seq, acked), (id, 3, 2));
-        assert_eq!(
-            op,
-            Operation::IncrBy {
-                key: b"c",
-                delta: 1
-            }
-        );
+        assert_eq!(op, Operation::Command(vec![b"INCR", b"c"]));
         assert!(
             parse_explicit_write(&args(&["KETCH.WRITE", &text, "0", "0", "INCR", "c"])).is_err()
         );

@@ -73,6 +73,8 @@ pub(crate) struct LoopSettings {
     pub append_merge_bytes_max: u64,
     /// Largest proposal accepted (see `NodeConfig::max_proposal_bytes`).
     pub max_proposal_bytes: u64,
+    /// The leader's hook over accepted proposals (see `NodeConfig::proposal_stamp`).
+    pub proposal_stamp: Option<crate::node::config::ProposalStamp>,
 }
 
 impl LoopSettings {
@@ -85,6 +87,7 @@ impl LoopSettings {
             disk_stall_timeout: config.disk_stall_timeout,
             append_merge_bytes_max: config.raft.max_message_bytes,
             max_proposal_bytes: config.max_proposal_bytes,
+            proposal_stamp: config.proposal_stamp.clone(),
         }
     }
 }

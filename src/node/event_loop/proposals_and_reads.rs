@@ -175,7 +175,7 @@ impl EventLoop {
     pub(super) fn propose_here(
         &mut self,
         state: &mut State,
-        data: Vec<u8>,
+        mut data: Vec<u8>,
         done: ProposeCompletion,
         deadline: Instant,
     ) {
@@ -187,6 +187,11 @@ impl EventLoop {
         if state.waiters.len() >= self.settings.max_pending_proposals {
             done.complete(Err(ProposeError::Backpressure));
             return;
+        }
+        if self.core.role() == crate::raft::Role::Leader {
+            if let Some(stamp) = &self.settings.proposal_stamp {
+                (stamp.0)(&mut data);
+            }
         }
         let error = match self.core.propose(data) {
             Ok(index) => {

@@ -1,17 +1,13 @@
-//! The replicated command encoding (writes) and the read query encoding.
-//!
-//! Writes travel through the Raft log as a **write batch**: one or more writes, each with its
-//! own client session and sequence number, so the server can put many clients' writes in one
-//! log entry; each is deduplicated on its own. Reads never enter the log: they are **query
-//! batches** answered by the state machine after a ReadIndex round. All integers are little
-//! endian. A `bytes` field is a u32 length followed by that many bytes.
-//!
-//! # Write batch, version 1
+//! Write batch version 1: typed operations (SET, DEL, APPEND, INCRBY, MSET), the format of
+//! logs written before version 2. Kept so that old logs still decode and apply exactly as
+//! before: the state machine maps each operation to the command words it stands for
+//! ([`Operation::to_argv`]) and runs them like any version 2 command. Nothing proposes
+//! version 1 any more; [`WriteBatchEncoder`] stays for tests that write old logs.
 //!
 //! | offset | size | field                                                          |
 //! |--------|------|----------------------------------------------------------------|
 //! | 0      | 1    | version = 1                                                    |
-//! | 1      | 8    | proposer wall-clock ms (u64): the clock of the node that proposed it |
+//! | 1      | 8    | proposer wall-clock ms (u64)                                   |
 //! | 9      | 4    | write count N (u32, 1..=[`WRITES_PER_BATCH_MAX`])               |
 //! | 13     |      | N writes                                                       |
 //!
@@ -19,9 +15,9 @@
 //!
 //! | size | field                                                                        |
 //! |------|------------------------------------------------------------------------------|
-//! | 16   | session id (u128; high 64 bits: the session's creation ms, see `session_id`) |
+//! | 16   | session id (u128)                                                            |
 //! | 8    | sequence number (u64, >= 1)                                                  |
-//! | 8    | acknowledged-below watermark (u64): the client has every result below it     |
+//! | 8    | acknowledged-below watermark (u64)                                           |
 //! | 1    | operation tag                                                                |
 //! |      | operation body                                                               |
 //!
@@ -32,54 +28,18 @@
 //! | 3   | APPEND    | key bytes, value bytes                                            |
 //! | 4   | INCRBY    | key bytes, delta (i64)                                            |
 //! | 5   | MSET      | pair count (u32, >= 1), that many (key bytes, value bytes)        |
-//!
-//! The state machine's result for a write batch is N results in order, each a u32 length and
-//! one RESP2 reply (the exact bytes the client receives, e.g. `+OK\r\n`, `:3\r\n`).
-//!
-//! The proposer's clock is only used for session expiry, and only as "log time": the largest
-//! proposer ms seen in the log so far. Every replica sees the same log, hence the same times.
-//!
-//! # Query batch, version 1
-//!
-//! | offset | size | field                                        |
-//! |--------|------|----------------------------------------------|
-//! | 0      | 1    | version = 1                                  |
-//! | 1      | 4    | query count N (u32, 1..=[`QUERIES_PER_BATCH_MAX`]) |
-//! | 5      |      | N queries: tag (u8), body                    |
-//!
-//! | tag | query  | body                                 |
-//! |-----|--------|--------------------------------------|
-//! | 1   | GET    | key bytes                            |
-//! | 2   | MGET   | key count (u32, >= 1), key bytes each |
-//! | 3   | EXISTS | key count (u32, >= 1), key bytes each |
-//! | 4   | DBSIZE | nothing                              |
-//!
-//! The answer has the same shape as a write batch's result: N × (u32 length, RESP2 reply).
-//!
-//! Decoding checks every length against the remaining bytes and rejects unknown versions and
-//! tags, zero counts and trailing bytes with a [`DecodeError`] naming the field and offset.
 
-use std::fmt;
+use super::{put_bytes, Cursor, DecodeError, WRITES_PER_BATCH_MAX};
+use crate::kv::session_id::SessionId;
 
-use super::session_id::SessionId;
-
-/// The only write batch and query batch version.
+/// This format's version byte.
 pub const FORMAT_VERSION: u8 = 1;
-/// Most writes in one batch.
-pub const WRITES_PER_BATCH_MAX: u32 = 4096;
-/// Most queries in one batch.
-pub const QUERIES_PER_BATCH_MAX: u32 = 4096;
 
 const TAG_SET: u8 = 1;
 const TAG_DEL: u8 = 2;
 const TAG_APPEND: u8 = 3;
 const TAG_INCRBY: u8 = 4;
 const TAG_MSET: u8 = 5;
-
-const TAG_GET: u8 = 1;
-const TAG_MGET: u8 = 2;
-const TAG_EXISTS: u8 = 3;
-const TAG_DBSIZE: u8 = 4;
 
 /// SET's condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,154 +112,49 @@ pub struct WriteBatch<'a> {
     pub writes: Vec<Write<'a>>,
 }
 
-/// A read query.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Query<'a> {
-    /// `GET key`.
-    Get {
-        /// The key.
-        key: &'a [u8],
-    },
-    /// `MGET key...`.
-    MGet {
-        /// The keys.
-        keys: Vec<&'a [u8]>,
-    },
-    /// `EXISTS key...`.
-    Exists {
-        /// The keys.
-        keys: Vec<&'a [u8]>,
-    },
-    /// `DBSIZE`.
-    DbSize,
-}
-
-/// Why bytes are not a valid write batch, query batch or result list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    /// What was being decoded (e.g. "write batch").
-    pub what: &'static str,
-    /// The field that failed.
-    pub field: &'static str,
-    /// Its offset in the input.
-    pub offset: usize,
-    /// Why.
-    pub reason: String,
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "malformed {}: {} at offset {}: {}",
-            self.what, self.field, self.offset, self.reason
-        )
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-/// A bounds-checked reader over encoded bytes.
-struct Cursor<'a> {
-    input: &'a [u8],
-    at: usize,
-    what: &'static str,
-}
-
-impl<'a> Cursor<'a> {
-    fn error(&self, field: &'static str, reason: impl Into<String>) -> DecodeError {
-        DecodeError {
-            what: self.what,
-            field,
-            offset: self.at,
-            reason: reason.into(),
-        }
-    }
-
-    fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        if self.input.len() - self.at < len {
-            return Err(self.error(
-                field,
-                format!("needs {len} bytes, {} left", self.input.len() - self.at),
-            ));
-        }
-        let bytes = &self.input[self.at..self.at + len];
-        self.at += len;
-        Ok(bytes)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        Ok(self.take(1, field)?[0])
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        let bytes = self.take(4, field)?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        let bytes = self.take(8, field)?;
-        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
-    }
-
-    fn u128(&mut self, field: &'static str) -> Result<u128, DecodeError> {
-        let bytes = self.take(16, field)?;
-        Ok(u128::from_le_bytes(bytes.try_into().expect("16 bytes")))
-    }
-
-    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
-        let len = self.u32(field)? as usize;
-        self.take(len, field)
-    }
-
-    /// A count of at least 1 whose items need at least `item_bytes_min` bytes each, so a
-    /// forged count cannot make the decoder allocate beyond the input's size.
-    fn count(&mut self, field: &'static str, item_bytes_min: usize) -> Result<usize, DecodeError> {
-        let count = self.u32(field)? as usize;
-        if count == 0 {
-            return Err(self.error(field, "count is zero"));
-        }
-        if count.saturating_mul(item_bytes_min) > self.input.len() - self.at {
-            return Err(self.error(field, format!("count {count} exceeds the input")));
-        }
-        Ok(count)
-    }
-
-    fn keys(&mut self, field: &'static str) -> Result<Vec<&'a [u8]>, DecodeError> {
-        let count = self.count(field, 4)?;
-        let mut keys = Vec::with_capacity(count);
-        for _ in 0..count {
-            keys.push(self.bytes(field)?);
-        }
-        Ok(keys)
-    }
-
-    fn version(&mut self) -> Result<(), DecodeError> {
-        let version = self.u8("version")?;
-        if version != FORMAT_VERSION {
-            self.at -= 1;
-            return Err(self.error("version", format!("unknown version {version}")));
-        }
-        Ok(())
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
-        if self.at != self.input.len() {
-            return Err(self.error(
-                "end",
-                format!("{} trailing bytes", self.input.len() - self.at),
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
 impl Operation<'_> {
+    /// The command words this operation stands for: what the state machine runs for it.
+    /// `INCRBY` carries its delta in decimal, as a client would send it.
+    pub fn to_argv(&self) -> Vec<Vec<u8>> {
+        let mut argv: Vec<Vec<u8>> = Vec::new();
+        match self {
+            Operation::Set {
+                key,
+                value,
+                condition,
+            } => {
+                argv.extend([b"SET".to_vec(), key.to_vec(), value.to_vec()]);
+                match condition {
+                    SetCondition::Always => {}
+                    SetCondition::IfAbsent => argv.push(b"NX".to_vec()),
+                    SetCondition::IfPresent => argv.push(b"XX".to_vec()),
+                }
+            }
+            Operation::Del { keys } => {
+                argv.push(b"DEL".to_vec());
+                argv.extend(keys.iter().map(|k| k.to_vec()));
+            }
+            Operation::Append { key, value } => {
+                argv.extend([b"APPEND".to_vec(), key.to_vec(), value.to_vec()]);
+            }
+            Operation::IncrBy { key, delta } => {
+                argv.extend([
+                    b"INCRBY".to_vec(),
+                    key.to_vec(),
+                    delta.to_string().into_bytes(),
+                ]);
+            }
+            Operation::MSet { pairs } => {
+                argv.push(b"MSET".to_vec());
+                for (key, value) in pairs {
+                    argv.push(key.to_vec());
+                    argv.push(value.to_vec());
+                }
+            }
+        }
+        argv
+    }
+
     /// The bytes of the values this operation writes (`SET`, `APPEND`: its value; `MSET`: all
     /// its values; others: none), what the value limit is checked against before proposing.
     pub fn value_bytes(&self) -> usize {
@@ -339,12 +194,8 @@ impl Write<'_> {
 impl<'a> WriteBatch<'a> {
     /// Decodes a write batch.
     pub fn decode(input: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut cursor = Cursor {
-            input,
-            at: 0,
-            what: "write batch",
-        };
-        cursor.version()?;
+        let mut cursor = Cursor::new(input, "write batch");
+        cursor.version(FORMAT_VERSION)?;
         let proposer_ms = cursor.u64("proposer_ms")?;
         // The smallest write, a DEL or APPEND of empty strings: 16 + 8 + 8 + 1 + 8 bytes.
         let count = cursor.count("write count", 41)?;
@@ -517,139 +368,6 @@ impl WriteBatchEncoder {
     }
 }
 
-/// Decodes a query batch.
-pub fn decode_queries(input: &[u8]) -> Result<Vec<Query<'_>>, DecodeError> {
-    let mut cursor = Cursor {
-        input,
-        at: 0,
-        what: "query batch",
-    };
-    cursor.version()?;
-    let count = cursor.count("query count", 1)?;
-    if count > QUERIES_PER_BATCH_MAX as usize {
-        return Err(cursor.error("query count", format!("{count} queries, above the limit")));
-    }
-    let mut queries = Vec::with_capacity(count);
-    for _ in 0..count {
-        queries.push(match cursor.u8("query tag")? {
-            TAG_GET => Query::Get {
-                key: cursor.bytes("key")?,
-            },
-            TAG_MGET => Query::MGet {
-                keys: cursor.keys("keys")?,
-            },
-            TAG_EXISTS => Query::Exists {
-                keys: cursor.keys("keys")?,
-            },
-            TAG_DBSIZE => Query::DbSize,
-            other => {
-                cursor.at -= 1;
-                return Err(cursor.error("query tag", format!("unknown tag {other}")));
-            }
-        });
-    }
-    cursor.finish()?;
-    Ok(queries)
-}
-
-/// Builds a query batch incrementally.
-#[derive(Debug)]
-pub struct QueryBatchEncoder {
-    buf: Vec<u8>,
-    count: u32,
-}
-
-impl Default for QueryBatchEncoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl QueryBatchEncoder {
-    /// An empty batch.
-    pub fn new() -> Self {
-        let mut buf = Vec::with_capacity(128);
-        buf.push(FORMAT_VERSION);
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        QueryBatchEncoder { buf, count: 0 }
-    }
-
-    /// Queries so far.
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
-    /// True if no query was added.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Encoded bytes so far.
-    pub fn encoded_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Appends a query.
-    pub fn push(&mut self, query: &Query<'_>) {
-        assert!(self.count < QUERIES_PER_BATCH_MAX, "query batch full");
-        let out = &mut self.buf;
-        let mut keys = |tag: u8, keys: &[&[u8]]| {
-            assert!(!keys.is_empty(), "a multi-key query needs a key");
-            out.push(tag);
-            out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-            for key in keys {
-                put_bytes(out, key);
-            }
-        };
-        match query {
-            Query::Get { key } => {
-                out.push(TAG_GET);
-                put_bytes(out, key);
-            }
-            Query::MGet { keys: k } => keys(TAG_MGET, k),
-            Query::Exists { keys: k } => keys(TAG_EXISTS, k),
-            Query::DbSize => out.push(TAG_DBSIZE),
-        }
-        self.count += 1;
-    }
-
-    /// The encoded batch (at least one query must have been pushed).
-    pub fn finish(mut self) -> Vec<u8> {
-        assert!(self.count > 0, "empty query batch");
-        self.buf[1..5].copy_from_slice(&self.count.to_le_bytes());
-        self.buf
-    }
-}
-
-/// Appends one result (a RESP reply) to a result list.
-pub fn push_result(out: &mut Vec<u8>, reply: &[u8]) {
-    put_bytes(out, reply);
-}
-
-/// Splits a result list (a batch's answer) into its RESP replies, checking there are exactly
-/// `expected` of them.
-pub fn split_results(input: &[u8], expected: usize) -> Result<Vec<&[u8]>, DecodeError> {
-    let mut cursor = Cursor {
-        input,
-        at: 0,
-        what: "result list",
-    };
-    let mut replies = Vec::with_capacity(expected.min(QUERIES_PER_BATCH_MAX as usize));
-    while cursor.at < input.len() {
-        if replies.len() == expected {
-            return Err(cursor.error("result", format!("more than {expected} results")));
-        }
-        replies.push(cursor.bytes("result")?);
-    }
-    if replies.len() != expected {
-        return Err(cursor.error(
-            "result",
-            format!("{} results, expected {expected}", replies.len()),
-        ));
-    }
-    Ok(replies)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,28 +452,6 @@ mod tests {
         #[test]
         fn decoders_never_panic(input in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = WriteBatch::decode(&input);
-            let _ = decode_queries(&input);
-            let _ = split_results(&input, 3);
-        }
-
-        #[test]
-        fn query_batches_round_trip(keys in proptest::collection::vec(arb_key(), 1..5)) {
-            let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-            let queries = vec![
-                Query::Get { key: refs[0] },
-                Query::MGet { keys: refs.clone() },
-                Query::Exists { keys: refs.clone() },
-                Query::DbSize,
-            ];
-            let mut encoder = QueryBatchEncoder::new();
-            for query in &queries {
-                encoder.push(query);
-            }
-            let bytes = encoder.finish();
-            prop_assert_eq!(decode_queries(&bytes).unwrap(), queries);
-            for cut in 0..bytes.len() {
-                prop_assert!(decode_queries(&bytes[..cut]).is_err());
-            }
         }
     }
 
@@ -782,23 +478,5 @@ mod tests {
         let error = WriteBatch::decode(&bytes).unwrap_err();
         assert_eq!((error.field, error.offset), ("operation tag", 45));
         assert!(error.to_string().contains("unknown tag 77"), "{error}");
-        // A forged huge count is refused before allocating.
-        let mut forged = vec![FORMAT_VERSION];
-        forged.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_queries(&forged).unwrap_err().field, "query count");
-    }
-
-    #[test]
-    fn results_split_exactly() {
-        let mut out = Vec::new();
-        push_result(&mut out, b"+OK\r\n");
-        push_result(&mut out, b":1\r\n");
-        assert_eq!(
-            split_results(&out, 2).unwrap(),
-            vec![&b"+OK\r\n"[..], b":1\r\n"]
-        );
-        assert!(split_results(&out, 1).is_err());
-        assert!(split_results(&out, 3).is_err());
-        assert!(split_results(&out[..out.len() - 1], 2).is_err());
     }
 }

@@ -1,0 +1,169 @@
+//! Key commands, with Redis 7.0's replies: `DEL UNLINK EXISTS TYPE RENAME RENAMENX KEYS SCAN
+//! RANDOMKEY DBSIZE FLUSHDB FLUSHALL TIME`.
+//!
+//! `UNLINK` is `DEL` (values are freed at apply either way). `FLUSHDB`/`FLUSHALL` take
+//! `ASYNC`/`SYNC` and ignore them. `RANDOMKEY` answers the first live key at or after a hash
+//! derived from the time it runs at, so every replica answers alike (it need not be
+//! uniformly random). `TIME` is the serving node's clock (its offset included) as the query
+//! carried it, so its microseconds are the clock's milliseconds times 1000. `KEYS` walks every
+//! key (as in Redis, its cost is the keyspace's); `SCAN` visits about `COUNT` keys per call
+//! (default 10, see `keyspace` for the cursor).
+
+use super::commands::Exec;
+use super::keyspace::{key_hash, Keyspace};
+use super::strings::SYNTAX_ERROR_TEXT;
+use super::{parse_redis_integer, NOT_AN_INTEGER_TEXT};
+use crate::kv::glob::glob_match;
+use crate::kv::resp::{write_array_header, write_bulk, write_integer, write_nil, write_simple};
+
+pub(super) fn del(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    let removed = argv[1..]
+        .iter()
+        .filter(|key| keys.remove(key, ex.now_ms).is_some())
+        .count();
+    write_integer(ex.out, removed as i64);
+}
+
+pub(super) fn exists(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    let count = argv[1..]
+        .iter()
+        .filter(|key| keys.get(key, ex.now_ms).is_some())
+        .count();
+    write_integer(ex.out, count as i64);
+}
+
+pub(super) fn type_of(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    let name = keys
+        .get(argv[1], ex.now_ms)
+        .map_or("none", |entry| entry.value.type_name());
+    write_simple(ex.out, name);
+}
+
+/// Moves `from` to `to` with its deadline; false if `nx` and `to` exists. `from` must be live.
+fn rename_generic(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]], nx: bool) {
+    let (from, to) = (argv[1], argv[2]);
+    if keys.get_live_mut(from, ex.now_ms).is_none() {
+        return ex.error("ERR no such key");
+    }
+    if from == to {
+        return if nx {
+            write_integer(ex.out, 0)
+        } else {
+            ex.ok()
+        };
+    }
+    if nx && keys.get_live_mut(to, ex.now_ms).is_some() {
+        return write_integer(ex.out, 0);
+    }
+    let entry = keys.remove(from, ex.now_ms).expect("checked live above");
+    let deadline = entry.deadline_ms();
+    keys.set(to, entry.value, deadline, ex.index);
+    if nx {
+        write_integer(ex.out, 1);
+    } else {
+        ex.ok();
+    }
+}
+
+pub(super) fn rename(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    rename_generic(keys, ex, argv, false);
+}
+
+pub(super) fn renamenx(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    rename_generic(keys, ex, argv, true);
+}
+
+pub(super) fn keys(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    let pattern = argv[1];
+    let all = pattern == b"*";
+    let matched: Vec<&[u8]> = keys
+        .iter_live(ex.now_ms)
+        .map(|(key, _)| key)
+        .filter(|key| all || glob_match(pattern, key, false))
+        .collect();
+    write_array_header(ex.out, matched.len());
+    for key in matched {
+        write_bulk(ex.out, key);
+    }
+}
+
+/// Most keys one `SCAN` visits whatever `COUNT` says: bounds a call's work and reply.
+pub const SCAN_COUNT_MAX: usize = 100_000;
+
+pub(super) fn scan(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    let Some(cursor) = std::str::from_utf8(argv[1])
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+    else {
+        return ex.error("ERR invalid cursor");
+    };
+    let mut count = 10usize;
+    let mut pattern: Option<&[u8]> = None;
+    let mut type_name: Option<&[u8]> = None;
+    let mut i = 2;
+    while i < argv.len() {
+        let has_next = i + 1 < argv.len();
+        let word = argv[i];
+        if word.eq_ignore_ascii_case(b"count") && has_next {
+            match parse_redis_integer(argv[i + 1]) {
+                None => return ex.error(NOT_AN_INTEGER_TEXT),
+                Some(n) if n < 1 => return ex.error(SYNTAX_ERROR_TEXT),
+                Some(n) => count = (n as u64).min(SCAN_COUNT_MAX as u64) as usize,
+            }
+        } else if word.eq_ignore_ascii_case(b"match") && has_next {
+            pattern = Some(argv[i + 1]);
+        } else if word.eq_ignore_ascii_case(b"type") && has_next {
+            type_name = Some(argv[i + 1]);
+        } else {
+            return ex.error(SYNTAX_ERROR_TEXT);
+        }
+        i += 2;
+    }
+    let page = keys.scan(cursor, count, ex.now_ms);
+    let matched: Vec<&[u8]> = page
+        .keys
+        .iter()
+        .filter(|(key, entry)| {
+            pattern.is_none_or(|p| p == b"*" || glob_match(p, key, false))
+                && type_name
+                    .is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()))
+        })
+        .map(|(key, _)| *key)
+        .collect();
+    write_array_header(ex.out, 2);
+    write_bulk(ex.out, page.next_cursor.to_string().as_bytes());
+    write_array_header(ex.out, matched.len());
+    for key in matched {
+        write_bulk(ex.out, key);
+    }
+}
+
+pub(super) fn randomkey(keys: &Keyspace, ex: &mut Exec<'_>, _argv: &[&[u8]]) {
+    let seed = key_hash(&ex.now_ms.to_le_bytes());
+    match keys.some_key(seed, ex.now_ms) {
+        Some(key) => write_bulk(ex.out, key),
+        None => write_nil(ex.out),
+    }
+}
+
+pub(super) fn dbsize(keys: &Keyspace, ex: &mut Exec<'_>, _argv: &[&[u8]]) {
+    write_integer(ex.out, keys.len() as i64);
+}
+
+pub(super) fn flush(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
+    match argv.len() {
+        1 => {}
+        2 if argv[1].eq_ignore_ascii_case(b"async") || argv[1].eq_ignore_ascii_case(b"sync") => {}
+        _ => return ex.error(SYNTAX_ERROR_TEXT),
+    }
+    keys.clear();
+    ex.ok();
+}
+
+pub(super) fn time(_keys: &Keyspace, ex: &mut Exec<'_>, _argv: &[&[u8]]) {
+    let seconds = ex.clock_ms / 1000;
+    let micros = (ex.clock_ms % 1000) * 1000;
+    write_array_header(ex.out, 2);
+    write_bulk(ex.out, seconds.to_string().as_bytes());
+    write_bulk(ex.out, micros.to_string().as_bytes());
+}
