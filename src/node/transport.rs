@@ -795,7 +795,7 @@ mod tests {
                     term: 1,
                     index,
                     kind: EntryKind::Normal,
-                    data: vec![0xAB; bytes],
+                    data: bytes::Bytes::from(vec![0xAB; bytes]),
                 }],
                 leader_commit: 0,
             },

@@ -43,7 +43,7 @@ impl EventLoop {
             {
                 self.forward(state, leader, data, done, deadline);
             }
-            _ => self.propose_here(state, data, done, deadline),
+            _ => self.propose_here(state, data.into(), done, deadline),
         }
     }
 
@@ -64,7 +64,10 @@ impl EventLoop {
         let forward = Forward {
             from: self.core.id(),
             to: leader,
-            body: ForwardBody::Propose { request_id, data },
+            body: ForwardBody::Propose {
+                request_id,
+                data: data.into(),
+            },
         };
         // An isolated node's frames vanish as in a partition: the caller waits and learns
         // "may have been applied", as it would on a real network.
@@ -175,7 +178,7 @@ impl EventLoop {
     pub(super) fn propose_here(
         &mut self,
         state: &mut State,
-        data: Vec<u8>,
+        data: bytes::Bytes,
         done: ProposeCompletion,
         deadline: Instant,
     ) {
