@@ -500,6 +500,19 @@ pub fn encode_message_shared(message: &Message) -> Result<OutFrame, MessageError
     builder.finish(FRAME_KIND_RAFT).map_err(MessageError::Frame)
 }
 
+/// The frame size, header included, of an Append carrying `entries`, without encoding it:
+/// lets a sender refuse a frame it has no room for before paying for its checksum.
+pub fn append_frame_bytes(entries: &[Entry]) -> usize {
+    // from, to, term, tag, prev_log_index, prev_log_term, leader_commit, count.
+    const APPEND_FIXED_BYTES: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8 + 4;
+    HEADER_BYTES
+        + APPEND_FIXED_BYTES
+        + entries
+            .iter()
+            .map(|e| ENTRY_MIN_BYTES + e.data.len())
+            .sum::<usize>()
+}
+
 fn encode_whole(message: &Message) -> Result<OutFrame, MessageError> {
     let mut out = Vec::new();
     encode_message(message, &mut Vec::new(), &mut out)?;
@@ -957,6 +970,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn shared_frames_are_the_same_bytes(m in arb_message(), big in any::<bool>()) {
+            let mut m = m;
+            if big {
+                // One entry above the sharing threshold, so the pieces path is taken.
+                if let MessageBody::Append { entries, .. } = &mut m.body {
+                    entries.push(Entry {
+                        term: 1,
+                        index: 1,
+                        kind: EntryKind::Normal,
+                        data: Bytes::from(vec![7u8; SHARED_FRAME_MIN_BYTES + 3]),
+                    });
+                }
+            }
+            let mut whole = Vec::new();
+            encode_message(&m, &mut Vec::new(), &mut whole).unwrap();
+            let shared = encode_message_shared(&m).unwrap();
+            prop_assert_eq!(shared.len(), whole.len());
+            prop_assert!(shared.to_vec() == whole, "pieces differ from the whole frame");
+            if let MessageBody::Append { entries, .. } = &m.body {
+                prop_assert_eq!(append_frame_bytes(entries), whole.len());
+            }
+            let payload = Bytes::copy_from_slice(&whole[HEADER_BYTES..]);
+            prop_assert_eq!(decode_message_shared(&payload).unwrap(), m);
+        }
+
         #[test]
         fn messages_round_trip_through_frames(messages in vec(arb_message(), 1..6)) {
             let mut stream = Vec::new();

@@ -182,6 +182,10 @@ const PENDING_CHANGES_MAX: usize = 64;
 /// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
 const DEPARTED_GRACE: Duration = Duration::from_secs(10);
 
+/// A loop pass longer than this is logged: a few of them in a row delay heartbeats past an
+/// election timeout.
+const SLOW_PASS: Duration = Duration::from_millis(50);
+
 /// Period of status publication.
 const STATUS_PERIOD: Duration = Duration::from_millis(1);
 
@@ -259,12 +263,22 @@ impl EventLoop {
             if let Some(retry) = self.transport.next_retry() {
                 wake_at = wake_at.min(retry);
             }
-            let timeout = wake_at.saturating_duration_since(now);
+            // A connection stopped at its read budget has bytes waiting but no new event.
+            let timeout = if self.transport.has_pending_reads() {
+                Duration::ZERO
+            } else {
+                wake_at.saturating_duration_since(now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(format!("poll failed: {e}"));
                 }
             }
+            let pass_started = Instant::now();
+            // Connections left at their read budget by an earlier pass, before this pass's
+            // events (which may add them again): one budget each per pass.
+            self.transport
+                .read_pending(self.poll.registry(), &mut state.received);
             for event in events.iter() {
                 match event.token() {
                     LISTENER_TOKEN => self.transport.accept(self.poll.registry()),
@@ -277,6 +291,7 @@ impl EventLoop {
                 }
             }
             let now = Instant::now();
+            let network_took = now - pass_started;
             self.transport.maintain(self.poll.registry(), now);
             self.check_failures(&mut state);
             if state.participating && !state.isolated {
@@ -293,6 +308,7 @@ impl EventLoop {
                 }
             }
             self.take_requests(&mut state);
+            let inputs_took = Instant::now() - pass_started;
             // Bounded: catches up at most the ticks missed since the last pass.
             while Instant::now() >= next_tick {
                 if state.participating {
@@ -321,9 +337,18 @@ impl EventLoop {
                     self.take_completions(&mut state);
                 }
             }
+            let readies_took = Instant::now() - pass_started;
             self.send_forward_results(&mut state);
             self.check_membership(&mut state);
             self.transport.flush_all(self.poll.registry());
+            let pass_took = pass_started.elapsed();
+            if pass_took > SLOW_PASS {
+                log::warn!(
+                    "node {}: one loop pass took {pass_took:?} (network {network_took:?}, \
+                     inputs {inputs_took:?}, readies {readies_took:?})",
+                    self.core.id()
+                );
+            }
             let role_changed = self.log_role_changes(&mut state);
             let now = Instant::now();
             if role_changed || now >= state.next_status_at {
