@@ -983,8 +983,34 @@ mod tests {
         }
     }
 
+    /// The first Raft message on `conn` after its handshake (checked to come first and to
+    /// name cluster 7, node 1 calling node 2).
+    fn first_message(conn: &mut std::net::TcpStream) -> Message {
+        let mut decoder = FrameDecoder::new(4 << 20);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut handshake_seen = false;
+        loop {
+            let n = conn.read(&mut buf).expect("read");
+            assert!(n > 0, "connection closed before a message");
+            let mut fed = 0;
+            while fed < n {
+                fed += decoder.feed(&buf[fed..n]);
+                while let Some((kind, payload)) = decoder.next_frame().expect("valid frames") {
+                    if kind == FRAME_KIND_HANDSHAKE {
+                        let hs = decode_handshake(&payload).unwrap();
+                        assert_eq!((hs.cluster_id, hs.from, hs.to), (7, 1, 2));
+                        handshake_seen = true;
+                        continue;
+                    }
+                    assert!(handshake_seen, "the handshake must come first");
+                    return crate::wire::message::decode_message(&payload).expect("a message");
+                }
+            }
+        }
+    }
+
     #[test]
-    fn a_heartbeat_overtakes_queued_bulk_and_the_queue_is_bounded() {
+    fn a_heartbeat_never_waits_behind_bulk_and_the_bulk_queue_is_bounded() {
         const APPEND_BYTES: usize = 256 << 10;
         const APPENDS: u64 = 80;
         let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1002,7 +1028,8 @@ mod tests {
         // some while the peer is not reading, the queue four more, the rest are dropped.
         let mut transport = Transport::new(1, 7, &peers, own, 1 << 20, 1 << 20);
         transport.maintain(poll.registry(), Instant::now());
-        let (mut conn, _) = peer.accept().unwrap();
+        let (mut first, _) = peer.accept().unwrap();
+        let (mut second, _) = peer.accept().unwrap();
         let mut events = Events::with_capacity(16);
         let mut received = Received::default();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1029,39 +1056,13 @@ mod tests {
         transport.send(poll.registry(), &heartbeat);
         let dropped = transport.stats().messages_dropped;
         assert!(dropped > 0, "the byte bound must drop some appends");
-        let queued = APPENDS - dropped;
+        assert!(dropped < APPENDS, "an empty queue takes appends");
 
-        // The peer reads frames in order and reports how many appends came before the heartbeat.
-        let reader = std::thread::spawn(move || {
-            let mut decoder = FrameDecoder::new(1 << 20);
-            let mut buf = vec![0u8; 64 << 10];
-            let mut appends_before = 0u64;
-            let mut handshake_seen = false;
-            loop {
-                let n = conn.read(&mut buf).unwrap();
-                assert!(n > 0, "connection closed before the heartbeat");
-                let mut fed = 0;
-                while fed < n {
-                    fed += decoder.feed(&buf[fed..n]);
-                    while let Some((kind, payload)) = decoder.next_frame().unwrap() {
-                        if kind == FRAME_KIND_HANDSHAKE {
-                            let hs = decode_handshake(&payload).unwrap();
-                            assert_eq!((hs.cluster_id, hs.from, hs.to), (7, 1, 2));
-                            handshake_seen = true;
-                            continue;
-                        }
-                        assert!(handshake_seen, "the handshake must come first");
-                        match decode_message(&payload).unwrap().body {
-                            MessageBody::Heartbeat { round: 9, .. } => return appends_before,
-                            MessageBody::Append { .. } => appends_before += 1,
-                            other => panic!("unexpected {other:?}"),
-                        }
-                    }
-                }
-            }
-        });
+        // The peer reads one message from each connection and leaves the bulk one full.
+        let reader =
+            std::thread::spawn(move || (first_message(&mut first), first_message(&mut second)));
         while !reader.is_finished() {
-            assert!(Instant::now() < deadline, "the heartbeat never arrived");
+            assert!(Instant::now() < deadline, "a connection carried no message");
             poll.poll(&mut events, Some(Duration::from_millis(10)))
                 .unwrap();
             for event in events.iter() {
@@ -1069,12 +1070,72 @@ mod tests {
             }
             transport.flush_all(poll.registry());
         }
-        let appends_before = reader.join().unwrap();
-        // What the kernel took before the heartbeat was queued, plus one write batch, may
-        // precede it; the rest of the queue may not.
+        let firsts = reader.join().unwrap();
+        let (control, bulk) = match firsts {
+            (
+                m @ Message {
+                    body: MessageBody::Heartbeat { .. },
+                    ..
+                },
+                other,
+            ) => (m, other),
+            (other, m) => (m, other),
+        };
+        // The heartbeat is the first message of its connection while the other is still
+        // full of appends: it waited behind none of them.
+        assert_eq!(control, heartbeat);
         assert!(
-            appends_before < queued,
-            "heartbeat waited behind the whole bulk queue: {appends_before} of {queued} appends first"
+            matches!(
+                bulk.body,
+                MessageBody::Append {
+                    prev_log_index: 0,
+                    ..
+                }
+            ),
+            "the bulk connection starts with the first append: {bulk:?}"
         );
+    }
+
+    #[test]
+    fn a_resend_of_a_large_append_is_refused_while_the_first_is_in_flight() {
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut poll = Poll::new().unwrap();
+        let own = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peers: BTreeMap<NodeId, SocketAddr> = [
+            (1, own.local_addr().unwrap()),
+            (2, peer.local_addr().unwrap()),
+        ]
+        .into();
+        const BIG: usize = 16 << 20;
+        let bound = BIG + (1 << 20);
+        let mut transport = Transport::new(1, 7, &peers, own, bound as u32, bound);
+        transport.maintain(poll.registry(), Instant::now());
+        let (_first, _) = peer.accept().unwrap();
+        let (_second, _) = peer.accept().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut received = Received::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while transport.connected_peers().is_empty() {
+            assert!(Instant::now() < deadline, "never connected");
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+        }
+        // Nobody reads: the first append stays partly unwritten, and its unwritten bytes
+        // still count against the bound.
+        transport.send(poll.registry(), &append(1, BIG));
+        transport.flush_all(poll.registry());
+        assert_eq!(transport.stats().messages_dropped, 0);
+        transport.send(poll.registry(), &append(1, BIG));
+        assert_eq!(
+            transport.stats().messages_dropped,
+            1,
+            "a second large append queued behind the first"
+        );
+        // Small messages still have room beside it.
+        transport.send(poll.registry(), &append(2, 1024));
+        assert_eq!(transport.stats().messages_dropped, 1);
     }
 }

@@ -572,6 +572,16 @@ mod tests {
         stream: &[u8],
         cuts: &[usize],
     ) -> (Vec<(u8, Vec<u8>)>, Option<PeerFrameError>) {
+        decode_pieces_with(max_payload_bytes, stream, cuts, false)
+    }
+
+    /// [`decode_in_pieces`], taking frames with `next_frame_shared` if `shared`.
+    fn decode_pieces_with(
+        max_payload_bytes: u32,
+        stream: &[u8],
+        cuts: &[usize],
+        shared: bool,
+    ) -> (Vec<(u8, Vec<u8>)>, Option<PeerFrameError>) {
         let mut decoder = FrameDecoder::new(max_payload_bytes);
         let mut frames = Vec::new();
         let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (stream.len() + 1)).collect();
@@ -585,7 +595,14 @@ mod tests {
                 rest = &rest[taken..];
                 assert!(decoder.buffered_bytes() <= decoder.capacity_bytes());
                 loop {
-                    match decoder.next_frame() {
+                    let next = if shared {
+                        decoder
+                            .next_frame_shared()
+                            .map(|f| f.map(|(kind, payload)| (kind, payload.to_vec())))
+                    } else {
+                        decoder.next_frame()
+                    };
+                    match next {
                         Ok(Some(frame)) => frames.push(frame),
                         Ok(None) => break,
                         Err(error) => return (frames, Some(error)),
@@ -598,6 +615,49 @@ mod tests {
             }
         }
         (frames, None)
+    }
+
+    #[test]
+    fn large_frames_built_from_pieces_decode_shared_between_small_ones() {
+        let large: Vec<u8> = (0..SHARED_FRAME_MIN_BYTES * 3 + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut builder = FrameBuilder::new();
+        builder.inline().extend_from_slice(b"head");
+        builder.share(Bytes::from(large.clone()));
+        builder.inline().extend_from_slice(b"tail");
+        let built = builder.finish(9).unwrap();
+        assert!(
+            matches!(built, OutFrame::Pieces { .. }),
+            "a shared piece stays a piece"
+        );
+        let mut payload = b"head".to_vec();
+        payload.extend_from_slice(&large);
+        payload.extend_from_slice(b"tail");
+        let frames = vec![
+            (1, b"before".to_vec()),
+            (9, payload),
+            (2, b"after".to_vec()),
+        ];
+        let mut stream = encoded(&frames[..1]);
+        stream.extend_from_slice(&built.to_vec());
+        stream.extend_from_slice(&encoded(&frames[2..]));
+        assert_eq!(
+            stream,
+            encoded(&frames),
+            "pieces and one buffer frame alike"
+        );
+        // Cut as a socket would deliver it, with one cut inside the large frame's header.
+        let cuts: Vec<usize> = (0..stream.len())
+            .step_by(64 << 10)
+            .chain([20, 25])
+            .collect();
+        let limit = u32::try_from(stream.len()).unwrap();
+        for shared in [false, true] {
+            let (decoded, error) = decode_pieces_with(limit, &stream, &cuts, shared);
+            assert_eq!(error, None);
+            assert!(decoded == frames, "shared {shared}: frames differ");
+        }
     }
 
     #[test]
@@ -798,6 +858,9 @@ mod tests {
         ) {
             let stream = encoded(&frames);
             let (decoded, error) = decode_in_pieces(200, &stream, &cuts);
+            prop_assert_eq!(error, None);
+            prop_assert_eq!(&decoded, &frames);
+            let (decoded, error) = decode_pieces_with(200, &stream, &cuts, true);
             prop_assert_eq!(error, None);
             prop_assert_eq!(&decoded, &frames);
         }

@@ -1091,6 +1091,26 @@ mod tests {
     }
 
     #[test]
+    fn a_large_forwarded_proposal_is_framed_from_pieces_and_decoded_shared() {
+        let data = Bytes::from(vec![5u8; SHARED_FRAME_MIN_BYTES + 1]);
+        let forward = Forward {
+            from: 2,
+            to: 1,
+            body: ForwardBody::Propose {
+                request_id: 4,
+                data: data.clone(),
+            },
+        };
+        let shared = encode_forward_shared(&forward).unwrap();
+        assert!(matches!(shared, OutFrame::Pieces { .. }));
+        let mut whole = Vec::new();
+        encode_forward(&forward, &mut Vec::new(), &mut whole).unwrap();
+        assert!(shared.to_vec() == whole, "pieces differ from the whole frame");
+        let payload = Bytes::copy_from_slice(&whole[HEADER_BYTES..]);
+        assert_eq!(decode_forward_shared(&payload).unwrap(), forward);
+    }
+
+    #[test]
     fn forward_with_unknown_tag_outcome_or_zero_sender_is_refused() {
         let mut payload = Vec::new();
         let mut w = WireWriter::new(&mut payload);
