@@ -1,30 +1,55 @@
-//! Peer TCP transport on the event loop's mio `Poll`: one listener, one outbound connection per
-//! peer (this node only ever *sends* on the connections it dialed, and only *receives* on the
-//! ones it accepted), handshakes, reconnects, and bounded two-priority outbound queues.
+//! Peer TCP transport on the event loop's mio `Poll`: one listener, two outbound connections
+//! per peer (this node only ever *sends* on the connections it dialed, and only *receives* on
+//! the ones it accepted), handshakes, reconnects, and bounded outbound queues.
 //!
-//! - **Handshake.** A dialer's first frame is a [`Handshake`] (cluster id, its id, the id it
-//!   meant to reach). The acceptor refuses, with a logged reason, a foreign cluster, a
-//!   misdirected call, an unknown peer, or a first frame that is not a handshake, and closes.
+//! - **Two lanes per peer.** A *control* connection carries votes, heartbeats and every
+//!   response; a *bulk* connection carries Appends (all of them, empty ones included, so
+//!   they stay in order among themselves), InstallSnapshot chunks and forwards. Frames are
+//!   atomic on a connection, so on one connection a heartbeat queued behind a 72 MiB Append
+//!   would wait for all of it (hundreds of ms on a loaded host, as long as an election
+//!   timeout); on its own connection it waits for nothing. Across the lanes frames may be
+//!   reordered, which Raft tolerates: a heartbeat's commit is capped by what the follower
+//!   matched, and responses carry their own indexes. Both connections are dialed together,
+//!   each with its own handshake (the acceptor treats them alike, so the wire format does
+//!   not change), and lost together: if either fails, both close, and the peer's
+//!   [`Transport::connection_epoch`] changes. The peer counts as connected when both are.
+//! - **Handshake.** A dialer's first frame on each connection is a [`Handshake`] (cluster
+//!   id, its id, the id it meant to reach). The acceptor refuses, with a logged reason, a
+//!   foreign cluster, a misdirected call, an unknown peer, or a first frame that is not a
+//!   handshake, and closes.
 //! - **Malformed input** (framing, checksum, decoding, a message whose `from` differs from the
 //!   handshake's) closes that connection and is counted in [`TransportStats`]; never a panic.
 //! - **Reconnect** with exponential backoff from [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`],
 //!   each wait multiplied by a random factor in [0.5, 1.5) so restarted peers do not dial in
 //!   lockstep.
-//! - **Outbound queues** are bounded in bytes per peer (`queue_bytes_max`, shared by both
-//!   priorities): a message that does not fit is dropped and counted (Raft tolerates loss; the
-//!   core's flow control resends). Messages to a peer without a connection are dropped too.
-//!   Votes, heartbeats and all responses go in the high-priority queue, appends with entries and
-//!   snapshot chunks in the low one; each write batch takes high-priority frames first, so a
-//!   heartbeat waits at most for the batch being written ([`WRITE_BATCH_BYTES`] plus one
-//!   frame), never behind the whole bulk queue.
+//! - **Outbound queues** are bounded in bytes per connection (`queue_bytes_max` each, so at
+//!   most twice that per peer), counting the frames queued *and* what is left of the one being
+//!   written: a message that does not fit is dropped and counted (Raft tolerates loss; the
+//!   core's flow control resends). This matters for large entries: while a follower receives
+//!   a 64 MiB Append, the leader's heartbeats come back without progress, the leader falls
+//!   back to probing and resends the same entry with each heartbeat response; the bound
+//!   refuses those copies (an Append's size is computed before it is encoded, so a refusal
+//!   costs no checksum), instead of queueing a second 64 MiB behind the first. Messages to a
+//!   peer without a connection are dropped too. The bound is at least one maximal frame, so
+//!   the largest entry always fits in an idle lane.
+//! - **Writing.** Small frames are copied together into one buffer of up to
+//!   [`WRITE_BATCH_BYTES`]; a large Append or forward is framed from pieces
+//!   (`crate::wire::frame::OutFrame`): its header and fields, then the entry's data itself,
+//!   shared with the core's log, written with vectored writes. Sending a 64 MiB entry to two
+//!   peers copies none of it on the loop thread (the kernel's copy into the socket aside).
 //! - **Forwards** (a follower's proposal sent to the leader, and the leader's answer) are
-//!   client traffic: they go in the low-priority queue under the same byte bound, so they
-//!   never delay votes or heartbeats. [`Transport::send_forward`] says whether the frame was
-//!   queued, since its caller must know whether the proposal certainly did not leave; and
+//!   client traffic on the bulk lane under the same byte bound, so they never delay votes or
+//!   heartbeats. [`Transport::send_forward`] says whether the frame was queued, since its
+//!   caller must know whether the proposal certainly did not leave; and
 //!   [`Transport::connection_epoch`] changes whenever a connection is lost, which tells the
 //!   caller that frames queued earlier may or may not have been delivered.
-//! - **Reads** drain a socket until `WouldBlock` (mio is edge-triggered); the frame decoder
-//!   bounds memory per connection to one maximal frame.
+//! - **Reads** take at most [`READ_PASS_BYTES_MAX`] from a connection per loop pass. mio is
+//!   edge-triggered, so a connection stopped at its budget is remembered and read again on
+//!   the next pass ([`Transport::has_pending_reads`] tells the loop not to wait in `poll`);
+//!   a large frame streaming in thus never keeps the loop from its ticks or from a heartbeat
+//!   on the control connection. The frame decoder bounds memory per connection to one
+//!   maximal frame, sizes its buffer for a large frame once its header is in, and hands the
+//!   finished frame over without a copy; entries are decoded as slices of it.
 //! - **Frame size rule.** Every node computes the same maximum frame payload from the same
 //!   settings (`bind_transport` in `api`: room for the core's largest message, its largest
 //!   snapshot chunk, and one entry of `NodeConfig::max_proposal_bytes`), and the decoder
@@ -35,8 +60,7 @@
 //!   `max_message_bytes` in an Append, so this does not happen; should a message still encode
 //!   larger, it is not sent, but counted ([`TransportStats::messages_oversize`]) and logged
 //!   once per peer. A forward that would be too large is refused
-//!   ([`ForwardRefused::TooLarge`]), never queued. The per-peer queue bound is at least one
-//!   maximal frame, so the largest entry is never dropped for want of room in an empty queue.
+//!   ([`ForwardRefused::TooLarge`]), never queued.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
@@ -893,6 +917,12 @@ fn refill(connection: &mut Connection) {
             break;
         };
         match frame {
+            // A lone frame (the usual case when lightly loaded) is written from its own
+            // buffer; only several are copied together.
+            OutFrame::Whole(bytes) if batch.is_empty() && connection.queue.is_empty() => {
+                connection.writing.push_back(Bytes::from(bytes));
+                break;
+            }
             OutFrame::Whole(bytes) if bytes.len() < WRITE_BATCH_BYTES => {
                 batch.extend_from_slice(&bytes);
             }

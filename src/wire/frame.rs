@@ -22,6 +22,18 @@
 //! frame larger than its own configured maximum, checking the length before buffering the
 //! payload so a hostile length cannot make it allocate.
 //!
+//! # Large frames without copies
+//!
+//! A frame of tens of MiB (one large entry) costs, per copy, a fresh allocation whose pages
+//! the kernel must fault in and zero: on a loaded host, over 100 ms for 64 MiB, on whichever
+//! thread makes it. So neither end copies one on the event loop thread. A sender builds it
+//! with [`FrameBuilder`] as an [`OutFrame`] of pieces, the large byte strings shared (not
+//! copied) with the entries they come from; the checksum is computed over the pieces in
+//! order, so the bytes on the wire are exactly those of [`encode_frame`]. A receiver's
+//! [`FrameDecoder`] sizes its buffer for a frame once the header is in (no reallocation while
+//! it arrives), and [`FrameDecoder::next_frame_shared`] hands a frame of at least
+//! [`SHARED_FRAME_MIN_BYTES`] over as shared bytes without copying it.
+//!
 //! Any framing error leaves the stream unsynchronized (there is no resync marker), so a
 //! [`FrameDecoder`] that reported one keeps reporting it: close the connection.
 

@@ -11,6 +11,12 @@
 //! | 2          | [`FRAME_KIND_RAFT`]      | one [`Message`]                                |
 //! | 3          | [`FRAME_KIND_FORWARD`]   | one [`Forward`] (client traffic, since v2)     |
 //!
+//! [`encode_message_shared`] and [`encode_forward_shared`] write the same bytes as
+//! [`encode_message`] and [`encode_forward`], with each large entry's data (a proposal's, for
+//! a forward) as a shared piece of the frame rather than a copy; [`decode_message_shared`] and
+//! [`decode_forward_shared`] decode those data as slices of the received payload (see
+//! `super::frame` for why). The plain functions copy, and stay for tools and tests.
+//!
 //! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3. Peers of different versions
 //! refuse each other at the handshake, so an unknown frame kind never reaches a decoder.
 //!
@@ -1105,7 +1111,10 @@ mod tests {
         assert!(matches!(shared, OutFrame::Pieces { .. }));
         let mut whole = Vec::new();
         encode_forward(&forward, &mut Vec::new(), &mut whole).unwrap();
-        assert!(shared.to_vec() == whole, "pieces differ from the whole frame");
+        assert!(
+            shared.to_vec() == whole,
+            "pieces differ from the whole frame"
+        );
         let payload = Bytes::copy_from_slice(&whole[HEADER_BYTES..]);
         assert_eq!(decode_forward_shared(&payload).unwrap(), forward);
     }

@@ -182,9 +182,9 @@ const PENDING_CHANGES_MAX: usize = 64;
 /// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
 const DEPARTED_GRACE: Duration = Duration::from_secs(10);
 
-/// A loop pass longer than this is logged: a few of them in a row delay heartbeats past an
-/// election timeout.
-const SLOW_PASS: Duration = Duration::from_millis(50);
+/// A loop pass longer than this is logged, with where the time went: a few of them in a row
+/// delay heartbeats past an election timeout.
+const SLOW_PASS: Duration = Duration::from_millis(100);
 
 /// Period of status publication.
 const STATUS_PERIOD: Duration = Duration::from_millis(1);
@@ -344,8 +344,9 @@ impl EventLoop {
             let pass_took = pass_started.elapsed();
             if pass_took > SLOW_PASS {
                 log::warn!(
-                    "node {}: one loop pass took {pass_took:?} (network {network_took:?}, \
-                     inputs {inputs_took:?}, readies {readies_took:?})",
+                    "node {}: one loop pass took {pass_took:?} (network done after \
+                     {network_took:?}, inputs after {inputs_took:?}, readies after \
+                     {readies_took:?}); heartbeats wait meanwhile",
                     self.core.id()
                 );
             }
