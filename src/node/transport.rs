@@ -43,9 +43,10 @@
 //!   caller must know whether the proposal certainly did not leave; and
 //!   [`Transport::connection_epoch`] changes whenever a connection is lost, which tells the
 //!   caller that frames queued earlier may or may not have been delivered.
-//! - **Reads** take at most [`READ_PASS_BYTES_MAX`] from a connection per loop pass. mio is
-//!   edge-triggered, so a connection stopped at its budget is remembered and read again on
-//!   the next pass ([`Transport::has_pending_reads`] tells the loop not to wait in `poll`);
+//! - **Reads** take at most [`READ_PASS_BYTES_MAX`] from a connection per loop pass, and a
+//!   flush writes at most [`WRITE_PASS_BYTES_MAX`] to one. mio is edge-triggered, so a
+//!   connection stopped at its budget is remembered and served again on the next pass
+//!   ([`Transport::has_pending_io`] tells the loop not to wait in `poll`);
 //!   a large frame streaming in thus never keeps the loop from its ticks or from a heartbeat
 //!   on the control connection. The frame decoder bounds memory per connection to one
 //!   maximal frame, sizes its buffer for a large frame once its header is in, and hands the
@@ -93,6 +94,10 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// frame of tens of MiB streaming in must not keep the loop from a heartbeat on the control
 /// connection, nor from its ticks, for the whole transfer.
 pub const READ_PASS_BYTES_MAX: usize = 1 << 20;
+/// Bytes written to one connection per flush, for the same reason: a receiver draining as
+/// fast as the sender writes would otherwise keep the sender's loop writing one large frame
+/// until its end.
+pub const WRITE_PASS_BYTES_MAX: usize = 1 << 20;
 /// Pieces handed to one vectored write.
 const WRITE_SLICES_MAX: usize = 64;
 
@@ -190,6 +195,9 @@ struct Connection {
     writing: VecDeque<Bytes>,
     /// Bytes of `writing`'s front piece already written.
     written_bytes: usize,
+    /// The last write stopped at [`WRITE_PASS_BYTES_MAX`] with the socket still taking bytes
+    /// (no writable event will come: the loop must flush again without waiting).
+    at_write_budget: bool,
 }
 
 impl Connection {
@@ -199,6 +207,7 @@ impl Connection {
         self.queued_bytes = 0;
         self.writing.clear();
         self.written_bytes = 0;
+        self.at_write_budget = false;
         dropped
     }
 
@@ -630,10 +639,14 @@ impl Transport {
         }
     }
 
-    /// Inbound connections left with unread bytes by their read budget: the loop must poll
-    /// without waiting and call [`read_pending`](Self::read_pending).
-    pub fn has_pending_reads(&self) -> bool {
+    /// Connections left at their read or write budget with work to do: the loop must poll
+    /// without waiting, call [`read_pending`](Self::read_pending), and flush.
+    pub fn has_pending_io(&self) -> bool {
         !self.read_again.is_empty()
+            || self
+                .outbound
+                .values()
+                .any(|o| o.lanes.iter().any(|c| c.at_write_budget))
     }
 
     /// Gives each connection left with unread bytes one more budget of reads.
@@ -876,8 +889,15 @@ fn nanos_now() -> u64 {
 /// Writes queued frames until done or the socket is full; `Err` names why the connection must
 /// close.
 fn write_queued(connection: &mut Connection) -> Result<(), String> {
-    // Bounded: each pass writes bytes, refills from the bounded queue, or returns.
+    connection.at_write_budget = false;
+    let mut written_bytes = 0;
+    // Bounded: each pass writes bytes, refills from the bounded queue, or returns; and the
+    // bytes written are bounded by the budget.
     loop {
+        if written_bytes >= WRITE_PASS_BYTES_MAX {
+            connection.at_write_budget = true;
+            return Ok(());
+        }
         if connection.writing.is_empty() {
             refill(connection);
             if connection.writing.is_empty() {
@@ -897,7 +917,10 @@ fn write_queued(connection: &mut Connection) -> Result<(), String> {
         let written = stream.write_vectored(&slices[..count]);
         match written {
             Ok(0) => return Err("connection closed while writing".to_string()),
-            Ok(n) => advance(connection, n),
+            Ok(n) => {
+                written_bytes += n;
+                advance(connection, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("write failed: {e}")),

@@ -47,6 +47,9 @@ const APPLY_SLACK_ITEMS: u64 = 16;
 struct PendingPersist {
     seq: u64,
     sent_at: Instant,
+    /// Entry and snapshot bytes it writes: a large write earns more time before it counts as
+    /// a stalled disk.
+    write_bytes: u64,
     persisted_messages: Vec<Message>,
     last_entry: Option<(u64, u64)>,
     install: Option<crate::raft::SnapshotMeta>,
@@ -135,6 +138,8 @@ pub(crate) struct EventLoop {
 struct State {
     seq: u64,
     pending: VecDeque<PendingPersist>,
+    /// The `write_bytes` of every item in `pending`.
+    pending_write_bytes: u64,
     apply_sent: u64,
     applied_reported: u64,
     reads: HashMap<u64, PendingRead>,
@@ -181,6 +186,13 @@ const PENDING_CHANGES_MAX: usize = 64;
 /// How long a node that left the configuration stays reachable: well over the two election
 /// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
 const DEPARTED_GRACE: Duration = Duration::from_secs(10);
+
+/// The throughput of a slow but working disk, copies on a loaded host included: the oldest
+/// pending write counts as a stalled disk only after `disk_stall_timeout` plus the bytes of
+/// all pending writes divided by this. Without it, the leader's write of one 64 MiB entry (copied, written and synced by the
+/// log writer, on a host busy replicating it) can outlast the timeout, and the leader would
+/// step aside for a disk that is only busy.
+const DISK_STALL_SLOW_BYTES_PER_SEC: u64 = 16 << 20;
 
 /// A loop pass longer than this is logged, with where the time went: a few of them in a row
 /// delay heartbeats past an election timeout.
@@ -235,6 +247,7 @@ impl EventLoop {
         let mut state = State {
             seq: 0,
             pending: VecDeque::new(),
+            pending_write_bytes: 0,
             apply_sent: 0,
             applied_reported: self.core.log().applied(),
             reads: HashMap::new(),
@@ -263,8 +276,9 @@ impl EventLoop {
             if let Some(retry) = self.transport.next_retry() {
                 wake_at = wake_at.min(retry);
             }
-            // A connection stopped at its read budget has bytes waiting but no new event.
-            let timeout = if self.transport.has_pending_reads() {
+            // A connection stopped at its read or write budget has work waiting but no new
+            // event.
+            let timeout = if self.transport.has_pending_io() {
                 Duration::ZERO
             } else {
                 wake_at.saturating_duration_since(now)
@@ -428,10 +442,13 @@ impl EventLoop {
 
     fn check_disk_stall(&mut self, state: &mut State) {
         let stalled = self.core.role() == Role::Leader
-            && state
-                .pending
-                .front()
-                .is_some_and(|p| p.sent_at.elapsed() > self.settings.disk_stall_timeout);
+            && state.pending.front().is_some_and(|p| {
+                // The oldest item may wait for the writer's rounds of all the others.
+                let allowance = Duration::from_secs_f64(
+                    state.pending_write_bytes as f64 / DISK_STALL_SLOW_BYTES_PER_SEC as f64,
+                );
+                p.sent_at.elapsed() > self.settings.disk_stall_timeout + allowance
+            });
         if stalled != state.disk_stalled {
             if stalled {
                 log::warn!(
