@@ -125,13 +125,13 @@ fn sample_messages() -> Vec<Message> {
             term: 2,
             index: 5,
             kind: EntryKind::Noop,
-            data: Vec::new(),
+            data: Vec::new().into(),
         },
         Entry {
             term: 2,
             index: 6,
             kind: EntryKind::Normal,
-            data: b"set k v".to_vec(),
+            data: b"set k v".to_vec().into(),
         },
     ];
     let bodies = vec![

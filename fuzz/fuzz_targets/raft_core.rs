@@ -125,10 +125,10 @@ impl Sim {
                     let seen = self
                         .committed
                         .entry(entry.index)
-                        .or_insert_with(|| (entry.term, entry.data.clone()));
+                        .or_insert_with(|| (entry.term, entry.data.to_vec()));
                     assert_eq!(
-                        (seen.0, &seen.1),
-                        (entry.term, &entry.data),
+                        (seen.0, &seen.1[..]),
+                        (entry.term, &entry.data[..]),
                         "two nodes committed different entries at index {}",
                         entry.index
                     );

@@ -116,7 +116,7 @@ pub struct KvService {
 /// The leader's stamp: this node's clock, never below a stamp it gave before.
 fn leader_stamp(clock: Clock) -> ProposalStamp {
     let last_ms = AtomicU64::new(0);
-    ProposalStamp(Arc::new(move |batch: &mut Vec<u8>| {
+    ProposalStamp(Arc::new(move |batch: &mut [u8]| {
         let now_ms = clock.now_ms();
         let stamp_ms = last_ms.fetch_max(now_ms, Ordering::AcqRel).max(now_ms);
         stamp_leader_ms(batch, stamp_ms);

@@ -98,7 +98,7 @@ mod tests {
                         term: 2,
                         index,
                         kind: EntryKind::Normal,
-                        data: vec![0; 8],
+                        data: bytes::Bytes::from(vec![0; 8]),
                     })
                     .collect(),
                 leader_commit: commit,

@@ -37,8 +37,9 @@ pub struct NodeConfig {
     /// sends nothing (no heartbeats) until it completes, so followers elect another leader
     /// instead of the cluster hanging on a dead disk while heartbeats flow.
     pub disk_stall_timeout: Duration,
-    /// Bytes queued per peer before messages are dropped (raised to hold one frame of the
-    /// largest entry, see [`NodeConfig::max_proposal_bytes`]).
+    /// Bytes queued per peer connection (a peer has two, see `transport`) before messages are
+    /// dropped (raised to hold one frame of the largest entry, see
+    /// [`NodeConfig::max_proposal_bytes`]).
     pub peer_queue_bytes_max: usize,
     /// Largest proposal (log entry data) this node accepts; a larger one is refused with
     /// [`ProposeError::Backpressure`](super::ProposeError::Backpressure) (see there) before it
@@ -66,8 +67,9 @@ pub struct NodeConfig {
 #[derive(Clone)]
 pub struct ProposalStamp(pub Arc<StampFn>);
 
-/// What a [`ProposalStamp`] calls: it may rewrite the proposal's bytes in place.
-pub type StampFn = dyn Fn(&mut Vec<u8>) + Send + Sync;
+/// What a [`ProposalStamp`] calls: it may rewrite the proposal's bytes in place (never its
+/// length).
+pub type StampFn = dyn Fn(&mut [u8]) + Send + Sync;
 
 impl fmt::Debug for ProposalStamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -137,8 +137,8 @@ pub fn from_storage_entry(entry: ketch_storage::Entry) -> Result<Entry, StorageE
             })
         }
     };
-    let mut data = entry.data;
-    data.remove(0);
+    // The kind byte is sliced off, not removed: removing it would move every byte after it.
+    let data = bytes::Bytes::from(entry.data).slice(1..);
     if kind == EntryKind::ConfChange && Membership::decode(&data).is_none() {
         return Err(StorageError::Decode {
             what: "configuration entry",
@@ -319,12 +319,12 @@ mod tests {
             term: 3,
             index: 9,
             kind: EntryKind::Noop,
-            data: Vec::new(),
+            data: bytes::Bytes::from(Vec::new()),
         };
         assert_eq!(from_storage_entry(to_storage_entry(&e)).unwrap(), e);
         let e = Entry {
             kind: EntryKind::Normal,
-            data: b"abc".to_vec(),
+            data: bytes::Bytes::from(b"abc".to_vec()),
             ..e
         };
         assert_eq!(from_storage_entry(to_storage_entry(&e)).unwrap(), e);
@@ -354,7 +354,7 @@ mod tests {
                 term: 1,
                 index,
                 kind: EntryKind::Normal,
-                data: vec![index as u8],
+                data: bytes::Bytes::from(vec![index as u8]),
             })
             .collect();
         let stored: Vec<_> = entries.iter().map(to_storage_entry).collect();
@@ -444,7 +444,7 @@ mod tests {
             term: 2,
             index: 9,
             kind: EntryKind::ConfChange,
-            data: Membership::with_voters([1, 2, 4]).encode(),
+            data: bytes::Bytes::from(Membership::with_voters([1, 2, 4]).encode()),
         };
         let stored = to_storage_entry(&entry);
         assert_eq!(stored.data[0], 2);
@@ -467,13 +467,13 @@ mod tests {
                 term: 1,
                 index: 1,
                 kind: EntryKind::Noop,
-                data: Vec::new(),
+                data: bytes::Bytes::from(Vec::new()),
             },
             Entry {
                 term: 1,
                 index: 2,
                 kind: EntryKind::ConfChange,
-                data: joint.encode(),
+                data: bytes::Bytes::from(joint.encode()),
             },
         ];
         let mut wal = loaded.wal;

@@ -16,8 +16,12 @@
 //! | the leader applied it                                 | `Ok(result)`                 | yes, once     |
 //! | the leader answered timeout / leader lost / shutdown  | `Timeout` / `LeaderLost`     | maybe         |
 //! | sent, then the connection to the leader dropped       | `LeaderLost`                 | maybe         |
-//! | sent, then this node saw another leader (or none)     | `LeaderLost`                 | maybe         |
+//! | sent, then this node saw another leader               | `LeaderLost`                 | maybe         |
 //! | sent, no answer by the propose deadline               | `Timeout`                    | maybe         |
+//!
+//! A spell with no known leader (this node a pre-candidate, the leader still leading) answers
+//! nothing by itself: the forward waits for the leader's answer, another leader, a lost
+//! connection or its deadline.
 //!
 //! Nothing is retried here: a retry could apply a command twice; exactly-once belongs to the
 //! layer above (sessions in the state machine).
@@ -168,7 +172,15 @@ impl ForwardState {
 
     /// Answers `LeaderLost` to forwards sent to a leader this node no longer follows, or over a
     /// connection lost since. Scans only when the leader or its connection epoch changed.
+    ///
+    /// No known leader (`None`) answers nothing: a follower that missed heartbeats turns
+    /// pre-candidate while the leader it forwarded to still leads (pre-vote keeps the term),
+    /// as happens while a value of tens of MiB is on its way, and the leader's answer still
+    /// comes. Whoever leads next is compared with, and the deadline bounds the wait.
     pub fn check_leader(&mut self, leader: Option<NodeId>, epoch: u64) {
+        if leader.is_none() {
+            return;
+        }
         let unchanged = (leader, epoch) == self.checked;
         self.checked = (leader, epoch);
         if unchanged || self.pending.is_empty() {
@@ -296,6 +308,7 @@ mod tests {
 
     #[test]
     fn a_leader_change_or_lost_connection_is_leader_lost_and_a_deadline_is_timeout() {
+        // (An unknown leader in between is neither.)
         let (seen, make) = recorder();
         let mut state = ForwardState::new();
         let now = Instant::now();
@@ -313,6 +326,13 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), vec![Err(ProposeError::LeaderLost)]);
         state.sent(b, 2, 1, make(), far);
         state.check_leader(None, 0);
+        state.check_leader(Some(2), 1);
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "no known leader for a while, then the same one: still pending"
+        );
+        state.check_leader(Some(3), 0);
         state.sent(c, 3, 0, make(), now);
         state.expire(now + Duration::from_millis(1));
         assert_eq!(

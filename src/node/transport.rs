@@ -1,30 +1,56 @@
-//! Peer TCP transport on the event loop's mio `Poll`: one listener, one outbound connection per
-//! peer (this node only ever *sends* on the connections it dialed, and only *receives* on the
-//! ones it accepted), handshakes, reconnects, and bounded two-priority outbound queues.
+//! Peer TCP transport on the event loop's mio `Poll`: one listener, two outbound connections
+//! per peer (this node only ever *sends* on the connections it dialed, and only *receives* on
+//! the ones it accepted), handshakes, reconnects, and bounded outbound queues.
 //!
-//! - **Handshake.** A dialer's first frame is a [`Handshake`] (cluster id, its id, the id it
-//!   meant to reach). The acceptor refuses, with a logged reason, a foreign cluster, a
-//!   misdirected call, an unknown peer, or a first frame that is not a handshake, and closes.
+//! - **Two lanes per peer.** A *control* connection carries votes, heartbeats and every
+//!   response; a *bulk* connection carries Appends (all of them, empty ones included, so
+//!   they stay in order among themselves), InstallSnapshot chunks and forwards. Frames are
+//!   atomic on a connection, so on one connection a heartbeat queued behind a 72 MiB Append
+//!   would wait for all of it (hundreds of ms on a loaded host, as long as an election
+//!   timeout); on its own connection it waits for nothing. Across the lanes frames may be
+//!   reordered, which Raft tolerates: a heartbeat's commit is capped by what the follower
+//!   matched, and responses carry their own indexes. Both connections are dialed together,
+//!   each with its own handshake (the acceptor treats them alike, so the wire format does
+//!   not change), and lost together: if either fails, both close, and the peer's
+//!   [`Transport::connection_epoch`] changes. The peer counts as connected when both are.
+//! - **Handshake.** A dialer's first frame on each connection is a [`Handshake`] (cluster
+//!   id, its id, the id it meant to reach). The acceptor refuses, with a logged reason, a
+//!   foreign cluster, a misdirected call, an unknown peer, or a first frame that is not a
+//!   handshake, and closes.
 //! - **Malformed input** (framing, checksum, decoding, a message whose `from` differs from the
 //!   handshake's) closes that connection and is counted in [`TransportStats`]; never a panic.
 //! - **Reconnect** with exponential backoff from [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`],
 //!   each wait multiplied by a random factor in [0.5, 1.5) so restarted peers do not dial in
 //!   lockstep.
-//! - **Outbound queues** are bounded in bytes per peer (`queue_bytes_max`, shared by both
-//!   priorities): a message that does not fit is dropped and counted (Raft tolerates loss; the
-//!   core's flow control resends). Messages to a peer without a connection are dropped too.
-//!   Votes, heartbeats and all responses go in the high-priority queue, appends with entries and
-//!   snapshot chunks in the low one; each write batch takes high-priority frames first, so a
-//!   heartbeat waits at most for the batch being written ([`WRITE_BATCH_BYTES`] plus one
-//!   frame), never behind the whole bulk queue.
+//! - **Outbound queues** are bounded in bytes per connection (`queue_bytes_max` each, so at
+//!   most twice that per peer), counting the frames queued *and* what is left of the one being
+//!   written: a message that does not fit is dropped and counted (Raft tolerates loss; the
+//!   core's flow control resends). This matters for large entries: while a follower receives
+//!   a 64 MiB Append, the leader's heartbeats come back without progress, the leader falls
+//!   back to probing and resends the same entry with each heartbeat response; the bound
+//!   refuses those copies (an Append's size is computed before it is encoded, so a refusal
+//!   costs no checksum), instead of queueing a second 64 MiB behind the first. Messages to a
+//!   peer without a connection are dropped too. The bound is at least one maximal frame, so
+//!   the largest entry always fits in an idle lane.
+//! - **Writing.** Small frames are copied together into one buffer of up to
+//!   [`WRITE_BATCH_BYTES`]; a large Append or forward is framed from pieces
+//!   (`crate::wire::frame::OutFrame`): its header and fields, then the entry's data itself,
+//!   shared with the core's log, written with vectored writes. Sending a 64 MiB entry to two
+//!   peers copies none of it on the loop thread (the kernel's copy into the socket aside).
 //! - **Forwards** (a follower's proposal sent to the leader, and the leader's answer) are
-//!   client traffic: they go in the low-priority queue under the same byte bound, so they
-//!   never delay votes or heartbeats. [`Transport::send_forward`] says whether the frame was
-//!   queued, since its caller must know whether the proposal certainly did not leave; and
+//!   client traffic on the bulk lane under the same byte bound, so they never delay votes or
+//!   heartbeats. [`Transport::send_forward`] says whether the frame was queued, since its
+//!   caller must know whether the proposal certainly did not leave; and
 //!   [`Transport::connection_epoch`] changes whenever a connection is lost, which tells the
 //!   caller that frames queued earlier may or may not have been delivered.
-//! - **Reads** drain a socket until `WouldBlock` (mio is edge-triggered); the frame decoder
-//!   bounds memory per connection to one maximal frame.
+//! - **Reads** take at most [`READ_PASS_BYTES_MAX`] from a connection per loop pass, and a
+//!   flush writes at most [`WRITE_PASS_BYTES_MAX`] to one. mio is edge-triggered, so a
+//!   connection stopped at its budget is remembered and served again on the next pass
+//!   ([`Transport::has_pending_io`] tells the loop not to wait in `poll`);
+//!   a large frame streaming in thus never keeps the loop from its ticks or from a heartbeat
+//!   on the control connection. The frame decoder bounds memory per connection to one
+//!   maximal frame, sizes its buffer for a large frame once its header is in, and hands the
+//!   finished frame over without a copy; entries are decoded as slices of it.
 //! - **Frame size rule.** Every node computes the same maximum frame payload from the same
 //!   settings (`bind_transport` in `api`: room for the core's largest message, its largest
 //!   snapshot chunk, and one entry of `NodeConfig::max_proposal_bytes`), and the decoder
@@ -35,33 +61,75 @@
 //!   `max_message_bytes` in an Append, so this does not happen; should a message still encode
 //!   larger, it is not sent, but counted ([`TransportStats::messages_oversize`]) and logged
 //!   once per peer. A forward that would be too large is refused
-//!   ([`ForwardRefused::TooLarge`]), never queued. The per-peer queue bound is at least one
-//!   maximal frame, so the largest entry is never dropped for want of room in an empty queue.
+//!   ([`ForwardRefused::TooLarge`]), never queued.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
+use bytes::Bytes;
+
 use crate::raft::{Message, MessageBody, NodeId, SplitMix64};
-use crate::wire::frame::FrameDecoder;
+use crate::wire::frame::{FrameDecoder, OutFrame};
 use crate::wire::message::{
-    decode_forward, decode_handshake, decode_message, encode_forward, encode_handshake,
-    encode_message, Forward, ForwardBody, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE,
-    FRAME_KIND_RAFT,
+    append_frame_bytes, decode_forward_shared, decode_handshake, decode_message_shared,
+    encode_forward_shared, encode_handshake, encode_message_shared, Forward, ForwardBody,
+    Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT,
 };
 
 /// First reconnect delay.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Cap of the reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Bytes gathered into one write: bounds how long a high-priority frame can wait behind bulk.
+/// Small frames gathered into one buffer for one write; a frame this large or larger is
+/// written from its own pieces.
 pub const WRITE_BATCH_BYTES: usize = 256 << 10;
 /// Bytes read per `read` call.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Bytes read from one connection per pass of the loop before the others get their turn: a
+/// frame of tens of MiB streaming in must not keep the loop from a heartbeat on the control
+/// connection, nor from its ticks, for the whole transfer.
+pub const READ_PASS_BYTES_MAX: usize = 1 << 20;
+/// Bytes written to one connection per flush, for the same reason: a receiver draining as
+/// fast as the sender writes would otherwise keep the sender's loop writing one large frame
+/// until its end.
+pub const WRITE_PASS_BYTES_MAX: usize = 1 << 20;
+/// Pieces handed to one vectored write.
+const WRITE_SLICES_MAX: usize = 64;
+
+/// The two connections to each peer. Frames on one connection arrive in order; across the
+/// two they may not, which Raft tolerates (and the lanes are chosen so that it costs nothing,
+/// see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Votes, heartbeats and every response: small, and needed within an election timeout.
+    Control = 0,
+    /// Appends (all of them, so they stay in order), snapshot chunks and forwards.
+    Bulk = 1,
+}
+
+impl Lane {
+    const ALL: [Lane; 2] = [Lane::Control, Lane::Bulk];
+
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Control => "control",
+            Lane::Bulk => "bulk",
+        }
+    }
+
+    /// The lane that carries `body`.
+    fn of(body: &MessageBody) -> Lane {
+        match body {
+            MessageBody::Append { .. } | MessageBody::InstallSnapshot { .. } => Lane::Bulk,
+            _ => Lane::Control,
+        }
+    }
+}
 
 /// Counters of transport events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,16 +181,45 @@ pub enum ForwardRefused {
     },
 }
 
-struct Outbound {
-    addr: SocketAddr,
+/// One outbound connection of a peer, with its own queue.
+#[derive(Default)]
+struct Connection {
     stream: Option<(TcpStream, Token)>,
     connected: bool,
-    high: VecDeque<Vec<u8>>,
-    low: VecDeque<Vec<u8>>,
+    queue: VecDeque<OutFrame>,
+    /// Bytes accepted and not yet written to the socket: the frames in `queue` and what is
+    /// left of `writing` (bounded by `queue_bytes_max`). Counting the frame being written
+    /// matters: a resent 64 MiB Append must not queue up behind the one still on its way.
     queued_bytes: usize,
-    /// Bytes being written: a batch of whole frames.
-    current: Vec<u8>,
-    current_pos: usize,
+    /// Pieces being written, whole frames in order.
+    writing: VecDeque<Bytes>,
+    /// Bytes of `writing`'s front piece already written.
+    written_bytes: usize,
+    /// The last write stopped at [`WRITE_PASS_BYTES_MAX`] with the socket still taking bytes
+    /// (no writable event will come: the loop must flush again without waiting).
+    at_write_budget: bool,
+}
+
+impl Connection {
+    fn clear(&mut self) -> usize {
+        let dropped = self.queue.len();
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.writing.clear();
+        self.written_bytes = 0;
+        self.at_write_budget = false;
+        dropped
+    }
+
+    fn idle(&self) -> bool {
+        self.writing.is_empty()
+    }
+}
+
+struct Outbound {
+    addr: SocketAddr,
+    /// Indexed by `Lane`: both are dialed together and lost together.
+    lanes: [Connection; 2],
     backoff: Duration,
     retry_at: Instant,
     /// Connections lost so far: frames queued under an older epoch may or may not have left.
@@ -144,15 +241,44 @@ pub struct Transport {
     cluster_id: u64,
     listener: TcpListener,
     outbound: BTreeMap<NodeId, Outbound>,
-    outbound_tokens: HashMap<Token, NodeId>,
+    outbound_tokens: HashMap<Token, (NodeId, Lane)>,
     inbound: HashMap<Token, Inbound>,
+    /// Inbound connections that stopped at their read budget with bytes left (mio is
+    /// edge-triggered: no new event comes for those); at most one entry per connection.
+    read_again: Vec<Token>,
     next_token: usize,
     rng: SplitMix64,
     max_frame_payload_bytes: u32,
     queue_bytes_max: usize,
     stats: TransportStats,
-    scratch: Vec<u8>,
     read_buf: Vec<u8>,
+}
+
+impl Outbound {
+    fn new(addr: SocketAddr, now: Instant) -> Outbound {
+        Outbound {
+            addr,
+            lanes: [Connection::default(), Connection::default()],
+            backoff: BACKOFF_MIN,
+            retry_at: now,
+            epoch: 0,
+            oversize_logged: false,
+        }
+    }
+
+    fn lane(&mut self, lane: Lane) -> &mut Connection {
+        &mut self.lanes[lane as usize]
+    }
+
+    /// Both connections are up (handshakes queued).
+    fn connected(&self) -> bool {
+        self.lanes.iter().all(|c| c.connected)
+    }
+
+    /// Neither connection exists: the peer waits for its next dial.
+    fn dialing_due(&self) -> bool {
+        self.lanes.iter().all(|c| c.stream.is_none())
+    }
 }
 
 /// The token of the peer listener.
@@ -175,25 +301,7 @@ impl Transport {
         let outbound = peers
             .iter()
             .filter(|(peer, _)| **peer != id)
-            .map(|(peer, addr)| {
-                (
-                    *peer,
-                    Outbound {
-                        addr: *addr,
-                        stream: None,
-                        connected: false,
-                        high: VecDeque::new(),
-                        low: VecDeque::new(),
-                        queued_bytes: 0,
-                        current: Vec::new(),
-                        current_pos: 0,
-                        backoff: BACKOFF_MIN,
-                        retry_at: now,
-                        epoch: 0,
-                        oversize_logged: false,
-                    },
-                )
-            })
+            .map(|(peer, addr)| (*peer, Outbound::new(*addr, now)))
             .collect();
         Transport {
             id,
@@ -202,12 +310,12 @@ impl Transport {
             outbound,
             outbound_tokens: HashMap::new(),
             inbound: HashMap::new(),
+            read_again: Vec::new(),
             next_token: 2,
             rng: SplitMix64::new(id ^ cluster_id.rotate_left(17) ^ nanos_now()),
             max_frame_payload_bytes,
             queue_bytes_max,
             stats: TransportStats::default(),
-            scratch: Vec::new(),
             read_buf: vec![0; READ_CHUNK_BYTES],
         }
     }
@@ -221,7 +329,7 @@ impl Transport {
     pub fn connected_peers(&self) -> Vec<NodeId> {
         self.outbound
             .iter()
-            .filter(|(_, o)| o.connected)
+            .filter(|(_, o)| o.connected())
             .map(|(id, _)| *id)
             .collect()
     }
@@ -230,50 +338,44 @@ impl Transport {
     pub fn next_retry(&self) -> Option<Instant> {
         self.outbound
             .values()
-            .filter(|o| o.stream.is_none())
+            .filter(|o| o.dialing_due())
             .map(|o| o.retry_at)
             .min()
     }
 
-    /// Dials peers whose reconnect delay has passed.
+    /// Dials peers whose reconnect delay has passed: both connections, or, if either fails,
+    /// neither (retried after the backoff).
     pub fn maintain(&mut self, registry: &Registry, now: Instant) {
         let due: Vec<NodeId> = self
             .outbound
             .iter()
-            .filter(|(_, o)| o.stream.is_none() && o.retry_at <= now)
+            .filter(|(_, o)| o.dialing_due() && o.retry_at <= now)
             .map(|(id, _)| *id)
             .collect();
         for peer in due {
-            let token = Token(self.next_token);
-            self.next_token += 1;
-            let outbound = self.outbound.get_mut(&peer).expect("due peer exists");
-            match TcpStream::connect(outbound.addr) {
-                Ok(mut stream) => {
-                    match registry.register(
-                        &mut stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        Ok(()) => {
-                            let _ = stream.set_nodelay(true);
-                            outbound.stream = Some((stream, token));
-                            self.outbound_tokens.insert(token, peer);
-                        }
-                        Err(e) => {
-                            log::warn!(
-                                "node {}: cannot register connection to {peer}: {e}",
-                                self.id
-                            );
-                            self.schedule_retry(peer, now);
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::debug!("node {}: connect to node {peer} failed: {e}", self.id);
-                    self.schedule_retry(peer, now);
+            for lane in Lane::ALL {
+                if let Err(reason) = self.dial(registry, peer, lane) {
+                    log::debug!("node {}: {reason}", self.id);
+                    self.disconnect(registry, peer, &reason);
+                    break;
                 }
             }
         }
+    }
+
+    fn dial(&mut self, registry: &Registry, peer: NodeId, lane: Lane) -> Result<(), String> {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let outbound = self.outbound.get_mut(&peer).expect("due peer exists");
+        let mut stream = TcpStream::connect(outbound.addr)
+            .map_err(|e| format!("connect to node {peer} failed: {e}"))?;
+        registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| format!("cannot register connection to {peer}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        outbound.lane(lane).stream = Some((stream, token));
+        self.outbound_tokens.insert(token, (peer, lane));
+        Ok(())
     }
 
     fn schedule_retry(&mut self, peer: NodeId, now: Instant) {
@@ -284,52 +386,69 @@ impl Transport {
         outbound.backoff = (outbound.backoff * 2).min(BACKOFF_MAX);
     }
 
+    /// Closes both connections to `peer`, drops what was queued on them, and schedules a
+    /// redial.
     fn disconnect(&mut self, registry: &Registry, peer: NodeId, reason: &str) {
         let Some(outbound) = self.outbound.get_mut(&peer) else {
             return;
         };
-        if let Some((mut stream, token)) = outbound.stream.take() {
-            let _ = registry.deregister(&mut stream);
-            self.outbound_tokens.remove(&token);
+        let was_connected = outbound.lanes.iter().any(|c| c.connected);
+        let mut dropped = 0;
+        for connection in &mut outbound.lanes {
+            if let Some((mut stream, token)) = connection.stream.take() {
+                let _ = registry.deregister(&mut stream);
+                self.outbound_tokens.remove(&token);
+            }
+            connection.connected = false;
+            dropped += connection.clear();
         }
         outbound.epoch += 1;
-        if outbound.connected {
+        if was_connected {
             log::info!("node {}: lost connection to node {peer}: {reason}", self.id);
             self.stats.disconnects += 1;
         }
-        outbound.connected = false;
-        let dropped = outbound.high.len() + outbound.low.len();
         self.stats.messages_dropped += dropped as u64;
-        outbound.high.clear();
-        outbound.low.clear();
-        outbound.queued_bytes = 0;
-        outbound.current.clear();
-        outbound.current_pos = 0;
         self.schedule_retry(peer, Instant::now());
     }
 
-    /// Queues `message` for its recipient; drops it (counted) if there is no connection or
-    /// its queue is full.
+    /// Queues `message` for its recipient, on the connection of its lane; drops it (counted)
+    /// if there is no connection or that lane's queue is full.
     pub fn send(&mut self, registry: &Registry, message: &Message) {
         let peer = message.to;
         let Some(outbound) = self.outbound.get_mut(&peer) else {
             self.stats.messages_dropped += 1;
             return;
         };
-        if outbound.stream.is_none() {
+        let lane = Lane::of(&message.body);
+        let connection = outbound.lane(lane);
+        if connection.stream.is_none() {
             self.stats.messages_dropped += 1;
             return;
         }
-        let mut frame = Vec::new();
-        if let Err(e) = encode_message(message, &mut self.scratch, &mut frame) {
-            log::error!(
-                "node {}: cannot encode {}: {e}",
-                self.id,
-                message.body.kind_name()
-            );
-            self.stats.messages_dropped += 1;
-            return;
+        // An Append that cannot fit is refused before its checksum is paid for: a leader
+        // probing a follower that is still receiving a large entry resends it on every
+        // heartbeat response.
+        if let MessageBody::Append { entries, .. } = &message.body {
+            let frame_bytes = append_frame_bytes(entries);
+            if frame_bytes <= self.max_frame_payload_bytes as usize
+                && connection.queued_bytes + frame_bytes > self.queue_bytes_max
+            {
+                self.stats.messages_dropped += 1;
+                return;
+            }
         }
+        let frame = match encode_message_shared(message) {
+            Ok(frame) => frame,
+            Err(e) => {
+                log::error!(
+                    "node {}: cannot encode {}: {e}",
+                    self.id,
+                    message.body.kind_name()
+                );
+                self.stats.messages_dropped += 1;
+                return;
+            }
+        };
         // The peer's decoder would close the connection over it and the core would resend
         // it forever (see the module docs).
         if frame.len() > self.max_frame_payload_bytes as usize {
@@ -347,29 +466,36 @@ impl Transport {
             }
             return;
         }
-        if outbound.queued_bytes + frame.len() > self.queue_bytes_max {
+        if self.enqueue(registry, peer, lane, frame).is_err() {
             self.stats.messages_dropped += 1;
-            return;
-        }
-        outbound.queued_bytes += frame.len();
-        let bulk = match &message.body {
-            MessageBody::Append { entries, .. } => !entries.is_empty(),
-            MessageBody::InstallSnapshot { .. } => true,
-            _ => false,
-        };
-        if bulk {
-            outbound.low.push_back(frame);
-        } else {
-            outbound.high.push_back(frame);
-        }
-        self.stats.messages_queued += 1;
-        if outbound.connected && outbound.current_pos == outbound.current.len() {
-            self.flush(registry, peer);
         }
     }
 
-    /// Queues `forward` for its recipient in the low-priority queue, under the same byte
-    /// bound as Raft messages. `Err` means nothing was queued, so nothing can arrive.
+    /// Queues `frame` on `peer`'s `lane` and starts writing it if that connection is idle;
+    /// `Err` (nothing queued) if the lane's queue has no room for it.
+    fn enqueue(
+        &mut self,
+        registry: &Registry,
+        peer: NodeId,
+        lane: Lane,
+        frame: OutFrame,
+    ) -> Result<(), ()> {
+        let outbound = self.outbound.get_mut(&peer).expect("peer exists");
+        let connection = outbound.lane(lane);
+        if connection.queued_bytes + frame.len() > self.queue_bytes_max {
+            return Err(());
+        }
+        connection.queued_bytes += frame.len();
+        connection.queue.push_back(frame);
+        self.stats.messages_queued += 1;
+        if connection.connected && connection.idle() {
+            self.flush(registry, peer, lane);
+        }
+        Ok(())
+    }
+
+    /// Queues `forward` for its recipient on the bulk connection, under the same byte bound
+    /// as Raft messages. `Err` means nothing was queued, so nothing can arrive.
     pub fn send_forward(
         &mut self,
         registry: &Registry,
@@ -379,12 +505,11 @@ impl Transport {
         let Some(outbound) = self.outbound.get_mut(&peer) else {
             return Err(ForwardRefused::NoConnection);
         };
-        if outbound.stream.is_none() {
+        if outbound.lane(Lane::Bulk).stream.is_none() {
             return Err(ForwardRefused::NoConnection);
         }
         let limit = u64::from(self.max_frame_payload_bytes);
-        let mut frame = Vec::new();
-        encode_forward(forward, &mut self.scratch, &mut frame).map_err(|_| {
+        let frame = encode_forward_shared(forward).map_err(|_| {
             let bytes = match &forward.body {
                 ForwardBody::Propose { data, .. } => data.len() as u64,
                 ForwardBody::Result { .. } => 0,
@@ -397,17 +522,11 @@ impl Transport {
                 limit,
             });
         }
-        if outbound.queued_bytes + frame.len() > self.queue_bytes_max {
-            self.stats.messages_dropped += 1;
-            return Err(ForwardRefused::QueueFull);
-        }
-        outbound.queued_bytes += frame.len();
-        outbound.low.push_back(frame);
-        self.stats.messages_queued += 1;
-        if outbound.connected && outbound.current_pos == outbound.current.len() {
-            self.flush(registry, peer);
-        }
-        Ok(())
+        self.enqueue(registry, peer, Lane::Bulk, frame)
+            .map_err(|()| {
+                self.stats.messages_dropped += 1;
+                ForwardRefused::QueueFull
+            })
     }
 
     /// The peers this transport dials (and accepts), with their addresses.
@@ -428,23 +547,8 @@ impl Transport {
             }
             return;
         }
-        self.outbound.insert(
-            peer,
-            Outbound {
-                addr,
-                stream: None,
-                connected: false,
-                high: VecDeque::new(),
-                low: VecDeque::new(),
-                queued_bytes: 0,
-                current: Vec::new(),
-                current_pos: 0,
-                backoff: BACKOFF_MIN,
-                retry_at: Instant::now(),
-                epoch: 0,
-                oversize_logged: false,
-            },
-        );
+        self.outbound
+            .insert(peer, Outbound::new(addr, Instant::now()));
     }
 
     /// Forgets `peer` (it left the configuration): closes the outbound connection; its
@@ -463,20 +567,24 @@ impl Transport {
 
     /// Writes queued frames of every connected peer until done or the socket is full.
     pub fn flush_all(&mut self, registry: &Registry) {
-        let peers: Vec<NodeId> = self
-            .outbound
-            .iter()
-            .filter(|(_, o)| o.connected)
-            .map(|(id, _)| *id)
-            .collect();
+        let peers: Vec<NodeId> = self.outbound.keys().copied().collect();
         for peer in peers {
-            self.flush(registry, peer);
+            for lane in Lane::ALL {
+                self.flush(registry, peer, lane);
+            }
         }
     }
 
-    fn flush(&mut self, registry: &Registry, peer: NodeId) {
-        let outbound = self.outbound.get_mut(&peer).expect("peer exists");
-        if let Err(reason) = write_queued(outbound) {
+    fn flush(&mut self, registry: &Registry, peer: NodeId, lane: Lane) {
+        let Some(outbound) = self.outbound.get_mut(&peer) else {
+            return;
+        };
+        let connection = outbound.lane(lane);
+        if !connection.connected {
+            return;
+        }
+        if let Err(reason) = write_queued(connection) {
+            let reason = format!("{} connection: {reason}", lane.name());
             self.disconnect(registry, peer, &reason);
         }
     }
@@ -524,30 +632,76 @@ impl Transport {
         received: &mut Received,
     ) {
         let token = event.token();
-        if let Some(&peer) = self.outbound_tokens.get(&token) {
-            self.outbound_event(registry, peer, event);
+        if let Some(&(peer, lane)) = self.outbound_tokens.get(&token) {
+            self.outbound_event(registry, peer, lane, event);
         } else if self.inbound.contains_key(&token) {
-            if let Err(reason) = self.read_inbound(token, received) {
+            self.read_or_close(registry, token, received);
+        }
+    }
+
+    /// Connections left at their read or write budget with work to do: the loop must poll
+    /// without waiting, call [`read_pending`](Self::read_pending), and flush.
+    pub fn has_pending_io(&self) -> bool {
+        !self.read_again.is_empty()
+            || self
+                .outbound
+                .values()
+                .any(|o| o.lanes.iter().any(|c| c.at_write_budget))
+    }
+
+    /// Gives each connection left with unread bytes one more budget of reads.
+    pub fn read_pending(&mut self, registry: &Registry, received: &mut Received) {
+        for token in std::mem::take(&mut self.read_again) {
+            if self.inbound.contains_key(&token) {
+                self.read_or_close(registry, token, received);
+            }
+        }
+    }
+
+    fn read_or_close(&mut self, registry: &Registry, token: Token, received: &mut Received) {
+        match self.read_inbound(token, received) {
+            Ok(true) => {
+                if !self.read_again.contains(&token) {
+                    self.read_again.push(token);
+                }
+            }
+            Ok(false) => {}
+            Err(reason) => {
                 let inbound = self.inbound.remove(&token).expect("inbound exists");
                 self.close_inbound(registry, inbound, &reason);
             }
         }
     }
 
-    fn outbound_event(&mut self, registry: &Registry, peer: NodeId, event: &mio::event::Event) {
-        if let Err(reason) = self.outbound_ready(peer, event) {
+    fn outbound_event(
+        &mut self,
+        registry: &Registry,
+        peer: NodeId,
+        lane: Lane,
+        event: &mio::event::Event,
+    ) {
+        if let Err(reason) = self.outbound_ready(peer, lane, event) {
+            let reason = format!("{} connection: {reason}", lane.name());
             self.disconnect(registry, peer, &reason);
             return;
         }
-        self.flush(registry, peer);
+        self.flush(registry, peer, lane);
     }
 
-    fn outbound_ready(&mut self, peer: NodeId, event: &mio::event::Event) -> Result<(), String> {
+    fn outbound_ready(
+        &mut self,
+        peer: NodeId,
+        lane: Lane,
+        event: &mio::event::Event,
+    ) -> Result<(), String> {
         let outbound = self.outbound.get_mut(&peer).expect("peer exists");
-        let Some((stream, _)) = outbound.stream.as_mut() else {
+        let addr = outbound.addr;
+        let connection = &mut outbound.lanes[lane as usize];
+        let Some((stream, _)) = connection.stream.as_mut() else {
             return Ok(());
         };
-        if !outbound.connected {
+        let mut just_connected = false;
+        if !connection.connected {
             if !event.is_writable() && !event.is_error() && !event.is_write_closed() {
                 return Ok(());
             }
@@ -559,48 +713,57 @@ impl Transport {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(format!("connect failed: {e}")),
             }
-            outbound.connected = true;
-            outbound.backoff = BACKOFF_MIN;
-            self.stats.connects += 1;
-            log::info!(
-                "node {}: connected to node {peer} at {}",
-                self.id,
-                outbound.addr
-            );
+            connection.connected = true;
             // The handshake goes first, before anything queued while connecting.
-            outbound.current.clear();
-            outbound.current_pos = 0;
             let handshake = Handshake {
                 cluster_id: self.cluster_id,
                 from: self.id,
                 to: peer,
             };
-            encode_handshake(&handshake, &mut outbound.current)
+            let mut frame = Vec::new();
+            encode_handshake(&handshake, &mut frame)
                 .map_err(|e| format!("cannot encode handshake: {e}"))?;
+            connection.writing.clear();
+            connection.written_bytes = 0;
+            connection.queued_bytes += frame.len();
+            connection.writing.push_back(Bytes::from(frame));
+            just_connected = true;
         }
         if event.is_readable() || event.is_read_closed() {
             drain_outbound(stream, &mut self.read_buf)?;
         }
+        if just_connected && outbound.connected() {
+            outbound.backoff = BACKOFF_MIN;
+            self.stats.connects += 1;
+            log::info!("node {}: connected to node {peer} at {addr}", self.id);
+        }
         Ok(())
     }
 
-    fn read_inbound(&mut self, token: Token, received: &mut Received) -> Result<(), String> {
+    /// Reads what `token`'s connection has, up to [`READ_PASS_BYTES_MAX`]; `Ok(true)` if it
+    /// stopped at that budget (more may be waiting), `Err` names why it must close.
+    fn read_inbound(&mut self, token: Token, received: &mut Received) -> Result<bool, String> {
         let inbound = self.inbound.get_mut(&token).expect("inbound exists");
-        // Ends at WouldBlock, EOF or an error; each pass consumes what it read.
+        let mut read_bytes = 0;
+        // Ends at WouldBlock, EOF, an error or the budget; each pass consumes what it read.
         loop {
+            if read_bytes >= READ_PASS_BYTES_MAX {
+                return Ok(true);
+            }
             let n = match inbound.stream.read(&mut self.read_buf) {
                 Ok(0) => return Err("closed by the peer".to_string()),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(format!("read failed: {e}")),
             };
+            read_bytes += n;
             let mut fed = 0;
             while fed < n {
                 fed += inbound.decoder.feed(&self.read_buf[fed..n]);
                 while let Some((kind, payload)) = inbound
                     .decoder
-                    .next_frame()
+                    .next_frame_shared()
                     .map_err(|e| format!("malformed frame: {e}"))?
                 {
                     match inbound.peer {
@@ -639,7 +802,7 @@ impl Transport {
                             inbound.peer = Some(hs.from);
                         }
                         Some(peer) if kind == FRAME_KIND_FORWARD => {
-                            let forward = decode_forward(&payload)
+                            let forward = decode_forward_shared(&payload)
                                 .map_err(|e| format!("malformed forward: {e}"))?;
                             if forward.from != peer || forward.to != self.id {
                                 return Err(format!(
@@ -654,7 +817,7 @@ impl Transport {
                             if kind != FRAME_KIND_RAFT {
                                 return Err(format!("malformed: unexpected frame kind {kind}"));
                             }
-                            let message = decode_message(&payload)
+                            let message = decode_message_shared(&payload)
                                 .map_err(|e| format!("malformed message: {e}"))?;
                             if message.from != peer || message.to != self.id {
                                 return Err(format!(
@@ -700,13 +863,16 @@ impl Transport {
         let peers: Vec<NodeId> = self.outbound.keys().copied().collect();
         for peer in peers {
             if let Some(outbound) = self.outbound.get_mut(&peer) {
-                if let Some((mut stream, token)) = outbound.stream.take() {
-                    let _ = registry.deregister(&mut stream);
-                    self.outbound_tokens.remove(&token);
+                for connection in &mut outbound.lanes {
+                    if let Some((mut stream, token)) = connection.stream.take() {
+                        let _ = registry.deregister(&mut stream);
+                        self.outbound_tokens.remove(&token);
+                    }
+                    connection.connected = false;
                 }
-                outbound.connected = false;
             }
         }
+        self.read_again.clear();
         for (_, mut inbound) in self.inbound.drain() {
             let _ = registry.deregister(&mut inbound.stream);
         }
@@ -722,43 +888,111 @@ fn nanos_now() -> u64 {
 
 /// Writes queued frames until done or the socket is full; `Err` names why the connection must
 /// close.
-fn write_queued(outbound: &mut Outbound) -> Result<(), String> {
-    let Some((stream, _)) = outbound.stream.as_mut() else {
-        return Ok(());
-    };
-    // Bounded: each pass writes bytes, refills from the bounded queues, or returns.
+fn write_queued(connection: &mut Connection) -> Result<(), String> {
+    connection.at_write_budget = false;
+    let mut written_bytes = 0;
+    // Bounded: each pass writes bytes, refills from the bounded queue, or returns; and the
+    // bytes written are bounded by the budget.
     loop {
-        if outbound.current_pos == outbound.current.len() {
-            outbound.current.clear();
-            outbound.current_pos = 0;
-            while outbound.current.len() < WRITE_BATCH_BYTES {
-                let Some(frame) = outbound
-                    .high
-                    .pop_front()
-                    .or_else(|| outbound.low.pop_front())
-                else {
-                    break;
-                };
-                outbound.queued_bytes -= frame.len();
-                if outbound.current.is_empty() && frame.len() >= WRITE_BATCH_BYTES {
-                    // A large frame is written from its own buffer, not copied: a frame of
-                    // tens of MiB would cost the loop a copy per peer.
-                    outbound.current = frame;
-                    break;
-                }
-                outbound.current.extend_from_slice(&frame);
-            }
-            if outbound.current.is_empty() {
+        if written_bytes >= WRITE_PASS_BYTES_MAX {
+            connection.at_write_budget = true;
+            return Ok(());
+        }
+        if connection.writing.is_empty() {
+            refill(connection);
+            if connection.writing.is_empty() {
                 return Ok(());
             }
         }
-        match stream.write(&outbound.current[outbound.current_pos..]) {
+        let Some((stream, _)) = connection.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES_MAX];
+        let mut count = 0;
+        for (i, piece) in connection.writing.iter().take(WRITE_SLICES_MAX).enumerate() {
+            let start = if i == 0 { connection.written_bytes } else { 0 };
+            slices[i] = IoSlice::new(&piece[start..]);
+            count += 1;
+        }
+        let written = stream.write_vectored(&slices[..count]);
+        match written {
             Ok(0) => return Err("connection closed while writing".to_string()),
-            Ok(n) => outbound.current_pos += n,
+            Ok(n) => {
+                written_bytes += n;
+                advance(connection, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("write failed: {e}")),
         }
+    }
+}
+
+/// Moves frames from the queue to the pieces being written: small frames copied together into
+/// one buffer of up to [`WRITE_BATCH_BYTES`], a large one as its own pieces (not copied).
+fn refill(connection: &mut Connection) {
+    debug_assert!(connection.writing.is_empty());
+    connection.written_bytes = 0;
+    let mut batch: Vec<u8> = Vec::new();
+    // Bounded by the queue, and by the batch size.
+    while batch.len() < WRITE_BATCH_BYTES {
+        let Some(frame) = connection.queue.pop_front() else {
+            break;
+        };
+        match frame {
+            // A lone frame (the usual case when lightly loaded) is written from its own
+            // buffer; only several are copied together.
+            OutFrame::Whole(bytes) if batch.is_empty() && connection.queue.is_empty() => {
+                connection.writing.push_back(Bytes::from(bytes));
+                break;
+            }
+            OutFrame::Whole(bytes) if bytes.len() < WRITE_BATCH_BYTES => {
+                batch.extend_from_slice(&bytes);
+            }
+            OutFrame::Whole(bytes) => {
+                if !batch.is_empty() {
+                    connection
+                        .writing
+                        .push_back(Bytes::from(std::mem::take(&mut batch)));
+                }
+                connection.writing.push_back(Bytes::from(bytes));
+                break;
+            }
+            OutFrame::Pieces { pieces, .. } => {
+                if !batch.is_empty() {
+                    connection
+                        .writing
+                        .push_back(Bytes::from(std::mem::take(&mut batch)));
+                }
+                connection.writing.extend(pieces);
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        connection.writing.push_back(Bytes::from(batch));
+    }
+}
+
+/// Records that `written` more bytes of the pieces left.
+fn advance(connection: &mut Connection, mut written: usize) {
+    // Bounded by the pieces a vectored write was given.
+    while written > 0 {
+        let front = connection.writing.front().expect("wrote bytes of a piece");
+        let left = front.len() - connection.written_bytes;
+        let taken = written.min(left);
+        assert!(
+            connection.queued_bytes >= taken,
+            "queued bytes below the bytes being written"
+        );
+        connection.queued_bytes -= taken;
+        if written < left {
+            connection.written_bytes += written;
+            return;
+        }
+        written -= left;
+        connection.writing.pop_front();
+        connection.written_bytes = 0;
     }
 }
 
@@ -795,15 +1029,41 @@ mod tests {
                     term: 1,
                     index,
                     kind: EntryKind::Normal,
-                    data: vec![0xAB; bytes],
+                    data: bytes::Bytes::from(vec![0xAB; bytes]),
                 }],
                 leader_commit: 0,
             },
         }
     }
 
+    /// The first Raft message on `conn` after its handshake (checked to come first and to
+    /// name cluster 7, node 1 calling node 2).
+    fn first_message(conn: &mut std::net::TcpStream) -> Message {
+        let mut decoder = FrameDecoder::new(4 << 20);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut handshake_seen = false;
+        loop {
+            let n = conn.read(&mut buf).expect("read");
+            assert!(n > 0, "connection closed before a message");
+            let mut fed = 0;
+            while fed < n {
+                fed += decoder.feed(&buf[fed..n]);
+                while let Some((kind, payload)) = decoder.next_frame().expect("valid frames") {
+                    if kind == FRAME_KIND_HANDSHAKE {
+                        let hs = decode_handshake(&payload).unwrap();
+                        assert_eq!((hs.cluster_id, hs.from, hs.to), (7, 1, 2));
+                        handshake_seen = true;
+                        continue;
+                    }
+                    assert!(handshake_seen, "the handshake must come first");
+                    return crate::wire::message::decode_message(&payload).expect("a message");
+                }
+            }
+        }
+    }
+
     #[test]
-    fn a_heartbeat_overtakes_queued_bulk_and_the_queue_is_bounded() {
+    fn a_heartbeat_never_waits_behind_bulk_and_the_bulk_queue_is_bounded() {
         const APPEND_BYTES: usize = 256 << 10;
         const APPENDS: u64 = 80;
         let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -821,7 +1081,8 @@ mod tests {
         // some while the peer is not reading, the queue four more, the rest are dropped.
         let mut transport = Transport::new(1, 7, &peers, own, 1 << 20, 1 << 20);
         transport.maintain(poll.registry(), Instant::now());
-        let (mut conn, _) = peer.accept().unwrap();
+        let (mut first, _) = peer.accept().unwrap();
+        let (mut second, _) = peer.accept().unwrap();
         let mut events = Events::with_capacity(16);
         let mut received = Received::default();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -848,39 +1109,13 @@ mod tests {
         transport.send(poll.registry(), &heartbeat);
         let dropped = transport.stats().messages_dropped;
         assert!(dropped > 0, "the byte bound must drop some appends");
-        let queued = APPENDS - dropped;
+        assert!(dropped < APPENDS, "an empty queue takes appends");
 
-        // The peer reads frames in order and reports how many appends came before the heartbeat.
-        let reader = std::thread::spawn(move || {
-            let mut decoder = FrameDecoder::new(1 << 20);
-            let mut buf = vec![0u8; 64 << 10];
-            let mut appends_before = 0u64;
-            let mut handshake_seen = false;
-            loop {
-                let n = conn.read(&mut buf).unwrap();
-                assert!(n > 0, "connection closed before the heartbeat");
-                let mut fed = 0;
-                while fed < n {
-                    fed += decoder.feed(&buf[fed..n]);
-                    while let Some((kind, payload)) = decoder.next_frame().unwrap() {
-                        if kind == FRAME_KIND_HANDSHAKE {
-                            let hs = decode_handshake(&payload).unwrap();
-                            assert_eq!((hs.cluster_id, hs.from, hs.to), (7, 1, 2));
-                            handshake_seen = true;
-                            continue;
-                        }
-                        assert!(handshake_seen, "the handshake must come first");
-                        match decode_message(&payload).unwrap().body {
-                            MessageBody::Heartbeat { round: 9, .. } => return appends_before,
-                            MessageBody::Append { .. } => appends_before += 1,
-                            other => panic!("unexpected {other:?}"),
-                        }
-                    }
-                }
-            }
-        });
+        // The peer reads one message from each connection and leaves the bulk one full.
+        let reader =
+            std::thread::spawn(move || (first_message(&mut first), first_message(&mut second)));
         while !reader.is_finished() {
-            assert!(Instant::now() < deadline, "the heartbeat never arrived");
+            assert!(Instant::now() < deadline, "a connection carried no message");
             poll.poll(&mut events, Some(Duration::from_millis(10)))
                 .unwrap();
             for event in events.iter() {
@@ -888,12 +1123,72 @@ mod tests {
             }
             transport.flush_all(poll.registry());
         }
-        let appends_before = reader.join().unwrap();
-        // What the kernel took before the heartbeat was queued, plus one write batch, may
-        // precede it; the rest of the queue may not.
+        let firsts = reader.join().unwrap();
+        let (control, bulk) = match firsts {
+            (
+                m @ Message {
+                    body: MessageBody::Heartbeat { .. },
+                    ..
+                },
+                other,
+            ) => (m, other),
+            (other, m) => (m, other),
+        };
+        // The heartbeat is the first message of its connection while the other is still
+        // full of appends: it waited behind none of them.
+        assert_eq!(control, heartbeat);
         assert!(
-            appends_before < queued,
-            "heartbeat waited behind the whole bulk queue: {appends_before} of {queued} appends first"
+            matches!(
+                bulk.body,
+                MessageBody::Append {
+                    prev_log_index: 0,
+                    ..
+                }
+            ),
+            "the bulk connection starts with the first append: {bulk:?}"
         );
+    }
+
+    #[test]
+    fn a_resend_of_a_large_append_is_refused_while_the_first_is_in_flight() {
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut poll = Poll::new().unwrap();
+        let own = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peers: BTreeMap<NodeId, SocketAddr> = [
+            (1, own.local_addr().unwrap()),
+            (2, peer.local_addr().unwrap()),
+        ]
+        .into();
+        const BIG: usize = 16 << 20;
+        let bound = BIG + (1 << 20);
+        let mut transport = Transport::new(1, 7, &peers, own, bound as u32, bound);
+        transport.maintain(poll.registry(), Instant::now());
+        let (_first, _) = peer.accept().unwrap();
+        let (_second, _) = peer.accept().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut received = Received::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while transport.connected_peers().is_empty() {
+            assert!(Instant::now() < deadline, "never connected");
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+        }
+        // Nobody reads: the first append stays partly unwritten, and its unwritten bytes
+        // still count against the bound.
+        transport.send(poll.registry(), &append(1, BIG));
+        transport.flush_all(poll.registry());
+        assert_eq!(transport.stats().messages_dropped, 0);
+        transport.send(poll.registry(), &append(1, BIG));
+        assert_eq!(
+            transport.stats().messages_dropped,
+            1,
+            "a second large append queued behind the first"
+        );
+        // Small messages still have room beside it.
+        transport.send(poll.registry(), &append(2, 1024));
+        assert_eq!(transport.stats().messages_dropped, 1);
     }
 }

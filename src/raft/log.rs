@@ -454,7 +454,7 @@ mod tests {
             term,
             index,
             kind: EntryKind::Normal,
-            data: vec![index as u8],
+            data: bytes::Bytes::from(vec![index as u8]),
         }
     }
 

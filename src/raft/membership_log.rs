@@ -164,7 +164,7 @@ mod tests {
             term,
             index,
             kind: EntryKind::ConfChange,
-            data: Membership::with_voters(voters.iter().copied()).encode(),
+            data: bytes::Bytes::from(Membership::with_voters(voters.iter().copied()).encode()),
         }
     }
 
@@ -180,7 +180,7 @@ mod tests {
             term: 1,
             index: 3,
             kind: EntryKind::Normal,
-            data: vec![1],
+            data: bytes::Bytes::from(vec![1]),
         };
         let mut log = MembershipLog::new(&snapshot, &[normal, conf(4, 1, &[1, 2, 4])]).unwrap();
         assert_eq!(log.current(), &Membership::with_voters([1, 2, 4]));
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn malformed_configuration_entries_are_refused() {
         let mut bad = conf(1, 1, &[1]);
-        bad.data.pop();
+        bad.data.truncate(bad.data.len() - 1);
         assert!(MembershipLog::new(&SnapshotMeta::default(), &[bad]).is_err());
     }
 }

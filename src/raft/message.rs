@@ -6,6 +6,8 @@
 //! it updates its current term"), except that pre-vote messages carry the *proposed* term
 //! (thesis §9.6) and never change anyone's term.
 
+use bytes::Bytes;
+
 use super::membership::Membership;
 use super::node_id::NodeId;
 
@@ -33,8 +35,10 @@ pub struct Entry {
     pub index: u64,
     /// What it carries.
     pub kind: EntryKind,
-    /// Application bytes (empty for a no-op).
-    pub data: Vec<u8>,
+    /// Application bytes (empty for a no-op). Shared, not owned: the core's log, the `Ready`
+    /// handed to the log writer, every peer's Append and the apply thread hold the same
+    /// bytes, so an entry of tens of MiB is never copied on the event loop thread.
+    pub data: Bytes,
 }
 
 impl Entry {

@@ -22,12 +22,25 @@
 //! frame larger than its own configured maximum, checking the length before buffering the
 //! payload so a hostile length cannot make it allocate.
 //!
+//! # Large frames without copies
+//!
+//! A frame of tens of MiB (one large entry) costs, per copy, a fresh allocation whose pages
+//! the kernel must fault in and zero: on a loaded host, over 100 ms for 64 MiB, on whichever
+//! thread makes it. So neither end copies one on the event loop thread. A sender builds it
+//! with [`FrameBuilder`] as an [`OutFrame`] of pieces, the large byte strings shared (not
+//! copied) with the entries they come from; the checksum is computed over the pieces in
+//! order, so the bytes on the wire are exactly those of [`encode_frame`]. A receiver's
+//! [`FrameDecoder`] sizes its buffer for a frame once the header is in (no reallocation while
+//! it arrives), and [`FrameDecoder::next_frame_shared`] hands a frame of at least
+//! [`SHARED_FRAME_MIN_BYTES`] over as shared bytes without copying it.
+//!
 //! Any framing error leaves the stream unsynchronized (there is no resync marker), so a
 //! [`FrameDecoder`] that reported one keeps reporting it: close the connection.
 
 use std::fmt;
 
 use byteorder::{ByteOrder, LittleEndian};
+use bytes::Bytes;
 
 /// The frame format version this code writes and reads.
 pub const FRAME_VERSION: u8 = 1;
@@ -43,6 +56,11 @@ pub const HEADER_BYTES: usize = 12;
 /// and append batches must be split below it. Decoders are configured lower, to what their
 /// node's settings need.
 pub const MAX_FRAME_PAYLOAD_BYTES: u32 = 256 * 1024 * 1024;
+
+/// Frames of at least this many bytes are received and sent without copying their payload:
+/// [`FrameDecoder::next_frame_shared`] hands over its buffer, [`FrameBuilder`] writes shared
+/// byte strings as pieces of their own. Below it one copy costs less than the bookkeeping.
+pub const SHARED_FRAME_MIN_BYTES: usize = 256 << 10;
 
 /// The decoded header of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +247,138 @@ pub fn encode_frame(kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), P
     Ok(())
 }
 
+/// One encoded frame, ready to write: one buffer, or pieces written in order, of which the
+/// large ones are byte strings shared with the values they encode (an entry's data), so
+/// framing a message of tens of MiB copies none of it.
+#[derive(Debug, Clone)]
+pub enum OutFrame {
+    /// The whole frame in one buffer.
+    Whole(Vec<u8>),
+    /// The frame as consecutive pieces; the first holds the header.
+    Pieces {
+        /// The pieces, in wire order.
+        pieces: Vec<Bytes>,
+        /// Their total size.
+        len_bytes: usize,
+    },
+}
+
+impl OutFrame {
+    /// Bytes on the wire, header included.
+    pub fn len(&self) -> usize {
+        match self {
+            OutFrame::Whole(bytes) => bytes.len(),
+            OutFrame::Pieces { len_bytes, .. } => *len_bytes,
+        }
+    }
+
+    /// True for a frame of no bytes (never produced: every frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame in one buffer (a copy, for tests and tools).
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            OutFrame::Whole(bytes) => bytes.clone(),
+            OutFrame::Pieces { pieces, len_bytes } => {
+                let mut out = Vec::with_capacity(*len_bytes);
+                for piece in pieces {
+                    out.extend_from_slice(piece);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Builds one [`OutFrame`]: fields are written into [`inline`](Self::inline), large byte
+/// strings are added with [`share`](Self::share) and stay where they are.
+#[derive(Debug)]
+pub struct FrameBuilder {
+    /// The first piece, with room for the header; `None` until something is shared.
+    head: Option<Vec<u8>>,
+    /// Pieces after the head, shared ones included.
+    pieces: Vec<Bytes>,
+    /// Inline bytes after the last shared piece (the head itself while nothing is shared).
+    current: Vec<u8>,
+}
+
+impl Default for FrameBuilder {
+    fn default() -> Self {
+        FrameBuilder::new()
+    }
+}
+
+impl FrameBuilder {
+    /// An empty frame (room for the header, no payload).
+    pub fn new() -> Self {
+        FrameBuilder {
+            head: None,
+            pieces: Vec::new(),
+            current: vec![0u8; HEADER_BYTES],
+        }
+    }
+
+    /// The buffer to append inline payload bytes to.
+    pub fn inline(&mut self) -> &mut Vec<u8> {
+        &mut self.current
+    }
+
+    /// Appends `bytes` to the payload without copying them.
+    pub fn share(&mut self, bytes: Bytes) {
+        let before = std::mem::take(&mut self.current);
+        if self.head.is_none() {
+            self.head = Some(before);
+        } else if !before.is_empty() {
+            self.pieces.push(Bytes::from(before));
+        }
+        self.pieces.push(bytes);
+    }
+
+    /// The finished frame of `kind`; fails if the payload is over [`MAX_FRAME_PAYLOAD_BYTES`].
+    pub fn finish(self, kind: u8) -> Result<OutFrame, PeerFrameError> {
+        let FrameBuilder {
+            head,
+            mut pieces,
+            mut current,
+        } = self;
+        let Some(mut head) = head else {
+            frame_in_place(kind, &mut current, 0)?;
+            return Ok(OutFrame::Whole(current));
+        };
+        let len_bytes = head.len() + pieces.iter().map(Bytes::len).sum::<usize>() + current.len();
+        let payload_bytes = len_bytes - HEADER_BYTES;
+        let payload_len = match u32::try_from(payload_bytes) {
+            Ok(len) if len <= MAX_FRAME_PAYLOAD_BYTES => len,
+            _ => {
+                return Err(PeerFrameError::TooLarge {
+                    payload_len: payload_bytes as u64,
+                    max_payload_bytes: MAX_FRAME_PAYLOAD_BYTES,
+                })
+            }
+        };
+        LittleEndian::write_u16(&mut head[0..2], FRAME_MAGIC);
+        head[2] = FRAME_VERSION;
+        head[3] = kind;
+        LittleEndian::write_u32(&mut head[4..8], payload_len);
+        // The same checksum as `frame_checksum`, over the pieces in order.
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&head[2..8]);
+        hasher.update(&head[HEADER_BYTES..]);
+        for piece in &pieces {
+            hasher.update(piece);
+        }
+        hasher.update(&current);
+        LittleEndian::write_u32(&mut head[8..12], hasher.finalize());
+        pieces.insert(0, Bytes::from(head));
+        if !current.is_empty() {
+            pieces.push(Bytes::from(current));
+        }
+        Ok(OutFrame::Pieces { pieces, len_bytes })
+    }
+}
+
 /// Incremental frame decoder for one connection: feed it bytes as they arrive, take frames
 /// out as they complete.
 ///
@@ -291,17 +441,30 @@ impl FrameDecoder {
         }
         let room_bytes = self.capacity_bytes() - self.buffer.len();
         let taken_bytes = bytes.len().min(room_bytes);
+        // The buffer starts at a frame boundary (compacted above): complete that frame's
+        // header first, so its length is known before the buffer grows for it.
+        let header_bytes = HEADER_BYTES
+            .saturating_sub(self.buffer.len())
+            .min(taken_bytes);
+        self.buffer.extend_from_slice(&bytes[..header_bytes]);
         // Growing by doubling (up to the bound), not by each read's bytes: a frame of tens of
         // MiB arriving in 64 KiB reads would otherwise be reallocated, and copied, once per
-        // read.
-        let needed_bytes = self.buffer.len() + taken_bytes;
+        // read. A frame whose header is in gets its whole size at once, so a large one is
+        // never copied while it arrives (only pages touched so far are paid for).
+        let needed_bytes = self.buffer.len() + (taken_bytes - header_bytes);
         if needed_bytes > self.buffer.capacity() {
+            let first_frame_bytes = match FrameHeader::parse(&self.buffer, self.max_payload_bytes) {
+                Ok(Some(header)) => HEADER_BYTES + header.payload_len as usize,
+                _ => 0,
+            };
             let target_bytes = needed_bytes
+                .max(first_frame_bytes)
                 .max(self.buffer.capacity() * 2)
                 .min(self.capacity_bytes());
             self.buffer.reserve_exact(target_bytes - self.buffer.len());
         }
-        self.buffer.extend_from_slice(&bytes[..taken_bytes]);
+        self.buffer
+            .extend_from_slice(&bytes[header_bytes..taken_bytes]);
         assert!(
             self.buffer.len() <= self.capacity_bytes(),
             "decoder buffer over its bound"
@@ -326,7 +489,47 @@ impl FrameDecoder {
         }
     }
 
-    fn parse_next(&mut self) -> Result<Option<(u8, Vec<u8>)>, PeerFrameError> {
+    /// Like [`next_frame`](Self::next_frame), but the payload is shared: a frame of at least
+    /// [`SHARED_FRAME_MIN_BYTES`] that starts the buffer is handed over without a copy (the
+    /// decoder starts a new buffer with the bytes after it); a smaller one is copied once,
+    /// as `next_frame` does.
+    pub fn next_frame_shared(&mut self) -> Result<Option<(u8, Bytes)>, PeerFrameError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        match self.parse_shared() {
+            Ok(frame) => Ok(frame),
+            Err(error) => {
+                self.failed = Some(error.clone());
+                self.buffer = Vec::new();
+                self.consumed_bytes = 0;
+                Err(error)
+            }
+        }
+    }
+
+    fn parse_shared(&mut self) -> Result<Option<(u8, Bytes)>, PeerFrameError> {
+        let Some((kind, frame_bytes)) = self.check_next()? else {
+            return Ok(None);
+        };
+        if self.consumed_bytes == 0 && frame_bytes >= SHARED_FRAME_MIN_BYTES {
+            // At most the rest of one read follows the frame: that is what gets copied.
+            let rest = self.buffer[frame_bytes..].to_vec();
+            let mut frame = std::mem::replace(&mut self.buffer, rest);
+            frame.truncate(frame_bytes);
+            let payload = Bytes::from(frame).slice(HEADER_BYTES..);
+            return Ok(Some((kind, payload)));
+        }
+        let start = self.consumed_bytes + HEADER_BYTES;
+        let payload =
+            Bytes::copy_from_slice(&self.buffer[start..self.consumed_bytes + frame_bytes]);
+        self.consumed_bytes += frame_bytes;
+        debug_assert!(self.consumed_bytes <= self.buffer.len());
+        Ok(Some((kind, payload)))
+    }
+
+    /// The kind and size of the next frame if it is complete and its checksum holds.
+    fn check_next(&self) -> Result<Option<(u8, usize)>, PeerFrameError> {
         let pending = &self.buffer[self.consumed_bytes..];
         let Some(header) = FrameHeader::parse(pending, self.max_payload_bytes)? else {
             return Ok(None);
@@ -346,10 +549,18 @@ impl FrameDecoder {
                 computed,
             });
         }
-        let payload = payload.to_vec();
+        Ok(Some((header.kind, frame_bytes)))
+    }
+
+    fn parse_next(&mut self) -> Result<Option<(u8, Vec<u8>)>, PeerFrameError> {
+        let Some((kind, frame_bytes)) = self.check_next()? else {
+            return Ok(None);
+        };
+        let start = self.consumed_bytes + HEADER_BYTES;
+        let payload = self.buffer[start..self.consumed_bytes + frame_bytes].to_vec();
         self.consumed_bytes += frame_bytes;
         debug_assert!(self.consumed_bytes <= self.buffer.len());
-        Ok(Some((header.kind, payload)))
+        Ok(Some((kind, payload)))
     }
 }
 
@@ -373,6 +584,16 @@ mod tests {
         stream: &[u8],
         cuts: &[usize],
     ) -> (Vec<(u8, Vec<u8>)>, Option<PeerFrameError>) {
+        decode_pieces_with(max_payload_bytes, stream, cuts, false)
+    }
+
+    /// [`decode_in_pieces`], taking frames with `next_frame_shared` if `shared`.
+    fn decode_pieces_with(
+        max_payload_bytes: u32,
+        stream: &[u8],
+        cuts: &[usize],
+        shared: bool,
+    ) -> (Vec<(u8, Vec<u8>)>, Option<PeerFrameError>) {
         let mut decoder = FrameDecoder::new(max_payload_bytes);
         let mut frames = Vec::new();
         let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (stream.len() + 1)).collect();
@@ -386,7 +607,14 @@ mod tests {
                 rest = &rest[taken..];
                 assert!(decoder.buffered_bytes() <= decoder.capacity_bytes());
                 loop {
-                    match decoder.next_frame() {
+                    let next = if shared {
+                        decoder
+                            .next_frame_shared()
+                            .map(|f| f.map(|(kind, payload)| (kind, payload.to_vec())))
+                    } else {
+                        decoder.next_frame()
+                    };
+                    match next {
                         Ok(Some(frame)) => frames.push(frame),
                         Ok(None) => break,
                         Err(error) => return (frames, Some(error)),
@@ -399,6 +627,49 @@ mod tests {
             }
         }
         (frames, None)
+    }
+
+    #[test]
+    fn large_frames_built_from_pieces_decode_shared_between_small_ones() {
+        let large: Vec<u8> = (0..SHARED_FRAME_MIN_BYTES * 3 + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut builder = FrameBuilder::new();
+        builder.inline().extend_from_slice(b"head");
+        builder.share(Bytes::from(large.clone()));
+        builder.inline().extend_from_slice(b"tail");
+        let built = builder.finish(9).unwrap();
+        assert!(
+            matches!(built, OutFrame::Pieces { .. }),
+            "a shared piece stays a piece"
+        );
+        let mut payload = b"head".to_vec();
+        payload.extend_from_slice(&large);
+        payload.extend_from_slice(b"tail");
+        let frames = vec![
+            (1, b"before".to_vec()),
+            (9, payload),
+            (2, b"after".to_vec()),
+        ];
+        let mut stream = encoded(&frames[..1]);
+        stream.extend_from_slice(&built.to_vec());
+        stream.extend_from_slice(&encoded(&frames[2..]));
+        assert_eq!(
+            stream,
+            encoded(&frames),
+            "pieces and one buffer frame alike"
+        );
+        // Cut as a socket would deliver it, with one cut inside the large frame's header.
+        let cuts: Vec<usize> = (0..stream.len())
+            .step_by(64 << 10)
+            .chain([20, 25])
+            .collect();
+        let limit = u32::try_from(stream.len()).unwrap();
+        for shared in [false, true] {
+            let (decoded, error) = decode_pieces_with(limit, &stream, &cuts, shared);
+            assert_eq!(error, None);
+            assert!(decoded == frames, "shared {shared}: frames differ");
+        }
     }
 
     #[test]
@@ -599,6 +870,9 @@ mod tests {
         ) {
             let stream = encoded(&frames);
             let (decoded, error) = decode_in_pieces(200, &stream, &cuts);
+            prop_assert_eq!(error, None);
+            prop_assert_eq!(&decoded, &frames);
+            let (decoded, error) = decode_pieces_with(200, &stream, &cuts, true);
             prop_assert_eq!(error, None);
             prop_assert_eq!(&decoded, &frames);
         }

@@ -11,6 +11,12 @@
 //! | 2          | [`FRAME_KIND_RAFT`]      | one [`Message`]                                |
 //! | 3          | [`FRAME_KIND_FORWARD`]   | one [`Forward`] (client traffic, since v2)     |
 //!
+//! [`encode_message_shared`] and [`encode_forward_shared`] write the same bytes as
+//! [`encode_message`] and [`encode_forward`], with each large entry's data (a proposal's, for
+//! a forward) as a shared piece of the frame rather than a copy; [`decode_message_shared`] and
+//! [`decode_forward_shared`] decode those data as slices of the received payload (see
+//! `super::frame` for why). The plain functions copy, and stay for tools and tests.
+//!
 //! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3. Peers of different versions
 //! refuse each other at the handshake, so an unknown frame kind never reaches a decoder.
 //!
@@ -95,8 +101,13 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use bytes::Bytes;
+
 use super::codec::{CodecError, WireReader, WireWriter};
-use super::frame::{encode_frame, frame_in_place, PeerFrameError, HEADER_BYTES};
+use super::frame::{
+    encode_frame, frame_in_place, FrameBuilder, OutFrame, PeerFrameError, HEADER_BYTES,
+    SHARED_FRAME_MIN_BYTES,
+};
 use crate::raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, SnapshotMeta};
 
 /// Frame kind of a [`Handshake`].
@@ -241,8 +252,8 @@ pub enum ForwardBody {
     Propose {
         /// The follower's id for this request.
         request_id: u64,
-        /// The command.
-        data: Vec<u8>,
+        /// The command (shared, so a large one is framed without a copy).
+        data: Bytes,
     },
     /// The leader's answer to a `Propose`.
     Result {
@@ -315,8 +326,60 @@ pub fn encode_forward(
     encode_frame(FRAME_KIND_FORWARD, scratch, out).map_err(MessageError::Frame)
 }
 
+/// `forward` as one frame of kind [`FRAME_KIND_FORWARD`], the same bytes as
+/// [`encode_forward`] writes; a large proposal's data is a piece of its own, not copied.
+pub fn encode_forward_shared(forward: &Forward) -> Result<OutFrame, MessageError> {
+    match &forward.body {
+        ForwardBody::Propose { request_id, data } if data.len() >= SHARED_FRAME_MIN_BYTES => {
+            let mut builder = FrameBuilder::new();
+            let mut w = WireWriter::new(builder.inline());
+            w.write_u64(forward.from);
+            w.write_u64(forward.to);
+            w.write_u8(1);
+            w.write_u64(*request_id);
+            w.write_u32(byte_string_len(data)?);
+            builder.share(data.clone());
+            builder
+                .finish(FRAME_KIND_FORWARD)
+                .map_err(MessageError::Frame)
+        }
+        _ => {
+            let mut out = Vec::new();
+            encode_forward(forward, &mut Vec::new(), &mut out)?;
+            Ok(OutFrame::Whole(out))
+        }
+    }
+}
+
+/// A byte string's length prefix; one over `u32` cannot be framed anyway.
+fn byte_string_len(bytes: &[u8]) -> Result<u32, MessageError> {
+    u32::try_from(bytes.len()).map_err(|_| {
+        MessageError::Frame(PeerFrameError::TooLarge {
+            payload_len: bytes.len() as u64,
+            max_payload_bytes: super::frame::MAX_FRAME_PAYLOAD_BYTES,
+        })
+    })
+}
+
 /// Decodes a forward payload (of a frame of kind [`FRAME_KIND_FORWARD`]). Never panics.
 pub fn decode_forward(payload: &[u8]) -> Result<Forward, MessageError> {
+    decode_forward_in(payload, None)
+}
+
+/// [`decode_forward`] of a shared payload: a proposal's data is a slice of it, not a copy.
+pub fn decode_forward_shared(payload: &Bytes) -> Result<Forward, MessageError> {
+    decode_forward_in(payload, Some(payload))
+}
+
+/// `bytes`, a part of `owner`'s bytes if there is an owner (no copy), else copied.
+fn shared_or_copied(owner: Option<&Bytes>, bytes: &[u8]) -> Bytes {
+    match owner {
+        Some(owner) if !bytes.is_empty() => owner.slice_ref(bytes),
+        _ => Bytes::copy_from_slice(bytes),
+    }
+}
+
+fn decode_forward_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Forward, MessageError> {
     let mut r = WireReader::new(payload);
     let from = nonzero(r.read_u64()?, "forward.from")?;
     let to = nonzero(r.read_u64()?, "forward.to")?;
@@ -325,7 +388,7 @@ pub fn decode_forward(payload: &[u8]) -> Result<Forward, MessageError> {
     let body = match tag {
         1 => ForwardBody::Propose {
             request_id,
-            data: r.read_bytes(remaining_u32(&r))?.to_vec(),
+            data: shared_or_copied(owner, r.read_bytes(remaining_u32(&r))?),
         },
         2 => {
             let outcome = match r.read_u8()? {
@@ -401,6 +464,78 @@ pub fn encode_message(
     frame_in_place(FRAME_KIND_RAFT, out, start).map_err(MessageError::Frame)
 }
 
+/// `message` as one frame of kind [`FRAME_KIND_RAFT`], the same bytes as [`encode_message`]
+/// writes; in an Append, the data of each entry of at least [`SHARED_FRAME_MIN_BYTES`] is a
+/// piece of its own, shared with the entry, not copied. Other messages are one buffer.
+pub fn encode_message_shared(message: &Message) -> Result<OutFrame, MessageError> {
+    let MessageBody::Append {
+        prev_log_index,
+        prev_log_term,
+        entries,
+        leader_commit,
+    } = &message.body
+    else {
+        return encode_whole(message);
+    };
+    if !entries
+        .iter()
+        .any(|e| e.data.len() >= SHARED_FRAME_MIN_BYTES)
+    {
+        return encode_whole(message);
+    }
+    let mut builder = FrameBuilder::new();
+    let mut w = WireWriter::new(builder.inline());
+    w.write_u64(message.from);
+    w.write_u64(message.to);
+    w.write_u64(message.term);
+    w.write_u8(5);
+    w.write_u64(*prev_log_index);
+    w.write_u64(*prev_log_term);
+    w.write_u64(*leader_commit);
+    w.write_u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+    for entry in entries {
+        let mut w = WireWriter::new(builder.inline());
+        write_entry_head(&mut w, entry);
+        if entry.data.len() >= SHARED_FRAME_MIN_BYTES {
+            w.write_u32(byte_string_len(&entry.data)?);
+            builder.share(entry.data.clone());
+        } else {
+            w.write_bytes(&entry.data);
+        }
+    }
+    builder.finish(FRAME_KIND_RAFT).map_err(MessageError::Frame)
+}
+
+/// The frame size, header included, of an Append carrying `entries`, without encoding it:
+/// lets a sender refuse a frame it has no room for before paying for its checksum.
+pub fn append_frame_bytes(entries: &[Entry]) -> usize {
+    // from, to, term, tag, prev_log_index, prev_log_term, leader_commit, count.
+    const APPEND_FIXED_BYTES: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8 + 4;
+    HEADER_BYTES
+        + APPEND_FIXED_BYTES
+        + entries
+            .iter()
+            .map(|e| ENTRY_MIN_BYTES + e.data.len())
+            .sum::<usize>()
+}
+
+fn encode_whole(message: &Message) -> Result<OutFrame, MessageError> {
+    let mut out = Vec::new();
+    encode_message(message, &mut Vec::new(), &mut out)?;
+    Ok(OutFrame::Whole(out))
+}
+
+/// An entry's fields before its data: term, index, kind.
+fn write_entry_head(w: &mut WireWriter<'_>, entry: &Entry) {
+    w.write_u64(entry.term);
+    w.write_u64(entry.index);
+    w.write_u8(match entry.kind {
+        EntryKind::Normal => 0,
+        EntryKind::Noop => 1,
+        EntryKind::ConfChange => 2,
+    });
+}
+
 /// The payload bytes of `message` (without the frame), appended to `out`.
 pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
     let mut w = WireWriter::new(out);
@@ -447,13 +582,7 @@ pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
             // The core bounds entries per message by bytes; the count bound is the receiver's.
             w.write_u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
             for entry in entries {
-                w.write_u64(entry.term);
-                w.write_u64(entry.index);
-                w.write_u8(match entry.kind {
-                    EntryKind::Normal => 0,
-                    EntryKind::Noop => 1,
-                    EntryKind::ConfChange => 2,
-                });
+                write_entry_head(&mut w, entry);
                 w.write_bytes(&entry.data);
             }
         }
@@ -519,6 +648,16 @@ pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
 
 /// Decodes a Raft message payload (of a frame of kind [`FRAME_KIND_RAFT`]). Never panics.
 pub fn decode_message(payload: &[u8]) -> Result<Message, MessageError> {
+    decode_message_in(payload, None)
+}
+
+/// [`decode_message`] of a shared payload: entries' data are slices of it, not copies, so
+/// an Append of tens of MiB is decoded without touching its bytes.
+pub fn decode_message_shared(payload: &Bytes) -> Result<Message, MessageError> {
+    decode_message_in(payload, Some(payload))
+}
+
+fn decode_message_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Message, MessageError> {
     let mut r = WireReader::new(payload);
     let from = nonzero(r.read_u64()?, "message.from")?;
     let to = nonzero(r.read_u64()?, "message.to")?;
@@ -547,7 +686,7 @@ pub fn decode_message(payload: &[u8]) -> Result<Message, MessageError> {
             let count = read_count(&mut r, "entries", MAX_ENTRIES_PER_MESSAGE, ENTRY_MIN_BYTES)?;
             let mut entries = Vec::with_capacity(count);
             for _ in 0..count {
-                entries.push(read_entry(&mut r)?);
+                entries.push(read_entry(&mut r, owner)?);
             }
             MessageBody::Append {
                 prev_log_index,
@@ -651,7 +790,7 @@ fn read_count(
     Ok(count as usize)
 }
 
-fn read_entry(r: &mut WireReader<'_>) -> Result<Entry, MessageError> {
+fn read_entry(r: &mut WireReader<'_>, owner: Option<&Bytes>) -> Result<Entry, MessageError> {
     let term = r.read_u64()?;
     let index = r.read_u64()?;
     let kind = match r.read_u8()? {
@@ -660,7 +799,7 @@ fn read_entry(r: &mut WireReader<'_>) -> Result<Entry, MessageError> {
         2 => EntryKind::ConfChange,
         kind => return Err(MessageError::UnknownEntryKind { kind }),
     };
-    let data = r.read_bytes(remaining_u32(r))?.to_vec();
+    let data = shared_or_copied(owner, r.read_bytes(remaining_u32(r))?);
     if kind == EntryKind::ConfChange && Membership::decode(&data).is_none() {
         return Err(MessageError::MalformedConfChange { index });
     }
@@ -743,7 +882,7 @@ mod tests {
                 } else {
                     EntryKind::Normal
                 },
-                data,
+                data: bytes::Bytes::from(data),
             })
     }
 
@@ -838,6 +977,32 @@ mod tests {
 
     proptest! {
         #[test]
+        fn shared_frames_are_the_same_bytes(m in arb_message(), big in any::<bool>()) {
+            let mut m = m;
+            if big {
+                // One entry above the sharing threshold, so the pieces path is taken.
+                if let MessageBody::Append { entries, .. } = &mut m.body {
+                    entries.push(Entry {
+                        term: 1,
+                        index: 1,
+                        kind: EntryKind::Normal,
+                        data: Bytes::from(vec![7u8; SHARED_FRAME_MIN_BYTES + 3]),
+                    });
+                }
+            }
+            let mut whole = Vec::new();
+            encode_message(&m, &mut Vec::new(), &mut whole).unwrap();
+            let shared = encode_message_shared(&m).unwrap();
+            prop_assert_eq!(shared.len(), whole.len());
+            prop_assert!(shared.to_vec() == whole, "pieces differ from the whole frame");
+            if let MessageBody::Append { entries, .. } = &m.body {
+                prop_assert_eq!(append_frame_bytes(entries), whole.len());
+            }
+            let payload = Bytes::copy_from_slice(&whole[HEADER_BYTES..]);
+            prop_assert_eq!(decode_message_shared(&payload).unwrap(), m);
+        }
+
+        #[test]
         fn messages_round_trip_through_frames(messages in vec(arb_message(), 1..6)) {
             let mut stream = Vec::new();
             let mut scratch = Vec::new();
@@ -891,8 +1056,12 @@ mod tests {
             Just(ForwardOutcome::ShuttingDown),
         ];
         let body = prop_oneof![
-            (any::<u64>(), vec(any::<u8>(), 0..64))
-                .prop_map(|(request_id, data)| ForwardBody::Propose { request_id, data }),
+            (any::<u64>(), vec(any::<u8>(), 0..64)).prop_map(|(request_id, data)| {
+                ForwardBody::Propose {
+                    request_id,
+                    data: bytes::Bytes::from(data),
+                }
+            }),
             (any::<u64>(), outcome).prop_map(|(request_id, outcome)| ForwardBody::Result {
                 request_id,
                 outcome
@@ -925,6 +1094,29 @@ mod tests {
         fn random_forward_bytes_never_panic(bytes in vec(any::<u8>(), 0..128)) {
             let _ = decode_forward(&bytes);
         }
+    }
+
+    #[test]
+    fn a_large_forwarded_proposal_is_framed_from_pieces_and_decoded_shared() {
+        let data = Bytes::from(vec![5u8; SHARED_FRAME_MIN_BYTES + 1]);
+        let forward = Forward {
+            from: 2,
+            to: 1,
+            body: ForwardBody::Propose {
+                request_id: 4,
+                data: data.clone(),
+            },
+        };
+        let shared = encode_forward_shared(&forward).unwrap();
+        assert!(matches!(shared, OutFrame::Pieces { .. }));
+        let mut whole = Vec::new();
+        encode_forward(&forward, &mut Vec::new(), &mut whole).unwrap();
+        assert!(
+            shared.to_vec() == whole,
+            "pieces differ from the whole frame"
+        );
+        let payload = Bytes::copy_from_slice(&whole[HEADER_BYTES..]);
+        assert_eq!(decode_forward_shared(&payload).unwrap(), forward);
     }
 
     #[test]
@@ -1020,7 +1212,7 @@ mod tests {
                     term: 3,
                     index: 7,
                     kind: EntryKind::ConfChange,
-                    data,
+                    data: bytes::Bytes::from(data),
                 }],
                 leader_commit: 6,
             },

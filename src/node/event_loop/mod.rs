@@ -47,6 +47,9 @@ const APPLY_SLACK_ITEMS: u64 = 16;
 struct PendingPersist {
     seq: u64,
     sent_at: Instant,
+    /// Entry and snapshot bytes it writes: a large write earns more time before it counts as
+    /// a stalled disk.
+    write_bytes: u64,
     persisted_messages: Vec<Message>,
     last_entry: Option<(u64, u64)>,
     install: Option<crate::raft::SnapshotMeta>,
@@ -138,6 +141,8 @@ pub(crate) struct EventLoop {
 struct State {
     seq: u64,
     pending: VecDeque<PendingPersist>,
+    /// The `write_bytes` of every item in `pending`.
+    pending_write_bytes: u64,
     apply_sent: u64,
     applied_reported: u64,
     reads: HashMap<u64, PendingRead>,
@@ -184,6 +189,17 @@ const PENDING_CHANGES_MAX: usize = 64;
 /// How long a node that left the configuration stays reachable: well over the two election
 /// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
 const DEPARTED_GRACE: Duration = Duration::from_secs(10);
+
+/// The throughput of a slow but working disk, copies on a loaded host included: the oldest
+/// pending write counts as a stalled disk only after `disk_stall_timeout` plus the bytes of
+/// all pending writes divided by this. Without it, the leader's write of one 64 MiB entry (copied, written and synced by the
+/// log writer, on a host busy replicating it) can outlast the timeout, and the leader would
+/// step aside for a disk that is only busy.
+const DISK_STALL_SLOW_BYTES_PER_SEC: u64 = 16 << 20;
+
+/// A loop pass longer than this is logged, with where the time went: a few of them in a row
+/// delay heartbeats past an election timeout.
+const SLOW_PASS: Duration = Duration::from_millis(100);
 
 /// Period of status publication.
 const STATUS_PERIOD: Duration = Duration::from_millis(1);
@@ -234,6 +250,7 @@ impl EventLoop {
         let mut state = State {
             seq: 0,
             pending: VecDeque::new(),
+            pending_write_bytes: 0,
             apply_sent: 0,
             applied_reported: self.core.log().applied(),
             reads: HashMap::new(),
@@ -262,12 +279,23 @@ impl EventLoop {
             if let Some(retry) = self.transport.next_retry() {
                 wake_at = wake_at.min(retry);
             }
-            let timeout = wake_at.saturating_duration_since(now);
+            // A connection stopped at its read or write budget has work waiting but no new
+            // event.
+            let timeout = if self.transport.has_pending_io() {
+                Duration::ZERO
+            } else {
+                wake_at.saturating_duration_since(now)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(format!("poll failed: {e}"));
                 }
             }
+            let pass_started = Instant::now();
+            // Connections left at their read budget by an earlier pass, before this pass's
+            // events (which may add them again): one budget each per pass.
+            self.transport
+                .read_pending(self.poll.registry(), &mut state.received);
             for event in events.iter() {
                 match event.token() {
                     LISTENER_TOKEN => self.transport.accept(self.poll.registry()),
@@ -280,6 +308,7 @@ impl EventLoop {
                 }
             }
             let now = Instant::now();
+            let network_took = now - pass_started;
             self.transport.maintain(self.poll.registry(), now);
             self.check_failures(&mut state);
             if state.participating && !state.isolated {
@@ -296,6 +325,7 @@ impl EventLoop {
                 }
             }
             self.take_requests(&mut state);
+            let inputs_took = Instant::now() - pass_started;
             // Bounded: catches up at most the ticks missed since the last pass.
             while Instant::now() >= next_tick {
                 if state.participating {
@@ -324,9 +354,19 @@ impl EventLoop {
                     self.take_completions(&mut state);
                 }
             }
+            let readies_took = Instant::now() - pass_started;
             self.send_forward_results(&mut state);
             self.check_membership(&mut state);
             self.transport.flush_all(self.poll.registry());
+            let pass_took = pass_started.elapsed();
+            if pass_took > SLOW_PASS {
+                log::warn!(
+                    "node {}: one loop pass took {pass_took:?} (network done after \
+                     {network_took:?}, inputs after {inputs_took:?}, readies after \
+                     {readies_took:?}); heartbeats wait meanwhile",
+                    self.core.id()
+                );
+            }
             let role_changed = self.log_role_changes(&mut state);
             let now = Instant::now();
             if role_changed || now >= state.next_status_at {
@@ -405,10 +445,13 @@ impl EventLoop {
 
     fn check_disk_stall(&mut self, state: &mut State) {
         let stalled = self.core.role() == Role::Leader
-            && state
-                .pending
-                .front()
-                .is_some_and(|p| p.sent_at.elapsed() > self.settings.disk_stall_timeout);
+            && state.pending.front().is_some_and(|p| {
+                // The oldest item may wait for the writer's rounds of all the others.
+                let allowance = Duration::from_secs_f64(
+                    state.pending_write_bytes as f64 / DISK_STALL_SLOW_BYTES_PER_SEC as f64,
+                );
+                p.sent_at.elapsed() > self.settings.disk_stall_timeout + allowance
+            });
         if stalled != state.disk_stalled {
             if stalled {
                 log::warn!(

@@ -43,7 +43,7 @@ impl EventLoop {
             {
                 self.forward(state, leader, data, done, deadline);
             }
-            _ => self.propose_here(state, data, done, deadline),
+            _ => self.propose_here(state, data.into(), done, deadline),
         }
     }
 
@@ -64,7 +64,10 @@ impl EventLoop {
         let forward = Forward {
             from: self.core.id(),
             to: leader,
-            body: ForwardBody::Propose { request_id, data },
+            body: ForwardBody::Propose {
+                request_id,
+                data: data.into(),
+            },
         };
         // An isolated node's frames vanish as in a partition: the caller waits and learns
         // "may have been applied", as it would on a real network.
@@ -175,7 +178,7 @@ impl EventLoop {
     pub(super) fn propose_here(
         &mut self,
         state: &mut State,
-        mut data: Vec<u8>,
+        data: bytes::Bytes,
         done: ProposeCompletion,
         deadline: Instant,
     ) {
@@ -188,11 +191,25 @@ impl EventLoop {
             done.complete(Err(ProposeError::Backpressure));
             return;
         }
-        if self.core.role() == crate::raft::Role::Leader {
-            if let Some(stamp) = &self.settings.proposal_stamp {
-                (stamp.0)(&mut data);
+        let data = match &self.settings.proposal_stamp {
+            Some(stamp) if self.core.role() == crate::raft::Role::Leader => {
+                // A local proposal's buffer is unshared and is stamped in place. A forwarded
+                // one is a slice of the frame it came in, so stamping copies it once; the
+                // stamp only rewrites bytes, never the length.
+                match data.try_into_mut() {
+                    Ok(mut owned) => {
+                        (stamp.0)(&mut owned);
+                        owned.freeze()
+                    }
+                    Err(shared) => {
+                        let mut owned = shared.to_vec();
+                        (stamp.0)(&mut owned);
+                        bytes::Bytes::from(owned)
+                    }
+                }
             }
-        }
+            _ => data,
+        };
         let error = match self.core.propose(data) {
             Ok(index) => {
                 let waiter = Waiter {

@@ -21,6 +21,11 @@ impl EventLoop {
             .load(Ordering::Acquire);
         while state.pending.front().is_some_and(|p| p.seq <= durable) {
             let done = state.pending.pop_front().expect("front exists");
+            assert!(
+                state.pending_write_bytes >= done.write_bytes,
+                "pending write bytes below one pending write"
+            );
+            state.pending_write_bytes -= done.write_bytes;
             if let Some(meta) = done.install {
                 self.learn_snapshot_addresses(&meta);
                 // Proposals at or below the snapshot were decided elsewhere: whether theirs is
@@ -62,6 +67,7 @@ impl EventLoop {
             state.pending.push_back(PendingPersist {
                 seq: state.seq,
                 sent_at: Instant::now(),
+                write_bytes: 0,
                 persisted_messages: Vec::new(),
                 last_entry: None,
                 install: None,
@@ -116,9 +122,16 @@ impl EventLoop {
         if needs_persist || !persisted_messages.is_empty() {
             state.seq += 1;
             let last_entry = entries.last().map(|e| (e.index, e.term));
+            let write_bytes = entries.iter().map(|e| e.size_bytes()).sum::<u64>()
+                + snapshot_chunks
+                    .iter()
+                    .map(|c| c.data.len() as u64)
+                    .sum::<u64>();
+            state.pending_write_bytes += write_bytes;
             state.pending.push_back(PendingPersist {
                 seq: state.seq,
                 sent_at: Instant::now(),
+                write_bytes,
                 persisted_messages,
                 last_entry,
                 install: snapshot_to_install.clone(),

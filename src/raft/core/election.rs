@@ -252,7 +252,7 @@ impl Core {
                 term: self.current_term,
                 index: next_index,
                 kind: EntryKind::Noop,
-                data: Vec::new(),
+                data: bytes::Bytes::new(),
             }]);
         }
         self.broadcast_append(true);

@@ -148,7 +148,7 @@ impl Core {
             term: self.current_term,
             index: self.log.last_index() + 1,
             kind: EntryKind::ConfChange,
-            data: membership.encode(),
+            data: membership.encode().into(),
         };
         let index = entry.index;
         let appended = self.memberships.append(&entry);

@@ -1,6 +1,8 @@
 //! Log replication (Raft §5.3): proposals, AppendEntries with probing, pipelining and fast
 //! backtracking, heartbeats, and commitment (Raft §5.4.2).
 
+use bytes::Bytes;
+
 use crate::raft::config::Fault;
 use crate::raft::error::ProposalRefused;
 use crate::raft::log::AppendOutcome;
@@ -18,7 +20,7 @@ const STALLED_HEARTBEATS_BEFORE_PROBE: u32 = 2;
 
 impl Core {
     /// Proposes `data` as a new entry. Returns the index it will have if committed.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64, ProposalRefused> {
+    pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<u64, ProposalRefused> {
         if self.role != Role::Leader {
             return Err(ProposalRefused::NotLeader {
                 leader_hint: self.leader,
@@ -31,7 +33,7 @@ impl Core {
             term: self.current_term,
             index: self.log.last_index() + 1,
             kind: EntryKind::Normal,
-            data,
+            data: data.into(),
         };
         let size_bytes = entry.size_bytes();
         // An empty pipeline always admits one entry, so an entry larger than the cap still

@@ -19,7 +19,7 @@ fn conf_entry(index: u64, term: u64, membership: &Membership) -> Entry {
         term,
         index,
         kind: EntryKind::ConfChange,
-        data: membership.encode(),
+        data: bytes::Bytes::from(membership.encode()),
     }
 }
 
@@ -63,7 +63,7 @@ fn truncated_configuration_entry_reverts_and_restart_recovers_the_latest() {
             term: 2,
             index: 1,
             kind: EntryKind::Noop,
-            data: Vec::new(),
+            data: bytes::Bytes::from(Vec::new()),
         }],
     ));
     assert_eq!(node.membership(), &three);
@@ -96,7 +96,7 @@ fn a_snapshot_carries_the_configuration_at_its_index_not_a_later_one() {
         term: 1,
         index,
         kind: EntryKind::Normal,
-        data: vec![1],
+        data: bytes::Bytes::from(vec![1]),
     };
     let durable = DurableState {
         hard_state: HardState {

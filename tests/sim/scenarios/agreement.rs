@@ -229,7 +229,7 @@ pub fn three_nodes_elect_one_leader_and_replicate(seed: u64) -> RunReport {
     c.tick_all(2);
     for id in 1..=3 {
         assert_eq!(core(&mut c, id).log().commit(), index, "node {id}");
-        assert!(c.node(id).applied.iter().any(|e| e.data == b"hello"));
+        assert!(c.node(id).applied.iter().any(|e| e.data == b"hello"[..]));
     }
     // The leader's vote for itself and the voters' grants were persisted first.
     let hs = c.node(leader).disk.durable.hard_state;

@@ -32,7 +32,7 @@ pub fn inconsistent_input_is_counted_not_fatal(seed: u64) -> RunReport {
                 term: 0,
                 index: 1,
                 kind: EntryKind::Normal,
-                data: b"evil".to_vec(),
+                data: b"evil".to_vec().into(),
             }],
             leader_commit: 1,
         },
@@ -148,7 +148,8 @@ fn random_message(rng: &mut SplitMix64, to: NodeId) -> Message {
                             joint.encode()
                         }
                         _ => vec![1, 2, 3],
-                    },
+                    }
+                    .into(),
                 })
                 .collect();
             MessageBody::Append {
