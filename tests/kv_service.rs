@@ -1131,6 +1131,10 @@ fn info_selects_sections_like_redis_7() {
         max.contains("$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
         "{max}"
     );
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
 
 // ---------------------------------------------------------------------------------------------
 // Expiry: the leader's clock decides (leader stamp), TTLs count down, reclaim without reads.

@@ -476,6 +476,14 @@ fn local(
     batches: &mut Batches,
     ctx: &Context<'_>,
 ) -> bool {
+    if request[0].eq_ignore_ascii_case(b"MULTI") {
+        // Transactions are not served yet. A client pipelines `MULTI ... EXEC` and expects
+        // nothing to run before `EXEC`; answering the error and closing the connection means
+        // no command queued behind `MULTI` runs on its own (and a retry cannot apply it twice).
+        conn.reply_error(MULTI_REFUSED_TEXT);
+        conn.closing = true;
+        return false;
+    }
     let node = batches.node();
     let is_leader_now = || is_leader(&node.status());
     let other_clients = || {
@@ -531,6 +539,10 @@ fn local(
     }
     true
 }
+
+/// `MULTI`'s reply; the connection then closes (see `local`).
+pub(super) const MULTI_REFUSED_TEXT: &str =
+    "ERR MULTI is not supported by ketch yet; the connection is closed so that no command queued after it runs";
 
 fn unreachable_local(conn: &mut ClientConnection) {
     debug_assert!(false, "kind_of and the parsers disagree");
