@@ -1252,3 +1252,86 @@ fn ttls_count_down_and_expired_keys_are_reclaimed_without_reads() {
     cluster.shutdown();
     done.store(true, Ordering::Release);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hashes: written through a follower, read on every node, refused over the value limit.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn hashes_written_through_a_follower_read_alike_on_every_node() {
+    let done = watchdog("hashes", Duration::from_secs(120));
+    const LIMIT: usize = 1024;
+    let cluster = KvCluster::start(3, |config| config.server.max_value_bytes = LIMIT);
+    let follower = cluster.follower();
+    let mut c = cluster.connect(follower);
+    assert_eq!(
+        c.call_retrying(&["HSET", "h", "f", "v", "n", "1"]),
+        ":2\r\n"
+    );
+    assert_eq!(c.call(&["HSET", "h", "f", "w"]), ":0\r\n");
+    assert_eq!(c.call(&["HMSET", "h", "g", "x"]), "+OK\r\n");
+    assert_eq!(c.call(&["HINCRBY", "h", "n", "41"]), ":42\r\n");
+    assert_eq!(c.call(&["HINCRBYFLOAT", "h", "n", "0.5"]), "$4\r\n42.5\r\n");
+    assert_eq!(c.call(&["HSETNX", "h", "g", "y"]), ":0\r\n");
+    assert_eq!(
+        c.call(&["HINCRBY", "h", "f", "1"]),
+        "-ERR hash value is not an integer\r\n"
+    );
+    assert_eq!(c.call(&["SET", "s", "str"]), "+OK\r\n");
+    let wrongtype = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    assert_eq!(c.call(&["HSET", "s", "a", "b"]), wrongtype);
+    assert_eq!(c.call(&["GET", "h"]), wrongtype);
+    assert_eq!(c.call(&["EXPIRE", "h", "100"]), ":1\r\n");
+    // A field's value is bounded like a string value, before it is proposed.
+    let over = "x".repeat(LIMIT + 1);
+    assert_eq!(
+        c.call(&["HSET", "h", "big", &over]),
+        format!(
+            "-ERR value too large ({} bytes; limit {LIMIT})\r\n",
+            LIMIT + 1
+        )
+    );
+    // The acknowledged writes are applied on every node, one reply each (a ReadIndex read).
+    let mut replies = Vec::new();
+    for id in cluster.services.keys() {
+        let mut at = cluster.connect(*id);
+        assert_eq!(at.call(&["TYPE", "h"]), "+hash\r\n");
+        assert_eq!(at.call(&["HLEN", "h"]), ":3\r\n");
+        assert_eq!(
+            at.call(&["HMGET", "h", "f", "n", "big"]),
+            "*3\r\n$1\r\nw\r\n$4\r\n42.5\r\n$-1\r\n"
+        );
+        assert_eq!(at.call(&["HEXISTS", "h", "g"]), ":1\r\n");
+        assert_eq!(at.call(&["HSTRLEN", "h", "n"]), ":4\r\n");
+        assert_eq!(at.call(&["HGETALL", "s"]), wrongtype);
+        let ttl = ttl_of(&mut at, "TTL", "h");
+        assert!((90..=100).contains(&ttl), "TTL {ttl}");
+        replies.push((
+            at.call(&["HGETALL", "h"]),
+            at.call(&["HKEYS", "h"]),
+            at.call(&["HSCAN", "h", "0", "COUNT", "1"]),
+        ));
+    }
+    assert!(
+        replies.windows(2).all(|w| w[0] == w[1]),
+        "every node lists fields in one order: {replies:?}"
+    );
+    let (all, _, _) = &replies[0];
+    for part in [
+        "$1\r\nf\r\n$1\r\nw\r\n",
+        "$1\r\ng\r\n$1\r\nx\r\n",
+        "$1\r\nn\r\n$4\r\n42.5\r\n",
+    ] {
+        assert!(all.starts_with("*6\r\n") && all.contains(part), "{all}");
+    }
+    // The last HDEL removes the key, on every node.
+    assert_eq!(c.call(&["HDEL", "h", "f", "g", "nope"]), ":2\r\n");
+    assert_eq!(c.call(&["HDEL", "h", "n"]), ":1\r\n");
+    for id in cluster.services.keys() {
+        let mut at = cluster.connect(*id);
+        assert_eq!(at.call(&["EXISTS", "h"]), ":0\r\n", "node {id}");
+        assert_eq!(at.call(&["HGETALL", "h"]), "*0\r\n", "node {id}");
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}

@@ -162,8 +162,8 @@ pub(super) fn size_refusal(operation: &Operation<'_>, config: &ServerConfig) -> 
 }
 
 /// The bytes of the values a write command gives whole (the value of `SET`, `SETNX`,
-/// `SETEX`, `PSETEX`, `GETSET`, `APPEND`, `SETRANGE`; the values of `MSET`/`MSETNX`
-/// together); 0 for others.
+/// `SETEX`, `PSETEX`, `GETSET`, `APPEND`, `SETRANGE`, `HSETNX`; the values of
+/// `MSET`/`MSETNX`, and the field values of `HSET`/`HMSET`, together); 0 for others.
 fn value_bytes(operation: &Operation<'_>) -> usize {
     let argv = match operation {
         Operation::Command(argv) => argv,
@@ -183,6 +183,8 @@ fn value_bytes(operation: &Operation<'_>) -> usize {
         "set" | "setnx" | "getset" | "append" => at(2),
         "setex" | "psetex" | "setrange" => at(3),
         "mset" | "msetnx" => argv.iter().skip(2).step_by(2).map(|w| w.len()).sum(),
+        "hsetnx" => at(3),
+        "hset" | "hmset" => argv.iter().skip(3).step_by(2).map(|w| w.len()).sum(),
         _ => 0,
     }
 }
@@ -215,6 +217,11 @@ mod tests {
         );
         assert_eq!(parse_write(&args(&["GET", "k"])).unwrap(), None);
         assert_eq!(kind_of(b"getex"), Kind::Write);
+        assert_eq!(kind_of(b"HSET"), Kind::Write);
+        assert_eq!(kind_of(b"hincrbyfloat"), Kind::Write);
+        assert_eq!(kind_of(b"hdel"), Kind::Write);
+        assert_eq!(kind_of(b"HGETALL"), Kind::Read);
+        assert_eq!(kind_of(b"hscan"), Kind::Read);
         assert_eq!(kind_of(b"TTL"), Kind::Read);
         assert_eq!(kind_of(b"ping"), Kind::Local);
         assert_eq!(kind_of(b"lpush"), Kind::Read);
@@ -252,6 +259,19 @@ mod tests {
             Some(value_too_large_text(5, 4))
         );
         assert_eq!(check(&["DEL", "a-long-key-name"]), None);
+        assert_eq!(check(&["HSET", "h", "a-long-field", "1234"]), None);
+        assert_eq!(
+            check(&["HSET", "h", "a", "123", "b", "45"]),
+            Some(value_too_large_text(5, 4))
+        );
+        assert_eq!(
+            check(&["HMSET", "h", "a", "12345"]),
+            Some(value_too_large_text(5, 4))
+        );
+        assert_eq!(
+            check(&["HSETNX", "h", "a", "12345"]),
+            Some(value_too_large_text(5, 4))
+        );
     }
 
     #[test]

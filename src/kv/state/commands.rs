@@ -10,7 +10,7 @@
 
 use super::keyspace::Keyspace;
 use super::value::WRONGTYPE_TEXT;
-use super::{expiry, keys, strings};
+use super::{expiry, hashes, keys, strings};
 use crate::kv::resp::write_error;
 
 /// What a handler needs besides the keyspace.
@@ -116,6 +116,22 @@ const COMMANDS: &[CommandSpec] = &[
     spec("mget", -2, R(strings::mget)),
     spec("mset", -3, W(strings::mset)),
     spec("msetnx", -3, W(strings::msetnx)),
+    // Hashes.
+    spec("hset", -4, W(hashes::hset)),
+    spec("hmset", -4, W(hashes::hmset)),
+    spec("hsetnx", 4, W(hashes::hsetnx)),
+    spec("hget", 3, R(hashes::hget)),
+    spec("hmget", -3, R(hashes::hmget)),
+    spec("hdel", -3, W(hashes::hdel)),
+    spec("hgetall", 2, R(hashes::hgetall)),
+    spec("hkeys", 2, R(hashes::hkeys)),
+    spec("hvals", 2, R(hashes::hvals)),
+    spec("hlen", 2, R(hashes::hlen)),
+    spec("hexists", 3, R(hashes::hexists)),
+    spec("hstrlen", 3, R(hashes::hstrlen)),
+    spec("hincrby", 4, W(hashes::hincrby)),
+    spec("hincrbyfloat", 4, W(hashes::hincrbyfloat)),
+    spec("hscan", -3, R(hashes::hscan)),
     // Keys.
     spec("del", -2, W(keys::del)),
     spec("unlink", -2, W(keys::del)),

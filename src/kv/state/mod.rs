@@ -1,4 +1,4 @@
-//! [`KvStateMachine`]: binary-safe keys to values (strings), with deadlines, revisions and
+//! [`KvStateMachine`]: binary-safe keys to values (strings and hashes), with deadlines, revisions and
 //! client sessions.
 //!
 //! Commands are write batches and queries are query batches (`command`); every result is a
@@ -34,11 +34,12 @@
 //!   memory cost per key;
 //! - [`value`]: the value types and the one type check (`WRONGTYPE`);
 //! - [`commands`]: the command table (names, arity, read or write);
-//! - [`strings`], [`keys`], [`expiry`]: the commands;
+//! - [`strings`], [`hashes`], [`keys`], [`expiry`]: the commands;
 //! - [`snapshot`]: the snapshot formats (version 2, and version 1 read).
 
 pub mod commands;
 pub mod expiry;
+pub mod hashes;
 pub mod keys;
 pub mod keyspace;
 pub mod snapshot;

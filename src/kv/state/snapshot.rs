@@ -8,8 +8,17 @@
 //! | 8    | magic `KETCHKV2`                                                |
 //! |      | the session table (`SessionTable::write_to`, log time included) |
 //! | 8    | key count (u64)                                                 |
-//! |      | per key, in (hash, key) order: type tag u8 (1 string), key length u32, key, value length u32, value, deadline ms u64 (0: none), revision u64 |
+//! |      | per key, in (hash, key) order: type tag u8, key length u32, key, the value as its tag says, deadline ms u64 (0: none), revision u64 |
 //! | 8    | magic `KVEND002`: a snapshot cut short is detected              |
+//!
+//! | tag | value                                                                  |
+//! |-----|------------------------------------------------------------------------|
+//! | 1   | string: length u32, bytes                                              |
+//! | 2   | hash: field count u64 (>= 1), then per field in (field hash, field) order: field length u32, field, value length u32, value |
+//!
+//! A type tag is not a new version: a reader that does not know a tag refuses the snapshot
+//! (`unknown type tag`) rather than misreading it, and every version 2 reader knows tags 1
+//! and 2 (tag 2 was added before version 2 was released).
 //!
 //! Keys past their deadline but not reclaimed yet are written too: the snapshot is the state
 //! as applied, and reclaim is part of the log.
@@ -31,6 +40,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::hashes::Hash;
 use super::keyspace::Keyspace;
 use super::value::Value;
 use super::V1_REVISION;
@@ -41,6 +51,7 @@ const END_V1: &[u8; 8] = b"KVEND001";
 const MAGIC_V2: &[u8; 8] = b"KETCHKV2";
 const END_V2: &[u8; 8] = b"KVEND002";
 const TAG_STRING: u8 = 1;
+const TAG_HASH: u8 = 2;
 
 fn invalid(reason: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason.into())
@@ -53,12 +64,23 @@ pub fn write_v2(sessions: &SessionTable, keys: &Keyspace, out: &mut dyn Write) -
     out.write_all(&(keys.len() as u64).to_le_bytes())?;
     let mut written = 0u64;
     for (key, entry) in keys.iter_stored() {
-        let Value::String(value) = &entry.value;
-        out.write_all(&[TAG_STRING])?;
-        out.write_all(&(key.len() as u32).to_le_bytes())?;
-        out.write_all(key)?;
-        out.write_all(&(value.len() as u32).to_le_bytes())?;
-        out.write_all(value)?;
+        let tag = match &entry.value {
+            Value::String(_) => TAG_STRING,
+            Value::Hash(_) => TAG_HASH,
+        };
+        out.write_all(&[tag])?;
+        write_bytes(out, key)?;
+        match &entry.value {
+            Value::String(value) => write_bytes(out, value)?,
+            Value::Hash(hash) => {
+                assert!(!hash.is_empty(), "a stored hash has fields");
+                out.write_all(&(hash.len() as u64).to_le_bytes())?;
+                for (field, value) in hash.iter() {
+                    write_bytes(out, field)?;
+                    write_bytes(out, value)?;
+                }
+            }
+        }
         out.write_all(&entry.deadline_ms().unwrap_or(0).to_le_bytes())?;
         out.write_all(&entry.revision.to_le_bytes())?;
         written += 1;
@@ -69,6 +91,35 @@ pub fn write_v2(sessions: &SessionTable, keys: &Keyspace, out: &mut dyn Write) -
         "the key count matches the keys written"
     );
     out.write_all(END_V2)
+}
+
+/// Writes a length-prefixed byte string.
+fn write_bytes(out: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len()).expect("keys, fields and values are below 4 GiB");
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+fn read_bytes(input: &mut dyn Read) -> io::Result<Vec<u8>> {
+    let len = read_u32(input)? as usize;
+    read_exact_vec(input, len)
+}
+
+/// A hash's fields (tag 2): a count >= 1, distinct fields.
+fn read_hash(input: &mut dyn Read, n: u64) -> io::Result<Hash> {
+    let count = read_u64(input)?;
+    if count == 0 {
+        return Err(invalid(format!("key {n}: an empty hash")));
+    }
+    let mut hash = Hash::default();
+    for _ in 0..count {
+        let field = read_bytes(input)?;
+        let value = read_bytes(input)?;
+        if !hash.insert(&field, value) {
+            return Err(invalid(format!("key {n}: a hash holds a field twice")));
+        }
+    }
+    Ok(hash)
 }
 
 /// Reads a snapshot of version 1 or 2.
@@ -88,17 +139,16 @@ pub fn read(config: SessionConfig, input: &mut dyn Read) -> io::Result<(SessionT
     let count = read_u64(input)?;
     let mut keys = Keyspace::default();
     for n in 0..count {
+        let mut tag = [TAG_STRING];
         if v2 {
-            let mut tag = [0u8; 1];
             input.read_exact(&mut tag)?;
-            if tag[0] != TAG_STRING {
-                return Err(invalid(format!("key {n}: unknown type tag {}", tag[0])));
-            }
         }
-        let key_len = read_u32(input)? as usize;
-        let key = read_exact_vec(input, key_len)?;
-        let value_len = read_u32(input)? as usize;
-        let value = read_exact_vec(input, value_len)?;
+        let key = read_bytes(input)?;
+        let value = match tag[0] {
+            TAG_STRING => Value::String(read_bytes(input)?),
+            TAG_HASH => Value::Hash(read_hash(input, n)?),
+            other => return Err(invalid(format!("key {n}: unknown type tag {other}"))),
+        };
         let (deadline, revision) = if v2 {
             let deadline = read_u64(input)?;
             (Some(deadline).filter(|&d| d != 0), read_u64(input)?)
@@ -108,7 +158,7 @@ pub fn read(config: SessionConfig, input: &mut dyn Read) -> io::Result<(SessionT
         if keys.get(&key, 0).is_some() {
             return Err(invalid("snapshot holds a key twice"));
         }
-        keys.set(&key, Value::String(value), deadline, revision);
+        keys.set(&key, value, deadline, revision);
     }
     input.read_exact(&mut magic)?;
     if &magic != if v2 { END_V2 } else { END_V1 } {

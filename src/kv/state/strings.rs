@@ -418,7 +418,7 @@ pub(super) fn decrby(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
 }
 
 /// A float as Redis' `string2ld` accepts it (no spaces, no NaN), in Rust's float syntax.
-fn parse_float(bytes: &[u8]) -> Option<f64> {
+pub(super) fn parse_float(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
     if text.is_empty() || text.trim() != text {
         return None;

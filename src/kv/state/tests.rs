@@ -681,3 +681,5 @@ proptest! {
         prop_assert_eq!(sa, sb);
     }
 }
+
+mod hashes;

@@ -4,6 +4,8 @@
 //! Every type check goes through those accessors, so every command that meets the wrong type
 //! answers Redis' [`WRONGTYPE_TEXT`].
 
+use super::hashes::Hash;
+
 /// Redis' reply to a command on a key holding another type.
 pub const WRONGTYPE_TEXT: &str =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -13,6 +15,8 @@ pub const WRONGTYPE_TEXT: &str =
 pub enum Value {
     /// A string (binary safe).
     String(Vec<u8>),
+    /// A hash (fields to values; see `hashes`).
+    Hash(Hash),
 }
 
 /// A command met a value of another type (answer [`WRONGTYPE_TEXT`]).
@@ -24,6 +28,7 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::String(_) => "string",
+            Value::Hash(_) => "hash",
         }
     }
 
@@ -31,6 +36,7 @@ impl Value {
     pub fn as_string(&self) -> Result<&Vec<u8>, WrongType> {
         match self {
             Value::String(bytes) => Ok(bytes),
+            Value::Hash(_) => Err(WrongType),
         }
     }
 
@@ -38,6 +44,23 @@ impl Value {
     pub fn as_string_mut(&mut self) -> Result<&mut Vec<u8>, WrongType> {
         match self {
             Value::String(bytes) => Ok(bytes),
+            Value::Hash(_) => Err(WrongType),
+        }
+    }
+
+    /// The hash, or [`WrongType`].
+    pub fn as_hash(&self) -> Result<&Hash, WrongType> {
+        match self {
+            Value::Hash(hash) => Ok(hash),
+            Value::String(_) => Err(WrongType),
+        }
+    }
+
+    /// The hash to change in place, or [`WrongType`].
+    pub fn as_hash_mut(&mut self) -> Result<&mut Hash, WrongType> {
+        match self {
+            Value::Hash(hash) => Ok(hash),
+            Value::String(_) => Err(WrongType),
         }
     }
 
@@ -45,6 +68,7 @@ impl Value {
     pub fn payload_bytes(&self) -> usize {
         match self {
             Value::String(bytes) => bytes.len(),
+            Value::Hash(hash) => hash.payload_bytes(),
         }
     }
 }
