@@ -44,6 +44,9 @@ enum Command {
     /// Change a running cluster's membership (add-learner, promote, remove, transfer) or list
     /// its members; replies once the change is committed.
     Admin(admin::AdminArgs),
+    /// Print a Grafana dashboard (JSON, for import) over the metrics `ketch serve
+    /// --metrics-addr` exports.
+    Dashboard,
     /// Inspect a write-ahead log directory (segments, entries, snapshots). Read-only: never
     /// creates, repairs or deletes anything.
     #[command(
@@ -122,6 +125,10 @@ fn main() -> ExitCode {
         Command::Cluster(args) => return exit_with(local_cluster::run(&args)),
         Command::Bench(args) => return exit_with(bench::run(&args)),
         Command::Admin(args) => return exit_with(admin::run(&args)),
+        Command::Dashboard => {
+            print!("{}", ketch::metrics::dashboard::DASHBOARD_JSON);
+            return ExitCode::SUCCESS;
+        }
         Command::Wal(command) => command,
     };
     let stdout = std::io::stdout();

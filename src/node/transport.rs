@@ -352,6 +352,7 @@ impl Transport {
             return;
         }
         outbound.queued_bytes += frame.len();
+        crate::metrics::peer_message_queued(message, frame.len());
         let bulk = match &message.body {
             MessageBody::Append { entries, .. } => !entries.is_empty(),
             MessageBody::InstallSnapshot { .. } => true,
@@ -402,6 +403,7 @@ impl Transport {
             return Err(ForwardRefused::QueueFull);
         }
         outbound.queued_bytes += frame.len();
+        crate::metrics::peer_bytes_queued(peer, frame.len());
         outbound.low.push_back(frame);
         self.stats.messages_queued += 1;
         if outbound.connected && outbound.current_pos == outbound.current.len() {
@@ -648,6 +650,7 @@ impl Transport {
                                 ));
                             }
                             self.stats.forwards_received += 1;
+                            crate::metrics::peer_bytes_received(peer, payload.len());
                             received.forwards.push(forward);
                         }
                         Some(peer) => {
@@ -663,6 +666,7 @@ impl Transport {
                                 ));
                             }
                             self.stats.messages_received += 1;
+                            crate::metrics::peer_message_received(&message, payload.len());
                             received.messages.push(message);
                         }
                     }
