@@ -176,7 +176,10 @@ fn check_with_prometheus_client(text: &str) {
             .parse()
             .expect("a float")
     };
-    assert_eq!(value(&format!("{FSYNC}_count"), "{}"), must(text, &format!("{FSYNC}_count")));
+    assert_eq!(
+        value(&format!("{FSYNC}_count"), "{}"),
+        must(text, &format!("{FSYNC}_count"))
+    );
     assert_eq!(value(COMMITTED, "{}"), must(text, COMMITTED));
     assert_eq!(
         value("ketch_kv_commands_total", "{\"cmd\": \"set\"}"),
@@ -223,7 +226,10 @@ fn three_nodes_export_prometheus_metrics_that_follow_writes() {
                 assert_eq!(is_leader, f64::from(id == leader), "node {id}");
                 break;
             }
-            assert!(Instant::now() < deadline, "node {id} has no leader:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} has no leader:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -46,7 +46,9 @@ mod tests {
         let mut exprs = Vec::new();
         for panel in panels {
             let title = panel["title"].as_str().expect("every panel has a title");
-            let targets = panel["targets"].as_array().expect("every panel has targets");
+            let targets = panel["targets"]
+                .as_array()
+                .expect("every panel has targets");
             assert!(!targets.is_empty(), "panel {title} has no query");
             for target in targets {
                 let expr = target["expr"].as_str().expect("every target has an expr");
@@ -71,7 +73,10 @@ mod tests {
             "ketch_server_apply_queue_entries",
             "ketch_kv_commands_total",
         ] {
-            assert!(referenced.iter().any(|n| n == wanted), "no panel uses {wanted}");
+            assert!(
+                referenced.iter().any(|n| n == wanted),
+                "no panel uses {wanted}"
+            );
         }
         // Every name the whole file mentions is a query's, so none hides in a description.
         assert_eq!(referenced_metrics(DASHBOARD_JSON), referenced);

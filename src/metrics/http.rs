@@ -4,8 +4,9 @@
 //! One thread serves one connection at a time, and every resource is bounded: the request
 //! head is read up to [`REQUEST_HEAD_BYTES_MAX`] under a [`READ_TIMEOUT`], the answer is
 //! written under a [`WRITE_TIMEOUT`] and the connection closed (`Connection: close`, no
-//! keep-alive, no request body read). A slow or stalled scraper therefore holds the thread
-//! for at most the two timeouts and never more than one encoded answer in memory; further
+//! keep-alive, no request body read; the close lingers for at most [`LINGER_TIMEOUT`] so the
+//! answer is not lost to a reset). A slow or stalled scraper therefore holds the thread for
+//! at most those timeouts and never more than one encoded answer in memory; further
 //! connections wait in the kernel's accept backlog. The head is parsed by `httparse`.
 //!
 //! [`MetricsServer::shutdown`] sets a flag and connects to the listener to wake the blocked
@@ -26,6 +27,10 @@ pub const REQUEST_HEAD_BYTES_MAX: usize = 8 << 10;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for the answer to be written.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a client to close after the answer.
+pub const LINGER_TIMEOUT: Duration = Duration::from_millis(200);
+/// Most bytes read and dropped after the answer.
+pub const LINGER_BYTES_MAX: usize = 64 << 10;
 /// Most header lines parsed.
 const HEADERS_MAX: usize = 64;
 
@@ -155,7 +160,11 @@ fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     };
     match route {
         Route::Metrics => respond(&mut stream, "200 OK", &metrics.encode()),
-        Route::NotFound => respond(&mut stream, "404 Not Found", b"not found; try GET /metrics\n"),
+        Route::NotFound => respond(
+            &mut stream,
+            "404 Not Found",
+            b"not found; try GET /metrics\n",
+        ),
         Route::BadRequest | Route::Partial => {
             respond(&mut stream, "400 Bad Request", b"bad request\n")
         }
@@ -175,7 +184,29 @@ fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) -> io::Result<()> 
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
-    stream.flush()
+    stream.flush()?;
+    linger(stream);
+    Ok(())
+}
+
+/// Closes gracefully: closing with unread input would reset the connection and could destroy
+/// the answer before the client reads it (a refused oversized head, say). So the sending side
+/// is shut first and what the client still sends is read and dropped, up to
+/// [`LINGER_BYTES_MAX`] or [`LINGER_TIMEOUT`], whichever comes first.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    // Bounded by LINGER_BYTES_MAX bytes, and each read by LINGER_TIMEOUT.
+    while drained < LINGER_BYTES_MAX {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +215,10 @@ mod tests {
 
     #[test]
     fn only_get_metrics_is_routed_to_the_metrics() {
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Metrics);
+        assert_eq!(
+            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Metrics
+        );
         assert_eq!(route(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
         assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);

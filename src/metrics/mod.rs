@@ -180,7 +180,9 @@ pub fn peer_message_received(message: &Message, payload_bytes: usize) {
 /// Apply thread: a snapshot was built in `elapsed`.
 #[inline]
 pub fn snapshot_built(elapsed: Duration) {
-    global().snapshot_build_duration.observe(elapsed.as_secs_f64());
+    global()
+        .snapshot_build_duration
+        .observe(elapsed.as_secs_f64());
 }
 
 /// Log writer: a received snapshot was installed in `elapsed`.

@@ -110,7 +110,10 @@ impl NodeCollector {
                 "ketch_server_is_leader",
                 "1 while this node is the leader (groups led here), else 0.",
             ),
-            term: gauge("ketch_server_term", "Current Raft term (highest of the groups)."),
+            term: gauge(
+                "ketch_server_term",
+                "Current Raft term (highest of the groups).",
+            ),
             commit_index: gauge("ketch_server_commit_index", "Raft commit index."),
             applied_index: gauge(
                 "ketch_server_applied_index",
@@ -182,9 +185,6 @@ impl Collector for NodeCollector {
         let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         let statuses: Vec<NodeStatus> = sources.iter().map(|read| read()).collect();
         self.refresh(NodeTotals::of(&statuses));
-        self.parts()
-            .into_iter()
-            .flat_map(|c| c.collect())
-            .collect()
+        self.parts().into_iter().flat_map(|c| c.collect()).collect()
     }
 }

@@ -226,7 +226,10 @@ impl Collector for PeerCollector {
                 .with_label_values(&[label.as_str()])
                 .inc_by(traffic.received_bytes);
         }
-        sent.collect().into_iter().chain(received.collect()).collect()
+        sent.collect()
+            .into_iter()
+            .chain(received.collect())
+            .collect()
     }
 }
 

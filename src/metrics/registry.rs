@@ -22,10 +22,9 @@ use super::peers::{PeerCollector, PeerTable};
 
 /// Upper bounds of the fsync histogram, in seconds (see the module docs).
 pub const FSYNC_BUCKETS_SECONDS: [f64; 32] = [
-    0.000_05, 0.000_1, 0.000_15, 0.000_2, 0.000_25, 0.000_3, 0.000_35, 0.000_4, 0.000_45,
-    0.000_5, 0.000_55, 0.000_6, 0.000_65, 0.000_7, 0.000_75, 0.000_8, 0.000_85, 0.000_9,
-    0.000_95, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0,
-    4.0,
+    0.000_05, 0.000_1, 0.000_15, 0.000_2, 0.000_25, 0.000_3, 0.000_35, 0.000_4, 0.000_45, 0.000_5,
+    0.000_55, 0.000_6, 0.000_65, 0.000_7, 0.000_75, 0.000_8, 0.000_85, 0.000_9, 0.000_95, 0.001,
+    0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 4.0,
 ];
 
 /// Upper bounds of the peer round-trip histogram, in seconds.
@@ -226,10 +225,15 @@ mod tests {
             let expected = 50e-6 * (i + 1) as f64;
             assert!((bound - expected).abs() < 1e-12, "bucket {i}: {bound}");
         }
-        for pair in b[19..].windows(2) {
-            assert!((pair[1] / pair[0] - 2.0).abs() < 1e-9, "{pair:?} does not double");
+        // 1 ms to 512 ms, doubling.
+        for pair in b[19..29].windows(2) {
+            assert!(
+                (pair[1] / pair[0] - 2.0).abs() < 1e-9,
+                "{pair:?} does not double"
+            );
         }
-        assert_eq!(*b.last().unwrap(), 4.0);
+        assert_eq!(b[28], 0.512);
+        assert_eq!(b[29..], [1.0, 2.0, 4.0]);
     }
 
     #[test]
@@ -272,7 +276,10 @@ mod tests {
             "ketch_server_has_leader",
             "ketch_server_leader_changes_seen_total",
         ] {
-            assert!(metrics.names().iter().any(|n| n == name), "{name} not registered");
+            assert!(
+                metrics.names().iter().any(|n| n == name),
+                "{name} not registered"
+            );
             assert!(
                 text.contains(&format!("# TYPE {name} ")),
                 "{name} not exported:\n{text}"
@@ -301,7 +308,13 @@ mod tests {
             text.contains("ketch_network_peer_received_bytes_total{From=\"3\"} 40"),
             "{text}"
         );
-        assert!(text.contains("ketch_kv_commands_total{cmd=\"get\"} 1"), "{text}");
-        assert!(text.contains("ketch_kv_commands_total{cmd=\"other\"} 0"), "{text}");
+        assert!(
+            text.contains("ketch_kv_commands_total{cmd=\"get\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ketch_kv_commands_total{cmd=\"other\"} 0"),
+            "{text}"
+        );
     }
 }
