@@ -2,39 +2,94 @@
 //!
 //! The label is the lower-case name of a command the server knows ([`KNOWN_COMMANDS`]);
 //! any other name counts as `cmd="other"`, so a client sending random names cannot grow the
-//! series without bound. The counters are created once, at start; counting matches the name
-//! case-insensitively against the fixed list (no allocation, no lock) and adds one.
+//! series without bound. The counters are created once, at start; counting finds the name
+//! case-insensitively by binary search in the sorted list (no allocation, no lock, about
+//! seven comparisons) and adds one. A command added to the server needs its name here to get
+//! its own series; until then it counts as `other`.
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
 
-/// Every command name with its own series, lower case.
+/// Every command name with its own series: the server's commands, lower case, sorted (for
+/// the binary search in [`CommandCounters::count`]).
 pub const KNOWN_COMMANDS: &[&str] = &[
-    "get",
-    "set",
-    "del",
-    "exists",
     "append",
-    "incr",
-    "incrby",
-    "decr",
-    "decrby",
-    "mget",
-    "mset",
-    "dbsize",
-    "ping",
-    "echo",
-    "info",
+    "client",
     "command",
     "config",
-    "select",
-    "client",
-    "quit",
-    "ketch.write",
+    "dbsize",
+    "decr",
+    "decrby",
+    "del",
+    "discard",
+    "echo",
+    "exec",
+    "exists",
+    "expire",
+    "expireat",
+    "expiretime",
+    "flushall",
+    "flushdb",
+    "get",
+    "getdel",
+    "getex",
+    "getrange",
+    "getset",
+    "hdel",
+    "hello",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hincrby",
+    "hincrbyfloat",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hmset",
+    "hscan",
+    "hset",
+    "hsetnx",
+    "hstrlen",
+    "hvals",
+    "incr",
+    "incrby",
+    "incrbyfloat",
+    "info",
     "ketch.addlearner",
+    "ketch.demote",
+    "ketch.members",
     "ketch.promote",
     "ketch.remove",
     "ketch.transfer",
-    "ketch.members",
+    "ketch.write",
+    "keys",
+    "mget",
+    "mset",
+    "msetnx",
+    "multi",
+    "persist",
+    "pexpire",
+    "pexpireat",
+    "pexpiretime",
+    "ping",
+    "psetex",
+    "pttl",
+    "quit",
+    "randomkey",
+    "rename",
+    "renamenx",
+    "scan",
+    "select",
+    "set",
+    "setex",
+    "setnx",
+    "setrange",
+    "strlen",
+    "time",
+    "ttl",
+    "type",
+    "unlink",
+    "unwatch",
+    "watch",
 ];
 
 /// The label value of every name outside [`KNOWN_COMMANDS`].
@@ -80,11 +135,18 @@ impl CommandCounters {
     #[inline]
     pub fn count(&self, name: &[u8]) {
         let counter = KNOWN_COMMANDS
-            .iter()
-            .position(|known| known.as_bytes().eq_ignore_ascii_case(name))
+            .binary_search_by(|known| cmp_lower(known.as_bytes(), name))
             .map_or(&self.other, |i| &self.known[i]);
         counter.inc();
     }
+}
+
+/// Orders `known` (lower case) against `name` lower-cased, without copying `name`.
+fn cmp_lower(known: &[u8], name: &[u8]) -> std::cmp::Ordering {
+    known
+        .iter()
+        .copied()
+        .cmp(name.iter().map(u8::to_ascii_lowercase))
 }
 
 impl Default for CommandCounters {
@@ -98,12 +160,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_known_list_is_lower_case_sorted_and_without_repeats() {
+        for pair in KNOWN_COMMANDS.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?} out of order or repeated");
+        }
+        for name in KNOWN_COMMANDS {
+            assert_eq!(*name, name.to_ascii_lowercase());
+            assert_ne!(*name, OTHER_COMMAND);
+        }
+    }
+
+    #[test]
     fn known_names_count_by_lower_case_name_and_the_rest_as_other() {
         let counters = CommandCounters::new();
         counters.count(b"SET");
         counters.count(b"set");
         counters.count(b"KeTcH.WrItE");
-        counters.count(b"FLUSHALL");
+        counters.count(b"NOSUCHCMD");
         counters.count(b"");
         counters.count(&[0xff; 40]);
         let value = |cmd: &str| counters.family.with_label_values(&[cmd]).get();
