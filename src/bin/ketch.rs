@@ -2,7 +2,8 @@
 //!
 //! `ketch serve` runs one node of the replicated key-value service, `ketch cluster` a local
 //! cluster of them, `ketch bench` measures one (logic in [`ketch::cli`]); `ketch wal stat|verify|dump DIR` inspect a data
-//! directory without writing to it (logic in [`ketch::inspect`]).
+//! directory without writing to it (logic in [`ketch::inspect`]); `ketch dashboard` prints a
+//! Grafana dashboard over the metrics of `ketch serve --metrics-addr` ([`ketch::metrics`]).
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
