@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod inspect;
 pub mod kv;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod wire;

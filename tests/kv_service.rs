@@ -1135,7 +1135,6 @@ fn info_selects_sections_like_redis_7() {
     done.store(true, Ordering::Release);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Expiry: the leader's clock decides (leader stamp), TTLs count down, reclaim without reads.
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //!
 //! `ketch serve` runs one node of the replicated key-value service, `ketch cluster` a local
 //! cluster of them, `ketch bench` measures one (logic in [`ketch::cli`]); `ketch wal stat|verify|dump DIR` inspect a data
-//! directory without writing to it (logic in [`ketch::inspect`]).
+//! directory without writing to it (logic in [`ketch::inspect`]); `ketch dashboard` prints a
+//! Grafana dashboard over the metrics of `ketch serve --metrics-addr` ([`ketch::metrics`]).
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ enum Command {
     /// Change a running cluster's membership (add-learner, promote, remove, transfer) or list
     /// its members; replies once the change is committed.
     Admin(admin::AdminArgs),
+    /// Print a Grafana dashboard (JSON, for import) over the metrics `ketch serve
+    /// --metrics-addr` exports.
+    Dashboard,
     /// Inspect a write-ahead log directory (segments, entries, snapshots). Read-only: never
     /// creates, repairs or deletes anything.
     #[command(
@@ -122,6 +126,10 @@ fn main() -> ExitCode {
         Command::Cluster(args) => return exit_with(local_cluster::run(&args)),
         Command::Bench(args) => return exit_with(bench::run(&args)),
         Command::Admin(args) => return exit_with(admin::run(&args)),
+        Command::Dashboard => {
+            print!("{}", ketch::metrics::dashboard::DASHBOARD_JSON);
+            return ExitCode::SUCCESS;
+        }
         Command::Wal(command) => command,
     };
     let stdout = std::io::stdout();

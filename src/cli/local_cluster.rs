@@ -2,7 +2,8 @@
 //! node (the current executable run again), for trying the service out.
 //!
 //! Node `N` gets peer address `127.0.0.1:(7000 + N)`, RESP address `127.0.0.1:(6379 + N)` and
-//! data directory `./ketch-data/node-N` (all adjustable by flags). Running the same command
+//! data directory `./ketch-data/node-N` (all adjustable by flags); with `--metrics-port PORT`
+//! it serves Prometheus metrics on `127.0.0.1:(PORT + N - 1)`. Running the same command
 //! again restarts the same cluster from its data. While it runs, it prints each node's
 //! address and pid, then every change of leader seen through `INFO` (polled every
 //! [`POLL_INTERVAL`]) and every node that exits. On SIGINT (Ctrl-C) or SIGTERM it sends
@@ -58,6 +59,10 @@ pub struct ClusterArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES_MAX as u64)
     )]
     pub max_value_bytes: u64,
+    /// Prometheus metrics port of node 1 (node N serves http://127.0.0.1:(PORT + N - 1)/metrics)
+    /// [default: no metrics].
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
     /// Passed on to each node (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -74,6 +79,8 @@ pub struct LocalNode {
     pub client_addr: String,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Metrics address, with `--metrics-port`.
+    pub metrics_addr: Option<String>,
 }
 
 impl ClusterArgs {
@@ -90,6 +97,10 @@ impl ClusterArgs {
                     peer_addr: format!("127.0.0.1:{}", port(self.peer_port)?),
                     client_addr: format!("127.0.0.1:{}", port(self.client_port)?),
                     data_dir: self.data_dir.join(format!("node-{id}")),
+                    metrics_addr: match self.metrics_port {
+                        Some(base) => Some(format!("127.0.0.1:{}", port(base)?)),
+                        None => None,
+                    },
                 })
             })
             .collect()
@@ -117,6 +128,9 @@ impl ClusterArgs {
             "--cluster".to_string(),
             cluster,
         ];
+        if let Some(addr) = &node.metrics_addr {
+            args.extend(["--metrics-addr".to_string(), addr.clone()]);
+        }
         if self.verbose > 0 {
             args.push(format!("-{}", "v".repeat(usize::from(self.verbose))));
         }
@@ -198,6 +212,9 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
             child.id(),
             node.data_dir.display()
         );
+        if let Some(addr) = &node.metrics_addr {
+            println!("node {}: metrics http://{addr}/metrics", node.id);
+        }
         running.push(Running {
             node: node.clone(),
             pid: child.id(),
@@ -326,6 +343,7 @@ mod tests {
             client_port: 6380,
             peer_port: 7001,
             max_value_bytes: 1 << 20,
+            metrics_port: None,
             verbose: 0,
         };
         let nodes = args.nodes().unwrap();
@@ -341,6 +359,16 @@ mod tests {
             serve.last().unwrap(),
             "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
         );
+        assert!(!serve.iter().any(|a| a == "--metrics-addr"));
+        let with_metrics = ClusterArgs {
+            metrics_port: Some(9100),
+            ..args.clone()
+        };
+        let nodes = with_metrics.nodes().unwrap();
+        let serve = with_metrics.serve_args(&nodes[2], &nodes);
+        assert!(serve
+            .windows(2)
+            .any(|w| w == ["--metrics-addr", "127.0.0.1:9102"]));
         let too_high = ClusterArgs {
             client_port: 65535,
             ..args

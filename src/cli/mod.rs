@@ -4,6 +4,8 @@
 //! - [`local_cluster`]: `ketch cluster`, a local cluster of `ketch serve` child processes.
 //! - [`admin`]: `ketch admin`, the membership admin commands through [`crate::client`].
 //! - [`bench`]: `ketch bench`, a load generator on [`crate::client`] with HDR latency figures.
+//! - `ketch dashboard` prints [`crate::metrics::dashboard::DASHBOARD_JSON`], a Grafana
+//!   dashboard over the metrics `ketch serve --metrics-addr` exports.
 //! - [`cluster_spec`]: the `--cluster` list and the cluster id derived from it.
 //! - [`logging`]: `-v` / `RUST_LOG` handling.
 //!

@@ -12,6 +12,8 @@
 //!   entry (give `0.0.0.0:PORT` to listen on every interface).
 //! - `--client-addr` is where it listens for RESP clients; it defaults to loopback,
 //!   `127.0.0.1:(6379 + id)`.
+//! - `--metrics-addr` serves Prometheus metrics at `http://ADDR/metrics` (see
+//!   [`crate::metrics`]); off unless given.
 //!
 //! # Joining a running cluster
 //!
@@ -54,6 +56,7 @@ use signal_hook::iterator::Signals;
 use super::cluster_spec::ClusterSpec;
 use super::DEFAULT_CLIENT_PORT_BASE;
 use crate::kv::{KvService, ServiceConfig, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX};
+use crate::metrics::MetricsServer;
 use crate::node::NodeConfig;
 use crate::raft::NodeId;
 
@@ -101,6 +104,9 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES_MAX as u64)
     )]
     pub max_value_bytes: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (see `ketch::metrics`) [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -149,6 +155,8 @@ pub struct ServePlan {
     pub data_dir: PathBuf,
     /// Start with an empty configuration and wait to be added (`--join`).
     pub join: bool,
+    /// Where to serve `GET /metrics`, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -193,6 +201,7 @@ impl ServeArgs {
             client_addr,
             data_dir: self.data_dir.clone(),
             join: false,
+            metrics_addr: self.metrics_addr()?,
         })
     }
 
@@ -231,7 +240,15 @@ impl ServeArgs {
             client_addr,
             data_dir: self.data_dir.clone(),
             join: true,
+            metrics_addr: self.metrics_addr()?,
         })
+    }
+
+    fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
+        self.metrics_addr
+            .as_deref()
+            .map(|text| resolve("--metrics-addr", text))
+            .transpose()
     }
 }
 
@@ -262,6 +279,19 @@ fn clock_offset_from_env() -> Result<i64, ServeError> {
     }
 }
 
+/// Registers the node's status with the process's metrics and serves them on `addr`.
+fn start_metrics(addr: SocketAddr, service: &KvService) -> Result<MetricsServer, ServeError> {
+    let metrics = crate::metrics::global();
+    metrics.add_node(Box::new(service.node().status_reader()));
+    let server = MetricsServer::start(addr, metrics)
+        .map_err(|e| ServeError::Start(format!("--metrics-addr {addr}: {e}")))?;
+    eprintln!(
+        "ketch serve: metrics on http://{}/metrics",
+        server.local_addr()
+    );
+    Ok(server)
+}
+
 /// Runs the node until SIGTERM or SIGINT, then stops it.
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     super::logging::init_logging(args.verbose);
@@ -280,6 +310,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     config.server.max_value_bytes = args.max_value_bytes as usize;
     config.server.clock_offset_ms = clock_offset_from_env()?;
     let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
+    let metrics_server = match plan.metrics_addr {
+        Some(addr) => Some(start_metrics(addr, &service)?),
+        None => None,
+    };
     eprintln!(
         "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {}, peers on {}, data in {}",
         plan.id,
@@ -300,6 +334,9 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         }
     });
     let started = Instant::now();
+    if let Some(server) = metrics_server {
+        server.shutdown();
+    }
     let result = service
         .shutdown()
         .map_err(|e| ServeError::Shutdown(e.to_string()));
@@ -327,6 +364,7 @@ mod tests {
             join: None,
             cluster_id: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
+            metrics_addr: None,
             verbose: 0,
         }
     }

@@ -390,6 +390,14 @@ impl Node {
             .clone()
     }
 
+    /// A reader of the status [`Node::status`] returns, for another thread (a metrics
+    /// scrape): it holds the published status only, not the node, so it outlives a shutdown
+    /// (then reading the last status published).
+    pub fn status_reader(&self) -> impl Fn() -> NodeStatus + Send + Sync + 'static {
+        let status = Arc::clone(&self.status);
+        move || status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Stops every thread and joins them: the loop first, then the writer (which writes and
     /// syncs all it was given) and the apply thread. Returns every thread's error or panic.
     pub fn shutdown(mut self) -> Result<(), NodeError> {

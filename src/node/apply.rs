@@ -187,7 +187,10 @@ impl<S: StateMachine> Applier<S> {
                     Ok(())
                 }
                 ApplyWork::BuildSnapshot { request, addresses } => {
-                    self.build_snapshot(request, &addresses)
+                    let started = Instant::now();
+                    let built = self.build_snapshot(request, &addresses);
+                    crate::metrics::snapshot_built(started.elapsed());
+                    built
                 }
                 ApplyWork::Restore(meta) => self.restore(meta),
             };

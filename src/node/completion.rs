@@ -54,7 +54,9 @@ impl ProposeCompletion {
     pub(crate) fn proposal(
         done: impl FnOnce(Result<Vec<u8>, ProposeError>) + Send + 'static,
     ) -> Self {
-        Completion::new(done, || ProposeError::ShuttingDown)
+        Completion::new(crate::metrics::observe_proposal(done), || {
+            ProposeError::ShuttingDown
+        })
     }
 }
 

@@ -30,6 +30,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ketch_storage::snapshot::{RawSnapshotReceiver, SnapshotStore};
 use ketch_storage::{Wal, WriteBatch};
@@ -155,6 +156,7 @@ impl LogWriter {
                 let _ = self.waker.wake();
                 return Err(error);
             }
+            crate::metrics::wal_round_written(round_bytes);
             let last_seq = round.last().map_or(0, |w| w.seq);
             let previous = self.shared.durable_through_seq.load(Ordering::Acquire);
             assert!(last_seq > previous, "work items must arrive in order");
@@ -226,9 +228,12 @@ impl LogWriter {
     }
 
     fn sync(&mut self) -> Result<(), String> {
+        let started = Instant::now();
         self.wal
             .sync()
             .map_err(|e| format!("syncing the log: {e}"))?;
+        // Counted with `fsyncs` below, so the histogram's count is the same number.
+        crate::metrics::wal_fsync_done(started.elapsed());
         self.shared
             .stats
             .lock()
@@ -276,6 +281,7 @@ impl LogWriter {
                 meta.index, receiving_meta.index
             ));
         }
+        let started = Instant::now();
         let file_meta = receiver
             .finish()
             .map_err(|e| format!("installing snapshot {}: {e}", meta.index))?;
@@ -286,6 +292,7 @@ impl LogWriter {
         self.wal
             .apply_snapshot(meta.index, meta.term)
             .map_err(|e| format!("compacting the log to snapshot {}: {e}", meta.index))?;
+        crate::metrics::snapshot_installed(started.elapsed());
         log::info!(
             "installed snapshot at index {} term {} ({} bytes)",
             meta.index,

@@ -466,9 +466,12 @@ impl Transport {
             }
             return;
         }
+        let frame_bytes = frame.len();
         if self.enqueue(registry, peer, lane, frame).is_err() {
             self.stats.messages_dropped += 1;
+            return;
         }
+        crate::metrics::peer_message_queued(message, frame_bytes);
     }
 
     /// Queues `frame` on `peer`'s `lane` and starts writing it if that connection is idle;
@@ -522,11 +525,14 @@ impl Transport {
                 limit,
             });
         }
+        let frame_bytes = frame.len();
         self.enqueue(registry, peer, Lane::Bulk, frame)
             .map_err(|()| {
                 self.stats.messages_dropped += 1;
                 ForwardRefused::QueueFull
-            })
+            })?;
+        crate::metrics::peer_bytes_queued(peer, frame_bytes);
+        Ok(())
     }
 
     /// The peers this transport dials (and accepts), with their addresses.
@@ -811,6 +817,7 @@ impl Transport {
                                 ));
                             }
                             self.stats.forwards_received += 1;
+                            crate::metrics::peer_bytes_received(peer, payload.len());
                             received.forwards.push(forward);
                         }
                         Some(peer) => {
@@ -826,6 +833,7 @@ impl Transport {
                                 ));
                             }
                             self.stats.messages_received += 1;
+                            crate::metrics::peer_message_received(&message, payload.len());
                             received.messages.push(message);
                         }
                     }

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each suite uses a different part.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub struct TestCluster {
     cluster_arg: String,
     /// `--max-value-bytes` for every node (`None`: the default).
     pub max_value_bytes: Option<u64>,
+    /// More `ketch serve` arguments for one node, by id (e.g. `--metrics-addr`).
+    pub extra_args: BTreeMap<u64, Vec<String>>,
 }
 
 impl TestCluster {
@@ -123,6 +126,7 @@ impl TestCluster {
             nodes,
             cluster_arg,
             max_value_bytes: None,
+            extra_args: BTreeMap::new(),
         }
     }
 
@@ -148,6 +152,7 @@ impl TestCluster {
                 .into_iter()
                 .flatten(),
         )
+        .chain(self.extra_args.get(&id).into_iter().flatten().cloned())
         .chain(match &node.join {
             None => vec!["--cluster".to_string(), self.cluster_arg.clone()],
             Some(contacts) => vec![

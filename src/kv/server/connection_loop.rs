@@ -163,6 +163,7 @@ impl ConnectionLoop {
             let generation = self.next_generation;
             self.next_generation += 1;
             self.open_connections += 1;
+            crate::metrics::kv_connection_opened();
             self.connections[slot] = Some(ClientConnection::new(
                 socket,
                 generation,
@@ -256,6 +257,7 @@ impl ConnectionLoop {
                         None => break,
                         Some(request) => {
                             self.stats.commands_processed += 1;
+                            crate::metrics::kv_command(request.first().map_or(&[], Vec::as_slice));
                             if !dispatch(conn, request, &mut self.batches, &ctx) {
                                 break;
                             }
@@ -384,6 +386,7 @@ impl ConnectionLoop {
             let _ = self.poll.registry().deregister(&mut conn.socket);
             self.free_slots.push(slot);
             self.open_connections -= 1;
+            crate::metrics::kv_connection_closed();
         }
     }
 

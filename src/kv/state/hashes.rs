@@ -436,7 +436,7 @@ pub(super) fn hscan(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
     let matched: Vec<(&[u8], &[u8])> = page
         .fields
         .into_iter()
-        .filter(|(field, _)| pattern.is_none_or(|p| p == b"*" || glob_match(p, field)))
+        .filter(|(field, _)| pattern.is_none_or(|p| p == b"*" || glob_match(p, field, false)))
         .collect();
     write_array_header(ex.out, 2);
     write_bulk(ex.out, page.next_cursor.to_string().as_bytes());

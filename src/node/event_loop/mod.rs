@@ -555,6 +555,7 @@ impl EventLoop {
             status.role = Role::Follower;
             status.leader = None;
         }
+        crate::metrics::leader_seen(status.id, status.leader);
         status.term = core.term;
         status.commit = core.commit;
         status.applied = self.apply_shared.applied_index.load(Ordering::Acquire);
