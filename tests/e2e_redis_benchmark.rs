@@ -21,9 +21,16 @@ use support::TestCluster;
 /// INCR, LPUSH, RPUSH, LPOP, RPOP, SADD, HSET, SPOP, ZADD, ZPOPMIN, LRANGE_100, LRANGE_300,
 /// LRANGE_500, LRANGE_600, MSET) that Ketch serves, as `-t` names. Skipped: LPUSH, RPUSH,
 /// LPOP, RPOP and the LRANGE_* tests (lists), SADD and SPOP (sets), ZADD and ZPOPMIN (sorted
-/// sets): Ketch has no such types and refuses them; HSET until Ketch has hashes (add it then).
-const DEFAULT_TESTS_SUPPORTED: &[&str] =
-    &["ping_inline", "ping_mbulk", "set", "get", "incr", "mset"];
+/// sets): Ketch has no such types and refuses them.
+const DEFAULT_TESTS_SUPPORTED: &[&str] = &[
+    "ping_inline",
+    "ping_mbulk",
+    "set",
+    "get",
+    "incr",
+    "hset",
+    "mset",
+];
 
 /// True if `redis-benchmark` runs; if not, fails when `KETCH_REQUIRE_REDIS_TOOLS` is set and
 /// prints a notice otherwise.
