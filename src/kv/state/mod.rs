@@ -15,6 +15,21 @@
 //! returns a key past its deadline by the leader's clock, even before a later entry moves log
 //! time past it.
 //!
+//! # Clock assumptions
+//!
+//! - A deadline is an absolute time in ms. A relative TTL (`EX`, `EXPIRE`) is added to log time
+//!   when its entry applies, so it counts from the leader's clock when the leader logged it.
+//! - Log time never goes back: a leader's stamps never decrease (a clock stepped back on the
+//!   leader stalls them instead), and a new leader whose clock is behind the old one's cannot
+//!   undo time already in the log. A key therefore never comes back after it expired.
+//! - A new leader whose clock is ahead of the old one's by `d` ms expires keys up to `d` ms
+//!   early by the old leader's clock. A read served through a follower uses that follower's
+//!   clock with log time, so a follower whose clock is behind the leader's by `d` ms may
+//!   return a key up to `d` ms after its deadline by the leader's clock. Ketch, like Redis
+//!   after a failover, assumes the nodes' clocks agree (NTP) to well below the TTLs in use.
+//! - Tests shift one node's clock with `ServerConfig::clock_offset_ms`
+//!   (`KETCH_CLOCK_OFFSET_MS` for `ketch serve`).
+//!
 //! # Active expiry
 //!
 //! Every applied write batch removes up to [`RECLAIM_PER_BATCH`] keys past their deadline,
