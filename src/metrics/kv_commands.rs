@@ -4,8 +4,8 @@
 //! any other name counts as `cmd="other"`, so a client sending random names cannot grow the
 //! series without bound. The counters are created once, at start; counting finds the name
 //! case-insensitively by binary search in the sorted list (no allocation, no lock, about
-//! seven comparisons) and adds one. A command added to the server needs its name here to get
-//! its own series; until then it counts as `other`.
+//! seven comparisons) and adds one. A command added to the server's table needs its name here
+//! too: a test of the server's command table fails until it is.
 
 use prometheus::{IntCounter, IntCounterVec, Opts};
 

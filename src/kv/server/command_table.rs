@@ -1541,6 +1541,23 @@ mod tests {
         words.iter().map(|w| w.as_bytes().to_vec()).collect()
     }
 
+    /// The metrics keep their own sorted copy of the names (this table is private to the
+    /// server): every command here must have its own `ketch_kv_commands_total` series.
+    #[test]
+    fn every_command_has_its_own_metrics_series() {
+        let known = crate::metrics::kv_commands::KNOWN_COMMANDS;
+        for spec in COMMANDS
+            .iter()
+            .filter(|spec| !spec.name.starts_with("ketch."))
+        {
+            assert!(
+                known.binary_search(&spec.name).is_ok(),
+                "{} is not in metrics::kv_commands::KNOWN_COMMANDS",
+                spec.name
+            );
+        }
+    }
+
     #[test]
     fn names_are_unique_and_lower_case() {
         let mut seen = BTreeSet::new();
