@@ -756,7 +756,10 @@ impl ReplyParser {
         let start = *at + 1;
         match find_crlf(input, start) {
             Some(end) => {
-                if end - start > self.limits.inline_bytes_max || input[start..end].contains(&b'\n')
+                // A simple line may hold neither CR nor LF (the encoder turns them into spaces), so a
+                // reply that carries one is malformed rather than silently altered.
+                if end - start > self.limits.inline_bytes_max
+                    || input[start..end].iter().any(|&b| b == b'\n' || b == b'\r')
                 {
                     return Err(ProtocolError::InvalidLine);
                 }
@@ -1635,6 +1638,8 @@ mod tests {
             b"(12a\r\n",
             b">1\r\n:1\r\n",
             b"%-1\r\n",
+            b"-\r\r\n",
+            b"+a\rb\r\n",
         ] {
             assert!(parser.parse(bad).is_err(), "{bad:?}");
         }
