@@ -38,6 +38,7 @@ use super::parse::{
     kind_of, parse_explicit_write, parse_read, parse_write, size_refusal, upper, Kind,
 };
 use super::resp3_reply::{resp2_to_resp3, ReplyShape};
+use super::transaction::{Control, ControlStep, ExecReply, Transaction};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
 use crate::kv::command::{Operation, Query, Write as KvWrite};
 use crate::kv::resp::{write_error, Limits, Protocol, Reply, ReplyParser, Request, RequestParser};
@@ -131,6 +132,11 @@ enum Finish {
         sections: InfoSections,
         protocol: Protocol,
     },
+    /// A `WATCH` of these keys: the revisions are recorded, the client gets `+OK` (see
+    /// `transaction`).
+    Watch(Vec<Vec<u8>>),
+    /// An `EXEC`: queued local replies spliced in, elements shaped (see `transaction`).
+    Exec(ExecReply),
 }
 
 impl Finish {
@@ -152,6 +158,8 @@ impl Finish {
                 let text = with_keyspace(text.clone(), sections, keys);
                 info_frame(text, *protocol)
             }
+            Finish::Exec(exec) => exec.finish(reply),
+            Finish::Watch(_) => unreachable!("a WATCH reply is finished by its connection"),
         }
     }
 }
@@ -209,6 +217,8 @@ pub(super) struct ClientConnection {
     pub(super) read_paused: bool,
     /// What `CLIENT` and `HELLO` read and change.
     pub(super) state: ClientState,
+    /// `MULTI`'s queue and the `WATCH`ed keys.
+    tx: Transaction,
 }
 
 impl ClientConnection {
@@ -240,6 +250,7 @@ impl ClientConnection {
             closing: false,
             read_closed: false,
             read_paused: false,
+            tx: Transaction::default(),
         }
     }
 
@@ -313,8 +324,9 @@ impl ClientConnection {
         let position = (reply_no - self.first_pending_no) as usize;
         let slot = &mut self.pending[position];
         debug_assert!(slot.reply.is_none(), "reply delivered twice");
-        let finished = match slot.finish {
+        let finished = match &slot.finish {
             Finish::AsIs => None,
+            Finish::Watch(keys) => Some(self.tx.watched(keys, bytes)),
             _ => Some(slot.finish.apply(bytes)),
         };
         if position == 0 {
@@ -392,21 +404,32 @@ pub(super) fn dispatch(
     if request.is_empty() {
         return true;
     }
+    let control = Control::of(&request[0], conn.tx.in_multi());
+    if control.is_none() && conn.tx.in_multi() && !request[0].eq_ignore_ascii_case(b"QUIT") {
+        conn.state.note_command(&request);
+        let reply = conn
+            .tx
+            .queue(request, conn.state.protocol, batches.config());
+        conn.reply(&reply);
+        return true;
+    }
     let kind = kind_of(&request[0]);
-    let reads = kind == Kind::Read || info_reads(kind, &request);
+    // `WATCH` reads revisions and `EXEC` proposes: they wait like a read and a write.
+    let reads = kind == Kind::Read || info_reads(kind, &request) || control == Some(Control::Watch);
+    let writes = matches!(kind, Kind::Write | Kind::Explicit | Kind::Admin)
+        || control == Some(Control::Exec);
     // A read sees the connection's earlier writes and no later one (module docs).
-    let conflicting = matches!(
-        (kind, conn.outstanding),
-        (
-            Kind::Write | Kind::Explicit | Kind::Admin,
-            Outstanding::Reads(_)
-        )
-    ) || (reads && matches!(conn.outstanding, Outstanding::Writes(_)));
+    let conflicting = (writes && matches!(conn.outstanding, Outstanding::Reads(_)))
+        || (reads && matches!(conn.outstanding, Outstanding::Writes(_)));
     if conflicting {
         conn.deferred = Some(request);
         return false;
     }
     conn.state.note_command(&request);
+    if let Some(control) = control {
+        transaction_control(conn, control, &request, batches, ctx);
+        return true;
+    }
     // Replies from the node are RESP2; under RESP3 they are converted on arrival.
     let finish = match conn.state.protocol {
         Protocol::Resp2 => Finish::AsIs,
@@ -476,14 +499,6 @@ fn local(
     batches: &mut Batches,
     ctx: &Context<'_>,
 ) -> bool {
-    if request[0].eq_ignore_ascii_case(b"MULTI") {
-        // Transactions are not served yet. A client pipelines `MULTI ... EXEC` and expects
-        // nothing to run before `EXEC`; answering the error and closing the connection means
-        // no command queued behind `MULTI` runs on its own (and a retry cannot apply it twice).
-        conn.reply_error(MULTI_REFUSED_TEXT);
-        conn.closing = true;
-        return false;
-    }
     let node = batches.node();
     let is_leader_now = || is_leader(&node.status());
     let other_clients = || {
@@ -540,9 +555,31 @@ fn local(
     true
 }
 
-/// `MULTI`'s reply; the connection then closes (see `local`).
-pub(super) const MULTI_REFUSED_TEXT: &str =
-    "ERR MULTI is not supported by ketch yet; the connection is closed so that no command queued after it runs";
+/// Runs `MULTI`, `EXEC`, `DISCARD`, `WATCH` or `UNWATCH` (see `transaction`).
+fn transaction_control(
+    conn: &mut ClientConnection,
+    control: Control,
+    request: &Request,
+    batches: &mut Batches,
+    ctx: &Context<'_>,
+) {
+    match conn
+        .tx
+        .control(control, request, conn.state.protocol, batches.config())
+    {
+        ControlStep::Reply(bytes) => conn.reply(&bytes),
+        ControlStep::ReadRevisions(keys) => {
+            let query = Query::Revisions(keys.iter().map(|key| &key[..]).collect());
+            let target = await_reply(conn, ctx.slot, None, false, Finish::Watch(keys.clone()));
+            batches.add_read(&query, target);
+        }
+        ControlStep::Propose(plan, reply) => {
+            let write = conn.own_session_write(ctx.node_id, plan.operation());
+            let target = await_reply(conn, ctx.slot, Some(write.seq), true, Finish::Exec(reply));
+            batches.add_write(&write, target);
+        }
+    }
+}
 
 fn unreachable_local(conn: &mut ClientConnection) {
     debug_assert!(false, "kind_of and the parsers disagree");
@@ -583,16 +620,17 @@ mod tests {
     use super::super::local_commands::LOCAL_COMMANDS;
     use super::*;
 
-    /// Commands in the table that the dispatcher does not serve yet: transactions (`MULTI` is
-    /// refused and closes the connection). When one is served, the test below says to remove
-    /// it here.
-    const NOT_YET_DISPATCHED: &[&str] = &["multi", "exec", "discard", "watch", "unwatch"];
+    /// Commands in the table that the dispatcher does not serve yet. When one is served, the
+    /// test below says to remove it here.
+    const NOT_YET_DISPATCHED: &[&str] = &[];
 
     /// Whether the dispatcher serves `name`: by the node (a write, read, admin or explicit
-    /// write) or as a local command.
+    /// write), as a local command, or as a transaction command.
     fn dispatched(name: &str) -> bool {
         let upper = name.to_ascii_uppercase();
-        kind_of(upper.as_bytes()) != Kind::Local || LOCAL_COMMANDS.contains(&&upper[..])
+        kind_of(upper.as_bytes()) != Kind::Local
+            || LOCAL_COMMANDS.contains(&&upper[..])
+            || Control::of(upper.as_bytes(), false).is_some()
     }
 
     #[test]

@@ -62,8 +62,8 @@ use crate::kv::resp::{Frame, Protocol};
 pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
 /// The local commands [`local_command`] answers (upper case): with the dispatcher's other
-/// kinds, what the server serves (the command table is checked against it).
-#[cfg(test)]
+/// kinds, what the server serves (the command table is checked against it). `MULTI` refuses
+/// them by name (see `transaction`).
 pub(super) const LOCAL_COMMANDS: &[&str] = &[
     "PING",
     "ECHO",
@@ -112,15 +112,12 @@ fn error(text: impl Into<String>) -> Frame {
     Frame::Error(text.into())
 }
 
-/// Answers a command that needs no node round trip.
-pub(super) fn local_command(
-    args: &[Vec<u8>],
-    client: &mut ClientState,
-    env: &LocalEnv<'_>,
-) -> LocalReply {
+/// The reply of a local command that depends on nothing but its arguments (`PING`, `ECHO`),
+/// or `None` for any other command. `MULTI` queues these with their reply.
+pub(super) fn pure_local_reply(args: &[Vec<u8>]) -> Option<Frame> {
     let mut buf = [0u8; 16];
     let argc = args.len();
-    let frame = match upper(&args[0], &mut buf) {
+    Some(match upper(&args[0], &mut buf) {
         Some(b"PING") => match argc {
             1 => Frame::Simple("PONG".to_string()),
             2 => Frame::Bulk(args[1].clone()),
@@ -130,6 +127,20 @@ pub(super) fn local_command(
             2 => Frame::Bulk(args[1].clone()),
             _ => error(arity_error("echo")),
         },
+        _ => return None,
+    })
+}
+
+/// Answers a command that needs no node round trip.
+pub(super) fn local_command(
+    args: &[Vec<u8>],
+    client: &mut ClientState,
+    env: &LocalEnv<'_>,
+) -> LocalReply {
+    let mut buf = [0u8; 16];
+    let argc = args.len();
+    let frame = match upper(&args[0], &mut buf) {
+        Some(b"PING" | b"ECHO") => pure_local_reply(args).expect("PING and ECHO are pure"),
         Some(b"QUIT") => return LocalReply::Quit,
         Some(b"SELECT") => match argc {
             // Redis parses the index as an integer first, then checks its range.

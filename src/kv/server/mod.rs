@@ -110,6 +110,7 @@ mod info;
 mod local_commands;
 mod parse;
 mod resp3_reply;
+mod transaction;
 
 use std::io;
 use std::net::SocketAddr;
