@@ -1119,7 +1119,8 @@ fn info_selects_sections_like_redis_7() {
         c.call_retrying(&["MSET", "ks-a", "1", "ks-b", "2"]),
         "+OK\r\n"
     );
-    let keyspace = "# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n";
+    assert_eq!(c.call_retrying(&["EXPIRE", "ks-b", "1000"]), ":1\r\n");
+    let keyspace = "# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n";
     assert_eq!(
         c.call(&["INFO", "keyspace"]),
         format!("${}\r\n{keyspace}\r\n", keyspace.len())

@@ -66,12 +66,15 @@
 //! |------|-----------|---------------------------------------------------------------|
 //! | 1    | command   | argv of a read command                                        |
 //! | 2    | revisions | key count (u32, >= 1), key bytes each: for `WATCH`            |
+//! | 3    | keyspace  | none: for `INFO keyspace`                                     |
 //!
 //! The answer has the same shape as a write batch's result: N × (u32 length, RESP2 reply). A
 //! revisions query answers an array of integers, one per key: the log index of the key's last
-//! change, 0 if absent or expired. The clock hides keys whose deadline has passed by the
-//! serving node's clock even before the log time gets there, so a read on the leader never
-//! returns a key past its deadline by the leader's clock. Query batches never persist, so
+//! change, 0 if absent or expired. A keyspace query answers `[keys, keys with a deadline]`,
+//! both counting expired keys not reclaimed yet, as Redis' `INFO keyspace` does. The clock
+//! hides keys whose deadline has passed by the serving node's clock even before the log time
+//! gets there, so a read on the leader never returns a key past its deadline by the leader's
+//! clock. Query batches never persist, so
 //! version 1 query batches are no longer read.
 //!
 //! Decoding checks every length against the remaining bytes and rejects unknown versions and

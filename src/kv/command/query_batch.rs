@@ -7,6 +7,7 @@ use super::{
 
 const KIND_COMMAND: u8 = 1;
 const KIND_REVISIONS: u8 = 2;
+const KIND_KEYSPACE: u8 = 3;
 
 /// A read query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum Query<'a> {
     Command(Vec<&'a [u8]>),
     /// The revision of each key (for `WATCH`).
     Revisions(Vec<&'a [u8]>),
+    /// The number of keys and of keys with a deadline (for `INFO keyspace`).
+    KeyspaceCounts,
 }
 
 /// A decoded query batch.
@@ -29,8 +32,12 @@ pub struct QueryBatch<'a> {
 impl Query<'_> {
     /// The bytes [`QueryBatchEncoder::push`] adds for this query.
     pub fn encoded_bytes(&self) -> usize {
-        let (Query::Command(words) | Query::Revisions(words)) = self;
-        1 + 4 + words.iter().map(|w| 4 + w.len()).sum::<usize>()
+        match self {
+            Query::Command(words) | Query::Revisions(words) => {
+                1 + 4 + words.iter().map(|w| 4 + w.len()).sum::<usize>()
+            }
+            Query::KeyspaceCounts => 1,
+        }
     }
 }
 
@@ -40,13 +47,18 @@ impl<'a> QueryBatch<'a> {
         let mut cursor = Cursor::new(input, "query batch");
         cursor.version(FORMAT_VERSION)?;
         let clock_ms = cursor.u64("clock_ms")?;
-        let count = cursor.count("query count", 5)?;
+        // A keyspace query is one byte.
+        let count = cursor.count("query count", 1)?;
         if count > QUERIES_PER_BATCH_MAX as usize {
             return Err(cursor.error("query count", format!("{count} queries, above the limit")));
         }
         let mut queries = Vec::with_capacity(count);
         for _ in 0..count {
             let kind = cursor.u8("kind")?;
+            if kind == KIND_KEYSPACE {
+                queries.push(Query::KeyspaceCounts);
+                continue;
+            }
             if kind != KIND_COMMAND && kind != KIND_REVISIONS {
                 cursor.at -= 1;
                 return Err(cursor.error("kind", format!("unknown kind {kind}")));
@@ -104,6 +116,11 @@ impl QueryBatchEncoder {
         let (kind, words) = match query {
             Query::Command(words) => (KIND_COMMAND, words),
             Query::Revisions(words) => (KIND_REVISIONS, words),
+            Query::KeyspaceCounts => {
+                self.buf.push(KIND_KEYSPACE);
+                self.count += 1;
+                return;
+            }
         };
         assert!(!words.is_empty(), "a query has at least one word");
         self.buf.push(kind);
@@ -133,15 +150,19 @@ mod tests {
         fn query_batches_round_trip(
             clock_ms in any::<u64>(),
             queries in proptest::collection::vec(
-                (any::<bool>(), proptest::collection::vec(
+                (0..3u8, proptest::collection::vec(
                     proptest::collection::vec(any::<u8>(), 0..8), 1..4)),
                 1..5),
         ) {
             let queries: Vec<Query<'_>> = queries
                 .iter()
-                .map(|(revisions, words)| {
+                .map(|(kind, words)| {
                     let words = words.iter().map(|w| &w[..]).collect();
-                    if *revisions { Query::Revisions(words) } else { Query::Command(words) }
+                    match kind {
+                        0 => Query::Command(words),
+                        1 => Query::Revisions(words),
+                        _ => Query::KeyspaceCounts,
+                    }
                 })
                 .collect();
             let mut encoder = QueryBatchEncoder::new(clock_ms);

@@ -126,7 +126,7 @@ enum Finish {
     AsIs,
     /// Converted to RESP3 by this shape.
     Resp3(ReplyShape),
-    /// The `DBSIZE` of an `INFO`: the key count goes into the keyspace section of `text`.
+    /// The key counts of an `INFO`: they go into the keyspace section of `text`.
     Info {
         text: String,
         sections: InfoSections,
@@ -149,13 +149,16 @@ impl Finish {
                 sections,
                 protocol,
             } => {
-                let keys = match ReplyParser::new(Limits::default()).parse(reply) {
-                    Ok(Some((Reply::Integer(keys), _))) => Some(keys),
+                let counts = match ReplyParser::new(Limits::default()).parse(reply) {
+                    Ok(Some((Reply::Array(Some(items)), _))) => match &items[..] {
+                        [Reply::Integer(keys), Reply::Integer(expires)] => Some((*keys, *expires)),
+                        _ => None,
+                    },
                     // No leader to confirm the read: INFO still answers (module docs of
                     // `info`).
                     _ => None,
                 };
-                let text = with_keyspace(text.clone(), sections, keys);
+                let text = with_keyspace(text.clone(), sections, counts);
                 info_frame(text, *protocol)
             }
             Finish::Exec(exec) => exec.finish(reply),
@@ -541,7 +544,7 @@ fn local(
                     protocol,
                 };
                 let target = await_reply(conn, ctx.slot, None, false, finish);
-                batches.add_read(&Query::Command(vec![b"DBSIZE"]), target);
+                batches.add_read(&Query::KeyspaceCounts, target);
             } else {
                 conn.reply(&info_frame(text, protocol));
             }

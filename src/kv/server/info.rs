@@ -20,11 +20,11 @@
 //! | `Stats`       | `total_connections_received`, `total_commands_processed`, `rejected_connections`, `expired_keys:0`, `evicted_keys:0` |
 //! | `Replication` | `role` (`master` on the Raft leader, `slave` otherwise, as Redis names them), `connected_slaves` (peers connected to the leader), `master_link_status` (on a replica: `up` while a leader is known), `master_failover_state`, `master_repl_offset` (the applied index); then Ketch's Raft fields: `raft_role` (`leader`, `follower`, `candidate`, `precandidate`, `stopped`), `term`, `leader_id` (`none` if unknown), `commit_index`, `applied_index`, `last_index`, `members`, `connected_peers`, `participating`, `removed`, `last_error` (if any) |
 //! | `Cluster`     | `cluster_enabled:0`                                                 |
-//! | `Keyspace`    | `db0:keys=N,expires=0,avg_ttl=0`, only when there are keys         |
+//! | `Keyspace`    | `db0:keys=N,expires=M,avg_ttl=0` (M: keys with a deadline; Ketch keeps no TTL average), only when there are keys |
 //!
 //! `raft_role` follows `role` so that a reader taking the last `role`-like line (as `ketch
 //! cluster` does) sees the Raft role, and one matching `role:leader` inside the text still
-//! finds it. The key count is a linearizable `DBSIZE` through the node, so `INFO` with the
+//! finds it. The key counts are a linearizable read through the node, so `INFO` with the
 //! keyspace section waits for the connection's pending writes like any read; if the read
 //! cannot be served (no leader) the section is left empty rather than failing `INFO`.
 //! Key expiry is not tracked yet: `expires` is always 0.
@@ -255,7 +255,7 @@ pub(super) fn info_text(sections: &InfoSections, inputs: &InfoInputs<'_>) -> Str
 pub(super) fn with_keyspace(
     mut text: String,
     sections: &InfoSections,
-    keys: Option<i64>,
+    counts: Option<(i64, i64)>,
 ) -> String {
     if !sections.keyspace() {
         return text;
@@ -264,8 +264,8 @@ pub(super) fn with_keyspace(
         text.push_str("\r\n");
     }
     text.push_str("# Keyspace\r\n");
-    if let Some(keys) = keys.filter(|&keys| keys > 0) {
-        let _ = write!(text, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+    if let Some((keys, expires)) = counts.filter(|&(keys, _)| keys > 0) {
+        let _ = write!(text, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
     }
     text
 }
@@ -395,22 +395,22 @@ mod tests {
     fn keyspace_is_appended_after_the_other_sections() {
         let only = sections(&["keyspace"]);
         assert_eq!(
-            with_keyspace(String::new(), &only, Some(3)),
-            "# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"
+            with_keyspace(String::new(), &only, Some((3, 1))),
+            "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n"
         );
         // No keys (or no count): an empty section, as Redis writes an empty database.
         assert_eq!(
-            with_keyspace(String::new(), &only, Some(0)),
+            with_keyspace(String::new(), &only, Some((0, 0))),
             "# Keyspace\r\n"
         );
         assert_eq!(with_keyspace(String::new(), &only, None), "# Keyspace\r\n");
         let both = sections(&["cluster", "keyspace"]);
         assert_eq!(
-            with_keyspace("# Cluster\r\ncluster_enabled:0\r\n".into(), &both, Some(1)),
+            with_keyspace("# Cluster\r\ncluster_enabled:0\r\n".into(), &both, Some((1, 0))),
             "# Cluster\r\ncluster_enabled:0\r\n\r\n# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"
         );
         let none = sections(&["server"]);
-        assert_eq!(with_keyspace("x".into(), &none, Some(1)), "x");
+        assert_eq!(with_keyspace("x".into(), &none, Some((1, 0))), "x");
     }
 
     #[test]

@@ -307,6 +307,11 @@ impl StateMachine for KvStateMachine {
                         write_integer(&mut reply, self.keys.revision(key, now_ms) as i64);
                     }
                 }
+                Query::KeyspaceCounts => {
+                    write_array_header(&mut reply, 2);
+                    write_integer(&mut reply, self.keys.len() as i64);
+                    write_integer(&mut reply, self.keys.volatile_len() as i64);
+                }
             }
             push_result(&mut results, &reply);
         }
