@@ -45,7 +45,6 @@
 //! 8 + 8 + 24 + a second copy of the key + slack, roughly 55 bytes plus the key again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 
 use super::value::Value;
 
