@@ -125,6 +125,56 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// The frame every batch format shares: version byte, a u64 clock, a u32 item count patched
+/// in at the end, then the items. The encoders of each format wrap it and add their items.
+#[derive(Debug)]
+pub(crate) struct BatchBuffer {
+    buf: Vec<u8>,
+    count: u32,
+    items_max: u32,
+    what: &'static str,
+}
+
+impl BatchBuffer {
+    /// An empty batch of `what` ("write batch") in `version`, stamped with `clock_ms`.
+    pub(crate) fn new(version: u8, clock_ms: u64, items_max: u32, what: &'static str) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.push(version);
+        buf.extend_from_slice(&clock_ms.to_le_bytes());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        BatchBuffer {
+            buf,
+            count: 0,
+            items_max,
+            what,
+        }
+    }
+
+    /// Items so far.
+    pub(crate) fn len(&self) -> u32 {
+        self.count
+    }
+
+    /// Encoded bytes so far.
+    pub(crate) fn encoded_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Counts one more item and returns the buffer to append it to.
+    pub(crate) fn item(&mut self) -> &mut Vec<u8> {
+        assert!(self.count < self.items_max, "{} full", self.what);
+        self.count += 1;
+        &mut self.buf
+    }
+
+    /// The encoded batch; at least one item must have been added.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        assert!(self.count > 0, "empty {}", self.what);
+        self.buf[9..13].copy_from_slice(&self.count.to_le_bytes());
+        self.buf
+    }
+}
+
 /// A bounds-checked reader over encoded bytes.
 pub(crate) struct Cursor<'a> {
     input: &'a [u8],

@@ -2,7 +2,8 @@
 //! format table in [`super`]).
 
 use super::{
-    put_bytes, Cursor, DecodeError, ARGV_WORDS_MAX, FORMAT_VERSION, QUERIES_PER_BATCH_MAX,
+    put_bytes, BatchBuffer, Cursor, DecodeError, ARGV_WORDS_MAX, FORMAT_VERSION,
+    QUERIES_PER_BATCH_MAX,
 };
 
 const KIND_COMMAND: u8 = 1;
@@ -81,62 +82,59 @@ impl<'a> QueryBatch<'a> {
 /// Builds a query batch incrementally.
 #[derive(Debug)]
 pub struct QueryBatchEncoder {
-    buf: Vec<u8>,
-    count: u32,
+    batch: BatchBuffer,
 }
 
 impl QueryBatchEncoder {
     /// An empty batch carrying the serving node's clock.
     pub fn new(clock_ms: u64) -> Self {
-        let mut buf = Vec::with_capacity(128);
-        buf.push(FORMAT_VERSION);
-        buf.extend_from_slice(&clock_ms.to_le_bytes());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        QueryBatchEncoder { buf, count: 0 }
+        QueryBatchEncoder {
+            batch: BatchBuffer::new(
+                FORMAT_VERSION,
+                clock_ms,
+                QUERIES_PER_BATCH_MAX,
+                "query batch",
+            ),
+        }
     }
 
     /// Queries so far.
     pub fn len(&self) -> u32 {
-        self.count
+        self.batch.len()
     }
 
     /// True if no query was added.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.batch.len() == 0
     }
 
     /// Encoded bytes so far.
     pub fn encoded_bytes(&self) -> usize {
-        self.buf.len()
+        self.batch.encoded_bytes()
     }
 
     /// Appends a query.
     pub fn push(&mut self, query: &Query<'_>) {
-        assert!(self.count < QUERIES_PER_BATCH_MAX, "query batch full");
+        let out = self.batch.item();
         let (kind, words) = match query {
             Query::Command(words) => (KIND_COMMAND, words),
             Query::Revisions(words) => (KIND_REVISIONS, words),
             Query::KeyspaceCounts => {
-                self.buf.push(KIND_KEYSPACE);
-                self.count += 1;
+                out.push(KIND_KEYSPACE);
                 return;
             }
         };
         assert!(!words.is_empty(), "a query has at least one word");
-        self.buf.push(kind);
-        self.buf
-            .extend_from_slice(&(words.len() as u32).to_le_bytes());
+        out.push(kind);
+        out.extend_from_slice(&(words.len() as u32).to_le_bytes());
         for word in words {
-            put_bytes(&mut self.buf, word);
+            put_bytes(out, word);
         }
-        self.count += 1;
     }
 
     /// The encoded batch (at least one query must have been pushed).
-    pub fn finish(mut self) -> Vec<u8> {
-        assert!(self.count > 0, "empty query batch");
-        self.buf[9..13].copy_from_slice(&self.count.to_le_bytes());
-        self.buf
+    pub fn finish(self) -> Vec<u8> {
+        self.batch.finish()
     }
 }
 

@@ -29,7 +29,7 @@
 //! | 4   | INCRBY    | key bytes, delta (i64)                                            |
 //! | 5   | MSET      | pair count (u32, >= 1), that many (key bytes, value bytes)        |
 
-use super::{put_bytes, Cursor, DecodeError, WRITES_PER_BATCH_MAX};
+use super::{put_bytes, BatchBuffer, Cursor, DecodeError, WRITES_PER_BATCH_MAX};
 use crate::kv::session_id::SessionId;
 
 /// This format's version byte.
@@ -277,40 +277,26 @@ impl<'a> WriteBatch<'a> {
 /// Builds a write batch incrementally (the server appends writes as requests arrive).
 #[derive(Debug)]
 pub struct WriteBatchEncoder {
-    buf: Vec<u8>,
-    count: u32,
+    batch: BatchBuffer,
 }
 
 impl WriteBatchEncoder {
     /// An empty batch stamped with the proposer's clock.
     pub fn new(proposer_ms: u64) -> Self {
-        let mut buf = Vec::with_capacity(256);
-        buf.push(FORMAT_VERSION);
-        buf.extend_from_slice(&proposer_ms.to_le_bytes());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        WriteBatchEncoder { buf, count: 0 }
-    }
-
-    /// Writes in the batch so far.
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
-    /// True if no write was added.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Encoded bytes so far.
-    pub fn encoded_bytes(&self) -> usize {
-        self.buf.len()
+        WriteBatchEncoder {
+            batch: BatchBuffer::new(
+                FORMAT_VERSION,
+                proposer_ms,
+                WRITES_PER_BATCH_MAX,
+                "write batch",
+            ),
+        }
     }
 
     /// Appends a write.
     pub fn push(&mut self, write: &Write<'_>) {
-        assert!(self.count < WRITES_PER_BATCH_MAX, "write batch full");
         assert!(write.seq >= 1, "sequence numbers start at 1");
-        let out = &mut self.buf;
+        let out = self.batch.item();
         out.extend_from_slice(&write.session.0.to_le_bytes());
         out.extend_from_slice(&write.seq.to_le_bytes());
         out.extend_from_slice(&write.acked_below.to_le_bytes());
@@ -357,14 +343,11 @@ impl WriteBatchEncoder {
                 }
             }
         }
-        self.count += 1;
     }
 
     /// The encoded batch (at least one write must have been pushed).
-    pub fn finish(mut self) -> Vec<u8> {
-        assert!(self.count > 0, "empty write batch");
-        self.buf[9..13].copy_from_slice(&self.count.to_le_bytes());
-        self.buf
+    pub fn finish(self) -> Vec<u8> {
+        self.batch.finish()
     }
 }
 

@@ -2,7 +2,10 @@
 //! [`decode_write_batch`], which reads either version.
 
 use super::v1;
-use super::{put_bytes, Cursor, DecodeError, ARGV_WORDS_MAX, FORMAT_VERSION, WRITES_PER_BATCH_MAX};
+use super::{
+    put_bytes, BatchBuffer, Cursor, DecodeError, ARGV_WORDS_MAX, FORMAT_VERSION,
+    WRITES_PER_BATCH_MAX,
+};
 use crate::kv::session_id::SessionId;
 
 const KIND_COMMAND: u8 = 1;
@@ -216,39 +219,40 @@ impl<'a> WriteBatch<'a> {
 /// arrive).
 #[derive(Debug)]
 pub struct WriteBatchEncoder {
-    buf: Vec<u8>,
-    count: u32,
+    batch: BatchBuffer,
 }
 
 impl WriteBatchEncoder {
     /// An empty batch stamped with the proposer's clock (the leader overwrites it).
     pub fn new(proposer_ms: u64) -> Self {
-        let mut buf = Vec::with_capacity(256);
-        buf.push(FORMAT_VERSION);
-        buf.extend_from_slice(&proposer_ms.to_le_bytes());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        WriteBatchEncoder { buf, count: 0 }
+        WriteBatchEncoder {
+            batch: BatchBuffer::new(
+                FORMAT_VERSION,
+                proposer_ms,
+                WRITES_PER_BATCH_MAX,
+                "write batch",
+            ),
+        }
     }
 
     /// Items in the batch so far.
     pub fn len(&self) -> u32 {
-        self.count
+        self.batch.len()
     }
 
     /// True if no item was added.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.batch.len() == 0
     }
 
     /// Encoded bytes so far.
     pub fn encoded_bytes(&self) -> usize {
-        self.buf.len()
+        self.batch.encoded_bytes()
     }
 
     /// Appends an item.
     pub fn push(&mut self, write: &Write<'_>) {
-        assert!(self.count < WRITES_PER_BATCH_MAX, "write batch full");
-        let out = &mut self.buf;
+        let out = self.batch.item();
         out.extend_from_slice(&write.session.0.to_le_bytes());
         out.extend_from_slice(&write.seq.to_le_bytes());
         out.extend_from_slice(&write.acked_below.to_le_bytes());
@@ -280,14 +284,11 @@ impl WriteBatchEncoder {
                 out.extend_from_slice(&keys_max.to_le_bytes());
             }
         }
-        self.count += 1;
     }
 
     /// The encoded batch (at least one item must have been pushed).
-    pub fn finish(mut self) -> Vec<u8> {
-        assert!(self.count > 0, "empty write batch");
-        self.buf[9..13].copy_from_slice(&self.count.to_le_bytes());
-        self.buf
+    pub fn finish(self) -> Vec<u8> {
+        self.batch.finish()
     }
 }
 

@@ -44,12 +44,11 @@
 use std::collections::BTreeMap;
 
 use super::commands::{arity_error_text, Exec};
-use super::keys::SCAN_COUNT_MAX;
+use super::keys::{parse_cursor, ScanOptions};
 use super::keyspace::{key_hash, Keyspace};
-use super::strings::{parse_float, SYNTAX_ERROR_TEXT};
+use super::strings::parse_float;
 use super::value::{Value, WrongType};
 use super::{parse_redis_integer, NOT_AN_INTEGER_TEXT, OVERFLOW_TEXT};
-use crate::kv::glob::glob_match;
 use crate::kv::resp::{write_array_header, write_bulk, write_integer, write_nil};
 
 /// Redis' reply to `HINCRBY` on a field that does not hold a 64-bit integer.
@@ -397,10 +396,7 @@ pub(super) fn hincrbyfloat(keys: &mut Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]
 }
 
 pub(super) fn hscan(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
-    let Some(cursor) = std::str::from_utf8(argv[2])
-        .ok()
-        .and_then(|text| text.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_cursor(argv[2]) else {
         return ex.error("ERR invalid cursor");
     };
     // Redis answers an absent key before it reads the options.
@@ -413,30 +409,15 @@ pub(super) fn hscan(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
         }
         Err(WrongType) => return ex.wrong_type(),
     };
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut i = 3;
-    while i < argv.len() {
-        let has_next = i + 1 < argv.len();
-        let word = argv[i];
-        if word.eq_ignore_ascii_case(b"count") && has_next {
-            match parse_redis_integer(argv[i + 1]) {
-                None => return ex.error(NOT_AN_INTEGER_TEXT),
-                Some(n) if n < 1 => return ex.error(SYNTAX_ERROR_TEXT),
-                Some(n) => count = (n as u64).min(SCAN_COUNT_MAX as u64) as usize,
-            }
-        } else if word.eq_ignore_ascii_case(b"match") && has_next {
-            pattern = Some(argv[i + 1]);
-        } else {
-            return ex.error(SYNTAX_ERROR_TEXT);
-        }
-        i += 2;
-    }
-    let page = hash.scan(cursor, count);
+    let options = match ScanOptions::parse(&argv[3..], false) {
+        Ok(options) => options,
+        Err(text) => return ex.error(text),
+    };
+    let page = hash.scan(cursor, options.count);
     let matched: Vec<(&[u8], &[u8])> = page
         .fields
         .into_iter()
-        .filter(|(field, _)| pattern.is_none_or(|p| p == b"*" || glob_match(p, field, false)))
+        .filter(|(field, _)| options.matches(field))
         .collect();
     write_array_header(ex.out, 2);
     write_bulk(ex.out, page.next_cursor.to_string().as_bytes());

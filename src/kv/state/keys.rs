@@ -90,42 +90,74 @@ pub(super) fn keys(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
 /// Most keys one `SCAN` visits whatever `COUNT` says: bounds a call's work and reply.
 pub const SCAN_COUNT_MAX: usize = 100_000;
 
+/// The options of `SCAN` and `HSCAN` (`TYPE` is `SCAN`'s only).
+pub(super) struct ScanOptions<'a> {
+    /// Keys (or fields) to visit, at most [`SCAN_COUNT_MAX`].
+    pub(super) count: usize,
+    /// `MATCH` glob.
+    pub(super) pattern: Option<&'a [u8]>,
+    /// `TYPE` name.
+    pub(super) type_name: Option<&'a [u8]>,
+}
+
+impl<'a> ScanOptions<'a> {
+    /// Parses the words after the cursor as Redis does; the error text if they are wrong.
+    pub(super) fn parse(words: &[&'a [u8]], allow_type: bool) -> Result<Self, &'static str> {
+        let mut options = ScanOptions {
+            count: 10,
+            pattern: None,
+            type_name: None,
+        };
+        let mut pairs = words.chunks(2);
+        for pair in &mut pairs {
+            let [word, value] = pair else {
+                return Err(SYNTAX_ERROR_TEXT);
+            };
+            if word.eq_ignore_ascii_case(b"count") {
+                match parse_redis_integer(value) {
+                    None => return Err(NOT_AN_INTEGER_TEXT),
+                    Some(n) if n < 1 => return Err(SYNTAX_ERROR_TEXT),
+                    Some(n) => options.count = (n as u64).min(SCAN_COUNT_MAX as u64) as usize,
+                }
+            } else if word.eq_ignore_ascii_case(b"match") {
+                options.pattern = Some(value);
+            } else if allow_type && word.eq_ignore_ascii_case(b"type") {
+                options.type_name = Some(value);
+            } else {
+                return Err(SYNTAX_ERROR_TEXT);
+            }
+        }
+        Ok(options)
+    }
+
+    /// Whether `name` passes `MATCH`.
+    pub(super) fn matches(&self, name: &[u8]) -> bool {
+        self.pattern
+            .is_none_or(|p| p == b"*" || glob_match(p, name, false))
+    }
+}
+
+/// A `SCAN`/`HSCAN` cursor: an unsigned integer.
+pub(super) fn parse_cursor(word: &[u8]) -> Option<u64> {
+    std::str::from_utf8(word).ok()?.parse().ok()
+}
+
 pub(super) fn scan(keys: &Keyspace, ex: &mut Exec<'_>, argv: &[&[u8]]) {
-    let Some(cursor) = std::str::from_utf8(argv[1])
-        .ok()
-        .and_then(|text| text.parse::<u64>().ok())
-    else {
+    let Some(cursor) = parse_cursor(argv[1]) else {
         return ex.error("ERR invalid cursor");
     };
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut type_name: Option<&[u8]> = None;
-    let mut i = 2;
-    while i < argv.len() {
-        let has_next = i + 1 < argv.len();
-        let word = argv[i];
-        if word.eq_ignore_ascii_case(b"count") && has_next {
-            match parse_redis_integer(argv[i + 1]) {
-                None => return ex.error(NOT_AN_INTEGER_TEXT),
-                Some(n) if n < 1 => return ex.error(SYNTAX_ERROR_TEXT),
-                Some(n) => count = (n as u64).min(SCAN_COUNT_MAX as u64) as usize,
-            }
-        } else if word.eq_ignore_ascii_case(b"match") && has_next {
-            pattern = Some(argv[i + 1]);
-        } else if word.eq_ignore_ascii_case(b"type") && has_next {
-            type_name = Some(argv[i + 1]);
-        } else {
-            return ex.error(SYNTAX_ERROR_TEXT);
-        }
-        i += 2;
-    }
-    let page = keys.scan(cursor, count, ex.now_ms);
+    let options = match ScanOptions::parse(&argv[2..], true) {
+        Ok(options) => options,
+        Err(text) => return ex.error(text),
+    };
+    let page = keys.scan(cursor, options.count, ex.now_ms);
     let matched: Vec<&[u8]> = page
         .keys
         .iter()
         .filter(|(key, entry)| {
-            pattern.is_none_or(|p| p == b"*" || glob_match(p, key, false))
-                && type_name
+            options.matches(key)
+                && options
+                    .type_name
                     .is_none_or(|t| t.eq_ignore_ascii_case(entry.value.type_name().as_bytes()))
         })
         .map(|(key, _)| *key)
