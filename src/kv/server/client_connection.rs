@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use super::auth::{admit, ConnectionAuth};
 use super::batching::{Batches, Target};
 use super::command_table::reply_shape;
 use super::config::ServerConfig;
@@ -69,6 +70,8 @@ pub(super) struct ClientState {
     pub(super) last_command_at: Instant,
     /// Its last command's name as Redis shows it (`get`, `client|list`).
     pub(super) last_command: String,
+    /// Its user and what it may run (see `auth`).
+    pub(super) auth: ConnectionAuth,
 }
 
 impl ClientState {
@@ -92,6 +95,7 @@ impl ClientState {
             connected_at: now,
             last_command_at: now,
             last_command: "NULL".to_string(),
+            auth: ConnectionAuth::default(),
         }
     }
 
@@ -391,6 +395,10 @@ pub(super) fn dispatch(
 ) -> bool {
     if request.is_empty() {
         return true;
+    }
+    // Authentication and ACLs, before anything is batched (see `auth`).
+    if !conn.state.auth.unrestricted() && !admit(conn, &request, batches.config()) {
+        return !conn.closing;
     }
     let kind = kind_of(&request[0]);
     let reads = kind == Kind::Read || info_reads(kind, &request);
