@@ -467,7 +467,7 @@ fn parse_digest(hex: &str) -> Option<PasswordDigest> {
     };
     let mut digest = [0u8; 32];
     for (out, pair) in digest.iter_mut().zip(bytes.chunks_exact(2)) {
-        *out = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        *out = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(digest)
 }
@@ -658,7 +658,8 @@ mod tests {
             (
                 "user a on #2BB80D537B1DA3E38BD30361AA855686BDE0EACD7162FEF6A25FE97BF527A25B",
                 1,
-                "#2BB80D537B1DA3E38BD30361AA855686BDE0EACD7162FEF6A25FE97BF527A25B",
+                // Shown shortened to 64 characters.
+                "#2BB80D537B1DA3E38BD30361AA855686BDE0EACD7162FEF6A25FE97BF527A25",
                 "64 lower-case hex",
             ),
             (
