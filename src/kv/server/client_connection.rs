@@ -19,7 +19,7 @@
 //! # Per-connection state
 //!
 //! [`ClientState`] holds what commands read and change about the connection itself (id,
-//! protocol, name, library, addresses, times, last command); it is what `CLIENT` shows.
+//! protocol, name, library, addresses, times, last command, user); it is what `CLIENT` shows.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;

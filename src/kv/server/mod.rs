@@ -12,7 +12,7 @@
 //! set and sorted-set commands are refused by name. Besides them: `PING [msg]`, `ECHO msg`,
 //! `SELECT 0`, `QUIT`, and the connection's and server's own commands, answered as Redis 7
 //! answers them (see `local_commands`, `info` and `command_table`):
-//! `HELLO [protover [AUTH user pass] [SETNAME name]]`,
+//! `AUTH [user] password`, `HELLO [protover [AUTH user pass] [SETNAME name]]`,
 //! `CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST|HELP`, `COMMAND [COUNT|INFO|DOCS|LIST]`,
 //! `CONFIG GET pattern...`, `INFO [section...]`. Unknown commands and wrong arity get Redis'
 //! own error wording. Ketch answers as the Redis version [`REDIS_COMPAT_VERSION`].
