@@ -11,6 +11,9 @@
 //! The children run in their own process groups, so only this supervisor sees a terminal's
 //! Ctrl-C; if the supervisor itself is killed with SIGKILL, the nodes keep running (stop
 //! them with `kill PID`, using the pids it printed).
+//!
+//! `--requirepass PASS` is passed on to every node (clients must `AUTH PASS`), and the
+//! supervisor authenticates its own `INFO` connections with it.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -63,6 +66,9 @@ pub struct ClusterArgs {
     /// [default: no metrics].
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
+    /// Passed on to each node: the password of user `default` (clients must AUTH).
+    #[arg(long, value_name = "PASSWORD")]
+    pub requirepass: Option<String>,
     /// Passed on to each node (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -130,6 +136,9 @@ impl ClusterArgs {
         ];
         if let Some(addr) = &node.metrics_addr {
             args.extend(["--metrics-addr".to_string(), addr.clone()]);
+        }
+        if let Some(password) = &self.requirepass {
+            args.extend(["--requirepass".to_string(), password.clone()]);
         }
         if self.verbose > 0 {
             args.push(format!("-{}", "v".repeat(usize::from(self.verbose))));
@@ -237,7 +246,7 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
                 println!("node {} (pid {}) exited: {status}", node.node.id, node.pid);
                 continue;
             }
-            if let Some(view) = poll_info(node) {
+            if let Some(view) = poll_info(node, args.requirepass.as_deref()) {
                 views.push(view);
             }
         }
@@ -273,11 +282,21 @@ fn sleep_unless(stop: &AtomicBool, duration: Duration) {
     }
 }
 
-fn poll_info(node: &mut Running) -> Option<LeaderView> {
+fn poll_info(node: &mut Running, password: Option<&str>) -> Option<LeaderView> {
     let timeout = Duration::from_millis(500);
     if node.info.is_none() {
         let addr = node.node.client_addr.parse().ok()?;
-        node.info = Connection::open(addr, timeout, timeout).ok();
+        let mut connection = Connection::open(addr, timeout, timeout).ok()?;
+        if let Some(password) = password {
+            let mut request = Vec::new();
+            encode_request(&mut request, &[b"AUTH".as_slice(), password.as_bytes()]);
+            connection.send(&request).ok()?;
+            match connection.read_reply() {
+                Ok(Reply::Simple(_)) => {}
+                _ => return None,
+            }
+        }
+        node.info = Some(connection);
     }
     let connection = node.info.as_mut()?;
     let mut request = Vec::new();
@@ -344,6 +363,7 @@ mod tests {
             peer_port: 7001,
             max_value_bytes: 1 << 20,
             metrics_port: None,
+            requirepass: None,
             verbose: 0,
         };
         let nodes = args.nodes().unwrap();
@@ -359,7 +379,17 @@ mod tests {
             serve.last().unwrap(),
             "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
         );
-        assert!(!serve.iter().any(|a| a == "--metrics-addr"));
+        assert!(!serve
+            .iter()
+            .any(|a| a == "--metrics-addr" || a == "--requirepass"));
+        let with_password = ClusterArgs {
+            requirepass: Some("pw".to_string()),
+            ..args.clone()
+        };
+        assert!(with_password
+            .serve_args(&nodes[0], &nodes)
+            .windows(2)
+            .any(|w| w == ["--requirepass", "pw"]));
         let with_metrics = ClusterArgs {
             metrics_port: Some(9100),
             ..args.clone()

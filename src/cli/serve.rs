@@ -15,6 +15,19 @@
 //! - `--metrics-addr` serves Prometheus metrics at `http://ADDR/metrics` (see
 //!   [`crate::metrics`]); off unless given.
 //!
+//! # Client authentication
+//!
+//! - `--requirepass PASS` sets the password of user `default`: clients must `AUTH PASS`
+//!   (or `HELLO 3 AUTH default PASS`) first. The password shows in `ps`; prefer
+//!   `--requirepass-file FILE`, which reads it from a file (one trailing newline is not part
+//!   of it; an empty or unreadable file stops the start, naming it).
+//! - `--acl-file FILE` gives users and their rules, a subset of Redis' ACL file syntax (see
+//!   [`crate::kv::acl`]); a bad line stops the start, naming the file, the line and the
+//!   token. Every connection must authenticate unless the file's `default` is `on nopass`.
+//!
+//! The three exclude each other. Each node checks the clients connected to it, so every
+//! node of a cluster needs the same flags.
+//!
 //! # Joining a running cluster
 //!
 //! ```text
@@ -55,6 +68,8 @@ use signal_hook::iterator::Signals;
 
 use super::cluster_spec::ClusterSpec;
 use super::DEFAULT_CLIENT_PORT_BASE;
+use crate::kv::acl::{read_password_file, Acl};
+use crate::kv::server::load_acl_file;
 use crate::kv::{KvService, ServiceConfig, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX};
 use crate::metrics::MetricsServer;
 use crate::node::NodeConfig;
@@ -107,6 +122,21 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (see `ketch::metrics`) [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Password of user `default`: clients must AUTH first (visible in `ps`: prefer
+    /// --requirepass-file).
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        conflicts_with_all = ["requirepass_file", "acl_file"]
+    )]
+    pub requirepass: Option<String>,
+    /// As --requirepass, with the password read from FILE (less one trailing newline).
+    #[arg(long, value_name = "FILE", conflicts_with = "acl_file")]
+    pub requirepass_file: Option<PathBuf>,
+    /// Client users and their rules, one `user NAME ...` line each (Redis ACL file syntax,
+    /// a subset: see `ketch::kv::acl`).
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -244,6 +274,28 @@ impl ServeArgs {
         })
     }
 
+    /// The client users from `--requirepass`, `--requirepass-file` or `--acl-file` (module
+    /// docs); without them, `default` needs no password.
+    pub fn acl(&self) -> Result<Acl, ServeError> {
+        if let Some(password) = &self.requirepass {
+            if password.is_empty() {
+                return Err(ServeError::Usage(
+                    "--requirepass: the password is empty".into(),
+                ));
+            }
+            return Ok(Acl::with_default_password(password.as_bytes()));
+        }
+        if let Some(path) = &self.requirepass_file {
+            let password = read_password_file(path)
+                .map_err(|e| ServeError::Usage(format!("--requirepass-file: {e}")))?;
+            return Ok(Acl::with_default_password(&password));
+        }
+        if let Some(path) = &self.acl_file {
+            return load_acl_file(path).map_err(|e| ServeError::Usage(format!("--acl-file: {e}")));
+        }
+        Ok(Acl::open())
+    }
+
     fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
         self.metrics_addr
             .as_deref()
@@ -296,6 +348,7 @@ fn start_metrics(addr: SocketAddr, service: &KvService) -> Result<MetricsServer,
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     super::logging::init_logging(args.verbose);
     let plan = args.plan()?;
+    let acl = args.acl()?;
     // Installed before the node starts, so a signal during a slow start is not lost.
     let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(ServeError::Signals)?;
     let mut node = NodeConfig::new(
@@ -309,6 +362,13 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // The flag's range keeps it within usize.
     config.server.max_value_bytes = args.max_value_bytes as usize;
     config.server.clock_offset_ms = clock_offset_from_env()?;
+    if acl.open_default().is_none() {
+        eprintln!(
+            "ketch serve: clients must authenticate ({} users)",
+            acl.users().count()
+        );
+    }
+    config.server.acl = std::sync::Arc::new(acl);
     let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
     let metrics_server = match plan.metrics_addr {
         Some(addr) => Some(start_metrics(addr, &service)?),
@@ -365,8 +425,44 @@ mod tests {
             cluster_id: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
             metrics_addr: None,
+            requirepass: None,
+            requirepass_file: None,
+            acl_file: None,
             verbose: 0,
         }
+    }
+
+    #[test]
+    fn auth_flags_make_the_users() {
+        let mut open = args(1, "1=127.0.0.1:7001");
+        assert!(open.acl().unwrap().open_default().is_some());
+        open.requirepass = Some("pw".into());
+        let acl = open.acl().unwrap();
+        assert!(acl.open_default().is_none());
+        assert!(acl.user(b"default").unwrap().password_matches(b"pw"));
+        open.requirepass = Some(String::new());
+        assert!(open.acl().unwrap_err().to_string().contains("empty"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut from_file = args(1, "1=127.0.0.1:7001");
+        from_file.requirepass_file = Some(dir.path().join("missing"));
+        let error = from_file.acl().unwrap_err().to_string();
+        assert!(
+            error.contains("--requirepass-file") && error.contains("missing"),
+            "{error}"
+        );
+        let acl_path = dir.path().join("users.acl");
+        std::fs::write(
+            &acl_path,
+            "user default off\nuser app on >pw ~app:* +@read +bogus\n",
+        )
+        .unwrap();
+        let mut with_acl = args(1, "1=127.0.0.1:7001");
+        with_acl.acl_file = Some(acl_path.clone());
+        let error = with_acl.acl().unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("{}:2:", acl_path.display())) && error.contains("`+bogus`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`admin`] the admin commands (`KETCH.ADDLEARNER`, `KETCH.MEMBERS`, ...);
 //! - [`service`] the [`KvService`] that starts a node and its server together.
 
+pub mod acl;
 pub mod admin;
 pub mod clock;
 pub mod command;

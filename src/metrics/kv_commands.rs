@@ -13,6 +13,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts};
 /// the binary search in [`CommandCounters::count`]).
 pub const KNOWN_COMMANDS: &[&str] = &[
     "append",
+    "auth",
     "client",
     "command",
     "config",

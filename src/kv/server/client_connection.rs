@@ -19,7 +19,7 @@
 //! # Per-connection state
 //!
 //! [`ClientState`] holds what commands read and change about the connection itself (id,
-//! protocol, name, library, addresses, times, last command); it is what `CLIENT` shows.
+//! protocol, name, library, addresses, times, last command, user); it is what `CLIENT` shows.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use super::auth::{admit, ConnectionAuth};
 use super::batching::{Batches, Target};
 use super::command_table::reply_shape;
 use super::config::ServerConfig;
@@ -70,6 +71,8 @@ pub(super) struct ClientState {
     pub(super) last_command_at: Instant,
     /// Its last command's name as Redis shows it (`get`, `client|list`).
     pub(super) last_command: String,
+    /// Its user and what it may run (see `auth`).
+    pub(super) auth: ConnectionAuth,
 }
 
 impl ClientState {
@@ -93,6 +96,7 @@ impl ClientState {
             connected_at: now,
             last_command_at: now,
             last_command: "NULL".to_string(),
+            auth: ConnectionAuth::default(),
         }
     }
 
@@ -406,6 +410,12 @@ pub(super) fn dispatch(
 ) -> bool {
     if request.is_empty() {
         return true;
+    }
+    // Authentication and ACLs, before anything is queued or batched (see `auth`). As in
+    // Redis, a refusal inside `MULTI` aborts the transaction.
+    if !conn.state.auth.unrestricted() && !admit(conn, &request, batches.config()) {
+        conn.tx.mark_refused();
+        return !conn.closing;
     }
     let control = Control::of(&request[0], conn.tx.in_multi());
     if control.is_none() && conn.tx.in_multi() && !request[0].eq_ignore_ascii_case(b"QUIT") {

@@ -31,6 +31,7 @@
 //! an empty set when there are none), all downgraded for RESP2 as Redis does.
 
 use super::resp3_reply::ReplyShape;
+use crate::kv::acl::CommandInfo;
 use crate::kv::glob::glob_match;
 use crate::kv::resp::Frame;
 
@@ -1033,6 +1034,20 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         reply: ReplyShape::Plain,
     },
     CommandSpec {
+        name: "auth",
+        arity: -2,
+        flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        acl_categories: &["@fast", "@connection"],
+        tips: &[],
+        key_specs: &[],
+        subcommands: &[],
+        docs: Docs { summary: "Authenticate to the server", since: "1.0.0", group: "connection", complexity: "O(N) where N is the number of passwords defined for the user" },
+        reply: ReplyShape::Plain,
+    },
+    CommandSpec {
         name: "hello",
         arity: -1,
         flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
@@ -1358,6 +1373,23 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         reply: ReplyShape::Plain,
     },
 ];
+
+/// Every command and subcommand with its ACL categories, for the ACL rules
+/// ([`Acl`](crate::kv::acl::Acl)).
+pub(super) fn acl_catalog() -> Vec<CommandInfo> {
+    let mut catalog = Vec::new();
+    for spec in COMMANDS {
+        catalog.push(CommandInfo {
+            name: spec.name,
+            categories: spec.acl_categories,
+        });
+        catalog.extend(spec.subcommands.iter().map(|sub| CommandInfo {
+            name: sub.name,
+            categories: sub.acl_categories,
+        }));
+    }
+    catalog
+}
 
 /// The entry for `name` (any case), if the table has it.
 pub(super) fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {

@@ -1,7 +1,9 @@
 //! [`ServerConfig`]: the server's tuning and limits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kv::acl::Acl;
 use crate::kv::resp::Limits;
 use crate::kv::state::DEFAULT_MAX_VALUE_BYTES;
 
@@ -46,6 +48,10 @@ pub struct ServerConfig {
     /// clock-skew drills, where nodes sharing one machine need clocks of their own. 0 in
     /// production. See [`Clock`](crate::kv::Clock).
     pub clock_offset_ms: i64,
+    /// The users clients authenticate as and what each may run (see [`crate::kv::acl`]);
+    /// by default only `default`, with no password and every right. Checked on the node a
+    /// client is connected to, before its commands are batched or forwarded.
+    pub acl: Arc<Acl>,
 }
 
 impl ServerConfig {
@@ -80,7 +86,8 @@ impl ServerConfig {
 
 impl Default for ServerConfig {
     /// Redis' limits, a 5 minute idle timeout, 10 000 connections, 1024 pipelined replies and
-    /// 1 MiB of output per connection, batches of up to 1024 commands / 1 MiB, 64 MiB values.
+    /// 1 MiB of output per connection, batches of up to 1024 commands / 1 MiB, 64 MiB values, no
+    /// password.
     fn default() -> Self {
         ServerConfig {
             limits: Limits::default(),
@@ -92,6 +99,7 @@ impl Default for ServerConfig {
             batch_bytes_max: 1 << 20,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             clock_offset_ms: 0,
+            acl: Arc::new(Acl::open()),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The commands answered without the node's state machine: `PING`, `ECHO`, `QUIT`, `SELECT`,
-//! `HELLO`, `CLIENT`, `COMMAND`, `CONFIG GET`, `INFO`, and the refusals of `READONLY` and
+//! `AUTH`, `HELLO`, `CLIENT`, `COMMAND`, `CONFIG GET`, `INFO`, and the refusals of `READONLY` and
 //! `READWRITE`. Replies are built as [`Frame`]s and written in the connection's protocol.
 //!
 //! # `HELLO [protover [AUTH user pass] [SETNAME name]]`
@@ -14,13 +14,27 @@
 //! - `version` is [`REDIS_COMPAT_VERSION`], the Redis whose behaviour Ketch follows.
 //! - `mode` is `standalone` (a Ketch cluster is not a Redis Cluster: every node holds every
 //!   key); `role` is `master` on the Raft leader and `replica` on every other node.
-//! - `AUTH`: no password is configured, so like Redis without `requirepass`, user `default`
-//!   with any password is accepted and any other user gets `-WRONGPASS`.
+//! - Options apply in order, as Redis 7.0.15 applies them: `AUTH user pass` logs the
+//!   connection in there and then (see `auth`; a failure answers `-WRONGPASS` and stops),
+//!   `SETNAME name` sets the name there and then (an invalid one answers its error and
+//!   stops). So `HELLO 3 SETNAME a bogus` leaves the name `a` and answers the syntax error,
+//!   and `HELLO 3 AUTH default pw SETNAME "a b"` is authenticated though it answers the name
+//!   error. The protocol switches only when every option was good and the connection is
+//!   authenticated; if it is not (no `AUTH` option on a server that needs one), the answer is
+//!   Redis 7.0's `-NOAUTH HELLO must be called with the client already authenticated, ...`.
 //! - Errors, worded as Redis 7.0 words them: `-NOPROTO unsupported protocol version` (a
 //!   version other than 2 or 3; Redis 6 said `sorry, this protocol version is not
 //!   supported`), `-ERR Protocol version is not an integer or out of range`,
 //!   `-ERR Syntax error in HELLO option '<opt>'` (also for `AUTH` / `SETNAME` missing their
-//!   arguments), and `SETNAME`'s validation error. On an error nothing changes.
+//!   arguments), and `SETNAME`'s validation error. A bad version changes nothing.
+//!
+//! # `AUTH [user] password`
+//!
+//! Redis 7.0's command and replies (see `auth` for the states and the bound on failures):
+//! `+OK`; `-WRONGPASS invalid username-password pair or user is disabled.`; `AUTH password`
+//! when `default` needs none: `-ERR AUTH <password> called without any password configured
+//! for the default user. Are you sure your configuration is correct?`; more than two
+//! arguments: `-ERR syntax error`.
 //!
 //! # `CLIENT`
 //!
@@ -37,6 +51,8 @@
 //! omem=0 tot-mem=0 events=r cmd=client|list user=default redir=-1 resp=2 lib-name= lib-ver=
 //! ```
 //!
+//! `user` is the user the connection authenticated as (`default` before it has).
+//!
 //! Buffer fields are the connection's own: `qbuf` its unparsed input, `rbs` / `qbuf-free` its
 //! input buffer's capacity and room, `obl` / `omem` its unsent output, `oll` its replies
 //! awaited or queued, `tot-mem` its two buffers. `sub`, `psub`, `ssub` are 0 and `redir` -1
@@ -49,6 +65,7 @@
 //! `CONFIG SET`, `RESETSTAT` and `REWRITE` are refused: the configuration is the command
 //! line's.
 
+use super::auth::HELLO_NOAUTH_TEXT;
 use super::client_connection::ClientState;
 use super::command_table::command_command;
 use super::config::ServerConfig;
@@ -69,6 +86,7 @@ pub(super) const LOCAL_COMMANDS: &[&str] = &[
     "ECHO",
     "QUIT",
     "SELECT",
+    "AUTH",
     "READONLY",
     "READWRITE",
     "HELLO",
@@ -158,6 +176,13 @@ pub(super) fn local_command(
         Some(b"READONLY") | Some(b"READWRITE") => {
             error("ERR stale local reads are not supported: every read is linearizable")
         }
+        Some(b"AUTH") => {
+            let peer = client.peer_addr;
+            match client.auth.auth_command(args, &env.config.acl, peer) {
+                Ok(()) => ok(),
+                Err(text) => error(text),
+            }
+        }
         Some(b"HELLO") => hello(args, client, env),
         Some(b"CLIENT") => client_command(args, client, env),
         Some(b"COMMAND") => command_command(args),
@@ -176,7 +201,7 @@ fn valid_client_attribute(value: &[u8]) -> bool {
 const CLIENT_NAME_ERROR: &str =
     "ERR Client names cannot contain spaces, newlines or special characters.";
 
-/// `HELLO` (module docs). Changes nothing unless every argument is valid.
+/// `HELLO` (module docs): options apply in order, the protocol only if all are good.
 fn hello(args: &[Vec<u8>], client: &mut ClientState, env: &LocalEnv<'_>) -> Frame {
     let mut protocol = client.protocol;
     if let Some(version) = args.get(1) {
@@ -194,20 +219,24 @@ fn hello(args: &[Vec<u8>], client: &mut ClientState, env: &LocalEnv<'_>) -> Fram
             _ => return error("NOPROTO unsupported protocol version"),
         };
     }
-    let mut user = None;
-    let mut name = None;
+    // Each option takes effect as it is read (module docs).
     let mut at = 2;
     while at < args.len() {
         let more = args.len() - 1 - at;
         let option = &args[at];
         if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-            user = Some(&args[at + 1]);
+            let peer = client.peer_addr;
+            let acl = &env.config.acl;
+            if let Err(text) = client.auth.attempt(acl, peer, &args[at + 1], &args[at + 2]) {
+                return error(text);
+            }
             at += 3;
         } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
-            if !valid_client_attribute(&args[at + 1]) {
+            let name = &args[at + 1];
+            if !valid_client_attribute(name) {
                 return error(CLIENT_NAME_ERROR);
             }
-            name = Some(&args[at + 1]);
+            client.name = (!name.is_empty()).then(|| name.clone());
             at += 2;
         } else {
             return error(format!(
@@ -216,12 +245,8 @@ fn hello(args: &[Vec<u8>], client: &mut ClientState, env: &LocalEnv<'_>) -> Fram
             ));
         }
     }
-    // No password is configured: Redis then lets `default` in with any password.
-    if user.is_some_and(|user| user != b"default") {
-        return error("WRONGPASS invalid username-password pair or user is disabled.");
-    }
-    if let Some(name) = name {
-        client.name = (!name.is_empty()).then(|| name.clone());
+    if !client.auth.authenticated(&env.config.acl) {
+        return error(HELLO_NOAUTH_TEXT);
     }
     client.protocol = protocol;
     let role = if (env.is_leader)() {
@@ -410,7 +435,7 @@ pub(super) fn client_line(client: &ClientState, buffers: ClientBuffers) -> Strin
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
          multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} \
-         omem={} tot-mem={} events={} cmd={} user=default redir=-1 resp={} lib-name={} \
+         omem={} tot-mem={} events={} cmd={} user={} redir=-1 resp={} lib-name={} \
          lib-ver={}\n",
         client.id,
         addr(client.peer_addr),
@@ -432,6 +457,7 @@ pub(super) fn client_line(client: &ClientState, buffers: ClientBuffers) -> Strin
             "r"
         },
         client.last_command,
+        client.auth.user_name(),
         client.protocol.version(),
         text(&client.lib_name),
         text(&client.lib_ver),

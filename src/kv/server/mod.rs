@@ -12,7 +12,7 @@
 //! set and sorted-set commands are refused by name. Besides them: `PING [msg]`, `ECHO msg`,
 //! `SELECT 0`, `QUIT`, and the connection's and server's own commands, answered as Redis 7
 //! answers them (see `local_commands`, `info` and `command_table`):
-//! `HELLO [protover [AUTH user pass] [SETNAME name]]`,
+//! `AUTH [user] password`, `HELLO [protover [AUTH user pass] [SETNAME name]]`,
 //! `CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST|HELP`, `COMMAND [COUNT|INFO|DOCS|LIST]`,
 //! `CONFIG GET pattern...`, `INFO [section...]`. Unknown commands and wrong arity get Redis'
 //! own error wording. Ketch answers as the Redis version [`REDIS_COMPAT_VERSION`].
@@ -77,6 +77,9 @@
 //!   order, and the ordering and consistency a pipeline gets;
 //! - `parse`: what a request means (a write, a read, an admin or a local command) and Redis'
 //!   wording for one that means nothing;
+//! - `auth`: each connection's authentication (`AUTH`, `HELLO ... AUTH`) and the check of
+//!   every request against its user's ACL rules, before it is batched or forwarded (users
+//!   and rules: [`acl`](super::acl));
 //! - `batching`: the writes of all connections go to the node as one log entry per poll, the
 //!   reads as one ReadIndex round;
 //! - `local_commands`: what is answered without the node's state machine (`HELLO`, `CLIENT`,
@@ -98,8 +101,10 @@
 //! | replies pending per connection    | [`ServerConfig::pipeline_replies_max`]: past it, the connection is not read |
 //! | unsent output per connection      | [`ServerConfig::output_bytes_max`] (+ one reply): past it, not read |
 //! | completions queued from the node  | one per batch in flight; batches in flight ≤ pending replies of all connections |
+//! | failed authentication attempts    | [`AUTH_FAILURES_MAX`] per connection, then it is closed |
 //! | idle connections                  | closed after [`ServerConfig::idle_timeout`] with nothing pending |
 
+mod auth;
 mod batching;
 mod client_connection;
 mod command_table;
@@ -124,6 +129,7 @@ use crate::raft::NodeId;
 use batching::CompletionQueue;
 use connection_loop::ConnectionLoop;
 
+pub use auth::{load_acl_file, AUTH_FAILURES_MAX};
 pub use config::ServerConfig;
 pub use local_commands::REDIS_COMPAT_VERSION;
 

@@ -344,6 +344,14 @@ impl Transaction {
         }
     }
 
+    /// Marks the open transaction, if any, as refused: a command was refused before it could
+    /// be queued (authentication, ACL), so `EXEC` answers `EXECABORT`.
+    pub(super) fn mark_refused(&mut self) {
+        if let Some(queue) = &mut self.queue {
+            queue.refused = true;
+        }
+    }
+
     fn unwatch(&mut self) {
         self.watches.clear();
         self.watched_bytes = 0;
