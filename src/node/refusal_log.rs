@@ -1,6 +1,7 @@
-//! Rate-limited logging of refused peer connections: at most one line per remote address
-//! (IP, not port: a refused peer redials from a new port every time) per
-//! [`REFUSAL_LOG_INTERVAL`], with the number of lines held back since.
+//! Rate-limited logging of refused peer connections: at most one line per peer address per
+//! [`REFUSAL_LOG_INTERVAL`], with the number of lines held back since. The address is the
+//! remote IP for an accepted connection (port 0: a refused peer redials from a new port every
+//! time), and the peer's configured address for a dialed one.
 //!
 //! A node with a wrong secret redials every second or so, on two lanes, forever; an attacker
 //! may connect far faster. Either would flood the log, hiding the one line an operator needs.
@@ -10,7 +11,7 @@
 //! entry (so a flood from many addresses still logs one line per interval).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Shortest time between two logged refusals of one address.
@@ -28,14 +29,14 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct RefusalLog {
     /// `None` is the shared entry of addresses beyond the bound.
-    entries: HashMap<Option<IpAddr>, Entry>,
+    entries: HashMap<Option<SocketAddr>, Entry>,
 }
 
 impl RefusalLog {
-    /// Logs `line` (a warning) unless a line for `ip` was logged within the interval, in which
-    /// case it is counted and held back. Returns whether it was logged.
-    pub fn refused(&mut self, now: Instant, ip: IpAddr, line: &str) -> bool {
-        let mut key = Some(ip);
+    /// Logs `line` (a warning) unless a line for `addr` was logged within the interval, in
+    /// which case it is counted and held back. Returns whether it was logged.
+    pub fn refused(&mut self, now: Instant, addr: SocketAddr, line: &str) -> bool {
+        let mut key = Some(addr);
         if !self.entries.contains_key(&key) && self.entries.len() >= REFUSAL_LOG_ADDRESSES_MAX {
             self.sweep(now);
             if self.entries.len() >= REFUSAL_LOG_ADDRESSES_MAX {
@@ -74,7 +75,11 @@ impl RefusalLog {
                 return true;
             }
             if entry.suppressed > 0 {
-                let who = ip.map_or("other addresses".to_string(), |ip| ip.to_string());
+                let who = match ip {
+                    Some(addr) if addr.port() == 0 => addr.ip().to_string(),
+                    Some(addr) => addr.to_string(),
+                    None => "other addresses".to_string(),
+                };
                 log::warn!(
                     "peer connections from {who}: {} more refused{}",
                     entry.suppressed,
@@ -108,8 +113,8 @@ mod tests {
     fn one_line_per_address_per_interval_and_the_bound_holds() {
         let mut log = RefusalLog::default();
         let start = Instant::now();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a: SocketAddr = "10.0.0.1:0".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:0".parse().unwrap();
         assert!(log.refused(start, a, "first"));
         assert!(!log.refused(start + Duration::from_secs(1), a, "held"));
         assert!(log.refused(start + Duration::from_secs(1), b, "other address"));
@@ -117,10 +122,10 @@ mod tests {
         log.sweep(start + REFUSAL_LOG_INTERVAL * 3);
         assert_eq!(log.tracked(), 0);
         for i in 0..(REFUSAL_LOG_ADDRESSES_MAX as u32 + 10) {
-            log.refused(start, IpAddr::from(i.to_be_bytes()), "flood");
+            log.refused(start, SocketAddr::from((i.to_be_bytes(), 0)), "flood");
         }
         assert_eq!(log.tracked(), REFUSAL_LOG_ADDRESSES_MAX + 1);
         // Past the bound, new addresses share one entry: one line, the rest held back.
-        assert!(!log.refused(start, "192.0.2.9".parse().unwrap(), "shared"));
+        assert!(!log.refused(start, "192.0.2.9:0".parse().unwrap(), "shared"));
     }
 }

@@ -511,7 +511,7 @@ impl Transport {
             self.stats.handshakes_refused += 1;
             if let Some(addr) = self.outbound.get(&peer).map(|o| o.addr) {
                 let line = format!("node {}: dialing node {peer} at {addr}: {reason}", self.id);
-                self.refusals.refused(Instant::now(), addr.ip(), &line);
+                self.refusals.refused(Instant::now(), addr, &line);
             }
         }
         self.disconnect(registry, peer, &reason);
@@ -748,7 +748,8 @@ impl Transport {
                              connections are in their handshake already",
                             self.id
                         );
-                        self.refusals.refused(Instant::now(), addr.ip(), &line);
+                        self.refusals
+                            .refused(Instant::now(), SocketAddr::new(addr.ip(), 0), &line);
                         continue;
                     }
                     let nonce = match fresh_nonce() {
@@ -1069,8 +1070,8 @@ impl Transport {
                 "node {}: connection from {}: {reason}",
                 self.id, inbound.addr
             );
-            self.refusals
-                .refused(Instant::now(), inbound.addr.ip(), &line);
+            let from = SocketAddr::new(inbound.addr.ip(), 0);
+            self.refusals.refused(Instant::now(), from, &line);
         } else if reason.starts_with(REFUSED) {
             self.stats.handshakes_refused += 1;
             log::warn!(
