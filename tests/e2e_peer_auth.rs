@@ -37,10 +37,7 @@ fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn secret_args(path: &Path) -> Vec<String> {
-    vec![
-        "--peer-secret-file".to_string(),
-        path.display().to_string(),
-    ]
+    vec!["--peer-secret-file".to_string(), path.display().to_string()]
 }
 
 /// A client of node `id` only.
@@ -155,7 +152,10 @@ fn secret_cluster_serves_and_a_wrong_secret_is_refused_and_cannot_join() {
     }
     // Nodes 1 and 2 are a quorum of three: they elect and serve.
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
-    assert!(leader == 1 || leader == 2, "node 3 cannot have been elected");
+    assert!(
+        leader == 1 || leader == 2,
+        "node 3 cannot have been elected"
+    );
     let mut client = client_of(&cluster, leader);
     for i in 0..20 {
         client.set(format!("k{i}"), format!("v{i}")).unwrap();
@@ -196,7 +196,11 @@ fn secret_cluster_serves_and_a_wrong_secret_is_refused_and_cannot_join() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "node 3 never joined\n{}", cluster.logs());
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never joined\n{}",
+            cluster.logs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut on_three = client_of(&cluster, 3);
@@ -223,7 +227,10 @@ fn forged_vote_moves_an_open_cluster_but_not_a_secured_one() {
     // can fail.
     let open = TestCluster::start(3);
     let (leader, term, after) = forge_against(&open);
-    let moved = after.iter().find(|(id, ..)| *id == leader).expect("leader view");
+    let moved = after
+        .iter()
+        .find(|(id, ..)| *id == leader)
+        .expect("leader view");
     assert!(
         moved.1 >= FORGED_TERM,
         "the forged vote did not reach the open cluster's core (term {term} -> {after:?})"
@@ -241,7 +248,11 @@ fn forged_vote_moves_an_open_cluster_but_not_a_secured_one() {
     let (leader, term, after) = forge_against(&secured);
     for (id, node_term, role, node_leader) in &after {
         assert_eq!(*node_term, term, "node {id}'s term moved: {after:?}");
-        assert_eq!(*node_leader, Some(leader), "node {id} lost its leader: {after:?}");
+        assert_eq!(
+            *node_leader,
+            Some(leader),
+            "node {id} lost its leader: {after:?}"
+        );
         assert_eq!(role == "leader", *id == leader, "roles changed: {after:?}");
     }
     // The leader logged the refusals with the attacker's address and why.
@@ -364,7 +375,7 @@ fn mtls_cluster_survives_kill9_of_each_node_and_refuses_foreign_and_misnamed_cer
     }
     cluster.wait_ready(Duration::from_secs(30));
     let mut acked: Vec<(String, String)> = Vec::new();
-    let mut write_some = |cluster: &TestCluster, acked: &mut Vec<(String, String)>, round: u64| {
+    let write_some = |cluster: &TestCluster, acked: &mut Vec<(String, String)>, round: u64| {
         let mut client = cluster.client_starting_at(1 + round % 3);
         for i in 0..20 {
             let (key, value) = (format!("r{round}-k{i}"), format!("v{i}"));
@@ -383,7 +394,11 @@ fn mtls_cluster_survives_kill9_of_each_node_and_refuses_foreign_and_misnamed_cer
         cluster.wait_ready(Duration::from_secs(30));
         write_some(&cluster, &mut acked, id * 2);
     }
-    assert!(acked.len() >= 100, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() >= 100,
+        "only {} writes acknowledged",
+        acked.len()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     for id in 1..=3 {
         let mut client = client_of(&cluster, id);
@@ -414,11 +429,26 @@ fn mtls_cluster_survives_kill9_of_each_node_and_refuses_foreign_and_misnamed_cer
         tls_args(&cert, &key, &other.ca_path())
     });
     cluster.spawn(follower);
-    wait_log(&cluster, follower, "handshake refused", Duration::from_secs(10));
-    wait_log(&cluster, leader, "handshake refused", Duration::from_secs(10));
+    wait_log(
+        &cluster,
+        follower,
+        "handshake refused",
+        Duration::from_secs(10),
+    );
+    wait_log(
+        &cluster,
+        leader,
+        "handshake refused",
+        Duration::from_secs(10),
+    );
     std::thread::sleep(Duration::from_secs(1));
-    let view = cluster.info(follower).expect("the foreign node answers INFO");
-    assert_eq!(view.leader, None, "a node with a foreign CA's certificate joined");
+    let view = cluster
+        .info(follower)
+        .expect("the foreign node answers INFO");
+    assert_eq!(
+        view.leader, None,
+        "a node with a foreign CA's certificate joined"
+    );
 
     // A CA-signed certificate naming node-<leader's other follower> does not pass as another
     // node: the handshake's claimed id must be the certificate's.
@@ -461,7 +491,11 @@ fn mtls_cluster_survives_kill9_of_each_node_and_refuses_foreign_and_misnamed_cer
     inject(cluster.node(leader).peer_addr, &bytes);
     std::thread::sleep(Duration::from_secs(1));
     let now = cluster.info(leader).expect("the leader answers");
-    assert_eq!((now.role.as_str(), now.term), ("leader", term), "the forged vote got in");
+    assert_eq!(
+        (now.role.as_str(), now.term),
+        ("leader", term),
+        "the forged vote got in"
+    );
 
     // A node whose own certificate names another node refuses to start, naming the file.
     cluster.extra_args.remove(&follower);
@@ -472,7 +506,10 @@ fn mtls_cluster_survives_kill9_of_each_node_and_refuses_foreign_and_misnamed_cer
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "started with a misnamed certificate");
+    assert!(
+        !output.status.success(),
+        "started with a misnamed certificate"
+    );
     assert!(
         stderr.contains("wrong-name.pem") && stderr.contains(&format!("node-{follower}")),
         "{stderr}"

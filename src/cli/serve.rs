@@ -147,9 +147,11 @@ impl PeerSecurityArgs {
     /// Loads the files the flags name, for node `id`.
     pub fn load(&self, id: NodeId) -> Result<PeerSecurity, ServeError> {
         let secret = match &self.peer_secret_file {
-            Some(path) => Some(Arc::new(PeerSecret::from_file(path).map_err(|e| {
-                ServeError::Usage(format!("--peer-secret-file {e}"))
-            })?)),
+            Some(path) => {
+                Some(Arc::new(PeerSecret::from_file(path).map_err(|e| {
+                    ServeError::Usage(format!("--peer-secret-file {e}"))
+                })?))
+            }
             None => None,
         };
         let tls = match (&self.peer_cert, &self.peer_key, &self.peer_ca) {
@@ -160,8 +162,7 @@ impl PeerSecurityArgs {
             )),
             _ => {
                 return Err(ServeError::Usage(
-                    "--peer-cert, --peer-key and --peer-ca go together: give all three"
-                        .to_string(),
+                    "--peer-cert, --peer-key and --peer-ca go together: give all three".to_string(),
                 ))
             }
         };
@@ -467,7 +468,10 @@ mod tests {
         let secret = dir.path().join("secret");
         flags.peer_secret_file = Some(secret.clone());
         let error = flags.load(1).unwrap_err().to_string();
-        assert!(error.contains("--peer-secret-file") && error.contains("secret"), "{error}");
+        assert!(
+            error.contains("--peer-secret-file") && error.contains("secret"),
+            "{error}"
+        );
         std::fs::write(&secret, "\n").unwrap();
         let error = flags.load(1).unwrap_err().to_string();
         assert!(error.contains("holds no secret"), "{error}");
