@@ -180,9 +180,11 @@ pub struct TransportStats {
     pub disconnects: u64,
     /// Inbound connections accepted.
     pub accepted: u64,
-    /// Inbound connections refused at the handshake.
+    /// Connections refused at the handshake (inbound, and outbound ones whose acceptor
+    /// failed its proof or refused this node), or not authenticated in time.
     pub handshakes_refused: u64,
-    /// Inbound connections closed for malformed input.
+    /// Inbound connections closed for malformed input (framing garbage before the handshake
+    /// included).
     pub malformed_closed: u64,
     /// Messages dropped: queue full or no connection.
     pub messages_dropped: u64,
@@ -1065,7 +1067,12 @@ impl Transport {
                 }
                 _ => format!("{REFUSED}: {reason}"),
             };
-            self.stats.handshakes_refused += 1;
+            // Framing garbage counts as malformed input wherever it comes, as before.
+            if reason.contains("malformed frame") {
+                self.stats.malformed_closed += 1;
+            } else {
+                self.stats.handshakes_refused += 1;
+            }
             let line = format!(
                 "node {}: connection from {}: {reason}",
                 self.id, inbound.addr
