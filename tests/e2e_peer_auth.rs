@@ -63,8 +63,11 @@ fn wait_log(cluster: &TestCluster, id: u64, needle: &str, limit: Duration) {
     }
 }
 
-/// Every running node's (id, term, role, leader).
-fn views(cluster: &TestCluster, ids: &[u64]) -> Vec<(u64, u64, String, Option<u64>)> {
+/// One node's (id, term, role, leader) as its INFO reports them.
+type View = (u64, u64, String, Option<u64>);
+
+/// Every running node's view.
+fn views(cluster: &TestCluster, ids: &[u64]) -> Vec<View> {
     ids.iter()
         .filter_map(|&id| cluster.info(id).map(|v| (id, v.term, v.role, v.leader)))
         .collect()
@@ -209,7 +212,7 @@ fn secret_cluster_serves_and_a_wrong_secret_is_refused_and_cannot_join() {
 }
 
 /// Injects the forged vote at the leader of `cluster`; returns (term before, views after).
-fn forge_against(cluster: &TestCluster) -> (u64, u64, Vec<(u64, u64, String, Option<u64>)>) {
+fn forge_against(cluster: &TestCluster) -> (u64, u64, Vec<View>) {
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     // Let the term settle: every node knows the leader.
     std::thread::sleep(Duration::from_millis(500));

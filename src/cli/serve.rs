@@ -119,9 +119,9 @@ pub struct ServeArgs {
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Peer authentication (module docs).
+    /// Peer authentication (module docs); boxed so the command-line enum stays small.
     #[command(flatten)]
-    pub peer_security: PeerSecurityArgs,
+    pub peer_security: Box<PeerSecurityArgs>,
 }
 
 /// The peer security flags of `ketch serve` (see the module docs).
@@ -425,7 +425,7 @@ mod tests {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
             metrics_addr: None,
             verbose: 0,
-            peer_security: PeerSecurityArgs::default(),
+            peer_security: Box::default(),
         }
     }
 

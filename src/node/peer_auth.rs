@@ -625,12 +625,15 @@ mod tests {
         decoder.next_frame().unwrap().expect("one whole frame")
     }
 
+    /// The frames of one exchange: handshake, challenge, and the proof if any.
+    type Recorded = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
     /// A full exchange between dialer 1 and acceptor 2 of cluster 7; returns the three frames.
     fn exchange(
         dialer_secret: Option<Arc<PeerSecret>>,
         acceptor_secret: Option<Arc<PeerSecret>>,
         nonces: ([u8; 32], [u8; 32]),
-    ) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), HandshakeRefusal> {
+    ) -> Result<Recorded, HandshakeRefusal> {
         let mut dialer = DialerHandshake::new(7, 1, 2, dialer_secret, nonces.0);
         let mut acceptor = AcceptorHandshake::new(7, 2, acceptor_secret, nonces.1);
         let hello = dialer.hello_frame();
