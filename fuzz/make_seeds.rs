@@ -212,11 +212,7 @@ fn peer_seeds() {
     let chunk_sizes = [3u8, 11, 64, 1, 200];
     let mut seed = vec![(chunk_sizes.len() as u8) << 1];
     seed.extend_from_slice(&chunk_sizes);
-    let handshake = Handshake {
-        cluster_id: 42,
-        from: 1,
-        to: 2,
-    };
+    let handshake = Handshake::unauthenticated(42, 1, 2);
     encode_handshake(&handshake, &mut seed).expect("encode handshake");
     let mut scratch = Vec::new();
     for message in &messages {

@@ -594,11 +594,7 @@ fn garbage_on_the_peer_port_closes_that_connection_and_the_cluster_carries_on() 
     let mut raw2 = std::net::TcpStream::connect(cluster.addrs[&target]).unwrap();
     let mut bytes = Vec::new();
     ketch::wire::message::encode_handshake(
-        &ketch::wire::message::Handshake {
-            cluster_id: 7,
-            from: leader,
-            to: target,
-        },
+        &ketch::wire::message::Handshake::unauthenticated(7, leader, target),
         &mut bytes,
     )
     .unwrap();

@@ -63,11 +63,7 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 fn handshake(cluster_id: u64, from: u64, to: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     encode_handshake(
-        &Handshake {
-            cluster_id,
-            from,
-            to,
-        },
+        &Handshake::unauthenticated(cluster_id, from, to),
         &mut bytes,
     )
     .unwrap();

@@ -13,7 +13,9 @@
 //! that decodes re-encodes to a payload that decodes to the same message.
 #![no_main]
 
-use ketch::wire::message::{decode_handshake, decode_message, encode_message_payload};
+use ketch::wire::message::{
+    decode_challenge, decode_handshake, decode_message, decode_proof, encode_message_payload,
+};
 use ketch::wire::{encode_frame, FrameDecoder};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,6 +24,8 @@ const MAX_PAYLOAD_BYTES: u32 = 1 << 16;
 fn decode_payload(kind: u8, payload: &[u8]) {
     let _ = kind;
     let _ = decode_handshake(payload);
+    let _ = decode_challenge(payload);
+    let _ = decode_proof(payload);
     if let Ok(message) = decode_message(payload) {
         let mut again = Vec::new();
         encode_message_payload(&message, &mut again);

@@ -56,11 +56,20 @@
 //! clock reads carry, `TIME`): for tests and clock-skew drills. See
 //! [`ServerConfig::clock_offset_ms`](crate::kv::ServerConfig::clock_offset_ms).
 //!
+//! # Peer security
+//!
+//! `--peer-secret-file FILE` makes every peer connection prove a shared secret (the file's
+//! content less a trailing newline; see `crate::node::peer_auth`); `--peer-cert`, `--peer-key`
+//! and `--peer-ca` (all three) put peer connections under mutual TLS, each node's certificate
+//! naming it as DNS `node-<id>` (see `crate::node::peer_tls`). Either, both, or neither (the
+//! node then warns that its peer port is open); every node of a cluster needs the same choice.
+//!
 //! Signals are received with `signal-hook` (a thread reads them from a self-pipe filled by a
 //! minimal handler), which keeps this crate free of `unsafe` signal-handler code.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -72,7 +81,7 @@ use crate::kv::acl::{read_password_file, Acl};
 use crate::kv::server::load_acl_file;
 use crate::kv::{KvService, ServiceConfig, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX};
 use crate::metrics::MetricsServer;
-use crate::node::NodeConfig;
+use crate::node::{NodeConfig, PeerSecret, PeerSecurity, PeerTls};
 use crate::raft::NodeId;
 
 /// `ketch serve` command-line arguments.
@@ -140,6 +149,55 @@ pub struct ServeArgs {
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Peer authentication (module docs); boxed so the command-line enum stays small.
+    #[command(flatten)]
+    pub peer_security: Box<PeerSecurityArgs>,
+}
+
+/// The peer security flags of `ketch serve` (see the module docs).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PeerSecurityArgs {
+    /// Peers prove this shared secret (the file's content, less a trailing newline) at every
+    /// connection; every node needs the same file.
+    #[arg(long, value_name = "FILE")]
+    pub peer_secret_file: Option<PathBuf>,
+    /// Mutual TLS on peer connections: this node's certificate (PEM), naming it as DNS
+    /// node-<id>. Needs --peer-key and --peer-ca.
+    #[arg(long, value_name = "FILE")]
+    pub peer_cert: Option<PathBuf>,
+    /// The private key (PEM) of --peer-cert.
+    #[arg(long, value_name = "FILE")]
+    pub peer_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) peers' certificates must be signed by.
+    #[arg(long, value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
+}
+
+impl PeerSecurityArgs {
+    /// Loads the files the flags name, for node `id`.
+    pub fn load(&self, id: NodeId) -> Result<PeerSecurity, ServeError> {
+        let secret = match &self.peer_secret_file {
+            Some(path) => {
+                Some(Arc::new(PeerSecret::from_file(path).map_err(|e| {
+                    ServeError::Usage(format!("--peer-secret-file {e}"))
+                })?))
+            }
+            None => None,
+        };
+        let tls = match (&self.peer_cert, &self.peer_key, &self.peer_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(Arc::new(
+                PeerTls::from_files(id, cert, key, ca)
+                    .map_err(|e| ServeError::Usage(format!("peer TLS: {e}")))?,
+            )),
+            _ => {
+                return Err(ServeError::Usage(
+                    "--peer-cert, --peer-key and --peer-ca go together: give all three".to_string(),
+                ))
+            }
+        };
+        Ok(PeerSecurity { secret, tls })
+    }
 }
 
 /// Why `ketch serve` could not start or stop cleanly.
@@ -358,6 +416,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         plan.peer_listen_addr,
     );
     node.join = plan.join;
+    node.peer_security = args.peer_security.load(plan.id)?;
     let mut config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
     // The flag's range keeps it within usize.
     config.server.max_value_bytes = args.max_value_bytes as usize;
@@ -429,6 +488,7 @@ mod tests {
             requirepass_file: None,
             acl_file: None,
             verbose: 0,
+            peer_security: Box::default(),
         }
     }
 
@@ -494,6 +554,28 @@ mod tests {
         assert_eq!(plan.peers[&4], "127.0.0.1:7004".parse().unwrap());
         join.id = 2;
         assert!(join.plan().unwrap_err().to_string().contains("already"));
+    }
+
+    #[test]
+    fn peer_security_files_are_checked_and_the_tls_flags_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut flags = PeerSecurityArgs::default();
+        assert!(flags.load(1).unwrap().is_open());
+        let secret = dir.path().join("secret");
+        flags.peer_secret_file = Some(secret.clone());
+        let error = flags.load(1).unwrap_err().to_string();
+        assert!(
+            error.contains("--peer-secret-file") && error.contains("secret"),
+            "{error}"
+        );
+        std::fs::write(&secret, "\n").unwrap();
+        let error = flags.load(1).unwrap_err().to_string();
+        assert!(error.contains("holds no secret"), "{error}");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        assert!(flags.load(1).unwrap().secret.is_some());
+        flags.peer_cert = Some(dir.path().join("cert.pem"));
+        let error = flags.load(1).unwrap_err().to_string();
+        assert!(error.contains("all three"), "{error}");
     }
 
     #[test]

@@ -484,6 +484,7 @@ fn bind_transport(
         listener,
         u32::try_from(max_frame).unwrap_or(u32::MAX),
         queue_bytes_max,
+        config.peer_security.clone(),
     );
     Ok((transport, listen_addr))
 }

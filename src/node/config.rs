@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::peer_auth::PeerSecurity;
 use crate::raft::NodeId;
 
 /// Default [`NodeConfig::max_proposal_bytes`]: a 64 MiB value with room for its key and
@@ -60,6 +61,9 @@ pub struct NodeConfig {
     /// leader may decide, such as the time a key-value write batch is applied at. `None`: the
     /// proposal is logged as given.
     pub proposal_stamp: Option<ProposalStamp>,
+    /// How peer connections are authenticated (a shared secret, mutual TLS, both, or neither,
+    /// the default, which the node warns about at start); see `super::peer_auth`.
+    pub peer_security: PeerSecurity,
 }
 
 /// A leader-side hook over a proposal's bytes (see [`NodeConfig::proposal_stamp`]). It runs on
@@ -109,6 +113,7 @@ impl NodeConfig {
             wal: ketch_storage::Options::default(),
             join: false,
             proposal_stamp: None,
+            peer_security: PeerSecurity::default(),
         }
     }
 }

@@ -123,6 +123,9 @@ mod event_loop;
 mod forward;
 mod log_writer;
 mod membership_change;
+mod peer_auth;
+mod peer_tls;
+mod refusal_log;
 mod request;
 mod state_machine;
 mod status;
@@ -134,6 +137,11 @@ pub use durable_state::StorageError;
 pub use errors::{NodeError, ProposeError, ReadError};
 pub use log_writer::WriterStats;
 pub use membership_change::ChangeError;
+pub use peer_auth::{
+    AcceptorHandshake, AcceptorStep, DialerHandshake, HandshakeRefusal, PeerSecret, PeerSecurity,
+    PeerSecurityError, HANDSHAKE_TIMEOUT,
+};
+pub use peer_tls::{node_dns_name, PeerTls};
 pub use state_machine::StateMachine;
 pub use status::{MemberStatus, NodeStatus};
 pub use transport::TransportStats;

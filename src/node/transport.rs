@@ -13,10 +13,36 @@
 //!   each with its own handshake (the acceptor treats them alike, so the wire format does
 //!   not change), and lost together: if either fails, both close, and the peer's
 //!   [`Transport::connection_epoch`] changes. The peer counts as connected when both are.
-//! - **Handshake.** A dialer's first frame on each connection is a [`Handshake`] (cluster
-//!   id, its id, the id it meant to reach). The acceptor refuses, with a logged reason, a
-//!   foreign cluster, a misdirected call, an unknown peer, or a first frame that is not a
-//!   handshake, and closes.
+//! - **Handshake and authentication.** A dialer's first frame on each connection is a
+//!   [`Handshake`] (cluster id, its id, the id it meant to reach, its authentication mode and
+//!   a nonce), and the acceptor answers with a challenge; with a shared secret the dialer then
+//!   sends its proof (the exchange and its threat model: `super::peer_auth`; the byte layouts:
+//!   `crate::wire::message`). With mutual TLS (`super::peer_tls`) all of this runs inside TLS,
+//!   and the acceptor also checks that the certificate names the claimed dialer. The acceptor
+//!   refuses, with a logged reason, a foreign cluster, a misdirected call, an unknown peer, a
+//!   mode other than its own, a wrong proof, an older protocol version, a TLS failure, or a
+//!   first frame that is not a handshake, and closes. The table of what each side sends:
+//!
+//! | step | connection state (dialer / acceptor)      | dialer sends         | acceptor sends |
+//! |------|-------------------------------------------|----------------------|----------------|
+//! | 0    | TCP (and TLS) connecting                  | (TLS handshake)      | (TLS handshake)|
+//! | 1    | awaiting challenge / awaiting handshake   | `Handshake`          |                |
+//! | 2    | awaiting challenge / awaiting proof       |                      | `Challenge`    |
+//! | 3    | authenticated / awaiting proof            | `Proof`, then frames |                |
+//! | 4    | authenticated / authenticated             | Raft and forward frames | nothing     |
+//!
+//!   Without a secret, steps 2 and 3 shrink: the dialer counts as connected once its
+//!   `Handshake` is queued (frames follow it at once), the acceptor authenticates the
+//!   connection on the `Handshake` alone and still answers with a `Challenge` (mode none),
+//!   which the dialer checks only for a mode mismatch. Until a connection is authenticated
+//!   the acceptor decodes nothing but the exchange's frames, under a frame limit of
+//!   [`HANDSHAKE_FRAME_PAYLOAD_MAX`] bytes (raised to the full limit afterwards), and never
+//!   hands a frame to the core; at most [`UNAUTHENTICATED_INBOUND_MAX`] connections may be in
+//!   that state at once (more are closed at accept). Either side closes a connection not
+//!   authenticated within [`HANDSHAKE_TIMEOUT`] of its TCP connect or accept.
+//! - **Refusals** are logged as warnings with the remote address and the reason, rate-limited
+//!   per remote address (`super::refusal_log`): a node with a wrong secret redials forever.
+//!   With neither a secret nor TLS, the node warns at start that its peer port is open.
 //! - **Malformed input** (framing, checksum, decoding, a message whose `from` differs from the
 //!   handshake's) closes that connection and is counted in [`TransportStats`]; never a panic.
 //! - **Reconnect** with exponential backoff from [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`],
@@ -73,12 +99,19 @@ use mio::{Interest, Registry, Token};
 
 use bytes::Bytes;
 
+use super::peer_auth::{
+    fresh_nonce, AcceptorHandshake, AcceptorStep, DialerHandshake, PeerSecurity, HANDSHAKE_TIMEOUT,
+};
+use super::peer_tls::PeerStream;
+use super::refusal_log::RefusalLog;
 use crate::raft::{Message, MessageBody, NodeId, SplitMix64};
 use crate::wire::frame::{FrameDecoder, OutFrame};
+#[cfg(doc)]
+use crate::wire::message::Handshake;
 use crate::wire::message::{
-    append_frame_bytes, decode_forward_shared, decode_handshake, decode_message_shared,
-    encode_forward_shared, encode_handshake, encode_message_shared, Forward, ForwardBody,
-    Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT,
+    append_frame_bytes, decode_forward_shared, decode_message_shared, encode_forward_shared,
+    encode_message_shared, Forward, ForwardBody, FRAME_KIND_FORWARD, FRAME_KIND_RAFT,
+    HANDSHAKE_FRAME_PAYLOAD_MAX,
 };
 
 /// First reconnect delay.
@@ -100,6 +133,13 @@ pub const READ_PASS_BYTES_MAX: usize = 1 << 20;
 pub const WRITE_PASS_BYTES_MAX: usize = 1 << 20;
 /// Pieces handed to one vectored write.
 const WRITE_SLICES_MAX: usize = 64;
+/// Most inbound connections not yet authenticated at once; more are closed at accept, so a
+/// flood of half-open handshakes costs a bounded amount of memory (each holds a small decoder,
+/// and a TLS session under TLS) until [`HANDSHAKE_TIMEOUT`] closes them.
+pub const UNAUTHENTICATED_INBOUND_MAX: usize = 64;
+/// Prefix of every reason that is a refusal at the handshake (logged rate-limited as a
+/// warning, counted in [`TransportStats::handshakes_refused`]).
+const REFUSED: &str = "handshake refused";
 
 /// The two connections to each peer. Frames on one connection arrive in order; across the
 /// two they may not, which Raft tolerates (and the lanes are chosen so that it costs nothing,
@@ -140,9 +180,11 @@ pub struct TransportStats {
     pub disconnects: u64,
     /// Inbound connections accepted.
     pub accepted: u64,
-    /// Inbound connections refused at the handshake.
+    /// Connections refused at the handshake (inbound, and outbound ones whose acceptor
+    /// failed its proof or refused this node), or not authenticated in time.
     pub handshakes_refused: u64,
-    /// Inbound connections closed for malformed input.
+    /// Inbound connections closed for malformed input (framing garbage before the handshake
+    /// included).
     pub malformed_closed: u64,
     /// Messages dropped: queue full or no connection.
     pub messages_dropped: u64,
@@ -184,8 +226,17 @@ pub enum ForwardRefused {
 /// One outbound connection of a peer, with its own queue.
 #[derive(Default)]
 struct Connection {
-    stream: Option<(TcpStream, Token)>,
+    stream: Option<(PeerStream, Token)>,
+    /// The TCP connect completed: the handshake may be written.
+    tcp_up: bool,
+    /// Authenticated: queued frames may be written.
     connected: bool,
+    /// The exchange, until the acceptor's challenge has been checked.
+    handshake: Option<DialerHandshake>,
+    /// Frames from the acceptor (only its challenge), under the handshake frame limit.
+    decoder: Option<FrameDecoder>,
+    /// Closed if not authenticated by then.
+    deadline: Option<Instant>,
     queue: VecDeque<OutFrame>,
     /// Bytes accepted and not yet written to the socket: the frames in `queue` and what is
     /// left of `writing` (bounded by `queue_bytes_max`). Counting the frame being written
@@ -202,6 +253,10 @@ struct Connection {
 
 impl Connection {
     fn clear(&mut self) -> usize {
+        self.tcp_up = false;
+        self.handshake = None;
+        self.decoder = None;
+        self.deadline = None;
         let dropped = self.queue.len();
         self.queue.clear();
         self.queued_bytes = 0;
@@ -229,16 +284,25 @@ struct Outbound {
 }
 
 struct Inbound {
-    stream: TcpStream,
+    stream: PeerStream,
+    /// Under [`HANDSHAKE_FRAME_PAYLOAD_MAX`] until authenticated, the full limit after.
     decoder: FrameDecoder,
+    handshake: AcceptorHandshake,
+    /// The authenticated peer: frames are decoded and handed on only once this is set.
     peer: Option<NodeId>,
     addr: SocketAddr,
+    /// Closed if not authenticated by then.
+    deadline: Instant,
+    /// Handshake bytes not yet written (one challenge at most).
+    out: Vec<u8>,
 }
 
 /// The transport's state, owned by the event loop thread.
 pub struct Transport {
     id: NodeId,
     cluster_id: u64,
+    security: PeerSecurity,
+    refusals: RefusalLog,
     listener: TcpListener,
     outbound: BTreeMap<NodeId, Outbound>,
     outbound_tokens: HashMap<Token, (NodeId, Lane)>,
@@ -288,7 +352,8 @@ pub const WAKER_TOKEN: Token = Token(1);
 
 impl Transport {
     /// A transport for node `id`, with `listener` registered by the caller under
-    /// [`LISTENER_TOKEN`]. `peers` may include `id` itself (ignored).
+    /// [`LISTENER_TOKEN`]. `peers` may include `id` itself (ignored). Warns if `security`
+    /// secures nothing.
     pub fn new(
         id: NodeId,
         cluster_id: u64,
@@ -296,7 +361,16 @@ impl Transport {
         listener: TcpListener,
         max_frame_payload_bytes: u32,
         queue_bytes_max: usize,
+        security: PeerSecurity,
     ) -> Self {
+        if security.is_open() {
+            log::warn!(
+                "node {id}: peer connections are not authenticated: anyone who can reach the                  peer port {} can act as a cluster member; give every node                  --peer-secret-file or --peer-cert/--peer-key/--peer-ca",
+                listener
+                    .local_addr()
+                    .map_or("?".to_string(), |a| a.to_string())
+            );
+        }
         let now = Instant::now();
         let outbound = peers
             .iter()
@@ -306,6 +380,8 @@ impl Transport {
         Transport {
             id,
             cluster_id,
+            security,
+            refusals: RefusalLog::default(),
             listener,
             outbound,
             outbound_tokens: HashMap::new(),
@@ -346,6 +422,8 @@ impl Transport {
     /// Dials peers whose reconnect delay has passed: both connections, or, if either fails,
     /// neither (retried after the backoff).
     pub fn maintain(&mut self, registry: &Registry, now: Instant) {
+        self.expire_handshakes(registry, now);
+        self.refusals.sweep(now);
         let due: Vec<NodeId> = self
             .outbound
             .iter()
@@ -367,15 +445,78 @@ impl Transport {
         let token = Token(self.next_token);
         self.next_token += 1;
         let outbound = self.outbound.get_mut(&peer).expect("due peer exists");
-        let mut stream = TcpStream::connect(outbound.addr)
+        let mut tcp = TcpStream::connect(outbound.addr)
             .map_err(|e| format!("connect to node {peer} failed: {e}"))?;
         registry
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .register(&mut tcp, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| format!("cannot register connection to {peer}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        outbound.lane(lane).stream = Some((stream, token));
+        let _ = tcp.set_nodelay(true);
+        let stream = PeerStream::dialed(tcp, self.security.tls.as_deref(), peer)?;
+        let connection = outbound.lane(lane);
+        connection.stream = Some((stream, token));
+        connection.deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
         self.outbound_tokens.insert(token, (peer, lane));
         Ok(())
+    }
+
+    /// Closes connections, both ways, that were not authenticated within
+    /// [`HANDSHAKE_TIMEOUT`].
+    fn expire_handshakes(&mut self, registry: &Registry, now: Instant) {
+        let late: Vec<(NodeId, bool)> = self
+            .outbound
+            .iter()
+            .filter_map(|(peer, o)| {
+                let late = o.lanes.iter().find(|c| {
+                    c.stream.is_some() && !c.connected && c.deadline.is_some_and(|d| d <= now)
+                })?;
+                Some((*peer, late.tcp_up))
+            })
+            .collect();
+        for (peer, tcp_up) in late {
+            let reason = if tcp_up {
+                format!(
+                    "{REFUSED}: node {peer} did not finish the handshake within {HANDSHAKE_TIMEOUT:?}"
+                )
+            } else {
+                format!("connect to node {peer} did not finish within {HANDSHAKE_TIMEOUT:?}")
+            };
+            self.outbound_failed(registry, peer, None, reason);
+        }
+        let late: Vec<Token> = self
+            .inbound
+            .iter()
+            .filter(|(_, i)| i.peer.is_none() && i.deadline <= now)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in late {
+            let inbound = self.inbound.remove(&token).expect("inbound exists");
+            let reason = format!("{REFUSED}: not authenticated within {HANDSHAKE_TIMEOUT:?}");
+            self.close_inbound(registry, inbound, &reason);
+        }
+    }
+
+    /// An outbound connection of `peer` failed: a refusal at the handshake is logged as a
+    /// warning (rate-limited), anything else as the transport always did; both connections
+    /// close.
+    fn outbound_failed(
+        &mut self,
+        registry: &Registry,
+        peer: NodeId,
+        lane: Option<Lane>,
+        reason: String,
+    ) {
+        let reason = match lane {
+            Some(lane) => format!("{} connection: {reason}", lane.name()),
+            None => reason,
+        };
+        if reason.contains(REFUSED) {
+            self.stats.handshakes_refused += 1;
+            if let Some(addr) = self.outbound.get(&peer).map(|o| o.addr) {
+                let line = format!("node {}: dialing node {peer} at {addr}: {reason}", self.id);
+                self.refusals.refused(Instant::now(), addr, &line);
+            }
+        }
+        self.disconnect(registry, peer, &reason);
     }
 
     fn schedule_retry(&mut self, peer: NodeId, now: Instant) {
@@ -396,7 +537,7 @@ impl Transport {
         let mut dropped = 0;
         for connection in &mut outbound.lanes {
             if let Some((mut stream, token)) = connection.stream.take() {
-                let _ = registry.deregister(&mut stream);
+                let _ = registry.deregister(stream.tcp());
                 self.outbound_tokens.remove(&token);
             }
             connection.connected = false;
@@ -586,12 +727,11 @@ impl Transport {
             return;
         };
         let connection = outbound.lane(lane);
-        if !connection.connected {
+        if !connection.tcp_up {
             return;
         }
         if let Err(reason) = write_queued(connection) {
-            let reason = format!("{} connection: {reason}", lane.name());
-            self.disconnect(registry, peer, &reason);
+            self.outbound_failed(registry, peer, Some(lane), reason);
         }
     }
 
@@ -600,22 +740,58 @@ impl Transport {
         // Bounded by the kernel's accept backlog: ends at WouldBlock.
         loop {
             match self.listener.accept() {
-                Ok((mut stream, addr)) => {
+                Ok((mut tcp, addr)) => {
+                    let unauthenticated =
+                        self.inbound.values().filter(|i| i.peer.is_none()).count();
+                    if unauthenticated >= UNAUTHENTICATED_INBOUND_MAX {
+                        self.stats.handshakes_refused += 1;
+                        let line = format!(
+                            "node {}: connection from {addr}: {REFUSED}: {unauthenticated} \
+                             connections are in their handshake already",
+                            self.id
+                        );
+                        self.refusals
+                            .refused(Instant::now(), SocketAddr::new(addr.ip(), 0), &line);
+                        continue;
+                    }
+                    let nonce = match fresh_nonce() {
+                        Ok(nonce) => nonce,
+                        Err(e) => {
+                            log::error!("node {}: connection from {addr} closed: {e}", self.id);
+                            continue;
+                        }
+                    };
                     let token = Token(self.next_token);
                     self.next_token += 1;
-                    if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = registry.register(&mut tcp, token, interest) {
                         log::warn!("node {}: cannot register inbound connection: {e}", self.id);
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
+                    let _ = tcp.set_nodelay(true);
+                    let stream = match PeerStream::accepted(tcp, self.security.tls.as_deref()) {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            log::error!("node {}: connection from {addr} closed: {e}", self.id);
+                            continue;
+                        }
+                    };
                     self.stats.accepted += 1;
                     self.inbound.insert(
                         token,
                         Inbound {
                             stream,
-                            decoder: FrameDecoder::new(self.max_frame_payload_bytes),
+                            decoder: FrameDecoder::new(HANDSHAKE_FRAME_PAYLOAD_MAX),
+                            handshake: AcceptorHandshake::new(
+                                self.cluster_id,
+                                self.id,
+                                self.security.secret.clone(),
+                                nonce,
+                            ),
                             peer: None,
                             addr,
+                            deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+                            out: Vec::new(),
                         },
                     );
                 }
@@ -640,8 +816,17 @@ impl Transport {
         let token = event.token();
         if let Some(&(peer, lane)) = self.outbound_tokens.get(&token) {
             self.outbound_event(registry, peer, lane, event);
-        } else if self.inbound.contains_key(&token) {
-            self.read_or_close(registry, token, received);
+        } else if let Some(inbound) = self.inbound.get_mut(&token) {
+            if event.is_writable() {
+                if let Err(reason) = flush_inbound(inbound) {
+                    let inbound = self.inbound.remove(&token).expect("inbound exists");
+                    self.close_inbound(registry, inbound, &reason);
+                    return;
+                }
+            }
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.read_or_close(registry, token, received);
+            }
         }
     }
 
@@ -687,8 +872,7 @@ impl Transport {
         event: &mio::event::Event,
     ) {
         if let Err(reason) = self.outbound_ready(peer, lane, event) {
-            let reason = format!("{} connection: {reason}", lane.name());
-            self.disconnect(registry, peer, &reason);
+            self.outbound_failed(registry, peer, Some(lane), reason);
             return;
         }
         self.flush(registry, peer, lane);
@@ -707,36 +891,53 @@ impl Transport {
             return Ok(());
         };
         let mut just_connected = false;
-        if !connection.connected {
+        if !connection.tcp_up {
             if !event.is_writable() && !event.is_error() && !event.is_write_closed() {
                 return Ok(());
             }
-            if let Ok(Some(e)) | Err(e) = stream.take_error() {
+            let tcp = stream.tcp();
+            if let Ok(Some(e)) | Err(e) = tcp.take_error() {
                 return Err(format!("connect failed: {e}"));
             }
-            match stream.peer_addr() {
+            match tcp.peer_addr() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(format!("connect failed: {e}")),
             }
-            connection.connected = true;
-            // The handshake goes first, before anything queued while connecting.
-            let handshake = Handshake {
-                cluster_id: self.cluster_id,
-                from: self.id,
-                to: peer,
-            };
-            let mut frame = Vec::new();
-            encode_handshake(&handshake, &mut frame)
-                .map_err(|e| format!("cannot encode handshake: {e}"))?;
+            connection.tcp_up = true;
+            // The handshake goes first, before anything queued while connecting; nothing
+            // queued is written until the connection is authenticated.
+            let handshake = DialerHandshake::new(
+                self.cluster_id,
+                self.id,
+                peer,
+                self.security.secret.clone(),
+                fresh_nonce()?,
+            );
+            let frame = handshake.hello_frame();
             connection.writing.clear();
             connection.written_bytes = 0;
             connection.queued_bytes += frame.len();
             connection.writing.push_back(Bytes::from(frame));
-            just_connected = true;
+            connection.connected = handshake.ready_after_hello();
+            if connection.connected {
+                connection.deadline = None;
+            }
+            just_connected = connection.connected;
+            connection.handshake = Some(handshake);
+            connection.decoder = Some(FrameDecoder::new(HANDSHAKE_FRAME_PAYLOAD_MAX));
         }
-        if event.is_readable() || event.is_read_closed() {
-            drain_outbound(stream, &mut self.read_buf)?;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            if let Some(proof) = read_outbound(connection, peer, &mut self.read_buf)? {
+                // The acceptor proved the secret: the proof goes out first, then the queue.
+                connection.queued_bytes += proof.len();
+                connection.writing.push_back(Bytes::from(proof));
+            }
+            if !connection.connected && connection.handshake.is_none() {
+                connection.connected = true;
+                connection.deadline = None;
+                just_connected = true;
+            }
         }
         if just_connected && outbound.connected() {
             outbound.backoff = BACKOFF_MIN;
@@ -774,38 +975,42 @@ impl Transport {
                 {
                     match inbound.peer {
                         None => {
-                            if kind != FRAME_KIND_HANDSHAKE {
-                                return Err(format!(
-                                    "handshake refused: first frame has kind {kind}, not a handshake"
-                                ));
+                            // Only the exchange's frames until authenticated (module docs).
+                            let stream = &inbound.stream;
+                            let outbound = &self.outbound;
+                            let mut admit = |from: NodeId| {
+                                if !outbound.contains_key(&from) {
+                                    return Err("is not a configured peer".to_string());
+                                }
+                                stream.check_peer_identity(from)
+                            };
+                            let step = inbound
+                                .handshake
+                                .on_frame(kind, &payload, &mut admit)
+                                .map_err(|refusal| format!("{REFUSED}: {refusal}"))?;
+                            let authenticated = match step {
+                                AcceptorStep::Reply {
+                                    frame,
+                                    authenticated,
+                                } => {
+                                    debug_assert!(inbound.out.is_empty(), "one challenge");
+                                    inbound.out.extend_from_slice(&frame);
+                                    flush_inbound(inbound)?;
+                                    authenticated
+                                }
+                                AcceptorStep::Authenticated(peer) => Some(peer),
+                            };
+                            if let Some(peer) = authenticated {
+                                log::info!(
+                                    "node {}: accepted node {peer} from {}",
+                                    self.id,
+                                    inbound.addr
+                                );
+                                inbound.peer = Some(peer);
+                                inbound
+                                    .decoder
+                                    .raise_max_payload_bytes(self.max_frame_payload_bytes);
                             }
-                            let hs = decode_handshake(&payload)
-                                .map_err(|e| format!("handshake refused: {e}"))?;
-                            if hs.cluster_id != self.cluster_id {
-                                return Err(format!(
-                                    "handshake refused: node {} belongs to cluster {}, this is cluster {}",
-                                    hs.from, hs.cluster_id, self.cluster_id
-                                ));
-                            }
-                            if hs.to != self.id {
-                                return Err(format!(
-                                    "handshake refused: node {} dialed node {} but reached node {}; check the peer addresses",
-                                    hs.from, hs.to, self.id
-                                ));
-                            }
-                            if hs.from == self.id || !self.outbound.contains_key(&hs.from) {
-                                return Err(format!(
-                                    "handshake refused: node {} is not a configured peer",
-                                    hs.from
-                                ));
-                            }
-                            log::info!(
-                                "node {}: accepted node {} from {}",
-                                self.id,
-                                hs.from,
-                                inbound.addr
-                            );
-                            inbound.peer = Some(hs.from);
                         }
                         Some(peer) if kind == FRAME_KIND_FORWARD => {
                             let forward = decode_forward_shared(&payload)
@@ -843,8 +1048,38 @@ impl Transport {
     }
 
     fn close_inbound(&mut self, registry: &Registry, mut inbound: Inbound, reason: &str) {
-        let _ = registry.deregister(&mut inbound.stream);
-        if reason.starts_with("handshake refused") {
+        let _ = registry.deregister(inbound.stream.tcp());
+        if inbound.peer.is_none() {
+            // Not authenticated: a refusal, unless it ended before claiming anything.
+            let reason = match inbound.handshake.claimed_peer() {
+                _ if reason.starts_with(REFUSED) => reason.to_string(),
+                Some(peer) if reason == "closed by the peer" => format!(
+                    "{REFUSED}: node {peer} closed the connection before proving the peer \
+                     secret (it refused this node's proof: do the secrets differ?)"
+                ),
+                None if reason == "closed by the peer" => {
+                    log::debug!(
+                        "node {}: connection from {} closed before its handshake",
+                        self.id,
+                        inbound.addr
+                    );
+                    return;
+                }
+                _ => format!("{REFUSED}: {reason}"),
+            };
+            // Framing garbage counts as malformed input wherever it comes, as before.
+            if reason.contains("malformed frame") {
+                self.stats.malformed_closed += 1;
+            } else {
+                self.stats.handshakes_refused += 1;
+            }
+            let line = format!(
+                "node {}: connection from {}: {reason}",
+                self.id, inbound.addr
+            );
+            let from = SocketAddr::new(inbound.addr.ip(), 0);
+            self.refusals.refused(Instant::now(), from, &line);
+        } else if reason.starts_with(REFUSED) {
             self.stats.handshakes_refused += 1;
             log::warn!(
                 "node {}: connection from {}: {reason}",
@@ -873,7 +1108,7 @@ impl Transport {
             if let Some(outbound) = self.outbound.get_mut(&peer) {
                 for connection in &mut outbound.lanes {
                     if let Some((mut stream, token)) = connection.stream.take() {
-                        let _ = registry.deregister(&mut stream);
+                        let _ = registry.deregister(stream.tcp());
                         self.outbound_tokens.remove(&token);
                     }
                     connection.connected = false;
@@ -882,7 +1117,7 @@ impl Transport {
         }
         self.read_again.clear();
         for (_, mut inbound) in self.inbound.drain() {
-            let _ = registry.deregister(&mut inbound.stream);
+            let _ = registry.deregister(inbound.stream.tcp());
         }
         let _ = registry.deregister(&mut self.listener);
     }
@@ -898,6 +1133,14 @@ fn nanos_now() -> u64 {
 /// close.
 fn write_queued(connection: &mut Connection) -> Result<(), String> {
     connection.at_write_budget = false;
+    if let Some((stream, _)) = connection.stream.as_mut() {
+        // TLS records built earlier go before anything new.
+        match stream.flush_tls() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(format!("write failed: {e}")),
+        }
+    }
     let mut written_bytes = 0;
     // Bounded: each pass writes bytes, refills from the bounded queue, or returns; and the
     // bytes written are bounded by the budget.
@@ -907,6 +1150,10 @@ fn write_queued(connection: &mut Connection) -> Result<(), String> {
             return Ok(());
         }
         if connection.writing.is_empty() {
+            // Nothing queued leaves before the connection is authenticated.
+            if !connection.connected {
+                return Ok(());
+            }
             refill(connection);
             if connection.writing.is_empty() {
                 return Ok(());
@@ -1004,18 +1251,76 @@ fn advance(connection: &mut Connection, mut written: usize) {
     }
 }
 
-/// Drains an outbound socket, on which the acceptor never writes: data is ignored, EOF or an
-/// error means it refused or went away.
-fn drain_outbound(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), String> {
-    // Ends at WouldBlock, EOF or an error.
+/// Reads what the acceptor sent on an outbound connection: its challenge, once, and nothing
+/// after. `Ok(Some(proof))` when the challenge was checked and a proof must be sent; the
+/// handshake is taken (`None`) once the challenge was checked. EOF or an error means the
+/// acceptor refused or went away.
+fn read_outbound(
+    connection: &mut Connection,
+    peer: NodeId,
+    buf: &mut [u8],
+) -> Result<Option<Vec<u8>>, String> {
+    let Some((stream, _)) = connection.stream.as_mut() else {
+        return Ok(None);
+    };
+    let mut proof = None;
+    // Ends at WouldBlock, EOF or an error; the decoder refuses more than a challenge's worth.
     loop {
-        match stream.read(buf) {
+        let n = match stream.read(buf) {
+            Ok(0) if connection.handshake.is_some() => {
+                return Err(format!(
+                    "{REFUSED}: node {peer} closed the connection before answering the \
+                     handshake (it refused this node: see its log; or it runs an older version)"
+                ))
+            }
             Ok(0) => return Err("closed by the peer".to_string()),
-            Ok(_) => {}
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(proof),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if !connection.connected => return Err(format!("{REFUSED}: {e}")),
+            Err(e) => return Err(format!("read failed: {e}")),
+        };
+        let decoder = connection
+            .decoder
+            .get_or_insert_with(|| FrameDecoder::new(HANDSHAKE_FRAME_PAYLOAD_MAX));
+        let mut fed = 0;
+        while fed < n {
+            fed += decoder.feed(&buf[fed..n]);
+            while let Some((kind, payload)) = decoder
+                .next_frame()
+                .map_err(|e| format!("{REFUSED}: malformed frame from the acceptor: {e}"))?
+            {
+                let Some(mut handshake) = connection.handshake.take() else {
+                    return Err(format!(
+                        "malformed: node {peer} sent a frame of kind {kind} after its challenge"
+                    ));
+                };
+                proof = handshake
+                    .on_frame(kind, &payload)
+                    .map_err(|refusal| format!("{REFUSED}: {refusal}"))?;
+            }
+        }
+    }
+}
+
+/// Writes an inbound connection's pending handshake bytes and TLS records; a full socket
+/// leaves them for the next writable event.
+fn flush_inbound(inbound: &mut Inbound) -> Result<(), String> {
+    // Each pass writes some bytes or returns.
+    while !inbound.out.is_empty() {
+        match inbound.stream.write(&inbound.out) {
+            Ok(0) => return Err("connection closed while writing".to_string()),
+            Ok(n) => {
+                inbound.out.drain(..n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read failed: {e}")),
+            Err(e) => return Err(format!("write failed: {e}")),
         }
+    }
+    match inbound.stream.flush_tls() {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(format!("write failed: {e}")),
+        _ => Ok(()),
     }
 }
 
@@ -1023,6 +1328,7 @@ fn drain_outbound(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(), String> 
 mod tests {
     use super::*;
     use crate::raft::{Entry, EntryKind};
+    use crate::wire::message::{decode_handshake, FRAME_KIND_HANDSHAKE};
     use mio::{Events, Poll};
 
     fn append(index: u64, bytes: usize) -> Message {
@@ -1087,7 +1393,8 @@ mod tests {
         .into();
         // A 1 MiB bound: of 80 appends of 256 KiB (20 MiB), the kernel's socket buffers take
         // some while the peer is not reading, the queue four more, the rest are dropped.
-        let mut transport = Transport::new(1, 7, &peers, own, 1 << 20, 1 << 20);
+        let mut transport =
+            Transport::new(1, 7, &peers, own, 1 << 20, 1 << 20, PeerSecurity::default());
         transport.maintain(poll.registry(), Instant::now());
         let (mut first, _) = peer.accept().unwrap();
         let (mut second, _) = peer.accept().unwrap();
@@ -1169,7 +1476,15 @@ mod tests {
         .into();
         const BIG: usize = 16 << 20;
         let bound = BIG + (1 << 20);
-        let mut transport = Transport::new(1, 7, &peers, own, bound as u32, bound);
+        let mut transport = Transport::new(
+            1,
+            7,
+            &peers,
+            own,
+            bound as u32,
+            bound,
+            PeerSecurity::default(),
+        );
         transport.maintain(poll.registry(), Instant::now());
         let (_first, _) = peer.accept().unwrap();
         let (_second, _) = peer.accept().unwrap();

@@ -415,6 +415,16 @@ impl FrameDecoder {
         self.max_payload_bytes
     }
 
+    /// Raises the payload limit to `max_payload_bytes` (capped as in [`new`](Self::new)),
+    /// keeping what is buffered: a peer connection decodes its handshake under a small limit
+    /// and raises it once the peer has authenticated, without losing the frames that followed
+    /// the handshake in the same read. Never lowers the limit, so the buffer stays within it.
+    pub fn raise_max_payload_bytes(&mut self, max_payload_bytes: u32) {
+        self.max_payload_bytes = self
+            .max_payload_bytes
+            .max(max_payload_bytes.min(MAX_FRAME_PAYLOAD_BYTES));
+    }
+
     /// Most bytes the decoder ever buffers: one header plus one maximal payload.
     pub fn capacity_bytes(&self) -> usize {
         HEADER_BYTES + self.max_payload_bytes as usize

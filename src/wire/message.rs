@@ -3,13 +3,15 @@
 //!
 //! Every message travels as one frame of [`super::frame`]; its payload is encoded with the
 //! primitives of [`super::codec`] (little-endian integers, `u32`-length-prefixed byte
-//! strings, no padding). Three frame kinds exist:
+//! strings, no padding). Five frame kinds exist:
 //!
-//! | frame kind | constant                 | payload                                        |
-//! |------------|--------------------------|------------------------------------------------|
-//! | 1          | [`FRAME_KIND_HANDSHAKE`] | [`Handshake`], sent once, first                |
-//! | 2          | [`FRAME_KIND_RAFT`]      | one [`Message`]                                |
-//! | 3          | [`FRAME_KIND_FORWARD`]   | one [`Forward`] (client traffic, since v2)     |
+//! | frame kind | constant                 | direction          | payload                               |
+//! |------------|--------------------------|--------------------|---------------------------------------|
+//! | 1          | [`FRAME_KIND_HANDSHAKE`] | dialer to acceptor | [`Handshake`], sent once, first       |
+//! | 2          | [`FRAME_KIND_RAFT`]      | dialer to acceptor | one [`Message`]                       |
+//! | 3          | [`FRAME_KIND_FORWARD`]   | dialer to acceptor | one [`Forward`] (client traffic, v2)  |
+//! | 4          | [`FRAME_KIND_CHALLENGE`] | acceptor to dialer | [`Challenge`], once, answering kind 1 (v3) |
+//! | 5          | [`FRAME_KIND_PROOF`]     | dialer to acceptor | [`Proof`], once, after kind 4, with a secret (v3) |
 //!
 //! [`encode_message_shared`] and [`encode_forward_shared`] write the same bytes as
 //! [`encode_message`] and [`encode_forward`], with each large entry's data (a proposal's, for
@@ -17,10 +19,15 @@
 //! [`decode_forward_shared`] decode those data as slices of the received payload (see
 //! `super::frame` for why). The plain functions copy, and stay for tools and tests.
 //!
-//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3. Peers of different versions
-//! refuse each other at the handshake, so an unknown frame kind never reaches a decoder.
+//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3; 3 (this build) added the
+//! acceptor's answer (kind 4) and the dialer's proof (kind 5) and grew the handshake by the
+//! authentication mode and a nonce, for peer authentication with a shared secret (the exchange,
+//! its state machines and its threat model are in `crate::node::peer_auth`). Peers of
+//! different versions refuse each other at the handshake (the version is read right after the
+//! magic, before any field whose layout changed, so an older handshake is refused by name,
+//! never misread), and an unknown frame kind never reaches a decoder.
 //!
-//! # Handshake payload (30 bytes)
+//! # Handshake payload (63 bytes, version 3)
 //!
 //! | offset | size | field              | meaning                                          |
 //! |--------|------|--------------------|--------------------------------------------------|
@@ -29,6 +36,22 @@
 //! | 6      | 8    | `cluster_id`       | the sender's cluster; must equal the receiver's  |
 //! | 14     | 8    | `from`             | the sender's node id (non-zero)                  |
 //! | 22     | 8    | `to`               | the node id the sender believes it dialed        |
+//! | 30     | 1    | `auth`             | [`AuthMode`]: 0 none, 1 shared secret            |
+//! | 31     | 32   | `nonce`            | the dialer's fresh random nonce                  |
+//!
+//! # Challenge payload (frame kind 4, 65 bytes)
+//!
+//! | offset | size | field   | meaning                                                        |
+//! |--------|------|---------|----------------------------------------------------------------|
+//! | 0      | 1    | `auth`  | the acceptor's [`AuthMode`] (equal to the handshake's)         |
+//! | 1      | 32   | `nonce` | the acceptor's fresh random nonce                              |
+//! | 33     | 32   | `mac`   | the acceptor's proof (HMAC-SHA256, see `peer_auth`); zeros without a secret |
+//!
+//! # Proof payload (frame kind 5, 32 bytes)
+//!
+//! | offset | size | field | meaning                                      |
+//! |--------|------|-------|----------------------------------------------|
+//! | 0      | 32   | `mac` | the dialer's proof (HMAC-SHA256, see `peer_auth`) |
 //!
 //! # Raft message payload
 //!
@@ -116,10 +139,26 @@ pub const FRAME_KIND_HANDSHAKE: u8 = 1;
 pub const FRAME_KIND_RAFT: u8 = 2;
 /// Frame kind of a [`Forward`] (a forwarded proposal or its result).
 pub const FRAME_KIND_FORWARD: u8 = 3;
+/// Frame kind of a [`Challenge`] (the acceptor's answer to a handshake).
+pub const FRAME_KIND_CHALLENGE: u8 = 4;
+/// Frame kind of a [`Proof`] (the dialer's answer to a challenge).
+pub const FRAME_KIND_PROOF: u8 = 5;
 /// Opens every handshake payload: ASCII `KTCH` read as a little-endian u32.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"KTCH");
-/// The peer protocol version this build speaks (2: forwarded proposals, frame kind 3).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The peer protocol version this build speaks (3: the acceptor answers the handshake, and
+/// peers may prove a shared secret).
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Bytes of a handshake nonce.
+pub const NONCE_BYTES: usize = 32;
+/// Bytes of a handshake MAC (HMAC-SHA256).
+pub const MAC_BYTES: usize = 32;
+/// Bytes of a handshake payload.
+pub const HANDSHAKE_PAYLOAD_BYTES: usize = 4 + 2 + 8 + 8 + 8 + 1 + NONCE_BYTES;
+/// Bytes of a challenge payload.
+pub const CHALLENGE_PAYLOAD_BYTES: usize = 1 + NONCE_BYTES + MAC_BYTES;
+/// Largest payload of a frame exchanged before a connection is authenticated: a decoder
+/// limited to this buffers at most a few hundred bytes for a peer that has proved nothing.
+pub const HANDSHAKE_FRAME_PAYLOAD_MAX: u32 = 256;
 /// Most entries one `Append` may carry on the wire.
 pub const MAX_ENTRIES_PER_MESSAGE: u32 = 1 << 16;
 /// Most node ids in one membership set.
@@ -128,7 +167,8 @@ pub const MAX_MEMBERS_PER_SET: u32 = 1 << 10;
 /// Smallest encoded entry: term, index, kind, empty data length.
 const ENTRY_MIN_BYTES: usize = 8 + 8 + 1 + 4;
 
-/// The first frame on every peer connection: who is calling whom, in which cluster.
+/// The first frame on every peer connection: who is calling whom, in which cluster, and how
+/// the caller means to prove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handshake {
     /// The cluster the sender belongs to.
@@ -137,6 +177,61 @@ pub struct Handshake {
     pub from: NodeId,
     /// The node id the sender meant to reach.
     pub to: NodeId,
+    /// How the sender authenticates; the acceptor refuses a mode other than its own.
+    pub auth: AuthMode,
+    /// The dialer's fresh random nonce (covered by both proofs, see `crate::node::peer_auth`).
+    pub nonce: [u8; NONCE_BYTES],
+}
+
+impl Handshake {
+    /// A handshake without authentication (and a zero nonce, which nothing then reads).
+    pub fn unauthenticated(cluster_id: u64, from: NodeId, to: NodeId) -> Self {
+        Handshake {
+            cluster_id,
+            from,
+            to,
+            auth: AuthMode::None,
+            nonce: [0; NONCE_BYTES],
+        }
+    }
+}
+
+/// How the two ends of a peer connection authenticate each other at the handshake (mutual
+/// TLS, if configured, is a layer below and not named here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No proof: the ids are taken on trust.
+    None = 0,
+    /// Both ends prove knowledge of the cluster's shared secret (HMAC-SHA256 over both nonces).
+    Secret = 1,
+}
+
+impl AuthMode {
+    fn from_byte(byte: u8) -> Result<AuthMode, MessageError> {
+        match byte {
+            0 => Ok(AuthMode::None),
+            1 => Ok(AuthMode::Secret),
+            found => Err(MessageError::UnknownAuthMode { found }),
+        }
+    }
+}
+
+/// The acceptor's answer to a [`Handshake`] (frame kind [`FRAME_KIND_CHALLENGE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenge {
+    /// The acceptor's mode.
+    pub auth: AuthMode,
+    /// The acceptor's fresh random nonce.
+    pub nonce: [u8; NONCE_BYTES],
+    /// The acceptor's proof; zeros under [`AuthMode::None`].
+    pub mac: [u8; MAC_BYTES],
+}
+
+/// The dialer's answer to a [`Challenge`] (frame kind [`FRAME_KIND_PROOF`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    /// The dialer's proof.
+    pub mac: [u8; MAC_BYTES],
 }
 
 /// Why a payload does not decode into a message.
@@ -155,6 +250,11 @@ pub enum MessageError {
     UnsupportedProtocolVersion {
         /// Version found.
         found: u16,
+    },
+    /// A handshake or challenge names no [`AuthMode`].
+    UnknownAuthMode {
+        /// Byte found.
+        found: u8,
     },
     /// The body tag names no message variant.
     UnknownBodyTag {
@@ -209,6 +309,9 @@ impl fmt::Display for MessageError {
                 f,
                 "peer speaks protocol version {found}, this build speaks {PROTOCOL_VERSION}; upgrade one side"
             ),
+            MessageError::UnknownAuthMode { found } => {
+                write!(f, "unknown authentication mode {found}")
+            }
             MessageError::UnknownBodyTag { tag } => write!(f, "unknown message tag {tag}"),
             MessageError::UnknownEntryKind { kind } => write!(f, "unknown entry kind {kind}"),
             MessageError::MalformedConfChange { index } => {
@@ -415,17 +518,22 @@ fn decode_forward_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Forward, M
 
 /// Appends the handshake frame to `out`.
 pub fn encode_handshake(handshake: &Handshake, out: &mut Vec<u8>) -> Result<(), MessageError> {
-    let mut payload = Vec::with_capacity(30);
+    let mut payload = Vec::with_capacity(HANDSHAKE_PAYLOAD_BYTES);
     let mut w = WireWriter::new(&mut payload);
     w.write_u32(HANDSHAKE_MAGIC);
     w.write_u16(PROTOCOL_VERSION);
     w.write_u64(handshake.cluster_id);
     w.write_u64(handshake.from);
     w.write_u64(handshake.to);
+    w.write_u8(handshake.auth as u8);
+    write_fixed(&mut w, &handshake.nonce);
+    debug_assert_eq!(payload.len(), HANDSHAKE_PAYLOAD_BYTES);
     encode_frame(FRAME_KIND_HANDSHAKE, &payload, out).map_err(MessageError::Frame)
 }
 
-/// Decodes a handshake payload (of a frame of kind [`FRAME_KIND_HANDSHAKE`]).
+/// Decodes a handshake payload (of a frame of kind [`FRAME_KIND_HANDSHAKE`]). The version is
+/// checked before any field that changed between versions, so an older peer's handshake is
+/// refused as [`MessageError::UnsupportedProtocolVersion`]. Never panics.
 pub fn decode_handshake(payload: &[u8]) -> Result<Handshake, MessageError> {
     let mut r = WireReader::new(payload);
     let magic = r.read_u32()?;
@@ -440,9 +548,67 @@ pub fn decode_handshake(payload: &[u8]) -> Result<Handshake, MessageError> {
         cluster_id: r.read_u64()?,
         from: nonzero(r.read_u64()?, "handshake.from")?,
         to: nonzero(r.read_u64()?, "handshake.to")?,
+        auth: AuthMode::from_byte(r.read_u8()?)?,
+        nonce: read_fixed(&mut r)?,
     };
     r.finish()?;
     Ok(handshake)
+}
+
+/// Appends the challenge frame to `out`.
+pub fn encode_challenge(challenge: &Challenge, out: &mut Vec<u8>) -> Result<(), MessageError> {
+    let mut payload = Vec::with_capacity(CHALLENGE_PAYLOAD_BYTES);
+    let mut w = WireWriter::new(&mut payload);
+    w.write_u8(challenge.auth as u8);
+    write_fixed(&mut w, &challenge.nonce);
+    write_fixed(&mut w, &challenge.mac);
+    encode_frame(FRAME_KIND_CHALLENGE, &payload, out).map_err(MessageError::Frame)
+}
+
+/// Decodes a challenge payload (of a frame of kind [`FRAME_KIND_CHALLENGE`]). Never panics.
+pub fn decode_challenge(payload: &[u8]) -> Result<Challenge, MessageError> {
+    let mut r = WireReader::new(payload);
+    let challenge = Challenge {
+        auth: AuthMode::from_byte(r.read_u8()?)?,
+        nonce: read_fixed(&mut r)?,
+        mac: read_fixed(&mut r)?,
+    };
+    r.finish()?;
+    Ok(challenge)
+}
+
+/// Appends the proof frame to `out`.
+pub fn encode_proof(proof: &Proof, out: &mut Vec<u8>) -> Result<(), MessageError> {
+    let mut payload = Vec::with_capacity(MAC_BYTES);
+    write_fixed(&mut WireWriter::new(&mut payload), &proof.mac);
+    encode_frame(FRAME_KIND_PROOF, &payload, out).map_err(MessageError::Frame)
+}
+
+/// Decodes a proof payload (of a frame of kind [`FRAME_KIND_PROOF`]). Never panics.
+pub fn decode_proof(payload: &[u8]) -> Result<Proof, MessageError> {
+    let mut r = WireReader::new(payload);
+    let proof = Proof {
+        mac: read_fixed(&mut r)?,
+    };
+    r.finish()?;
+    Ok(proof)
+}
+
+/// Writes a fixed-size field of 32 bytes (a nonce or a MAC) as it is, without a length.
+fn write_fixed(w: &mut WireWriter<'_>, bytes: &[u8; 32]) {
+    // Four little-endian u64s give back the same bytes in order.
+    for chunk in bytes.chunks_exact(8) {
+        w.write_u64(u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")));
+    }
+}
+
+/// Reads a fixed-size field of 32 bytes written by [`write_fixed`].
+fn read_fixed(r: &mut WireReader<'_>) -> Result<[u8; 32], MessageError> {
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&r.read_u64()?.to_le_bytes());
+    }
+    Ok(bytes)
 }
 
 /// Appends `message` as one frame of kind [`FRAME_KIND_RAFT`] to `out`. The payload is
@@ -1152,6 +1318,8 @@ mod tests {
             cluster_id: 42,
             from: 1,
             to: 2,
+            auth: AuthMode::Secret,
+            nonce: std::array::from_fn(|i| i as u8),
         };
         let mut stream = Vec::new();
         encode_handshake(&hs, &mut stream).unwrap();
@@ -1159,7 +1327,13 @@ mod tests {
         assert_eq!(decoder.feed(&stream), stream.len());
         let (kind, payload) = decoder.next_frame().unwrap().unwrap();
         assert_eq!(kind, FRAME_KIND_HANDSHAKE);
-        assert_eq!(payload.len(), 30);
+        assert_eq!(payload.len(), HANDSHAKE_PAYLOAD_BYTES);
+        assert_eq!(payload.len(), 63);
+        assert_eq!(
+            &payload[31..],
+            &hs.nonce[..],
+            "the nonce travels as its bytes"
+        );
         assert_eq!(decode_handshake(&payload).unwrap(), hs);
         let mut bad = payload.clone();
         bad[0] ^= 1;
@@ -1173,6 +1347,52 @@ mod tests {
             decode_handshake(&bad),
             Err(MessageError::UnsupportedProtocolVersion { found: 9 })
         );
+        let mut bad = payload.clone();
+        bad[30] = 7;
+        assert_eq!(
+            decode_handshake(&bad),
+            Err(MessageError::UnknownAuthMode { found: 7 })
+        );
+        // A version 2 handshake (30 bytes, no mode or nonce) is refused by its version.
+        let mut v2 = payload[..30].to_vec();
+        v2[4..6].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(
+            decode_handshake(&v2),
+            Err(MessageError::UnsupportedProtocolVersion { found: 2 })
+        );
+        for cut in 0..payload.len() {
+            assert!(decode_handshake(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn challenge_and_proof_round_trip_and_every_cut_is_an_error() {
+        let challenge = Challenge {
+            auth: AuthMode::Secret,
+            nonce: [7; NONCE_BYTES],
+            mac: std::array::from_fn(|i| 255 - i as u8),
+        };
+        let mut frame = Vec::new();
+        encode_challenge(&challenge, &mut frame).unwrap();
+        let payload = &frame[HEADER_BYTES..];
+        assert_eq!(payload.len(), CHALLENGE_PAYLOAD_BYTES);
+        assert_eq!(decode_challenge(payload).unwrap(), challenge);
+        for cut in 0..payload.len() {
+            assert!(decode_challenge(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = payload.to_vec();
+        long.push(0);
+        assert!(decode_challenge(&long).is_err());
+        let proof = Proof {
+            mac: [9; MAC_BYTES],
+        };
+        let mut frame = Vec::new();
+        encode_proof(&proof, &mut frame).unwrap();
+        let payload = &frame[HEADER_BYTES..];
+        assert_eq!(decode_proof(payload).unwrap(), proof);
+        for cut in 0..payload.len() {
+            assert!(decode_proof(&payload[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]
