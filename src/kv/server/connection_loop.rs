@@ -236,8 +236,7 @@ impl ConnectionLoop {
         match ClientStream::tls(socket, Arc::clone(config)) {
             Ok(stream) => Some(stream),
             Err(e) => {
-                self.tls_rejects
-                    .rejected(Some(peer), &io::Error::new(io::ErrorKind::Other, e));
+                self.tls_rejects.rejected(Some(peer), &io::Error::other(e));
                 None
             }
         }
