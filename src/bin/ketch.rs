@@ -35,7 +35,7 @@ enum Command {
                       ketch serve --id 1 --data-dir ketch-data/node-1 --peer-addr 127.0.0.1:7001 \\\n    \
                       --client-addr 127.0.0.1:6380 \\\n    \
                       --cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003")]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Start a local cluster on loopback (child processes, data under ./ketch-data), print
     /// each node's RESP address and the leader changes; Ctrl-C stops every node.
     Cluster(local_cluster::ClusterArgs),

@@ -28,6 +28,19 @@
 //! The three exclude each other. Each node checks the clients connected to it, so every
 //! node of a cluster needs the same flags.
 //!
+//! # Client TLS
+//!
+//! ```text
+//! ketch serve ... --tls-client-addr 0.0.0.0:6390 --tls-cert server.pem --tls-key server.key \
+//!     [--tls-client-ca clients-ca.pem] [--client-addr off]
+//! ```
+//!
+//! `--tls-client-addr` adds a listener for RESP over TLS (`redis-cli --tls`); it needs
+//! `--tls-cert` (PEM chain) and `--tls-key` (PEM key). With `--tls-client-ca`, clients must
+//! present a certificate signed by that CA. The plaintext `--client-addr` keeps serving
+//! unless it is given as `off`. A missing or unusable file stops the start with an error
+//! naming it. Formats and the threat model: [`TlsServerConfig`].
+//!
 //! # Joining a running cluster
 //!
 //! ```text
@@ -79,7 +92,10 @@ use super::cluster_spec::ClusterSpec;
 use super::DEFAULT_CLIENT_PORT_BASE;
 use crate::kv::acl::{read_password_file, Acl};
 use crate::kv::server::load_acl_file;
-use crate::kv::{KvService, ServiceConfig, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX};
+use crate::kv::{
+    KvService, ServerConfig, ServiceConfig, SessionConfig, TlsServerConfig,
+    DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX,
+};
 use crate::metrics::MetricsServer;
 use crate::node::{NodeConfig, PeerSecret, PeerSecurity, PeerTls};
 use crate::raft::NodeId;
@@ -101,9 +117,23 @@ pub struct ServeArgs {
     /// Where to listen for peers [default: this node's --cluster entry].
     #[arg(long, value_name = "HOST:PORT")]
     pub peer_addr: Option<String>,
-    /// Where to listen for RESP clients [default: 127.0.0.1:(6379 + id)].
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Where to listen for plaintext RESP clients, or `off` for none (then give
+    /// --tls-client-addr) [default: 127.0.0.1:(6379 + id)].
+    #[arg(long, value_name = "HOST:PORT|off")]
     pub client_addr: Option<String>,
+    /// Where to listen for RESP clients over TLS [default: no TLS]. Needs --tls-cert and
+    /// --tls-key.
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_client_addr: Option<String>,
+    /// The TLS listener's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_client_addr")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_client_addr")]
+    pub tls_key: Option<PathBuf>,
+    /// Require TLS clients to present a certificate signed by a CA in this file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_client_addr")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Peer addresses of the initial voters, this node included: 1=HOST:PORT,2=HOST:PORT,...
     #[arg(
         long,
@@ -237,8 +267,10 @@ pub struct ServePlan {
     pub peers: std::collections::BTreeMap<NodeId, SocketAddr>,
     /// Where to listen for peers.
     pub peer_listen_addr: SocketAddr,
-    /// Where to listen for RESP clients.
-    pub client_addr: SocketAddr,
+    /// Where to listen for plaintext RESP clients (`None`: `--client-addr off`).
+    pub client_addr: Option<SocketAddr>,
+    /// The TLS listener, if any.
+    pub tls: Option<TlsServerConfig>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Start with an empty configuration and wait to be added (`--join`).
@@ -268,8 +300,9 @@ impl ServeArgs {
             Some(text) => resolve("--peer-addr", text)?,
             None => peers[&self.id],
         };
-        let client_addr = match &self.client_addr {
-            Some(text) => resolve("--client-addr", text)?,
+        let client_addr = match self.client_addr.as_deref() {
+            Some(CLIENT_ADDR_OFF) => None,
+            Some(text) => Some(resolve("--client-addr", text)?),
             None => {
                 let port = u64::from(DEFAULT_CLIENT_PORT_BASE) + self.id - 1;
                 let port = u16::try_from(port).map_err(|_| {
@@ -278,7 +311,7 @@ impl ServeArgs {
                         self.id
                     ))
                 })?;
-                SocketAddr::from(([127, 0, 0, 1], port))
+                Some(SocketAddr::from(([127, 0, 0, 1], port)))
             }
         };
         Ok(ServePlan {
@@ -286,6 +319,7 @@ impl ServeArgs {
             cluster_id: self.cluster_id.unwrap_or_else(|| spec.derived_cluster_id()),
             peers,
             peer_listen_addr,
+            tls: self.tls(client_addr)?,
             client_addr,
             data_dir: self.data_dir.clone(),
             join: false,
@@ -310,12 +344,14 @@ impl ServeArgs {
                 .as_deref()
                 .ok_or_else(|| usage("--peer-addr"))?,
         )?;
-        let client_addr = resolve(
-            "--client-addr",
-            self.client_addr
-                .as_deref()
-                .ok_or_else(|| usage("--client-addr"))?,
-        )?;
+        let client_addr = match self
+            .client_addr
+            .as_deref()
+            .ok_or_else(|| usage("--client-addr"))?
+        {
+            CLIENT_ADDR_OFF => None,
+            text => Some(resolve("--client-addr", text)?),
+        };
         let mut peers = spec
             .resolve()
             .map_err(|e| ServeError::Usage(e.to_string()))?;
@@ -325,6 +361,7 @@ impl ServeArgs {
             cluster_id,
             peers,
             peer_listen_addr,
+            tls: self.tls(client_addr)?,
             client_addr,
             data_dir: self.data_dir.clone(),
             join: true,
@@ -354,6 +391,33 @@ impl ServeArgs {
         Ok(Acl::open())
     }
 
+    /// The TLS listener from the `--tls-*` flags; checks that a node without a plaintext
+    /// listener (`plain` `None`) has a TLS one.
+    fn tls(&self, plain: Option<SocketAddr>) -> Result<Option<TlsServerConfig>, ServeError> {
+        let Some(text) = &self.tls_client_addr else {
+            if plain.is_none() {
+                return Err(ServeError::Usage(
+                    "--client-addr off needs --tls-client-addr: the node must serve clients \
+                     somewhere"
+                        .to_string(),
+                ));
+            }
+            return Ok(None);
+        };
+        let addr = resolve("--tls-client-addr", text)?;
+        let missing = |flag: &str| ServeError::Usage(format!("--tls-client-addr needs {flag}"));
+        let cert = self.tls_cert.clone().ok_or_else(|| missing("--tls-cert"))?;
+        let key = self.tls_key.clone().ok_or_else(|| missing("--tls-key"))?;
+        if plain == Some(addr) {
+            return Err(ServeError::Usage(format!(
+                "--tls-client-addr {addr} is also the --client-addr"
+            )));
+        }
+        let mut tls = TlsServerConfig::new(addr, cert, key);
+        tls.client_ca_path = self.tls_client_ca.clone();
+        Ok(Some(tls))
+    }
+
     fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
         self.metrics_addr
             .as_deref()
@@ -370,6 +434,9 @@ fn resolve(flag: &str, text: &str) -> Result<SocketAddr, ServeError> {
             ServeError::Usage(format!("{flag} {text:?} is not a HOST:PORT that resolves"))
         })
 }
+
+/// The `--client-addr` value that turns the plaintext listener off.
+pub const CLIENT_ADDR_OFF: &str = "off";
 
 /// The environment variable that shifts the node's clock (module docs).
 pub const CLOCK_OFFSET_ENV: &str = "KETCH_CLOCK_OFFSET_MS";
@@ -417,7 +484,14 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     );
     node.join = plan.join;
     node.peer_security = args.peer_security.load(plan.id)?;
-    let mut config = ServiceConfig::new(node, plan.data_dir.clone(), plan.client_addr);
+    let mut config = ServiceConfig {
+        node,
+        data_dir: plan.data_dir.clone(),
+        client_addr: plan.client_addr,
+        tls: plan.tls.clone(),
+        sessions: SessionConfig::default(),
+        server: ServerConfig::default(),
+    };
     // The flag's range keeps it within usize.
     config.server.max_value_bytes = args.max_value_bytes as usize;
     config.server.clock_offset_ms = clock_offset_from_env()?;
@@ -433,12 +507,17 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         Some(addr) => Some(start_metrics(addr, &service)?),
         None => None,
     };
+    let resp = match (plan.client_addr, service.tls_client_addr()) {
+        (Some(_), None) => service.client_addr().to_string(),
+        (Some(_), Some(tls)) => format!("{} and TLS on {tls}", service.client_addr()),
+        (None, Some(tls)) => format!("TLS on {tls} only"),
+        (None, None) => "nothing".to_string(),
+    };
     eprintln!(
-        "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {}, peers on {}, data in {}",
+        "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {resp}, peers on {}, data in {}",
         plan.id,
         plan.cluster_id,
         plan.cluster_id,
-        service.client_addr(),
         plan.peer_listen_addr,
         plan.data_dir.display()
     );
@@ -479,6 +558,10 @@ mod tests {
             data_dir: PathBuf::from("d"),
             peer_addr: None,
             client_addr: None,
+            tls_client_addr: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             cluster: cluster.to_string(),
             join: None,
             cluster_id: None,
@@ -529,7 +612,8 @@ mod tests {
     fn defaults_come_from_the_cluster_list_and_the_id() {
         let plan = args(2, "1=127.0.0.1:7001,2=127.0.0.1:7002").plan().unwrap();
         assert_eq!(plan.peer_listen_addr, "127.0.0.1:7002".parse().unwrap());
-        assert_eq!(plan.client_addr, "127.0.0.1:6381".parse().unwrap());
+        assert_eq!(plan.client_addr, Some("127.0.0.1:6381".parse().unwrap()));
+        assert_eq!(plan.tls, None);
         let other = args(1, "1=127.0.0.1:7001,2=127.0.0.1:7002").plan().unwrap();
         assert_eq!(plan.cluster_id, other.cluster_id);
     }
@@ -591,5 +675,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--client-addr"));
+    }
+
+    #[test]
+    fn tls_flags_make_a_tls_listener_and_off_turns_plaintext_off() {
+        let mut tls = args(1, "1=127.0.0.1:7001");
+        tls.client_addr = Some("off".to_string());
+        let error = tls.plan().unwrap_err().to_string();
+        assert!(error.contains("--tls-client-addr"), "{error}");
+        tls.tls_client_addr = Some("127.0.0.1:6390".to_string());
+        let error = tls.plan().unwrap_err().to_string();
+        assert!(error.contains("--tls-cert"), "{error}");
+        tls.tls_cert = Some(PathBuf::from("cert.pem"));
+        tls.tls_key = Some(PathBuf::from("key.pem"));
+        tls.tls_client_ca = Some(PathBuf::from("ca.pem"));
+        let plan = tls.plan().unwrap();
+        assert_eq!(plan.client_addr, None);
+        assert_eq!(
+            plan.tls,
+            Some(
+                TlsServerConfig::new("127.0.0.1:6390".parse().unwrap(), "cert.pem", "key.pem")
+                    .with_client_ca("ca.pem")
+            )
+        );
+        tls.client_addr = Some("127.0.0.1:6390".to_string());
+        assert!(tls.plan().unwrap_err().to_string().contains("also"));
     }
 }

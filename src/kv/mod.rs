@@ -29,7 +29,7 @@ pub mod session_table;
 pub mod state;
 
 pub use clock::Clock;
-pub use server::{Server, ServerConfig};
+pub use server::{ClientListeners, Server, ServerConfig, TlsConfigError, TlsServerConfig};
 pub use service::{KvService, ServiceConfig, ServiceError};
 pub use session_id::SessionId;
 pub use session_table::SessionConfig;

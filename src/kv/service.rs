@@ -32,7 +32,7 @@ use std::sync::Arc;
 use super::clock::Clock;
 use super::command::write_batch::stamp_leader_ms;
 use super::reclaim::Reclaimer;
-use super::server::{Server, ServerConfig};
+use super::server::{ClientListeners, Server, ServerConfig, TlsConfigError, TlsServerConfig};
 use super::session_table::SessionConfig;
 use super::state::{KvStateMachine, MAX_VALUE_BYTES_MAX};
 use crate::node::{Node, NodeConfig, NodeError, ProposalStamp};
@@ -44,8 +44,11 @@ pub struct ServiceConfig {
     pub node: NodeConfig,
     /// Where the node keeps its log and snapshots.
     pub data_dir: PathBuf,
-    /// Where RESP clients connect (port 0: any free port, see [`KvService::client_addr`]).
-    pub client_addr: SocketAddr,
+    /// Where plaintext RESP clients connect (port 0: any free port, see
+    /// [`KvService::client_addr`]); `None`: no plaintext listener (then `tls` is needed).
+    pub client_addr: Option<SocketAddr>,
+    /// Where and how TLS clients connect, if at all (see [`TlsServerConfig`]).
+    pub tls: Option<TlsServerConfig>,
     /// Session bounds; must be the same on every node of the cluster.
     pub sessions: SessionConfig,
     /// RESP server limits and tuning. Its [`ServerConfig::max_value_bytes`] also sizes the
@@ -55,12 +58,13 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// A configuration with default session and server settings.
+    /// A configuration with default session and server settings, plaintext clients only.
     pub fn new(node: NodeConfig, data_dir: impl Into<PathBuf>, client_addr: SocketAddr) -> Self {
         ServiceConfig {
             node,
             data_dir: data_dir.into(),
-            client_addr,
+            client_addr: Some(client_addr),
+            tls: None,
             sessions: SessionConfig::default(),
             server: ServerConfig::default(),
         }
@@ -77,6 +81,10 @@ pub enum ServiceError {
         /// The error.
         error: std::io::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used.
+    Tls(TlsConfigError),
+    /// Neither a plaintext nor a TLS client address was given.
+    NoClientListener,
     /// The node failed to start or to stop.
     Node(NodeError),
     /// The RESP server failed.
@@ -95,6 +103,10 @@ impl fmt::Display for ServiceError {
         match self {
             ServiceError::Bind { addr, error } => {
                 write!(f, "cannot listen for clients on {addr}: {error}")
+            }
+            ServiceError::Tls(e) => write!(f, "{e}"),
+            ServiceError::NoClientListener => {
+                write!(f, "no client listener: give a plaintext or a TLS address")
             }
             ServiceError::Node(e) => write!(f, "{e}"),
             ServiceError::Server(e) => write!(f, "RESP server: {e}"),
@@ -123,8 +135,33 @@ fn leader_stamp(clock: Clock) -> ProposalStamp {
     }))
 }
 
+/// The client listeners, bound before the node starts so that a bad address or TLS file
+/// fails at once.
+fn bind_clients(
+    plain: Option<SocketAddr>,
+    tls: Option<&TlsServerConfig>,
+) -> Result<ClientListeners, ServiceError> {
+    let bind = |addr: SocketAddr| {
+        std::net::TcpListener::bind(addr).map_err(|error| ServiceError::Bind { addr, error })
+    };
+    if plain.is_none() && tls.is_none() {
+        return Err(ServiceError::NoClientListener);
+    }
+    let tls = match tls {
+        Some(tls) => {
+            let loaded = tls.load().map_err(ServiceError::Tls)?;
+            Some((bind(tls.addr)?, loaded))
+        }
+        None => None,
+    };
+    Ok(ClientListeners {
+        plain: plain.map(bind).transpose()?,
+        tls,
+    })
+}
+
 impl KvService {
-    /// Binds the client address, starts the node (recovering from `data_dir`) and then the
+    /// Loads the TLS files and binds the client addresses, starts the node (recovering from `data_dir`) and then the
     /// RESP server. The node's `max_proposal_bytes` is set from the server's value limit, and
     /// its `proposal_stamp` to the service's (replacing any given).
     pub fn start(mut config: ServiceConfig) -> Result<KvService, ServiceError> {
@@ -138,12 +175,7 @@ impl KvService {
         config.node.proposal_stamp = Some(leader_stamp(Clock::with_offset_ms(
             config.server.clock_offset_ms,
         )));
-        let listener = std::net::TcpListener::bind(config.client_addr).map_err(|error| {
-            ServiceError::Bind {
-                addr: config.client_addr,
-                error,
-            }
-        })?;
+        let listeners = bind_clients(config.client_addr, config.tls.as_ref())?;
         let members = config.node.peers.keys().copied().collect();
         let node = Node::start(
             config.node,
@@ -152,7 +184,7 @@ impl KvService {
         )
         .map_err(ServiceError::Node)?;
         let node = Arc::new(node);
-        let server = match Server::start(Arc::clone(&node), listener, members, config.server) {
+        let server = match Server::start(Arc::clone(&node), listeners, members, config.server) {
             Ok(server) => server,
             Err(e) => {
                 if let Ok(node) = Arc::try_unwrap(node) {
@@ -178,9 +210,15 @@ impl KvService {
         })
     }
 
-    /// The address RESP clients connect to.
+    /// The address RESP clients connect to: the plaintext one, or the TLS one when there is
+    /// no plaintext listener.
     pub fn client_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The address TLS clients connect to, if the service has a TLS listener.
+    pub fn tls_client_addr(&self) -> Option<SocketAddr> {
+        self.server.tls_addr()
     }
 
     /// The node (for [`Node::status`]).

@@ -25,10 +25,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-
 use super::auth::{admit, ConnectionAuth};
 use super::batching::{Batches, Target};
+use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
 use super::config::ServerConfig;
 use super::info::{
@@ -196,7 +195,7 @@ enum Outstanding {
 }
 
 pub(super) struct ClientConnection {
-    pub(super) socket: TcpStream,
+    pub(super) socket: ClientStream,
     pub(super) generation: u64,
     /// Received bytes; `input[input_start..]` is not parsed yet.
     pub(super) input: Vec<u8>,
@@ -229,13 +228,13 @@ pub(super) struct ClientConnection {
 }
 
 impl ClientConnection {
-    pub(super) fn new(socket: TcpStream, generation: u64, limits: Limits) -> Self {
+    pub(super) fn new(socket: ClientStream, generation: u64, limits: Limits) -> Self {
         use std::os::fd::AsRawFd;
         let state = ClientState::new(
             generation,
-            socket.peer_addr().ok(),
-            socket.local_addr().ok(),
-            i64::from(socket.as_raw_fd()),
+            socket.tcp().peer_addr().ok(),
+            socket.tcp().local_addr().ok(),
+            i64::from(socket.tcp().as_raw_fd()),
         );
         ClientConnection {
             state,

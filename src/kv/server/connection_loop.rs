@@ -1,19 +1,28 @@
 //! The connection loop: the server's one thread. It accepts connections, reads requests from
 //! them, writes replies to them and closes them, all in one mio `Poll`, and hands the results
 //! that come back from the node to the connections they belong to.
+//!
+//! There are up to two listeners, plaintext and TLS; what they accept goes into one table of
+//! connections, each with a [`ClientStream`] that hides which kind it is. Every read and
+//! write goes through it, so the rest of the loop does not know TLS exists; the stream's
+//! module says how TLS stays correct under edge-triggered readiness.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream;
+
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::batching::{Batches, CompletionQueue, FinishedBatch, Target};
 use super::client_connection::{dispatch, ClientConnection, Context};
+use super::client_stream::{ClientStream, RejectLog};
 use super::config::ServerConfig;
 use super::info::{ProcessFacts, ServerStats};
+use super::ClientListeners;
 use crate::kv::command::split_results;
 use crate::kv::resp::write_error;
 use crate::node::Node;
@@ -21,7 +30,8 @@ use crate::raft::NodeId;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_CONNECTION: usize = 2;
+const TLS_LISTENER: Token = Token(2);
+const FIRST_CONNECTION: usize = 3;
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Events taken per poll.
@@ -31,7 +41,12 @@ const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(super) struct ConnectionLoop {
     poll: Poll,
-    listener: TcpListener,
+    /// Plaintext clients, if served.
+    listener: Option<TcpListener>,
+    /// TLS clients, if served, with the configuration their sessions share.
+    tls_listener: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    /// Log lines for TLS connections closed on error, rate-limited.
+    tls_rejects: RejectLog,
     batches: Batches,
     config: ServerConfig,
     members: Vec<NodeId>,
@@ -53,21 +68,44 @@ pub(super) struct ConnectionLoop {
 impl ConnectionLoop {
     pub(super) fn new(
         node: Arc<Node>,
-        listener: std::net::TcpListener,
+        listeners: ClientListeners,
         members: Vec<NodeId>,
         config: ServerConfig,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Self> {
-        let tcp_port = listener.local_addr()?.port();
-        let mut listener = TcpListener::from_std(listener);
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        // Redis says port 0 for a listener that is off.
+        let mut tcp_port = 0;
+        let listener = match listeners.plain {
+            Some(listener) => {
+                tcp_port = listener.local_addr()?.port();
+                let mut listener = TcpListener::from_std(listener);
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let mut tls_port = 0;
+        let tls_listener = match listeners.tls {
+            Some((listener, tls)) => {
+                tls_port = listener.local_addr()?.port();
+                let mut listener = TcpListener::from_std(listener);
+                poll.registry()
+                    .register(&mut listener, TLS_LISTENER, Interest::READABLE)?;
+                Some((listener, tls))
+            }
+            None => None,
+        };
+        let mut process = ProcessFacts::new(tcp_port, Instant::now());
+        process.tls_port = tls_port;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let node_id = node.id();
         Ok(ConnectionLoop {
             poll,
             listener,
+            tls_listener,
+            tls_rejects: RejectLog::new(),
             batches: Batches::new(node, waker, config.clone()),
             config,
             members,
@@ -79,7 +117,7 @@ impl ConnectionLoop {
             read_buffer: vec![0; READ_CHUNK_BYTES],
             touched: Vec::new(),
             node_id,
-            process: ProcessFacts::new(tcp_port, Instant::now()),
+            process,
             stats: ServerStats::default(),
         })
     }
@@ -104,7 +142,8 @@ impl ConnectionLoop {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    TLS_LISTENER => self.accept(true),
                     WAKER => {}
                     Token(token) => {
                         let slot = token - FIRST_CONNECTION;
@@ -128,9 +167,14 @@ impl ConnectionLoop {
         }
     }
 
-    fn accept(&mut self) {
+    /// Accepts every waiting client of the plaintext (`tls` false) or TLS listener.
+    fn accept(&mut self, tls: bool) {
         loop {
-            let (mut socket, peer) = match self.listener.accept() {
+            let accepted = match (tls, &self.listener, &self.tls_listener) {
+                (false, Some(listener), _) | (true, _, Some((listener, _))) => listener.accept(),
+                _ => return,
+            };
+            let (mut socket, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -141,12 +185,18 @@ impl ConnectionLoop {
                 }
             };
             if self.open_connections >= self.config.connections_max {
-                let _ = socket.write(b"-ERR max number of clients reached\r\n");
+                // A TLS client could not read a plaintext error: it just sees the close.
+                if !tls {
+                    let _ = socket.write(b"-ERR max number of clients reached\r\n");
+                }
                 self.stats.connections_rejected += 1;
                 continue;
             }
             self.stats.connections_received += 1;
             let _ = socket.set_nodelay(true);
+            let Some(mut socket) = self.client_stream(socket, tls, peer) else {
+                continue;
+            };
             let slot = self.free_slots.pop().unwrap_or_else(|| {
                 self.connections.push(None);
                 self.connections.len() - 1
@@ -169,6 +219,26 @@ impl ConnectionLoop {
                 generation,
                 self.config.limits,
             ));
+        }
+    }
+
+    /// The stream for an accepted socket: as it is, or in a new TLS session.
+    fn client_stream(
+        &mut self,
+        socket: TcpStream,
+        tls: bool,
+        peer: std::net::SocketAddr,
+    ) -> Option<ClientStream> {
+        if !tls {
+            return Some(ClientStream::Plain(socket));
+        }
+        let (_, config) = self.tls_listener.as_ref()?;
+        match ClientStream::tls(socket, Arc::clone(config)) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                self.tls_rejects.rejected(Some(peer), &io::Error::other(e));
+                None
+            }
         }
     }
 
@@ -203,7 +273,10 @@ impl ConnectionLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                Err(e) => {
+                    if conn.socket.is_tls() {
+                        self.tls_rejects.rejected(conn.socket.peer_addr(), &e);
+                    }
                     self.close(slot);
                     return;
                 }
@@ -297,6 +370,16 @@ impl ConnectionLoop {
                 }
             }
         }
+        // Records rustls still holds count as sent, as bytes in the kernel's send buffer
+        // would: they are bounded, and the next writable event pushes them.
+        match conn.socket.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                self.close(slot);
+                return;
+            }
+        }
         conn.output.clear();
         conn.output_sent = 0;
         if conn.output.capacity() > 4 * self.config.output_bytes_max.max(READ_CHUNK_BYTES) {
@@ -375,7 +458,8 @@ impl ConnectionLoop {
 
     fn close_if_finished(&mut self, slot: usize) {
         if let Some(conn) = self.connections.get(slot).and_then(Option::as_ref) {
-            if conn.finished() {
+            // Not while TLS records wait: they may carry the last reply.
+            if conn.finished() && !conn.socket.has_pending_output() {
                 self.close(slot);
             }
         }
@@ -383,6 +467,7 @@ impl ConnectionLoop {
 
     fn close(&mut self, slot: usize) {
         if let Some(mut conn) = self.connections.get_mut(slot).and_then(Option::take) {
+            conn.socket.close_notify();
             let _ = self.poll.registry().deregister(&mut conn.socket);
             self.free_slots.push(slot);
             self.open_connections -= 1;

@@ -86,8 +86,10 @@ impl InfoSections {
 /// What the server knows of its process, fixed at start.
 #[derive(Debug, Clone)]
 pub(super) struct ProcessFacts {
-    /// The RESP port.
+    /// The plaintext RESP port (0: none).
     pub(super) tcp_port: u16,
+    /// The TLS RESP port (0: none).
+    pub(super) tls_port: u16,
     /// When the server started.
     pub(super) started: Instant,
     /// 40 hex digits, new at every start (Redis' `run_id`).
@@ -110,6 +112,7 @@ impl ProcessFacts {
         run_id.truncate(40);
         ProcessFacts {
             tcp_port,
+            tls_port: 0,
             started,
             run_id,
         }

@@ -477,6 +477,7 @@ pub(super) fn config_params(
         ("appendfsync", "always".to_string()),
         ("databases", "1".to_string()),
         ("port", process.tcp_port.to_string()),
+        ("tls-port", process.tls_port.to_string()),
         ("maxclients", config.connections_max.to_string()),
         (
             "timeout",

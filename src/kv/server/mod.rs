@@ -88,6 +88,8 @@
 //!   categories, docs, RESP3 reply shape), and `COMMAND`;
 //! - `info`: `INFO`'s sections;
 //! - `resp3_reply`: RESP2 replies to RESP3 by reply shape;
+//! - `client_stream`: a connection's bytes, in plaintext or TLS, for the loop;
+//! - `tls_config`: the TLS listener's files and their loading;
 //! - [`error_reply`]: the error rule.
 //!
 //! # Bounds
@@ -103,10 +105,24 @@
 //! | completions queued from the node  | one per batch in flight; batches in flight ≤ pending replies of all connections |
 //! | failed authentication attempts    | [`AUTH_FAILURES_MAX`] per connection, then it is closed |
 //! | idle connections                  | closed after [`ServerConfig::idle_timeout`] with nothing pending |
+//! | TLS buffers per connection        | rustls' received-plaintext limit (16 KiB) and outgoing limit (64 KiB), on top of the above |
+//!
+//! # TLS
+//!
+//! Besides (or instead of) the plaintext listener, the server may listen for TLS clients
+//! ([`TlsServerConfig`]: certificate, key, optional client CA for mutual TLS). Both listeners
+//! feed the same connection table, parser and dispatch: only the byte stream differs
+//! (`client_stream`), so pipelining, backpressure, value sizes, RESP3 and the idle timeout
+//! are the same. `CONFIG GET tls-port` says the TLS port (0 without one) and `port` / INFO's
+//! `tcp_port` the plaintext one (0 when it is off), as Redis does. A connection that fails
+//! TLS (plaintext on the TLS port, a bad handshake, a missing or untrusted client
+//! certificate) is closed and logged with the client's address and rustls' reason, at most
+//! 10 lines per 10 s.
 
 mod auth;
 mod batching;
 mod client_connection;
+mod client_stream;
 mod command_table;
 mod config;
 mod connection_loop;
@@ -115,6 +131,7 @@ mod info;
 mod local_commands;
 mod parse;
 mod resp3_reply;
+mod tls_config;
 mod transaction;
 
 use std::io;
@@ -132,18 +149,31 @@ use connection_loop::ConnectionLoop;
 pub use auth::{load_acl_file, AUTH_FAILURES_MAX};
 pub use config::ServerConfig;
 pub use local_commands::REDIS_COMPAT_VERSION;
+pub use tls_config::{TlsConfigError, TlsServerConfig};
+
+/// The sockets a [`Server`] accepts clients on: at least one of the two.
+#[derive(Debug, Default)]
+pub struct ClientListeners {
+    /// Plaintext RESP.
+    pub plain: Option<std::net::TcpListener>,
+    /// RESP over TLS, with the configuration every TLS connection shares (from
+    /// [`TlsServerConfig::load`]).
+    pub tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+}
 
 /// A running RESP server thread.
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
+    plain_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     completions: Arc<CompletionQueue>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Server {
-    /// Serves RESP clients accepted on `listener` in front of `node`. `members` is listed by
+    /// Serves RESP clients accepted on `listeners` in front of `node`. `members` is listed by
     /// `INFO`. The request parsing limits on bulk and request bytes are lowered to
     /// [`ServerConfig::request_bytes_max`] (from [`ServerConfig::max_value_bytes`]); the node's
     /// [`max_proposal_bytes`](crate::node::NodeConfig::max_proposal_bytes) must be at least
@@ -152,9 +182,13 @@ impl Server {
     /// # Panics
     ///
     /// If `max_value_bytes` is above [`MAX_VALUE_BYTES_MAX`], or a `_max` bound is 0.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `listeners` holds neither listener; any error setting them up.
     pub fn start(
         node: Arc<Node>,
-        listener: std::net::TcpListener,
+        listeners: ClientListeners,
         members: Vec<NodeId>,
         config: ServerConfig,
     ) -> io::Result<Server> {
@@ -174,28 +208,64 @@ impl Server {
         let request_bytes_max = config.request_bytes_max();
         config.limits.bulk_bytes_max = config.limits.bulk_bytes_max.min(request_bytes_max);
         config.limits.request_bytes_max = config.limits.request_bytes_max.min(request_bytes_max);
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        let plain_addr = match &listeners.plain {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                Some(listener.local_addr()?)
+            }
+            None => None,
+        };
+        let tls_addr = match &listeners.tls {
+            Some((listener, _)) => {
+                listener.set_nonblocking(true)?;
+                Some(listener.local_addr()?)
+            }
+            None => None,
+        };
+        let local_addr = plain_addr.or(tls_addr).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no client listener: give a plaintext or a TLS one",
+            )
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let node_id = node.id();
         let mut connection_loop =
-            ConnectionLoop::new(node, listener, members, config, Arc::clone(&stop))?;
+            ConnectionLoop::new(node, listeners, members, config, Arc::clone(&stop))?;
         let completions = connection_loop.completions();
         let thread = std::thread::Builder::new()
             .name(format!("ketch-{node_id}-resp"))
             .spawn(move || connection_loop.run())?;
-        log::info!("node {node_id}: RESP server listening on {local_addr}");
+        if let Some(addr) = plain_addr {
+            log::info!("node {node_id}: RESP server listening on {addr}");
+        }
+        if let Some(addr) = tls_addr {
+            log::info!("node {node_id}: RESP server listening for TLS clients on {addr}");
+        }
         Ok(Server {
             local_addr,
+            plain_addr,
+            tls_addr,
             stop,
             completions,
             thread: Some(thread),
         })
     }
 
-    /// The address clients connect to.
+    /// The address clients connect to: the plaintext listener's, or the TLS listener's
+    /// when there is no plaintext one.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The plaintext listener's address, if there is one.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Stops the thread (closing every client connection) and returns its error, if any.
