@@ -14,6 +14,12 @@
 //!
 //! `--requirepass PASS` is passed on to every node (clients must `AUTH PASS`), and the
 //! supervisor authenticates its own `INFO` connections with it.
+//!
+//! `--secure` makes (once) a CA, node certificates and a password under `DATA_DIR/secure`
+//! (see [`super::local_pki`]) and starts every node with mutual TLS between peers, a TLS
+//! client listener on `127.0.0.1:(TLS_PORT + N - 1)` (`--tls-port`, 6390 by default) and the
+//! password; it prints how to connect. The plaintext client port stays on loopback, with
+//! the password required, for the supervisor's own `INFO` polling.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -26,6 +32,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+use super::local_pki::{self, LocalPki};
 use super::{DEFAULT_CLIENT_PORT_BASE, DEFAULT_PEER_PORT_BASE};
 use crate::client::connection::{Connection, ConnectionError};
 use crate::client::Reply;
@@ -38,6 +45,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Most nodes `ketch cluster` starts.
 pub const NODES_MAX: u64 = 9;
+/// `--tls-port`'s default.
+pub const DEFAULT_TLS_PORT_BASE: u16 = 6390;
 
 /// `ketch cluster` command-line arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,8 +76,15 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
     /// Passed on to each node: the password of user `default` (clients must AUTH).
-    #[arg(long, value_name = "PASSWORD")]
+    #[arg(long, value_name = "PASSWORD", conflicts_with = "secure")]
     pub requirepass: Option<String>,
+    /// Mutual TLS between nodes, a TLS client port and a password, with a CA and keys made
+    /// under DIR/secure (module docs).
+    #[arg(long)]
+    pub secure: bool,
+    /// With --secure: TLS client port of node 1; node N uses PORT + N - 1.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_TLS_PORT_BASE)]
+    pub tls_port: u16,
     /// Passed on to each node (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -87,6 +103,8 @@ pub struct LocalNode {
     pub data_dir: PathBuf,
     /// Metrics address, with `--metrics-port`.
     pub metrics_addr: Option<String>,
+    /// TLS client address, with `--secure`.
+    pub tls_addr: Option<String>,
 }
 
 impl ClusterArgs {
@@ -107,13 +125,22 @@ impl ClusterArgs {
                         Some(base) => Some(format!("127.0.0.1:{}", port(base)?)),
                         None => None,
                     },
+                    tls_addr: match self.secure {
+                        true => Some(format!("127.0.0.1:{}", port(self.tls_port)?)),
+                        false => None,
+                    },
                 })
             })
             .collect()
     }
 
-    /// The `ketch serve` arguments for `node`.
-    pub fn serve_args(&self, node: &LocalNode, nodes: &[LocalNode]) -> Vec<String> {
+    /// The `ketch serve` arguments for `node`; `pki` with `--secure`.
+    pub fn serve_args(
+        &self,
+        node: &LocalNode,
+        nodes: &[LocalNode],
+        pki: Option<&LocalPki>,
+    ) -> Vec<String> {
         let cluster = nodes
             .iter()
             .map(|n| format!("{}={}", n.id, n.peer_addr))
@@ -139,6 +166,26 @@ impl ClusterArgs {
         }
         if let Some(password) = &self.requirepass {
             args.extend(["--requirepass".to_string(), password.clone()]);
+        }
+        if let (Some(pki), Some(tls_addr)) = (pki, &node.tls_addr) {
+            let files = &pki.nodes[(node.id - 1) as usize];
+            let path = |p: &PathBuf| p.display().to_string();
+            args.extend([
+                "--requirepass-file".to_string(),
+                path(&pki.password_file),
+                "--peer-cert".to_string(),
+                path(&files.cert),
+                "--peer-key".to_string(),
+                path(&files.key),
+                "--peer-ca".to_string(),
+                path(&pki.ca),
+                "--tls-client-addr".to_string(),
+                tls_addr.clone(),
+                "--tls-cert".to_string(),
+                path(&files.cert),
+                "--tls-key".to_string(),
+                path(&files.key),
+            ]);
         }
         if self.verbose > 0 {
             args.push(format!("-{}", "v".repeat(usize::from(self.verbose))));
@@ -193,6 +240,17 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     }
     let nodes = args.nodes()?;
+    let pki = match args.secure {
+        true => Some(local_pki::ensure(
+            &args.data_dir.join("secure"),
+            args.nodes,
+        )?),
+        false => None,
+    };
+    let password = args
+        .requirepass
+        .clone()
+        .or_else(|| pki.as_ref().map(|pki| pki.password.clone()));
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my executable: {e}"))?;
     let mut running: Vec<Running> = Vec::new();
     for node in &nodes {
@@ -202,7 +260,7 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
         // supervisor, which then sends one SIGTERM (a second signal would make a node skip
         // its clean stop).
         let spawned = Command::new(&exe)
-            .args(args.serve_args(node, &nodes))
+            .args(args.serve_args(node, &nodes, pki.as_ref()))
             .stdin(Stdio::null())
             .process_group(0)
             .spawn();
@@ -224,6 +282,9 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
         if let Some(addr) = &node.metrics_addr {
             println!("node {}: metrics http://{addr}/metrics", node.id);
         }
+        if let Some(addr) = &node.tls_addr {
+            println!("node {}: RESP over TLS {addr}", node.id);
+        }
         running.push(Running {
             node: node.clone(),
             pid: child.id(),
@@ -232,10 +293,22 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
             info: None,
         });
     }
-    println!(
-        "try: redis-cli -p {}    stop: Ctrl-C",
-        nodes[0].client_addr.rsplit(':').next().unwrap_or("6380")
-    );
+    let port_of = |addr: &str| addr.rsplit(':').next().unwrap_or_default().to_string();
+    match (&pki, &nodes[0].tls_addr) {
+        (Some(pki), Some(tls_addr)) => println!(
+            "secure: peers use mutual TLS; clients need the password in {} and the CA {}\n\
+             try: redis-cli --tls --cacert {} -p {} --user default --pass \"$(cat {})\"    stop: Ctrl-C",
+            pki.password_file.display(),
+            pki.ca.display(),
+            pki.ca.display(),
+            port_of(tls_addr),
+            pki.password_file.display()
+        ),
+        _ => println!(
+            "try: redis-cli -p {}    stop: Ctrl-C",
+            port_of(&nodes[0].client_addr)
+        ),
+    }
     let mut last_seen: Option<(Option<u64>, u64)> = None;
     // Runs until a signal; each round is bounded by the nodes' I/O timeouts.
     while !stop.load(Ordering::Acquire) {
@@ -246,7 +319,7 @@ pub fn run(args: &ClusterArgs) -> Result<(), String> {
                 println!("node {} (pid {}) exited: {status}", node.node.id, node.pid);
                 continue;
             }
-            if let Some(view) = poll_info(node, args.requirepass.as_deref()) {
+            if let Some(view) = poll_info(node, password.as_deref()) {
                 views.push(view);
             }
         }
@@ -364,13 +437,15 @@ mod tests {
             max_value_bytes: 1 << 20,
             metrics_port: None,
             requirepass: None,
+            secure: false,
+            tls_port: DEFAULT_TLS_PORT_BASE,
             verbose: 0,
         };
         let nodes = args.nodes().unwrap();
         assert_eq!(nodes[2].client_addr, "127.0.0.1:6382");
         assert_eq!(nodes[2].peer_addr, "127.0.0.1:7003");
         assert_eq!(nodes[2].data_dir, PathBuf::from("ketch-data/node-3"));
-        let serve = args.serve_args(&nodes[1], &nodes);
+        let serve = args.serve_args(&nodes[1], &nodes, None);
         assert_eq!(serve[..3], ["serve", "--id", "2"]);
         assert!(serve
             .windows(2)
@@ -387,7 +462,7 @@ mod tests {
             ..args.clone()
         };
         assert!(with_password
-            .serve_args(&nodes[0], &nodes)
+            .serve_args(&nodes[0], &nodes, None)
             .windows(2)
             .any(|w| w == ["--requirepass", "pw"]));
         let with_metrics = ClusterArgs {
@@ -395,7 +470,7 @@ mod tests {
             ..args.clone()
         };
         let nodes = with_metrics.nodes().unwrap();
-        let serve = with_metrics.serve_args(&nodes[2], &nodes);
+        let serve = with_metrics.serve_args(&nodes[2], &nodes, None);
         assert!(serve
             .windows(2)
             .any(|w| w == ["--metrics-addr", "127.0.0.1:9102"]));

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod bench;
 pub mod cluster_spec;
 pub mod local_cluster;
+pub mod local_pki;
 pub mod logging;
 pub mod serve;
 
