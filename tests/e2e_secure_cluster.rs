@@ -135,8 +135,16 @@ fn run_printed(line: &str, command: &[&str]) -> String {
     let mut input = line.split_whitespace();
     while let Some(word) = input.next() {
         if word == "\"$(cat" {
-            let file = input.next().expect("a file after $(cat").trim_end_matches(")\"");
-            words.push(std::fs::read_to_string(file).unwrap().trim_end().to_string());
+            let file = input
+                .next()
+                .expect("a file after $(cat")
+                .trim_end_matches(")\"");
+            words.push(
+                std::fs::read_to_string(file)
+                    .unwrap()
+                    .trim_end()
+                    .to_string(),
+            );
         } else {
             words.push(word.to_string());
         }

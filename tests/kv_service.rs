@@ -1089,6 +1089,9 @@ fn info_selects_sections_like_redis_7() {
         "# Persistence",
         "# Stats",
         "# Replication",
+        "# CPU",
+        "# Modules",
+        "# Errorstats",
         "# Cluster",
         "# Keyspace",
     ];

@@ -31,7 +31,8 @@ use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
 use super::config::ServerConfig;
 use super::info::{
-    info_text, is_leader, with_keyspace, InfoInputs, InfoSections, ProcessFacts, ServerStats,
+    info_text, is_leader, with_keyspace, ErrorCounts, InfoInputs, InfoSections, ProcessFacts,
+    ServerStats,
 };
 use super::local_commands::{client_line, local_command, ClientBuffers, LocalEnv, LocalReply};
 use super::parse::{
@@ -225,6 +226,8 @@ pub(super) struct ClientConnection {
     pub(super) state: ClientState,
     /// `MULTI`'s queue and the `WATCH`ed keys.
     tx: Transaction,
+    /// Error replies sent, for `INFO errorstats`.
+    pub(super) errors: ErrorCounts,
 }
 
 impl ClientConnection {
@@ -257,6 +260,7 @@ impl ClientConnection {
             read_closed: false,
             read_paused: false,
             tx: Transaction::default(),
+            errors: ErrorCounts::default(),
         }
     }
 
@@ -271,6 +275,7 @@ impl ClientConnection {
 
     /// Queues an immediate reply behind any awaited ones.
     fn reply(&mut self, bytes: &[u8]) {
+        self.errors.note(bytes);
         if self.pending.is_empty() {
             self.output.extend_from_slice(bytes);
         } else {
@@ -335,6 +340,7 @@ impl ClientConnection {
             Finish::Watch(keys) => Some(self.tx.watched(keys, bytes)),
             _ => Some(slot.finish.apply(bytes)),
         };
+        self.errors.note(finished.as_deref().unwrap_or(bytes));
         if position == 0 {
             self.output
                 .extend_from_slice(finished.as_deref().unwrap_or(bytes));
@@ -391,6 +397,8 @@ pub(super) struct Context<'a> {
     pub(super) others: &'a [Option<ClientConnection>],
     pub(super) process: &'a ProcessFacts,
     pub(super) stats: ServerStats,
+    /// The error replies of connections closed already.
+    pub(super) closed_errors: &'a ErrorCounts,
 }
 
 /// Whether `request` is an `INFO` that needs the key count (a read through the node).
@@ -536,6 +544,11 @@ fn local(
         }
         LocalReply::Info(sections) => {
             let status = node.status();
+            let mut errors = ctx.closed_errors.clone();
+            for other in ctx.others.iter().flatten() {
+                errors.add(&other.errors);
+            }
+            errors.add(&conn.errors);
             let inputs = InfoInputs {
                 status: &status,
                 members: ctx.members,
@@ -543,6 +556,7 @@ fn local(
                 stats: ctx.stats,
                 connected_clients: ctx.open_connections,
                 connections_max: batches.config().connections_max,
+                errors: &errors,
             };
             let text = info_text(&sections, &inputs);
             let protocol = conn.state.protocol;

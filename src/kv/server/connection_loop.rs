@@ -21,7 +21,7 @@ use super::batching::{Batches, CompletionQueue, FinishedBatch, Target};
 use super::client_connection::{dispatch, ClientConnection, Context};
 use super::client_stream::{ClientStream, RejectLog};
 use super::config::ServerConfig;
-use super::info::{ProcessFacts, ServerStats};
+use super::info::{ErrorCounts, ProcessFacts, ServerStats};
 use super::ClientListeners;
 use crate::kv::command::split_results;
 use crate::kv::resp::write_error;
@@ -63,6 +63,8 @@ pub(super) struct ConnectionLoop {
     process: ProcessFacts,
     /// Counters `INFO stats` shows.
     stats: ServerStats,
+    /// Error replies of the connections closed so far (`INFO errorstats`).
+    closed_errors: ErrorCounts,
 }
 
 impl ConnectionLoop {
@@ -119,6 +121,7 @@ impl ConnectionLoop {
             node_id,
             process,
             stats: ServerStats::default(),
+            closed_errors: ErrorCounts::default(),
         })
     }
 
@@ -303,6 +306,7 @@ impl ConnectionLoop {
             others: &self.connections,
             process: &self.process,
             stats: self.stats,
+            closed_errors: &self.closed_errors,
         };
         loop {
             if conn.closing {
@@ -468,6 +472,7 @@ impl ConnectionLoop {
     fn close(&mut self, slot: usize) {
         if let Some(mut conn) = self.connections.get_mut(slot).and_then(Option::take) {
             conn.socket.close_notify();
+            self.closed_errors.add(&conn.errors);
             let _ = self.poll.registry().deregister(&mut conn.socket);
             self.free_slots.push(slot);
             self.open_connections -= 1;

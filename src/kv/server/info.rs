@@ -3,13 +3,13 @@
 //! # Sections
 //!
 //! `INFO` and `INFO default` give `server`, `clients`, `memory`, `persistence`, `stats`,
-//! `replication`, `cluster`, `keyspace`, in that order; `INFO all` and `INFO everything` the
-//! same (Ketch has no command statistics or modules); `INFO server clients` just those. Names
+//! `replication`, `cpu`, `modules`, `errorstats`, `cluster`, `keyspace`, in that order; `INFO
+//! all` and `INFO everything` the same (Ketch has no command or latency statistics); `INFO
+//! server clients` just those. Names
 //! are case-insensitive; an unknown name selects nothing, so `INFO nosuch` is an empty
 //! string, as in Redis. Each section is `# Name\r\n` then `field:value\r\n` lines; sections
 //! are separated by an empty line (`\r\n`). The reply is a bulk string, a `txt` verbatim
-//! string in RESP3. Redis' `cpu`, `modules`, `commandstats`, `errorstats` and
-//! `latencystats` sections are not produced.
+//! string in RESP3. Redis' `commandstats` and `latencystats` sections are not produced.
 //!
 //! | section       | fields                                                              |
 //! |---------------|---------------------------------------------------------------------|
@@ -19,6 +19,9 @@
 //! | `Persistence` | `loading:0`, `async_loading:0`, `rdb_bgsave_in_progress:0`, `aof_enabled:1`, `aof_rewrite_in_progress:0`, then Ketch's log writer: `fsyncs`, `entries_written`, `write_items`, `disk_stalled`, `fsync_batch_items_log2_histogram` |
 //! | `Stats`       | `total_connections_received`, `total_commands_processed`, `rejected_connections`, `expired_keys:0`, `evicted_keys:0` |
 //! | `Replication` | `role` (`master` on the Raft leader, `slave` otherwise, as Redis names them), `connected_slaves` (peers connected to the leader), `master_link_status` (on a replica: `up` while a leader is known), `master_failover_state`, `master_repl_offset` (the applied index); then Ketch's Raft fields: `raft_role` (`leader`, `follower`, `candidate`, `precandidate`, `stopped`), `term`, `leader_id` (`none` if unknown), `commit_index`, `applied_index`, `last_index`, `members`, `connected_peers`, `participating`, `removed`, `last_error` (if any) |
+//! | `CPU`         | `used_cpu_sys`, `used_cpu_user` (the process), `used_cpu_sys_children`, `used_cpu_user_children`, `used_cpu_sys_main_thread`, `used_cpu_user_main_thread` (the connection loop's thread), in seconds, from `getrusage` |
+//! | `Modules`     | none: Ketch loads no modules                                        |
+//! | `Errorstats`  | `errorstat_<CODE>:count=N` for each error code (first word of the error) the server answered, at most [`ERROR_CODES_MAX`] codes (later new codes count as `errorstat_OTHER`), sorted: the errors of top-level replies, as `redis-server` counts them, not those inside an `EXEC` array |
 //! | `Cluster`     | `cluster_enabled:0`                                                 |
 //! | `Keyspace`    | `db0:keys=N,expires=M,avg_ttl=0` (M: keys with a deadline; Ketch keeps no TTL average), only when there are keys |
 //!
@@ -29,6 +32,7 @@
 //! cannot be served (no leader) the section is left empty rather than failing `INFO`.
 //! Key expiry is not tracked yet: `expires` is always 0.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -38,17 +42,69 @@ use crate::node::NodeStatus;
 use crate::raft::{NodeId, Role};
 
 /// Sections, in the order Redis writes them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "clients",
     "memory",
     "persistence",
     "stats",
     "replication",
+    "cpu",
+    "modules",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
-const KEYSPACE: usize = 7;
+const KEYSPACE: usize = 10;
+
+/// Most distinct error codes counted (Redis' own bound).
+pub(super) const ERROR_CODES_MAX: usize = 128;
+
+/// Error replies by code (`ERR`, `WRONGTYPE`, ...), for `INFO errorstats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ErrorCounts {
+    counts: BTreeMap<String, u64>,
+}
+
+impl ErrorCounts {
+    /// Counts `reply` if it is an error reply.
+    pub(super) fn note(&mut self, reply: &[u8]) {
+        if reply.first() != Some(&b'-') {
+            return;
+        }
+        let line = &reply[1..];
+        let end = line
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r')
+            .unwrap_or(line.len());
+        let code = String::from_utf8_lossy(&line[..end.min(64)]);
+        if let Some(count) = self.counts.get_mut(code.as_ref()) {
+            *count += 1;
+        } else if self.counts.len() < ERROR_CODES_MAX {
+            self.counts.insert(code.into_owned(), 1);
+        } else {
+            *self.counts.entry("OTHER".to_string()).or_default() += 1;
+        }
+    }
+
+    /// Adds `other`'s counts (kept within [`ERROR_CODES_MAX`] codes as `note` does).
+    pub(super) fn add(&mut self, other: &ErrorCounts) {
+        for (code, &count) in &other.counts {
+            if let Some(mine) = self.counts.get_mut(code) {
+                *mine += count;
+            } else if self.counts.len() < ERROR_CODES_MAX {
+                self.counts.insert(code.clone(), count);
+            } else {
+                *self.counts.entry("OTHER".to_string()).or_default() += count;
+            }
+        }
+    }
+
+    /// Every error reply counted.
+    pub(super) fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
 
 /// The sections an `INFO` asked for (module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +195,8 @@ pub(super) struct InfoInputs<'a> {
     pub(super) stats: ServerStats,
     pub(super) connected_clients: usize,
     pub(super) connections_max: usize,
+    /// Every connection's error replies, closed ones included.
+    pub(super) errors: &'a ErrorCounts,
 }
 
 fn raft_role_name(status: &NodeStatus) -> &'static str {
@@ -238,13 +296,23 @@ pub(super) fn info_text(sections: &InfoSections, inputs: &InfoInputs<'_>) -> Str
                 let _ = write!(
                     text,
                     "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-                     rejected_connections:{}\r\nexpired_keys:0\r\nevicted_keys:0\r\n",
+                     rejected_connections:{}\r\nexpired_keys:0\r\nevicted_keys:0\r\n\
+                     total_error_replies:{}\r\n",
                     inputs.stats.connections_received,
                     inputs.stats.commands_processed,
-                    inputs.stats.connections_rejected
+                    inputs.stats.connections_rejected,
+                    inputs.errors.total()
                 );
             }
             "replication" => replication_section(&mut text, inputs),
+            "cpu" => cpu_section(&mut text),
+            "modules" => text.push_str("# Modules\r\n"),
+            "errorstats" => {
+                text.push_str("# Errorstats\r\n");
+                for (code, count) in &inputs.errors.counts {
+                    let _ = write!(text, "errorstat_{code}:count={count}\r\n");
+                }
+            }
             "cluster" => text.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
             _ => unreachable!("every section but the keyspace is written here"),
         }
@@ -271,6 +339,25 @@ pub(super) fn with_keyspace(
         let _ = write!(text, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
     }
     text
+}
+
+fn cpu_section(text: &mut String) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let seconds = |who: UsageWho| {
+        getrusage(who).map_or((0.0, 0.0), |usage| {
+            let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            (s(usage.system_time()), s(usage.user_time()))
+        })
+    };
+    let (sys, user) = seconds(UsageWho::RUSAGE_SELF);
+    let (sys_children, user_children) = seconds(UsageWho::RUSAGE_CHILDREN);
+    let (sys_main, user_main) = seconds(UsageWho::RUSAGE_THREAD);
+    let _ = write!(
+        text,
+        "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n\
+         used_cpu_sys_children:{sys_children:.6}\r\nused_cpu_user_children:{user_children:.6}\r\n\
+         used_cpu_sys_main_thread:{sys_main:.6}\r\nused_cpu_user_main_thread:{user_main:.6}\r\n"
+    );
 }
 
 fn server_section(text: &mut String, inputs: &InfoInputs<'_>) {
@@ -386,12 +473,41 @@ mod tests {
         assert_eq!(sections(&["everything"]), all);
         assert!(all.keyspace());
         let two = sections(&["server", "Clients"]);
-        assert_eq!(
-            two.wanted,
-            [true, true, false, false, false, false, false, false]
-        );
+        let mut expected = [false; SECTIONS.len()];
+        expected[..2].copy_from_slice(&[true, true]);
+        assert_eq!(two.wanted, expected);
         assert!(!two.keyspace());
-        assert_eq!(sections(&["nosuch"]).wanted, [false; 8]);
+        assert_eq!(sections(&["nosuch"]).wanted, [false; SECTIONS.len()]);
+    }
+
+    #[test]
+    fn error_replies_are_counted_by_code_within_the_bound() {
+        let mut errors = ErrorCounts::default();
+        errors.note(b"+OK\r\n");
+        errors.note(b"-ERR syntax error\r\n");
+        errors.note(b"-WRONGTYPE Operation against a key\r\n");
+        errors.note(b"-ERR x\r\n");
+        errors.note(b"-NOAUTH\r\n");
+        assert_eq!(errors.total(), 4);
+        let counts: Vec<_> = errors
+            .counts
+            .iter()
+            .map(|(c, n)| (c.as_str(), *n))
+            .collect();
+        assert_eq!(counts, [("ERR", 2), ("NOAUTH", 1), ("WRONGTYPE", 1)]);
+        let mut many = ErrorCounts::default();
+        for code in 0..ERROR_CODES_MAX + 10 {
+            many.note(format!("-E{code} x\r\n").as_bytes());
+        }
+        assert_eq!(
+            many.counts.len(),
+            ERROR_CODES_MAX + 1,
+            "the bound and OTHER"
+        );
+        assert_eq!(many.counts["OTHER"], 10);
+        errors.add(&many);
+        assert_eq!(errors.total(), 4 + ERROR_CODES_MAX as u64 + 10);
+        assert!(errors.counts.len() <= ERROR_CODES_MAX + 1);
     }
 
     #[test]
