@@ -13,7 +13,8 @@
 //! them with `kill PID`, using the pids it printed).
 //!
 //! `--requirepass PASS` is passed on to every node (clients must `AUTH PASS`), and the
-//! supervisor authenticates its own `INFO` connections with it.
+//! supervisor authenticates its own `INFO` connections with it. `--acl-file FILE` is passed
+//! on too; the supervisor then polls as user `default` without a password.
 //!
 //! `--secure` makes (once) a CA, node certificates and a password under `DATA_DIR/secure`
 //! (see [`super::local_pki`]) and starts every node with mutual TLS between peers, a TLS
@@ -76,8 +77,13 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
     /// Passed on to each node: the password of user `default` (clients must AUTH).
-    #[arg(long, value_name = "PASSWORD", conflicts_with = "secure")]
+    #[arg(long, value_name = "PASSWORD", conflicts_with_all = ["secure", "acl_file"])]
     pub requirepass: Option<String>,
+    /// Passed on to each node: ACL users (see `ketch serve --acl-file`). The supervisor polls
+    /// INFO as user `default`: unless the file makes it `on nopass`, leader changes are not
+    /// printed.
+    #[arg(long, value_name = "FILE", conflicts_with = "secure")]
+    pub acl_file: Option<PathBuf>,
     /// Mutual TLS between nodes, a TLS client port and a password, with a CA and keys made
     /// under DIR/secure (module docs).
     #[arg(long)]
@@ -166,6 +172,9 @@ impl ClusterArgs {
         }
         if let Some(password) = &self.requirepass {
             args.extend(["--requirepass".to_string(), password.clone()]);
+        }
+        if let Some(path) = &self.acl_file {
+            args.extend(["--acl-file".to_string(), path.display().to_string()]);
         }
         if let (Some(pki), Some(tls_addr)) = (pki, &node.tls_addr) {
             let files = &pki.nodes[(node.id - 1) as usize];
@@ -437,6 +446,7 @@ mod tests {
             max_value_bytes: 1 << 20,
             metrics_port: None,
             requirepass: None,
+            acl_file: None,
             secure: false,
             tls_port: DEFAULT_TLS_PORT_BASE,
             verbose: 0,
@@ -465,6 +475,14 @@ mod tests {
             .serve_args(&nodes[0], &nodes, None)
             .windows(2)
             .any(|w| w == ["--requirepass", "pw"]));
+        let with_acl = ClusterArgs {
+            acl_file: Some(PathBuf::from("users.acl")),
+            ..args.clone()
+        };
+        assert!(with_acl
+            .serve_args(&nodes[0], &nodes, None)
+            .windows(2)
+            .any(|w| w == ["--acl-file", "users.acl"]));
         let with_metrics = ClusterArgs {
             metrics_port: Some(9100),
             ..args.clone()
