@@ -21,6 +21,19 @@
 //! nor inject nor alter peer traffic; one holding node 2's key can act only as node 2. The CA
 //! file may hold several certificates (a rotation).
 //!
+//! Certificates with OpenSSL (`ketch cluster --secure` makes its own with rcgen instead):
+//!
+//! ```text
+//! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+//!     -subj /CN=ketch-ca -keyout ca.key -out ca.pem
+//! openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=node-1 \
+//!     -keyout node-1.key -out node-1.csr
+//! openssl x509 -req -in node-1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+//!     -extfile <(printf 'subjectAltName=DNS:node-1\nextendedKeyUsage=serverAuth,clientAuth') \
+//!     -out node-1.pem
+//! ketch serve --id 1 ... --peer-cert node-1.pem --peer-key node-1.key --peer-ca ca.pem
+//! ```
+//!
 //! # Non-blocking I/O
 //!
 //! [`PeerStream::read`] drains decrypted bytes first, then feeds the socket's bytes to rustls
