@@ -80,6 +80,19 @@ pub struct Limits {
     pub request_bytes_max: usize,
 }
 
+impl Limits {
+    /// No limit at all: for parsing bytes the process produced itself (the state machine's
+    /// replies), whose length is already bounded where they were made.
+    pub fn unbounded() -> Self {
+        Limits {
+            bulk_bytes_max: usize::MAX,
+            array_items_max: usize::MAX,
+            inline_bytes_max: usize::MAX,
+            request_bytes_max: usize::MAX,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

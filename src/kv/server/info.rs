@@ -77,26 +77,24 @@ impl ErrorCounts {
             .iter()
             .position(|&b| b == b' ' || b == b'\r')
             .unwrap_or(line.len());
-        let code = String::from_utf8_lossy(&line[..end.min(64)]);
-        if let Some(count) = self.counts.get_mut(code.as_ref()) {
-            *count += 1;
-        } else if self.counts.len() < ERROR_CODES_MAX {
-            self.counts.insert(code.into_owned(), 1);
-        } else {
-            *self.counts.entry("OTHER".to_string()).or_default() += 1;
+        self.bump(&String::from_utf8_lossy(&line[..end.min(64)]), 1);
+    }
+
+    /// Adds `other`'s counts.
+    pub(super) fn add(&mut self, other: &ErrorCounts) {
+        for (code, &count) in &other.counts {
+            self.bump(code, count);
         }
     }
 
-    /// Adds `other`'s counts (kept within [`ERROR_CODES_MAX`] codes as `note` does).
-    pub(super) fn add(&mut self, other: &ErrorCounts) {
-        for (code, &count) in &other.counts {
-            if let Some(mine) = self.counts.get_mut(code) {
-                *mine += count;
-            } else if self.counts.len() < ERROR_CODES_MAX {
-                self.counts.insert(code.clone(), count);
-            } else {
-                *self.counts.entry("OTHER".to_string()).or_default() += count;
-            }
+    /// Adds `count` to `code`, or to `OTHER` once [`ERROR_CODES_MAX`] codes are known.
+    fn bump(&mut self, code: &str, count: u64) {
+        if let Some(mine) = self.counts.get_mut(code) {
+            *mine += count;
+        } else if self.counts.len() < ERROR_CODES_MAX {
+            self.counts.insert(code.to_string(), count);
+        } else {
+            *self.counts.entry("OTHER".to_string()).or_default() += count;
         }
     }
 

@@ -39,13 +39,7 @@ pub(super) fn resp2_to_resp3(reply: &[u8], shape: ReplyShape) -> Vec<u8> {
         _ => {}
     }
     // The state machine's own output: no limit but the reply's length is needed.
-    let limits = Limits {
-        bulk_bytes_max: usize::MAX,
-        array_items_max: usize::MAX,
-        inline_bytes_max: usize::MAX,
-        request_bytes_max: usize::MAX,
-    };
-    let parsed = match ReplyParser::new(limits).parse(reply) {
+    let parsed = match ReplyParser::new(Limits::unbounded()).parse(reply) {
         Ok(Some((parsed, consumed))) if consumed == reply.len() => parsed,
         other => {
             debug_assert!(false, "not one RESP2 reply: {other:?}");

@@ -413,7 +413,6 @@ fn queued(
             config.write_bytes_max()
         ));
     }
-    drop(operation);
     let shape = reply_shape(&request);
     Ok((Queued::Machine { request, shape }, bytes))
 }
@@ -440,19 +439,12 @@ impl ExecReply {
         if all_machine_resp2 {
             return reply.to_vec();
         }
-        // The state machine's own output: its length is the only limit.
-        let limits = Limits {
-            bulk_bytes_max: usize::MAX,
-            array_items_max: usize::MAX,
-            inline_bytes_max: usize::MAX,
-            request_bytes_max: usize::MAX,
-        };
         let machine_count = self
             .elements
             .iter()
             .filter(|e| matches!(e, Element::Machine(_)))
             .count();
-        let items = match ReplyParser::new(limits).parse(reply) {
+        let items = match ReplyParser::new(Limits::unbounded()).parse(reply) {
             Ok(Some((Reply::Array(Some(items)), used)))
                 if used == reply.len() && items.len() == machine_count =>
             {
