@@ -485,18 +485,23 @@ impl FrameDecoder {
     /// The next complete frame as `(kind, payload)`; `Ok(None)` when more bytes are needed.
     /// Errors are final: the same error is returned on every later call.
     pub fn next_frame(&mut self) -> Result<Option<(u8, Vec<u8>)>, PeerFrameError> {
+        self.sticky(Self::parse_next)
+    }
+
+    /// Runs `parse` unless an earlier call failed; a failure is kept and returned from then on,
+    /// and the buffer is dropped.
+    fn sticky<T>(
+        &mut self,
+        parse: impl FnOnce(&mut Self) -> Result<T, PeerFrameError>,
+    ) -> Result<T, PeerFrameError> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        match self.parse_next() {
-            Ok(frame) => Ok(frame),
-            Err(error) => {
-                self.failed = Some(error.clone());
-                self.buffer = Vec::new();
-                self.consumed_bytes = 0;
-                Err(error)
-            }
-        }
+        parse(self).inspect_err(|error| {
+            self.failed = Some(error.clone());
+            self.buffer = Vec::new();
+            self.consumed_bytes = 0;
+        })
     }
 
     /// Like [`next_frame`](Self::next_frame), but the payload is shared: a frame of at least
@@ -504,18 +509,7 @@ impl FrameDecoder {
     /// decoder starts a new buffer with the bytes after it); a smaller one is copied once,
     /// as `next_frame` does.
     pub fn next_frame_shared(&mut self) -> Result<Option<(u8, Bytes)>, PeerFrameError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
-        match self.parse_shared() {
-            Ok(frame) => Ok(frame),
-            Err(error) => {
-                self.failed = Some(error.clone());
-                self.buffer = Vec::new();
-                self.consumed_bytes = 0;
-                Err(error)
-            }
-        }
+        self.sticky(Self::parse_shared)
     }
 
     fn parse_shared(&mut self) -> Result<Option<(u8, Bytes)>, PeerFrameError> {
