@@ -6,7 +6,8 @@
 //! clients on the minority side), isolate a random node, and a flaky network where every link
 //! drops 10% of Raft messages and delays frames by up to 10 ms. Reproduce with
 //! `cargo test --release --test e2e_partition -- --nocapture`; `KETCH_PARTITION_ROUNDS` sets
-//! the rounds (default 3), `KETCH_FAULT_SEED` the seed. Soak mode: `KETCH_SOAK_SECS=N` keeps
+//! the rounds (default 3), `KETCH_FAULT_SEED` the seed. The rounds run twice: with ReadIndex
+//! reads, and with `--read-mode lease`. Soak mode: `KETCH_SOAK_SECS=N` keeps
 //! partitioning for N seconds, with fresh keys every round, and prints a summary.
 
 #[path = "e2e/peer_proxy.rs"]
@@ -42,18 +43,34 @@ fn pinned_client(addr: SocketAddr) -> Client {
 
 #[test]
 fn partitions_with_clients_on_both_sides_are_linearizable() {
+    partitions_are_linearizable("read-index");
+}
+
+/// The same rounds with leader leases: a deposed leader must stop answering reads from its
+/// lease before a new leader can take a write.
+#[test]
+fn partitions_with_lease_reads_are_linearizable() {
+    partitions_are_linearizable("lease");
+}
+
+fn partitions_are_linearizable(read_mode: &str) {
     let soak = Duration::from_secs(env_u64("KETCH_SOAK_SECS", 0));
     let done = support::watchdog("partitions", Duration::from_secs(170) + soak * 2);
     let started = Instant::now();
     let key_epoch = Arc::new(AtomicU64::new(0));
     let rounds = env_u64("KETCH_PARTITION_ROUNDS", 3);
     let seed = env_u64("KETCH_FAULT_SEED", 0x9a7);
-    eprintln!("partitions: {rounds} rounds, KETCH_FAULT_SEED={seed}");
+    eprintln!("partitions ({read_mode} reads): {rounds} rounds, KETCH_FAULT_SEED={seed}");
     let proxy_base = support::free_consecutive_ports(3);
     let proxy_addrs: Vec<SocketAddr> = (0..3)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], proxy_base + i)))
         .collect();
     let mut cluster = TestCluster::new_stopped(3, Some(&proxy_addrs));
+    for id in 1..=3 {
+        cluster
+            .extra_args
+            .insert(id, vec!["--read-mode".to_string(), read_mode.to_string()]);
+    }
     let routes: Vec<_> = cluster
         .nodes
         .iter()

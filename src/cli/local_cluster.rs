@@ -34,6 +34,7 @@ use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::local_pki::{self, LocalPki};
+use super::serve::ReadModeArg;
 use super::{DEFAULT_CLIENT_PORT_BASE, DEFAULT_PEER_PORT_BASE};
 use crate::client::connection::{Connection, ConnectionError};
 use crate::client::Reply;
@@ -72,6 +73,10 @@ pub struct ClusterArgs {
         value_parser = clap::value_parser!(u64).range(1..=MAX_VALUE_BYTES_MAX as u64)
     )]
     pub max_value_bytes: u64,
+    /// Passed on to each node: how linearizable reads confirm leadership (see `ketch serve
+    /// --read-mode`).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ReadModeArg::ReadIndex)]
+    pub read_mode: ReadModeArg,
     /// Prometheus metrics port of node 1 (node N serves http://127.0.0.1:(PORT + N - 1)/metrics)
     /// [default: no metrics].
     #[arg(long, value_name = "PORT")]
@@ -164,6 +169,8 @@ impl ClusterArgs {
             node.client_addr.clone(),
             "--max-value-bytes".to_string(),
             self.max_value_bytes.to_string(),
+            "--read-mode".to_string(),
+            self.read_mode.as_str().to_string(),
             "--cluster".to_string(),
             cluster,
         ];
@@ -444,6 +451,7 @@ mod tests {
             client_port: 6380,
             peer_port: 7001,
             max_value_bytes: 1 << 20,
+            read_mode: ReadModeArg::ReadIndex,
             metrics_port: None,
             requirepass: None,
             acl_file: None,

@@ -11,7 +11,7 @@
 //! ticks until every exchange it started is over, so a script can say exactly how many ticks a
 //! behaviour takes. The same disks, network and invariant checks serve both.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ketch::raft::{
     Config, Core, DurableState, Entry, EntryKind, Fault, Membership, Message, MessageBody, NodeId,
@@ -70,6 +70,9 @@ pub struct SimConfig {
     /// Whether a node that learned of its removal keeps running (a runtime stops it), for
     /// scenarios that watch what a removed node does.
     pub keep_removed: bool,
+    /// Slow clocks: node `id` drops one tick in every `n` (its clock runs at `1 - 1/n` of the
+    /// others' rate), so lease reads can be checked under clock drift.
+    pub slow_clocks: BTreeMap<NodeId, u64>,
 }
 
 impl SimConfig {
@@ -95,6 +98,7 @@ impl SimConfig {
             network: NetworkFaults::reliable(),
             tune: |_| {},
             keep_removed: false,
+            slow_clocks: BTreeMap::new(),
         }
     }
 
@@ -240,6 +244,8 @@ pub struct Cluster {
     /// Paused nodes neither tick nor exchange messages (one due to or from a paused node is
     /// dropped), but unlike crashed ones they keep their state.
     pub paused: BTreeSet<NodeId>,
+    /// Per node with a slow clock: the ticks its clock was due so far.
+    clock_ticks_due: BTreeMap<NodeId, u64>,
 }
 
 impl Cluster {
@@ -310,6 +316,7 @@ impl Cluster {
             next_ctx: 1,
             leader_commit_checked: Default::default(),
             paused: BTreeSet::new(),
+            clock_ticks_due: BTreeMap::new(),
         }
     }
 
@@ -468,7 +475,10 @@ impl Cluster {
         self.advance();
         for i in 0..self.nodes.len() {
             let id = self.nodes[i].id;
-            if self.now % STEPS_PER_TICK == id % STEPS_PER_TICK && !self.paused.contains(&id) {
+            if self.now % STEPS_PER_TICK == id % STEPS_PER_TICK
+                && !self.paused.contains(&id)
+                && !self.slow_clock_drops_tick(id)
+            {
                 if let Some(core) = self.nodes[i].core.as_mut() {
                     core.tick();
                     self.drive(id);
@@ -476,6 +486,16 @@ impl Cluster {
             }
         }
         self.step_clients();
+    }
+
+    /// Whether node `id`'s slow clock drops the tick now due (see `SimConfig::slow_clocks`).
+    fn slow_clock_drops_tick(&mut self, id: NodeId) -> bool {
+        let Some(&every) = self.cfg.slow_clocks.get(&id) else {
+            return false;
+        };
+        let due = self.clock_ticks_due.entry(id).or_insert(0);
+        *due += 1;
+        *due % every == 0
     }
 
     /// Lockstep: ticks every running, unpaused node at once, then settles; `ticks` times.

@@ -92,6 +92,9 @@ scenarios! {
     membership_changes::a_learner_added_to_an_idle_cluster_catches_up_without_new_writes,
     read_index_under_partitions => |s| reads::reads_under_partitions(s, ReadMode::Safe, None),
     lease_reads_under_partitions => |s| reads::reads_under_partitions(s, ReadMode::Lease, None),
+    lease_reads_under_clock_drift => |s| {
+        reads::lease_reads_under_clock_drift(s, reads::lease_drift_allowed_every())
+    },
     reads::read_index_waits_for_a_quorum_heartbeat_round,
 }
 
@@ -112,6 +115,18 @@ fn checker_catches_joint_quorum_without_outgoing_voters() {
         "checker_catches_joint_quorum_without_outgoing_voters",
         20,
         |s| membership_changes::shrink_five_to_three_with(s, Some(Fault::IgnoreOutgoingVoters)),
+    );
+}
+
+/// Checker self-test: clocks drifting far beyond the lease's allowance (one tick in two
+/// dropped: a lease lasts twice as long in real time as its leader believes) must be caught
+/// serving a stale read, so the drift scenario above checks something.
+#[test]
+fn checker_catches_lease_reads_beyond_the_drift_allowance() {
+    seeds::expect_violation(
+        "checker_catches_lease_reads_beyond_the_drift_allowance",
+        100,
+        |s| reads::lease_reads_under_clock_drift(s, 2),
     );
 }
 

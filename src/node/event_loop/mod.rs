@@ -78,6 +78,8 @@ pub(crate) struct LoopSettings {
     pub max_proposal_bytes: u64,
     /// The leader's hook over accepted proposals (see `NodeConfig::proposal_stamp`).
     pub proposal_stamp: Option<crate::node::config::ProposalStamp>,
+    /// Reads may be answered from a leader lease (`ReadMode::Lease`).
+    pub lease_reads: bool,
 }
 
 impl LoopSettings {
@@ -91,6 +93,7 @@ impl LoopSettings {
             append_merge_bytes_max: config.raft.max_message_bytes,
             max_proposal_bytes: config.max_proposal_bytes,
             proposal_stamp: config.proposal_stamp.clone(),
+            lease_reads: config.raft.read_mode == crate::raft::ReadMode::Lease,
         }
     }
 }
@@ -311,6 +314,12 @@ impl EventLoop {
             let network_took = now - pass_started;
             self.transport.maintain(self.poll.registry(), now);
             self.check_failures(&mut state);
+            if self.settings.lease_reads {
+                // A lease is measured on the core's tick clock: after this thread was held up
+                // (a loaded machine, a stopped process), the ticks it missed are counted before
+                // any message or request can be answered from the lease.
+                self.catch_up_ticks(&state, &mut next_tick);
+            }
             if state.participating && !state.isolated {
                 for message in state.received.messages.drain(..) {
                     self.core.step(message);
@@ -326,13 +335,7 @@ impl EventLoop {
             }
             self.take_requests(&mut state);
             let inputs_took = Instant::now() - pass_started;
-            // Bounded: catches up at most the ticks missed since the last pass.
-            while Instant::now() >= next_tick {
-                if state.participating {
-                    self.core.tick();
-                }
-                next_tick += self.settings.tick_interval;
-            }
+            self.catch_up_ticks(&state, &mut next_tick);
             self.expire_reads(&mut state);
             self.expire_proposals(&mut state);
             let leader = self.core.leader();
@@ -396,6 +399,17 @@ impl EventLoop {
     /// Items sent to the apply thread and not yet processed.
     fn apply_inflight(&self, state: &State) -> u64 {
         state.apply_sent - self.apply_shared.processed_items.load(Ordering::Acquire)
+    }
+
+    /// Ticks the core once for every tick period that has passed by now. Bounded: at most the
+    /// ticks missed since the last call.
+    fn catch_up_ticks(&mut self, state: &State, next_tick: &mut Instant) {
+        while Instant::now() >= *next_tick {
+            if state.participating {
+                self.core.tick();
+            }
+            *next_tick += self.settings.tick_interval;
+        }
     }
 
     fn check_failures(&mut self, state: &mut State) {

@@ -9,8 +9,49 @@ use crate::cluster::{Cluster, RunReport, SimConfig};
 /// Read-heavy clients talk to every node that believes it leads (stale ones included) while
 /// leaders are repeatedly cut off; the history must stay linearizable.
 pub fn reads_under_partitions(seed: u64, read_mode: ReadMode, fault: Option<Fault>) -> RunReport {
+    reads_under_partitions_with(
+        SimConfig::new(size_for(seed, &[3, 5])),
+        seed,
+        read_mode,
+        fault,
+    )
+}
+
+/// Lease reads while clocks drift: about half the nodes run slow, dropping one tick in every
+/// `slow_every` (see [`lease_drift_allowed_every`]). A slow leader measures its lease on a slow
+/// clock, so the lease lasts longer in real time than it believes, while the followers' election
+/// timers run at full speed.
+pub fn lease_reads_under_clock_drift(seed: u64, slow_every: u64) -> RunReport {
     let n = size_for(seed, &[3, 5]);
     let mut cfg = SimConfig::new(n);
+    let mut pick_rng = ketch::raft::SplitMix64::new(seed ^ 0xD41F7);
+    for id in 1..=n {
+        if pick_rng.next_u64() % 2 == 0 {
+            cfg.slow_clocks.insert(id, slow_every);
+        }
+    }
+    if cfg.slow_clocks.is_empty() {
+        cfg.slow_clocks.insert(1 + seed % n, slow_every);
+    }
+    reads_under_partitions_with(cfg, seed, ReadMode::Lease, None)
+}
+
+/// The largest drift the lease allows, as "one tick dropped in every N": a lease of
+/// `election_timeout - lease_margin` ticks on a clock running at `1 - 1/N` lasts
+/// `(E - m) / (1 - 1/N)` real ticks, which must not exceed the followers' election timeout
+/// `E`: so `N >= E / m`.
+pub fn lease_drift_allowed_every() -> u64 {
+    let cfg = SimConfig::new(3);
+    let margin = u64::from(ketch::raft::Config::new(1).lease_margin_ticks);
+    u64::from(cfg.election_timeout_ticks).div_ceil(margin)
+}
+
+fn reads_under_partitions_with(
+    mut cfg: SimConfig,
+    seed: u64,
+    read_mode: ReadMode,
+    fault: Option<Fault>,
+) -> RunReport {
     cfg.read_mode = read_mode;
     cfg.fault = fault;
     cfg.clients = 6;
