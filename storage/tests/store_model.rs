@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 const GROUPS: u64 = 6;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Group {
     first: u64,
     last: u64,
@@ -19,12 +19,14 @@ struct Group {
     hard_state: HardState,
 }
 
-impl Group {
-    fn new() -> Group {
+impl Default for Group {
+    /// An unknown group: first index 1, last 0.
+    fn default() -> Group {
         Group {
             first: 1,
             last: 0,
-            ..Group::default()
+            entries: BTreeMap::new(),
+            hard_state: HardState::default(),
         }
     }
 }
@@ -62,7 +64,7 @@ fn add_op(model: &mut Model, batch: &mut StoreBatch, group: u64, kind: u8, pick:
             let entries: Vec<Entry> = (start..start + count)
                 .map(|index| Entry::new(index, term, data(group, index, term, size)))
                 .collect();
-            let g = model.entry(group).or_insert_with(Group::new);
+            let g = model.entry(group).or_default();
             if g.last < g.first {
                 g.first = start;
             }
@@ -88,14 +90,14 @@ fn add_op(model: &mut Model, batch: &mut StoreBatch, group: u64, kind: u8, pick:
                 vote: pick as u64 % 4,
                 commit: last,
             };
-            model.entry(group).or_insert_with(Group::new).hard_state = hard_state;
+            model.entry(group).or_default().hard_state = hard_state;
             batch.set_hard_state(group, hard_state);
         }
         _ => {
             // Mostly small steps, sometimes past the end (a snapshot beyond the log).
             let to = first + pick as u64 % (span + 2) / 4 + (pick % 16 == 0) as u64 * span;
             if to > first {
-                let g = model.entry(group).or_insert_with(Group::new);
+                let g = model.entry(group).or_default();
                 g.entries = g.entries.split_off(&to);
                 g.first = to;
                 g.last = g.last.max(to - 1);
@@ -112,7 +114,7 @@ fn check(store: &LogStore, model: &Model, step: usize) {
         "groups after step {step}"
     );
     for group in 0..GROUPS + 1 {
-        let expected = model.get(&group).cloned().unwrap_or_else(Group::new);
+        let expected = model.get(&group).cloned().unwrap_or_default();
         assert_eq!(
             store.first_index(group),
             expected.first,
@@ -233,7 +235,7 @@ fn run(actions: &[(u8, u8, u16, u16)], gc_pick: u8) -> (u64, u64) {
                 let (first, last, _) = range_of(&model, group);
                 let to = first + c as u64 % (last + 3 - first);
                 if to > first {
-                    let g = model.entry(group).or_insert_with(Group::new);
+                    let g = model.entry(group).or_default();
                     g.entries = g.entries.split_off(&to);
                     g.first = to;
                     g.last = g.last.max(to - 1);
