@@ -314,14 +314,27 @@ fn a_bit_flip_in_a_sealed_segment_names_the_group_and_file() {
     bytes[1000] ^= 0x20;
     std::fs::write(sealed, &bytes).unwrap();
     let store = LogStore::open(dir.path(), small()).unwrap();
-    let error = store.entries(5, 1..201).unwrap_err();
-    match &error {
-        Error::GroupCorruption { group, path, .. } => {
-            assert_eq!(*group, 5);
-            assert_eq!(path, sealed);
+    let mut ranges = Vec::new();
+    for error in [
+        store.entries(5, 1..201).unwrap_err(),
+        store.verify().unwrap_err(),
+    ] {
+        match &error {
+            Error::GroupCorruption {
+                group,
+                path,
+                index_range,
+                ..
+            } => {
+                assert_eq!(*group, 5);
+                assert_eq!(path, sealed);
+                assert!(index_range.is_some(), "{error}");
+                ranges.push(*index_range);
+            }
+            other => panic!("expected group corruption, got {other}"),
         }
-        other => panic!("expected group corruption, got {other}"),
     }
+    assert_eq!(ranges[0], ranges[1], "read and verify name the same entry");
 }
 
 #[test]
@@ -350,5 +363,145 @@ fn concurrent_synced_writers_share_fsyncs() {
     assert!(stats.syncs < stats.batches, "{stats:?}");
     for group in 0..40 {
         assert_eq!(store.last_index(group), 100);
+    }
+}
+
+type Contents = Vec<(u64, u64, u64, HardState, Vec<Entry>)>;
+
+fn contents(store: &LogStore) -> Contents {
+    store
+        .groups()
+        .into_iter()
+        .map(|group| {
+            let (first, last) = (store.first_index(group), store.last_index(group));
+            let read = store.entries(group, first..last + 1).unwrap();
+            (group, first, last, store.hard_state(group), read)
+        })
+        .collect()
+}
+
+fn copy_files(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A store where one group lags (pins old segments) while another compacts: gc rewrites.
+fn lagging_store(dir: &Path) {
+    let store = LogStore::open_with(
+        dir,
+        small(),
+        StoreOptions {
+            rewrite_bytes_per_round: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let mut lagging = 0;
+    for round in 1..=400u64 {
+        let mut batch = StoreBatch::new();
+        batch.append(1, vec![Entry::new(round, 1, vec![round as u8; 600])]);
+        if round % 40 == 1 {
+            lagging += 1;
+            batch.append(2, vec![entry(lagging, 1, 2)]);
+            batch.set_hard_state(
+                2,
+                HardState {
+                    term: 1,
+                    vote: 2,
+                    commit: lagging,
+                },
+            );
+        }
+        store.write(batch, false).unwrap();
+        if round > 10 {
+            store.compact_prefix(1, round - 10).unwrap();
+        }
+    }
+    store.sync().unwrap();
+}
+
+#[test]
+fn a_rewrite_interrupted_at_every_write_and_sync_recovers_the_same_content() {
+    let base = tempfile::tempdir().unwrap();
+    lagging_store(base.path());
+    let expected = contents(&LogStore::open(base.path(), small()).unwrap());
+    assert!(expected.len() == 2 && expected[1].4.len() == 10);
+    for fail_syncs in [false, true] {
+        let mut step = 0;
+        loop {
+            let dir = tempfile::tempdir().unwrap();
+            copy_files(base.path(), dir.path());
+            let faults = std::sync::Arc::new(ketch_storage::FaultInjector::default());
+            let options = Options {
+                fault_injector: Some(std::sync::Arc::clone(&faults)),
+                ..small()
+            };
+            let store = LogStore::open(dir.path(), options).unwrap();
+            if fail_syncs {
+                faults.fail_sync_after(step);
+            } else {
+                faults.fail_write_after(step, 9, false);
+            }
+            let outcome = store.gc();
+            faults.clear();
+            if outcome.is_err() {
+                assert!(store.is_poisoned(), "a failed gc poisons the store");
+            }
+            drop(store);
+            let store = LogStore::open(dir.path(), small()).unwrap();
+            assert_eq!(
+                contents(&store),
+                expected,
+                "after gc failed at {} {step}",
+                if fail_syncs { "sync" } else { "write" }
+            );
+            store.verify().unwrap();
+            let report = store.gc().unwrap();
+            if let Ok(done) = &outcome {
+                assert!(
+                    done.rewritten_bytes > 0 && done.segments_freed > 0,
+                    "{done:?}"
+                );
+                assert!(step > 0, "the first gc step must be able to fail");
+                assert_eq!(report.rewritten_bytes, 0, "gc had finished");
+                break;
+            }
+            step += 1;
+            assert!(step < 10_000, "gc never finishes");
+        }
+    }
+}
+
+#[test]
+fn a_failed_write_or_sync_poisons_the_store() {
+    for fail_sync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = std::sync::Arc::new(ketch_storage::FaultInjector::default());
+        let options = Options {
+            fault_injector: Some(std::sync::Arc::clone(&faults)),
+            ..small()
+        };
+        let store = LogStore::open(dir.path(), options).unwrap();
+        if fail_sync {
+            faults.fail_sync_after(0);
+        } else {
+            faults.fail_write_after(0, 5, true);
+        }
+        let mut batch = StoreBatch::new();
+        batch.append(1, entries(1, 1..3, 1));
+        assert!(store.write(batch, true).is_err());
+        let mut batch = StoreBatch::new();
+        batch.append(2, entries(2, 1..3, 1));
+        assert!(matches!(
+            store.write(batch, true),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(store.sync(), Err(Error::Poisoned { .. })));
+        assert!(matches!(
+            store.entries(1, 1..2),
+            Err(Error::Poisoned { .. })
+        ));
     }
 }
