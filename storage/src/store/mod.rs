@@ -246,6 +246,12 @@ pub(crate) struct State {
     /// Every batch up to this number is durable.
     synced_through: u64,
     sync_in_progress: bool,
+    /// Batches the last sync made durable: the group the next sync leader gathers.
+    last_group: u64,
+    /// How long the last fdatasync took: bounds how long a leader gathers.
+    last_sync: std::time::Duration,
+    /// A sync leader is waiting on `appended` for its group to fill.
+    leader_gathering: bool,
     counters: Counters,
     /// Freed segment files kept for reuse.
     spares: Vec<PathBuf>,
@@ -346,6 +352,8 @@ pub struct LogStore {
     state: Mutex<State>,
     /// Signalled when a sync finishes.
     synced: Condvar,
+    /// Signalled when a gathering sync leader's group is complete.
+    appended: Condvar,
 }
 
 impl LogStore {
@@ -371,6 +379,7 @@ impl LogStore {
             store_options,
             state: Mutex::new(state),
             synced: Condvar::new(),
+            appended: Condvar::new(),
         };
         store.finish_open()?;
         Ok(store)

@@ -6,7 +6,8 @@
 //! is running, the waiter becomes the sync leader: it notes the number of batches written so far,
 //! releases the lock, runs one fdatasync of the active segment, and raises the synced watermark
 //! to that number, covering every batch written before the sync began, including those of
-//! writers that arrived while the previous sync ran. The others wait on a condvar. Only the
+//! writers that arrived while the previous sync ran. The others wait on a condvar. A new leader
+//! first gathers its group, as [`crate::GroupCommit`] does (see `gather`). Only the
 //! active segment can hold unsynced batches: rolling to a new segment fdatasyncs the old one
 //! before anything is written into the new one.
 
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::apply::apply_batch;
 use super::batch::{BatchOp, StoreBatch};
@@ -28,6 +30,10 @@ use crate::record::{
     self, RecordKind, COMMIT_FRAME_BYTES, FRAME_HEADER_BYTES, GROUP_ENTRY_FIXED_BYTES,
 };
 use crate::segment::{self as wal_segment, HEADER_BYTES, TRAILER_BYTES};
+
+/// Longest a sync leader waits for its group to gather; a stalled disk makes the last sync's
+/// duration huge, and this keeps the wait short anyway.
+const GATHER_MAX: Duration = Duration::from_millis(1);
 
 /// A group's range as validation sees it, op by op.
 #[derive(Debug, Clone, Copy)]
@@ -401,6 +407,11 @@ impl LogStore {
         state.active_mut().write_offset = batch_end;
         state.written += 1;
         state.counters.batches += 1;
+        // Wake a gathering leader only once its group is complete: waking it at every arrival
+        // costs a context switch per writer for a check that fails.
+        if state.leader_gathering && state.written - state.synced_through >= state.last_group {
+            self.appended.notify_one();
+        }
         Ok(state.written)
     }
 
@@ -642,6 +653,34 @@ impl LogStore {
         .map_err(|e| state.poison(e))
     }
 
+    /// Called by a new sync leader: waits until as many batches are pending as the last sync
+    /// covered, for at most half that sync's duration (and at most [`GATHER_MAX`]), as
+    /// [`crate::GroupCommit`] does. Without it, a closed loop of writers settles into
+    /// alternating groups of one and all the rest: the first writer released by a sync writes
+    /// and, finding no sync running, syncs its batch alone while the others are still waking
+    /// up. A lone writer never waits (its last group was one).
+    fn gather<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        if state.last_group <= 1 {
+            return state;
+        }
+        let deadline = Instant::now() + (state.last_sync / 2).min(GATHER_MAX);
+        // Bounded by the deadline.
+        while state.written - state.synced_through < state.last_group {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state.leader_gathering = true;
+            state = self
+                .appended
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+            state.leader_gathering = false;
+        }
+        state
+    }
+
     /// Waits until batch `ticket` is durable, leading a shared fdatasync if none is running.
     pub(super) fn wait_durable<'a>(
         &'a self,
@@ -663,23 +702,28 @@ impl LogStore {
                 continue;
             }
             state.sync_in_progress = true;
+            state = self.gather(state);
             let sync_through = state.written;
             let active = state.active();
             let file = Arc::clone(&active.file);
             let path = active.path.clone();
             drop(state);
             let faults = self.options.fault_injector.as_ref();
+            let started = Instant::now();
             // An injected stall waits here, unlocked, like a slow fdatasync.
             let result = match faults.and_then(|faults| faults.before_sync()) {
                 Some(error) => Err(error),
                 None => file.sync_data(),
             };
+            let took = started.elapsed();
             state = self.lock();
             state.sync_in_progress = false;
+            state.last_sync = took;
             state.counters.syncs += 1;
             let outcome = match result {
                 Ok(()) => {
                     debug_assert!(sync_through >= ticket, "the leader's own batch is covered");
+                    state.last_group = sync_through.saturating_sub(state.synced_through);
                     state.synced_through = state.synced_through.max(sync_through);
                     self.free_dead_segments(&mut state)
                 }
