@@ -34,6 +34,14 @@ pub(crate) fn apply_batch(
             moved: true,
         } = ops[position]
         {
+            if index == 0 || index > MAX_INDEX {
+                return Err(Inapplicable {
+                    group,
+                    offset,
+                    index_range: Some((index, index)),
+                    reason: format!("rewritten entry holds impossible index {index}"),
+                });
+            }
             // A run of moved entries of one group becomes one relocation (one chunk).
             let mut offsets = vec![offset];
             let mut next = position + 1;
@@ -137,7 +145,11 @@ fn apply_one(
                 });
             }
             for state in states {
-                if state.first == 0 || state.first > MAX_INDEX || state.last + 1 < state.first {
+                if state.first == 0
+                    || state.first > MAX_INDEX
+                    || state.last > MAX_INDEX
+                    || state.last + 1 < state.first
+                {
                     return Err(Inapplicable {
                         group: state.group,
                         offset: 0,

@@ -82,7 +82,8 @@ impl LogStore {
 
     /// The sealed segment to rewrite next, if the policy asks for one: the one with the fewest
     /// live bytes, among those below `rewrite_live_fraction_max`, or among all sealed ones when
-    /// the store's files take more than `rewrite_trigger_ratio` times the live bytes.
+    /// the store's files take more than `rewrite_trigger_ratio` times the live bytes plus one
+    /// segment.
     fn rewrite_victim(&self, state: &State) -> Option<u64> {
         // The active segment counts with what is written: its zero-filled rest is room, not
         // garbage.
@@ -95,7 +96,12 @@ impl LogStore {
                 segment.write_offset
             };
         }
-        let store_over = disk as f64 > self.store_options.rewrite_trigger_ratio * live as f64;
+        // Over the ratio by more than a segment: only then can copying free a whole file. (With
+        // segments not much smaller than the live data, the plain ratio would have the store
+        // copy nearly live segments forever.)
+        let store_over = disk as f64
+            > self.store_options.rewrite_trigger_ratio * live as f64
+                + self.options.segment_size_bytes as f64;
         state
             .segments
             .values()
@@ -116,6 +122,9 @@ impl LogStore {
         let Some(victim) = self.rewrite_victim(state) else {
             return Ok(0);
         };
+        // A round's copies must fit a segment with room to spare, or the active segment would
+        // grow past its preallocated size (and could no longer be recycled).
+        let budget_bytes = budget_bytes.min(self.options.segment_size_bytes / 4);
         // Collect the runs to move, within the budget (at least one entry, so a round always
         // makes progress).
         let mut moves: Vec<(u64, u64, Vec<u32>)> = Vec::new();
@@ -209,9 +218,10 @@ impl LogStore {
         self.check_writable(&state)?;
         let freed_before = state.counters.segments_freed;
         let mut report = GcReport::default();
-        let rounds_max = state.segments.len() * 4 + 4;
+        // Each round copies up to a quarter segment: enough rounds to empty every segment once.
+        let rounds_max = state.segments.len() * 8 + 8;
         for _ in 0..rounds_max {
-            let budget = self.options.segment_size_bytes;
+            let budget = self.options.segment_size_bytes / 4;
             let copied = self.rewrite_round(&mut state, budget)?;
             if copied == 0 {
                 break;

@@ -146,7 +146,8 @@
 //! - **Rewrite.** A segment whose live bytes are below
 //!   [`StoreOptions::rewrite_live_fraction_max`] of its size, or any sealed segment once the
 //!   store's files take more than [`StoreOptions::rewrite_trigger_ratio`] times the live bytes
-//!   (the active segment counted as far as it is written), gets its live entries copied
+//!   plus one segment (the active segment counted as far as it is written; the extra segment
+//!   because only then can copying free a whole file), gets its live entries copied
 //!   forward: the one with the fewest live bytes first (the cheapest to free). The copies are
 //!   rewritten-entry records (kind 13) that move an entry and never change a group's range, so
 //!   a rewrite interrupted by a crash leaves either the old or the new location, both valid. At
@@ -154,13 +155,15 @@
 //!   writer holds the lock, so writers are delayed by at most that much copying; [`LogStore::gc`]
 //!   runs the policy to completion. Choosing the emptiest segment when the store is over the
 //!   ratio bounds write amplification: a segment with live fraction `f` costs `f / (1 - f)` bytes
-//!   copied per byte freed, and over the ratio the emptiest one has `f < 1 / ratio`.
+//!   copied per byte freed, and over the ratio the emptiest one has `f < 1 / ratio`
+//!   (at the default 1.5: at most 2 bytes copied per byte freed).
 //! - **Hints.** [`LogStore::compaction_hints`] lists groups whose first live entry sits in a
 //!   mostly dead sealed segment: compacting them (after a snapshot) frees it without copying,
 //!   as raft-engine's purge suggests.
 //!
 //! Steady state under a many-group workload where most groups compact: disk use is at most
-//! about `rewrite_trigger_ratio` times the live bytes, plus the active segment and the spares.
+//! about `rewrite_trigger_ratio` times the live bytes, plus one segment of slack, the active
+//! segment and the spares.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

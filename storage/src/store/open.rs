@@ -15,6 +15,7 @@ use super::format::{
 };
 use super::segment::{map_segment, StoreSegment};
 use super::{Counters, Live, LogStore, State};
+use crate::entry::MAX_INDEX;
 use crate::error::{Error, Result};
 use crate::files::fsync_dir;
 use crate::options::{Options, RecoveryMode};
@@ -398,20 +399,18 @@ fn apply_footer(
         .map_err(|problem| inapplicable(path, problem, footer_offset))?;
     let smallest_entry = (FRAME_HEADER_BYTES + GROUP_ENTRY_FIXED_BYTES) as u64;
     for run in &footer.runs {
+        let run_end = run.first_index.saturating_add(run.offsets.len() as u64);
         let bad = |reason: &str| {
             Error::group_corruption(
                 run.group,
                 path,
                 footer_offset,
-                Some((
-                    run.first_index,
-                    run.first_index + run.offsets.len() as u64 - 1,
-                )),
+                Some((run.first_index, run_end.saturating_sub(1))),
                 format!("footer: {reason}"),
             )
         };
-        if run.offsets.is_empty() {
-            return Err(bad("empty run"));
+        if run.offsets.is_empty() || run.first_index == 0 || run_end > MAX_INDEX {
+            return Err(bad("empty run, or impossible indices"));
         }
         if run
             .offsets
@@ -424,9 +423,7 @@ fn apply_footer(
         let Some(index) = groups.get_mut(&run.group) else {
             return Err(bad("run of a group the footer does not list"));
         };
-        if run.first_index < index.first
-            || run.first_index + run.offsets.len() as u64 > index.last + 1
-        {
+        if run.first_index < index.first || run_end > index.last + 1 {
             return Err(bad("run lies outside the group's range"));
         }
         index.relocate(seq, run.first_index, &run.offsets, &mut live);
