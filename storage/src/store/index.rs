@@ -183,6 +183,16 @@ impl GroupIndex {
         if lo >= hi {
             return;
         }
+        self.remove_locations(lo, hi, live);
+        // An idle group keeps no chunk buffer: its cost is the fixed part alone.
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        } else if self.chunks.capacity() > 2 * self.chunks.len() + 4 {
+            self.chunks.shrink_to_fit();
+        }
+    }
+
+    fn remove_locations(&mut self, lo: u64, hi: u64, live: &mut dyn LiveCounter) {
         let mut position = self.chunks.partition_point(|chunk| chunk.end() <= lo);
         // Bounded: each step removes a chunk or ends the loop.
         while position < self.chunks.len() {
@@ -335,6 +345,29 @@ mod tests {
         assert!(group.is_empty());
         assert_eq!((group.first, group.last, live.live), (20, 19, 0));
         assert!(group.chunks.is_empty());
+    }
+
+    #[test]
+    fn memory_follows_live_entries_and_an_idle_group_costs_its_fixed_part() {
+        let mut live = Count::default();
+        let mut group = GroupIndex::default();
+        let idle = group.memory_bytes();
+        assert_eq!(idle, std::mem::size_of::<GroupIndex>());
+        assert!(idle <= 80, "an idle group costs {idle} bytes");
+        for index in 1..=1000u64 {
+            group.push(1, index, 128 + index as u32 * 40, &mut live);
+        }
+        let full = group.memory_bytes() - idle;
+        assert!(full >= 4000, "4 bytes per live entry at least: {full}");
+        assert!(
+            full <= 2 * 4000 + 4 * std::mem::size_of::<Chunk>(),
+            "{full}"
+        );
+        group.compact(990, &mut live);
+        let after = group.memory_bytes() - idle;
+        assert!(after <= 256, "compaction gives the memory back: {after}");
+        group.compact(2000, &mut live);
+        assert_eq!(group.memory_bytes(), idle, "no chunk left, no buffer kept");
     }
 
     #[test]

@@ -131,11 +131,20 @@
 //! # Index memory
 //!
 //! A group's index is a list of chunks, one per run of its entries in one segment
-//! (`{seq, first_index, offsets: Vec<u32>}`): 4 bytes per live entry, 40 bytes per chunk, and
-//! about 100 bytes per group (its range, hard state, chunk list and map slot). An idle group
-//! with no live entries costs that fixed part only. [`StoreStats::index_bytes`] reports the
-//! total (allocations at capacity). Runs shrink their allocation when compaction or truncation
-//! leaves them mostly empty, so memory follows the live entries, not every entry ever written.
+//! (`{seq, first_index, offsets: Vec<u32>}`). Its cost, measured (`index` module tests and
+//! `cargo bench -p ketch-storage --bench store`, which prints [`StoreStats::index_bytes`]):
+//!
+//! - **per live entry:** 4 bytes (its frame offset), up to 8 while a run's vector has just
+//!   doubled; 4.6 bytes per entry for one group holding 500;
+//! - **per chunk:** 40 bytes, plus its slot in the group's chunk list;
+//! - **per idle group** (no live entry): 72 bytes (range, hard state, an empty chunk list that
+//!   holds no buffer) plus its slot in the group map, about 80 bytes in all.
+//!
+//! In the write benchmark, 100 groups of about 384 live entries each took 7.8 bytes per live
+//! entry all told, and 10,000 groups of about 11 live entries each 300 bytes per group.
+//! Compaction, truncation and rewrite give the memory back (a run's vector shrinks when it is
+//! less than half used, an emptied chunk list frees its buffer), so memory follows the live
+//! entries, not every entry ever written.
 //!
 //! # Garbage collection
 //!
