@@ -59,7 +59,8 @@ impl LogStore {
             let segment = state.segments.remove(&seq).expect("listed above");
             debug_assert_eq!(segment.live_bytes, 0);
             let reusable = segment.file_len == self.options.segment_size_bytes
-                && state.spares.len() < self.options.spare_segments_max
+                && state.spares.len()
+                    < self.options.spare_segments_max.min(super::STORE_SPARES_MAX)
                 && Arc::strong_count(&segment.map) == 1;
             let path = segment.path.clone();
             drop(segment);

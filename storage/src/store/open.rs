@@ -99,7 +99,8 @@ pub(super) fn recover(dir: &Path, options: &Options) -> Result<State> {
     let mut found = list(dir, options, &mut spares)?;
     if !options.read_only {
         spares.sort();
-        for extra in spares.split_off(spares.len().min(options.spare_segments_max)) {
+        let keep = options.spare_segments_max.min(super::STORE_SPARES_MAX);
+        for extra in spares.split_off(spares.len().min(keep)) {
             std::fs::remove_file(&extra).map_err(|e| Error::io("delete", &extra, e))?;
         }
     } else {
