@@ -7,7 +7,8 @@
 # on its `ketch` feature against this checkout's `storage/`, puts wal_bench_ketch.rs in as the
 # Ketch engine, builds it, then runs 5 s per engine, alternating engines within each workload:
 # Ketch compacting like okaywal's checkpoint (`ketch-ckpt`), okaywal, Ketch keeping every entry,
-# raft-engine. Data goes to WAL_BENCH_DIR (default: a directory on the same disk as this
+# raft-engine. KETCH_ENGINE=store builds the `LogStore` adapter (wal_bench_ketch_store.rs) as the
+# ketch engine instead of the `Wal` one. Data goes to WAL_BENCH_DIR (default: a directory on the same disk as this
 # checkout, since tmpfs would make fsync free). One line per run on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +29,12 @@ grep -q '^ketch = \["dep:ketch-storage"\]' "$work/harness/Cargo.toml" ||
     { echo "could not enable the ketch feature in $src/Cargo.toml" >&2; exit 2; }
 sed -i "/^\[dependencies\]/a ketch-storage = { path = \"$root/storage\", optional = true }" \
     "$work/harness/Cargo.toml"
-cp "$here/wal_bench_ketch.rs" "$work/harness/src/engines/ketch.rs"
+if [ "${KETCH_ENGINE:-wal}" = store ]; then
+    # The multi-group LogStore as the ketch engine (each harness stream a group).
+    cp "$here/wal_bench_ketch_store.rs" "$work/harness/src/engines/ketch.rs"
+else
+    cp "$here/wal_bench_ketch.rs" "$work/harness/src/engines/ketch.rs"
+fi
 echo "building wal-bench with the ketch engine in $work" >&2
 cargo build --quiet --release --features ketch --manifest-path "$work/harness/Cargo.toml"
 bench=$work/harness/target/release/wal-bench

@@ -27,6 +27,20 @@ pub enum Error {
         /// What was wrong, in words an operator can act on.
         reason: String,
     },
+    /// Bytes of a [`crate::LogStore`] file are not what was written, and the damage lies in what
+    /// one group holds: its entries, or the index that locates them.
+    GroupCorruption {
+        /// The group affected.
+        group: u64,
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset in `path` where the damage was found.
+        offset: u64,
+        /// The group's log indices `(first, last)` (inclusive) that the damage affects, when known.
+        index_range: Option<(u64, u64)>,
+        /// What was wrong, in words an operator can act on.
+        reason: String,
+    },
     /// An operating-system call failed.
     Io {
         /// The operation that failed, for example `"fdatasync"` or `"open"`.
@@ -95,9 +109,29 @@ impl Error {
         }
     }
 
+    /// Builds an [`Error::GroupCorruption`].
+    pub fn group_corruption(
+        group: u64,
+        path: impl Into<PathBuf>,
+        offset: u64,
+        index_range: Option<(u64, u64)>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::GroupCorruption {
+            group,
+            path: path.into(),
+            offset,
+            index_range,
+            reason: reason.into(),
+        }
+    }
+
     /// True if this error means the bytes on disk are damaged.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corruption { .. })
+        matches!(
+            self,
+            Error::Corruption { .. } | Error::GroupCorruption { .. }
+        )
     }
 }
 
@@ -113,6 +147,23 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "corruption in {} at byte offset {offset}",
+                    path.display()
+                )?;
+                if let Some((first, last)) = index_range {
+                    write!(f, " (log indices {first}..={last})")?;
+                }
+                write!(f, ": {reason}")
+            }
+            Error::GroupCorruption {
+                group,
+                path,
+                offset,
+                index_range,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "corruption in {} at byte offset {offset}, group {group}",
                     path.display()
                 )?;
                 if let Some((first, last)) = index_range {

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Formats: [`record`] (frames and batches), [`segment`] (segment files). Recovery rules:
-//! [`recovery`].
+//! [`recovery`]. Many Raft groups' logs in one write-ahead stream: [`store`] ([`LogStore`]).
 #![warn(missing_docs)]
 
 mod chain;
@@ -29,10 +29,12 @@ mod error;
 mod fault;
 mod files;
 mod options;
+mod prepare;
 pub mod record;
 pub mod recovery;
 pub mod segment;
 pub mod snapshot;
+pub mod store;
 mod wal;
 
 pub use commit::{GroupCommit, GroupCommitStats};
@@ -41,4 +43,5 @@ pub use error::{Error, Result};
 pub use fault::FaultInjector;
 pub use options::{Options, RecoveryMode};
 pub use recovery::{RecoveryReport, Salvaged, TornTail};
+pub use store::{LogStore, StoreBatch, StoreOptions, StoreStats};
 pub use wal::{SegmentInfo, Wal, WalStats, WriteBatch};

@@ -9,7 +9,8 @@
 //! 0       4     crc32      CRC-32 (ISO-HDLC, crc32fast) of: the segment's sequence number as
 //!                          8 little-endian bytes, then bytes 4 .. 12 + payload_len of this frame
 //! 4       4     payload_len
-//! 8       1     kind       1 entry, 2 hard state, 3 truncate, 4 commit, 5 compact, 6 seal
+//! 8       1     kind       1 entry, 2 hard state, 3 truncate, 4 commit, 5 compact, 6 seal,
+//!                          7-13 the kinds of a [`crate::LogStore`] (never in a `.wal` file)
 //! 9       3     reserved   must be zero
 //! 12      n     payload
 //! ```
@@ -27,7 +28,17 @@
 //! | truncate (3) | from_index u64: entries at or above it are dropped |
 //! | commit (4) | frame_count u32, reserved u32, batch_bytes u64: ends a batch of `frame_count` frames occupying the `batch_bytes` bytes before this frame |
 //! | compact (5) | first_index u64: the log now starts at this index |
-//! | seal (6) | the segment footer, see [`crate::segment`] |
+//! | seal (6) | the segment footer, see [`crate::segment`] (a store's: [`crate::store`]) |
+//! | group entry (7) | group u64, index u64, term u64, data (payload_len - 24 bytes) |
+//! | group hard state (8) | group u64, term u64, vote u64, commit u64 |
+//! | group truncate (9) | group u64, from_index u64: the group's entries at or above it are dropped |
+//! | group compact (10) | group u64, first_index u64: the group now starts at this index |
+//! | remove group (11) | group u64: the group and everything it held are gone |
+//! | checkpoint (12) | group_count u64, then per live group: group, first, last, hard state term, vote, commit (6 x u64) |
+//! | rewritten entry (13) | as group entry (7): a live entry copied forward by garbage collection; it moves the entry, never changes the group's range |
+//!
+//! Kinds 1-3 and 5 appear only in a [`crate::Wal`]'s `.wal` files, kinds 7-13 only in a
+//! [`crate::LogStore`]'s `.kst` files; recovery of either refuses the other's kinds as corruption.
 //!
 //! # Batches
 //!
@@ -42,6 +53,8 @@ use byteorder::{ByteOrder, LittleEndian};
 pub const FRAME_HEADER_BYTES: usize = 12;
 /// Size of an entry payload's fixed part (index and term).
 pub const ENTRY_FIXED_BYTES: usize = 16;
+/// Size of a group entry payload's fixed part (group, index and term).
+pub const GROUP_ENTRY_FIXED_BYTES: usize = 24;
 /// Size of a whole commit frame.
 pub const COMMIT_FRAME_BYTES: usize = FRAME_HEADER_BYTES + 16;
 /// The largest payload a frame may carry. Bounds what recovery trusts in a length field.
@@ -63,6 +76,20 @@ pub enum RecordKind {
     Compact = 5,
     /// Segment footer.
     Seal = 6,
+    /// A log entry of one group of a store.
+    GroupEntry = 7,
+    /// Raft hard state of one group.
+    GroupHardState = 8,
+    /// Suffix truncation of one group.
+    GroupTruncate = 9,
+    /// Prefix compaction of one group.
+    GroupCompact = 10,
+    /// Removal of a group.
+    RemoveGroup = 11,
+    /// Every live group's range and hard state, at the start of each store segment.
+    Checkpoint = 12,
+    /// A live group entry copied forward by garbage collection.
+    RewrittenEntry = 13,
 }
 
 impl RecordKind {
@@ -74,6 +101,13 @@ impl RecordKind {
             4 => RecordKind::Commit,
             5 => RecordKind::Compact,
             6 => RecordKind::Seal,
+            7 => RecordKind::GroupEntry,
+            8 => RecordKind::GroupHardState,
+            9 => RecordKind::GroupTruncate,
+            10 => RecordKind::GroupCompact,
+            11 => RecordKind::RemoveGroup,
+            12 => RecordKind::Checkpoint,
+            13 => RecordKind::RewrittenEntry,
             _ => return None,
         })
     }
@@ -111,6 +145,41 @@ pub fn encode_entry(out: &mut Vec<u8>, segment_seq: u64, index: u64, term: u64, 
     LittleEndian::write_u64(&mut fixed[0..8], index);
     LittleEndian::write_u64(&mut fixed[8..16], term);
     encode_frame(out, segment_seq, RecordKind::Entry, &[&fixed, data]);
+}
+
+/// Appends a group entry frame (`kind` is [`RecordKind::GroupEntry`] or
+/// [`RecordKind::RewrittenEntry`]).
+pub fn encode_group_entry(
+    out: &mut Vec<u8>,
+    segment_seq: u64,
+    kind: RecordKind,
+    group: u64,
+    index: u64,
+    term: u64,
+    data: &[u8],
+) {
+    debug_assert!(matches!(
+        kind,
+        RecordKind::GroupEntry | RecordKind::RewrittenEntry
+    ));
+    let mut fixed = [0u8; GROUP_ENTRY_FIXED_BYTES];
+    LittleEndian::write_u64(&mut fixed[0..8], group);
+    LittleEndian::write_u64(&mut fixed[8..16], index);
+    LittleEndian::write_u64(&mut fixed[16..24], term);
+    encode_frame(out, segment_seq, kind, &[&fixed, data]);
+}
+
+/// Parses a group entry payload into `(group, index, term, data)`.
+pub fn parse_group_entry(payload: &[u8]) -> Option<(u64, u64, u64, &[u8])> {
+    if payload.len() < GROUP_ENTRY_FIXED_BYTES {
+        return None;
+    }
+    Some((
+        LittleEndian::read_u64(&payload[0..8]),
+        LittleEndian::read_u64(&payload[8..16]),
+        LittleEndian::read_u64(&payload[16..24]),
+        &payload[GROUP_ENTRY_FIXED_BYTES..],
+    ))
 }
 
 /// Appends a frame whose payload is a list of u64 values.

@@ -111,11 +111,11 @@ pub(crate) enum Op {
 
 /// How a scan of a segment's records ended.
 #[derive(Debug)]
-pub(crate) enum ScanEnd {
+pub(crate) enum ScanEnd<F> {
     /// Only zeros after the last batch.
     Clean,
     /// A valid seal frame follows the last batch.
-    Sealed(Footer),
+    Sealed(F),
     /// Something else follows.
     Damaged(Damage),
 }
@@ -134,24 +134,108 @@ pub(crate) struct Damage {
 }
 
 #[derive(Debug)]
-pub(crate) struct Scan {
+pub(crate) struct Scan<F> {
     /// Offset just after the last complete batch.
     pub valid_end: u64,
-    pub end: ScanEnd,
+    pub end: ScanEnd<F>,
+}
+
+/// How the records of one kind of log file are read: what each record kind means, and the
+/// footer that ends a sealed file. The batch framing (commit records, end marker, torn tails) is
+/// the scanner's and is the same for every kind of file.
+pub(crate) trait RecordParser {
+    /// One change recorded in a batch.
+    type Op;
+    /// A sealed file's footer.
+    type Footer;
+    /// Parses a frame of a kind other than commit and seal. `Ok(Err(what))`: the frame is
+    /// malformed (damage the scanner classifies); `Err`: the file must not hold this frame at
+    /// all, whatever follows.
+    fn parse(
+        &mut self,
+        kind: RecordKind,
+        payload: &[u8],
+        offset: u64,
+    ) -> Result<Result<Self::Op, &'static str>>;
+    /// Decodes a seal frame's payload.
+    fn footer(&mut self, payload: &[u8]) -> Option<Self::Footer>;
+}
+
+/// A `Wal`'s records.
+pub(crate) struct WalRecords<'a> {
+    /// The file, for errors.
+    pub path: &'a Path,
+}
+
+impl RecordParser for WalRecords<'_> {
+    type Op = Op;
+    type Footer = Footer;
+
+    fn parse(
+        &mut self,
+        kind: RecordKind,
+        payload: &[u8],
+        offset: u64,
+    ) -> Result<Result<Op, &'static str>> {
+        let u64_field = |slot| record::payload_u64(payload, slot);
+        Ok(match kind {
+            RecordKind::Entry => match record::parse_entry(payload) {
+                Some((index, _, _)) => Ok(Op::Entry { index, offset }),
+                None => Err("entry record"),
+            },
+            RecordKind::HardState => match (u64_field(0), u64_field(1), u64_field(2)) {
+                (Some(term), Some(vote), Some(commit)) if payload.len() == 24 => {
+                    Ok(Op::HardState(HardState { term, vote, commit }))
+                }
+                _ => Err("hard state record"),
+            },
+            RecordKind::Truncate => match u64_field(0) {
+                Some(from) if payload.len() == 8 => Ok(Op::Truncate(from)),
+                _ => Err("truncate record"),
+            },
+            RecordKind::Compact => match u64_field(0) {
+                Some(first) if payload.len() == 8 => Ok(Op::Compact(first)),
+                _ => Err("compact record"),
+            },
+            RecordKind::Commit | RecordKind::Seal => unreachable!("framing is the scanner's"),
+            RecordKind::GroupEntry
+            | RecordKind::GroupHardState
+            | RecordKind::GroupTruncate
+            | RecordKind::GroupCompact
+            | RecordKind::RemoveGroup
+            | RecordKind::Checkpoint
+            | RecordKind::RewrittenEntry => {
+                return Err(Error::corruption(
+                    self.path,
+                    offset,
+                    None,
+                    format!(
+                        "a {kind:?} record of a multi-group store in a write-ahead log segment: \
+                         the file does not belong to this log"
+                    ),
+                ))
+            }
+        })
+    }
+
+    fn footer(&mut self, payload: &[u8]) -> Option<Footer> {
+        Footer::decode(payload)
+    }
 }
 
 /// Scans the records of segment `seq` in `bytes[HEADER_BYTES..limit]`, calling `on_batch` for every
 /// complete batch in order.
-pub(crate) fn scan_records(
+pub(crate) fn scan_records<P: RecordParser>(
     seq: u64,
     bytes: &[u8],
     limit: usize,
-    mut on_batch: impl FnMut(&[Op], u64) -> Result<()>,
-) -> Result<Scan> {
+    parser: &mut P,
+    mut on_batch: impl FnMut(&[P::Op], u64) -> Result<()>,
+) -> Result<Scan<P::Footer>> {
     let limit = limit.min(bytes.len());
     let mut position = HEADER_BYTES as usize;
     let mut batch_start = position;
-    let mut pending: Vec<Op> = Vec::new();
+    let mut pending: Vec<P::Op> = Vec::new();
     let failure = loop {
         if position >= limit {
             break (position, FrameError::Truncated);
@@ -161,38 +245,13 @@ pub(crate) fn scan_records(
             Err(error) => break (position, error),
         };
         let payload = frame.payload;
-        let malformed = |what: &str| (position, FrameError::BadHeader(format!("malformed {what}")));
         match frame.kind {
-            RecordKind::Entry => match record::parse_entry(payload) {
-                Some((index, _, _)) => pending.push(Op::Entry {
-                    index,
-                    offset: position as u64,
-                }),
-                None => break malformed("entry record"),
-            },
-            RecordKind::HardState => {
-                match (
-                    record::payload_u64(payload, 0),
-                    record::payload_u64(payload, 1),
-                    record::payload_u64(payload, 2),
-                ) {
-                    (Some(term), Some(vote), Some(commit)) if payload.len() == 24 => {
-                        pending.push(Op::HardState(HardState { term, vote, commit }))
-                    }
-                    _ => break malformed("hard state record"),
-                }
-            }
-            RecordKind::Truncate => match record::payload_u64(payload, 0) {
-                Some(from) if payload.len() == 8 => pending.push(Op::Truncate(from)),
-                _ => break malformed("truncate record"),
-            },
-            RecordKind::Compact => match record::payload_u64(payload, 0) {
-                Some(first) if payload.len() == 8 => pending.push(Op::Compact(first)),
-                _ => break malformed("compact record"),
-            },
             RecordKind::Commit => {
                 let Some((frame_count, batch_bytes)) = record::parse_commit(payload) else {
-                    break malformed("commit record");
+                    break (
+                        position,
+                        FrameError::BadHeader("malformed commit record".into()),
+                    );
                 };
                 if frame_count as usize != pending.len()
                     || batch_bytes != (position - batch_start) as u64
@@ -220,16 +279,25 @@ pub(crate) fn scan_records(
                         FrameError::BadHeader("seal record inside an unfinished batch".into()),
                     );
                 }
-                match Footer::decode(payload) {
+                match parser.footer(payload) {
                     Some(footer) => {
                         return Ok(Scan {
                             valid_end: batch_start as u64,
                             end: ScanEnd::Sealed(footer),
                         })
                     }
-                    None => break malformed("segment footer"),
+                    None => {
+                        break (
+                            position,
+                            FrameError::BadHeader("malformed segment footer".into()),
+                        )
+                    }
                 }
             }
+            kind => match parser.parse(kind, payload, position as u64)? {
+                Ok(op) => pending.push(op),
+                Err(what) => break (position, FrameError::BadHeader(format!("malformed {what}"))),
+            },
         }
         position += frame.total_bytes;
     };
@@ -331,14 +399,14 @@ fn max_entry_index(seq: u64, bytes: &[u8], commit: &LaterCommit) -> Option<u64> 
 }
 
 /// Maps a whole file read-only, for scanning.
-fn map_file(path: &Path, file: &File) -> Result<Mmap> {
+pub(crate) fn map_file(path: &Path, file: &File) -> Result<Mmap> {
     // SAFETY: a read-only map used only during open or verify, while this process owns the log
     // directory and writes nothing to the file; every byte read through it is checksummed before
     // it is trusted.
     unsafe { Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))
 }
 
-fn new_log_id() -> u64 {
+pub(crate) fn new_log_id() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -369,6 +437,13 @@ fn list_segments(dir: &Path, read_only: bool, spares: &mut Vec<PathBuf>) -> Resu
         if name.ends_with(SPARE_SUFFIX) {
             spares.push(path);
             continue;
+        }
+        if name.ends_with(crate::store::STORE_SEGMENT_SUFFIX) {
+            return Err(Error::misuse(format!(
+                "{} is a segment of a multi-group store (LogStore), not of a write-ahead log; \
+                 open the directory with LogStore::open",
+                path.display()
+            )));
         }
         if name.ends_with(PREPARING_SUFFIX) {
             if !read_only {
@@ -672,9 +747,13 @@ fn load_segment(
     recovered.chain.segments.push_back(segment);
     // Scan the whole file: a copy or a filesystem without preallocation may have shortened it.
     let limit = file_len as usize;
-    let scan = scan_records(header.seq, &map, limit, |ops, batch_offset| {
-        apply_ops(recovered, ops, path, batch_offset, phantom_end)
-    })?;
+    let scan = scan_records(
+        header.seq,
+        &map,
+        limit,
+        &mut WalRecords { path },
+        |ops, batch_offset| apply_ops(recovered, ops, path, batch_offset, phantom_end),
+    )?;
     recovered.report.tail_bytes_scanned = scan.valid_end;
     let valid_end = scan.valid_end;
     match scan.end {
@@ -723,11 +802,41 @@ fn handle_tail_damage(
     valid_end: u64,
     damage: Damage,
 ) -> Result<()> {
-    let mode = options.recovery_mode;
     let later_range = damage
         .later_max_index
         .filter(|max| *max > recovered.chain.last_index)
         .map(|max| (recovered.chain.last_index + 1, max));
+    judge_tail_damage(
+        options,
+        &mut recovered.report,
+        path,
+        valid_end,
+        &damage,
+        later_range,
+    )?;
+    if options.read_only {
+        return Ok(());
+    }
+    zero_tail(
+        &recovered.chain.active().file,
+        path,
+        valid_end,
+        damage.dirty_end,
+    )
+}
+
+/// Decides what damage after the last complete batch of the last segment means under the
+/// recovery mode: an error, a salvage or a torn tail, recorded in `report`. `later_range` is
+/// what the damage affects, for errors.
+pub(crate) fn judge_tail_damage(
+    options: &Options,
+    report: &mut RecoveryReport,
+    path: &Path,
+    valid_end: u64,
+    damage: &Damage,
+    later_range: Option<(u64, u64)>,
+) -> Result<()> {
+    let mode = options.recovery_mode;
     if let Some(later_offset) = damage.later_batch_offset {
         let reason = format!(
             "{} at offset {}, but a complete batch follows at offset {later_offset}: this is not \
@@ -742,7 +851,7 @@ fn handle_tail_damage(
                 reason,
             ));
         }
-        recovered.report.salvaged.push(Salvaged {
+        report.salvaged.push(Salvaged {
             path: path.to_path_buf(),
             offset: damage.bad_offset,
             index_range: later_range,
@@ -766,21 +875,21 @@ fn handle_tail_damage(
             path.display(),
             damage.reason
         );
-        recovered.report.torn_tail = Some(TornTail {
+        report.torn_tail = Some(TornTail {
             path: path.to_path_buf(),
             offset: valid_end,
             bytes: damage.dirty_end - valid_end,
             reason: damage.reason.clone(),
         });
     }
-    if options.read_only {
-        return Ok(());
-    }
-    // Zero the dropped bytes so that no part of them can ever parse as records after new appends
-    // overwrite only their beginning.
-    let zeros = vec![0u8; (damage.dirty_end - valid_end) as usize];
-    let file = &recovered.chain.active().file;
-    file.write_all_at(&zeros, valid_end)
+    Ok(())
+}
+
+/// Zeroes `from..to` of a segment and syncs it, so that no part of dropped bytes can ever parse as
+/// records after new appends overwrite only their beginning.
+pub(crate) fn zero_tail(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    let zeros = vec![0u8; (to - from) as usize];
+    file.write_all_at(&zeros, from)
         .and_then(|()| file.sync_data())
         .map_err(|e| Error::io("repair torn tail", path, e))
 }
@@ -960,7 +1069,10 @@ pub(crate) fn verify(chain: &Chain) -> Result<u64> {
             segment.write_offset as usize
         };
         let mut entries_seen = 0u64;
-        let scan = scan_records(segment.seq(), &map, limit, |ops, _| {
+        let mut parser = WalRecords {
+            path: &segment.path,
+        };
+        let scan = scan_records(segment.seq(), &map, limit, &mut parser, |ops, _| {
             entries_seen += ops
                 .iter()
                 .filter(|op| matches!(op, Op::Entry { .. }))

@@ -26,10 +26,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use crate::chain::Chain;
 use crate::entry::{Entry, HardState, MAX_INDEX};
@@ -37,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::fault::{self, FaultInjector};
 use crate::files::{fsync_dir, TempFile};
 use crate::options::Options;
+use crate::prepare::Preparer;
 use crate::record::{self, RecordKind, COMMIT_FRAME_BYTES, ENTRY_FIXED_BYTES, FRAME_HEADER_BYTES};
 use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::segment::{
@@ -147,6 +145,7 @@ impl Wal {
             wal.preparer = Some(Preparer::start(
                 wal.dir.clone(),
                 wal.options.segment_size_bytes,
+                PREPARING_SUFFIX,
             ));
         }
         Ok(wal)
@@ -715,61 +714,5 @@ impl Drop for Wal {
     fn drop(&mut self) {
         // Unmap before the files close; the preparer stops and removes its half-made file.
         self.preparer.take();
-    }
-}
-
-/// A background thread that zero-fills and syncs the next segment file before it is needed.
-#[derive(Debug)]
-struct Preparer {
-    ready: Option<Receiver<Result<(TempFile, File)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Preparer {
-    fn start(dir: PathBuf, size_bytes: u64) -> Preparer {
-        // Rendezvous channel: at most one prepared file waits, so at most one is wasted at close.
-        let (sender, receiver) = mpsc::sync_channel(0);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("ketch-wal-prepare".into())
-            .spawn(move || {
-                // A file not taken (stopped, or the receiver gone) is deleted as it is dropped.
-                for attempt in 1u64.. {
-                    let path = dir.join(format!("next-{attempt}{PREPARING_SUFFIX}"));
-                    let _ = std::fs::remove_file(&path);
-                    // Not through the test's fault injector: a test arms a fault for a chosen
-                    // write, and this thread writes whenever it gets to run. A failure here
-                    // falls back to preparing inline, whose writes do meet the fault.
-                    let stop = || thread_stop.load(Ordering::Relaxed);
-                    let prepared = segment::prepare_zero_filled(path, size_bytes, &stop, None);
-                    let failed = prepared.is_err();
-                    if stop() || sender.send(prepared).is_err() || failed {
-                        return;
-                    }
-                }
-            })
-            .expect("spawning the segment preparer thread");
-        Preparer {
-            ready: Some(receiver),
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Waits for the prepared file; `None` if the thread has stopped.
-    fn take(&self) -> Option<Result<(TempFile, File)>> {
-        self.ready.as_ref()?.recv().ok()
-    }
-}
-
-impl Drop for Preparer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.ready.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
