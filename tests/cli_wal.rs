@@ -1,6 +1,7 @@
 //! `ketch wal stat|verify|dump` run as a process on directories prepared with `ketch_storage`:
 //! a healthy multi-segment log, a torn tail, a flipped bit in a sealed segment, a log with a
-//! snapshot. Every command must leave the directory byte-identical.
+//! snapshot, and a `LogStore` of many groups (healthy, then with a flipped bit in a sealed
+//! segment). Every command must leave the directory byte-identical.
 //!
 //! Reproduce one scenario: `cargo test -p ketch --test cli_wal <name>`.
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use ketch_storage::snapshot::{SnapshotOptions, SnapshotStore};
-use ketch_storage::{Entry, HardState, Options, Wal};
+use ketch_storage::{Entry, HardState, LogStore, Options, StoreBatch, Wal};
 
 const ENTRIES: u64 = 2000;
 const BATCH_ENTRIES: u64 = 10;
@@ -1368,4 +1369,103 @@ fn progress_is_drawn_only_on_a_terminal() {
         "{dump_to_terminal:?}"
     );
     assert!(!dump_to_terminal.contains("dumped"), "{dump_to_terminal:?}");
+}
+
+/// A store of groups 1..=40 over several 64 KiB segments: group g holds entries
+/// `g * 10 ..= g * 10 + 49` of term g, and a hard state naming g.
+fn store_of_groups(dir: &Path) {
+    let store = LogStore::open(dir, open_options()).unwrap();
+    for round in 0..5 {
+        let mut batch = StoreBatch::new();
+        for group in 1..=40u64 {
+            let lo = group * 10 + round * 10;
+            batch.append(
+                group,
+                (lo..lo + 10)
+                    .map(|index| Entry::new(index, group, payload(index)))
+                    .collect(),
+            );
+            batch.set_hard_state(
+                group,
+                HardState {
+                    term: group,
+                    vote: group,
+                    commit: lo,
+                },
+            );
+        }
+        store.write(batch, true).unwrap();
+    }
+    assert!(store.stats().segments >= 2, "{:?}", store.stats());
+}
+
+#[test]
+fn a_store_directory_is_shown_group_by_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    store_of_groups(dir);
+    let before = dir_contents(dir);
+
+    let output = ketch_in(dir, &["wal", "stat"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(text.contains("groups     40"), "{text}");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some("17"))
+        .unwrap_or_else(|| panic!("no row for group 17:\n{text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["17", "170", "219", "50", "17", "17", "210"], "{text}");
+    let json = parse_json(stdout(&ketch_in(dir, &["wal", "stat", "--json"])).trim_end());
+    let Value::Object(fields) = json else {
+        panic!("stat --json is not an object")
+    };
+    let groups = fields.iter().find(|(k, _)| k == "groups").unwrap();
+    assert!(matches!(&groups.1, Value::Array(rows) if rows.len() == 40));
+
+    let output = ketch_in(dir, &["wal", "verify"]);
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("healthy"), "{}", stdout(&output));
+
+    let output = ketch_in(dir, &["wal", "dump"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("--group"), "{}", stderr(&output));
+    let output = ketch_in(
+        dir,
+        &[
+            "wal", "dump", "--group", "17", "--from", "200", "--to", "201",
+        ],
+    );
+    assert_exit(&output, 0);
+    let heads: Vec<String> = stdout(&output)
+        .lines()
+        .map(|line| line.split(" data=").next().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = [200u64, 201]
+        .iter()
+        .map(|&index| format!("index={index} term=17 bytes={}", payload(index).len()))
+        .collect();
+    assert_eq!(heads, expected);
+    assert_eq!(dir_contents(dir), before, "the commands changed the store");
+
+    // Damage one live entry of group 3 in the oldest (sealed) segment: verify names the group.
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "kst"))
+        .collect();
+    segments.sort();
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let at = find(&bytes, b"entry-000031-").expect("group 3's entry 31 in the oldest segment");
+    bytes[at + 3] ^= 0x01;
+    std::fs::write(&segments[0], &bytes).unwrap();
+    let output = ketch_in(dir, &["wal", "verify"]);
+    assert_exit(&output, 1);
+    let text = stdout(&output);
+    assert!(
+        text.contains("group 3") && text.contains(&name(&segments[0])),
+        "{text}"
+    );
 }

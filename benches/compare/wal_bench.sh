@@ -3,12 +3,16 @@
 #
 #   benches/compare/wal_bench.sh [ROUNDS] [WORKLOAD...]    (default: 2 rounds of w1 w2 w3 w4)
 #
+#   CONFIGS="ketch ketch-store" SECS=60 ARGS="--lagging 100" SEGMENT_MIB=16 \
+#       benches/compare/wal_bench.sh 3 w5
+#
 # Copies the harness (a checkout of wal-bench named by WAL_BENCH_SRC) to a temporary directory, turns
 # on its `ketch` feature against this checkout's `storage/`, puts wal_bench_ketch.rs in as the
 # Ketch engine, builds it, then runs 5 s per engine, alternating engines within each workload:
 # Ketch compacting like okaywal's checkpoint (`ketch-ckpt`), okaywal, Ketch keeping every entry,
-# raft-engine. KETCH_ENGINE=store builds the `LogStore` adapter (wal_bench_ketch_store.rs) as the
-# ketch engine instead of the `Wal` one. Data goes to WAL_BENCH_DIR (default: a directory on the same disk as this
+# raft-engine, and `LogStore` with one group per stream (`ketch-store`, wal_bench_ketch_store.rs).
+# CONFIGS picks and orders the configurations, SECS the seconds per run (default 5), ARGS adds
+# harness flags to every run, SEGMENT_MIB sets the segment size of both Ketch engines. Data goes to WAL_BENCH_DIR (default: a directory on the same disk as this
 # checkout, since tmpfs would make fsync free). One line per run on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,26 +33,33 @@ grep -q '^ketch = \["dep:ketch-storage"\]' "$work/harness/Cargo.toml" ||
     { echo "could not enable the ketch feature in $src/Cargo.toml" >&2; exit 2; }
 sed -i "/^\[dependencies\]/a ketch-storage = { path = \"$root/storage\", optional = true }" \
     "$work/harness/Cargo.toml"
-if [ "${KETCH_ENGINE:-wal}" = store ]; then
-    # The multi-group LogStore as the ketch engine (each harness stream a group).
-    cp "$here/wal_bench_ketch_store.rs" "$work/harness/src/engines/ketch.rs"
-else
-    cp "$here/wal_bench_ketch.rs" "$work/harness/src/engines/ketch.rs"
-fi
+cp "$here/wal_bench_ketch.rs" "$work/harness/src/engines/ketch.rs"
+cp "$here/wal_bench_ketch_store.rs" "$work/harness/src/engines/ketch_store.rs"
+# Register `ketch-store` beside `ketch`: module, engine name, dispatch arm.
+sed -i 's|^pub mod ketch;|pub mod ketch;\n#[cfg(feature = "ketch")]\npub mod ketch_store;|; s|^    "ketch",|    "ketch",\n    #[cfg(feature = "ketch")]\n    "ketch-store",|' \
+    "$work/harness/src/engines/mod.rs"
+sed -i 's|^\( *\)"ketch" => run::<engines::ketch::Ketch>(&args),|&\n\1#[cfg(feature = "ketch")]\n\1"ketch-store" => run::<engines::ketch_store::KetchStore>(\&args),|' \
+    "$work/harness/src/main.rs"
+grep -q '"ketch-store" => run::<engines::ketch_store::KetchStore>' "$work/harness/src/main.rs" ||
+    { echo "could not register the ketch-store engine in $src/src/main.rs" >&2; exit 2; }
 echo "building wal-bench with the ketch engine in $work" >&2
 cargo build --quiet --release --features ketch --manifest-path "$work/harness/Cargo.toml"
 bench=$work/harness/target/release/wal-bench
 data=${WAL_BENCH_DIR:-$work/data}
+configs=${CONFIGS:-ketch-ckpt okaywal ketch raft-engine}
+secs=${SECS:-5}
+read -r -a extra <<< "${ARGS:-}"
 
 for round in $(seq "$rounds"); do
     for workload in $workloads; do
-        for config in ketch-ckpt okaywal ketch raft-engine; do
+        for config in $configs; do
             engine=${config%-ckpt}
-            checkpoint=()
-            [ "$config" = ketch-ckpt ] && checkpoint=(KETCH_CHECKPOINT=1)
+            vars=()
+            [ "$config" = ketch-ckpt ] && vars+=(KETCH_CHECKPOINT=1)
+            [ -n "${SEGMENT_MIB:-}" ] && vars+=(KETCH_SEGMENT_MIB="$SEGMENT_MIB")
             rm -rf "$data"
-            line=$(env "${checkpoint[@]}" "$bench" --engine "$engine" --workload "$workload" \
-                --secs 5 --dir "$data" 2>&1 | tail -n 1)
+            line=$(env "${vars[@]}" "$bench" --engine "$engine" --workload "$workload" \
+                --secs "$secs" --dir "$data" "${extra[@]}" 2>&1 | tail -n 1)
             echo "round $round $workload $config: $line"
         done
     done

@@ -11,6 +11,8 @@
 //! segment (that segment and the active one are kept), so later rolls reuse the compacted
 //! files instead of zero-filling new ones. Without it Ketch keeps every entry (its fresh-log
 //! regime).
+//!
+//! `KETCH_SEGMENT_MIB` sets the segment size (default: `Options::default()`'s).
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
@@ -53,7 +55,12 @@ impl Ketch {
 
 impl Wal for Ketch {
     fn open(dir: &Path, _opts: OpenOpts) -> Result<Self> {
-        let wal = KWal::open(dir, Options::default())?;
+        let mut options = Options::default();
+        if let Some(mib) = std::env::var_os("KETCH_SEGMENT_MIB") {
+            let mib: u64 = mib.to_str().ok_or("KETCH_SEGMENT_MIB is not UTF-8")?.parse()?;
+            options.segment_size_bytes = mib << 20;
+        }
+        let wal = KWal::open(dir, options)?;
         let mut last = HashMap::new();
         if wal.last_index() >= wal.first_index() {
             last.insert(1, wal.last_index());

@@ -1,8 +1,15 @@
-//! `ketch-storage`'s `LogStore` as a `wal-bench` engine: each harness stream is a group of the
-//! store, so W5's per-stream compaction is the store's `compact_prefix` and concurrent writers
-//! share fdatasyncs inside the store. `wal_bench.sh` copies this file over the harness's
-//! `src/engines/ketch.rs` when `KETCH_ENGINE=store`; it is not compiled as part of this
-//! workspace. Segments are 16 MiB (`KETCH_SEGMENT_MIB` changes it), as W5's disk bar asks.
+//! `ketch-storage`'s `LogStore` as a `wal-bench` engine, `ketch-store` (the harness that
+//! `wal_bench.sh` builds). `wal_bench.sh` copies this file to the harness's
+//! `src/engines/ketch_store.rs` and registers the engine; it is not compiled as part of this
+//! workspace.
+//!
+//! Each harness stream is one group of the store, with stream index = group index, so the
+//! adapter keeps no state of its own: every append is one `write(batch, true)` (concurrent
+//! writers share fdatasyncs inside the store), every read is `for_each_entry`, and W5's
+//! compaction is `compact_prefix`. Freeing files and rewriting a lagging group's entries
+//! forward is the store's own garbage collection, which runs inside its write rounds.
+//!
+//! `KETCH_SEGMENT_MIB` sets the segment size (default: `Options::default()`'s).
 use std::path::Path;
 
 use ketch_storage::{Entry, LogStore, Options, StoreBatch};
@@ -12,33 +19,38 @@ use super::{OpenOpts, Result, Visit, Wal};
 /// Raft term given to every entry (the harness has no terms).
 const TERM: u64 = 1;
 
-pub struct Ketch {
+pub struct KetchStore {
     store: LogStore,
 }
 
-impl Wal for Ketch {
+impl Wal for KetchStore {
     fn open(dir: &Path, _opts: OpenOpts) -> Result<Self> {
-        let mib: u64 = std::env::var("KETCH_SEGMENT_MIB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(16);
-        let options = Options { segment_size_bytes: mib << 20, ..Options::default() };
-        Ok(Ketch { store: LogStore::open(dir, options)? })
+        let mut options = Options::default();
+        if let Some(mib) = std::env::var_os("KETCH_SEGMENT_MIB") {
+            let mib: u64 = mib.to_str().ok_or("KETCH_SEGMENT_MIB is not UTF-8")?.parse()?;
+            options.segment_size_bytes = mib << 20;
+        }
+        Ok(KetchStore {
+            store: LogStore::open(dir, options)?,
+        })
     }
 
     fn append(&self, stream: u64, first_index: u64, entries: &[&[u8]]) -> Result<()> {
+        let mut batch = StoreBatch::new();
         let entries = entries
             .iter()
             .enumerate()
             .map(|(i, data)| Entry::new(first_index + i as u64, TERM, data.to_vec()))
             .collect();
-        let mut batch = StoreBatch::new();
         batch.append(stream, entries);
-        Ok(self.store.write(batch, true)?)
+        self.store.write(batch, true)?;
+        Ok(())
     }
 
     fn read_range(&self, stream: u64, from: u64, to: u64, visit: &mut Visit<'_>) -> Result<()> {
-        Ok(self.store.for_each_entry(stream, from..to, |i, _term, data| visit(i, data))?)
+        Ok(self
+            .store
+            .for_each_entry(stream, from..to, |index, _term, data| visit(index, data))?)
     }
 
     fn first_index(&self, stream: u64) -> Option<u64> {
@@ -47,7 +59,8 @@ impl Wal for Ketch {
     }
 
     fn last_index(&self, stream: u64) -> Option<u64> {
-        Some(self.store.last_index(stream)).filter(|&last| last > 0)
+        let (first, last) = (self.store.first_index(stream), self.store.last_index(stream));
+        (last >= first).then_some(last)
     }
 
     fn compact(&self, stream: u64, before_index: u64) -> Result<()> {
@@ -56,17 +69,6 @@ impl Wal for Ketch {
 
     fn close(self) -> Result<()> {
         self.store.sync()?;
-        let stats = self.store.stats();
-        eprintln!(
-            "# ketch store: {} batches, {} syncs, live {} B, disk {} B, rewritten {} B, index {} B, {} segments",
-            stats.batches,
-            stats.syncs,
-            stats.live_bytes,
-            stats.disk_bytes,
-            stats.rewritten_bytes,
-            stats.index_bytes,
-            stats.segments
-        );
         Ok(())
     }
 }

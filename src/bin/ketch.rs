@@ -68,8 +68,12 @@ enum WalCommand {
     /// Reads segment headers and footers only (no entry is read), as a normal open would see
     /// the log. Exit code 1 if a normal open fails on damage (a salvage view is shown) or a
     /// snapshot header is damaged.
+    ///
+    /// On a store directory (`*.kst` segments of many groups): segments, disk and live bytes,
+    /// index memory, and every group's range and hard state.
     Stat {
-        /// The log directory (holds `*.wal` segments and `snap-*.snap` snapshots).
+        /// The log directory (holds `*.wal` segments and `snap-*.snap` snapshots), or a store
+        /// directory (`*.kst` segments).
         dir: PathBuf,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -99,6 +103,10 @@ enum WalCommand {
         /// Last index to print, inclusive (default: the log's last index).
         #[arg(long, value_name = "INDEX")]
         to: Option<u64>,
+        /// The group to print, when DIR is a store of many groups (`*.kst` segments); `ketch
+        /// wal stat DIR` lists them.
+        #[arg(long, value_name = "G")]
+        group: Option<u64>,
         /// Line format.
         #[arg(long, value_enum, default_value_t = FormatArg::Text)]
         format: FormatArg,
@@ -142,12 +150,14 @@ fn main() -> ExitCode {
             dir,
             from,
             to,
+            group,
             format,
             max_bytes,
         } => {
             let options = dump::DumpOptions {
                 from,
                 to,
+                group,
                 format: match format {
                     FormatArg::Text => dump::Format::Text,
                     FormatArg::Hex => dump::Format::Hex,

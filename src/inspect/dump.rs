@@ -46,6 +46,8 @@ pub struct DumpOptions {
     pub from: Option<u64>,
     /// Last index to print, inclusive; the log's last index if `None` or above it.
     pub to: Option<u64>,
+    /// The group to print, in a store directory (required there; refused for a `Wal`).
+    pub group: Option<u64>,
     /// Line format.
     pub format: Format,
     /// Payload bytes shown per entry in the text format.
@@ -59,6 +61,7 @@ impl Default for DumpOptions {
         DumpOptions {
             from: None,
             to: None,
+            group: None,
             format: Format::Text,
             max_bytes: 64,
             progress: false,
@@ -80,6 +83,15 @@ pub fn run(
                 "--from {from} is above --to {to}: nothing to dump"
             )));
         }
+    }
+    if super::store::is_store_dir(dir) {
+        return super::store::dump(dir, options.group, options, out, notes);
+    }
+    if let Some(group) = options.group {
+        return Err(InspectError::Usage(format!(
+            "--group {group}: {} is a single log, not a store of groups",
+            dir.display()
+        )));
     }
     let wal = open_read_only(dir, RecoveryMode::TolerateTornTail)?;
     if let Some(torn) = &wal.recovery_report().torn_tail {

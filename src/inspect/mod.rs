@@ -1,6 +1,9 @@
 //! Read-only inspection of a Ketch data directory: the library behind `ketch wal stat`,
 //! `ketch wal verify` and `ketch wal dump`.
 //!
+//! A directory holding `*.kst` files is a [`ketch_storage::LogStore`] (many groups' logs in one
+//! write-ahead log): the commands then show it group by group ([`store`]).
+//!
 //! Every command opens the log with [`Options::read_only`] set, so nothing in the directory is
 //! created, repaired, renamed or deleted, whatever state it is in; snapshots are read file by
 //! file, never through a `SnapshotStore` (whose open deletes temporary files and applies
@@ -23,6 +26,7 @@ pub mod dump;
 pub mod json;
 pub mod progress;
 pub mod stat;
+pub mod store;
 pub mod verify;
 
 use std::fmt;

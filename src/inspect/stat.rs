@@ -359,6 +359,11 @@ impl Stat {
 
 /// Runs `ketch wal stat`: writes the report to `out`.
 pub fn run(dir: &Path, json: bool, out: &mut dyn Write) -> Result<Verdict, InspectError> {
+    if super::store::is_store_dir(dir) {
+        let verdict = super::store::stat(dir, json, out)?;
+        out.flush()?;
+        return Ok(verdict);
+    }
     let stat = Stat::gather(dir)?;
     if json {
         writeln!(out, "{}", stat.to_json().to_line())?;

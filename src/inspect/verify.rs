@@ -203,6 +203,11 @@ pub fn run(
     out: &mut dyn Write,
     progress_wanted: bool,
 ) -> Result<Verdict, InspectError> {
+    if super::store::is_store_dir(dir) {
+        let verdict = super::store::verify(dir, json, out)?;
+        out.flush()?;
+        return Ok(verdict);
+    }
     let report = check(dir, progress_wanted)?;
     if json {
         writeln!(out, "{}", report.to_json().to_line())?;
