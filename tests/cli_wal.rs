@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use ketch_storage::snapshot::{SnapshotOptions, SnapshotStore};
-use ketch_storage::{Entry, HardState, LogStore, Options, StoreBatch, Wal};
+use ketch_storage::{Entry, HardState, LogStore, Options, StoreBatch, StoreOptions, Wal};
 
 const ENTRIES: u64 = 2000;
 const BATCH_ENTRIES: u64 = 10;
@@ -1374,7 +1374,13 @@ fn progress_is_drawn_only_on_a_terminal() {
 /// A store of groups 1..=40 over several 64 KiB segments: group g holds entries
 /// `g * 10 ..= g * 10 + 49` of term g, and a hard state naming g.
 fn store_of_groups(dir: &Path) {
-    let store = LogStore::open(dir, open_options()).unwrap();
+    // No rewriting: every entry stays where it was first written, so the damage below hits a
+    // live copy.
+    let no_rewrite = StoreOptions {
+        rewrite_bytes_per_round: 0,
+        ..StoreOptions::default()
+    };
+    let store = LogStore::open_with(dir, open_options(), no_rewrite).unwrap();
     for round in 0..5 {
         let mut batch = StoreBatch::new();
         for group in 1..=40u64 {
