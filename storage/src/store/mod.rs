@@ -132,7 +132,7 @@
 //!
 //! A group's index is a list of chunks, one per run of its entries in one segment
 //! (`{seq, first_index, offsets: Vec<u32>}`). Its cost, measured (`index` module tests and
-//! `cargo bench -p ketch-storage --bench store`, which prints [`StoreStats::index_bytes`]):
+//! `cargo bench --bench store`, which prints [`StoreStats::index_bytes`]):
 //!
 //! - **per live entry:** 4 bytes (its frame offset), up to 8 while a run's vector has just
 //!   doubled; 4.6 bytes per entry for one group holding 500;
