@@ -37,6 +37,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # What else there is
+//!
+//! - [`LogStore::for_each_entry`]: zero-copy, checksum-verified iteration over a group's range;
+//!   [`LogStore::verify`]: every record of every segment and every live entry, with damage
+//!   named by group and file.
+//! - [`LogStore::stats`] ([`StoreStats`]): batches, fdatasyncs, live entries and bytes, disk
+//!   bytes, segments, index memory, bytes rewritten.
+//! - [`LogStore::gc`] runs garbage collection to completion; [`LogStore::compaction_hints`]
+//!   lists groups whose compaction would free old segments.
+//! - Snapshots per group: keep one [`crate::snapshot::SnapshotStore`] directory per group
+//!   (next to the store directory, not inside it), and once a snapshot is durable call
+//!   [`LogStore::apply_snapshot`]`(group, index, term)`, which keeps the entries after a
+//!   matching `index` or resets the group to continue at `index + 1`, in one synced batch.
+//! - [`StoreBatch::compact_prefix`] and [`StoreBatch::remove_group`] put those changes into an
+//!   atomic batch with others.
+//!
 //! # Why not a `Wal` per group, and why `Wal` stays
 //!
 //! A `Wal` per group pays one fdatasync per group per round: a thousand groups, a thousand
@@ -109,7 +125,10 @@
 //! - Open then makes everything it recovered durable (one fdatasync) before it frees anything.
 //!
 //! Opening therefore costs the footers (about 48 bytes per live group plus 4 per live entry per
-//! sealed segment) plus a scan of the active segment.
+//! sealed segment) plus a scan of the active segment, never a replay of the whole store:
+//! 10,000 groups and 1 GiB of log (70 segments of 16 MiB) open in 0.8 s, warm
+//! (`cargo bench -p ketch-storage --bench store -- store_open`, `KETCH_STORE_OPEN_MIB=1024`),
+//! most of it applying 70 x 10,000 group states; see `benches/README.md`.
 //!
 //! # Writes and durability
 //!
