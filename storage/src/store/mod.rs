@@ -93,8 +93,9 @@
 //! F        seal frame (kind 6), the footer: payload =
 //!          group_count u64, group_count x (group, first, last, term, vote, commit) (6 x u64):
 //!            every live group's state when the segment was sealed, sorted by group;
-//!          run_count u64, run_count x (group u64, first_index u64, count u32,
-//!            count x u32 frame offsets): the live entries this segment holds
+//!          run_count u64, run_count x (group u64, first_index u64, bytes u64 (of the run's
+//!            frames), count u32, count x u32 frame offsets): the live entries this segment
+//!            holds
 //! len-24   trailer, 24 bytes: magic b"KETCHEND", footer offset u64,
 //!          crc32 of (seq as 8 bytes, trailer bytes 0..16) u32, reserved u32 zero
 //! ```
@@ -347,6 +348,16 @@ impl LiveCounter for Live<'_> {
         segment.dead_since = None;
     }
 
+    fn added_known(&mut self, seq: u64, entries: u64, bytes: u64) {
+        let segment = self
+            .segments
+            .get_mut(&seq)
+            .expect("live entries are in existing segments");
+        segment.live_entries += entries;
+        segment.live_bytes += bytes;
+        segment.dead_since = None;
+    }
+
     fn removed(&mut self, seq: u64, offsets: &[u32]) {
         let Some(segment) = self.segments.get_mut(&seq) else {
             // Recovery: the segment was freed; its entries are being dropped from the index.
@@ -362,7 +373,8 @@ impl LiveCounter for Live<'_> {
             .iter()
             .map(|offset| segment.frame_bytes_at(*offset))
             .sum();
-        segment.live_bytes -= bytes;
+        // Saturating: a footer's byte count is checked for plausibility, not exactness.
+        segment.live_bytes = segment.live_bytes.saturating_sub(bytes);
         if segment.live_entries == 0 && segment.sealed && segment.dead_since.is_none() {
             segment.dead_since = Some(self.write);
         }

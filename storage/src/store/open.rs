@@ -486,6 +486,9 @@ fn apply_footer(
         {
             return Err(bad("entry offsets are not increasing within the segment"));
         }
+        if run.bytes < run.offsets.len() as u64 * smallest_entry || run.bytes > footer_offset {
+            return Err(bad("run's byte count does not fit its entries"));
+        }
         let Ok(position) = footer
             .states
             .binary_search_by_key(&run.group, |listed| listed.group)
@@ -501,7 +504,13 @@ fn apply_footer(
         let index = groups.entry(run.group).or_default();
         index.first = listed.first;
         index.last = listed.last;
-        index.relocate(seq, run.first_index, &run.offsets, &mut live);
+        index.relocate(
+            seq,
+            run.first_index,
+            &run.offsets,
+            Some(run.bytes),
+            &mut live,
+        );
     }
     let segment = live.segments.get_mut(&seq).expect("loading segment");
     segment.entries_written = footer.runs.iter().map(|run| run.offsets.len() as u64).sum();
