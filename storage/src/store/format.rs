@@ -1,6 +1,7 @@
 //! The store's on-disk layouts: file names, the segment header, the checkpoint and footer
-//! payloads, and the parser that turns a segment's frames into [`StoreOp`]s. The byte-by-byte
-//! description is in the [module documentation](crate::store).
+//! payloads, and the parser that turns a segment's frames into the changes that the write path
+//! and recovery apply. The byte-by-byte description is in the
+//! [module documentation](crate::store).
 
 use std::path::Path;
 

@@ -127,9 +127,10 @@
 //!
 //! Opening therefore costs the footers (about 48 bytes per live group plus 4 per live entry per
 //! sealed segment) plus a scan of the active segment, never a replay of the whole store:
-//! 10,000 groups and 1 GiB of log (70 segments of 16 MiB) open in 0.8 s, warm
+//! 10,000 groups and 1 GiB of log (70 segments of 16 MiB) open in 0.75 s, warm
 //! (`cargo bench -p ketch-storage --bench store -- store_open`, `KETCH_STORE_OPEN_MIB=1024`),
-//! most of it applying 70 x 10,000 group states; see `benches/README.md`.
+//! most of it placing the 700,000 runs the footers list (every group has a run in every
+//! segment there); see `benches/README.md`.
 //!
 //! # Writes and durability
 //!
