@@ -99,6 +99,9 @@ enum WalCommand {
         /// Last index to print, inclusive (default: the log's last index).
         #[arg(long, value_name = "INDEX")]
         to: Option<u64>,
+        /// For a multi-group store directory (`*.kst`): the group to print (required there).
+        #[arg(long, value_name = "G")]
+        group: Option<u64>,
         /// Line format.
         #[arg(long, value_enum, default_value_t = FormatArg::Text)]
         format: FormatArg,
@@ -136,12 +139,19 @@ fn main() -> ExitCode {
     let stdout_is_terminal = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
     let result = match command {
+        WalCommand::Stat { dir, json } if inspect::store::is_store_dir(&dir) => {
+            inspect::store::stat(&dir, json, &mut out)
+        }
+        WalCommand::Verify { dir, json } if inspect::store::is_store_dir(&dir) => {
+            inspect::store::verify(&dir, json, &mut out)
+        }
         WalCommand::Stat { dir, json } => stat::run(&dir, json, &mut out),
         WalCommand::Verify { dir, json } => verify::run(&dir, json, &mut out, true),
         WalCommand::Dump {
             dir,
             from,
             to,
+            group,
             format,
             max_bytes,
         } => {
@@ -157,7 +167,15 @@ fn main() -> ExitCode {
                 // Progress only helps when the entries themselves are not on the screen.
                 progress: !stdout_is_terminal,
             };
-            dump::run(&dir, &options, &mut out, &mut std::io::stderr())
+            if inspect::store::is_store_dir(&dir) {
+                inspect::store::dump(&dir, group, &options, &mut out)
+            } else if group.is_some() {
+                Err(inspect::InspectError::Usage(
+                    "--group is for multi-group store directories (*.kst)".into(),
+                ))
+            } else {
+                dump::run(&dir, &options, &mut out, &mut std::io::stderr())
+            }
         }
     };
     // What was printed before a failure is still worth having.

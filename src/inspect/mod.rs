@@ -1,5 +1,6 @@
 //! Read-only inspection of a Ketch data directory: the library behind `ketch wal stat`,
-//! `ketch wal verify` and `ketch wal dump`.
+//! `ketch wal verify` and `ketch wal dump`. A directory of a multi-group `LogStore` (`*.kst`
+//! segments) is read by [`store`].
 //!
 //! Every command opens the log with [`Options::read_only`] set, so nothing in the directory is
 //! created, repaired, renamed or deleted, whatever state it is in; snapshots are read file by
@@ -23,6 +24,7 @@ pub mod dump;
 pub mod json;
 pub mod progress;
 pub mod stat;
+pub mod store;
 pub mod verify;
 
 use std::fmt;
