@@ -22,14 +22,20 @@ pub(crate) struct Preparer {
 }
 
 impl Preparer {
-    /// Starts preparing files of `size_bytes` in `dir`, named `next-N{suffix}` until taken.
-    pub(crate) fn start(dir: PathBuf, size_bytes: u64, suffix: &'static str) -> Preparer {
+    /// Starts preparing files of `size_bytes` in `dir`, named `next-N{suffix}` until taken, on
+    /// a thread named `thread_name`.
+    pub(crate) fn start(
+        dir: PathBuf,
+        size_bytes: u64,
+        suffix: &'static str,
+        thread_name: &'static str,
+    ) -> Preparer {
         // Rendezvous channel: at most one prepared file waits, so at most one is wasted at close.
         let (sender, receiver) = mpsc::sync_channel(0);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
-            .name("ketch-prepare".into())
+            .name(thread_name.into())
             .spawn(move || {
                 // A file not taken (stopped, or the receiver gone) is deleted as it is dropped.
                 for attempt in 1u64.. {

@@ -146,6 +146,7 @@ impl Wal {
                 wal.dir.clone(),
                 wal.options.segment_size_bytes,
                 PREPARING_SUFFIX,
+                "ketch-wal-prepare",
             ));
         }
         Ok(wal)

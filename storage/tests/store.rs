@@ -505,3 +505,65 @@ fn a_failed_write_or_sync_poisons_the_store() {
         ));
     }
 }
+
+#[test]
+fn compaction_hints_name_the_group_that_pins_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open_with(
+        dir.path(),
+        small(),
+        StoreOptions {
+            rewrite_bytes_per_round: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let data = vec![3u8; 500];
+    for round in 1..=400u64 {
+        let mut batch = StoreBatch::new();
+        batch.append(1, vec![Entry::new(round, 1, data.clone())]);
+        if round == 1 {
+            batch.append(2, vec![entry(1, 1, 2)]);
+        }
+        store.write(batch, false).unwrap();
+        if round > 10 {
+            store.compact_prefix(1, round - 10).unwrap();
+        }
+    }
+    store.sync().unwrap();
+    let hints = store.compaction_hints();
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert_eq!((hints[0].group, hints[0].first_index), (2, 1));
+    assert!(hints[0].segment_live_fraction_permille < 100);
+    let before = store.stats().segments;
+    store.compact_prefix(2, 2).unwrap();
+    store.sync().unwrap();
+    assert!(
+        store.stats().segments < before,
+        "compacting the hinted group frees its segment"
+    );
+    assert!(store.compaction_hints().is_empty());
+}
+
+#[test]
+fn apply_snapshot_keeps_a_matching_suffix_or_resets_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path(), small()).unwrap();
+    let mut batch = StoreBatch::new();
+    batch.append(1, entries(1, 1..11, 2));
+    batch.append(2, entries(2, 1..11, 2));
+    store.write(batch, true).unwrap();
+    store.apply_snapshot(1, 6, 2).unwrap(); // entry 6 has term 2: keep 7..=10
+    assert_eq!((store.first_index(1), store.last_index(1)), (7, 10));
+    store.apply_snapshot(2, 20, 5).unwrap(); // beyond the log: reset, continue at 21
+    assert_eq!((store.first_index(2), store.last_index(2)), (21, 20));
+    drop(store);
+    let store = LogStore::open(dir.path(), small()).unwrap();
+    assert_eq!((store.first_index(1), store.last_index(1)), (7, 10));
+    assert_eq!(store.entries(1, 7..11).unwrap(), entries(1, 7..11, 2));
+    assert_eq!((store.first_index(2), store.last_index(2)), (21, 20));
+    let mut batch = StoreBatch::new();
+    batch.append(2, entries(2, 21..23, 6));
+    store.write(batch, true).unwrap();
+    assert_eq!(store.last_index(2), 22);
+}

@@ -260,9 +260,16 @@ fn run(actions: &[(u8, u8, u16, u16)], gc_pick: u8) -> (u64, u64) {
                 durable_files = copy_dir(dir.path());
             }
             34 => {
+                let before = s.stats();
                 drop(store.take());
                 store = Some(
                     LogStore::open_with(dir.path(), options(), store_options(gc_pick)).unwrap(),
+                );
+                let after = store.as_ref().unwrap().stats();
+                assert_eq!(
+                    (after.live_entries, after.live_bytes),
+                    (before.live_entries, before.live_bytes),
+                    "live entries and bytes after a reopen at step {step}"
                 );
             }
             _ => {

@@ -59,7 +59,7 @@ pub(crate) fn apply_batch(
                 next += 1;
             }
             if let Some(state) = groups.get_mut(&group) {
-                state.relocate(seq, index, &offsets, live);
+                state.relocate(seq, index, &offsets, None, live);
             }
             position = next;
             continue;

@@ -1,6 +1,7 @@
 //! The store's on-disk layouts: file names, the segment header, the checkpoint and footer
-//! payloads, and the parser that turns a segment's frames into [`StoreOp`]s. The byte-by-byte
-//! description is in the [module documentation](crate::store).
+//! payloads, and the parser that turns a segment's frames into the changes that the write path
+//! and recovery apply. The byte-by-byte description is in the
+//! [module documentation](crate::store).
 
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub const STORE_FORMAT_VERSION: u32 = 1;
 const STORE_MAGIC: &[u8; 8] = b"KETCHSTO";
 /// Bytes of one group's state in a checkpoint or footer.
 pub(crate) const GROUP_STATE_BYTES: usize = 48;
+/// Fixed bytes of one run in a footer (group, first index, bytes, count).
+pub(crate) const RUN_FIXED_BYTES: usize = 28;
 
 /// The file name of store segment `seq`.
 pub fn store_segment_file_name(seq: u64) -> String {
@@ -175,6 +178,9 @@ pub struct FooterRun {
     pub group: u64,
     /// Index of the run's first entry.
     pub first_index: u64,
+    /// Bytes of the run's entry frames (so that open learns the live bytes without touching
+    /// the frames).
+    pub bytes: u64,
     /// Frame offset of each entry, in index order.
     pub offsets: Vec<u32>,
 }
@@ -194,11 +200,12 @@ impl StoreFooter {
     pub(crate) fn encode_payload(&self) -> Vec<u8> {
         let entries: usize = self.runs.iter().map(|run| run.offsets.len()).sum();
         let mut payload = encode_checkpoint(&self.states);
-        payload.reserve(8 + self.runs.len() * 20 + entries * 4);
+        payload.reserve(8 + self.runs.len() * RUN_FIXED_BYTES + entries * 4);
         payload.extend_from_slice(&(self.runs.len() as u64).to_le_bytes());
         for run in &self.runs {
             payload.extend_from_slice(&run.group.to_le_bytes());
             payload.extend_from_slice(&run.first_index.to_le_bytes());
+            payload.extend_from_slice(&run.bytes.to_le_bytes());
             payload.extend_from_slice(&(run.offsets.len() as u32).to_le_bytes());
             for offset in &run.offsets {
                 payload.extend_from_slice(&offset.to_le_bytes());
@@ -218,19 +225,21 @@ impl StoreFooter {
         rest = &rest[8..];
         let mut runs = Vec::new();
         for _ in 0..run_count {
-            let fixed = rest.get(..20)?;
+            let fixed = rest.get(..RUN_FIXED_BYTES)?;
             let group = LittleEndian::read_u64(&fixed[0..8]);
             let first_index = LittleEndian::read_u64(&fixed[8..16]);
-            let len = LittleEndian::read_u32(&fixed[16..20]) as usize;
-            let offsets_bytes = rest.get(20..20 + len.checked_mul(4)?)?;
+            let bytes = LittleEndian::read_u64(&fixed[16..24]);
+            let len = LittleEndian::read_u32(&fixed[24..28]) as usize;
+            let offsets_bytes = rest.get(RUN_FIXED_BYTES..RUN_FIXED_BYTES + len.checked_mul(4)?)?;
             let mut offsets = vec![0u32; len];
             LittleEndian::read_u32_into(offsets_bytes, &mut offsets);
             runs.push(FooterRun {
                 group,
                 first_index,
+                bytes,
                 offsets,
             });
-            rest = &rest[20 + len * 4..];
+            rest = &rest[RUN_FIXED_BYTES + len * 4..];
         }
         rest.is_empty().then_some(StoreFooter { states, runs })
     }
@@ -382,6 +391,7 @@ mod tests {
             runs: vec![FooterRun {
                 group: 3,
                 first_index: 7,
+                bytes: 420,
                 offsets: vec![128, 300, 400],
             }],
         };

@@ -19,6 +19,8 @@ use crate::entry::HardState;
 pub(crate) trait LiveCounter {
     /// The frame at `offset` of segment `seq` became live.
     fn added(&mut self, seq: u64, offset: u32);
+    /// `entries` frames of segment `seq`, `bytes` in all, became live.
+    fn added_known(&mut self, seq: u64, entries: u64, bytes: u64);
     /// The frames at `offsets` of segment `seq` are no longer live.
     fn removed(&mut self, seq: u64, offsets: &[u32]);
     /// A new chunk in segment `seq` began (it costs a run in that segment's footer).
@@ -147,12 +149,13 @@ impl GroupIndex {
 
     /// Places entries `first_index ..` at `offsets` of segment `seq` (garbage collection moved
     /// them there, or a footer says they live there). Indices outside `first..=last` are
-    /// ignored: they were dropped after the move.
+    /// ignored: they were dropped after the move. `bytes`, if known, is the frames' total size.
     pub fn relocate(
         &mut self,
         seq: u64,
         first_index: u64,
         offsets: &[u32],
+        bytes: Option<u64>,
         live: &mut dyn LiveCounter,
     ) {
         let end = first_index + offsets.len() as u64;
@@ -163,8 +166,15 @@ impl GroupIndex {
         }
         let kept = &offsets[(lo - first_index) as usize..(hi - first_index) as usize];
         self.remove_range(lo, hi, live);
-        for offset in kept {
-            live.added(seq, *offset);
+        match bytes {
+            Some(bytes) if kept.len() == offsets.len() => {
+                live.added_known(seq, kept.len() as u64, bytes)
+            }
+            _ => {
+                for offset in kept {
+                    live.added(seq, *offset);
+                }
+            }
         }
         let position = self.chunks.partition_point(|chunk| chunk.first_index < lo);
         live.run_started(seq);
@@ -305,6 +315,9 @@ mod tests {
         fn added(&mut self, _: u64, _: u32) {
             self.live += 1;
         }
+        fn added_known(&mut self, _: u64, entries: u64, _: u64) {
+            self.live += entries as i64;
+        }
         fn removed(&mut self, _: u64, offsets: &[u32]) {
             self.live -= offsets.len() as i64;
         }
@@ -328,7 +341,7 @@ mod tests {
         group.compact(8, &mut live);
         assert_eq!(group.first, 8);
         assert_eq!(group.gap(), None);
-        group.relocate(4, 9, &[128, 140], &mut live);
+        group.relocate(4, 9, &[128, 140], None, &mut live);
         assert_eq!(
             group.chunks.len(),
             4,
@@ -375,9 +388,9 @@ mod tests {
         let mut live = Count::default();
         let mut group = GroupIndex::default();
         group.reset(1, 10, HardState::default(), &mut live);
-        group.relocate(1, 4, &[200, 210], &mut live);
+        group.relocate(1, 4, &[200, 210], None, &mut live);
         assert_eq!(group.gap(), Some((1, 3)));
-        group.relocate(1, 1, &[128, 140, 150], &mut live);
+        group.relocate(1, 1, &[128, 140, 150], None, &mut live);
         assert_eq!(group.gap(), Some((6, 10)));
     }
 }

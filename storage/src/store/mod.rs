@@ -37,6 +37,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # What else there is
+//!
+//! - [`LogStore::for_each_entry`]: zero-copy, checksum-verified iteration over a group's range;
+//!   [`LogStore::verify`]: every record of every segment and every live entry, with damage
+//!   named by group and file.
+//! - [`LogStore::stats`] ([`StoreStats`]): batches, fdatasyncs, live entries and bytes, disk
+//!   bytes, segments, index memory, bytes rewritten.
+//! - [`LogStore::gc`] runs garbage collection to completion; [`LogStore::compaction_hints`]
+//!   lists groups whose compaction would free old segments.
+//! - Snapshots per group: keep one [`crate::snapshot::SnapshotStore`] directory per group
+//!   (next to the store directory, not inside it), and once a snapshot is durable call
+//!   [`LogStore::apply_snapshot`]`(group, index, term)`, which keeps the entries after a
+//!   matching `index` or resets the group to continue at `index + 1`, in one synced batch.
+//! - [`StoreBatch::compact_prefix`] and [`StoreBatch::remove_group`] put those changes into an
+//!   atomic batch with others.
+//!
 //! # Why not a `Wal` per group, and why `Wal` stays
 //!
 //! A `Wal` per group pays one fdatasync per group per round: a thousand groups, a thousand
@@ -77,8 +93,9 @@
 //! F        seal frame (kind 6), the footer: payload =
 //!          group_count u64, group_count x (group, first, last, term, vote, commit) (6 x u64):
 //!            every live group's state when the segment was sealed, sorted by group;
-//!          run_count u64, run_count x (group u64, first_index u64, count u32,
-//!            count x u32 frame offsets): the live entries this segment holds
+//!          run_count u64, run_count x (group u64, first_index u64, bytes u64 (of the run's
+//!            frames), count u32, count x u32 frame offsets): the live entries this segment
+//!            holds
 //! len-24   trailer, 24 bytes: magic b"KETCHEND", footer offset u64,
 //!          crc32 of (seq as 8 bytes, trailer bytes 0..16) u32, reserved u32 zero
 //! ```
@@ -109,7 +126,11 @@
 //! - Open then makes everything it recovered durable (one fdatasync) before it frees anything.
 //!
 //! Opening therefore costs the footers (about 48 bytes per live group plus 4 per live entry per
-//! sealed segment) plus a scan of the active segment.
+//! sealed segment) plus a scan of the active segment, never a replay of the whole store:
+//! 10,000 groups and 1 GiB of log (70 segments of 16 MiB) open in 0.75 s, warm
+//! (`cargo bench -p ketch-storage --bench store -- store_open`, `KETCH_STORE_OPEN_MIB=1024`),
+//! most of it placing the 700,000 runs the footers list (every group has a run in every
+//! segment there); see `benches/README.md`.
 //!
 //! # Writes and durability
 //!
@@ -328,6 +349,16 @@ impl LiveCounter for Live<'_> {
         segment.dead_since = None;
     }
 
+    fn added_known(&mut self, seq: u64, entries: u64, bytes: u64) {
+        let segment = self
+            .segments
+            .get_mut(&seq)
+            .expect("live entries are in existing segments");
+        segment.live_entries += entries;
+        segment.live_bytes += bytes;
+        segment.dead_since = None;
+    }
+
     fn removed(&mut self, seq: u64, offsets: &[u32]) {
         let Some(segment) = self.segments.get_mut(&seq) else {
             // Recovery: the segment was freed; its entries are being dropped from the index.
@@ -343,7 +374,8 @@ impl LiveCounter for Live<'_> {
             .iter()
             .map(|offset| segment.frame_bytes_at(*offset))
             .sum();
-        segment.live_bytes -= bytes;
+        // Saturating: a footer's byte count is checked for plausibility, not exactness.
+        segment.live_bytes = segment.live_bytes.saturating_sub(bytes);
         if segment.live_entries == 0 && segment.sealed && segment.dead_since.is_none() {
             segment.dead_since = Some(self.write);
         }

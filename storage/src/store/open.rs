@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::apply::{apply_batch, Inapplicable};
 use super::format::{
-    self, StoreFooter, StoreHeader, StoreOp, StoreRecords, STORE_PREPARING_SUFFIX,
+    self, GroupState, StoreFooter, StoreHeader, StoreOp, StoreRecords, STORE_PREPARING_SUFFIX,
     STORE_SALVAGED_SUFFIX, STORE_SEGMENT_SUFFIX, STORE_SPARE_SUFFIX,
 };
 use super::segment::{map_segment, StoreSegment};
@@ -100,8 +100,12 @@ pub(super) fn recover(dir: &Path, options: &Options) -> Result<State> {
     if !options.read_only {
         spares.sort();
         let keep = options.spare_segments_max.min(super::STORE_SPARES_MAX);
-        for extra in spares.split_off(spares.len().min(keep)) {
-            std::fs::remove_file(&extra).map_err(|e| Error::io("delete", &extra, e))?;
+        let extras = spares.split_off(spares.len().min(keep));
+        for extra in &extras {
+            std::fs::remove_file(extra).map_err(|e| Error::io("delete", extra, e))?;
+        }
+        if !extras.is_empty() {
+            fsync_dir(dir)?;
         }
     } else {
         spares.clear();
@@ -175,6 +179,7 @@ fn load(found: &[Found], options: &Options) -> Result<State, LoadFailure> {
             ..RecoveryReport::default()
         },
     };
+    let mut pending: Option<PendingStates> = None;
     for (position, entry) in found.iter().enumerate() {
         let is_last = position + 1 == found.len();
         let salvage = |error: Error| {
@@ -187,7 +192,10 @@ fn load(found: &[Found], options: &Options) -> Result<State, LoadFailure> {
                 LoadFailure::Fatal(error)
             }
         };
-        load_segment(&mut state, options, entry, is_last).map_err(salvage)?;
+        load_segment(&mut state, options, entry, is_last, &mut pending).map_err(salvage)?;
+    }
+    if let Some(states) = pending.take() {
+        apply_states(&mut state, states).map_err(LoadFailure::Fatal)?;
     }
     for segment in state.segments.values_mut() {
         if segment.sealed && segment.live_entries == 0 {
@@ -256,7 +264,32 @@ fn open_file(path: &Path, options: &Options) -> Result<File> {
     })
 }
 
-fn load_segment(state: &mut State, options: &Options, entry: &Found, is_last: bool) -> Result<()> {
+/// The group states of the last sealed footer loaded: applied once, before the active segment
+/// (or at the end), instead of at every footer (see `apply_footer`).
+struct PendingStates {
+    seq: u64,
+    path: PathBuf,
+    footer_offset: u64,
+    states: Vec<GroupState>,
+}
+
+fn apply_states(state: &mut State, pending: PendingStates) -> Result<()> {
+    let State {
+        groups, segments, ..
+    } = state;
+    let mut live = Live { segments, write: 0 };
+    let checkpoint = [StoreOp::Checkpoint(pending.states)];
+    apply_batch(groups, pending.seq, &checkpoint, &mut live)
+        .map_err(|problem| inapplicable(&pending.path, problem, pending.footer_offset))
+}
+
+fn load_segment(
+    state: &mut State,
+    options: &Options,
+    entry: &Found,
+    is_last: bool,
+    pending: &mut Option<PendingStates>,
+) -> Result<()> {
     let path = &entry.path;
     let file = open_file(path, options)?;
     let file_len = file
@@ -323,12 +356,17 @@ fn load_segment(state: &mut State, options: &Options, entry: &Found, is_last: bo
     );
     match footer {
         Some((footer_offset, footer)) => {
-            apply_footer(state, seq, path, footer_offset, &footer)?;
+            apply_footer(state, seq, path, footer_offset, footer, pending)?;
             let segment = state.segments.get_mut(&seq).expect("inserted above");
             segment.write_offset = footer_offset;
             segment.sealed = true;
         }
-        None => scan_active(state, options, seq, path)?,
+        None => {
+            if let Some(states) = pending.take() {
+                apply_states(state, states)?;
+            }
+            scan_active(state, options, seq, path)?
+        }
     }
     Ok(())
 }
@@ -382,22 +420,49 @@ fn inapplicable(path: &Path, problem: Inapplicable, batch_offset: u64) -> Error 
     )
 }
 
-/// Applies a sealed segment's footer: the groups' states at sealing, then the live entries this
-/// segment holds. Equivalent to replaying its records (see the module documentation).
+/// Applies a sealed segment's footer: the live entries this segment holds become those entries'
+/// locations. Equivalent to replaying its records (see the module documentation), with one
+/// shortcut: the groups' states (ranges, hard states, which groups exist) are applied only from
+/// the last sealed footer, before the active segment. That is enough because a live entry's
+/// location is always the one in the latest segment whose footer lists it (an entry truncated,
+/// replaced or moved is listed again where it went, or not at all once it is gone), and every
+/// location outside the final ranges is dropped when the last states are applied. So a footer
+/// costs its runs, not a reset of every group.
 fn apply_footer(
     state: &mut State,
     seq: u64,
     path: &Path,
     footer_offset: u64,
-    footer: &StoreFooter,
+    footer: StoreFooter,
+    pending: &mut Option<PendingStates>,
 ) -> Result<()> {
+    let states_bad = |group: u64, reason: &str| {
+        Error::group_corruption(
+            group,
+            path,
+            footer_offset,
+            None,
+            format!("footer: {reason}"),
+        )
+    };
+    if let Some(pair) = footer
+        .states
+        .windows(2)
+        .find(|pair| pair[0].group >= pair[1].group)
+    {
+        return Err(states_bad(pair[1].group, "groups out of order"));
+    }
+    if let Some(bad) = footer
+        .states
+        .iter()
+        .find(|s| s.first == 0 || s.first > MAX_INDEX || s.last > MAX_INDEX || s.last + 1 < s.first)
+    {
+        return Err(states_bad(bad.group, "impossible group range"));
+    }
     let State {
         groups, segments, ..
     } = state;
     let mut live = Live { segments, write: 0 };
-    let checkpoint = [StoreOp::Checkpoint(footer.states.clone())];
-    apply_batch(groups, seq, &checkpoint, &mut live)
-        .map_err(|problem| inapplicable(path, problem, footer_offset))?;
     let smallest_entry = (FRAME_HEADER_BYTES + GROUP_ENTRY_FIXED_BYTES) as u64;
     for run in &footer.runs {
         let run_end = run.first_index.saturating_add(run.offsets.len() as u64);
@@ -421,16 +486,40 @@ fn apply_footer(
         {
             return Err(bad("entry offsets are not increasing within the segment"));
         }
-        let Some(index) = groups.get_mut(&run.group) else {
+        if run.bytes < run.offsets.len() as u64 * smallest_entry || run.bytes > footer_offset {
+            return Err(bad("run's byte count does not fit its entries"));
+        }
+        let Ok(position) = footer
+            .states
+            .binary_search_by_key(&run.group, |listed| listed.group)
+        else {
             return Err(bad("run of a group the footer does not list"));
         };
-        if run.first_index < index.first || run_end > index.last + 1 {
+        let listed = footer.states[position];
+        if run.first_index < listed.first || run_end > listed.last + 1 {
             return Err(bad("run lies outside the group's range"));
         }
-        index.relocate(seq, run.first_index, &run.offsets, &mut live);
+        // The range at sealing, so that the run is placed whole; locations outside the final
+        // range are dropped when the last states are applied.
+        let index = groups.entry(run.group).or_default();
+        index.first = listed.first;
+        index.last = listed.last;
+        index.relocate(
+            seq,
+            run.first_index,
+            &run.offsets,
+            Some(run.bytes),
+            &mut live,
+        );
     }
     let segment = live.segments.get_mut(&seq).expect("loading segment");
     segment.entries_written = footer.runs.iter().map(|run| run.offsets.len() as u64).sum();
+    *pending = Some(PendingStates {
+        seq,
+        path: path.to_path_buf(),
+        footer_offset,
+        states: footer.states,
+    });
     Ok(())
 }
 
@@ -580,6 +669,7 @@ impl LogStore {
                 self.dir.clone(),
                 self.options.segment_size_bytes,
                 STORE_PREPARING_SUFFIX,
+                "ketch-store-prepare",
             ));
         }
         Ok(())

@@ -442,7 +442,7 @@ impl LogStore {
         FRAME_HEADER_BYTES as u64
             + 16
             + groups * GROUP_STATE_BYTES as u64
-            + (active.runs_started + new_entries) * 20
+            + (active.runs_started + new_entries) * format::RUN_FIXED_BYTES as u64
             + (active.entries_written + new_entries) * 4
     }
 
@@ -499,6 +499,7 @@ impl LogStore {
     /// Seals the active segment (footer, trailer, fdatasync) and starts the next one.
     pub(super) fn roll(&self, state: &mut State) -> Result<()> {
         let seq = state.active().seq;
+        let active = state.active();
         let footer = StoreFooter {
             states: Self::group_states(state),
             runs: state
@@ -512,6 +513,11 @@ impl LogStore {
                         .map(|chunk| format::FooterRun {
                             group: *group,
                             first_index: chunk.first_index,
+                            bytes: chunk
+                                .offsets
+                                .iter()
+                                .map(|offset| active.frame_bytes_at(*offset))
+                                .sum(),
                             offsets: chunk.offsets.clone(),
                         })
                 })
