@@ -1,7 +1,7 @@
 //! `LogStore` benchmarks: many groups written by 4 threads with synced batches (w5-like: batches
 //! of 1-4 x 256 B, each group compacted to its newest 256 entries once it holds 512), open time,
-//! and read-back. Each write benchmark prints, after criterion's timing, the figures the issue
-//! asks for: fsyncs per batch, disk bytes over live bytes, and index memory.
+//! and read-back. Each write benchmark prints, after criterion's timing, what the timing does not
+//! show: fsyncs per batch, disk bytes over live bytes, and index memory.
 //!
 //! `cargo bench -p ketch-storage --bench store` (`KETCH_BENCH_DIR=DIR` puts the files on another
 //! disk; `KETCH_STORE_OPEN_MIB=1024` sizes the open benchmark's log, default 256).
