@@ -245,6 +245,12 @@ impl LogStore {
     /// entries after it stay; otherwise the group is emptied and continues at `index + 1`.
     /// Synced before it returns.
     pub fn apply_snapshot(&self, group: u64, index: u64, term: u64) -> Result<()> {
+        if index >= MAX_INDEX {
+            return Err(Error::misuse(format!(
+                "snapshot of group {group} at index {index}: indices above {MAX_INDEX} are not \
+                 supported"
+            )));
+        }
         let keep = index >= self.first_index(group)
             && index <= self.last_index(group)
             && self.entries(group, index..index + 1)?[0].term == term;
