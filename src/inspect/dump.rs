@@ -18,7 +18,7 @@
 //! printed, then the error (exit code 1). Nothing is skipped silently.
 
 use std::fmt::Write as _;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 
 use ketch_storage::RecoveryMode;
@@ -132,21 +132,12 @@ pub fn run(
     let plan = chunks::plan(&segments, lo, hi, CHUNK_BUDGET_BYTES);
     let total_bytes = plan.iter().map(|chunk| chunk.estimated_bytes).sum();
     let mut progress = Progress::on_stderr("dumped", total_bytes, options.progress);
-    let mut line = String::new();
+    let mut lines = EntryLines::new(out, options);
     for chunk in &plan {
-        let mut write_error = None;
         let visited = chunks::visit(&wal, chunk, |index, term, data| {
-            if write_error.is_some() {
-                return;
-            }
-            write_line(&mut line, index, term, data, options);
-            if let Err(error) = out.write_all(line.as_bytes()) {
-                write_error = Some(error);
-            }
+            lines.entry(index, term, data)
         });
-        if let Some(error) = write_error {
-            return Err(error.into());
-        }
+        lines.check()?;
         // On damage, the entries before the bad one were printed; the error names it.
         visited?;
         progress.advance(chunk.estimated_bytes);
@@ -154,6 +145,43 @@ pub fn run(
     progress.finish();
     out.flush()?;
     Ok(Verdict::Healthy)
+}
+
+/// Writes entries as lines to an output, for visitors that cannot return an error: the first
+/// write error is kept (later entries are skipped) until [`EntryLines::check`] hands it out.
+pub struct EntryLines<'a> {
+    out: &'a mut dyn Write,
+    options: &'a DumpOptions,
+    line: String,
+    error: Option<io::Error>,
+}
+
+impl<'a> EntryLines<'a> {
+    /// Lines in `options`' format, to `out`.
+    pub fn new(out: &'a mut dyn Write, options: &'a DumpOptions) -> Self {
+        EntryLines {
+            out,
+            options,
+            line: String::new(),
+            error: None,
+        }
+    }
+
+    /// Writes one entry's line, unless an earlier write failed.
+    pub fn entry(&mut self, index: u64, term: u64, data: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        write_line(&mut self.line, index, term, data, self.options);
+        if let Err(error) = self.out.write_all(self.line.as_bytes()) {
+            self.error = Some(error);
+        }
+    }
+
+    /// The first write error, if any.
+    pub fn check(&mut self) -> io::Result<()> {
+        self.error.take().map_or(Ok(()), Err)
+    }
 }
 
 /// Formats entry `index` (of `term`, payload `data`) into `line` (cleared first), ending with a newline.

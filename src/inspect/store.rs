@@ -12,12 +12,12 @@
 //!   the group and index range it affects;
 //! - `dump` needs `--group G` and prints that group's entries in the `Wal` dump's line formats.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 
-use ketch_storage::{Error, HardState, LogStore, Options, RecoveryMode};
+use ketch_storage::{HardState, LogStore, Options, RecoveryMode};
 
-use super::dump::{write_line, DumpOptions};
+use super::dump::{DumpOptions, EntryLines};
 use super::json::Json;
 use super::progress::human_bytes;
 use super::{file_name, mode_name, InspectError, Verdict};
@@ -207,7 +207,7 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<Verdict, In
                 stats.live_entries
             ),
         ),
-        Err(error) if error.is_corruption() => (Verdict::Damaged, describe_damage(&error)),
+        Err(error) if error.is_corruption() => (Verdict::Damaged, format!("damaged: {error}")),
         Err(error) => return Err(error.into()),
     };
     if json {
@@ -222,27 +222,6 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<Verdict, In
         writeln!(out, "{summary}")?;
     }
     Ok(verdict)
-}
-
-/// One line naming what is damaged: the group and its indices when a live entry is affected.
-fn describe_damage(error: &Error) -> String {
-    match error {
-        Error::GroupCorruption {
-            group,
-            path,
-            offset,
-            index_range,
-            reason,
-        } => {
-            let indices =
-                index_range.map_or_else(String::new, |(lo, hi)| format!(", indices {lo}..={hi}"));
-            format!(
-                "damaged: group {group}{indices}: {} at byte offset {offset}: {reason}",
-                path.display()
-            )
-        }
-        other => format!("damaged: {other}"),
-    }
 }
 
 /// Runs `ketch wal dump --group G` on a store directory.
@@ -291,23 +270,14 @@ pub fn dump(
         );
         return Ok(Verdict::Healthy);
     }
-    let mut line = String::new();
+    let mut lines = EntryLines::new(out, options);
     let mut at = lo;
     while at < hi {
         let end = hi.min(at.saturating_add(DUMP_CHUNK_ENTRIES));
-        let mut write_error: Option<io::Error> = None;
         let visited = store.for_each_entry(group, at..end, |index, term, data| {
-            if write_error.is_some() {
-                return;
-            }
-            write_line(&mut line, index, term, data, options);
-            if let Err(error) = out.write_all(line.as_bytes()) {
-                write_error = Some(error);
-            }
+            lines.entry(index, term, data)
         });
-        if let Some(error) = write_error {
-            return Err(error.into());
-        }
+        lines.check()?;
         visited?;
         at = end;
     }
