@@ -567,3 +567,65 @@ fn apply_snapshot_keeps_a_matching_suffix_or_resets_the_group() {
     store.write(batch, true).unwrap();
     assert_eq!(store.last_index(2), 22);
 }
+
+/// Reads of the active (unmapped) segment copy its frames in windows: frames larger than the
+/// read-ahead, and one group's entries spread over more than a window by another's, come back
+/// whole and verified, before and after the segment is sealed.
+#[test]
+fn reads_of_the_active_segment_return_large_and_scattered_entries_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_size_bytes: 8 << 20,
+        prepare_segments_ahead: false,
+        ..Options::default()
+    };
+    let data = |group: u64, index: u64| -> Vec<u8> {
+        let len = if index % 7 == 0 {
+            9000
+        } else {
+            40 + index as usize % 300
+        };
+        (0..len)
+            .map(|at| (at as u64 * 31 + index * 7 + group) as u8)
+            .collect()
+    };
+    let store = LogStore::open(dir.path(), options.clone()).unwrap();
+    for index in 1..=400u64 {
+        let mut batch = StoreBatch::new();
+        batch.append(1, vec![Entry::new(index, 1, data(1, index))]);
+        // Group 2 puts 16 KiB between each of group 1's entries: 400 of them span 6 MiB.
+        batch.append(2, vec![Entry::new(index, 1, vec![index as u8; 16 << 10])]);
+        store.write(batch, index % 50 == 0).unwrap();
+    }
+    let check = |store: &LogStore| {
+        for (lo, hi) in [(1, 401), (7, 8), (200, 260), (399, 401)] {
+            let got = store.entries(1, lo..hi).unwrap();
+            assert_eq!(got.len() as u64, hi - lo);
+            for entry in got {
+                assert_eq!(entry.data, data(1, entry.index), "entry {}", entry.index);
+            }
+        }
+        let mut seen = 0;
+        store
+            .for_each_entry(2, 1..401, |index, _, bytes| {
+                assert_eq!(bytes, &vec![index as u8; 16 << 10][..]);
+                seen += 1;
+            })
+            .unwrap();
+        assert_eq!(seen, 400);
+    };
+    check(&store);
+    assert!(store.verify().unwrap() > 6 << 20);
+    drop(store);
+    let store = LogStore::open(dir.path(), options).unwrap();
+    check(&store);
+    // Fill past the segment so the entries above are in a sealed, mapped segment.
+    let mut next = 401;
+    while store.stats().segments < 2 {
+        let mut batch = StoreBatch::new();
+        batch.append(2, vec![Entry::new(next, 1, vec![next as u8; 16 << 10])]);
+        store.write(batch, false).unwrap();
+        next += 1;
+    }
+    check(&store);
+}

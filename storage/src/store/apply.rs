@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::format::StoreOp;
-use super::index::{GroupIndex, LiveCounter};
+use super::index::{GroupIndex, LiveCounter, RunBytes};
 use crate::entry::MAX_INDEX;
 
 /// A record that cannot apply to the groups as they are: damage (or a bug).
@@ -31,6 +31,7 @@ pub(crate) fn apply_batch(
             group,
             index,
             offset,
+            bytes,
             moved: true,
         } = ops[position]
         {
@@ -44,11 +45,13 @@ pub(crate) fn apply_batch(
             }
             // A run of moved entries of one group becomes one relocation (one chunk).
             let mut offsets = vec![offset];
+            let mut sizes = vec![bytes];
             let mut next = position + 1;
             while let Some(StoreOp::Entry {
                 group: g,
                 index: i,
                 offset: o,
+                bytes: b,
                 moved: true,
             }) = ops.get(next)
             {
@@ -56,10 +59,11 @@ pub(crate) fn apply_batch(
                     break;
                 }
                 offsets.push(*o);
+                sizes.push(*b);
                 next += 1;
             }
             if let Some(state) = groups.get_mut(&group) {
-                state.relocate(seq, index, &offsets, None, live);
+                state.relocate(seq, index, &offsets, RunBytes::Each(&sizes), live);
             }
             position = next;
             continue;
@@ -81,6 +85,7 @@ fn apply_one(
             group,
             index,
             offset,
+            bytes,
             moved,
         } => {
             debug_assert!(!moved, "moved entries are relocated by apply_batch");
@@ -106,7 +111,7 @@ fn apply_one(
                     state.last
                 )));
             }
-            state.push(seq, index, offset, live);
+            state.push(seq, index, offset, bytes as u64, live);
         }
         StoreOp::HardState { group, hard_state } => {
             groups.entry(group).or_default().hard_state = hard_state;

@@ -9,7 +9,7 @@ use byteorder::{ByteOrder, LittleEndian};
 
 use crate::entry::HardState;
 use crate::error::{Error, Result};
-use crate::record::{self, RecordKind};
+use crate::record::{self, RecordKind, FRAME_HEADER_BYTES};
 use crate::recovery::RecordParser;
 use crate::segment::{CHECKSUM_CRC32, HEADER_BYTES};
 
@@ -248,11 +248,13 @@ impl StoreFooter {
 /// One change recorded in a store batch, as recovery and the write path apply it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoreOp {
-    /// An entry of `group` at `offset`; `moved` for a rewritten entry (changes only its place).
+    /// An entry of `group` at `offset`, its frame `bytes` long; `moved` for a rewritten entry
+    /// (changes only its place).
     Entry {
         group: u64,
         index: u64,
         offset: u32,
+        bytes: u32,
         moved: bool,
     },
     HardState {
@@ -299,6 +301,7 @@ impl RecordParser for StoreRecords<'_> {
                         offset: u32::try_from(offset).map_err(|_| {
                             Error::corruption(self.path, offset, None, "record beyond 4 GiB")
                         })?,
+                        bytes: (FRAME_HEADER_BYTES + payload.len()) as u32,
                         moved: kind == RecordKind::RewrittenEntry,
                     }),
                     None => Err("group entry record"),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::format::StoreOp;
 use super::segment::committed_bytes;
-use super::{LogStore, State};
+use super::segment::StoreSegment;
+use super::{Candidates, LogStore, State};
 use crate::error::{Error, Result};
 use crate::files::fsync_dir;
 use crate::record::{self, RecordKind};
@@ -41,7 +42,16 @@ impl LogStore {
     /// write: recycled as spares (up to `spare_segments_max`, when no reader holds their map) or
     /// deleted, then the directory is synced.
     pub(super) fn free_dead_segments(&self, state: &mut State) -> Result<()> {
+        if !state.book.dying {
+            return Ok(());
+        }
         let synced = state.synced_through;
+        // Those not yet durably dead keep the flag up for the next pass.
+        state.book.dying = state.segments.values().any(|segment| {
+            segment.sealed
+                && segment.live_entries == 0
+                && segment.dead_since.is_some_and(|write| write > synced)
+        });
         let dead: Vec<u64> = state
             .segments
             .values()
@@ -61,7 +71,7 @@ impl LogStore {
             let reusable = segment.file_len == self.options.segment_size_bytes
                 && state.spares.len()
                     < self.options.spare_segments_max.min(super::STORE_SPARES_MAX)
-                && Arc::strong_count(&segment.map) == 1;
+                && segment.unshared();
             let path = segment.path.clone();
             drop(segment);
             let result = if reusable {
@@ -78,6 +88,10 @@ impl LogStore {
             result.map_err(|e| state.poison(e))?;
             state.counters.segments_freed += 1;
         }
+        let State { segments, book, .. } = &mut *state;
+        let dying = book.dying;
+        book.recount(segments);
+        book.dying = dying;
         fsync_dir(&self.dir).map_err(|e| state.poison(e))
     }
 
@@ -85,35 +99,52 @@ impl LogStore {
     /// live bytes, among those below `rewrite_live_fraction_max`, or among all sealed ones when
     /// the store's files take more than `rewrite_trigger_ratio` times the live bytes plus one
     /// segment.
-    fn rewrite_victim(&self, state: &State) -> Option<u64> {
+    fn rewrite_victim(&self, state: &mut State) -> Option<u64> {
         // The active segment counts with what is written: its zero-filled rest is room, not
         // garbage.
-        let (mut live, mut disk) = (0u64, 0u64);
-        for segment in state.segments.values() {
-            live += segment.live_bytes;
-            disk += if segment.sealed {
-                segment.file_len
-            } else {
-                segment.write_offset
-            };
-        }
+        let live = state.book.live_bytes;
+        let disk = state.book.sealed_file_bytes + state.active().write_offset;
         // Over the ratio by more than a segment: only then can copying free a whole file. (With
         // segments not much smaller than the live data, the plain ratio would have the store
         // copy nearly live segments forever.)
         let store_over = disk as f64
             > self.store_options.rewrite_trigger_ratio * live as f64
                 + self.options.segment_size_bytes as f64;
-        state
-            .segments
-            .values()
-            .filter(|segment| segment.sealed && segment.live_entries > 0)
-            .filter(|segment| {
-                store_over
-                    || (segment.live_bytes as f64)
-                        < self.store_options.rewrite_live_fraction_max * segment.file_len as f64
-            })
-            .min_by_key(|segment| (segment.live_bytes, segment.seq))
-            .map(|segment| segment.seq)
+        let candidates = match state.book.candidates {
+            Some(candidates) => candidates,
+            None => {
+                let candidates = self.choose_candidates(state);
+                state.book.candidates = Some(candidates);
+                candidates
+            }
+        };
+        if store_over {
+            candidates.emptiest
+        } else {
+            candidates.emptiest_sparse
+        }
+    }
+
+    /// A pass over the sealed segments, made again only after their live bytes change.
+    fn choose_candidates(&self, state: &State) -> Candidates {
+        let sealed = || {
+            state
+                .segments
+                .values()
+                .filter(|segment| segment.sealed && segment.live_entries > 0)
+        };
+        let emptiest = |segments: &mut dyn Iterator<Item = &StoreSegment>| {
+            segments
+                .min_by_key(|segment| (segment.live_bytes, segment.seq))
+                .map(|segment| segment.seq)
+        };
+        let fraction = self.store_options.rewrite_live_fraction_max;
+        Candidates {
+            emptiest: emptiest(&mut sealed()),
+            emptiest_sparse: emptiest(&mut sealed().filter(|segment| {
+                (segment.live_bytes as f64) < fraction * segment.file_len as f64
+            })),
+        }
     }
 
     /// Copies up to `budget_bytes` of the live entries of the rewrite victim (if any) forward
@@ -162,7 +193,7 @@ impl LogStore {
         let seq = state.active().seq;
         let base = state.active().write_offset;
         let source = &state.segments[&victim];
-        let map = Arc::clone(&source.map);
+        let map = Arc::clone(source.map.as_ref().expect("a sealed segment is mapped"));
         let path = source.path.clone();
         let committed_end = source.write_offset;
         let mut scratch = std::mem::take(&mut state.scratch);
@@ -188,12 +219,7 @@ impl LogStore {
                 let Some((_, _, term, data)) = parsed else {
                     return Err(damaged("while rewriting: not the expected entry".into()));
                 };
-                applied.push(StoreOp::Entry {
-                    group: *group,
-                    index,
-                    offset: (base + scratch.len() as u64) as u32,
-                    moved: true,
-                });
+                let start = scratch.len();
                 record::encode_group_entry(
                     &mut scratch,
                     seq,
@@ -203,6 +229,13 @@ impl LogStore {
                     term,
                     data,
                 );
+                applied.push(StoreOp::Entry {
+                    group: *group,
+                    index,
+                    offset: (base + start as u64) as u32,
+                    bytes: (scratch.len() - start) as u32,
+                    moved: true,
+                });
             }
         }
         debug_assert_eq!(scratch.len() as u64, bytes);

@@ -17,14 +17,25 @@ use crate::entry::HardState;
 
 /// Learns which entry frames become live and dead, per segment.
 pub(crate) trait LiveCounter {
-    /// The frame at `offset` of segment `seq` became live.
-    fn added(&mut self, seq: u64, offset: u32);
+    /// The frame at `offset` of segment `seq` became live; `bytes` is its size, when known
+    /// (always, for the active segment).
+    fn added(&mut self, seq: u64, offset: u32, bytes: Option<u64>);
     /// `entries` frames of segment `seq`, `bytes` in all, became live.
     fn added_known(&mut self, seq: u64, entries: u64, bytes: u64);
     /// The frames at `offsets` of segment `seq` are no longer live.
     fn removed(&mut self, seq: u64, offsets: &[u32]);
     /// A new chunk in segment `seq` began (it costs a run in that segment's footer).
     fn run_started(&mut self, seq: u64);
+}
+
+/// The sizes of a run of frames being placed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RunBytes<'a> {
+    /// Their total, from a sealed segment's footer (a single frame's size is read from the
+    /// segment's map when needed).
+    Total(u64),
+    /// Each frame's size, in the order of the offsets.
+    Each(&'a [u32]),
 }
 
 /// A run of a group's entries stored contiguously by index in one segment.
@@ -80,7 +91,14 @@ impl GroupIndex {
     /// or below `last` replaces the entries from there on; an empty group starts at `index`.
     /// The caller has checked that `index` is allowed (at least `first`, at most `last + 1`
     /// unless the group is empty).
-    pub fn push(&mut self, seq: u64, index: u64, offset: u32, live: &mut dyn LiveCounter) {
+    pub fn push(
+        &mut self,
+        seq: u64,
+        index: u64,
+        offset: u32,
+        bytes: u64,
+        live: &mut dyn LiveCounter,
+    ) {
         if self.is_empty() {
             self.first = index;
         } else if index <= self.last {
@@ -88,7 +106,7 @@ impl GroupIndex {
         }
         debug_assert!(index >= self.first);
         self.last = index;
-        live.added(seq, offset);
+        live.added(seq, offset, Some(bytes));
         match self.chunks.back_mut() {
             Some(chunk) if chunk.seq == seq && chunk.end() == index => {
                 debug_assert!(chunk.offsets.last().is_some_and(|last| *last < offset));
@@ -149,13 +167,13 @@ impl GroupIndex {
 
     /// Places entries `first_index ..` at `offsets` of segment `seq` (garbage collection moved
     /// them there, or a footer says they live there). Indices outside `first..=last` are
-    /// ignored: they were dropped after the move. `bytes`, if known, is the frames' total size.
+    /// ignored: they were dropped after the move.
     pub fn relocate(
         &mut self,
         seq: u64,
         first_index: u64,
         offsets: &[u32],
-        bytes: Option<u64>,
+        bytes: RunBytes<'_>,
         live: &mut dyn LiveCounter,
     ) {
         let end = first_index + offsets.len() as u64;
@@ -167,12 +185,18 @@ impl GroupIndex {
         let kept = &offsets[(lo - first_index) as usize..(hi - first_index) as usize];
         self.remove_range(lo, hi, live);
         match bytes {
-            Some(bytes) if kept.len() == offsets.len() => {
+            RunBytes::Total(bytes) if kept.len() == offsets.len() => {
                 live.added_known(seq, kept.len() as u64, bytes)
             }
-            _ => {
+            RunBytes::Total(_) => {
                 for offset in kept {
-                    live.added(seq, *offset);
+                    live.added(seq, *offset, None);
+                }
+            }
+            RunBytes::Each(sizes) => {
+                let sizes = &sizes[(lo - first_index) as usize..(hi - first_index) as usize];
+                for (offset, size) in kept.iter().zip(sizes) {
+                    live.added(seq, *offset, Some(*size as u64));
                 }
             }
         }
@@ -312,7 +336,7 @@ mod tests {
     }
 
     impl LiveCounter for Count {
-        fn added(&mut self, _: u64, _: u32) {
+        fn added(&mut self, _: u64, _: u32, _: Option<u64>) {
             self.live += 1;
         }
         fn added_known(&mut self, _: u64, entries: u64, _: u64) {
@@ -329,19 +353,19 @@ mod tests {
         let mut live = Count::default();
         let mut group = GroupIndex::default();
         for index in 5..15u64 {
-            group.push(1, index, 100 + index as u32 * 10, &mut live);
+            group.push(1, index, 100 + index as u32 * 10, 10, &mut live);
         }
         for index in 15..20u64 {
-            group.push(2, index, 100 + index as u32 * 10, &mut live);
+            group.push(2, index, 100 + index as u32 * 10, 10, &mut live);
         }
         assert_eq!((group.first, group.last, group.chunks.len()), (5, 19, 2));
-        group.push(3, 12, 500, &mut live); // conflict: replaces 12..
+        group.push(3, 12, 500, 10, &mut live); // conflict: replaces 12..
         assert_eq!((group.last, group.chunks.len()), (12, 2));
         assert_eq!(live.live, 8);
         group.compact(8, &mut live);
         assert_eq!(group.first, 8);
         assert_eq!(group.gap(), None);
-        group.relocate(4, 9, &[128, 140], None, &mut live);
+        group.relocate(4, 9, &[128, 140], RunBytes::Each(&[10, 10]), &mut live);
         assert_eq!(
             group.chunks.len(),
             4,
@@ -368,7 +392,7 @@ mod tests {
         assert_eq!(idle, std::mem::size_of::<GroupIndex>());
         assert!(idle <= 80, "an idle group costs {idle} bytes");
         for index in 1..=1000u64 {
-            group.push(1, index, 128 + index as u32 * 40, &mut live);
+            group.push(1, index, 128 + index as u32 * 40, 10, &mut live);
         }
         let full = group.memory_bytes() - idle;
         assert!(full >= 4000, "4 bytes per live entry at least: {full}");
@@ -388,9 +412,15 @@ mod tests {
         let mut live = Count::default();
         let mut group = GroupIndex::default();
         group.reset(1, 10, HardState::default(), &mut live);
-        group.relocate(1, 4, &[200, 210], None, &mut live);
+        group.relocate(1, 4, &[200, 210], RunBytes::Each(&[10, 10]), &mut live);
         assert_eq!(group.gap(), Some((1, 3)));
-        group.relocate(1, 1, &[128, 140, 150], None, &mut live);
+        group.relocate(
+            1,
+            1,
+            &[128, 140, 150],
+            RunBytes::Each(&[10, 10, 10]),
+            &mut live,
+        );
         assert_eq!(group.gap(), Some((6, 10)));
     }
 }

@@ -244,7 +244,7 @@ pub struct StoreStats {
     pub disk_bytes: u64,
     /// Segment files.
     pub segments: u64,
-    /// Memory of the groups' indices.
+    /// Memory of the groups' indices, and of the table of the active segment's entry frames.
     pub index_bytes: u64,
     /// Bytes of live entries garbage collection copied forward since open.
     pub rewritten_bytes: u64,
@@ -293,6 +293,7 @@ pub(crate) struct State {
     scratch: Vec<u8>,
     prepared_files: u64,
     report: RecoveryReport,
+    book: GcBook,
 }
 
 impl State {
@@ -329,22 +330,77 @@ impl State {
     }
 }
 
-/// Keeps the per-segment live counts as the index changes. `write` is the number of the batch
-/// being applied: a sealed segment left without live entries may go once it is durable.
+/// What garbage collection keeps up to date as the index changes, so that its checks after every
+/// write cost a few comparisons, not a pass over every segment.
+#[derive(Debug, Default)]
+pub(crate) struct GcBook {
+    /// Live entry bytes over all segments.
+    live_bytes: u64,
+    /// Bytes of the sealed segments' files.
+    sealed_file_bytes: u64,
+    /// The rewrite candidates, chosen from the sealed segments' live bytes: `None` once those
+    /// changed (a sealed segment lost entries, or one was sealed or freed).
+    candidates: Option<Candidates>,
+    /// A sealed segment lost its last live entry: freeing may have work.
+    dying: bool,
+}
+
+/// The sealed segments garbage collection would rewrite next.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Candidates {
+    /// The one with the fewest live bytes (and some live entry).
+    emptiest: Option<u64>,
+    /// The one with the fewest live bytes among those below the live fraction that makes a
+    /// segment worth rewriting on its own.
+    emptiest_sparse: Option<u64>,
+}
+
+impl GcBook {
+    /// Counts the totals again from the segments, after open, a roll or freeing (rare, so a pass
+    /// over the segments is fine there).
+    fn recount(&mut self, segments: &BTreeMap<u64, StoreSegment>) {
+        self.live_bytes = segments.values().map(|segment| segment.live_bytes).sum();
+        self.sealed_file_bytes = segments
+            .values()
+            .filter(|segment| segment.sealed)
+            .map(|segment| segment.file_len)
+            .sum();
+        self.candidates = None;
+        self.dying = true;
+    }
+}
+
+/// Keeps the per-segment live counts, and garbage collection's totals, as the index changes.
+/// `write` is the number of the batch being applied: a sealed segment left without live entries
+/// may go once it is durable.
 struct Live<'a> {
     segments: &'a mut BTreeMap<u64, StoreSegment>,
+    book: &'a mut GcBook,
     write: u64,
 }
 
 impl LiveCounter for Live<'_> {
-    fn added(&mut self, seq: u64, offset: u32) {
+    fn added(&mut self, seq: u64, offset: u32, bytes: Option<u64>) {
         let segment = self
             .segments
             .get_mut(&seq)
             .expect("live entries are in existing segments");
+        let bytes = match bytes {
+            Some(bytes) => {
+                if segment.map.is_none() {
+                    segment.frames.note(offset, bytes);
+                }
+                bytes
+            }
+            None => segment.frame_bytes_at(offset),
+        };
         segment.live_entries += 1;
-        segment.live_bytes += segment.frame_bytes_at(offset);
+        segment.live_bytes += bytes;
         segment.dead_since = None;
+        self.book.live_bytes += bytes;
+        if segment.sealed {
+            self.book.candidates = None;
+        }
     }
 
     fn added_known(&mut self, seq: u64, entries: u64, bytes: u64) {
@@ -355,6 +411,10 @@ impl LiveCounter for Live<'_> {
         segment.live_entries += entries;
         segment.live_bytes += bytes;
         segment.dead_since = None;
+        self.book.live_bytes += bytes;
+        if segment.sealed {
+            self.book.candidates = None;
+        }
     }
 
     fn removed(&mut self, seq: u64, offsets: &[u32]) {
@@ -373,9 +433,15 @@ impl LiveCounter for Live<'_> {
             .map(|offset| segment.frame_bytes_at(*offset))
             .sum();
         // Saturating: a footer's byte count is checked for plausibility, not exactness.
-        segment.live_bytes = segment.live_bytes.saturating_sub(bytes);
+        let bytes = bytes.min(segment.live_bytes);
+        segment.live_bytes -= bytes;
+        self.book.live_bytes = self.book.live_bytes.saturating_sub(bytes);
+        if segment.sealed {
+            self.book.candidates = None;
+        }
         if segment.live_entries == 0 && segment.sealed && segment.dead_since.is_none() {
             segment.dead_since = Some(self.write);
+            self.book.dying = true;
         }
     }
 
@@ -506,7 +572,12 @@ impl LogStore {
             .groups
             .values()
             .map(|group| group.memory_bytes() as u64 + GROUP_MAP_SLOT_BYTES)
-            .sum();
+            .sum::<u64>()
+            + state
+                .segments
+                .values()
+                .map(|segment| segment.frames.memory_bytes() as u64)
+                .sum::<u64>();
         stats
     }
 

@@ -13,8 +13,9 @@ use super::format::{
     self, GroupState, StoreFooter, StoreHeader, StoreOp, StoreRecords, STORE_PREPARING_SUFFIX,
     STORE_SALVAGED_SUFFIX, STORE_SEGMENT_SUFFIX, STORE_SPARE_SUFFIX,
 };
-use super::segment::{map_segment, StoreSegment};
-use super::{Counters, Live, LogStore, State};
+use super::index::RunBytes;
+use super::segment::{map_segment, ActiveFrames, StoreSegment};
+use super::{Counters, GcBook, Live, LogStore, State};
 use crate::entry::MAX_INDEX;
 use crate::error::{Error, Result};
 use crate::files::fsync_dir;
@@ -178,6 +179,7 @@ fn load(found: &[Found], options: &Options) -> Result<State, LoadFailure> {
             segments: found.len(),
             ..RecoveryReport::default()
         },
+        book: GcBook::default(),
     };
     let mut pending: Option<PendingStates> = None;
     for (position, entry) in found.iter().enumerate() {
@@ -205,6 +207,8 @@ fn load(found: &[Found], options: &Options) -> Result<State, LoadFailure> {
         }
     }
     check_complete(&mut state, options, found).map_err(LoadFailure::Fatal)?;
+    let State { segments, book, .. } = &mut state;
+    book.recount(segments);
     if state.store_id == 0 {
         state.store_id = recovery::new_log_id();
     }
@@ -217,6 +221,7 @@ fn check_complete(state: &mut State, options: &Options, found: &[Found]) -> Resu
         groups,
         segments,
         report,
+        book,
         ..
     } = state;
     for (group, index) in groups.iter_mut() {
@@ -240,7 +245,11 @@ fn check_complete(state: &mut State, options: &Options, found: &[Found]) -> Resu
             index_range: Some((lo, hi)),
             reason: error.to_string(),
         });
-        let mut live = Live { segments, write: 0 };
+        let mut live = Live {
+            segments,
+            book,
+            write: 0,
+        };
         if lo == index.first {
             let first = index.first;
             index.truncate(first, &mut live);
@@ -275,9 +284,16 @@ struct PendingStates {
 
 fn apply_states(state: &mut State, pending: PendingStates) -> Result<()> {
     let State {
-        groups, segments, ..
+        groups,
+        segments,
+        book,
+        ..
     } = state;
-    let mut live = Live { segments, write: 0 };
+    let mut live = Live {
+        segments,
+        book,
+        write: 0,
+    };
     let checkpoint = [StoreOp::Checkpoint(pending.states)];
     apply_batch(groups, pending.seq, &checkpoint, &mut live)
         .map_err(|problem| inapplicable(&pending.path, problem, pending.footer_offset))
@@ -342,7 +358,8 @@ fn load_segment(
             seq,
             path: path.clone(),
             file: Arc::new(file),
-            map: Arc::new(map),
+            map: Some(Arc::new(map)),
+            frames: ActiveFrames::default(),
             file_len,
             write_offset: HEADER_BYTES,
             checkpoint_end: HEADER_BYTES,
@@ -460,9 +477,16 @@ fn apply_footer(
         return Err(states_bad(bad.group, "impossible group range"));
     }
     let State {
-        groups, segments, ..
+        groups,
+        segments,
+        book,
+        ..
     } = state;
-    let mut live = Live { segments, write: 0 };
+    let mut live = Live {
+        segments,
+        book,
+        write: 0,
+    };
     let smallest_entry = (FRAME_HEADER_BYTES + GROUP_ENTRY_FIXED_BYTES) as u64;
     for run in &footer.runs {
         let run_end = run.first_index.saturating_add(run.offsets.len() as u64);
@@ -508,7 +532,7 @@ fn apply_footer(
             seq,
             run.first_index,
             &run.offsets,
-            Some(run.bytes),
+            RunBytes::Total(run.bytes),
             &mut live,
         );
     }
@@ -526,14 +550,25 @@ fn apply_footer(
 /// Scans the active (unsealed, last) segment record by record, applying each complete batch,
 /// and handles what follows the last one.
 fn scan_active(state: &mut State, options: &Options, seq: u64, path: &Path) -> Result<()> {
-    let map = Arc::clone(&state.segments[&seq].map);
+    // The active segment stays unmapped once open (see the `segment` module): this map serves
+    // the scan alone and is dropped before anything writes to the file.
+    let map = state
+        .segments
+        .get_mut(&seq)
+        .expect("loading segment")
+        .map
+        .take()
+        .expect("load_segment maps every segment");
     let limit = map.len();
     let mut entries_written = 0u64;
     let mut batches_seen = 0u64;
     let mut second_batch_start: Option<u64> = None;
     let scan = {
         let State {
-            groups, segments, ..
+            groups,
+            segments,
+            book,
+            ..
         } = &mut *state;
         recovery::scan_records(
             seq,
@@ -568,6 +603,7 @@ fn scan_active(state: &mut State, options: &Options, seq: u64, path: &Path) -> R
                     .count() as u64;
                 let mut live = Live {
                     segments: &mut *segments,
+                    book: &mut *book,
                     write: 0,
                 };
                 apply_batch(groups, seq, ops, &mut live)
@@ -575,6 +611,7 @@ fn scan_active(state: &mut State, options: &Options, seq: u64, path: &Path) -> R
             },
         )?
     };
+    drop(map);
     let valid_end = scan.valid_end;
     state.report.tail_bytes_scanned = valid_end;
     match scan.end {
@@ -602,7 +639,6 @@ fn scan_active(state: &mut State, options: &Options, seq: u64, path: &Path) -> R
             }
         }
     }
-    drop(map);
     let segment = state.segments.get_mut(&seq).expect("loading segment");
     segment.entries_written = entries_written;
     segment.write_offset = valid_end;
@@ -623,7 +659,6 @@ fn scan_active(state: &mut State, options: &Options, seq: u64, path: &Path) -> R
             .and_then(|()| segment.file.sync_all())
             .map_err(|e| Error::io("extend segment", path, e))?;
         segment.file_len = wanted_len;
-        segment.map = Arc::new(map_segment(&segment.file, path)?);
     }
     Ok(())
 }
@@ -663,6 +698,8 @@ impl LogStore {
             .file
             .sync_data()
             .map_err(|e| Error::io("fdatasync", &path, e))?;
+        let State { segments, book, .. } = &mut *state;
+        book.recount(segments);
         self.free_dead_segments(&mut state)?;
         if self.options.prepare_segments_ahead {
             state.preparer = Some(Preparer::start(

@@ -6,11 +6,10 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use memmap2::Mmap;
+use std::os::unix::fs::FileExt;
 
-use super::segment::committed_bytes;
+use super::segment::{committed_bytes, SegmentSource};
 use super::LogStore;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
@@ -20,7 +19,7 @@ use crate::record::{self, RecordKind};
 struct Piece {
     seq: u64,
     path: PathBuf,
-    map: Arc<Mmap>,
+    source: SegmentSource,
     /// End of the complete batches in the segment when the read began.
     committed_end: u64,
     first_index: u64,
@@ -50,11 +49,17 @@ impl LogStore {
     ) -> Result<()> {
         let pieces = self.locate(group, range)?;
         for piece in &pieces {
-            for (slot, offset) in piece.offsets.iter().enumerate() {
-                let index = piece.first_index + slot as u64;
-                let (term, data) = read_entry(piece, group, index, *offset)?;
-                visit(index, term, data);
-            }
+            piece.source.visit_frames(
+                &piece.path,
+                &piece.offsets,
+                piece.committed_end,
+                &mut |slot, bytes| {
+                    let index = piece.first_index + slot as u64;
+                    let (term, data) = read_entry(piece, group, index, piece.offsets[slot], bytes)?;
+                    visit(index, term, data);
+                    Ok(())
+                },
+            )?;
         }
         Ok(())
     }
@@ -87,7 +92,7 @@ impl LogStore {
                 Piece {
                     seq: chunk.seq,
                     path: segment.path.clone(),
-                    map: Arc::clone(&segment.map),
+                    source: segment.source(),
                     committed_end: segment.write_offset,
                     first_index: chunk.first_index + from as u64,
                     offsets: chunk.offsets[from..to].to_vec(),
@@ -97,8 +102,15 @@ impl LogStore {
     }
 }
 
-/// Verifies and parses `group`'s entry `index` at `offset` of a piece's segment.
-fn read_entry(piece: &Piece, group: u64, index: u64, offset: u32) -> Result<(u64, &[u8])> {
+/// Verifies and parses `group`'s entry `index` at `offset` of a piece's segment, whose bytes from
+/// there on are `bytes`.
+fn read_entry<'a>(
+    piece: &Piece,
+    group: u64,
+    index: u64,
+    offset: u32,
+    bytes: &'a [u8],
+) -> Result<(u64, &'a [u8])> {
     let located = |reason: String| {
         Error::group_corruption(
             group,
@@ -113,7 +125,6 @@ fn read_entry(piece: &Piece, group: u64, index: u64, offset: u32) -> Result<(u64
             "the index places the entry at offset {offset}, past the segment's records"
         )));
     }
-    let bytes = committed_bytes(&piece.map, offset as u64, piece.committed_end);
     let frame = record::decode_frame(piece.seq, bytes).map_err(|e| located(e.to_string()))?;
     if !matches!(
         frame.kind,
@@ -141,7 +152,7 @@ impl LogStore {
     /// group, index and file; damage elsewhere is [`Error::Corruption`] naming the file and
     /// offset. Returns the number of record bytes checked.
     pub fn verify(&self) -> Result<u64> {
-        let segments: Vec<(u64, PathBuf, Arc<Mmap>, u64, bool)> = {
+        let segments: Vec<(u64, PathBuf, SegmentSource, u64, u64, bool)> = {
             let state = self.lock();
             state.check_readable()?;
             state
@@ -151,7 +162,8 @@ impl LogStore {
                     (
                         segment.seq,
                         segment.path.clone(),
-                        Arc::clone(&segment.map),
+                        segment.source(),
+                        segment.file_len,
                         segment.write_offset,
                         segment.sealed,
                     )
@@ -159,13 +171,23 @@ impl LogStore {
                 .collect()
         };
         let mut checked = 0u64;
-        for (seq, path, map, write_offset, sealed) in &segments {
+        let mut copy = Vec::new();
+        for (seq, path, source, file_len, write_offset, sealed) in &segments {
             let limit = if *sealed {
-                map.len() as u64 - crate::segment::TRAILER_BYTES
+                file_len - crate::segment::TRAILER_BYTES
             } else {
                 *write_offset
             };
-            let bytes = committed_bytes(map, 0, limit);
+            let bytes = match source {
+                SegmentSource::Mapped(map) => committed_bytes(map, 0, limit),
+                SegmentSource::File(file) => {
+                    // The active segment, unmapped: read what it holds so far.
+                    copy.resize(limit as usize, 0);
+                    file.read_exact_at(&mut copy, 0)
+                        .map_err(|e| Error::io("read", path, e))?;
+                    &copy[..]
+                }
+            };
             let scan = crate::recovery::scan_records(
                 *seq,
                 bytes,

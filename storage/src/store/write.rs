@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::apply::apply_batch;
 use super::batch::{BatchOp, StoreBatch};
 use super::format::{self, GroupState, StoreFooter, StoreHeader, StoreOp, GROUP_STATE_BYTES};
-use super::segment::{map_segment, StoreSegment};
+use super::segment::{ActiveFrames, StoreSegment};
 use super::{LogStore, State};
 use crate::entry::MAX_INDEX;
 use crate::error::{Error, Result};
@@ -297,12 +297,7 @@ impl LogStore {
             match op {
                 BatchOp::Append { group, entries } => {
                     for entry in entries {
-                        applied.push(StoreOp::Entry {
-                            group: *group,
-                            index: entry.index,
-                            offset: (base + scratch.len() as u64) as u32,
-                            moved: false,
-                        });
+                        let start = scratch.len();
                         record::encode_group_entry(
                             &mut scratch,
                             seq,
@@ -312,6 +307,13 @@ impl LogStore {
                             entry.term,
                             &entry.data,
                         );
+                        applied.push(StoreOp::Entry {
+                            group: *group,
+                            index: entry.index,
+                            offset: (base + start as u64) as u32,
+                            bytes: (scratch.len() - start) as u32,
+                            moved: false,
+                        });
                         frames += 1;
                     }
                 }
@@ -378,11 +380,15 @@ impl LogStore {
         ticket: u64,
     ) {
         let State {
-            groups, segments, ..
+            groups,
+            segments,
+            book,
+            ..
         } = state;
         let seq = *segments.keys().next_back().expect("an active segment");
         let mut live = super::Live {
             segments,
+            book,
             write: ticket,
         };
         if let Err(problem) = apply_batch(groups, seq, applied, &mut live) {
@@ -481,10 +487,7 @@ impl LogStore {
         let path = active.path.clone();
         let result = active.file.set_len(len);
         result.map_err(|e| state.poison(Error::io("grow segment", &path, e)))?;
-        let map = map_segment(&state.active().file, &path).map_err(|e| state.poison(e))?;
-        let active = state.active_mut();
-        active.file_len = len;
-        active.map = Arc::new(map);
+        state.active_mut().file_len = len;
         Ok(())
     }
 
@@ -553,6 +556,11 @@ impl LogStore {
         if active.live_entries == 0 {
             active.dead_since = Some(through);
         }
+        // Mapped only now that nothing writes it again (see the `segment` module).
+        let mapped = state.active_mut().map_sealed();
+        mapped.map_err(|e| state.poison(e))?;
+        let State { segments, book, .. } = &mut *state;
+        book.recount(segments);
         self.create_segment(state, seq + 1)?;
         self.free_dead_segments(state)
     }
@@ -609,14 +617,14 @@ impl LogStore {
         temp.disarm();
         fsync_dir(&self.dir).map_err(|e| state.poison(e))?;
         state.counters.bytes_written += start.len() as u64;
-        let map = map_segment(&file, &path).map_err(|e| state.poison(e))?;
         state.segments.insert(
             seq,
             StoreSegment {
                 seq,
                 path,
                 file: Arc::new(file),
-                map: Arc::new(map),
+                map: None,
+                frames: ActiveFrames::default(),
                 file_len,
                 write_offset: checkpoint_end,
                 checkpoint_end,
