@@ -4,12 +4,51 @@ use crate::entry::{Entry, HardState};
 
 /// One change in a batch, in call order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BatchOp {
-    Append { group: u64, entries: Vec<Entry> },
+pub(crate) enum BatchOp<'a> {
+    Append {
+        group: u64,
+        entries: Appended<'a>,
+    },
     Truncate { group: u64, from: u64 },
     HardState { group: u64, hard_state: HardState },
     Compact { group: u64, first: u64 },
     Remove { group: u64 },
+}
+
+/// The entries of one append: owned (a [`StoreBatch`]), or borrowed from the caller for as long
+/// as the write takes ([`crate::LogStore::write_entries`]), which saves copying them before they
+/// are encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Appended<'a> {
+    Owned(Vec<Entry>),
+    /// Entries `first, first + 1, ...` of one term.
+    Borrowed {
+        first: u64,
+        term: u64,
+        data: &'a [&'a [u8]],
+    },
+}
+
+impl Appended<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Appended::Owned(entries) => entries.len(),
+            Appended::Borrowed { data, .. } => data.len(),
+        }
+    }
+
+    /// `(index, term, data)` of the entry at `position`.
+    pub fn get(&self, position: usize) -> (u64, u64, &[u8]) {
+        match self {
+            Appended::Owned(entries) => {
+                let entry = &entries[position];
+                (entry.index, entry.term, &entry.data)
+            }
+            Appended::Borrowed { first, term, data } => {
+                (first + position as u64, *term, data[position])
+            }
+        }
+    }
 }
 
 /// Changes to many groups, written by [`crate::LogStore::write`] as one atomic batch: after a
@@ -26,7 +65,7 @@ pub(crate) enum BatchOp {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreBatch {
-    pub(crate) ops: Vec<BatchOp>,
+    pub(crate) ops: Vec<BatchOp<'static>>,
 }
 
 impl StoreBatch {
@@ -40,7 +79,10 @@ impl StoreBatch {
     /// from there on (a Raft conflict). A group's first append may start at any index ≥ 1.
     pub fn append(&mut self, group: u64, entries: Vec<Entry>) -> &mut Self {
         if !entries.is_empty() {
-            self.ops.push(BatchOp::Append { group, entries });
+            self.ops.push(BatchOp::Append {
+                group,
+                entries: Appended::Owned(entries),
+            });
         }
         self
     }

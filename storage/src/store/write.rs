@@ -18,7 +18,7 @@ use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::apply::apply_batch;
-use super::batch::{BatchOp, StoreBatch};
+use super::batch::{Appended, BatchOp, StoreBatch};
 use super::format::{self, GroupState, StoreFooter, StoreHeader, StoreOp, GROUP_STATE_BYTES};
 use super::segment::{ActiveFrames, StoreSegment};
 use super::{LogStore, State};
@@ -45,7 +45,7 @@ struct Shadow {
 
 /// Checks a whole batch against the groups before anything is written. Returns, per op, whether
 /// it changes anything (a truncation above the end, a compaction below the start need no record).
-fn validate(state: &State, ops: &[BatchOp]) -> Result<Vec<bool>> {
+fn validate(state: &State, ops: &[BatchOp<'_>]) -> Result<Vec<bool>> {
     let mut shadows: HashMap<u64, Shadow> = HashMap::new();
     let mut needed = Vec::with_capacity(ops.len());
     for op in ops {
@@ -73,15 +73,17 @@ fn validate(state: &State, ops: &[BatchOp]) -> Result<Vec<bool>> {
         let empty = shadow.last < shadow.first;
         needed.push(match op {
             BatchOp::Append { entries, .. } => {
-                let start = entries[0].index;
-                for (position, entry) in entries.iter().enumerate() {
-                    if entry.index != start + position as u64 {
-                        return Err(Error::misuse(format!(
-                            "non-contiguous append to group {group}: entry {position} of the \
-                             append has index {}, expected {}",
-                            entry.index,
-                            start + position as u64
-                        )));
+                let start = entries.get(0).0;
+                if let Appended::Owned(list) = entries {
+                    for (position, entry) in list.iter().enumerate() {
+                        if entry.index != start + position as u64 {
+                            return Err(Error::misuse(format!(
+                                "non-contiguous append to group {group}: entry {position} of \
+                                 the append has index {}, expected {}",
+                                entry.index,
+                                start + position as u64
+                            )));
+                        }
                     }
                 }
                 let end = start + entries.len() as u64 - 1;
@@ -161,7 +163,7 @@ fn validate(state: &State, ops: &[BatchOp]) -> Result<Vec<bool>> {
 }
 
 /// Bytes the records of `ops` take.
-fn encoded_bytes(ops: &[BatchOp], needed: &[bool]) -> (u64, u64) {
+fn encoded_bytes(ops: &[BatchOp<'_>], needed: &[bool]) -> (u64, u64) {
     let mut bytes = 0u64;
     let mut entries = 0u64;
     for (op, needed) in ops.iter().zip(needed) {
@@ -171,9 +173,10 @@ fn encoded_bytes(ops: &[BatchOp], needed: &[bool]) -> (u64, u64) {
         bytes += match op {
             BatchOp::Append { entries: list, .. } => {
                 entries += list.len() as u64;
-                list.iter()
-                    .map(|entry| {
-                        (FRAME_HEADER_BYTES + GROUP_ENTRY_FIXED_BYTES + entry.data.len()) as u64
+                (0..list.len())
+                    .map(|position| {
+                        (FRAME_HEADER_BYTES + GROUP_ENTRY_FIXED_BYTES + list.get(position).2.len())
+                            as u64
                     })
                     .sum()
             }
@@ -194,8 +197,40 @@ impl LogStore {
     /// fdatasync); without, once it is written and visible to reads. A later [`LogStore::sync`]
     /// or synced write makes it durable.
     pub fn write(&self, batch: StoreBatch, sync: bool) -> Result<()> {
+        self.write_ops(&batch.ops, sync)
+    }
+
+    /// Appends `entries` to `group` at indices `first_index, first_index + 1, ...`, all of
+    /// `term`, as one atomic write, as [`LogStore::write`] of a batch holding that one append
+    /// would; the data is borrowed, not copied into [`Entry`] values first. With `sync`, durable
+    /// on return. Nothing to do for no entries.
+    ///
+    /// [`Entry`]: crate::Entry
+    pub fn write_entries(
+        &self,
+        group: u64,
+        first_index: u64,
+        term: u64,
+        entries: &[&[u8]],
+        sync: bool,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let append = BatchOp::Append {
+            group,
+            entries: Appended::Borrowed {
+                first: first_index,
+                term,
+                data: entries,
+            },
+        };
+        self.write_ops(std::slice::from_ref(&append), sync)
+    }
+
+    fn write_ops(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()> {
         let mut state = self.lock();
-        let ticket = self.write_locked(&mut state, &batch.ops)?;
+        let ticket = self.write_locked(&mut state, ops)?;
         if self.store_options.rewrite_bytes_per_round > 0 {
             let budget = self.store_options.rewrite_bytes_per_round;
             if let Err(error) = self.rewrite_round(&mut state, budget) {
@@ -275,7 +310,7 @@ impl LogStore {
 
     /// Validates, encodes and writes one batch of `ops`, then applies it to the index. Returns
     /// the batch's number.
-    pub(super) fn write_locked(&self, state: &mut State, ops: &[BatchOp]) -> Result<u64> {
+    pub(super) fn write_locked(&self, state: &mut State, ops: &[BatchOp<'_>]) -> Result<u64> {
         self.check_writable(state)?;
         let needed = validate(state, ops)?;
         if !needed.iter().any(|needed| *needed) {
@@ -296,20 +331,21 @@ impl LogStore {
             }
             match op {
                 BatchOp::Append { group, entries } => {
-                    for entry in entries {
+                    for position in 0..entries.len() {
+                        let (index, term, data) = entries.get(position);
                         let start = scratch.len();
                         record::encode_group_entry(
                             &mut scratch,
                             seq,
                             RecordKind::GroupEntry,
                             *group,
-                            entry.index,
-                            entry.term,
-                            &entry.data,
+                            index,
+                            term,
+                            data,
                         );
                         applied.push(StoreOp::Entry {
                             group: *group,
-                            index: entry.index,
+                            index,
                             offset: (base + start as u64) as u32,
                             bytes: (scratch.len() - start) as u32,
                             moved: false,
