@@ -1,8 +1,8 @@
 //! The node runtime end to end: a 3-node cluster on loopback TCP with real data directories
 //! (all three share this machine's disk and cores), proposals through `Node::propose`.
 //!
-//! - `node/commit_latency`: one proposer, one proposal at a time; p50 and p99 of a separate
-//!   run of `LATENCY_SAMPLES` proposals are printed, because criterion reports means.
+//! - `node/commit_latency`: one proposer, one proposal at a time; a separate run of
+//!   `LATENCY_SAMPLES` proposals prints p50, p99, p99.9 and max, because criterion reports means.
 //! - `node/throughput/{1,16,256}`: that many threads proposing 256 B commands concurrently;
 //!   criterion reports commits per second.
 //! - `node/pipelined/256`: 256 proposals in flight from 4 threads through `Node::submit`.
@@ -26,7 +26,7 @@ use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
 use ketch::raft::Role;
 
 const PAYLOAD_BYTES: usize = 256;
-const LATENCY_SAMPLES: usize = 2000;
+const LATENCY_SAMPLES: usize = 10_000;
 const PIPELINE_THREADS: u64 = 4;
 const PIPELINE_DEPTH: usize = 64;
 
@@ -184,7 +184,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-/// Prints p50 / p99 of `LATENCY_SAMPLES` sequential proposals (criterion reports means).
+/// Prints p50 / p99 / p99.9 / max of `LATENCY_SAMPLES` sequential proposals (criterion reports
+/// means). With `KETCH_LATENCY_OUT=PREFIX` set, also writes the distribution to
+/// `PREFIX-{group_name}.csv` (`percentile,latency_us` at the points of an HDR percentile plot),
+/// which `benches/compare/latency_plot.py` draws.
 fn print_latency_percentiles(group_name: &str, cluster: &Cluster) {
     let since = cluster.counters();
     let mut samples: Vec<Duration> = (0..LATENCY_SAMPLES)
@@ -195,14 +198,39 @@ fn print_latency_percentiles(group_name: &str, cluster: &Cluster) {
         })
         .collect();
     samples.sort();
-    println!(
-        "{group_name}/commit_latency: {LATENCY_SAMPLES} sequential {PAYLOAD_BYTES} B proposals: \
-         p50 {:?}, p99 {:?}, max {:?}; leader fsyncs per entry {:.3}",
+    let (p50, p99, p999) = (
         percentile(&samples, 0.5),
         percentile(&samples, 0.99),
+        percentile(&samples, 0.999),
+    );
+    println!(
+        "{group_name}/commit_latency: {LATENCY_SAMPLES} sequential {PAYLOAD_BYTES} B proposals: \
+         p50 {p50:?}, p99 {p99:?} ({:.2}x p50), p99.9 {p999:?} ({:.2}x p50), max {:?}; leader \
+         fsyncs per entry {:.3}",
+        p99.as_secs_f64() / p50.as_secs_f64(),
+        p999.as_secs_f64() / p50.as_secs_f64(),
         samples[samples.len() - 1],
         cluster.fsync_ratio(since),
     );
+    if let Some(prefix) = std::env::var_os("KETCH_LATENCY_OUT") {
+        let path = format!("{}-{group_name}.csv", prefix.to_string_lossy());
+        let mut csv = String::from("percentile,latency_us\n");
+        // 1 - 1/2^k: 0, 50, 75, 87.5, ... up to the sample count's resolution, then the max.
+        let mut tail = 1.0f64;
+        while tail * samples.len() as f64 >= 1.0 {
+            let q = 1.0 - tail;
+            csv.push_str(&format!(
+                "{:.6},{:.1}\n",
+                q * 100.0,
+                percentile(&samples, q).as_secs_f64() * 1e6
+            ));
+            tail /= 2.0;
+        }
+        let max = samples[samples.len() - 1].as_secs_f64() * 1e6;
+        csv.push_str(&format!("100,{max:.1}\n"));
+        std::fs::write(&path, csv).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        println!("{group_name}/commit_latency: distribution written to {path}");
+    }
 }
 
 /// `proposers` threads each proposing one command at a time.

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Flame graphs of the Raft leader of a local 3-node cluster under redis-benchmark SET and GET.
+#
+#   cargo build --release && benches/compare/flamegraph.sh [OUT_DIR]     (default benches/flame)
+#
+# Starts `ketch cluster --nodes 3` (one `ketch serve` process per node) in a temporary directory,
+# finds the leader and its process id through INFO, and for each of SET and GET runs
+# `redis-benchmark -c 50 -d 256 -P 1 -r 100000` against the leader while `perf record` samples
+# the leader's process alone (every thread, DWARF call graphs) for SECS seconds (default 10).
+# inferno folds the stacks and draws OUT_DIR/leader-set.svg and OUT_DIR/leader-get.svg.
+# Needs perf, redis-benchmark, redis-cli, and inferno (`cargo install inferno`).
+# READ_MODE (read-index or lease) is passed to the cluster; KETCH names the binary; FOLDED=PREFIX
+# keeps the folded stacks as PREFIX-set.folded and PREFIX-get.folded.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+ketch=${KETCH:-$root/target/release/ketch}
+out=${1:-$root/benches/flame}
+secs=${SECS:-10}
+read_mode=${READ_MODE:-read-index}
+for tool in perf redis-benchmark redis-cli inferno-collapse-perf inferno-flamegraph; do
+    command -v "$tool" >/dev/null || { echo "flamegraph.sh needs $tool on PATH" >&2; exit 2; }
+done
+[ -x "$ketch" ] || { echo "no ketch binary at $ketch (cargo build --release)" >&2; exit 2; }
+mkdir -p "$out"
+work=$(mktemp -d)
+cluster_pid=""
+cleanup() {
+    [ -n "$cluster_pid" ] && kill -INT "$cluster_pid" 2>/dev/null && wait "$cluster_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+(cd "$work" && exec "$ketch" cluster --nodes 3 --read-mode "$read_mode" > "$work/cluster.log" 2>&1) &
+cluster_pid=$!
+leader_port=""
+for _ in $(seq 100); do
+    for port in 6380 6381 6382; do
+        if redis-cli -p "$port" info replication 2>/dev/null | grep -q '^raft_role:leader'; then
+            leader_port=$port
+        fi
+    done
+    [ -n "$leader_port" ] && break
+    sleep 0.2
+done
+[ -n "$leader_port" ] || { echo "no leader after 20 s; cluster log:" >&2; cat "$work/cluster.log" >&2; exit 1; }
+leader_pid=$(redis-cli -p "$leader_port" info server | tr -d '\r' | sed -n 's/^process_id://p')
+echo "leader on port $leader_port, process $leader_pid, read mode $read_mode" >&2
+
+for test in set get; do
+    # Enough requests to outlast the sampling; stopped once it ends.
+    redis-benchmark -p "$leader_port" -t "$test" -n 100000000 -c 50 -d 256 -P 1 -r 100000 -q \
+        > "$work/bench-$test.log" 2>&1 &
+    bench_pid=$!
+    sleep 2
+    perf record -q -F 499 --call-graph dwarf,16384 -p "$leader_pid" -o "$work/perf-$test.data" \
+        -- sleep "$secs" 2> "$work/perf-$test.log"
+    kill "$bench_pid" 2>/dev/null || true
+    wait "$bench_pid" 2>/dev/null || true
+    perf script -i "$work/perf-$test.data" 2>/dev/null | inferno-collapse-perf > "$work/$test.folded"
+    title="ketch leader, redis-benchmark $test -c 50 -d 256 -P 1 ($read_mode reads)"
+    inferno-flamegraph --title "$title" < "$work/$test.folded" > "$out/leader-$test.svg"
+    echo "$out/leader-$test.svg: $(wc -l < "$work/$test.folded") stacks" >&2
+    [ -n "${FOLDED:-}" ] && cp "$work/$test.folded" "$FOLDED-$test.folded"
+    echo "$test: $(tr '\r' '\n' < "$work/bench-$test.log" | grep -a 'rps=' | tail -1)" >&2
+done
