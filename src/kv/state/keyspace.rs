@@ -3,8 +3,9 @@
 //!
 //! # Order
 //!
-//! Keys live in a `BTreeMap` keyed by the 64-bit FNV-1a hash of the key; each hash holds a
-//! [`Bucket`] of the keys with that hash, in key order (almost always one key). Iteration
+//! Keys are grouped by the 64-bit FNV-1a hash of the key; each hash holds a [`Bucket`] of the
+//! keys with that hash, in key order (almost always one key), and the hashes are kept in an
+//! ordered set. Iteration
 //! (`KEYS`, `SCAN`, `RANDOMKEY`, snapshots) therefore follows (hash, key) order, which depends
 //! only on the set of keys, never on insertion history or a per-process hash seed: replicas
 //! that applied the same log, or restored the same snapshot, answer alike. The hash order is
@@ -15,11 +16,13 @@
 //! attacker chooses can collide at will; a bucket of many keys is itself a `BTreeMap`, so
 //! collisions cost logarithmic time, and each such key still costs its client one write).
 //!
-//! Keying the tree by an integer rather than by the key's bytes matters for speed: a lookup
-//! among 100 000 keys compares about 30 tree slots, and comparing integers stored in the
-//! node costs no pointer chase to the key's heap bytes and no `memcmp` call, where comparing
-//! byte keys cost both at every slot. A point operation also allocates nothing unless it
-//! inserts a key.
+//! Point operations (every `GET` and `SET`) do not walk the tree: a `HashMap` from hash to
+//! bucket (std's SipHash, seeded per process, so keys an attacker chooses cannot pile up in
+//! one slot) finds the bucket in a probe or two, and the ordered set of hashes (`order`) is
+//! touched only when a hash appears or goes, and by what walks the keys in order. A lookup in
+//! the ordered tree alone compared about 30 slots over several nodes among 100 000 keys; in
+//! a profile of the Raft leader under `redis-benchmark -t get`, that search was an eighth of
+//! the leader's time. A point operation allocates nothing unless it inserts a key.
 //!
 //! # Expiry
 //!
@@ -38,13 +41,15 @@
 //!
 //! # Memory per key
 //!
-//! Beyond the key and value bytes: the hash (8) and the bucket (the key's `Vec` 24, the entry:
-//! value enum 24, deadline 16, revision 8, and the bucket's tag), B-tree node slack (about a
-//! third of a slot on average), allocator headers for the key and value (about 16 each):
-//! roughly 120 bytes per key. A key with a deadline also costs its `deadlines` entry:
-//! 8 + 8 + 24 + a second copy of the key + slack, roughly 55 bytes plus the key again.
+//! Beyond the key and value bytes: the bucket (the key's `Vec` 24, the entry: value enum 24,
+//! deadline 16, revision 8, and the bucket's tag) and its hash (8) in a hash table slot
+//! (at most 7/8 full, so 1/7 of a slot more on average, plus a control byte), the hash again in
+//! the ordered set (8, with B-tree node slack of about a third), and allocator headers for the
+//! key and value (about 16 each): roughly 150 bytes per key. A key with a deadline also costs
+//! its `deadlines` entry: 8 + 8 + 24 + a second copy of the key + slack, roughly 55 bytes plus
+//! the key again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::value::Value;
 
@@ -173,7 +178,10 @@ impl Bucket {
 /// The keys (see the module docs).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Keyspace {
-    entries: BTreeMap<u64, Bucket>,
+    /// By hash, for point operations. Never iterated: its order depends on a per-process seed.
+    entries: HashMap<u64, Bucket>,
+    /// The hashes in `entries`, for everything that walks the keys in order.
+    order: BTreeSet<u64>,
     /// Keys stored, expired ones not reclaimed included.
     len: usize,
     /// (deadline, hash, key) of every volatile key.
@@ -203,6 +211,12 @@ impl Keyspace {
     /// Keys with a deadline.
     pub fn volatile_len(&self) -> usize {
         self.deadlines.len()
+    }
+
+    fn bucket(&self, hash: u64) -> &Bucket {
+        self.entries
+            .get(&hash)
+            .expect("every ordered hash has its bucket")
     }
 
     /// The key's entry if it is live at `now_ms`.
@@ -239,11 +253,12 @@ impl Keyspace {
             revision,
         };
         let old = match self.entries.entry(hash) {
-            std::collections::btree_map::Entry::Vacant(slot) => {
+            std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(Bucket::One(key.to_vec(), entry));
+                self.order.insert(hash);
                 None
             }
-            std::collections::btree_map::Entry::Occupied(mut slot) => {
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
                 slot.get_mut().insert(key, entry)
             }
         };
@@ -297,6 +312,7 @@ impl Keyspace {
         let (entry, emptied) = bucket.remove(key);
         if emptied {
             self.entries.remove(&hash);
+            self.order.remove(&hash);
         }
         let entry = entry?;
         self.len -= 1;
@@ -310,6 +326,7 @@ impl Keyspace {
     /// Removes every key.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.order.clear();
         self.deadlines.clear();
         self.len = 0;
     }
@@ -340,7 +357,7 @@ impl Keyspace {
     /// Every stored key with its entry, expired ones included, in (hash, key) order (the
     /// snapshot).
     pub fn iter_stored(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.entries.values().flat_map(Bucket::iter)
+        self.order.iter().flat_map(|hash| self.bucket(*hash).iter())
     }
 
     /// Visits about `count` stored keys from `cursor` (see the module docs), returning the
@@ -348,7 +365,8 @@ impl Keyspace {
     pub fn scan(&self, cursor: u64, count: usize, now_ms: u64) -> ScanPage<'_> {
         let mut keys = Vec::new();
         let mut visited = 0;
-        for (&hash, bucket) in self.entries.range(cursor..) {
+        for &hash in self.order.range(cursor..) {
+            let bucket = self.bucket(hash);
             if visited >= count.max(1) {
                 return ScanPage {
                     next_cursor: hash,
@@ -367,10 +385,10 @@ impl Keyspace {
     /// A live key: the first at or after hash `seed`, wrapping around (`RANDOMKEY`; the
     /// caller derives `seed` from something every replica agrees on).
     pub fn some_key(&self, seed: u64, now_ms: u64) -> Option<&[u8]> {
-        self.entries
+        self.order
             .range(seed..)
-            .chain(self.entries.range(..seed))
-            .flat_map(|(_, bucket)| bucket.iter())
+            .chain(self.order.range(..seed))
+            .flat_map(|hash| self.bucket(*hash).iter())
             .find(|(_, entry)| entry.live_at(now_ms))
             .map(|(key, _)| key)
     }
@@ -379,7 +397,9 @@ impl Keyspace {
     /// and debug restores).
     pub fn check_invariants(&self) {
         let mut stored = 0;
-        for (&hash, bucket) in &self.entries {
+        assert_eq!(self.order.len(), self.entries.len(), "one ordered hash per bucket");
+        for &hash in &self.order {
+            let bucket = self.bucket(hash);
             if let Bucket::Many(keys) = bucket {
                 assert!(keys.len() >= 2, "a bucket of many holds at least two keys");
             }
