@@ -125,3 +125,45 @@ pub fn read_index_waits_for_a_quorum_heartbeat_round(seed: u64) -> RunReport {
     );
     c.finish(LIVENESS_BOUND_TICKS)
 }
+
+/// Scripted: reads that arrive while a round waits for its quorum send no round of their own;
+/// they share the next one, sent once the first is confirmed, and are answered after it.
+pub fn reads_during_a_round_share_the_next(seed: u64) -> RunReport {
+    let mut c = Cluster::new(SimConfig::lockstep(3), seed);
+    let leader = elect(&mut c);
+    c.tick_all(2);
+    let commit = core(&mut c, leader).log().commit();
+    let heartbeats = |ready: &ketch::raft::Ready| {
+        ready
+            .messages
+            .iter()
+            .filter(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+            .count()
+    };
+    core(&mut c, leader).read_index(5).unwrap();
+    let first = core(&mut c, leader).ready();
+    assert_eq!(heartbeats(&first), 2, "the first read starts a round");
+    core(&mut c, leader).read_index(6).unwrap();
+    core(&mut c, leader).read_index(7).unwrap();
+    assert!(
+        !core(&mut c, leader).has_ready(),
+        "reads during a round in flight wait for it"
+    );
+    let second = core(&mut c, leader).ready();
+    assert_eq!(
+        heartbeats(&second),
+        0,
+        "no second round while the first is in flight"
+    );
+    c.handle_ready(leader, first);
+    c.handle_ready(leader, second);
+    c.settle();
+    let answered: Vec<u64> = c.node(leader).read_states.iter().map(|r| r.ctx).collect();
+    assert_eq!(
+        answered,
+        vec![5, 6, 7],
+        "the next round confirmed the later reads"
+    );
+    assert!(c.node(leader).read_states.iter().all(|r| r.index == commit));
+    c.finish(LIVENESS_BOUND_TICKS)
+}
