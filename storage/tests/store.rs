@@ -635,13 +635,17 @@ fn reads_of_the_active_segment_return_large_and_scattered_entries_whole() {
 fn write_entries_borrows_and_checks_like_a_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::open(dir.path(), small()).unwrap();
-    store.write_entries(5, 10, 2, &[b"ten", b"eleven"], true).unwrap();
+    store
+        .write_entries(5, 10, 2, &[b"ten", b"eleven"], true)
+        .unwrap();
     store.write_entries(5, 12, 3, &[], true).unwrap(); // nothing to do
     assert_eq!((store.first_index(5), store.last_index(5)), (10, 11));
     let got = store.entries(5, 10..12).unwrap();
     assert_eq!(got[1], Entry::new(11, 2, b"eleven".to_vec()));
     // A conflict replaces the suffix, as an append in a batch does.
-    store.write_entries(5, 11, 4, &[b"eleven'", b"twelve"], false).unwrap();
+    store
+        .write_entries(5, 11, 4, &[b"eleven'", b"twelve"], false)
+        .unwrap();
     assert_eq!(store.entries(5, 11..13).unwrap()[0].data, b"eleven'");
     let gap = store.write_entries(5, 20, 4, &[b"x"], true).unwrap_err();
     assert!(matches!(gap, Error::Misuse { .. }), "{gap}");

@@ -397,7 +397,11 @@ impl Keyspace {
     /// and debug restores).
     pub fn check_invariants(&self) {
         let mut stored = 0;
-        assert_eq!(self.order.len(), self.entries.len(), "one ordered hash per bucket");
+        assert_eq!(
+            self.order.len(),
+            self.entries.len(),
+            "one ordered hash per bucket"
+        );
         for &hash in &self.order {
             let bucket = self.bucket(hash);
             if let Bucket::Many(keys) = bucket {

@@ -5,10 +5,7 @@ use crate::entry::{Entry, HardState};
 /// One change in a batch, in call order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BatchOp<'a> {
-    Append {
-        group: u64,
-        entries: Appended<'a>,
-    },
+    Append { group: u64, entries: Appended<'a> },
     Truncate { group: u64, from: u64 },
     HardState { group: u64, hard_state: HardState },
     Compact { group: u64, first: u64 },
