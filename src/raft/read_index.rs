@@ -11,10 +11,6 @@
 //! 4. it emits `ReadState { ctx, index }` (or answers the follower that forwarded it); the
 //!    driver serves the read once its state machine has applied `index`.
 //!
-//! At most one round requested by reads is in flight: reads that arrive while one waits for its
-//! quorum share the next (see `ReadIndexQueue::round_in_flight`). Periodic heartbeats still
-//! send their own rounds on time, so a lost round delays reads by at most a heartbeat interval.
-//!
 //! Lease reads (§6.4.1) skip step 3 while a quorum acknowledged a round sent less than
 //! `election_timeout - margin` ticks ago: with check-quorum, no follower that acknowledged it
 //! votes for another candidate within an election timeout of hearing from the leader.
@@ -134,15 +130,6 @@ impl ReadIndexQueue {
                 self.acked.get(&id).copied()
             }
         })
-    }
-
-    /// Whether the last round sent still waits for a quorum's acknowledgement. Requests that
-    /// arrive meanwhile wait for the next round, sent once this one is confirmed (or by the
-    /// next periodic heartbeat, if this one was lost): under a steady stream of reads, one
-    /// round per round trip carries every read that arrived during the previous one, instead
-    /// of one round per batch of arrivals.
-    pub fn round_in_flight(&self, quorum: &JointConfig, self_id: NodeId) -> bool {
-        self.confirmed_round(quorum, self_id) < self.round
     }
 
     /// Takes the requests confirmed by a quorum.

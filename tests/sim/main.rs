@@ -96,7 +96,6 @@ scenarios! {
         reads::lease_reads_under_clock_drift(s, reads::lease_drift_allowed_every())
     },
     reads::read_index_waits_for_a_quorum_heartbeat_round,
-    reads::reads_during_a_round_share_the_next,
 }
 
 /// Checker self-test: a core that commits old-term entries by counting replicas (violating

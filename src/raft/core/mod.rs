@@ -299,16 +299,6 @@ impl Core {
         self.resend_stalled_snapshot_chunks();
     }
 
-    /// Whether reads wait for a heartbeat round that should go out now: requested, and none
-    /// of the reads' rounds is still waiting for its quorum (see `read_index`).
-    fn read_round_due(&self) -> bool {
-        self.role == Role::Leader
-            && self.reads.round_requested()
-            && !self
-                .reads
-                .round_in_flight(&self.membership.quorum(), self.id)
-    }
-
     /// The driver applied committed entries up to `index`.
     pub fn on_applied(&mut self, index: u64) {
         self.log.applied_to(index);
@@ -317,7 +307,7 @@ impl Core {
     /// Takes the core's pending work. Call after any input; see `has_ready`.
     pub fn ready(&mut self) -> Ready {
         self.refresh_removed();
-        if self.read_round_due() {
+        if self.role == Role::Leader && self.reads.round_requested() {
             self.broadcast_heartbeat();
         }
         let hard_state = HardState {
@@ -375,7 +365,7 @@ impl Core {
                 .installing
                 .as_ref()
                 .is_some_and(|(_, emitted, _)| !emitted)
-            || self.read_round_due()
+            || (self.role == Role::Leader && self.reads.round_requested())
             || self.snapshot_due()
     }
 
