@@ -135,6 +135,30 @@ impl Error {
     }
 }
 
+/// The text of both corruption errors: file and offset, then the group if one is named, the
+/// indices and the reason.
+fn write_corruption(
+    f: &mut fmt::Formatter<'_>,
+    path: &std::path::Path,
+    offset: u64,
+    group: Option<u64>,
+    index_range: Option<(u64, u64)>,
+    reason: &str,
+) -> fmt::Result {
+    write!(
+        f,
+        "corruption in {} at byte offset {offset}",
+        path.display()
+    )?;
+    if let Some(group) = group {
+        write!(f, ", group {group}")?;
+    }
+    if let Some((first, last)) = index_range {
+        write!(f, " (log indices {first}..={last})")?;
+    }
+    write!(f, ": {reason}")
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -143,34 +167,14 @@ impl fmt::Display for Error {
                 offset,
                 index_range,
                 reason,
-            } => {
-                write!(
-                    f,
-                    "corruption in {} at byte offset {offset}",
-                    path.display()
-                )?;
-                if let Some((first, last)) = index_range {
-                    write!(f, " (log indices {first}..={last})")?;
-                }
-                write!(f, ": {reason}")
-            }
+            } => write_corruption(f, path, *offset, None, *index_range, reason),
             Error::GroupCorruption {
                 group,
                 path,
                 offset,
                 index_range,
                 reason,
-            } => {
-                write!(
-                    f,
-                    "corruption in {} at byte offset {offset}, group {group}",
-                    path.display()
-                )?;
-                if let Some((first, last)) = index_range {
-                    write!(f, " (log indices {first}..={last})")?;
-                }
-                write!(f, ": {reason}")
-            }
+            } => write_corruption(f, path, *offset, Some(*group), *index_range, reason),
             Error::Io { op, path, source } => {
                 write!(f, "{op} failed on {}: {source}", path.display())
             }

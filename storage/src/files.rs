@@ -1,5 +1,5 @@
-//! File steps that the log and the snapshots share: making a directory's entries durable, and
-//! temp files that leave nothing behind unless they are installed.
+//! File steps that the log, the store and the snapshots share: making a directory and its
+//! entries durable, and temp files that leave nothing behind unless they are installed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -12,6 +12,27 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Makes sure `dir` exists before a log or store opens in it: a missing directory is created,
+/// and its parent fsynced so the new entry survives a crash; read-only, a missing directory is
+/// an error.
+pub(crate) fn ensure_dir(dir: &Path, read_only: bool) -> Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    if read_only {
+        return Err(Error::io(
+            "open",
+            dir,
+            io::Error::new(io::ErrorKind::NotFound, "no such directory"),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fsync_dir(parent)?;
+    }
+    Ok(())
 }
 
 /// A file that is deleted when dropped unless [`disarm`](Self::disarm)ed: a snapshot being

@@ -36,7 +36,7 @@ use memmap2::Mmap;
 use crate::chain::Chain;
 use crate::entry::{HardState, MAX_INDEX};
 use crate::error::{Error, Result};
-use crate::files::fsync_dir;
+use crate::files::{ensure_dir, fsync_dir};
 use crate::options::{Options, RecoveryMode};
 use crate::record::{self, FrameError, RecordKind, FRAME_HEADER_BYTES};
 use crate::segment::{
@@ -491,19 +491,7 @@ fn list_segments(dir: &Path, read_only: bool, spares: &mut Vec<PathBuf>) -> Resu
 
 /// Recovers the log in `dir`, creating the directory if missing.
 pub(crate) fn open(dir: &Path, options: &Options) -> Result<Recovered> {
-    if !dir.exists() {
-        if options.read_only {
-            return Err(Error::io(
-                "open",
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
-            ));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fsync_dir(parent)?;
-        }
-    }
+    ensure_dir(dir, options.read_only)?;
     let mut spares = Vec::new();
     let found = list_segments(dir, options.read_only, &mut spares)?;
     let mut recovered = Recovered {

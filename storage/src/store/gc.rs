@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use super::format::StoreOp;
 use super::segment::committed_bytes;
 use super::segment::StoreSegment;
+use super::write::EntryPlace;
 use super::{Candidates, LogStore, State};
 use crate::error::{Error, Result};
 use crate::files::fsync_dir;
-use crate::record::{self, RecordKind};
+use crate::record;
 
 /// A group whose oldest live entries keep an old, mostly dead segment on disk: compacting it
 /// (after a snapshot) frees the segment without a rewrite.
@@ -219,23 +219,12 @@ impl LogStore {
                 let Some((_, _, term, data)) = parsed else {
                     return Err(damaged("while rewriting: not the expected entry".into()));
                 };
-                let start = scratch.len();
-                record::encode_group_entry(
-                    &mut scratch,
+                let place = EntryPlace {
                     seq,
-                    RecordKind::RewrittenEntry,
-                    *group,
-                    index,
-                    term,
-                    data,
-                );
-                applied.push(StoreOp::Entry {
-                    group: *group,
-                    index,
-                    offset: (base + start as u64) as u32,
-                    bytes: (scratch.len() - start) as u32,
+                    base,
                     moved: true,
-                });
+                };
+                applied.push(place.encode(&mut scratch, *group, index, term, data));
             }
         }
         debug_assert_eq!(scratch.len() as u64, bytes);

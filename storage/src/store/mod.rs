@@ -318,6 +318,25 @@ impl State {
             .expect("a writable store always has an active segment")
     }
 
+    /// The groups, and the live counter that keeps the segments' counts as they change in
+    /// the course of batch number `write` (0 during recovery).
+    fn groups_and_live(&mut self, write: u64) -> (&mut BTreeMap<u64, GroupIndex>, Live<'_>) {
+        let State {
+            groups,
+            segments,
+            book,
+            ..
+        } = self;
+        (
+            groups,
+            Live {
+                segments,
+                book,
+                write,
+            },
+        )
+    }
+
     fn check_readable(&self) -> Result<()> {
         match &self.poisoned {
             Some(cause) => Err(Error::Poisoned {

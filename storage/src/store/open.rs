@@ -18,7 +18,7 @@ use super::segment::{map_segment, ActiveFrames, StoreSegment};
 use super::{Counters, GcBook, Live, LogStore, State};
 use crate::entry::MAX_INDEX;
 use crate::error::{Error, Result};
-use crate::files::fsync_dir;
+use crate::files::{ensure_dir, fsync_dir};
 use crate::options::{Options, RecoveryMode};
 use crate::prepare::Preparer;
 use crate::record::{self, RecordKind, FRAME_HEADER_BYTES, GROUP_ENTRY_FIXED_BYTES};
@@ -83,19 +83,7 @@ fn list(dir: &Path, options: &Options, spares: &mut Vec<PathBuf>) -> Result<Vec<
 
 /// Recovers the store in `dir`, creating the directory if missing.
 pub(super) fn recover(dir: &Path, options: &Options) -> Result<State> {
-    if !dir.exists() {
-        if options.read_only {
-            return Err(Error::io(
-                "open",
-                dir,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
-            ));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fsync_dir(parent)?;
-        }
-    }
+    ensure_dir(dir, options.read_only)?;
     let mut spares = Vec::new();
     let mut found = list(dir, options, &mut spares)?;
     if !options.read_only {
@@ -283,17 +271,7 @@ struct PendingStates {
 }
 
 fn apply_states(state: &mut State, pending: PendingStates) -> Result<()> {
-    let State {
-        groups,
-        segments,
-        book,
-        ..
-    } = state;
-    let mut live = Live {
-        segments,
-        book,
-        write: 0,
-    };
+    let (groups, mut live) = state.groups_and_live(0);
     let checkpoint = [StoreOp::Checkpoint(pending.states)];
     apply_batch(groups, pending.seq, &checkpoint, &mut live)
         .map_err(|problem| inapplicable(&pending.path, problem, pending.footer_offset))
@@ -476,17 +454,7 @@ fn apply_footer(
     {
         return Err(states_bad(bad.group, "impossible group range"));
     }
-    let State {
-        groups,
-        segments,
-        book,
-        ..
-    } = state;
-    let mut live = Live {
-        segments,
-        book,
-        write: 0,
-    };
+    let (groups, mut live) = state.groups_and_live(0);
     let smallest_entry = (FRAME_HEADER_BYTES + GROUP_ENTRY_FIXED_BYTES) as u64;
     for run in &footer.runs {
         let run_end = run.first_index.saturating_add(run.offsets.len() as u64);

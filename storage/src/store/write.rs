@@ -162,6 +162,42 @@ fn validate(state: &State, ops: &[BatchOp<'_>]) -> Result<Vec<bool>> {
     Ok(needed)
 }
 
+/// Where entry frames being encoded go: segment `seq`, whose write position is `base` when
+/// the scratch buffer is empty.
+pub(super) struct EntryPlace {
+    pub seq: u64,
+    pub base: u64,
+    /// Rewritten entries (garbage collection's copies) rather than appended ones.
+    pub moved: bool,
+}
+
+impl EntryPlace {
+    /// Encodes one entry frame at the end of `scratch`; the index change that places it.
+    pub fn encode(
+        &self,
+        scratch: &mut Vec<u8>,
+        group: u64,
+        index: u64,
+        term: u64,
+        data: &[u8],
+    ) -> StoreOp {
+        let kind = if self.moved {
+            RecordKind::RewrittenEntry
+        } else {
+            RecordKind::GroupEntry
+        };
+        let start = scratch.len();
+        record::encode_group_entry(scratch, self.seq, kind, group, index, term, data);
+        StoreOp::Entry {
+            group,
+            index,
+            offset: (self.base + start as u64) as u32,
+            bytes: (scratch.len() - start) as u32,
+            moved: self.moved,
+        }
+    }
+}
+
 /// Bytes the records of `ops` take.
 fn encoded_bytes(ops: &[BatchOp<'_>], needed: &[bool]) -> (u64, u64) {
     let mut bytes = 0u64;
@@ -333,23 +369,12 @@ impl LogStore {
                 BatchOp::Append { group, entries } => {
                     for position in 0..entries.len() {
                         let (index, term, data) = entries.get(position);
-                        let start = scratch.len();
-                        record::encode_group_entry(
-                            &mut scratch,
+                        let place = EntryPlace {
                             seq,
-                            RecordKind::GroupEntry,
-                            *group,
-                            index,
-                            term,
-                            data,
-                        );
-                        applied.push(StoreOp::Entry {
-                            group: *group,
-                            index,
-                            offset: (base + start as u64) as u32,
-                            bytes: (scratch.len() - start) as u32,
+                            base,
                             moved: false,
-                        });
+                        };
+                        applied.push(place.encode(&mut scratch, *group, index, term, data));
                         frames += 1;
                     }
                 }
@@ -415,18 +440,8 @@ impl LogStore {
         entries: u64,
         ticket: u64,
     ) {
-        let State {
-            groups,
-            segments,
-            book,
-            ..
-        } = state;
-        let seq = *segments.keys().next_back().expect("an active segment");
-        let mut live = super::Live {
-            segments,
-            book,
-            write: ticket,
-        };
+        let seq = state.active().seq;
+        let (groups, mut live) = state.groups_and_live(ticket);
         if let Err(problem) = apply_batch(groups, seq, applied, &mut live) {
             panic!("a validated batch does not apply: {problem:?}");
         }
