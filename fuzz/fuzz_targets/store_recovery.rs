@@ -17,6 +17,10 @@ use std::path::Path;
 use ketch_storage::{Entry, HardState, LogStore, Options, RecoveryMode, StoreBatch};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "file_damage.rs"]
+mod file_damage;
+use file_damage::{damage_files, scratch_dir};
+
 const GROUPS: u64 = 8;
 
 fn options(selector: u8) -> Options {
@@ -49,7 +53,13 @@ type Shape = Vec<(u64, u64, HardState)>;
 
 fn shape(store: &LogStore) -> Shape {
     (1..=GROUPS)
-        .map(|g| (store.first_index(g), store.last_index(g), store.hard_state(g)))
+        .map(|g| {
+            (
+                store.first_index(g),
+                store.last_index(g),
+                store.hard_state(g),
+            )
+        })
         .collect()
 }
 
@@ -111,50 +121,17 @@ fn write_structured<'a>(dir: &Path, script: &'a [u8]) -> (&'a [u8], Shape) {
     (rest, shape(&store))
 }
 
-fn damage(dir: &Path, mut rest: &[u8]) -> bool {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "kst"))
-        .collect();
-    files.sort();
-    let mut damaged = false;
-    while rest.len() >= 6 && !files.is_empty() {
-        let file = &files[rest[0] as usize % files.len()];
-        let mut bytes = std::fs::read(file).unwrap();
-        if bytes.is_empty() {
-            break;
-        }
-        let offset =
-            u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize % bytes.len();
-        if rest[5] == 0 {
-            bytes.truncate(offset);
-        } else {
-            bytes[offset] ^= rest[5];
-        }
-        std::fs::write(file, &bytes).unwrap();
-        damaged = true;
-        rest = &rest[6..];
-    }
-    damaged
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    // On tmpfs when there is one: fsync is free there, and the fuzzer runs hundreds of times
-    // faster; the recovery logic under test is the same.
-    let dir = match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").unwrap(),
-        false => tempfile::tempdir().unwrap(),
-    };
+    let dir = scratch_dir();
     let mut synced = None;
     if selector & 0x40 == 0 {
         write_raw(dir.path(), rest);
     } else {
         let (damage_bytes, shape) = write_structured(dir.path(), rest);
-        if !damage(dir.path(), damage_bytes) {
+        if !damage_files(dir.path(), "kst", damage_bytes) {
             synced = Some(shape);
         }
     }
@@ -165,7 +142,10 @@ fuzz_target!(|data: &[u8]| {
             }
             for group in store.groups() {
                 let (first, last) = (store.first_index(group), store.last_index(group));
-                assert!(first <= last + 1, "group {group}: first {first} last {last}");
+                assert!(
+                    first <= last + 1,
+                    "group {group}: first {first} last {last}"
+                );
                 let read = store.entries(group, first..last.min(first + 10_000) + 1);
                 if synced.is_some() {
                     read.unwrap();

@@ -17,6 +17,10 @@ use std::path::Path;
 use ketch_storage::{Entry, Options, RecoveryMode, Wal};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "file_damage.rs"]
+mod file_damage;
+use file_damage::{damage_files, scratch_dir};
+
 fn options(selector: u8) -> Options {
     Options {
         segment_size_bytes: 64 << 10,
@@ -83,50 +87,17 @@ fn write_structured<'a>(dir: &Path, script: &'a [u8]) -> (&'a [u8], u64) {
     (rest, wal.last_index())
 }
 
-fn damage(dir: &Path, mut rest: &[u8]) -> bool {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    files.sort();
-    let mut damaged = false;
-    while rest.len() >= 6 && !files.is_empty() {
-        let file = &files[rest[0] as usize % files.len()];
-        let mut bytes = std::fs::read(file).unwrap();
-        if bytes.is_empty() {
-            break;
-        }
-        let offset =
-            u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize % bytes.len();
-        if rest[5] == 0 {
-            bytes.truncate(offset);
-        } else {
-            bytes[offset] ^= rest[5];
-        }
-        std::fs::write(file, &bytes).unwrap();
-        damaged = true;
-        rest = &rest[6..];
-    }
-    damaged
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    // On tmpfs when there is one: fsync is free there, and the fuzzer runs hundreds of times
-    // faster; the recovery logic under test is the same.
-    let dir = match Path::new("/dev/shm").is_dir() {
-        true => tempfile::tempdir_in("/dev/shm").unwrap(),
-        false => tempfile::tempdir().unwrap(),
-    };
+    let dir = scratch_dir();
     let mut synced_last = None;
     if selector & 0x40 == 0 {
         write_raw(dir.path(), rest);
     } else {
         let (damage_bytes, last) = write_structured(dir.path(), rest);
-        if !damage(dir.path(), damage_bytes) {
+        if !damage_files(dir.path(), "wal", damage_bytes) {
             synced_last = Some(last);
         }
     }
