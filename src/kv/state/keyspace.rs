@@ -41,16 +41,17 @@
 //!
 //! # Memory per key
 //!
-//! Beyond the key and value bytes: the bucket (the key's `Vec` 24, the entry: value enum 24,
-//! deadline 16, revision 8, and the bucket's tag) and its hash (8) in a hash table slot
-//! (at most 7/8 full, so 1/7 of a slot more on average, plus a control byte), the hash again in
-//! the ordered set (8, with B-tree node slack of about a third), and allocator headers for the
-//! key and value (about 16 each): roughly 150 bytes per key. A key with a deadline also costs
-//! its `deadlines` entry: 8 + 8 + 24 + a second copy of the key + slack, roughly 55 bytes plus
-//! the key again.
+//! Beyond the key and value bytes: the bucket (the key 24, inline up to 22 bytes, see
+//! `stored_key`; the entry: value enum 24, deadline 16, revision 8; the bucket's tag) and its
+//! hash (8) in a hash table slot (at most 7/8 full, so 1/7 of a slot more on average, plus a
+//! control byte), the hash again in the ordered set (8, with B-tree node slack of about a
+//! third), and allocator headers for the value and for a key longer than 22 bytes (about 16
+//! each): roughly 135 bytes per key. A key with a deadline also costs its `deadlines` entry:
+//! 8 + 8 + 24 + a second copy of the key + slack, roughly 55 bytes plus the key again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::stored_key::StoredKey;
 use super::value::Value;
 
 /// One key's state.
@@ -90,7 +91,7 @@ pub fn key_hash(key: &[u8]) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Bucket {
     /// The usual case: one key.
-    One(Vec<u8>, Entry),
+    One(StoredKey, Entry),
     /// Colliding keys (at least two).
     Many(BTreeMap<Vec<u8>, Entry>),
 }
@@ -123,7 +124,7 @@ impl Bucket {
                 let Bucket::Many(keys) = self else {
                     unreachable!("just set")
                 };
-                keys.insert(stored, old);
+                keys.insert(stored.to_vec(), old);
                 keys.insert(key.to_vec(), entry);
                 None
             }
@@ -152,7 +153,7 @@ impl Bucket {
                 let removed = keys.remove(key);
                 if keys.len() == 1 {
                     let (stored, entry) = keys.pop_first().expect("one key");
-                    *self = Bucket::One(stored, entry);
+                    *self = Bucket::One(StoredKey::from(&stored[..]), entry);
                 }
                 (removed, false)
             }
@@ -254,7 +255,7 @@ impl Keyspace {
         };
         let old = match self.entries.entry(hash) {
             std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(Bucket::One(key.to_vec(), entry));
+                slot.insert(Bucket::One(StoredKey::from(key), entry));
                 self.order.insert(hash);
                 None
             }
@@ -506,7 +507,7 @@ mod tests {
 
     #[test]
     fn a_bucket_holds_colliding_keys_in_order_and_shrinks_back_to_one() {
-        let mut bucket = Bucket::One(b"m".to_vec(), entry(1));
+        let mut bucket = Bucket::One(StoredKey::from(&b"m"[..]), entry(1));
         assert_eq!(bucket.insert(b"m", entry(2)).map(|e| e.revision), Some(1));
         assert!(bucket.insert(b"z", entry(3)).is_none());
         assert!(bucket.insert(b"a", entry(4)).is_none());
@@ -524,7 +525,7 @@ mod tests {
         assert_eq!(bucket.remove(b"a").0.map(|e| e.revision), Some(4));
         assert_eq!(bucket.remove(b"m").0.map(|e| e.revision), Some(2));
         assert!(
-            matches!(bucket, Bucket::One(ref k, _) if k == b"z"),
+            matches!(bucket, Bucket::One(ref k, _) if &k[..] == b"z"),
             "{bucket:?}"
         );
         assert_eq!(bucket.remove(b"z").0.map(|e| e.revision), Some(3));

@@ -58,6 +58,7 @@ pub mod hashes;
 pub mod keys;
 pub mod keyspace;
 pub mod snapshot;
+pub mod stored_key;
 pub mod strings;
 pub mod value;
 
