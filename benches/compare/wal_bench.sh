@@ -12,8 +12,17 @@
 # Ketch compacting like okaywal's checkpoint (`ketch-ckpt`), okaywal, Ketch keeping every entry,
 # raft-engine, and `LogStore` with one group per stream (`ketch-store`, wal_bench_ketch_store.rs).
 # CONFIGS picks and orders the configurations, SECS the seconds per run (default 5), ARGS adds
-# harness flags to every run, SEGMENT_MIB sets the segment size of both Ketch engines. Data goes to WAL_BENCH_DIR (default: a directory on the same disk as this
-# checkout, since tmpfs would make fsync free). One line per run on stdout.
+# harness flags to every run, SEGMENT_MIB sets the segment size of both Ketch engines. Data goes
+# to WAL_BENCH_DIR (default: a directory on the same disk as this checkout, since tmpfs would
+# make fsync free). WAL_BENCH_TARGET keeps the builds there (incremental next time) instead of in
+# the temporary directory. One line per run on stdout.
+#
+# BASELINE names another checkout (an older commit, say) to measure in the same run: the harness
+# is built a second time against its storage/ and engine files, and the configurations
+# `base-ketch`, `base-ketch-ckpt` and `base-ketch-store` run that build, alternated with the rest:
+#
+#   BASELINE=../old CONFIGS="base-ketch-ckpt ketch-ckpt okaywal base-ketch ketch" \
+#       benches/compare/wal_bench.sh 3
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,25 +35,41 @@ workloads=${*:-w1 w2 w3 w4}
 mkdir -p "$root/target"
 work=$(mktemp -d "$root/target/wal-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cp -r "$src" "$work/harness"
-rm -rf "$work/harness/target"
-sed -i 's|^# *ketch = \["dep:ketch-storage"\]|ketch = ["dep:ketch-storage"]|' "$work/harness/Cargo.toml"
-grep -q '^ketch = \["dep:ketch-storage"\]' "$work/harness/Cargo.toml" ||
-    { echo "could not enable the ketch feature in $src/Cargo.toml" >&2; exit 2; }
-sed -i "/^\[dependencies\]/a ketch-storage = { path = \"$root/storage\", optional = true }" \
-    "$work/harness/Cargo.toml"
-cp "$here/wal_bench_ketch.rs" "$work/harness/src/engines/ketch.rs"
-cp "$here/wal_bench_ketch_store.rs" "$work/harness/src/engines/ketch_store.rs"
-# Register `ketch-store` beside `ketch`: module, engine name, dispatch arm.
-sed -i 's|^pub mod ketch;|pub mod ketch;\n#[cfg(feature = "ketch")]\npub mod ketch_store;|; s|^    "ketch",|    "ketch",\n    #[cfg(feature = "ketch")]\n    "ketch-store",|' \
-    "$work/harness/src/engines/mod.rs"
-sed -i 's|^\( *\)"ketch" => run::<engines::ketch::Ketch>(&args),|&\n\1#[cfg(feature = "ketch")]\n\1"ketch-store" => run::<engines::ketch_store::KetchStore>(\&args),|' \
-    "$work/harness/src/main.rs"
-grep -q '"ketch-store" => run::<engines::ketch_store::KetchStore>' "$work/harness/src/main.rs" ||
-    { echo "could not register the ketch-store engine in $src/src/main.rs" >&2; exit 2; }
-echo "building wal-bench with the ketch engine in $work" >&2
-cargo build --quiet --release --features ketch --manifest-path "$work/harness/Cargo.toml"
-bench=$work/harness/target/release/wal-bench
+
+# Builds the harness against checkout $1 (its storage/ and its engine files) into $work/$2.
+build_harness() {
+    local checkout=$1 harness=$work/$2
+    cp -r "$src" "$harness"
+    rm -rf "$harness/target"
+    sed -i 's|^# *ketch = \["dep:ketch-storage"\]|ketch = ["dep:ketch-storage"]|' "$harness/Cargo.toml"
+    grep -q '^ketch = \["dep:ketch-storage"\]' "$harness/Cargo.toml" ||
+        { echo "could not enable the ketch feature in $src/Cargo.toml" >&2; exit 2; }
+    sed -i "/^\[dependencies\]/a ketch-storage = { path = \"$checkout/storage\", optional = true }" \
+        "$harness/Cargo.toml"
+    cp "$checkout/benches/compare/wal_bench_ketch.rs" "$harness/src/engines/ketch.rs"
+    cp "$checkout/benches/compare/wal_bench_ketch_store.rs" "$harness/src/engines/ketch_store.rs"
+    # Register `ketch-store` beside `ketch`: module, engine name, dispatch arm.
+    sed -i 's|^pub mod ketch;|pub mod ketch;\n#[cfg(feature = "ketch")]\npub mod ketch_store;|; s|^    "ketch",|    "ketch",\n    #[cfg(feature = "ketch")]\n    "ketch-store",|' \
+        "$harness/src/engines/mod.rs"
+    sed -i 's|^\( *\)"ketch" => run::<engines::ketch::Ketch>(&args),|&\n\1#[cfg(feature = "ketch")]\n\1"ketch-store" => run::<engines::ketch_store::KetchStore>(\&args),|' \
+        "$harness/src/main.rs"
+    grep -q '"ketch-store" => run::<engines::ketch_store::KetchStore>' "$harness/src/main.rs" ||
+        { echo "could not register the ketch-store engine in $src/src/main.rs" >&2; exit 2; }
+    echo "building wal-bench with the ketch engine of $checkout in $harness" >&2
+    local target=$harness/target
+    [ -n "${WAL_BENCH_TARGET:-}" ] && target=$WAL_BENCH_TARGET/$2
+    CARGO_TARGET_DIR=$target \
+        cargo build --quiet --release --features ketch --manifest-path "$harness/Cargo.toml"
+    ln -sfn "$target" "$harness/built"
+}
+
+build_harness "$root" harness
+bench=$work/harness/built/release/wal-bench
+if [ -n "${BASELINE:-}" ]; then
+    baseline=$(cd "$BASELINE" && pwd)
+    [ -d "$baseline/storage" ] || { echo "no storage/ in BASELINE=$BASELINE" >&2; exit 2; }
+    build_harness "$baseline" baseline
+fi
 data=${WAL_BENCH_DIR:-$work/data}
 configs=${CONFIGS:-ketch-ckpt okaywal ketch raft-engine}
 secs=${SECS:-5}
@@ -53,12 +78,19 @@ read -r -a extra <<< "${ARGS:-}"
 for round in $(seq "$rounds"); do
     for workload in $workloads; do
         for config in $configs; do
-            engine=${config%-ckpt}
+            binary=$bench
+            case $config in
+                base-*)
+                    [ -n "${BASELINE:-}" ] || { echo "config $config needs BASELINE" >&2; exit 2; }
+                    binary=$work/baseline/built/release/wal-bench ;;
+            esac
+            engine=${config#base-}
+            engine=${engine%-ckpt}
             vars=()
-            [ "$config" = ketch-ckpt ] && vars+=(KETCH_CHECKPOINT=1)
+            [ "${config%-ckpt}" != "$config" ] && vars+=(KETCH_CHECKPOINT=1)
             [ -n "${SEGMENT_MIB:-}" ] && vars+=(KETCH_SEGMENT_MIB="$SEGMENT_MIB")
             rm -rf "$data"
-            line=$(env "${vars[@]}" "$bench" --engine "$engine" --workload "$workload" \
+            line=$(env "${vars[@]}" "$binary" --engine "$engine" --workload "$workload" \
                 --secs "$secs" --dir "$data" "${extra[@]}" 2>&1 | tail -n 1)
             echo "round $round $workload $config: $line"
         done
