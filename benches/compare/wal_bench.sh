@@ -15,7 +15,11 @@
 # harness flags to every run, SEGMENT_MIB sets the segment size of both Ketch engines. Data goes
 # to WAL_BENCH_DIR (default: a directory on the same disk as this checkout, since tmpfs would
 # make fsync free). WAL_BENCH_TARGET keeps the builds there (incremental next time) instead of in
-# the temporary directory. One line per run on stdout.
+# the temporary directory. QUIET=SECONDS waits, before each run, up to that long for a quiet
+# data disk (under 2 MB written in a second, by anyone), and tries a run again (twice at most)
+# if other processes wrote over 5 MB during it. Every line ends with the harness's
+# `foreign-activity.py` report: CPU seconds and bytes written by other processes during the
+# run. One line per run on stdout.
 #
 # BASELINE names another checkout (an older commit, say) to measure in the same run: the harness
 # is built a second time against its storage/ and engine files, and the configurations
@@ -74,6 +78,24 @@ data=${WAL_BENCH_DIR:-$work/data}
 configs=${CONFIGS:-ketch-ckpt okaywal ketch raft-engine}
 secs=${SECS:-5}
 read -r -a extra <<< "${ARGS:-}"
+mkdir -p "$data"
+disk_stat=/sys/dev/block/$(stat -c '%d' "$data" | awk '{printf "%d:%d", int($1/256), $1%256}')/stat
+# (each run starts from an empty one: see below)
+
+# Bytes written to the data disk so far, by anyone.
+disk_written() { awk '{print $7 * 512}' "$disk_stat"; }
+
+# QUIET=SECONDS: wait up to that long for a second in which under 2 MB reach the data disk.
+wait_quiet() {
+    local waited=0 before
+    while [ "$waited" -lt "$QUIET" ]; do
+        before=$(disk_written)
+        sleep 1
+        [ $(($(disk_written) - before)) -lt 2000000 ] && return
+        waited=$((waited + 1))
+    done
+    echo "disk still busy after ${QUIET}s; measuring anyway" >&2
+}
 
 for round in $(seq "$rounds"); do
     for workload in $workloads; do
@@ -89,10 +111,29 @@ for round in $(seq "$rounds"); do
             vars=()
             [ "${config%-ckpt}" != "$config" ] && vars+=(KETCH_CHECKPOINT=1)
             [ -n "${SEGMENT_MIB:-}" ] && vars+=(KETCH_SEGMENT_MIB="$SEGMENT_MIB")
-            rm -rf "$data"
-            line=$(env "${vars[@]}" "$binary" --engine "$engine" --workload "$workload" \
-                --secs "$secs" --dir "$data" "${extra[@]}" 2>&1 | tail -n 1)
-            echo "round $round $workload $config: $line"
+            # With QUIET, a run during which others wrote over 5 MB is tried again, twice at most.
+            for try in 1 2 3; do
+                rm -rf "$data"
+                [ -n "${QUIET:-}" ] && wait_quiet
+                foreign=""
+                if [ -f "$src/foreign-activity.py" ]; then
+                    rm -f "$work/stop"
+                    python3 "$src/foreign-activity.py" $$ "$work/stop" >"$work/foreign" &
+                    monitor=$!
+                fi
+                line=$(env "${vars[@]}" "$binary" --engine "$engine" --workload "$workload" \
+                    --secs "$secs" --dir "$data" "${extra[@]}" 2>&1 | tail -n 1)
+                if [ -f "$src/foreign-activity.py" ]; then
+                    touch "$work/stop"
+                    wait "$monitor"
+                    foreign=" $(cat "$work/foreign")"
+                fi
+                [ -n "${QUIET:-}" ] || break
+                awk -v line="$foreign" 'BEGIN { exit !(match(line, /foreign_write_mb=[0-9.]+/) &&
+                    substr(line, RSTART + 17, RLENGTH - 17) + 0 > 5) }' || break
+                [ "$try" -lt 3 ] && echo "round $round $workload $config: others wrote during the run, again:$foreign" >&2
+            done
+            echo "round $round $workload $config: $line$foreign"
         done
     done
 done
