@@ -83,7 +83,7 @@ disk_stat=/sys/dev/block/$(stat -c '%d' "$data" | awk '{printf "%d:%d", int($1/2
 # (each run starts from an empty one: see below)
 
 # Bytes written to the data disk so far, by anyone.
-disk_written() { awk '{print $7 * 512}' "$disk_stat"; }
+disk_written() { echo $(($(awk '{print $7}' "$disk_stat") * 512)); }
 
 # QUIET=SECONDS: wait up to that long for a second in which under 2 MB reach the data disk.
 wait_quiet() {
