@@ -11,7 +11,9 @@
 //! fill halfway, and the appends between them run on a quiet disk. The owner paces the thread
 //! ([`Preparer::start_paced`], [`Preparer::pace`]) by saying how many bytes of the next file it
 //! wants ready by now; the thread parks while it is that far ahead, and a pace above its
-//! progress wakes it. [`Preparer::take`] asks for the whole file before it waits for it.
+//! progress wakes it. At its pace it writes the smallest steps; behind it (the owner's segment
+//! fills faster than the steps go out), bigger ones, which need fewer flushes for the same
+//! zeros. [`Preparer::take`] asks for the whole file before it waits for it.
 //!
 //! The [`crate::Wal`] asks for nothing while it holds a spare file for its next roll, so a log
 //! that compacts and reuses its files prepares none once it has spares (unpaced, the thread
@@ -34,6 +36,11 @@ use crate::segment;
 /// Longest the thread sleeps before it looks at the pace again while it is ahead. The owner
 /// wakes it as soon as it asks for more; this only bounds a wake-up that went missing.
 const PACE_RECHECK: Duration = Duration::from_millis(100);
+
+/// A paced thread behind its pace by B bytes writes a step of B / this (within the step bounds
+/// of [`segment::prepare_zero_filled_in_steps`]): it catches up in a few steps, and at its pace
+/// it writes the smallest ones.
+const BEHIND_PER_STEP: u64 = 4;
 
 /// A background thread that zero-fills and syncs the next segment file before it is needed.
 #[derive(Debug)]
@@ -94,11 +101,8 @@ impl Preparer {
                     let path = dir.join(format!("next-{attempt}{suffix}"));
                     let _ = std::fs::remove_file(&path);
                     let stopped = || thread_stop.load(Ordering::Relaxed);
-                    // Called before each step: the bytes done so far are the steps before it.
-                    let steps_done = std::cell::Cell::new(0u64);
-                    let before_step = || {
-                        let done_bytes = steps_done.get() * segment::ZERO_FILL_STEP_BYTES;
-                        steps_done.set(steps_done.get() + 1);
+                    // Called before each step with the bytes done so far.
+                    let next_step = |done_bytes: u64| {
                         // Bounded: the owner raises the pace as its segment fills, and asks for
                         // everything before it waits for the file; stop ends it too. Each of
                         // them wakes the thread once the value is above `wake_above`, set
@@ -108,13 +112,26 @@ impl Preparer {
                             std::thread::park_timeout(PACE_RECHECK);
                         }
                         thread_wake_above.store(u64::MAX, Ordering::SeqCst);
-                        stopped()
+                        if stopped() {
+                            return None;
+                        }
+                        if !paced {
+                            return Some(segment::ZERO_FILL_STEP_BYTES);
+                        }
+                        // Behind its pace, the thread takes bigger steps (fewer flushes for
+                        // the same zeros) to catch up: each costs the append that meets it
+                        // more, but a roll that finds the file unfinished waits for all the
+                        // rest.
+                        let behind_bytes = thread_wanted
+                            .load(Ordering::SeqCst)
+                            .saturating_sub(done_bytes);
+                        Some(behind_bytes / BEHIND_PER_STEP)
                     };
                     // Not through the test's fault injector: a test arms a fault for a chosen
                     // write, and this thread writes whenever it gets to run. A failure here
                     // falls back to preparing inline, whose writes do meet the fault.
                     let prepared =
-                        segment::prepare_zero_filled(path, size_bytes, &before_step, None);
+                        segment::prepare_zero_filled_in_steps(path, size_bytes, &next_step, None);
                     let failed = prepared.is_err();
                     if stopped() || sender.send(prepared).is_err() || failed {
                         return;
@@ -227,7 +244,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         // At most the one step it may have begun while take asked for everything.
         assert!(
-            preparing_len(dir.path(), 2) <= step,
+            preparing_len(dir.path(), 2) <= segment::ZERO_FILL_STEP_MAX_BYTES,
             "after a take, the next file waits for its pace"
         );
     }

@@ -425,7 +425,7 @@ pub fn open_read_write(path: &Path) -> Result<File> {
 }
 
 /// Bytes of zeros [`prepare_zero_filled`] writes between two fdatasyncs, and between two calls of
-/// its `stop` callback.
+/// its `stop` callback; the smallest step of [`prepare_zero_filled_in_steps`].
 ///
 /// Why in steps: on a disk with a write-back cache a flush persists everything written before it,
 /// whichever file it belongs to, so an append's fdatasync that runs while a prepared file's
@@ -437,6 +437,10 @@ pub fn open_read_write(path: &Path) -> Result<File> {
 /// met one take 0.6-0.9 ms (wal-bench W3); 256 KiB is about 0.15 ms of write-back at the disk's
 /// fast-day speed. Smaller steps cost a flush each for less and less.
 pub const ZERO_FILL_STEP_BYTES: u64 = 256 << 10;
+
+/// The largest step of [`prepare_zero_filled_in_steps`]: about 2-10 ms of write-back on the
+/// project's disk, still a small fraction of a segment.
+pub const ZERO_FILL_STEP_MAX_BYTES: u64 = 4 << 20;
 
 /// Creates `path` (which must not exist) filled with `size_bytes` zeros, and syncs it, so that later
 /// appends overwrite allocated blocks. Returns the open file. If it fails, or `stop` cancels it,
@@ -451,12 +455,25 @@ pub fn write_zero_filled(path: &Path, size_bytes: u64, stop: &dyn Fn() -> bool) 
 /// renamed into place, and its writes meet the faults a test armed.
 ///
 /// The zeros go out in steps of [`ZERO_FILL_STEP_BYTES`], each made durable (fdatasync) before
-/// the next is written. `stop` is called before every step: it cancels by returning true, and
-/// it may block to pace the preparation (see [`crate::prepare`]).
+/// the next is written. `stop` is called before every step: it cancels by returning true.
 pub(crate) fn prepare_zero_filled(
     path: PathBuf,
     size_bytes: u64,
     stop: &dyn Fn() -> bool,
+    faults: Option<&FaultInjector>,
+) -> Result<(TempFile, File)> {
+    let next_step = |_written_bytes| (!stop()).then_some(ZERO_FILL_STEP_BYTES);
+    prepare_zero_filled_in_steps(path, size_bytes, &next_step, faults)
+}
+
+/// [`prepare_zero_filled`] with steps of the caller's choosing: before every step,
+/// `next_step(bytes written so far)` returns the step's size (kept between
+/// [`ZERO_FILL_STEP_BYTES`] and [`ZERO_FILL_STEP_MAX_BYTES`]), or `None` to cancel. It may block
+/// to pace the preparation (see [`crate::prepare`]).
+pub(crate) fn prepare_zero_filled_in_steps(
+    path: PathBuf,
+    size_bytes: u64,
+    next_step: &dyn Fn(u64) -> Option<u64>,
     faults: Option<&FaultInjector>,
 ) -> Result<(TempFile, File)> {
     // No directory fsync after this create: the file counts only once renamed into place, and
@@ -473,13 +490,18 @@ pub(crate) fn prepare_zero_filled(
     // on 16 KiB ones than on 4 KiB ones (three alternating runs each).
     const WRITE_BYTES: u64 = 16 << 10;
     const _: () = assert!(ZERO_FILL_STEP_BYTES % WRITE_BYTES == 0);
+    const _: () = assert!(ZERO_FILL_STEP_MAX_BYTES % WRITE_BYTES == 0);
     let zeros = vec![0u8; WRITE_BYTES as usize];
     let mut written = 0;
     while written < size_bytes {
-        if stop() {
+        let Some(step_bytes) = next_step(written) else {
             return Err(Error::misuse("segment preparation cancelled"));
-        }
-        let step_end = size_bytes.min(written + ZERO_FILL_STEP_BYTES);
+        };
+        // Whole writes, so that every write stays aligned to its size (see above).
+        let step_bytes = step_bytes
+            .clamp(ZERO_FILL_STEP_BYTES, ZERO_FILL_STEP_MAX_BYTES)
+            .next_multiple_of(WRITE_BYTES);
+        let step_end = size_bytes.min(written + step_bytes);
         while written < step_end {
             let len = WRITE_BYTES.min(step_end - written);
             fault::write(faults, &zeros[..len as usize], |bytes| {
