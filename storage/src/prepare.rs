@@ -11,7 +11,9 @@
 //! fill halfway, and the appends between them run on a quiet disk. The owner paces the thread
 //! ([`Preparer::start_paced`], [`Preparer::pace`]) by saying how many bytes of the next file it
 //! wants ready by now; the thread parks while it is that far ahead, and a pace above its
-//! progress wakes it. At its pace it writes the smallest steps; behind it (the owner's segment
+//! progress wakes it. While the owner wants any of the file, the thread also trickles on, so
+//! that the file is complete a few seconds after it began however slowly the segment fills.
+//! At its pace it writes the smallest steps; behind it (the owner's segment
 //! fills faster than the steps go out), bigger ones, which need fewer flushes for the same
 //! zeros. [`Preparer::take`] asks for the whole file before it waits for it.
 //!
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::files::TempFile;
@@ -41,6 +43,12 @@ const PACE_RECHECK: Duration = Duration::from_millis(100);
 /// of [`segment::prepare_zero_filled_in_steps`]): it catches up in a few steps, and at its pace
 /// it writes the smallest ones.
 const BEHIND_PER_STEP: u64 = 4;
+
+/// However slowly a paced owner's segment fills, its next file is complete this long after the
+/// thread starts on it, as long as the owner wants any of it: a batch of more than the room
+/// left, arriving after a quiet spell, then finds the file ready instead of waiting for all of
+/// its zeros. A default segment's trickle is a 256 KiB step every 16 ms.
+const PACED_FILE_WITHIN: Duration = Duration::from_secs(4);
 
 /// A background thread that zero-fills and syncs the next segment file before it is needed.
 #[derive(Debug)]
@@ -65,7 +73,7 @@ impl Preparer {
         suffix: &'static str,
         thread_name: &'static str,
     ) -> Preparer {
-        Self::spawn(dir, size_bytes, suffix, thread_name, false)
+        Self::spawn(dir, size_bytes, suffix, thread_name, None)
     }
 
     /// [`Preparer::start`], but the thread prepares only as much as [`Preparer::pace`] asks.
@@ -75,16 +83,24 @@ impl Preparer {
         suffix: &'static str,
         thread_name: &'static str,
     ) -> Preparer {
-        Self::spawn(dir, size_bytes, suffix, thread_name, true)
+        Self::spawn(
+            dir,
+            size_bytes,
+            suffix,
+            thread_name,
+            Some(PACED_FILE_WITHIN),
+        )
     }
 
+    /// Paced if `paced_file_within` is given: see [`PACED_FILE_WITHIN`].
     fn spawn(
         dir: PathBuf,
         size_bytes: u64,
         suffix: &'static str,
         thread_name: &'static str,
-        paced: bool,
+        paced_file_within: Option<Duration>,
     ) -> Preparer {
+        let paced = paced_file_within.is_some();
         // Rendezvous channel: at most one prepared file waits, so at most one is wasted at close.
         let (sender, receiver) = mpsc::sync_channel(0);
         let stop = Arc::new(AtomicBool::new(false));
@@ -101,6 +117,22 @@ impl Preparer {
                     let path = dir.join(format!("next-{attempt}{suffix}"));
                     let _ = std::fs::remove_file(&path);
                     let stopped = || thread_stop.load(Ordering::Relaxed);
+                    let file_started = Instant::now();
+                    // What the owner wants, or the trickle if that is more (see
+                    // `PACED_FILE_WITHIN`), and how long until the trickle passes `done_bytes`.
+                    let wanted = |done_bytes: u64| -> (u64, Duration) {
+                        let owner = thread_wanted.load(Ordering::SeqCst);
+                        let Some(within) = paced_file_within.filter(|_| owner > 0) else {
+                            return (owner, PACE_RECHECK);
+                        };
+                        let within = within.as_secs_f64();
+                        let elapsed = file_started.elapsed().as_secs_f64();
+                        let trickle = (size_bytes as f64 * elapsed / within) as u64;
+                        let until =
+                            (done_bytes as f64 + 1.0) * within / size_bytes as f64 - elapsed;
+                        let until = Duration::from_secs_f64(until.max(0.0)).min(PACE_RECHECK);
+                        (owner.max(trickle), until)
+                    };
                     // Called before each step with the bytes done so far.
                     let next_step = |done_bytes: u64| {
                         // Bounded: the owner raises the pace as its segment fills, and asks for
@@ -108,8 +140,12 @@ impl Preparer {
                         // them wakes the thread once the value is above `wake_above`, set
                         // before the check so that a raise in between is not missed.
                         thread_wake_above.store(done_bytes, Ordering::SeqCst);
-                        while !stopped() && done_bytes >= thread_wanted.load(Ordering::SeqCst) {
-                            std::thread::park_timeout(PACE_RECHECK);
+                        loop {
+                            let (wanted_bytes, recheck) = wanted(done_bytes);
+                            if stopped() || done_bytes < wanted_bytes {
+                                break;
+                            }
+                            std::thread::park_timeout(recheck);
                         }
                         thread_wake_above.store(u64::MAX, Ordering::SeqCst);
                         if stopped() {
@@ -122,9 +158,7 @@ impl Preparer {
                         // the same zeros) to catch up: each costs the append that meets it
                         // more, but a roll that finds the file unfinished waits for all the
                         // rest.
-                        let behind_bytes = thread_wanted
-                            .load(Ordering::SeqCst)
-                            .saturating_sub(done_bytes);
+                        let behind_bytes = wanted(done_bytes).0.saturating_sub(done_bytes);
                         Some(behind_bytes / BEHIND_PER_STEP)
                     };
                     // Not through the test's fault injector: a test arms a fault for a chosen
@@ -216,7 +250,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let step = segment::ZERO_FILL_STEP_BYTES;
         let size_bytes = 4 * step;
-        let preparer = Preparer::start_paced(dir.path().into(), size_bytes, ".test.tmp", "test");
+        let never = Some(Duration::from_secs(24 * 3600));
+        let preparer = Preparer::spawn(dir.path().into(), size_bytes, ".test.tmp", "test", never);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(
             preparing_len(dir.path(), 1),
@@ -247,6 +282,24 @@ mod tests {
             preparing_len(dir.path(), 2) <= segment::ZERO_FILL_STEP_MAX_BYTES,
             "after a take, the next file waits for its pace"
         );
+    }
+
+    #[test]
+    fn a_paced_preparer_trickles_on_while_any_of_the_file_is_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let size_bytes = 4 * segment::ZERO_FILL_STEP_BYTES;
+        let within = Some(Duration::from_millis(200));
+        let preparer = Preparer::spawn(dir.path().into(), size_bytes, ".test.tmp", "test", within);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            preparing_len(dir.path(), 1),
+            0,
+            "no trickle while nothing is wanted"
+        );
+        preparer.pace(1);
+        wait_for_len(dir.path(), size_bytes);
+        let (_temp, file) = preparer.take().unwrap().unwrap();
+        assert_eq!(file.metadata().unwrap().len(), size_bytes);
     }
 
     #[test]
