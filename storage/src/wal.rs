@@ -142,7 +142,7 @@ impl Wal {
             wal.create_segment(seq, prev_seq)?;
         }
         if !wal.options.read_only && wal.options.prepare_segments_ahead {
-            wal.preparer = Some(Preparer::start(
+            wal.preparer = Some(Preparer::start_paced(
                 wal.dir.clone(),
                 wal.options.segment_size_bytes,
                 PREPARING_SUFFIX,
@@ -326,6 +326,7 @@ impl Wal {
         self.chain.active_mut().write_offset = batch_end;
         self.stats.batches_written += 1;
         self.stats.entries_appended += batch.entries.len() as u64;
+        self.pace_preparer();
         Ok(())
     }
 
@@ -406,7 +407,9 @@ impl Wal {
         self.chain.active_mut().write_offset = batch_end;
         self.stats.batches_written += 1;
         self.sync()?;
-        self.delete_compacted_segments()
+        let deleted = self.delete_compacted_segments();
+        self.pace_preparer();
+        deleted
     }
 
     /// Reads entries `range.start .. range.end`, verifying each one's checksum.
@@ -646,6 +649,27 @@ impl Wal {
         });
         self.stats.segments_created += 1;
         Ok(())
+    }
+
+    /// Tells the preparer how much of the next segment's file to have ready: all of it by the
+    /// time the active segment is half full, in proportion before (see [`crate::prepare`]).
+    /// Half, not all: a write rate that jumps (from one small entry per sync to large batches)
+    /// can fill the second half several times faster than the first, and a roll that finds the
+    /// file unfinished waits for the rest. Nothing while a spare file waits for the next roll.
+    fn pace_preparer(&self) {
+        let Some(preparer) = &self.preparer else {
+            return;
+        };
+        if !self.spares.is_empty() {
+            preparer.pace(0);
+            return;
+        }
+        let active = self.chain.active();
+        let half_len = (active.file_len / 2).max(1);
+        let wanted_bytes = u128::from(self.options.segment_size_bytes)
+            * u128::from(active.write_offset)
+            / u128::from(half_len);
+        preparer.pace(u64::try_from(wanted_bytes).unwrap_or(u64::MAX));
     }
 
     /// A file of the segment size for the next segment, under a name that is not a segment's.
