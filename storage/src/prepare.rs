@@ -17,11 +17,12 @@
 //! fills faster than the steps go out), bigger ones, which need fewer flushes for the same
 //! zeros. [`Preparer::take`] asks for the whole file before it waits for it.
 //!
-//! The [`crate::Wal`] asks for nothing while it holds a spare file for its next roll, so a log
+//! [`crate::Wal`] and [`crate::LogStore`] both pace through [`Preparer::pace_to_fill`] after
+//! every write, and ask for nothing while they hold a spare file for the next roll, so a log
 //! that compacts and reuses its files prepares none once it has spares (unpaced, the thread
 //! zero-filled one more file as soon as the last one was taken, whether or not a roll would
-//! ever need it). [`crate::LogStore`] does not pace: its thread prepares each file at once, in
-//! steps.
+//! ever need it). Unpaced, measured with the store: its keep-everything W3 maximum batch
+//! latency was 58-88 ms against the paced Wal's 23-28 ms in the same run.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -66,7 +67,9 @@ pub(crate) struct Preparer {
 
 impl Preparer {
     /// Starts preparing files of `size_bytes` in `dir`, named `next-N{suffix}` until taken, on
-    /// a thread named `thread_name`, each as fast as it can.
+    /// a thread named `thread_name`, each as fast as it can (the owners pace theirs; this is
+    /// the step machinery alone, for its tests).
+    #[cfg(test)]
     pub(crate) fn start(
         dir: PathBuf,
         size_bytes: u64,
@@ -190,6 +193,28 @@ impl Preparer {
         if wanted_bytes > self.wake_above_bytes.load(Ordering::SeqCst) {
             self.wake();
         }
+    }
+
+    /// Paces the thread to how full the active segment is: all of the next file by the time
+    /// the active segment (`written` of its `file_len` bytes) is half full, in proportion
+    /// before; nothing while a spare file waits for the next roll. Half, not all: a write rate
+    /// that jumps (from one small entry per sync to large batches) can fill the second half
+    /// several times faster than the first, and a roll that finds the file unfinished waits for
+    /// the rest. `size_bytes` is the file size being prepared.
+    pub(crate) fn pace_to_fill(
+        &self,
+        spare_waiting: bool,
+        written: u64,
+        file_len: u64,
+        size_bytes: u64,
+    ) {
+        if spare_waiting {
+            self.pace(0);
+            return;
+        }
+        let half_len = (file_len / 2).max(1);
+        let wanted_bytes = u128::from(size_bytes) * u128::from(written) / u128::from(half_len);
+        self.pace(u64::try_from(wanted_bytes).unwrap_or(u64::MAX));
     }
 
     fn wake(&self) {

@@ -651,25 +651,19 @@ impl Wal {
         Ok(())
     }
 
-    /// Tells the preparer how much of the next segment's file to have ready: all of it by the
-    /// time the active segment is half full, in proportion before (see [`crate::prepare`]).
-    /// Half, not all: a write rate that jumps (from one small entry per sync to large batches)
-    /// can fill the second half several times faster than the first, and a roll that finds the
-    /// file unfinished waits for the rest. Nothing while a spare file waits for the next roll.
+    /// Tells the preparer how much of the next segment's file to have ready (see
+    /// [`Preparer::pace_to_fill`]).
     fn pace_preparer(&self) {
         let Some(preparer) = &self.preparer else {
             return;
         };
-        if !self.spares.is_empty() {
-            preparer.pace(0);
-            return;
-        }
         let active = self.chain.active();
-        let half_len = (active.file_len / 2).max(1);
-        let wanted_bytes = u128::from(self.options.segment_size_bytes)
-            * u128::from(active.write_offset)
-            / u128::from(half_len);
-        preparer.pace(u64::try_from(wanted_bytes).unwrap_or(u64::MAX));
+        preparer.pace_to_fill(
+            !self.spares.is_empty(),
+            active.write_offset,
+            active.file_len,
+            self.options.segment_size_bytes,
+        );
     }
 
     /// A file of the segment size for the next segment, under a name that is not a segment's.

@@ -670,7 +670,7 @@ impl LogStore {
         book.recount(segments);
         self.free_dead_segments(&mut state)?;
         if self.options.prepare_segments_ahead {
-            state.preparer = Some(Preparer::start(
+            state.preparer = Some(Preparer::start_paced(
                 self.dir.clone(),
                 self.options.segment_size_bytes,
                 STORE_PREPARING_SUFFIX,

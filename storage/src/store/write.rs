@@ -276,6 +276,15 @@ impl LogStore {
                 log::warn!("garbage collection skipped a rewrite: {error}");
             }
         }
+        if let Some(preparer) = &state.preparer {
+            let active = state.active();
+            preparer.pace_to_fill(
+                !state.spares.is_empty(),
+                active.write_offset,
+                active.file_len,
+                self.options.segment_size_bytes,
+            );
+        }
         if sync {
             self.wait_durable(state, ticket)
         } else {
