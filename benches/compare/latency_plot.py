@@ -20,6 +20,14 @@ import statistics
 import sys
 from collections import defaultdict
 
+# Names of wal_bench.sh configurations in the legend.
+CONFIG_NAMES = {
+    "ketch-ckpt": "Ketch, compacting",
+    "ketch": "Ketch, keeping everything",
+    "ketch-store": "Ketch LogStore",
+    "okaywal": "okaywal",
+    "raft-engine": "raft-engine",
+}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 PANEL_W, PANEL_H, MARGIN_L, MARGIN_B, MARGIN_T = 460, 300, 64, 44, 30
 
@@ -58,7 +66,9 @@ def read_wal_bench(paths):
         series = []
         for config, rows in runs[workload].items():
             med = [statistics.median(col) for col in zip(*rows)]
-            series.append((f"{config} ({len(rows)} runs)",
+            name = CONFIG_NAMES.get(config, config)
+            count = f"{len(rows)} run" + ("s" if len(rows) != 1 else "")
+            series.append((f"{name} ({count})",
                            [(50.0, med[0]), (99.0, med[1]), (99.9, med[2]), (100.0, med[3])]))
         panels[workload] = series
     return panels
