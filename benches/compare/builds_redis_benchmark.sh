@@ -9,35 +9,22 @@ set -uo pipefail
 ROUNDS=${ROUNDS:-3}
 N=${N:-100000}
 results=$(mktemp)
+. "$(dirname "$0")/local_cluster.sh"
 
 run_build() { # label binary round
     local label=$1 bin=$2 round=$3 work
     work=$(mktemp -d)
-    (cd "$work" && exec "$bin" cluster --nodes 3 >"$work/cluster.log" 2>&1) &
-    local cluster_pid=$!
-    local leader=""
-    for _ in $(seq 1 100); do
-        for p in 6380 6381 6382; do
-            if redis-cli -p $p info replication 2>/dev/null | grep -Eq '^(role:leader|raft_role:leader)'; then
-                leader=$p
-            fi
-        done
-        [ -n "$leader" ] && break
-        sleep 0.1
-    done
-    if [ -z "$leader" ]; then
-        echo "$label round $round: no leader; log:" >&2
-        tail -5 "$work/cluster.log" >&2
+    if ! start_local_cluster "$bin" "$work"; then
+        echo "$label round $round: no leader" >&2
     else
         for t in set get; do
             local rate
-            rate=$(redis-benchmark -p "$leader" -n "$N" -c 50 -d 256 -r 100000 -t "$t" -P 1 --csv 2>/dev/null |
+            rate=$(redis-benchmark -p "$LEADER_PORT" -n "$N" -c 50 -d 256 -r 100000 -t "$t" -P 1 --csv 2>/dev/null |
                 grep -v '^"test"' | head -1 | cut -d, -f2 | tr -d '"')
             echo "$round $label $t $rate" | tee -a "$results"
         done
     fi
-    kill -INT "$cluster_pid" 2>/dev/null
-    wait "$cluster_pid" 2>/dev/null
+    stop_local_cluster
     pkill -f "$work" 2>/dev/null
     rm -rf "$work"
 }

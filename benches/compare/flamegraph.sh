@@ -23,25 +23,14 @@ done
 [ -x "$ketch" ] || { echo "no ketch binary at $ketch (cargo build --release)" >&2; exit 2; }
 mkdir -p "$out"
 work=$(mktemp -d)
-cluster_pid=""
+. "$root/benches/compare/local_cluster.sh"
 cleanup() {
-    [ -n "$cluster_pid" ] && kill -INT "$cluster_pid" 2>/dev/null && wait "$cluster_pid" 2>/dev/null
+    stop_local_cluster
     rm -rf "$work"
 }
 trap cleanup EXIT
-(cd "$work" && exec "$ketch" cluster --nodes 3 --read-mode "$read_mode" > "$work/cluster.log" 2>&1) &
-cluster_pid=$!
-leader_port=""
-for _ in $(seq 100); do
-    for port in 6380 6381 6382; do
-        if redis-cli -p "$port" info replication 2>/dev/null | grep -q '^raft_role:leader'; then
-            leader_port=$port
-        fi
-    done
-    [ -n "$leader_port" ] && break
-    sleep 0.2
-done
-[ -n "$leader_port" ] || { echo "no leader after 20 s; cluster log:" >&2; cat "$work/cluster.log" >&2; exit 1; }
+start_local_cluster "$ketch" "$work" --read-mode "$read_mode" || exit 1
+leader_port=$LEADER_PORT
 leader_pid=$(redis-cli -p "$leader_port" info server | tr -d '\r' | sed -n 's/^process_id://p')
 echo "leader on port $leader_port, process $leader_pid, read mode $read_mode" >&2
 

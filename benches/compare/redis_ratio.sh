@@ -19,6 +19,7 @@ for tool in redis-server redis-cli redis-benchmark; do
     command -v "$tool" >/dev/null || { echo "redis_ratio.sh needs $tool on PATH" >&2; exit 2; }
 done
 results=$(mktemp)
+. "$root/benches/compare/local_cluster.sh"
 
 bench() { # kind round port
     local kind=$1 round=$2 port=$3 test rate
@@ -42,27 +43,14 @@ run_redis() { # round
 }
 
 run_ketch() { # round
-    local work pid leader="" port
+    local work
     work=$(mktemp -d)
-    (cd "$work" && exec "$ketch" cluster --nodes 3 --read-mode "$read_mode" > "$work/cluster.log" 2>&1) &
-    pid=$!
-    for _ in $(seq 100); do
-        for port in 6380 6381 6382; do
-            if redis-cli -p "$port" info replication 2>/dev/null | grep -q '^raft_role:leader'; then
-                leader=$port
-            fi
-        done
-        [ -n "$leader" ] && break
-        sleep 0.1
-    done
-    if [ -z "$leader" ]; then
-        echo "round $1: the cluster elected no leader; log:" >&2
-        tail -5 "$work/cluster.log" >&2
+    if start_local_cluster "$ketch" "$work" --read-mode "$read_mode"; then
+        bench ketch "$1" "$LEADER_PORT"
     else
-        bench ketch "$1" "$leader"
+        echo "round $1: no leader" >&2
     fi
-    kill -INT "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    stop_local_cluster
     rm -rf "$work"
 }
 
