@@ -171,7 +171,9 @@ impl SegmentSource {
         match self {
             SegmentSource::Mapped(map) => {
                 for (slot, offset) in offsets.iter().enumerate() {
-                    visit(slot, committed_bytes(map, *offset as u64, committed_end))?;
+                    // Past the records (a broken index): nothing, which the caller reports.
+                    let from = (*offset as u64).min(committed_end);
+                    visit(slot, committed_bytes(map, from, committed_end))?;
                 }
                 Ok(())
             }
@@ -190,7 +192,8 @@ impl SegmentSource {
                     let last = offsets[end_slot - 1] as u64;
                     read_window(file, path, start, last, committed_end, &mut buffer)?;
                     for (slot, offset) in offsets.iter().enumerate().take(end_slot).skip(first) {
-                        visit(slot, &buffer[(*offset as u64 - start) as usize..])?;
+                        let at = (*offset as u64 - start) as usize;
+                        visit(slot, buffer.get(at..).unwrap_or(&[]))?;
                     }
                     first = end_slot;
                 }
