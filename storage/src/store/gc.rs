@@ -89,9 +89,7 @@ impl LogStore {
             state.counters.segments_freed += 1;
         }
         let State { segments, book, .. } = &mut *state;
-        let dying = book.dying;
         book.recount(segments);
-        book.dying = dying;
         fsync_dir(&self.dir).map_err(|e| state.poison(e))
     }
 

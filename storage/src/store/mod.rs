@@ -392,7 +392,6 @@ impl GcBook {
             .map(|segment| segment.file_len)
             .sum();
         self.candidates = None;
-        self.dying = true;
     }
 }
 

@@ -197,6 +197,8 @@ fn load(found: &[Found], options: &Options) -> Result<State, LoadFailure> {
     check_complete(&mut state, options, found).map_err(LoadFailure::Fatal)?;
     let State { segments, book, .. } = &mut state;
     book.recount(segments);
+    // Segments recovered without live entries (marked above) wait for the first freeing pass.
+    book.dying = true;
     if state.store_id == 0 {
         state.store_id = recovery::new_log_id();
     }

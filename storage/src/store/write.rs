@@ -615,6 +615,7 @@ impl LogStore {
         active.sealed = true;
         if active.live_entries == 0 {
             active.dead_since = Some(through);
+            state.book.dying = true;
         }
         // Mapped only now that nothing writes it again (see the `segment` module).
         let mapped = state.active_mut().map_sealed();
