@@ -43,6 +43,14 @@ pub struct Proposal {
 }
 
 impl Proposal {
+    /// A proposal whose result arrives on `result`, answered by `deadline`.
+    pub(crate) fn new(
+        result: Receiver<Result<Vec<u8>, ProposeError>>,
+        deadline: Instant,
+    ) -> Proposal {
+        Proposal { result, deadline }
+    }
+
     /// Waits for the result until the node's propose timeout (counted from submission).
     pub fn wait(self) -> Result<Vec<u8>, ProposeError> {
         // The node answers by the deadline itself; the margin only covers a loop that is

@@ -121,6 +121,7 @@ mod durable_state;
 mod errors;
 mod event_loop;
 mod forward;
+mod host;
 mod log_writer;
 mod membership_change;
 mod peer_auth;
@@ -135,6 +136,10 @@ pub use api::{Node, Proposal};
 pub use config::{NodeConfig, ProposalStamp, DEFAULT_MAX_PROPOSAL_BYTES};
 pub use durable_state::StorageError;
 pub use errors::{NodeError, ProposeError, ReadError};
+pub use host::{
+    Group, GroupStatus, Host, HostConfig, HostStatus, HostWriterStats, StateMachineFactory,
+};
+pub use crate::raft::GroupId;
 pub use log_writer::WriterStats;
 pub use membership_change::ChangeError;
 pub use peer_auth::{

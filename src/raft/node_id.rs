@@ -3,3 +3,7 @@
 
 /// A node identifier; 0 is reserved to mean "none" in wire formats and is never a valid id.
 pub type NodeId = u64;
+
+/// Names a Raft group when several share a host (a `crate::node::Host`); the core never
+/// reads it.
+pub type GroupId = u64;

@@ -1,0 +1,374 @@
+//! Many Raft groups on three hosts (`ketch::node::Host`), on loopback TCP with real data
+//! directories on this machine's disk, against a single-group `Node` cluster, side by side.
+//!
+//! Before criterion's runs, a side-by-side report alternates, over `ROUNDS` rounds, a 3-node
+//! `Node` cluster and 3-host clusters running 1, 16 and 64 groups (leaders spread over the
+//! hosts), each under the same client load: `CLIENTS` threads each proposing 256 B commands
+//! one at a time, round-robin over the groups, for `ROUND_SECS` seconds. It prints
+//! commits/s, the ratio to the single group's, fsyncs per host per second, and commit p50/p99
+//! of one proposer on one group.
+//!
+//! criterion then measures `host/throughput/{1,16,64}` (commits/s under the same load).
+//!
+//! Run: `cargo bench --bench host` (`KETCH_HOST_BENCH_ROUNDS=N`, `KETCH_BENCH_DIR=DIR`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ketch::node::{Group, GroupId, Host, HostConfig, Node, NodeConfig, ProposeError, StateMachine};
+use ketch::raft::Role;
+
+const PAYLOAD_BYTES: usize = 256;
+const CLIENTS: usize = 64;
+const ROUND_SECS: u64 = 5;
+const LATENCY_SAMPLES: usize = 2_000;
+
+/// Counts commands: the cheapest state machine, so the figures are the runtime's.
+#[derive(Default)]
+struct Counter {
+    applied: u64,
+}
+
+impl StateMachine for Counter {
+    fn apply(&mut self, _index: u64, _command: &[u8]) -> Vec<u8> {
+        self.applied += 1;
+        Vec::new()
+    }
+
+    fn query(&mut self, _query: &[u8]) -> Vec<u8> {
+        self.applied.to_le_bytes().to_vec()
+    }
+
+    fn snapshot(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(&self.applied.to_le_bytes())
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> std::io::Result<()> {
+        let mut bytes = [0u8; 8];
+        input.read_exact(&mut bytes)?;
+        self.applied = u64::from_le_bytes(bytes);
+        Ok(())
+    }
+}
+
+fn free_addrs(count: usize) -> BTreeMap<u64, SocketAddr> {
+    let listeners: Vec<_> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().expect("addr")))
+        .collect()
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("KETCH_BENCH_DIR") {
+        Some(parent) => tempfile::tempdir_in(parent),
+        None => tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")),
+    }
+    .expect("temp dir")
+}
+
+/// What a client proposes to: one group of a host cluster, or a node cluster.
+trait Target: Send + Sync {
+    /// Proposes at the leader, following hints; false if the outcome is unknown.
+    fn propose(&self, slot: usize) -> bool;
+    /// Fsyncs so far, summed over the hosts (or nodes).
+    fn fsyncs(&self) -> u64;
+    fn members(&self) -> usize;
+}
+
+struct Hosts {
+    hosts: Vec<Host>,
+    groups: Vec<GroupId>,
+    /// Per group, the index in `hosts` believed to lead.
+    leaders: Vec<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hosts {
+    fn start(groups: usize) -> Hosts {
+        let dir = bench_dir();
+        let addrs = free_addrs(3);
+        let hosts: Vec<Host> = addrs
+            .keys()
+            .map(|id| {
+                let mut config = HostConfig::new(*id, 1, addrs.clone(), addrs[id]);
+                config.raft.max_uncommitted_bytes = 256 << 20;
+                Host::start(config, dir.path().join(id.to_string()), |_| {
+                    Counter::default()
+                })
+                .expect("host starts")
+            })
+            .collect();
+        let ids: Vec<GroupId> = (1..=groups as u64).collect();
+        for host in &hosts {
+            for group in &ids {
+                host.create_group(*group, &[1, 2, 3]).expect("group");
+            }
+        }
+        let cluster = Hosts {
+            leaders: ids.iter().map(|_| AtomicU64::new(0)).collect(),
+            hosts,
+            groups: ids,
+            _dir: dir,
+        };
+        cluster.wait_for_leaders();
+        cluster.spread_leaders();
+        cluster
+    }
+
+    fn wait_for_leaders(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (slot, group) in self.groups.iter().enumerate() {
+            loop {
+                let leader = self.hosts.iter().position(|h| {
+                    h.group(*group)
+                        .and_then(|g| g.status())
+                        .is_some_and(|s| s.role == Role::Leader)
+                });
+                if let Some(leader) = leader {
+                    self.leaders[slot].store(leader as u64, Ordering::Relaxed);
+                    break;
+                }
+                assert!(Instant::now() < deadline, "group {group} elected no leader");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Moves group `i`'s leadership to host `i % 3`, so the leaders spread evenly.
+    fn spread_leaders(&self) {
+        for (slot, group) in self.groups.iter().enumerate() {
+            let want = slot % self.hosts.len();
+            let current = self.leaders[slot].load(Ordering::Relaxed) as usize;
+            if current == want {
+                continue;
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.hosts[current]
+                .group(*group)
+                .expect("group")
+                .transfer_leadership(want as u64 + 1, move |r| {
+                    let _ = tx.send(r);
+                });
+            if let Ok(Ok(())) = rx.recv_timeout(Duration::from_secs(10)) {
+                self.leaders[slot].store(want as u64, Ordering::Relaxed);
+            }
+        }
+        self.wait_for_leaders();
+    }
+
+    fn group(&self, slot: usize) -> Group {
+        let leader = self.leaders[slot].load(Ordering::Relaxed) as usize;
+        self.hosts[leader]
+            .group(self.groups[slot])
+            .expect("group on host")
+    }
+}
+
+impl Target for Hosts {
+    fn propose(&self, client: usize) -> bool {
+        let slot = client % self.groups.len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match self.group(slot).propose(vec![7u8; PAYLOAD_BYTES]) {
+                Ok(_) => return true,
+                Err(ProposeError::Backpressure) => std::thread::yield_now(),
+                Err(ProposeError::NotLeader { leader_hint }) => match leader_hint {
+                    Some(id) => self.leaders[slot].store(id - 1, Ordering::Relaxed),
+                    None => std::thread::sleep(Duration::from_millis(10)),
+                },
+                Err(ProposeError::Timeout | ProposeError::LeaderLost) => return false,
+                Err(e) => panic!("proposal failed: {e}"),
+            }
+        }
+        panic!("no proposal accepted for 30 s");
+    }
+
+    fn fsyncs(&self) -> u64 {
+        self.hosts.iter().map(|h| h.status().writer.fsyncs).sum()
+    }
+
+    fn members(&self) -> usize {
+        self.hosts.len()
+    }
+}
+
+struct Nodes {
+    nodes: Vec<Node>,
+    leader: AtomicU64,
+    _dir: tempfile::TempDir,
+}
+
+impl Nodes {
+    fn start() -> Nodes {
+        let dir = bench_dir();
+        let addrs = free_addrs(3);
+        let nodes: Vec<Node> = addrs
+            .keys()
+            .map(|id| {
+                let mut config = NodeConfig::new(*id, 1, addrs.clone(), addrs[id]);
+                config.raft.max_uncommitted_bytes = 256 << 20;
+                Node::start(config, dir.path().join(id.to_string()), Counter::default())
+                    .expect("node starts")
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let leader = loop {
+            if let Some(leader) = nodes.iter().position(|n| n.status().role == Role::Leader) {
+                break leader;
+            }
+            assert!(Instant::now() < deadline, "no leader elected");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Nodes {
+            nodes,
+            leader: AtomicU64::new(leader as u64),
+            _dir: dir,
+        }
+    }
+}
+
+impl Target for Nodes {
+    fn propose(&self, _client: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let leader = &self.nodes[self.leader.load(Ordering::Relaxed) as usize];
+            match leader.propose(vec![7u8; PAYLOAD_BYTES]) {
+                Ok(_) => return true,
+                Err(ProposeError::Backpressure) => std::thread::yield_now(),
+                Err(ProposeError::NotLeader { leader_hint }) => match leader_hint {
+                    Some(id) => self.leader.store(id - 1, Ordering::Relaxed),
+                    None => std::thread::sleep(Duration::from_millis(10)),
+                },
+                Err(ProposeError::Timeout | ProposeError::LeaderLost) => return false,
+                Err(e) => panic!("proposal failed: {e}"),
+            }
+        }
+        panic!("no proposal accepted for 30 s");
+    }
+
+    fn fsyncs(&self) -> u64 {
+        self.nodes.iter().map(|n| n.status().writer.fsyncs).sum()
+    }
+
+    fn members(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// Runs `clients` threads proposing for `duration`; returns commits/s and fsyncs per member
+/// per second.
+fn load(target: &dyn Target, clients: usize, duration: Duration) -> (f64, f64) {
+    let stop = AtomicBool::new(false);
+    let commits = AtomicU64::new(0);
+    let fsyncs_before = target.fsyncs();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for client in 0..clients {
+            let (stop, commits) = (&stop, &commits);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if target.propose(client) {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        std::thread::sleep(duration);
+        stop.store(true, Ordering::Relaxed);
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let fsyncs = target.fsyncs() - fsyncs_before;
+    (
+        commits.load(Ordering::Relaxed) as f64 / secs,
+        fsyncs as f64 / target.members() as f64 / secs,
+    )
+}
+
+fn latency(target: &dyn Target) -> (Duration, Duration) {
+    let mut samples: Vec<Duration> = (0..LATENCY_SAMPLES)
+        .map(|_| {
+            let start = Instant::now();
+            target.propose(0);
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn side_by_side() {
+    let rounds: usize = std::env::var("KETCH_HOST_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let duration = Duration::from_secs(ROUND_SECS);
+    let kinds = ["node", "host-1", "host-16", "host-64"];
+    for round in 0..rounds {
+        let mut order: Vec<&str> = kinds.to_vec();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut results: BTreeMap<&str, (f64, f64, Duration, Duration)> = BTreeMap::new();
+        for kind in order {
+            let target: Box<dyn Target> = match kind {
+                "node" => Box::new(Nodes::start()),
+                "host-1" => Box::new(Hosts::start(1)),
+                "host-16" => Box::new(Hosts::start(16)),
+                _ => Box::new(Hosts::start(64)),
+            };
+            load(&*target, CLIENTS, Duration::from_secs(1));
+            let (rate, fsyncs) = load(&*target, CLIENTS, duration);
+            let (p50, p99) = latency(&*target);
+            results.insert(kind, (rate, fsyncs, p50, p99));
+        }
+        let one = results["host-1"].0;
+        let node = results["node"];
+        for kind in kinds {
+            let (rate, fsyncs, p50, p99) = results[kind];
+            println!(
+                "round {round} {kind:8} {rate:>9.0} commits/s ({:.2}x host-1, {:.2}x node) \
+                 {fsyncs:>7.0} fsyncs/s per member  one proposer p50 {p50:?} ({:.2}x node) \
+                 p99 {p99:?} ({:.2}x node)",
+                rate / one,
+                rate / node.0,
+                p50.as_secs_f64() / node.2.as_secs_f64(),
+                p99.as_secs_f64() / node.3.as_secs_f64(),
+            );
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    side_by_side();
+    let mut group = c.benchmark_group("host/throughput");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for groups in [1usize, 16, 64] {
+        let hosts = Hosts::start(groups);
+        group.throughput(Throughput::Elements(CLIENTS as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(groups), &hosts, |b, hosts| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for client in 0..CLIENTS {
+                        scope.spawn(move || hosts.propose(client));
+                    }
+                });
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,93 @@
+//! A host: one process running many Raft groups on a fixed set of threads, with one shared log
+//! and one connection per peer host (the design's §6).
+//!
+//! Every group is the same pure core as a single-group [`Node`](crate::node::Node)'s; the host
+//! only multiplexes them, so none of the protocol's safety is re-implemented here. A group's
+//! replica on a host is the Raft node whose id is the host's id, and a group's members are
+//! hosts.
+//!
+//! # Threads (fixed, whatever the number of groups)
+//!
+//! - **Event loop** (`event_loop`, one mio `Poll`): the peer listener and connections (the
+//!   transport of `crate::node::transport`, shared with `Node`), every group's core and ticks,
+//!   client requests, and the routing of every group's `Ready`. Each `Ready` is carried out
+//!   as `crate::raft` requires, per group: messages at once, persistence to the writer, the
+//!   persisted messages and `on_persisted` once the writer reports the item durable.
+//! - **Log writer** (`log_writer`): owns the shared `LogStore`; every round of work items of
+//!   every group becomes one store batch with one `fdatasync`, then "durable through item N".
+//! - **Apply workers** (`apply`, `HostConfig::apply_workers`): a group always goes to worker
+//!   `group id % workers`, so its commands apply in order.
+//!
+//! # Channels and their bounds
+//!
+//! | from → to      | what                        | bound                                        |
+//! |----------------|-----------------------------|----------------------------------------------|
+//! | API → loop     | proposals, reads, admin     | 8,192 requests; full → `Backpressure`         |
+//! | loop → writer  | `PersistWork`               | 16,384 items (`log_writer::WRITER_QUEUE_ITEMS`) |
+//! | loop → apply   | `ApplyWork`                 | 4,096 items per worker                        |
+//! | writer → loop  | durable-through counter     | a counter + waker                             |
+//! | apply → loop   | applied indexes, snapshots  | a list drained every pass + waker             |
+//! | loop → peer    | frames                      | `HostConfig::peer_queue_bytes_max` per lane   |
+//!
+//! Proposals waiting to commit are bounded host-wide by `HostConfig::max_pending_proposals`,
+//! reads by `HostConfig::max_pending_reads`; each group's core bounds its own uncommitted bytes.
+//! A group whose apply worker or the writer has no room keeps its `Ready` until there is.
+//!
+//! # Data directory
+//!
+//! | path                     | what                                                       |
+//! |--------------------------|------------------------------------------------------------|
+//! | `groups.catalog`         | groups held, with their first voters, and tombstones (`catalog`) |
+//! | `log/`                   | the shared `LogStore`: every group's entries and hard state |
+//! | `snapshots/<group id>/`  | a group's snapshot files, made on its first snapshot (`snapshots`) |
+//!
+//! A group's entries are stored as a `Node` stores them (see `crate::node::durable_state`: a
+//! kind byte, then the data), under the group's id in the `LogStore`. A data directory of a
+//! single-group `Node` is refused at start with a message saying so.
+//!
+//! # Lifecycle
+//!
+//! - `create_group` writes the group's catalog record durably before the group takes part in
+//!   anything, so a restart brings it back with the same first voters, through the factory,
+//!   restored from its newest snapshot and its log.
+//! - `remove_group` writes the tombstone durably first; then the loop stops the group and the
+//!   writer removes its log and snapshots. A crash in between is finished at the next start.
+//!   Messages for a group the host does not hold are dropped and counted
+//!   (`HostStatus::messages_unrouted`): they never create a group, so a removed one cannot come
+//!   back from a late message, and its id is refused by `create_group`.
+//! - A failed log write or fsync poisons the shared log: the loop stops every group at once and
+//!   answers every waiting client truthfully (`LeaderLost` for an appended proposal, which may
+//!   have been applied; `Stopped` for new ones, which were not), as `crate::node`'s table says.
+//!
+//! # Departures from a `Node`, for now
+//!
+//! - A follower does not forward proposals: it answers `NotLeader` with the leader it knows.
+//!   Clients of a sharded service route to each group's leader themselves.
+//!
+//! # Idle groups
+//!
+//! A group with nothing to do quiesces: no ticks, no heartbeats; host-to-host beats stand in
+//! for them. The rules, and why check-quorum and ReadIndex stay correct, are in `quiescence`.
+
+mod api;
+mod apply;
+mod catalog;
+mod config;
+mod event_loop;
+mod log_writer;
+mod quiescence;
+mod request;
+mod snapshots;
+mod status;
+
+pub use api::{Group, Host, StateMachineFactory};
+pub use config::HostConfig;
+pub use log_writer::HostWriterStats;
+pub use status::{GroupStatus, HostStatus};
+
+use crate::raft::GroupId;
+
+/// The apply worker of `group` among `workers`.
+fn worker_of(group: GroupId, workers: usize) -> usize {
+    (group % workers as u64) as usize
+}

@@ -1,0 +1,353 @@
+//! Three hosts of many Raft groups in one process, over loopback TCP with real data directories
+//! (`ketch::node::Host`).
+//!
+//! Each test arms a watchdog that aborts the process if it runs past its bound. Reproduce one
+//! with `cargo test --release --test host_cluster <name> -- --nocapture`.
+
+#[path = "harness/watchdog.rs"]
+mod watchdog;
+use watchdog::watchdog;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ketch::node::{Group, GroupId, Host, HostConfig, ProposeError, StateMachine};
+use ketch::raft::Role;
+
+/// Tells the watchdog the test ended (when dropped, panicking or not).
+struct Finished(Arc<AtomicBool>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A map of keys to values; `key=value` sets and answers the previous value, a query is a key.
+#[derive(Default)]
+struct Map {
+    values: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl StateMachine for Map {
+    fn apply(&mut self, _index: u64, command: &[u8]) -> Vec<u8> {
+        let at = command.iter().position(|b| *b == b'=').expect("key=value");
+        let (key, value) = (&command[..at], &command[at + 1..]);
+        self.values
+            .insert(key.to_vec(), value.to_vec())
+            .unwrap_or_default()
+    }
+
+    fn query(&mut self, query: &[u8]) -> Vec<u8> {
+        self.values.get(query).cloned().unwrap_or_default()
+    }
+
+    fn snapshot(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        for (key, value) in &self.values {
+            out.write_all(&(key.len() as u32).to_le_bytes())?;
+            out.write_all(key)?;
+            out.write_all(&(value.len() as u32).to_le_bytes())?;
+            out.write_all(value)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, input: &mut dyn Read) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes)?;
+        self.values.clear();
+        let mut at = 0;
+        let mut take = |at: &mut usize| {
+            let len = u32::from_le_bytes(bytes[*at..*at + 4].try_into().unwrap()) as usize;
+            let piece = bytes[*at + 4..*at + 4 + len].to_vec();
+            *at += 4 + len;
+            piece
+        };
+        while at < bytes.len() {
+            let key = take(&mut at);
+            let value = take(&mut at);
+            self.values.insert(key, value);
+        }
+        Ok(())
+    }
+}
+
+struct Hosts {
+    addrs: BTreeMap<u64, SocketAddr>,
+    dirs: BTreeMap<u64, PathBuf>,
+    hosts: BTreeMap<u64, Host>,
+    snapshot_threshold_entries: u64,
+    _root: tempfile::TempDir,
+}
+
+impl Hosts {
+    fn new(count: u64, snapshot_threshold_entries: u64) -> Hosts {
+        let root = tempfile::tempdir().unwrap();
+        let listeners: Vec<_> = (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: BTreeMap<u64, SocketAddr> = listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
+            .collect();
+        drop(listeners);
+        let dirs = addrs
+            .keys()
+            .map(|id| (*id, root.path().join(format!("host-{id}"))))
+            .collect();
+        let mut hosts = Hosts {
+            addrs,
+            dirs,
+            hosts: BTreeMap::new(),
+            snapshot_threshold_entries,
+            _root: root,
+        };
+        for id in 1..=count {
+            hosts.start(id);
+        }
+        hosts
+    }
+
+    fn config(&self, id: u64) -> HostConfig {
+        let mut config = HostConfig::new(id, 77, self.addrs.clone(), self.addrs[&id]);
+        config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
+        config
+    }
+
+    fn start(&mut self, id: u64) {
+        let host = Host::start(self.config(id), &self.dirs[&id], |_group| Map::default())
+            .expect("host starts");
+        self.hosts.insert(id, host);
+    }
+
+    fn stop(&mut self, id: u64) {
+        let host = self.hosts.remove(&id).expect("running");
+        host.shutdown().expect("clean shutdown");
+    }
+
+    fn create_groups(&self, groups: impl Iterator<Item = GroupId> + Clone) {
+        let voters: Vec<u64> = self.addrs.keys().copied().collect();
+        for host in self.hosts.values() {
+            for group in groups.clone() {
+                host.create_group(group, &voters).expect("group created");
+            }
+        }
+    }
+
+    /// The leader of every group in `groups` once each has exactly one, as the running hosts
+    /// see it.
+    fn leaders(&self, groups: &[GroupId], within: Duration) -> HashMap<GroupId, u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut leaders = HashMap::new();
+            for group in groups {
+                let leading: Vec<u64> = self
+                    .hosts
+                    .iter()
+                    .filter(|(_, host)| {
+                        host.group(*group)
+                            .and_then(|g| g.status())
+                            .is_some_and(|s| s.role == Role::Leader)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                if leading.len() == 1 {
+                    leaders.insert(*group, leading[0]);
+                }
+            }
+            if leaders.len() == groups.len() {
+                return leaders;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {} groups have one leader after {within:?}",
+                leaders.len(),
+                groups.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn group(&self, host: u64, group: GroupId) -> Group {
+        self.hosts[&host].group(group).expect("group on host")
+    }
+
+    /// Proposes `key=value` to `group` at its leader, retrying while leadership moves; returns
+    /// once acknowledged.
+    fn write(&self, group: GroupId, key: &str, value: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let command = format!("{key}={value}").into_bytes();
+        loop {
+            let leaders = self.leaders(&[group], Duration::from_secs(20));
+            match self.group(leaders[&group], group).propose(command.clone()) {
+                Ok(_) => return,
+                Err(ProposeError::NotLeader { .. } | ProposeError::Backpressure) => {}
+                Err(e) => panic!("group {group}: writing {key}: {e}"),
+            }
+            assert!(Instant::now() < deadline, "group {group}: no write of {key}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn many_groups_elect_leaders_commit_and_read_on_every_host() {
+    let _done = Finished(watchdog("many_groups_elect_leaders_commit_and_read_on_every_host", Duration::from_secs(120)));
+    let hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=200).collect();
+    hosts.create_groups(groups.iter().copied());
+    let leaders = hosts.leaders(&groups, Duration::from_secs(30));
+    for group in &groups {
+        hosts.write(*group, "k", &format!("v{group}"));
+    }
+    // Every host answers every group's read with that group's own value: no group sees
+    // another's commands.
+    for (host_id, host) in &hosts.hosts {
+        for group in &groups {
+            let answer = host.group(*group).unwrap().read(b"k".to_vec());
+            assert_eq!(
+                answer.as_deref(),
+                Ok(format!("v{group}").as_bytes()),
+                "group {group} on host {host_id}"
+            );
+        }
+    }
+    let status = hosts.hosts[&1].status();
+    assert_eq!(status.groups, 200);
+    assert!(status.participating);
+    let led: usize = hosts.hosts.values().map(|h| h.status().leaders).sum();
+    assert_eq!(led, groups.len(), "{leaders:?}");
+    // One flush covers many groups' writes: far fewer fsyncs than groups written.
+    assert!(status.writer.groups_per_round_sum > status.writer.fsyncs, "{status:?}");
+}
+
+#[test]
+fn a_restarted_host_brings_back_every_group_and_loses_nothing_acknowledged() {
+    let _done = Finished(watchdog(
+        "a_restarted_host_brings_back_every_group_and_loses_nothing_acknowledged",
+        Duration::from_secs(120),
+    ));
+    // A low snapshot threshold: some groups restart from a snapshot plus a log suffix.
+    let mut hosts = Hosts::new(3, 16);
+    let groups: Vec<GroupId> = (10..40).collect();
+    hosts.create_groups(groups.iter().copied());
+    hosts.leaders(&groups, Duration::from_secs(30));
+    for round in 0..30 {
+        for group in &groups {
+            hosts.write(*group, &format!("k{}", round % 5), &format!("{group}-{round}"));
+        }
+    }
+    for id in [1, 2, 3] {
+        hosts.stop(id);
+        hosts.start(id);
+        assert_eq!(hosts.hosts[&id].groups(), groups, "host {id} after restart");
+        hosts.leaders(&groups, Duration::from_secs(30));
+    }
+    for group in &groups {
+        hosts.write(*group, "after", "restart");
+    }
+    for (host_id, host) in &hosts.hosts {
+        for group in &groups {
+            let g = host.group(*group).unwrap();
+            for key in 0..5 {
+                let expected = format!("{group}-{}", 25 + key);
+                assert_eq!(
+                    g.read(format!("k{key}").into_bytes()).as_deref(),
+                    Ok(expected.as_bytes()),
+                    "group {group} key k{key} on host {host_id}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_removed_group_never_comes_back() {
+    let _done = Finished(watchdog("a_removed_group_never_comes_back", Duration::from_secs(120)));
+    let mut hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=5).collect();
+    hosts.create_groups(groups.iter().copied());
+    hosts.leaders(&groups, Duration::from_secs(30));
+    hosts.write(3, "k", "v");
+    // Removed on one host first: the others keep sending it messages, which are dropped.
+    hosts.hosts[&1].remove_group(3).unwrap();
+    assert!(hosts.hosts[&1].group(3).is_none());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(hosts.hosts[&1].status().messages_unrouted > 0);
+    let refused = hosts.hosts[&1].create_group(3, &[1, 2, 3]).unwrap_err();
+    assert!(refused.to_string().contains("removed"), "{refused}");
+    hosts.stop(1);
+    hosts.start(1);
+    assert!(hosts.hosts[&1].group(3).is_none());
+    assert_eq!(hosts.hosts[&1].groups(), vec![1, 2, 4, 5]);
+    assert!(!hosts.dirs[&1].join("snapshots/3").exists());
+    // The others still hold it.
+    assert!(hosts.hosts[&2].group(3).is_some());
+}
+
+#[test]
+fn killing_a_host_fails_over_every_group_it_led_and_loses_nothing() {
+    let _done = Finished(watchdog(
+        "killing_a_host_fails_over_every_group_it_led_and_loses_nothing",
+        Duration::from_secs(120),
+    ));
+    let mut hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=60).collect();
+    hosts.create_groups(groups.iter().copied());
+    let leaders = hosts.leaders(&groups, Duration::from_secs(30));
+    for group in &groups {
+        hosts.write(*group, "k", "before");
+    }
+    let victim = leaders[&1];
+    let led: Vec<GroupId> = leaders
+        .iter()
+        .filter(|(_, leader)| **leader == victim)
+        .map(|(group, _)| *group)
+        .collect();
+    assert!(!led.is_empty());
+    hosts.stop(victim);
+    let started = Instant::now();
+    let after = hosts.leaders(&groups, Duration::from_secs(30));
+    eprintln!(
+        "{} groups led by host {victim} have new leaders after {:?}",
+        led.len(),
+        started.elapsed()
+    );
+    assert!(after.values().all(|leader| *leader != victim));
+    for group in &groups {
+        let leader = after[group];
+        let g = hosts.group(leader, *group);
+        assert_eq!(g.read(b"k".to_vec()).as_deref(), Ok(&b"before"[..]), "group {group}");
+        hosts.write(*group, "k", "after");
+    }
+    hosts.start(victim);
+    hosts.leaders(&groups, Duration::from_secs(30));
+    for group in &groups {
+        let g = hosts.group(victim, *group);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if g.read(b"k".to_vec()).as_deref() == Ok(&b"after"[..]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "group {group} on the restarted host");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_node_data_directory_is_refused() {
+    let _done = Finished(watchdog("a_node_data_directory_is_refused", Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000001-0000000000000001.wal"), b"").unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let config = HostConfig::new(1, 1, [(1, addr)].into_iter().collect(), addr);
+    let error = Host::start(config, dir.path(), |_| Map::default()).unwrap_err();
+    assert!(error.to_string().contains("single-group node"), "{error}");
+}
