@@ -86,7 +86,7 @@ impl HostConfig {
             log: ketch_storage::Options::default(),
             store: ketch_storage::StoreOptions::default(),
             peer_security: PeerSecurity::default(),
-            quiesce_after_ticks: super::quiescence::QUIESCE_AFTER_TICKS,
+            quiesce_after_ticks: crate::node::quiescence::QUIESCE_AFTER_TICKS,
         }
     }
 

@@ -20,7 +20,7 @@ use super::apply::{ApplyReport, ApplyShared, ApplyWork, APPLY_QUEUE_ITEMS};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
 use super::request::HostRequest;
 use super::snapshots::GroupSnapshots;
-use super::quiescence;
+use crate::node::quiescence;
 use super::status::{GroupStatus, HostStatus};
 use crate::node::apply::Waiter;
 use crate::node::coalesce::coalesce_appends;

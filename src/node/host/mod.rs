@@ -67,7 +67,8 @@
 //! # Idle groups
 //!
 //! A group with nothing to do quiesces: no ticks, no heartbeats; host-to-host beats stand in
-//! for them. The rules, and why check-quorum and ReadIndex stay correct, are in `quiescence`.
+//! for them. The rules, and why check-quorum and ReadIndex stay correct, are in
+//! `crate::node::quiescence`.
 
 mod api;
 mod apply;
@@ -75,7 +76,6 @@ mod catalog;
 mod config;
 mod event_loop;
 mod log_writer;
-mod quiescence;
 mod request;
 mod snapshots;
 mod status;

@@ -1,4 +1,4 @@
-//! Quiescence: idle groups stop ticking and heartbeating, so ten thousand of them cost a host
+//! Quiescence of a `Host`'s groups: idle groups stop ticking and heartbeating, so ten thousand of them cost a host
 //! almost nothing (dragonboat's quiesce, TiKV's hibernate regions).
 //!
 //! # The rules
