@@ -126,6 +126,7 @@ mod log_writer;
 mod membership_change;
 mod peer_auth;
 mod peer_tls;
+pub mod quiescence;
 mod refusal_log;
 mod request;
 mod state_machine;
