@@ -141,7 +141,7 @@ pub use log::{AppendOutcome, RaftLog};
 pub use membership::Membership;
 pub use membership_log::{entry_membership, MembershipEntry, MembershipLog};
 pub use message::{Entry, EntryKind, HardState, Message, MessageBody, ReadState, SnapshotMeta};
-pub use node_id::NodeId;
+pub use node_id::{GroupId, NodeId};
 pub use progress::{Progress, ProgressState, SnapshotTransfer};
 pub use quorum::{majority_index, majority_vote, JointConfig, VoteResult};
 pub use rand::SplitMix64;
