@@ -201,7 +201,7 @@ fn peer_seeds() {
     // Mode odd: the payload alone.
     for message in &messages {
         let mut seed = vec![1u8];
-        encode_message_payload(message, &mut seed);
+        encode_message_payload(0, message, &mut seed);
         write_seed(
             "peer_frames",
             &format!("payload-{}", message.body.kind_name()),
@@ -216,7 +216,7 @@ fn peer_seeds() {
     encode_handshake(&handshake, &mut seed).expect("encode handshake");
     let mut scratch = Vec::new();
     for message in &messages {
-        encode_message(message, &mut scratch, &mut seed).expect("encode message");
+        encode_message(0, message, &mut scratch, &mut seed).expect("encode message");
     }
     write_seed("peer_frames", "stream-all-kinds", &seed);
     let mut oversize = vec![0u8];

@@ -87,7 +87,7 @@ fn forged_vote(from: u64, to: u64) -> Vec<u8> {
             leadership_transfer: true,
         },
     };
-    encode_message(&vote, &mut Vec::new(), &mut frame).expect("encode the forged vote");
+    encode_message(0, &vote, &mut Vec::new(), &mut frame).expect("encode the forged vote");
     frame
 }
 

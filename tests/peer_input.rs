@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
 use ketch::raft::{Message, MessageBody, Role};
-use ketch::wire::frame::encode_frame;
+use ketch::wire::frame::{encode_frame, HEADER_BYTES};
 use ketch::wire::message::{
-    encode_handshake, encode_message, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_RAFT,
+    encode_handshake, encode_message, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE,
+    FRAME_KIND_RAFT,
 };
 
 const CLUSTER_ID: u64 = 11;
@@ -78,7 +79,7 @@ fn raft_frame(from: u64, to: u64, term: u64, body: MessageBody) -> Vec<u8> {
         term,
         body,
     };
-    encode_message(&message, &mut Vec::new(), &mut bytes).unwrap();
+    encode_message(0, &message, &mut Vec::new(), &mut bytes).unwrap();
     bytes
 }
 
@@ -154,6 +155,12 @@ fn hostile_peer_input_is_refused_counted_and_the_cluster_keeps_committing() {
     // 3. A handshake from another cluster, and one from a node that is not a peer.
     send(&handshake(CLUSTER_ID + 1, spoofed, target));
     send(&handshake(CLUSTER_ID, 99, target));
+    // 3b. A handshake of protocol version 3 (this build speaks 4): refused by its version.
+    let mut v3_payload = handshake(CLUSTER_ID, spoofed, target)[HEADER_BYTES..].to_vec();
+    v3_payload[4..6].copy_from_slice(&3u16.to_le_bytes());
+    let mut v3 = Vec::new();
+    encode_frame(FRAME_KIND_HANDSHAKE, &v3_payload, &mut v3).unwrap();
+    send(&v3);
     // 4. A valid handshake, then a frame cut short (the rest never comes): the node must
     //    neither block nor take it.
     let mut truncated = handshake(CLUSTER_ID, spoofed, target);
@@ -174,6 +181,7 @@ fn hostile_peer_input_is_refused_counted_and_the_cluster_keeps_committing() {
     let mut payload = Vec::new();
     payload.extend_from_slice(&spoofed.to_le_bytes());
     payload.extend_from_slice(&target.to_le_bytes());
+    payload.extend_from_slice(&0u64.to_le_bytes());
     payload.push(77);
     payload.extend_from_slice(&1u64.to_le_bytes());
     encode_frame(FRAME_KIND_FORWARD, &payload, &mut bad_forward).unwrap();
@@ -213,7 +221,7 @@ fn hostile_peer_input_is_refused_counted_and_the_cluster_keeps_committing() {
         Duration::from_secs(10),
         || {
             let t = nodes[&target].status().transport;
-            t.handshakes_refused >= before.transport.handshakes_refused + 2
+            t.handshakes_refused >= before.transport.handshakes_refused + 3
                 && t.malformed_closed >= before.transport.malformed_closed + 4
         },
     );

@@ -1,21 +1,26 @@
 //! Peer input: arbitrary bytes through the frame decoder and the message decoders.
 //!
-//! A peer connection carries frames (`ketch::wire::frame`) whose payloads are a handshake or
-//! a Raft message (`ketch::wire::message`). Random bytes rarely pass the frame checksum, so
-//! the input's first byte picks what is fuzzed:
+//! A peer connection carries frames (`ketch::wire::frame`) whose payloads are a handshake, its
+//! challenge and proof, a Raft message, a batch of Raft messages, a forward or a host beat
+//! (`ketch::wire::message`). Random bytes rarely pass the frame checksum, so the input's
+//! first byte picks what is fuzzed:
 //! - even: the rest is a byte stream fed to a `FrameDecoder` in chunks whose sizes come from
 //!   the input (exercising partial headers and payloads); every frame that comes out is
 //!   decoded;
 //! - odd: the rest is a payload, decoded directly and also wrapped in a valid frame and sent
 //!   through the decoder.
 //!
-//! Checked: no panic, no hang, the decoder's buffer stays within its bound, and every message
-//! that decodes re-encodes to a payload that decodes to the same message.
+//! Checked: no panic, no hang, the decoder's buffer stays within its bound, and every message,
+//! batch, forward and host beat that decodes re-encodes to a payload that decodes to the same
+//! value.
 #![no_main]
 
 use ketch::wire::message::{
-    decode_challenge, decode_handshake, decode_message, decode_proof, encode_message_payload,
+    decode_challenge, decode_forward, decode_handshake, decode_host_beat, decode_message,
+    decode_proof, decode_raft_batch, encode_forward, encode_host_beat, encode_message_payload,
+    encode_raft_batch_payload, FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT,
 };
+use ketch::wire::frame::HEADER_BYTES;
 use ketch::wire::{encode_frame, FrameDecoder};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,11 +31,30 @@ fn decode_payload(kind: u8, payload: &[u8]) {
     let _ = decode_handshake(payload);
     let _ = decode_challenge(payload);
     let _ = decode_proof(payload);
-    if let Ok(message) = decode_message(payload) {
+    if let Ok((group, message)) = decode_message(payload) {
         let mut again = Vec::new();
-        encode_message_payload(&message, &mut again);
+        encode_message_payload(group, &message, &mut again);
         let round_trip = decode_message(&again).expect("a re-encoded message decodes");
-        assert_eq!(round_trip, message, "decode(encode(m)) == m");
+        assert_eq!(round_trip, (group, message), "decode(encode(m)) == m");
+    }
+    if let Ok(batch) = decode_raft_batch(payload) {
+        let mut again = Vec::new();
+        encode_raft_batch_payload(&batch, &mut again);
+        let round_trip = decode_raft_batch(&again).expect("a re-encoded batch decodes");
+        assert_eq!(round_trip, batch, "decode(encode(batch)) == batch");
+    }
+    if let Ok(forward) = decode_forward(payload) {
+        let mut frame = Vec::new();
+        encode_forward(&forward, &mut Vec::new(), &mut frame).expect("a decoded forward frames");
+        let (header, again) = frame.split_at(HEADER_BYTES);
+        assert_eq!(header[3], FRAME_KIND_FORWARD);
+        assert_eq!(decode_forward(again), Ok(forward), "decode(encode(f)) == f");
+    }
+    if let Ok(beat) = decode_host_beat(payload) {
+        let mut frame = Vec::new();
+        encode_host_beat(&beat, &mut frame).expect("a host beat frames");
+        assert_eq!(frame[3], FRAME_KIND_HOST_BEAT);
+        assert_eq!(decode_host_beat(&frame[HEADER_BYTES..]), Ok(beat));
     }
 }
 

@@ -147,21 +147,22 @@ pub fn peer_bytes_queued(peer: NodeId, frame_bytes: usize) {
     global().peers.slot(peer).add_sent(frame_bytes as u64);
 }
 
-/// Transport: a frame with `payload_bytes` that is not a Raft message (a forward) arrived
-/// from `peer`. Counted with its header, like the frames sent.
+/// Transport: a frame with `payload_bytes` that is not a Raft message (a forward, a host
+/// beat, or a batch frame's own fields) arrived from `peer`. Counted with its header, like
+/// the frames sent.
 #[inline]
 pub fn peer_bytes_received(peer: NodeId, payload_bytes: usize) {
     let frame_bytes = payload_bytes + crate::wire::frame::HEADER_BYTES;
     global().peers.slot(peer).add_received(frame_bytes as u64);
 }
 
-/// Transport: `message` arrived in a frame with `payload_bytes`.
+/// Transport: `message` arrived, in `wire_bytes` of a frame (the whole frame, header
+/// included, or its share of a batch frame).
 #[inline]
-pub fn peer_message_received(message: &Message, payload_bytes: usize) {
+pub fn peer_message_received(message: &Message, wire_bytes: usize) {
     let metrics = global();
     let slot = metrics.peers.slot(message.from);
-    let frame_bytes = payload_bytes + crate::wire::frame::HEADER_BYTES;
-    slot.add_received(frame_bytes as u64);
+    slot.add_received(wire_bytes as u64);
     match &message.body {
         MessageBody::HeartbeatResponse { .. } => {
             if let Some(rtt) = slot.heartbeat_answered() {

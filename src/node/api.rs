@@ -156,6 +156,7 @@ impl Node {
             listen_addr,
             members: members_of(core.membership(), addresses.addrs()),
             forwards_in_flight: 0,
+            other_group_dropped: 0,
             membership: core.membership().clone(),
             committed_membership: core.committed_membership().clone(),
             removed: false,

@@ -47,6 +47,9 @@ pub struct NodeStatus {
     pub members: BTreeMap<NodeId, MemberStatus>,
     /// Proposals this node forwarded to the leader and still waits on.
     pub forwards_in_flight: usize,
+    /// Raft messages and forwards received for a group other than this node's (only a
+    /// multi-group host sends those), dropped.
+    pub other_group_dropped: u64,
     /// The configuration in force (the latest in the log; joint: both halves).
     pub membership: Membership,
     /// The latest committed configuration.

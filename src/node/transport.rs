@@ -104,14 +104,15 @@ use super::peer_auth::{
 };
 use super::peer_tls::PeerStream;
 use super::refusal_log::RefusalLog;
-use crate::raft::{Message, MessageBody, NodeId, SplitMix64};
+use crate::raft::{GroupId, Message, MessageBody, NodeId, SplitMix64};
 use crate::wire::frame::{FrameDecoder, OutFrame};
 #[cfg(doc)]
 use crate::wire::message::Handshake;
 use crate::wire::message::{
-    append_frame_bytes, decode_forward_shared, decode_message_shared, encode_forward_shared,
-    encode_message_shared, Forward, ForwardBody, FRAME_KIND_FORWARD, FRAME_KIND_RAFT,
-    HANDSHAKE_FRAME_PAYLOAD_MAX,
+    append_frame_bytes, decode_forward_shared, decode_host_beat, decode_message_shared,
+    decode_raft_batch_shared, encode_forward_shared, encode_host_beat, encode_message_shared,
+    Forward, ForwardBody, HostBeat, FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT, FRAME_KIND_RAFT,
+    FRAME_KIND_RAFT_BATCH, HANDSHAKE_FRAME_PAYLOAD_MAX,
 };
 
 /// First reconnect delay.
@@ -196,15 +197,26 @@ pub struct TransportStats {
     pub forwards_received: u64,
     /// Messages not sent because their frame would exceed the maximum frame size.
     pub messages_oversize: u64,
+    /// Host beats queued for sending.
+    pub host_beats_sent: u64,
+    /// Host beats received and decoded.
+    pub host_beats_received: u64,
+    /// Batch frames (several Raft messages in one frame) received and decoded.
+    pub batch_frames_received: u64,
 }
 
-/// What connections delivered in one pass, for the loop to take.
+/// What connections delivered in one pass, for the loop to take (and clear: every field
+/// grows until its taker empties it).
 #[derive(Debug, Default)]
 pub struct Received {
-    /// Raft messages, for the core.
-    pub messages: Vec<Message>,
-    /// Forwarded proposals and their results.
+    /// Raft messages, each with the group it is for, in the order they arrived on their
+    /// connection.
+    pub messages: Vec<(GroupId, Message)>,
+    /// Forwarded proposals and their results (each names its group).
     pub forwards: Vec<Forward>,
+    /// Every peer from which at least one authenticated frame (Raft message, batch, forward
+    /// or host beat) was decoded since this list was last cleared, each listed once.
+    pub heard_from: Vec<NodeId>,
 }
 
 /// Why [`Transport::send_forward`] did not queue a frame; in every case nothing was sent.
@@ -552,9 +564,9 @@ impl Transport {
         self.schedule_retry(peer, Instant::now());
     }
 
-    /// Queues `message` for its recipient, on the connection of its lane; drops it (counted)
-    /// if there is no connection or that lane's queue is full.
-    pub fn send(&mut self, registry: &Registry, message: &Message) {
+    /// Queues `message` of `group` for its recipient, on the connection of its lane; drops it
+    /// (counted) if there is no connection or that lane's queue is full.
+    pub fn send(&mut self, registry: &Registry, group: GroupId, message: &Message) {
         let peer = message.to;
         let Some(outbound) = self.outbound.get_mut(&peer) else {
             self.stats.messages_dropped += 1;
@@ -578,7 +590,7 @@ impl Transport {
                 return;
             }
         }
-        let frame = match encode_message_shared(message) {
+        let frame = match encode_message_shared(group, message) {
             Ok(frame) => frame,
             Err(e) => {
                 log::error!(
@@ -636,6 +648,38 @@ impl Transport {
             self.flush(registry, peer, lane);
         }
         Ok(())
+    }
+
+    /// Queues a host beat for `peer` on its control connection, saying this host is alive at
+    /// its tick `tick`; dropped (counted in `messages_dropped`) like any message if there is
+    /// no connection or no room.
+    // The multi-group host sends these; the single-group loop does not.
+    #[allow(dead_code)]
+    pub fn send_host_beat(&mut self, registry: &Registry, peer: NodeId, tick: u64) {
+        let Some(outbound) = self.outbound.get_mut(&peer) else {
+            self.stats.messages_dropped += 1;
+            return;
+        };
+        if outbound.lane(Lane::Control).stream.is_none() {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let mut frame = Vec::new();
+        let beat = HostBeat {
+            from: self.id,
+            tick,
+        };
+        encode_host_beat(&beat, &mut frame).expect("a host beat is far under the frame limit");
+        let frame_bytes = frame.len();
+        if self
+            .enqueue(registry, peer, Lane::Control, OutFrame::Whole(frame))
+            .is_err()
+        {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        self.stats.host_beats_sent += 1;
+        crate::metrics::peer_bytes_queued(peer, frame_bytes);
     }
 
     /// Queues `forward` for its recipient on the bulk connection, under the same byte bound
@@ -950,6 +994,26 @@ impl Transport {
     /// Reads what `token`'s connection has, up to [`READ_PASS_BYTES_MAX`]; `Ok(true)` if it
     /// stopped at that budget (more may be waiting), `Err` names why it must close.
     fn read_inbound(&mut self, token: Token, received: &mut Received) -> Result<bool, String> {
+        let mut heard = None;
+        let result = self.read_inbound_frames(token, received, &mut heard);
+        // Once per read of a connection, not per frame: the list holds at most one entry per
+        // peer, so the scan is short.
+        if let Some(peer) = heard {
+            if !received.heard_from.contains(&peer) {
+                received.heard_from.push(peer);
+            }
+        }
+        result
+    }
+
+    /// [`read_inbound`](Self::read_inbound)'s work; sets `heard` to the peer once an
+    /// authenticated frame of it was taken.
+    fn read_inbound_frames(
+        &mut self,
+        token: Token,
+        received: &mut Received,
+        heard: &mut Option<NodeId>,
+    ) -> Result<bool, String> {
         let inbound = self.inbound.get_mut(&token).expect("inbound exists");
         let mut read_bytes = 0;
         // Ends at WouldBlock, EOF, an error or the budget; each pass consumes what it read.
@@ -1012,34 +1076,9 @@ impl Transport {
                                     .raise_max_payload_bytes(self.max_frame_payload_bytes);
                             }
                         }
-                        Some(peer) if kind == FRAME_KIND_FORWARD => {
-                            let forward = decode_forward_shared(&payload)
-                                .map_err(|e| format!("malformed forward: {e}"))?;
-                            if forward.from != peer || forward.to != self.id {
-                                return Err(format!(
-                                    "malformed: forward from {} to {} on node {peer}'s connection",
-                                    forward.from, forward.to
-                                ));
-                            }
-                            self.stats.forwards_received += 1;
-                            crate::metrics::peer_bytes_received(peer, payload.len());
-                            received.forwards.push(forward);
-                        }
                         Some(peer) => {
-                            if kind != FRAME_KIND_RAFT {
-                                return Err(format!("malformed: unexpected frame kind {kind}"));
-                            }
-                            let message = decode_message_shared(&payload)
-                                .map_err(|e| format!("malformed message: {e}"))?;
-                            if message.from != peer || message.to != self.id {
-                                return Err(format!(
-                                    "malformed: message from {} to {} on node {peer}'s connection",
-                                    message.from, message.to
-                                ));
-                            }
-                            self.stats.messages_received += 1;
-                            crate::metrics::peer_message_received(&message, payload.len());
-                            received.messages.push(message);
+                            take_frame(self.id, peer, kind, &payload, &mut self.stats, received)?;
+                            *heard = Some(peer);
                         }
                     }
                 }
@@ -1121,6 +1160,82 @@ impl Transport {
         }
         let _ = registry.deregister(&mut self.listener);
     }
+}
+
+/// Takes one frame of authenticated `peer` into `received`: a Raft message, a batch of them,
+/// a forward or a host beat. `Err` (the connection must close) for any other kind, a payload
+/// that does not decode, or a message or forward not from `peer` to `own_id`.
+fn take_frame(
+    own_id: NodeId,
+    peer: NodeId,
+    kind: u8,
+    payload: &Bytes,
+    stats: &mut TransportStats,
+    received: &mut Received,
+) -> Result<(), String> {
+    let check = |message: &Message| {
+        if message.from != peer || message.to != own_id {
+            return Err(format!(
+                "malformed: message from {} to {} on node {peer}'s connection",
+                message.from, message.to
+            ));
+        }
+        Ok(())
+    };
+    match kind {
+        FRAME_KIND_RAFT => {
+            let (group, message) =
+                decode_message_shared(payload).map_err(|e| format!("malformed message: {e}"))?;
+            check(&message)?;
+            stats.messages_received += 1;
+            let frame_bytes = crate::wire::frame::HEADER_BYTES + payload.len();
+            crate::metrics::peer_message_received(&message, frame_bytes);
+            received.messages.push((group, message));
+        }
+        FRAME_KIND_RAFT_BATCH => {
+            let messages =
+                decode_raft_batch_shared(payload).map_err(|e| format!("malformed batch: {e}"))?;
+            for (_, message) in &messages {
+                check(message)?;
+            }
+            stats.batch_frames_received += 1;
+            stats.messages_received += messages.len() as u64;
+            // The count and the header, then each message with its length prefix.
+            crate::metrics::peer_bytes_received(peer, 4);
+            for (_, message) in &messages {
+                let bytes = 4 + crate::wire::message::message_payload_bytes(message);
+                crate::metrics::peer_message_received(message, bytes);
+            }
+            received.messages.extend(messages);
+        }
+        FRAME_KIND_FORWARD => {
+            let forward =
+                decode_forward_shared(payload).map_err(|e| format!("malformed forward: {e}"))?;
+            if forward.from != peer || forward.to != own_id {
+                return Err(format!(
+                    "malformed: forward from {} to {} on node {peer}'s connection",
+                    forward.from, forward.to
+                ));
+            }
+            stats.forwards_received += 1;
+            crate::metrics::peer_bytes_received(peer, payload.len());
+            received.forwards.push(forward);
+        }
+        FRAME_KIND_HOST_BEAT => {
+            let beat =
+                decode_host_beat(payload).map_err(|e| format!("malformed host beat: {e}"))?;
+            if beat.from != peer {
+                return Err(format!(
+                    "malformed: host beat from {} on node {peer}'s connection",
+                    beat.from
+                ));
+            }
+            stats.host_beats_received += 1;
+            crate::metrics::peer_bytes_received(peer, payload.len());
+        }
+        kind => return Err(format!("malformed: unexpected frame kind {kind}")),
+    }
+    Ok(())
 }
 
 fn nanos_now() -> u64 {
@@ -1370,7 +1485,10 @@ mod tests {
                         continue;
                     }
                     assert!(handshake_seen, "the handshake must come first");
-                    return crate::wire::message::decode_message(&payload).expect("a message");
+                    let (group, message) =
+                        crate::wire::message::decode_message(&payload).expect("a message");
+                    assert_eq!(group, 0);
+                    return message;
                 }
             }
         }
@@ -1410,7 +1528,7 @@ mod tests {
             }
         }
         for index in 1..=APPENDS {
-            transport.send(poll.registry(), &append(index, APPEND_BYTES));
+            transport.send(poll.registry(), 0, &append(index, APPEND_BYTES));
         }
         let heartbeat = Message {
             from: 1,
@@ -1421,7 +1539,7 @@ mod tests {
                 round: 9,
             },
         };
-        transport.send(poll.registry(), &heartbeat);
+        transport.send(poll.registry(), 0, &heartbeat);
         let dropped = transport.stats().messages_dropped;
         assert!(dropped > 0, "the byte bound must drop some appends");
         assert!(dropped < APPENDS, "an empty queue takes appends");
@@ -1501,17 +1619,17 @@ mod tests {
         }
         // Nobody reads: the first append stays partly unwritten, and its unwritten bytes
         // still count against the bound.
-        transport.send(poll.registry(), &append(1, BIG));
+        transport.send(poll.registry(), 0, &append(1, BIG));
         transport.flush_all(poll.registry());
         assert_eq!(transport.stats().messages_dropped, 0);
-        transport.send(poll.registry(), &append(1, BIG));
+        transport.send(poll.registry(), 0, &append(1, BIG));
         assert_eq!(
             transport.stats().messages_dropped,
             1,
             "a second large append queued behind the first"
         );
         // Small messages still have room beside it.
-        transport.send(poll.registry(), &append(2, 1024));
+        transport.send(poll.registry(), 0, &append(2, 1024));
         assert_eq!(transport.stats().messages_dropped, 1);
     }
 }

@@ -131,7 +131,9 @@ use super::frame::{
     encode_frame, frame_in_place, FrameBuilder, OutFrame, PeerFrameError, HEADER_BYTES,
     SHARED_FRAME_MIN_BYTES,
 };
-use crate::raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, SnapshotMeta};
+use crate::raft::{
+    Entry, EntryKind, GroupId, Membership, Message, MessageBody, NodeId, SnapshotMeta,
+};
 
 /// Frame kind of a [`Handshake`].
 pub const FRAME_KIND_HANDSHAKE: u8 = 1;
@@ -143,11 +145,15 @@ pub const FRAME_KIND_FORWARD: u8 = 3;
 pub const FRAME_KIND_CHALLENGE: u8 = 4;
 /// Frame kind of a [`Proof`] (the dialer's answer to a challenge).
 pub const FRAME_KIND_PROOF: u8 = 5;
+/// Frame kind of several Raft messages in one frame (a [`RaftBatch`]).
+pub const FRAME_KIND_RAFT_BATCH: u8 = 6;
+/// Frame kind of a [`HostBeat`] (host-to-host liveness).
+pub const FRAME_KIND_HOST_BEAT: u8 = 7;
 /// Opens every handshake payload: ASCII `KTCH` read as a little-endian u32.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"KTCH");
-/// The peer protocol version this build speaks (3: the acceptor answers the handshake, and
-/// peers may prove a shared secret).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The peer protocol version this build speaks (4: every Raft message and forward names its
+/// group, several Raft messages may share a frame, and hosts exchange beats).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Bytes of a handshake nonce.
 pub const NONCE_BYTES: usize = 32;
 /// Bytes of a handshake MAC (HMAC-SHA256).
@@ -163,9 +169,19 @@ pub const HANDSHAKE_FRAME_PAYLOAD_MAX: u32 = 256;
 pub const MAX_ENTRIES_PER_MESSAGE: u32 = 1 << 16;
 /// Most node ids in one membership set.
 pub const MAX_MEMBERS_PER_SET: u32 = 1 << 10;
+/// Most Raft messages one batch frame may carry on the wire.
+pub const MAX_MESSAGES_PER_BATCH: u32 = 1 << 16;
+/// Bytes of a host beat payload.
+pub const HOST_BEAT_PAYLOAD_BYTES: usize = 8 + 8;
 
 /// Smallest encoded entry: term, index, kind, empty data length.
 const ENTRY_MIN_BYTES: usize = 8 + 8 + 1 + 4;
+/// The fields every Raft message payload starts with: group, from, to, term, tag.
+const MESSAGE_HEAD_BYTES: usize = 8 + 8 + 8 + 8 + 1;
+/// Smallest message in a batch: its length, then the head of a message without a body.
+const BATCH_ITEM_MIN_BYTES: usize = 4 + MESSAGE_HEAD_BYTES;
+/// A batch payload's fixed part: the message count.
+const BATCH_COUNT_BYTES: usize = 4;
 
 /// The first frame on every peer connection: who is calling whom, in which cluster, and how
 /// the caller means to prove it.
@@ -344,6 +360,8 @@ pub struct Forward {
     pub from: NodeId,
     /// The recipient.
     pub to: NodeId,
+    /// The group whose leader the proposal is for (and whose result it is).
+    pub group: GroupId,
     /// What it carries.
     pub body: ForwardBody,
 }
@@ -398,6 +416,7 @@ pub fn encode_forward(
     let mut w = WireWriter::new(scratch);
     w.write_u64(forward.from);
     w.write_u64(forward.to);
+    w.write_u64(forward.group);
     match &forward.body {
         ForwardBody::Propose { request_id, data } => {
             w.write_u8(1);
@@ -438,6 +457,7 @@ pub fn encode_forward_shared(forward: &Forward) -> Result<OutFrame, MessageError
             let mut w = WireWriter::new(builder.inline());
             w.write_u64(forward.from);
             w.write_u64(forward.to);
+            w.write_u64(forward.group);
             w.write_u8(1);
             w.write_u64(*request_id);
             w.write_u32(byte_string_len(data)?);
@@ -486,6 +506,7 @@ fn decode_forward_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Forward, M
     let mut r = WireReader::new(payload);
     let from = nonzero(r.read_u64()?, "forward.from")?;
     let to = nonzero(r.read_u64()?, "forward.to")?;
+    let group = r.read_u64()?;
     let tag = r.read_u8()?;
     let request_id = r.read_u64()?;
     let body = match tag {
@@ -513,7 +534,12 @@ fn decode_forward_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Forward, M
         tag => return Err(MessageError::UnknownForwardTag { tag }),
     };
     r.finish()?;
-    Ok(Forward { from, to, body })
+    Ok(Forward {
+        from,
+        to,
+        group,
+        body,
+    })
 }
 
 /// Appends the handshake frame to `out`.
@@ -611,10 +637,12 @@ fn read_fixed(r: &mut WireReader<'_>) -> Result<[u8; 32], MessageError> {
     Ok(bytes)
 }
 
-/// Appends `message` as one frame of kind [`FRAME_KIND_RAFT`] to `out`. The payload is
-/// encoded in place after room for the header, never copied to be framed: an Append of tens
-/// of MiB costs one copy of its entries. `scratch` is not needed for that and is left alone.
+/// Appends `message` of `group` as one frame of kind [`FRAME_KIND_RAFT`] to `out`. The
+/// payload is encoded in place after room for the header, never copied to be framed: an
+/// Append of tens of MiB costs one copy of its entries. `scratch` is not needed for that and
+/// is left alone.
 pub fn encode_message(
+    group: GroupId,
     message: &Message,
     _scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -626,14 +654,15 @@ pub fn encode_message(
         out.reserve(HEADER_BYTES + 64 + usize::try_from(entry_bytes).unwrap_or(0));
     }
     out.extend_from_slice(&[0u8; HEADER_BYTES]);
-    encode_message_payload(message, out);
+    encode_message_payload(group, message, out);
     frame_in_place(FRAME_KIND_RAFT, out, start).map_err(MessageError::Frame)
 }
 
-/// `message` as one frame of kind [`FRAME_KIND_RAFT`], the same bytes as [`encode_message`]
-/// writes; in an Append, the data of each entry of at least [`SHARED_FRAME_MIN_BYTES`] is a
-/// piece of its own, shared with the entry, not copied. Other messages are one buffer.
-pub fn encode_message_shared(message: &Message) -> Result<OutFrame, MessageError> {
+/// `message` of `group` as one frame of kind [`FRAME_KIND_RAFT`], the same bytes as
+/// [`encode_message`] writes; in an Append, the data of each entry of at least
+/// [`SHARED_FRAME_MIN_BYTES`] is a piece of its own, shared with the entry, not copied. Other
+/// messages are one buffer.
+pub fn encode_message_shared(group: GroupId, message: &Message) -> Result<OutFrame, MessageError> {
     let MessageBody::Append {
         prev_log_index,
         prev_log_term,
@@ -641,16 +670,17 @@ pub fn encode_message_shared(message: &Message) -> Result<OutFrame, MessageError
         leader_commit,
     } = &message.body
     else {
-        return encode_whole(message);
+        return encode_whole(group, message);
     };
     if !entries
         .iter()
         .any(|e| e.data.len() >= SHARED_FRAME_MIN_BYTES)
     {
-        return encode_whole(message);
+        return encode_whole(group, message);
     }
     let mut builder = FrameBuilder::new();
     let mut w = WireWriter::new(builder.inline());
+    w.write_u64(group);
     w.write_u64(message.from);
     w.write_u64(message.to);
     w.write_u64(message.term);
@@ -675,19 +705,48 @@ pub fn encode_message_shared(message: &Message) -> Result<OutFrame, MessageError
 /// The frame size, header included, of an Append carrying `entries`, without encoding it:
 /// lets a sender refuse a frame it has no room for before paying for its checksum.
 pub fn append_frame_bytes(entries: &[Entry]) -> usize {
-    // from, to, term, tag, prev_log_index, prev_log_term, leader_commit, count.
-    const APPEND_FIXED_BYTES: usize = 8 + 8 + 8 + 1 + 8 + 8 + 8 + 4;
-    HEADER_BYTES
-        + APPEND_FIXED_BYTES
+    HEADER_BYTES + append_payload_bytes(entries)
+}
+
+/// The payload size of an Append carrying `entries`.
+fn append_payload_bytes(entries: &[Entry]) -> usize {
+    // group, from, to, term, tag, prev_log_index, prev_log_term, leader_commit, count.
+    const APPEND_FIXED_BYTES: usize = MESSAGE_HEAD_BYTES + 8 + 8 + 8 + 4;
+    APPEND_FIXED_BYTES
         + entries
             .iter()
             .map(|e| ENTRY_MIN_BYTES + e.data.len())
             .sum::<usize>()
 }
 
-fn encode_whole(message: &Message) -> Result<OutFrame, MessageError> {
+/// The exact size of `message`'s payload ([`encode_message_payload`]'s bytes), without
+/// encoding it: lets a sender choose how to frame a message, and refuse one it has no room
+/// for, before paying for the copy.
+pub fn message_payload_bytes(message: &Message) -> usize {
+    let membership_bytes =
+        |m: &Membership| 3 * 4 + 8 * (m.voters.len() + m.learners.len() + m.outgoing_voters.len());
+    let body_bytes = match &message.body {
+        MessageBody::Append { entries, .. } => return append_payload_bytes(entries),
+        MessageBody::PreVote { .. } => 8 + 8,
+        MessageBody::PreVoteResponse { .. } | MessageBody::VoteResponse { .. } => 1,
+        MessageBody::Vote { .. } => 8 + 8 + 1,
+        MessageBody::AppendResponse { .. } => 1 + 8 + 8 + 8,
+        MessageBody::Heartbeat { .. } => 8 + 8,
+        MessageBody::HeartbeatResponse { .. } => 8,
+        MessageBody::InstallSnapshot { meta, data, .. } => {
+            (8 + 8 + membership_bytes(&meta.membership) + 8) + 8 + 8 + (4 + data.len()) + 1
+        }
+        MessageBody::InstallSnapshotResponse { .. } => 8 + 8 + 1 + 1,
+        MessageBody::TimeoutNow => 0,
+        MessageBody::ReadIndex { .. } => 8,
+        MessageBody::ReadIndexResponse { .. } => 8 + 8,
+    };
+    MESSAGE_HEAD_BYTES + body_bytes
+}
+
+fn encode_whole(group: GroupId, message: &Message) -> Result<OutFrame, MessageError> {
     let mut out = Vec::new();
-    encode_message(message, &mut Vec::new(), &mut out)?;
+    encode_message(group, message, &mut Vec::new(), &mut out)?;
     Ok(OutFrame::Whole(out))
 }
 
@@ -702,9 +761,10 @@ fn write_entry_head(w: &mut WireWriter<'_>, entry: &Entry) {
     });
 }
 
-/// The payload bytes of `message` (without the frame), appended to `out`.
-pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
+/// The payload bytes of `message` of `group` (without the frame), appended to `out`.
+pub fn encode_message_payload(group: GroupId, message: &Message, out: &mut Vec<u8>) {
     let mut w = WireWriter::new(out);
+    w.write_u64(group);
     w.write_u64(message.from);
     w.write_u64(message.to);
     w.write_u64(message.term);
@@ -812,19 +872,24 @@ pub fn encode_message_payload(message: &Message, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a Raft message payload (of a frame of kind [`FRAME_KIND_RAFT`]). Never panics.
-pub fn decode_message(payload: &[u8]) -> Result<Message, MessageError> {
+/// Decodes a Raft message payload (of a frame of kind [`FRAME_KIND_RAFT`]): the group it
+/// belongs to, and the message. Never panics.
+pub fn decode_message(payload: &[u8]) -> Result<(GroupId, Message), MessageError> {
     decode_message_in(payload, None)
 }
 
 /// [`decode_message`] of a shared payload: entries' data are slices of it, not copies, so
 /// an Append of tens of MiB is decoded without touching its bytes.
-pub fn decode_message_shared(payload: &Bytes) -> Result<Message, MessageError> {
+pub fn decode_message_shared(payload: &Bytes) -> Result<(GroupId, Message), MessageError> {
     decode_message_in(payload, Some(payload))
 }
 
-fn decode_message_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Message, MessageError> {
+fn decode_message_in(
+    payload: &[u8],
+    owner: Option<&Bytes>,
+) -> Result<(GroupId, Message), MessageError> {
     let mut r = WireReader::new(payload);
+    let group = r.read_u64()?;
     let from = nonzero(r.read_u64()?, "message.from")?;
     let to = nonzero(r.read_u64()?, "message.to")?;
     let term = r.read_u64()?;
@@ -902,12 +967,198 @@ fn decode_message_in(payload: &[u8], owner: Option<&Bytes>) -> Result<Message, M
         tag => return Err(MessageError::UnknownBodyTag { tag }),
     };
     r.finish()?;
-    Ok(Message {
-        from,
-        to,
-        term,
-        body,
-    })
+    Ok((
+        group,
+        Message {
+            from,
+            to,
+            term,
+            body,
+        },
+    ))
+}
+
+/// Raft messages gathered into one frame as they are encoded, for one connection: each
+/// message's payload is written once, in place, after room for the frame header and the
+/// count (layout: "Raft batch payload" in the module docs). [`finish`](Self::finish) frames
+/// them.
+#[derive(Debug)]
+pub struct RaftBatch {
+    /// Room for the header and the count, then each message's length and payload.
+    frame: Vec<u8>,
+    count: u32,
+}
+
+impl Default for RaftBatch {
+    fn default() -> Self {
+        RaftBatch::new()
+    }
+}
+
+impl RaftBatch {
+    /// A batch of no messages.
+    pub fn new() -> Self {
+        RaftBatch {
+            frame: vec![0u8; HEADER_BYTES + BATCH_COUNT_BYTES],
+            count: 0,
+        }
+    }
+
+    /// Messages pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True once the batch holds [`MAX_MESSAGES_PER_BATCH`] messages: seal it.
+    pub fn is_full(&self) -> bool {
+        self.count >= MAX_MESSAGES_PER_BATCH
+    }
+
+    /// Bytes of the batch frame as it stands, header included.
+    pub fn frame_bytes(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Bytes of the batch frame once a message of `payload_bytes` (see
+    /// [`message_payload_bytes`]) is pushed.
+    pub fn frame_bytes_with(&self, payload_bytes: usize) -> usize {
+        self.frame.len() + 4 + payload_bytes
+    }
+
+    /// Appends `message` of `group`; returns the bytes the frame grew by (its length prefix
+    /// and payload).
+    ///
+    /// # Panics
+    ///
+    /// If the batch is full ([`is_full`](Self::is_full)), or the payload is over `u32`.
+    pub fn push(&mut self, group: GroupId, message: &Message) -> usize {
+        assert!(!self.is_full(), "push into a full batch");
+        let start = self.frame.len();
+        self.frame.extend_from_slice(&[0u8; 4]);
+        encode_message_payload(group, message, &mut self.frame);
+        let payload_bytes = self.frame.len() - start - 4;
+        let len = u32::try_from(payload_bytes).expect("batched message under u32::MAX bytes");
+        self.frame[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        debug_assert_eq!(payload_bytes, message_payload_bytes(message));
+        self.count += 1;
+        self.frame.len() - start
+    }
+
+    /// The frame that carries every message pushed: of kind [`FRAME_KIND_RAFT_BATCH`], or,
+    /// for a batch of one message, the plain frame of kind [`FRAME_KIND_RAFT`] that
+    /// [`encode_message`] writes (8 bytes shorter). Fails if the payload is over the frame
+    /// maximum.
+    pub fn finish(self) -> Result<Vec<u8>, MessageError> {
+        let RaftBatch { mut frame, count } = self;
+        if count == 1 {
+            // Drop the count and the one length prefix: the payload follows the header.
+            frame.drain(HEADER_BYTES..HEADER_BYTES + BATCH_COUNT_BYTES + 4);
+            frame_in_place(FRAME_KIND_RAFT, &mut frame, 0).map_err(MessageError::Frame)?;
+            return Ok(frame);
+        }
+        frame[HEADER_BYTES..HEADER_BYTES + BATCH_COUNT_BYTES].copy_from_slice(&count.to_le_bytes());
+        frame_in_place(FRAME_KIND_RAFT_BATCH, &mut frame, 0).map_err(MessageError::Frame)?;
+        Ok(frame)
+    }
+}
+
+/// The payload of a batch frame carrying `messages` in order, appended to `out` (a batch of
+/// any size, one or none included: tools and tests; senders use [`RaftBatch`]).
+///
+/// # Panics
+///
+/// If there are more than [`MAX_MESSAGES_PER_BATCH`] messages.
+pub fn encode_raft_batch_payload(messages: &[(GroupId, Message)], out: &mut Vec<u8>) {
+    let count = u32::try_from(messages.len())
+        .ok()
+        .filter(|count| *count <= MAX_MESSAGES_PER_BATCH)
+        .expect("at most MAX_MESSAGES_PER_BATCH messages in a batch");
+    out.extend_from_slice(&count.to_le_bytes());
+    for (group, message) in messages {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        encode_message_payload(*group, message, out);
+        let len = u32::try_from(out.len() - start - 4).expect("batched message under u32::MAX");
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// Appends `messages` as one frame of kind [`FRAME_KIND_RAFT_BATCH`] to `out`, whatever
+/// their number.
+pub fn encode_raft_batch(
+    messages: &[(GroupId, Message)],
+    out: &mut Vec<u8>,
+) -> Result<(), MessageError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_BYTES]);
+    encode_raft_batch_payload(messages, out);
+    frame_in_place(FRAME_KIND_RAFT_BATCH, out, start).map_err(MessageError::Frame)
+}
+
+/// Decodes a batch payload (of a frame of kind [`FRAME_KIND_RAFT_BATCH`]) into its messages,
+/// in order, each with its group. Never panics; a hostile count never allocates.
+pub fn decode_raft_batch(payload: &[u8]) -> Result<Vec<(GroupId, Message)>, MessageError> {
+    decode_raft_batch_in(payload, None)
+}
+
+/// [`decode_raft_batch`] of a shared payload: entries' data are slices of it, not copies.
+pub fn decode_raft_batch_shared(payload: &Bytes) -> Result<Vec<(GroupId, Message)>, MessageError> {
+    decode_raft_batch_in(payload, Some(payload))
+}
+
+fn decode_raft_batch_in(
+    payload: &[u8],
+    owner: Option<&Bytes>,
+) -> Result<Vec<(GroupId, Message)>, MessageError> {
+    let mut r = WireReader::new(payload);
+    let count = read_count(
+        &mut r,
+        "batched messages",
+        MAX_MESSAGES_PER_BATCH,
+        BATCH_ITEM_MIN_BYTES,
+    )?;
+    let mut messages = Vec::with_capacity(count);
+    for _ in 0..count {
+        let item = r.read_bytes(remaining_u32(&r))?;
+        messages.push(decode_message_in(item, owner)?);
+    }
+    r.finish()?;
+    Ok(messages)
+}
+
+/// Host-to-host liveness (frame kind [`FRAME_KIND_HOST_BEAT`]): one per host pair per tick,
+/// whatever the number of groups the two share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostBeat {
+    /// The sending host's node id (non-zero; must be the connection's peer).
+    pub from: NodeId,
+    /// The sender's tick counter: informational, for logs and tests.
+    pub tick: u64,
+}
+
+/// Appends the host beat frame to `out`.
+pub fn encode_host_beat(beat: &HostBeat, out: &mut Vec<u8>) -> Result<(), MessageError> {
+    let mut payload = Vec::with_capacity(HOST_BEAT_PAYLOAD_BYTES);
+    let mut w = WireWriter::new(&mut payload);
+    w.write_u64(beat.from);
+    w.write_u64(beat.tick);
+    encode_frame(FRAME_KIND_HOST_BEAT, &payload, out).map_err(MessageError::Frame)
+}
+
+/// Decodes a host beat payload (of a frame of kind [`FRAME_KIND_HOST_BEAT`]). Never panics.
+pub fn decode_host_beat(payload: &[u8]) -> Result<HostBeat, MessageError> {
+    let mut r = WireReader::new(payload);
+    let beat = HostBeat {
+        from: nonzero(r.read_u64()?, "host_beat.from")?,
+        tick: r.read_u64()?,
+    };
+    r.finish()?;
+    Ok(beat)
 }
 
 /// Appends the membership encoding (three id sets) to `out`; also the snapshot files'
@@ -1143,7 +1394,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn shared_frames_are_the_same_bytes(m in arb_message(), big in any::<bool>()) {
+        fn shared_frames_are_the_same_bytes(
+            m in arb_message(),
+            group in any::<u64>(),
+            big in any::<bool>(),
+        ) {
             let mut m = m;
             if big {
                 // One entry above the sharing threshold, so the pieces path is taken.
@@ -1157,23 +1412,27 @@ mod tests {
                 }
             }
             let mut whole = Vec::new();
-            encode_message(&m, &mut Vec::new(), &mut whole).unwrap();
-            let shared = encode_message_shared(&m).unwrap();
+            encode_message(group, &m, &mut Vec::new(), &mut whole).unwrap();
+            let shared = encode_message_shared(group, &m).unwrap();
             prop_assert_eq!(shared.len(), whole.len());
             prop_assert!(shared.to_vec() == whole, "pieces differ from the whole frame");
             if let MessageBody::Append { entries, .. } = &m.body {
                 prop_assert_eq!(append_frame_bytes(entries), whole.len());
             }
+            prop_assert_eq!(message_payload_bytes(&m), whole.len() - HEADER_BYTES);
+            prop_assert_eq!(&whole[HEADER_BYTES..HEADER_BYTES + 8], &group.to_le_bytes()[..]);
             let payload = Bytes::copy_from_slice(&whole[HEADER_BYTES..]);
-            prop_assert_eq!(decode_message_shared(&payload).unwrap(), m);
+            prop_assert_eq!(decode_message_shared(&payload).unwrap(), (group, m));
         }
 
         #[test]
-        fn messages_round_trip_through_frames(messages in vec(arb_message(), 1..6)) {
+        fn messages_round_trip_through_frames(
+            messages in vec((any::<u64>(), arb_message()), 1..6),
+        ) {
             let mut stream = Vec::new();
             let mut scratch = Vec::new();
-            for m in &messages {
-                encode_message(m, &mut scratch, &mut stream).unwrap();
+            for (group, m) in &messages {
+                encode_message(*group, m, &mut scratch, &mut stream).unwrap();
             }
             let mut decoder = FrameDecoder::new(1 << 20);
             prop_assert_eq!(decoder.feed(&stream), stream.len());
@@ -1195,7 +1454,7 @@ mod tests {
         #[test]
         fn truncated_or_extended_payloads_are_errors(m in arb_message(), cut in any::<prop::sample::Index>()) {
             let mut payload = Vec::new();
-            encode_message_payload(&m, &mut payload);
+            encode_message_payload(7, &m, &mut payload);
             let cut = cut.index(payload.len());
             prop_assert!(decode_message(&payload[..cut]).is_err());
             payload.push(0);
@@ -1233,7 +1492,12 @@ mod tests {
                 outcome
             }),
         ];
-        (1..u64::MAX, 1..u64::MAX, body).prop_map(|(from, to, body)| Forward { from, to, body })
+        (1..u64::MAX, 1..u64::MAX, any::<u64>(), body).prop_map(|(from, to, group, body)| Forward {
+            from,
+            to,
+            group,
+            body,
+        })
     }
 
     proptest! {
@@ -1268,6 +1532,7 @@ mod tests {
         let forward = Forward {
             from: 2,
             to: 1,
+            group: 9,
             body: ForwardBody::Propose {
                 request_id: 4,
                 data: data.clone(),
@@ -1291,13 +1556,19 @@ mod tests {
         let mut w = WireWriter::new(&mut payload);
         w.write_u64(1);
         w.write_u64(2);
+        w.write_u64(3);
         w.write_u8(9);
         w.write_u64(5);
         assert_eq!(
             decode_forward(&payload),
             Err(MessageError::UnknownForwardTag { tag: 9 })
         );
-        payload[16] = 2;
+        assert_eq!(
+            &payload[16..24],
+            &3u64.to_le_bytes()[..],
+            "the group follows the recipient"
+        );
+        payload[24] = 2;
         payload.push(7);
         assert_eq!(
             decode_forward(&payload),
@@ -1360,6 +1631,19 @@ mod tests {
             decode_handshake(&v2),
             Err(MessageError::UnsupportedProtocolVersion { found: 2 })
         );
+        // A version 3 handshake has this version's layout but not its messages: refused by
+        // its version, with a reason that names both.
+        let mut v3 = payload.clone();
+        v3[4..6].copy_from_slice(&3u16.to_le_bytes());
+        let refusal = decode_handshake(&v3).unwrap_err();
+        assert_eq!(
+            refusal,
+            MessageError::UnsupportedProtocolVersion { found: 3 }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "peer speaks protocol version 3, this build speaks 4; upgrade one side"
+        );
         for cut in 0..payload.len() {
             assert!(decode_handshake(&payload[..cut]).is_err(), "cut at {cut}");
         }
@@ -1399,7 +1683,7 @@ mod tests {
     fn hostile_entry_count_is_refused_before_allocating() {
         let mut payload = Vec::new();
         let mut w = WireWriter::new(&mut payload);
-        for v in [1u64, 2, 3] {
+        for v in [0u64, 1, 2, 3] {
             w.write_u64(v);
         }
         w.write_u8(5);
@@ -1439,15 +1723,15 @@ mod tests {
         };
         let good = append(joint.encode());
         let mut payload = Vec::new();
-        encode_message_payload(&good, &mut payload);
-        assert_eq!(decode_message(&payload).unwrap(), good);
+        encode_message_payload(0, &good, &mut payload);
+        assert_eq!(decode_message(&payload).unwrap(), (0, good));
         for bad_data in [
             Vec::new(),
             joint.encode()[..9].to_vec(),
             Membership::default().encode(),
         ] {
             let mut payload = Vec::new();
-            encode_message_payload(&append(bad_data), &mut payload);
+            encode_message_payload(0, &append(bad_data), &mut payload);
             assert_eq!(
                 decode_message(&payload),
                 Err(MessageError::MalformedConfChange { index: 7 })

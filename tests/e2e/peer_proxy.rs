@@ -9,10 +9,11 @@
 //! nodes themselves.
 //!
 //! [`PeerProxy::set_flaky`] makes every link lossy and slow instead: each Raft message frame
-//! (kind 2) is dropped with a given probability and every frame is held for a random delay, in
-//! order (a TCP stream cannot reorder). Handshakes and forwarded client requests are delayed
-//! but never dropped: Raft must tolerate lost messages, which is what this exercises, while a
-//! lost forward would only show as a client timeout, which partitions already cause.
+//! (kind 2) and each batch of Raft messages (kind 6, dropped whole, as one lost frame) is
+//! dropped with a given probability and every frame is held for a random delay, in order (a
+//! TCP stream cannot reorder). Handshakes, host beats and forwarded client requests are
+//! delayed but never dropped: Raft must tolerate lost messages, which is what this exercises,
+//! while a lost forward would only show as a client timeout, which partitions already cause.
 //!
 //! Bounds: four relay threads per live connection (a reader and a delay-line writer per
 //! direction; a cluster of n nodes has at most about 2·n·(n−1) peer connections), one acceptor thread per node, 64 KiB relay buffers, at most
@@ -28,7 +29,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ketch::wire::frame::MAX_FRAME_PAYLOAD_BYTES;
-use ketch::wire::message::{decode_handshake, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT};
+use ketch::wire::message::{
+    decode_handshake, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT, FRAME_KIND_RAFT_BATCH,
+};
 use ketch::wire::{encode_frame, FrameDecoder};
 
 /// Frames in flight per direction of a flaky link; a full line blocks the reader (TCP
@@ -38,7 +41,7 @@ pub const DELAY_LINE_FRAMES: usize = 1024;
 /// How a flaky link misbehaves.
 #[derive(Clone, Copy, Debug)]
 pub struct Flaky {
-    /// Raft message frames dropped, per thousand.
+    /// Raft message frames (single messages and batches alike) dropped, per thousand.
     pub drop_per_mille: u64,
     /// Each frame is delayed by a random time up to this (order is kept).
     pub delay_max: Duration,
@@ -138,8 +141,8 @@ fn pump(state: Arc<Mutex<State>>, random: Arc<AtomicU64>, mut from: TcpStream, t
                 let flaky = state.lock().unwrap().flaky;
                 let mut deliver_at = Instant::now();
                 if let Some(flaky) = flaky {
-                    if kind == FRAME_KIND_RAFT && next_random(&random) % 1000 < flaky.drop_per_mille
-                    {
+                    let lossy = kind == FRAME_KIND_RAFT || kind == FRAME_KIND_RAFT_BATCH;
+                    if lossy && next_random(&random) % 1000 < flaky.drop_per_mille {
                         state.lock().unwrap().dropped_frames += 1;
                         continue;
                     }

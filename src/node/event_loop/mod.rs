@@ -33,7 +33,12 @@ use super::membership_change::PendingChange;
 use super::request::Request;
 use super::status::{members_of, NodeStatus};
 use super::transport::{Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
-use crate::raft::{Core, Message, NodeId, Role};
+use crate::raft::{Core, GroupId, Message, NodeId, Role};
+
+/// The group id of this node's only Raft group on the wire: every message and forward it
+/// sends names it, and whatever arrives for another group (only a multi-group host sends
+/// those) is dropped and counted in `NodeStatus::other_group_dropped`.
+pub(crate) const NODE_GROUP: GroupId = 0;
 
 /// Client requests taken from the inbox per loop iteration, so a flood of clients cannot
 /// starve peer traffic and ticks.
@@ -160,6 +165,8 @@ struct State {
     disk_stalled: bool,
     /// Test hook: a simulated partition; every peer message in and out is dropped.
     isolated: bool,
+    /// Raft messages and forwards received for a group other than [`NODE_GROUP`], dropped.
+    other_group_dropped: u64,
     last_error: Option<String>,
     raw_snapshot: Option<RawSnapshotFile>,
     last_role: (Role, Option<u64>, u64),
@@ -262,6 +269,7 @@ impl EventLoop {
             participating: true,
             disk_stalled: false,
             isolated: false,
+            other_group_dropped: 0,
             last_error: None,
             raw_snapshot: None,
             last_role: (Role::Follower, None, 0),
@@ -320,16 +328,21 @@ impl EventLoop {
                 // any message or request can be answered from the lease.
                 self.catch_up_ticks(&state, &mut next_tick);
             }
-            if state.participating && !state.isolated {
-                for message in state.received.messages.drain(..) {
+            // A single-group node has no use for host liveness: its core's heartbeats say it.
+            state.received.heard_from.clear();
+            let stepping = state.participating && !state.isolated;
+            for (group, message) in state.received.messages.drain(..) {
+                if group != NODE_GROUP {
+                    state.other_group_dropped += 1;
+                } else if stepping {
                     self.core.step(message);
                 }
-            } else {
-                state.received.messages.clear();
             }
             let forwards = std::mem::take(&mut state.received.forwards);
-            if !state.isolated {
-                for forward in forwards {
+            for forward in forwards {
+                if forward.group != NODE_GROUP {
+                    state.other_group_dropped += 1;
+                } else if !state.isolated {
                     self.take_forward(&mut state, forward);
                 }
             }
@@ -583,6 +596,7 @@ impl EventLoop {
         status.last_error = state.last_error.clone();
         status.connected_peers = self.transport.connected_peers();
         status.forwards_in_flight = state.forwards.in_flight();
+        status.other_group_dropped = state.other_group_dropped;
         status.removed = state.removed;
         if status.membership != *self.core.membership() {
             status.membership = self.core.membership().clone();

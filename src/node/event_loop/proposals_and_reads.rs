@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::{EventLoop, PendingRead, State};
+use super::{EventLoop, PendingRead, State, NODE_GROUP};
 use crate::node::apply::{Waiter, APPLY_QUEUE_ITEMS};
 use crate::node::completion::{ProposeCompletion, ReadCompletion};
 use crate::node::errors::{ProposeError, ReadError};
@@ -64,6 +64,7 @@ impl EventLoop {
         let forward = Forward {
             from: self.core.id(),
             to: leader,
+            group: NODE_GROUP,
             body: ForwardBody::Propose {
                 request_id,
                 data: data.into(),
@@ -165,6 +166,7 @@ impl EventLoop {
             let forward = Forward {
                 from: self.core.id(),
                 to: peer,
+                group: NODE_GROUP,
                 body: ForwardBody::Result {
                     request_id,
                     outcome: outcome_of(result),

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{EventLoop, PendingPersist, State, APPLY_SLACK_ITEMS};
+use super::{EventLoop, PendingPersist, State, APPLY_SLACK_ITEMS, NODE_GROUP};
 use crate::node::addresses::addresses_in;
 use crate::node::apply::{ApplyWork, APPLY_QUEUE_ITEMS};
 use crate::node::coalesce::coalesce_appends;
@@ -214,7 +214,8 @@ impl EventLoop {
                 }
             }
         }
-        self.transport.send(self.poll.registry(), &message);
+        self.transport
+            .send(self.poll.registry(), NODE_GROUP, &message);
     }
 
     pub(super) fn read_snapshot_chunk(
