@@ -62,7 +62,7 @@ impl StateMachine for Map {
         input.read_to_end(&mut bytes)?;
         self.values.clear();
         let mut at = 0;
-        let mut take = |at: &mut usize| {
+        let take = |at: &mut usize| {
             let len = u32::from_le_bytes(bytes[*at..*at + 4].try_into().unwrap()) as usize;
             let piece = bytes[*at + 4..*at + 4 + len].to_vec();
             *at += 4 + len;
@@ -190,7 +190,10 @@ impl Hosts {
                 Err(ProposeError::NotLeader { .. } | ProposeError::Backpressure) => {}
                 Err(e) => panic!("group {group}: writing {key}: {e}"),
             }
-            assert!(Instant::now() < deadline, "group {group}: no write of {key}");
+            assert!(
+                Instant::now() < deadline,
+                "group {group}: no write of {key}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -198,7 +201,10 @@ impl Hosts {
 
 #[test]
 fn many_groups_elect_leaders_commit_and_read_on_every_host() {
-    let _done = Finished(watchdog("many_groups_elect_leaders_commit_and_read_on_every_host", Duration::from_secs(120)));
+    let _done = Finished(watchdog(
+        "many_groups_elect_leaders_commit_and_read_on_every_host",
+        Duration::from_secs(120),
+    ));
     let hosts = Hosts::new(3, 10_000);
     let groups: Vec<GroupId> = (1..=200).collect();
     hosts.create_groups(groups.iter().copied());
@@ -224,7 +230,10 @@ fn many_groups_elect_leaders_commit_and_read_on_every_host() {
     let led: usize = hosts.hosts.values().map(|h| h.status().leaders).sum();
     assert_eq!(led, groups.len(), "{leaders:?}");
     // One flush covers many groups' writes: far fewer fsyncs than groups written.
-    assert!(status.writer.groups_per_round_sum > status.writer.fsyncs, "{status:?}");
+    assert!(
+        status.writer.groups_per_round_sum > status.writer.fsyncs,
+        "{status:?}"
+    );
 }
 
 #[test]
@@ -240,7 +249,11 @@ fn a_restarted_host_brings_back_every_group_and_loses_nothing_acknowledged() {
     hosts.leaders(&groups, Duration::from_secs(30));
     for round in 0..30 {
         for group in &groups {
-            hosts.write(*group, &format!("k{}", round % 5), &format!("{group}-{round}"));
+            hosts.write(
+                *group,
+                &format!("k{}", round % 5),
+                &format!("{group}-{round}"),
+            );
         }
     }
     for id in [1, 2, 3] {
@@ -269,7 +282,10 @@ fn a_restarted_host_brings_back_every_group_and_loses_nothing_acknowledged() {
 
 #[test]
 fn a_removed_group_never_comes_back() {
-    let _done = Finished(watchdog("a_removed_group_never_comes_back", Duration::from_secs(120)));
+    let _done = Finished(watchdog(
+        "a_removed_group_never_comes_back",
+        Duration::from_secs(120),
+    ));
     let mut hosts = Hosts::new(3, 10_000);
     let groups: Vec<GroupId> = (1..=5).collect();
     hosts.create_groups(groups.iter().copied());
@@ -323,7 +339,11 @@ fn killing_a_host_fails_over_every_group_it_led_and_loses_nothing() {
     for group in &groups {
         let leader = after[group];
         let g = hosts.group(leader, *group);
-        assert_eq!(g.read(b"k".to_vec()).as_deref(), Ok(&b"before"[..]), "group {group}");
+        assert_eq!(
+            g.read(b"k".to_vec()).as_deref(),
+            Ok(&b"before"[..]),
+            "group {group}"
+        );
         hosts.write(*group, "k", "after");
     }
     hosts.start(victim);
@@ -335,7 +355,10 @@ fn killing_a_host_fails_over_every_group_it_led_and_loses_nothing() {
             if g.read(b"k".to_vec()).as_deref() == Ok(&b"after"[..]) {
                 break;
             }
-            assert!(Instant::now() < deadline, "group {group} on the restarted host");
+            assert!(
+                Instant::now() < deadline,
+                "group {group} on the restarted host"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -343,11 +366,164 @@ fn killing_a_host_fails_over_every_group_it_led_and_loses_nothing() {
 
 #[test]
 fn a_node_data_directory_is_refused() {
-    let _done = Finished(watchdog("a_node_data_directory_is_refused", Duration::from_secs(30)));
+    let _done = Finished(watchdog(
+        "a_node_data_directory_is_refused",
+        Duration::from_secs(30),
+    ));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("00000001-0000000000000001.wal"), b"").unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let config = HostConfig::new(1, 1, [(1, addr)].into_iter().collect(), addr);
     let error = Host::start(config, dir.path(), |_| Map::default()).unwrap_err();
     assert!(error.to_string().contains("single-group node"), "{error}");
+}
+
+/// Waits until `done` holds, polling; panics with `what` after `within`.
+fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn idle_groups_quiesce_wake_on_demand_and_fail_over_when_their_leaders_host_dies() {
+    let _done = Finished(watchdog(
+        "idle_groups_quiesce_wake_on_demand_and_fail_over_when_their_leaders_host_dies",
+        Duration::from_secs(120),
+    ));
+    let mut hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=100).collect();
+    hosts.create_groups(groups.iter().copied());
+    hosts.leaders(&groups, Duration::from_secs(30));
+    for group in &groups {
+        hosts.write(*group, "k", "v1");
+    }
+    // Idle: every replica of every group quiesces (leaders and followers).
+    wait_until(Duration::from_secs(20), "all replicas quiesced", || {
+        hosts
+            .hosts
+            .values()
+            .all(|h| h.status().quiesced == groups.len())
+    });
+    // A write wakes its group and commits; the group quiesces again afterwards.
+    hosts.write(7, "k", "v2");
+    assert_eq!(
+        hosts.group(1, 7).read(b"k".to_vec()).as_deref(),
+        Ok(&b"v2"[..])
+    );
+    // The host leading the most groups dies while they sleep: its followers hear its host
+    // go silent, wake, and elect new leaders.
+    wait_until(
+        Duration::from_secs(20),
+        "all replicas quiesced again",
+        || {
+            hosts
+                .hosts
+                .values()
+                .all(|h| h.status().quiesced == groups.len())
+        },
+    );
+    let leaders = hosts.leaders(&groups, Duration::from_secs(5));
+    let victim = (1..=3)
+        .max_by_key(|id| leaders.values().filter(|l| *l == id).count())
+        .unwrap();
+    hosts.stop(victim);
+    let started = Instant::now();
+    let after = hosts.leaders(&groups, Duration::from_secs(30));
+    eprintln!(
+        "quiesced groups have new leaders {:?} after their leader's host stopped",
+        started.elapsed()
+    );
+    assert!(after.values().all(|l| *l != victim));
+    for group in &groups {
+        let expected: &[u8] = if *group == 7 { b"v2" } else { b"v1" };
+        assert_eq!(
+            hosts
+                .group(after[group], *group)
+                .read(b"k".to_vec())
+                .as_deref(),
+            Ok(expected),
+            "group {group}"
+        );
+    }
+}
+
+#[test]
+fn a_thousand_groups_are_created_and_each_commits() {
+    let _done = Finished(watchdog(
+        "a_thousand_groups_are_created_and_each_commits",
+        Duration::from_secs(240),
+    ));
+    let hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=1000).collect();
+    let started = Instant::now();
+    hosts.create_groups(groups.iter().copied());
+    let leaders = hosts.leaders(&groups, Duration::from_secs(120));
+    eprintln!("1,000 groups created and led after {:?}", started.elapsed());
+    for group in &groups {
+        hosts.write(*group, "k", &group.to_string());
+    }
+    for group in groups.iter().step_by(97) {
+        assert_eq!(
+            hosts
+                .group(leaders[group], *group)
+                .read(b"k".to_vec())
+                .as_deref(),
+            Ok(group.to_string().as_bytes())
+        );
+    }
+    // Threads and files stay fixed: one loop, one writer and the apply workers per host.
+    for host in hosts.hosts.values() {
+        assert_eq!(host.status().groups, 1000);
+    }
+}
+
+#[test]
+fn one_groups_membership_changes_while_the_others_run() {
+    use ketch::raft::ConfChange;
+    let _done = Finished(watchdog(
+        "one_groups_membership_changes_while_the_others_run",
+        Duration::from_secs(120),
+    ));
+    let hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=20).collect();
+    hosts.create_groups(groups.iter().copied());
+    let leaders = hosts.leaders(&groups, Duration::from_secs(30));
+    // Group 5 drops one follower to become a two-voter group.
+    let leader = leaders[&5];
+    let dropped = (1..=3).find(|id| *id != leader).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    hosts
+        .group(leader, 5)
+        .change_membership(ConfChange::Remove(dropped), move |r| {
+            let _ = tx.send(r);
+        });
+    let writer = std::thread::scope(|scope| {
+        let writes = scope.spawn(|| {
+            for round in 0..20 {
+                for group in &groups {
+                    hosts.write(*group, "k", &format!("{round}"));
+                }
+            }
+        });
+        let changed = rx.recv_timeout(Duration::from_secs(30)).expect("an answer");
+        writes.join().unwrap();
+        changed
+    });
+    writer.expect("membership change of group 5");
+    let status = hosts.group(leader, 5).status().unwrap();
+    assert!(!status.membership.voters.contains(&dropped), "{status:?}");
+    for group in &groups {
+        let leaders = hosts.leaders(&[*group], Duration::from_secs(10));
+        assert_eq!(
+            hosts
+                .group(leaders[group], *group)
+                .read(b"k".to_vec())
+                .as_deref(),
+            Ok(&b"19"[..]),
+            "group {group}"
+        );
+    }
 }

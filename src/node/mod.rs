@@ -133,6 +133,7 @@ mod state_machine;
 mod status;
 mod transport;
 
+pub use crate::raft::GroupId;
 pub use api::{Node, Proposal};
 pub use config::{NodeConfig, ProposalStamp, DEFAULT_MAX_PROPOSAL_BYTES};
 pub use durable_state::StorageError;
@@ -140,7 +141,6 @@ pub use errors::{NodeError, ProposeError, ReadError};
 pub use host::{
     Group, GroupStatus, Host, HostConfig, HostStatus, HostWriterStats, StateMachineFactory,
 };
-pub use crate::raft::GroupId;
 pub use log_writer::WriterStats;
 pub use membership_change::ChangeError;
 pub use peer_auth::{

@@ -110,9 +110,10 @@ use crate::wire::frame::{FrameDecoder, OutFrame};
 use crate::wire::message::Handshake;
 use crate::wire::message::{
     append_frame_bytes, decode_forward_shared, decode_host_beat, decode_message_shared,
-    decode_raft_batch_shared, encode_forward_shared, encode_host_beat, encode_message_shared,
-    Forward, ForwardBody, HostBeat, FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT, FRAME_KIND_RAFT,
-    FRAME_KIND_RAFT_BATCH, HANDSHAKE_FRAME_PAYLOAD_MAX,
+    decode_quiesce, decode_raft_batch_shared, encode_forward_shared, encode_host_beat,
+    encode_message_shared, encode_quiesce, Forward, ForwardBody, HostBeat, QuiesceNotice,
+    FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT, FRAME_KIND_QUIESCE, FRAME_KIND_RAFT,
+    FRAME_KIND_RAFT_BATCH, HANDSHAKE_FRAME_PAYLOAD_MAX, MAX_NOTICES_PER_FRAME,
 };
 
 /// First reconnect delay.
@@ -217,6 +218,8 @@ pub struct Received {
     /// Every peer from which at least one authenticated frame (Raft message, batch, forward
     /// or host beat) was decoded since this list was last cleared, each listed once.
     pub heard_from: Vec<NodeId>,
+    /// Leaders' notices that they quiesced a group, with the sending host.
+    pub quiesce: Vec<(NodeId, QuiesceNotice)>,
 }
 
 /// Why [`Transport::send_forward`] did not queue a frame; in every case nothing was sent.
@@ -653,8 +656,6 @@ impl Transport {
     /// Queues a host beat for `peer` on its control connection, saying this host is alive at
     /// its tick `tick`; dropped (counted in `messages_dropped`) like any message if there is
     /// no connection or no room.
-    // The multi-group host sends these; the single-group loop does not.
-    #[allow(dead_code)]
     pub fn send_host_beat(&mut self, registry: &Registry, peer: NodeId, tick: u64) {
         let Some(outbound) = self.outbound.get_mut(&peer) else {
             self.stats.messages_dropped += 1;
@@ -680,6 +681,35 @@ impl Transport {
         }
         self.stats.host_beats_sent += 1;
         crate::metrics::peer_bytes_queued(peer, frame_bytes);
+    }
+
+    /// Queues `notices` (groups this host's leaders quiesced) for `peer` on its control
+    /// connection, in frames of at most `MAX_NOTICES_PER_FRAME`; dropped (counted) like any
+    /// message if there is no connection or no room: a follower that misses one keeps ticking,
+    /// which costs only a wake-up later (see `crate::node::quiescence`).
+    pub fn send_quiesce(&mut self, registry: &Registry, peer: NodeId, notices: &[QuiesceNotice]) {
+        for chunk in notices.chunks(MAX_NOTICES_PER_FRAME) {
+            let connected = self
+                .outbound
+                .get_mut(&peer)
+                .is_some_and(|o| o.lane(Lane::Control).stream.is_some());
+            if !connected {
+                self.stats.messages_dropped += 1;
+                return;
+            }
+            let mut frame = Vec::new();
+            encode_quiesce(self.id, chunk, &mut frame)
+                .expect("a frame of quiesce notices is under the frame limit");
+            let frame_bytes = frame.len();
+            if self
+                .enqueue(registry, peer, Lane::Control, OutFrame::Whole(frame))
+                .is_err()
+            {
+                self.stats.messages_dropped += 1;
+                return;
+            }
+            crate::metrics::peer_bytes_queued(peer, frame_bytes);
+        }
     }
 
     /// Queues `forward` for its recipient on the bulk connection, under the same byte bound
@@ -1220,6 +1250,19 @@ fn take_frame(
             stats.forwards_received += 1;
             crate::metrics::peer_bytes_received(peer, payload.len());
             received.forwards.push(forward);
+        }
+        FRAME_KIND_QUIESCE => {
+            let (from, notices) =
+                decode_quiesce(payload).map_err(|e| format!("malformed quiesce notices: {e}"))?;
+            if from != peer {
+                return Err(format!(
+                    "malformed: quiesce notices from {from} on node {peer}'s connection"
+                ));
+            }
+            crate::metrics::peer_bytes_received(peer, payload.len());
+            received
+                .quiesce
+                .extend(notices.into_iter().map(|notice| (from, notice)));
         }
         FRAME_KIND_HOST_BEAT => {
             let beat =

@@ -149,6 +149,8 @@ pub const FRAME_KIND_PROOF: u8 = 5;
 pub const FRAME_KIND_RAFT_BATCH: u8 = 6;
 /// Frame kind of a [`HostBeat`] (host-to-host liveness).
 pub const FRAME_KIND_HOST_BEAT: u8 = 7;
+/// Frame kind of a batch of [`QuiesceNotice`]s (a leader host quiesced these groups).
+pub const FRAME_KIND_QUIESCE: u8 = 8;
 /// Opens every handshake payload: ASCII `KTCH` read as a little-endian u32.
 pub const HANDSHAKE_MAGIC: u32 = u32::from_le_bytes(*b"KTCH");
 /// The peer protocol version this build speaks (4: every Raft message and forward names its
@@ -1161,6 +1163,70 @@ pub fn decode_host_beat(payload: &[u8]) -> Result<HostBeat, MessageError> {
     Ok(beat)
 }
 
+/// A leader's notice that it quiesced `group` (see `crate::node::quiescence`): one entry of a
+/// frame of kind [`FRAME_KIND_QUIESCE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuiesceNotice {
+    /// The group.
+    pub group: GroupId,
+    /// The leader's term.
+    pub term: u64,
+    /// The leader's commit index, which is also its last index.
+    pub commit: u64,
+}
+
+/// Bytes of one [`QuiesceNotice`] in a frame.
+const QUIESCE_NOTICE_BYTES: usize = 24;
+/// Most notices one quiesce frame carries; more are sent in several frames.
+pub const MAX_NOTICES_PER_FRAME: usize = 1 << 14;
+
+/// Appends a quiesce frame from host `from` carrying `notices` (at most
+/// [`MAX_NOTICES_PER_FRAME`]) to `out`. Payload: `from: u64`, `count: u32`, then `count` times
+/// `group, term, commit` (`u64` each).
+pub fn encode_quiesce(
+    from: NodeId,
+    notices: &[QuiesceNotice],
+    out: &mut Vec<u8>,
+) -> Result<(), MessageError> {
+    assert!(
+        notices.len() <= MAX_NOTICES_PER_FRAME,
+        "caller splits notices"
+    );
+    let mut payload = Vec::with_capacity(12 + QUIESCE_NOTICE_BYTES * notices.len());
+    let mut w = WireWriter::new(&mut payload);
+    w.write_u64(from);
+    w.write_u32(notices.len() as u32);
+    for notice in notices {
+        w.write_u64(notice.group);
+        w.write_u64(notice.term);
+        w.write_u64(notice.commit);
+    }
+    encode_frame(FRAME_KIND_QUIESCE, &payload, out).map_err(MessageError::Frame)
+}
+
+/// Decodes a quiesce payload (of a frame of kind [`FRAME_KIND_QUIESCE`]) into its sender and
+/// notices. Never panics; a count larger than the bytes left is refused before allocating.
+pub fn decode_quiesce(payload: &[u8]) -> Result<(NodeId, Vec<QuiesceNotice>), MessageError> {
+    let mut r = WireReader::new(payload);
+    let from = nonzero(r.read_u64()?, "quiesce.from")?;
+    let count = read_count(
+        &mut r,
+        "quiesce notices",
+        MAX_NOTICES_PER_FRAME as u32,
+        QUIESCE_NOTICE_BYTES,
+    )?;
+    let mut notices = Vec::with_capacity(count);
+    for _ in 0..count {
+        notices.push(QuiesceNotice {
+            group: r.read_u64()?,
+            term: r.read_u64()?,
+            commit: r.read_u64()?,
+        });
+    }
+    r.finish()?;
+    Ok((from, notices))
+}
+
 /// Appends the membership encoding (three id sets) to `out`; also the snapshot files'
 /// membership field (see `crate::node::durable_state`).
 pub fn encode_membership(membership: &Membership, out: &mut Vec<u8>) {
@@ -1279,6 +1345,41 @@ fn read_snapshot_meta(r: &mut WireReader<'_>) -> Result<SnapshotMeta, MessageErr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quiesce_notices_round_trip_and_hostile_counts_are_refused() {
+        let notices = vec![
+            QuiesceNotice {
+                group: 7,
+                term: 3,
+                commit: 41,
+            },
+            QuiesceNotice {
+                group: 1 << 40,
+                term: 9,
+                commit: 0,
+            },
+        ];
+        let mut frame = Vec::new();
+        encode_quiesce(5, &notices, &mut frame).unwrap();
+        let payload = &frame[HEADER_BYTES..];
+        assert_eq!(frame[3], FRAME_KIND_QUIESCE);
+        assert_eq!(decode_quiesce(payload).unwrap(), (5, notices));
+        // A count larger than the bytes could hold, truncation, trailing bytes, sender 0.
+        let mut hostile = payload.to_vec();
+        hostile[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_quiesce(&hostile),
+            Err(MessageError::CountTooLarge { .. })
+        ));
+        assert!(decode_quiesce(&payload[..payload.len() - 1]).is_err());
+        let mut trailing = payload.to_vec();
+        trailing.push(0);
+        assert!(decode_quiesce(&trailing).is_err());
+        let mut anonymous = payload.to_vec();
+        anonymous[..8].copy_from_slice(&0u64.to_le_bytes());
+        assert!(decode_quiesce(&anonymous).is_err());
+    }
+
     use super::*;
     use crate::wire::frame::FrameDecoder;
     use proptest::collection::{btree_set, vec};

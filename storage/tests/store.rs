@@ -566,6 +566,16 @@ fn apply_snapshot_keeps_a_matching_suffix_or_resets_the_group() {
     batch.append(2, entries(2, 21..23, 6));
     store.write(batch, true).unwrap();
     assert_eq!(store.last_index(2), 22);
+    // Applied again after the log was compacted to it (a restart): the entries after stay.
+    store.apply_snapshot(1, 6, 2).unwrap();
+    assert_eq!((store.first_index(1), store.last_index(1)), (7, 10));
+    assert_eq!(store.entries(1, 7..11).unwrap(), entries(1, 7..11, 2));
+    // Older than the log: refused, nothing lost.
+    assert!(matches!(
+        store.apply_snapshot(1, 3, 2),
+        Err(ketch_storage::Error::Misuse { .. })
+    ));
+    assert_eq!((store.first_index(1), store.last_index(1)), (7, 10));
 }
 
 /// Reads of the active (unmapped) segment copy its frames in windows: frames larger than the

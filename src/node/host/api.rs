@@ -249,7 +249,11 @@ impl Host {
                 )
                 .map_err(NodeError::Config)?;
         }
-        spawn("loop".into(), &mut threads, Box::new(move || host_loop.run()))?;
+        spawn(
+            "loop".into(),
+            &mut threads,
+            Box::new(move || host_loop.run()),
+        )?;
         log::info!("host {id}: started, listening for peers on {listen_addr}");
         Ok(Host {
             link: Arc::new(HostLink {
@@ -314,7 +318,9 @@ impl Host {
                 catalog.groups().len()
             )));
         }
-        catalog.create(group_id, &voters).map_err(NodeError::Config)?;
+        catalog
+            .create(group_id, &voters)
+            .map_err(NodeError::Config)?;
         let durable = DurableState {
             hard_state: Default::default(),
             snapshot: SnapshotMeta {
@@ -554,10 +560,7 @@ impl Group {
             return None;
         }
         let _ = self.link.waker.wake();
-        answer
-            .recv_timeout(self.link.read_timeout)
-            .ok()
-            .flatten()
+        answer.recv_timeout(self.link.read_timeout).ok().flatten()
     }
 
     /// Changes the group's membership through this host's replica, which must lead (a
@@ -615,7 +618,7 @@ fn group_raft_config(config: &HostConfig, group: GroupId) -> crate::raft::Config
     let mut raft = config.raft.clone();
     raft.id = config.id;
     // Groups created together must not time out together: each gets its own jitter.
-    raft.seed = raft.seed ^ group.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    raft.seed ^= group.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     raft.max_uncommitted_bytes = raft.max_uncommitted_bytes.max(
         config
             .max_proposal_bytes
@@ -659,8 +662,8 @@ fn load_group(
             reader.finish().map_err(|e| NodeError::Storage(e.into()))?;
         }
     }
-    if snapshot.index > 0 {
-        if store.first_index(group) > snapshot.index + 1 && store.last_index(group) > 0 {
+    if snapshot.index > 0 || store.first_index(group) > 1 {
+        if store.first_index(group) > snapshot.index + 1 {
             return Err(NodeError::Config(format!(
                 "group {group}: the log starts at index {} but the newest valid snapshot ends at \
                  {}: entries in between are lost (a newer snapshot is probably damaged)",
@@ -689,8 +692,13 @@ fn load_group(
         snapshot,
         entries,
     };
-    let core = Core::new(group_raft_config(config, group), durable)
-        .map_err(|e| NodeError::Config(format!("group {group}: {e}")))?;
+    let (log_first, log_last) = (store.first_index(group), store.last_index(group));
+    let snapshot_at = durable.snapshot.index;
+    let core = Core::new(group_raft_config(config, group), durable).map_err(|e| {
+        NodeError::Config(format!(
+            "group {group}: {e} (snapshot at index {snapshot_at}, log holds {log_first}..={log_last})"
+        ))
+    })?;
     Ok(LoadedGroup {
         core,
         state_machine,
@@ -731,7 +739,11 @@ fn bind_transport(config: &HostConfig, poll: &Poll) -> Result<(Transport, Socket
         .map_err(NodeError::Io)?;
     let raft = &config.raft;
     let max_frame = (raft.max_message_bytes.max(raft.snapshot_chunk_bytes) * 2)
-        .max(config.max_proposal_bytes.saturating_add(ENTRY_OVERHEAD_BYTES))
+        .max(
+            config
+                .max_proposal_bytes
+                .saturating_add(ENTRY_OVERHEAD_BYTES),
+        )
         .saturating_add(64 << 10);
     if max_frame > u64::from(MAX_FRAME_PAYLOAD_BYTES) {
         return Err(NodeError::Config(format!(

@@ -257,8 +257,10 @@ impl ApplyWorker {
                 });
                 answer_reads(applied);
                 if !applied.reads.is_empty() {
-                    self.reads_expire_from =
-                        Some(self.reads_expire_from.map_or(deadline, |at| at.min(deadline)));
+                    self.reads_expire_from = Some(
+                        self.reads_expire_from
+                            .map_or(deadline, |at| at.min(deadline)),
+                    );
                 }
             }
             ApplyWork::BuildSnapshot { group, request } => {

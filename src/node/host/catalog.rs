@@ -110,7 +110,9 @@ impl GroupCatalog {
     fn load(&mut self, bytes: &[u8]) -> Result<usize, String> {
         let path = self.path.display().to_string();
         if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
-            return Err(format!("{path}: not a group catalog (bad magic at offset 0)"));
+            return Err(format!(
+                "{path}: not a group catalog (bad magic at offset 0)"
+            ));
         }
         let version = LittleEndian::read_u32(&bytes[8..12]);
         if version != VERSION {
@@ -154,7 +156,8 @@ impl GroupCatalog {
                 let count = payload
                     .get(9..13)
                     .map(LittleEndian::read_u32)
-                    .ok_or("created record without a voter count")? as usize;
+                    .ok_or("created record without a voter count")?
+                    as usize;
                 if count == 0 || count > VOTERS_MAX || payload.len() != 13 + 8 * count {
                     return Err(format!("created record of group {group} with {count} voters does not fit its {} bytes", payload.len()));
                 }
@@ -163,7 +166,9 @@ impl GroupCatalog {
                     .map(LittleEndian::read_u64)
                     .collect();
                 if voters.contains(&0) || voters.len() != count {
-                    return Err(format!("group {group}: voter ids must be distinct and non-zero"));
+                    return Err(format!(
+                        "group {group}: voter ids must be distinct and non-zero"
+                    ));
                 }
                 self.groups.insert(group, voters);
             }
@@ -292,7 +297,10 @@ mod tests {
         // Torn: the last record lost its last bytes.
         std::fs::write(&path, &full[..full.len() - 3]).unwrap();
         let catalog = GroupCatalog::open(dir.path()).unwrap();
-        assert_eq!(catalog.groups().keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            catalog.groups().keys().copied().collect::<Vec<_>>(),
+            vec![1]
+        );
         drop(catalog);
         // Damaged: a flipped byte in the first record, the second intact.
         let mut damaged = full.clone();

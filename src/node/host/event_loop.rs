@@ -20,13 +20,13 @@ use super::apply::{ApplyReport, ApplyShared, ApplyWork, APPLY_QUEUE_ITEMS};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
 use super::request::HostRequest;
 use super::snapshots::GroupSnapshots;
-use crate::node::quiescence;
 use super::status::{GroupStatus, HostStatus};
 use crate::node::apply::Waiter;
 use crate::node::coalesce::coalesce_appends;
 use crate::node::completion::{ProposeCompletion, ReadCompletion};
 use crate::node::errors::{ProposeError, ReadError};
 use crate::node::membership_change::{ChangeCompletion, ChangeError};
+use crate::node::quiescence;
 use crate::node::transport::{Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
 use crate::raft::{Core, GroupId, Message, MessageBody, NodeId, Ready, Role, SnapshotMeta};
 use crate::wire::message::QuiesceNotice;
@@ -222,7 +222,8 @@ impl HostLoop {
                         .handle_event(registry, event, &mut self.received),
                 }
             }
-            self.transport.maintain(self.poll.registry(), Instant::now());
+            self.transport
+                .maintain(self.poll.registry(), Instant::now());
             self.check_failures();
             self.route_received();
             self.take_requests();
@@ -271,7 +272,10 @@ impl HostLoop {
         for (group, message) in messages {
             match self.groups.get_mut(&group) {
                 Some(replica) => {
-                    if replica.quiesced {
+                    // Answers to a quiesced leader's last heartbeat, still in flight when it
+                    // quiesced, say nothing new: they would wake every group they reach.
+                    let wakes = !matches!(message.body, MessageBody::HeartbeatResponse { .. });
+                    if replica.quiesced && wakes {
                         replica.quiesced = false;
                         replica.idle_ticks = 0;
                         self.quiesced -= 1;
@@ -293,12 +297,7 @@ impl HostLoop {
                 && replica.waiters.is_empty()
                 && replica.reads.is_empty()
                 && replica.changes.is_empty()
-                && quiescence::follower_may_quiesce(
-                    &replica.core,
-                    from,
-                    notice.term,
-                    notice.commit,
-                )
+                && quiescence::follower_may_quiesce(&replica.core, from, notice.term, notice.commit)
             {
                 replica.quiesced = true;
                 self.quiesced += 1;
@@ -333,48 +332,53 @@ impl HostLoop {
         let quiesce_after = self.settings.quiesce_after_ticks;
         let mut notices: BTreeMap<NodeId, Vec<QuiesceNotice>> = BTreeMap::new();
         for (group, replica) in self.groups.iter_mut() {
-            if replica.quiesced {
+            // A replica removed from its group's configuration takes no further part: its
+            // ticks would only make it campaign (harmlessly, with pre-vote) forever.
+            if replica.quiesced || replica.core.is_removed() {
                 continue;
             }
-            replica.core.tick();
-            Self::mark_dirty(&mut self.dirty, *group, replica);
             if quiesce_after == 0 {
+                replica.core.tick();
+                Self::mark_dirty(&mut self.dirty, *group, replica);
                 continue;
             }
+            // Heartbeats a tick produces do not count: an idle leader still sends them.
             let waiting = !replica.waiters.is_empty()
                 || !replica.reads.is_empty()
-                || !replica.changes.is_empty()
-                || replica.core.has_ready();
-            if !quiescence::leader_idle(&replica.core, replica.applied_reported, waiting) {
-                replica.idle_ticks = 0;
-                continue;
-            }
-            let followers: Vec<NodeId> = replica
-                .core
-                .status()
-                .progress
-                .keys()
-                .copied()
-                .filter(|peer| *peer != self.id)
-                .collect();
-            if followers.iter().any(|f| self.lost_peers.contains(f)) {
-                replica.idle_ticks = 0;
-                continue;
-            }
-            replica.idle_ticks += 1;
-            if replica.idle_ticks < quiesce_after {
-                continue;
-            }
-            replica.quiesced = true;
-            self.quiesced += 1;
-            let notice = QuiesceNotice {
-                group: *group,
-                term: replica.core.term(),
-                commit: replica.core.log().commit(),
+                || !replica.changes.is_empty();
+            let idle = quiescence::leader_idle(&replica.core, replica.applied_reported, waiting);
+            let followers: Vec<NodeId> = if idle {
+                replica
+                    .core
+                    .status()
+                    .progress
+                    .keys()
+                    .copied()
+                    .filter(|peer| *peer != self.id)
+                    .collect()
+            } else {
+                Vec::new()
             };
-            for follower in followers {
-                notices.entry(follower).or_default().push(notice);
+            let idle = idle && !followers.iter().any(|f| self.lost_peers.contains(f));
+            if idle && replica.idle_ticks + 1 >= quiesce_after {
+                // Quiesced instead of ticked: this tick sends no heartbeat that would arrive
+                // after the notice and wake the follower again.
+                replica.quiesced = true;
+                replica.idle_ticks = 0;
+                self.quiesced += 1;
+                let notice = QuiesceNotice {
+                    group: *group,
+                    term: replica.core.term(),
+                    commit: replica.core.log().commit(),
+                };
+                for follower in followers {
+                    notices.entry(follower).or_default().push(notice);
+                }
+                continue;
             }
+            replica.idle_ticks = if idle { replica.idle_ticks + 1 } else { 0 };
+            replica.core.tick();
+            Self::mark_dirty(&mut self.dirty, *group, replica);
         }
         for (peer, notices) in notices {
             self.transport
@@ -1105,11 +1109,7 @@ impl HostLoop {
             .stats
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut status = self
-            .links
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut status = self.links.status.lock().unwrap_or_else(|p| p.into_inner());
         status.groups = self.groups.len();
         status.leaders = leaders;
         status.quiesced = self.quiesced;
@@ -1224,7 +1224,10 @@ fn read_snapshot_chunk(
         match store.open_raw(&file_meta) {
             Ok(raw) => *raw_snapshot = Some((group, raw)),
             Err(e) => {
-                log::warn!("group {group}: cannot open snapshot {} for sending: {e}", meta.index);
+                log::warn!(
+                    "group {group}: cannot open snapshot {} for sending: {e}",
+                    meta.index
+                );
                 return None;
             }
         }
@@ -1238,7 +1241,10 @@ fn read_snapshot_chunk(
             Some(buf)
         }
         Err(e) => {
-            log::warn!("group {group}: cannot read snapshot {} for sending: {e}", meta.index);
+            log::warn!(
+                "group {group}: cannot read snapshot {} for sending: {e}",
+                meta.index
+            );
             *raw_snapshot = None;
             None
         }

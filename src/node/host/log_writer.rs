@@ -57,7 +57,11 @@ pub struct PersistWork {
 impl PersistWork {
     fn size_bytes(&self) -> u64 {
         let entries: u64 = self.entries.iter().map(Entry::size_bytes).sum();
-        let chunks: u64 = self.snapshot_chunks.iter().map(|c| c.data.len() as u64).sum();
+        let chunks: u64 = self
+            .snapshot_chunks
+            .iter()
+            .map(|c| c.data.len() as u64)
+            .sum();
         entries + chunks
     }
 }
@@ -190,9 +194,13 @@ impl HostLogWriter {
                 .sync()
                 .map_err(|e| format!("syncing the log: {e}"))?;
         } else {
-            self.store
-                .write(batch, true)
-                .map_err(|e| format!("writing the log (items {}..={}): {e}", round[0].seq, round[round.len() - 1].seq))?;
+            self.store.write(batch, true).map_err(|e| {
+                format!(
+                    "writing the log (items {}..={}): {e}",
+                    round[0].seq,
+                    round[round.len() - 1].seq
+                )
+            })?;
         }
         // Snapshots of removed groups go once their removal is durable: a crash before leaves
         // the group whole (its tombstone in the catalog removes it at the next start).
@@ -223,12 +231,14 @@ impl HostLogWriter {
     fn write_chunk(&mut self, group: GroupId, chunk: &SnapshotChunk) -> Result<(), String> {
         if chunk.offset == 0 {
             let store = self.snapshots.store(group)?;
-            let receiver = store.begin_receive(Some(chunk.meta.size_bytes)).map_err(|e| {
-                format!(
-                    "group {group}: starting to receive snapshot {}: {e}",
-                    chunk.meta.index
-                )
-            })?;
+            let receiver = store
+                .begin_receive(Some(chunk.meta.size_bytes))
+                .map_err(|e| {
+                    format!(
+                        "group {group}: starting to receive snapshot {}: {e}",
+                        chunk.meta.index
+                    )
+                })?;
             self.receiving.insert(group, (chunk.meta.clone(), receiver));
         }
         let Some((meta, receiver)) = self.receiving.get_mut(&group) else {
@@ -269,7 +279,10 @@ impl HostLogWriter {
         let file_meta = receiver
             .finish()
             .map_err(|e| format!("group {group}: installing snapshot {}: {e}", meta.index))?;
-        assert_eq!(file_meta.index, meta.index, "installed a different snapshot");
+        assert_eq!(
+            file_meta.index, meta.index,
+            "installed a different snapshot"
+        );
         self.store
             .apply_snapshot(group, meta.index, meta.term)
             .map_err(|e| {

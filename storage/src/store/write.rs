@@ -322,8 +322,10 @@ impl LogStore {
     /// Brings `group` in line with a snapshot of its state up to `index` (whose entry had
     /// `term`), which the caller has already made durable (for example with
     /// [`crate::snapshot::SnapshotStore`]): if the group holds entry `index` with that term, the
-    /// entries after it stay; otherwise the group is emptied and continues at `index + 1`.
-    /// Synced before it returns.
+    /// entries after it stay; if the group already starts at `index + 1` (compacted to this
+    /// snapshot earlier), nothing changes; otherwise the group is emptied and continues at
+    /// `index + 1`. A snapshot older than the group's first index is refused
+    /// ([`Error::Misuse`]), as by [`crate::Wal::apply_snapshot`]. Synced before it returns.
     pub fn apply_snapshot(&self, group: u64, index: u64, term: u64) -> Result<()> {
         if index >= MAX_INDEX {
             return Err(Error::misuse(format!(
@@ -331,15 +333,24 @@ impl LogStore {
                  supported"
             )));
         }
-        let keep = index >= self.first_index(group)
+        let first = self.first_index(group);
+        // Already in line: the log was compacted to this snapshot (a restart after the
+        // compaction). Its entries continue the snapshot and must stay.
+        if index + 1 == first {
+            return Ok(());
+        }
+        if index + 1 < first {
+            return Err(Error::misuse(format!(
+                "snapshot of group {group} at index {index} is older than the group's first \
+                 index {first}"
+            )));
+        }
+        let keep = index >= first
             && index <= self.last_index(group)
             && self.entries(group, index..index + 1)?[0].term == term;
         let mut batch = StoreBatch::new();
-        if !keep {
-            let first = self.first_index(group);
-            if first <= self.last_index(group) {
-                batch.truncate_suffix(group, first);
-            }
+        if !keep && first <= self.last_index(group) {
+            batch.truncate_suffix(group, first);
         }
         batch.compact_prefix(group, index + 1);
         self.write(batch, true)
