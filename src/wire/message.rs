@@ -1738,4 +1738,139 @@ mod tests {
             );
         }
     }
+
+    proptest! {
+        #[test]
+        fn batches_round_trip_and_every_cut_or_extension_is_an_error(
+            messages in vec((any::<u64>(), arb_message()), 0..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut frame = Vec::new();
+            encode_raft_batch(&messages, &mut frame).unwrap();
+            let mut decoder = FrameDecoder::new(1 << 20);
+            prop_assert_eq!(decoder.feed(&frame), frame.len());
+            let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+            prop_assert_eq!(kind, FRAME_KIND_RAFT_BATCH);
+            prop_assert_eq!(&decode_raft_batch(&payload).unwrap(), &messages);
+            let shared = Bytes::copy_from_slice(&payload);
+            prop_assert_eq!(&decode_raft_batch_shared(&shared).unwrap(), &messages);
+            let cut = cut.index(payload.len());
+            prop_assert!(decode_raft_batch(&payload[..cut]).is_err());
+            let mut longer = payload.clone();
+            longer.push(0);
+            prop_assert!(decode_raft_batch(&longer).is_err());
+        }
+
+        #[test]
+        fn a_built_batch_is_the_encoded_batch_and_a_lone_message_a_plain_frame(
+            messages in vec((any::<u64>(), arb_message()), 1..6),
+        ) {
+            let mut batch = RaftBatch::new();
+            for (group, message) in &messages {
+                let before = batch.frame_bytes();
+                let expected = batch.frame_bytes_with(message_payload_bytes(message));
+                let grown = batch.push(*group, message);
+                prop_assert_eq!(batch.frame_bytes(), expected);
+                prop_assert_eq!(before + grown, expected);
+            }
+            prop_assert_eq!(batch.count() as usize, messages.len());
+            let built = batch.finish().unwrap();
+            let mut expected = Vec::new();
+            if let [(group, message)] = messages.as_slice() {
+                encode_message(*group, message, &mut Vec::new(), &mut expected).unwrap();
+            } else {
+                encode_raft_batch(&messages, &mut expected).unwrap();
+            }
+            prop_assert!(built == expected, "the built frame differs from the encoded one");
+        }
+
+        #[test]
+        fn random_batch_and_beat_bytes_never_panic(bytes in vec(any::<u8>(), 0..256)) {
+            let _ = decode_raft_batch(&bytes);
+            let _ = decode_host_beat(&bytes);
+        }
+    }
+
+    #[test]
+    fn hostile_batch_counts_are_refused_before_allocating() {
+        // A count over what the bytes left could hold.
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&1000u32.to_le_bytes());
+        payload.extend_from_slice(&[0u8; 64]);
+        assert_eq!(
+            decode_raft_batch(&payload),
+            Err(MessageError::CountTooLarge {
+                what: "batched messages",
+                count: 1000,
+                max: 64 / BATCH_ITEM_MIN_BYTES as u32,
+            })
+        );
+        // A count over the cap, with bytes enough behind it.
+        let over = MAX_MESSAGES_PER_BATCH + 1;
+        let mut payload = over.to_le_bytes().to_vec();
+        payload.resize(4 + over as usize * BATCH_ITEM_MIN_BYTES, 0);
+        assert!(matches!(
+            decode_raft_batch(&payload),
+            Err(MessageError::CountTooLarge {
+                what: "batched messages",
+                max: MAX_MESSAGES_PER_BATCH,
+                ..
+            })
+        ));
+        // A message length past the end of the payload, and one that cuts a message short.
+        let message = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::TimeoutNow,
+        };
+        let mut payload = Vec::new();
+        encode_raft_batch_payload(&[(4, message.clone())], &mut payload);
+        let mut long = payload.clone();
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_raft_batch(&long),
+            Err(MessageError::Codec(_))
+        ));
+        let mut short = payload.clone();
+        short[4..8].copy_from_slice(&(MESSAGE_HEAD_BYTES as u32 - 1).to_le_bytes());
+        assert!(decode_raft_batch(&short).is_err());
+        // An empty batch decodes to nothing; a zero sender inside a batch is refused.
+        assert_eq!(decode_raft_batch(&0u32.to_le_bytes()), Ok(Vec::new()));
+        assert_eq!(decode_raft_batch(&payload), Ok(vec![(4, message)]));
+        payload[16..24].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            decode_raft_batch(&payload),
+            Err(MessageError::ZeroNodeId {
+                field: "message.from"
+            })
+        );
+    }
+
+    #[test]
+    fn host_beats_round_trip_and_refuse_a_zero_sender_and_every_cut() {
+        let beat = HostBeat { from: 3, tick: 99 };
+        let mut frame = Vec::new();
+        encode_host_beat(&beat, &mut frame).unwrap();
+        let mut decoder = FrameDecoder::new(1 << 10);
+        assert_eq!(decoder.feed(&frame), frame.len());
+        let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(kind, FRAME_KIND_HOST_BEAT);
+        assert_eq!(payload.len(), HOST_BEAT_PAYLOAD_BYTES);
+        assert_eq!(decode_host_beat(&payload), Ok(beat));
+        for cut in 0..payload.len() {
+            assert!(decode_host_beat(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = payload.clone();
+        long.push(0);
+        assert!(decode_host_beat(&long).is_err());
+        let mut zero = payload.clone();
+        zero[..8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            decode_host_beat(&zero),
+            Err(MessageError::ZeroNodeId {
+                field: "host_beat.from"
+            })
+        );
+    }
 }
