@@ -13,6 +13,33 @@
 //!   each with its own handshake (the acceptor treats them alike, so the wire format does
 //!   not change), and lost together: if either fails, both close, and the peer's
 //!   [`Transport::connection_epoch`] changes. The peer counts as connected when both are.
+//!   What each lane carries (frame kinds of `crate::wire::message`):
+//!
+//! | lane    | frames                                                                        |
+//! |---------|-------------------------------------------------------------------------------|
+//! | control | votes, pre-votes, heartbeats, every response, TimeoutNow, ReadIndex: coalesced into batches (kind 6, or kind 2 alone); host beats (kind 7) |
+//! | bulk    | Appends (small ones coalesced, large ones as kind 2 from pieces), InstallSnapshot chunks, forwards (kind 3) |
+//!
+//! - **Groups.** Several Raft groups may share a host, and this transport carries them all on
+//!   the same two connections per peer: [`Transport::send`] takes the message's group and
+//!   [`Received::messages`] gives it back with each message; a [`Forward`] names its own. The
+//!   transport never reads a group; it checks only that a message or forward comes from the
+//!   connection's authenticated peer and is addressed to this node.
+//! - **Coalescing.** A Raft message whose payload is under [`COALESCE_MESSAGE_BYTES_MAX`]
+//!   (heartbeats, votes, responses, small Appends) is not framed alone: it joins its
+//!   connection's open batch (`crate::wire::message::RaftBatch`), which is sealed into one
+//!   frame when the connection is flushed ([`Transport::flush_all`], once per loop round). So
+//!   a round's heartbeats, acknowledgements and small appends of many groups to one host
+//!   travel as one frame per lane, one header and one checksum for all of them. A lane keeps
+//!   its order: a large frame, a forward or a host beat queued behind an open batch seals it
+//!   first. A batch is also sealed at [`BATCH_PAYLOAD_BYTES_MAX`] or at
+//!   `crate::wire::message::MAX_MESSAGES_PER_BATCH` messages, and a batch of one message goes
+//!   as a plain Raft frame. The cost: a small message waits for the end of its round (never
+//!   longer than the loop pass that produced it), not for a timer.
+//! - **Host beats.** [`Transport::send_host_beat`] queues one host-to-host liveness frame on
+//!   the control lane; a multi-group host sends one per peer per tick in place of its groups'
+//!   heartbeats. [`Received::heard_from`] lists each peer from which any authenticated frame
+//!   (Raft message, batch, forward, host beat) was decoded since it was last cleared, once.
 //! - **Handshake and authentication.** A dialer's first frame on each connection is a
 //!   [`Handshake`] (cluster id, its id, the id it meant to reach, its authentication mode and
 //!   a nonce), and the acceptor answers with a challenge; with a shared secret the dialer then
@@ -29,7 +56,7 @@
 //! | 1    | awaiting challenge / awaiting handshake   | `Handshake`          |                |
 //! | 2    | awaiting challenge / awaiting proof       |                      | `Challenge`    |
 //! | 3    | authenticated / awaiting proof            | `Proof`, then frames |                |
-//! | 4    | authenticated / authenticated             | Raft and forward frames | nothing     |
+//! | 4    | authenticated / authenticated             | Raft, batch, forward, host beat frames | nothing |
 //!
 //!   Without a secret, steps 2 and 3 shrink: the dialer counts as connected once its
 //!   `Handshake` is queued (frames follow it at once), the acceptor authenticates the
@@ -43,21 +70,24 @@
 //! - **Refusals** are logged as warnings with the remote address and the reason, rate-limited
 //!   per remote address (`super::refusal_log`): a node with a wrong secret redials forever.
 //!   With neither a secret nor TLS, the node warns at start that its peer port is open.
-//! - **Malformed input** (framing, checksum, decoding, a message whose `from` differs from the
-//!   handshake's) closes that connection and is counted in [`TransportStats`]; never a panic.
+//! - **Malformed input** (framing, checksum, decoding, a message, a message in a batch, a
+//!   forward or a host beat whose `from` differs from the handshake's, a frame kind the
+//!   acceptor does not take) closes that connection and is counted in [`TransportStats`];
+//!   never a panic.
 //! - **Reconnect** with exponential backoff from [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`],
 //!   each wait multiplied by a random factor in [0.5, 1.5) so restarted peers do not dial in
 //!   lockstep.
 //! - **Outbound queues** are bounded in bytes per connection (`queue_bytes_max` each, so at
-//!   most twice that per peer), counting the frames queued *and* what is left of the one being
-//!   written: a message that does not fit is dropped and counted (Raft tolerates loss; the
+//!   most twice that per peer), counting the open batch's frame, the frames queued *and* what
+//!   is left of the one being written: a message that does not fit is dropped and counted (Raft tolerates loss; the
 //!   core's flow control resends). This matters for large entries: while a follower receives
 //!   a 64 MiB Append, the leader's heartbeats come back without progress, the leader falls
 //!   back to probing and resends the same entry with each heartbeat response; the bound
 //!   refuses those copies (an Append's size is computed before it is encoded, so a refusal
 //!   costs no checksum), instead of queueing a second 64 MiB behind the first. Messages to a
-//!   peer without a connection are dropped too. The bound is at least one maximal frame, so
-//!   the largest entry always fits in an idle lane.
+//!   peer without a connection are dropped too, and a lost connection drops (and counts) the
+//!   messages of its open batch with the rest of its queue. The bound is at least one maximal
+//!   frame, so the largest entry always fits in an idle lane.
 //! - **Writing.** Small frames are copied together into one buffer of up to
 //!   [`WRITE_BATCH_BYTES`]; a large Append or forward is framed from pieces
 //!   (`crate::wire::frame::OutFrame`): its header and fields, then the entry's data itself,
@@ -619,7 +649,8 @@ impl Transport {
     }
 
     /// Queues `message` of `group` for its recipient, on the connection of its lane; drops it
-    /// (counted) if there is no connection or that lane's queue is full.
+    /// (counted) if there is no connection or that lane's queue is full. A small message
+    /// joins the lane's open batch and leaves at the next flush (module docs: coalescing).
     pub fn send(&mut self, registry: &Registry, group: GroupId, message: &Message) {
         let peer = message.to;
         let Some(outbound) = self.outbound.get_mut(&peer) else {

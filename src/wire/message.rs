@@ -3,15 +3,23 @@
 //!
 //! Every message travels as one frame of [`super::frame`]; its payload is encoded with the
 //! primitives of [`super::codec`] (little-endian integers, `u32`-length-prefixed byte
-//! strings, no padding). Five frame kinds exist:
+//! strings, no padding). Seven frame kinds exist:
 //!
-//! | frame kind | constant                 | direction          | payload                               |
-//! |------------|--------------------------|--------------------|---------------------------------------|
-//! | 1          | [`FRAME_KIND_HANDSHAKE`] | dialer to acceptor | [`Handshake`], sent once, first       |
-//! | 2          | [`FRAME_KIND_RAFT`]      | dialer to acceptor | one [`Message`]                       |
-//! | 3          | [`FRAME_KIND_FORWARD`]   | dialer to acceptor | one [`Forward`] (client traffic, v2)  |
-//! | 4          | [`FRAME_KIND_CHALLENGE`] | acceptor to dialer | [`Challenge`], once, answering kind 1 (v3) |
-//! | 5          | [`FRAME_KIND_PROOF`]     | dialer to acceptor | [`Proof`], once, after kind 4, with a secret (v3) |
+//! | frame kind | constant                   | direction          | payload                               |
+//! |------------|----------------------------|--------------------|---------------------------------------|
+//! | 1          | [`FRAME_KIND_HANDSHAKE`]   | dialer to acceptor | [`Handshake`], sent once, first       |
+//! | 2          | [`FRAME_KIND_RAFT`]        | dialer to acceptor | one [`Message`] with its group        |
+//! | 3          | [`FRAME_KIND_FORWARD`]     | dialer to acceptor | one [`Forward`] (client traffic, v2)  |
+//! | 4          | [`FRAME_KIND_CHALLENGE`]   | acceptor to dialer | [`Challenge`], once, answering kind 1 (v3) |
+//! | 5          | [`FRAME_KIND_PROOF`]       | dialer to acceptor | [`Proof`], once, after kind 4, with a secret (v3) |
+//! | 6          | [`FRAME_KIND_RAFT_BATCH`]  | dialer to acceptor | several [`Message`]s, each with its group (v4) |
+//! | 7          | [`FRAME_KIND_HOST_BEAT`]   | dialer to acceptor | [`HostBeat`]: the sending host is alive (v4) |
+//!
+//! Several Raft groups may share a host and its connections, so every Raft message and every
+//! forward names its group ([`GroupId`]); the Raft fields themselves are the same whatever the
+//! group. A sender gathers the small messages of one loop round to one connection into one
+//! kind-6 frame ([`RaftBatch`]; a batch of one goes as a kind-2 frame), and sends one host
+//! beat per host pair per tick instead of one heartbeat per group.
 //!
 //! [`encode_message_shared`] and [`encode_forward_shared`] write the same bytes as
 //! [`encode_message`] and [`encode_forward`], with each large entry's data (a proposal's, for
@@ -19,15 +27,18 @@
 //! [`decode_forward_shared`] decode those data as slices of the received payload (see
 //! `super::frame` for why). The plain functions copy, and stay for tools and tests.
 //!
-//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3; 3 (this build) added the
-//! acceptor's answer (kind 4) and the dialer's proof (kind 5) and grew the handshake by the
+//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3; 3 added the acceptor's
+//! answer (kind 4) and the dialer's proof (kind 5) and grew the handshake by the
 //! authentication mode and a nonce, for peer authentication with a shared secret (the exchange,
-//! its state machines and its threat model are in `crate::node::peer_auth`). Peers of
+//! its state machines and its threat model are in `crate::node::peer_auth`); 4 (this build)
+//! put a `group` first in every Raft message payload and after `to` in every forward, and
+//! added the batch (kind 6) and the host beat (kind 7), with the handshake unchanged. Peers of
 //! different versions refuse each other at the handshake (the version is read right after the
 //! magic, before any field whose layout changed, so an older handshake is refused by name,
-//! never misread), and an unknown frame kind never reaches a decoder.
+//! never misread: "peer speaks protocol version 3, this build speaks 4"), and an unknown frame
+//! kind never reaches a decoder.
 //!
-//! # Handshake payload (63 bytes, version 3)
+//! # Handshake payload (63 bytes, versions 3 and 4)
 //!
 //! | offset | size | field              | meaning                                          |
 //! |--------|------|--------------------|--------------------------------------------------|
@@ -53,15 +64,16 @@
 //! |--------|------|-------|----------------------------------------------|
 //! | 0      | 32   | `mac` | the dialer's proof (HMAC-SHA256, see `peer_auth`) |
 //!
-//! # Raft message payload
+//! # Raft message payload (frame kind 2, and each message of a batch)
 //!
-//! | size | field  | meaning                                                  |
-//! |------|--------|----------------------------------------------------------|
-//! | 8    | `from` | sender id                                                |
-//! | 8    | `to`   | recipient id                                             |
-//! | 8    | `term` | sender's term (the proposed term for pre-votes)          |
-//! | 1    | `tag`  | body variant, below                                      |
-//! | ...  | body   | the variant's fields in declaration order                |
+//! | size | field   | meaning                                                  |
+//! |------|---------|----------------------------------------------------------|
+//! | 8    | `group` | the Raft group the message belongs to (any value; v4)    |
+//! | 8    | `from`  | sender id (non-zero)                                     |
+//! | 8    | `to`    | recipient id (non-zero)                                  |
+//! | 8    | `term`  | sender's term (the proposed term for pre-votes)          |
+//! | 1    | `tag`   | body variant, below                                      |
+//! | ...  | body    | the variant's fields in declaration order                |
 //!
 //! Body tags and fields (`u64` unless said; `bool` is one byte 0 or 1):
 //!
@@ -88,6 +100,27 @@
 //! is `index`, `term`, membership, `size_bytes`. A membership is three id sets, voters,
 //! learners, outgoing voters, each a `u32` count followed by that many `u64` ids.
 //!
+//! [`message_payload_bytes`] computes a payload's size from these rules without encoding it.
+//!
+//! # Raft batch payload (frame kind 6, v4)
+//!
+//! | size  | field     | meaning                                                      |
+//! |-------|-----------|--------------------------------------------------------------|
+//! | 4     | `count`   | messages that follow, at most [`MAX_MESSAGES_PER_BATCH`]     |
+//! | 4     | `len`     | per message: bytes of its payload, which follows             |
+//! | `len` | `message` | per message: one Raft message payload, as above (group first) |
+//!
+//! The `len` and `message` pair repeats `count` times, with nothing after the last. Messages
+//! are in the order they were queued. Each message is checked as a kind-2 frame's
+//! would be, and one bad message refuses the whole frame.
+//!
+//! # Host beat payload (frame kind 7, 16 bytes, v4)
+//!
+//! | offset | size | field  | meaning                                                    |
+//! |--------|------|--------|------------------------------------------------------------|
+//! | 0      | 8    | `from` | the sending host's node id (non-zero; the connection's peer) |
+//! | 8      | 8    | `tick` | the sender's tick counter (informational)                  |
+//!
 //! # Forward payload (frame kind 3)
 //!
 //! A follower forwards a client's proposal to the leader it knows, and the leader answers once
@@ -98,6 +131,7 @@
 //! |------|--------------|------------------------------------------------------------|
 //! | 8    | `from`       | sender id (non-zero; must be the connection's peer)        |
 //! | 8    | `to`         | recipient id (non-zero)                                    |
+//! | 8    | `group`      | the Raft group the proposal is for (any value; v4)         |
 //! | 1    | `tag`        | 1 `ForwardPropose`, 2 `ForwardResult`                      |
 //! | 8    | `request_id` | chosen by the follower, unique per follower incarnation    |
 //! | ...  | body         | below                                                      |
@@ -116,8 +150,9 @@
 //!
 //! # Bounds checked on decode
 //!
-//! At most [`MAX_ENTRIES_PER_MESSAGE`] entries, at most [`MAX_MEMBERS_PER_SET`] ids per set, and
-//! no count larger than the bytes left could hold, so a hostile count never allocates. Byte
+//! At most [`MAX_ENTRIES_PER_MESSAGE`] entries, at most [`MAX_MEMBERS_PER_SET`] ids per set, at
+//! most [`MAX_MESSAGES_PER_BATCH`] messages per batch, and no count larger than the bytes left
+//! could hold (a batched message takes at least 37 bytes), so a hostile count never allocates. Byte
 //! strings are bounded by the payload (itself bounded by the frame decoder's maximum).
 //! Trailing bytes, unknown tags and entry kinds, and ids of 0 where a node is named are errors.
 
