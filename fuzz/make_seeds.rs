@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use ketch::raft::{Entry, EntryKind, Membership, Message, MessageBody, SnapshotMeta};
 use ketch::wire::encode_frame;
-use ketch::wire::message::{encode_handshake, encode_message, encode_message_payload, Handshake};
+use ketch::wire::message::{
+    encode_forward, encode_handshake, encode_host_beat, encode_message, encode_message_payload,
+    encode_raft_batch, encode_raft_batch_payload, Forward, ForwardBody, Handshake, HostBeat,
+};
 use ketch_storage::snapshot::{SnapshotOptions, SnapshotStore};
 use ketch_storage::{Options, Wal};
 
@@ -208,7 +211,18 @@ fn peer_seeds() {
             &seed,
         );
     }
-    // Mode even: a stream of frames (handshake first, then every message), chunk sizes first.
+    // Mode odd: a batch of every message, each in a group of its own.
+    let batch: Vec<(u64, Message)> = messages
+        .iter()
+        .cloned()
+        .zip(0u64..)
+        .map(|(m, g)| (g, m))
+        .collect();
+    let mut seed = vec![1u8];
+    encode_raft_batch_payload(&batch, &mut seed);
+    write_seed("peer_frames", "payload-batch", &seed);
+    // Mode even: a stream of frames (handshake first, then every message alone, every message
+    // in one batch, a host beat and a forward), chunk sizes first.
     let chunk_sizes = [3u8, 11, 64, 1, 200];
     let mut seed = vec![(chunk_sizes.len() as u8) << 1];
     seed.extend_from_slice(&chunk_sizes);
@@ -218,6 +232,18 @@ fn peer_seeds() {
     for message in &messages {
         encode_message(0, message, &mut scratch, &mut seed).expect("encode message");
     }
+    encode_raft_batch(&batch, &mut seed).expect("encode batch");
+    encode_host_beat(&HostBeat { from: 1, tick: 5 }, &mut seed).expect("encode host beat");
+    let forward = Forward {
+        from: 1,
+        to: 2,
+        group: 3,
+        body: ForwardBody::Propose {
+            request_id: 4,
+            data: b"command".to_vec().into(),
+        },
+    };
+    encode_forward(&forward, &mut scratch, &mut seed).expect("encode forward");
     write_seed("peer_frames", "stream-all-kinds", &seed);
     let mut oversize = vec![0u8];
     encode_frame(2, &[0u8; 64], &mut oversize).expect("frame");

@@ -11,8 +11,8 @@ use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
 use ketch::raft::{Message, MessageBody, Role};
 use ketch::wire::frame::{encode_frame, HEADER_BYTES};
 use ketch::wire::message::{
-    encode_handshake, encode_message, Handshake, FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE,
-    FRAME_KIND_RAFT,
+    encode_handshake, encode_host_beat, encode_message, encode_raft_batch, Handshake, HostBeat,
+    FRAME_KIND_FORWARD, FRAME_KIND_HANDSHAKE, FRAME_KIND_RAFT,
 };
 
 const CLUSTER_ID: u64 = 11;
@@ -176,6 +176,31 @@ fn hostile_peer_input_is_refused_counted_and_the_cluster_keeps_committing() {
     let mut misdirected = handshake(CLUSTER_ID, spoofed, target);
     misdirected.extend(raft_frame(spoofed, 42, term, MessageBody::TimeoutNow));
     send(&misdirected);
+    // 5b. A valid handshake, then a batch whose second message claims another sender.
+    let mut spoofed_batch = handshake(CLUSTER_ID, spoofed, target);
+    let from_peer = |from| Message {
+        from,
+        to: target,
+        term,
+        body: MessageBody::HeartbeatResponse { round: 1 },
+    };
+    encode_raft_batch(
+        &[(0, from_peer(spoofed)), (0, from_peer(leader))],
+        &mut spoofed_batch,
+    )
+    .unwrap();
+    send(&spoofed_batch);
+    // 5c. A valid handshake, then a host beat that claims another sender.
+    let mut spoofed_beat = handshake(CLUSTER_ID, spoofed, target);
+    encode_host_beat(
+        &HostBeat {
+            from: leader,
+            tick: 1,
+        },
+        &mut spoofed_beat,
+    )
+    .unwrap();
+    send(&spoofed_beat);
     // 6. A valid handshake, then a forward frame with an unknown tag.
     let mut bad_forward = handshake(CLUSTER_ID, spoofed, target);
     let mut payload = Vec::new();
@@ -222,7 +247,7 @@ fn hostile_peer_input_is_refused_counted_and_the_cluster_keeps_committing() {
         || {
             let t = nodes[&target].status().transport;
             t.handshakes_refused >= before.transport.handshakes_refused + 3
-                && t.malformed_closed >= before.transport.malformed_closed + 4
+                && t.malformed_closed >= before.transport.malformed_closed + 6
         },
     );
     wait_until(

@@ -17,7 +17,7 @@
 //! attacker who can *modify* a live TCP stream (on path, not just on the network) can still
 //! read and alter it. Mutual TLS covers that case; the two may be combined.
 //!
-//! # The exchange (protocol version 3, layouts in `crate::wire::message`)
+//! # The exchange (protocol versions 3 and 4, layouts in `crate::wire::message`)
 //!
 //! | step | from     | frame       | carries                                        |
 //! |------|----------|-------------|------------------------------------------------|

@@ -13,6 +13,33 @@
 //!   each with its own handshake (the acceptor treats them alike, so the wire format does
 //!   not change), and lost together: if either fails, both close, and the peer's
 //!   [`Transport::connection_epoch`] changes. The peer counts as connected when both are.
+//!   What each lane carries (frame kinds of `crate::wire::message`):
+//!
+//! | lane    | frames                                                                        |
+//! |---------|-------------------------------------------------------------------------------|
+//! | control | votes, pre-votes, heartbeats, every response, TimeoutNow, ReadIndex: coalesced into batches (kind 6, or kind 2 alone); host beats (kind 7) |
+//! | bulk    | Appends (small ones coalesced, large ones as kind 2 from pieces), InstallSnapshot chunks, forwards (kind 3) |
+//!
+//! - **Groups.** Several Raft groups may share a host, and this transport carries them all on
+//!   the same two connections per peer: [`Transport::send`] takes the message's group and
+//!   [`Received::messages`] gives it back with each message; a [`Forward`] names its own. The
+//!   transport never reads a group; it checks only that a message or forward comes from the
+//!   connection's authenticated peer and is addressed to this node.
+//! - **Coalescing.** A Raft message whose payload is under [`COALESCE_MESSAGE_BYTES_MAX`]
+//!   (heartbeats, votes, responses, small Appends) is not framed alone: it joins its
+//!   connection's open batch (`crate::wire::message::RaftBatch`), which is sealed into one
+//!   frame when the connection is flushed ([`Transport::flush_all`], once per loop round). So
+//!   a round's heartbeats, acknowledgements and small appends of many groups to one host
+//!   travel as one frame per lane, one header and one checksum for all of them. A lane keeps
+//!   its order: a large frame, a forward or a host beat queued behind an open batch seals it
+//!   first. A batch is also sealed at [`BATCH_PAYLOAD_BYTES_MAX`] or at
+//!   `crate::wire::message::MAX_MESSAGES_PER_BATCH` messages, and a batch of one message goes
+//!   as a plain Raft frame. The cost: a small message waits for the end of its round (never
+//!   longer than the loop pass that produced it), not for a timer.
+//! - **Host beats.** [`Transport::send_host_beat`] queues one host-to-host liveness frame on
+//!   the control lane; a multi-group host sends one per peer per tick in place of its groups'
+//!   heartbeats. [`Received::heard_from`] lists each peer from which any authenticated frame
+//!   (Raft message, batch, forward, host beat) was decoded since it was last cleared, once.
 //! - **Handshake and authentication.** A dialer's first frame on each connection is a
 //!   [`Handshake`] (cluster id, its id, the id it meant to reach, its authentication mode and
 //!   a nonce), and the acceptor answers with a challenge; with a shared secret the dialer then
@@ -29,7 +56,7 @@
 //! | 1    | awaiting challenge / awaiting handshake   | `Handshake`          |                |
 //! | 2    | awaiting challenge / awaiting proof       |                      | `Challenge`    |
 //! | 3    | authenticated / awaiting proof            | `Proof`, then frames |                |
-//! | 4    | authenticated / authenticated             | Raft and forward frames | nothing     |
+//! | 4    | authenticated / authenticated             | Raft, batch, forward, host beat frames | nothing |
 //!
 //!   Without a secret, steps 2 and 3 shrink: the dialer counts as connected once its
 //!   `Handshake` is queued (frames follow it at once), the acceptor authenticates the
@@ -43,21 +70,24 @@
 //! - **Refusals** are logged as warnings with the remote address and the reason, rate-limited
 //!   per remote address (`super::refusal_log`): a node with a wrong secret redials forever.
 //!   With neither a secret nor TLS, the node warns at start that its peer port is open.
-//! - **Malformed input** (framing, checksum, decoding, a message whose `from` differs from the
-//!   handshake's) closes that connection and is counted in [`TransportStats`]; never a panic.
+//! - **Malformed input** (framing, checksum, decoding, a message, a message in a batch, a
+//!   forward or a host beat whose `from` differs from the handshake's, a frame kind the
+//!   acceptor does not take) closes that connection and is counted in [`TransportStats`];
+//!   never a panic.
 //! - **Reconnect** with exponential backoff from [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`],
 //!   each wait multiplied by a random factor in [0.5, 1.5) so restarted peers do not dial in
 //!   lockstep.
 //! - **Outbound queues** are bounded in bytes per connection (`queue_bytes_max` each, so at
-//!   most twice that per peer), counting the frames queued *and* what is left of the one being
-//!   written: a message that does not fit is dropped and counted (Raft tolerates loss; the
+//!   most twice that per peer), counting the open batch's frame, the frames queued *and* what
+//!   is left of the one being written: a message that does not fit is dropped and counted (Raft tolerates loss; the
 //!   core's flow control resends). This matters for large entries: while a follower receives
 //!   a 64 MiB Append, the leader's heartbeats come back without progress, the leader falls
 //!   back to probing and resends the same entry with each heartbeat response; the bound
 //!   refuses those copies (an Append's size is computed before it is encoded, so a refusal
 //!   costs no checksum), instead of queueing a second 64 MiB behind the first. Messages to a
-//!   peer without a connection are dropped too. The bound is at least one maximal frame, so
-//!   the largest entry always fits in an idle lane.
+//!   peer without a connection are dropped too, and a lost connection drops (and counts) the
+//!   messages of its open batch with the rest of its queue. The bound is at least one maximal
+//!   frame, so the largest entry always fits in an idle lane.
 //! - **Writing.** Small frames are copied together into one buffer of up to
 //!   [`WRITE_BATCH_BYTES`]; a large Append or forward is framed from pieces
 //!   (`crate::wire::frame::OutFrame`): its header and fields, then the entry's data itself,
@@ -105,15 +135,15 @@ use super::peer_auth::{
 use super::peer_tls::PeerStream;
 use super::refusal_log::RefusalLog;
 use crate::raft::{GroupId, Message, MessageBody, NodeId, SplitMix64};
-use crate::wire::frame::{FrameDecoder, OutFrame};
+use crate::wire::frame::{FrameDecoder, OutFrame, HEADER_BYTES};
 #[cfg(doc)]
 use crate::wire::message::Handshake;
 use crate::wire::message::{
     append_frame_bytes, decode_forward_shared, decode_host_beat, decode_message_shared,
     decode_quiesce, decode_raft_batch_shared, encode_forward_shared, encode_host_beat,
-    encode_message_shared, encode_quiesce, Forward, ForwardBody, HostBeat, QuiesceNotice,
-    FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT, FRAME_KIND_QUIESCE, FRAME_KIND_RAFT,
-    FRAME_KIND_RAFT_BATCH, HANDSHAKE_FRAME_PAYLOAD_MAX, MAX_NOTICES_PER_FRAME,
+    encode_message_shared, encode_quiesce, message_payload_bytes, Forward, ForwardBody, HostBeat,
+    QuiesceNotice, RaftBatch, FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT, FRAME_KIND_QUIESCE,
+    FRAME_KIND_RAFT, FRAME_KIND_RAFT_BATCH, HANDSHAKE_FRAME_PAYLOAD_MAX, MAX_NOTICES_PER_FRAME,
 };
 
 /// First reconnect delay.
@@ -123,6 +153,14 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Small frames gathered into one buffer for one write; a frame this large or larger is
 /// written from its own pieces.
 pub const WRITE_BATCH_BYTES: usize = 256 << 10;
+/// Raft messages whose payload is under this many bytes are coalesced: gathered, per
+/// connection, into one batch frame written at the connection's next flush (module docs).
+/// Heartbeats, votes, responses and small Appends are far under it; a larger message goes as
+/// its own frame.
+pub const COALESCE_MESSAGE_BYTES_MAX: usize = 16 << 10;
+/// Largest payload of one batch frame: a batch that would grow past it is sealed and a new
+/// one opened (and never past the frame limit the transport was given).
+pub const BATCH_PAYLOAD_BYTES_MAX: usize = 256 << 10;
 /// Bytes read per `read` call.
 const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Bytes read from one connection per pass of the loop before the others get their turn: a
@@ -202,6 +240,8 @@ pub struct TransportStats {
     pub host_beats_sent: u64,
     /// Host beats received and decoded.
     pub host_beats_received: u64,
+    /// Batch frames (several Raft messages in one frame) queued for sending.
+    pub batch_frames_sent: u64,
     /// Batch frames (several Raft messages in one frame) received and decoded.
     pub batch_frames_received: u64,
 }
@@ -252,10 +292,16 @@ struct Connection {
     decoder: Option<FrameDecoder>,
     /// Closed if not authenticated by then.
     deadline: Option<Instant>,
-    queue: VecDeque<OutFrame>,
-    /// Bytes accepted and not yet written to the socket: the frames in `queue` and what is
-    /// left of `writing` (bounded by `queue_bytes_max`). Counting the frame being written
-    /// matters: a resent 64 MiB Append must not queue up behind the one still on its way.
+    /// Small Raft messages queued since the last flush, behind every frame in `queue`;
+    /// sealed into `queue` as one frame when the connection is flushed, or before any other
+    /// frame is queued (so the lane keeps its order).
+    batch: RaftBatch,
+    /// Frames in order, each with the number of messages it carries.
+    queue: VecDeque<(OutFrame, u32)>,
+    /// Bytes accepted and not yet written to the socket: the open batch's frame (if it holds
+    /// a message), the frames in `queue` and what is left of `writing` (bounded by
+    /// `queue_bytes_max`). Counting the frame being written matters: a resent 64 MiB Append
+    /// must not queue up behind the one still on its way.
     queued_bytes: usize,
     /// Pieces being written, whole frames in order.
     writing: VecDeque<Bytes>,
@@ -267,12 +313,19 @@ struct Connection {
 }
 
 impl Connection {
-    fn clear(&mut self) -> usize {
+    /// Drops everything queued; returns the messages dropped.
+    fn clear(&mut self) -> u64 {
         self.tcp_up = false;
         self.handshake = None;
         self.decoder = None;
         self.deadline = None;
-        let dropped = self.queue.len();
+        let dropped = u64::from(self.batch.count())
+            + self
+                .queue
+                .iter()
+                .map(|(_, messages)| u64::from(*messages))
+                .sum::<u64>();
+        self.batch = RaftBatch::new();
         self.queue.clear();
         self.queued_bytes = 0;
         self.writing.clear();
@@ -283,6 +336,37 @@ impl Connection {
 
     fn idle(&self) -> bool {
         self.writing.is_empty()
+    }
+
+    /// Bytes the open batch adds to `queued_bytes`: its frame once it holds a message.
+    fn batch_queued_bytes(&self) -> usize {
+        if self.batch.is_empty() {
+            0
+        } else {
+            self.batch.frame_bytes()
+        }
+    }
+
+    /// Moves the open batch, if it holds a message, to the queue as one frame (a plain Raft
+    /// frame for a lone message); true if that frame is a batch of several.
+    fn seal_batch(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return false;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let counted_bytes = batch.frame_bytes();
+        let messages = batch.count();
+        // Sealed under BATCH_PAYLOAD_BYTES_MAX and the frame limit: never too large.
+        let frame = batch
+            .finish()
+            .expect("a batch is sealed under the frame limit");
+        assert!(
+            self.queued_bytes >= counted_bytes,
+            "queued bytes below the open batch"
+        );
+        self.queued_bytes = self.queued_bytes - counted_bytes + frame.len();
+        self.queue.push_back((OutFrame::Whole(frame), messages));
+        messages > 1
     }
 }
 
@@ -563,12 +647,13 @@ impl Transport {
             log::info!("node {}: lost connection to node {peer}: {reason}", self.id);
             self.stats.disconnects += 1;
         }
-        self.stats.messages_dropped += dropped as u64;
+        self.stats.messages_dropped += dropped;
         self.schedule_retry(peer, Instant::now());
     }
 
     /// Queues `message` of `group` for its recipient, on the connection of its lane; drops it
-    /// (counted) if there is no connection or that lane's queue is full.
+    /// (counted) if there is no connection or that lane's queue is full. A small message
+    /// joins the lane's open batch and leaves at the next flush (module docs: coalescing).
     pub fn send(&mut self, registry: &Registry, group: GroupId, message: &Message) {
         let peer = message.to;
         let Some(outbound) = self.outbound.get_mut(&peer) else {
@@ -581,6 +666,18 @@ impl Transport {
             self.stats.messages_dropped += 1;
             return;
         }
+        let payload_bytes = message_payload_bytes(message);
+        if payload_bytes < COALESCE_MESSAGE_BYTES_MAX
+            && payload_bytes + 8 <= self.batch_payload_bytes_max()
+        {
+            self.batch_message(peer, lane, group, message, payload_bytes);
+            return;
+        }
+        let connection = self
+            .outbound
+            .get_mut(&peer)
+            .expect("peer exists")
+            .lane(lane);
         // An Append that cannot fit is refused before its checksum is paid for: a leader
         // probing a follower that is still receiving a large entry resends it on every
         // heartbeat response.
@@ -607,6 +704,7 @@ impl Transport {
         };
         // The peer's decoder would close the connection over it and the core would resend
         // it forever (see the module docs).
+        let outbound = self.outbound.get_mut(&peer).expect("peer exists");
         if frame.len() > self.max_frame_payload_bytes as usize {
             self.stats.messages_oversize += 1;
             if !outbound.oversize_logged {
@@ -623,30 +721,81 @@ impl Transport {
             return;
         }
         let frame_bytes = frame.len();
-        if self.enqueue(registry, peer, lane, frame).is_err() {
+        if self.enqueue(registry, peer, lane, frame, 1).is_err() {
             self.stats.messages_dropped += 1;
             return;
         }
         crate::metrics::peer_message_queued(message, frame_bytes);
     }
 
-    /// Queues `frame` on `peer`'s `lane` and starts writing it if that connection is idle;
-    /// `Err` (nothing queued) if the lane's queue has no room for it.
+    /// The largest payload of a batch frame this transport builds.
+    fn batch_payload_bytes_max(&self) -> usize {
+        BATCH_PAYLOAD_BYTES_MAX.min(self.max_frame_payload_bytes as usize)
+    }
+
+    /// Adds the small `message` of `group` to the open batch of `peer`'s `lane` (sealing
+    /// the batch first if the message would take it past its bounds); drops it (counted) if
+    /// the lane's queue has no room for it. Written at the connection's next flush.
+    fn batch_message(
+        &mut self,
+        peer: NodeId,
+        lane: Lane,
+        group: GroupId,
+        message: &Message,
+        payload_bytes: usize,
+    ) {
+        let batch_payload_bytes_max = self.batch_payload_bytes_max();
+        let connection = self
+            .outbound
+            .get_mut(&peer)
+            .expect("peer exists")
+            .lane(lane);
+        let batch = &connection.batch;
+        let grown_payload_bytes = batch.frame_bytes_with(payload_bytes) - HEADER_BYTES;
+        let seal_first =
+            !batch.is_empty() && (batch.is_full() || grown_payload_bytes > batch_payload_bytes_max);
+        if seal_first && connection.seal_batch() {
+            self.stats.batch_frames_sent += 1;
+        }
+        let added_bytes =
+            connection.batch.frame_bytes_with(payload_bytes) - connection.batch_queued_bytes();
+        if connection.queued_bytes + added_bytes > self.queue_bytes_max {
+            self.stats.messages_dropped += 1;
+            return;
+        }
+        let pushed_bytes = connection.batch.push(group, message);
+        connection.queued_bytes += added_bytes;
+        debug_assert_eq!(
+            connection.batch_queued_bytes(),
+            connection.batch.frame_bytes()
+        );
+        self.stats.messages_queued += 1;
+        crate::metrics::peer_message_queued(message, pushed_bytes);
+    }
+
+    /// Queues `frame` (carrying `messages` messages) on `peer`'s `lane`, behind the open
+    /// batch, which is sealed first, and starts writing it if that connection is idle; `Err`
+    /// (nothing queued) if the lane's queue has no room for it.
     fn enqueue(
         &mut self,
         registry: &Registry,
         peer: NodeId,
         lane: Lane,
         frame: OutFrame,
+        messages: u32,
     ) -> Result<(), ()> {
         let outbound = self.outbound.get_mut(&peer).expect("peer exists");
         let connection = outbound.lane(lane);
         if connection.queued_bytes + frame.len() > self.queue_bytes_max {
             return Err(());
         }
+        // Order on a lane: the small messages queued before this frame leave before it.
+        if connection.seal_batch() {
+            self.stats.batch_frames_sent += 1;
+        }
         connection.queued_bytes += frame.len();
-        connection.queue.push_back(frame);
-        self.stats.messages_queued += 1;
+        connection.queue.push_back((frame, messages));
+        self.stats.messages_queued += u64::from(messages);
         if connection.connected && connection.idle() {
             self.flush(registry, peer, lane);
         }
@@ -673,7 +822,7 @@ impl Transport {
         encode_host_beat(&beat, &mut frame).expect("a host beat is far under the frame limit");
         let frame_bytes = frame.len();
         if self
-            .enqueue(registry, peer, Lane::Control, OutFrame::Whole(frame))
+            .enqueue(registry, peer, Lane::Control, OutFrame::Whole(frame), 0)
             .is_err()
         {
             self.stats.messages_dropped += 1;
@@ -702,7 +851,7 @@ impl Transport {
                 .expect("a frame of quiesce notices is under the frame limit");
             let frame_bytes = frame.len();
             if self
-                .enqueue(registry, peer, Lane::Control, OutFrame::Whole(frame))
+                .enqueue(registry, peer, Lane::Control, OutFrame::Whole(frame), 0)
                 .is_err()
             {
                 self.stats.messages_dropped += 1;
@@ -741,7 +890,7 @@ impl Transport {
             });
         }
         let frame_bytes = frame.len();
-        self.enqueue(registry, peer, Lane::Bulk, frame)
+        self.enqueue(registry, peer, Lane::Bulk, frame, 1)
             .map_err(|()| {
                 self.stats.messages_dropped += 1;
                 ForwardRefused::QueueFull
@@ -786,7 +935,9 @@ impl Transport {
         self.outbound.get(&peer).map_or(0, |o| o.epoch)
     }
 
-    /// Writes queued frames of every connected peer until done or the socket is full.
+    /// Seals every open batch and writes queued frames of every connected peer until done or
+    /// the socket is full. The loop calls it once per round, after the round's sends: the
+    /// small messages of a round to one peer's lane leave as one frame.
     pub fn flush_all(&mut self, registry: &Registry) {
         let peers: Vec<NodeId> = self.outbound.keys().copied().collect();
         for peer in peers {
@@ -801,6 +952,9 @@ impl Transport {
             return;
         };
         let connection = outbound.lane(lane);
+        if connection.seal_batch() {
+            self.stats.batch_frames_sent += 1;
+        }
         if !connection.tcp_up {
             return;
         }
@@ -1349,7 +1503,7 @@ fn refill(connection: &mut Connection) {
     let mut batch: Vec<u8> = Vec::new();
     // Bounded by the queue, and by the batch size.
     while batch.len() < WRITE_BATCH_BYTES {
-        let Some(frame) = connection.queue.pop_front() else {
+        let Some((frame, _)) = connection.queue.pop_front() else {
             break;
         };
         match frame {
@@ -1486,7 +1640,9 @@ fn flush_inbound(inbound: &mut Inbound) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::raft::{Entry, EntryKind};
-    use crate::wire::message::{decode_handshake, FRAME_KIND_HANDSHAKE};
+    use crate::wire::message::{
+        decode_handshake, decode_message, decode_raft_batch, FRAME_KIND_HANDSHAKE,
+    };
     use mio::{Events, Poll};
 
     fn append(index: u64, bytes: usize) -> Message {
@@ -1674,5 +1830,339 @@ mod tests {
         // Small messages still have room beside it.
         transport.send(poll.registry(), 0, &append(2, 1024));
         assert_eq!(transport.stats().messages_dropped, 1);
+    }
+
+    fn heartbeat(round: u64) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: 1,
+            body: MessageBody::Heartbeat { commit: 0, round },
+        }
+    }
+
+    /// Every frame on `conn` after its handshake, each with the messages it carries, until
+    /// `messages` messages came (a frame of another kind carries none), or until the socket's
+    /// read timeout passes without a byte.
+    fn frames_until(
+        conn: &mut std::net::TcpStream,
+        messages: usize,
+    ) -> Vec<(u8, Vec<(GroupId, Message)>)> {
+        let mut decoder = FrameDecoder::new(4 << 20);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut frames = Vec::new();
+        let mut seen = 0;
+        while seen < messages {
+            let n = match conn.read(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return frames
+                }
+                Err(e) => panic!("read failed: {e}"),
+            };
+            assert!(
+                n > 0,
+                "connection closed after {seen} of {messages} messages"
+            );
+            let mut fed = 0;
+            while fed < n {
+                fed += decoder.feed(&buf[fed..n]);
+                while let Some((kind, payload)) = decoder.next_frame().expect("valid frames") {
+                    let carried = match kind {
+                        FRAME_KIND_HANDSHAKE => continue,
+                        FRAME_KIND_RAFT => vec![decode_message(&payload).expect("a message")],
+                        FRAME_KIND_RAFT_BATCH => decode_raft_batch(&payload).expect("a batch"),
+                        _ => Vec::new(),
+                    };
+                    seen += carried.len();
+                    frames.push((kind, carried));
+                }
+            }
+        }
+        frames
+    }
+
+    /// A transport for node 1 whose peer 2 is a plain listener, connected: the transport,
+    /// its poll, and the two accepted sockets (control and bulk, in no known order).
+    fn connected_to_a_raw_peer(
+        max_frame_payload_bytes: u32,
+        queue_bytes_max: usize,
+    ) -> (Transport, Poll, [std::net::TcpStream; 2]) {
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let poll = Poll::new().unwrap();
+        let own = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peers: BTreeMap<NodeId, SocketAddr> = [
+            (1, own.local_addr().unwrap()),
+            (2, peer.local_addr().unwrap()),
+        ]
+        .into();
+        let mut transport = Transport::new(
+            1,
+            7,
+            &peers,
+            own,
+            max_frame_payload_bytes,
+            queue_bytes_max,
+            PeerSecurity::default(),
+        );
+        transport.maintain(poll.registry(), Instant::now());
+        let (first, _) = peer.accept().unwrap();
+        let (second, _) = peer.accept().unwrap();
+        let mut events = Events::with_capacity(16);
+        let mut received = Received::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut poll = poll;
+        while transport.connected_peers().is_empty() {
+            assert!(Instant::now() < deadline, "never connected");
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+        }
+        (transport, poll, [first, second])
+    }
+
+    #[test]
+    fn a_rounds_small_messages_to_one_peer_travel_as_one_batch_frame_in_order() {
+        let (mut transport, mut poll, [mut first, mut second]) =
+            connected_to_a_raw_peer(1 << 20, 1 << 20);
+        // One round: heartbeats of five groups on the control lane; on the bulk lane two
+        // small appends, a large one, and two small ones again.
+        for group in 1..=5 {
+            transport.send(poll.registry(), group, &heartbeat(group));
+        }
+        let small = |index| append(index, 100);
+        transport.send(poll.registry(), 1, &small(1));
+        transport.send(poll.registry(), 2, &small(2));
+        transport.send(poll.registry(), 3, &append(3, COALESCE_MESSAGE_BYTES_MAX));
+        transport.send(poll.registry(), 4, &small(4));
+        transport.send(poll.registry(), 5, &small(5));
+        assert_eq!(transport.stats().messages_dropped, 0);
+        assert_eq!(transport.stats().messages_queued, 10);
+        transport.flush_all(poll.registry());
+        // Two batches on the bulk lane (sealed before the large append, and by the flush),
+        // one on the control lane.
+        assert_eq!(transport.stats().batch_frames_sent, 3);
+
+        let reader =
+            std::thread::spawn(move || (frames_until(&mut first, 5), frames_until(&mut second, 5)));
+        let mut events = Events::with_capacity(16);
+        let mut received = Received::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reader.is_finished() {
+            assert!(Instant::now() < deadline, "the frames never all came");
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+            transport.flush_all(poll.registry());
+        }
+        let (a, b) = reader.join().unwrap();
+        let (control, bulk) = if a.len() == 1 { (a, b) } else { (b, a) };
+        let heartbeats: Vec<_> = (1..=5).map(|g| (g, heartbeat(g))).collect();
+        assert_eq!(control, vec![(FRAME_KIND_RAFT_BATCH, heartbeats)]);
+        assert_eq!(
+            bulk,
+            vec![
+                (FRAME_KIND_RAFT_BATCH, vec![(1, small(1)), (2, small(2))]),
+                (
+                    FRAME_KIND_RAFT,
+                    vec![(3, append(3, COALESCE_MESSAGE_BYTES_MAX))]
+                ),
+                (FRAME_KIND_RAFT_BATCH, vec![(4, small(4)), (5, small(5))]),
+            ],
+            "the lane keeps its order across the large append"
+        );
+    }
+
+    #[test]
+    fn a_lone_small_message_goes_as_a_plain_frame_and_the_bound_counts_the_open_batch() {
+        // A bound that holds the first batch's frame and not one more message.
+        let lone_frame_bytes = HEADER_BYTES + message_payload_bytes(&heartbeat(1));
+        let batch_of_two_bytes = HEADER_BYTES + 4 + 2 * (4 + lone_frame_bytes - HEADER_BYTES);
+        let (mut transport, mut poll, [first, second]) =
+            connected_to_a_raw_peer(1 << 20, batch_of_two_bytes + 4);
+        transport.send(poll.registry(), 9, &heartbeat(1));
+        transport.send(poll.registry(), 9, &heartbeat(2));
+        assert_eq!(transport.stats().messages_dropped, 0);
+        transport.send(poll.registry(), 9, &heartbeat(3));
+        assert_eq!(
+            transport.stats().messages_dropped,
+            1,
+            "the open batch counts against the byte bound"
+        );
+        transport.flush_all(poll.registry());
+        assert_eq!(transport.stats().batch_frames_sent, 1);
+        // The next round has one message: a plain frame.
+        transport.send(poll.registry(), 9, &heartbeat(4));
+        transport.flush_all(poll.registry());
+        assert_eq!(transport.stats().batch_frames_sent, 1);
+
+        let reader = std::thread::spawn(move || {
+            // The control connection is whichever carries the heartbeats; the bulk one
+            // carries nothing after its handshake.
+            // Both stay open until both are read: closing one would close the other.
+            let mut frames = Vec::new();
+            let mut conns = [first, second];
+            for conn in &mut conns {
+                conn.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                frames.extend(frames_until(conn, 3));
+            }
+            frames
+        });
+        let mut events = Events::with_capacity(16);
+        let mut received = Received::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reader.is_finished() {
+            assert!(Instant::now() < deadline, "the frames never all came");
+            poll.poll(&mut events, Some(Duration::from_millis(10)))
+                .unwrap();
+            for event in events.iter() {
+                transport.handle_event(poll.registry(), event, &mut received);
+            }
+            transport.flush_all(poll.registry());
+        }
+        assert_eq!(
+            reader.join().unwrap(),
+            vec![
+                (
+                    FRAME_KIND_RAFT_BATCH,
+                    vec![(9, heartbeat(1)), (9, heartbeat(2))]
+                ),
+                (FRAME_KIND_RAFT, vec![(9, heartbeat(4))]),
+            ]
+        );
+    }
+
+    #[test]
+    fn batches_host_beats_and_forwards_arrive_with_their_groups_and_the_sender_heard_once() {
+        let listeners: Vec<TcpListener> = (0..2)
+            .map(|_| TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+            .collect();
+        let peers: BTreeMap<NodeId, SocketAddr> = listeners
+            .iter()
+            .zip(1u64..)
+            .map(|(l, id)| (id, l.local_addr().unwrap()))
+            .collect();
+        let mut polls = Vec::new();
+        let mut transports = Vec::new();
+        for (mut listener, id) in listeners.into_iter().zip(1u64..) {
+            let poll = Poll::new().unwrap();
+            poll.registry()
+                .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
+                .unwrap();
+            let transport = Transport::new(
+                id,
+                7,
+                &peers,
+                listener,
+                1 << 20,
+                1 << 20,
+                PeerSecurity::default(),
+            );
+            polls.push(poll);
+            transports.push(transport);
+        }
+        let mut events = Events::with_capacity(64);
+        let mut received = [Received::default(), Received::default()];
+        let registry = polls[0].registry().try_clone().unwrap();
+        let mut pass = |transports: &mut Vec<Transport>, received: &mut [Received; 2]| {
+            for i in 0..2 {
+                transports[i].maintain(polls[i].registry(), Instant::now());
+                polls[i]
+                    .poll(&mut events, Some(Duration::from_millis(5)))
+                    .unwrap();
+                for event in events.iter() {
+                    match event.token() {
+                        LISTENER_TOKEN => transports[i].accept(polls[i].registry()),
+                        _ => {
+                            transports[i].handle_event(polls[i].registry(), event, &mut received[i])
+                        }
+                    }
+                }
+                transports[i].flush_all(polls[i].registry());
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while transports[0].connected_peers().is_empty() {
+            assert!(Instant::now() < deadline, "never connected");
+            pass(&mut transports, &mut received);
+        }
+        // One round from node 1: heartbeats of three groups, small appends of two, a host
+        // beat and a forward.
+        let mut sent = Vec::new();
+        for group in [3, 1, 2] {
+            sent.push((group, heartbeat(group)));
+            sent.push((group + 10, append(group, 64)));
+        }
+        for (group, message) in &sent {
+            transports[0].send(&registry, *group, message);
+        }
+        transports[0].send_host_beat(&registry, 2, 77);
+        let forward = Forward {
+            from: 1,
+            to: 2,
+            group: 5,
+            body: ForwardBody::Propose {
+                request_id: 1,
+                data: Bytes::from_static(b"x"),
+            },
+        };
+        transports[0].send_forward(&registry, &forward).unwrap();
+        assert_eq!(transports[0].stats().host_beats_sent, 1);
+        while received[1].messages.len() < sent.len()
+            || received[1].forwards.is_empty()
+            || transports[1].stats().host_beats_received == 0
+        {
+            assert!(Instant::now() < deadline, "not everything arrived");
+            pass(&mut transports, &mut received);
+        }
+        let stats = transports[1].stats();
+        assert_eq!(stats.batch_frames_received, 2, "one batch per lane");
+        assert_eq!(stats.messages_received, sent.len() as u64);
+        assert_eq!(received[1].heard_from, vec![1], "node 1, once");
+        assert_eq!(received[1].forwards, vec![forward]);
+        // Across the two lanes frames may interleave; on each lane the order is kept.
+        let on_lane = |bulk: bool, list: &[(GroupId, Message)]| -> Vec<(GroupId, Message)> {
+            list.iter()
+                .filter(|(_, m)| matches!(m.body, MessageBody::Append { .. }) == bulk)
+                .cloned()
+                .collect()
+        };
+        for bulk in [false, true] {
+            assert_eq!(on_lane(bulk, &received[1].messages), on_lane(bulk, &sent));
+        }
+    }
+
+    #[test]
+    fn a_batch_is_sealed_at_its_byte_bound_and_a_lost_connection_drops_it_counted() {
+        let (mut transport, poll, _conns) = connected_to_a_raw_peer(1 << 20, 4 << 20);
+        // Twenty appends of 15 KiB: over one batch's 256 KiB, under two.
+        let data_bytes = 15 << 10;
+        for index in 1..=20 {
+            transport.send(poll.registry(), index, &append(index, data_bytes));
+        }
+        assert_eq!(
+            transport.stats().batch_frames_sent,
+            1,
+            "the first batch was sealed when full"
+        );
+        transport.flush_all(poll.registry());
+        assert_eq!(transport.stats().batch_frames_sent, 2);
+        // Messages in an open batch are dropped with the connection, and counted.
+        for index in 21..=23 {
+            transport.send(poll.registry(), index, &append(index, 10));
+        }
+        let dropped = transport.stats().messages_dropped;
+        transport.disconnect(poll.registry(), 2, "test");
+        assert!(transport.stats().messages_dropped >= dropped + 3);
     }
 }

@@ -3,15 +3,23 @@
 //!
 //! Every message travels as one frame of [`super::frame`]; its payload is encoded with the
 //! primitives of [`super::codec`] (little-endian integers, `u32`-length-prefixed byte
-//! strings, no padding). Five frame kinds exist:
+//! strings, no padding). Seven frame kinds exist:
 //!
-//! | frame kind | constant                 | direction          | payload                               |
-//! |------------|--------------------------|--------------------|---------------------------------------|
-//! | 1          | [`FRAME_KIND_HANDSHAKE`] | dialer to acceptor | [`Handshake`], sent once, first       |
-//! | 2          | [`FRAME_KIND_RAFT`]      | dialer to acceptor | one [`Message`]                       |
-//! | 3          | [`FRAME_KIND_FORWARD`]   | dialer to acceptor | one [`Forward`] (client traffic, v2)  |
-//! | 4          | [`FRAME_KIND_CHALLENGE`] | acceptor to dialer | [`Challenge`], once, answering kind 1 (v3) |
-//! | 5          | [`FRAME_KIND_PROOF`]     | dialer to acceptor | [`Proof`], once, after kind 4, with a secret (v3) |
+//! | frame kind | constant                   | direction          | payload                               |
+//! |------------|----------------------------|--------------------|---------------------------------------|
+//! | 1          | [`FRAME_KIND_HANDSHAKE`]   | dialer to acceptor | [`Handshake`], sent once, first       |
+//! | 2          | [`FRAME_KIND_RAFT`]        | dialer to acceptor | one [`Message`] with its group        |
+//! | 3          | [`FRAME_KIND_FORWARD`]     | dialer to acceptor | one [`Forward`] (client traffic, v2)  |
+//! | 4          | [`FRAME_KIND_CHALLENGE`]   | acceptor to dialer | [`Challenge`], once, answering kind 1 (v3) |
+//! | 5          | [`FRAME_KIND_PROOF`]       | dialer to acceptor | [`Proof`], once, after kind 4, with a secret (v3) |
+//! | 6          | [`FRAME_KIND_RAFT_BATCH`]  | dialer to acceptor | several [`Message`]s, each with its group (v4) |
+//! | 7          | [`FRAME_KIND_HOST_BEAT`]   | dialer to acceptor | [`HostBeat`]: the sending host is alive (v4) |
+//!
+//! Several Raft groups may share a host and its connections, so every Raft message and every
+//! forward names its group ([`GroupId`]); the Raft fields themselves are the same whatever the
+//! group. A sender gathers the small messages of one loop round to one connection into one
+//! kind-6 frame ([`RaftBatch`]; a batch of one goes as a kind-2 frame), and sends one host
+//! beat per host pair per tick instead of one heartbeat per group.
 //!
 //! [`encode_message_shared`] and [`encode_forward_shared`] write the same bytes as
 //! [`encode_message`] and [`encode_forward`], with each large entry's data (a proposal's, for
@@ -19,15 +27,18 @@
 //! [`decode_forward_shared`] decode those data as slices of the received payload (see
 //! `super::frame` for why). The plain functions copy, and stay for tools and tests.
 //!
-//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3; 3 (this build) added the
-//! acceptor's answer (kind 4) and the dialer's proof (kind 5) and grew the handshake by the
+//! Protocol versions: 1 had frame kinds 1 and 2; 2 added kind 3; 3 added the acceptor's
+//! answer (kind 4) and the dialer's proof (kind 5) and grew the handshake by the
 //! authentication mode and a nonce, for peer authentication with a shared secret (the exchange,
-//! its state machines and its threat model are in `crate::node::peer_auth`). Peers of
+//! its state machines and its threat model are in `crate::node::peer_auth`); 4 (this build)
+//! put a `group` first in every Raft message payload and after `to` in every forward, and
+//! added the batch (kind 6) and the host beat (kind 7), with the handshake unchanged. Peers of
 //! different versions refuse each other at the handshake (the version is read right after the
 //! magic, before any field whose layout changed, so an older handshake is refused by name,
-//! never misread), and an unknown frame kind never reaches a decoder.
+//! never misread: "peer speaks protocol version 3, this build speaks 4"), and an unknown frame
+//! kind never reaches a decoder.
 //!
-//! # Handshake payload (63 bytes, version 3)
+//! # Handshake payload (63 bytes, versions 3 and 4)
 //!
 //! | offset | size | field              | meaning                                          |
 //! |--------|------|--------------------|--------------------------------------------------|
@@ -53,15 +64,16 @@
 //! |--------|------|-------|----------------------------------------------|
 //! | 0      | 32   | `mac` | the dialer's proof (HMAC-SHA256, see `peer_auth`) |
 //!
-//! # Raft message payload
+//! # Raft message payload (frame kind 2, and each message of a batch)
 //!
-//! | size | field  | meaning                                                  |
-//! |------|--------|----------------------------------------------------------|
-//! | 8    | `from` | sender id                                                |
-//! | 8    | `to`   | recipient id                                             |
-//! | 8    | `term` | sender's term (the proposed term for pre-votes)          |
-//! | 1    | `tag`  | body variant, below                                      |
-//! | ...  | body   | the variant's fields in declaration order                |
+//! | size | field   | meaning                                                  |
+//! |------|---------|----------------------------------------------------------|
+//! | 8    | `group` | the Raft group the message belongs to (any value; v4)    |
+//! | 8    | `from`  | sender id (non-zero)                                     |
+//! | 8    | `to`    | recipient id (non-zero)                                  |
+//! | 8    | `term`  | sender's term (the proposed term for pre-votes)          |
+//! | 1    | `tag`   | body variant, below                                      |
+//! | ...  | body    | the variant's fields in declaration order                |
 //!
 //! Body tags and fields (`u64` unless said; `bool` is one byte 0 or 1):
 //!
@@ -88,6 +100,27 @@
 //! is `index`, `term`, membership, `size_bytes`. A membership is three id sets, voters,
 //! learners, outgoing voters, each a `u32` count followed by that many `u64` ids.
 //!
+//! [`message_payload_bytes`] computes a payload's size from these rules without encoding it.
+//!
+//! # Raft batch payload (frame kind 6, v4)
+//!
+//! | size  | field     | meaning                                                      |
+//! |-------|-----------|--------------------------------------------------------------|
+//! | 4     | `count`   | messages that follow, at most [`MAX_MESSAGES_PER_BATCH`]     |
+//! | 4     | `len`     | per message: bytes of its payload, which follows             |
+//! | `len` | `message` | per message: one Raft message payload, as above (group first) |
+//!
+//! The `len` and `message` pair repeats `count` times, with nothing after the last. Messages
+//! are in the order they were queued. Each message is checked as a kind-2 frame's
+//! would be, and one bad message refuses the whole frame.
+//!
+//! # Host beat payload (frame kind 7, 16 bytes, v4)
+//!
+//! | offset | size | field  | meaning                                                    |
+//! |--------|------|--------|------------------------------------------------------------|
+//! | 0      | 8    | `from` | the sending host's node id (non-zero; the connection's peer) |
+//! | 8      | 8    | `tick` | the sender's tick counter (informational)                  |
+//!
 //! # Forward payload (frame kind 3)
 //!
 //! A follower forwards a client's proposal to the leader it knows, and the leader answers once
@@ -98,6 +131,7 @@
 //! |------|--------------|------------------------------------------------------------|
 //! | 8    | `from`       | sender id (non-zero; must be the connection's peer)        |
 //! | 8    | `to`         | recipient id (non-zero)                                    |
+//! | 8    | `group`      | the Raft group the proposal is for (any value; v4)         |
 //! | 1    | `tag`        | 1 `ForwardPropose`, 2 `ForwardResult`                      |
 //! | 8    | `request_id` | chosen by the follower, unique per follower incarnation    |
 //! | ...  | body         | below                                                      |
@@ -116,8 +150,9 @@
 //!
 //! # Bounds checked on decode
 //!
-//! At most [`MAX_ENTRIES_PER_MESSAGE`] entries, at most [`MAX_MEMBERS_PER_SET`] ids per set, and
-//! no count larger than the bytes left could hold, so a hostile count never allocates. Byte
+//! At most [`MAX_ENTRIES_PER_MESSAGE`] entries, at most [`MAX_MEMBERS_PER_SET`] ids per set, at
+//! most [`MAX_MESSAGES_PER_BATCH`] messages per batch, and no count larger than the bytes left
+//! could hold (a batched message takes at least 37 bytes), so a hostile count never allocates. Byte
 //! strings are bounded by the payload (itself bounded by the frame decoder's maximum).
 //! Trailing bytes, unknown tags and entry kinds, and ids of 0 where a node is named are errors.
 
@@ -1838,5 +1873,140 @@ mod tests {
                 Err(MessageError::MalformedConfChange { index: 7 })
             );
         }
+    }
+
+    proptest! {
+        #[test]
+        fn batches_round_trip_and_every_cut_or_extension_is_an_error(
+            messages in vec((any::<u64>(), arb_message()), 0..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut frame = Vec::new();
+            encode_raft_batch(&messages, &mut frame).unwrap();
+            let mut decoder = FrameDecoder::new(1 << 20);
+            prop_assert_eq!(decoder.feed(&frame), frame.len());
+            let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+            prop_assert_eq!(kind, FRAME_KIND_RAFT_BATCH);
+            prop_assert_eq!(&decode_raft_batch(&payload).unwrap(), &messages);
+            let shared = Bytes::copy_from_slice(&payload);
+            prop_assert_eq!(&decode_raft_batch_shared(&shared).unwrap(), &messages);
+            let cut = cut.index(payload.len());
+            prop_assert!(decode_raft_batch(&payload[..cut]).is_err());
+            let mut longer = payload.clone();
+            longer.push(0);
+            prop_assert!(decode_raft_batch(&longer).is_err());
+        }
+
+        #[test]
+        fn a_built_batch_is_the_encoded_batch_and_a_lone_message_a_plain_frame(
+            messages in vec((any::<u64>(), arb_message()), 1..6),
+        ) {
+            let mut batch = RaftBatch::new();
+            for (group, message) in &messages {
+                let before = batch.frame_bytes();
+                let expected = batch.frame_bytes_with(message_payload_bytes(message));
+                let grown = batch.push(*group, message);
+                prop_assert_eq!(batch.frame_bytes(), expected);
+                prop_assert_eq!(before + grown, expected);
+            }
+            prop_assert_eq!(batch.count() as usize, messages.len());
+            let built = batch.finish().unwrap();
+            let mut expected = Vec::new();
+            if let [(group, message)] = messages.as_slice() {
+                encode_message(*group, message, &mut Vec::new(), &mut expected).unwrap();
+            } else {
+                encode_raft_batch(&messages, &mut expected).unwrap();
+            }
+            prop_assert!(built == expected, "the built frame differs from the encoded one");
+        }
+
+        #[test]
+        fn random_batch_and_beat_bytes_never_panic(bytes in vec(any::<u8>(), 0..256)) {
+            let _ = decode_raft_batch(&bytes);
+            let _ = decode_host_beat(&bytes);
+        }
+    }
+
+    #[test]
+    fn hostile_batch_counts_are_refused_before_allocating() {
+        // A count over what the bytes left could hold.
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&1000u32.to_le_bytes());
+        payload.extend_from_slice(&[0u8; 64]);
+        assert_eq!(
+            decode_raft_batch(&payload),
+            Err(MessageError::CountTooLarge {
+                what: "batched messages",
+                count: 1000,
+                max: 64 / BATCH_ITEM_MIN_BYTES as u32,
+            })
+        );
+        // A count over the cap, with bytes enough behind it.
+        let over = MAX_MESSAGES_PER_BATCH + 1;
+        let mut payload = over.to_le_bytes().to_vec();
+        payload.resize(4 + over as usize * BATCH_ITEM_MIN_BYTES, 0);
+        assert!(matches!(
+            decode_raft_batch(&payload),
+            Err(MessageError::CountTooLarge {
+                what: "batched messages",
+                max: MAX_MESSAGES_PER_BATCH,
+                ..
+            })
+        ));
+        // A message length past the end of the payload, and one that cuts a message short.
+        let message = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            body: MessageBody::TimeoutNow,
+        };
+        let mut payload = Vec::new();
+        encode_raft_batch_payload(&[(4, message.clone())], &mut payload);
+        let mut long = payload.clone();
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_raft_batch(&long),
+            Err(MessageError::Codec(_))
+        ));
+        let mut short = payload.clone();
+        short[4..8].copy_from_slice(&(MESSAGE_HEAD_BYTES as u32 - 1).to_le_bytes());
+        assert!(decode_raft_batch(&short).is_err());
+        // An empty batch decodes to nothing; a zero sender inside a batch is refused.
+        assert_eq!(decode_raft_batch(&0u32.to_le_bytes()), Ok(Vec::new()));
+        assert_eq!(decode_raft_batch(&payload), Ok(vec![(4, message)]));
+        payload[16..24].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            decode_raft_batch(&payload),
+            Err(MessageError::ZeroNodeId {
+                field: "message.from"
+            })
+        );
+    }
+
+    #[test]
+    fn host_beats_round_trip_and_refuse_a_zero_sender_and_every_cut() {
+        let beat = HostBeat { from: 3, tick: 99 };
+        let mut frame = Vec::new();
+        encode_host_beat(&beat, &mut frame).unwrap();
+        let mut decoder = FrameDecoder::new(1 << 10);
+        assert_eq!(decoder.feed(&frame), frame.len());
+        let (kind, payload) = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(kind, FRAME_KIND_HOST_BEAT);
+        assert_eq!(payload.len(), HOST_BEAT_PAYLOAD_BYTES);
+        assert_eq!(decode_host_beat(&payload), Ok(beat));
+        for cut in 0..payload.len() {
+            assert!(decode_host_beat(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = payload.clone();
+        long.push(0);
+        assert!(decode_host_beat(&long).is_err());
+        let mut zero = payload.clone();
+        zero[..8].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(
+            decode_host_beat(&zero),
+            Err(MessageError::ZeroNodeId {
+                field: "host_beat.from"
+            })
+        );
     }
 }
