@@ -267,6 +267,10 @@ impl Hosts {
         }
         let node = group.node(h);
         let waiting = group.ops_pending() || !node.pending_reads.is_empty();
+        if !leader_idle(core, node.applied_index, waiting) {
+            self.idle_ticks[g].remove(&h);
+            return;
+        }
         let followers: Vec<NodeId> = core
             .status()
             .progress
@@ -274,9 +278,7 @@ impl Hosts {
             .copied()
             .filter(|peer| *peer != h)
             .collect();
-        let idle = leader_idle(core, node.applied_index, waiting)
-            && followers.iter().all(|f| !self.lost(*f, h));
-        if !idle {
+        if followers.iter().any(|f| self.lost(*f, h)) {
             self.idle_ticks[g].remove(&h);
             return;
         }
@@ -471,13 +473,9 @@ impl Hosts {
         self.groups_not_led_within(hosts, 1).is_empty()
     }
 
-    /// The first `max` groups that `every_group_led_within` finds not so led, with the
-    /// (role, term, leader, quiesced) of each running replica.
-    pub fn groups_not_led_within(
-        &self,
-        hosts: &[NodeId],
-        max: usize,
-    ) -> Vec<(usize, Vec<Option<(Role, u64, Option<NodeId>, bool)>>)> {
+    /// The first `max` groups that `every_group_led_within` finds not so led, each described
+    /// with its replicas' roles, terms, leaders and whether quiesced.
+    pub fn groups_not_led_within(&self, hosts: &[NodeId], max: usize) -> Vec<String> {
         let led = |g: &Cluster| {
             let Some(leader) = g.leader() else {
                 return false;
@@ -495,15 +493,25 @@ impl Hosts {
             .filter(|(_, g)| !led(g))
             .take(max)
             .map(|(i, g)| {
-                let replicas = g
+                let replicas: Vec<String> = g
                     .ids()
                     .into_iter()
-                    .map(|id| {
-                        g.core(id)
-                            .map(|c| (c.role(), c.term(), c.leader(), g.quiesced.contains(&id)))
+                    .map(|id| match g.core(id) {
+                        Some(c) => format!(
+                            "{id}: {:?} of term {} following {:?}{}",
+                            c.role(),
+                            c.term(),
+                            c.leader(),
+                            if g.quiesced.contains(&id) {
+                                ", quiesced"
+                            } else {
+                                ""
+                            }
+                        ),
+                        None => format!("{id}: down"),
                     })
                     .collect();
-                (i, replicas)
+                format!("group {i} ({})", replicas.join("; "))
             })
             .collect()
     }
