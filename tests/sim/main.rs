@@ -2,7 +2,8 @@
 //! simulated network and disks, clients with a recorded history, and the Raft safety
 //! properties checked after every step.
 //!
-//! `KETCH_SIM_SEEDS=N` runs N seeds per scenario (default 100); `KETCH_SIM_SEED=S` replays one.
+//! `KETCH_SIM_SEEDS=N` runs N seeds per scenario (default 100, fewer for a costly scenario:
+//! `[seeds <= N]` below); `KETCH_SIM_SEED=S` replays one.
 //! A failure names the scenario and seed and prints the command that replays it.
 //!
 //! `hosts` runs many groups on a few simulated hosts (crashes, a shared log, partitions and
