@@ -18,9 +18,11 @@
 //!   `leader_idle` holds (no client operation outstanding in the group, no read waiting at the
 //!   replica) and every follower's host was heard from within an election timeout. After
 //!   `QUIESCE_AFTER_TICKS` such ticks the leader quiesces (`Cluster::quiesced`: it is no
-//!   longer ticked) and sends each follower's host a notice of its term and commit index. A
-//!   notice travels like a message: it is delayed and lost by the group's network faults, and
-//!   dropped by a cut link. A follower quiesces on a notice when `follower_may_quiesce` holds,
+//!   longer ticked), in the first of them in which it sent nothing (the answers to a
+//!   heartbeat sent in the same tick would wake it at once; host groups heartbeat every 3
+//!   ticks, so an idle leader has such ticks), and sends each follower's host a notice of its
+//!   term and commit index. A notice travels like a message: it is delayed and lost by the
+//!   group's network faults, and dropped by a cut link. A follower quiesces on a notice when `follower_may_quiesce` holds,
 //!   the sender's host is not lost to it, and no read waits at it. A delivered Raft message,
 //!   or a client operation, wakes a quiesced replica (`Cluster::wake`).
 //! - **Host liveness.** Each host beats every other host on each of its ticks; a beat crosses
@@ -29,8 +31,10 @@
 //!   tick of its host), and its election clock, resumed from where it stopped, runs out.
 //!
 //! The safety invariants are each group's own (`Cluster` checks them after every input to
-//! every replica), and `finish` checks each group's history for linearizability and that no
-//! write acknowledged to a client is missing from its leader's applied entries.
+//! every replica). `finish` heals, restarts and wakes everything, then ends each group on its
+//! own (detached from the shared log, as it no longer runs with the others): liveness and
+//! convergence as `Cluster::finish`, linearizability of its history, and no write
+//! acknowledged to a client missing from its leader's applied entries.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
