@@ -618,7 +618,9 @@ impl Cluster {
             let end = start + *len as usize;
             *data = bytes[start..end].to_vec();
         }
-        if let Some(node) = self.nodes.get_mut((message.from as usize).wrapping_sub(1)) {
+        // A forged sender (see `bad_input`) may be no node of the cluster.
+        let sender = (message.from as usize).checked_sub(1);
+        if let Some(node) = sender.and_then(|i| self.nodes.get_mut(i)) {
             node.last_send_step = self.now;
         }
         self.net.send(message, self.now, &mut self.rng);

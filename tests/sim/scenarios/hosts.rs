@@ -27,10 +27,13 @@ const FAILOVER_BOUND_TICKS: u64 = 100;
 /// took 64 ticks).
 const FAILOVER_BOUND_1000_GROUPS_TICKS: u64 = 120;
 
-/// Ticks within which an idle set of groups is mostly quiesced: a leader quiesces after
-/// `QUIESCE_AFTER_TICKS` idle ticks; a follower whose notice was lost wakes its leader with
-/// a pre-vote, and the leader needs another `QUIESCE_AFTER_TICKS` to try again.
-const QUIESCE_BOUND_TICKS: u64 = 2 * QUIESCE_AFTER_TICKS as u64 + 60;
+/// Ticks within which an idle set of groups is mostly quiesced. A group is idle once its
+/// last client operation ends (at most the 40-tick client timeout); its leader quiesces after
+/// `QUIESCE_AFTER_TICKS` idle ticks; a follower whose notice was lost times out within two
+/// election timeouts and wakes the group with a pre-vote, and the leader tries again
+/// `QUIESCE_AFTER_TICKS` later. Three attempts: with 2% loss and four followers, a group
+/// fails an attempt about one time in twelve.
+const QUIESCE_BOUND_TICKS: u64 = 40 + 3 * (QUIESCE_AFTER_TICKS as u64 + 20);
 
 /// Waits until every group has a leader followed by all its running replicas.
 fn await_leaders(h: &mut Hosts, on: &[NodeId], bound_ticks: u64, what: &str) -> u64 {
