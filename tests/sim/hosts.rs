@@ -151,7 +151,8 @@ impl Hosts {
             idle_ticks: vec![BTreeMap::new(); cfg.groups],
             cfg,
             groups,
-            rng: SplitMix64::new(seed ^ 0x4057_4057),
+            // Mixed, so that small seeds 1, 2, 3... start far apart.
+            rng: SplitMix64::for_node(seed, 0x4057_4057),
             now: 0,
             report: RunReport::default(),
             down: BTreeSet::new(),
