@@ -10,6 +10,10 @@
 //! (`SimConfig::lockstep`): `tick_all` ticks every node at once and `settle` then runs without
 //! ticks until every exchange it started is over, so a script can say exactly how many ticks a
 //! behaviour takes. The same disks, network and invariant checks serve both.
+//!
+//! A node can be quiesced (`Cluster::quiesced`): it is not ticked, and the next message
+//! delivered to it or client operation sent to it wakes it. The cluster never quiesces a
+//! node itself; the multi-group harness (`hosts`) does, by the host's rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -137,6 +141,8 @@ pub struct SimNode {
     pub applied: Vec<Entry>,
     /// Every read state the core handed out.
     pub read_states: Vec<ReadState>,
+    /// The step at which it last sent a message.
+    pub last_send_step: u64,
     config: Config,
 }
 
@@ -188,6 +194,16 @@ pub struct RunReport {
     pub configuration_entries: u64,
     /// Nodes that learned they were removed and stopped.
     pub removed_stops: u64,
+    /// Replicas that quiesced (see `hosts`).
+    pub quiesces: u64,
+    /// Quiesced replicas woken by a message or a client operation.
+    pub quiesce_wakes: u64,
+    /// Quiesced followers woken because their leader's host went silent.
+    pub silence_wakes: u64,
+    /// Host crashes (each crashes one replica of every group on the host).
+    pub host_crashes: u64,
+    /// Groups that lost unsynced writes in a host crash, summed over host crashes.
+    pub groups_losing_writes: u64,
 }
 
 impl RunReport {
@@ -207,6 +223,11 @@ impl RunReport {
         self.linearizability_unknown += other.linearizability_unknown;
         self.configuration_entries += other.configuration_entries;
         self.removed_stops += other.removed_stops;
+        self.quiesces += other.quiesces;
+        self.quiesce_wakes += other.quiesce_wakes;
+        self.silence_wakes += other.silence_wakes;
+        self.host_crashes += other.host_crashes;
+        self.groups_losing_writes += other.groups_losing_writes;
     }
 
     fn add_core_stats(&mut self, stats: ketch::raft::Stats) {
@@ -246,6 +267,12 @@ pub struct Cluster {
     pub paused: BTreeSet<NodeId>,
     /// Per node with a slow clock: the ticks its clock was due so far.
     clock_ticks_due: BTreeMap<NodeId, u64>,
+    /// Quiesced nodes are not ticked; a message delivered to one, or a client operation sent
+    /// to it, wakes it (removes it from the set). A crash wakes it too (a restarted node is
+    /// awake).
+    pub quiesced: BTreeSet<NodeId>,
+    /// Every write acknowledged to a client, as (client, seq), in the order acknowledged.
+    pub acked_writes: Vec<(u64, u64)>,
 }
 
 impl Cluster {
@@ -292,6 +319,7 @@ impl Cluster {
                 stopped: false,
                 applied: Vec::new(),
                 read_states: Vec::new(),
+                last_send_step: 0,
                 config,
             });
         }
@@ -317,6 +345,8 @@ impl Cluster {
             leader_commit_checked: Default::default(),
             paused: BTreeSet::new(),
             clock_ticks_due: BTreeMap::new(),
+            quiesced: BTreeSet::new(),
+            acked_writes: Vec::new(),
         }
     }
 
@@ -394,6 +424,7 @@ impl Cluster {
         let Some(core) = node.core.take() else {
             return;
         };
+        self.quiesced.remove(&id);
         self.report.add_core_stats(core.stats());
         self.report.crashes += 1;
         if node.disk.crash(&mut self.rng) {
@@ -477,6 +508,7 @@ impl Cluster {
             let id = self.nodes[i].id;
             if self.now % STEPS_PER_TICK == id % STEPS_PER_TICK
                 && !self.paused.contains(&id)
+                && !self.quiesced.contains(&id)
                 && !self.slow_clock_drops_tick(id)
             {
                 if let Some(core) = self.nodes[i].core.as_mut() {
@@ -502,7 +534,7 @@ impl Cluster {
     pub fn tick_all(&mut self, ticks: u32) {
         for _ in 0..ticks {
             for id in self.ids() {
-                if self.paused.contains(&id) {
+                if self.paused.contains(&id) || self.quiesced.contains(&id) {
                     continue;
                 }
                 if let Some(core) = self.core_mut(id) {
@@ -555,8 +587,16 @@ impl Cluster {
             }
             if let Some(core) = self.nodes[Self::idx(to)].core.as_mut() {
                 core.step(message);
+                self.wake(to);
                 self.drive(to);
             }
+        }
+    }
+
+    /// Wakes node `id` if it is quiesced.
+    pub fn wake(&mut self, id: NodeId) {
+        if self.quiesced.remove(&id) {
+            self.report.quiesce_wakes += 1;
         }
     }
 
@@ -577,6 +617,11 @@ impl Cluster {
             let start = *offset as usize;
             let end = start + *len as usize;
             *data = bytes[start..end].to_vec();
+        }
+        // A forged sender (see `bad_input`) may be no node of the cluster.
+        let sender = (message.from as usize).checked_sub(1);
+        if let Some(node) = sender.and_then(|i| self.nodes.get_mut(i)) {
+            node.last_send_step = self.now;
         }
         self.net.send(message, self.now, &mut self.rng);
     }
@@ -691,6 +736,7 @@ impl Cluster {
                 chunks: ready.snapshot_chunks,
                 install: ready.snapshot_to_install,
                 after_messages: ready.persisted_messages,
+                log_seq: 0,
             });
         }
         if !ready.committed_entries.is_empty() {
@@ -788,6 +834,7 @@ impl Cluster {
             };
             self.history.complete(op.op_id, outcome, self.now);
             self.report.ops_completed += 1;
+            self.acked_writes.push((command.client, command.seq));
         }
     }
 
@@ -868,6 +915,7 @@ impl Cluster {
                 key: key.clone(),
                 value: value.clone(),
             };
+            self.wake(leader);
             let core = self.core_mut(leader).expect("leader runs");
             if core.propose(command.encode()).is_err() {
                 return false;
@@ -902,6 +950,7 @@ impl Cluster {
                 .history
                 .invoke(client_id, Op::Get { key: key.clone() }, self.now);
             self.report.ops_invoked += 1;
+            self.wake(target);
             let core = self.core_mut(target).expect("target runs");
             if core.read_index(ctx).is_err() {
                 self.history.complete(op_id, Outcome::Unknown, self.now);
@@ -928,6 +977,13 @@ impl Cluster {
     /// client completes one more write and one more read without timing out, and every node
     /// converges. Then checks the history for linearizability. Returns the run report.
     pub fn finish(mut self, bound_ticks: u64) -> RunReport {
+        self.converge(bound_ticks);
+        self.into_report()
+    }
+
+    /// `finish` but for the report: heals everything, requires progress and convergence
+    /// within `bound_ticks`, and checks the history.
+    pub fn converge(&mut self, bound_ticks: u64) {
         self.net.heal();
         self.net.faults = NetworkFaults::reliable();
         self.paused.clear();
@@ -1006,6 +1062,10 @@ impl Cluster {
         if !self.check_history() {
             self.report.linearizability_unknown += 1;
         }
+    }
+
+    /// The run's counters, at its end.
+    pub fn into_report(mut self) -> RunReport {
         self.report.messages = self.net.total_sent();
         self.report.configuration_entries = self.inv.configuration_entries;
         for node in &self.nodes {

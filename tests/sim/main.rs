@@ -2,11 +2,16 @@
 //! simulated network and disks, clients with a recorded history, and the Raft safety
 //! properties checked after every step.
 //!
-//! `KETCH_SIM_SEEDS=N` runs N seeds per scenario (default 100); `KETCH_SIM_SEED=S` replays one.
+//! `KETCH_SIM_SEEDS=N` runs N seeds per scenario (default 100, fewer for a costly scenario:
+//! `[seeds <= N]` below); `KETCH_SIM_SEED=S` replays one.
 //! A failure names the scenario and seed and prints the command that replays it.
+//!
+//! `hosts` runs many groups on a few simulated hosts (crashes, a shared log, partitions and
+//! quiescence per host); its scenarios are in `scenarios::hosts`.
 
 mod cluster;
 mod disk;
+mod hosts;
 mod invariants;
 mod kv;
 mod network;
@@ -15,17 +20,26 @@ mod seeds;
 
 use ketch::raft::{Fault, ReadMode};
 use scenarios::{
-    agreement, bad_input, election, membership, membership_changes, persistence, reads, snapshot,
+    agreement, bad_input, election, hosts as host_scenarios, membership, membership_changes,
+    persistence, reads, snapshot,
 };
 
 /// A test per scenario, named like it (the name is how `seeds::run` replays it), run over
-/// the seeds: `name => body,` or, for a scenario function of that name, `module::name,`.
+/// the seeds: `name => body,` or, for a scenario function of that name, `module::name,`; a
+/// costly one runs fewer seeds by default: `name [seeds <= N] => body,`.
 macro_rules! scenarios {
     () => {};
     ($name:ident => $body:expr, $($rest:tt)*) => {
         #[test]
         fn $name() {
             seeds::run(stringify!($name), $body);
+        }
+        scenarios!($($rest)*);
+    };
+    ($name:ident [seeds <= $cap:expr] => $body:expr, $($rest:tt)*) => {
+        #[test]
+        fn $name() {
+            seeds::run_seeds(stringify!($name), seeds::seeds_capped($cap), $body);
         }
         scenarios!($($rest)*);
     };
@@ -96,6 +110,9 @@ scenarios! {
         reads::lease_reads_under_clock_drift(s, reads::lease_drift_allowed_every())
     },
     reads::read_index_waits_for_a_quorum_heartbeat_round,
+    host_scenarios::hosts_quiesce_then_failover,
+    host_scenarios::hosts_partition_and_heal,
+    hosts_crash_with_1000_groups [seeds <= 3] => host_scenarios::hosts_crash_with_1000_groups,
 }
 
 /// Checker self-test: a core that commits old-term entries by counting replicas (violating

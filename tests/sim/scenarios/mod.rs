@@ -11,6 +11,7 @@
 pub mod agreement;
 pub mod bad_input;
 pub mod election;
+pub mod hosts;
 pub mod membership;
 pub mod membership_changes;
 pub mod persistence;
