@@ -10,6 +10,11 @@
 //!
 //! criterion then measures `host/throughput/{1,16,64}` (commits/s under the same load).
 //!
+//! With `KETCH_HOST_BENCH_IDLE_GROUPS=N`, it first starts three hosts holding N groups each,
+//! waits until every replica quiesced, and prints the process's CPU over 30 s and its resident
+//! memory per group replica against the same hosts with no groups (the three hosts share this
+//! one process, so the CPU figure is the three together).
+//!
 //! Run: `cargo bench --bench host` (`KETCH_HOST_BENCH_ROUNDS=N`, `KETCH_BENCH_DIR=DIR`).
 
 use std::collections::BTreeMap;
@@ -347,7 +352,90 @@ fn side_by_side() {
     }
 }
 
+/// This process's CPU time (user + system) so far, from `/proc/self/stat`.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the state field.
+    let clock_ticks = 100; // USER_HZ on Linux
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks)
+}
+
+/// This process's resident memory, from `/proc/self/statm`.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Three hosts in this process, `groups` groups each (every group on all three), left idle
+/// until they quiesce: prints the CPU the process uses over 30 s (all three hosts together)
+/// and the resident memory per group replica, against the same hosts with no groups.
+fn idle_report(groups: u64) {
+    let dir = bench_dir();
+    let addrs = free_addrs(3);
+    let hosts: Vec<Host> = addrs
+        .keys()
+        .map(|id| {
+            let config = HostConfig::new(*id, 1, addrs.clone(), addrs[id]);
+            Host::start(config, dir.path().join(id.to_string()), |_| Counter::default())
+                .expect("host starts")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let empty_rss = resident_bytes();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for host in &hosts {
+            scope.spawn(move || {
+                for group in 1..=groups {
+                    host.create_group(group, &[1, 2, 3]).expect("group");
+                }
+            });
+        }
+    });
+    println!("idle: {groups} groups created on 3 hosts in {:?}", started.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while hosts.iter().any(|h| h.status().quiesced < groups as usize) {
+        assert!(Instant::now() < deadline, "groups did not quiesce in 10 minutes");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("idle: all replicas quiesced {:?} after the start", started.elapsed());
+    let cpu_before = process_cpu();
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(30));
+    let cpu = process_cpu() - cpu_before;
+    let elapsed = window.elapsed();
+    let rss = resident_bytes();
+    let replicas = groups * 3;
+    let quiesced: usize = hosts.iter().map(|h| h.status().quiesced).sum();
+    println!(
+        "idle: {quiesced} of {replicas} replicas quiesced; CPU of the 3 hosts {:.2}% of one core \
+         over {elapsed:.0?}; resident memory {:.1} MiB more than with no groups, {:.1} KiB per \
+         group replica",
+        cpu.as_secs_f64() / elapsed.as_secs_f64() * 100.0,
+        rss.saturating_sub(empty_rss) as f64 / (1 << 20) as f64,
+        rss.saturating_sub(empty_rss) as f64 / 1024.0 / replicas as f64
+    );
+}
+
 fn bench(c: &mut Criterion) {
+    if let Some(groups) = std::env::var("KETCH_HOST_BENCH_IDLE_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        idle_report(groups);
+    }
     side_by_side();
     let mut group = c.benchmark_group("host/throughput");
     group.sample_size(10);

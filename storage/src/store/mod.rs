@@ -52,7 +52,9 @@
 //! - Snapshots per group: keep one [`crate::snapshot::SnapshotStore`] directory per group
 //!   (next to the store directory, not inside it), and once a snapshot is durable call
 //!   [`LogStore::apply_snapshot`]`(group, index, term)`, which keeps the entries after a
-//!   matching `index` or resets the group to continue at `index + 1`, in one synced batch.
+//!   matching `index`, leaves a group already starting at `index + 1` as it is (so calling it
+//!   again at every start is safe), or resets the group to continue at `index + 1`, in one
+//!   synced batch.
 //! - [`StoreBatch::compact_prefix`] and [`StoreBatch::remove_group`] put those changes into an
 //!   atomic batch with others.
 //!
