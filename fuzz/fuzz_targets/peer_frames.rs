@@ -15,12 +15,12 @@
 //! value.
 #![no_main]
 
+use ketch::wire::frame::HEADER_BYTES;
 use ketch::wire::message::{
     decode_challenge, decode_forward, decode_handshake, decode_host_beat, decode_message,
     decode_proof, decode_raft_batch, encode_forward, encode_host_beat, encode_message_payload,
     encode_raft_batch_payload, FRAME_KIND_FORWARD, FRAME_KIND_HOST_BEAT,
 };
-use ketch::wire::frame::HEADER_BYTES;
 use ketch::wire::{encode_frame, FrameDecoder};
 use libfuzzer_sys::fuzz_target;
 
