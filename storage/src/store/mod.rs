@@ -205,10 +205,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 mod apply;
 mod batch;
+mod collector;
 pub mod format;
 mod gc;
 mod index;
@@ -231,6 +232,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::prepare::Preparer;
 use crate::recovery::RecoveryReport;
+use collector::{Collector, CollectorState};
 use index::{GroupIndex, LiveCounter};
 use segment::StoreSegment;
 
@@ -255,6 +257,9 @@ pub struct StoreStats {
     pub index_bytes: u64,
     /// Bytes of live entries garbage collection copied forward since open.
     pub rewritten_bytes: u64,
+    /// Of those, the bytes copied inside callers' writes (the backstop for a collector that
+    /// fell behind) and by [`LogStore::gc`]; the rest the background collector copied.
+    pub rewritten_inline_bytes: u64,
     /// Segment files freed (recycled or deleted) since open.
     pub segments_freed: u64,
     /// Entries appended since open.
@@ -269,6 +274,7 @@ pub(crate) struct Counters {
     batches: u64,
     syncs: u64,
     rewritten_bytes: u64,
+    rewritten_inline_bytes: u64,
     segments_freed: u64,
     entries_appended: u64,
     bytes_written: u64,
@@ -301,6 +307,7 @@ pub(crate) struct State {
     prepared_files: u64,
     report: RecoveryReport,
     book: GcBook,
+    collector: CollectorState,
 }
 
 impl State {
@@ -369,6 +376,10 @@ pub(crate) struct GcBook {
     candidates: Option<Candidates>,
     /// A sealed segment lost its last live entry: freeing may have work.
     dying: bool,
+    /// Sealed segments whose entries could not be copied (damage, logged): the policy skips
+    /// them, so that a damaged frame does not make every round fail again. Reads of the damaged
+    /// entries report the damage. At most one per segment; dropped as the segments go.
+    unreadable: std::collections::BTreeSet<u64>,
 }
 
 /// The sealed segments garbage collection would rewrite next.
@@ -392,6 +403,7 @@ impl GcBook {
             .map(|segment| segment.file_len)
             .sum();
         self.candidates = None;
+        self.unreadable.retain(|seq| segments.contains_key(seq));
     }
 }
 
@@ -485,11 +497,26 @@ pub struct LogStore {
     dir: PathBuf,
     options: Options,
     store_options: StoreOptions,
-    state: Mutex<State>,
+    /// Shared with the background collector's handle (see [`Role`]).
+    state: Arc<Mutex<State>>,
     /// Signalled when a sync finishes.
-    synced: Condvar,
+    synced: Arc<Condvar>,
     /// Signalled when a gathering sync leader's group is complete.
-    appended: Condvar,
+    appended: Arc<Condvar>,
+    /// Signalled when the idle collector has work, and when it must stop.
+    collector_wake: Arc<Condvar>,
+    role: Role,
+}
+
+/// What a [`LogStore`] value is: the store its caller opened, or the collector thread's handle
+/// on the same state (the same methods, none of the ownership).
+#[derive(Debug)]
+enum Role {
+    /// Owns the background threads: dropping it stops and joins the collector, then the
+    /// preparer.
+    Owner { collector: Option<Collector> },
+    /// The collector's own handle: dropping it stops nothing.
+    CollectorHandle,
 }
 
 impl LogStore {
@@ -509,15 +536,32 @@ impl LogStore {
         store_options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let state = open::recover(&dir, &options)?;
-        let store = LogStore {
+        let mut store = LogStore {
             dir,
             options,
             store_options,
-            state: Mutex::new(state),
-            synced: Condvar::new(),
-            appended: Condvar::new(),
+            state: Arc::new(Mutex::new(state)),
+            synced: Arc::new(Condvar::new()),
+            appended: Arc::new(Condvar::new()),
+            collector_wake: Arc::new(Condvar::new()),
+            role: Role::Owner { collector: None },
         };
         store.finish_open()?;
+        if !store.options.read_only && store.store_options.rewrite_bytes_per_round > 0 {
+            let handle = LogStore {
+                dir: store.dir.clone(),
+                options: store.options.clone(),
+                store_options: store.store_options.clone(),
+                state: Arc::clone(&store.state),
+                synced: Arc::clone(&store.synced),
+                appended: Arc::clone(&store.appended),
+                collector_wake: Arc::clone(&store.collector_wake),
+                role: Role::CollectorHandle,
+            };
+            store.role = Role::Owner {
+                collector: Some(Collector::start(handle)?),
+            };
+        }
         Ok(store)
     }
 
@@ -581,6 +625,7 @@ impl LogStore {
             syncs: state.counters.syncs,
             groups: state.groups.len() as u64,
             rewritten_bytes: state.counters.rewritten_bytes,
+            rewritten_inline_bytes: state.counters.rewritten_inline_bytes,
             segments_freed: state.counters.segments_freed,
             entries_appended: state.counters.entries_appended,
             bytes_written: state.counters.bytes_written,
@@ -606,6 +651,16 @@ impl LogStore {
         stats
     }
 
+    /// Runs `f` while nothing changes the store's files: the store's lock is held, so no write,
+    /// rewrite, roll or freeing runs meanwhile (a sync in flight may still flush what is
+    /// written). For tests that copy a live store's directory as a crash image while the
+    /// background collector runs; `f` must not call the store.
+    #[doc(hidden)]
+    pub fn with_files_still<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _still = self.lock();
+        f()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic under the lock happens only on a broken invariant (an assertion); the index
         // changes only after its records are written, so the state is still the written one.
@@ -625,7 +680,14 @@ const GROUP_MAP_SLOT_BYTES: u64 = 8;
 
 impl Drop for LogStore {
     fn drop(&mut self) {
-        // Stop the preparer first: it removes its half-made file.
+        let Role::Owner { collector } = &mut self.role else {
+            return;
+        };
+        // The collector first: it may still roll a segment, which takes the preparer's file.
+        if let Some(collector) = collector.take() {
+            collector.stop(&self.state, &self.collector_wake, &self.synced);
+        }
+        // Then the preparer: it removes its half-made file.
         let mut state = self.lock();
         state.preparer.take();
     }
