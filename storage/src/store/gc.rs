@@ -1,5 +1,13 @@
 //! Garbage collection: freeing segments without live entries, copying the few live entries of
 //! mostly-dead segments forward, and telling callers which groups pin old segments.
+//!
+//! A rewrite round has three phases so that its copy can run without the store's lock: a plan
+//! under the lock ([`LogStore::plan_rewrite`]: the victim, its shared map, the entries to move),
+//! the copy without it ([`RewritePlan::copy`]: decode, verify, encode), and a commit under the
+//! lock ([`LogStore::commit_rewrite`]) that appends only the copies still current. The
+//! background collector (`collector` module) runs the phases with the lock released in
+//! between; [`LogStore::gc`] and the backstop in callers' writes run all three under it
+//! ([`LogStore::rewrite_round`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;

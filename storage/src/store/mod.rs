@@ -47,8 +47,9 @@
 //!   named by group and file.
 //! - [`LogStore::stats`] ([`StoreStats`]): batches, fdatasyncs, live entries and bytes, disk
 //!   bytes, segments, index memory, bytes rewritten.
-//! - [`LogStore::gc`] runs garbage collection to completion; [`LogStore::compaction_hints`]
-//!   lists groups whose compaction would free old segments.
+//! - Garbage collection runs in a background thread (see below); [`LogStore::gc`] runs it to
+//!   completion; [`LogStore::compaction_hints`] lists groups whose compaction would free old
+//!   segments.
 //! - Snapshots per group: keep one [`crate::snapshot::SnapshotStore`] directory per group
 //!   (next to the store directory, not inside it), and once a snapshot is durable call
 //!   [`LogStore::apply_snapshot`]`(group, index, term)`, which keeps the entries after a
@@ -187,21 +188,32 @@
 //!   because only then can copying free a whole file), gets its live entries copied
 //!   forward: the one with the fewest live bytes first (the cheapest to free). The copies are
 //!   rewritten-entry records (kind 13) that move an entry and never change a group's range, so
-//!   a rewrite interrupted by a crash leaves either the old or the new location, both valid. At
-//!   most [`StoreOptions::rewrite_bytes_per_round`] bytes are copied after each write, while the
-//!   writer holds the lock, so writers are delayed by at most that much copying; [`LogStore::gc`]
-//!   runs the policy to completion. Choosing the emptiest segment when the store is over the
-//!   ratio bounds write amplification: a segment with live fraction `f` costs `f / (1 - f)` bytes
-//!   copied per byte freed, and over the ratio the emptiest one has `f < 1 / ratio`
-//!   (at the default 1.25: at most 4 bytes copied per byte freed; segments pinned by a few
-//!   lagging groups, the common case, cost far less: at a live fraction of 0.1, 0.11 bytes).
+//!   a rewrite interrupted by a crash leaves either the old or the new location, both valid.
+//!   Choosing the emptiest segment when the store is over the ratio bounds write
+//!   amplification: a segment with live fraction `f` costs `f / (1 - f)` bytes copied per byte
+//!   freed, and over the ratio the emptiest one has `f < 1 / ratio` (at the default 1.25: at
+//!   most 4 bytes copied per byte freed; segments pinned by a few lagging groups, the common
+//!   case, cost far less: at a live fraction of 0.1, 0.11 bytes).
+//! - **Who copies.** A background thread, the collector (see the `collector` module), not the
+//!   callers: inside a caller's write, under the lock, the copy delayed that caller and every
+//!   writer queued behind it (on W5 the p99 batch latency followed the bytes per round). It
+//!   plans a round of at most [`StoreOptions::rewrite_bytes_per_round`] under the lock,
+//!   decodes and encodes the frames without it (the sealed victim's map is shared), and takes
+//!   the lock again to append only the copies whose entry is still where it was copied from: a
+//!   group that compacted, truncated or was removed in between drops them. It runs one round
+//!   per shared fdatasync (its bytes join the callers' group commit; it syncs itself only when
+//!   no caller does), and sleeps until a write finds work. The backstop: once the files exceed
+//!   the trigger by one more segment (the collector is behind), callers' writes copy a round
+//!   each again, inline, so the disk stays bounded whatever the collector's pace.
+//!   [`LogStore::gc`] runs the policy to completion, synchronously, under the lock.
+//!   [`StoreStats::rewritten_inline_bytes`] tells what callers and `gc` copied.
 //! - **Hints.** [`LogStore::compaction_hints`] lists groups whose first live entry sits in a
 //!   mostly dead sealed segment: compacting them (after a snapshot) frees it without copying,
 //!   as raft-engine's purge suggests.
 //!
 //! Steady state under a many-group workload where most groups compact: disk use is at most
-//! about `rewrite_trigger_ratio` times the live bytes, plus one segment of slack, the active
-//! segment and the spares.
+//! about `rewrite_trigger_ratio` times the live bytes, plus one segment of slack (two while the
+//! collector is behind and the backstop copies), the active segment and the spares.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
