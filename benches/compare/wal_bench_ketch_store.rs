@@ -7,12 +7,15 @@
 //! adapter keeps no state of its own: every append is one `write_entries(.., true)` (concurrent
 //! writers share fdatasyncs inside the store), every read is `for_each_entry`, and W5's
 //! compaction is `compact_prefix`. Freeing files and rewriting a lagging group's entries
-//! forward is the store's own garbage collection, which runs inside its write rounds.
+//! forward is the store's own garbage collection: its background collector, one round per
+//! shared fdatasync.
 //!
-//! `KETCH_SEGMENT_MIB` sets the segment size (default: `Options::default()`'s).
+//! `KETCH_SEGMENT_MIB` sets the segment size (default: `Options::default()`'s),
+//! `KETCH_REWRITE_KIB` the collector's round (`StoreOptions::rewrite_bytes_per_round`; default
+//! `StoreOptions::default()`'s).
 use std::path::Path;
 
-use ketch_storage::{LogStore, Options};
+use ketch_storage::{LogStore, Options, StoreOptions};
 
 use super::{OpenOpts, Result, Visit, Wal};
 
@@ -30,8 +33,13 @@ impl Wal for KetchStore {
             let mib: u64 = mib.to_str().ok_or("KETCH_SEGMENT_MIB is not UTF-8")?.parse()?;
             options.segment_size_bytes = mib << 20;
         }
+        let mut store_options = StoreOptions::default();
+        if let Some(kib) = std::env::var_os("KETCH_REWRITE_KIB") {
+            let kib: u64 = kib.to_str().ok_or("KETCH_REWRITE_KIB is not UTF-8")?.parse()?;
+            store_options.rewrite_bytes_per_round = kib << 10;
+        }
         Ok(KetchStore {
-            store: LogStore::open(dir, options)?,
+            store: LogStore::open_with(dir, options, store_options)?,
         })
     }
 

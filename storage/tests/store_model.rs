@@ -155,7 +155,8 @@ fn options() -> Options {
 
 fn store_options(pick: u8) -> StoreOptions {
     StoreOptions {
-        // Sometimes rewrite eagerly, sometimes never (only through gc).
+        // Sometimes rewrite in the background collector (in small or large rounds), sometimes
+        // never (only through gc).
         rewrite_bytes_per_round: [0, 4096, 1 << 20][pick as usize % 3],
         rewrite_live_fraction_max: 0.3,
         ..StoreOptions::default()
@@ -188,6 +189,7 @@ fn run(actions: &[(u8, u8, u16, u16)], gc_pick: u8) -> (u64, u64) {
         Some(LogStore::open_with(dir.path(), options(), store_options(gc_pick)).unwrap());
     let mut model = Model::new();
     let mut durable_model = Model::new();
+    // Nothing runs yet: no write has woken the collector.
     let mut durable_files = copy_dir(dir.path());
     let mut term = 1u64;
     let (mut max_segments, mut rewritten) = (0u64, 0u64);
@@ -213,7 +215,7 @@ fn run(actions: &[(u8, u8, u16, u16)], gc_pick: u8) -> (u64, u64) {
                 s.write(batch, sync).unwrap();
                 if sync {
                     durable_model = model.clone();
-                    durable_files = copy_dir(dir.path());
+                    durable_files = s.with_files_still(|| copy_dir(dir.path()));
                 }
             }
             20..=22 => {
@@ -252,12 +254,12 @@ fn run(actions: &[(u8, u8, u16, u16)], gc_pick: u8) -> (u64, u64) {
             29..=31 => {
                 s.sync().unwrap();
                 durable_model = model.clone();
-                durable_files = copy_dir(dir.path());
+                durable_files = s.with_files_still(|| copy_dir(dir.path()));
             }
             32..=33 => {
                 s.gc().unwrap();
                 durable_model = model.clone();
-                durable_files = copy_dir(dir.path());
+                durable_files = s.with_files_still(|| copy_dir(dir.path()));
             }
             34 => {
                 let before = s.stats();

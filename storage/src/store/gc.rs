@@ -1,15 +1,160 @@
 //! Garbage collection: freeing segments without live entries, copying the few live entries of
 //! mostly-dead segments forward, and telling callers which groups pin old segments.
+//!
+//! A rewrite round has three phases so that its copy can run without the store's lock: a plan
+//! under the lock ([`LogStore::plan_rewrite`]: the victim, its shared map, the entries to move),
+//! the copy without it ([`RewritePlan::copy`]: decode, verify, encode), and a commit under the
+//! lock ([`LogStore::commit_rewrite`]) that appends only the copies still current. The
+//! background collector (`collector` module) runs the phases with the lock released in
+//! between; [`LogStore::gc`] and the backstop in callers' writes run all three under it
+//! ([`LogStore::rewrite_round`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use memmap2::Mmap;
+
+use super::format::StoreOp;
 use super::segment::committed_bytes;
 use super::segment::StoreSegment;
 use super::write::EntryPlace;
 use super::{Candidates, LogStore, State};
 use crate::error::{Error, Result};
 use crate::files::fsync_dir;
-use crate::record;
+use crate::record::{self, RecordKind};
+
+/// Segments over the rewrite trigger, beyond the one it allows, at which callers' writes copy
+/// a round themselves: the backstop that bounds the disk when the collector falls behind.
+pub(super) const BACKSTOP_SEGMENTS: u64 = 1;
+
+/// What [`LogStore::rewrite_need`] found.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Need {
+    /// The segment to copy from next, if any.
+    pub victim: Option<u64>,
+    /// The store is more than [`BACKSTOP_SEGMENTS`] over the trigger: writers copy too.
+    pub behind: bool,
+}
+
+/// Live entries of one group to copy: a run of its chunk in the victim.
+#[derive(Debug)]
+struct Move {
+    group: u64,
+    first_index: u64,
+    offsets: Vec<u32>,
+}
+
+/// A round chosen under the lock, to copy without it: the victim's map is shared, and sealed
+/// segments are never written again.
+#[derive(Debug)]
+pub(super) struct RewritePlan {
+    victim: u64,
+    map: Arc<Mmap>,
+    path: PathBuf,
+    /// End of the victim's records.
+    committed_end: u64,
+    moves: Vec<Move>,
+    /// The active segment when the round was planned: the copies are encoded for it.
+    target_seq: u64,
+}
+
+/// One entry copied by [`RewritePlan::copy`].
+#[derive(Debug)]
+struct CopiedFrame {
+    group: u64,
+    index: u64,
+    /// Where it is in the victim.
+    from_offset: u32,
+    /// Where its new frame is in [`RewriteCopy::scratch`], and its size.
+    at: usize,
+    bytes: u32,
+}
+
+/// The copies of a round, encoded as rewritten-entry frames for segment `seq`.
+#[derive(Debug)]
+pub(super) struct RewriteCopy {
+    plan: RewritePlan,
+    seq: u64,
+    scratch: Vec<u8>,
+    frames: Vec<CopiedFrame>,
+}
+
+impl RewriteCopy {
+    /// Entries copied.
+    #[cfg(test)]
+    pub fn entries(&self) -> usize {
+        self.frames.len()
+    }
+}
+
+impl RewritePlan {
+    /// The segment it copies from.
+    pub fn victim(&self) -> u64 {
+        self.victim
+    }
+
+    /// Entry `index` of `group` at `offset` of the victim, verified: `(term, data)`. Damage is
+    /// an error naming the group, file, offset and index.
+    fn read_entry(&self, group: u64, index: u64, offset: u32) -> Result<(u64, &[u8])> {
+        let damaged = |reason: String| {
+            Error::group_corruption(
+                group,
+                &self.path,
+                offset as u64,
+                Some((index, index)),
+                reason,
+            )
+        };
+        let bytes = committed_bytes(&self.map, offset as u64, self.committed_end);
+        let frame = record::decode_frame(self.victim, bytes)
+            .map_err(|e| damaged(format!("while rewriting: {e}")))?;
+        let parsed = record::parse_group_entry(frame.payload)
+            .filter(|(g, i, _, _)| *g == group && *i == index)
+            .filter(|_| {
+                matches!(
+                    frame.kind,
+                    RecordKind::GroupEntry | RecordKind::RewrittenEntry
+                )
+            });
+        let Some((_, _, term, data)) = parsed else {
+            return Err(damaged("while rewriting: not the expected entry".into()));
+        };
+        Ok((term, data))
+    }
+
+    /// Decodes and verifies the planned entries and encodes their copies: the part of a round
+    /// that needs no lock.
+    pub fn copy(self) -> Result<RewriteCopy> {
+        let mut scratch = Vec::new();
+        let mut frames = Vec::new();
+        let place = EntryPlace {
+            seq: self.target_seq,
+            base: 0,
+            moved: true,
+        };
+        for planned in &self.moves {
+            for (slot, offset) in planned.offsets.iter().enumerate() {
+                let index = planned.first_index + slot as u64;
+                let (term, data) = self.read_entry(planned.group, index, *offset)?;
+                let at = scratch.len();
+                place.encode(&mut scratch, planned.group, index, term, data);
+                frames.push(CopiedFrame {
+                    group: planned.group,
+                    index,
+                    from_offset: *offset,
+                    at,
+                    bytes: (scratch.len() - at) as u32,
+                });
+            }
+        }
+        Ok(RewriteCopy {
+            seq: self.target_seq,
+            plan: self,
+            scratch,
+            frames,
+        })
+    }
+}
 
 /// A group whose oldest live entries keep an old, mostly dead segment on disk: compacting it
 /// (after a snapshot) frees the segment without a rewrite.
@@ -93,21 +238,23 @@ impl LogStore {
         fsync_dir(&self.dir).map_err(|e| state.poison(e))
     }
 
-    /// The sealed segment to rewrite next, if the policy asks for one: the one with the fewest
-    /// live bytes, among those below `rewrite_live_fraction_max`, or among all sealed ones when
-    /// the store's files take more than `rewrite_trigger_ratio` times the live bytes plus one
-    /// segment.
-    fn rewrite_victim(&self, state: &mut State) -> Option<u64> {
+    /// What the policy asks for now: the sealed segment to rewrite next, if any (the one with
+    /// the fewest live bytes, among those below `rewrite_live_fraction_max`, or among all
+    /// sealed ones when the store's files take more than `rewrite_trigger_ratio` times the live
+    /// bytes plus one segment), and whether the store is so far over that callers' writes copy
+    /// too (see [`BACKSTOP_SEGMENTS`]).
+    pub(super) fn rewrite_need(&self, state: &mut State) -> Need {
         // The active segment counts with what is written: its zero-filled rest is room, not
         // garbage.
         let live = state.book.live_bytes;
         let disk = state.book.sealed_file_bytes + state.active().write_offset;
+        let allowed = self.store_options.rewrite_trigger_ratio * live as f64;
+        let segment = self.options.segment_size_bytes as f64;
         // Over the ratio by more than a segment: only then can copying free a whole file. (With
         // segments not much smaller than the live data, the plain ratio would have the store
         // copy nearly live segments forever.)
-        let store_over = disk as f64
-            > self.store_options.rewrite_trigger_ratio * live as f64
-                + self.options.segment_size_bytes as f64;
+        let store_over = disk as f64 > allowed + segment;
+        let behind = disk as f64 > allowed + (1 + BACKSTOP_SEGMENTS) as f64 * segment;
         let candidates = match state.book.candidates {
             Some(candidates) => candidates,
             None => {
@@ -116,20 +263,25 @@ impl LogStore {
                 candidates
             }
         };
-        if store_over {
+        let victim = if store_over {
             candidates.emptiest
         } else {
             candidates.emptiest_sparse
+        };
+        Need {
+            victim,
+            behind: behind && victim.is_some(),
         }
     }
 
     /// A pass over the sealed segments, made again only after their live bytes change.
     fn choose_candidates(&self, state: &State) -> Candidates {
         let sealed = || {
-            state
-                .segments
-                .values()
-                .filter(|segment| segment.sealed && segment.live_entries > 0)
+            state.segments.values().filter(|segment| {
+                segment.sealed
+                    && segment.live_entries > 0
+                    && !state.book.unreadable.contains(&segment.seq)
+            })
         };
         let emptiest = |segments: &mut dyn Iterator<Item = &StoreSegment>| {
             segments
@@ -145,19 +297,15 @@ impl LogStore {
         }
     }
 
-    /// Copies up to `budget_bytes` of the live entries of the rewrite victim (if any) forward
-    /// into the active segment, as one batch of rewritten-entry records. Returns the bytes
-    /// copied. Damage found in the victim's entries is an error naming the group and file.
-    pub(super) fn rewrite_round(&self, state: &mut State, budget_bytes: u64) -> Result<u64> {
-        let Some(victim) = self.rewrite_victim(state) else {
-            return Ok(0);
-        };
+    /// Under the lock: the live entries of the rewrite victim (if the policy asks for one) to
+    /// copy forward, up to `budget_bytes` (at least one entry, so that a round always makes
+    /// progress).
+    pub(super) fn plan_rewrite(&self, state: &mut State, budget_bytes: u64) -> Option<RewritePlan> {
+        let victim = self.rewrite_need(state).victim?;
         // A round's copies must fit a segment with room to spare, or the active segment would
         // grow past its preallocated size (and could no longer be recycled).
         let budget_bytes = budget_bytes.min(self.options.segment_size_bytes / 4);
-        // Collect the runs to move, within the budget (at least one entry, so a round always
-        // makes progress).
-        let mut moves: Vec<(u64, u64, Vec<u32>)> = Vec::new();
+        let mut moves: Vec<Move> = Vec::new();
         let mut bytes = 0u64;
         let segment = &state.segments[&victim];
         'groups: for (group, index) in &state.groups {
@@ -171,7 +319,11 @@ impl LogStore {
                     taken.push(*offset);
                 }
                 if !taken.is_empty() {
-                    moves.push((*group, chunk.first_index, taken));
+                    moves.push(Move {
+                        group: *group,
+                        first_index: chunk.first_index,
+                        offsets: taken,
+                    });
                 }
                 if bytes >= budget_bytes {
                     break 'groups;
@@ -179,57 +331,115 @@ impl LogStore {
             }
         }
         if moves.is_empty() {
-            return Ok(0);
+            return None;
         }
-        let entries: u64 = moves
+        Some(RewritePlan {
+            victim,
+            map: Arc::clone(segment.map.as_ref().expect("a sealed segment is mapped")),
+            path: segment.path.clone(),
+            committed_end: segment.write_offset,
+            moves,
+            target_seq: state.active().seq,
+        })
+    }
+
+    /// Under the lock: appends the copies whose entries are still where they were copied from,
+    /// as one batch of rewritten-entry records, and moves those entries in the index. A group
+    /// that compacted, truncated or was removed since the plan, or an entry another round moved
+    /// meanwhile, drops its copies: their record would otherwise place an old entry over a newer
+    /// one at recovery. Returns the batch's number and the bytes copied, or `None` when every
+    /// copy was stale.
+    pub(super) fn commit_rewrite(
+        &self,
+        state: &mut State,
+        copy: RewriteCopy,
+    ) -> Result<Option<(u64, u64)>> {
+        let plan = &copy.plan;
+        let kept: Vec<&CopiedFrame> = copy
+            .frames
             .iter()
-            .map(|(_, _, offsets)| offsets.len() as u64)
-            .sum();
-        // Rewritten frames are the same size: the CRC changes (it covers the segment's sequence
-        // number), nothing else.
+            .filter(|frame| {
+                state
+                    .groups
+                    .get(&frame.group)
+                    .and_then(|g| g.location(frame.index))
+                    == Some((plan.victim, frame.from_offset))
+            })
+            .collect();
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let bytes: u64 = kept.iter().map(|frame| frame.bytes as u64).sum();
+        let entries = kept.len() as u64;
         self.make_room(state, bytes, entries)?;
         let seq = state.active().seq;
         let base = state.active().write_offset;
-        let source = &state.segments[&victim];
-        let map = Arc::clone(source.map.as_ref().expect("a sealed segment is mapped"));
-        let path = source.path.clone();
-        let committed_end = source.write_offset;
         let mut scratch = std::mem::take(&mut state.scratch);
         scratch.clear();
-        let mut applied = Vec::with_capacity(entries as usize);
-        for (group, first_index, offsets) in &moves {
-            for (slot, offset) in offsets.iter().enumerate() {
-                let index = first_index + slot as u64;
-                let damaged = |reason: String| {
-                    Error::group_corruption(
-                        *group,
-                        &path,
-                        *offset as u64,
-                        Some((index, index)),
-                        reason,
-                    )
-                };
-                let bytes = committed_bytes(&map, *offset as u64, committed_end);
-                let frame = record::decode_frame(victim, bytes)
-                    .map_err(|e| damaged(format!("while rewriting: {e}")))?;
-                let parsed = record::parse_group_entry(frame.payload)
-                    .filter(|(g, i, _, _)| g == group && *i == index);
-                let Some((_, _, term, data)) = parsed else {
-                    return Err(damaged("while rewriting: not the expected entry".into()));
-                };
-                let place = EntryPlace {
-                    seq,
-                    base,
+        let mut applied = Vec::with_capacity(kept.len());
+        let place = EntryPlace {
+            seq,
+            base,
+            moved: true,
+        };
+        for frame in &kept {
+            if seq == copy.seq {
+                // Frames do not depend on their offset: the copy is the record.
+                let start = scratch.len();
+                let end = frame.at + frame.bytes as usize;
+                scratch.extend_from_slice(&copy.scratch[frame.at..end]);
+                applied.push(StoreOp::Entry {
+                    group: frame.group,
+                    index: frame.index,
+                    offset: (base + start as u64) as u32,
+                    bytes: frame.bytes,
                     moved: true,
-                };
-                applied.push(place.encode(&mut scratch, *group, index, term, data));
+                });
+            } else {
+                // A roll since the copy: the CRC covers the segment, so encode again (once per
+                // segment at most).
+                let (term, data) = plan.read_entry(frame.group, frame.index, frame.from_offset)?;
+                applied.push(place.encode(&mut scratch, frame.group, frame.index, term, data));
             }
         }
         debug_assert_eq!(scratch.len() as u64, bytes);
         let ticket = self.write_batch_bytes(state, scratch, entries as u32)?;
         self.apply_written(state, &applied, entries, ticket);
         state.counters.rewritten_bytes += bytes;
-        Ok(bytes)
+        Ok(Some((ticket, bytes)))
+    }
+
+    /// One whole round under the lock (plan, copy, commit), as [`LogStore::gc`] and the
+    /// backstop in callers' writes run it. Returns the bytes copied.
+    pub(super) fn rewrite_round(&self, state: &mut State, budget_bytes: u64) -> Result<u64> {
+        let Some(plan) = self.plan_rewrite(state, budget_bytes) else {
+            return Ok(0);
+        };
+        let victim = plan.victim;
+        let copied = plan
+            .copy()
+            .and_then(|copy| self.commit_rewrite(state, copy));
+        match copied {
+            Ok(done) => {
+                let bytes = done.map_or(0, |(_, bytes)| bytes);
+                state.counters.rewritten_inline_bytes += bytes;
+                Ok(bytes)
+            }
+            Err(error) => {
+                self.note_unreadable(state, victim, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// A round failed on `error`: unless it poisoned the store (a failed write), the victim's
+    /// frames are damaged, and the policy skips the segment from now on.
+    pub(super) fn note_unreadable(&self, state: &mut State, victim: u64, error: &Error) {
+        if state.poisoned.is_none() {
+            log::warn!("garbage collection skips segment {victim}: {error}");
+            state.book.unreadable.insert(victim);
+            state.book.candidates = None;
+        }
     }
 
     /// Runs garbage collection to completion: rewrites what the policy asks for (bounded by

@@ -269,6 +269,18 @@ impl GroupIndex {
         }
     }
 
+    /// Where live entry `index` is: `(segment seq, frame offset)`; `None` outside
+    /// `first..=last`.
+    pub fn location(&self, index: u64) -> Option<(u64, u32)> {
+        if index < self.first || index > self.last {
+            return None;
+        }
+        let position = self.chunks.partition_point(|chunk| chunk.end() <= index);
+        let chunk = self.chunks.get(position)?;
+        let slot = index.checked_sub(chunk.first_index)?;
+        Some((chunk.seq, chunk.offsets[slot as usize]))
+    }
+
     /// The first index range inside `first..=last` that no chunk covers, if any.
     pub fn gap(&self) -> Option<(u64, u64)> {
         let mut next = self.first;

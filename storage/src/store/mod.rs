@@ -47,8 +47,9 @@
 //!   named by group and file.
 //! - [`LogStore::stats`] ([`StoreStats`]): batches, fdatasyncs, live entries and bytes, disk
 //!   bytes, segments, index memory, bytes rewritten.
-//! - [`LogStore::gc`] runs garbage collection to completion; [`LogStore::compaction_hints`]
-//!   lists groups whose compaction would free old segments.
+//! - Garbage collection runs in a background thread (see below); [`LogStore::gc`] runs it to
+//!   completion; [`LogStore::compaction_hints`] lists groups whose compaction would free old
+//!   segments.
 //! - Snapshots per group: keep one [`crate::snapshot::SnapshotStore`] directory per group
 //!   (next to the store directory, not inside it), and once a snapshot is durable call
 //!   [`LogStore::apply_snapshot`]`(group, index, term)`, which keeps the entries after a
@@ -189,28 +190,40 @@
 //!   because only then can copying free a whole file), gets its live entries copied
 //!   forward: the one with the fewest live bytes first (the cheapest to free). The copies are
 //!   rewritten-entry records (kind 13) that move an entry and never change a group's range, so
-//!   a rewrite interrupted by a crash leaves either the old or the new location, both valid. At
-//!   most [`StoreOptions::rewrite_bytes_per_round`] bytes are copied after each write, while the
-//!   writer holds the lock, so writers are delayed by at most that much copying; [`LogStore::gc`]
-//!   runs the policy to completion. Choosing the emptiest segment when the store is over the
-//!   ratio bounds write amplification: a segment with live fraction `f` costs `f / (1 - f)` bytes
-//!   copied per byte freed, and over the ratio the emptiest one has `f < 1 / ratio`
-//!   (at the default 1.25: at most 4 bytes copied per byte freed; segments pinned by a few
-//!   lagging groups, the common case, cost far less: at a live fraction of 0.1, 0.11 bytes).
+//!   a rewrite interrupted by a crash leaves either the old or the new location, both valid.
+//!   Choosing the emptiest segment when the store is over the ratio bounds write
+//!   amplification: a segment with live fraction `f` costs `f / (1 - f)` bytes copied per byte
+//!   freed, and over the ratio the emptiest one has `f < 1 / ratio` (at the default 1.25: at
+//!   most 4 bytes copied per byte freed; segments pinned by a few lagging groups, the common
+//!   case, cost far less: at a live fraction of 0.1, 0.11 bytes).
+//! - **Who copies.** A background thread, the collector (see the `collector` module), not the
+//!   callers: inside a caller's write, under the lock, the copy delayed that caller and every
+//!   writer queued behind it (on W5 the p99 batch latency followed the bytes per round). It
+//!   plans a round of at most [`StoreOptions::rewrite_bytes_per_round`] under the lock,
+//!   decodes and encodes the frames without it (the sealed victim's map is shared), and takes
+//!   the lock again to append only the copies whose entry is still where it was copied from: a
+//!   group that compacted, truncated or was removed in between drops them. It runs one round
+//!   per shared fdatasync (its bytes join the callers' group commit; it syncs itself only when
+//!   no caller does), and sleeps until a write finds work. The backstop: once the files exceed
+//!   the trigger by one more segment (the collector is behind), callers' writes copy a round
+//!   each again, inline, so the disk stays bounded whatever the collector's pace.
+//!   [`LogStore::gc`] runs the policy to completion, synchronously, under the lock.
+//!   [`StoreStats::rewritten_inline_bytes`] tells what callers and `gc` copied.
 //! - **Hints.** [`LogStore::compaction_hints`] lists groups whose first live entry sits in a
 //!   mostly dead sealed segment: compacting them (after a snapshot) frees it without copying,
 //!   as raft-engine's purge suggests.
 //!
 //! Steady state under a many-group workload where most groups compact: disk use is at most
-//! about `rewrite_trigger_ratio` times the live bytes, plus one segment of slack, the active
-//! segment and the spares.
+//! about `rewrite_trigger_ratio` times the live bytes, plus one segment of slack (two while the
+//! collector is behind and the backstop copies), the active segment and the spares.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 mod apply;
 mod batch;
+mod collector;
 pub mod format;
 mod gc;
 mod index;
@@ -233,6 +246,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::prepare::Preparer;
 use crate::recovery::RecoveryReport;
+use collector::{Collector, CollectorState};
 use index::{GroupIndex, LiveCounter};
 use segment::StoreSegment;
 
@@ -257,6 +271,9 @@ pub struct StoreStats {
     pub index_bytes: u64,
     /// Bytes of live entries garbage collection copied forward since open.
     pub rewritten_bytes: u64,
+    /// Of those, the bytes copied inside callers' writes (the backstop for a collector that
+    /// fell behind) and by [`LogStore::gc`]; the rest the background collector copied.
+    pub rewritten_inline_bytes: u64,
     /// Segment files freed (recycled or deleted) since open.
     pub segments_freed: u64,
     /// Entries appended since open.
@@ -271,6 +288,7 @@ pub(crate) struct Counters {
     batches: u64,
     syncs: u64,
     rewritten_bytes: u64,
+    rewritten_inline_bytes: u64,
     segments_freed: u64,
     entries_appended: u64,
     bytes_written: u64,
@@ -303,6 +321,7 @@ pub(crate) struct State {
     prepared_files: u64,
     report: RecoveryReport,
     book: GcBook,
+    collector: CollectorState,
 }
 
 impl State {
@@ -371,6 +390,10 @@ pub(crate) struct GcBook {
     candidates: Option<Candidates>,
     /// A sealed segment lost its last live entry: freeing may have work.
     dying: bool,
+    /// Sealed segments whose entries could not be copied (damage, logged): the policy skips
+    /// them, so that a damaged frame does not make every round fail again. Reads of the damaged
+    /// entries report the damage. At most one per segment; dropped as the segments go.
+    unreadable: std::collections::BTreeSet<u64>,
 }
 
 /// The sealed segments garbage collection would rewrite next.
@@ -394,6 +417,7 @@ impl GcBook {
             .map(|segment| segment.file_len)
             .sum();
         self.candidates = None;
+        self.unreadable.retain(|seq| segments.contains_key(seq));
     }
 }
 
@@ -487,11 +511,26 @@ pub struct LogStore {
     dir: PathBuf,
     options: Options,
     store_options: StoreOptions,
-    state: Mutex<State>,
+    /// Shared with the background collector's handle (see [`Role`]).
+    state: Arc<Mutex<State>>,
     /// Signalled when a sync finishes.
-    synced: Condvar,
+    synced: Arc<Condvar>,
     /// Signalled when a gathering sync leader's group is complete.
-    appended: Condvar,
+    appended: Arc<Condvar>,
+    /// Signalled when the idle collector has work, and when it must stop.
+    collector_wake: Arc<Condvar>,
+    role: Role,
+}
+
+/// What a [`LogStore`] value is: the store its caller opened, or the collector thread's handle
+/// on the same state (the same methods, none of the ownership).
+#[derive(Debug)]
+enum Role {
+    /// Owns the background threads: dropping it stops and joins the collector, then the
+    /// preparer.
+    Owner { collector: Option<Collector> },
+    /// The collector's own handle: dropping it stops nothing.
+    CollectorHandle,
 }
 
 impl LogStore {
@@ -511,15 +550,32 @@ impl LogStore {
         store_options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let state = open::recover(&dir, &options)?;
-        let store = LogStore {
+        let mut store = LogStore {
             dir,
             options,
             store_options,
-            state: Mutex::new(state),
-            synced: Condvar::new(),
-            appended: Condvar::new(),
+            state: Arc::new(Mutex::new(state)),
+            synced: Arc::new(Condvar::new()),
+            appended: Arc::new(Condvar::new()),
+            collector_wake: Arc::new(Condvar::new()),
+            role: Role::Owner { collector: None },
         };
         store.finish_open()?;
+        if !store.options.read_only && store.store_options.rewrite_bytes_per_round > 0 {
+            let handle = LogStore {
+                dir: store.dir.clone(),
+                options: store.options.clone(),
+                store_options: store.store_options.clone(),
+                state: Arc::clone(&store.state),
+                synced: Arc::clone(&store.synced),
+                appended: Arc::clone(&store.appended),
+                collector_wake: Arc::clone(&store.collector_wake),
+                role: Role::CollectorHandle,
+            };
+            store.role = Role::Owner {
+                collector: Some(Collector::start(handle)?),
+            };
+        }
         Ok(store)
     }
 
@@ -583,6 +639,7 @@ impl LogStore {
             syncs: state.counters.syncs,
             groups: state.groups.len() as u64,
             rewritten_bytes: state.counters.rewritten_bytes,
+            rewritten_inline_bytes: state.counters.rewritten_inline_bytes,
             segments_freed: state.counters.segments_freed,
             entries_appended: state.counters.entries_appended,
             bytes_written: state.counters.bytes_written,
@@ -608,6 +665,16 @@ impl LogStore {
         stats
     }
 
+    /// Runs `f` while nothing changes the store's files: the store's lock is held, so no write,
+    /// rewrite, roll or freeing runs meanwhile (a sync in flight may still flush what is
+    /// written). For tests that copy a live store's directory as a crash image while the
+    /// background collector runs; `f` must not call the store.
+    #[doc(hidden)]
+    pub fn with_files_still<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _still = self.lock();
+        f()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic under the lock happens only on a broken invariant (an assertion); the index
         // changes only after its records are written, so the state is still the written one.
@@ -627,7 +694,14 @@ const GROUP_MAP_SLOT_BYTES: u64 = 8;
 
 impl Drop for LogStore {
     fn drop(&mut self) {
-        // Stop the preparer first: it removes its half-made file.
+        let Role::Owner { collector } = &mut self.role else {
+            return;
+        };
+        // The collector first: it may still roll a segment, which takes the preparer's file.
+        if let Some(collector) = collector.take() {
+            collector.stop(&self.state, &self.collector_wake, &self.synced);
+        }
+        // Then the preparer: it removes its half-made file.
         let mut state = self.lock();
         state.preparer.take();
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::apply::{apply_batch, Inapplicable};
+use super::collector::CollectorState;
 use super::format::{
     self, GroupState, StoreFooter, StoreHeader, StoreOp, StoreRecords, STORE_PREPARING_SUFFIX,
     STORE_SALVAGED_SUFFIX, STORE_SEGMENT_SUFFIX, STORE_SPARE_SUFFIX,
@@ -168,6 +169,7 @@ fn load(found: &[Found], options: &Options) -> Result<State, LoadFailure> {
             ..RecoveryReport::default()
         },
         book: GcBook::default(),
+        collector: CollectorState::default(),
     };
     let mut pending: Option<PendingStates> = None;
     for (position, entry) in found.iter().enumerate() {

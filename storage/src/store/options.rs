@@ -1,5 +1,5 @@
 //! The knobs of a [`crate::LogStore`] beyond the [`crate::Options`] it shares with a `Wal`:
-//! garbage collection's thresholds and how much rewriting one write round may do.
+//! garbage collection's thresholds and how much one rewrite round may copy.
 
 use crate::error::{Error, Result};
 
@@ -16,12 +16,12 @@ pub struct StoreOptions {
     /// when the store as a whole is under `rewrite_trigger_ratio`: a few live entries should not
     /// pin a whole file. Default 0.1.
     pub rewrite_live_fraction_max: f64,
-    /// At most this many bytes of live entries are copied forward in one write round (the
-    /// rewrite that runs after a write while the caller waits). Bounds the latency that garbage
-    /// collection adds to a write: the copy, and the bytes the next shared fdatasync flushes
-    /// for it. Small rounds spread that over many syncs, which keeps it out of the p99 of
-    /// writers. Default 64 KiB. 0 disables rewriting in write rounds (it still
-    /// runs in [`crate::LogStore::gc`]).
+    /// At most this many bytes of live entries are copied forward in one round of the
+    /// background collector (one round per shared fdatasync; see [the module
+    /// documentation](crate::store)), and in one round of the backstop, which callers' writes
+    /// run only when the collector has fallen behind. Bounds what one group commit carries for
+    /// garbage collection: the copies join a caller's fdatasync. Default 16 KiB. 0 disables
+    /// rewriting outside [`crate::LogStore::gc`] (no collector thread is started).
     pub rewrite_bytes_per_round: u64,
     /// A group appears in [`crate::LogStore::compaction_hints`] when its oldest live entry sits
     /// in one of the segments that rewriting would copy. Hints are listed at most this many at a
@@ -34,7 +34,7 @@ impl Default for StoreOptions {
         StoreOptions {
             rewrite_trigger_ratio: 1.25,
             rewrite_live_fraction_max: 0.1,
-            rewrite_bytes_per_round: 64 << 10,
+            rewrite_bytes_per_round: 16 << 10,
             compaction_hints_max: 64,
         }
     }

@@ -268,12 +268,20 @@ impl LogStore {
         let mut state = self.lock();
         let ticket = self.write_locked(&mut state, ops)?;
         if self.store_options.rewrite_bytes_per_round > 0 {
-            let budget = self.store_options.rewrite_bytes_per_round;
-            if let Err(error) = self.rewrite_round(&mut state, budget) {
-                // The caller's batch is written; damage in an old segment is not its failure
-                // (reads of the damaged entries report it). A failed write poisoned the store.
-                state.check_readable()?;
-                log::warn!("garbage collection skipped a rewrite: {error}");
+            // Rewriting is the collector's work (see the `collector` module); a write only wakes
+            // it, unless the store is so far over that the collector is behind.
+            let need = self.rewrite_need(&mut state);
+            if need.behind {
+                let budget = self.store_options.rewrite_bytes_per_round;
+                if self.rewrite_round(&mut state, budget).is_err() {
+                    // The caller's batch is written; damage in an old segment is not its
+                    // failure (reads of the damaged entries report it; the round logged it). A
+                    // failed write poisoned the store.
+                    state.check_readable()?;
+                }
+            } else if need.victim.is_some() && state.collector.idle {
+                state.collector.idle = false;
+                self.collector_wake.notify_one();
             }
         }
         if let Some(preparer) = &state.preparer {
