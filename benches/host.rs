@@ -361,7 +361,12 @@ fn process_cpu() -> Duration {
         .map_or("", |(_, rest)| rest)
         .split_whitespace()
         .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 (1-based), 11 and 12 after the state field.
     let clock_ticks = 100; // USER_HZ on Linux
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks)
@@ -388,8 +393,10 @@ fn idle_report(groups: u64) {
         .keys()
         .map(|id| {
             let config = HostConfig::new(*id, 1, addrs.clone(), addrs[id]);
-            Host::start(config, dir.path().join(id.to_string()), |_| Counter::default())
-                .expect("host starts")
+            Host::start(config, dir.path().join(id.to_string()), |_| {
+                Counter::default()
+            })
+            .expect("host starts")
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
@@ -404,13 +411,22 @@ fn idle_report(groups: u64) {
             });
         }
     });
-    println!("idle: {groups} groups created on 3 hosts in {:?}", started.elapsed());
+    println!(
+        "idle: {groups} groups created on 3 hosts in {:?}",
+        started.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(600);
     while hosts.iter().any(|h| h.status().quiesced < groups as usize) {
-        assert!(Instant::now() < deadline, "groups did not quiesce in 10 minutes");
+        assert!(
+            Instant::now() < deadline,
+            "groups did not quiesce in 10 minutes"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
-    println!("idle: all replicas quiesced {:?} after the start", started.elapsed());
+    println!(
+        "idle: all replicas quiesced {:?} after the start",
+        started.elapsed()
+    );
     let cpu_before = process_cpu();
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(30));

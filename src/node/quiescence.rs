@@ -18,7 +18,7 @@
 //!   followers), a proposal, a read, a membership change or transfer. A woken group ticks
 //!   again, from where its clocks stopped.
 //! - **Host liveness stands in for heartbeats.** Every host sends every peer host one small
-//!   beat per tick. A quiesced follower whose leader's host has not been heard from for an
+//!   beat per heartbeat interval (as often as one awake group's leader heartbeats). A quiesced follower whose leader's host has not been heard from for an
 //!   election timeout wakes; its election clock then runs out and it campaigns, with pre-vote,
 //!   so the group fails over as an awake one would (within about two election timeouts).
 //!

@@ -227,6 +227,7 @@ impl Host {
             max_proposal_bytes: config.max_proposal_bytes,
             election_timeout_ticks: u64::from(config.raft.election_timeout_ticks),
             quiesce_after_ticks: config.quiesce_after_ticks,
+            host_beat_interval_ticks: u64::from(config.raft.heartbeat_interval_ticks.max(1)),
         };
         let links = LoopLinks {
             inbox: inbox_rx,

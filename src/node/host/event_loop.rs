@@ -7,7 +7,7 @@
 //! reported done). A group whose worker, or the writer, has no room keeps its `Ready` in its
 //! core until the next pass.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,53 @@ enum PendingChange {
     },
 }
 
+/// Which groups sleep (see `crate::node::quiescence`), kept so that the loop's per-tick work
+/// visits only the awake ones: a host of ten thousand idle groups must not walk them all a
+/// hundred times a second.
+#[derive(Default)]
+struct Sleepers {
+    /// Groups not quiesced.
+    awake: HashSet<GroupId>,
+    /// Groups quiesced.
+    quiesced: usize,
+    /// Of those, the ones whose replica here led when it quiesced.
+    quiesced_leaders: usize,
+}
+
+impl Sleepers {
+    fn quiesce(&mut self, group: GroupId, replica: &mut Replica) {
+        if replica.quiesced {
+            return;
+        }
+        replica.quiesced = true;
+        replica.idle_ticks = 0;
+        replica.quiesced_as_leader = replica.core.role() == Role::Leader;
+        self.awake.remove(&group);
+        self.quiesced += 1;
+        self.quiesced_leaders += usize::from(replica.quiesced_as_leader);
+    }
+
+    fn wake(&mut self, group: GroupId, replica: &mut Replica) {
+        if !replica.quiesced {
+            return;
+        }
+        replica.quiesced = false;
+        replica.idle_ticks = 0;
+        self.awake.insert(group);
+        self.quiesced -= 1;
+        self.quiesced_leaders -= usize::from(replica.quiesced_as_leader);
+    }
+
+    fn forget(&mut self, group: GroupId, replica: &Replica) {
+        if replica.quiesced {
+            self.quiesced -= 1;
+            self.quiesced_leaders -= usize::from(replica.quiesced_as_leader);
+        } else {
+            self.awake.remove(&group);
+        }
+    }
+}
+
 /// One group's replica on this host, as the loop holds it.
 struct Replica {
     core: Core,
@@ -90,6 +137,9 @@ struct Replica {
     quiesced: bool,
     /// Consecutive idle ticks of a leader.
     idle_ticks: u32,
+    /// It led when it quiesced (its role cannot change while it sleeps: a message that could
+    /// change it wakes it).
+    quiesced_as_leader: bool,
 }
 
 /// The loop's settings.
@@ -103,6 +153,8 @@ pub struct LoopSettings {
     pub election_timeout_ticks: u64,
     /// Idle ticks before a leader quiesces its group (0: never).
     pub quiesce_after_ticks: u32,
+    /// Ticks between host beats to each peer host (at least 1).
+    pub host_beat_interval_ticks: u64,
 }
 
 /// The loop's ends of its links.
@@ -141,8 +193,7 @@ pub struct HostLoop {
     received: Received,
     ticks: u64,
     messages_unrouted: u64,
-    /// Groups quiesced on this host.
-    quiesced: usize,
+    sleepers: Sleepers,
     /// The tick at which each peer host was last heard from (any frame).
     last_heard: HashMap<NodeId, u64>,
     /// Peer hosts not heard from for an election timeout.
@@ -183,7 +234,7 @@ impl HostLoop {
             received: Received::default(),
             ticks: 0,
             messages_unrouted: 0,
-            quiesced: 0,
+            sleepers: Sleepers::default(),
             last_heard: peers.iter().map(|p| (*p, 0)).collect(),
             lost_peers: BTreeSet::new(),
             peers,
@@ -274,11 +325,11 @@ impl HostLoop {
                 Some(replica) => {
                     // Answers to a quiesced leader's last heartbeat, still in flight when it
                     // quiesced, say nothing new: they would wake every group they reach.
-                    let wakes = !matches!(message.body, MessageBody::HeartbeatResponse { .. });
-                    if replica.quiesced && wakes {
-                        replica.quiesced = false;
-                        replica.idle_ticks = 0;
-                        self.quiesced -= 1;
+                    // (One of a newer term wakes it: it may make the leader step down.)
+                    let wakes = !matches!(message.body, MessageBody::HeartbeatResponse { .. })
+                        || message.term != replica.core.term();
+                    if wakes {
+                        self.sleepers.wake(group, replica);
                     }
                     replica.core.step(message);
                     Self::mark_dirty(&mut self.dirty, group, replica);
@@ -299,8 +350,7 @@ impl HostLoop {
                 && replica.changes.is_empty()
                 && quiescence::follower_may_quiesce(&replica.core, from, notice.term, notice.commit)
             {
-                replica.quiesced = true;
-                self.quiesced += 1;
+                self.sleepers.quiesce(notice.group, replica);
             }
         }
         // Forwards are not used by the host: a follower answers `NotLeader` with its hint.
@@ -310,11 +360,7 @@ impl HostLoop {
     /// Wakes `group` if it is quiesced (a client request arrived for it).
     fn wake(&mut self, group: GroupId) {
         if let Some(replica) = self.groups.get_mut(&group) {
-            if replica.quiesced {
-                replica.quiesced = false;
-                replica.idle_ticks = 0;
-                self.quiesced -= 1;
-            }
+            self.sleepers.wake(group, replica);
         }
     }
 
@@ -323,18 +369,25 @@ impl HostLoop {
         if !self.participating {
             return;
         }
-        // Host liveness: one beat per peer host per tick, whatever the number of groups.
-        for peer in &self.peers {
-            self.transport
-                .send_host_beat(self.poll.registry(), *peer, self.ticks);
+        // Host liveness: one beat per peer host per heartbeat interval (as often as one
+        // group's leader would heartbeat), whatever the number of groups.
+        if self.ticks % self.settings.host_beat_interval_ticks == 0 {
+            for peer in &self.peers {
+                self.transport
+                    .send_host_beat(self.poll.registry(), *peer, self.ticks);
+            }
         }
         self.check_lost_peers();
         let quiesce_after = self.settings.quiesce_after_ticks;
         let mut notices: BTreeMap<NodeId, Vec<QuiesceNotice>> = BTreeMap::new();
-        for (group, replica) in self.groups.iter_mut() {
+        let awake: Vec<GroupId> = self.sleepers.awake.iter().copied().collect();
+        for group in &awake {
+            let Some(replica) = self.groups.get_mut(group) else {
+                continue;
+            };
             // A replica removed from its group's configuration takes no further part: its
             // ticks would only make it campaign (harmlessly, with pre-vote) forever.
-            if replica.quiesced || replica.core.is_removed() {
+            if replica.core.is_removed() {
                 continue;
             }
             if quiesce_after == 0 {
@@ -363,9 +416,7 @@ impl HostLoop {
             if idle && replica.idle_ticks + 1 >= quiesce_after {
                 // Quiesced instead of ticked: this tick sends no heartbeat that would arrive
                 // after the notice and wake the follower again.
-                replica.quiesced = true;
-                replica.idle_ticks = 0;
-                self.quiesced += 1;
+                self.sleepers.quiesce(*group, replica);
                 let notice = QuiesceNotice {
                     group: *group,
                     term: replica.core.term(),
@@ -402,15 +453,13 @@ impl HostLoop {
                 self.lost_peers.remove(peer);
             }
         }
-        if newly_lost.is_empty() || self.quiesced == 0 {
+        if newly_lost.is_empty() || self.sleepers.quiesced == 0 {
             return;
         }
         for (group, replica) in self.groups.iter_mut() {
             let leader = replica.core.leader();
             if replica.quiesced && leader.is_some_and(|l| newly_lost.contains(&l)) {
-                replica.quiesced = false;
-                replica.idle_ticks = 0;
-                self.quiesced -= 1;
+                self.sleepers.wake(*group, replica);
                 Self::mark_dirty(&mut self.dirty, *group, replica);
             }
         }
@@ -566,7 +615,9 @@ impl HostLoop {
             dirty: false,
             quiesced: false,
             idle_ticks: 0,
+            quiesced_as_leader: false,
         };
+        self.sleepers.awake.insert(group);
         Self::mark_dirty(&mut self.dirty, group, &mut replica);
         self.groups.insert(group, replica);
         Ok(())
@@ -577,9 +628,7 @@ impl HostLoop {
             return;
         };
         self.removed.insert(group);
-        if replica.quiesced {
-            self.quiesced -= 1;
-        }
+        self.sleepers.forget(group, &replica);
         self.pending_proposals -= replica.waiters.len();
         self.pending_reads -= replica.reads.len();
         // Their commands may have reached other replicas' logs.
@@ -723,7 +772,12 @@ impl HostLoop {
     /// Times out proposals, reads and operator requests past their deadline (once per tick).
     fn expire(&mut self) {
         let now = Instant::now();
-        for (group, replica) in self.groups.iter_mut() {
+        // A quiesced group has nothing waiting: every request wakes its group first.
+        for group in self.sleepers.awake.iter() {
+            let Some(replica) = self.groups.get_mut(group) else {
+                continue;
+            };
+            let group = *group;
             if replica.proposals_expire_from.is_some_and(|at| at <= now) {
                 let (expired, waiting): (BTreeMap<_, _>, BTreeMap<_, _>) =
                     std::mem::take(&mut replica.waiters)
@@ -751,7 +805,7 @@ impl HostLoop {
                 }
             }
             if !replica.changes.is_empty() {
-                check_changes(*group, replica, now);
+                check_changes(group, replica, now);
             }
         }
     }
@@ -1096,10 +1150,14 @@ impl HostLoop {
 
     fn publish_status(&mut self) {
         let leaders = if self.participating {
-            self.groups
-                .values()
+            let awake_leaders = self
+                .sleepers
+                .awake
+                .iter()
+                .filter_map(|group| self.groups.get(group))
                 .filter(|r| r.core.role() == Role::Leader)
-                .count()
+                .count();
+            awake_leaders + self.sleepers.quiesced_leaders
         } else {
             0
         };
@@ -1112,7 +1170,7 @@ impl HostLoop {
         let mut status = self.links.status.lock().unwrap_or_else(|p| p.into_inner());
         status.groups = self.groups.len();
         status.leaders = leaders;
-        status.quiesced = self.quiesced;
+        status.quiesced = self.sleepers.quiesced;
         status.writer = writer;
         status.transport = self.transport.stats();
         status.connected_peers = self.transport.connected_peers();
