@@ -474,7 +474,6 @@ fn a_thousand_groups_are_created_and_each_commits() {
             Ok(group.to_string().as_bytes())
         );
     }
-    // Threads and files stay fixed: one loop, one writer and the apply workers per host.
     for host in hosts.hosts.values() {
         assert_eq!(host.status().groups, 1000);
     }

@@ -168,24 +168,14 @@ impl ApplyWorker {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if let Err(error) = self.handle(item, &mut reports) {
-                log::error!("apply worker {} stopped: {error}", self.worker);
-                let mut first = self.shared.error.lock().unwrap_or_else(|p| p.into_inner());
-                first.get_or_insert(error.clone());
-                drop(first);
-                let _ = self.waker.wake();
-                return Err(error);
+                return Err(self.stopped(error));
             }
             // More work already queued is taken before reporting: one report and one wake-up
             // per burst rather than per item.
             let mut processed = 1u64;
             while let Ok(item) = work.try_recv() {
                 if let Err(error) = self.handle(item, &mut reports) {
-                    log::error!("apply worker {} stopped: {error}", self.worker);
-                    let mut first = self.shared.error.lock().unwrap_or_else(|p| p.into_inner());
-                    first.get_or_insert(error.clone());
-                    drop(first);
-                    let _ = self.waker.wake();
-                    return Err(error);
+                    return Err(self.stopped(error));
                 }
                 processed += 1;
                 if processed >= 64 {
@@ -204,6 +194,19 @@ impl ApplyWorker {
             let _ = self.waker.wake();
         }
         Ok(())
+    }
+
+    /// Publishes the error that stops this worker (the first of any worker wins) and wakes
+    /// the loop, which stops every group.
+    fn stopped(&self, error: String) -> String {
+        log::error!("apply worker {} stopped: {error}", self.worker);
+        self.shared
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(error.clone());
+        let _ = self.waker.wake();
+        error
     }
 
     fn handle(&mut self, item: ApplyWork, reports: &mut Vec<ApplyReport>) -> Result<(), String> {

@@ -177,9 +177,6 @@ pub struct HostLoop {
     settings: LoopSettings,
     links: LoopLinks,
     groups: HashMap<GroupId, Replica>,
-    /// Groups removed while this process ran (the catalog holds them durably): their late
-    /// messages are dropped like any unknown group's.
-    removed: BTreeSet<GroupId>,
     dirty: Vec<GroupId>,
     seq: u64,
     pending: std::collections::VecDeque<PendingPersist>,
@@ -220,7 +217,6 @@ impl HostLoop {
             settings,
             links,
             groups: HashMap::new(),
-            removed: BTreeSet::new(),
             dirty: Vec::new(),
             seq: 0,
             pending: std::collections::VecDeque::new(),
@@ -603,7 +599,6 @@ impl HostLoop {
             .send(work)
             .map_err(|_| "the apply worker has stopped".to_string())?;
         self.apply_sent[worker] += 1;
-        self.removed.remove(&group);
         let mut replica = Replica {
             core,
             worker,
@@ -627,7 +622,6 @@ impl HostLoop {
         let Some(mut replica) = self.groups.remove(&group) else {
             return;
         };
-        self.removed.insert(group);
         self.sleepers.forget(group, &replica);
         self.pending_proposals -= replica.waiters.len();
         self.pending_reads -= replica.reads.len();

@@ -176,7 +176,7 @@ impl HostLogWriter {
             }
             if let Some(meta) = &item.snapshot_to_install {
                 // The log writes before the install go first, in order.
-                self.write_batch(&mut batch, round_seq(item))?;
+                self.write_batch(&mut batch, item.seq)?;
                 self.install(item.group, meta)?;
             }
             if let Some(first) = item.compact_to {
@@ -299,8 +299,4 @@ impl HostLogWriter {
         );
         Ok(())
     }
-}
-
-fn round_seq(item: &PersistWork) -> u64 {
-    item.seq
 }
