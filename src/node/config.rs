@@ -34,9 +34,10 @@ pub struct NodeConfig {
     pub read_timeout: Duration,
     /// Most proposals waiting for their result on this node.
     pub max_pending_proposals: usize,
-    /// Leader disk-stall bound: a leader whose oldest log write has been pending this long
-    /// sends nothing (no heartbeats) until it completes, so followers elect another leader
-    /// instead of the cluster hanging on a dead disk while heartbeats flow.
+    /// Leader disk-stall bound: a leader whose log writer has completed nothing for this long
+    /// (plus a second per 16 MiB pending) while writes wait sends nothing (no heartbeats)
+    /// until one completes, so followers elect another leader instead of the cluster hanging
+    /// on a dead disk while heartbeats flow.
     pub disk_stall_timeout: Duration,
     /// Bytes queued per peer connection (a peer has two, see `transport`) before messages are
     /// dropped (raised to hold one frame of the largest entry, see

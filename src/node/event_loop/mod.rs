@@ -151,6 +151,10 @@ struct State {
     pending: VecDeque<PendingPersist>,
     /// The `write_bytes` of every item in `pending`.
     pending_write_bytes: u64,
+    /// When the writer last reported an item durable. The writer takes items in order, so
+    /// the oldest pending item has been the writer's to work on only since this (or since it
+    /// was sent, if later): before, the writer was busy with the items ahead of it.
+    writer_progress_at: Instant,
     apply_sent: u64,
     applied_reported: u64,
     reads: HashMap<u64, PendingRead>,
@@ -200,12 +204,21 @@ const PENDING_CHANGES_MAX: usize = 64;
 /// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
 const DEPARTED_GRACE: Duration = Duration::from_secs(10);
 
-/// The throughput of a slow but working disk, copies on a loaded host included: the oldest
-/// pending write counts as a stalled disk only after `disk_stall_timeout` plus the bytes of
-/// all pending writes divided by this. Without it, the leader's write of one 64 MiB entry (copied, written and synced by the
-/// log writer, on a host busy replicating it) can outlast the timeout, and the leader would
-/// step aside for a disk that is only busy.
+/// The throughput of a slow but working disk, copies on a loaded host included. A leader's
+/// disk counts as stalled once its log writer has made no progress (reported no item durable)
+/// for `disk_stall_timeout` plus the bytes of all pending writes divided by this. Without the
+/// allowance, the leader's write of one 64 MiB entry (copied, written and synced by the log
+/// writer, on a host busy replicating it) can outlast the timeout, and the leader would step
+/// aside for a disk that is only busy. Timing from the last progress, not from when the
+/// oldest item was sent, matters just as much: a small item sent right behind a 64 MiB one
+/// waits for that one's whole round, and is not the writer's to work on before it.
 const DISK_STALL_SLOW_BYTES_PER_SEC: u64 = 16 << 20;
+
+/// The extra time a slow but working disk needs for every pending write (see
+/// [`DISK_STALL_SLOW_BYTES_PER_SEC`]).
+fn allowance(state: &State) -> Duration {
+    Duration::from_secs_f64(state.pending_write_bytes as f64 / DISK_STALL_SLOW_BYTES_PER_SEC as f64)
+}
 
 /// A loop pass longer than this is logged, with where the time went: a few of them in a row
 /// delay heartbeats past an election timeout.
@@ -261,6 +274,7 @@ impl EventLoop {
             seq: 0,
             pending: VecDeque::new(),
             pending_write_bytes: 0,
+            writer_progress_at: Instant::now(),
             apply_sent: 0,
             applied_reported: self.core.log().applied(),
             reads: HashMap::new(),
@@ -473,25 +487,31 @@ impl EventLoop {
     fn check_disk_stall(&mut self, state: &mut State) {
         let stalled = self.core.role() == Role::Leader
             && state.pending.front().is_some_and(|p| {
-                // The oldest item may wait for the writer's rounds of all the others.
-                let allowance = Duration::from_secs_f64(
-                    state.pending_write_bytes as f64 / DISK_STALL_SLOW_BYTES_PER_SEC as f64,
-                );
-                p.sent_at.elapsed() > self.settings.disk_stall_timeout + allowance
+                self.writer_waited(state, p) > self.settings.disk_stall_timeout + allowance(state)
             });
         if stalled != state.disk_stalled {
             if stalled {
+                let oldest = state.pending.front().expect("a stall has a pending write");
                 log::warn!(
-                    "node {}: leader's log write pending for over {:?}; sending nothing so \
-                     that a node with a working disk takes over",
+                    "node {}: leader's log writer made no progress for {:?} (the limit is \
+                     {:?}, plus {:?} for the {} bytes pending); sending nothing so that a \
+                     node with a working disk takes over",
                     self.core.id(),
-                    self.settings.disk_stall_timeout
+                    self.writer_waited(state, oldest),
+                    self.settings.disk_stall_timeout,
+                    allowance(state),
+                    state.pending_write_bytes,
                 );
             } else {
                 log::info!("node {}: log writes complete again", self.core.id());
             }
             state.disk_stalled = stalled;
         }
+    }
+
+    /// How long the writer has had `oldest` (the front of `pending`) to work on.
+    fn writer_waited(&self, state: &State, oldest: &PendingPersist) -> Duration {
+        oldest.sent_at.max(state.writer_progress_at).elapsed()
     }
 
     fn take_requests(&mut self, state: &mut State) {

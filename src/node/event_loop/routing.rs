@@ -21,6 +21,7 @@ impl EventLoop {
             .load(Ordering::Acquire);
         while state.pending.front().is_some_and(|p| p.seq <= durable) {
             let done = state.pending.pop_front().expect("front exists");
+            state.writer_progress_at = Instant::now();
             assert!(
                 state.pending_write_bytes >= done.write_bytes,
                 "pending write bytes below one pending write"
