@@ -15,7 +15,14 @@
 //! memory per group replica against the same hosts with no groups (the three hosts share this
 //! one process, so the CPU figure is the three together).
 //!
-//! Run: `cargo bench --bench host` (`KETCH_HOST_BENCH_ROUNDS=N`, `KETCH_BENCH_DIR=DIR`).
+//! With `KETCH_HOST_BENCH_FAILOVER_GROUPS=N`, it starts three hosts holding N groups each,
+//! spreads the leaders over them, writes once to every group, waits for every replica to
+//! quiesce, then shuts down the host leading a third of the groups and prints the time until
+//! every group has a leader on the other two, in base election timeouts, and checks that every
+//! group still holds its acknowledged write.
+//!
+//! Run: `cargo bench --bench host` (`KETCH_HOST_BENCH_ROUNDS=N`, `KETCH_BENCH_DIR=DIR`;
+//! `KETCH_HOST_BENCH_ROUNDS=0` skips the side-by-side report).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -383,10 +390,8 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
-/// Three hosts in this process, `groups` groups each (every group on all three), left idle
-/// until they quiesce: prints the CPU the process uses over 30 s (all three hosts together)
-/// and the resident memory per group replica, against the same hosts with no groups.
-fn idle_report(groups: u64) {
+/// Starts three hosts in this process, with no groups.
+fn start_hosts() -> (Vec<Host>, tempfile::TempDir) {
     let dir = bench_dir();
     let addrs = free_addrs(3);
     let hosts: Vec<Host> = addrs
@@ -399,11 +404,13 @@ fn idle_report(groups: u64) {
             .expect("host starts")
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
-    let empty_rss = resident_bytes();
-    let started = Instant::now();
+    (hosts, dir)
+}
+
+/// Creates groups `1..=groups` on every host (each group on all three), one thread per host.
+fn create_groups(hosts: &[Host], groups: u64) {
     std::thread::scope(|scope| {
-        for host in &hosts {
+        for host in hosts {
             scope.spawn(move || {
                 for group in 1..=groups {
                     host.create_group(group, &[1, 2, 3]).expect("group");
@@ -411,6 +418,215 @@ fn idle_report(groups: u64) {
             });
         }
     });
+}
+
+/// Waits until `done` holds, polling; panics naming `what` after `limit`.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    started.elapsed()
+}
+
+/// Runs `op` for every group at once, at most `in_flight` outstanding, retrying a group whose
+/// answer `op` reports as retryable; returns the groups that failed for good.
+fn for_every_group<F>(groups: u64, in_flight: usize, op: F) -> Vec<(GroupId, String)>
+where
+    F: Fn(GroupId, std::sync::mpsc::SyncSender<(GroupId, Result<(), (bool, String)>)>),
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(groups as usize);
+    let mut next = 1u64;
+    let mut outstanding = 0usize;
+    let mut retries: Vec<GroupId> = Vec::new();
+    let mut failed = Vec::new();
+    let mut attempts: BTreeMap<GroupId, u32> = BTreeMap::new();
+    loop {
+        while outstanding < in_flight {
+            let group = match retries.pop() {
+                Some(group) => group,
+                None if next <= groups => {
+                    next += 1;
+                    next - 1
+                }
+                None => break,
+            };
+            outstanding += 1;
+            op(group, tx.clone());
+        }
+        if outstanding == 0 {
+            return failed;
+        }
+        let (group, result) = rx.recv().expect("answers keep coming");
+        outstanding -= 1;
+        if let Err((retryable, why)) = result {
+            let tries = attempts.entry(group).or_default();
+            *tries += 1;
+            if retryable && *tries < 200 {
+                std::thread::sleep(Duration::from_millis(2));
+                retries.push(group);
+            } else {
+                failed.push((group, why));
+            }
+        }
+    }
+}
+
+/// The failover bar: three hosts of `groups` groups each, leaders spread, one write per group,
+/// all quiesced; then the host leading a third of the groups goes away. Prints how long until
+/// every group has a leader again and checks every acknowledged write is still there.
+fn failover_report(groups: u64) {
+    let started = Instant::now();
+    let (mut hosts, _dir) = start_hosts();
+    create_groups(&hosts, groups);
+    println!(
+        "failover: {groups} groups on 3 hosts created in {:?}",
+        started.elapsed()
+    );
+    let leaders = |hosts: &[Host]| hosts.iter().map(|h| h.status().leaders).sum::<usize>();
+    wait_until(
+        "every group elects a leader",
+        Duration::from_secs(300),
+        || leaders(&hosts) == groups as usize,
+    );
+    // Group g's leadership goes to host g % 3, so each host leads a third.
+    let failed = for_every_group(groups, 512, |group, tx| {
+        let want = group % 3 + 1;
+        let Some(current) = hosts.iter().find(|h| {
+            h.group(group)
+                .and_then(|g| g.status())
+                .is_some_and(|s| s.role == Role::Leader)
+        }) else {
+            let _ = tx.send((group, Err((true, "no leader yet".into()))));
+            return;
+        };
+        if current.id() == want {
+            let _ = tx.send((group, Ok(())));
+            return;
+        }
+        current
+            .group(group)
+            .expect("group")
+            .transfer_leadership(want, move |r| {
+                let _ = tx.send((group, r.map_err(|e| (true, e.to_string()))));
+            });
+    });
+    println!(
+        "failover: leaders spread over the hosts ({} transfers failed) after {:?}; leaders per \
+         host {:?}",
+        failed.len(),
+        started.elapsed(),
+        hosts.iter().map(|h| h.status().leaders).collect::<Vec<_>>()
+    );
+    // One acknowledged write per group, at its leader.
+    let failed = for_every_group(groups, 512, |group, tx| {
+        let leader = hosts.iter().find(|h| {
+            h.status().leaders > 0
+                && h.group(group)
+                    .and_then(|g| g.status())
+                    .is_some_and(|s| s.role == Role::Leader)
+        });
+        let Some(leader) = leader else {
+            let _ = tx.send((group, Err((true, "no leader".into()))));
+            return;
+        };
+        leader
+            .group(group)
+            .expect("group")
+            .submit_with(vec![7u8; PAYLOAD_BYTES], move |r| {
+                let retryable = matches!(
+                    r,
+                    Err(ProposeError::Backpressure | ProposeError::NotLeader { .. })
+                );
+                let _ = tx.send((group, r.map(|_| ()).map_err(|e| (retryable, e.to_string()))));
+            });
+    });
+    assert!(
+        failed.is_empty(),
+        "writes failed: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    println!(
+        "failover: one write acknowledged in each group after {:?}",
+        started.elapsed()
+    );
+    let quiet = wait_until("every replica quiesces", Duration::from_secs(300), || {
+        hosts.iter().all(|h| h.status().quiesced == groups as usize)
+    });
+    println!(
+        "failover: all {} replicas quiesced {quiet:?} later",
+        groups * 3
+    );
+    let victim = (0..hosts.len())
+        .min_by_key(|&i| hosts[i].status().leaders.abs_diff(groups as usize / 3))
+        .expect("three hosts");
+    let lost = hosts[victim].status().leaders;
+    let killed = hosts.remove(victim);
+    let election = Duration::from_millis(10) * 30;
+    let down = Instant::now();
+    killed.shutdown().expect("shutdown");
+    let shutdown_took = down.elapsed();
+    let took = wait_until(
+        "every group has a leader again",
+        Duration::from_secs(120),
+        || leaders(&hosts) == groups as usize,
+    ) + shutdown_took;
+    println!(
+        "failover: host {} leading {lost} of {groups} groups shut down (in {shutdown_took:?}); \
+         every group had a leader again {took:?} later: {:.1} base election timeouts of \
+         {election:?} (bar: 5)",
+        victim + 1,
+        took.as_secs_f64() / election.as_secs_f64()
+    );
+    // Every group still holds its write: the counter is at least 1 at the new leader.
+    let failed = for_every_group(groups, 512, |group, tx| {
+        let leader = hosts.iter().find(|h| {
+            h.group(group)
+                .and_then(|g| g.status())
+                .is_some_and(|s| s.role == Role::Leader)
+        });
+        let Some(leader) = leader else {
+            let _ = tx.send((group, Err((true, "no leader".into()))));
+            return;
+        };
+        leader
+            .group(group)
+            .expect("group")
+            .read_with(Vec::new(), move |r| {
+                let result = match r {
+                    Ok(bytes)
+                        if bytes.len() == 8
+                            && u64::from_le_bytes(bytes[..].try_into().expect("8 bytes")) >= 1 =>
+                    {
+                        Ok(())
+                    }
+                    Ok(bytes) => Err((false, format!("the acknowledged write is gone: {bytes:?}"))),
+                    Err(e) => Err((true, e.to_string())),
+                };
+                let _ = tx.send((group, result));
+            });
+    });
+    assert!(
+        failed.is_empty(),
+        "after failover: {:?}",
+        &failed[..failed.len().min(5)]
+    );
+    println!("failover: every group's acknowledged write is there after the failover");
+    for host in hosts {
+        host.shutdown().expect("shutdown");
+    }
+}
+
+/// Three hosts in this process, `groups` groups each (every group on all three), left idle
+/// until they quiesce: prints the CPU the process uses over 30 s (all three hosts together)
+/// and the resident memory per group replica, against the same hosts with no groups.
+fn idle_report(groups: u64) {
+    let (hosts, _dir) = start_hosts();
+    std::thread::sleep(Duration::from_secs(2));
+    let empty_rss = resident_bytes();
+    let started = Instant::now();
+    create_groups(&hosts, groups);
     println!(
         "idle: {groups} groups created on 3 hosts in {:?}",
         started.elapsed()
@@ -451,6 +667,12 @@ fn bench(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
     {
         idle_report(groups);
+    }
+    if let Some(groups) = std::env::var("KETCH_HOST_BENCH_FAILOVER_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        failover_report(groups);
     }
     side_by_side();
     let mut group = c.benchmark_group("host/throughput");

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ketch::node::{Group, GroupId, Host, HostConfig, ProposeError, StateMachine};
 use ketch::raft::Role;
+use ketch_storage::FaultInjector;
 
 /// Tells the watchdog the test ended (when dropped, panicking or not).
 struct Finished(Arc<AtomicBool>);
@@ -82,11 +83,23 @@ struct Hosts {
     dirs: BTreeMap<u64, PathBuf>,
     hosts: BTreeMap<u64, Host>,
     snapshot_threshold_entries: u64,
+    /// Each host's log fault injector (disarmed unless a test arms it).
+    faults: BTreeMap<u64, Arc<FaultInjector>>,
+    /// Every host's disk-stall bound (`None`: `HostConfig`'s default).
+    disk_stall_timeout: Option<Duration>,
     _root: tempfile::TempDir,
 }
 
 impl Hosts {
     fn new(count: u64, snapshot_threshold_entries: u64) -> Hosts {
+        Self::with_stall_bound(count, snapshot_threshold_entries, None)
+    }
+
+    fn with_stall_bound(
+        count: u64,
+        snapshot_threshold_entries: u64,
+        disk_stall_timeout: Option<Duration>,
+    ) -> Hosts {
         let root = tempfile::tempdir().unwrap();
         let listeners: Vec<_> = (0..count)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -106,6 +119,10 @@ impl Hosts {
             dirs,
             hosts: BTreeMap::new(),
             snapshot_threshold_entries,
+            faults: (1..=count)
+                .map(|id| (id, Arc::new(FaultInjector::default())))
+                .collect(),
+            disk_stall_timeout,
             _root: root,
         };
         for id in 1..=count {
@@ -117,6 +134,10 @@ impl Hosts {
     fn config(&self, id: u64) -> HostConfig {
         let mut config = HostConfig::new(id, 77, self.addrs.clone(), self.addrs[&id]);
         config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
+        config.log.fault_injector = Some(Arc::clone(&self.faults[&id]));
+        if let Some(bound) = self.disk_stall_timeout {
+            config.disk_stall_timeout = bound;
+        }
         config
     }
 
@@ -524,5 +545,85 @@ fn one_groups_membership_changes_while_the_others_run() {
             Ok(&b"19"[..]),
             "group {group}"
         );
+    }
+}
+
+/// A host whose disk stalls (every fsync takes seconds) sends nothing, host beats included:
+/// the groups it led elect leaders on the other hosts and take writes while the stall lasts,
+/// and once its disk recovers it catches up, with nothing acknowledged lost.
+#[test]
+fn a_host_with_a_stalled_disk_hands_over_its_groups_and_catches_up() {
+    let _done = Finished(watchdog(
+        "a_host_with_a_stalled_disk_hands_over_its_groups_and_catches_up",
+        Duration::from_secs(120),
+    ));
+    let stall_bound = Duration::from_millis(300);
+    let hosts = Hosts::with_stall_bound(3, 10_000, Some(stall_bound));
+    let groups: Vec<GroupId> = (1..=12).collect();
+    hosts.create_groups(groups.iter().copied());
+    let leaders = hosts.leaders(&groups, Duration::from_secs(30));
+    for group in &groups {
+        hosts.write(*group, "k", "before");
+    }
+    let victim = leaders[&1];
+    let led: Vec<GroupId> = groups
+        .iter()
+        .copied()
+        .filter(|group| leaders[group] == victim)
+        .collect();
+    assert!(!hosts.hosts[&victim].status().disk_stalled);
+
+    hosts.faults[&victim].stall_syncs(stall_bound * 5);
+    // Writes at the victim's leaders give its writer work it cannot finish.
+    for group in &led {
+        hosts.group(victim, *group).submit(b"k=during".to_vec());
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the victim reports its disk stalled",
+        || hosts.hosts[&victim].status().disk_stalled,
+    );
+    // The others elect leaders for the victim's groups and take writes meanwhile.
+    let healthy: Vec<u64> = hosts
+        .addrs
+        .keys()
+        .copied()
+        .filter(|id| *id != victim)
+        .collect();
+    for group in &led {
+        wait_until(
+            Duration::from_secs(15),
+            "a healthy host leads the group",
+            || {
+                healthy.iter().any(|id| {
+                    hosts
+                        .group(*id, *group)
+                        .status()
+                        .is_some_and(|s| s.role == Role::Leader)
+                })
+            },
+        );
+    }
+    for group in &groups {
+        hosts.write(*group, "k", "after");
+    }
+    assert!(hosts.faults[&victim].syncs_stalled());
+    assert!(
+        led.iter()
+            .all(|group| { hosts.leaders(&[*group], Duration::from_secs(15))[group] != victim }),
+        "a group still led by the stalled host"
+    );
+
+    hosts.faults[&victim].clear();
+    wait_until(
+        Duration::from_secs(15),
+        "the victim's writes complete again",
+        || !hosts.hosts[&victim].status().disk_stalled,
+    );
+    for group in &groups {
+        let g = hosts.group(victim, *group);
+        wait_until(Duration::from_secs(15), "the victim catches up", || {
+            g.read(b"k".to_vec()).as_deref() == Ok(&b"after"[..])
+        });
     }
 }

@@ -34,10 +34,10 @@ pub struct NodeConfig {
     pub read_timeout: Duration,
     /// Most proposals waiting for their result on this node.
     pub max_pending_proposals: usize,
-    /// Leader disk-stall bound: a leader whose log writer has completed nothing for this long
-    /// (plus a second per 16 MiB pending) while writes wait sends nothing (no heartbeats)
-    /// until one completes, so followers elect another leader instead of the cluster hanging
-    /// on a dead disk while heartbeats flow.
+    /// Leader disk-stall bound (default 5 s): a leader whose log writer has completed nothing
+    /// for this long (plus a second per 16 MiB pending) while writes wait sends nothing (no
+    /// heartbeats) until one completes, so followers elect another leader instead of the
+    /// cluster hanging on a dead disk while heartbeats flow (see `disk_stall`).
     pub disk_stall_timeout: Duration,
     /// Bytes queued per peer connection (a peer has two, see `transport`) before messages are
     /// dropped (raised to hold one frame of the largest entry, see
@@ -108,7 +108,10 @@ impl NodeConfig {
             propose_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
             max_pending_proposals: 65_536,
-            disk_stall_timeout: Duration::from_secs(1),
+            // Five seconds: one fdatasync on a busy shared disk, or a segment's preparation
+            // behind a 64 MiB entry, can take over a second, and a leader that steps aside
+            // for a busy disk costs every client an election. (CockroachDB waits 20 s.)
+            disk_stall_timeout: Duration::from_secs(5),
             peer_queue_bytes_max: 64 << 20,
             max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
             wal: ketch_storage::Options::default(),

@@ -117,6 +117,7 @@ mod apply;
 mod coalesce;
 mod completion;
 mod config;
+mod disk_stall;
 mod durable_state;
 mod errors;
 mod event_loop;

@@ -26,6 +26,7 @@ use super::addresses::AddressBook;
 use super::apply::{ApplyShared, ApplyWork, Waiter, APPLY_QUEUE_ITEMS};
 use super::completion::ReadCompletion;
 use super::config::NodeConfig;
+use super::disk_stall::{self, WriterProgress};
 use super::errors::{ProposeError, ReadError};
 use super::forward::ForwardState;
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
@@ -149,12 +150,8 @@ pub(crate) struct EventLoop {
 struct State {
     seq: u64,
     pending: VecDeque<PendingPersist>,
-    /// The `write_bytes` of every item in `pending`.
-    pending_write_bytes: u64,
-    /// When the writer last reported an item durable. The writer takes items in order, so
-    /// the oldest pending item has been the writer's to work on only since this (or since it
-    /// was sent, if later): before, the writer was busy with the items ahead of it.
-    writer_progress_at: Instant,
+    /// The log writer's progress over `pending`, for the disk-stall rule (`disk_stall`).
+    writer_progress: WriterProgress,
     apply_sent: u64,
     applied_reported: u64,
     reads: HashMap<u64, PendingRead>,
@@ -203,22 +200,6 @@ const PENDING_CHANGES_MAX: usize = 64;
 /// How long a node that left the configuration stays reachable: well over the two election
 /// timeouts for which the leader keeps replicating to it (`raft` departed nodes).
 const DEPARTED_GRACE: Duration = Duration::from_secs(10);
-
-/// The throughput of a slow but working disk, copies on a loaded host included. A leader's
-/// disk counts as stalled once its log writer has made no progress (reported no item durable)
-/// for `disk_stall_timeout` plus the bytes of all pending writes divided by this. Without the
-/// allowance, the leader's write of one 64 MiB entry (copied, written and synced by the log
-/// writer, on a host busy replicating it) can outlast the timeout, and the leader would step
-/// aside for a disk that is only busy. Timing from the last progress, not from when the
-/// oldest item was sent, matters just as much: a small item sent right behind a 64 MiB one
-/// waits for that one's whole round, and is not the writer's to work on before it.
-const DISK_STALL_SLOW_BYTES_PER_SEC: u64 = 16 << 20;
-
-/// The extra time a slow but working disk needs for every pending write (see
-/// [`DISK_STALL_SLOW_BYTES_PER_SEC`]).
-fn allowance(state: &State) -> Duration {
-    Duration::from_secs_f64(state.pending_write_bytes as f64 / DISK_STALL_SLOW_BYTES_PER_SEC as f64)
-}
 
 /// A loop pass longer than this is logged, with where the time went: a few of them in a row
 /// delay heartbeats past an election timeout.
@@ -273,8 +254,7 @@ impl EventLoop {
         let mut state = State {
             seq: 0,
             pending: VecDeque::new(),
-            pending_write_bytes: 0,
-            writer_progress_at: Instant::now(),
+            writer_progress: WriterProgress::new(),
             apply_sent: 0,
             applied_reported: self.core.log().applied(),
             reads: HashMap::new(),
@@ -487,7 +467,9 @@ impl EventLoop {
     fn check_disk_stall(&mut self, state: &mut State) {
         let stalled = self.core.role() == Role::Leader
             && state.pending.front().is_some_and(|p| {
-                self.writer_waited(state, p) > self.settings.disk_stall_timeout + allowance(state)
+                state
+                    .writer_progress
+                    .stalled(p.sent_at, self.settings.disk_stall_timeout)
             });
         if stalled != state.disk_stalled {
             if stalled {
@@ -497,21 +479,16 @@ impl EventLoop {
                      {:?}, plus {:?} for the {} bytes pending); sending nothing so that a \
                      node with a working disk takes over",
                     self.core.id(),
-                    self.writer_waited(state, oldest),
+                    state.writer_progress.waited(oldest.sent_at),
                     self.settings.disk_stall_timeout,
-                    allowance(state),
-                    state.pending_write_bytes,
+                    disk_stall::allowance(state.writer_progress.pending_bytes()),
+                    state.writer_progress.pending_bytes(),
                 );
             } else {
                 log::info!("node {}: log writes complete again", self.core.id());
             }
             state.disk_stalled = stalled;
         }
-    }
-
-    /// How long the writer has had `oldest` (the front of `pending`) to work on.
-    fn writer_waited(&self, state: &State, oldest: &PendingPersist) -> Duration {
-        oldest.sent_at.max(state.writer_progress_at).elapsed()
     }
 
     fn take_requests(&mut self, state: &mut State) {

@@ -21,12 +21,7 @@ impl EventLoop {
             .load(Ordering::Acquire);
         while state.pending.front().is_some_and(|p| p.seq <= durable) {
             let done = state.pending.pop_front().expect("front exists");
-            state.writer_progress_at = Instant::now();
-            assert!(
-                state.pending_write_bytes >= done.write_bytes,
-                "pending write bytes below one pending write"
-            );
-            state.pending_write_bytes -= done.write_bytes;
+            state.writer_progress.durable(done.write_bytes);
             if let Some(meta) = done.install {
                 self.learn_snapshot_addresses(&meta);
                 // Proposals at or below the snapshot were decided elsewhere: whether theirs is
@@ -128,7 +123,7 @@ impl EventLoop {
                     .iter()
                     .map(|c| c.data.len() as u64)
                     .sum::<u64>();
-            state.pending_write_bytes += write_bytes;
+            state.writer_progress.sent(write_bytes);
             state.pending.push_back(PendingPersist {
                 seq: state.seq,
                 sent_at: Instant::now(),

@@ -228,6 +228,7 @@ impl Host {
             election_timeout_ticks: u64::from(config.raft.election_timeout_ticks),
             quiesce_after_ticks: config.quiesce_after_ticks,
             host_beat_interval_ticks: u64::from(config.raft.heartbeat_interval_ticks.max(1)),
+            disk_stall_timeout: config.disk_stall_timeout,
         };
         let links = LoopLinks {
             inbox: inbox_rx,

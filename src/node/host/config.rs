@@ -52,6 +52,11 @@ pub struct HostConfig {
     /// Idle ticks after which a group's leader quiesces it (0: never; see the host's
     /// quiescence rules).
     pub quiesce_after_ticks: u32,
+    /// How long (default 5 s) the shared log writer may complete nothing (plus a second per 16 MiB
+    /// pending) while writes wait before the host counts its disk as stalled and sends
+    /// nothing, host beats included, until a write completes: the groups it leads then elect
+    /// leaders elsewhere instead of hanging on a dead disk (as `NodeConfig`'s).
+    pub disk_stall_timeout: Duration,
 }
 
 impl HostConfig {
@@ -87,6 +92,10 @@ impl HostConfig {
             store: ketch_storage::StoreOptions::default(),
             peer_security: PeerSecurity::default(),
             quiesce_after_ticks: crate::node::quiescence::QUIESCE_AFTER_TICKS,
+            // Five seconds: one fdatasync on a busy shared disk, or a segment's preparation
+            // behind a 64 MiB entry, can take over a second, and a leader that steps aside
+            // for a busy disk costs every client an election. (CockroachDB waits 20 s.)
+            disk_stall_timeout: Duration::from_secs(5),
         }
     }
 

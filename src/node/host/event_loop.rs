@@ -24,6 +24,7 @@ use super::status::{GroupStatus, HostStatus};
 use crate::node::apply::Waiter;
 use crate::node::coalesce::coalesce_appends;
 use crate::node::completion::{ProposeCompletion, ReadCompletion};
+use crate::node::disk_stall::{self, WriterProgress};
 use crate::node::errors::{ProposeError, ReadError};
 use crate::node::membership_change::{ChangeCompletion, ChangeError};
 use crate::node::quiescence;
@@ -44,6 +45,10 @@ const STATUS_PERIOD: Duration = Duration::from_millis(10);
 struct PendingPersist {
     seq: u64,
     group: GroupId,
+    /// When it was sent to the writer, and the entry and chunk bytes it carries (for the
+    /// disk-stall rule, `crate::node::disk_stall`).
+    sent_at: Instant,
+    write_bytes: u64,
     persisted_messages: Vec<Message>,
     last_entry: Option<(u64, u64)>,
     install: Option<SnapshotMeta>,
@@ -155,6 +160,9 @@ pub struct LoopSettings {
     pub quiesce_after_ticks: u32,
     /// Ticks between host beats to each peer host (at least 1).
     pub host_beat_interval_ticks: u64,
+    /// How long the log writer may make no progress before the host counts its disk as
+    /// stalled (`crate::node::disk_stall`).
+    pub disk_stall_timeout: Duration,
 }
 
 /// The loop's ends of its links.
@@ -185,6 +193,12 @@ pub struct HostLoop {
     pending_proposals: usize,
     pending_reads: usize,
     participating: bool,
+    /// The log writer's progress over `pending`.
+    writer_progress: WriterProgress,
+    /// The writer has made no progress for too long: the host sends nothing, host beats
+    /// included, so every group it leads elects a leader elsewhere (`disk_stall`). One log
+    /// serves every group, so the stall is the whole host's.
+    disk_stalled: bool,
     last_error: Option<String>,
     raw_snapshot: Option<(GroupId, RawSnapshotFile)>,
     received: Received,
@@ -225,6 +239,8 @@ impl HostLoop {
             pending_proposals: 0,
             pending_reads: 0,
             participating: true,
+            writer_progress: WriterProgress::new(),
+            disk_stalled: false,
             last_error: None,
             raw_snapshot: None,
             received: Received::default(),
@@ -284,6 +300,7 @@ impl HostLoop {
                 self.expire();
             }
             self.take_completions();
+            self.check_disk_stall();
             self.handle_readies();
             self.transport.flush_all(self.poll.registry());
             let now = Instant::now();
@@ -367,7 +384,7 @@ impl HostLoop {
         }
         // Host liveness: one beat per peer host per heartbeat interval (as often as one
         // group's leader would heartbeat), whatever the number of groups.
-        if self.ticks % self.settings.host_beat_interval_ticks == 0 {
+        if self.ticks % self.settings.host_beat_interval_ticks == 0 && !self.disk_stalled {
             for peer in &self.peers {
                 self.transport
                     .send_host_beat(self.poll.registry(), *peer, self.ticks);
@@ -426,6 +443,9 @@ impl HostLoop {
             replica.idle_ticks = if idle { replica.idle_ticks + 1 } else { 0 };
             replica.core.tick();
             Self::mark_dirty(&mut self.dirty, *group, replica);
+        }
+        if self.disk_stalled {
+            return;
         }
         for (peer, notices) in notices {
             self.transport
@@ -657,6 +677,8 @@ impl HostLoop {
         self.pending.push_back(PendingPersist {
             seq: self.seq,
             group,
+            sent_at: Instant::now(),
+            write_bytes: 0,
             persisted_messages: Vec::new(),
             last_entry: None,
             install: None,
@@ -866,6 +888,7 @@ impl HostLoop {
             .load(Ordering::Acquire);
         while self.pending.front().is_some_and(|p| p.seq <= durable) {
             let done = self.pending.pop_front().expect("front exists");
+            self.writer_progress.durable(done.write_bytes);
             let Some(replica) = self.groups.get_mut(&done.group) else {
                 continue;
             };
@@ -898,7 +921,7 @@ impl HostLoop {
             if let Some((index, term)) = done.last_entry {
                 replica.core.on_persisted(index, term);
             }
-            if self.participating {
+            if self.participating && !self.disk_stalled {
                 for message in done.persisted_messages {
                     send_message(
                         &mut self.transport,
@@ -942,6 +965,8 @@ impl HostLoop {
                     self.pending.push_back(PendingPersist {
                         seq: self.seq,
                         group,
+                        sent_at: Instant::now(),
+                        write_bytes: 0,
                         persisted_messages: Vec::new(),
                         last_entry: None,
                         install: None,
@@ -963,6 +988,33 @@ impl HostLoop {
                 }
             }
         }
+    }
+
+    /// Updates `disk_stalled` from the writer's progress, logging each change.
+    fn check_disk_stall(&mut self) {
+        let stalled = self.pending.front().is_some_and(|p| {
+            self.writer_progress
+                .stalled(p.sent_at, self.settings.disk_stall_timeout)
+        });
+        if stalled == self.disk_stalled {
+            return;
+        }
+        if stalled {
+            let oldest = self.pending.front().expect("a stall has a pending write");
+            log::warn!(
+                "host {}: the log writer made no progress for {:?} (the limit is {:?}, plus \
+                 {:?} for the {} bytes pending); sending nothing, host beats included, so \
+                 that the groups this host leads elect leaders with a working disk",
+                self.id,
+                self.writer_progress.waited(oldest.sent_at),
+                self.settings.disk_stall_timeout,
+                disk_stall::allowance(self.writer_progress.pending_bytes()),
+                self.writer_progress.pending_bytes(),
+            );
+        } else {
+            log::info!("host {}: log writes complete again", self.id);
+        }
+        self.disk_stalled = stalled;
     }
 
     fn writer_has_room(&self) -> bool {
@@ -1035,7 +1087,12 @@ impl HostLoop {
             snapshot_chunks,
             snapshot_to_install,
         } = ready;
-        for message in coalesce_appends(messages, self.settings.append_merge_bytes_max) {
+        let messages = if self.disk_stalled {
+            Vec::new()
+        } else {
+            coalesce_appends(messages, self.settings.append_merge_bytes_max)
+        };
+        for message in messages {
             send_message(
                 &mut self.transport,
                 &self.poll,
@@ -1054,9 +1111,17 @@ impl HostLoop {
             || snapshot_to_install.is_some();
         if needs_persist || !persisted_messages.is_empty() {
             self.seq += 1;
+            let write_bytes = entries.iter().map(|e| e.size_bytes()).sum::<u64>()
+                + snapshot_chunks
+                    .iter()
+                    .map(|c| c.data.len() as u64)
+                    .sum::<u64>();
+            self.writer_progress.sent(write_bytes);
             self.pending.push_back(PendingPersist {
                 seq: self.seq,
                 group,
+                sent_at: Instant::now(),
+                write_bytes,
                 persisted_messages,
                 last_entry: entries.last().map(|e| (e.index, e.term)),
                 install: snapshot_to_install.clone(),
@@ -1172,6 +1237,7 @@ impl HostLoop {
         status.last_error = self.last_error.clone();
         status.messages_unrouted = self.messages_unrouted;
         status.pending_proposals = self.pending_proposals;
+        status.disk_stalled = self.disk_stalled;
     }
 }
 

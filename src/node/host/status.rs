@@ -34,6 +34,10 @@ pub struct HostStatus {
     pub messages_unrouted: u64,
     /// Proposals waiting for their entry to commit, over all groups.
     pub pending_proposals: usize,
+    /// True while the shared log writer has made no progress past
+    /// [`HostConfig::disk_stall_timeout`](super::HostConfig::disk_stall_timeout): the host
+    /// sends nothing, so its groups' leaders are replaced elsewhere.
+    pub disk_stalled: bool,
 }
 
 /// Where one group's replica on this host stands.
