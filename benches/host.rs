@@ -22,7 +22,8 @@
 //! group still holds its acknowledged write.
 //!
 //! Run: `cargo bench --bench host` (`KETCH_HOST_BENCH_ROUNDS=N`, `KETCH_BENCH_DIR=DIR`;
-//! `KETCH_HOST_BENCH_ROUNDS=0` skips the side-by-side report).
+//! `KETCH_HOST_BENCH_ROUNDS=0` skips the side-by-side report; `KETCH_HOST_BENCH_ONLY=host-64`
+//! runs one kind alone for `ROUNDS` x 5 s, for a profile).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -317,6 +318,14 @@ fn latency(target: &dyn Target) -> (Duration, Duration) {
     (at(0.5), at(0.99))
 }
 
+/// A cluster of `kind`: `node`, or `host-N` for three hosts running N groups.
+fn start_target(kind: &str) -> Box<dyn Target> {
+    match kind.strip_prefix("host-") {
+        None => Box::new(Nodes::start()),
+        Some(groups) => Box::new(Hosts::start(groups.parse().expect("host-N"))),
+    }
+}
+
 fn side_by_side() {
     let rounds: usize = std::env::var("KETCH_HOST_BENCH_ROUNDS")
         .ok()
@@ -324,6 +333,15 @@ fn side_by_side() {
         .unwrap_or(3);
     let duration = Duration::from_secs(ROUND_SECS);
     let kinds = ["node", "host-1", "host-16", "host-64"];
+    // KETCH_HOST_BENCH_ONLY=host-64 (say) runs one kind alone, for a profile.
+    let only = std::env::var("KETCH_HOST_BENCH_ONLY").ok();
+    if let Some(kind) = only.as_deref() {
+        let target = start_target(kind);
+        load(&*target, CLIENTS, Duration::from_secs(1));
+        let (rate, fsyncs) = load(&*target, CLIENTS, duration * rounds.max(1) as u32);
+        println!("{kind:8} {rate:>9.0} commits/s {fsyncs:>7.0} fsyncs/s per member");
+        return;
+    }
     for round in 0..rounds {
         let mut order: Vec<&str> = kinds.to_vec();
         if round % 2 == 1 {
@@ -331,12 +349,7 @@ fn side_by_side() {
         }
         let mut results: BTreeMap<&str, (f64, f64, Duration, Duration)> = BTreeMap::new();
         for kind in order {
-            let target: Box<dyn Target> = match kind {
-                "node" => Box::new(Nodes::start()),
-                "host-1" => Box::new(Hosts::start(1)),
-                "host-16" => Box::new(Hosts::start(16)),
-                _ => Box::new(Hosts::start(64)),
-            };
+            let target = start_target(kind);
             load(&*target, CLIENTS, Duration::from_secs(1));
             let (rate, fsyncs) = load(&*target, CLIENTS, duration);
             let (p50, p99) = latency(&*target);
