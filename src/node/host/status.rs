@@ -38,6 +38,10 @@ pub struct HostStatus {
     /// [`HostConfig::disk_stall_timeout`](super::HostConfig::disk_stall_timeout): the host
     /// sends nothing, so its groups' leaders are replaced elsewhere.
     pub disk_stalled: bool,
+    /// Loop passes that ran later than a tick interval behind, whose missed ticks were
+    /// dropped rather than caught up: a sign the host is overloaded (its election clocks
+    /// then run slow).
+    pub ticks_dropped: u64,
 }
 
 /// Where one group's replica on this host stands.
