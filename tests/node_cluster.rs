@@ -74,6 +74,8 @@ struct Cluster {
     client_timeout: Duration,
     /// Every node's leader disk-stall bound (`None`: `NodeConfig`'s default).
     disk_stall_timeout: Option<Duration>,
+    /// Every node's base election timeout in ticks (`None`: `NodeConfig`'s default).
+    election_timeout_ticks: Option<u32>,
 }
 
 impl Cluster {
@@ -86,7 +88,7 @@ impl Cluster {
         snapshot_threshold_entries: u64,
         client_timeout: Duration,
     ) -> Cluster {
-        Cluster::with_timeouts(size, snapshot_threshold_entries, client_timeout, None)
+        Cluster::with_timeouts(size, snapshot_threshold_entries, client_timeout, None, None)
     }
 
     fn with_timeouts(
@@ -94,6 +96,7 @@ impl Cluster {
         snapshot_threshold_entries: u64,
         client_timeout: Duration,
         disk_stall_timeout: Option<Duration>,
+        election_timeout_ticks: Option<u32>,
     ) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         // Bind to port 0 to find free ports; std sets SO_REUSEADDR so they can be rebound.
@@ -119,6 +122,7 @@ impl Cluster {
             snapshot_threshold_entries,
             client_timeout,
             disk_stall_timeout,
+            election_timeout_ticks,
         };
         for id in 1..=size {
             cluster.start(id);
@@ -133,6 +137,9 @@ impl Cluster {
         config.read_timeout = self.client_timeout;
         if let Some(bound) = self.disk_stall_timeout {
             config.disk_stall_timeout = bound;
+        }
+        if let Some(ticks) = self.election_timeout_ticks {
+            config.raft.election_timeout_ticks = ticks;
         }
         let faults = Arc::new(FaultInjector::default());
         config.wal.fault_injector = Some(Arc::clone(&faults));
@@ -913,7 +920,8 @@ impl Proposers {
 fn a_leader_with_a_stalled_disk_is_superseded_and_rejoins_losing_nothing() {
     let done = watchdog("stalled_leader_disk", Duration::from_secs(120));
     let stall_bound = Duration::from_millis(300);
-    let mut cluster = Cluster::with_timeouts(3, 100_000, Duration::from_secs(2), Some(stall_bound));
+    let mut cluster =
+        Cluster::with_timeouts(3, 100_000, Duration::from_secs(2), Some(stall_bound), None);
     let old_leader = cluster.leader(Duration::from_secs(10));
     for value in 0..50u64 {
         assert!(cluster.propose(value, Duration::from_secs(5)));
@@ -1345,8 +1353,11 @@ fn proposals_on_followers_are_forwarded_applied_once_and_answer_the_leaders_resu
 #[test]
 fn a_forward_to_a_leader_isolated_mid_flight_may_have_been_applied_never_certainly_not() {
     let done = watchdog("forward_leader_isolated", Duration::from_secs(90));
-    let mut cluster = Cluster::with_client_timeout(3, 100_000, Duration::from_secs(5));
-    let leader = cluster.leader(Duration::from_secs(10));
+    // 3-6 s elections: the test's premise is that the follower still believes in the
+    // isolated leader when it takes the proposals, and on a loaded machine the test thread
+    // alone can be descheduled for longer than the default 300 ms.
+    let mut cluster = Cluster::with_timeouts(3, 100_000, Duration::from_secs(5), None, Some(300));
+    let leader = cluster.leader(Duration::from_secs(20));
     let follower = next_id(&cluster.nodes, leader);
     wait_until(
         "the follower knows the leader",
@@ -1354,7 +1365,7 @@ fn a_forward_to_a_leader_isolated_mid_flight_may_have_been_applied_never_certain
         || cluster.nodes[&follower].status().leader == Some(leader),
     );
     assert!(cluster.propose(1, Duration::from_secs(5)));
-    // The follower still believes in the leader (for an election timeout, 300 ms or more),
+    // The follower still believes in the leader (for an election timeout, 3 s or more),
     // so it forwards; the leader, cut off, never answers.
     cluster.nodes[&leader].set_isolated(true);
     let answers = Answers::<ProposeError>::new();
