@@ -15,12 +15,21 @@
 
 use std::time::{Duration, Instant};
 
+use crate::raft::{Entry, SnapshotChunk};
+
 /// The throughput of a slow but working disk, copies on a loaded host included.
 pub const SLOW_DISK_BYTES_PER_SEC: u64 = 16 << 20;
 
 /// The extra time a slow but working disk needs for `pending_bytes`.
 pub fn allowance(pending_bytes: u64) -> Duration {
     Duration::from_secs_f64(pending_bytes as f64 / SLOW_DISK_BYTES_PER_SEC as f64)
+}
+
+/// The bytes one persistence item asks the writer to write: its entries and snapshot chunks
+/// (what [`allowance`] is for; hard states and truncations are too small to count).
+pub fn write_bytes(entries: &[Entry], chunks: &[SnapshotChunk]) -> u64 {
+    entries.iter().map(Entry::size_bytes).sum::<u64>()
+        + chunks.iter().map(|c| c.data.len() as u64).sum::<u64>()
 }
 
 /// The writer's clock: when it last made progress, and the bytes it has waiting.

@@ -9,6 +9,7 @@ use super::{EventLoop, PendingPersist, State, APPLY_SLACK_ITEMS, NODE_GROUP};
 use crate::node::addresses::addresses_in;
 use crate::node::apply::{ApplyWork, APPLY_QUEUE_ITEMS};
 use crate::node::coalesce::coalesce_appends;
+use crate::node::disk_stall;
 use crate::node::errors::{ProposeError, ReadError};
 use crate::node::log_writer::PersistWork;
 use crate::raft::{Message, MessageBody, Ready};
@@ -118,11 +119,7 @@ impl EventLoop {
         if needs_persist || !persisted_messages.is_empty() {
             state.seq += 1;
             let last_entry = entries.last().map(|e| (e.index, e.term));
-            let write_bytes = entries.iter().map(|e| e.size_bytes()).sum::<u64>()
-                + snapshot_chunks
-                    .iter()
-                    .map(|c| c.data.len() as u64)
-                    .sum::<u64>();
+            let write_bytes = disk_stall::write_bytes(&entries, &snapshot_chunks);
             state.writer_progress.sent(write_bytes);
             state.pending.push_back(PendingPersist {
                 seq: state.seq,

@@ -1121,11 +1121,7 @@ impl HostLoop {
             || snapshot_to_install.is_some();
         if needs_persist || !persisted_messages.is_empty() {
             self.seq += 1;
-            let write_bytes = entries.iter().map(|e| e.size_bytes()).sum::<u64>()
-                + snapshot_chunks
-                    .iter()
-                    .map(|c| c.data.len() as u64)
-                    .sum::<u64>();
+            let write_bytes = disk_stall::write_bytes(&entries, &snapshot_chunks);
             self.writer_progress.sent(write_bytes);
             self.pending.push_back(PendingPersist {
                 seq: self.seq,
