@@ -304,6 +304,50 @@ fn a_thousand_pipelined_commands_in_one_write_are_answered_in_order() {
     done.store(true, Ordering::Release);
 }
 
+/// Reads stop at a short read and wait for the socket's next event: requests split across
+/// writes, many small ones one after another, and a request sent with the connection's write
+/// half closed must all still be answered, and the half-closed connection closed.
+#[test]
+fn requests_in_pieces_and_behind_a_half_close_are_answered_and_the_connection_closed() {
+    let done = watchdog("pieces and half-close", Duration::from_secs(120));
+    let cluster = KvCluster::start(3, |_| {});
+    let leader = cluster.leader();
+    let mut c = cluster.connect(leader);
+    let mut bytes = Vec::new();
+    encode_request(&mut bytes, &[&b"SET"[..], b"piece", b"together"]);
+    for chunk in bytes.chunks(3) {
+        c.stream.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(c.reply(), Reply::Simple("OK".into()));
+    for i in 0..200 {
+        c.send(&[&b"GET"[..], b"piece"]);
+        assert_eq!(
+            c.reply(),
+            Reply::Bulk(Some(b"together".to_vec())),
+            "GET {i}"
+        );
+    }
+    for round in 0..50 {
+        let mut c = cluster.connect(leader);
+        c.send(&[&b"GET"[..], b"piece"]);
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(
+            c.reply(),
+            Reply::Bulk(Some(b"together".to_vec())),
+            "round {round}"
+        );
+        let mut rest = Vec::new();
+        // The read timeout (15 s) fails this if the server never sees the close.
+        c.stream
+            .read_to_end(&mut rest)
+            .unwrap_or_else(|e| panic!("round {round}: the server did not close: {e}"));
+        assert!(rest.is_empty(), "round {round}: {rest:?}");
+    }
+    cluster.shutdown();
+    done.store(true, Ordering::Release);
+}
+
 #[test]
 fn writes_on_a_follower_are_read_linearizably_everywhere() {
     let done = watchdog("follower", Duration::from_secs(120));

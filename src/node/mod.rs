@@ -130,6 +130,7 @@ mod peer_tls;
 pub mod quiescence;
 mod refusal_log;
 mod request;
+pub(crate) mod socket_drain;
 mod state_machine;
 mod status;
 mod transport;

@@ -187,6 +187,11 @@ pub(crate) enum PeerStream {
 }
 
 impl PeerStream {
+    /// Whether the stream runs TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, PeerStream::Tls { .. })
+    }
+
     /// A dialed stream to node `to`, under TLS if `tls` is set.
     pub(crate) fn dialed(
         tcp: TcpStream,

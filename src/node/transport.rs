@@ -134,6 +134,7 @@ use super::peer_auth::{
 };
 use super::peer_tls::PeerStream;
 use super::refusal_log::RefusalLog;
+use super::socket_drain::Drain;
 use crate::raft::{GroupId, Message, MessageBody, NodeId, SplitMix64};
 use crate::wire::frame::{FrameDecoder, OutFrame, HEADER_BYTES};
 #[cfg(doc)]
@@ -1053,7 +1054,7 @@ impl Transport {
                 }
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                self.read_or_close(registry, token, received);
+                self.read_or_close(registry, token, Drain::for_event(event), received);
             }
         }
     }
@@ -1072,13 +1073,20 @@ impl Transport {
     pub fn read_pending(&mut self, registry: &Registry, received: &mut Received) {
         for token in std::mem::take(&mut self.read_again) {
             if self.inbound.contains_key(&token) {
-                self.read_or_close(registry, token, received);
+                // Left at the budget, not answering an event: no new event is due.
+                self.read_or_close(registry, token, Drain::ToWouldBlock, received);
             }
         }
     }
 
-    fn read_or_close(&mut self, registry: &Registry, token: Token, received: &mut Received) {
-        match self.read_inbound(token, received) {
+    fn read_or_close(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        drain: Drain,
+        received: &mut Received,
+    ) {
+        match self.read_inbound(token, drain, received) {
             Ok(true) => {
                 if !self.read_again.contains(&token) {
                     self.read_again.push(token);
@@ -1177,9 +1185,14 @@ impl Transport {
 
     /// Reads what `token`'s connection has, up to [`READ_PASS_BYTES_MAX`]; `Ok(true)` if it
     /// stopped at that budget (more may be waiting), `Err` names why it must close.
-    fn read_inbound(&mut self, token: Token, received: &mut Received) -> Result<bool, String> {
+    fn read_inbound(
+        &mut self,
+        token: Token,
+        drain: Drain,
+        received: &mut Received,
+    ) -> Result<bool, String> {
         let mut heard = None;
-        let result = self.read_inbound_frames(token, received, &mut heard);
+        let result = self.read_inbound_frames(token, drain, received, &mut heard);
         // Once per read of a connection, not per frame: the list holds at most one entry per
         // peer, so the scan is short.
         if let Some(peer) = heard {
@@ -1195,12 +1208,14 @@ impl Transport {
     fn read_inbound_frames(
         &mut self,
         token: Token,
+        drain: Drain,
         received: &mut Received,
         heard: &mut Option<NodeId>,
     ) -> Result<bool, String> {
         let inbound = self.inbound.get_mut(&token).expect("inbound exists");
         let mut read_bytes = 0;
-        // Ends at WouldBlock, EOF, an error or the budget; each pass consumes what it read.
+        // Ends at WouldBlock (or a short read, as `drain` allows), EOF, an error or the budget;
+        // each pass consumes what it read.
         loop {
             if read_bytes >= READ_PASS_BYTES_MAX {
                 return Ok(true);
@@ -1266,6 +1281,9 @@ impl Transport {
                         }
                     }
                 }
+            }
+            if drain.drained(n, self.read_buf.len(), inbound.stream.is_tls()) {
+                return Ok(false);
             }
         }
     }

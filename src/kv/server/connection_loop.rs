@@ -25,6 +25,7 @@ use super::info::{ErrorCounts, ProcessFacts, ServerStats};
 use super::ClientListeners;
 use crate::kv::command::split_results;
 use crate::kv::resp::write_error;
+use crate::node::socket_drain::Drain;
 use crate::node::Node;
 use crate::raft::NodeId;
 
@@ -154,7 +155,7 @@ impl ConnectionLoop {
                             self.flush(slot);
                         }
                         if event.is_readable() || event.is_read_closed() {
-                            self.read(slot);
+                            self.read(slot, Drain::for_event(event));
                         }
                         self.close_if_finished(slot);
                     }
@@ -245,9 +246,9 @@ impl ConnectionLoop {
         }
     }
 
-    /// Reads until the socket is drained or the connection is backpressured, handling every
-    /// complete request.
-    fn read(&mut self, slot: usize) {
+    /// Reads until the socket is drained (as `drain` decides) or the connection is
+    /// backpressured, handling every complete request.
+    fn read(&mut self, slot: usize, drain: Drain) {
         loop {
             let Some(conn) = self.connections.get_mut(slot).and_then(Option::as_mut) else {
                 return;
@@ -271,8 +272,12 @@ impl ConnectionLoop {
                 Ok(n) => {
                     conn.last_active = Instant::now();
                     conn.input.extend_from_slice(&self.read_buffer[..n]);
+                    let drained = drain.drained(n, self.read_buffer.len(), conn.socket.is_tls());
                     self.process_input(slot);
                     self.flush(slot);
+                    if drained {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -392,7 +397,7 @@ impl ConnectionLoop {
         // Room again: go on with input left unread by backpressure.
         if conn.read_paused && !conn.backpressured(&self.config) {
             self.process_input(slot);
-            self.read(slot);
+            self.read(slot, Drain::ToWouldBlock);
         }
     }
 
@@ -435,7 +440,7 @@ impl ConnectionLoop {
             if let Some(conn) = self.connections.get_mut(slot).and_then(Option::as_mut) {
                 if conn.read_paused && !conn.backpressured(&self.config) && conn.deferred.is_none()
                 {
-                    self.read(slot);
+                    self.read(slot, Drain::ToWouldBlock);
                 }
             }
             self.close_if_finished(slot);
