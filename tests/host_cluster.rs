@@ -85,20 +85,20 @@ struct Hosts {
     snapshot_threshold_entries: u64,
     /// Each host's log fault injector (disarmed unless a test arms it).
     faults: BTreeMap<u64, Arc<FaultInjector>>,
-    /// Every host's disk-stall bound (`None`: `HostConfig`'s default).
-    disk_stall_timeout: Option<Duration>,
+    /// What a test changes in every host's configuration (a disk-stall bound, timeouts).
+    tune: Box<dyn Fn(&mut HostConfig) + Send + Sync>,
     _root: tempfile::TempDir,
 }
 
 impl Hosts {
     fn new(count: u64, snapshot_threshold_entries: u64) -> Hosts {
-        Self::with_stall_bound(count, snapshot_threshold_entries, None)
+        Self::with_config(count, snapshot_threshold_entries, |_| {})
     }
 
-    fn with_stall_bound(
+    fn with_config(
         count: u64,
         snapshot_threshold_entries: u64,
-        disk_stall_timeout: Option<Duration>,
+        tune: impl Fn(&mut HostConfig) + Send + Sync + 'static,
     ) -> Hosts {
         let root = tempfile::tempdir().unwrap();
         let listeners: Vec<_> = (0..count)
@@ -122,7 +122,7 @@ impl Hosts {
             faults: (1..=count)
                 .map(|id| (id, Arc::new(FaultInjector::default())))
                 .collect(),
-            disk_stall_timeout,
+            tune: Box::new(tune),
             _root: root,
         };
         for id in 1..=count {
@@ -135,9 +135,7 @@ impl Hosts {
         let mut config = HostConfig::new(id, 77, self.addrs.clone(), self.addrs[&id]);
         config.raft.snapshot_threshold_entries = self.snapshot_threshold_entries;
         config.log.fault_injector = Some(Arc::clone(&self.faults[&id]));
-        if let Some(bound) = self.disk_stall_timeout {
-            config.disk_stall_timeout = bound;
-        }
+        (self.tune)(&mut config);
         config
     }
 
@@ -558,7 +556,9 @@ fn a_host_with_a_stalled_disk_hands_over_its_groups_and_catches_up() {
         Duration::from_secs(120),
     ));
     let stall_bound = Duration::from_millis(300);
-    let hosts = Hosts::with_stall_bound(3, 10_000, Some(stall_bound));
+    let hosts = Hosts::with_config(3, 10_000, move |config| {
+        config.disk_stall_timeout = stall_bound;
+    });
     let groups: Vec<GroupId> = (1..=12).collect();
     hosts.create_groups(groups.iter().copied());
     let leaders = hosts.leaders(&groups, Duration::from_secs(30));
@@ -625,5 +625,226 @@ fn a_host_with_a_stalled_disk_hands_over_its_groups_and_catches_up() {
         wait_until(Duration::from_secs(15), "the victim catches up", || {
             g.read(b"k".to_vec()).as_deref() == Ok(&b"after"[..])
         });
+    }
+}
+
+/// Elections of 3-6 s (300-600 ticks of 10 ms): a test whose premise is that leadership
+/// stays put must hold on a loaded machine, where the test thread alone can be descheduled
+/// for longer than the default 300 ms.
+fn slow_elections(config: &mut HostConfig) {
+    config.raft.election_timeout_ticks = 300;
+}
+
+/// A host other than `leader` whose replica of `group` follows `leader`.
+fn follower_of(hosts: &Hosts, group: GroupId, leader: u64) -> u64 {
+    let follower = *hosts
+        .hosts
+        .keys()
+        .find(|id| **id != leader)
+        .expect("another host");
+    wait_until(
+        Duration::from_secs(10),
+        "the follower knows the leader",
+        || {
+            hosts
+                .group(follower, group)
+                .status()
+                .is_some_and(|s| s.leader == Some(leader))
+        },
+    );
+    follower
+}
+
+/// Answers of `submit_with` calls, by the number each call was given.
+type Answers = Arc<std::sync::Mutex<Vec<(u64, Result<Vec<u8>, ProposeError>)>>>;
+
+fn answer_into(answers: &Answers, n: u64) -> impl FnOnce(Result<Vec<u8>, ProposeError>) {
+    let answers = Arc::clone(answers);
+    move |result| answers.lock().unwrap().push((n, result))
+}
+
+#[test]
+fn a_proposal_on_a_follower_is_forwarded_applied_once_and_answered_with_its_result() {
+    let _done = Finished(watchdog(
+        "a_proposal_on_a_follower_is_forwarded_applied_once_and_answered_with_its_result",
+        Duration::from_secs(120),
+    ));
+    let hosts = Hosts::with_config(3, 10_000, slow_elections);
+    let groups: Vec<GroupId> = (1..=4).collect();
+    hosts.create_groups(groups.iter().copied());
+    let leaders = hosts.leaders(&groups, Duration::from_secs(60));
+    for group in &groups {
+        let leader = leaders[group];
+        let follower = follower_of(&hosts, *group, leader);
+        let on_leader = hosts.group(leader, *group);
+        let on_follower = hosts.group(follower, *group);
+        let before = on_leader.status().unwrap().last_index;
+        // The answer is the leader's state machine's: the value each write replaced.
+        assert_eq!(
+            on_follower.propose(b"k=v1".to_vec()),
+            Ok(Vec::new()),
+            "group {group}"
+        );
+        assert_eq!(
+            on_follower.propose(b"k=v2".to_vec()),
+            Ok(b"v1".to_vec()),
+            "group {group}"
+        );
+        let answers = Answers::default();
+        for n in 0..50 {
+            on_follower.submit_with(
+                format!("n{n}={group}").into_bytes(),
+                answer_into(&answers, n),
+            );
+        }
+        wait_until(Duration::from_secs(20), "every forward answered", || {
+            answers.lock().unwrap().len() == 50
+        });
+        for (n, answer) in answers.lock().unwrap().iter() {
+            assert_eq!(answer, &Ok(Vec::new()), "group {group}, forward {n}");
+        }
+        // One entry per proposal at the (unchanged) leader: each applied once, none retried.
+        assert_eq!(
+            on_leader.status().unwrap().last_index,
+            before + 52,
+            "group {group}"
+        );
+        assert_eq!(
+            on_leader.read(b"k".to_vec()).as_deref(),
+            Ok(&b"v2"[..]),
+            "group {group}"
+        );
+        assert_eq!(
+            on_leader.read(b"n49".to_vec()),
+            Ok(group.to_string().into_bytes()),
+            "group {group}"
+        );
+    }
+    for (id, host) in &hosts.hosts {
+        assert_eq!(host.status().forwards_in_flight, 0, "host {id}");
+    }
+}
+
+#[test]
+fn a_forward_for_a_group_the_leaders_host_does_not_hold_is_certainly_not_applied() {
+    let _done = Finished(watchdog(
+        "a_forward_for_a_group_the_leaders_host_does_not_hold_is_certainly_not_applied",
+        Duration::from_secs(120),
+    ));
+    let hosts = Hosts::with_config(3, 10_000, slow_elections);
+    hosts.create_groups([1, 2].into_iter());
+    let leader = hosts.leaders(&[1, 2], Duration::from_secs(60))[&1];
+    let follower = follower_of(&hosts, 1, leader);
+    hosts.hosts[&leader].remove_group(1).unwrap();
+    let received_before = hosts.hosts[&leader].status().transport.forwards_received;
+    // The follower still takes the removed replica for the leader (for an election timeout,
+    // 3 s or more), so it forwards; the leader's host answers without creating the group.
+    let answer = hosts.group(follower, 1).propose(b"k=v".to_vec());
+    assert_eq!(answer, Err(ProposeError::NotLeader { leader_hint: None }));
+    // (The leader's host publishes its counters every few milliseconds.)
+    wait_until(Duration::from_secs(5), "the proposal was forwarded", || {
+        hosts.hosts[&leader].status().transport.forwards_received > received_before
+    });
+    assert!(hosts.hosts[&leader].group(1).is_none());
+    assert_eq!(hosts.hosts[&leader].groups(), vec![2]);
+}
+
+/// The Host version of `node_cluster`'s isolated-leader forward test: forwards in flight at a
+/// leader whose host stops answer only "may have been applied".
+#[test]
+fn forwards_in_flight_when_the_leaders_host_stops_may_have_been_applied_never_certainly_not() {
+    let _done = Finished(watchdog(
+        "forwards_in_flight_when_the_leaders_host_stops_may_have_been_applied_never_certainly_not",
+        Duration::from_secs(120),
+    ));
+    let mut hosts = Hosts::with_config(3, 10_000, slow_elections);
+    hosts.create_groups([1].into_iter());
+    let leader = hosts.leaders(&[1], Duration::from_secs(60))[&1];
+    let follower = follower_of(&hosts, 1, leader);
+    let third = *hosts
+        .hosts
+        .keys()
+        .find(|id| **id != leader && **id != follower)
+        .unwrap();
+    hosts.write(1, "k", "before");
+    // Without the third host, a commit needs the leader's own write, which stalls: the
+    // forwards stay pending at the leader until its host stops.
+    hosts.stop(third);
+    hosts.faults[&leader].stall_syncs(Duration::from_secs(2));
+    let answers = Answers::default();
+    let on_follower = hosts.group(follower, 1);
+    for n in 0..20 {
+        on_follower.submit_with(format!("k{n}=v").into_bytes(), answer_into(&answers, n));
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "every forward pending at the leader",
+        || hosts.hosts[&leader].status().pending_proposals == 20,
+    );
+    assert_eq!(hosts.hosts[&follower].status().forwards_in_flight, 20);
+    assert!(answers.lock().unwrap().is_empty());
+    hosts.stop(leader);
+    wait_until(Duration::from_secs(20), "every forward answered", || {
+        answers.lock().unwrap().len() == 20
+    });
+    let answers = answers.lock().unwrap();
+    let mut numbers: Vec<u64> = answers.iter().map(|(n, _)| *n).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..20).collect::<Vec<_>>(), "each answered once");
+    for (n, answer) in answers.iter() {
+        assert!(
+            matches!(
+                answer,
+                Err(ProposeError::LeaderLost | ProposeError::Timeout)
+            ),
+            "forward {n}, in flight when the leader's host stopped, answered {answer:?}; it \
+             must say 'may have been applied'"
+        );
+    }
+    assert_eq!(hosts.hosts[&follower].status().forwards_in_flight, 0);
+}
+
+#[test]
+fn a_forward_to_a_quiesced_group_wakes_it_and_commits() {
+    let _done = Finished(watchdog(
+        "a_forward_to_a_quiesced_group_wakes_it_and_commits",
+        Duration::from_secs(120),
+    ));
+    let hosts = Hosts::new(3, 10_000);
+    let groups: Vec<GroupId> = (1..=10).collect();
+    hosts.create_groups(groups.iter().copied());
+    hosts.leaders(&groups, Duration::from_secs(30));
+    for group in &groups {
+        hosts.write(*group, "k", "v1");
+    }
+    let all_quiesced = || {
+        hosts
+            .hosts
+            .values()
+            .all(|h| h.status().quiesced == groups.len())
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "all replicas quiesced",
+        &all_quiesced,
+    );
+    let leader = hosts.leaders(&[3], Duration::from_secs(5))[&3];
+    let follower = follower_of(&hosts, 3, leader);
+    assert_eq!(
+        hosts.group(follower, 3).propose(b"k=v2".to_vec()),
+        Ok(b"v1".to_vec())
+    );
+    assert_eq!(
+        hosts.group(leader, 3).read(b"k".to_vec()).as_deref(),
+        Ok(&b"v2"[..])
+    );
+    // Nothing is left waiting that would keep the group awake.
+    wait_until(
+        Duration::from_secs(20),
+        "all replicas quiesced again",
+        &all_quiesced,
+    );
+    for (id, host) in &hosts.hosts {
+        assert_eq!(host.status().forwards_in_flight, 0, "host {id}");
     }
 }

@@ -15,8 +15,8 @@
 //!   the others refuse (they heard from the leader, and their clocks stopped since), which
 //!   wakes the leader, whose next heartbeat settles the follower.
 //! - **Anything wakes a group**: a Raft message for it (so a leader's Append wakes its
-//!   followers), a proposal, a read, a membership change or transfer. A woken group ticks
-//!   again, from where its clocks stopped.
+//!   followers), a proposal (on the leader's host, a forwarded one too), a read, a membership
+//!   change or transfer. A woken group ticks again, from where its clocks stopped.
 //! - **Host liveness stands in for heartbeats.** Every host sends every peer host one small
 //!   beat per heartbeat interval (as often as one awake group's leader heartbeats). A quiesced follower whose leader's host has not been heard from for an
 //!   election timeout wakes; its election clock then runs out and it campaigns, with pre-vote,

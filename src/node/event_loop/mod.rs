@@ -346,8 +346,10 @@ impl EventLoop {
             self.expire_reads(&mut state);
             self.expire_proposals(&mut state);
             let leader = self.core.leader();
-            let epoch = leader.map_or(0, |l| self.transport.connection_epoch(l));
-            state.forwards.check_leader(leader, epoch);
+            let transport = &self.transport;
+            state
+                .forwards
+                .check_leaders(|_| leader, |l| transport.connection_epoch(l));
             state.forwards.expire(Instant::now());
             self.take_completions(&mut state);
             self.check_disk_stall(&mut state);

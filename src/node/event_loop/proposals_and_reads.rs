@@ -9,10 +9,9 @@ use super::{EventLoop, PendingRead, State, NODE_GROUP};
 use crate::node::apply::{Waiter, APPLY_QUEUE_ITEMS};
 use crate::node::completion::{ProposeCompletion, ReadCompletion};
 use crate::node::errors::{ProposeError, ReadError};
-use crate::node::forward::outcome_of;
-use crate::node::transport::ForwardRefused;
-use crate::raft::{NodeId, Role};
-use crate::wire::message::{Forward, ForwardBody};
+use crate::node::forward::{Leading, Route};
+use crate::raft::Role;
+use crate::wire::message::Forward;
 
 impl EventLoop {
     /// A client's proposal: proposed here on the leader, forwarded to the leader otherwise.
@@ -41,139 +40,59 @@ impl EventLoop {
                     && self.core.role() != Role::Leader
                     && state.participating =>
             {
-                self.forward(state, leader, data, done, deadline);
-            }
-            _ => self.propose_here(state, data.into(), done, deadline),
-        }
-    }
-
-    /// Sends a proposal to `leader`; see `forward` for what each failure means to the caller.
-    pub(super) fn forward(
-        &mut self,
-        state: &mut State,
-        leader: NodeId,
-        data: Vec<u8>,
-        done: ProposeCompletion,
-        deadline: Instant,
-    ) {
-        if !state.forwards.has_room() {
-            done.complete(Err(ProposeError::Backpressure));
-            return;
-        }
-        let request_id = state.forwards.next_request_id();
-        let forward = Forward {
-            from: self.core.id(),
-            to: leader,
-            group: NODE_GROUP,
-            body: ForwardBody::Propose {
-                request_id,
-                data: data.into(),
-            },
-        };
-        // An isolated node's frames vanish as in a partition: the caller waits and learns
-        // "may have been applied", as it would on a real network.
-        let sent = if state.isolated {
-            Ok(())
-        } else {
-            self.transport.send_forward(self.poll.registry(), &forward)
-        };
-        match sent {
-            Ok(()) => {
-                let epoch = self.transport.connection_epoch(leader);
+                let route = Route {
+                    from: self.core.id(),
+                    to: leader,
+                    group: NODE_GROUP,
+                };
+                let isolated = state.isolated;
+                let (transport, registry) = (&mut self.transport, self.poll.registry());
                 state
                     .forwards
-                    .sent(request_id, leader, epoch, done, deadline);
+                    .forward(route, data, done, deadline, |frame| {
+                        // An isolated node's frames vanish as in a partition: the caller waits
+                        // and learns "may have been applied", as it would on a real network.
+                        if !isolated {
+                            transport.send_forward(registry, frame)?;
+                        }
+                        Ok(transport.connection_epoch(leader))
+                    });
             }
-            Err(ForwardRefused::NoConnection) => done.complete(Err(ProposeError::NotLeader {
-                leader_hint: Some(leader),
-            })),
-            Err(ForwardRefused::QueueFull) => done.complete(Err(ProposeError::Backpressure)),
-            Err(ForwardRefused::TooLarge { bytes, limit }) => {
-                // Unreachable while the frame limit is sized from `max_proposal_bytes`
-                // (checked in `propose`).
-                log::warn!(
-                    "node {}: a proposal of {bytes} bytes too large to forward to node {leader} \
-                     (frame limit {limit}) was refused",
-                    self.core.id()
-                );
-                done.complete(Err(ProposeError::Backpressure));
-            }
+            _ => self.propose_here(state, data.into(), done, deadline),
         }
     }
 
     /// A forward from a peer: a proposal to make here as leader, or the answer to one this
     /// node forwarded.
     pub(super) fn take_forward(&mut self, state: &mut State, forward: Forward) {
-        match forward.body {
-            ForwardBody::Result {
-                request_id,
-                outcome,
-            } => state.forwards.resolve(forward.from, request_id, outcome),
-            ForwardBody::Propose { request_id, data } => {
-                let peer = forward.from;
-                if self.core.role() != Role::Leader || !state.participating {
-                    // Never forwarded again: a second hop could loop between stale views. A
-                    // stopped node proposes nothing: also certainly not applied.
-                    let refusal = ProposeError::NotLeader {
-                        leader_hint: self.core.leader().filter(|_| state.participating),
-                    };
-                    state.forwards.refuse(peer, request_id, refusal);
-                    return;
-                }
-                if data.len() as u64 > self.settings.max_proposal_bytes {
-                    // The follower checks this first; only a node configured with a larger
-                    // limit sends one. Refused as `propose` refuses it.
-                    log::warn!(
-                        "node {}: a proposal of {} bytes forwarded by node {peer} is refused: \
-                         over max_proposal_bytes ({})",
-                        self.core.id(),
-                        data.len(),
-                        self.settings.max_proposal_bytes
-                    );
-                    state
-                        .forwards
-                        .refuse(peer, request_id, ProposeError::Backpressure);
-                    return;
-                }
-                if !state.forwards.accept(peer) {
-                    state
-                        .forwards
-                        .refuse(peer, request_id, ProposeError::Backpressure);
-                    return;
-                }
-                let results = std::sync::Arc::clone(&state.forwards.results);
-                let waker = std::sync::Arc::clone(&self.waker);
-                let done = ProposeCompletion::proposal(move |result| {
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((peer, request_id, result));
-                    let _ = waker.wake();
-                });
-                let deadline = Instant::now() + self.settings.propose_timeout;
-                self.propose_here(state, data, done, deadline);
+        let leading = if self.core.role() == Role::Leader && state.participating {
+            Leading::Yes
+        } else {
+            // A stopped node proposes nothing: also certainly not applied.
+            Leading::No {
+                leader_hint: self.core.leader().filter(|_| state.participating),
             }
+        };
+        let max_bytes = self.settings.max_proposal_bytes;
+        if let Some((data, done)) = state
+            .forwards
+            .take(forward, leading, max_bytes, &self.waker)
+        {
+            let deadline = Instant::now() + self.settings.propose_timeout;
+            self.propose_here(state, data, done, deadline);
         }
     }
 
     /// Sends the results this leader owes followers; one that cannot be sent is dropped (the
     /// follower then answers "may have been applied").
     pub(super) fn send_forward_results(&mut self, state: &mut State) {
-        for (peer, request_id, result) in state.forwards.take_results() {
-            if state.isolated {
-                continue;
+        let isolated = state.isolated;
+        let (transport, registry) = (&mut self.transport, self.poll.registry());
+        state.forwards.send_results(self.core.id(), |frame| {
+            if !isolated {
+                let _ = transport.send_forward(registry, frame);
             }
-            let forward = Forward {
-                from: self.core.id(),
-                to: peer,
-                group: NODE_GROUP,
-                body: ForwardBody::Result {
-                    request_id,
-                    outcome: outcome_of(result),
-                },
-            };
-            let _ = self.transport.send_forward(self.poll.registry(), &forward);
-        }
+        });
     }
 
     /// Proposes on this node's core (answers `NotLeader` unless it leads).

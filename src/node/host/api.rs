@@ -225,6 +225,7 @@ impl Host {
             max_pending_reads: config.max_pending_reads,
             append_merge_bytes_max: config.raft.max_message_bytes,
             max_proposal_bytes: config.max_proposal_bytes,
+            propose_timeout: config.propose_timeout,
             election_timeout_ticks: u64::from(config.raft.election_timeout_ticks),
             quiesce_after_ticks: config.quiesce_after_ticks,
             host_beat_interval_ticks: u64::from(config.raft.heartbeat_interval_ticks.max(1)),
@@ -237,6 +238,7 @@ impl Host {
             apply_txs,
             apply_shared,
             snapshots,
+            waker: Arc::clone(&waker),
             stop: Arc::clone(&stop),
             status: Arc::clone(&status),
         };
@@ -459,8 +461,12 @@ impl Group {
     }
 
     /// Proposes `command` and waits (up to the host's propose timeout) for the state
-    /// machine's result on this host. Only the group's leader takes proposals: a follower
-    /// answers `NotLeader` with the leader it knows, and nothing was applied.
+    /// machine's result. On a follower the proposal is forwarded to the group's leader that
+    /// this replica knows, and the result is the one the leader's state machine gave. The
+    /// errors say whether it may have been applied: `NotLeader` (no leader known, or none
+    /// reachable), `Backpressure` and `Stopped` mean certainly not; `LeaderLost`, `Timeout`
+    /// and `ShuttingDown` mean it may have been ([`ProposeError`] has the rule).
+    /// Nothing is retried: exactly-once belongs to the state machine (sessions).
     pub fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         self.submit(command).wait()
     }

@@ -26,6 +26,7 @@ use crate::node::coalesce::coalesce_appends;
 use crate::node::completion::{ProposeCompletion, ReadCompletion};
 use crate::node::disk_stall::{self, WriterProgress};
 use crate::node::errors::{ProposeError, ReadError};
+use crate::node::forward::{ForwardState, Leading, Route};
 use crate::node::membership_change::{ChangeCompletion, ChangeError};
 use crate::node::quiescence;
 use crate::node::transport::{Received, Transport, LISTENER_TOKEN, WAKER_TOKEN};
@@ -154,6 +155,8 @@ pub struct LoopSettings {
     pub max_pending_reads: usize,
     pub append_merge_bytes_max: u64,
     pub max_proposal_bytes: u64,
+    /// How long a proposal forwarded by a follower may take here, from its arrival.
+    pub propose_timeout: Duration,
     /// Ticks without hearing from a host after which it counts as lost.
     pub election_timeout_ticks: u64,
     /// Idle ticks before a leader quiesces its group (0: never).
@@ -173,6 +176,8 @@ pub struct LoopLinks {
     pub apply_txs: Vec<SyncSender<ApplyWork>>,
     pub apply_shared: Arc<ApplyShared>,
     pub snapshots: GroupSnapshots,
+    /// The loop's own waker, for completions of forwarded proposals.
+    pub waker: Arc<mio::Waker>,
     pub stop: Arc<AtomicBool>,
     pub status: Arc<Mutex<HostStatus>>,
 }
@@ -202,6 +207,9 @@ pub struct HostLoop {
     last_error: Option<String>,
     raw_snapshot: Option<(GroupId, RawSnapshotFile)>,
     received: Received,
+    /// Proposals this host forwarded to their group's leader, and those it takes from
+    /// followers (`crate::node::forward`); both bounded host-wide.
+    forwards: ForwardState,
     ticks: u64,
     messages_unrouted: u64,
     /// Passes that ran so late that ticks were dropped (see `run`).
@@ -246,6 +254,7 @@ impl HostLoop {
             last_error: None,
             raw_snapshot: None,
             received: Received::default(),
+            forwards: ForwardState::new(),
             ticks: 0,
             messages_unrouted: 0,
             ticks_dropped: 0,
@@ -292,7 +301,9 @@ impl HostLoop {
                 .maintain(self.poll.registry(), Instant::now());
             self.check_failures();
             self.route_received();
+            self.take_forwards();
             self.take_requests();
+            self.check_forwards();
             // One tick per pass at most, and ticks missed while the pass ran late are
             // dropped, not caught up: catching up ticks every awake group several times
             // with no message read in between, so under load (thousands of groups woken by a
@@ -312,6 +323,7 @@ impl HostLoop {
             self.take_completions();
             self.check_disk_stall();
             self.handle_readies();
+            self.send_forward_results();
             self.transport.flush_all(self.poll.registry());
             let now = Instant::now();
             if now >= next_status {
@@ -376,8 +388,53 @@ impl HostLoop {
                 self.sleepers.quiesce(notice.group, replica);
             }
         }
-        // Forwards are not used by the host: a follower answers `NotLeader` with its hint.
-        self.received.forwards.clear();
+    }
+
+    /// Forwards from peers: proposals for groups this host leads (any other is refused,
+    /// certainly not applied, and never creates a group), and the answers to this host's.
+    /// Taken also once the host stopped: its own forwards never touched its log, and the
+    /// leaders still answer them.
+    fn take_forwards(&mut self) {
+        for forward in std::mem::take(&mut self.received.forwards) {
+            let group = forward.group;
+            let leading = match self.groups.get(&group) {
+                Some(replica) if self.participating && replica.core.role() == Role::Leader => {
+                    Leading::Yes
+                }
+                Some(replica) if self.participating => Leading::No {
+                    leader_hint: replica.core.leader(),
+                },
+                _ => Leading::No { leader_hint: None },
+            };
+            let max_bytes = self.settings.max_proposal_bytes;
+            let waker = &self.links.waker;
+            if let Some((data, done)) = self.forwards.take(forward, leading, max_bytes, waker) {
+                // A quiesced leader wakes for it, as for a local proposal.
+                self.wake(group);
+                let deadline = Instant::now() + self.settings.propose_timeout;
+                self.propose_here(group, data, done, deadline);
+            }
+        }
+    }
+
+    /// Answers the forwards whose group's leader here changed, whose connection to it was
+    /// lost, or whose deadline passed.
+    fn check_forwards(&mut self) {
+        let (groups, transport) = (&self.groups, &self.transport);
+        self.forwards.check_leaders(
+            |group| groups.get(&group).and_then(|r| r.core.leader()),
+            |leader| transport.connection_epoch(leader),
+        );
+        self.forwards.expire(Instant::now());
+    }
+
+    /// Sends the results this host owes followers; one that cannot be sent is dropped (the
+    /// follower then answers "may have been applied").
+    fn send_forward_results(&mut self) {
+        let (transport, registry) = (&mut self.transport, self.poll.registry());
+        self.forwards.send_results(self.id, |frame| {
+            let _ = transport.send_forward(registry, frame);
+        });
     }
 
     /// Wakes `group` if it is quiesced (a client request arrived for it).
@@ -653,6 +710,7 @@ impl HostLoop {
             return;
         };
         self.sleepers.forget(group, &replica);
+        self.forwards.lose_group(group);
         self.pending_proposals -= replica.waiters.len();
         self.pending_reads -= replica.reads.len();
         // Their commands may have reached other replicas' logs.
@@ -704,6 +762,8 @@ impl HostLoop {
         }
     }
 
+    /// A client's proposal: proposed here if this replica leads its group, forwarded to the
+    /// leader it knows otherwise (`crate::node::forward` says what the caller is told).
     fn propose(
         &mut self,
         group: GroupId,
@@ -716,13 +776,44 @@ impl HostLoop {
             done.complete(Err(ProposeError::Stopped { reason }));
             return;
         }
+        let Some(replica) = self.groups.get(&group) else {
+            done.complete(Err(ProposeError::NotLeader { leader_hint: None }));
+            return;
+        };
+        if data.len() as u64 > self.settings.max_proposal_bytes {
+            done.complete(Err(ProposeError::Backpressure));
+            return;
+        }
+        match replica.core.leader() {
+            Some(leader) if leader != self.id && replica.core.role() != Role::Leader => {
+                let route = Route {
+                    from: self.id,
+                    to: leader,
+                    group,
+                };
+                let (transport, registry) = (&mut self.transport, self.poll.registry());
+                self.forwards.forward(route, data, done, deadline, |frame| {
+                    transport.send_forward(registry, frame)?;
+                    Ok(transport.connection_epoch(leader))
+                });
+            }
+            _ => self.propose_here(group, data.into(), done, deadline),
+        }
+    }
+
+    /// Proposes on this host's replica of `group` (answers `NotLeader` unless it leads).
+    fn propose_here(
+        &mut self,
+        group: GroupId,
+        data: bytes::Bytes,
+        done: ProposeCompletion,
+        deadline: Instant,
+    ) {
         let Some(replica) = self.groups.get_mut(&group) else {
             done.complete(Err(ProposeError::NotLeader { leader_hint: None }));
             return;
         };
-        if data.len() as u64 > self.settings.max_proposal_bytes
-            || self.pending_proposals >= self.settings.max_pending_proposals
-        {
+        if self.pending_proposals >= self.settings.max_pending_proposals {
             done.complete(Err(ProposeError::Backpressure));
             return;
         }
@@ -861,7 +952,8 @@ impl HostLoop {
 
     /// A failed log write or apply stops every group: one poisoned log holds them all. Every
     /// waiting client is answered now, truthfully: an appended proposal may have reached other
-    /// replicas (`LeaderLost`, may have been applied).
+    /// replicas (`LeaderLost`, may have been applied). Proposals this host forwarded never
+    /// touched its log: they wait on for their leader's answer, as a `Node`'s do.
     fn stop_participating(&mut self, error: String) {
         if !self.participating {
             return;
@@ -1245,6 +1337,7 @@ impl HostLoop {
         status.pending_proposals = self.pending_proposals;
         status.disk_stalled = self.disk_stalled;
         status.ticks_dropped = self.ticks_dropped;
+        status.forwards_in_flight = self.forwards.in_flight();
     }
 }
 

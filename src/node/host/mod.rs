@@ -28,6 +28,8 @@
 //! | writer → loop  | durable-through counter     | a counter + waker                             |
 //! | apply → loop   | applied indexes, snapshots  | a list drained every pass + waker             |
 //! | loop → peer    | frames                      | `HostConfig::peer_queue_bytes_max` per lane   |
+//! | loop → leader  | forwarded proposals waiting | 4,096 host-wide; over → `Backpressure`        |
+//! | peer → loop    | proposals forwarded here    | 4,096 pending per peer host; over → `Backpressure` |
 //!
 //! Proposals waiting to commit are bounded host-wide by `HostConfig::max_pending_proposals`,
 //! reads by `HostConfig::max_pending_reads`; each group's core bounds its own uncommitted bytes.
@@ -59,10 +61,24 @@
 //!   answers every waiting client truthfully (`LeaderLost` for an appended proposal, which may
 //!   have been applied; `Stopped` for new ones, which were not), as `crate::node`'s table says.
 //!
-//! # Departures from a `Node`, for now
+//! # Proposals on followers
 //!
-//! - A follower does not forward proposals: it answers `NotLeader` with the leader it knows.
-//!   Clients of a sharded service route to each group's leader themselves.
+//! As on a `Node`, a group's replica that follows forwards a proposal to the group's leader
+//! it knows, over the one connection to that leader's host, and waits for the result: the
+//! same `crate::node::forward` state and the same table of answers (certainly not applied:
+//! `NotLeader`, `Backpressure`; may have been applied: `LeaderLost`, `Timeout`; nothing
+//! retried). Its bounds are host-wide: `FORWARDS_IN_FLIGHT_MAX` (4,096) forwards waiting over
+//! all groups, and `FORWARDS_ACCEPTED_PER_PEER_MAX` (4,096) taken from each peer host over
+//! all groups. A forward for a quiesced leader wakes its group, as a local proposal does; one
+//! for a group the host does not hold is answered `NotLeader` with no hint and creates
+//! nothing. Forwards keep flowing while the host's disk stalls (they hold up no leadership).
+//! Those in flight when the host's log fails wait for their leader's answer (they never
+//! touched this log); a stopped host forwards nothing new (`Stopped`).
+//!
+//! # Departures from a `Node`
+//!
+//! - No lease reads: a quiesced leader's clock stops, so every read is a ReadIndex round
+//!   (`HostConfig` refuses `ReadMode::Lease`; see `crate::node::quiescence`).
 //!
 //! # Idle groups
 //!

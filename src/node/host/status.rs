@@ -34,6 +34,9 @@ pub struct HostStatus {
     pub messages_unrouted: u64,
     /// Proposals waiting for their entry to commit, over all groups.
     pub pending_proposals: usize,
+    /// Proposals this host forwarded to their group's leader and still waits on, over all
+    /// groups (at most 4,096; more are answered `Backpressure`).
+    pub forwards_in_flight: usize,
     /// True while the shared log writer has made no progress past
     /// [`HostConfig::disk_stall_timeout`](super::HostConfig::disk_stall_timeout): the host
     /// sends nothing, so its groups' leaders are replaced elsewhere.
