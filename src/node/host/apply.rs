@@ -23,6 +23,8 @@ use crate::raft::{Entry, EntryKind, GroupId, SnapshotMeta, SnapshotRequest};
 
 /// Items one worker's queue holds.
 pub const APPLY_QUEUE_ITEMS: usize = 4096;
+/// Messages (a loop pass's work each) taken before the worker reports.
+const BURST_MESSAGES_MAX: usize = 4;
 
 /// Work for an apply worker.
 pub enum ApplyWork {
@@ -152,34 +154,36 @@ impl ApplyWorker {
     }
 
     /// Runs until the loop drops its sender.
-    pub fn run(mut self, work: Receiver<ApplyWork>) -> Result<(), String> {
+    pub fn run(mut self, work: Receiver<Vec<ApplyWork>>) -> Result<(), String> {
         loop {
             let received = match self.reads_expire_from {
                 Some(at) => work.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => work.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let mut reports = Vec::new();
-            let item = match received {
-                Ok(item) => item,
+            let items = match received {
+                Ok(items) => items,
                 Err(RecvTimeoutError::Timeout) => {
                     self.expire_reads();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            if let Err(error) = self.handle(item, &mut reports) {
-                return Err(self.stopped(error));
-            }
             // More work already queued is taken before reporting: one report and one wake-up
-            // per burst rather than per item.
-            let mut processed = 1u64;
-            while let Ok(item) = work.try_recv() {
-                if let Err(error) = self.handle(item, &mut reports) {
-                    return Err(self.stopped(error));
+            // per burst rather than per message.
+            let mut processed = 0u64;
+            let mut messages = 0;
+            let mut next = Some(items);
+            while let Some(items) = next.take() {
+                for item in items {
+                    if let Err(error) = self.handle(item, &mut reports) {
+                        return Err(self.stopped(error));
+                    }
+                    processed += 1;
                 }
-                processed += 1;
-                if processed >= 64 {
-                    break;
+                messages += 1;
+                if messages < BURST_MESSAGES_MAX {
+                    next = work.try_recv().ok();
                 }
             }
             self.expire_reads();

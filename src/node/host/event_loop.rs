@@ -2,10 +2,11 @@
 //! group's core, ticks, client requests, and the routing of every group's `Ready` (the contract
 //! of `crate::raft`, carried out per group exactly as the single-group loop does).
 //!
-//! It never blocks on disk or on another thread: sends to the writer and the apply workers are
-//! `try_send`s on bounded channels whose room the loop checked first (items sent against items
-//! reported done). A group whose worker, or the writer, has no room keeps its `Ready` in its
-//! core until the next pass.
+//! It never blocks on disk or on another thread: work for the writer and the apply workers is
+//! gathered over the pass and sent at its end, one message per thread (`outbox`), on bounded
+//! channels whose room the loop checked first (items sent against items reported done). A
+//! group whose worker, or the writer, has no room keeps its `Ready` in its core until the next
+//! pass.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use mio::{Events, Poll};
 
 use super::apply::{ApplyReport, ApplyShared, ApplyWork, APPLY_QUEUE_ITEMS};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
+use super::outbox::{Gone, Outbox};
 use super::request::HostRequest;
 use super::snapshots::GroupSnapshots;
 use super::status::{GroupStatus, HostStatus};
@@ -171,9 +173,9 @@ pub struct LoopSettings {
 /// The loop's ends of its links.
 pub struct LoopLinks {
     pub inbox: Receiver<HostRequest>,
-    pub writer_tx: SyncSender<PersistWork>,
+    pub writer_tx: SyncSender<Vec<PersistWork>>,
     pub writer_shared: Arc<WriterShared>,
-    pub apply_txs: Vec<SyncSender<ApplyWork>>,
+    pub apply_txs: Vec<SyncSender<Vec<ApplyWork>>>,
     pub apply_shared: Arc<ApplyShared>,
     pub snapshots: GroupSnapshots,
     /// The loop's own waker, for completions of forwarded proposals.
@@ -194,6 +196,8 @@ pub struct HostLoop {
     seq: u64,
     pending: std::collections::VecDeque<PendingPersist>,
     apply_sent: Vec<u64>,
+    /// The pass's work for the writer and the workers, sent at the end of the pass.
+    outbox: Outbox,
     next_read_ctx: u64,
     pending_proposals: usize,
     pending_reads: usize,
@@ -245,6 +249,7 @@ impl HostLoop {
             seq: 0,
             pending: std::collections::VecDeque::new(),
             apply_sent: vec![0; workers],
+            outbox: Outbox::new(workers),
             next_read_ctx: 1,
             pending_proposals: 0,
             pending_reads: 0,
@@ -323,6 +328,7 @@ impl HostLoop {
             self.take_completions();
             self.check_disk_stall();
             self.handle_readies();
+            self.flush_outbox();
             self.send_forward_results();
             self.transport.flush_all(self.poll.registry());
             let now = Instant::now();
@@ -331,6 +337,7 @@ impl HostLoop {
                 next_status = now + STATUS_PERIOD;
             }
         }
+        self.flush_outbox();
         self.transport.close_all(self.poll.registry());
         for replica in self.groups.values_mut() {
             for (_, read) in replica.reads.drain() {
@@ -681,10 +688,9 @@ impl HostLoop {
             state_machine,
             applied,
         };
-        // Adds are rare and small: a full queue is waited for (the worker drains it).
-        self.links.apply_txs[worker]
-            .send(work)
-            .map_err(|_| "the apply worker has stopped".to_string())?;
+        // Adds skip the room check: they are rare and small, and the outbox waits for a full
+        // queue (the worker drains it).
+        self.outbox.apply(worker, work);
         self.apply_sent[worker] += 1;
         let mut replica = Replica {
             core,
@@ -735,12 +741,8 @@ impl HostLoop {
             self.raw_snapshot = None;
         }
         let worker = replica.worker;
-        if self.links.apply_txs[worker]
-            .send(ApplyWork::Remove { group })
-            .is_ok()
-        {
-            self.apply_sent[worker] += 1;
-        }
+        self.outbox.apply(worker, ApplyWork::Remove { group });
+        self.apply_sent[worker] += 1;
         self.seq += 1;
         self.pending.push_back(PendingPersist {
             seq: self.seq,
@@ -757,9 +759,7 @@ impl HostLoop {
             remove: true,
             ..PersistWork::default()
         };
-        if self.links.writer_tx.send(work).is_err() {
-            self.stop_participating("the log writer thread exited".into());
-        }
+        self.outbox.persist(work);
     }
 
     /// A client's proposal: proposed here if this replica leads its group, forwarded to the
@@ -954,6 +954,40 @@ impl HostLoop {
     /// waiting client is answered now, truthfully: an appended proposal may have reached other
     /// replicas (`LeaderLost`, may have been applied). Proposals this host forwarded never
     /// touched its log: they wait on for their leader's answer, as a `Node`'s do.
+    /// Sends the pass's work to the writer and the apply workers (see `outbox`). A thread
+    /// that is gone stops every group; the completions in apply work it could not take are
+    /// answered here.
+    fn flush_outbox(&mut self) {
+        let Err(unsent) = self
+            .outbox
+            .flush(&self.links.writer_tx, &self.links.apply_txs)
+        else {
+            return;
+        };
+        let error = match unsent.gone {
+            Gone::Writer => self.links.writer_shared.error.lock(),
+            Gone::ApplyWorker(_) => self.links.apply_shared.error.lock(),
+        }
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| format!("{:?} exited", unsent.gone));
+        for work in unsent.apply {
+            match work {
+                ApplyWork::Entries { waiters, .. } => {
+                    // Committed, so applied wherever the group's workers still run.
+                    for (_, waiter) in waiters {
+                        waiter.done.complete(Err(ProposeError::LeaderLost));
+                    }
+                }
+                ApplyWork::Read { done, .. } => done.complete(Err(ReadError::Stopped {
+                    reason: error.clone(),
+                })),
+                _ => {}
+            }
+        }
+        self.stop_participating(error);
+    }
+
     fn stop_participating(&mut self, error: String) {
         if !self.participating {
             return;
@@ -1003,21 +1037,14 @@ impl HostLoop {
                 }
                 let worker = replica.worker;
                 // Room was kept for restores (APPLY_SLACK_ITEMS).
-                if self.links.apply_txs[worker]
-                    .try_send(ApplyWork::Restore {
+                self.outbox.apply(
+                    worker,
+                    ApplyWork::Restore {
                         group: done.group,
                         meta: meta.clone(),
-                    })
-                    .is_ok()
-                {
-                    self.apply_sent[worker] += 1;
-                } else {
-                    self.stop_participating(format!(
-                        "group {}: the apply queue had no room for a snapshot restore",
-                        done.group
-                    ));
-                    return;
-                }
+                    },
+                );
+                self.apply_sent[worker] += 1;
                 replica.core.on_snapshot_installed(meta);
             }
             if let Some((index, term)) = done.last_entry {
@@ -1063,6 +1090,13 @@ impl HostLoop {
                     let index = meta.index;
                     replica.core.on_snapshot_built(meta);
                     Self::mark_dirty(&mut self.dirty, group, replica);
+                    if !self.writer_has_room() {
+                        log::warn!(
+                            "group {group}: log writer queue full: compaction to {index} \
+                             skipped until the next snapshot"
+                        );
+                        continue;
+                    }
                     self.seq += 1;
                     self.pending.push_back(PendingPersist {
                         seq: self.seq,
@@ -1079,14 +1113,7 @@ impl HostLoop {
                         compact_to: Some(index + 1),
                         ..PersistWork::default()
                     };
-                    if self.links.writer_tx.try_send(work).is_err() {
-                        self.seq -= 1;
-                        self.pending.pop_back();
-                        log::warn!(
-                            "group {group}: log writer queue full: compaction to {index} \
-                             skipped until the next snapshot"
-                        );
-                    }
+                    self.outbox.persist(work);
                 }
             }
         }
@@ -1235,18 +1262,7 @@ impl HostLoop {
                 compact_to: None,
                 remove: false,
             };
-            if self.links.writer_tx.try_send(work).is_err() {
-                let error = self
-                    .links
-                    .writer_shared
-                    .error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| "the log writer thread exited".to_string());
-                self.stop_participating(error);
-                return;
-            }
+            self.outbox.persist(work);
         }
         let mut sends = Vec::new();
         if let Some(request) = snapshot_request {
@@ -1276,13 +1292,8 @@ impl HostLoop {
             });
         }
         for work in sends {
-            match self.links.apply_txs[worker].try_send(work) {
-                Ok(()) => self.apply_sent[worker] += 1,
-                Err(std::sync::mpsc::TrySendError::Full(ApplyWork::Read { done, .. })) => {
-                    done.complete(Err(ReadError::Backpressure));
-                }
-                Err(e) => panic!("apply queue full despite the room check: {e}"),
-            }
+            self.outbox.apply(worker, work);
+            self.apply_sent[worker] += 1;
         }
     }
 

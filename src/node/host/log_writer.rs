@@ -119,17 +119,18 @@ impl HostLogWriter {
 
     /// Runs until the loop drops its sender; `Err` after a failed write (the store is then
     /// poisoned).
-    pub fn run(mut self, work: Receiver<PersistWork>) -> Result<(), String> {
+    pub fn run(mut self, work: Receiver<Vec<PersistWork>>) -> Result<(), String> {
         let mut round = Vec::with_capacity(256);
         while let Ok(first) = work.recv() {
             round.clear();
-            let mut round_bytes = first.size_bytes();
-            round.push(first);
+            let mut round_bytes: u64 = first.iter().map(PersistWork::size_bytes).sum();
+            round.extend(first);
+            // A round may pass its limits by one message (one loop pass's work).
             while round.len() < ROUND_ITEMS_MAX && round_bytes < ROUND_BYTES_MAX {
                 match work.try_recv() {
-                    Ok(item) => {
-                        round_bytes += item.size_bytes();
-                        round.push(item);
+                    Ok(items) => {
+                        round_bytes += items.iter().map(PersistWork::size_bytes).sum::<u64>();
+                        round.extend(items);
                     }
                     Err(_) => break,
                 }

@@ -23,8 +23,8 @@
 //! | from → to      | what                        | bound                                        |
 //! |----------------|-----------------------------|----------------------------------------------|
 //! | API → loop     | proposals, reads, admin     | 8,192 requests; full → `Backpressure`         |
-//! | loop → writer  | `PersistWork`               | 16,384 items (`log_writer::WRITER_QUEUE_ITEMS`) |
-//! | loop → apply   | `ApplyWork`                 | 4,096 items per worker                        |
+//! | loop → writer  | `PersistWork`, one message per pass | 16,384 items (`log_writer::WRITER_QUEUE_ITEMS`) |
+//! | loop → apply   | `ApplyWork`, one message per worker per pass | 4,096 items per worker       |
 //! | writer → loop  | durable-through counter     | a counter + waker                             |
 //! | apply → loop   | applied indexes, snapshots  | a list drained every pass + waker             |
 //! | loop → peer    | frames                      | `HostConfig::peer_queue_bytes_max` per lane   |
@@ -92,6 +92,7 @@ mod catalog;
 mod config;
 mod event_loop;
 mod log_writer;
+mod outbox;
 mod request;
 mod snapshots;
 mod status;
