@@ -410,14 +410,36 @@ impl EventLoop {
         state.apply_sent - self.apply_shared.processed_items.load(Ordering::Acquire)
     }
 
-    /// Ticks the core once for every tick period that has passed by now. Bounded: at most the
-    /// ticks missed since the last call.
+    /// Ticks the core for the tick periods that have passed by now.
+    ///
+    /// A leader counts every one it missed (bounded: the ticks missed since the last call): its
+    /// lease is measured on this clock, which must never run slow. Any other role ticks at most
+    /// once per call and drops the rest. Catching up ticked a follower many times with no
+    /// message read in between, so after a pass held up by a loaded machine (110-170 ms
+    /// passes were seen in CI, 11-17 ticks) its election timer could fire although its leader's
+    /// heartbeats were waiting in the socket: a spurious election. A follower's clock that runs
+    /// slow only delays its election, and for the lease it is the safe direction: it waits
+    /// longer before it may vote (thesis §6.4.1).
     fn catch_up_ticks(&mut self, state: &State, next_tick: &mut Instant) {
-        while Instant::now() >= *next_tick {
-            if state.participating {
-                self.core.tick();
+        let now = Instant::now();
+        if now < *next_tick {
+            return;
+        }
+        if self.core.role() == Role::Leader {
+            while now >= *next_tick {
+                if state.participating {
+                    self.core.tick();
+                }
+                *next_tick += self.settings.tick_interval;
             }
-            *next_tick += self.settings.tick_interval;
+            return;
+        }
+        if state.participating {
+            self.core.tick();
+        }
+        *next_tick += self.settings.tick_interval;
+        if *next_tick <= now {
+            *next_tick = now + self.settings.tick_interval;
         }
     }
 
