@@ -55,12 +55,9 @@ pub fn leader_idle(core: &Core, applied: u64, waiting: bool) -> bool {
     if log.commit() != last || applied != last {
         return false;
     }
-    let status = core.status();
-    status
-        .progress
-        .iter()
-        .filter(|(peer, _)| **peer != core.id())
-        .all(|(_, progress)| progress.match_index == last)
+    core.peer_matches()
+        .filter(|(peer, _)| *peer != core.id())
+        .all(|(_, matched)| matched == last)
 }
 
 /// Whether a follower may quiesce on its leader's notice of `term` and `commit`.

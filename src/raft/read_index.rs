@@ -132,6 +132,11 @@ impl ReadIndexQueue {
         })
     }
 
+    /// Whether any request waits for a heartbeat round's confirmation.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Takes the requests confirmed by a quorum.
     pub fn take_confirmed(&mut self, quorum: &JointConfig, self_id: NodeId) -> Vec<ReadRequest> {
         let confirmed = self.confirmed_round(quorum, self_id);

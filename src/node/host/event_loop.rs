@@ -490,10 +490,8 @@ impl HostLoop {
             let followers: Vec<NodeId> = if idle {
                 replica
                     .core
-                    .status()
-                    .progress
-                    .keys()
-                    .copied()
+                    .peer_matches()
+                    .map(|(peer, _)| peer)
                     .filter(|peer| *peer != self.id)
                     .collect()
             } else {

@@ -267,6 +267,14 @@ impl Core {
         }
     }
 
+    /// Each peer's match index as this node last tracked it (meaningful on a leader), without
+    /// building a [`Status`]: a host asks every awake leader on every tick.
+    pub fn peer_matches(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.progress
+            .iter()
+            .map(|(id, progress)| (*id, progress.match_index))
+    }
+
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         self.now_tick += 1;
