@@ -51,7 +51,7 @@ def workload(addrs):
         rc.close()
 
     rc = RedisCluster(startup_nodes=nodes(addrs), decode_responses=True)
-    rng = random.Random(20240607)
+    rng = random.Random(7919)
     alphabet = "abcxyz019{}:._-"
     checked = 0
     for _ in range(1000):
