@@ -2,7 +2,9 @@
 //! node (the current executable run again), for trying the service out.
 //!
 //! Node `N` gets peer address `127.0.0.1:(7000 + N)`, RESP address `127.0.0.1:(6379 + N)` and
-//! data directory `./ketch-data/node-N` (all adjustable by flags); with `--metrics-port PORT`
+//! data directory `./ketch-data/node-N` (all adjustable by flags), and every node is told the
+//! others' RESP addresses (`ketch serve --cluster-client-addrs`), so Redis Cluster clients
+//! (`redis-cli -c`) can be pointed at any of them; with `--metrics-port PORT`
 //! it serves Prometheus metrics on `127.0.0.1:(PORT + N - 1)`. Running the same command
 //! again restarts the same cluster from its data. While it runs, it prints each node's
 //! address and pid, then every change of leader seen through `INFO` (polled every
@@ -20,7 +22,8 @@
 //! (see [`super::local_pki`]) and starts every node with mutual TLS between peers, a TLS
 //! client listener on `127.0.0.1:(TLS_PORT + N - 1)` (`--tls-port`, 6390 by default) and the
 //! password; it prints how to connect. The plaintext client port stays on loopback, with
-//! the password required, for the supervisor's own `INFO` polling.
+//! the password required, for the supervisor's own `INFO` polling; the Redis Cluster replies
+//! name the TLS ports.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -157,6 +160,13 @@ impl ClusterArgs {
             .map(|n| format!("{}={}", n.id, n.peer_addr))
             .collect::<Vec<_>>()
             .join(",");
+        // With --secure, users are sent to the TLS ports; the plaintext ones are the
+        // supervisor's.
+        let client_addrs = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.tls_addr.as_ref().unwrap_or(&n.client_addr)))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut args = vec![
             "serve".to_string(),
             "--id".to_string(),
@@ -171,6 +181,8 @@ impl ClusterArgs {
             self.max_value_bytes.to_string(),
             "--read-mode".to_string(),
             self.read_mode.as_str().to_string(),
+            "--cluster-client-addrs".to_string(),
+            client_addrs,
             "--cluster".to_string(),
             cluster,
         ];
@@ -468,6 +480,11 @@ mod tests {
         assert!(serve
             .windows(2)
             .any(|w| w == ["--max-value-bytes", "1048576"]));
+        assert!(serve.windows(2).any(|w| w
+            == [
+                "--cluster-client-addrs",
+                "1=127.0.0.1:6380,2=127.0.0.1:6381,3=127.0.0.1:6382"
+            ]));
         assert_eq!(
             serve.last().unwrap(),
             "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"

@@ -14,6 +14,13 @@
 //!   `127.0.0.1:(6379 + id)`.
 //! - `--metrics-addr` serves Prometheus metrics at `http://ADDR/metrics` (see
 //!   [`crate::metrics`]); off unless given.
+//! - `--cluster-client-addrs 1=HOST:PORT,2=HOST:PORT,...` names every node's RESP address as
+//!   clients dial it, for Redis Cluster clients (`CLUSTER SLOTS` and the other `CLUSTER`
+//!   replies, see [`crate::kv::cluster`]); give every node the same list. Nodes learn each
+//!   other's peer addresses through the log, but not their client addresses: without the
+//!   list, a node shows only itself (at the address the client reached it at), and so names
+//!   no master unless it leads. A wildcard address (`0.0.0.0`) is refused: clients cannot
+//!   dial it.
 //!
 //! # Client authentication
 //!
@@ -169,6 +176,11 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (see `ketch::metrics`) [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Every node's RESP address as clients dial it, 1=HOST:PORT,2=HOST:PORT,..., shown to
+    /// Redis Cluster clients (CLUSTER SLOTS, SHARDS, NODES); the same list on every node
+    /// [default: none: other nodes are left out of those replies].
+    #[arg(long, value_name = "LIST")]
+    pub cluster_client_addrs: Option<String>,
     /// Password of user `default`: clients must AUTH first (visible in `ps`: prefer
     /// --requirepass-file).
     #[arg(
@@ -285,6 +297,8 @@ pub struct ServePlan {
     pub join: bool,
     /// Where to serve `GET /metrics`, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// `--cluster-client-addrs`: each node's client address as clients dial it.
+    pub cluster_client_addrs: std::collections::BTreeMap<NodeId, SocketAddr>,
 }
 
 impl ServeArgs {
@@ -332,6 +346,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             join: false,
             metrics_addr: self.metrics_addr()?,
+            cluster_client_addrs: self.cluster_client_addrs()?,
         })
     }
 
@@ -374,6 +389,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             join: true,
             metrics_addr: self.metrics_addr()?,
+            cluster_client_addrs: self.cluster_client_addrs()?,
         })
     }
 
@@ -424,6 +440,28 @@ impl ServeArgs {
         let mut tls = TlsServerConfig::new(addr, cert, key);
         tls.client_ca_path = self.tls_client_ca.clone();
         Ok(Some(tls))
+    }
+
+    /// `--cluster-client-addrs` (module docs), resolved; empty without the flag.
+    fn cluster_client_addrs(
+        &self,
+    ) -> Result<std::collections::BTreeMap<NodeId, SocketAddr>, ServeError> {
+        let Some(text) = &self.cluster_client_addrs else {
+            return Ok(std::collections::BTreeMap::new());
+        };
+        let usage = |entry: &str, reason: &str| {
+            ServeError::Usage(format!("--cluster-client-addrs entry {entry:?}: {reason}"))
+        };
+        let addrs = ClusterSpec::parse(text)
+            .and_then(|spec| spec.resolve())
+            .map_err(|e| usage(&e.entry, &e.reason))?;
+        if let Some((id, addr)) = addrs.iter().find(|(_, addr)| addr.ip().is_unspecified()) {
+            return Err(usage(
+                &format!("{id}={addr}"),
+                "a wildcard address cannot be dialed: give the address clients reach the node at",
+            ));
+        }
+        Ok(addrs)
     }
 
     fn metrics_addr(&self) -> Result<Option<SocketAddr>, ServeError> {
@@ -539,6 +577,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         );
     }
     config.server.acl = std::sync::Arc::new(acl);
+    config.server.cluster_client_addrs = plan.cluster_client_addrs.clone();
     let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
     let metrics_server = match plan.metrics_addr {
         Some(addr) => Some(start_metrics(addr, &service)?),
@@ -605,6 +644,7 @@ mod tests {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
             read_mode: ReadModeArg::ReadIndex,
             metrics_addr: None,
+            cluster_client_addrs: None,
             requirepass: None,
             requirepass_file: None,
             acl_file: None,
@@ -644,6 +684,28 @@ mod tests {
             error.contains(&format!("{}:2:", acl_path.display())) && error.contains("`+bogus`"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn cluster_client_addrs_are_resolved_and_must_be_dialable() {
+        let mut with = args(2, "1=127.0.0.1:7001,2=127.0.0.1:7002");
+        assert!(with.plan().unwrap().cluster_client_addrs.is_empty());
+        with.cluster_client_addrs = Some("2=127.0.0.1:6381, 1=localhost:6380".into());
+        let addrs = with.plan().unwrap().cluster_client_addrs;
+        assert_eq!(addrs[&1].port(), 6380);
+        assert_eq!(addrs[&2], "127.0.0.1:6381".parse().unwrap());
+        for (text, error) in [
+            ("1=0.0.0.0:6380", "wildcard"),
+            ("1=127.0.0.1:6380,1=127.0.0.1:6381", "twice"),
+            ("1=nowhere", "HOST:PORT"),
+        ] {
+            with.cluster_client_addrs = Some(text.into());
+            let message = with.plan().unwrap_err().to_string();
+            assert!(
+                message.starts_with("--cluster-client-addrs entry") && message.contains(error),
+                "{text}: {message}"
+            );
+        }
     }
 
     #[test]

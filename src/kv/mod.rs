@@ -13,11 +13,14 @@
 //! - [`reclaim`] the leader's periodic active-expiry proposals;
 //! - [`server`] the RESP server: commands, `KETCH.WRITE` (explicit sessions), the error rule;
 //! - [`admin`] the admin commands (`KETCH.ADDLEARNER`, `KETCH.MEMBERS`, ...);
+//! - [`cluster`] the Redis Cluster surface: key slots, node ids, `CLUSTER SLOTS` and the
+//!   other `CLUSTER` replies, one shard led by the Raft leader;
 //! - [`service`] the [`KvService`] that starts a node and its server together.
 
 pub mod acl;
 pub mod admin;
 pub mod clock;
+pub mod cluster;
 pub mod command;
 pub mod glob;
 pub mod reclaim;

@@ -67,6 +67,7 @@ impl Proposal {
 /// A running node: an event loop, a log writer and an apply thread.
 pub struct Node {
     id: NodeId,
+    cluster_id: u64,
     inbox: SyncSender<Request>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
@@ -216,6 +217,7 @@ impl Node {
         log::info!("node {id}: started, listening for peers on {listen_addr}");
         Ok(Node {
             id,
+            cluster_id: config.cluster_id,
             inbox: inbox_tx,
             waker,
             stop,
@@ -229,6 +231,11 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The id of the cluster it belongs to (its configuration's `cluster_id`).
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
     }
 
     /// Proposes `command` and waits (up to the configured timeout) for the state machine's

@@ -457,6 +457,21 @@ impl RawConnection {
         }
     }
 
+    /// As [`RawConnection::read_reply_bytes`], for a reply of any RESP3 type (maps, sets,
+    /// verbatim strings, nulls) as well as RESP2's.
+    pub fn read_resp3_reply_bytes(&mut self) -> Vec<u8> {
+        let parser = ketch::kv::resp::Resp3Parser::new(ketch::kv::resp::Limits::default());
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some((_, used)) = parser.parse(&self.input).expect("a valid reply") {
+                return self.input.drain(..used).collect();
+            }
+            let n = self.stream.read(&mut chunk).expect("read a reply");
+            assert!(n > 0, "connection closed while waiting for a reply");
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     /// Sends a command and returns its reply's bytes.
     pub fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send_command(args);
@@ -592,4 +607,52 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         forget_pid(self.child.id());
     }
+}
+
+/// What [`run_tool`] saw of a tool's run.
+pub struct ToolRun {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` (no stdin), killing it past `limit`; `Err` if it cannot be
+/// started (not installed). Its output goes through files, so a chatty tool cannot block on
+/// a full pipe while the test waits for it.
+pub fn run_tool(program: &str, args: &[String], limit: Duration) -> std::io::Result<ToolRun> {
+    let dir = tempfile::tempdir()?;
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()?;
+    register_pid(child.id());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            forget_pid(child.id());
+            panic!(
+                "{program} {args:?} still running after {limit:?}; output so far:\n{}\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    forget_pid(child.id());
+    Ok(ToolRun {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    })
 }

@@ -6,8 +6,8 @@
 //! linearizable (ReadIndex through [`Node::read_with`](crate::node::Node::read_with)). Within
 //! one connection, a read waits for the connection's outstanding writes (and a write for its
 //! outstanding reads), so a pipeline `SET k v; GET k` sees its own write and `GET k; SET k v`
-//! does not see the later one. `READONLY` (stale local reads) is refused: reads are always
-//! linearizable. `INFO` with its keyspace section counts as a read (its key count is one).
+//! does not see the later one. `READONLY` (which asks a Redis Cluster replica for stale
+//! local reads) answers `+OK` and changes nothing: reads stay linearizable. `INFO` with its keyspace section counts as a read (its key count is one).
 //!
 //! # Protocol
 //!
@@ -41,6 +41,7 @@ use super::parse::{
 use super::resp3_reply::{resp2_to_resp3, ReplyShape};
 use super::transaction::{Control, ControlStep, ExecReply, Transaction};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
+use crate::kv::cluster::ClusterView;
 use crate::kv::command::{Operation, Query, Write as KvWrite};
 use crate::kv::resp::{write_error, Limits, Protocol, Reply, ReplyParser, Request, RequestParser};
 use crate::kv::session_id::SessionId;
@@ -530,12 +531,22 @@ fn local(
     };
     let buffers = conn.buffers();
     let own_line = |state: &ClientState| client_line(state, buffers);
+    let config = batches.config();
+    let cluster_view = |state: &ClientState| {
+        ClusterView::new(
+            &node.status(),
+            node.cluster_id(),
+            &config.cluster_client_addrs,
+            state.local_addr,
+        )
+    };
     let env = LocalEnv {
-        config: batches.config(),
+        config,
         process: ctx.process,
         is_leader: &is_leader_now,
         other_clients: &other_clients,
         own_line: &own_line,
+        cluster_view: &cluster_view,
     };
     match local_command(request, &mut conn.state, &env) {
         LocalReply::Reply(frame) => {

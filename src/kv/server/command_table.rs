@@ -10,7 +10,7 @@
 //! complexity, and the [`ReplyShape`] of the reply in RESP3. The Redis commands' values are
 //! Redis 7.0.15's own `COMMAND INFO` / `COMMAND DOCS` output (argument lists are left out of
 //! the docs), except `CLIENT SETINFO`, which is Redis 7.2's. Only the subcommands Ketch
-//! serves are listed under `CLIENT`, `COMMAND` and `CONFIG`. The `KETCH.*` commands are
+//! serves are listed under `CLIENT`, `COMMAND`, `CONFIG` and `CLUSTER`. The `KETCH.*` commands are
 //! Ketch's own (group `server`, since `0.1.0`).
 //!
 //! The table holds the commands of the whole service; [`COMMANDS`] is what `COMMAND COUNT`
@@ -1275,6 +1275,147 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         reply: ReplyShape::Verbatim,
     },
     CommandSpec {
+        name: "readonly",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        acl_categories: &["@fast", "@connection"],
+        tips: &[],
+        key_specs: &[],
+        subcommands: &[],
+        docs: Docs { summary: "Enables read queries for a connection to a cluster replica node", since: "3.0.0", group: "cluster", complexity: "O(1)" },
+        reply: ReplyShape::Plain,
+    },
+    CommandSpec {
+        name: "readwrite",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        acl_categories: &["@fast", "@connection"],
+        tips: &[],
+        key_specs: &[],
+        subcommands: &[],
+        docs: Docs { summary: "Disables read queries for a connection to a cluster replica node", since: "3.0.0", group: "cluster", complexity: "O(1)" },
+        reply: ReplyShape::Plain,
+    },
+    CommandSpec {
+        name: "cluster",
+        arity: -2,
+        flags: &[],
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        acl_categories: &["@slow"],
+        tips: &[],
+        key_specs: &[],
+        subcommands: &[
+            CommandSpec {
+                name: "cluster|keyslot",
+                arity: 3,
+                flags: &["stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &[],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Returns the hash slot of the specified key", since: "3.0.0", group: "cluster", complexity: "O(N) where N is the number of bytes in the key" },
+                reply: ReplyShape::Plain,
+            },
+            CommandSpec {
+                name: "cluster|myid",
+                arity: 2,
+                flags: &["stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &[],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Return the node id", since: "3.0.0", group: "cluster", complexity: "O(1)" },
+                reply: ReplyShape::Plain,
+            },
+            CommandSpec {
+                name: "cluster|info",
+                arity: 2,
+                flags: &["stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &["nondeterministic_output"],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Provides info about Redis Cluster node state", since: "3.0.0", group: "cluster", complexity: "O(1)" },
+                reply: ReplyShape::Verbatim,
+            },
+            CommandSpec {
+                name: "cluster|slots",
+                arity: 2,
+                flags: &["stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &["nondeterministic_output"],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Get array of Cluster slot to node mappings", since: "3.0.0", group: "cluster", complexity: "O(N) where N is the total number of Cluster nodes" },
+                reply: ReplyShape::Plain,
+            },
+            CommandSpec {
+                name: "cluster|shards",
+                arity: 2,
+                flags: &["stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &["nondeterministic_output"],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Get array of cluster slots to node mappings", since: "7.0.0", group: "cluster", complexity: "O(N) where N is the total number of cluster nodes" },
+                reply: ReplyShape::Plain,
+            },
+            CommandSpec {
+                name: "cluster|nodes",
+                arity: 2,
+                flags: &["stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &["nondeterministic_output"],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Get Cluster config for the node", since: "3.0.0", group: "cluster", complexity: "O(N) where N is the total number of Cluster nodes" },
+                reply: ReplyShape::Verbatim,
+            },
+            CommandSpec {
+                name: "cluster|help",
+                arity: 2,
+                flags: &["loading", "stale"],
+                first_key: 0,
+                last_key: 0,
+                key_step: 0,
+                acl_categories: &["@slow"],
+                tips: &[],
+                key_specs: &[],
+                subcommands: &[],
+                docs: Docs { summary: "Show helpful text about the different subcommands", since: "5.0.0", group: "cluster", complexity: "O(1)" },
+                reply: ReplyShape::Plain,
+            },
+        ],
+        docs: Docs { summary: "A container for cluster commands", since: "3.0.0", group: "cluster", complexity: "Depends on subcommand." },
+        reply: ReplyShape::Plain,
+    },
+    CommandSpec {
         name: "ketch.addlearner",
         arity: 3,
         flags: &["admin", "noscript"],
@@ -1698,6 +1839,27 @@ mod tests {
         assert_eq!(
             command_command(&args(&["COMMAND", "DOCS", "nosuch"])),
             Frame::Map(Vec::new())
+        );
+    }
+
+    #[test]
+    fn cluster_subcommands_are_those_answered() {
+        let cluster = lookup(b"CLUSTER").unwrap();
+        let listed: BTreeSet<&str> = cluster
+            .subcommands
+            .iter()
+            .map(|sub| sub.name.trim_start_matches("cluster|"))
+            .collect();
+        let answered: BTreeSet<&str> = crate::kv::cluster::command::SUBCOMMANDS
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(listed, answered);
+        // Redis 7.0.15's `COMMAND INFO readonly`, byte for byte.
+        let reply = command_command(&args(&["COMMAND", "INFO", "readonly"]));
+        assert_eq!(
+            String::from_utf8_lossy(&reply.to_bytes(Protocol::Resp2)),
+            "*1\r\n*10\r\n$8\r\nreadonly\r\n:1\r\n*3\r\n+loading\r\n+stale\r\n+fast\r\n:0\r\n:0\r\n:0\r\n*2\r\n+@fast\r\n+@connection\r\n*0\r\n*0\r\n*0\r\n"
         );
     }
 

@@ -1,11 +1,14 @@
 //! [`ServerConfig`]: the server's tuning and limits.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kv::acl::Acl;
 use crate::kv::resp::Limits;
 use crate::kv::state::DEFAULT_MAX_VALUE_BYTES;
+use crate::raft::NodeId;
 
 /// Write batch header: version, proposer clock, count (see `command`).
 const WRITE_BATCH_HEADER_BYTES: usize = 13;
@@ -52,6 +55,12 @@ pub struct ServerConfig {
     /// by default only `default`, with no password and every right. Checked on the node a
     /// client is connected to, before its commands are batched or forwarded.
     pub acl: Arc<Acl>,
+    /// Each node's client (RESP) address as clients dial it, for the Redis Cluster replies
+    /// (`CLUSTER SLOTS`, `SHARDS`, `NODES`): nodes learn each other's peer addresses from the
+    /// log, not their client addresses. A node missing here is left out of those replies;
+    /// this node, if missing, is shown at the address the asking client connected to. Empty
+    /// by default. See [`crate::kv::cluster::view`].
+    pub cluster_client_addrs: BTreeMap<NodeId, SocketAddr>,
 }
 
 impl ServerConfig {
@@ -87,7 +96,7 @@ impl ServerConfig {
 impl Default for ServerConfig {
     /// Redis' limits, a 5 minute idle timeout, 10 000 connections, 1024 pipelined replies and
     /// 1 MiB of output per connection, batches of up to 1024 commands / 1 MiB, 64 MiB values, no
-    /// password.
+    /// password, no other node's client address.
     fn default() -> Self {
         ServerConfig {
             limits: Limits::default(),
@@ -100,6 +109,7 @@ impl Default for ServerConfig {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             clock_offset_ms: 0,
             acl: Arc::new(Acl::open()),
+            cluster_client_addrs: BTreeMap::new(),
         }
     }
 }

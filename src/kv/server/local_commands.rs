@@ -1,6 +1,8 @@
 //! The commands answered without the node's state machine: `PING`, `ECHO`, `QUIT`, `SELECT`,
-//! `AUTH`, `HELLO`, `CLIENT`, `COMMAND`, `CONFIG GET`, `INFO`, and the refusals of `READONLY` and
-//! `READWRITE`. Replies are built as [`Frame`]s and written in the connection's protocol.
+//! `AUTH`, `HELLO`, `CLIENT`, `COMMAND`, `CONFIG GET`, `INFO`, `CLUSTER` (replies in
+//! [`crate::kv::cluster::command`]), and `READONLY` / `READWRITE`, which Redis Cluster clients
+//! send to replicas and which answer `+OK` and change nothing (every read is linearizable on
+//! every node). Replies are built as [`Frame`]s and written in the connection's protocol.
 //!
 //! # `HELLO [protover [AUTH user pass] [SETNAME name]]`
 //!
@@ -12,8 +14,10 @@
 //!   server understands, and Ketch answers as the Redis it follows; `INFO`'s `ketch_version`
 //!   says what it really is.
 //! - `version` is [`REDIS_COMPAT_VERSION`], the Redis whose behaviour Ketch follows.
-//! - `mode` is `standalone` (a Ketch cluster is not a Redis Cluster: every node holds every
-//!   key); `role` is `master` on the Raft leader and `replica` on every other node.
+//! - `mode` is `standalone` (every node holds every key; cluster-aware clients learn the
+//!   one-shard slot map from `CLUSTER SLOTS` whatever `HELLO` says, and clients that are not
+//!   cluster-aware see no change); `role` is `master` on the Raft leader and `replica` on every
+//!   other node.
 //! - Options apply in order, as Redis 7.0.15 applies them: `AUTH user pass` logs the
 //!   connection in there and then (see `auth`; a failure answers `-WRONGPASS` and stops),
 //!   `SETNAME name` sets the name there and then (an invalid one answers its error and
@@ -71,6 +75,8 @@ use super::command_table::command_command;
 use super::config::ServerConfig;
 use super::info::{InfoSections, ProcessFacts};
 use super::parse::{arity_error, unknown_command_text, upper};
+use crate::kv::cluster::command::cluster_command;
+use crate::kv::cluster::ClusterView;
 use crate::kv::glob::glob_match;
 use crate::kv::resp::{Frame, Protocol};
 
@@ -94,6 +100,7 @@ pub(super) const LOCAL_COMMANDS: &[&str] = &[
     "COMMAND",
     "CONFIG",
     "INFO",
+    "CLUSTER",
 ];
 
 /// What a local command answers.
@@ -120,6 +127,8 @@ pub(super) struct LocalEnv<'a> {
     pub(super) other_clients: &'a dyn Fn() -> Vec<(u64, String)>,
     /// This connection's `CLIENT LIST` line as it is now.
     pub(super) own_line: &'a dyn Fn(&ClientState) -> String,
+    /// The Redis Cluster view for this connection, as it is now (`CLUSTER`).
+    pub(super) cluster_view: &'a dyn Fn(&ClientState) -> ClusterView,
 }
 
 fn ok() -> Frame {
@@ -173,9 +182,13 @@ pub(super) fn local_command(
             },
             _ => error(arity_error("select")),
         },
-        Some(b"READONLY") | Some(b"READWRITE") => {
-            error("ERR stale local reads are not supported: every read is linearizable")
-        }
+        Some(b"READONLY") | Some(b"READWRITE") => match argc {
+            1 => ok(),
+            _ => error(arity_error(
+                &String::from_utf8_lossy(&args[0]).to_lowercase(),
+            )),
+        },
+        Some(b"CLUSTER") => cluster_command(args, || (env.cluster_view)(client)),
         Some(b"AUTH") => {
             let peer = client.peer_addr;
             match client.auth.auth_command(args, &env.config.acl, peer) {
@@ -533,6 +546,7 @@ fn config_command(args: &[Vec<u8>], env: &LocalEnv<'_>) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::cluster::NodeName;
     use std::time::Instant;
 
     fn args(words: &[&str]) -> Vec<Vec<u8>> {
@@ -563,12 +577,22 @@ mod tests {
             let is_leader = || self.leader;
             let other_clients = || vec![(3, "id=3 other\n".to_string())];
             let own_line = |c: &ClientState| client_line(c, ClientBuffers::default());
+            let cluster_view = |_: &ClientState| ClusterView {
+                myself: 1,
+                myself_name: NodeName::of(9, 1),
+                leader: None,
+                term: 1,
+                nodes: Vec::new(),
+                messages_sent: 0,
+                messages_received: 0,
+            };
             let env = LocalEnv {
                 config: &self.config,
                 process: &self.process,
                 is_leader: &is_leader,
                 other_clients: &other_clients,
                 own_line: &own_line,
+                cluster_view: &cluster_view,
             };
             match local_command(&args(words), client, &env) {
                 LocalReply::Reply(frame) => frame.to_bytes(client.protocol),
@@ -790,6 +814,27 @@ mod tests {
             text(h.run(&mut c, &["CONFIG", "GET", "appendonly"])),
             "%1\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
         );
+    }
+
+    #[test]
+    fn cluster_clients_are_answered() {
+        let h = Harness::new();
+        let mut c = state();
+        assert_eq!(text(h.run(&mut c, &["READONLY"])), "+OK\r\n");
+        assert_eq!(text(h.run(&mut c, &["readwrite"])), "+OK\r\n");
+        assert_eq!(
+            text(h.run(&mut c, &["READONLY", "x"])),
+            "-ERR wrong number of arguments for 'readonly' command\r\n"
+        );
+        assert_eq!(
+            text(h.run(&mut c, &["CLUSTER", "KEYSLOT", "foo"])),
+            ":12182\r\n"
+        );
+        assert_eq!(
+            text(h.run(&mut c, &["CLUSTER", "MYID"])),
+            format!("$40\r\n{}\r\n", NodeName::of(9, 1))
+        );
+        assert_eq!(text(h.run(&mut c, &["CLUSTER", "SLOTS"])), "*0\r\n");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! answers them (see `local_commands`, `info` and `command_table`):
 //! `AUTH [user] password`, `HELLO [protover [AUTH user pass] [SETNAME name]]`,
 //! `CLIENT ID|GETNAME|SETNAME|SETINFO|INFO|LIST|HELP`, `COMMAND [COUNT|INFO|DOCS|LIST]`,
-//! `CONFIG GET pattern...`, `INFO [section...]`. Unknown commands and wrong arity get Redis'
+//! `CONFIG GET pattern...`, `INFO [section...]`, and Redis Cluster's `CLUSTER KEYSLOT|MYID|
+//! INFO|SLOTS|SHARDS|NODES|HELP`, `READONLY`, `READWRITE` (see [`cluster`](super::cluster)).
+//! Unknown commands and wrong arity get Redis'
 //! own error wording. Ketch answers as the Redis version [`REDIS_COMPAT_VERSION`].
 //!
 //! # RESP3

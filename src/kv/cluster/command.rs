@@ -1,0 +1,456 @@
+//! `CLUSTER ...`: the replies, as a Redis 7.0 cluster node gives them, from a
+//! [`ClusterView`].
+//!
+//! | request                 | reply                                                       |
+//! |-------------------------|-------------------------------------------------------------|
+//! | `CLUSTER KEYSLOT key`   | the key's slot ([`key_slot`])                               |
+//! | `CLUSTER MYID`          | this node's [`NodeName`](super::NodeName)                   |
+//! | `CLUSTER INFO`          | `cluster_state`, slot counts, `cluster_known_nodes`, `cluster_size:1`, epochs, message counts (below) |
+//! | `CLUSTER SLOTS`         | `[[0, 16383, master, replica...]]`, each node `[ip, port, id, {}]` |
+//! | `CLUSTER SHARDS`        | one shard: `{slots: [0, 16383], nodes: [{id, port, ip, endpoint, role, replication-offset, health}...]}` |
+//! | `CLUSTER NODES`         | one line per node: `id ip:port@bus-port flags - 0 0 epoch link [0-16383]` |
+//! | `CLUSTER HELP`          | the subcommands above                                       |
+//!
+//! Replies follow redis-server 7.0.15 with `--cluster-enabled yes` byte for byte in layout
+//! and types: the empty metadata map of a `CLUSTER SLOTS` node (`*0` in RESP2, `%0` in
+//! RESP3), maps for shards and their nodes, verbatim strings for `INFO` and `NODES` in
+//! RESP3. Errors use Redis' words: `wrong number of arguments for 'cluster|keyslot'
+//! command`, `unknown subcommand 'x'. Try CLUSTER HELP.` (also for Redis subcommands that
+//! change the slot map, such as `ADDSLOTS` or `FAILOVER`: the map follows the Raft group).
+//! `COUNTKEYSINSLOT` and `GETKEYSINSLOT` are not served: they would need a scan of the
+//! keyspace through the state machine.
+//!
+//! # What the fields say
+//!
+//! - The master is the Raft leader ([`ClusterView::master`]); the other voters shown are
+//!   replicas in `CLUSTER SLOTS` (reachable ones only, as Redis leaves out failed replicas)
+//!   and `CLUSTER SHARDS` (all, with `health` `online` or `failed`).
+//! - In `CLUSTER NODES` every node is a `master` line, and only the leader's lists
+//!   `0-16383`: `slave` lines would name a replication link Ketch does not have. The answering node's line has
+//!   `myself`; a peer this node has no connection to has `fail?` and `disconnected`. The
+//!   epoch field is the Raft term on the leader's line, 0 on the others; ping and pong
+//!   times are 0.
+//! - `cluster_current_epoch` and `cluster_my_epoch` are the Raft term.
+//!   `cluster_stats_messages_sent` / `_received` count Raft messages.
+//!
+//! # Without a master
+//!
+//! When this node knows no leader (an election is under way, or it is cut off), or knows
+//! one whose client address it does not know, no node can be named as the slots' owner:
+//! `CLUSTER INFO` says `cluster_state:fail` with every slot counted in
+//! `cluster_slots_fail` (as Redis reports slots whose master failed), `CLUSTER SLOTS` and
+//! `CLUSTER SHARDS` are empty arrays (a map with a master-less range is not something a
+//! Redis client can use), and `CLUSTER NODES` lists the nodes with no slots. A client that
+//! asks again once a leader is elected gets the full map.
+
+use std::fmt::Write as _;
+
+use super::slot::{key_slot, SLOT_COUNT, SLOT_MAX};
+use super::view::{ClusterNode, ClusterView};
+use crate::kv::resp::Frame;
+use crate::kv::state::commands::arity_error_text;
+
+/// `CLUSTER HELP`'s lines: Redis 7.0's, for the subcommands served.
+const CLUSTER_HELP: &[&str] = &[
+    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "INFO",
+    "    Return information about the cluster.",
+    "KEYSLOT <key>",
+    "    Return the hash slot for <key>.",
+    "MYID",
+    "    Return the node id.",
+    "NODES",
+    "    Return cluster configuration seen by node. Output format:",
+    "    <id> <ip:port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "SLOTS",
+    "    Return information about slots range mappings. Each range is made of:",
+    "    start, end, master and replicas IP addresses, ports and ids",
+    "SHARDS",
+    "    Return information about slot range mappings and the nodes associated with them.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// The subcommands served (lower case), for the command table's check.
+pub const SUBCOMMANDS: &[&str] = &[
+    "keyslot", "myid", "info", "slots", "shards", "nodes", "help",
+];
+
+fn error(text: impl Into<String>) -> Frame {
+    Frame::Error(text.into())
+}
+
+fn verbatim(text: String) -> Frame {
+    Frame::Verbatim {
+        format: *b"txt",
+        text: text.into_bytes(),
+    }
+}
+
+/// The reply to `CLUSTER <args[1..]>`; `view` is built only for subcommands that need it.
+pub fn cluster_command(args: &[Vec<u8>], view: impl FnOnce() -> ClusterView) -> Frame {
+    let Some(sub) = args.get(1) else {
+        return error(arity_error_text("cluster"));
+    };
+    let sub = sub.to_ascii_lowercase();
+    let Some(&name) = SUBCOMMANDS.iter().find(|name| name.as_bytes() == sub) else {
+        return error(format!(
+            "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
+            String::from_utf8_lossy(&args[1])
+        ));
+    };
+    let arity = if name == "keyslot" { 3 } else { 2 };
+    if args.len() != arity {
+        return error(arity_error_text(&format!("cluster|{name}")));
+    }
+    match name {
+        "keyslot" => Frame::Integer(i64::from(key_slot(&args[2]))),
+        "help" => Frame::Array(
+            CLUSTER_HELP
+                .iter()
+                .map(|line| Frame::Simple(line.to_string()))
+                .collect(),
+        ),
+        "myid" => Frame::bulk(view().myself_name.as_str()),
+        "info" => verbatim(info_text(&view())),
+        "slots" => slots_reply(&view()),
+        "shards" => shards_reply(&view()),
+        "nodes" => verbatim(nodes_text(&view())),
+        _ => unreachable!("every name in SUBCOMMANDS is answered"),
+    }
+}
+
+/// `CLUSTER INFO`'s text (module docs).
+pub fn info_text(view: &ClusterView) -> String {
+    let slots_ok = if view.master().is_some() {
+        SLOT_COUNT
+    } else {
+        0
+    };
+    let mut text = String::with_capacity(512);
+    let _ = write!(
+        text,
+        "cluster_state:{}\r\ncluster_slots_assigned:{SLOT_COUNT}\r\ncluster_slots_ok:{slots_ok}\r\n\
+         cluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\ncluster_known_nodes:{}\r\n\
+         cluster_size:1\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\n\
+         cluster_stats_messages_sent:{}\r\ncluster_stats_messages_received:{}\r\n\
+         total_cluster_links_buffer_limit_exceeded:0\r\n",
+        if slots_ok == SLOT_COUNT { "ok" } else { "fail" },
+        SLOT_COUNT - slots_ok,
+        view.nodes.len(),
+        view.term,
+        view.term,
+        view.messages_sent,
+        view.messages_received,
+    );
+    text
+}
+
+/// A node of a `CLUSTER SLOTS` range: ip, port, id, and Redis 7's (here empty) metadata map.
+fn slots_node(node: &ClusterNode) -> Frame {
+    Frame::Array(vec![
+        Frame::bulk(node.client_addr.ip().to_string()),
+        Frame::Integer(i64::from(node.client_addr.port())),
+        Frame::bulk(node.name.as_str()),
+        Frame::Map(Vec::new()),
+    ])
+}
+
+/// `CLUSTER SLOTS` (module docs).
+pub fn slots_reply(view: &ClusterView) -> Frame {
+    let Some(master) = view.master() else {
+        return Frame::Array(Vec::new());
+    };
+    let mut range = vec![
+        Frame::Integer(0),
+        Frame::Integer(i64::from(SLOT_MAX)),
+        slots_node(master),
+    ];
+    range.extend(view.replicas().map(slots_node));
+    Frame::Array(vec![Frame::Array(range)])
+}
+
+/// `CLUSTER SHARDS` (module docs).
+pub fn shards_reply(view: &ClusterView) -> Frame {
+    let Some(master) = view.master() else {
+        return Frame::Array(Vec::new());
+    };
+    let shard_node = |node: &ClusterNode, role: &str| {
+        let ip = node.client_addr.ip().to_string();
+        Frame::map([
+            ("id", Frame::bulk(node.name.as_str())),
+            ("port", Frame::Integer(i64::from(node.client_addr.port()))),
+            ("ip", Frame::bulk(&ip)),
+            ("endpoint", Frame::bulk(&ip)),
+            ("role", Frame::bulk(role)),
+            (
+                "replication-offset",
+                Frame::Integer(i64::try_from(node.replication_offset).unwrap_or(i64::MAX)),
+            ),
+            (
+                "health",
+                Frame::bulk(if node.reachable { "online" } else { "failed" }),
+            ),
+        ])
+    };
+    let mut nodes = vec![shard_node(master, "master")];
+    nodes.extend(
+        view.nodes
+            .iter()
+            .filter(|node| node.id != master.id)
+            .map(|node| shard_node(node, "replica")),
+    );
+    Frame::Array(vec![Frame::map([
+        (
+            "slots",
+            Frame::Array(vec![Frame::Integer(0), Frame::Integer(i64::from(SLOT_MAX))]),
+        ),
+        ("nodes", Frame::Array(nodes)),
+    ])])
+}
+
+/// `CLUSTER NODES`' text (module docs).
+pub fn nodes_text(view: &ClusterView) -> String {
+    let master = view.master().map(|node| node.id);
+    let mut text = String::with_capacity(128 * view.nodes.len());
+    for node in &view.nodes {
+        let myself = if node.id == view.myself {
+            "myself,"
+        } else {
+            ""
+        };
+        let suspected = if node.reachable { "" } else { ",fail?" };
+        let owns_slots = Some(node.id) == master;
+        let _ = write!(
+            text,
+            "{} {}:{}@{} {myself}master{suspected} - 0 0 {} {}",
+            node.name,
+            node.client_addr.ip(),
+            node.client_addr.port(),
+            node.bus_port,
+            if owns_slots { view.term } else { 0 },
+            if node.reachable {
+                "connected"
+            } else {
+                "disconnected"
+            },
+        );
+        if owns_slots {
+            let _ = write!(text, " 0-{SLOT_MAX}");
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::cluster::NodeName;
+    use crate::kv::resp::Protocol;
+    use crate::raft::NodeId;
+
+    fn args(words: &[&str]) -> Vec<Vec<u8>> {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    fn node(id: NodeId, port: u16, reachable: bool) -> ClusterNode {
+        ClusterNode {
+            id,
+            name: NodeName::of(7, id),
+            client_addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            bus_port: port + 10_000,
+            reachable,
+            replication_offset: 14,
+        }
+    }
+
+    /// Three voters seen from node 2; node 1 leads, node 3 is cut off.
+    fn view(leader: Option<NodeId>) -> ClusterView {
+        ClusterView {
+            myself: 2,
+            myself_name: NodeName::of(7, 2),
+            leader,
+            term: 5,
+            nodes: vec![
+                node(1, 17379, true),
+                node(2, 17380, true),
+                node(3, 17381, false),
+            ],
+            messages_sent: 10,
+            messages_received: 9,
+        }
+    }
+
+    fn run(words: &[&str], view: &ClusterView, protocol: Protocol) -> String {
+        let reply = cluster_command(&args(words), || view.clone());
+        String::from_utf8(reply.to_bytes(protocol)).unwrap()
+    }
+
+    fn name(id: NodeId) -> String {
+        NodeName::of(7, id).to_string()
+    }
+
+    #[test]
+    fn slots_name_the_leader_then_reachable_replicas_like_redis() {
+        let v = view(Some(1));
+        // Redis 7.0.15's layout (a master and one replica, cluster-enabled), ids aside.
+        let node = |port: u16, id: NodeId, map: &str| {
+            format!(
+                "*4\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$40\r\n{}\r\n{map}\r\n",
+                name(id)
+            )
+        };
+        assert_eq!(
+            run(&["CLUSTER", "SLOTS"], &v, Protocol::Resp2),
+            format!(
+                "*1\r\n*4\r\n:0\r\n:16383\r\n{}{}",
+                node(17379, 1, "*0"),
+                node(17380, 2, "*0")
+            )
+        );
+        assert_eq!(
+            run(&["cluster", "slots"], &v, Protocol::Resp3),
+            format!(
+                "*1\r\n*4\r\n:0\r\n:16383\r\n{}{}",
+                node(17379, 1, "%0"),
+                node(17380, 2, "%0")
+            )
+        );
+        assert_eq!(
+            run(&["CLUSTER", "SLOTS"], &view(None), Protocol::Resp2),
+            "*0\r\n"
+        );
+        let mut unknown_address = view(Some(1));
+        unknown_address.nodes.remove(0);
+        assert_eq!(
+            run(&["CLUSTER", "SLOTS"], &unknown_address, Protocol::Resp2),
+            "*0\r\n"
+        );
+    }
+
+    #[test]
+    fn shards_list_every_node_with_its_health_like_redis() {
+        let v = view(Some(1));
+        let node = |header: &str, port: u16, id: NodeId, role: &str, health: &str| {
+            format!(
+                "{header}\r\n$2\r\nid\r\n$40\r\n{}\r\n$4\r\nport\r\n:{port}\r\n$2\r\nip\r\n$9\r\n\
+                 127.0.0.1\r\n$8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n${}\r\n{role}\r\n\
+                 $18\r\nreplication-offset\r\n:14\r\n$6\r\nhealth\r\n${}\r\n{health}\r\n",
+                name(id),
+                role.len(),
+                health.len()
+            )
+        };
+        for (protocol, shard, entry) in [
+            (Protocol::Resp2, "*4", "*14"),
+            (Protocol::Resp3, "%2", "%7"),
+        ] {
+            assert_eq!(
+                run(&["CLUSTER", "SHARDS"], &v, protocol),
+                format!(
+                    "*1\r\n{shard}\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*3\r\n{}{}{}",
+                    node(entry, 17379, 1, "master", "online"),
+                    node(entry, 17380, 2, "replica", "online"),
+                    node(entry, 17381, 3, "replica", "failed"),
+                )
+            );
+        }
+        assert_eq!(
+            run(&["CLUSTER", "SHARDS"], &view(None), Protocol::Resp3),
+            "*0\r\n"
+        );
+    }
+
+    #[test]
+    fn nodes_are_master_lines_and_only_the_leader_owns_slots() {
+        let text = nodes_text(&view(Some(1)));
+        assert_eq!(
+            text,
+            format!(
+                "{} 127.0.0.1:17379@27379 master - 0 0 5 connected 0-16383\n\
+                 {} 127.0.0.1:17380@27380 myself,master - 0 0 0 connected\n\
+                 {} 127.0.0.1:17381@27381 master,fail? - 0 0 0 disconnected\n",
+                name(1),
+                name(2),
+                name(3)
+            )
+        );
+        let resp3 = run(&["CLUSTER", "NODES"], &view(Some(1)), Protocol::Resp3);
+        assert_eq!(resp3, format!("={}\r\ntxt:{text}\r\n", text.len() + 4));
+        let resp2 = run(&["CLUSTER", "NODES"], &view(Some(1)), Protocol::Resp2);
+        assert_eq!(resp2, format!("${}\r\n{text}\r\n", text.len()));
+        assert!(!nodes_text(&view(None)).contains("0-16383"));
+    }
+
+    #[test]
+    fn info_says_ok_only_with_a_master() {
+        let ok = info_text(&view(Some(1)));
+        assert_eq!(
+            ok,
+            "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
+             cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:3\r\n\
+             cluster_size:1\r\ncluster_current_epoch:5\r\ncluster_my_epoch:5\r\n\
+             cluster_stats_messages_sent:10\r\ncluster_stats_messages_received:9\r\n\
+             total_cluster_links_buffer_limit_exceeded:0\r\n"
+        );
+        let fail = info_text(&view(None));
+        assert!(fail.starts_with(
+            "cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:0\r\n\
+             cluster_slots_pfail:0\r\ncluster_slots_fail:16384\r\n"
+        ));
+        assert!(run(&["CLUSTER", "INFO"], &view(None), Protocol::Resp3).starts_with("="));
+    }
+
+    #[test]
+    fn keyslot_myid_help_and_errors_are_worded_like_redis() {
+        let v = view(Some(1));
+        let resp2 = |words: &[&str]| run(words, &v, Protocol::Resp2);
+        assert_eq!(resp2(&["CLUSTER", "KEYSLOT", "foo"]), ":12182\r\n");
+        assert_eq!(
+            resp2(&["CLUSTER", "MYID"]),
+            format!("$40\r\n{}\r\n", name(2))
+        );
+        assert!(resp2(&["CLUSTER", "HELP"]).starts_with(
+            "*17\r\n+CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"
+        ));
+        for (words, reply) in [
+            (
+                &["CLUSTER"][..],
+                "-ERR wrong number of arguments for 'cluster' command\r\n",
+            ),
+            (
+                &["CLUSTER", "foo"],
+                "-ERR unknown subcommand 'foo'. Try CLUSTER HELP.\r\n",
+            ),
+            (
+                &["CLUSTER", "ADDSLOTS", "1"],
+                "-ERR unknown subcommand 'ADDSLOTS'. Try CLUSTER HELP.\r\n",
+            ),
+            (
+                &["CLUSTER", "KEYSLOT"],
+                "-ERR wrong number of arguments for 'cluster|keyslot' command\r\n",
+            ),
+            (
+                &["CLUSTER", "keyslot", "a", "b"],
+                "-ERR wrong number of arguments for 'cluster|keyslot' command\r\n",
+            ),
+            (
+                &["CLUSTER", "MYID", "x"],
+                "-ERR wrong number of arguments for 'cluster|myid' command\r\n",
+            ),
+            (
+                &["CLUSTER", "INFO", "x"],
+                "-ERR wrong number of arguments for 'cluster|info' command\r\n",
+            ),
+        ] {
+            assert_eq!(resp2(words), reply, "{words:?}");
+        }
+        // KEYSLOT and the errors do not read the node's status.
+        let no_view = || -> ClusterView { panic!("the view was built") };
+        assert_eq!(
+            cluster_command(&args(&["CLUSTER", "KEYSLOT", "foo"]), no_view),
+            Frame::Integer(12182)
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! [`ClusterView`]: the one shard, as this node sees it when a `CLUSTER` command asks.
+//!
+//! Today's service is one Raft group holding every key, so the view is one shard owning
+//! every slot: its master is the Raft leader this node knows of, its replicas the other
+//! voters. Built afresh for each command from the node's [`NodeStatus`], so it follows
+//! elections and membership changes as the node learns them.
+//!
+//! # Which nodes are shown, at which address
+//!
+//! A node is shown at its **client (RESP) address**, the one a Redis client dials. Nodes
+//! learn each other's peer addresses through the Raft log, but not their client addresses:
+//! those come from `ketch serve --cluster-client-addrs` ([`ServerConfig::cluster_client_addrs`],
+//! which `ketch cluster` passes to every node it starts). The rule:
+//!
+//! - a node is shown if it is a voter of the configuration in force (or this node itself)
+//!   and its client address is known;
+//! - this node's address is its entry in that list, or else the local address of the
+//!   connection the command came in on (the address the asking client reached it at);
+//! - any other node missing from the list is left out of every reply, rather than shown at
+//!   a guessed address. A leader left out this way means no master is known: see
+//!   [`ClusterView::master`].
+//!
+//! Learners are left out: they may still be catching up, and a Redis replica that is not in
+//! sync is not offered to clients either.
+//!
+//! [`ServerConfig::cluster_client_addrs`]: crate::kv::ServerConfig::cluster_client_addrs
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::node_name::NodeName;
+use crate::node::NodeStatus;
+use crate::raft::{NodeId, Role};
+
+/// One node shown in the replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its Raft node id.
+    pub id: NodeId,
+    /// Its Redis Cluster id.
+    pub name: NodeName,
+    /// Where clients reach it.
+    pub client_addr: SocketAddr,
+    /// Its peer (Raft) port, shown where Redis shows the cluster bus port; 0 if unknown.
+    pub bus_port: u16,
+    /// This node itself, or a peer it holds a connection to. An unreachable node is shown
+    /// as Redis shows a node it suspects (`fail?`, `disconnected`, health `failed`), and is
+    /// not offered as a replica in `CLUSTER SLOTS`.
+    pub reachable: bool,
+    /// The highest log index it is known to hold: this node's applied index for itself, the
+    /// leader's match index for a follower when this node leads, else 0. Stands where Redis
+    /// shows a replication offset.
+    pub replication_offset: u64,
+}
+
+/// The shard as this node sees it (module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's Raft id.
+    pub myself: NodeId,
+    /// This node's Redis Cluster id (known even when its address is not).
+    pub myself_name: NodeName,
+    /// The leader this node knows of, if any (shown or not).
+    pub leader: Option<NodeId>,
+    /// The node's Raft term, shown as Redis' epochs: the leader was elected in it.
+    pub term: u64,
+    /// Every node shown, by Raft id.
+    pub nodes: Vec<ClusterNode>,
+    /// Raft messages this node queued to peers and received from them.
+    pub messages_sent: u64,
+    /// See `messages_sent`.
+    pub messages_received: u64,
+}
+
+impl ClusterView {
+    /// The view from `status` (module docs): `cluster_id` names the nodes, `client_addrs` are
+    /// the announced client addresses, `connection_addr` the local address of the asking
+    /// connection.
+    pub fn new(
+        status: &NodeStatus,
+        cluster_id: u64,
+        client_addrs: &BTreeMap<NodeId, SocketAddr>,
+        connection_addr: Option<SocketAddr>,
+    ) -> ClusterView {
+        let myself = status.id;
+        let leader = status.leader.filter(|_| status.participating);
+        let leading = leader == Some(myself) && status.role == Role::Leader;
+        let mut nodes = Vec::new();
+        for (&id, member) in &status.members {
+            if !member.voter && id != myself {
+                continue;
+            }
+            let announced = client_addrs.get(&id).copied();
+            let Some(client_addr) = announced.or(connection_addr.filter(|_| id == myself)) else {
+                continue;
+            };
+            let reachable = id == myself || status.connected_peers.contains(&id);
+            let replication_offset = if id == myself {
+                status.applied
+            } else if leading {
+                status.progress.get(&id).map_or(0, |p| p.match_index)
+            } else {
+                0
+            };
+            nodes.push(ClusterNode {
+                id,
+                name: NodeName::of(cluster_id, id),
+                client_addr,
+                bus_port: member.peer_addr.map_or(0, |addr| addr.port()),
+                reachable,
+                replication_offset,
+            });
+        }
+        // A node that joins has no configuration yet, but answers for itself all the same.
+        if !status.members.contains_key(&myself) {
+            if let Some(client_addr) = client_addrs.get(&myself).copied().or(connection_addr) {
+                nodes.push(ClusterNode {
+                    id: myself,
+                    name: NodeName::of(cluster_id, myself),
+                    client_addr,
+                    bus_port: status.listen_addr.port(),
+                    reachable: true,
+                    replication_offset: status.applied,
+                });
+                nodes.sort_by_key(|node| node.id);
+            }
+        }
+        ClusterView {
+            myself,
+            myself_name: NodeName::of(cluster_id, myself),
+            leader,
+            term: status.term,
+            nodes,
+            messages_sent: status.transport.messages_queued,
+            messages_received: status.transport.messages_received,
+        }
+    }
+
+    /// The shard's master: the leader, if this node knows one and shows it. `None` means
+    /// the slot map has no owner to name (no leader, or its client address is unknown).
+    pub fn master(&self) -> Option<&ClusterNode> {
+        let leader = self.leader?;
+        self.nodes.iter().find(|node| node.id == leader)
+    }
+
+    /// The shard's replicas as `CLUSTER SLOTS` offers them: every reachable node shown but
+    /// the master, by id.
+    pub fn replicas(&self) -> impl Iterator<Item = &ClusterNode> {
+        let master = self.master().map(|node| node.id);
+        self.nodes
+            .iter()
+            .filter(move |node| Some(node.id) != master && node.reachable)
+    }
+}
