@@ -649,6 +649,24 @@ fn failover_report(groups: u64) {
             .map(|h| h.status().ticks_dropped)
             .collect::<Vec<_>>()
     );
+    // The groups that keep a replica on the lost host quiesce without it.
+    let started = Instant::now();
+    let quiesced = loop {
+        let all = hosts.iter().all(|h| h.status().quiesced == groups as usize);
+        if all || started.elapsed() > Duration::from_secs(60) {
+            break all;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!(
+        "failover: every replica on the surviving hosts quiesced again: {quiesced}, after \
+         {:?} (quiesced per host: {:?})",
+        started.elapsed(),
+        hosts
+            .iter()
+            .map(|h| h.status().quiesced)
+            .collect::<Vec<_>>()
+    );
     for host in hosts {
         host.shutdown().expect("shutdown");
     }

@@ -5,10 +5,15 @@
 //!
 //! - **A leader quiesces** its group after [`QUIESCE_AFTER_TICKS`] consecutive ticks in which
 //!   the group was idle: nothing waiting (proposals, reads, membership changes, a leadership
-//!   transfer), every entry committed and applied, every follower's match index at the last
-//!   index, the configuration not joint, and every follower's host heard from within the last
-//!   election timeout. It sends each follower's host one `Quiesce { group, term, commit }`
-//!   notice and stops ticking the group.
+//!   transfer), every entry committed and applied, the configuration not joint, and every
+//!   follower's match index at the last index, except followers on hosts lost (not heard from
+//!   for an election timeout), as long as the matched followers and the leader are a majority
+//!   of the voters. It sends each matched follower's host one `Quiesce { group, term, commit }`
+//!   notice and stops ticking the group. A follower on a lost host would otherwise keep the
+//!   group awake, heartbeating into the void, until the host came back: after a host dies,
+//!   every group that kept a replica there. When a lost host is heard from again, every
+//!   quiesced leader that left a follower there behind wakes and catches it up (and the
+//!   follower's own campaign, refused by the others, would wake it too).
 //! - **A follower quiesces** on such a notice from the leader it follows, in the same term,
 //!   when its own log ends at and is committed through `commit`. Otherwise it ignores the
 //!   notice and keeps ticking; the worst that does is an election timeout later, a pre-vote
@@ -39,14 +44,20 @@
 //!   leader's host going silent; a partition between hosts stops the beats, so both sides'
 //!   followers wake and the side with a quorum elects a leader.
 
-use crate::raft::{Core, Role};
+use crate::raft::{Core, NodeId, Role};
 
 /// Idle ticks after which a leader quiesces its group (with 10 ms ticks, 1 s).
 pub const QUIESCE_AFTER_TICKS: u32 = 100;
 
 /// Whether `core`, a leader with `waiting` client requests, is idle this tick: its log is
-/// committed, applied and matched by every follower.
-pub fn leader_idle(core: &Core, applied: u64, waiting: bool) -> bool {
+/// committed and applied, every follower whose host is not `lost` matches it, and those
+/// followers with the leader make a majority of the voters.
+pub fn leader_idle(
+    core: &Core,
+    applied: u64,
+    waiting: bool,
+    lost: impl Fn(NodeId) -> bool,
+) -> bool {
     if waiting || core.role() != Role::Leader || core.membership().is_joint() {
         return false;
     }
@@ -55,9 +66,28 @@ pub fn leader_idle(core: &Core, applied: u64, waiting: bool) -> bool {
     if log.commit() != last || applied != last {
         return false;
     }
-    core.peer_matches()
-        .filter(|(peer, _)| *peer != core.id())
-        .all(|(_, matched)| matched == last)
+    let voters = &core.membership().voters;
+    let mut matched_voters = usize::from(voters.contains(&core.id()));
+    for (peer, matched) in core.peer_matches() {
+        if peer == core.id() || lost(peer) {
+            continue;
+        }
+        if matched != last {
+            return false;
+        }
+        matched_voters += usize::from(voters.contains(&peer));
+    }
+    matched_voters > voters.len() / 2
+}
+
+/// Whether `core`, a quiesced leader, left a follower on host `peer` behind: it must wake
+/// when that host is heard from again, to catch it up.
+pub fn left_behind(core: &Core, peer: NodeId) -> bool {
+    let last = core.log().last_index();
+    core.role() == Role::Leader
+        && core
+            .peer_matches()
+            .any(|(follower, matched)| follower == peer && matched < last)
 }
 
 /// Whether a follower may quiesce on its leader's notice of `term` and `commit`.

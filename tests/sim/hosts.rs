@@ -16,12 +16,14 @@
 //! - **Quiescence**, by the rules of `ketch::node::quiescence` (the real rule functions):
 //!   on each of its ticks, host `h` counts, per group it leads, the consecutive ticks in which
 //!   `leader_idle` holds (no client operation outstanding in the group, no read waiting at the
-//!   replica) and every follower's host was heard from within an election timeout. After
+//!   replica; followers whose host was not heard from within an election timeout may lag, if
+//!   the rest and the leader are a majority). After
 //!   `QUIESCE_AFTER_TICKS` such ticks the leader quiesces (`Cluster::quiesced`: it is no
 //!   longer ticked), in the first of them in which it sent nothing (the answers to a
 //!   heartbeat sent in the same tick would wake it at once; host groups heartbeat every 3
 //!   ticks, so an idle leader has such ticks), and sends each follower's host a notice of its
-//!   term and commit index. A notice travels like a message: it is delayed and lost by the
+//!   term and commit index (not to lost hosts). A quiesced leader that left a follower behind
+//!   wakes once that follower's host is heard from again. A notice travels like a message: it is delayed and lost by the
 //!   group's network faults, and dropped by a cut link. A follower quiesces on a notice when `follower_may_quiesce` holds,
 //!   the sender's host is not lost to it, and no read waits at it. A delivered Raft message,
 //!   or a client operation, wakes a quiesced replica (`Cluster::wake`).
@@ -40,7 +42,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 
-use ketch::node::quiescence::{follower_may_quiesce, leader_idle, QUIESCE_AFTER_TICKS};
+use ketch::node::quiescence::{
+    follower_may_quiesce, leader_idle, left_behind, QUIESCE_AFTER_TICKS,
+};
 use ketch::raft::{EntryKind, NodeId, Role, SplitMix64};
 
 use crate::cluster::{Cluster, RunReport, SimConfig, STEPS_PER_TICK};
@@ -257,8 +261,21 @@ impl Hosts {
             return;
         };
         if group.quiesced.contains(&h) {
+            // A quiesced leader that left a follower behind on a lost host wakes once that
+            // host is heard from again (the host acts on the change; checked here every tick,
+            // which wakes it at the same tick).
+            if core.role() == Role::Leader {
+                let back = core
+                    .peer_matches()
+                    .any(|(f, _)| f != h && !self.lost(f, h) && left_behind(core, f));
+                if back {
+                    self.groups[g].quiesced.remove(&h);
+                    self.report.silence_wakes += 1;
+                }
+                return;
+            }
             // Host liveness stands in for the heartbeats of a quiesced follower's leader.
-            if core.role() != Role::Leader {
+            {
                 let leader_lost = match core.leader() {
                     Some(leader) => leader != h && self.lost(leader, h),
                     None => true,
@@ -272,21 +289,16 @@ impl Hosts {
         }
         let node = group.node(h);
         let waiting = group.ops_pending() || !node.pending_reads.is_empty();
-        if !leader_idle(core, node.applied_index, waiting) {
+        if !leader_idle(core, node.applied_index, waiting, |f| self.lost(f, h)) {
             self.idle_ticks[g].remove(&h);
             return;
         }
+        // Followers on lost hosts may lag; they get no notice.
         let followers: Vec<NodeId> = core
-            .status()
-            .progress
-            .keys()
-            .copied()
-            .filter(|peer| *peer != h)
+            .peer_matches()
+            .map(|(peer, _)| peer)
+            .filter(|peer| *peer != h && !self.lost(*peer, h))
             .collect();
-        if followers.iter().any(|f| self.lost(*f, h)) {
-            self.idle_ticks[g].remove(&h);
-            return;
-        }
         let ticks = self.idle_ticks[g].entry(h).or_insert(0);
         *ticks += 1;
         // A leader that sent heartbeats in this tick would be woken by their answers: it

@@ -486,18 +486,22 @@ impl HostLoop {
             let waiting = !replica.waiters.is_empty()
                 || !replica.reads.is_empty()
                 || !replica.changes.is_empty();
-            let idle = quiescence::leader_idle(&replica.core, replica.applied_reported, waiting);
+            let lost_peers = &self.lost_peers;
+            let idle =
+                quiescence::leader_idle(&replica.core, replica.applied_reported, waiting, |peer| {
+                    lost_peers.contains(&peer)
+                });
+            // The notice goes to the followers that matched, not to lost hosts.
             let followers: Vec<NodeId> = if idle {
                 replica
                     .core
                     .peer_matches()
                     .map(|(peer, _)| peer)
-                    .filter(|peer| *peer != self.id)
+                    .filter(|peer| *peer != self.id && !lost_peers.contains(peer))
                     .collect()
             } else {
                 Vec::new()
             };
-            let idle = idle && !followers.iter().any(|f| self.lost_peers.contains(f));
             if idle && replica.idle_ticks + 1 >= quiesce_after {
                 // Quiesced instead of ticked: this tick sends no heartbeat that would arrive
                 // after the notice and wake the follower again.
@@ -526,10 +530,12 @@ impl HostLoop {
     }
 
     /// Marks peer hosts silent for an election timeout as lost, and wakes every quiesced
-    /// group led from a host just lost: it will campaign once its election clock runs out.
+    /// group led from a host just lost (it will campaign once its election clock runs out) and
+    /// every quiesced leader that left a follower behind on a host heard from again.
     fn check_lost_peers(&mut self) {
         let limit = self.settings.election_timeout_ticks;
         let mut newly_lost = Vec::new();
+        let mut back = Vec::new();
         for peer in &self.peers {
             let heard = self.last_heard.get(peer).copied().unwrap_or(0);
             let silent = self.ticks.saturating_sub(heard) > limit;
@@ -537,16 +543,24 @@ impl HostLoop {
                 if self.lost_peers.insert(*peer) {
                     newly_lost.push(*peer);
                 }
-            } else {
-                self.lost_peers.remove(peer);
+            } else if self.lost_peers.remove(peer) {
+                back.push(*peer);
             }
         }
-        if newly_lost.is_empty() || self.sleepers.quiesced == 0 {
+        if (newly_lost.is_empty() && back.is_empty()) || self.sleepers.quiesced == 0 {
             return;
         }
+        // A scan of every group, on a host lost or back only.
         for (group, replica) in self.groups.iter_mut() {
+            if !replica.quiesced {
+                continue;
+            }
             let leader = replica.core.leader();
-            if replica.quiesced && leader.is_some_and(|l| newly_lost.contains(&l)) {
+            let leader_lost = leader.is_some_and(|l| newly_lost.contains(&l));
+            let follower_back = back
+                .iter()
+                .any(|peer| quiescence::left_behind(&replica.core, *peer));
+            if leader_lost || follower_back {
                 self.sleepers.wake(*group, replica);
                 Self::mark_dirty(&mut self.dirty, *group, replica);
             }
