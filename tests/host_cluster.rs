@@ -887,3 +887,176 @@ fn a_forward_to_a_quiesced_group_wakes_it_and_commits() {
         assert_eq!(host.status().forwards_in_flight, 0, "host {id}");
     }
 }
+
+/// Moves `group`'s leadership to host `target`, retrying a transfer that times out on a
+/// loaded machine.
+fn lead_from(hosts: &Hosts, group: GroupId, target: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leader = hosts.leaders(&[group], Duration::from_secs(20))[&group];
+        if leader == target {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group}: leadership does not move to host {target}"
+        );
+        let (done, answer) = std::sync::mpsc::channel();
+        hosts
+            .group(leader, group)
+            .transfer_leadership(target, move |result| {
+                let _ = done.send(result);
+            });
+        let _ = answer.recv_timeout(Duration::from_secs(10));
+    }
+}
+
+/// A replica created after its group compacted its log catches up from the leader's snapshot
+/// (about 1 MiB in 64 KiB chunks) at the leader host's snapshot budget of 256 KiB/s: the
+/// transfer takes at least about size / rate. Meanwhile the other groups led from the same
+/// host, with replicas on the same follower host, keep committing with no election: chunks
+/// wait for the budget, their heartbeats and appends do not. The new replica ends with the
+/// leader's state.
+#[test]
+fn a_lagging_replica_catches_up_by_a_paced_snapshot_while_other_groups_commit() {
+    let _done = Finished(watchdog(
+        "a_lagging_replica_catches_up_by_a_paced_snapshot_while_other_groups_commit",
+        Duration::from_secs(240),
+    ));
+    const RATE_BYTES_PER_SEC: u64 = 256 << 10;
+    const VALUE_BYTES: usize = 16 << 10;
+    const KEYS: usize = 64;
+    let hosts = Hosts::with_config(3, 16, |config| {
+        slow_elections(config);
+        config.snapshot_bytes_per_sec = RATE_BYTES_PER_SEC;
+        config.raft.snapshot_chunk_bytes = 64 << 10;
+    });
+    let busy: Vec<GroupId> = (1..=4).collect();
+    hosts.create_groups(busy.iter().copied());
+    // Created on hosts 1 and 2 only, a quorum of its three voters: host 3's replica comes
+    // later, with nothing, after the log it needs is compacted away.
+    let lagging: GroupId = 9;
+    for id in [1, 2] {
+        hosts.hosts[&id].create_group(lagging, &[1, 2, 3]).unwrap();
+    }
+    let sender = hosts.leaders(&[lagging], Duration::from_secs(30))[&lagging];
+    // Random bytes: the snapshot file is compressed, and its size on the wire is the point.
+    let value = |key: usize| -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ key as u64;
+        (0..VALUE_BYTES)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect()
+    };
+    for key in 0..KEYS {
+        let mut command = format!("k{key}=").into_bytes();
+        command.extend(value(key));
+        let written = hosts.group(sender, lagging).propose(command);
+        assert!(written.is_ok(), "k{key}: {written:?}");
+    }
+    // Enough small writes after them that the newest snapshot holds every large value.
+    for n in 0..20 {
+        hosts.write(lagging, "tail", &n.to_string());
+    }
+    let target = hosts.group(sender, lagging).status().unwrap().commit;
+    for group in &busy {
+        lead_from(&hosts, *group, sender);
+        hosts.write(*group, "k", "before");
+    }
+    let terms_of = |group: GroupId, on: &[u64]| -> Vec<u64> {
+        on.iter()
+            .map(|id| hosts.group(*id, group).status().unwrap().term)
+            .collect()
+    };
+    let busy_terms: Vec<Vec<u64>> = busy.iter().map(|g| terms_of(*g, &[1, 2, 3])).collect();
+    let lagging_terms = terms_of(lagging, &[1, 2]);
+    let before = hosts.hosts[&sender].status();
+
+    let started = Instant::now();
+    hosts.hosts[&3].create_group(lagging, &[1, 2, 3]).unwrap();
+    let caught_up = AtomicBool::new(false);
+    let commits_during: Vec<u64> = std::thread::scope(|scope| {
+        let writers: Vec<_> = busy
+            .iter()
+            .map(|group| {
+                let g = hosts.group(sender, *group);
+                let caught_up = &caught_up;
+                scope.spawn(move || {
+                    let mut commits = 0;
+                    while !caught_up.load(Ordering::Acquire) {
+                        let command = format!("k={commits}").into_bytes();
+                        if let Err(e) = g.propose(command) {
+                            panic!("group {}: a write during the transfer: {e}", g.id());
+                        }
+                        commits += 1;
+                    }
+                    commits
+                })
+            })
+            .collect();
+        wait_until(
+            Duration::from_secs(120),
+            "the new replica applies the snapshot",
+            || {
+                hosts
+                    .group(3, lagging)
+                    .status()
+                    .is_some_and(|s| s.applied >= target)
+            },
+        );
+        caught_up.store(true, Ordering::Release);
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    let after = hosts.hosts[&sender].status();
+    let ideal = Duration::from_secs_f64((KEYS * VALUE_BYTES) as f64 / RATE_BYTES_PER_SEC as f64);
+    eprintln!(
+        "{} snapshot bytes in {took:?} (ideal {ideal:?}), {} chunks delayed; commits of the \
+         other groups meanwhile: {commits_during:?}",
+        after.snapshot_bytes_sent - before.snapshot_bytes_sent,
+        after.snapshot_chunks_delayed - before.snapshot_chunks_delayed,
+    );
+    assert!(
+        after.snapshot_bytes_sent - before.snapshot_bytes_sent >= (KEYS * VALUE_BYTES) as u64,
+        "the replica caught up by a snapshot of every value: {before:?} then {after:?}"
+    );
+    assert!(
+        after.snapshot_chunks_delayed > before.snapshot_chunks_delayed,
+        "{after:?}"
+    );
+    assert!(
+        took >= ideal.mul_f64(0.6),
+        "{took:?} for {ideal:?} at the rate"
+    );
+    for (group, commits) in busy.iter().zip(&commits_during) {
+        assert!(*commits >= 3, "group {group} committed {commits} meanwhile");
+    }
+    for (group, terms) in busy.iter().zip(&busy_terms) {
+        assert_eq!(
+            &terms_of(*group, &[1, 2, 3]),
+            terms,
+            "group {group}: an election"
+        );
+    }
+    assert_eq!(
+        terms_of(lagging, &[1, 2]),
+        lagging_terms,
+        "the lagging group"
+    );
+    let replica = hosts.group(3, lagging);
+    for key in 0..KEYS {
+        assert_eq!(
+            replica.read(format!("k{key}").into_bytes()).as_deref(),
+            Ok(&value(key)[..]),
+            "k{key} on the new replica"
+        );
+    }
+    assert_eq!(replica.read(b"tail".to_vec()).as_deref(), Ok(&b"19"[..]));
+    wait_until(Duration::from_secs(10), "no chunk left waiting", || {
+        hosts.hosts[&sender].status().snapshot_chunks_held == 0
+    });
+}

@@ -230,6 +230,7 @@ impl Host {
             quiesce_after_ticks: config.quiesce_after_ticks,
             host_beat_interval_ticks: u64::from(config.raft.heartbeat_interval_ticks.max(1)),
             disk_stall_timeout: config.disk_stall_timeout,
+            snapshot_bytes_per_sec: config.snapshot_bytes_per_sec,
         };
         let links = LoopLinks {
             inbox: inbox_rx,

@@ -57,6 +57,13 @@ pub struct HostConfig {
     /// nothing, host beats included, until a write completes: the groups it leads then elect
     /// leaders elsewhere instead of hanging on a dead disk (as `NodeConfig`'s).
     pub disk_stall_timeout: Duration,
+    /// Host-wide budget (default 64 MiB/s) of InstallSnapshot chunk bytes this host sends,
+    /// over all groups and peers, so that followers catching up from snapshots do not take
+    /// the network and the peers' disks from everyone else; 0 means unlimited. Chunks over
+    /// budget wait in the host's loop (at most one per group and follower) and go in turn;
+    /// heartbeats, appends and votes never wait for it. A snapshot of `s` bytes takes at least
+    /// about `s / snapshot_bytes_per_sec` to send, more when transfers share the budget.
+    pub snapshot_bytes_per_sec: u64,
 }
 
 impl HostConfig {
@@ -96,6 +103,9 @@ impl HostConfig {
             // behind a 64 MiB entry, can take over a second, and a leader that steps aside
             // for a busy disk costs every client an election. (CockroachDB waits 20 s.)
             disk_stall_timeout: Duration::from_secs(5),
+            // About half of a 1 Gbit/s link: a 4 GiB snapshot goes in about a minute, and
+            // the rest of the link carries every group's appends.
+            snapshot_bytes_per_sec: 64 << 20,
         }
     }
 

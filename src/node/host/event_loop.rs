@@ -21,6 +21,7 @@ use super::apply::{ApplyReport, ApplyShared, ApplyWork, APPLY_QUEUE_ITEMS};
 use super::log_writer::{PersistWork, WriterShared, WRITER_QUEUE_ITEMS};
 use super::outbox::{Gone, Outbox};
 use super::request::HostRequest;
+use super::snapshot_pacing::SnapshotPacer;
 use super::snapshots::GroupSnapshots;
 use super::status::{GroupStatus, HostStatus};
 use crate::node::apply::Waiter;
@@ -168,6 +169,21 @@ pub struct LoopSettings {
     /// How long the log writer may make no progress before the host counts its disk as
     /// stalled (`crate::node::disk_stall`).
     pub disk_stall_timeout: Duration,
+    /// Host-wide budget of InstallSnapshot chunk bytes sent per second (0: unlimited).
+    pub snapshot_bytes_per_sec: u64,
+}
+
+/// The sending side of snapshot transfers: chunks paced host-wide (`snapshot_pacing`), their
+/// bytes read from the group's snapshot file only once they go, so a held chunk costs no
+/// memory for its data.
+struct SnapshotSends {
+    snapshots: GroupSnapshots,
+    /// The snapshot file last read from, kept open across a transfer's chunks.
+    raw: Option<(GroupId, RawSnapshotFile)>,
+    /// Keyed by group and follower; the message carries its group's term.
+    pacer: SnapshotPacer<Message>,
+    /// Chunk bytes handed to the transport.
+    bytes_sent: u64,
 }
 
 /// The loop's ends of its links.
@@ -209,7 +225,7 @@ pub struct HostLoop {
     /// serves every group, so the stall is the whole host's.
     disk_stalled: bool,
     last_error: Option<String>,
-    raw_snapshot: Option<(GroupId, RawSnapshotFile)>,
+    snapshot_sends: SnapshotSends,
     received: Received,
     /// Proposals this host forwarded to their group's leader, and those it takes from
     /// followers (`crate::node::forward`); both bounded host-wide.
@@ -238,6 +254,12 @@ impl HostLoop {
     ) -> HostLoop {
         let workers = links.apply_txs.len();
         let peers: Vec<NodeId> = transport.peers().into_keys().collect();
+        let snapshot_sends = SnapshotSends {
+            snapshots: links.snapshots.clone(),
+            raw: None,
+            pacer: SnapshotPacer::new(settings.snapshot_bytes_per_sec, Instant::now()),
+            bytes_sent: 0,
+        };
         HostLoop {
             id,
             poll,
@@ -257,7 +279,7 @@ impl HostLoop {
             writer_progress: WriterProgress::new(),
             disk_stalled: false,
             last_error: None,
-            raw_snapshot: None,
+            snapshot_sends,
             received: Received::default(),
             forwards: ForwardState::new(),
             ticks: 0,
@@ -280,6 +302,9 @@ impl HostLoop {
             let mut wake_at = next_tick;
             if let Some(retry) = self.transport.next_retry() {
                 wake_at = wake_at.min(retry);
+            }
+            if let Some(chunk_at) = self.snapshot_sends.pacer.next_ready_at(now) {
+                wake_at = wake_at.min(chunk_at);
             }
             let timeout = if self.transport.has_pending_io() || !self.dirty.is_empty() {
                 Duration::ZERO
@@ -327,6 +352,8 @@ impl HostLoop {
             }
             self.take_completions();
             self.check_disk_stall();
+            // Held chunks go before the pass's new ones, which queue behind them.
+            self.release_snapshot_chunks();
             self.handle_readies();
             self.flush_outbox();
             self.send_forward_results();
@@ -746,12 +773,14 @@ impl HostLoop {
             }));
         }
         if self
-            .raw_snapshot
+            .snapshot_sends
+            .raw
             .as_ref()
             .is_some_and(|(cached, _)| *cached == group)
         {
-            self.raw_snapshot = None;
+            self.snapshot_sends.raw = None;
         }
+        self.snapshot_sends.pacer.drop_group(group);
         let worker = replica.worker;
         self.outbox.apply(worker, ApplyWork::Remove { group });
         self.apply_sent[worker] += 1;
@@ -1026,6 +1055,41 @@ impl HostLoop {
         }
         self.pending_proposals = 0;
         self.pending_reads = 0;
+        self.snapshot_sends.pacer.drop_all();
+    }
+
+    /// Sends the held snapshot chunks the host's budget now allows, oldest first. A chunk
+    /// whose group is gone, or no longer led here in the chunk's term, is dropped: its
+    /// transfer ended with that leadership. A host whose disk stalls sends nothing, so it
+    /// drops them all; its leaders' cores send their chunks again once they resume.
+    fn release_snapshot_chunks(&mut self) {
+        let held = self.snapshot_sends.pacer.held();
+        if held == 0 {
+            return;
+        }
+        if !self.participating || self.disk_stalled {
+            self.snapshot_sends.pacer.drop_all();
+            return;
+        }
+        // The bound of `snapshot_pacing`: one chunk per group and follower.
+        debug_assert!(held <= self.groups.len() * self.peers.len());
+        let groups = &self.groups;
+        let now = Instant::now();
+        let current = |(group, _): (GroupId, NodeId), message: &Message| {
+            groups.get(&group).is_some_and(|replica| {
+                replica.core.role() == Role::Leader && replica.core.term() == message.term
+            })
+        };
+        // Bounded by the chunks held: each turn takes one.
+        while let Some(((group, _), message)) = self.snapshot_sends.pacer.pop_ready(now, current) {
+            send_chunk(
+                &mut self.transport,
+                &self.poll,
+                &mut self.snapshot_sends,
+                group,
+                message,
+            );
+        }
     }
 
     fn take_completions(&mut self) {
@@ -1067,8 +1131,7 @@ impl HostLoop {
                     send_message(
                         &mut self.transport,
                         &self.poll,
-                        &self.links.snapshots,
-                        &mut self.raw_snapshot,
+                        &mut self.snapshot_sends,
                         done.group,
                         message,
                     );
@@ -1237,8 +1300,7 @@ impl HostLoop {
             send_message(
                 &mut self.transport,
                 &self.poll,
-                &self.links.snapshots,
-                &mut self.raw_snapshot,
+                &mut self.snapshot_sends,
                 group,
                 message,
             );
@@ -1361,6 +1423,9 @@ impl HostLoop {
         status.disk_stalled = self.disk_stalled;
         status.ticks_dropped = self.ticks_dropped;
         status.forwards_in_flight = self.forwards.in_flight();
+        status.snapshot_bytes_sent = self.snapshot_sends.bytes_sent;
+        status.snapshot_chunks_delayed = self.snapshot_sends.pacer.chunks_delayed();
+        status.snapshot_chunks_held = self.snapshot_sends.pacer.held();
     }
 }
 
@@ -1417,13 +1482,32 @@ fn check_changes(group: GroupId, replica: &mut Replica, now: Instant) {
     replica.changes = kept;
 }
 
-/// Sends `message` of `group`, first filling an InstallSnapshot's data from the group's
-/// snapshot file (the core never holds snapshot bytes).
+/// Sends `message` of `group`; an InstallSnapshot chunk goes through the host's pacer, which
+/// may hold it for a later pass (`HostLoop::release_snapshot_chunks`). Nothing else waits.
 fn send_message(
     transport: &mut Transport,
     poll: &Poll,
-    snapshots: &GroupSnapshots,
-    raw_snapshot: &mut Option<(GroupId, RawSnapshotFile)>,
+    sends: &mut SnapshotSends,
+    group: GroupId,
+    message: Message,
+) {
+    let MessageBody::InstallSnapshot { len, .. } = &message.body else {
+        transport.send(poll.registry(), group, &message);
+        return;
+    };
+    let key = (group, message.to);
+    let len = *len;
+    if let Some(message) = sends.pacer.offer(key, len, message, Instant::now()) {
+        send_chunk(transport, poll, sends, group, message);
+    }
+}
+
+/// Sends an InstallSnapshot chunk of `group`, first filling its data from the group's
+/// snapshot file (the core never holds snapshot bytes).
+fn send_chunk(
+    transport: &mut Transport,
+    poll: &Poll,
+    sends: &mut SnapshotSends,
     group: GroupId,
     mut message: Message,
 ) {
@@ -1436,11 +1520,13 @@ fn send_message(
     } = &mut message.body
     {
         if data.is_empty() && *len > 0 {
-            match read_snapshot_chunk(snapshots, raw_snapshot, group, meta, *offset, *len) {
+            match read_snapshot_chunk(&sends.snapshots, &mut sends.raw, group, meta, *offset, *len)
+            {
                 Some(bytes) => *data = bytes,
                 None => return,
             }
         }
+        sends.bytes_sent += data.len() as u64;
     }
     transport.send(poll.registry(), group, &message);
 }

@@ -30,6 +30,7 @@
 //! | loop → peer    | frames                      | `HostConfig::peer_queue_bytes_max` per lane   |
 //! | loop → leader  | forwarded proposals waiting | 4,096 host-wide; over → `Backpressure`        |
 //! | peer → loop    | proposals forwarded here    | 4,096 pending per peer host; over → `Backpressure` |
+//! | loop → peer    | snapshot chunks over budget | one held per group and follower (`snapshot_pacing`) |
 //!
 //! Proposals waiting to commit are bounded host-wide by `HostConfig::max_pending_proposals`,
 //! reads by `HostConfig::max_pending_reads`; each group's core bounds its own uncommitted bytes.
@@ -75,6 +76,22 @@
 //! Those in flight when the host's log fails wait for their leader's answer (they never
 //! touched this log); a stopped host forwards nothing new (`Stopped`).
 //!
+//! # Snapshot pacing
+//!
+//! Every InstallSnapshot chunk this host sends, over all groups and peers, draws its bytes
+//! from one token bucket of `HostConfig::snapshot_bytes_per_sec` (64 MiB/s by default, 0:
+//! unlimited), so replicas catching up from snapshots cannot take the network and the peers'
+//! disks from every other group. A chunk over budget waits in the loop, in arrival order over
+//! the host, and goes on a later pass once tokens allow (the loop's poll wakes for it); its
+//! bytes are read from the snapshot file only then. The core's stop-and-wait (one chunk in
+//! flight per follower) bounds what waits: a chunk the core sends again while its first copy
+//! waits replaces it, so at most one per group and follower. Chunks of a group removed, or no
+//! longer led here in their term, are dropped; so are all of them when the host stops or its
+//! disk stalls (the cores send them again). Nothing else waits for the budget: heartbeats,
+//! appends, votes and responses go at once, and chunks travel on the transport's bulk lane
+//! in any case. `HostStatus::snapshot_bytes_sent`, `snapshot_chunks_delayed` and
+//! `snapshot_chunks_held` show the budget at work.
+//!
 //! # Departures from a `Node`
 //!
 //! - No lease reads: a quiesced leader's clock stops, so every read is a ReadIndex round
@@ -94,6 +111,7 @@ mod event_loop;
 mod log_writer;
 mod outbox;
 mod request;
+mod snapshot_pacing;
 mod snapshots;
 mod status;
 

@@ -45,6 +45,14 @@ pub struct HostStatus {
     /// dropped rather than caught up: a sign the host is overloaded (its election clocks
     /// then run slow).
     pub ticks_dropped: u64,
+    /// InstallSnapshot chunk bytes this host sent, over all groups and peers, since it
+    /// started (paced by [`HostConfig::snapshot_bytes_per_sec`](super::HostConfig)).
+    pub snapshot_bytes_sent: u64,
+    /// Chunks that waited for the snapshot budget before going, since the start (one the
+    /// core sent again while its first copy waited is counted once).
+    pub snapshot_chunks_delayed: u64,
+    /// Chunks waiting for the snapshot budget now (at most one per group and follower).
+    pub snapshot_chunks_held: usize,
 }
 
 /// Where one group's replica on this host stands.
