@@ -446,24 +446,28 @@ impl RawConnection {
     /// Reads one whole reply and returns its exact bytes. Panics on timeout or close.
     pub fn read_reply_bytes(&mut self) -> Vec<u8> {
         let parser = ketch::kv::resp::ReplyParser::new(ketch::kv::resp::Limits::default());
-        let mut chunk = [0u8; 65536];
-        loop {
-            if let Some((_, used)) = parser.parse(&self.input).expect("a valid reply") {
-                return self.input.drain(..used).collect();
-            }
-            let n = self.stream.read(&mut chunk).expect("read a reply");
-            assert!(n > 0, "connection closed while waiting for a reply");
-            self.input.extend_from_slice(&chunk[..n]);
-        }
+        self.read_parsed(|input| {
+            let parsed = parser.parse(input).expect("a valid reply");
+            parsed.map(|(_, used)| used)
+        })
     }
 
     /// As [`RawConnection::read_reply_bytes`], for a reply of any RESP3 type (maps, sets,
     /// verbatim strings, nulls) as well as RESP2's.
     pub fn read_resp3_reply_bytes(&mut self) -> Vec<u8> {
         let parser = ketch::kv::resp::Resp3Parser::new(ketch::kv::resp::Limits::default());
+        self.read_parsed(|input| {
+            let parsed = parser.parse(input).expect("a valid reply");
+            parsed.map(|(_, used)| used)
+        })
+    }
+
+    /// Reads until `whole` finds a complete reply at the start of the input (the bytes it
+    /// takes), and returns those bytes. Panics on timeout or close.
+    fn read_parsed(&mut self, whole: impl Fn(&[u8]) -> Option<usize>) -> Vec<u8> {
         let mut chunk = [0u8; 65536];
         loop {
-            if let Some((_, used)) = parser.parse(&self.input).expect("a valid reply") {
+            if let Some(used) = whole(&self.input) {
                 return self.input.drain(..used).collect();
             }
             let n = self.stream.read(&mut chunk).expect("read a reply");
