@@ -1,11 +1,11 @@
-//! [`Reclaimer`]: the leader's active expiry. A thread of the service that, while its node
-//! leads, proposes a reclaim item (see `command`: kind 3) every [`BUSY_INTERVAL`] while the
+//! [`Reclaimer`]: the leader's active expiry. A thread of the service that, for each group
+//! (lane of its [`Backend`]) this node leads, proposes a reclaim item (see `command`: kind 3) every [`BUSY_INTERVAL`] while the
 //! last reclaim answered that keys with a deadline remain, else every [`IDLE_INTERVAL`]; at
-//! most one is in flight. Each removes up to [`RECLAIM_KEYS_MAX`] expired keys at apply, on
+//! most one per group is in flight. Each removes up to [`RECLAIM_KEYS_MAX`] expired keys at apply, on
 //! every replica alike, so memory is given back without any read touching the keys.
 //!
 //! It is a thread of its own rather than a timer of the RESP connection loop: it needs
-//! nothing of the connections, only the node, and keeping it apart keeps the loop's poll
+//! nothing of the connections, only the groups, and keeping it apart keeps the loop's poll
 //! timeout about connections only.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::command::{split_results, Write, WriteBatchEncoder};
-use crate::node::Node;
-use crate::raft::Role;
+use super::server::Backend;
 
 /// Between reclaims while keys with a deadline remain.
 pub const BUSY_INTERVAL: Duration = Duration::from_millis(100);
@@ -46,13 +45,13 @@ fn volatile_left(result: &[u8]) -> Option<u64> {
 }
 
 impl Reclaimer {
-    /// Starts reclaiming for `node`.
-    pub fn start(node: Arc<Node>) -> std::io::Result<Reclaimer> {
+    /// Starts reclaiming in the groups of `backend` that this node leads.
+    pub fn start(backend: Arc<dyn Backend>) -> std::io::Result<Reclaimer> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
-            .name(format!("ketch-{}-reclaim", node.id()))
-            .spawn(move || run(&node, &thread_stop))?;
+            .name(format!("ketch-{}-reclaim", backend.id()))
+            .spawn(move || run(&*backend, &thread_stop))?;
         Ok(Reclaimer {
             stop,
             thread: Some(thread),
@@ -83,18 +82,29 @@ impl Drop for Reclaimer {
     }
 }
 
-fn run(node: &Node, stop: &(Mutex<bool>, Condvar)) {
-    let in_flight = Arc::new(AtomicBool::new(false));
-    // u64::MAX: unknown (no answer yet), treated as "keys remain".
-    let left = Arc::new(AtomicU64::new(u64::MAX));
+/// One lane's reclaim state.
+struct LaneReclaim {
+    in_flight: Arc<AtomicBool>,
+    /// Volatile keys the last reclaim reported; u64::MAX: unknown (no answer yet), treated as
+    /// "keys remain".
+    left: Arc<AtomicU64>,
+}
+
+fn run(backend: &dyn Backend, stop: &(Mutex<bool>, Condvar)) {
+    let lanes: Vec<LaneReclaim> = (0..backend.lanes())
+        .map(|_| LaneReclaim {
+            in_flight: Arc::new(AtomicBool::new(false)),
+            left: Arc::new(AtomicU64::new(u64::MAX)),
+        })
+        .collect();
+    let me = backend.id();
     let (stopped, wake) = stop;
     let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let interval = if left.load(Ordering::Acquire) > 0 {
-            BUSY_INTERVAL
-        } else {
-            IDLE_INTERVAL
-        };
+        let busy = lanes
+            .iter()
+            .any(|lane| lane.left.load(Ordering::Acquire) > 0);
+        let interval = if busy { BUSY_INTERVAL } else { IDLE_INTERVAL };
         guard = wake
             .wait_timeout(guard, interval)
             .unwrap_or_else(|p| p.into_inner())
@@ -102,17 +112,21 @@ fn run(node: &Node, stop: &(Mutex<bool>, Condvar)) {
         if *guard {
             return;
         }
-        if node.status().role != Role::Leader || in_flight.swap(true, Ordering::AcqRel) {
-            continue;
-        }
-        let done_flag = Arc::clone(&in_flight);
-        let done_left = Arc::clone(&left);
-        node.submit_with(reclaim_batch(), move |result| {
-            if let Some(count) = result.ok().as_deref().and_then(volatile_left) {
-                done_left.store(count, Ordering::Release);
+        for (index, lane) in lanes.iter().enumerate() {
+            if backend.lane_leader(index) != Some(me) || lane.in_flight.swap(true, Ordering::AcqRel)
+            {
+                continue;
             }
-            done_flag.store(false, Ordering::Release);
-        });
+            let done_flag = Arc::clone(&lane.in_flight);
+            let done_left = Arc::clone(&lane.left);
+            let done = move |result: Result<Vec<u8>, _>| {
+                if let Some(count) = result.ok().as_deref().and_then(volatile_left) {
+                    done_left.store(count, Ordering::Release);
+                }
+                done_flag.store(false, Ordering::Release);
+            };
+            backend.submit(index, reclaim_batch(), Box::new(done));
+        }
     }
 }
 

@@ -184,7 +184,8 @@ impl KvService {
         )
         .map_err(ServiceError::Node)?;
         let node = Arc::new(node);
-        let server = match Server::start(Arc::clone(&node), listeners, members, config.server) {
+        let server = match Server::start(Arc::clone(&node) as _, listeners, members, config.server)
+        {
             Ok(server) => server,
             Err(e) => {
                 if let Ok(node) = Arc::try_unwrap(node) {
@@ -193,7 +194,7 @@ impl KvService {
                 return Err(ServiceError::Server(e));
             }
         };
-        let reclaimer = match Reclaimer::start(Arc::clone(&node)) {
+        let reclaimer = match Reclaimer::start(Arc::clone(&node) as _) {
             Ok(reclaimer) => reclaimer,
             Err(e) => {
                 let _ = server.shutdown();

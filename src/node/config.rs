@@ -76,6 +76,25 @@ pub struct ProposalStamp(pub Arc<StampFn>);
 /// length).
 pub type StampFn = dyn Fn(&mut [u8]) + Send + Sync;
 
+impl ProposalStamp {
+    /// Runs the stamp over a proposal. A local proposal's buffer is unshared and is stamped in
+    /// place; a forwarded one is a slice of the frame it came in, so stamping copies it once. The
+    /// stamp only rewrites bytes, never the length.
+    pub(crate) fn stamp(&self, data: bytes::Bytes) -> bytes::Bytes {
+        match data.try_into_mut() {
+            Ok(mut owned) => {
+                (self.0)(&mut owned);
+                owned.freeze()
+            }
+            Err(shared) => {
+                let mut owned = shared.to_vec();
+                (self.0)(&mut owned);
+                bytes::Bytes::from(owned)
+            }
+        }
+    }
+}
+
 impl fmt::Debug for ProposalStamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ProposalStamp(..)")

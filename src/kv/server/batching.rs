@@ -6,12 +6,17 @@
 //! reads hide keys past their deadline by it (see `state`).
 //! A batch's result comes back from a node thread through the [`CompletionQueue`], which wakes
 //! the connection loop.
+//!
+//! Each lane of the [`Backend`] (one Raft group) has batches of its own: a write batch is one
+//! entry in one group's log, so commands for different groups never share a batch.
+//! `submit_writes` and `submit_reads` send the open batches of every lane.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
+use super::backend::Backend;
 use super::config::ServerConfig;
 use super::error_reply::{propose_error_text, read_error_text};
 use crate::kv::admin::{change_reply, AdminCommand};
@@ -20,11 +25,13 @@ use crate::kv::command::{
     Query, QueryBatchEncoder, Write as KvWrite, WriteBatchEncoder, QUERIES_PER_BATCH_MAX,
     WRITES_PER_BATCH_MAX,
 };
-use crate::node::{ChangeError, Node};
+use crate::node::ChangeError;
 
 /// Where a batched command's reply goes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Target {
+    /// The lane (group) the command goes to.
+    pub(super) lane: usize,
     pub(super) slot: usize,
     pub(super) generation: u64,
     pub(super) reply_no: u64,
@@ -90,8 +97,13 @@ trait BatchEncoder: Sized {
     fn open(clock_ms: u64) -> Self;
     fn push(&mut self, command: &Self::Command<'_>);
     fn encoded_bytes(&self) -> usize;
-    /// Hands the batch to `node`; `done` gets its result.
-    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static);
+    /// Hands the batch to lane `lane` of `backend`; `done` gets its result.
+    fn send(
+        self,
+        backend: &dyn Backend,
+        lane: usize,
+        done: impl FnOnce(BatchResult) + Send + 'static,
+    );
 }
 
 impl BatchEncoder for WriteBatchEncoder {
@@ -112,10 +124,16 @@ impl BatchEncoder for WriteBatchEncoder {
         WriteBatchEncoder::encoded_bytes(self)
     }
 
-    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static) {
-        node.submit_with(self.finish(), move |result| {
+    fn send(
+        self,
+        backend: &dyn Backend,
+        lane: usize,
+        done: impl FnOnce(BatchResult) + Send + 'static,
+    ) {
+        let done = move |result: Result<Vec<u8>, _>| {
             done(result.map_err(|e| propose_error_text(&e)));
-        });
+        };
+        backend.submit(lane, self.finish(), Box::new(done));
     }
 }
 
@@ -135,10 +153,16 @@ impl BatchEncoder for QueryBatchEncoder {
         QueryBatchEncoder::encoded_bytes(self)
     }
 
-    fn send(self, node: &Node, done: impl FnOnce(BatchResult) + Send + 'static) {
-        node.read_with(self.finish(), move |result| {
+    fn send(
+        self,
+        backend: &dyn Backend,
+        lane: usize,
+        done: impl FnOnce(BatchResult) + Send + 'static,
+    ) {
+        let done = move |result: Result<Vec<u8>, _>| {
             done(result.map_err(|e| read_error_text(&e)));
-        });
+        };
+        backend.read(lane, self.finish(), Box::new(done));
     }
 }
 
@@ -169,34 +193,42 @@ impl<E: BatchEncoder> OpenBatch<E> {
     }
 }
 
-/// Batches being filled and batches in flight.
-pub(super) struct Batches {
-    node: Arc<Node>,
-    completions: Arc<CompletionQueue>,
+/// One lane's batches being filled.
+#[derive(Debug, Default)]
+struct LaneBatches {
     writes: Option<OpenBatch<WriteBatchEncoder>>,
     reads: Option<OpenBatch<QueryBatchEncoder>>,
+}
+
+/// Batches being filled and batches in flight.
+pub(super) struct Batches {
+    backend: Arc<dyn Backend>,
+    completions: Arc<CompletionQueue>,
+    /// By lane: as many as the backend has.
+    lanes: Vec<LaneBatches>,
     inflight: HashMap<u64, Vec<Target>>,
     next_batch_id: u64,
     config: ServerConfig,
 }
 
 impl Batches {
-    /// Batches for `node`; `waker` wakes the connection loop when a result comes back.
-    pub(super) fn new(node: Arc<Node>, waker: Waker, config: ServerConfig) -> Self {
+    /// Batches for `backend`; `waker` wakes the connection loop when a result comes back.
+    pub(super) fn new(backend: Arc<dyn Backend>, waker: Waker, config: ServerConfig) -> Self {
+        let lanes = backend.lanes();
+        assert!(lanes >= 1, "a backend has at least one lane");
         Batches {
-            node,
+            backend,
             completions: Arc::new(CompletionQueue::new(waker)),
-            writes: None,
-            reads: None,
+            lanes: (0..lanes).map(|_| LaneBatches::default()).collect(),
             inflight: HashMap::new(),
             next_batch_id: 1,
             config,
         }
     }
 
-    /// The node the batches go to.
-    pub(super) fn node(&self) -> &Node {
-        &self.node
+    /// What the batches go to.
+    pub(super) fn backend(&self) -> &dyn Backend {
+        &*self.backend
     }
 
     /// Where node threads hand results back.
@@ -210,40 +242,56 @@ impl Batches {
     }
 
     pub(super) fn add_write(&mut self, write: &KvWrite<'_>, target: Target) {
+        let lane = target.lane;
         // A write that would take the open batch past its byte cap goes in a batch of its own,
         // so a batch is at most the cap or one write (which `size_refusal` keeps within the
         // node's entry limit), never the cap plus a large write.
-        if self.writes.as_ref().is_some_and(|open| {
+        if self.lanes[lane].writes.as_ref().is_some_and(|open| {
             open.encoder.encoded_bytes() + write.encoded_bytes() > self.config.batch_bytes_max
         }) {
-            self.submit_writes();
+            self.submit_lane_writes(lane);
         }
-        if OpenBatch::add(&mut self.writes, write, target, &self.config) {
-            self.submit_writes();
+        if OpenBatch::add(&mut self.lanes[lane].writes, write, target, &self.config) {
+            self.submit_lane_writes(lane);
         }
     }
 
     pub(super) fn add_read(&mut self, query: &Query<'_>, target: Target) {
-        if OpenBatch::add(&mut self.reads, query, target, &self.config) {
-            self.submit_reads();
+        let lane = target.lane;
+        if OpenBatch::add(&mut self.lanes[lane].reads, query, target, &self.config) {
+            self.submit_lane_reads(lane);
         }
     }
 
+    /// Sends every lane's open write batch.
     pub(super) fn submit_writes(&mut self) {
-        if let Some(batch) = self.writes.take() {
-            self.submit(batch);
+        for lane in 0..self.lanes.len() {
+            self.submit_lane_writes(lane);
         }
     }
 
+    /// Sends every lane's open query batch.
     pub(super) fn submit_reads(&mut self) {
-        if let Some(batch) = self.reads.take() {
-            self.submit(batch);
+        for lane in 0..self.lanes.len() {
+            self.submit_lane_reads(lane);
         }
     }
 
-    fn submit<E: BatchEncoder>(&mut self, batch: OpenBatch<E>) {
+    fn submit_lane_writes(&mut self, lane: usize) {
+        if let Some(batch) = self.lanes[lane].writes.take() {
+            self.submit(lane, batch);
+        }
+    }
+
+    fn submit_lane_reads(&mut self, lane: usize) {
+        if let Some(batch) = self.lanes[lane].reads.take() {
+            self.submit(lane, batch);
+        }
+    }
+
+    fn submit<E: BatchEncoder>(&mut self, lane: usize, batch: OpenBatch<E>) {
         let done = self.register_batch(batch.targets);
-        batch.encoder.send(&self.node, done);
+        batch.encoder.send(&*self.backend, lane, done);
     }
 
     /// Sends a membership change or transfer to the node; its reply is one result.
@@ -258,9 +306,10 @@ impl Batches {
         };
         match command {
             AdminCommand::Change(change, addr) => {
-                self.node.change_membership(change, addr, changed)
+                self.backend
+                    .change_membership(change, addr, Box::new(changed))
             }
-            AdminCommand::Transfer(id) => self.node.transfer_leadership(id, changed),
+            AdminCommand::Transfer(id) => self.backend.transfer_leadership(id, Box::new(changed)),
             AdminCommand::Members => changed(Err(ChangeError::Refused {
                 reason: "KETCH.MEMBERS is answered locally".to_string(),
             })),

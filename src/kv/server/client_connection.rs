@@ -31,8 +31,7 @@ use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
 use super::config::ServerConfig;
 use super::info::{
-    info_text, is_leader, with_keyspace, ErrorCounts, InfoInputs, InfoSections, ProcessFacts,
-    ServerStats,
+    info_text, with_keyspace, ErrorCounts, InfoInputs, InfoSections, ProcessFacts, ServerStats,
 };
 use super::local_commands::{client_line, local_command, ClientBuffers, LocalEnv, LocalReply};
 use super::parse::{
@@ -41,7 +40,6 @@ use super::parse::{
 use super::resp3_reply::{resp2_to_resp3, ReplyShape};
 use super::transaction::{Control, ControlStep, ExecReply, Transaction};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
-use crate::kv::cluster::ClusterView;
 use crate::kv::command::{Operation, Query, Write as KvWrite};
 use crate::kv::resp::{write_error, Limits, Protocol, Reply, ReplyParser, Request, RequestParser};
 use crate::kv::session_id::SessionId;
@@ -188,6 +186,15 @@ struct Pending {
     finish: Finish,
 }
 
+/// A connection session's numbering in one lane.
+#[derive(Debug, Default)]
+struct LaneSeqs {
+    /// The last sequence number given (0: none yet; numbers start at 1).
+    next: u64,
+    /// Numbers whose result has not come back.
+    unanswered: BTreeSet<u64>,
+}
+
 /// What a connection is waiting for from the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outstanding {
@@ -213,9 +220,9 @@ pub(super) struct ClientConnection {
     /// A request waiting for the other kind of outstanding command to finish.
     pub(super) deferred: Option<Request>,
     session: Option<SessionId>,
-    next_seq: u64,
-    /// Sequence numbers of this connection's session whose result has not come back.
-    unanswered_seqs: BTreeSet<u64>,
+    /// The session's numbering in each lane (group) the connection wrote to, by lane: each
+    /// group's session table sees its own gapless sequence.
+    lane_seqs: Vec<LaneSeqs>,
     pub(super) last_active: Instant,
     /// Stop reading and parsing; close once every pending reply is sent (QUIT, bad input).
     pub(super) closing: bool,
@@ -254,8 +261,7 @@ impl ClientConnection {
             outstanding: Outstanding::Nothing,
             deferred: None,
             session: None,
-            next_seq: 1,
-            unanswered_seqs: BTreeSet::new(),
+            lane_seqs: Vec::new(),
             last_active: Instant::now(),
             closing: false,
             read_closed: false,
@@ -293,15 +299,25 @@ impl ClientConnection {
         self.reply(&bytes);
     }
 
-    /// Numbers a write in the connection's own session, which its first write makes.
-    fn own_session_write<'a>(&mut self, node_id: NodeId, operation: Operation<'a>) -> KvWrite<'a> {
+    /// Numbers a write to lane `lane` in the connection's own session, which its first write
+    /// makes.
+    fn own_session_write<'a>(
+        &mut self,
+        node_id: NodeId,
+        lane: usize,
+        operation: Operation<'a>,
+    ) -> KvWrite<'a> {
         let session = *self
             .session
             .get_or_insert_with(|| SessionId::generate(node_id as u16));
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.unanswered_seqs.insert(seq);
-        let acked_below = *self.unanswered_seqs.first().expect("just inserted");
+        if self.lane_seqs.len() <= lane {
+            self.lane_seqs.resize_with(lane + 1, LaneSeqs::default);
+        }
+        let seqs = &mut self.lane_seqs[lane];
+        seqs.next += 1;
+        let seq = seqs.next;
+        seqs.unanswered.insert(seq);
+        let acked_below = *seqs.unanswered.first().expect("just inserted");
         KvWrite {
             session,
             seq,
@@ -314,7 +330,9 @@ impl ClientConnection {
     /// outstanding.
     pub(super) fn take_reply(&mut self, target: &Target, reply: &[u8]) {
         if let Some(seq) = target.seq {
-            self.unanswered_seqs.remove(&seq);
+            if let Some(seqs) = self.lane_seqs.get_mut(target.lane) {
+                seqs.unanswered.remove(&seq);
+            }
         }
         self.outstanding = match self.outstanding {
             Outstanding::Writes(1) | Outstanding::Reads(1) => Outstanding::Nothing,
@@ -451,6 +469,7 @@ pub(super) fn dispatch(
         transaction_control(conn, control, &request, batches, ctx);
         return true;
     }
+    let lane = 0;
     // Replies from the node are RESP2; under RESP3 they are converted on arrival.
     let finish = match conn.state.protocol {
         Protocol::Resp2 => Finish::AsIs,
@@ -463,8 +482,8 @@ pub(super) fn dispatch(
                     conn.reply_error(&text);
                     return true;
                 }
-                let write = conn.own_session_write(ctx.node_id, operation);
-                let target = await_reply(conn, ctx.slot, Some(write.seq), true, finish);
+                let write = conn.own_session_write(ctx.node_id, lane, operation);
+                let target = await_reply(conn, ctx.slot, lane, Some(write.seq), true, finish);
                 batches.add_write(&write, target);
             }
             Ok(None) => unreachable_local(conn),
@@ -476,14 +495,14 @@ pub(super) fn dispatch(
                     conn.reply_error(&text);
                     return true;
                 }
-                let target = await_reply(conn, ctx.slot, None, true, finish);
+                let target = await_reply(conn, ctx.slot, lane, None, true, finish);
                 batches.add_write(&write, target);
             }
             Err(text) => conn.reply_error(&text),
         },
         Kind::Read => match parse_read(&request) {
             Ok(Some(query)) => {
-                let target = await_reply(conn, ctx.slot, None, false, finish);
+                let target = await_reply(conn, ctx.slot, lane, None, false, finish);
                 batches.add_read(&query, target);
             }
             Ok(None) => unreachable_local(conn),
@@ -494,14 +513,14 @@ pub(super) fn dispatch(
             let name = upper(&request[0], &mut buf).unwrap_or_default();
             match parse_admin(name, &request) {
                 Ok(AdminCommand::Members) => {
-                    let reply = members_reply(&batches.node().status());
+                    let reply = members_reply(&batches.backend().status());
                     match finish {
                         Finish::Resp3(shape) => conn.reply(&resp2_to_resp3(&reply, shape)),
                         _ => conn.reply(&reply),
                     }
                 }
                 Ok(command) => {
-                    let target = await_reply(conn, ctx.slot, None, true, finish);
+                    let target = await_reply(conn, ctx.slot, lane, None, true, finish);
                     batches.submit_admin(command, target);
                 }
                 Err(text) => conn.reply_error(&text),
@@ -520,8 +539,9 @@ fn local(
     batches: &mut Batches,
     ctx: &Context<'_>,
 ) -> bool {
-    let node = batches.node();
-    let is_leader_now = || is_leader(&node.status());
+    let backend = batches.backend();
+    let lane = 0;
+    let is_leader_now = || backend.is_leader();
     let other_clients = || {
         ctx.others
             .iter()
@@ -532,14 +552,8 @@ fn local(
     let buffers = conn.buffers();
     let own_line = |state: &ClientState| client_line(state, buffers);
     let config = batches.config();
-    let cluster_view = |state: &ClientState| {
-        ClusterView::new(
-            &node.status(),
-            node.cluster_id(),
-            &config.cluster_client_addrs,
-            state.local_addr,
-        )
-    };
+    let cluster_view =
+        |state: &ClientState| backend.cluster_view(&config.cluster_client_addrs, state.local_addr);
     let env = LocalEnv {
         config,
         process: ctx.process,
@@ -554,7 +568,7 @@ fn local(
             conn.reply(&bytes);
         }
         LocalReply::Info(sections) => {
-            let status = node.status();
+            let status = backend.status();
             let mut errors = ctx.closed_errors.clone();
             for other in ctx.others.iter().flatten() {
                 errors.add(&other.errors);
@@ -577,7 +591,7 @@ fn local(
                     sections,
                     protocol,
                 };
-                let target = await_reply(conn, ctx.slot, None, false, finish);
+                let target = await_reply(conn, ctx.slot, lane, None, false, finish);
                 batches.add_read(&Query::KeyspaceCounts, target);
             } else {
                 conn.reply(&info_frame(text, protocol));
@@ -600,6 +614,7 @@ fn transaction_control(
     batches: &mut Batches,
     ctx: &Context<'_>,
 ) {
+    let lane = 0;
     match conn
         .tx
         .control(control, request, conn.state.protocol, batches.config())
@@ -607,12 +622,26 @@ fn transaction_control(
         ControlStep::Reply(bytes) => conn.reply(&bytes),
         ControlStep::ReadRevisions(keys) => {
             let query = Query::Revisions(keys.iter().map(|key| &key[..]).collect());
-            let target = await_reply(conn, ctx.slot, None, false, Finish::Watch(keys.clone()));
+            let target = await_reply(
+                conn,
+                ctx.slot,
+                lane,
+                None,
+                false,
+                Finish::Watch(keys.clone()),
+            );
             batches.add_read(&query, target);
         }
         ControlStep::Propose(plan, reply) => {
-            let write = conn.own_session_write(ctx.node_id, plan.operation());
-            let target = await_reply(conn, ctx.slot, Some(write.seq), true, Finish::Exec(reply));
+            let write = conn.own_session_write(ctx.node_id, lane, plan.operation());
+            let target = await_reply(
+                conn,
+                ctx.slot,
+                lane,
+                Some(write.seq),
+                true,
+                Finish::Exec(reply),
+            );
             batches.add_write(&write, target);
         }
     }
@@ -627,6 +656,7 @@ fn unreachable_local(conn: &mut ClientConnection) {
 fn await_reply(
     conn: &mut ClientConnection,
     slot: usize,
+    lane: usize,
     seq: Option<u64>,
     write: bool,
     finish: Finish,
@@ -644,6 +674,7 @@ fn await_reply(
         (other, _) => unreachable!("dispatch defers conflicting commands, had {other:?}"),
     };
     Target {
+        lane,
         slot,
         generation: conn.generation,
         reply_no,

@@ -17,6 +17,7 @@ use mio::net::TcpStream;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::backend::Backend;
 use super::batching::{Batches, CompletionQueue, FinishedBatch, Target};
 use super::client_connection::{dispatch, ClientConnection, Context};
 use super::client_stream::{ClientStream, RejectLog};
@@ -26,7 +27,6 @@ use super::ClientListeners;
 use crate::kv::command::split_results;
 use crate::kv::resp::write_error;
 use crate::node::socket_drain::Drain;
-use crate::node::Node;
 use crate::raft::NodeId;
 
 const LISTENER: Token = Token(0);
@@ -70,7 +70,7 @@ pub(super) struct ConnectionLoop {
 
 impl ConnectionLoop {
     pub(super) fn new(
-        node: Arc<Node>,
+        backend: Arc<dyn Backend>,
         listeners: ClientListeners,
         members: Vec<NodeId>,
         config: ServerConfig,
@@ -103,13 +103,13 @@ impl ConnectionLoop {
         let mut process = ProcessFacts::new(tcp_port, Instant::now());
         process.tls_port = tls_port;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let node_id = node.id();
+        let node_id = backend.id();
         Ok(ConnectionLoop {
             poll,
             listener,
             tls_listener,
             tls_rejects: RejectLog::new(),
-            batches: Batches::new(node, waker, config.clone()),
+            batches: Batches::new(backend, waker, config.clone()),
             config,
             members,
             stop,

@@ -82,8 +82,10 @@
 //! - `auth`: each connection's authentication (`AUTH`, `HELLO ... AUTH`) and the check of
 //!   every request against its user's ACL rules, before it is batched or forwarded (users
 //!   and rules: [`acl`](super::acl));
-//! - `batching`: the writes of all connections go to the node as one log entry per poll, the
-//!   reads as one ReadIndex round;
+//! - `backend`: what the server is in front of: a node (one group) or a sharded service's
+//!   groups, one lane each;
+//! - `batching`: the writes of all connections go to each lane's group as one log entry per
+//!   poll, the reads as one ReadIndex round;
 //! - `local_commands`: what is answered without the node's state machine (`HELLO`, `CLIENT`,
 //!   `CONFIG GET`, ...);
 //! - `command_table`: every command as Redis 7 describes it (arity, flags, keys, ACL
@@ -122,6 +124,7 @@
 //! 10 lines per 10 s.
 
 mod auth;
+mod backend;
 mod batching;
 mod client_connection;
 mod client_stream;
@@ -143,12 +146,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::kv::state::MAX_VALUE_BYTES_MAX;
-use crate::node::Node;
 use crate::raft::NodeId;
 use batching::CompletionQueue;
 use connection_loop::ConnectionLoop;
 
 pub use auth::{load_acl_file, AUTH_FAILURES_MAX};
+pub use backend::{Backend, ChangeDone, ProposeDone, ReadDone};
 pub use config::ServerConfig;
 pub use local_commands::REDIS_COMPAT_VERSION;
 pub use tls_config::{TlsConfigError, TlsServerConfig};
@@ -175,7 +178,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves RESP clients accepted on `listeners` in front of `node`. `members` is listed by
+    /// Serves RESP clients accepted on `listeners` in front of `backend` (a
+    /// [`Node`](crate::node::Node), or a sharded service's groups). `members` is listed by
     /// `INFO`. The request parsing limits on bulk and request bytes are lowered to
     /// [`ServerConfig::request_bytes_max`] (from [`ServerConfig::max_value_bytes`]); the node's
     /// [`max_proposal_bytes`](crate::node::NodeConfig::max_proposal_bytes) must be at least
@@ -189,7 +193,7 @@ impl Server {
     ///
     /// `InvalidInput` if `listeners` holds neither listener; any error setting them up.
     pub fn start(
-        node: Arc<Node>,
+        backend: Arc<dyn Backend>,
         listeners: ClientListeners,
         members: Vec<NodeId>,
         config: ServerConfig,
@@ -231,9 +235,9 @@ impl Server {
             )
         })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let node_id = node.id();
+        let node_id = backend.id();
         let mut connection_loop =
-            ConnectionLoop::new(node, listeners, members, config, Arc::clone(&stop))?;
+            ConnectionLoop::new(backend, listeners, members, config, Arc::clone(&stop))?;
         let completions = connection_loop.completions();
         let thread = std::thread::Builder::new()
             .name(format!("ketch-{node_id}-resp"))

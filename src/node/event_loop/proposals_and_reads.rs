@@ -113,22 +113,7 @@ impl EventLoop {
             return;
         }
         let data = match &self.settings.proposal_stamp {
-            Some(stamp) if self.core.role() == crate::raft::Role::Leader => {
-                // A local proposal's buffer is unshared and is stamped in place. A forwarded
-                // one is a slice of the frame it came in, so stamping copies it once; the
-                // stamp only rewrites bytes, never the length.
-                match data.try_into_mut() {
-                    Ok(mut owned) => {
-                        (stamp.0)(&mut owned);
-                        owned.freeze()
-                    }
-                    Err(shared) => {
-                        let mut owned = shared.to_vec();
-                        (stamp.0)(&mut owned);
-                        bytes::Bytes::from(owned)
-                    }
-                }
-            }
+            Some(stamp) if self.core.role() == crate::raft::Role::Leader => stamp.stamp(data),
             _ => data,
         };
         let error = match self.core.propose(data) {

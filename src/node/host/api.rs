@@ -231,6 +231,7 @@ impl Host {
             host_beat_interval_ticks: u64::from(config.raft.heartbeat_interval_ticks.max(1)),
             disk_stall_timeout: config.disk_stall_timeout,
             snapshot_bytes_per_sec: config.snapshot_bytes_per_sec,
+            proposal_stamp: config.proposal_stamp.clone(),
         };
         let links = LoopLinks {
             inbox: inbox_rx,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::node::config::DEFAULT_MAX_PROPOSAL_BYTES;
-use crate::node::PeerSecurity;
+use crate::node::{PeerSecurity, ProposalStamp};
 use crate::raft::NodeId;
 
 /// Configuration of one host: the process that runs many Raft groups.
@@ -64,6 +64,11 @@ pub struct HostConfig {
     /// heartbeats, appends and votes never wait for it. A snapshot of `s` bytes takes at least
     /// about `s / snapshot_bytes_per_sec` to send, more when transfers share the budget.
     pub snapshot_bytes_per_sec: u64,
+    /// Called by a group's leader on this host on every proposal it accepts into the group's
+    /// log (proposed here or forwarded by a follower), just before appending it, as
+    /// [`NodeConfig::proposal_stamp`](crate::node::NodeConfig::proposal_stamp) is on a node;
+    /// the same hook serves every group. `None`: proposals are logged as given.
+    pub proposal_stamp: Option<ProposalStamp>,
 }
 
 impl HostConfig {
@@ -106,6 +111,7 @@ impl HostConfig {
             // About half of a 1 Gbit/s link: a 4 GiB snapshot goes in about a minute, and
             // the rest of the link carries every group's appends.
             snapshot_bytes_per_sec: 64 << 20,
+            proposal_stamp: None,
         }
     }
 

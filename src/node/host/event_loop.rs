@@ -171,6 +171,8 @@ pub struct LoopSettings {
     pub disk_stall_timeout: Duration,
     /// Host-wide budget of InstallSnapshot chunk bytes sent per second (0: unlimited).
     pub snapshot_bytes_per_sec: u64,
+    /// The leader's hook over accepted proposals (see `HostConfig::proposal_stamp`).
+    pub proposal_stamp: Option<crate::node::ProposalStamp>,
 }
 
 /// The sending side of snapshot transfers: chunks paced host-wide (`snapshot_pacing`), their
@@ -858,6 +860,10 @@ impl HostLoop {
             done.complete(Err(ProposeError::Backpressure));
             return;
         }
+        let data = match &self.settings.proposal_stamp {
+            Some(stamp) if replica.core.role() == Role::Leader => stamp.stamp(data),
+            _ => data,
+        };
         let error = match replica.core.propose(data) {
             Ok(index) => {
                 let waiter = Waiter {

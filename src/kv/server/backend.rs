@@ -1,0 +1,119 @@
+//! [`Backend`]: what the RESP server serves in front of.
+//!
+//! Either one [`Node`] (one Raft group holding every key: the server has one *lane*), or a
+//! host's groups, one per slot range (the sharded service: one lane per group, see
+//! [`crate::kv::sharded`]). The server batches the writes and reads of each lane apart: a
+//! batch is one log entry or one ReadIndex round of one group, never of several.
+//!
+//! A request's lane follows from its keys' hash slot (`request_slot`); a request without keys
+//! goes to lane 0 unless it is answered over every lane.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::kv::cluster::ClusterView;
+use crate::node::{ChangeError, Node, NodeStatus, ProposeError, ReadError};
+use crate::raft::{ConfChange, NodeId};
+
+/// Where a write batch's result goes (runs on a node or host thread: cheap, never blocking).
+pub type ProposeDone = Box<dyn FnOnce(Result<Vec<u8>, ProposeError>) + Send>;
+/// Where a query batch's result goes.
+pub type ReadDone = Box<dyn FnOnce(Result<Vec<u8>, ReadError>) + Send>;
+/// Where an admin change's result goes.
+pub type ChangeDone = Box<dyn FnOnce(Result<(), ChangeError>) + Send>;
+
+/// The replicas a RESP server serves (module docs). Lanes are numbered from 0.
+pub trait Backend: Send + Sync + 'static {
+    /// This node's (host's) id.
+    fn id(&self) -> NodeId;
+    /// The cluster's id (names the nodes in `CLUSTER` replies).
+    fn cluster_id(&self) -> u64;
+    /// How many lanes (groups) there are: at least 1.
+    fn lanes(&self) -> usize;
+    /// The lane that holds the keys of hash slot `slot` (below 16,384).
+    fn lane_of_slot(&self, slot: u16) -> usize;
+    /// Proposes a write batch to lane `lane`'s group.
+    fn submit(&self, lane: usize, batch: Vec<u8>, done: ProposeDone);
+    /// Runs a query batch on lane `lane`'s group, linearizably.
+    fn read(&self, lane: usize, batch: Vec<u8>, done: ReadDone);
+    /// Where this node stands, for `INFO` and `KETCH.MEMBERS`.
+    fn status(&self) -> NodeStatus;
+    /// True if this node leads at least one group (`INFO`'s and `ROLE`'s master).
+    fn is_leader(&self) -> bool;
+    /// The slot map as this node sees it, for `CLUSTER` (see [`ClusterView`]).
+    fn cluster_view(
+        &self,
+        client_addrs: &BTreeMap<NodeId, SocketAddr>,
+        connection_addr: Option<SocketAddr>,
+    ) -> ClusterView;
+    /// The leader of lane `lane`'s group as far as this node knows (`None` while this node
+    /// does not participate).
+    fn lane_leader(&self, lane: usize) -> Option<NodeId>;
+    /// A membership change (`KETCH.ADDLEARNER`, `KETCH.PROMOTE`, `KETCH.REMOVE`).
+    fn change_membership(&self, change: ConfChange, addr: Option<SocketAddr>, done: ChangeDone);
+    /// A leadership transfer (`KETCH.TRANSFER`).
+    fn transfer_leadership(&self, target: NodeId, done: ChangeDone);
+}
+
+/// One group, one lane: every slot is lane 0's.
+impl Backend for Node {
+    fn id(&self) -> NodeId {
+        Node::id(self)
+    }
+
+    fn cluster_id(&self) -> u64 {
+        Node::cluster_id(self)
+    }
+
+    fn lanes(&self) -> usize {
+        1
+    }
+
+    fn lane_of_slot(&self, _slot: u16) -> usize {
+        0
+    }
+
+    fn submit(&self, lane: usize, batch: Vec<u8>, done: ProposeDone) {
+        debug_assert_eq!(lane, 0, "a node has one lane");
+        self.submit_with(batch, done);
+    }
+
+    fn read(&self, lane: usize, batch: Vec<u8>, done: ReadDone) {
+        debug_assert_eq!(lane, 0, "a node has one lane");
+        self.read_with(batch, done);
+    }
+
+    fn status(&self) -> NodeStatus {
+        Node::status(self)
+    }
+
+    fn is_leader(&self) -> bool {
+        super::info::is_leader(&Node::status(self))
+    }
+
+    fn cluster_view(
+        &self,
+        client_addrs: &BTreeMap<NodeId, SocketAddr>,
+        connection_addr: Option<SocketAddr>,
+    ) -> ClusterView {
+        ClusterView::new(
+            &Node::status(self),
+            Node::cluster_id(self),
+            client_addrs,
+            connection_addr,
+        )
+    }
+
+    fn lane_leader(&self, _lane: usize) -> Option<NodeId> {
+        let status = Node::status(self);
+        status.leader.filter(|_| status.participating)
+    }
+
+    fn change_membership(&self, change: ConfChange, addr: Option<SocketAddr>, done: ChangeDone) {
+        Node::change_membership(self, change, addr, done);
+    }
+
+    fn transfer_leadership(&self, target: NodeId, done: ChangeDone) {
+        Node::transfer_leadership(self, target, done);
+    }
+}
