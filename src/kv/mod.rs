@@ -29,6 +29,7 @@ pub mod server;
 pub mod service;
 pub mod session_id;
 pub mod session_table;
+pub mod sharded;
 pub mod state;
 
 pub use clock::Clock;
@@ -36,6 +37,7 @@ pub use server::{ClientListeners, Server, ServerConfig, TlsConfigError, TlsServe
 pub use service::{KvService, ServiceConfig, ServiceError};
 pub use session_id::SessionId;
 pub use session_table::SessionConfig;
+pub use sharded::ShardedService;
 pub use state::{
     value_too_large_text, KvStateMachine, DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX,
 };

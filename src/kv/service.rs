@@ -126,7 +126,7 @@ pub struct KvService {
 }
 
 /// The leader's stamp: this node's clock, never below a stamp it gave before.
-fn leader_stamp(clock: Clock) -> ProposalStamp {
+pub(super) fn leader_stamp(clock: Clock) -> ProposalStamp {
     let last_ms = AtomicU64::new(0);
     ProposalStamp(Arc::new(move |batch: &mut [u8]| {
         let now_ms = clock.now_ms();
@@ -137,7 +137,7 @@ fn leader_stamp(clock: Clock) -> ProposalStamp {
 
 /// The client listeners, bound before the node starts so that a bad address or TLS file
 /// fails at once.
-fn bind_clients(
+pub(super) fn bind_clients(
     plain: Option<SocketAddr>,
     tls: Option<&TlsServerConfig>,
 ) -> Result<ClientListeners, ServiceError> {
@@ -169,6 +169,14 @@ impl KvService {
         if max_value_bytes > MAX_VALUE_BYTES_MAX {
             return Err(ServiceError::Node(NodeError::Config(format!(
                 "max value bytes {max_value_bytes} is above the maximum {MAX_VALUE_BYTES_MAX}"
+            ))));
+        }
+        let shards_file = config.data_dir.join(super::sharded::SHARDS_FILE);
+        if shards_file.exists() {
+            return Err(ServiceError::Node(NodeError::Config(format!(
+                "{} exists: this data directory holds a sharded node; start it with the \
+                 --shards it was made with",
+                shards_file.display()
             ))));
         }
         config.node.max_proposal_bytes = config.server.max_entry_bytes() as u64;

@@ -1,0 +1,335 @@
+//! [`ShardGroups`]: a host's shard groups as the RESP server's [`Backend`], one lane per slot
+//! range, and the thread that keeps what the server reads of them fresh.
+//!
+//! The server asks for leaders on every `CLUSTER` command and the reclaimer every 100 ms;
+//! a [`Group::status`] is a round trip through the host's loop, so a `refresh` thread asks
+//! every group every [`REFRESH_INTERVAL`] and the server reads the copy. A leader change is
+//! seen within that interval; a request sent to a stale leader is still answered right, since
+//! the host forwards a proposal to the leader its replica knows and a read confirms the
+//! leader's term (ReadIndex), so staleness only costs a hop.
+//!
+//! The same thread places leaders: at bootstrap each group's first leader is wherever its
+//! election lands, and the thread on that host hands it to the group's *preferred* host
+//! (shard `i` to the `i mod n`-th host, in id order), so the groups' leaders, and with them
+//! the writes, spread over the hosts. It asks once per group per process start, and only
+//! while the preferred host is connected; after that, leadership goes where elections put it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::slot_ranges::SlotRanges;
+use crate::kv::cluster::view::{ClusterNode, ShardView};
+use crate::kv::cluster::{ClusterView, NodeName};
+use crate::kv::server::{Backend, ChangeDone, ProposeDone, ReadDone};
+use crate::node::{
+    ChangeError, Group, GroupStatus, Host, HostStatus, MemberStatus, NodeStatus, WriterStats,
+};
+use crate::raft::{ConfChange, Membership, NodeId, Role};
+
+/// How often the statuses are refreshed.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(25);
+
+/// How long after start a leader may still be handed to its preferred host.
+const PLACEMENT_WINDOW: Duration = Duration::from_secs(30);
+
+/// The host, its shard groups (group `i + 1` serves range `i`) and their last statuses.
+pub struct ShardGroups {
+    host: Host,
+    cluster_id: u64,
+    ranges: SlotRanges,
+    groups: Vec<Group>,
+    /// Every host, by id, with its peer address.
+    hosts: BTreeMap<NodeId, SocketAddr>,
+    statuses: RwLock<Statuses>,
+}
+
+/// What the refresh thread last saw.
+#[derive(Default)]
+struct Statuses {
+    host: HostStatus,
+    groups: Vec<Option<GroupStatus>>,
+}
+
+impl ShardGroups {
+    /// Wraps `host`, whose groups `groups` serve `ranges` in order.
+    pub fn new(
+        host: Host,
+        cluster_id: u64,
+        ranges: SlotRanges,
+        groups: Vec<Group>,
+        hosts: BTreeMap<NodeId, SocketAddr>,
+    ) -> ShardGroups {
+        assert_eq!(groups.len(), usize::from(ranges.shards()));
+        let statuses = RwLock::new(Statuses {
+            host: host.status(),
+            groups: groups.iter().map(Group::status).collect(),
+        });
+        ShardGroups {
+            host,
+            cluster_id,
+            ranges,
+            groups,
+            hosts,
+            statuses,
+        }
+    }
+
+    /// The host, to stop it.
+    pub fn into_host(self) -> Host {
+        self.host
+    }
+
+    /// The host running the groups.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The slot ranges.
+    pub fn ranges(&self) -> SlotRanges {
+        self.ranges
+    }
+
+    /// The host shard `shard` prefers as its leader.
+    fn preferred_leader(&self, shard: usize) -> NodeId {
+        let ids: Vec<NodeId> = self.hosts.keys().copied().collect();
+        ids[shard % ids.len()]
+    }
+
+    /// Reads every status once; hands the leaderships this host holds to their preferred
+    /// hosts, once for each group not `placed` yet.
+    fn refresh(&self, placed: &mut [bool]) {
+        let groups: Vec<Option<GroupStatus>> = self.groups.iter().map(Group::status).collect();
+        let host = self.host.status();
+        let me = self.host.id();
+        for (shard, status) in groups.iter().enumerate() {
+            let Some(status) = status else { continue };
+            if placed[shard] || status.role != Role::Leader {
+                continue;
+            }
+            let preferred = self.preferred_leader(shard);
+            if preferred == me {
+                placed[shard] = true;
+            } else if host.connected_peers.contains(&preferred) {
+                placed[shard] = true;
+                let group = self.groups[shard].id();
+                self.groups[shard].transfer_leadership(preferred, move |result| {
+                    if let Err(e) = result {
+                        log::info!("group {group}: leadership not handed to host {preferred}: {e}");
+                    }
+                });
+            }
+        }
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        statuses.host = host;
+        statuses.groups = groups;
+    }
+
+    fn group_status(&self, lane: usize) -> Option<GroupStatus> {
+        let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
+        statuses.groups.get(lane).cloned().flatten()
+    }
+}
+
+/// The refresh thread (module docs); stops when `stop` is set.
+pub fn start_refresh(
+    groups: Arc<ShardGroups>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("ketch-{}-shards", groups.host.id()))
+        .spawn(move || {
+            let started = Instant::now();
+            let mut placed = vec![false; groups.groups.len()];
+            while !stop.load(Ordering::Acquire) {
+                if started.elapsed() > PLACEMENT_WINDOW {
+                    placed.iter_mut().for_each(|p| *p = true);
+                }
+                groups.refresh(&mut placed);
+                std::thread::sleep(REFRESH_INTERVAL);
+            }
+        })
+}
+
+impl Backend for ShardGroups {
+    fn id(&self) -> NodeId {
+        self.host.id()
+    }
+
+    fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    fn lanes(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn lane_of_slot(&self, slot: u16) -> usize {
+        usize::from(self.ranges.shard_of(slot))
+    }
+
+    fn submit(&self, lane: usize, batch: Vec<u8>, done: ProposeDone) {
+        self.groups[lane].submit_with(batch, done);
+    }
+
+    fn read(&self, lane: usize, batch: Vec<u8>, done: ReadDone) {
+        self.groups[lane].read_with(batch, done);
+    }
+
+    /// The host as one node: a leader if it leads any group, at the highest term of its
+    /// groups; the indexes and the membership are shard 0's, the writer's counters the
+    /// shared log's.
+    fn status(&self) -> NodeStatus {
+        let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
+        let host = &statuses.host;
+        let first = statuses.groups.first().cloned().flatten();
+        let leads_any = statuses
+            .groups
+            .iter()
+            .flatten()
+            .any(|g| g.role == Role::Leader);
+        let term = statuses
+            .groups
+            .iter()
+            .flatten()
+            .map(|g| g.term)
+            .max()
+            .unwrap_or(0);
+        let membership = first
+            .as_ref()
+            .map(|g| g.membership.clone())
+            .unwrap_or_else(|| Membership::with_voters(self.hosts.keys().copied()));
+        let members = self
+            .hosts
+            .iter()
+            .map(|(&id, &addr)| {
+                let status = MemberStatus {
+                    peer_addr: Some(addr),
+                    voter: membership.voters.contains(&id),
+                };
+                (id, status)
+            })
+            .collect();
+        NodeStatus {
+            id: self.host.id(),
+            role: if leads_any {
+                Role::Leader
+            } else {
+                Role::Follower
+            },
+            term,
+            leader: first.as_ref().and_then(|g| g.leader),
+            commit: first.as_ref().map_or(0, |g| g.commit),
+            applied: first.as_ref().map_or(0, |g| g.applied),
+            last_index: first.as_ref().map_or(0, |g| g.last_index),
+            progress: BTreeMap::new(),
+            writer: WriterStats {
+                fsyncs: host.writer.fsyncs,
+                entries_written: host.writer.entries_written,
+                items_written: host.writer.items_written,
+                ..WriterStats::default()
+            },
+            transport: host.transport,
+            raft_stats: Default::default(),
+            connected_peers: host.connected_peers.clone(),
+            participating: host.participating,
+            disk_stalled: host.disk_stalled,
+            last_error: host.last_error.clone(),
+            listen_addr: host
+                .listen_addr
+                .unwrap_or_else(|| self.hosts[&self.host.id()]),
+            members,
+            forwards_in_flight: host.forwards_in_flight,
+            other_group_dropped: host.messages_unrouted,
+            committed_membership: membership.clone(),
+            membership,
+            removed: false,
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
+        statuses
+            .groups
+            .iter()
+            .flatten()
+            .any(|g| g.role == Role::Leader && g.participating)
+    }
+
+    fn cluster_view(
+        &self,
+        client_addrs: &BTreeMap<NodeId, SocketAddr>,
+        connection_addr: Option<SocketAddr>,
+    ) -> ClusterView {
+        let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
+        let me = self.host.id();
+        let nodes = self
+            .hosts
+            .iter()
+            .filter_map(|(&id, peer_addr)| {
+                let announced = client_addrs.get(&id).copied();
+                let client_addr = announced.or(connection_addr.filter(|_| id == me))?;
+                Some(ClusterNode {
+                    id,
+                    name: NodeName::of(self.cluster_id, id),
+                    client_addr,
+                    bus_port: peer_addr.port(),
+                    reachable: id == me || statuses.host.connected_peers.contains(&id),
+                    replication_offset: 0,
+                })
+            })
+            .collect();
+        let shards = (0..self.ranges.shards())
+            .map(|shard| {
+                let status = statuses.groups.get(usize::from(shard)).cloned().flatten();
+                ShardView {
+                    slots: vec![self.ranges.range(shard)],
+                    leader: status
+                        .as_ref()
+                        .filter(|g| g.participating)
+                        .and_then(|g| g.leader),
+                    term: status.as_ref().map_or(0, |g| g.term),
+                    voters: status.map_or_else(
+                        || self.hosts.keys().copied().collect(),
+                        |g| g.membership.voters.iter().copied().collect(),
+                    ),
+                }
+            })
+            .collect();
+        let transport = statuses.host.transport;
+        ClusterView::sharded(
+            me,
+            self.cluster_id,
+            nodes,
+            shards,
+            transport.messages_queued,
+            transport.messages_received,
+        )
+    }
+
+    fn lane_leader(&self, lane: usize) -> Option<NodeId> {
+        self.group_status(lane)
+            .filter(|g| g.participating)
+            .and_then(|g| g.leader)
+    }
+
+    fn change_membership(&self, _change: ConfChange, _addr: Option<SocketAddr>, done: ChangeDone) {
+        done(Err(ChangeError::Refused {
+            reason: "membership changes of a sharded cluster are not supported yet: every \
+                     shard's group has a replica on every host given at bootstrap"
+                .to_string(),
+        }));
+    }
+
+    fn transfer_leadership(&self, target: NodeId, done: ChangeDone) {
+        done(Err(ChangeError::Refused {
+            reason: format!(
+                "KETCH.TRANSFER {target}: a sharded cluster's leaders are placed per shard; \
+                 transferring every shard at once is not supported"
+            ),
+        }));
+    }
+}
