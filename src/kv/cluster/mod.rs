@@ -38,4 +38,4 @@ pub mod view;
 
 pub use node_name::NodeName;
 pub use slot::{key_slot, SLOT_COUNT};
-pub use view::{ClusterNode, ClusterView};
+pub use view::{ClusterNode, ClusterView, ShardView};
