@@ -5,10 +5,10 @@
 //! |-------------------------|-------------------------------------------------------------|
 //! | `CLUSTER KEYSLOT key`   | the key's slot ([`key_slot`])                               |
 //! | `CLUSTER MYID`          | this node's [`NodeName`](super::NodeName)                   |
-//! | `CLUSTER INFO`          | `cluster_state`, slot counts, `cluster_known_nodes`, `cluster_size:1`, epochs, message counts (below) |
-//! | `CLUSTER SLOTS`         | `[[0, 16383, master, replica...]]`, each node `[ip, port, id, {}]` |
-//! | `CLUSTER SHARDS`        | one shard: `{slots: [0, 16383], nodes: [{id, port, ip, endpoint, role, replication-offset, health}...]}` |
-//! | `CLUSTER NODES`         | one line per node: `id ip:port@bus-port flags - 0 0 epoch link [0-16383]` |
+//! | `CLUSTER INFO`          | `cluster_state`, slot counts, `cluster_known_nodes`, `cluster_size`, epochs, message counts (below) |
+//! | `CLUSTER SLOTS`         | per range, in slot order: `[start, end, master, replica...]`, each node `[ip, port, id, {}]` |
+//! | `CLUSTER SHARDS`        | per shard: `{slots: [start, end, ...], nodes: [{id, port, ip, endpoint, role, replication-offset, health}...]}` |
+//! | `CLUSTER NODES`         | one line per host: `id ip:port@bus-port flags - 0 0 epoch link [range...]` |
 //! | `CLUSTER HELP`          | the subcommands above                                       |
 //!
 //! Replies follow redis-server 7.0.15 with `--cluster-enabled yes` byte for byte in layout
@@ -22,26 +22,33 @@
 //!
 //! # What the fields say
 //!
-//! - The master is the Raft leader ([`ClusterView::master`]); the other voters shown are
-//!   replicas in `CLUSTER SLOTS` (reachable ones only, as Redis leaves out failed replicas)
-//!   and `CLUSTER SHARDS` (all, with `health` `online` or `failed`).
-//! - In `CLUSTER NODES` every node is a `master` line, and only the leader's lists
-//!   `0-16383`: `slave` lines would name a replication link Ketch does not have. The answering node's line has
-//!   `myself`; a peer this node has no connection to has `fail?` and `disconnected`. The
-//!   epoch field is the Raft term on the leader's line, 0 on the others; ping and pong
-//!   times are 0.
-//! - `cluster_current_epoch` and `cluster_my_epoch` are the Raft term.
-//!   `cluster_stats_messages_sent` / `_received` count Raft messages.
+//! - A shard's master is its group's leader ([`ClusterView::master_of`]); its other voters
+//!   shown are replicas in `CLUSTER SLOTS` (reachable ones only, as Redis leaves out failed
+//!   replicas) and `CLUSTER SHARDS` (all, with `health` `online` or `failed`).
+//! - In `CLUSTER NODES` every host is a `master` line listing the ranges it leads (adjacent
+//!   ones merged, a single slot as `n`), and a host leading nothing lists none. No line is
+//!   `slave`: every host replicates every group, so it would be the replica of several
+//!   masters at once, which a `slave` line cannot say, and `redis-benchmark --cluster`
+//!   drops `slave` lines. The answering node's line has `myself`; a peer this node has no
+//!   connection to has `fail?` and `disconnected`. The epoch field is the highest term of
+//!   the shards the host leads, 0 if none; ping and pong times are 0.
+//! - `cluster_size` counts the hosts that are the master of a shard shown, as Redis counts
+//!   masters serving slots. `cluster_current_epoch` is the highest term of any shard;
+//!   `cluster_my_epoch` this node's epoch in `CLUSTER NODES` if it leads a shard, else the
+//!   current epoch (a Redis replica shows its master's, and this node has one per shard).
+//!   With one shard both are its term. `cluster_stats_messages_sent` / `_received` count
+//!   Raft messages.
 //!
 //! # Without a master
 //!
-//! When this node knows no leader (an election is under way, or it is cut off), or knows
-//! one whose client address it does not know, no node can be named as the slots' owner:
-//! `CLUSTER INFO` says `cluster_state:fail` with every slot counted in
-//! `cluster_slots_fail` (as Redis reports slots whose master failed), `CLUSTER SLOTS` and
-//! `CLUSTER SHARDS` are empty arrays (a map with a master-less range is not something a
-//! Redis client can use), and `CLUSTER NODES` lists the nodes with no slots. A client that
-//! asks again once a leader is elected gets the full map.
+//! When this node knows no leader of a shard (an election is under way, or it is cut off),
+//! or knows one whose client address it does not know, no node can be named as that
+//! shard's owner: its slots are counted in `cluster_slots_assigned` and in
+//! `cluster_slots_fail` rather than `cluster_slots_ok` (as Redis reports slots whose master
+//! failed), so `CLUSTER INFO` says `cluster_state:fail`; `CLUSTER SLOTS` and `CLUSTER
+//! SHARDS` leave the shard out (a master-less range is not something a Redis client can
+//! use), so with one shard they are empty arrays; and no line of `CLUSTER NODES` lists its
+//! slots. A client that asks again once a leader is elected gets the full map.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -1,9 +1,14 @@
-//! [`ClusterView`]: the one shard, as this node sees it when a `CLUSTER` command asks.
+//! [`ClusterView`]: the shards and the hosts that serve them, as this node sees them when a
+//! `CLUSTER` command asks.
 //!
-//! Today's service is one Raft group holding every key, so the view is one shard owning
-//! every slot: its master is the Raft leader this node knows of, its replicas the other
-//! voters. Built afresh for each command from the node's [`NodeStatus`], so it follows
-//! elections and membership changes as the node learns them.
+//! The 16,384 slots are split into ranges, each a [`ShardView`] served by one Raft group.
+//! Every host holds a replica of every group, so the hosts shown are the same for all
+//! shards; what differs is which of them leads: a shard's master is its group's leader, its
+//! replicas the group's other voters. A host leading several groups is the master of several
+//! shards, and one leading none is a master of no slots. The single-group service is the
+//! one-shard case, [`ClusterView::new`]: one shard owning every slot, built afresh for each
+//! command from the node's [`NodeStatus`], so it follows elections and membership changes as
+//! the node learns them. [`ClusterView::sharded`] takes the hosts and shards already built.
 //!
 //! # Which nodes are shown, at which address
 //!
@@ -17,8 +22,8 @@
 //! - this node's address is its entry in that list, or else the local address of the
 //!   connection the command came in on (the address the asking client reached it at);
 //! - any other node missing from the list is left out of every reply, rather than shown at
-//!   a guessed address. A leader left out this way means no master is known: see
-//!   [`ClusterView::master`].
+//!   a guessed address. A leader left out this way means its shard has no known master:
+//!   see [`ClusterView::master_of`].
 //!
 //! Learners are left out: they may still be catching up, and a Redis replica that is not in
 //! sync is not offered to clients either.
@@ -238,5 +243,92 @@ impl ClusterView {
             .map(|(shard, _)| shard.term)
             .max()
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: NodeId, reachable: bool) -> ClusterNode {
+        ClusterNode {
+            id,
+            name: NodeName::of(7, id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 17_378 + id as u16)),
+            bus_port: 0,
+            reachable,
+            replication_offset: 0,
+        }
+    }
+
+    fn shard(slots: Vec<(u16, u16)>, leader: Option<NodeId>, term: u64) -> ShardView {
+        ShardView {
+            slots,
+            leader,
+            term,
+            voters: vec![1, 2, 3, 4],
+        }
+    }
+
+    /// Hosts 1-3 shown (3 cut off), host 4 a voter whose address is unknown; shards led by
+    /// hosts 1, 2, 3 and 1, and a fifth by host 4.
+    fn view() -> ClusterView {
+        ClusterView::sharded(
+            2,
+            7,
+            vec![node(1, true), node(2, true), node(3, false)],
+            vec![
+                shard(vec![(0, 4095)], Some(1), 3),
+                shard(vec![(4096, 8191)], Some(2), 4),
+                shard(vec![(8192, 12287)], Some(3), 6),
+                shard(vec![(12288, 16000)], Some(1), 5),
+                shard(vec![(16001, 16001), (16002, 16383)], Some(4), 9),
+            ],
+            0,
+            0,
+        )
+    }
+
+    fn ids<'a>(nodes: impl Iterator<Item = &'a ClusterNode>) -> Vec<NodeId> {
+        nodes.map(|node| node.id).collect()
+    }
+
+    #[test]
+    fn each_shard_has_its_own_master_and_replicas() {
+        let v = view();
+        let masters: Vec<Option<NodeId>> = v
+            .shards
+            .iter()
+            .map(|s| v.master_of(s).map(|n| n.id))
+            .collect();
+        assert_eq!(masters, [Some(1), Some(2), Some(3), Some(1), None]);
+        assert_eq!(ids(v.replicas_of(&v.shards[0])), [2]);
+        assert_eq!(ids(v.others_of(&v.shards[0])), [2, 3]);
+        assert_eq!(ids(v.replicas_of(&v.shards[2])), [1, 2]);
+        // Without a master shown, every voter shown is another.
+        assert_eq!(ids(v.others_of(&v.shards[4])), [1, 2, 3]);
+        assert_eq!(v.mastered_shards().count(), 4);
+    }
+
+    #[test]
+    fn replicas_are_only_the_shards_own_voters() {
+        let mut v = view();
+        v.shards[1].voters = vec![2, 3];
+        assert_eq!(ids(v.others_of(&v.shards[1])), [3]);
+        assert!(v.replicas_of(&v.shards[1]).next().is_none());
+    }
+
+    #[test]
+    fn epochs_and_slot_counts() {
+        let v = view();
+        assert_eq!(v.current_epoch(), 9);
+        assert_eq!(
+            [1, 2, 3, 4].map(|id| v.config_epoch(id)),
+            [5, 4, 6, 0],
+            "a master not shown has no epoch"
+        );
+        assert_eq!(v.shards[4].slot_count(), 383);
+        let total: u32 = v.shards.iter().map(ShardView::slot_count).sum();
+        assert_eq!(total, 16_384);
     }
 }
