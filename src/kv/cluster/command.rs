@@ -5,10 +5,10 @@
 //! |-------------------------|-------------------------------------------------------------|
 //! | `CLUSTER KEYSLOT key`   | the key's slot ([`key_slot`])                               |
 //! | `CLUSTER MYID`          | this node's [`NodeName`](super::NodeName)                   |
-//! | `CLUSTER INFO`          | `cluster_state`, slot counts, `cluster_known_nodes`, `cluster_size:1`, epochs, message counts (below) |
-//! | `CLUSTER SLOTS`         | `[[0, 16383, master, replica...]]`, each node `[ip, port, id, {}]` |
-//! | `CLUSTER SHARDS`        | one shard: `{slots: [0, 16383], nodes: [{id, port, ip, endpoint, role, replication-offset, health}...]}` |
-//! | `CLUSTER NODES`         | one line per node: `id ip:port@bus-port flags - 0 0 epoch link [0-16383]` |
+//! | `CLUSTER INFO`          | `cluster_state`, slot counts, `cluster_known_nodes`, `cluster_size`, epochs, message counts (below) |
+//! | `CLUSTER SLOTS`         | per range, in slot order: `[start, end, master, replica...]`, each node `[ip, port, id, {}]` |
+//! | `CLUSTER SHARDS`        | per shard: `{slots: [start, end, ...], nodes: [{id, port, ip, endpoint, role, replication-offset, health}...]}` |
+//! | `CLUSTER NODES`         | one line per host: `id ip:port@bus-port flags - 0 0 epoch link [range...]` |
 //! | `CLUSTER HELP`          | the subcommands above                                       |
 //!
 //! Replies follow redis-server 7.0.15 with `--cluster-enabled yes` byte for byte in layout
@@ -22,33 +22,42 @@
 //!
 //! # What the fields say
 //!
-//! - The master is the Raft leader ([`ClusterView::master`]); the other voters shown are
-//!   replicas in `CLUSTER SLOTS` (reachable ones only, as Redis leaves out failed replicas)
-//!   and `CLUSTER SHARDS` (all, with `health` `online` or `failed`).
-//! - In `CLUSTER NODES` every node is a `master` line, and only the leader's lists
-//!   `0-16383`: `slave` lines would name a replication link Ketch does not have. The answering node's line has
-//!   `myself`; a peer this node has no connection to has `fail?` and `disconnected`. The
-//!   epoch field is the Raft term on the leader's line, 0 on the others; ping and pong
-//!   times are 0.
-//! - `cluster_current_epoch` and `cluster_my_epoch` are the Raft term.
-//!   `cluster_stats_messages_sent` / `_received` count Raft messages.
+//! - A shard's master is its group's leader ([`ClusterView::master_of`]); its other voters
+//!   shown are replicas in `CLUSTER SLOTS` (reachable ones only, as Redis leaves out failed
+//!   replicas) and `CLUSTER SHARDS` (all, with `health` `online` or `failed`).
+//! - In `CLUSTER NODES` every host is a `master` line listing the ranges it leads (adjacent
+//!   ones merged, a single slot as `n`), and a host leading nothing lists none. No line is
+//!   `slave`: every host replicates every group, so it would be the replica of several
+//!   masters at once, which a `slave` line cannot say, and `redis-benchmark --cluster`
+//!   drops `slave` lines. The answering node's line has `myself`; a peer this node has no
+//!   connection to has `fail?` and `disconnected`. The epoch field is the highest term of
+//!   the shards the host leads, 0 if none; ping and pong times are 0.
+//! - `cluster_size` counts the hosts that are the master of a shard shown, as Redis counts
+//!   masters serving slots. `cluster_current_epoch` is the highest term of any shard;
+//!   `cluster_my_epoch` this node's epoch in `CLUSTER NODES` if it leads a shard, else the
+//!   current epoch (a Redis replica shows its master's, and this node has one per shard).
+//!   With one shard both are its term. `cluster_stats_messages_sent` / `_received` count
+//!   Raft messages.
 //!
 //! # Without a master
 //!
-//! When this node knows no leader (an election is under way, or it is cut off), or knows
-//! one whose client address it does not know, no node can be named as the slots' owner:
-//! `CLUSTER INFO` says `cluster_state:fail` with every slot counted in
-//! `cluster_slots_fail` (as Redis reports slots whose master failed), `CLUSTER SLOTS` and
-//! `CLUSTER SHARDS` are empty arrays (a map with a master-less range is not something a
-//! Redis client can use), and `CLUSTER NODES` lists the nodes with no slots. A client that
-//! asks again once a leader is elected gets the full map.
+//! When this node knows no leader of a shard (an election is under way, or it is cut off),
+//! or knows one whose client address it does not know, no node can be named as that
+//! shard's owner: its slots are counted in `cluster_slots_assigned` and in
+//! `cluster_slots_fail` rather than `cluster_slots_ok` (as Redis reports slots whose master
+//! failed), so `CLUSTER INFO` says `cluster_state:fail`; `CLUSTER SLOTS` and `CLUSTER
+//! SHARDS` leave the shard out (a master-less range is not something a Redis client can
+//! use), so with one shard they are empty arrays; and no line of `CLUSTER NODES` lists its
+//! slots. A client that asks again once a leader is elected gets the full map.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::slot::{key_slot, SLOT_COUNT, SLOT_MAX};
-use super::view::{ClusterNode, ClusterView};
+use super::slot::{key_slot, SLOT_COUNT};
+use super::view::{ClusterNode, ClusterView, ShardView};
 use crate::kv::resp::Frame;
 use crate::kv::state::commands::arity_error_text;
+use crate::raft::NodeId;
 
 /// `CLUSTER HELP`'s lines: Redis 7.0's, for the subcommands served.
 const CLUSTER_HELP: &[&str] = &[
@@ -122,24 +131,39 @@ pub fn cluster_command(args: &[Vec<u8>], view: impl FnOnce() -> ClusterView) -> 
 
 /// `CLUSTER INFO`'s text (module docs).
 pub fn info_text(view: &ClusterView) -> String {
-    let slots_ok = if view.master().is_some() {
-        SLOT_COUNT
+    let assigned: u32 = view.shards.iter().map(ShardView::slot_count).sum();
+    let slots_ok: u32 = view
+        .mastered_shards()
+        .map(|(shard, _)| shard.slot_count())
+        .sum();
+    let masters: BTreeSet<NodeId> = view
+        .mastered_shards()
+        .map(|(_, master)| master.id)
+        .collect();
+    let current_epoch = view.current_epoch();
+    // A host that leads nothing stands where a Redis replica does, which shows its master's
+    // epoch; with a master per shard there is no one master, so it shows the current one.
+    let my_epoch = if masters.contains(&view.myself) {
+        view.config_epoch(view.myself)
     } else {
-        0
+        current_epoch
     };
     let mut text = String::with_capacity(512);
     let _ = write!(
         text,
-        "cluster_state:{}\r\ncluster_slots_assigned:{SLOT_COUNT}\r\ncluster_slots_ok:{slots_ok}\r\n\
+        "cluster_state:{}\r\ncluster_slots_assigned:{assigned}\r\ncluster_slots_ok:{slots_ok}\r\n\
          cluster_slots_pfail:0\r\ncluster_slots_fail:{}\r\ncluster_known_nodes:{}\r\n\
-         cluster_size:1\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\n\
+         cluster_size:{}\r\ncluster_current_epoch:{current_epoch}\r\ncluster_my_epoch:{my_epoch}\r\n\
          cluster_stats_messages_sent:{}\r\ncluster_stats_messages_received:{}\r\n\
          total_cluster_links_buffer_limit_exceeded:0\r\n",
-        if slots_ok == SLOT_COUNT { "ok" } else { "fail" },
-        SLOT_COUNT - slots_ok,
+        if slots_ok == u32::from(SLOT_COUNT) {
+            "ok"
+        } else {
+            "fail"
+        },
+        assigned - slots_ok,
         view.nodes.len(),
-        view.term,
-        view.term,
+        masters.len(),
         view.messages_sent,
         view.messages_received,
     );
@@ -156,62 +180,101 @@ fn slots_node(node: &ClusterNode) -> Frame {
     ])
 }
 
-/// `CLUSTER SLOTS` (module docs).
+/// `CLUSTER SLOTS` (module docs): one entry per range of a shard with a master, in slot
+/// order.
 pub fn slots_reply(view: &ClusterView) -> Frame {
-    let Some(master) = view.master() else {
-        return Frame::Array(Vec::new());
-    };
-    let mut range = vec![
-        Frame::Integer(0),
-        Frame::Integer(i64::from(SLOT_MAX)),
-        slots_node(master),
-    ];
-    range.extend(view.replicas().map(slots_node));
-    Frame::Array(vec![Frame::Array(range)])
+    let mut ranges: Vec<(u16, u16, &ShardView, &ClusterNode)> = view
+        .mastered_shards()
+        .flat_map(|(shard, master)| {
+            shard
+                .slots
+                .iter()
+                .map(move |&(start, end)| (start, end, shard, master))
+        })
+        .collect();
+    ranges.sort_by_key(|&(start, ..)| start);
+    Frame::Array(
+        ranges
+            .into_iter()
+            .map(|(start, end, shard, master)| {
+                let mut range = vec![
+                    Frame::Integer(i64::from(start)),
+                    Frame::Integer(i64::from(end)),
+                    slots_node(master),
+                ];
+                range.extend(view.replicas_of(shard).map(slots_node));
+                Frame::Array(range)
+            })
+            .collect(),
+    )
 }
 
-/// `CLUSTER SHARDS` (module docs).
-pub fn shards_reply(view: &ClusterView) -> Frame {
-    let Some(master) = view.master() else {
-        return Frame::Array(Vec::new());
-    };
-    let shard_node = |node: &ClusterNode, role: &str| {
-        let ip = node.client_addr.ip().to_string();
-        Frame::map([
-            ("id", Frame::bulk(node.name.as_str())),
-            ("port", Frame::Integer(i64::from(node.client_addr.port()))),
-            ("ip", Frame::bulk(&ip)),
-            ("endpoint", Frame::bulk(&ip)),
-            ("role", Frame::bulk(role)),
-            (
-                "replication-offset",
-                Frame::Integer(i64::try_from(node.replication_offset).unwrap_or(i64::MAX)),
-            ),
-            (
-                "health",
-                Frame::bulk(if node.reachable { "online" } else { "failed" }),
-            ),
-        ])
-    };
-    let mut nodes = vec![shard_node(master, "master")];
-    nodes.extend(
-        view.nodes
-            .iter()
-            .filter(|node| node.id != master.id)
-            .map(|node| shard_node(node, "replica")),
-    );
-    Frame::Array(vec![Frame::map([
+/// A node of a `CLUSTER SHARDS` shard.
+fn shard_node(node: &ClusterNode, role: &str) -> Frame {
+    let ip = node.client_addr.ip().to_string();
+    Frame::map([
+        ("id", Frame::bulk(node.name.as_str())),
+        ("port", Frame::Integer(i64::from(node.client_addr.port()))),
+        ("ip", Frame::bulk(&ip)),
+        ("endpoint", Frame::bulk(&ip)),
+        ("role", Frame::bulk(role)),
         (
-            "slots",
-            Frame::Array(vec![Frame::Integer(0), Frame::Integer(i64::from(SLOT_MAX))]),
+            "replication-offset",
+            Frame::Integer(i64::try_from(node.replication_offset).unwrap_or(i64::MAX)),
         ),
-        ("nodes", Frame::Array(nodes)),
-    ])])
+        (
+            "health",
+            Frame::bulk(if node.reachable { "online" } else { "failed" }),
+        ),
+    ])
+}
+
+/// `CLUSTER SHARDS` (module docs): one map per shard with a master.
+pub fn shards_reply(view: &ClusterView) -> Frame {
+    Frame::Array(
+        view.mastered_shards()
+            .map(|(shard, master)| {
+                let slots = shard
+                    .slots
+                    .iter()
+                    .flat_map(|&(start, end)| [start, end])
+                    .map(|slot| Frame::Integer(i64::from(slot)))
+                    .collect();
+                let mut nodes = vec![shard_node(master, "master")];
+                nodes.extend(
+                    view.others_of(shard)
+                        .map(|node| shard_node(node, "replica")),
+                );
+                Frame::map([
+                    ("slots", Frame::Array(slots)),
+                    ("nodes", Frame::Array(nodes)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The slot ranges `id` is the shown master of, ascending, adjacent ones merged: Redis
+/// keeps an owner per slot, so it never lists two ranges of one node back to back.
+fn ranges_led_by(view: &ClusterView, id: NodeId) -> Vec<(u16, u16)> {
+    let mut ranges: Vec<(u16, u16)> = view
+        .mastered_shards()
+        .filter(|(_, master)| master.id == id)
+        .flat_map(|(shard, _)| shard.slots.iter().copied())
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(last.1) + 1 >= u32::from(start) => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
 }
 
 /// `CLUSTER NODES`' text (module docs).
 pub fn nodes_text(view: &ClusterView) -> String {
-    let master = view.master().map(|node| node.id);
     let mut text = String::with_capacity(128 * view.nodes.len());
     for node in &view.nodes {
         let myself = if node.id == view.myself {
@@ -220,7 +283,6 @@ pub fn nodes_text(view: &ClusterView) -> String {
             ""
         };
         let suspected = if node.reachable { "" } else { ",fail?" };
-        let owns_slots = Some(node.id) == master;
         let _ = write!(
             text,
             "{} {}:{}@{} {myself}master{suspected} - 0 0 {} {}",
@@ -228,15 +290,19 @@ pub fn nodes_text(view: &ClusterView) -> String {
             node.client_addr.ip(),
             node.client_addr.port(),
             node.bus_port,
-            if owns_slots { view.term } else { 0 },
+            view.config_epoch(node.id),
             if node.reachable {
                 "connected"
             } else {
                 "disconnected"
             },
         );
-        if owns_slots {
-            let _ = write!(text, " 0-{SLOT_MAX}");
+        for (start, end) in ranges_led_by(view, node.id) {
+            if start == end {
+                let _ = write!(text, " {start}");
+            } else {
+                let _ = write!(text, " {start}-{end}");
+            }
         }
         text.push('\n');
     }
@@ -267,19 +333,23 @@ mod tests {
 
     /// Three voters seen from node 2; node 1 leads, node 3 is cut off.
     fn view(leader: Option<NodeId>) -> ClusterView {
-        ClusterView {
-            myself: 2,
-            myself_name: NodeName::of(7, 2),
-            leader,
-            term: 5,
-            nodes: vec![
+        ClusterView::sharded(
+            2,
+            7,
+            vec![
                 node(1, 17379, true),
                 node(2, 17380, true),
                 node(3, 17381, false),
             ],
-            messages_sent: 10,
-            messages_received: 9,
-        }
+            vec![ShardView {
+                slots: vec![(0, 16383)],
+                leader,
+                term: 5,
+                voters: vec![1, 2, 3],
+            }],
+            10,
+            9,
+        )
     }
 
     fn run(words: &[&str], view: &ClusterView, protocol: Protocol) -> String {
@@ -400,6 +470,159 @@ mod tests {
              cluster_slots_pfail:0\r\ncluster_slots_fail:16384\r\n"
         ));
         assert!(run(&["CLUSTER", "INFO"], &view(None), Protocol::Resp3).starts_with("="));
+    }
+
+    /// Three hosts seen from host 2, four shards led by hosts 1, 2, 3 and 1, each with
+    /// every host as a voter; host 3 is cut off. `leader_of_second` replaces host 2 as the
+    /// second shard's leader.
+    fn sharded(leader_of_second: Option<NodeId>) -> ClusterView {
+        let shard = |start: u16, end: u16, leader: Option<NodeId>, term: u64| ShardView {
+            slots: vec![(start, end)],
+            leader,
+            term,
+            voters: vec![1, 2, 3],
+        };
+        ClusterView::sharded(
+            2,
+            7,
+            vec![
+                node(1, 17379, true),
+                node(2, 17380, true),
+                node(3, 17381, false),
+            ],
+            vec![
+                shard(0, 4095, Some(1), 3),
+                shard(4096, 8191, leader_of_second, 4),
+                shard(8192, 12287, Some(3), 6),
+                shard(12288, 16383, Some(1), 5),
+            ],
+            10,
+            9,
+        )
+    }
+
+    #[test]
+    fn slots_name_each_shards_leader_then_its_reachable_replicas() {
+        let node = |port: u16, id: NodeId| {
+            format!(
+                "*4\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$40\r\n{}\r\n*0\r\n",
+                name(id)
+            )
+        };
+        let (one, two, three) = (node(17379, 1), node(17380, 2), node(17381, 3));
+        assert_eq!(
+            run(&["CLUSTER", "SLOTS"], &sharded(Some(2)), Protocol::Resp2),
+            format!(
+                "*4\r\n\
+                 *4\r\n:0\r\n:4095\r\n{one}{two}\
+                 *4\r\n:4096\r\n:8191\r\n{two}{one}\
+                 *5\r\n:8192\r\n:12287\r\n{three}{one}{two}\
+                 *4\r\n:12288\r\n:16383\r\n{one}{two}"
+            )
+        );
+        assert_eq!(
+            run(&["CLUSTER", "SLOTS"], &sharded(None), Protocol::Resp2),
+            format!(
+                "*3\r\n\
+                 *4\r\n:0\r\n:4095\r\n{one}{two}\
+                 *5\r\n:8192\r\n:12287\r\n{three}{one}{two}\
+                 *4\r\n:12288\r\n:16383\r\n{one}{two}"
+            )
+        );
+    }
+
+    #[test]
+    fn shards_are_one_map_each_with_its_master_first() {
+        let reply = cluster_command(&args(&["CLUSTER", "SHARDS"]), || sharded(Some(2)));
+        let Frame::Array(shards) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(shards.len(), 4);
+        let text = |frame: &Frame| String::from_utf8(frame.to_bytes(Protocol::Resp3)).unwrap();
+        for (shard, (start, end, master)) in shards.iter().zip([
+            (0, 4095, 1),
+            (4096, 8191, 2),
+            (8192, 12287, 3),
+            (12288, 16383, 1),
+        ]) {
+            let shard = text(shard);
+            assert!(
+                shard.starts_with(&format!(
+                    "%2\r\n$5\r\nslots\r\n*2\r\n:{start}\r\n:{end}\r\n$5\r\nnodes\r\n*3\r\n\
+                     %7\r\n$2\r\nid\r\n$40\r\n{}\r\n",
+                    name(master)
+                )),
+                "{shard}"
+            );
+            assert_eq!(shard.matches("$6\r\nmaster\r\n").count(), 1, "{shard}");
+            assert_eq!(shard.matches("$7\r\nreplica\r\n").count(), 2, "{shard}");
+            assert_eq!(shard.matches("$6\r\nfailed\r\n").count(), 1, "{shard}");
+        }
+        let Frame::Array(shards) = shards_reply(&sharded(None)) else {
+            unreachable!()
+        };
+        assert_eq!(shards.len(), 3);
+    }
+
+    #[test]
+    fn nodes_are_master_lines_listing_the_ranges_each_host_leads() {
+        let text = nodes_text(&sharded(Some(2)));
+        assert_eq!(
+            text,
+            format!(
+                "{} 127.0.0.1:17379@27379 master - 0 0 5 connected 0-4095 12288-16383\n\
+                 {} 127.0.0.1:17380@27380 myself,master - 0 0 4 connected 4096-8191\n\
+                 {} 127.0.0.1:17381@27381 master,fail? - 0 0 6 disconnected 8192-12287\n",
+                name(1),
+                name(2),
+                name(3)
+            )
+        );
+        assert!(!text.contains("slave"));
+        let leaderless = nodes_text(&sharded(None));
+        assert!(leaderless.contains(&format!(
+            "{} 127.0.0.1:17380@27380 myself,master - 0 0 0 connected\n",
+            name(2)
+        )));
+        assert!(!leaderless.contains("4096"), "{leaderless}");
+    }
+
+    #[test]
+    fn nodes_merge_adjacent_ranges_and_show_single_slots_alone() {
+        let mut v = sharded(Some(1));
+        v.shards[2].slots = vec![(8192, 8192), (8194, 12287)];
+        v.shards[2].leader = Some(2);
+        let text = nodes_text(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with(" 0 0 5 connected 0-8191 12288-16383"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].ends_with(" 0 0 6 connected 8192 8194-12287"),
+            "{lines:?}"
+        );
+        assert!(lines[2].ends_with(" 0 0 0 disconnected"), "{lines:?}");
+    }
+
+    #[test]
+    fn info_counts_the_slots_and_hosts_of_shards_with_a_master() {
+        assert_eq!(
+            info_text(&sharded(Some(2))),
+            "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
+             cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:3\r\n\
+             cluster_size:3\r\ncluster_current_epoch:6\r\ncluster_my_epoch:4\r\n\
+             cluster_stats_messages_sent:10\r\ncluster_stats_messages_received:9\r\n\
+             total_cluster_links_buffer_limit_exceeded:0\r\n"
+        );
+        assert_eq!(
+            info_text(&sharded(None)),
+            "cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:12288\r\n\
+             cluster_slots_pfail:0\r\ncluster_slots_fail:4096\r\ncluster_known_nodes:3\r\n\
+             cluster_size:2\r\ncluster_current_epoch:6\r\ncluster_my_epoch:6\r\n\
+             cluster_stats_messages_sent:10\r\ncluster_stats_messages_received:9\r\n\
+             total_cluster_links_buffer_limit_exceeded:0\r\n"
+        );
     }
 
     #[test]

@@ -577,15 +577,8 @@ mod tests {
             let is_leader = || self.leader;
             let other_clients = || vec![(3, "id=3 other\n".to_string())];
             let own_line = |c: &ClientState| client_line(c, ClientBuffers::default());
-            let cluster_view = |_: &ClientState| ClusterView {
-                myself: 1,
-                myself_name: NodeName::of(9, 1),
-                leader: None,
-                term: 1,
-                nodes: Vec::new(),
-                messages_sent: 0,
-                messages_received: 0,
-            };
+            let cluster_view =
+                |_: &ClientState| ClusterView::sharded(1, 9, Vec::new(), Vec::new(), 0, 0);
             let env = LocalEnv {
                 config: &self.config,
                 process: &self.process,

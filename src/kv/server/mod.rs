@@ -90,6 +90,8 @@
 //!   `CONFIG GET`, ...);
 //! - `command_table`: every command as Redis 7 describes it (arity, flags, keys, ACL
 //!   categories, docs, RESP3 reply shape), and `COMMAND`;
+//! - `request_slot`: the Redis Cluster hash slot a request's keys address, or that they
+//!   cross slots (`CROSSSLOT`);
 //! - `info`: `INFO`'s sections;
 //! - `resp3_reply`: RESP2 replies to RESP3 by reply shape;
 //! - `client_stream`: a connection's bytes, in plaintext or TLS, for the loop;
@@ -135,6 +137,7 @@ pub mod error_reply;
 mod info;
 mod local_commands;
 mod parse;
+mod request_slot;
 mod resp3_reply;
 mod tls_config;
 mod transaction;
