@@ -29,8 +29,6 @@ use super::command_table::{lookup, BeginSearch, CommandSpec, FindKeys};
 use crate::kv::cluster::key_slot;
 
 /// The hash slot a request's keys map to (Redis Cluster's rule).
-// Wired into dispatch by the sharded service.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RequestSlot {
     /// The command names no key (PING, DBSIZE, KEYS, SCAN, FLUSHALL, INFO, CLUSTER ...,
@@ -43,13 +41,9 @@ pub(super) enum RequestSlot {
 }
 
 /// Redis Cluster's reply to a [`RequestSlot::CrossSlot`] request (without the leading `-`).
-// Wired into dispatch by the sharded service.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) const CROSSSLOT_ERROR: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// The slot `request` (name first, any case) addresses (module docs).
-// Wired into dispatch by the sharded service.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
     let Some(keys) = request_keys(request) else {
         return RequestSlot::NoKeys;
@@ -67,7 +61,6 @@ pub(super) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
 
 /// The keys of `request` in argument order (repeats kept), or `None` if it names none or
 /// its key specs do not fit its arguments.
-#[cfg_attr(not(test), allow(dead_code))]
 fn request_keys(request: &[Vec<u8>]) -> Option<Vec<&[u8]>> {
     let name = request.first()?;
     // One level only: the wrapped command is a plain write (parse refuses anything else),
