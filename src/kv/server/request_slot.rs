@@ -67,7 +67,6 @@ pub(super) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
 
 /// The keys of `request` in argument order (repeats kept), or `None` if it names none or
 /// its key specs do not fit its arguments.
-#[cfg_attr(not(test), allow(dead_code))]
 fn request_keys(request: &[Vec<u8>]) -> Option<Vec<&[u8]>> {
     let name = request.first()?;
     // One level only: the wrapped command is a plain write (parse refuses anything else),
