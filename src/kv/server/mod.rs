@@ -134,6 +134,7 @@ mod command_table;
 mod config;
 mod connection_loop;
 pub mod error_reply;
+mod fan_out;
 mod info;
 mod local_commands;
 mod parse;
