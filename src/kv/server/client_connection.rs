@@ -30,6 +30,7 @@ use super::backend::Backend;
 use super::batching::{Batches, Target};
 use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
+use super::config::ClusterMode;
 use super::config::ServerConfig;
 use super::fan_out::{fan_out, Combine, Lanes};
 use super::info::{
@@ -475,13 +476,13 @@ pub(super) fn dispatch(
         return !conn.closing;
     }
     let control = Control::of(&request[0], conn.tx.in_multi());
-    let lane = match route(conn, control, &request, batches.backend()) {
+    let lane = match route(conn, control, &request, batches) {
         Ok(lane) => lane,
         Err(text) => {
             // As a queued command's other errors: the transaction is then refused at EXEC.
             conn.tx.mark_refused();
             conn.state.note_command(&request);
-            conn.reply_error(text);
+            conn.reply_error(&text);
             return true;
         }
     };
@@ -717,33 +718,43 @@ fn transaction_control(
 /// The lane `request` goes to (see `backend`): with one lane, lane 0 for every request (keys
 /// of any slots together, as one Redis serves them). With many, its keys' slot's lane; a
 /// request without keys goes to lane 0, except `EXEC`, which goes to the lane of its
-/// transaction's slot. Keys in different slots, also across a transaction's `WATCH` and
-/// queued commands, answer `-CROSSSLOT`.
+/// transaction's slot. Refused with the error text: keys in different slots, also across a
+/// transaction's `WATCH` and queued commands (`CROSSSLOT`), and, with
+/// [`ClusterMode::Redirect`], a key whose group another node leads (`MOVED`).
 fn route(
     conn: &mut ClientConnection,
     control: Option<Control>,
     request: &Request,
-    backend: &dyn Backend,
-) -> Result<usize, &'static str> {
+    batches: &Batches,
+) -> Result<usize, String> {
+    let backend = batches.backend();
     if backend.lanes() == 1 {
         return Ok(0);
     }
     let in_transaction = conn.tx.in_multi() || control == Some(Control::Watch);
-    match request_slot(request) {
-        RequestSlot::CrossSlot => Err(CROSSSLOT_ERROR),
-        RequestSlot::Slot(slot) if in_transaction => match conn.tx_slot {
-            Some(tx_slot) if tx_slot != slot => Err(CROSSSLOT_ERROR),
-            _ => {
-                conn.tx_slot = Some(slot);
-                Ok(backend.lane_of_slot(slot))
-            }
-        },
-        RequestSlot::Slot(slot) => Ok(backend.lane_of_slot(slot)),
+    let slot = match request_slot(request) {
+        RequestSlot::CrossSlot => return Err(CROSSSLOT_ERROR.to_string()),
         RequestSlot::NoKeys if control == Some(Control::Exec) => {
-            Ok(conn.tx_slot.map_or(0, |slot| backend.lane_of_slot(slot)))
+            return Ok(conn.tx_slot.map_or(0, |slot| backend.lane_of_slot(slot)));
         }
-        RequestSlot::NoKeys => Ok(0),
+        RequestSlot::NoKeys => return Ok(0),
+        RequestSlot::Slot(slot) => slot,
+    };
+    if in_transaction {
+        match conn.tx_slot {
+            Some(tx_slot) if tx_slot != slot => return Err(CROSSSLOT_ERROR.to_string()),
+            _ => conn.tx_slot = Some(slot),
+        }
     }
+    let lane = backend.lane_of_slot(slot);
+    let config = batches.config();
+    if config.cluster_mode == ClusterMode::Redirect {
+        let leader = backend.lane_leader(lane).filter(|&id| id != backend.id());
+        if let Some(addr) = leader.and_then(|id| config.cluster_client_addrs.get(&id)) {
+            return Err(format!("MOVED {slot} {addr}"));
+        }
+    }
+    Ok(lane)
 }
 
 fn unreachable_local(conn: &mut ClientConnection) {
