@@ -91,8 +91,8 @@ pub struct ClusterArgs {
     pub shards: u16,
     /// Passed on to each node: with --shards above 1, forward requests for other nodes'
     /// ranges or answer `-MOVED` (see `ketch serve --cluster-mode`).
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = super::serve::ClusterModeArg::Forward)]
-    pub cluster_mode: super::serve::ClusterModeArg,
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::cli::serve::ClusterModeArg::Forward)]
+    pub cluster_mode: crate::cli::serve::ClusterModeArg,
     /// Prometheus metrics port of node 1 (node N serves http://127.0.0.1:(PORT + N - 1)/metrics)
     /// [default: no metrics].
     #[arg(long, value_name = "PORT")]
@@ -482,7 +482,7 @@ mod tests {
             max_value_bytes: 1 << 20,
             read_mode: ReadModeArg::ReadIndex,
             shards: 1,
-            cluster_mode: super::serve::ClusterModeArg::Forward,
+            cluster_mode: crate::cli::serve::ClusterModeArg::Forward,
             metrics_port: None,
             requirepass: None,
             acl_file: None,
