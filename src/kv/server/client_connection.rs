@@ -641,6 +641,7 @@ fn local(
                 connected_clients: ctx.open_connections,
                 connections_max: batches.config().connections_max,
                 errors: &errors,
+                shards: backend.lanes(),
             };
             let text = info_text(&sections, &inputs);
             let protocol = conn.state.protocol;

@@ -22,7 +22,7 @@
 //! | `CPU`         | `used_cpu_sys`, `used_cpu_user` (the process), `used_cpu_sys_children`, `used_cpu_user_children`, `used_cpu_sys_main_thread`, `used_cpu_user_main_thread` (the connection loop's thread), in seconds, from `getrusage` |
 //! | `Modules`     | none: Ketch loads no modules                                        |
 //! | `Errorstats`  | `errorstat_<CODE>:count=N` for each error code (first word of the error) the server answered, at most [`ERROR_CODES_MAX`] codes (later new codes count as `errorstat_OTHER`), sorted: the errors of top-level replies, as `redis-server` counts them, not those inside an `EXEC` array |
-//! | `Cluster`     | `cluster_enabled:0`                                                 |
+//! | `Cluster`     | `cluster_enabled:0`; with many shards `cluster_enabled:1`, `ketch_shards:N` |
 //! | `Keyspace`    | `db0:keys=N,expires=M,avg_ttl=0` (M: keys with a deadline; Ketch keeps no TTL average), only when there are keys |
 //!
 //! `raft_role` follows `role` so that a reader taking the last `role`-like line (as `ketch
@@ -195,6 +195,8 @@ pub(super) struct InfoInputs<'a> {
     pub(super) connections_max: usize,
     /// Every connection's error replies, closed ones included.
     pub(super) errors: &'a ErrorCounts,
+    /// The keyspace's shards (lanes): with more than one, the node is a Redis Cluster node.
+    pub(super) shards: usize,
 }
 
 fn raft_role_name(status: &NodeStatus) -> &'static str {
@@ -310,6 +312,13 @@ pub(super) fn info_text(sections: &InfoSections, inputs: &InfoInputs<'_>) -> Str
                 for (code, count) in &inputs.errors.counts {
                     let _ = write!(text, "errorstat_{code}:count={count}\r\n");
                 }
+            }
+            "cluster" if inputs.shards > 1 => {
+                let _ = write!(
+                    text,
+                    "# Cluster\r\ncluster_enabled:1\r\nketch_shards:{}\r\n",
+                    inputs.shards
+                );
             }
             "cluster" => text.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
             _ => unreachable!("every section but the keyspace is written here"),
