@@ -1,9 +1,11 @@
-"""redis-py's RedisCluster against a Ketch cluster, for tests/e2e_redis_cluster.rs.
+"""redis-py's RedisCluster against a Ketch cluster, for tests/e2e_redis_cluster.rs and
+tests/e2e_sharded_cluster.rs.
 
-    python redis_py_cluster.py workload HOST:PORT [HOST:PORT...]
+    python redis_py_cluster.py workload [--primaries N] HOST:PORT [HOST:PORT...]
         SET/GET/MGET of keys in many slots through RedisCluster (RESP3, then RESP2), and
         CLUSTER KEYSLOT against redis-py's own keyslot() for 1,000 random keys. Prints one
-        `ok <what>` line per check; any failure raises.
+        `ok <what>` line per check; any failure raises. The cluster must have N primaries
+        (default 1: `ok one primary HOST:PORT`; else `ok N primaries HOST:PORT ...`).
 
     python redis_py_cluster.py writer PROGRESS STOP HOST:PORT [HOST:PORT...]
         SETs fo:<n> = v<n> in a loop through RedisCluster until the file STOP exists,
@@ -31,7 +33,7 @@ def nodes(addrs):
     return out
 
 
-def workload(addrs):
+def workload(addrs, primaries_expected=1):
     for protocol in (3, 2):
         rc = RedisCluster(startup_nodes=nodes(addrs), protocol=protocol, decode_responses=True)
         keys = [f"py:{protocol}:{i}" for i in range(300)]
@@ -61,8 +63,12 @@ def workload(addrs):
         checked += 1
     print(f"ok keyslot agrees for {checked} keys")
     primaries = rc.get_primaries()
-    assert len(primaries) == 1, primaries
-    print(f"ok one primary {primaries[0].name}")
+    assert len(primaries) == primaries_expected, primaries
+    if primaries_expected == 1:
+        print(f"ok one primary {primaries[0].name}")
+    else:
+        names = " ".join(sorted(p.name for p in primaries))
+        print(f"ok {len(primaries)} primaries {names}")
     rc.close()
 
 
@@ -91,7 +97,9 @@ def writer(progress, stop, addrs):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "workload":
+    if sys.argv[1] == "workload" and sys.argv[2] == "--primaries":
+        workload(sys.argv[4:], int(sys.argv[3]))
+    elif sys.argv[1] == "workload":
         workload(sys.argv[2:])
     elif sys.argv[1] == "writer":
         writer(sys.argv[2], sys.argv[3], sys.argv[4:])
