@@ -80,6 +80,15 @@ pub struct ClusterArgs {
     /// --read-mode`).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = ReadModeArg::ReadIndex)]
     pub read_mode: ReadModeArg,
+    /// Passed on to each node: split the hash slots into N ranges, each a Raft group, shown
+    /// to Redis Cluster clients as N shards (see `ketch serve --shards`).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::kv::sharded::SHARDS_MAX))
+    )]
+    pub shards: u16,
     /// Prometheus metrics port of node 1 (node N serves http://127.0.0.1:(PORT + N - 1)/metrics)
     /// [default: no metrics].
     #[arg(long, value_name = "PORT")]
@@ -181,6 +190,8 @@ impl ClusterArgs {
             self.max_value_bytes.to_string(),
             "--read-mode".to_string(),
             self.read_mode.as_str().to_string(),
+            "--shards".to_string(),
+            self.shards.to_string(),
             "--cluster-client-addrs".to_string(),
             client_addrs,
             "--cluster".to_string(),
@@ -464,6 +475,7 @@ mod tests {
             peer_port: 7001,
             max_value_bytes: 1 << 20,
             read_mode: ReadModeArg::ReadIndex,
+            shards: 1,
             metrics_port: None,
             requirepass: None,
             acl_file: None,

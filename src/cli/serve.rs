@@ -99,8 +99,9 @@ use super::cluster_spec::ClusterSpec;
 use super::DEFAULT_CLIENT_PORT_BASE;
 use crate::kv::acl::{read_password_file, Acl};
 use crate::kv::server::load_acl_file;
+use crate::kv::sharded::SHARDS_MAX;
 use crate::kv::{
-    KvService, ServerConfig, ServiceConfig, SessionConfig, TlsServerConfig,
+    KvService, ServerConfig, ServiceConfig, SessionConfig, ShardedService, TlsServerConfig,
     DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_MAX,
 };
 use crate::metrics::MetricsServer;
@@ -173,6 +174,17 @@ pub struct ServeArgs {
     /// between reading its clock and answering (a SIGSTOP, a VM pause).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = ReadModeArg::ReadIndex)]
     pub read_mode: ReadModeArg,
+    /// Split the 16,384 hash slots into N equal ranges, each served by a Raft group of its
+    /// own with a replica on every node, and shown to Redis Cluster clients as N shards
+    /// (see `ketch::kv::sharded`). 1: one group holds every key. Must be the same on every
+    /// node, and a data directory keeps the N it was made with.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=i64::from(SHARDS_MAX))
+    )]
+    pub shards: u16,
     /// Serve Prometheus metrics at http://ADDR/metrics (see `ketch::metrics`) [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
@@ -543,6 +555,35 @@ impl ReadModeArg {
     }
 }
 
+/// What `ketch serve` runs.
+enum Running {
+    Single(KvService),
+    Sharded(ShardedService),
+}
+
+impl Running {
+    fn client_addr(&self) -> SocketAddr {
+        match self {
+            Running::Single(service) => service.client_addr(),
+            Running::Sharded(service) => service.client_addr(),
+        }
+    }
+
+    fn tls_client_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Running::Single(service) => service.tls_client_addr(),
+            Running::Sharded(service) => service.tls_client_addr(),
+        }
+    }
+
+    fn shutdown(self) -> Result<(), crate::kv::ServiceError> {
+        match self {
+            Running::Single(service) => service.shutdown(),
+            Running::Sharded(service) => service.shutdown(),
+        }
+    }
+}
+
 /// Runs the node until SIGTERM or SIGINT, then stops it.
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     super::logging::init_logging(args.verbose);
@@ -578,10 +619,22 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     config.server.acl = std::sync::Arc::new(acl);
     config.server.cluster_client_addrs = plan.cluster_client_addrs.clone();
-    let service = KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?;
-    let metrics_server = match plan.metrics_addr {
-        Some(addr) => Some(start_metrics(addr, &service)?),
-        None => None,
+    let service = if args.shards > 1 {
+        if plan.metrics_addr.is_some() {
+            return Err(ServeError::Usage(
+                "--metrics-addr is not supported with --shards above 1 yet".to_string(),
+            ));
+        }
+        Running::Sharded(
+            ShardedService::start(config, args.shards)
+                .map_err(|e| ServeError::Start(e.to_string()))?,
+        )
+    } else {
+        Running::Single(KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?)
+    };
+    let metrics_server = match (plan.metrics_addr, &service) {
+        (Some(addr), Running::Single(service)) => Some(start_metrics(addr, service)?),
+        _ => None,
     };
     let resp = match (plan.client_addr, service.tls_client_addr()) {
         (Some(_), None) => service.client_addr().to_string(),
@@ -589,8 +642,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         (None, Some(tls)) => format!("TLS on {tls} only"),
         (None, None) => "nothing".to_string(),
     };
+    let shards = match args.shards {
+        1 => String::new(),
+        n => format!(", {n} shards"),
+    };
     eprintln!(
-        "ketch serve: node {} of cluster {:#x} (--cluster-id {}): RESP on {resp}, peers on {}, data in {}",
+        "ketch serve: node {} of cluster {:#x} (--cluster-id {}{shards}): RESP on {resp}, peers on {}, data in {}",
         plan.id,
         plan.cluster_id,
         plan.cluster_id,
@@ -643,6 +700,7 @@ mod tests {
             cluster_id: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
             read_mode: ReadModeArg::ReadIndex,
+            shards: 1,
             metrics_addr: None,
             cluster_client_addrs: None,
             requirepass: None,

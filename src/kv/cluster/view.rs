@@ -91,7 +91,7 @@ pub struct ClusterView {
     pub myself_name: NodeName,
     /// Every node shown, by Raft id.
     pub nodes: Vec<ClusterNode>,
-    /// The shards, in slot order.
+    /// The shards, in the order `CLUSTER SHARDS` lists them (`CLUSTER SLOTS` sorts ranges).
     pub shards: Vec<ShardView>,
     /// Raft messages this node queued to peers and received from them.
     pub messages_sent: u64,

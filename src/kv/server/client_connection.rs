@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::auth::{admit, ConnectionAuth};
+use super::backend::Backend;
 use super::batching::{Batches, Target};
 use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
@@ -37,6 +38,7 @@ use super::local_commands::{client_line, local_command, ClientBuffers, LocalEnv,
 use super::parse::{
     kind_of, parse_explicit_write, parse_read, parse_write, size_refusal, upper, Kind,
 };
+use super::request_slot::{request_slot, RequestSlot, CROSSSLOT_ERROR};
 use super::resp3_reply::{resp2_to_resp3, ReplyShape};
 use super::transaction::{Control, ControlStep, ExecReply, Transaction};
 use crate::kv::admin::{members_reply, parse_admin, AdminCommand};
@@ -234,6 +236,9 @@ pub(super) struct ClientConnection {
     pub(super) state: ClientState,
     /// `MULTI`'s queue and the `WATCH`ed keys.
     tx: Transaction,
+    /// With many lanes: the slot of the keys `WATCH`ed and queued since the transaction
+    /// began, which all must share (a transaction is one entry in one group's log).
+    tx_slot: Option<u16>,
     /// Error replies sent, for `INFO errorstats`.
     pub(super) errors: ErrorCounts,
 }
@@ -262,6 +267,7 @@ impl ClientConnection {
             deferred: None,
             session: None,
             lane_seqs: Vec::new(),
+            tx_slot: None,
             last_active: Instant::now(),
             closing: false,
             read_closed: false,
@@ -444,6 +450,16 @@ pub(super) fn dispatch(
         return !conn.closing;
     }
     let control = Control::of(&request[0], conn.tx.in_multi());
+    let lane = match route(conn, control, &request, batches.backend()) {
+        Ok(lane) => lane,
+        Err(text) => {
+            // As a queued command's other errors: the transaction is then refused at EXEC.
+            conn.tx.mark_refused();
+            conn.state.note_command(&request);
+            conn.reply_error(text);
+            return true;
+        }
+    };
     if control.is_none() && conn.tx.in_multi() && !request[0].eq_ignore_ascii_case(b"QUIT") {
         conn.state.note_command(&request);
         let reply = conn
@@ -466,10 +482,12 @@ pub(super) fn dispatch(
     }
     conn.state.note_command(&request);
     if let Some(control) = control {
-        transaction_control(conn, control, &request, batches, ctx);
+        transaction_control(conn, control, lane, &request, batches, ctx);
+        if matches!(control, Control::Exec | Control::Discard | Control::Unwatch) {
+            conn.tx_slot = None;
+        }
         return true;
     }
-    let lane = 0;
     // Replies from the node are RESP2; under RESP3 they are converted on arrival.
     let finish = match conn.state.protocol {
         Protocol::Resp2 => Finish::AsIs,
@@ -610,11 +628,11 @@ fn local(
 fn transaction_control(
     conn: &mut ClientConnection,
     control: Control,
+    lane: usize,
     request: &Request,
     batches: &mut Batches,
     ctx: &Context<'_>,
 ) {
-    let lane = 0;
     match conn
         .tx
         .control(control, request, conn.state.protocol, batches.config())
@@ -644,6 +662,38 @@ fn transaction_control(
             );
             batches.add_write(&write, target);
         }
+    }
+}
+
+/// The lane `request` goes to (see `backend`): with one lane, lane 0 for every request (keys
+/// of any slots together, as one Redis serves them). With many, its keys' slot's lane; a
+/// request without keys goes to lane 0, except `EXEC`, which goes to the lane of its
+/// transaction's slot. Keys in different slots, also across a transaction's `WATCH` and
+/// queued commands, answer `-CROSSSLOT`.
+fn route(
+    conn: &mut ClientConnection,
+    control: Option<Control>,
+    request: &Request,
+    backend: &dyn Backend,
+) -> Result<usize, &'static str> {
+    if backend.lanes() == 1 {
+        return Ok(0);
+    }
+    let in_transaction = conn.tx.in_multi() || control == Some(Control::Watch);
+    match request_slot(request) {
+        RequestSlot::CrossSlot => Err(CROSSSLOT_ERROR),
+        RequestSlot::Slot(slot) if in_transaction => match conn.tx_slot {
+            Some(tx_slot) if tx_slot != slot => Err(CROSSSLOT_ERROR),
+            _ => {
+                conn.tx_slot = Some(slot);
+                Ok(backend.lane_of_slot(slot))
+            }
+        },
+        RequestSlot::Slot(slot) => Ok(backend.lane_of_slot(slot)),
+        RequestSlot::NoKeys if control == Some(Control::Exec) => {
+            Ok(conn.tx_slot.map_or(0, |slot| backend.lane_of_slot(slot)))
+        }
+        RequestSlot::NoKeys => Ok(0),
     }
 }
 

@@ -29,8 +29,6 @@ use super::command_table::{lookup, BeginSearch, CommandSpec, FindKeys};
 use crate::kv::cluster::key_slot;
 
 /// The hash slot a request's keys map to (Redis Cluster's rule).
-// Wired into dispatch by the sharded service.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RequestSlot {
     /// The command names no key (PING, DBSIZE, KEYS, SCAN, FLUSHALL, INFO, CLUSTER ...,
@@ -43,13 +41,9 @@ pub(super) enum RequestSlot {
 }
 
 /// Redis Cluster's reply to a [`RequestSlot::CrossSlot`] request (without the leading `-`).
-// Wired into dispatch by the sharded service.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) const CROSSSLOT_ERROR: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// The slot `request` (name first, any case) addresses (module docs).
-// Wired into dispatch by the sharded service.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
     let Some(keys) = request_keys(request) else {
         return RequestSlot::NoKeys;
@@ -67,7 +61,6 @@ pub(super) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
 
 /// The keys of `request` in argument order (repeats kept), or `None` if it names none or
 /// its key specs do not fit its arguments.
-#[cfg_attr(not(test), allow(dead_code))]
 fn request_keys(request: &[Vec<u8>]) -> Option<Vec<&[u8]>> {
     let name = request.first()?;
     // One level only: the wrapped command is a plain write (parse refuses anything else),
@@ -109,28 +102,23 @@ fn key_positions(spec: &CommandSpec, argc: usize) -> Option<Vec<usize>> {
     let argc = i64::try_from(argc).ok()?;
     let mut positions = Vec::new();
     for key_spec in spec.key_specs {
-        // Exhaustive on purpose: a new kind of spec in the table must be taught here too.
-        let first = match key_spec.begin_search {
-            BeginSearch::Index(index) => index,
+        // Irrefutable on purpose: a new kind of spec in the table must be taught here too.
+        let BeginSearch::Index(first) = key_spec.begin_search;
+        let FindKeys::Range {
+            last_key,
+            key_step: step,
+            limit,
+        } = key_spec.find_keys;
+        let last = if last_key >= 0 {
+            first.checked_add(last_key)?
+        } else if limit == 0 {
+            argc.checked_add(last_key)?
+        } else {
+            // Redis: keys in the first 1/limit of the arguments after `first`.
+            let rest = argc.checked_sub(first)?.checked_div(limit)?;
+            first.checked_add(rest)?.checked_add(last_key)?
         };
-        let (last, step) = match key_spec.find_keys {
-            FindKeys::Range {
-                last_key,
-                key_step,
-                limit,
-            } => {
-                let last = if last_key >= 0 {
-                    first.checked_add(last_key)?
-                } else if limit == 0 {
-                    argc.checked_add(last_key)?
-                } else {
-                    // Redis: keys in the first 1/limit of the arguments after `first`.
-                    let rest = argc.checked_sub(first)?.checked_div(limit)?;
-                    first.checked_add(rest)?.checked_add(last_key)?
-                };
-                (last, key_step)
-            }
-        };
+        // `step < 1` would never end; Redis' own table has no such spec.
         if first < 1 || step < 1 || first >= argc || last >= argc || last < first {
             return None;
         }
@@ -362,5 +350,213 @@ mod tests {
             let keys = request_keys(&request).unwrap_or_default();
             prop_assert!(keys.len() < request.len());
         }
+    }
+}
+
+/// The key extraction against Redis itself: `COMMAND GETKEYS` of a real `redis-server`.
+#[cfg(test)]
+mod redis_reference {
+    use super::*;
+    use crate::kv::resp::{encode_request, Limits, Reply, ReplyParser};
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A `redis-server` listening on a Unix socket only (no port to pick or collide on),
+    /// killed on drop.
+    struct RedisServer {
+        child: Child,
+        stream: UnixStream,
+        buffer: Vec<u8>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl RedisServer {
+        /// `None` if `redis-server` is not installed.
+        fn start() -> Option<RedisServer> {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let socket = dir.path().join("redis.sock");
+            let spawned = Command::new("redis-server")
+                .args(["--port", "0", "--save", "", "--appendonly", "no"])
+                .arg("--unixsocket")
+                .arg(&socket)
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(error) if error.kind() == ErrorKind::NotFound => return None,
+                Err(error) => panic!("spawn redis-server: {error}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let stream = loop {
+                match UnixStream::connect(&socket) {
+                    Ok(stream) => break stream,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(error) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!("redis-server does not listen on {socket:?} within 10 s: {error}");
+                    }
+                }
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("read timeout");
+            Some(RedisServer {
+                child,
+                stream,
+                buffer: Vec::new(),
+                _dir: dir,
+            })
+        }
+
+        fn call(&mut self, words: &[Vec<u8>]) -> Reply {
+            let mut out = Vec::new();
+            encode_request(&mut out, words);
+            self.stream.write_all(&out).expect("write to redis-server");
+            let parser = ReplyParser::new(Limits::unbounded());
+            loop {
+                if let Some((reply, used)) = parser.parse(&self.buffer).expect("a reply") {
+                    self.buffer.drain(..used);
+                    return reply;
+                }
+                let mut chunk = [0u8; 4096];
+                let read = self
+                    .stream
+                    .read(&mut chunk)
+                    .expect("read from redis-server");
+                assert!(read > 0, "redis-server closed the connection");
+                self.buffer.extend_from_slice(&chunk[..read]);
+            }
+        }
+
+        /// `COMMAND GETKEYS` of `request`: `None` where Redis finds no keys (an error).
+        fn getkeys(&mut self, request: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+            let mut words = vec![b"COMMAND".to_vec(), b"GETKEYS".to_vec()];
+            words.extend_from_slice(request);
+            match self.call(&words) {
+                Reply::Error(_) => None,
+                Reply::Array(Some(keys)) => Some(
+                    keys.into_iter()
+                        .map(|key| match key {
+                            Reply::Bulk(Some(key)) => key,
+                            other => panic!("GETKEYS {request:?}: key {other:?}"),
+                        })
+                        .collect(),
+                ),
+                other => panic!("GETKEYS {request:?}: {other:?}"),
+            }
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Every command or subcommand of the table that takes no subcommand itself.
+    fn leaves() -> Vec<&'static CommandSpec> {
+        fn add(spec: &'static CommandSpec, out: &mut Vec<&'static CommandSpec>) {
+            if spec.subcommands.is_empty() {
+                out.push(spec);
+            }
+            spec.subcommands.iter().for_each(|sub| add(sub, out));
+        }
+        let mut out = Vec::new();
+        super::super::command_table::COMMANDS
+            .iter()
+            .for_each(|spec| add(spec, &mut out));
+        out
+    }
+
+    /// Requests of `spec` with every argument count its arity allows up to four past the
+    /// least, in two spellings: distinct keys (slots differ) and one hash tag (one slot).
+    fn requests(spec: &CommandSpec) -> Vec<Vec<Vec<u8>>> {
+        let name: Vec<Vec<u8>> = spec
+            .name
+            .split('|')
+            .map(|word| word.to_ascii_uppercase().into_bytes())
+            .collect();
+        let least = usize::try_from(spec.arity.unsigned_abs()).expect("arity");
+        let counts = if spec.arity > 0 {
+            least..=least
+        } else {
+            least..=least + 4
+        };
+        let mut out = Vec::new();
+        for count in counts {
+            for tag in ["", "{t}"] {
+                let mut request = name.clone();
+                while request.len() < count {
+                    request.push(format!("{tag}w{}", request.len()).into_bytes());
+                }
+                out.push(request);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn keys_are_those_of_redis_command_getkeys() {
+        let Some(mut redis) = RedisServer::start() else {
+            eprintln!(
+                "note: redis-server is not installed; skipping the COMMAND GETKEYS comparison"
+            );
+            return;
+        };
+        let mut compared_with_keys = 0;
+        for spec in leaves() {
+            // Ketch's own commands are unknown to Redis; KETCH.WRITE is tested above.
+            if spec.name.starts_with("ketch.") {
+                continue;
+            }
+            for request in requests(spec) {
+                let expected = redis.getkeys(&request);
+                let found = request_keys(&request)
+                    .filter(|keys| !keys.is_empty())
+                    .map(|keys| keys.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+                assert_eq!(found, expected, "keys of {:?}", words_text(&request));
+                let expected_slot = match expected.as_deref() {
+                    None | Some([]) => RequestSlot::NoKeys,
+                    Some([first, rest @ ..]) => {
+                        let slot = key_slot(first);
+                        if rest.iter().all(|key| key_slot(key) == slot) {
+                            RequestSlot::Slot(slot)
+                        } else {
+                            RequestSlot::CrossSlot
+                        }
+                    }
+                };
+                assert_eq!(
+                    request_slot(&request),
+                    expected_slot,
+                    "slot of {:?}",
+                    words_text(&request)
+                );
+                if expected.is_some() {
+                    compared_with_keys += 1;
+                }
+            }
+        }
+        // The table's keyed commands (strings, keys, expiry, hashes, WATCH) all took part.
+        assert!(
+            compared_with_keys >= 100,
+            "only {compared_with_keys} requests had keys"
+        );
+    }
+
+    fn words_text(request: &[Vec<u8>]) -> Vec<String> {
+        request
+            .iter()
+            .map(|word| String::from_utf8_lossy(word).into_owned())
+            .collect()
     }
 }

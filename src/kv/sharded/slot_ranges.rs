@@ -77,7 +77,10 @@ mod tests {
             for slot in 0..SLOT_COUNT {
                 let shard = ranges.shard_of(slot);
                 let (first, last) = ranges.range(shard);
-                assert!((first..=last).contains(&slot), "{shards} shards, slot {slot}");
+                assert!(
+                    (first..=last).contains(&slot),
+                    "{shards} shards, slot {slot}"
+                );
             }
         }
     }
