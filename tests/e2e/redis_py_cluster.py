@@ -1,11 +1,12 @@
 """redis-py's RedisCluster against a Ketch cluster, for tests/e2e_redis_cluster.rs and
 tests/e2e_sharded_cluster.rs.
 
-    python redis_py_cluster.py workload [--primaries N] HOST:PORT [HOST:PORT...]
+    python redis_py_cluster.py workload [--masters N] HOST:PORT [HOST:PORT...]
         SET/GET/MGET of keys in many slots through RedisCluster (RESP3, then RESP2), and
         CLUSTER KEYSLOT against redis-py's own keyslot() for 1,000 random keys. Prints one
-        `ok <what>` line per check; any failure raises. The cluster must have N primaries
-        (default 1: `ok one primary HOST:PORT`; else `ok N primaries HOST:PORT ...`).
+        `ok <what>` line per check; any failure raises. Without --masters the cluster has
+        one primary (`ok one primary HOST:PORT`); with it, N nodes master the slots in
+        redis-py's routing table (`ok N slot masters HOST:PORT... (roles ...)`).
 
     python redis_py_cluster.py writer PROGRESS STOP HOST:PORT [HOST:PORT...]
         SETs fo:<n> = v<n> in a loop through RedisCluster until the file STOP exists,
@@ -33,7 +34,7 @@ def nodes(addrs):
     return out
 
 
-def workload(addrs, primaries_expected=1):
+def workload(addrs, masters_expected=None):
     for protocol in (3, 2):
         rc = RedisCluster(startup_nodes=nodes(addrs), protocol=protocol, decode_responses=True)
         keys = [f"py:{protocol}:{i}" for i in range(300)]
@@ -62,13 +63,19 @@ def workload(addrs, primaries_expected=1):
         assert server == rc.keyslot(key), (key, server, rc.keyslot(key))
         checked += 1
     print(f"ok keyslot agrees for {checked} keys")
-    primaries = rc.get_primaries()
-    assert len(primaries) == primaries_expected, primaries
-    if primaries_expected == 1:
+    if masters_expected is None:
+        primaries = rc.get_primaries()
+        assert len(primaries) == 1, primaries
         print(f"ok one primary {primaries[0].name}")
     else:
-        names = " ".join(sorted(p.name for p in primaries))
-        print(f"ok {len(primaries)} primaries {names}")
+        # The master of each slot in redis-py's routing table, where it sends the slot's
+        # commands. (redis-py keeps one role per node, the last CLUSTER SLOTS gave it, so a
+        # node that masters some ranges and replicates others may be filed as a replica.)
+        masters = sorted({rc.nodes_manager.slots_cache[slot][0].name for slot in range(16384)})
+        assert len(masters) == masters_expected, masters
+        by_name = sorted(rc.get_nodes(), key=lambda n: n.name)
+        roles = " ".join(f"{n.name}={n.server_type}" for n in by_name)
+        print(f"ok {masters_expected} slot masters {' '.join(masters)} (roles {roles})")
     rc.close()
 
 
@@ -97,7 +104,7 @@ def writer(progress, stop, addrs):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "workload" and sys.argv[2] == "--primaries":
+    if sys.argv[1] == "workload" and sys.argv[2] == "--masters":
         workload(sys.argv[4:], int(sys.argv[3]))
     elif sys.argv[1] == "workload":
         workload(sys.argv[2:])
