@@ -519,8 +519,7 @@ fn redis_benchmark_cluster(cluster: &TestCluster) {
             .stdout
             .split(['\r', '\n'])
             .map(str::trim)
-            .filter(|line| line.starts_with(&format!("{test}: ")) && line.contains("per second"))
-            .next_back()
+            .rfind(|line| line.starts_with(&format!("{test}: ")) && line.contains("per second"))
             .unwrap_or_else(|| panic!("no {test} rate: {context}"));
         let rate: f64 = line[test.len() + 2..]
             .split(' ')
