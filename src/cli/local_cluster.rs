@@ -89,6 +89,10 @@ pub struct ClusterArgs {
         value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::kv::sharded::SHARDS_MAX))
     )]
     pub shards: u16,
+    /// Passed on to each node: with --shards above 1, forward requests for other nodes'
+    /// ranges or answer `-MOVED` (see `ketch serve --cluster-mode`).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::cli::serve::ClusterModeArg::Forward)]
+    pub cluster_mode: crate::cli::serve::ClusterModeArg,
     /// Prometheus metrics port of node 1 (node N serves http://127.0.0.1:(PORT + N - 1)/metrics)
     /// [default: no metrics].
     #[arg(long, value_name = "PORT")]
@@ -192,6 +196,8 @@ impl ClusterArgs {
             self.read_mode.as_str().to_string(),
             "--shards".to_string(),
             self.shards.to_string(),
+            "--cluster-mode".to_string(),
+            self.cluster_mode.as_str().to_string(),
             "--cluster-client-addrs".to_string(),
             client_addrs,
             "--cluster".to_string(),
@@ -476,6 +482,7 @@ mod tests {
             max_value_bytes: 1 << 20,
             read_mode: ReadModeArg::ReadIndex,
             shards: 1,
+            cluster_mode: crate::cli::serve::ClusterModeArg::Forward,
             metrics_port: None,
             requirepass: None,
             acl_file: None,

@@ -185,6 +185,11 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u16).range(1..=i64::from(SHARDS_MAX))
     )]
     pub shards: u16,
+    /// With --shards above 1, how a request for a key whose range another node leads is
+    /// answered: `forward` it to the range's leader (any client works), or `redirect` with
+    /// `-MOVED slot host:port`, as Redis Cluster does (cluster-aware clients only).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ClusterModeArg::Forward)]
+    pub cluster_mode: ClusterModeArg,
     /// Serve Prometheus metrics at http://ADDR/metrics (see `ketch::metrics`) [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
@@ -555,6 +560,34 @@ impl ReadModeArg {
     }
 }
 
+/// `--cluster-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterModeArg {
+    /// Forward to the range's leader.
+    Forward,
+    /// Answer `-MOVED`.
+    Redirect,
+}
+
+impl From<ClusterModeArg> for crate::kv::ClusterMode {
+    fn from(mode: ClusterModeArg) -> Self {
+        match mode {
+            ClusterModeArg::Forward => crate::kv::ClusterMode::Forward,
+            ClusterModeArg::Redirect => crate::kv::ClusterMode::Redirect,
+        }
+    }
+}
+
+impl ClusterModeArg {
+    /// The flag's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterModeArg::Forward => "forward",
+            ClusterModeArg::Redirect => "redirect",
+        }
+    }
+}
+
 /// What `ketch serve` runs.
 enum Running {
     Single(KvService),
@@ -619,6 +652,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     config.server.acl = std::sync::Arc::new(acl);
     config.server.cluster_client_addrs = plan.cluster_client_addrs.clone();
+    config.server.cluster_mode = args.cluster_mode.into();
     let service = if args.shards > 1 {
         if plan.metrics_addr.is_some() {
             return Err(ServeError::Usage(
@@ -701,6 +735,7 @@ mod tests {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES as u64,
             read_mode: ReadModeArg::ReadIndex,
             shards: 1,
+            cluster_mode: ClusterModeArg::Forward,
             metrics_addr: None,
             cluster_client_addrs: None,
             requirepass: None,

@@ -33,7 +33,9 @@ pub mod sharded;
 pub mod state;
 
 pub use clock::Clock;
-pub use server::{ClientListeners, Server, ServerConfig, TlsConfigError, TlsServerConfig};
+pub use server::{
+    ClientListeners, ClusterMode, Server, ServerConfig, TlsConfigError, TlsServerConfig,
+};
 pub use service::{KvService, ServiceConfig, ServiceError};
 pub use session_id::SessionId;
 pub use session_table::SessionConfig;

@@ -26,14 +26,20 @@
 //! `READONLY` and `READWRITE` are accepted (`+OK`) and change nothing: every read is
 //! linearizable on every node already.
 //!
+//! # Many shards
+//!
+//! With `ketch serve --shards N` (see [`crate::kv::sharded`]) a request goes to the group of
+//! its keys' slot; keys in different slots answer `-CROSSSLOT`, and with `--cluster-mode
+//! redirect` a key whose range another node leads answers `-MOVED slot host:port`. In
+//! `CLUSTER SLOTS`, a node is named as a replica of a range only after it was named as the
+//! master of another, if it leads any: redis-py takes a node's first role there as its only
+//! one. With one shard, multi-key commands span any slots, as one Redis serves them.
+//!
 //! # Not yet
 //!
-//! Multi-key commands (`MGET`, `MSET`, `DEL`, `RENAME`, transactions) are not restricted to
-//! one slot, and no reply is ever `-MOVED` or `-ASK`: with one group, every key is on every
-//! node. Both are needed once the keys are split over many groups (the slot map will then
-//! be a replicated table with an epoch, and a stale request will get a redirect). `HELLO`, `INFO` and
-//! `CONFIG GET cluster-enabled` still say `standalone` / `cluster_enabled:0`, so that a
-//! client that is not cluster-aware sees no change.
+//! No reply is ever `-ASK` (ranges do not move yet). `HELLO`, `INFO` and `CONFIG GET
+//! cluster-enabled` still say `standalone` / `cluster_enabled:0`, so that a client that is
+//! not cluster-aware sees no change.
 
 pub mod command;
 pub mod node_name;

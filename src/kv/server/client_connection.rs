@@ -30,7 +30,9 @@ use super::backend::Backend;
 use super::batching::{Batches, Target};
 use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
+use super::config::ClusterMode;
 use super::config::ServerConfig;
+use super::fan_out::{fan_out, Combine, Lanes};
 use super::info::{
     info_text, with_keyspace, ErrorCounts, InfoInputs, InfoSections, ProcessFacts, ServerStats,
 };
@@ -142,6 +144,19 @@ enum Finish {
     Watch(Vec<Vec<u8>>),
     /// An `EXEC`: queued local replies spliced in, elements shaped (see `transaction`).
     Exec(ExecReply),
+    /// A command sent to several lanes: the parts so far, then the combined reply is
+    /// finished by `then` (see `fan_out`).
+    Gather(Box<Gather>),
+}
+
+/// The parts of a fanned-out command's reply.
+#[derive(Debug, Clone)]
+struct Gather {
+    combine: Combine,
+    /// Parts still to come (at least 1 while pending).
+    left: usize,
+    parts: Vec<Vec<u8>>,
+    then: Finish,
 }
 
 impl Finish {
@@ -168,6 +183,7 @@ impl Finish {
             }
             Finish::Exec(exec) => exec.finish(reply),
             Finish::Watch(_) => unreachable!("a WATCH reply is finished by its connection"),
+            Finish::Gather(_) => unreachable!("a gathered reply is finished by its connection"),
         }
     }
 }
@@ -360,6 +376,16 @@ impl ClientConnection {
         let position = (reply_no - self.first_pending_no) as usize;
         let slot = &mut self.pending[position];
         debug_assert!(slot.reply.is_none(), "reply delivered twice");
+        if let Finish::Gather(gather) = &mut slot.finish {
+            gather.parts.push(bytes.to_vec());
+            gather.left -= 1;
+            if gather.left > 0 {
+                return;
+            }
+            let combined = gather.combine.apply(&gather.parts);
+            slot.finish = std::mem::replace(&mut gather.then, Finish::AsIs);
+            return self.deliver(reply_no, &combined);
+        }
         let finished = match &slot.finish {
             Finish::AsIs => None,
             Finish::Watch(keys) => Some(self.tx.watched(keys, bytes)),
@@ -450,13 +476,13 @@ pub(super) fn dispatch(
         return !conn.closing;
     }
     let control = Control::of(&request[0], conn.tx.in_multi());
-    let lane = match route(conn, control, &request, batches.backend()) {
+    let lane = match route(conn, control, &request, batches) {
         Ok(lane) => lane,
         Err(text) => {
             // As a queued command's other errors: the transaction is then refused at EXEC.
             conn.tx.mark_refused();
             conn.state.note_command(&request);
-            conn.reply_error(text);
+            conn.reply_error(&text);
             return true;
         }
     };
@@ -500,6 +526,15 @@ pub(super) fn dispatch(
                     conn.reply_error(&text);
                     return true;
                 }
+                if let Some((lanes, combine)) = fanned_out(conn, &request, batches) {
+                    let targets = await_parts(conn, ctx.slot, &lanes, true, combine, finish);
+                    for (lane, mut target) in lanes.into_iter().zip(targets) {
+                        let write = conn.own_session_write(ctx.node_id, lane, operation.clone());
+                        target.seq = Some(write.seq);
+                        batches.add_write(&write, target);
+                    }
+                    return true;
+                }
                 let write = conn.own_session_write(ctx.node_id, lane, operation);
                 let target = await_reply(conn, ctx.slot, lane, Some(write.seq), true, finish);
                 batches.add_write(&write, target);
@@ -520,6 +555,13 @@ pub(super) fn dispatch(
         },
         Kind::Read => match parse_read(&request) {
             Ok(Some(query)) => {
+                if let Some((lanes, combine)) = fanned_out(conn, &request, batches) {
+                    let targets = await_parts(conn, ctx.slot, &lanes, false, combine, finish);
+                    for target in targets {
+                        batches.add_read(&query, target);
+                    }
+                    return true;
+                }
                 let target = await_reply(conn, ctx.slot, lane, None, false, finish);
                 batches.add_read(&query, target);
             }
@@ -558,7 +600,6 @@ fn local(
     ctx: &Context<'_>,
 ) -> bool {
     let backend = batches.backend();
-    let lane = 0;
     let is_leader_now = || backend.is_leader();
     let other_clients = || {
         ctx.others
@@ -609,8 +650,17 @@ fn local(
                     sections,
                     protocol,
                 };
-                let target = await_reply(conn, ctx.slot, lane, None, false, finish);
-                batches.add_read(&Query::KeyspaceCounts, target);
+                if backend.lanes() == 1 {
+                    let target = await_reply(conn, ctx.slot, 0, None, false, finish);
+                    batches.add_read(&Query::KeyspaceCounts, target);
+                } else {
+                    let lanes = led_lanes(backend);
+                    let targets =
+                        await_parts(conn, ctx.slot, &lanes, false, Combine::PairSum, finish);
+                    for target in targets {
+                        batches.add_read(&Query::KeyspaceCounts, target);
+                    }
+                }
             } else {
                 conn.reply(&info_frame(text, protocol));
             }
@@ -668,38 +718,127 @@ fn transaction_control(
 /// The lane `request` goes to (see `backend`): with one lane, lane 0 for every request (keys
 /// of any slots together, as one Redis serves them). With many, its keys' slot's lane; a
 /// request without keys goes to lane 0, except `EXEC`, which goes to the lane of its
-/// transaction's slot. Keys in different slots, also across a transaction's `WATCH` and
-/// queued commands, answer `-CROSSSLOT`.
+/// transaction's slot. Refused with the error text: keys in different slots, also across a
+/// transaction's `WATCH` and queued commands (`CROSSSLOT`), and, with
+/// [`ClusterMode::Redirect`], a key whose group another node leads (`MOVED`).
 fn route(
     conn: &mut ClientConnection,
     control: Option<Control>,
     request: &Request,
-    backend: &dyn Backend,
-) -> Result<usize, &'static str> {
+    batches: &Batches,
+) -> Result<usize, String> {
+    let backend = batches.backend();
     if backend.lanes() == 1 {
         return Ok(0);
     }
     let in_transaction = conn.tx.in_multi() || control == Some(Control::Watch);
-    match request_slot(request) {
-        RequestSlot::CrossSlot => Err(CROSSSLOT_ERROR),
-        RequestSlot::Slot(slot) if in_transaction => match conn.tx_slot {
-            Some(tx_slot) if tx_slot != slot => Err(CROSSSLOT_ERROR),
-            _ => {
-                conn.tx_slot = Some(slot);
-                Ok(backend.lane_of_slot(slot))
-            }
-        },
-        RequestSlot::Slot(slot) => Ok(backend.lane_of_slot(slot)),
+    let slot = match request_slot(request) {
+        RequestSlot::CrossSlot => return Err(CROSSSLOT_ERROR.to_string()),
         RequestSlot::NoKeys if control == Some(Control::Exec) => {
-            Ok(conn.tx_slot.map_or(0, |slot| backend.lane_of_slot(slot)))
+            return Ok(conn.tx_slot.map_or(0, |slot| backend.lane_of_slot(slot)));
         }
-        RequestSlot::NoKeys => Ok(0),
+        RequestSlot::NoKeys => return Ok(0),
+        RequestSlot::Slot(slot) => slot,
+    };
+    if in_transaction {
+        match conn.tx_slot {
+            Some(tx_slot) if tx_slot != slot => return Err(CROSSSLOT_ERROR.to_string()),
+            _ => conn.tx_slot = Some(slot),
+        }
     }
+    let lane = backend.lane_of_slot(slot);
+    let config = batches.config();
+    if config.cluster_mode == ClusterMode::Redirect {
+        let leader = backend.lane_leader(lane).filter(|&id| id != backend.id());
+        if let Some(addr) = leader.and_then(|id| config.cluster_client_addrs.get(&id)) {
+            return Err(format!("MOVED {slot} {addr}"));
+        }
+    }
+    Ok(lane)
 }
 
 fn unreachable_local(conn: &mut ClientConnection) {
     debug_assert!(false, "kind_of and the parsers disagree");
     conn.reply_error("ERR internal error: unclassified command");
+}
+
+/// The lanes of this node's groups that it leads, by its latest view.
+fn led_lanes(backend: &dyn Backend) -> Vec<usize> {
+    let me = backend.id();
+    (0..backend.lanes())
+        .filter(|&lane| backend.lane_leader(lane) == Some(me))
+        .collect()
+}
+
+/// With many lanes, the lanes a whole-keyspace command goes to and how its parts combine
+/// (see `fan_out`); `None` for any other command, or with one lane. One refused over many
+/// lanes is answered here, and comes back as [`Combine::Refused`] with no lanes, so that the
+/// caller sends nothing.
+fn fanned_out(
+    conn: &mut ClientConnection,
+    request: &Request,
+    batches: &Batches,
+) -> Option<(Vec<usize>, Combine)> {
+    let backend = batches.backend();
+    if backend.lanes() == 1 {
+        return None;
+    }
+    match fan_out(&request[0])? {
+        Ok((Lanes::Led, combine)) => Some((led_lanes(backend), combine)),
+        Ok((Lanes::All, combine)) => Some(((0..backend.lanes()).collect(), combine)),
+        Err(text) => {
+            conn.reply_error(text);
+            Some((Vec::new(), Combine::Refused))
+        }
+    }
+}
+
+/// Reserves the next reply slot for a command sent to `lanes`, one target per lane, whose
+/// parts make its reply by `combine`, then `finish`. With no lanes, the reply is the
+/// combination of no parts, at once (or nothing, for a refusal already answered).
+fn await_parts(
+    conn: &mut ClientConnection,
+    slot: usize,
+    lanes: &[usize],
+    write: bool,
+    combine: Combine,
+    finish: Finish,
+) -> Vec<Target> {
+    if combine == Combine::Refused {
+        return Vec::new();
+    }
+    if lanes.is_empty() {
+        let reply = combine.apply(&[]);
+        match finish {
+            Finish::AsIs => conn.reply(&reply),
+            other => conn.reply(&other.apply(&reply)),
+        }
+        return Vec::new();
+    }
+    let gather = Gather {
+        combine,
+        left: lanes.len(),
+        parts: Vec::with_capacity(lanes.len()),
+        then: finish,
+    };
+    let first = await_reply(
+        conn,
+        slot,
+        lanes[0],
+        None,
+        write,
+        Finish::Gather(Box::new(gather)),
+    );
+    let mut targets = vec![first];
+    for &lane in &lanes[1..] {
+        conn.outstanding = match conn.outstanding {
+            Outstanding::Writes(n) => Outstanding::Writes(n + 1),
+            Outstanding::Reads(n) => Outstanding::Reads(n + 1),
+            Outstanding::Nothing => unreachable!("await_reply made it outstanding"),
+        };
+        targets.push(Target { lane, ..first });
+    }
+    targets
 }
 
 /// Reserves the next reply slot for a batched command, finished on arrival by `finish`.

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// this node, if missing, is shown at the address the asking client connected to. Empty
     /// by default. See [`crate::kv::cluster::view`].
     pub cluster_client_addrs: BTreeMap<NodeId, SocketAddr>,
+    /// How a request for a key whose group this node does not lead is answered when the
+    /// keyspace is split over many groups (with one group, every request is forwarded).
+    pub cluster_mode: ClusterMode,
 }
 
 impl ServerConfig {
@@ -110,6 +113,21 @@ impl Default for ServerConfig {
             clock_offset_ms: 0,
             acl: Arc::new(Acl::open()),
             cluster_client_addrs: BTreeMap::new(),
+            cluster_mode: ClusterMode::Forward,
         }
     }
+}
+
+/// How a sharded node answers a request for a key in a range another node leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterMode {
+    /// The request goes to the range's group through this node (the host forwards a write to
+    /// the leader, and confirms a read with it), so a client that does not route by slot is
+    /// served all the same.
+    #[default]
+    Forward,
+    /// `-MOVED slot host:port`, naming the leader's client address, as Redis Cluster
+    /// answers; forwarded all the same while no leader, or no client address of it, is
+    /// known.
+    Redirect,
 }

@@ -134,6 +134,7 @@ mod command_table;
 mod config;
 mod connection_loop;
 pub mod error_reply;
+mod fan_out;
 mod info;
 mod local_commands;
 mod parse;
@@ -155,7 +156,7 @@ use connection_loop::ConnectionLoop;
 
 pub use auth::{load_acl_file, AUTH_FAILURES_MAX};
 pub use backend::{Backend, ChangeDone, ProposeDone, ReadDone};
-pub use config::ServerConfig;
+pub use config::{ClusterMode, ServerConfig};
 pub use local_commands::REDIS_COMPAT_VERSION;
 pub use tls_config::{TlsConfigError, TlsServerConfig};
 
