@@ -6,7 +6,8 @@ tests/e2e_sharded_cluster.rs.
         CLUSTER KEYSLOT against redis-py's own keyslot() for 1,000 random keys. Prints one
         `ok <what>` line per check; any failure raises. Without --masters the cluster has
         one primary (`ok one primary HOST:PORT`); with it, N nodes master the slots in
-        redis-py's routing table (`ok N slot masters HOST:PORT... (roles ...)`).
+        redis-py's routing table and are its primaries (`ok N slot masters, the primaries:
+        HOST:PORT...`).
 
     python redis_py_cluster.py writer PROGRESS STOP HOST:PORT [HOST:PORT...]
         SETs fo:<n> = v<n> in a loop through RedisCluster until the file STOP exists,
@@ -69,13 +70,16 @@ def workload(addrs, masters_expected=None):
         print(f"ok one primary {primaries[0].name}")
     else:
         # The master of each slot in redis-py's routing table, where it sends the slot's
-        # commands. (redis-py keeps one role per node, the last CLUSTER SLOTS gave it, so a
-        # node that masters some ranges and replicates others may be filed as a replica.)
+        # commands; and its primaries, where it sends commands for every primary (DBSIZE,
+        # KEYS, SCAN). redis-py keeps one role per node, the last CLUSTER SLOTS gave it, so
+        # a node named a replica after being named a master would be filed as a replica.
         masters = sorted({rc.nodes_manager.slots_cache[slot][0].name for slot in range(16384)})
         assert len(masters) == masters_expected, masters
         by_name = sorted(rc.get_nodes(), key=lambda n: n.name)
         roles = " ".join(f"{n.name}={n.server_type}" for n in by_name)
-        print(f"ok {masters_expected} slot masters {' '.join(masters)} (roles {roles})")
+        primaries = sorted(n.name for n in rc.get_primaries())
+        assert primaries == masters, f"primaries {primaries}, roles {roles}"
+        print(f"ok {masters_expected} slot masters, the primaries: {' '.join(masters)}")
     rc.close()
 
 
