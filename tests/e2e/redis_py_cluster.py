@@ -1,9 +1,13 @@
-"""redis-py's RedisCluster against a Ketch cluster, for tests/e2e_redis_cluster.rs.
+"""redis-py's RedisCluster against a Ketch cluster, for tests/e2e_redis_cluster.rs and
+tests/e2e_sharded_cluster.rs.
 
-    python redis_py_cluster.py workload HOST:PORT [HOST:PORT...]
+    python redis_py_cluster.py workload [--masters N] HOST:PORT [HOST:PORT...]
         SET/GET/MGET of keys in many slots through RedisCluster (RESP3, then RESP2), and
         CLUSTER KEYSLOT against redis-py's own keyslot() for 1,000 random keys. Prints one
-        `ok <what>` line per check; any failure raises.
+        `ok <what>` line per check; any failure raises. Without --masters the cluster has
+        one primary (`ok one primary HOST:PORT`); with it, N nodes master the slots in
+        redis-py's routing table and are its primaries (`ok N slot masters, the primaries:
+        HOST:PORT...`).
 
     python redis_py_cluster.py writer PROGRESS STOP HOST:PORT [HOST:PORT...]
         SETs fo:<n> = v<n> in a loop through RedisCluster until the file STOP exists,
@@ -31,7 +35,7 @@ def nodes(addrs):
     return out
 
 
-def workload(addrs):
+def workload(addrs, masters_expected=None):
     for protocol in (3, 2):
         rc = RedisCluster(startup_nodes=nodes(addrs), protocol=protocol, decode_responses=True)
         keys = [f"py:{protocol}:{i}" for i in range(300)]
@@ -60,9 +64,22 @@ def workload(addrs):
         assert server == rc.keyslot(key), (key, server, rc.keyslot(key))
         checked += 1
     print(f"ok keyslot agrees for {checked} keys")
-    primaries = rc.get_primaries()
-    assert len(primaries) == 1, primaries
-    print(f"ok one primary {primaries[0].name}")
+    if masters_expected is None:
+        primaries = rc.get_primaries()
+        assert len(primaries) == 1, primaries
+        print(f"ok one primary {primaries[0].name}")
+    else:
+        # The master of each slot in redis-py's routing table, where it sends the slot's
+        # commands; and its primaries, where it sends commands for every primary (DBSIZE,
+        # KEYS, SCAN). redis-py keeps one role per node, the last CLUSTER SLOTS gave it, so
+        # a node named a replica after being named a master would be filed as a replica.
+        masters = sorted({rc.nodes_manager.slots_cache[slot][0].name for slot in range(16384)})
+        assert len(masters) == masters_expected, masters
+        by_name = sorted(rc.get_nodes(), key=lambda n: n.name)
+        roles = " ".join(f"{n.name}={n.server_type}" for n in by_name)
+        primaries = sorted(n.name for n in rc.get_primaries())
+        assert primaries == masters, f"primaries {primaries}, roles {roles}"
+        print(f"ok {masters_expected} slot masters, the primaries: {' '.join(masters)}")
     rc.close()
 
 
@@ -91,7 +108,9 @@ def writer(progress, stop, addrs):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "workload":
+    if sys.argv[1] == "workload" and sys.argv[2] == "--masters":
+        workload(sys.argv[4:], int(sys.argv[3]))
+    elif sys.argv[1] == "workload":
         workload(sys.argv[2:])
     elif sys.argv[1] == "writer":
         writer(sys.argv[2], sys.argv[3], sys.argv[4:])
