@@ -171,9 +171,9 @@ impl ShardedService {
         let listeners = bind_clients(config.client_addr, config.tls.as_ref())?;
         let hosts = config.node.peers.clone();
         let voters: Vec<_> = hosts.keys().copied().collect();
-        let sessions = config.sessions.clone();
+        let sessions = config.sessions;
         let host = Host::start(host_config, &config.data_dir, move |_group: GroupId| {
-            KvStateMachine::new(sessions.clone()).with_max_value_bytes(max_value_bytes)
+            KvStateMachine::new(sessions).with_max_value_bytes(max_value_bytes)
         })
         .map_err(ServiceError::Node)?;
         let mut groups = Vec::with_capacity(usize::from(shards));
