@@ -14,7 +14,8 @@
 //!   with no error; redis-py's `RedisCluster` runs `redis_py_cluster.py workload` and routes
 //!   slots to all three hosts, its three primaries.
 //! - With `--cluster-mode redirect`, the Rust client (slot-aware) sets and reads back 500
-//!   keys of many slots with no `-MOVED` reaching the caller, and mostly without a retry.
+//!   keys of many slots with no `-MOVED` reaching the caller, and mostly without a retry;
+//!   `ketch admin shards` lists the 16 ranges, each with a leader.
 //! - kill -9 of a node leading ranges while a `RedisCluster` writer writes keys of many
 //!   slots, and its restart 5 s later: every range has a leader again on every node, and the
 //!   writer reads back every SET it had acknowledged.
@@ -414,6 +415,30 @@ fn the_slot_aware_client_needs_no_forwarding_in_redirect_mode() {
     assert!((3..=6).contains(&stats.connections_opened), "{stats:?}");
     // A leadership moving during the run costs a redirect or two, not one per command.
     assert!(stats.retries < 20, "{stats:?}");
+
+    // `ketch admin shards` prints the same 16 ranges, each with a leader.
+    let args = vec![
+        "admin".to_string(),
+        "--addrs".to_string(),
+        cluster.node(2).client_addr.to_string(),
+        "shards".to_string(),
+    ];
+    let run = run_tool(env!("CARGO_BIN_EXE_ketch"), &args, Duration::from_secs(30))
+        .expect("run ketch admin shards");
+    let context = format!("ketch admin shards:\n{}{}", run.stdout, run.stderr);
+    assert!(run.status.success(), "{context}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("cluster_state:ok  cluster_current_epoch:"),
+        "{context}"
+    );
+    assert_eq!(lines.len(), 1 + usize::from(SHARDS), "{context}");
+    assert!(lines[1].starts_with("RANGE 0-1023  LEADER "), "{context}");
+    assert!(
+        lines[1..].iter().all(|l| !l.contains("LEADER -")),
+        "{context}"
+    );
+    eprintln!("{}", run.stdout);
     done.store(true, Ordering::Release);
 }
 
