@@ -1159,4 +1159,49 @@ mod tests {
         drop(client);
         server.join().unwrap();
     }
+
+    #[test]
+    fn a_pipeline_goes_as_one_batch_per_master_and_answers_in_order() {
+        assert_eq!(crate::kv::cluster::key_slot(b"bar"), 5061);
+        assert_eq!(crate::kv::cluster::key_slot(b"foo"), 12182);
+        let (addr_b, node_b) = scripted_node(vec![b"$-1\r\n"]);
+        let listener_a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr_a = listener_a.local_addr().unwrap();
+        let reply = slot_table::tests::slots_reply(&[
+            (0, 8191, addr_a.port()),
+            (8192, 16383, addr_b.port()),
+        ]);
+        let mut slots = Vec::new();
+        reply.encode(&mut slots);
+        let node_a = std::thread::spawn(move || {
+            let (mut stream, _) = listener_a.accept().unwrap();
+            let mut seen = Vec::new();
+            for reply in [b"+PONG\r\n".as_slice(), &slots, b"+OK\r\n$1\r\n1\r\n"] {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                stream.write_all(reply).unwrap();
+            }
+            seen
+        });
+        let mut client = Client::connect_with(&[addr_a], slot_aware_options()).unwrap();
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["SET", "bar", "1"],
+            vec!["GET", "foo"],
+            vec!["GET", "bar"],
+        ];
+        let results = client.pipeline(&commands);
+        assert_eq!(results[0], Ok(Reply::Simple("OK".to_string())));
+        assert_eq!(results[1], Ok(Reply::Bulk(None)));
+        assert_eq!(results[2], Ok(Reply::Bulk(Some(b"1".to_vec()))));
+        assert_eq!(client.stats().retries, 0);
+        let at_a = String::from_utf8_lossy(&node_a.join().unwrap()).into_owned();
+        let at_b = String::from_utf8_lossy(&node_b.join().unwrap()).into_owned();
+        assert!(at_a.contains("KETCH.WRITE") && at_a.contains("$3\r\nGET\r\n$3\r\nbar"));
+        assert!(!at_a.contains("foo"), "{at_a:?}");
+        assert_eq!(at_b, "*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n");
+    }
 }
