@@ -36,6 +36,8 @@ fn pinned_client(addr: SocketAddr) -> Client {
     let options = ClientOptions {
         io_timeout: Duration::from_secs(2),
         retry_time_max: Duration::from_secs(2),
+        // The map would send commands to the leader, across the partition.
+        slot_aware: false,
         ..support::test_client_options()
     };
     Client::connect_with(&[addr], options).expect("connect a pinned client")

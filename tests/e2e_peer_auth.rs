@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ketch::client::Client;
+use ketch::client::{Client, ClientOptions};
 use ketch::raft::{Message, MessageBody};
 use ketch::wire::message::{
     encode_handshake, encode_message, encode_proof, AuthMode, Handshake, Proof,
@@ -42,7 +42,12 @@ fn secret_args(path: &Path) -> Vec<String> {
 
 /// A client of node `id` only.
 fn client_of(cluster: &TestCluster, id: u64) -> Client {
-    Client::connect_with(&[cluster.node(id).client_addr], test_client_options())
+    let options = ClientOptions {
+        // The map would send commands to the leader rather than this node.
+        slot_aware: false,
+        ..test_client_options()
+    };
+    Client::connect_with(&[cluster.node(id).client_addr], options)
         .unwrap_or_else(|e| panic!("connect to node {id}: {e}\n{}", cluster.logs()))
 }
 

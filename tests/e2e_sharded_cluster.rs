@@ -13,6 +13,9 @@
 //!   `redis-benchmark --cluster` (SET and GET, 20,000 requests, 20 clients) runs to the end
 //!   with no error; redis-py's `RedisCluster` runs `redis_py_cluster.py workload` and routes
 //!   slots to all three hosts, its three primaries.
+//! - With `--cluster-mode redirect`, the Rust client (slot-aware) sets and reads back 500
+//!   keys of many slots with no `-MOVED` reaching the caller, and mostly without a retry;
+//!   `ketch admin shards` lists the 16 ranges, each with a leader.
 //! - kill -9 of a node leading ranges while a `RedisCluster` writer writes keys of many
 //!   slots, and its restart 5 s later: every range has a leader again on every node, and the
 //!   writer reads back every SET it had acknowledged.
@@ -34,6 +37,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ketch::client::Client;
 use ketch::kv::cluster::key_slot;
 use ketch::kv::resp::{Limits, Reply, ReplyParser};
 use support::{run_tool, RawConnection, TestCluster};
@@ -57,6 +61,11 @@ fn skip(what: &str, why: &str) {
 /// A 3-node cluster of 16 shards whose nodes know each other's client addresses, with a
 /// node leading at least one range.
 fn start_cluster() -> TestCluster {
+    start_cluster_with(&[])
+}
+
+/// [`start_cluster`] with `extra` arguments for every `ketch serve`.
+fn start_cluster_with(extra: &[&str]) -> TestCluster {
     let mut cluster = TestCluster::new_stopped(3, None);
     let list = cluster
         .nodes
@@ -72,7 +81,10 @@ fn start_cluster() -> TestCluster {
                 SHARDS.to_string(),
                 "--cluster-client-addrs".into(),
                 list.clone(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect(),
         );
     }
     for id in 1..=3 {
@@ -370,6 +382,63 @@ fn sixteen_shards_answer_as_a_redis_cluster() {
         "sixteen_shards_answer_as_a_redis_cluster: {:?}",
         started.elapsed()
     );
+    done.store(true, Ordering::Release);
+}
+
+#[test]
+fn the_slot_aware_client_needs_no_forwarding_in_redirect_mode() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let done = support::watchdog("slot_aware_client", Duration::from_secs(180));
+    let cluster = start_cluster_with(&["--cluster-mode", "redirect"]);
+    wait_for_full_maps(&cluster, Duration::from_secs(30));
+    wait_for_spread_leaders(&cluster);
+    let mut client = Client::connect_with(&cluster.client_addrs(), support::test_client_options())
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", cluster.logs()));
+    let mut ranges = std::collections::BTreeSet::new();
+    for i in 0..500 {
+        let key = format!("slot-aware:{i}");
+        // The 16 ranges are equal: 1,024 slots each.
+        ranges.insert(u32::from(key_slot(key.as_bytes())) / (SLOTS / u32::from(SHARDS)));
+        client
+            .set(&key, i.to_string())
+            .unwrap_or_else(|e| panic!("SET {key}: {e}\n{}", cluster.logs()));
+        let value = client
+            .get(&key)
+            .unwrap_or_else(|e| panic!("GET {key}: {e}\n{}", cluster.logs()));
+        assert_eq!(value, Some(i.to_string().into_bytes()), "{key}");
+    }
+    let stats = client.stats();
+    eprintln!("slot-aware client over 16 shards: {stats:?}");
+    assert_eq!(ranges.len(), usize::from(SHARDS));
+    // One connection per host reaches every range's master directly; a refusal during a
+    // leadership change may replace one.
+    assert!((3..=6).contains(&stats.connections_opened), "{stats:?}");
+    // A leadership moving during the run costs a redirect or two, not one per command.
+    assert!(stats.retries < 20, "{stats:?}");
+
+    // `ketch admin shards` prints the same 16 ranges, each with a leader.
+    let args = vec![
+        "admin".to_string(),
+        "--addrs".to_string(),
+        cluster.node(2).client_addr.to_string(),
+        "shards".to_string(),
+    ];
+    let run = run_tool(env!("CARGO_BIN_EXE_ketch"), &args, Duration::from_secs(30))
+        .expect("run ketch admin shards");
+    let context = format!("ketch admin shards:\n{}{}", run.stdout, run.stderr);
+    assert!(run.status.success(), "{context}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("cluster_state:ok  cluster_current_epoch:"),
+        "{context}"
+    );
+    assert_eq!(lines.len(), 1 + usize::from(SHARDS), "{context}");
+    assert!(lines[1].starts_with("RANGE 0-1023  LEADER "), "{context}");
+    assert!(
+        lines[1..].iter().all(|l| !l.contains("LEADER -")),
+        "{context}"
+    );
+    eprintln!("{}", run.stdout);
     done.store(true, Ordering::Release);
 }
 

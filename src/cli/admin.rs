@@ -4,7 +4,15 @@
 //! ketch admin --addrs 127.0.0.1:6380,127.0.0.1:6381 members
 //! ketch admin --addrs 127.0.0.1:6380 add-learner 4 10.0.0.4:7001
 //! ketch admin --addrs ... promote 4 | demote 3 | remove 1 | transfer 2
+//! ketch admin --addrs 127.0.0.1:6380 shards
 //! ```
+//!
+//! `shards` asks the first reachable node of `--addrs` for `CLUSTER INFO` and `CLUSTER
+//! SHARDS` and prints what that node believes: a header with its `cluster_state` and
+//! `cluster_current_epoch` (the highest Raft term of any of its shards), then one line per
+//! slot range, `RANGE start-end  LEADER id@host:port  REPLICAS id@host:port ...` (a replica
+//! the node cannot reach is marked `(failed)`). A range whose leader the node does not know
+//! is left out of `CLUSTER SHARDS`; it is printed as `LEADER -` so that every slot shows.
 //!
 //! The command goes through [`crate::client`]: a node that is not the leader answers
 //! `-TRYAGAIN` (certainly not applied) and the client tries the next address, so listing
@@ -58,6 +66,9 @@ pub enum AdminAction {
         /// The voter.
         id: u64,
     },
+    /// Print the slot ranges with each one's leader and replicas, as the node sees them. The
+    /// header's epoch is `cluster_current_epoch`: the highest Raft term of any shard.
+    Shards,
 }
 
 impl AdminAction {
@@ -72,6 +83,7 @@ impl AdminAction {
             AdminAction::Demote { id } => vec!["KETCH.DEMOTE".into(), id.to_string()],
             AdminAction::Remove { id } => vec!["KETCH.REMOVE".into(), id.to_string()],
             AdminAction::Transfer { id } => vec!["KETCH.TRANSFER".into(), id.to_string()],
+            AdminAction::Shards => vec!["CLUSTER".into(), "SHARDS".into()],
         };
         words
     }
@@ -101,10 +113,119 @@ pub fn render(reply: &Reply) -> String {
     }
 }
 
+/// A field of a `CLUSTER SHARDS` map, which RESP2 sends as a flat `[key, value, ...]` array.
+fn map_field<'a>(map: &'a Reply, key: &str) -> Option<&'a Reply> {
+    let Reply::Array(Some(items)) = map else {
+        return None;
+    };
+    items
+        .chunks_exact(2)
+        .find(|pair| matches!(&pair[0], Reply::Bulk(Some(k)) if k == key.as_bytes()))
+        .map(|pair| &pair[1])
+}
+
+fn text_field(map: &Reply, key: &str) -> Option<String> {
+    match map_field(map, key)? {
+        Reply::Bulk(Some(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Reply::Simple(text) => Some(text.clone()),
+        Reply::Integer(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `id@ip:port`, with `(failed)` if the answering node cannot reach it.
+fn shard_node(node: &Reply) -> Result<String, String> {
+    let field = |key| text_field(node, key).ok_or_else(|| format!("shard node without {key}"));
+    let mut out = format!("{}@{}:{}", field("id")?, field("ip")?, field("port")?);
+    if text_field(node, "health").is_some_and(|h| h != "online") {
+        out.push_str("(failed)");
+    }
+    Ok(out)
+}
+
+/// Renders `CLUSTER INFO` and `CLUSTER SHARDS` replies (module docs): the header, then one
+/// line per range in slot order, leader-less gaps included.
+pub fn render_shards(info: &Reply, shards: &Reply) -> Result<String, String> {
+    let info = match info {
+        Reply::Bulk(Some(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => return Err(format!("CLUSTER INFO: unexpected reply {other:?}")),
+    };
+    let info_field = |key: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+            .map(|value| value.trim().to_string())
+            .unwrap_or_else(|| "?".to_string())
+    };
+    let Reply::Array(Some(shards)) = shards else {
+        return Err(format!("CLUSTER SHARDS: unexpected reply {shards:?}"));
+    };
+    let mut ranges: Vec<(i64, i64, String)> = Vec::new();
+    for shard in shards {
+        let Some(Reply::Array(Some(slots))) = map_field(shard, "slots") else {
+            return Err("CLUSTER SHARDS: a shard without slots".to_string());
+        };
+        let Some(Reply::Array(Some(nodes))) = map_field(shard, "nodes") else {
+            return Err("CLUSTER SHARDS: a shard without nodes".to_string());
+        };
+        let mut leader = "-".to_string();
+        let mut replicas = Vec::new();
+        for node in nodes {
+            if text_field(node, "role").as_deref() == Some("master") {
+                leader = shard_node(node)?;
+            } else {
+                replicas.push(shard_node(node)?);
+            }
+        }
+        let owners = format!("LEADER {leader}  REPLICAS {}", replicas.join(" "));
+        for pair in slots.chunks_exact(2) {
+            let (Reply::Integer(start), Reply::Integer(end)) = (&pair[0], &pair[1]) else {
+                return Err("CLUSTER SHARDS: a slot bound is not an integer".to_string());
+            };
+            ranges.push((*start, *end, owners.trim_end().to_string()));
+        }
+    }
+    ranges.sort_by_key(|&(start, ..)| start);
+    let mut out = format!(
+        "cluster_state:{}  cluster_current_epoch:{}\n",
+        info_field("cluster_state"),
+        info_field("cluster_current_epoch")
+    );
+    let no_leader = |out: &mut String, start: i64, end: i64| {
+        out.push_str(&format!("RANGE {start}-{end}  LEADER -\n"));
+    };
+    let mut next = 0i64;
+    for (start, end, owners) in ranges {
+        if start > next {
+            no_leader(&mut out, next, start - 1);
+        }
+        out.push_str(&format!("RANGE {start}-{end}  {owners}\n"));
+        next = next.max(end + 1);
+    }
+    let slot_max = i64::from(crate::kv::cluster::SLOT_COUNT) - 1;
+    if next <= slot_max {
+        no_leader(&mut out, next, slot_max);
+    }
+    Ok(out)
+}
+
+fn run_shards(client: &mut Client) -> Result<(), String> {
+    let info = client
+        .command(&["CLUSTER", "INFO"])
+        .map_err(|e| e.to_string())?;
+    let shards = client
+        .command(&AdminAction::Shards.command())
+        .map_err(|e| e.to_string())?;
+    print!("{}", render_shards(&info, &shards)?);
+    Ok(())
+}
+
 /// Runs `ketch admin`.
 pub fn run(args: &AdminArgs) -> Result<(), String> {
     let mut client = Client::connect_with(&args.addrs, ClientOptions::default())
         .map_err(|e| format!("cannot connect: {e}"))?;
+    if let AdminAction::Shards = args.action {
+        return run_shards(&mut client);
+    }
     let reply = client
         .command(&args.action.command())
         .map_err(|e| e.to_string())?;
@@ -150,5 +271,87 @@ mod tests {
             render(&list),
             "id peer-addr role match-index\n1 127.0.0.1:7001 voter 9\n4 127.0.0.1:7004 learner -\n"
         );
+    }
+
+    fn bulk(text: &str) -> Reply {
+        Reply::Bulk(Some(text.as_bytes().to_vec()))
+    }
+
+    fn shards_node(id: &str, port: i64, role: &str, health: &str) -> Reply {
+        Reply::Array(Some(vec![
+            bulk("id"),
+            bulk(id),
+            bulk("port"),
+            Reply::Integer(port),
+            bulk("ip"),
+            bulk("127.0.0.1"),
+            bulk("endpoint"),
+            bulk("127.0.0.1"),
+            bulk("role"),
+            bulk(role),
+            bulk("replication-offset"),
+            Reply::Integer(14),
+            bulk("health"),
+            bulk(health),
+        ]))
+    }
+
+    fn shard(slots: &[i64], nodes: Vec<Reply>) -> Reply {
+        Reply::Array(Some(vec![
+            bulk("slots"),
+            Reply::Array(Some(slots.iter().map(|&s| Reply::Integer(s)).collect())),
+            bulk("nodes"),
+            Reply::Array(Some(nodes)),
+        ]))
+    }
+
+    fn info(state: &str, epoch: u64) -> Reply {
+        bulk(&format!(
+            "cluster_state:{state}\r\ncluster_slots_assigned:16384\r\ncluster_current_epoch:{epoch}\r\ncluster_my_epoch:{epoch}\r\n"
+        ))
+    }
+
+    #[test]
+    fn one_shard_is_one_range_with_its_leader_and_replicas() {
+        let shards = Reply::Array(Some(vec![shard(
+            &[0, 16383],
+            vec![
+                shards_node("aaa", 6380, "master", "online"),
+                shards_node("bbb", 6381, "replica", "online"),
+                shards_node("ccc", 6382, "replica", "failed"),
+            ],
+        )]));
+        assert_eq!(
+            render_shards(&info("ok", 5), &shards).unwrap(),
+            "cluster_state:ok  cluster_current_epoch:5\n\
+             RANGE 0-16383  LEADER aaa@127.0.0.1:6380  \
+             REPLICAS bbb@127.0.0.1:6381 ccc@127.0.0.1:6382(failed)\n"
+        );
+    }
+
+    #[test]
+    fn ranges_print_in_slot_order_and_leaderless_gaps_show() {
+        let a = || shards_node("aaa", 6380, "master", "online");
+        let b = || shards_node("bbb", 6381, "replica", "online");
+        let shards = Reply::Array(Some(vec![
+            shard(&[8192, 12287, 0, 4095], vec![a(), b()]),
+            shard(
+                &[12288, 16383],
+                vec![shards_node("bbb", 6381, "master", "online")],
+            ),
+        ]));
+        assert_eq!(
+            render_shards(&info("fail", 9), &shards).unwrap(),
+            "cluster_state:fail  cluster_current_epoch:9\n\
+             RANGE 0-4095  LEADER aaa@127.0.0.1:6380  REPLICAS bbb@127.0.0.1:6381\n\
+             RANGE 4096-8191  LEADER -\n\
+             RANGE 8192-12287  LEADER aaa@127.0.0.1:6380  REPLICAS bbb@127.0.0.1:6381\n\
+             RANGE 12288-16383  LEADER bbb@127.0.0.1:6381  REPLICAS\n"
+        );
+        assert_eq!(
+            render_shards(&info("fail", 9), &Reply::Array(Some(vec![]))).unwrap(),
+            "cluster_state:fail  cluster_current_epoch:9\nRANGE 0-16383  LEADER -\n"
+        );
+        assert!(render_shards(&Reply::Error("ERR x".into()), &shards).is_err());
     }
 }

@@ -12,12 +12,17 @@
 //! in it (as `redis-benchmark` does), in an HDR histogram (microseconds, 3 significant
 //! digits). Failed commands are counted by kind, not
 //! retried beyond the client's own retries.
+//!
+//! Clients are slot-aware by default (`--slot-aware true`): each command goes straight to
+//! the leader of its key's slot range, as [`crate::client`]'s routing describes.
+//! `--slot-aware false` sends every command to the client's one node, which forwards what it
+//! does not lead: the cost of that extra hop is the difference between the two runs.
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ClientOptions};
 
 /// The operation measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +63,10 @@ pub struct BenchArgs {
     /// The operation.
     #[arg(long, value_enum, default_value_t = BenchOp::Set)]
     pub op: BenchOp,
+    /// Route each command to its slot's leader (`true`, the default) or send everything to
+    /// one node per client (`false`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub slot_aware: bool,
 }
 
 /// What a run measured.
@@ -106,7 +115,12 @@ pub fn measure(args: &BenchArgs) -> Result<BenchReport, String> {
     for c in 0..clients {
         let mut addrs = args.addrs.clone();
         addrs.rotate_left(c as usize % args.addrs.len());
-        let client = Client::connect(&addrs).map_err(|e| format!("client {c}: {e}"))?;
+        let options = ClientOptions {
+            slot_aware: args.slot_aware,
+            ..ClientOptions::default()
+        };
+        let client =
+            Client::connect_with(&addrs, options).map_err(|e| format!("client {c}: {e}"))?;
         connected.push(client);
     }
     let value = vec![b'x'; args.value_size];
@@ -255,5 +269,27 @@ mod tests {
             seen[picker.next(16) as usize] = true;
         }
         assert!(seen.iter().all(|&s| s), "{seen:?}");
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn clients_are_slot_aware_unless_told_otherwise() {
+        use clap::Parser;
+        assert!(Wrapper::parse_from(["bench"]).bench.slot_aware);
+        assert!(
+            Wrapper::parse_from(["bench", "--slot-aware", "true"])
+                .bench
+                .slot_aware
+        );
+        assert!(
+            !Wrapper::parse_from(["bench", "--slot-aware", "false"])
+                .bench
+                .slot_aware
+        );
     }
 }

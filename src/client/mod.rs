@@ -5,6 +5,30 @@
 //! lost, `-TRYAGAIN`, `-TIMEOUT` — is retried on the next node, with exponential backoff,
 //! within the bounds of [`ClientOptions`] (attempts and total time).
 //!
+//! # Routing
+//!
+//! A sharded cluster splits the 16,384 Redis Cluster hash slots into ranges, each a Raft
+//! group with its own leader. With [`ClientOptions::slot_aware`] (the default) the client
+//! reads `CLUSTER SLOTS` once after connecting and sends each command with keys to the
+//! master of its keys' slot ([`key_slot`](crate::kv::cluster::key_slot), found as the server
+//! finds it), opening and caching one connection per node (at most as many as the nodes
+//! known). Commands without keys, or with keys in several slots (which any node refuses with
+//! `-CROSSSLOT`), and slots the map names no master for go to one node, the any-node
+//! failover above. An error or empty `CLUSTER SLOTS` reply (a node without cluster
+//! replies, or an election under way) leaves everything on that one node, as without the
+//! option.
+//!
+//! A `-MOVED slot host:port` reply (a node started with `--cluster-mode redirect` that does
+//! not lead the slot) sends the command to the named node at once and has the map read
+//! again before the next round; a command follows at most five of them, and
+//! each one is an attempt of the bounds above. When a master refuses (`-TRYAGAIN`), times
+//! out or cannot be reached, the command goes on through the any-node failover (whose
+//! nodes forward or redirect it) and the map is read again. The map is read through the
+//! failover's connection, one request per round at most, and only after such an event.
+//!
+//! A pipeline's commands for different nodes go as one batch per node, and a retry round
+//! counts once whatever the number of nodes it reaches.
+//!
 //! # Exactly-once writes
 //!
 //! The client carries a session (a [`SessionId`](crate::kv::SessionId): creation time and
@@ -15,6 +39,11 @@
 //! [`ClientError::MaybeApplied`] (the retry budget ran out while the write may have been
 //! applied, at most once), or [`ClientError::Server`] (the command's own error result, such as
 //! `ERR value is not an integer or out of range`).
+//!
+//! A slot-aware client keeps one session for all the groups: each group's state machine
+//! keeps its own results for the session, and sees only the sequence numbers of the writes
+//! sent to it. The gaps are harmless: every write carries the lowest number still in flight
+//! over all groups, and each new number is at least that.
 //!
 //! # Example
 //!
@@ -40,6 +69,7 @@ pub(crate) mod connection;
 mod error;
 mod options;
 mod session_handle;
+mod slot_table;
 mod stats;
 
 use std::fmt;
@@ -51,8 +81,17 @@ pub use error::ClientError;
 pub use options::ClientOptions;
 pub use stats::ClientStats;
 
+use crate::kv::server::request_slot::{request_slot, RequestSlot};
 use connection::Connection;
 use session_handle::SessionHandle;
+use slot_table::{parse_moved, SlotTable};
+
+/// Most `-MOVED` replies one command follows before the call gives up: one is the normal
+/// cost of a stale map, a few more cover leadership moving on meanwhile.
+const REDIRECTS_MAX: u32 = 5;
+
+/// Most cached connections to masters, whatever the number of nodes known.
+const POOL_MAX: usize = 256;
 
 /// Commands that change the state machine: sent with the session and a sequence number.
 /// Everything else is sent as is and retried freely (reads change nothing).
@@ -68,22 +107,66 @@ pub struct Client {
     addrs: Vec<String>,
     /// Index into `addrs` of the node to use next.
     current: usize,
+    /// The any-node failover's connection, to `addrs[current]`.
     connection: Option<Connection>,
+    /// Connections to slot masters other than the one above, oldest first.
+    pool: Vec<Connection>,
+    /// The slot map, if the cluster gave one (and `options.slot_aware`).
+    slots: Option<SlotTable>,
+    /// Set by a redirect or a failed master: read the map again before the next round.
+    slots_stale: bool,
     options: ClientOptions,
     session: SessionHandle,
     stats: ClientStats,
 }
 
-/// One command of a call, with its sequence number if it is a write.
+/// One command of a call, with its sequence number if it is a write and the slot of its keys
+/// if it has keys in one slot.
 struct Call {
     args: Vec<Vec<u8>>,
     seq: Option<u64>,
+    slot: Option<u16>,
+}
+
+/// Where one round sends a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The any-node failover: `addrs[current]`, moving on at each failure.
+    Any,
+    /// A slot master, or the node a `-MOVED` named.
+    Node(SocketAddr),
+}
+
+/// What the retry loop knows of one command across rounds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Track {
+    /// Some attempt may have been applied.
+    maybe_applied: bool,
+    /// `-MOVED` replies followed.
+    redirects: u32,
+    /// The node the last `-MOVED` named.
+    moved_to: Option<SocketAddr>,
+    /// Its master failed it: use the any-node failover from now on.
+    fallback: bool,
+}
+
+/// What one round of the retry loop ended with.
+#[derive(Debug, Default)]
+struct Round {
+    /// Commands to send again, in no particular order.
+    unanswered: Vec<usize>,
+    last_reason: String,
+    /// A node refused or failed: back off before the next round.
+    failed: bool,
+    renew_session: bool,
 }
 
 /// What a reply means for the retry loop.
 enum Outcome {
     /// The command's answer (a value or its own error result).
     Done,
+    /// `-MOVED`: not applied; the named node serves the slot.
+    Moved(SocketAddr),
     /// Refused before being applied: retry elsewhere.
     RetryNotApplied,
     /// May have been applied: retry with the same sequence number.
@@ -118,11 +201,15 @@ impl Client {
             addrs: addrs.iter().map(|a| a.to_string()).collect(),
             current: 0,
             connection: None,
+            pool: Vec::new(),
+            slots: None,
+            slots_stale: false,
             options,
             session: SessionHandle::new(),
             stats: ClientStats::default(),
         };
         client.ping()?;
+        client.refresh_slots();
         Ok(client)
     }
 
@@ -137,7 +224,8 @@ impl Client {
         self.stats
     }
 
-    /// The address of the node the client is connected to, if any.
+    /// The address of the any-node failover's connection (the node commands without keys go
+    /// to), if any.
     pub fn connected_to(&self) -> Option<SocketAddr> {
         self.connection.as_ref().map(|c| c.addr())
     }
@@ -323,29 +411,36 @@ impl Client {
 
     fn call(&mut self, args: Vec<Vec<u8>>) -> Call {
         let seq = is_write(&args).then(|| self.session.next_seq());
-        Call { args, seq }
+        let slot = match request_slot(&args) {
+            RequestSlot::Slot(slot) => Some(slot),
+            // Any node answers these alike: keyless, or refused as CROSSSLOT.
+            RequestSlot::NoKeys | RequestSlot::CrossSlot => None,
+        };
+        Call { args, seq, slot }
     }
 
     /// The retry loop. Bounds: `attempts_max` rounds and `retry_time_max`; each round sends
-    /// every unanswered command on one connection and reads their replies in order.
+    /// every unanswered command, those for one node in one batch, and reads their replies in
+    /// order. A command follows at most `REDIRECTS_MAX` `-MOVED` replies.
     fn execute(&mut self, mut calls: Vec<Call>) -> Vec<Result<Reply, ClientError>> {
         let started = Instant::now();
         let deadline = started + self.options.retry_time_max;
         let count = calls.len();
         let mut results: Vec<Option<Result<Reply, ClientError>>> =
             (0..count).map(|_| None).collect();
-        let mut maybe_applied = vec![false; count];
+        let mut tracks = vec![Track::default(); count];
         let mut pending: Vec<usize> = (0..count).collect();
         let mut attempts = 0u32;
         let mut backoff = self.options.backoff_initial;
-        let mut last_reason = String::new();
-        let mut request = Vec::new();
+        let mut round = Round::default();
         while !pending.is_empty() {
             let now = Instant::now();
             if attempts >= self.options.attempts_max || (attempts > 0 && now >= deadline) {
                 break;
             }
-            if attempts > 0 {
+            // A redirect names the node to ask: going there at once is no load on a
+            // struggling cluster, unlike a retry after a refusal or a failure.
+            if attempts > 0 && round.failed {
                 std::thread::sleep(backoff.min(deadline.saturating_duration_since(now)));
                 backoff = (backoff * 2).min(self.options.backoff_max);
             }
@@ -354,10 +449,8 @@ impl Client {
             if attempts > 1 {
                 self.stats.retries += 1;
             }
-            if let Err(reason) = self.ensure_connected() {
-                last_reason = reason;
-                self.next_node();
-                continue;
+            if self.slots_stale {
+                self.refresh_slots();
             }
             // Every write below the first pending one has been answered or given up.
             let in_flight_from = pending
@@ -365,116 +458,273 @@ impl Client {
                 .filter_map(|&i| calls[i].seq)
                 .min()
                 .unwrap_or_else(|| self.session.peek_seq());
-            request.clear();
+            let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
             for &i in &pending {
-                if maybe_applied[i] {
-                    self.stats.writes_resent_maybe_applied += 1;
-                }
-                match calls[i].seq {
-                    Some(seq) => {
-                        self.session
-                            .encode_write(&mut request, seq, in_flight_from, &calls[i].args)
-                    }
-                    None => crate::kv::resp::encode_request(&mut request, &calls[i].args),
+                let route = self.route(&calls[i], &tracks[i]);
+                match groups.iter_mut().find(|(r, _)| *r == route) {
+                    Some((_, group)) => group.push(i),
+                    None => groups.push((route, vec![i])),
                 }
             }
-            let connection = self.connection.as_mut().expect("connected above");
-            let addr = connection.addr();
-            if let Err(error) = connection.send(&request) {
-                last_reason = format!("{addr}: {error}");
-                for &i in &pending {
-                    maybe_applied[i] |= calls[i].seq.is_some();
-                }
-                self.drop_connection();
-                continue;
+            round = Round::default();
+            for (route, group) in groups {
+                self.send_group(
+                    route,
+                    &group,
+                    &calls,
+                    in_flight_from,
+                    attempts,
+                    &mut tracks,
+                    &mut results,
+                    &mut round,
+                );
             }
-            let mut unanswered = Vec::new();
-            let mut switch_node = false;
-            let mut renew_session = false;
-            for (position, &i) in pending.iter().enumerate() {
-                let connection = self.connection.as_mut().expect("connected above");
-                match connection.read_reply() {
-                    Ok(reply) => match classify(&reply) {
-                        Outcome::Done => results[i] = Some(into_result(&calls[i].args, reply)),
-                        Outcome::RetryNotApplied => {
-                            last_reason = format!("{addr}: {}", describe(&reply));
-                            unanswered.push(i);
-                            switch_node = true;
-                        }
-                        Outcome::RetryMaybeApplied => {
-                            last_reason = format!("{addr}: {}", describe(&reply));
-                            maybe_applied[i] |= calls[i].seq.is_some();
-                            unanswered.push(i);
-                            switch_node = true;
-                        }
-                        Outcome::GiveUpMaybeApplied => {
-                            results[i] = Some(Err(ClientError::MaybeApplied {
-                                command: command_name(&calls[i].args),
-                                attempts,
-                                reason: format!("{addr}: {}", describe(&reply)),
-                            }));
-                        }
-                        Outcome::RetrySessionExpired if maybe_applied[i] => {
-                            // An earlier attempt may have been applied and the session that
-                            // would deduplicate a retry is gone: retrying could apply twice.
-                            results[i] = Some(Err(ClientError::MaybeApplied {
-                                command: command_name(&calls[i].args),
-                                attempts,
-                                reason: format!("{addr}: {}", describe(&reply)),
-                            }));
-                        }
-                        Outcome::RetrySessionExpired => {
-                            last_reason = format!("{addr}: {}", describe(&reply));
-                            unanswered.push(i);
-                            renew_session = true;
-                        }
-                    },
-                    Err(error) => {
-                        last_reason = format!("{addr}: {error}");
-                        for &j in &pending[position..] {
-                            maybe_applied[j] |= calls[j].seq.is_some();
-                            unanswered.push(j);
-                        }
-                        self.drop_connection();
-                        break;
-                    }
-                }
-            }
-            if renew_session {
+            if round.renew_session {
                 // Nothing of the old session is applied any more; new numbers, same commands.
                 self.session.renew();
-                for &i in &unanswered {
+                for &i in &round.unanswered {
                     if calls[i].seq.is_some() {
                         calls[i].seq = Some(self.session.next_seq());
                     }
                 }
             }
-            if switch_node {
-                self.drop_connection();
-            }
-            pending = unanswered;
+            pending = std::mem::take(&mut round.unanswered);
+            pending.sort_unstable();
         }
         for i in pending {
             let command = command_name(&calls[i].args);
-            let error = if maybe_applied[i] {
-                ClientError::MaybeApplied {
-                    command,
-                    attempts,
-                    reason: last_reason.clone(),
-                }
-            } else {
-                ClientError::NotApplied {
-                    command,
-                    attempts,
-                    reason: last_reason.clone(),
-                }
-            };
-            results[i] = Some(Err(error));
+            let reason = round.last_reason.clone();
+            results[i] = Some(Err(give_up(
+                command,
+                attempts,
+                reason,
+                tracks[i].maybe_applied,
+            )));
         }
         results
             .into_iter()
             .map(|r| r.expect("every command answered or given up"))
             .collect()
+    }
+
+    /// Where `call` goes this round: where a redirect sent it, else to its slot's master,
+    /// else (no table, no key, a master that failed it) to the any-node failover.
+    fn route(&self, call: &Call, track: &Track) -> Route {
+        if let Some(addr) = track.moved_to {
+            return Route::Node(addr);
+        }
+        if track.fallback {
+            return Route::Any;
+        }
+        match (&self.slots, call.slot) {
+            (Some(table), Some(slot)) => table.master_of(slot).map_or(Route::Any, Route::Node),
+            _ => Route::Any,
+        }
+    }
+
+    /// One round's batch for one node: sends `group`'s commands, reads their replies and
+    /// records each one's outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn send_group(
+        &mut self,
+        route: Route,
+        group: &[usize],
+        calls: &[Call],
+        in_flight_from: u64,
+        attempts: u32,
+        tracks: &mut [Track],
+        results: &mut [Option<Result<Reply, ClientError>>],
+        round: &mut Round,
+    ) {
+        let mut request = Vec::new();
+        let mut resent = 0;
+        for &i in group {
+            resent += u64::from(tracks[i].maybe_applied);
+            match calls[i].seq {
+                Some(seq) => {
+                    self.session
+                        .encode_write(&mut request, seq, in_flight_from, &calls[i].args)
+                }
+                None => crate::kv::resp::encode_request(&mut request, &calls[i].args),
+            }
+        }
+        let connection = match self.connection_for(route) {
+            Ok(connection) => connection,
+            Err(reason) => {
+                round.last_reason = reason;
+                round.failed = true;
+                round.unanswered.extend_from_slice(group);
+                self.fail_route(route, group, tracks);
+                return;
+            }
+        };
+        let addr = connection.addr();
+        let mut replies = Vec::with_capacity(group.len());
+        let mut broken = None;
+        match connection.send(&request) {
+            Ok(()) => {
+                for _ in group {
+                    match connection.read_reply() {
+                        Ok(reply) => replies.push(reply),
+                        Err(error) => {
+                            broken = Some(error.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(error) => broken = Some(error.to_string()),
+        }
+        self.stats.writes_resent_maybe_applied += resent;
+        let mut refused = false;
+        let read = replies.len();
+        for (&i, reply) in group.iter().zip(replies) {
+            let track = &mut tracks[i];
+            let give_up_maybe_applied = |reply: &Reply| ClientError::MaybeApplied {
+                command: command_name(&calls[i].args),
+                attempts,
+                reason: format!("{addr}: {}", describe(reply)),
+            };
+            match classify(&reply) {
+                Outcome::Done => results[i] = Some(into_result(&calls[i].args, reply)),
+                Outcome::Moved(target) => {
+                    self.slots_stale = true;
+                    track.redirects += 1;
+                    if track.redirects > REDIRECTS_MAX {
+                        let reason = format!("{addr}: {} (too many redirects)", describe(&reply));
+                        let command = command_name(&calls[i].args);
+                        results[i] =
+                            Some(Err(give_up(command, attempts, reason, track.maybe_applied)));
+                    } else {
+                        round.last_reason = format!("{addr}: {}", describe(&reply));
+                        track.moved_to = Some(target);
+                        track.fallback = false;
+                        round.unanswered.push(i);
+                    }
+                }
+                Outcome::RetryNotApplied => {
+                    round.last_reason = format!("{addr}: {}", describe(&reply));
+                    round.unanswered.push(i);
+                    refused = true;
+                }
+                Outcome::RetryMaybeApplied => {
+                    round.last_reason = format!("{addr}: {}", describe(&reply));
+                    track.maybe_applied |= calls[i].seq.is_some();
+                    round.unanswered.push(i);
+                    refused = true;
+                }
+                Outcome::GiveUpMaybeApplied => {
+                    results[i] = Some(Err(give_up_maybe_applied(&reply)));
+                }
+                Outcome::RetrySessionExpired if track.maybe_applied => {
+                    // An earlier attempt may have been applied and the session that
+                    // would deduplicate a retry is gone: retrying could apply twice.
+                    results[i] = Some(Err(give_up_maybe_applied(&reply)));
+                }
+                Outcome::RetrySessionExpired => {
+                    round.last_reason = format!("{addr}: {}", describe(&reply));
+                    round.unanswered.push(i);
+                    round.renew_session = true;
+                }
+            }
+        }
+        if let Some(error) = broken {
+            round.last_reason = format!("{addr}: {error}");
+            for &i in &group[read..] {
+                tracks[i].maybe_applied |= calls[i].seq.is_some();
+                round.unanswered.push(i);
+            }
+            refused = true;
+        }
+        if refused {
+            round.failed = true;
+            let retried: Vec<usize> = group
+                .iter()
+                .copied()
+                .filter(|&i| results[i].is_none() && tracks[i].moved_to.is_none_or(|a| a == addr))
+                .collect();
+            self.fail_route(route, &retried, tracks);
+        }
+    }
+
+    /// After `route` failed `group` (refused, timed out or lost the connection): the any-node
+    /// failover moves to the next node; a master's commands go to the failover next, as the
+    /// node that forwards or redirects them knows better than this client's table.
+    fn fail_route(&mut self, route: Route, group: &[usize], tracks: &mut [Track]) {
+        match route {
+            Route::Any => self.drop_connection(),
+            Route::Node(addr) => {
+                self.pool.retain(|c| c.addr() != addr);
+                if self.connected_to() == Some(addr) {
+                    self.drop_connection();
+                }
+                self.slots_stale = true;
+                for &i in group {
+                    tracks[i].moved_to = None;
+                    tracks[i].fallback = true;
+                }
+            }
+        }
+    }
+
+    /// The connection for `route`, opened if need be. Connections to masters are cached, at
+    /// most one per known node; the any-node connection serves a master it happens to reach.
+    fn connection_for(&mut self, route: Route) -> Result<&mut Connection, String> {
+        let addr = match route {
+            Route::Any => {
+                self.ensure_connected()?;
+                return Ok(self.connection.as_mut().expect("connected above"));
+            }
+            Route::Node(addr) => addr,
+        };
+        if self.connected_to() == Some(addr) {
+            return Ok(self.connection.as_mut().expect("connected to addr"));
+        }
+        if let Some(index) = self.pool.iter().position(|c| c.addr() == addr) {
+            return Ok(&mut self.pool[index]);
+        }
+        let connection =
+            Connection::open(addr, self.options.connect_timeout, self.options.io_timeout)
+                .map_err(|e| format!("{addr}: cannot connect: {e}"))?;
+        self.stats.connections_opened += 1;
+        let nodes = self
+            .addrs
+            .len()
+            .max(self.slots.as_ref().map_or(0, SlotTable::master_count));
+        while self.pool.len() >= nodes.clamp(1, POOL_MAX) {
+            // The oldest is likeliest a master that lost its leadership since.
+            self.pool.remove(0);
+        }
+        self.pool.push(connection);
+        Ok(self.pool.last_mut().expect("pushed"))
+    }
+
+    /// Reads the slot map again through the any-node connection: one request, no retry (a
+    /// failure leaves the old map, which later rounds correct). An empty or error reply, as
+    /// during an election, leaves the old map too.
+    fn refresh_slots(&mut self) {
+        self.slots_stale = false;
+        if !self.options.slot_aware {
+            return;
+        }
+        if self.ensure_connected().is_err() {
+            self.next_node();
+            return;
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        let mut request = Vec::new();
+        crate::kv::resp::encode_request(&mut request, &[b"CLUSTER".as_slice(), b"SLOTS"]);
+        let reply = connection
+            .send(&request)
+            .and_then(|()| connection.read_reply());
+        match reply {
+            Ok(reply) => {
+                if let Some(table) = SlotTable::parse(&reply) {
+                    self.slots = Some(table);
+                }
+            }
+            Err(_) => self.drop_connection(),
+        }
     }
 
     fn ensure_connected(&mut self) -> Result<(), String> {
@@ -516,11 +766,33 @@ fn is_write(args: &[Vec<u8>]) -> bool {
 
 fn classify(reply: &Reply) -> Outcome {
     match reply.error_code() {
+        Some("MOVED") => match parse_moved(&describe(reply)[1..]) {
+            Some((_, addr)) => Outcome::Moved(addr),
+            // A redirect without a usable address: another node may serve it.
+            None => Outcome::RetryNotApplied,
+        },
         Some("TRYAGAIN") => Outcome::RetryNotApplied,
         Some("TIMEOUT") => Outcome::RetryMaybeApplied,
         Some(_) if session_expired(&describe(reply)) => Outcome::RetrySessionExpired,
         Some(_) if describe(reply).contains("may have been applied") => Outcome::GiveUpMaybeApplied,
         _ => Outcome::Done,
+    }
+}
+
+/// The error a command ends with once the retry budget is spent.
+fn give_up(command: String, attempts: u32, reason: String, maybe_applied: bool) -> ClientError {
+    if maybe_applied {
+        ClientError::MaybeApplied {
+            command,
+            attempts,
+            reason,
+        }
+    } else {
+        ClientError::NotApplied {
+            command,
+            attempts,
+            reason,
+        }
     }
 }
 
@@ -638,6 +910,7 @@ mod tests {
             retry_time_max: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(1),
             backoff_max: Duration::from_millis(5),
+            slot_aware: false,
         }
     }
 
@@ -753,5 +1026,182 @@ mod tests {
             Client::connect(&none),
             Err(ClientError::InvalidArgument(_))
         ));
+    }
+
+    /// `CLUSTER SLOTS` naming `master` for every slot, as a canned reply.
+    fn all_slots_at(master: SocketAddr) -> &'static [u8] {
+        let reply = slot_table::tests::slots_reply(&[(0, 16383, master.port())]);
+        let mut bytes = Vec::new();
+        reply.encode(&mut bytes);
+        Box::leak(bytes.into_boxed_slice())
+    }
+
+    fn slot_aware_options() -> ClientOptions {
+        ClientOptions {
+            slot_aware: true,
+            ..fast_options()
+        }
+    }
+
+    /// A port nothing listens on.
+    fn dead_addr() -> SocketAddr {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_keyed_command_goes_to_its_master_and_follows_moved_without_surfacing_it() {
+        // The map is read once from A, which first names B and after the redirect itself.
+        let listener_a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr_a = listener_a.local_addr().unwrap();
+        drop(listener_a);
+        let moved: &'static [u8] = Box::leak(
+            format!("-MOVED 12539 {addr_a}\r\n")
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let (addr_b, node_b) = scripted_node(vec![moved]);
+        let listener_a = TcpListener::bind(addr_a).unwrap();
+        let slots_b = all_slots_at(addr_b);
+        let slots_a = all_slots_at(addr_a);
+        let node_a = std::thread::spawn(move || {
+            let (mut stream, _) = listener_a.accept().unwrap();
+            let mut seen = Vec::new();
+            for reply in [b"+PONG\r\n".as_slice(), slots_b, slots_a, b"$1\r\nv\r\n"] {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                stream.write_all(reply).unwrap();
+            }
+            seen
+        });
+        let mut client = Client::connect_with(&[addr_a], slot_aware_options()).unwrap();
+        assert_eq!(client.get("k").unwrap(), Some(b"v".to_vec()));
+        let at_a = String::from_utf8_lossy(&node_a.join().unwrap()).into_owned();
+        let at_b = String::from_utf8_lossy(&node_b.join().unwrap()).into_owned();
+        assert!(at_b.contains("GET"), "{at_b:?}");
+        assert_eq!(at_a.matches("SLOTS").count(), 2, "{at_a:?}");
+        assert!(at_a.ends_with("$3\r\nGET\r\n$1\r\nk\r\n"), "{at_a:?}");
+        assert_eq!(client.stats().connections_opened, 2);
+    }
+
+    #[test]
+    fn a_write_whose_master_is_unreachable_goes_through_the_failover_once() {
+        let dead = dead_addr();
+        let slots = all_slots_at(dead);
+        let (addr, node) = scripted_node(vec![b"+PONG\r\n", slots, slots, b"+OK\r\n"]);
+        let mut client = Client::connect_with(&[addr], slot_aware_options()).unwrap();
+        client.set("k", "v").unwrap();
+        let seen = String::from_utf8_lossy(&node.join().unwrap()).into_owned();
+        assert_eq!(seen.matches("KETCH.WRITE").count(), 1, "{seen:?}");
+        assert_eq!(client.stats().writes_resent_maybe_applied, 0);
+    }
+
+    #[test]
+    fn without_a_slot_map_everything_goes_to_one_node() {
+        let (addr, node) = scripted_node(vec![
+            b"+PONG\r\n",
+            b"-ERR unknown command 'CLUSTER'\r\n",
+            b":3\r\n",
+        ]);
+        let mut client = Client::connect_with(&[addr], slot_aware_options()).unwrap();
+        assert_eq!(client.incr("n").unwrap(), 3);
+        assert_eq!(client.stats().connections_opened, 1);
+        node.join().unwrap();
+    }
+
+    #[test]
+    fn redirects_are_bounded() {
+        let (addr, node) = scripted_node(vec![b"+PONG\r\n", b"*0\r\n"]);
+        let mut client = Client::connect_with(&[addr], slot_aware_options()).unwrap();
+        node.join().unwrap();
+        // A node that redirects every request to itself, and answers the map read empty.
+        let listener = TcpListener::bind(addr).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let moved = format!("-MOVED 12539 {addr}\r\n");
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let reply = if text.contains("SLOTS") {
+                    "*0\r\n"
+                } else {
+                    moved.as_str()
+                };
+                if stream.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        let options = ClientOptions {
+            attempts_max: 100,
+            ..slot_aware_options()
+        };
+        client.options = options;
+        let error = client.get("k").unwrap_err();
+        assert!(error.is_not_applied(), "{error}");
+        assert!(error.to_string().contains("too many redirects"), "{error}");
+        // PING, one round that finds the first script's connection closed, then one per
+        // redirect and the one that gives up: far below the 100 attempts allowed.
+        assert_eq!(
+            client.stats().attempts,
+            1 + 1 + u64::from(REDIRECTS_MAX) + 1
+        );
+        drop(client);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_pipeline_goes_as_one_batch_per_master_and_answers_in_order() {
+        assert_eq!(crate::kv::cluster::key_slot(b"bar"), 5061);
+        assert_eq!(crate::kv::cluster::key_slot(b"foo"), 12182);
+        let (addr_b, node_b) = scripted_node(vec![b"$-1\r\n"]);
+        let listener_a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr_a = listener_a.local_addr().unwrap();
+        let reply = slot_table::tests::slots_reply(&[
+            (0, 8191, addr_a.port()),
+            (8192, 16383, addr_b.port()),
+        ]);
+        let mut slots = Vec::new();
+        reply.encode(&mut slots);
+        let node_a = std::thread::spawn(move || {
+            let (mut stream, _) = listener_a.accept().unwrap();
+            let mut seen = Vec::new();
+            for reply in [b"+PONG\r\n".as_slice(), &slots, b"+OK\r\n$1\r\n1\r\n"] {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                stream.write_all(reply).unwrap();
+            }
+            seen
+        });
+        let mut client = Client::connect_with(&[addr_a], slot_aware_options()).unwrap();
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["SET", "bar", "1"],
+            vec!["GET", "foo"],
+            vec!["GET", "bar"],
+        ];
+        let results = client.pipeline(&commands);
+        assert_eq!(results[0], Ok(Reply::Simple("OK".to_string())));
+        assert_eq!(results[1], Ok(Reply::Bulk(None)));
+        assert_eq!(results[2], Ok(Reply::Bulk(Some(b"1".to_vec()))));
+        assert_eq!(client.stats().retries, 0);
+        let at_a = String::from_utf8_lossy(&node_a.join().unwrap()).into_owned();
+        let at_b = String::from_utf8_lossy(&node_b.join().unwrap()).into_owned();
+        assert!(at_a.contains("KETCH.WRITE") && at_a.contains("$3\r\nGET\r\n$3\r\nbar"));
+        assert!(!at_a.contains("foo"), "{at_a:?}");
+        assert_eq!(at_b, "*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n");
     }
 }

@@ -23,11 +23,15 @@ pub struct ClientOptions {
     pub backoff_initial: Duration,
     /// Largest backoff between attempts.
     pub backoff_max: Duration,
+    /// Send each keyed command to its slot's master as `CLUSTER SLOTS` names it, rather than
+    /// everything to one node (the client module docs, "Routing").
+    pub slot_aware: bool,
 }
 
 impl Default for ClientOptions {
     /// Values that ride out a leader election on a loaded machine (elections take 0.3-1 s):
-    /// 1 s connect, 10 s I/O, 50 attempts within 30 s, backoff 10 ms doubling to 500 ms.
+    /// 1 s connect, 10 s I/O, 50 attempts within 30 s, backoff 10 ms doubling to 500 ms;
+    /// slot-aware.
     fn default() -> Self {
         ClientOptions {
             connect_timeout: Duration::from_secs(1),
@@ -36,6 +40,7 @@ impl Default for ClientOptions {
             retry_time_max: Duration::from_secs(30),
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(500),
+            slot_aware: true,
         }
     }
 }

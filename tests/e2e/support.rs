@@ -49,6 +49,7 @@ pub fn test_client_options() -> ClientOptions {
         retry_time_max: Duration::from_secs(30),
         backoff_initial: Duration::from_millis(10),
         backoff_max: Duration::from_millis(200),
+        slot_aware: true,
     }
 }
 

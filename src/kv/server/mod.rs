@@ -146,7 +146,7 @@ mod fan_out;
 mod info;
 mod local_commands;
 mod parse;
-mod request_slot;
+pub(crate) mod request_slot;
 mod resp3_reply;
 mod tls_config;
 mod transaction;

@@ -30,7 +30,7 @@ use crate::kv::cluster::key_slot;
 
 /// The hash slot a request's keys map to (Redis Cluster's rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum RequestSlot {
+pub(crate) enum RequestSlot {
     /// The command names no key (PING, DBSIZE, KEYS, SCAN, FLUSHALL, INFO, CLUSTER ...,
     /// unknown commands).
     NoKeys,
@@ -44,7 +44,7 @@ pub(super) enum RequestSlot {
 pub(super) const CROSSSLOT_ERROR: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 /// The slot `request` (name first, any case) addresses (module docs).
-pub(super) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
+pub(crate) fn request_slot(request: &[Vec<u8>]) -> RequestSlot {
     let Some(keys) = request_keys(request) else {
         return RequestSlot::NoKeys;
     };
