@@ -23,17 +23,19 @@
 //! Reproduce with `KETCH_PYTHON=target/compat-venv/bin/python cargo test --release --test
 //! e2e_redis_cluster -- --nocapture`.
 
+#[path = "e2e/redis_py_writer.rs"]
+mod redis_py_writer;
 #[path = "e2e/support.rs"]
 mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ketch::kv::resp::{Limits, Reply, ReplyParser};
+use redis_py_writer::{cluster_script, Writer};
 use support::{free_consecutive_ports, run_tool, RawConnection, RedisServer, TestCluster};
 
 fn required() -> bool {
@@ -394,10 +396,6 @@ fn python() -> Option<String> {
     Some(python)
 }
 
-fn cluster_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/redis_py_cluster.py")
-}
-
 fn redis_py_cluster_workload(cluster: &TestCluster) {
     let Some(python) = python() else {
         return;
@@ -518,79 +516,6 @@ fn the_slot_map_follows_a_new_leader_after_kill9() {
     let nodes_text = bulk_text(&parse(&call(last_addr, &["CLUSTER", "NODES"])));
     assert!(!nodes_text.contains("0-16383"), "{nodes_text}");
     done.store(true, Ordering::Release);
-}
-
-/// The redis-py writer of `redis_py_cluster.py writer`, running.
-struct Writer {
-    child: Child,
-    progress: PathBuf,
-    stop: PathBuf,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Writer {
-    fn start(python: &str, cluster: &TestCluster, dir: &Path) -> Writer {
-        let progress = dir.join("progress");
-        let stop = dir.join("stop");
-        let (out, err) = (dir.join("out"), dir.join("err"));
-        let child = Command::new(python)
-            .arg("-B")
-            .arg(cluster_script())
-            .arg("writer")
-            .arg(&progress)
-            .arg(&stop)
-            .args(cluster.client_addrs().iter().map(|a| a.to_string()))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .expect("run KETCH_PYTHON");
-        support::register_pid(child.id());
-        Writer {
-            child,
-            progress,
-            stop,
-            out,
-            err,
-        }
-    }
-
-    fn acked(&self) -> usize {
-        std::fs::read_to_string(&self.progress)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Asks it to stop and waits; its summary line.
-    fn stop(mut self, cluster: &TestCluster) -> String {
-        std::fs::write(&self.stop, b"").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the writer does not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        support::forget_pid(self.child.id());
-        let out = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-        assert!(
-            status.success(),
-            "writer: {status}\n{out}\n{err}\n{}",
-            cluster.logs()
-        );
-        out.trim().to_string()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Three real `redis-server --cluster-enabled yes`: the first owns every slot, the other

@@ -4,6 +4,8 @@
 //! Each test arms a watchdog that aborts the process if it runs past its bound. Reproduce one
 //! with `cargo test --release --test host_cluster <name> -- --nocapture`.
 
+#[path = "harness/ports.rs"]
+mod ports;
 #[path = "harness/watchdog.rs"]
 mod watchdog;
 use watchdog::watchdog;
@@ -101,15 +103,7 @@ impl Hosts {
         tune: impl Fn(&mut HostConfig) + Send + Sync + 'static,
     ) -> Hosts {
         let root = tempfile::tempdir().unwrap();
-        let listeners: Vec<_> = (0..count)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: BTreeMap<u64, SocketAddr> = listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
-            .collect();
-        drop(listeners);
+        let addrs = ports::node_addrs(count);
         let dirs = addrs
             .keys()
             .map(|id| (*id, root.path().join(format!("host-{id}"))))

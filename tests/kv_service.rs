@@ -7,6 +7,8 @@
 //! `redis-benchmark` against an in-process cluster and prints its report (no assertion on
 //! speed).
 
+#[path = "harness/ports.rs"]
+mod ports;
 #[path = "harness/seeded.rs"]
 mod seeded;
 #[path = "harness/set_outcomes.rs"]
@@ -38,15 +40,7 @@ struct KvCluster {
 impl KvCluster {
     fn start(size: u64, tweak: impl Fn(&mut ServiceConfig)) -> KvCluster {
         let root = tempfile::tempdir().unwrap();
-        let listeners: Vec<_> = (0..size)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let peers: BTreeMap<u64, SocketAddr> = listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
-            .collect();
-        drop(listeners);
+        let peers = ports::node_addrs(size);
         let mut services = BTreeMap::new();
         for (&id, &addr) in &peers {
             let mut node = NodeConfig::new(id, 11, peers.clone(), addr);
@@ -477,15 +471,7 @@ fn an_explicit_session_write_retried_on_another_node_applies_once() {
 fn a_restarted_cluster_keeps_data_and_sessions_through_snapshots() {
     let done = watchdog("restart", Duration::from_secs(180));
     let root = tempfile::tempdir().unwrap();
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let peers: BTreeMap<u64, SocketAddr> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
-        .collect();
-    drop(listeners);
+    let peers = ports::node_addrs(3);
     let start_all = || {
         let mut services = BTreeMap::new();
         for (&id, &addr) in &peers {

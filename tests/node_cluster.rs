@@ -4,6 +4,8 @@
 //! bound, so a hang fails loudly instead of blocking CI. Reproduce one with
 //! `cargo test --test node_cluster <name> -- --nocapture`.
 
+#[path = "harness/ports.rs"]
+mod ports;
 #[path = "harness/seeded.rs"]
 mod seeded;
 #[path = "harness/watchdog.rs"]
@@ -99,16 +101,7 @@ impl Cluster {
         election_timeout_ticks: Option<u32>,
     ) -> Cluster {
         let root = tempfile::tempdir().unwrap();
-        // Bind to port 0 to find free ports; std sets SO_REUSEADDR so they can be rebound.
-        let listeners: Vec<_> = (0..size)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let addrs: BTreeMap<u64, SocketAddr> = listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap()))
-            .collect();
-        drop(listeners);
+        let addrs = ports::node_addrs(size);
         let dirs = addrs
             .keys()
             .map(|id| (*id, root.path().join(format!("node-{id}"))))
@@ -163,9 +156,7 @@ impl Cluster {
     /// Reserves an address and a data directory for node `id`, to start later with
     /// `start_joining`.
     fn reserve(&mut self, id: u64) -> SocketAddr {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        let addr = ports::free_addr();
         self.addrs.insert(id, addr);
         let dir = self._root.path().join(format!("node-{id}"));
         self.dirs.insert(id, dir);
@@ -502,9 +493,7 @@ fn a_foreign_cluster_is_refused_at_the_handshake() {
     // A node claiming id 3 of another cluster dials everyone.
     let dir = tempfile::tempdir().unwrap();
     let mut addrs = cluster.addrs.clone();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let own = free.local_addr().unwrap();
-    drop(free);
+    let own = ports::free_addr();
     addrs.insert(3, own);
     let stranger = Node::start(
         NodeConfig::new(3, 999, addrs, own),

@@ -2,9 +2,12 @@
 //! them in its status, and its cluster keeps committing. Reproduce with
 //! `cargo test --release --test peer_input -- --nocapture`.
 
+#[path = "harness/ports.rs"]
+mod ports;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use ketch::node::{Node, NodeConfig, ProposeError, StateMachine};
@@ -103,15 +106,7 @@ fn propose(node: &Node, value: u64) {
 #[test]
 fn hostile_peer_input_is_refused_counted_and_the_cluster_keeps_committing() {
     let root = tempfile::tempdir().unwrap();
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let addrs: BTreeMap<u64, SocketAddr> = listeners
-        .iter()
-        .zip(1u64..)
-        .map(|(l, id)| (id, l.local_addr().unwrap()))
-        .collect();
-    drop(listeners);
+    let addrs = ports::node_addrs(3);
     let nodes: BTreeMap<u64, Node> = addrs
         .keys()
         .map(|id| {

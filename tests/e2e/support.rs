@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,11 @@ use ketch::client::{Client, ClientOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+#[path = "../harness/ports.rs"]
+mod ports;
 #[path = "../harness/watchdog.rs"]
 mod watchdog;
+pub use ports::free_consecutive_ports;
 use watchdog::watchdog_with;
 
 /// Pids of every child started by this test process, for the watchdog.
@@ -500,27 +503,6 @@ impl RawConnection {
     pub fn pending_input(&self) -> &[u8] {
         &self.input
     }
-}
-
-/// The first of `count` consecutive loopback ports that are free right now. They are taken
-/// from 20000..32000, below Linux's ephemeral range (32768..61000), so the kernel does not
-/// hand one of them to an outgoing connection meanwhile; at most 200 candidates are tried,
-/// from a pid-derived start so parallel test processes tend to differ.
-pub fn free_consecutive_ports(count: u16) -> u16 {
-    const FIRST: u16 = 20_000;
-    const SPAN: u16 = 12_000;
-    // Tests of one process run in parallel: each call starts further on.
-    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let call = CALLS.fetch_add(1, Ordering::Relaxed) % 64;
-    let start = ((std::process::id() % u32::from(SPAN)) as u16 + call * 181) % SPAN;
-    for attempt in 0..200u16 {
-        let base = FIRST + (start + attempt * 97) % (SPAN - count);
-        let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no {count} consecutive free ports found");
 }
 
 /// Registers a process this test did not spawn itself (e.g. a node started by `ketch
