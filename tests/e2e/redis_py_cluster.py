@@ -55,6 +55,12 @@ def workload(addrs, masters_expected=None):
         rc.close()
 
     rc = RedisCluster(startup_nodes=nodes(addrs), decode_responses=True)
+    # SCAN over every primary (each scans the slots it leads): every key once, in pages.
+    written = {f"py:{protocol}:{i}" for protocol in (3, 2) for i in range(300)}
+    scanned = list(rc.scan_iter(match="py:*", count=25))
+    assert set(scanned) == written, (len(scanned), len(written))
+    assert len(scanned) == len(written), f"{len(scanned) - len(written)} keys returned twice"
+    print(f"ok scan_iter returned the {len(written)} keys once each")
     rng = random.Random(7919)
     alphabet = "abcxyz019{}:._-"
     checked = 0

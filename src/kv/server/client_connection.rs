@@ -32,7 +32,7 @@ use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
 use super::config::ClusterMode;
 use super::config::ServerConfig;
-use super::fan_out::{fan_out, Combine, Lanes};
+use super::fan_out::{fan_out, Combine, Lanes, ScanCursor};
 use super::info::{
     info_text, with_keyspace, ErrorCounts, InfoInputs, InfoSections, ProcessFacts, ServerStats,
 };
@@ -147,6 +147,12 @@ enum Finish {
     /// A command sent to several lanes: the parts so far, then the combined reply is
     /// finished by `then` (see `fan_out`).
     Gather(Box<Gather>),
+    /// A `SCAN` page of `lane`: its cursor becomes the client's (see `fan_out`), then `then`.
+    Scan {
+        lane: usize,
+        next_lane: Option<usize>,
+        then: Box<Finish>,
+    },
 }
 
 /// The parts of a fanned-out command's reply.
@@ -182,6 +188,11 @@ impl Finish {
                 info_frame(text, *protocol)
             }
             Finish::Exec(exec) => exec.finish(reply),
+            Finish::Scan {
+                lane,
+                next_lane,
+                then,
+            } => then.apply(&ScanCursor::client_reply(*lane, *next_lane, reply)),
             Finish::Watch(_) => unreachable!("a WATCH reply is finished by its connection"),
             Finish::Gather(_) => unreachable!("a gathered reply is finished by its connection"),
         }
@@ -526,7 +537,7 @@ pub(super) fn dispatch(
                     conn.reply_error(&text);
                     return true;
                 }
-                if let Some((lanes, combine)) = fanned_out(conn, &request, batches) {
+                if let Some((lanes, combine)) = fanned_out(&request, batches) {
                     let targets = await_parts(conn, ctx.slot, &lanes, true, combine, finish);
                     for (lane, mut target) in lanes.into_iter().zip(targets) {
                         let write = conn.own_session_write(ctx.node_id, lane, operation.clone());
@@ -554,8 +565,13 @@ pub(super) fn dispatch(
             Err(text) => conn.reply_error(&text),
         },
         Kind::Read => match parse_read(&request) {
+            Ok(Some(_))
+                if batches.backend().lanes() > 1 && request[0].eq_ignore_ascii_case(b"SCAN") =>
+            {
+                scan_lanes(conn, &request, batches, ctx, finish);
+            }
             Ok(Some(query)) => {
-                if let Some((lanes, combine)) = fanned_out(conn, &request, batches) {
+                if let Some((lanes, combine)) = fanned_out(&request, batches) {
                     let targets = await_parts(conn, ctx.slot, &lanes, false, combine, finish);
                     for target in targets {
                         batches.add_read(&query, target);
@@ -772,26 +788,60 @@ fn led_lanes(backend: &dyn Backend) -> Vec<usize> {
 }
 
 /// With many lanes, the lanes a whole-keyspace command goes to and how its parts combine
-/// (see `fan_out`); `None` for any other command, or with one lane. One refused over many
-/// lanes is answered here, and comes back as [`Combine::Refused`] with no lanes, so that the
-/// caller sends nothing.
-fn fanned_out(
-    conn: &mut ClientConnection,
-    request: &Request,
-    batches: &Batches,
-) -> Option<(Vec<usize>, Combine)> {
+/// (see `fan_out`); `None` for any other command, or with one lane.
+fn fanned_out(request: &Request, batches: &Batches) -> Option<(Vec<usize>, Combine)> {
     let backend = batches.backend();
     if backend.lanes() == 1 {
         return None;
     }
     match fan_out(&request[0])? {
-        Ok((Lanes::Led, combine)) => Some((led_lanes(backend), combine)),
-        Ok((Lanes::All, combine)) => Some(((0..backend.lanes()).collect(), combine)),
-        Err(text) => {
-            conn.reply_error(text);
-            Some((Vec::new(), Combine::Refused))
-        }
+        (Lanes::Led, combine) => Some((led_lanes(backend), combine)),
+        (Lanes::All, combine) => Some(((0..backend.lanes()).collect(), combine)),
     }
+}
+
+/// `SCAN` with many lanes: one page of one lane this node leads, its cursor the client's
+/// (see `fan_out`). `request` has passed `parse_read`.
+fn scan_lanes(
+    conn: &mut ClientConnection,
+    request: &Request,
+    batches: &mut Batches,
+    ctx: &Context<'_>,
+    finish: Finish,
+) {
+    let backend = batches.backend();
+    let led = led_lanes(backend);
+    let cursor = std::str::from_utf8(&request[1])
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok());
+    let at = match cursor {
+        Some(0) => match led.first() {
+            Some(&lane) => ScanCursor { lane, hash: 0 },
+            None => {
+                // An empty master: a finished scan of nothing.
+                let reply = b"*2\r\n$1\r\n0\r\n*0\r\n";
+                return conn.reply(&finish.apply(reply));
+            }
+        },
+        Some(cursor) => match ScanCursor::decode(cursor).filter(|c| c.lane < backend.lanes()) {
+            Some(at) => at,
+            None => return conn.reply_error("ERR invalid cursor"),
+        },
+        None => return conn.reply_error("ERR invalid cursor"),
+    };
+    let next_lane = led.iter().copied().find(|&lane| lane > at.lane);
+    let mut lane_request = request.clone();
+    lane_request[1] = at.hash.to_string().into_bytes();
+    let Ok(Some(query)) = parse_read(&lane_request) else {
+        return unreachable_local(conn);
+    };
+    let finish = Finish::Scan {
+        lane: at.lane,
+        next_lane,
+        then: Box::new(finish),
+    };
+    let target = await_reply(conn, ctx.slot, at.lane, None, false, finish);
+    batches.add_read(&query, target);
 }
 
 /// Reserves the next reply slot for a command sent to `lanes`, one target per lane, whose
@@ -805,9 +855,6 @@ fn await_parts(
     combine: Combine,
     finish: Finish,
 ) -> Vec<Target> {
-    if combine == Combine::Refused {
-        return Vec::new();
-    }
     if lanes.is_empty() {
         let reply = combine.apply(&[]);
         match finish {

@@ -16,6 +16,13 @@
 //! attacker chooses can collide at will; a bucket of many keys is itself a `BTreeMap`, so
 //! collisions cost logarithmic time, and each such key still costs its client one write).
 //!
+//! A page also never splits a *window* of [`SCAN_WINDOW_BITS`] low hash bits: it ends only
+//! where the next hash is in another window than the last one visited. A cursor is then a
+//! multiple of the window size in all but its low bits that no key lies between, so a cursor
+//! with those bits dropped means the same keys. The sharded service uses the room for the
+//! lane (see `kv::server::fan_out`). With 64-bit hashes, two keys share a window about once
+//! in 2^53 pairs, so pages keep their size; keys made to share one only make a page longer.
+//!
 //! Point operations (every `GET` and `SET`) do not walk the tree: a `HashMap` from hash to
 //! bucket (std's SipHash, seeded per process, so keys an attacker chooses cannot pile up in
 //! one slot) finds the bucket in a probe or two, and the ordered set of hashes (`order`) is
@@ -188,6 +195,10 @@ pub struct Keyspace {
     /// (deadline, hash, key) of every volatile key.
     deadlines: BTreeSet<(u64, u64, Vec<u8>)>,
 }
+
+/// The low hash bits a `SCAN` page never splits (module docs): a returned cursor has no key
+/// between it and the start of its window.
+pub const SCAN_WINDOW_BITS: u32 = 11;
 
 /// One page of a `SCAN`.
 #[derive(Debug)]
@@ -364,16 +375,29 @@ impl Keyspace {
     /// Visits about `count` stored keys from `cursor` (see the module docs), returning the
     /// live ones and the cursor to continue from.
     pub fn scan(&self, cursor: u64, count: usize, now_ms: u64) -> ScanPage<'_> {
+        self.scan_in_windows(cursor, count, now_ms, SCAN_WINDOW_BITS)
+    }
+
+    fn scan_in_windows(
+        &self,
+        cursor: u64,
+        count: usize,
+        now_ms: u64,
+        window_bits: u32,
+    ) -> ScanPage<'_> {
         let mut keys = Vec::new();
         let mut visited = 0;
+        let mut last_window = None;
         for &hash in self.order.range(cursor..) {
             let bucket = self.bucket(hash);
-            if visited >= count.max(1) {
+            let window = hash >> window_bits;
+            if visited >= count.max(1) && last_window != Some(window) {
                 return ScanPage {
                     next_cursor: hash,
                     keys,
                 };
             }
+            last_window = Some(window);
             visited += bucket.len();
             keys.extend(bucket.iter().filter(|(_, entry)| entry.live_at(now_ms)));
         }
@@ -495,6 +519,57 @@ mod tests {
             assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
         }
         assert!(rounds >= 40, "{rounds} pages");
+    }
+
+    #[test]
+    fn a_cursor_without_its_window_bits_resumes_the_same_scan() {
+        let mut keys = Keyspace::default();
+        for i in 0..2000u32 {
+            keys.set(format!("w{i}").as_bytes(), string(b"v"), None, 1);
+        }
+        let (mut exact, mut dropped) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (0u64, 0u64);
+        loop {
+            let page = keys.scan(a, 7, 0);
+            exact.extend(page.keys.iter().map(|(k, _)| k.to_vec()));
+            a = page.next_cursor;
+            let page = keys.scan(b, 7, 0);
+            dropped.extend(page.keys.iter().map(|(k, _)| k.to_vec()));
+            b = page.next_cursor >> SCAN_WINDOW_BITS << SCAN_WINDOW_BITS;
+            assert_eq!(a >> SCAN_WINDOW_BITS, b >> SCAN_WINDOW_BITS);
+            if a == 0 {
+                break;
+            }
+        }
+        assert_eq!(exact, dropped);
+        assert_eq!(exact.len(), 2000, "every key once");
+    }
+
+    #[test]
+    fn a_page_ends_only_between_windows() {
+        // 16 windows (60 bits each) for 300 keys: a page runs on to the end of its window.
+        let mut keys = Keyspace::default();
+        for i in 0..300u32 {
+            keys.set(format!("c{i}").as_bytes(), string(b"v"), None, 1);
+        }
+        let (mut cursor, mut pages, mut seen) = (0, 0, 0);
+        loop {
+            let page = keys.scan_in_windows(cursor, 1, 0, 60);
+            pages += 1;
+            seen += page.keys.len();
+            let windows: Set<u64> = page.keys.iter().map(|(k, _)| key_hash(k) >> 60).collect();
+            assert_eq!(windows.len(), 1, "a page of COUNT 1 is one whole window");
+            cursor = page.next_cursor;
+            if cursor == 0 {
+                break;
+            }
+            assert!(
+                !windows.contains(&(cursor >> 60)),
+                "the next page starts a new window"
+            );
+        }
+        assert_eq!(seen, 300);
+        assert!(pages <= 16, "{pages} pages");
     }
 
     fn entry(revision: u64) -> Entry {
