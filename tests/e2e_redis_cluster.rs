@@ -417,7 +417,7 @@ fn redis_py_cluster_workload(cluster: &TestCluster) {
     let context = format!("redis-py workload:\n{}\n{}", run.stdout, run.stderr);
     assert!(run.status.success(), "{context}\n{}", cluster.logs());
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{context}");
+    assert_eq!(lines.len(), 5, "{context}");
     assert!(
         lines[0].starts_with("ok resp3 set/get/mget in "),
         "{context}"
@@ -426,9 +426,13 @@ fn redis_py_cluster_workload(cluster: &TestCluster) {
         lines[1].starts_with("ok resp2 set/get/mget in "),
         "{context}"
     );
-    assert_eq!(lines[2], "ok keyslot agrees for 1000 keys", "{context}");
     assert_eq!(
-        lines[3],
+        lines[2], "ok scan_iter returned the 600 keys once each",
+        "{context}"
+    );
+    assert_eq!(lines[3], "ok keyslot agrees for 1000 keys", "{context}");
+    assert_eq!(
+        lines[4],
         format!("ok one primary {}", cluster.node(leader).client_addr),
         "{context}"
     );

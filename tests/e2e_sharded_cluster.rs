@@ -12,7 +12,8 @@
 //!   forwards what it does not lead); `redis-cli -c` sets and gets through each node;
 //!   `redis-benchmark --cluster` (SET and GET, 20,000 requests, 20 clients) runs to the end
 //!   with no error; redis-py's `RedisCluster` runs `redis_py_cluster.py workload` and routes
-//!   slots to all three hosts, its three primaries.
+//!   slots to all three hosts, its three primaries; its `scan_iter` over them returns every
+//!   key once.
 //! - With `--cluster-mode redirect`, the Rust client (slot-aware) sets and reads back 500
 //!   keys of many slots with no `-MOVED` reaching the caller, and mostly without a retry;
 //!   `ketch admin shards` lists the 16 ranges, each with a leader.
@@ -627,7 +628,7 @@ fn redis_py_cluster_workload(cluster: &TestCluster) {
     let context = format!("redis-py workload:\n{}\n{}", run.stdout, run.stderr);
     assert!(run.status.success(), "{context}\n{}", cluster.logs());
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{context}");
+    assert_eq!(lines.len(), 5, "{context}");
     assert!(
         lines[0].starts_with("ok resp3 set/get/mget in "),
         "{context}"
@@ -636,7 +637,11 @@ fn redis_py_cluster_workload(cluster: &TestCluster) {
         lines[1].starts_with("ok resp2 set/get/mget in "),
         "{context}"
     );
-    assert_eq!(lines[2], "ok keyslot agrees for 1000 keys", "{context}");
+    assert_eq!(
+        lines[2], "ok scan_iter returned the 600 keys once each",
+        "{context}"
+    );
+    assert_eq!(lines[3], "ok keyslot agrees for 1000 keys", "{context}");
     // Each host masters ranges in redis-py's routing table, and is one of its primaries (the
     // nodes it sends DBSIZE, KEYS and SCAN to), though it also replicates other ranges.
     let mut addrs: Vec<String> = cluster
@@ -646,7 +651,7 @@ fn redis_py_cluster_workload(cluster: &TestCluster) {
         .collect();
     addrs.sort();
     assert_eq!(
-        lines[3],
+        lines[4],
         format!("ok 3 slot masters, the primaries: {}", addrs.join(" ")),
         "{context}"
     );
