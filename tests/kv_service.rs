@@ -1,4 +1,5 @@
-//! Three-node key-value clusters (`KvService`) in one process, spoken to over RESP2 (and, in
+//! Three-node key-value clusters (`KvService`, and `ShardedService` in the last test) in one
+//! process, spoken to over RESP2 (and, in
 //! the last section, RESP3 after `HELLO 3`) with plain `std::net::TcpStream`s: every reply is
 //! checked byte for byte.
 //!
@@ -26,8 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ketch::kv::cluster::key_slot;
 use ketch::kv::resp::{encode_request, Frame, Limits, Reply, ReplyParser, Resp3Parser};
-use ketch::kv::{KvService, ServiceConfig, SessionId};
+use ketch::kv::sharded::{replace_command, RoutingTable, META_GROUP};
+use ketch::kv::{KvService, ServiceConfig, SessionId, ShardedService};
 use ketch::node::NodeConfig;
 use ketch::raft::Role;
 use ketch_storage::FaultInjector;
@@ -1367,4 +1370,152 @@ fn hashes_written_through_a_follower_read_alike_on_every_node() {
     }
     cluster.shutdown();
     done.store(true, Ordering::Release);
+}
+
+/// A key in range `range` of `table`.
+fn key_in_range(table: &RoutingTable, range: usize, tag: &str) -> String {
+    let route = &table.ranges()[range];
+    (0..)
+        .map(|i| format!("{tag}{i}"))
+        .find(|key| (route.first..=route.last).contains(&key_slot(key.as_bytes())))
+        .expect("some key hashes into every range")
+}
+
+/// Replaces the routing table through the meta group (proposed on `service`'s host, which
+/// forwards to the meta group's leader), then waits until every node routes by it.
+fn replace_table(services: &BTreeMap<u64, ShardedService>, next: &RoutingTable) {
+    let service = services.values().next().unwrap();
+    let meta = service.host().group(META_GROUP).expect("the meta group");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = service.routing_table().epoch();
+        match meta.propose(replace_command(seen, next)) {
+            Ok(reply) => {
+                assert_eq!(reply, b"+OK\r\n", "{}", String::from_utf8_lossy(&reply));
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "meta proposal: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while services.values().any(|s| *s.routing_table() != *next) {
+        assert!(
+            Instant::now() < deadline,
+            "a node did not apply the new table"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The routing table through the meta group, and the range check that keeps a stale table
+/// from ever being served: a table naming another group for a range, or another epoch, gets
+/// `-TRYAGAIN` (not applied) for that range's keys from every node, and keys of other ranges
+/// go on being served; once the table is right again, the range's keys are as they were.
+#[test]
+fn a_route_the_range_group_does_not_hold_is_refused_never_served() {
+    let _watchdog = watchdog("stale_route", Duration::from_secs(120));
+    let root = tempfile::tempdir().unwrap();
+    let peers = ports::node_addrs(3);
+    let mut services = BTreeMap::new();
+    for (&id, &addr) in &peers {
+        let mut node = NodeConfig::new(id, 12, peers.clone(), addr);
+        node.raft.election_timeout_ticks = 100;
+        let config = ServiceConfig::new(
+            node,
+            root.path().join(format!("node-{id}")),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        services.insert(id, ShardedService::start(config, 4).unwrap());
+    }
+    let bootstrap = (*services[&1].routing_table()).clone();
+    assert_eq!(bootstrap.epoch(), 1);
+    assert_eq!(bootstrap.ranges().len(), 4);
+    let (k0, k1) = (
+        key_in_range(&bootstrap, 0, "a"),
+        key_in_range(&bootstrap, 1, "b"),
+    );
+    let mut clients: Vec<Client> = services
+        .values()
+        .map(|s| Client::connect(s.client_addr()))
+        .collect();
+    assert_eq!(clients[0].call_retrying(&["SET", &k0, "before"]), "+OK\r\n");
+    assert_eq!(clients[1].call_retrying(&["SET", &k1, "one"]), "+OK\r\n");
+
+    // Range 0 named as group 2's (group 2 serves range 1), and then at an epoch range 0's
+    // group is not at: both stale, both refused.
+    let mut wrong_group = bootstrap.ranges().to_vec();
+    wrong_group[0].group = 2;
+    wrong_group[1].group = 1;
+    let mut wrong_epoch = bootstrap.ranges().to_vec();
+    wrong_epoch[0].epoch = 2;
+    for (epoch, ranges) in [(2, wrong_group), (3, wrong_epoch)] {
+        replace_table(&services, &RoutingTable::new(epoch, ranges).unwrap());
+        let mut stale: Vec<Vec<&str>> = vec![vec!["GET", &k0], vec!["SET", &k0, "after"]];
+        if epoch == 2 {
+            // Range 1 named as group 1's, which serves range 0.
+            stale.push(vec!["GET", &k1]);
+        }
+        for client in &mut clients {
+            for command in &stale {
+                let answer = client.call(command);
+                assert!(
+                    answer.starts_with("-TRYAGAIN not applied: this group serves slots"),
+                    "table epoch {epoch}: {command:?} answered {answer:?}"
+                );
+            }
+            assert_eq!(
+                client.call(&["CLUSTER", "KEYSLOT", &k0]).as_bytes()[0],
+                b':'
+            );
+        }
+        // A range the table still has right is served (range 2's keys).
+        let k2 = key_in_range(&bootstrap, 2, &format!("c{epoch}"));
+        assert_eq!(clients[2].call_retrying(&["SET", &k2, "x"]), "+OK\r\n");
+    }
+
+    // The table right again: the refused SET never applied.
+    let mut back = bootstrap.ranges().to_vec();
+    back[0].epoch = 1;
+    replace_table(&services, &RoutingTable::new(4, back).unwrap());
+    for client in &mut clients {
+        assert_eq!(client.call_retrying(&["GET", &k0]), "$6\r\nbefore\r\n");
+        assert_eq!(client.call_retrying(&["GET", &k1]), "$3\r\none\r\n");
+    }
+    // A change decided on an old epoch is refused by the meta group.
+    let meta = services[&1].host().group(META_GROUP).unwrap();
+    let stale = meta
+        .propose(replace_command(
+            1,
+            &RoutingTable::new(5, bootstrap.ranges().to_vec()).unwrap(),
+        ))
+        .unwrap();
+    assert!(stale.starts_with(b"-ERR routing table change decided on epoch 1"));
+    // Each host's table survives a restart (from the meta group's log).
+    for (id, service) in std::mem::take(&mut services) {
+        service
+            .shutdown()
+            .unwrap_or_else(|e| panic!("node {id}: {e}"));
+    }
+    for (&id, &addr) in &peers {
+        let mut node = NodeConfig::new(id, 12, peers.clone(), addr);
+        node.raft.election_timeout_ticks = 100;
+        let config = ServiceConfig::new(
+            node,
+            root.path().join(format!("node-{id}")),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        services.insert(id, ShardedService::start(config, 4).unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while services.values().any(|s| s.routing_table().epoch() != 4) {
+        assert!(Instant::now() < deadline, "the table did not come back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut client = Client::connect(services[&2].client_addr());
+    assert_eq!(client.call_retrying(&["GET", &k0]), "$6\r\nbefore\r\n");
+    for (id, service) in services {
+        service
+            .shutdown()
+            .unwrap_or_else(|e| panic!("node {id}: {e}"));
+    }
 }

@@ -125,7 +125,7 @@ fn run(backend: &dyn Backend, stop: &(Mutex<bool>, Condvar)) {
                 }
                 done_flag.store(false, Ordering::Release);
             };
-            backend.submit(index, reclaim_batch(), Box::new(done));
+            backend.submit(index, None, reclaim_batch(), Box::new(done));
         }
     }
 }

@@ -6,7 +6,10 @@
 //! batch is one log entry or one ReadIndex round of one group, never of several.
 //!
 //! A request's lane follows from its keys' hash slot (`request_slot`); a request without keys
-//! goes to lane 0 unless it is answered over every lane.
+//! goes to lane 0 unless it is answered over every lane. A route also names the slot range and
+//! range epoch it followed ([`RangeCheck`]), which travel with the batch, so that a group whose
+//! range is not that one (it changed after the route was taken) refuses it (see
+//! `kv::sharded`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +25,35 @@ pub type ReadDone = Box<dyn FnOnce(Result<Vec<u8>, ReadError>) + Send>;
 /// Where an admin change's result goes.
 pub type ChangeDone = Box<dyn FnOnce(Result<(), ChangeError>) + Send>;
 
+/// The slot range a route went to, at its epoch: the lane's group serves the batch only if
+/// that is its own range at its own epoch (see `kv::sharded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeCheck {
+    /// The range's first slot.
+    pub first: u16,
+    /// The range's last slot.
+    pub last: u16,
+    /// The range's epoch (>= 1).
+    pub epoch: u64,
+}
+
+/// Where the requests for one slot go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneRoute {
+    /// The lane.
+    pub lane: usize,
+    /// What the lane's group checks; `None`: nothing (one group holds every slot, or a
+    /// command without keys).
+    pub check: Option<RangeCheck>,
+}
+
+impl LaneRoute {
+    /// Lane `lane`, unchecked.
+    pub fn unchecked(lane: usize) -> LaneRoute {
+        LaneRoute { lane, check: None }
+    }
+}
+
 /// The replicas a RESP server serves (module docs). Lanes are numbered from 0.
 pub trait Backend: Send + Sync + 'static {
     /// This node's (host's) id.
@@ -30,12 +62,14 @@ pub trait Backend: Send + Sync + 'static {
     fn cluster_id(&self) -> u64;
     /// How many lanes (groups) there are: at least 1.
     fn lanes(&self) -> usize;
-    /// The lane that holds the keys of hash slot `slot` (below 16,384).
-    fn lane_of_slot(&self, slot: u16) -> usize;
-    /// Proposes a write batch to lane `lane`'s group.
-    fn submit(&self, lane: usize, batch: Vec<u8>, done: ProposeDone);
-    /// Runs a query batch on lane `lane`'s group, linearizably.
-    fn read(&self, lane: usize, batch: Vec<u8>, done: ReadDone);
+    /// The lane that holds the keys of hash slot `slot` (below 16,384), with the epoch of
+    /// that route.
+    fn route_slot(&self, slot: u16) -> LaneRoute;
+    /// Proposes a write batch to lane `lane`'s group, whose commands followed a route with
+    /// `check` (`None`: unchecked).
+    fn submit(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ProposeDone);
+    /// Runs a query batch on lane `lane`'s group, linearizably (`check` as for `submit`).
+    fn read(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ReadDone);
     /// Where this node stands, for `INFO` and `KETCH.MEMBERS`.
     fn status(&self) -> NodeStatus;
     /// True if this node leads at least one group (`INFO`'s and `ROLE`'s master).
@@ -69,17 +103,25 @@ impl Backend for Node {
         1
     }
 
-    fn lane_of_slot(&self, _slot: u16) -> usize {
-        0
+    fn route_slot(&self, _slot: u16) -> LaneRoute {
+        LaneRoute::unchecked(0)
     }
 
-    fn submit(&self, lane: usize, batch: Vec<u8>, done: ProposeDone) {
-        debug_assert_eq!(lane, 0, "a node has one lane");
+    fn submit(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ProposeDone) {
+        debug_assert_eq!(
+            (lane, check),
+            (0, None),
+            "a node has one lane, never checked"
+        );
         self.submit_with(batch, done);
     }
 
-    fn read(&self, lane: usize, batch: Vec<u8>, done: ReadDone) {
-        debug_assert_eq!(lane, 0, "a node has one lane");
+    fn read(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ReadDone) {
+        debug_assert_eq!(
+            (lane, check),
+            (0, None),
+            "a node has one lane, never checked"
+        );
         self.read_with(batch, done);
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
-use super::backend::Backend;
+use super::backend::{Backend, RangeCheck};
 use super::config::ServerConfig;
 use super::error_reply::{propose_error_text, read_error_text};
 use crate::kv::admin::{change_reply, AdminCommand};
@@ -32,6 +32,8 @@ use crate::node::ChangeError;
 pub(super) struct Target {
     /// The lane (group) the command goes to.
     pub(super) lane: usize,
+    /// What the lane's group checks of its route (see `backend::LaneRoute`).
+    pub(super) check: Option<RangeCheck>,
     pub(super) slot: usize,
     pub(super) generation: u64,
     pub(super) reply_no: u64,
@@ -97,11 +99,13 @@ trait BatchEncoder: Sized {
     fn open(clock_ms: u64) -> Self;
     fn push(&mut self, command: &Self::Command<'_>);
     fn encoded_bytes(&self) -> usize;
-    /// Hands the batch to lane `lane` of `backend`; `done` gets its result.
+    /// Hands the batch to lane `lane` of `backend`, its routes' `check` with it; `done` gets
+    /// its result.
     fn send(
         self,
         backend: &dyn Backend,
         lane: usize,
+        check: Option<RangeCheck>,
         done: impl FnOnce(BatchResult) + Send + 'static,
     );
 }
@@ -128,12 +132,13 @@ impl BatchEncoder for WriteBatchEncoder {
         self,
         backend: &dyn Backend,
         lane: usize,
+        check: Option<RangeCheck>,
         done: impl FnOnce(BatchResult) + Send + 'static,
     ) {
         let done = move |result: Result<Vec<u8>, _>| {
             done(result.map_err(|e| propose_error_text(&e)));
         };
-        backend.submit(lane, self.finish(), Box::new(done));
+        backend.submit(lane, check, self.finish(), Box::new(done));
     }
 }
 
@@ -157,12 +162,13 @@ impl BatchEncoder for QueryBatchEncoder {
         self,
         backend: &dyn Backend,
         lane: usize,
+        check: Option<RangeCheck>,
         done: impl FnOnce(BatchResult) + Send + 'static,
     ) {
         let done = move |result: Result<Vec<u8>, _>| {
             done(result.map_err(|e| read_error_text(&e)));
         };
-        backend.read(lane, self.finish(), Box::new(done));
+        backend.read(lane, check, self.finish(), Box::new(done));
     }
 }
 
@@ -171,6 +177,21 @@ impl BatchEncoder for QueryBatchEncoder {
 struct OpenBatch<E> {
     encoder: E,
     targets: Vec<Target>,
+    /// What the group checks of its commands' routes (`None` while no command is checked):
+    /// one per batch, since the group checks the batch whole.
+    check: Option<RangeCheck>,
+}
+
+impl<E> OpenBatch<E> {
+    /// True if a command routed with `check` cannot join this batch (a route of another
+    /// range or epoch: the table changed between the two).
+    fn other_route(open: &Option<Self>, check: Option<RangeCheck>) -> bool {
+        open.as_ref().is_some_and(|batch| batch.conflicts(check))
+    }
+
+    fn conflicts(&self, check: Option<RangeCheck>) -> bool {
+        check.is_some() && self.check.is_some() && self.check != check
+    }
 }
 
 impl<E: BatchEncoder> OpenBatch<E> {
@@ -185,7 +206,12 @@ impl<E: BatchEncoder> OpenBatch<E> {
         let batch = open.get_or_insert_with(|| OpenBatch {
             encoder: E::open(Clock::with_offset_ms(config.clock_offset_ms).now_ms()),
             targets: Vec::with_capacity(64),
+            check: None,
         });
+        debug_assert!(!batch.conflicts(target.check));
+        if target.check.is_some() {
+            batch.check = target.check;
+        }
         batch.encoder.push(command);
         batch.targets.push(target);
         batch.targets.len() >= config.batch_commands_max.min(E::COMMANDS_MAX as usize)
@@ -248,7 +274,8 @@ impl Batches {
         // node's entry limit), never the cap plus a large write.
         if self.lanes[lane].writes.as_ref().is_some_and(|open| {
             open.encoder.encoded_bytes() + write.encoded_bytes() > self.config.batch_bytes_max
-        }) {
+        }) || OpenBatch::other_route(&self.lanes[lane].writes, target.check)
+        {
             self.submit_lane_writes(lane);
         }
         if OpenBatch::add(&mut self.lanes[lane].writes, write, target, &self.config) {
@@ -258,6 +285,9 @@ impl Batches {
 
     pub(super) fn add_read(&mut self, query: &Query<'_>, target: Target) {
         let lane = target.lane;
+        if OpenBatch::other_route(&self.lanes[lane].reads, target.check) {
+            self.submit_lane_reads(lane);
+        }
         if OpenBatch::add(&mut self.lanes[lane].reads, query, target, &self.config) {
             self.submit_lane_reads(lane);
         }
@@ -291,7 +321,7 @@ impl Batches {
 
     fn submit<E: BatchEncoder>(&mut self, lane: usize, batch: OpenBatch<E>) {
         let done = self.register_batch(batch.targets);
-        batch.encoder.send(&*self.backend, lane, done);
+        batch.encoder.send(&*self.backend, lane, batch.check, done);
     }
 
     /// Sends a membership change or transfer to the node; its reply is one result.

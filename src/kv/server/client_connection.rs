@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::auth::{admit, ConnectionAuth};
-use super::backend::Backend;
+use super::backend::{Backend, LaneRoute};
 use super::batching::{Batches, Target};
 use super::client_stream::ClientStream;
 use super::command_table::reply_shape;
@@ -487,8 +487,8 @@ pub(super) fn dispatch(
         return !conn.closing;
     }
     let control = Control::of(&request[0], conn.tx.in_multi());
-    let lane = match route(conn, control, &request, batches) {
-        Ok(lane) => lane,
+    let route = match route(conn, control, &request, batches) {
+        Ok(route) => route,
         Err(text) => {
             // As a queued command's other errors: the transaction is then refused at EXEC.
             conn.tx.mark_refused();
@@ -519,7 +519,7 @@ pub(super) fn dispatch(
     }
     conn.state.note_command(&request);
     if let Some(control) = control {
-        transaction_control(conn, control, lane, &request, batches, ctx);
+        transaction_control(conn, control, route, &request, batches, ctx);
         if matches!(control, Control::Exec | Control::Discard | Control::Unwatch) {
             conn.tx_slot = None;
         }
@@ -546,8 +546,8 @@ pub(super) fn dispatch(
                     }
                     return true;
                 }
-                let write = conn.own_session_write(ctx.node_id, lane, operation);
-                let target = await_reply(conn, ctx.slot, lane, Some(write.seq), true, finish);
+                let write = conn.own_session_write(ctx.node_id, route.lane, operation);
+                let target = await_reply(conn, ctx.slot, route, Some(write.seq), true, finish);
                 batches.add_write(&write, target);
             }
             Ok(None) => unreachable_local(conn),
@@ -559,7 +559,7 @@ pub(super) fn dispatch(
                     conn.reply_error(&text);
                     return true;
                 }
-                let target = await_reply(conn, ctx.slot, lane, None, true, finish);
+                let target = await_reply(conn, ctx.slot, route, None, true, finish);
                 batches.add_write(&write, target);
             }
             Err(text) => conn.reply_error(&text),
@@ -578,7 +578,7 @@ pub(super) fn dispatch(
                     }
                     return true;
                 }
-                let target = await_reply(conn, ctx.slot, lane, None, false, finish);
+                let target = await_reply(conn, ctx.slot, route, None, false, finish);
                 batches.add_read(&query, target);
             }
             Ok(None) => unreachable_local(conn),
@@ -596,7 +596,7 @@ pub(super) fn dispatch(
                     }
                 }
                 Ok(command) => {
-                    let target = await_reply(conn, ctx.slot, lane, None, true, finish);
+                    let target = await_reply(conn, ctx.slot, route, None, true, finish);
                     batches.submit_admin(command, target);
                 }
                 Err(text) => conn.reply_error(&text),
@@ -668,7 +668,8 @@ fn local(
                     protocol,
                 };
                 if backend.lanes() == 1 {
-                    let target = await_reply(conn, ctx.slot, 0, None, false, finish);
+                    let target =
+                        await_reply(conn, ctx.slot, LaneRoute::unchecked(0), None, false, finish);
                     batches.add_read(&Query::KeyspaceCounts, target);
                 } else {
                     let lanes = led_lanes(backend);
@@ -695,7 +696,7 @@ fn local(
 fn transaction_control(
     conn: &mut ClientConnection,
     control: Control,
-    lane: usize,
+    route: LaneRoute,
     request: &Request,
     batches: &mut Batches,
     ctx: &Context<'_>,
@@ -710,7 +711,7 @@ fn transaction_control(
             let target = await_reply(
                 conn,
                 ctx.slot,
-                lane,
+                route,
                 None,
                 false,
                 Finish::Watch(keys.clone()),
@@ -718,11 +719,11 @@ fn transaction_control(
             batches.add_read(&query, target);
         }
         ControlStep::Propose(plan, reply) => {
-            let write = conn.own_session_write(ctx.node_id, lane, plan.operation());
+            let write = conn.own_session_write(ctx.node_id, route.lane, plan.operation());
             let target = await_reply(
                 conn,
                 ctx.slot,
-                lane,
+                route,
                 Some(write.seq),
                 true,
                 Finish::Exec(reply),
@@ -743,18 +744,20 @@ fn route(
     control: Option<Control>,
     request: &Request,
     batches: &Batches,
-) -> Result<usize, String> {
+) -> Result<LaneRoute, String> {
     let backend = batches.backend();
     if backend.lanes() == 1 {
-        return Ok(0);
+        return Ok(LaneRoute::unchecked(0));
     }
     let in_transaction = conn.tx.in_multi() || control == Some(Control::Watch);
     let slot = match request_slot(request) {
         RequestSlot::CrossSlot => return Err(CROSSSLOT_ERROR.to_string()),
         RequestSlot::NoKeys if control == Some(Control::Exec) => {
-            return Ok(conn.tx_slot.map_or(0, |slot| backend.lane_of_slot(slot)));
+            return Ok(conn
+                .tx_slot
+                .map_or(LaneRoute::unchecked(0), |slot| backend.route_slot(slot)));
         }
-        RequestSlot::NoKeys => return Ok(0),
+        RequestSlot::NoKeys => return Ok(LaneRoute::unchecked(0)),
         RequestSlot::Slot(slot) => slot,
     };
     if in_transaction {
@@ -763,15 +766,17 @@ fn route(
             _ => conn.tx_slot = Some(slot),
         }
     }
-    let lane = backend.lane_of_slot(slot);
+    let route = backend.route_slot(slot);
     let config = batches.config();
     if config.cluster_mode == ClusterMode::Redirect {
-        let leader = backend.lane_leader(lane).filter(|&id| id != backend.id());
+        let leader = backend
+            .lane_leader(route.lane)
+            .filter(|&id| id != backend.id());
         if let Some(addr) = leader.and_then(|id| config.cluster_client_addrs.get(&id)) {
             return Err(format!("MOVED {slot} {addr}"));
         }
     }
-    Ok(lane)
+    Ok(route)
 }
 
 fn unreachable_local(conn: &mut ClientConnection) {
@@ -840,7 +845,15 @@ fn scan_lanes(
         next_lane,
         then: Box::new(finish),
     };
-    let target = await_reply(conn, ctx.slot, at.lane, None, false, finish);
+    // A whole lane's keys, whatever their slots: unchecked, as a keyless command.
+    let target = await_reply(
+        conn,
+        ctx.slot,
+        LaneRoute::unchecked(at.lane),
+        None,
+        false,
+        finish,
+    );
     batches.add_read(&query, target);
 }
 
@@ -872,7 +885,7 @@ fn await_parts(
     let first = await_reply(
         conn,
         slot,
-        lanes[0],
+        LaneRoute::unchecked(lanes[0]),
         None,
         write,
         Finish::Gather(Box::new(gather)),
@@ -893,7 +906,7 @@ fn await_parts(
 fn await_reply(
     conn: &mut ClientConnection,
     slot: usize,
-    lane: usize,
+    route: LaneRoute,
     seq: Option<u64>,
     write: bool,
     finish: Finish,
@@ -911,7 +924,8 @@ fn await_reply(
         (other, _) => unreachable!("dispatch defers conflicting commands, had {other:?}"),
     };
     Target {
-        lane,
+        lane: route.lane,
+        check: route.check,
         slot,
         generation: conn.generation,
         reply_no,

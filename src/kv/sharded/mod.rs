@@ -25,20 +25,38 @@
 //!
 //! # The routing table
 //!
-//! The ranges follow from N alone, the same on every host; N is recorded in the data
+//! Which group serves which range, on which hosts, at which range epoch ([`RoutingTable`]),
+//! is the state of the meta group ([`META_GROUP`], a voting replica on every host,
+//! [`MetaStateMachine`]): every host learns the same table through its log. It starts as the
+//! split of the slots into N equal ranges, each at epoch 1; N is recorded in the data
 //! directory (`shards` file) at the first start, and a restart with another N is refused, so
-//! every host always computes the same table. Ranges do not move yet; when they do (splits,
-//! moves), the table becomes a replicated one with an epoch.
+//! every replica starts from the same table. The server routes by its host's replica's copy.
+//!
+//! That copy may lag the log. Each range group therefore holds its own range and epoch in its
+//! replicated state ([`RangeMachine`]), every batch carries the range and epoch of the route
+//! it followed, and a group refuses, whole and alike on every replica, a batch whose route is
+//! not its own range at its own epoch: `-TRYAGAIN` (not applied), which Redis clients retry.
+//! A stale route is never served. Ranges do not change yet (no split or move issues a table
+//! change); when they do, the change is one entry in the range's log (its new bounds and
+//! epoch) and one compare-and-set of the table in the meta group.
 //!
 //! # Not yet
 //!
 //! Membership changes and `KETCH.TRANSFER` are refused (every group has a replica on every
 //! host given at bootstrap); `--join` and lease reads are refused at start.
 
+mod meta_machine;
+mod range_machine;
+mod routing_table;
 mod shard_groups;
+mod shard_machine;
 mod slot_ranges;
 
+pub use meta_machine::{replace_command, MetaStateMachine, SharedTable};
+pub use range_machine::{OwnedRange, RangeMachine, GUARD};
+pub use routing_table::{RangeRoute, RoutingTable, TableError, META_GROUP};
 pub use shard_groups::{ShardGroups, REFRESH_INTERVAL};
+pub use shard_machine::ShardMachine;
 pub use slot_ranges::{SlotRanges, SHARDS_MAX};
 
 use std::net::SocketAddr;
@@ -52,7 +70,7 @@ use super::reclaim::Reclaimer;
 use super::server::Server;
 use super::service::{bind_clients, leader_stamp, ServiceConfig, ServiceError};
 use super::state::{KvStateMachine, MAX_VALUE_BYTES_MAX};
-use crate::node::{GroupId, Host, HostConfig, NodeConfig, NodeError};
+use crate::node::{GroupId, Host, HostConfig, NodeConfig, NodeError, ProposalStamp};
 
 /// The file in the data directory that holds the number of shards.
 pub const SHARDS_FILE: &str = "shards";
@@ -162,9 +180,10 @@ impl ShardedService {
             ))));
         }
         config.node.max_proposal_bytes = config.server.max_entry_bytes() as u64;
-        config.node.proposal_stamp = Some(leader_stamp(Clock::with_offset_ms(
-            config.server.clock_offset_ms,
-        )));
+        let stamp = leader_stamp(Clock::with_offset_ms(config.server.clock_offset_ms));
+        config.node.proposal_stamp = Some(ProposalStamp(Arc::new(move |batch: &mut [u8]| {
+            range_machine::stamp_guarded(batch, |inner| (stamp.0)(inner))
+        })));
         let host_config =
             host_config(&config.node).map_err(|m| ServiceError::Node(NodeError::Config(m)))?;
         check_shards_file(&config.data_dir, shards)?;
@@ -172,22 +191,42 @@ impl ShardedService {
         let hosts = config.node.peers.clone();
         let voters: Vec<_> = hosts.keys().copied().collect();
         let sessions = config.sessions;
-        let host = Host::start(host_config, &config.data_dir, move |_group: GroupId| {
-            KvStateMachine::new(sessions).with_max_value_bytes(max_value_bytes)
+        let bootstrap = RoutingTable::bootstrap(ranges, &voters);
+        let table = SharedTable::new(bootstrap.clone());
+        let factory_table = table.clone();
+        let host = Host::start(host_config, &config.data_dir, move |group: GroupId| {
+            if group == META_GROUP {
+                return ShardMachine::Meta(MetaStateMachine::new(
+                    bootstrap.clone(),
+                    factory_table.clone(),
+                ));
+            }
+            // A group starts with its range in the bootstrap table; its snapshot, once it
+            // has one, carries its range from then on.
+            let range = bootstrap.range_of_group(group).map(|route| OwnedRange {
+                first: route.first,
+                last: route.last,
+                epoch: route.epoch,
+            });
+            let kv = KvStateMachine::new(sessions).with_max_value_bytes(max_value_bytes);
+            ShardMachine::Range(RangeMachine::new(range, kv))
         })
         .map_err(ServiceError::Node)?;
         let mut groups = Vec::with_capacity(usize::from(shards));
-        for shard in 0..shards {
-            match host.create_group(GroupId::from(shard) + 1, &voters) {
-                Ok(group) => groups.push(group),
-                Err(e) => {
-                    let _ = host.shutdown();
-                    return Err(ServiceError::Node(e));
-                }
+        let created = host.create_group(META_GROUP, &voters).and_then(|_| {
+            for shard in 0..shards {
+                groups.push(host.create_group(GroupId::from(shard) + 1, &voters)?);
             }
+            Ok(())
+        });
+        if let Err(e) = created {
+            let _ = host.shutdown();
+            return Err(ServiceError::Node(e));
         }
         let cluster_id = config.node.cluster_id;
-        let groups = Arc::new(ShardGroups::new(host, cluster_id, ranges, groups, hosts));
+        let groups = Arc::new(ShardGroups::new(
+            host, cluster_id, ranges, table, groups, hosts,
+        ));
         let stop_all = |groups: Arc<ShardGroups>| {
             if let Ok(groups) = Arc::try_unwrap(groups) {
                 let _ = groups.into_host().shutdown();
@@ -252,6 +291,12 @@ impl ShardedService {
     /// The slot ranges the groups serve (group `i + 1` serves range `i`).
     pub fn ranges(&self) -> SlotRanges {
         self.groups.ranges()
+    }
+
+    /// The routing table as this host's meta replica last applied it (what the server
+    /// routes by).
+    pub fn routing_table(&self) -> Arc<RoutingTable> {
+        self.groups.table()
     }
 
     /// Stops the reclaimer, the RESP server (closing client connections), the refresh

@@ -21,12 +21,16 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::meta_machine::SharedTable;
+use super::range_machine::guard;
+use super::routing_table::RoutingTable;
 use super::slot_ranges::SlotRanges;
 use crate::kv::cluster::view::{ClusterNode, ShardView};
 use crate::kv::cluster::{ClusterView, NodeName};
-use crate::kv::server::{Backend, ChangeDone, ProposeDone, ReadDone};
+use crate::kv::server::{Backend, ChangeDone, LaneRoute, ProposeDone, RangeCheck, ReadDone};
 use crate::node::{
-    ChangeError, Group, GroupStatus, Host, HostStatus, MemberStatus, NodeStatus, WriterStats,
+    ChangeError, Group, GroupId, GroupStatus, Host, HostStatus, MemberStatus, NodeStatus,
+    WriterStats,
 };
 use crate::raft::{ConfChange, Membership, NodeId, Role};
 
@@ -36,11 +40,17 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_millis(25);
 /// How long after start a leader may still be handed to its preferred host.
 const PLACEMENT_WINDOW: Duration = Duration::from_secs(30);
 
-/// The host, its shard groups (group `i + 1` serves range `i`) and their last statuses.
+/// The epoch of a route to a group this host does not hold: no range has it, so the batch is
+/// refused (`range_machine`), never served by the wrong group.
+const NO_SUCH_EPOCH: u64 = u64::MAX;
+
+/// The host, its shard groups (group `i + 1` serves range `i`, lane `i`), the routing table
+/// its meta replica applied, and the groups' last statuses.
 pub struct ShardGroups {
     host: Host,
     cluster_id: u64,
     ranges: SlotRanges,
+    table: SharedTable,
     groups: Vec<Group>,
     /// Every host, by id, with its peer address.
     hosts: BTreeMap<NodeId, SocketAddr>,
@@ -55,14 +65,19 @@ struct Statuses {
 }
 
 impl ShardGroups {
-    /// Wraps `host`, whose groups `groups` serve `ranges` in order.
+    /// Wraps `host`, whose groups `groups` serve `ranges` in order (lane `i` is group
+    /// `i + 1`), routing by `table`.
     pub fn new(
         host: Host,
         cluster_id: u64,
         ranges: SlotRanges,
+        table: SharedTable,
         groups: Vec<Group>,
         hosts: BTreeMap<NodeId, SocketAddr>,
     ) -> ShardGroups {
+        for (lane, group) in groups.iter().enumerate() {
+            assert_eq!(group.id(), lane as u64 + 1, "lane {lane}'s group");
+        }
         assert_eq!(groups.len(), usize::from(ranges.shards()));
         let statuses = RwLock::new(Statuses {
             host: host.status(),
@@ -72,6 +87,7 @@ impl ShardGroups {
             host,
             cluster_id,
             ranges,
+            table,
             groups,
             hosts,
             statuses,
@@ -91,6 +107,17 @@ impl ShardGroups {
     /// The slot ranges.
     pub fn ranges(&self) -> SlotRanges {
         self.ranges
+    }
+
+    /// The routing table as this host's meta replica last applied it.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table.get()
+    }
+
+    /// The lane of `group`, if this host holds it.
+    fn lane_of_group(&self, group: GroupId) -> Option<usize> {
+        let lane = usize::try_from(group.checked_sub(1)?).ok()?;
+        (lane < self.groups.len()).then_some(lane)
     }
 
     /// The host shard `shard` prefers as its leader.
@@ -167,15 +194,36 @@ impl Backend for ShardGroups {
         self.groups.len()
     }
 
-    fn lane_of_slot(&self, slot: u16) -> usize {
-        usize::from(self.ranges.shard_of(slot))
+    fn route_slot(&self, slot: u16) -> LaneRoute {
+        let table = self.table.get();
+        let route = table.route(slot);
+        let (lane, epoch) = match self.lane_of_group(route.group) {
+            Some(lane) => (lane, route.epoch),
+            None => (0, NO_SUCH_EPOCH),
+        };
+        LaneRoute {
+            lane,
+            check: Some(RangeCheck {
+                first: route.first,
+                last: route.last,
+                epoch,
+            }),
+        }
     }
 
-    fn submit(&self, lane: usize, batch: Vec<u8>, done: ProposeDone) {
+    fn submit(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ProposeDone) {
+        let batch = match check {
+            Some(check) => guard(check, batch),
+            None => batch,
+        };
         self.groups[lane].submit_with(batch, done);
     }
 
-    fn read(&self, lane: usize, batch: Vec<u8>, done: ReadDone) {
+    fn read(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ReadDone) {
+        let batch = match check {
+            Some(check) => guard(check, batch),
+            None => batch,
+        };
         self.groups[lane].read_with(batch, done);
     }
 
@@ -282,18 +330,23 @@ impl Backend for ShardGroups {
                 })
             })
             .collect();
-        let shards = (0..self.ranges.shards())
-            .map(|shard| {
-                let status = statuses.groups.get(usize::from(shard)).cloned().flatten();
+        let table = self.table.get();
+        let shards = table
+            .ranges()
+            .iter()
+            .map(|route| {
+                let status = self
+                    .lane_of_group(route.group)
+                    .and_then(|lane| statuses.groups.get(lane).cloned().flatten());
                 ShardView {
-                    slots: vec![self.ranges.range(shard)],
+                    slots: vec![(route.first, route.last)],
                     leader: status
                         .as_ref()
                         .filter(|g| g.participating)
                         .and_then(|g| g.leader),
                     term: status.as_ref().map_or(0, |g| g.term),
                     voters: status.map_or_else(
-                        || self.hosts.keys().copied().collect(),
+                        || route.voters.clone(),
                         |g| g.membership.voters.iter().copied().collect(),
                     ),
                 }
