@@ -35,18 +35,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ketch::kv::resp::{Limits, Reply, ReplyParser};
-use redis_py_writer::{cluster_script, Writer};
+use redis_py_writer::{cluster_script, python, skip, Writer};
 use support::{free_consecutive_ports, run_tool, RawConnection, RedisServer, TestCluster};
-
-fn required() -> bool {
-    std::env::var_os("KETCH_REQUIRE_REDIS_TOOLS").is_some()
-}
-
-/// Prints a notice that `what` is skipped, or fails if the tools are required.
-fn skip(what: &str, why: &str) {
-    assert!(!required(), "KETCH_REQUIRE_REDIS_TOOLS is set but {why}");
-    eprintln!("SKIPPED: {what}: {why}");
-}
 
 /// A 3-node cluster whose nodes know each other's client addresses, with a leader.
 fn start_cluster() -> TestCluster {
@@ -385,15 +375,6 @@ fn redis_benchmark_at_the_slot_master(cluster: &TestCluster, via: u64) {
         assert!(rate > 0.0, "{test}: {rate}: {context}");
         eprintln!("redis-benchmark at the slot master {master}: {test} {rate} requests/s");
     }
-}
-
-/// The Python with redis-py, or `None` (with a notice) without one.
-fn python() -> Option<String> {
-    let Ok(python) = std::env::var("KETCH_PYTHON") else {
-        skip("redis-py RedisCluster", "KETCH_PYTHON is not set");
-        return None;
-    };
-    Some(python)
 }
 
 fn redis_py_cluster_workload(cluster: &TestCluster) {

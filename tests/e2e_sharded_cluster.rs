@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use ketch::client::Client;
 use ketch::kv::cluster::key_slot;
 use ketch::kv::resp::{Limits, Reply, ReplyParser};
-use redis_py_writer::{cluster_script, Writer};
+use redis_py_writer::{cluster_script, python, skip, Writer};
 use support::{run_tool, RawConnection, TestCluster};
 
 const SHARDS: u16 = 16;
@@ -49,16 +49,6 @@ const SLOTS: u32 = 16_384;
 
 /// Held by each test while it runs (module docs).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn required() -> bool {
-    std::env::var_os("KETCH_REQUIRE_REDIS_TOOLS").is_some()
-}
-
-/// Prints a notice that `what` is skipped, or fails if the tools are required.
-fn skip(what: &str, why: &str) {
-    assert!(!required(), "KETCH_REQUIRE_REDIS_TOOLS is set but {why}");
-    eprintln!("SKIPPED: {what}: {why}");
-}
 
 /// A 3-node cluster of 16 shards whose nodes know each other's client addresses, with a
 /// node leading at least one range.
@@ -600,15 +590,6 @@ fn redis_benchmark_cluster(cluster: &TestCluster) {
         assert!(rate > 0.0, "{line}");
         eprintln!("redis-benchmark --cluster: {line}");
     }
-}
-
-/// The Python with redis-py, or `None` (with a notice) without one.
-fn python() -> Option<String> {
-    let Ok(python) = std::env::var("KETCH_PYTHON") else {
-        skip("redis-py RedisCluster", "KETCH_PYTHON is not set");
-        return None;
-    };
-    Some(python)
 }
 
 fn redis_py_cluster_workload(cluster: &TestCluster) {

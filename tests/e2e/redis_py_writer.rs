@@ -1,11 +1,31 @@
 //! The redis-py writer of `tests/e2e/redis_py_cluster.py writer`, for the tests that run a
-//! `RedisCluster` workload across a failure (included with `#[path]`, beside `support`).
+//! `RedisCluster` workload across a failure (included with `#[path]`, beside `support`), and
+//! how those tests find redis-py and skip what needs a missing tool.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::support::{self, TestCluster};
+
+fn required() -> bool {
+    std::env::var_os("KETCH_REQUIRE_REDIS_TOOLS").is_some()
+}
+
+/// Prints a notice that `what` is skipped, or fails if the tools are required.
+pub fn skip(what: &str, why: &str) {
+    assert!(!required(), "KETCH_REQUIRE_REDIS_TOOLS is set but {why}");
+    eprintln!("SKIPPED: {what}: {why}");
+}
+
+/// The Python with redis-py, or `None` (with a notice) without one.
+pub fn python() -> Option<String> {
+    let Ok(python) = std::env::var("KETCH_PYTHON") else {
+        skip("redis-py RedisCluster", "KETCH_PYTHON is not set");
+        return None;
+    };
+    Some(python)
+}
 
 /// The script that drives redis-py's `RedisCluster`.
 pub fn cluster_script() -> PathBuf {
