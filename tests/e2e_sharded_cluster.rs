@@ -16,7 +16,7 @@
 //!   key once.
 //! - With `--cluster-mode redirect`, the Rust client (slot-aware) sets and reads back 500
 //!   keys of many slots with no `-MOVED` reaching the caller, and mostly without a retry;
-//!   `ketch admin shards` lists the 16 ranges, each with a leader.
+//!   `ketch admin shards` lists the 16 ranges, each with its group, range epoch and leader.
 //! - kill -9 of a node leading ranges while a `RedisCluster` writer writes keys of many
 //!   slots, and its restart 5 s later: every range has a leader again on every node, and the
 //!   writer reads back every SET it had acknowledged.
@@ -424,8 +424,16 @@ fn the_slot_aware_client_needs_no_forwarding_in_redirect_mode() {
         lines[0].starts_with("cluster_state:ok  cluster_current_epoch:"),
         "{context}"
     );
+    assert!(lines[0].ends_with("  routing_epoch:1"), "{context}");
     assert_eq!(lines.len(), 1 + usize::from(SHARDS), "{context}");
-    assert!(lines[1].starts_with("RANGE 0-1023  LEADER "), "{context}");
+    assert!(
+        lines[1].starts_with("RANGE 0-1023  GROUP 1  EPOCH 1  LEADER "),
+        "{context}"
+    );
+    assert!(
+        lines[16].starts_with("RANGE 15360-16383  GROUP 16  EPOCH 1  LEADER "),
+        "{context}"
+    );
     assert!(
         lines[1..].iter().all(|l| !l.contains("LEADER -")),
         "{context}"

@@ -9,16 +9,21 @@
 //!
 //! `shards` asks the first reachable node of `--addrs` for `CLUSTER INFO` and `CLUSTER
 //! SHARDS` and prints what that node believes: a header with its `cluster_state` and
-//! `cluster_current_epoch` (the highest Raft term of any of its shards), then one line per
-//! slot range, `RANGE start-end  LEADER id@host:port  REPLICAS id@host:port ...` (a replica
-//! the node cannot reach is marked `(failed)`). A range whose leader the node does not know
-//! is left out of `CLUSTER SHARDS`; it is printed as `LEADER -` so that every slot shows.
+//! `cluster_current_epoch` (the highest Raft term of any of its shards) and, from `INFO
+//! cluster`, `routing_epoch` (the routing table's epoch), then one line per slot range,
+//! `RANGE start-end  GROUP g  EPOCH e  LEADER id@host:port  REPLICAS id@host:port ...` (the
+//! range's Raft group and range epoch from the routing table; a replica the node cannot
+//! reach is marked `(failed)`). A range whose leader the node does not know is left out of
+//! `CLUSTER SHARDS`; it is printed as `LEADER -` so that every slot shows. A node of one
+//! group has no routing table: its one range has no `GROUP` or `EPOCH`.
 //!
 //! The command goes through [`crate::client`]: a node that is not the leader answers
 //! `-TRYAGAIN` (certainly not applied) and the client tries the next address, so listing
 //! every node's RESP address reaches the leader. A change answered `-TIMEOUT` may have been
 //! applied; the client's retry may then be refused (`ERR ... already a member`): check with
 //! `members`. Exit status 0 on `+OK` (or the member list), 1 otherwise.
+
+use std::collections::BTreeMap;
 
 use crate::client::{Client, ClientOptions};
 use crate::kv::resp::Reply;
@@ -143,9 +148,52 @@ fn shard_node(node: &Reply) -> Result<String, String> {
     Ok(out)
 }
 
-/// Renders `CLUSTER INFO` and `CLUSTER SHARDS` replies (module docs): the header, then one
-/// line per range in slot order, leader-less gaps included.
-pub fn render_shards(info: &Reply, shards: &Reply) -> Result<String, String> {
+/// Each range's `GROUP g  EPOCH e  ` label, by its (first, last) slots.
+type RangeLabels = BTreeMap<(i64, i64), String>;
+
+/// The routing table in an `INFO cluster` text: its epoch, and each range's group and range
+/// epoch by its (first, last) slots. `None` without a routing table (one group).
+fn routing_of(info_cluster: &str) -> Option<(String, RangeLabels)> {
+    let epoch = info_cluster
+        .lines()
+        .find_map(|line| line.strip_prefix("ketch_routing_epoch:"))?
+        .trim()
+        .to_string();
+    let mut ranges = BTreeMap::new();
+    for line in info_cluster.lines() {
+        let Some(value) = line
+            .strip_prefix("ketch_range_")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(_, value)| value.trim())
+        else {
+            continue;
+        };
+        let mut slots = None;
+        let (mut group, mut range_epoch) = ("?", "?");
+        for part in value.split(',') {
+            match part.split_once('=') {
+                Some(("slots", v)) => {
+                    slots = v
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+                }
+                Some(("group", v)) => group = v,
+                Some(("epoch", v)) => range_epoch = v,
+                _ => {}
+            }
+        }
+        if let Some(slots) = slots {
+            ranges.insert(slots, format!("GROUP {group}  EPOCH {range_epoch}  "));
+        }
+    }
+    Some((epoch, ranges))
+}
+
+/// Renders `CLUSTER INFO` and `CLUSTER SHARDS` replies, and the text of `INFO cluster`
+/// (module docs): the header, then one line per range in slot order, leader-less gaps
+/// included.
+pub fn render_shards(info: &Reply, shards: &Reply, info_cluster: &str) -> Result<String, String> {
+    let routing = routing_of(info_cluster);
     let info = match info {
         Reply::Bulk(Some(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
         other => return Err(format!("CLUSTER INFO: unexpected reply {other:?}")),
@@ -186,19 +234,35 @@ pub fn render_shards(info: &Reply, shards: &Reply) -> Result<String, String> {
     }
     ranges.sort_by_key(|&(start, ..)| start);
     let mut out = format!(
-        "cluster_state:{}  cluster_current_epoch:{}\n",
+        "cluster_state:{}  cluster_current_epoch:{}",
         info_field("cluster_state"),
         info_field("cluster_current_epoch")
     );
+    if let Some((epoch, _)) = &routing {
+        out.push_str(&format!("  routing_epoch:{epoch}"));
+    }
+    out.push('\n');
+    let route = |start: i64, end: i64| {
+        routing
+            .as_ref()
+            .and_then(|(_, ranges)| ranges.get(&(start, end)).cloned())
+            .unwrap_or_default()
+    };
     let no_leader = |out: &mut String, start: i64, end: i64| {
-        out.push_str(&format!("RANGE {start}-{end}  LEADER -\n"));
+        out.push_str(&format!(
+            "RANGE {start}-{end}  {}LEADER -\n",
+            route(start, end)
+        ));
     };
     let mut next = 0i64;
     for (start, end, owners) in ranges {
         if start > next {
             no_leader(&mut out, next, start - 1);
         }
-        out.push_str(&format!("RANGE {start}-{end}  {owners}\n"));
+        out.push_str(&format!(
+            "RANGE {start}-{end}  {}{owners}\n",
+            route(start, end)
+        ));
         next = next.max(end + 1);
     }
     let slot_max = i64::from(crate::kv::cluster::SLOT_COUNT) - 1;
@@ -215,7 +279,12 @@ fn run_shards(client: &mut Client) -> Result<(), String> {
     let shards = client
         .command(&AdminAction::Shards.command())
         .map_err(|e| e.to_string())?;
-    print!("{}", render_shards(&info, &shards)?);
+    let info_cluster = match client.command(&["INFO", "cluster"]) {
+        Ok(Reply::Bulk(Some(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(other) => return Err(format!("INFO cluster: unexpected reply {other:?}")),
+        Err(e) => return Err(e.to_string()),
+    };
+    print!("{}", render_shards(&info, &shards, &info_cluster)?);
     Ok(())
 }
 
@@ -322,7 +391,7 @@ mod tests {
             ],
         )]));
         assert_eq!(
-            render_shards(&info("ok", 5), &shards).unwrap(),
+            render_shards(&info("ok", 5), &shards, "").unwrap(),
             "cluster_state:ok  cluster_current_epoch:5\n\
              RANGE 0-16383  LEADER aaa@127.0.0.1:6380  \
              REPLICAS bbb@127.0.0.1:6381 ccc@127.0.0.1:6382(failed)\n"
@@ -341,7 +410,7 @@ mod tests {
             ),
         ]));
         assert_eq!(
-            render_shards(&info("fail", 9), &shards).unwrap(),
+            render_shards(&info("fail", 9), &shards, "").unwrap(),
             "cluster_state:fail  cluster_current_epoch:9\n\
              RANGE 0-4095  LEADER aaa@127.0.0.1:6380  REPLICAS bbb@127.0.0.1:6381\n\
              RANGE 4096-8191  LEADER -\n\
@@ -349,9 +418,28 @@ mod tests {
              RANGE 12288-16383  LEADER bbb@127.0.0.1:6381  REPLICAS\n"
         );
         assert_eq!(
-            render_shards(&info("fail", 9), &Reply::Array(Some(vec![]))).unwrap(),
+            render_shards(&info("fail", 9), &Reply::Array(Some(vec![])), "").unwrap(),
             "cluster_state:fail  cluster_current_epoch:9\nRANGE 0-16383  LEADER -\n"
         );
-        assert!(render_shards(&Reply::Error("ERR x".into()), &shards).is_err());
+        assert!(render_shards(&Reply::Error("ERR x".into()), &shards, "").is_err());
+    }
+
+    #[test]
+    fn the_routing_table_names_each_ranges_group_and_epoch() {
+        let a = || shards_node("aaa", 6380, "master", "online");
+        let shards = Reply::Array(Some(vec![
+            shard(&[0, 8191], vec![a()]),
+            shard(&[8192, 16383], vec![a()]),
+        ]));
+        let info_cluster = "# Cluster\r\ncluster_enabled:1\r\nketch_shards:2\r\n\
+                            ketch_routing_epoch:3\r\n\
+                            ketch_range_0:slots=0-8191,group=1,epoch=1\r\n\
+                            ketch_range_1:slots=8192-16383,group=7,epoch=2\r\n";
+        assert_eq!(
+            render_shards(&info("ok", 5), &shards, info_cluster).unwrap(),
+            "cluster_state:ok  cluster_current_epoch:5  routing_epoch:3\n\
+             RANGE 0-8191  GROUP 1  EPOCH 1  LEADER aaa@127.0.0.1:6380  REPLICAS\n\
+             RANGE 8192-16383  GROUP 7  EPOCH 2  LEADER aaa@127.0.0.1:6380  REPLICAS\n"
+        );
     }
 }

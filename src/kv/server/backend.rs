@@ -54,6 +54,19 @@ impl LaneRoute {
     }
 }
 
+/// One range of the routing table, as `INFO cluster` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteView {
+    /// First slot.
+    pub first: u16,
+    /// Last slot.
+    pub last: u16,
+    /// The Raft group serving it.
+    pub group: u64,
+    /// Its range epoch.
+    pub epoch: u64,
+}
+
 /// The replicas a RESP server serves (module docs). Lanes are numbered from 0.
 pub trait Backend: Send + Sync + 'static {
     /// This node's (host's) id.
@@ -87,6 +100,10 @@ pub trait Backend: Send + Sync + 'static {
     fn change_membership(&self, change: ConfChange, addr: Option<SocketAddr>, done: ChangeDone);
     /// A leadership transfer (`KETCH.TRANSFER`).
     fn transfer_leadership(&self, target: NodeId, done: ChangeDone);
+    /// The routing table this node routes by: its epoch and ranges (none with one group).
+    fn routing(&self) -> (u64, Vec<RouteView>) {
+        (0, Vec::new())
+    }
 }
 
 /// One group, one lane: every slot is lane 0's.

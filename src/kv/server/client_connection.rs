@@ -658,6 +658,7 @@ fn local(
                 connections_max: batches.config().connections_max,
                 errors: &errors,
                 shards: backend.lanes(),
+                routing: backend.routing(),
             };
             let text = info_text(&sections, &inputs);
             let protocol = conn.state.protocol;

@@ -22,7 +22,7 @@
 //! | `CPU`         | `used_cpu_sys`, `used_cpu_user` (the process), `used_cpu_sys_children`, `used_cpu_user_children`, `used_cpu_sys_main_thread`, `used_cpu_user_main_thread` (the connection loop's thread), in seconds, from `getrusage` |
 //! | `Modules`     | none: Ketch loads no modules                                        |
 //! | `Errorstats`  | `errorstat_<CODE>:count=N` for each error code (first word of the error) the server answered, at most [`ERROR_CODES_MAX`] codes (later new codes count as `errorstat_OTHER`), sorted: the errors of top-level replies, as `redis-server` counts them, not those inside an `EXEC` array |
-//! | `Cluster`     | `cluster_enabled:0`; with many shards `cluster_enabled:1`, `ketch_shards:N` |
+//! | `Cluster`     | `cluster_enabled:0`; with many shards `cluster_enabled:1`, `ketch_shards:N`, `ketch_routing_epoch:E` and per range `ketch_range_I:slots=F-L,group=G,epoch=E` |
 //! | `Keyspace`    | `db0:keys=N,expires=M,avg_ttl=0` (M: keys with a deadline; Ketch keeps no TTL average), only when there are keys |
 //!
 //! `raft_role` follows `role` so that a reader taking the last `role`-like line (as `ketch
@@ -37,6 +37,7 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::backend::RouteView;
 use super::local_commands::REDIS_COMPAT_VERSION;
 use crate::node::NodeStatus;
 use crate::raft::{NodeId, Role};
@@ -197,6 +198,8 @@ pub(super) struct InfoInputs<'a> {
     pub(super) errors: &'a ErrorCounts,
     /// The keyspace's shards (lanes): with more than one, the node is a Redis Cluster node.
     pub(super) shards: usize,
+    /// The routing table's epoch and ranges (see `Backend::routing`).
+    pub(super) routing: (u64, Vec<RouteView>),
 }
 
 fn raft_role_name(status: &NodeStatus) -> &'static str {
@@ -314,11 +317,19 @@ pub(super) fn info_text(sections: &InfoSections, inputs: &InfoInputs<'_>) -> Str
                 }
             }
             "cluster" if inputs.shards > 1 => {
+                let (epoch, routes) = &inputs.routing;
                 let _ = write!(
                     text,
-                    "# Cluster\r\ncluster_enabled:1\r\nketch_shards:{}\r\n",
+                    "# Cluster\r\ncluster_enabled:1\r\nketch_shards:{}\r\nketch_routing_epoch:{epoch}\r\n",
                     inputs.shards
                 );
+                for (i, route) in routes.iter().enumerate() {
+                    let _ = write!(
+                        text,
+                        "ketch_range_{i}:slots={}-{},group={},epoch={}\r\n",
+                        route.first, route.last, route.group, route.epoch
+                    );
+                }
             }
             "cluster" => text.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
             _ => unreachable!("every section but the keyspace is written here"),

@@ -163,7 +163,7 @@ use batching::CompletionQueue;
 use connection_loop::ConnectionLoop;
 
 pub use auth::{load_acl_file, AUTH_FAILURES_MAX};
-pub use backend::{Backend, ChangeDone, LaneRoute, ProposeDone, RangeCheck, ReadDone};
+pub use backend::{Backend, ChangeDone, LaneRoute, ProposeDone, RangeCheck, ReadDone, RouteView};
 pub use config::{ClusterMode, ServerConfig};
 pub use local_commands::REDIS_COMPAT_VERSION;
 pub use tls_config::{TlsConfigError, TlsServerConfig};

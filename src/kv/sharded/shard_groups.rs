@@ -27,7 +27,9 @@ use super::routing_table::RoutingTable;
 use super::slot_ranges::SlotRanges;
 use crate::kv::cluster::view::{ClusterNode, ShardView};
 use crate::kv::cluster::{ClusterView, NodeName};
-use crate::kv::server::{Backend, ChangeDone, LaneRoute, ProposeDone, RangeCheck, ReadDone};
+use crate::kv::server::{
+    Backend, ChangeDone, LaneRoute, ProposeDone, RangeCheck, ReadDone, RouteView,
+};
 use crate::node::{
     ChangeError, Group, GroupId, GroupStatus, Host, HostStatus, MemberStatus, NodeStatus,
     WriterStats,
@@ -375,6 +377,21 @@ impl Backend for ShardGroups {
                      shard's group has a replica on every host given at bootstrap"
                 .to_string(),
         }));
+    }
+
+    fn routing(&self) -> (u64, Vec<RouteView>) {
+        let table = self.table.get();
+        let routes = table
+            .ranges()
+            .iter()
+            .map(|route| RouteView {
+                first: route.first,
+                last: route.last,
+                group: route.group,
+                epoch: route.epoch,
+            })
+            .collect();
+        (table.epoch(), routes)
     }
 
     fn transfer_leadership(&self, target: NodeId, done: ChangeDone) {
