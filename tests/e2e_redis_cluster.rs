@@ -41,12 +41,7 @@ use support::{free_consecutive_ports, run_tool, RawConnection, RedisServer, Test
 /// A 3-node cluster whose nodes know each other's client addresses, with a leader.
 fn start_cluster() -> TestCluster {
     let mut cluster = TestCluster::new_stopped(3, None);
-    let list = cluster
-        .nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.client_addr))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = cluster.cluster_client_addrs_arg();
     for id in 1..=3 {
         cluster
             .extra_args

@@ -59,12 +59,7 @@ fn start_cluster() -> TestCluster {
 /// [`start_cluster`] with `extra` arguments for every `ketch serve`.
 fn start_cluster_with(extra: &[&str]) -> TestCluster {
     let mut cluster = TestCluster::new_stopped(3, None);
-    let list = cluster
-        .nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.client_addr))
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = cluster.cluster_client_addrs_arg();
     for id in 1..=3 {
         cluster.extra_args.insert(
             id,

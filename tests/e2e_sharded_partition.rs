@@ -198,12 +198,7 @@ fn faults_under_a_slot_aware_workload_keep_every_shard_linearizable() {
         .map(|i| SocketAddr::from(([127, 0, 0, 1], proxy_base + i)))
         .collect();
     let mut cluster = TestCluster::new_stopped(3, Some(&proxy_addrs));
-    let client_list = cluster
-        .nodes
-        .iter()
-        .map(|n| format!("{}={}", n.id, n.client_addr))
-        .collect::<Vec<_>>()
-        .join(",");
+    let client_list = cluster.cluster_client_addrs_arg();
     for id in 1..=3 {
         cluster.extra_args.insert(
             id,

@@ -1416,17 +1416,20 @@ fn a_route_the_range_group_does_not_hold_is_refused_never_served() {
     let _watchdog = watchdog("stale_route", Duration::from_secs(120));
     let root = tempfile::tempdir().unwrap();
     let peers = ports::node_addrs(3);
-    let mut services = BTreeMap::new();
-    for (&id, &addr) in &peers {
-        let mut node = NodeConfig::new(id, 12, peers.clone(), addr);
-        node.raft.election_timeout_ticks = 100;
-        let config = ServiceConfig::new(
-            node,
-            root.path().join(format!("node-{id}")),
-            "127.0.0.1:0".parse().unwrap(),
-        );
-        services.insert(id, ShardedService::start(config, 4).unwrap());
-    }
+    let start = || -> BTreeMap<u64, ShardedService> {
+        let start_one = |(&id, &addr): (&u64, &SocketAddr)| {
+            let mut node = NodeConfig::new(id, 12, peers.clone(), addr);
+            node.raft.election_timeout_ticks = 100;
+            let config = ServiceConfig::new(
+                node,
+                root.path().join(format!("node-{id}")),
+                "127.0.0.1:0".parse().unwrap(),
+            );
+            (id, ShardedService::start(config, 4).unwrap())
+        };
+        peers.iter().map(start_one).collect()
+    };
+    let mut services = start();
     let bootstrap = (*services[&1].routing_table()).clone();
     assert_eq!(bootstrap.epoch(), 1);
     assert_eq!(bootstrap.ranges().len(), 4);
@@ -1496,16 +1499,7 @@ fn a_route_the_range_group_does_not_hold_is_refused_never_served() {
             .shutdown()
             .unwrap_or_else(|e| panic!("node {id}: {e}"));
     }
-    for (&id, &addr) in &peers {
-        let mut node = NodeConfig::new(id, 12, peers.clone(), addr);
-        node.raft.election_timeout_ticks = 100;
-        let config = ServiceConfig::new(
-            node,
-            root.path().join(format!("node-{id}")),
-            "127.0.0.1:0".parse().unwrap(),
-        );
-        services.insert(id, ShardedService::start(config, 4).unwrap());
-    }
+    services = start();
     let deadline = Instant::now() + Duration::from_secs(20);
     while services.values().any(|s| s.routing_table().epoch() != 4) {
         assert!(Instant::now() < deadline, "the table did not come back");

@@ -286,6 +286,15 @@ impl TestCluster {
         self.nodes.iter().map(|n| n.client_addr).collect()
     }
 
+    /// Every node's RESP address as `--cluster-client-addrs` takes them: `1=HOST:PORT,...`.
+    pub fn cluster_client_addrs_arg(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.client_addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A client over every node, node `first` tried first.
     pub fn client_starting_at(&self, first: u64) -> Client {
         let mut addrs = self.client_addrs();
