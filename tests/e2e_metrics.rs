@@ -4,7 +4,8 @@
 //! Checks: the fixed names are exported; `has_leader` is 1 on every node; SETs move
 //! `proposals_committed_total`, the fsync histogram and `kv_commands_total{cmd="set"}`; the
 //! fsync histogram's count equals INFO's `fsyncs:` on the same node once writes stop; other
-//! paths get 404. The scrape is also parsed by the Python `prometheus_client` parser (a real
+//! paths get 404. A `--shards 4` cluster's nodes export their range groups: `is_leader`
+//! counts the ranges each leads, and the counters follow writes on every node. The scrape is also parsed by the Python `prometheus_client` parser (a real
 //! Prometheus text-format parser) from `KETCH_PYTHON`; without it that part prints a notice
 //! and is skipped, unless `KETCH_REQUIRE_REDIS_TOOLS` is set (CI sets both). Reproduce with
 //! `KETCH_PYTHON=target/compat-venv/bin/python cargo test --release --test e2e_metrics --
@@ -283,5 +284,82 @@ fn three_nodes_export_prometheus_metrics_that_follow_writes() {
 
     let (status, _) = http_get(metrics_addr(leader), "/not-metrics");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    done.store(true, Ordering::Release);
+}
+
+/// With `--shards 4`, each node's series cover its range groups: `is_leader` counts the
+/// ranges it leads (4 over the three nodes), `has_leader` is 1 once every range has a leader,
+/// and writes through a slot-aware client move every node's commit counter, its fsync
+/// histogram (whose count equals INFO's `fsyncs:` once writes stop) and the write-entry
+/// counter.
+#[test]
+fn a_sharded_node_exports_its_range_groups() {
+    let done = support::watchdog("e2e_metrics_sharded", Duration::from_secs(90));
+    let mut cluster = TestCluster::new_stopped(3, None);
+    let base = free_consecutive_ports(3);
+    let metrics_addr = |id: u64| SocketAddr::from(([127, 0, 0, 1], base + id as u16 - 1));
+    let list = cluster.cluster_client_addrs_arg();
+    for id in 1..=3 {
+        cluster.extra_args.insert(
+            id,
+            vec![
+                "--shards".into(),
+                "4".into(),
+                "--cluster-client-addrs".into(),
+                list.clone(),
+                "--metrics-addr".into(),
+                metrics_addr(id).to_string(),
+            ],
+        );
+        cluster.spawn(id);
+    }
+    cluster.wait_ready(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let texts = loop {
+        let texts: Vec<String> = (1..=3).map(|id| scrape(metrics_addr(id))).collect();
+        let led: f64 = texts
+            .iter()
+            .map(|t| must(t, "ketch_server_is_leader"))
+            .sum();
+        if led == 4.0 && texts.iter().all(|t| must(t, HAS_LEADER) == 1.0) {
+            break texts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ranges led {led} (4 expected), has_leader {:?}",
+            texts
+                .iter()
+                .map(|t| must(t, HAS_LEADER))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut client = cluster.client_starting_at(1);
+    const SETS: usize = 200;
+    for i in 0..SETS {
+        let key = format!("sharded-metrics-{i}");
+        client
+            .set(key.as_bytes(), b"value")
+            .unwrap_or_else(|e| panic!("SET {key}: {e}"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (id, before) in (1..=3).zip(&texts) {
+        let after = scrape(metrics_addr(id));
+        let grew = |series: &str| must(&after, series) - must(before, series);
+        // Every node holds a replica of every range: all of them commit every write.
+        assert!(grew(COMMITTED) >= SETS as f64, "node {id}:\n{after}");
+        assert!(
+            grew("ketch_disk_wal_write_entries_total") >= 1.0,
+            "node {id}"
+        );
+        assert!(grew(&format!("{FSYNC}_count")) >= 1.0, "node {id}");
+        let count = agreeing_fsync_count(
+            metrics_addr(id),
+            cluster.node(id).client_addr,
+            Duration::from_secs(10),
+        );
+        assert!(count >= 1.0, "node {id} reports no fsync");
+    }
+    check_with_prometheus_client(&scrape(metrics_addr(1)));
     done.store(true, Ordering::Release);
 }

@@ -519,10 +519,18 @@ fn clock_offset_from_env() -> Result<i64, ServeError> {
     }
 }
 
-/// Registers the node's status with the process's metrics and serves them on `addr`.
-fn start_metrics(addr: SocketAddr, service: &KvService) -> Result<MetricsServer, ServeError> {
+/// Registers the node's status (each range group's, with shards) with the process's metrics
+/// and serves them on `addr`.
+fn start_metrics(addr: SocketAddr, service: &Running) -> Result<MetricsServer, ServeError> {
     let metrics = crate::metrics::global();
-    metrics.add_node(Box::new(service.node().status_reader()));
+    match service {
+        Running::Single(service) => metrics.add_node(Box::new(service.node().status_reader())),
+        Running::Sharded(service) => {
+            for reader in service.status_readers() {
+                metrics.add_node(reader);
+            }
+        }
+    }
     let server = MetricsServer::start(addr, metrics)
         .map_err(|e| ServeError::Start(format!("--metrics-addr {addr}: {e}")))?;
     eprintln!(
@@ -654,11 +662,6 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     config.server.cluster_client_addrs = plan.cluster_client_addrs.clone();
     config.server.cluster_mode = args.cluster_mode.into();
     let service = if args.shards > 1 {
-        if plan.metrics_addr.is_some() {
-            return Err(ServeError::Usage(
-                "--metrics-addr is not supported with --shards above 1 yet".to_string(),
-            ));
-        }
         Running::Sharded(
             ShardedService::start(config, args.shards)
                 .map_err(|e| ServeError::Start(e.to_string()))?,
@@ -666,9 +669,9 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     } else {
         Running::Single(KvService::start(config).map_err(|e| ServeError::Start(e.to_string()))?)
     };
-    let metrics_server = match (plan.metrics_addr, &service) {
-        (Some(addr), Running::Single(service)) => Some(start_metrics(addr, service)?),
-        _ => None,
+    let metrics_server = match plan.metrics_addr {
+        Some(addr) => Some(start_metrics(addr, &service)?),
+        None => None,
     };
     let resp = match (plan.client_addr, service.tls_client_addr()) {
         (Some(_), None) => service.client_addr().to_string(),

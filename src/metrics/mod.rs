@@ -54,6 +54,8 @@
 //! queue gauges are summed, `has_leader` is 1 only while every group has a leader, `is_leader`
 //! counts the groups led here, `term` is the highest term. A per-group breakdown would add a
 //! `group` label to those collector series only; the hot-path hooks would stay unlabelled.
+//! A sharded `ketch serve` registers one status per range group (`ShardedService::
+//! status_readers`), the shared log's counters with the first only.
 //! In a test process holding several nodes, the per-peer series mix the nodes' traffic.
 //!
 //! # Parts

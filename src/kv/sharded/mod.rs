@@ -44,6 +44,21 @@
 //!
 //! Membership changes and `KETCH.TRANSFER` are refused (every group has a replica on every
 //! host given at bootstrap); `--join` and lease reads are refused at start.
+//!
+//! # Splits (design, not built yet)
+//!
+//! A split of range R (group G, epoch e) at slot s is one entry in G's log. Applied at the
+//! same index on every replica, it shrinks G to R's left part at epoch e + 1 and removes the
+//! right part's keys (with a copy of G's session table, so a write retried across the split
+//! is still answered once) into the initial state of a new group N, created on the same hosts
+//! *inside that apply*, durably, from that state as a snapshot at a fixed first index (TiKV's
+//! `RAFT_INIT_LOG_INDEX`): a crash before N exists replays the split from G's log, and once N
+//! exists G may snapshot past the split. A replica that receives G's snapshot instead of the
+//! split entry creates N empty from the table, and N's leader sends it N's snapshot. Then one
+//! compare-and-set of the table in the meta group moves the right part to N at epoch e + 1;
+//! until it applies, both parts' routes carry epoch e and are refused (`-TRYAGAIN`), never
+//! served. This needs a host call that creates a group from a snapshot, and lanes that can be
+//! added while the server runs.
 
 mod meta_machine;
 mod range_machine;
@@ -70,7 +85,7 @@ use super::reclaim::Reclaimer;
 use super::server::Server;
 use super::service::{bind_clients, leader_stamp, ServiceConfig, ServiceError};
 use super::state::{KvStateMachine, MAX_VALUE_BYTES_MAX};
-use crate::node::{GroupId, Host, HostConfig, NodeConfig, NodeError, ProposalStamp};
+use crate::node::{GroupId, Host, HostConfig, NodeConfig, NodeError, NodeStatus, ProposalStamp};
 
 /// The file in the data directory that holds the number of shards.
 pub const SHARDS_FILE: &str = "shards";
@@ -291,6 +306,18 @@ impl ShardedService {
     /// The slot ranges the groups serve (group `i + 1` serves range `i`).
     pub fn ranges(&self) -> SlotRanges {
         self.groups.ranges()
+    }
+
+    /// Readers of each range group's status as one node would report itself, for the
+    /// metrics collector (see `ketch::metrics`: it sums them, so `is_leader` counts the ranges
+    /// this host leads and `has_leader` is 1 while every range has a leader).
+    pub fn status_readers(&self) -> Vec<Box<dyn Fn() -> NodeStatus + Send + Sync + 'static>> {
+        (0..usize::from(self.groups.ranges().shards()))
+            .map(|lane| {
+                let groups = Arc::clone(&self.groups);
+                Box::new(move || groups.lane_node_status(lane)) as Box<_>
+            })
+            .collect()
     }
 
     /// The routing table as this host's meta replica last applied it (what the server

@@ -157,6 +157,82 @@ impl ShardGroups {
         statuses.groups = groups;
     }
 
+    /// Group `lane + 1` as one node would report itself (for the metrics: one status per
+    /// group, summed by the collector). The shared log's counters go with lane 0's only, so
+    /// that they are counted once.
+    pub fn lane_node_status(&self, lane: usize) -> NodeStatus {
+        let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
+        let group = statuses.groups.get(lane).cloned().flatten();
+        let (role, term) = group
+            .as_ref()
+            .map_or((Role::Follower, 0), |g| (g.role, g.term));
+        self.node_status(&statuses, group.as_ref(), role, term, lane == 0)
+    }
+
+    /// A node status of `group`'s indexes and leader (shard 0's for the host as a whole),
+    /// with `role` and `term`, and the host's connections, errors and (if `writer`) log
+    /// counters.
+    fn node_status(
+        &self,
+        statuses: &Statuses,
+        group: Option<&GroupStatus>,
+        role: Role,
+        term: u64,
+        writer: bool,
+    ) -> NodeStatus {
+        let host = &statuses.host;
+        let membership = group
+            .map(|g| g.membership.clone())
+            .unwrap_or_else(|| Membership::with_voters(self.hosts.keys().copied()));
+        let members = self
+            .hosts
+            .iter()
+            .map(|(&id, &addr)| {
+                let status = MemberStatus {
+                    peer_addr: Some(addr),
+                    voter: membership.voters.contains(&id),
+                };
+                (id, status)
+            })
+            .collect();
+        let writer = if writer {
+            WriterStats {
+                fsyncs: host.writer.fsyncs,
+                entries_written: host.writer.entries_written,
+                items_written: host.writer.items_written,
+                ..WriterStats::default()
+            }
+        } else {
+            WriterStats::default()
+        };
+        NodeStatus {
+            id: self.host.id(),
+            role,
+            term,
+            leader: group.and_then(|g| g.leader),
+            commit: group.map_or(0, |g| g.commit),
+            applied: group.map_or(0, |g| g.applied),
+            last_index: group.map_or(0, |g| g.last_index),
+            progress: BTreeMap::new(),
+            writer,
+            transport: host.transport,
+            raft_stats: Default::default(),
+            connected_peers: host.connected_peers.clone(),
+            participating: host.participating,
+            disk_stalled: host.disk_stalled,
+            last_error: host.last_error.clone(),
+            listen_addr: host
+                .listen_addr
+                .unwrap_or_else(|| self.hosts[&self.host.id()]),
+            members,
+            forwards_in_flight: host.forwards_in_flight,
+            other_group_dropped: host.messages_unrouted,
+            committed_membership: membership.clone(),
+            membership,
+            removed: false,
+        }
+    }
+
     fn group_status(&self, lane: usize) -> Option<GroupStatus> {
         let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
         statuses.groups.get(lane).cloned().flatten()
@@ -234,7 +310,6 @@ impl Backend for ShardGroups {
     /// shared log's.
     fn status(&self) -> NodeStatus {
         let statuses = self.statuses.read().unwrap_or_else(|p| p.into_inner());
-        let host = &statuses.host;
         let first = statuses.groups.first().cloned().flatten();
         let leads_any = statuses
             .groups
@@ -248,56 +323,12 @@ impl Backend for ShardGroups {
             .map(|g| g.term)
             .max()
             .unwrap_or(0);
-        let membership = first
-            .as_ref()
-            .map(|g| g.membership.clone())
-            .unwrap_or_else(|| Membership::with_voters(self.hosts.keys().copied()));
-        let members = self
-            .hosts
-            .iter()
-            .map(|(&id, &addr)| {
-                let status = MemberStatus {
-                    peer_addr: Some(addr),
-                    voter: membership.voters.contains(&id),
-                };
-                (id, status)
-            })
-            .collect();
-        NodeStatus {
-            id: self.host.id(),
-            role: if leads_any {
-                Role::Leader
-            } else {
-                Role::Follower
-            },
-            term,
-            leader: first.as_ref().and_then(|g| g.leader),
-            commit: first.as_ref().map_or(0, |g| g.commit),
-            applied: first.as_ref().map_or(0, |g| g.applied),
-            last_index: first.as_ref().map_or(0, |g| g.last_index),
-            progress: BTreeMap::new(),
-            writer: WriterStats {
-                fsyncs: host.writer.fsyncs,
-                entries_written: host.writer.entries_written,
-                items_written: host.writer.items_written,
-                ..WriterStats::default()
-            },
-            transport: host.transport,
-            raft_stats: Default::default(),
-            connected_peers: host.connected_peers.clone(),
-            participating: host.participating,
-            disk_stalled: host.disk_stalled,
-            last_error: host.last_error.clone(),
-            listen_addr: host
-                .listen_addr
-                .unwrap_or_else(|| self.hosts[&self.host.id()]),
-            members,
-            forwards_in_flight: host.forwards_in_flight,
-            other_group_dropped: host.messages_unrouted,
-            committed_membership: membership.clone(),
-            membership,
-            removed: false,
-        }
+        let role = if leads_any {
+            Role::Leader
+        } else {
+            Role::Follower
+        };
+        self.node_status(&statuses, first.as_ref(), role, term, true)
     }
 
     fn is_leader(&self) -> bool {

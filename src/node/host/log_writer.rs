@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use ketch_storage::snapshot::RawSnapshotReceiver;
 use ketch_storage::{LogStore, StoreBatch};
@@ -141,6 +142,7 @@ impl HostLogWriter {
                 let _ = self.waker.wake();
                 return Err(error);
             }
+            crate::metrics::wal_round_written(round_bytes);
             let last_seq = round.last().map_or(0, |w| w.seq);
             let previous = self.shared.durable_through_seq.load(Ordering::Acquire);
             assert!(last_seq > previous, "work items must arrive in order");
@@ -190,6 +192,7 @@ impl HostLogWriter {
             }
         }
         // One flush for the whole round, every group's entries and hard states in it.
+        let started = Instant::now();
         if batch.is_empty() {
             self.store
                 .sync()
@@ -203,6 +206,8 @@ impl HostLogWriter {
                 )
             })?;
         }
+        // Counted with `fsyncs` below, so the histogram's count is the same number.
+        crate::metrics::wal_fsync_done(started.elapsed());
         // Snapshots of removed groups go once their removal is durable: a crash before leaves
         // the group whole (its tombstone in the catalog removes it at the next start).
         for group in removed {
