@@ -68,7 +68,7 @@ mod shard_machine;
 mod slot_ranges;
 
 pub use meta_machine::{replace_command, MetaStateMachine, SharedTable};
-pub use range_machine::{OwnedRange, RangeMachine, GUARD};
+pub use range_machine::{admits, OwnedRange, RangeMachine, GUARD};
 pub use routing_table::{RangeRoute, RoutingTable, TableError, META_GROUP};
 pub use shard_groups::{ShardGroups, REFRESH_INTERVAL};
 pub use shard_machine::ShardMachine;

@@ -100,6 +100,15 @@ pub fn stamp_guarded(bytes: &mut [u8], stamp: impl FnOnce(&mut [u8])) {
     }
 }
 
+/// Whether a group whose own range is `own` (as applied) serves a batch routed with `check`:
+/// only if the route was for exactly that range at exactly that epoch (module docs). The
+/// simulator's routing scenarios decide with this same function.
+pub fn admits(own: Option<OwnedRange>, check: RangeCheck) -> bool {
+    own.is_some_and(|own| {
+        (own.first, own.last, own.epoch) == (check.first, check.last, check.epoch)
+    })
+}
+
 /// A range group's state machine (module docs).
 #[derive(Debug)]
 pub struct RangeMachine {
@@ -128,12 +137,7 @@ impl RangeMachine {
     fn refusal(&self, check: Option<RangeCheck>, batch: &[u8]) -> Option<Vec<u8>> {
         let check = check?;
         let text = match self.range {
-            Some(range)
-                if (range.first, range.last, range.epoch)
-                    == (check.first, check.last, check.epoch) =>
-            {
-                return None
-            }
+            _ if admits(self.range, check) => return None,
             Some(range) => format!(
                 "-TRYAGAIN not applied: this group serves slots {}-{} at range epoch {}, the \
                  route was for slots {}-{} at epoch {}; the routing table is changing, retry\r\n",
