@@ -1054,3 +1054,67 @@ fn a_lagging_replica_catches_up_by_a_paced_snapshot_while_other_groups_commit() 
         hosts.hosts[&sender].status().snapshot_chunks_held == 0
     });
 }
+
+/// A group created from a state on two hosts starts there as identical replicas at the
+/// state's index, with nothing sent; the third host, which creates it empty, cannot lead it
+/// and is sent the state by snapshot. Writes apply on top of the state on every host, a
+/// repeated call returns the group without writing a state again, and restarts bring the
+/// group back from its snapshot and log.
+#[test]
+fn a_group_created_with_a_state_starts_from_it_and_an_empty_voter_gets_it_by_snapshot() {
+    let _finished = Finished(watchdog("created_with_state", Duration::from_secs(120)));
+    let mut hosts = Hosts::new(3, 1000);
+    let group: GroupId = 7;
+    let voters = [1, 2, 3];
+    let mut initial = Map::default();
+    initial.values.insert(b"a".to_vec(), b"1".to_vec());
+    initial.values.insert(b"b".to_vec(), b"2".to_vec());
+    let mut state = Vec::new();
+    initial.snapshot(&mut state).unwrap();
+    let refused = hosts.hosts[&1].create_group_with_state(group, &voters, 0, 5, &mut |_| Ok(()));
+    assert!(refused.is_err(), "index 0 is refused");
+    for id in [1, 2] {
+        hosts.hosts[&id]
+            .create_group_with_state(group, &voters, 5, 5, &mut |out| out.write_all(&state))
+            .expect("created with the state");
+        let status = hosts.group(id, group).status().expect("status");
+        assert_eq!(
+            (status.commit, status.last_index),
+            (5, 5),
+            "host {id} starts at the state's index"
+        );
+    }
+    hosts.hosts[&3]
+        .create_group(group, &voters)
+        .expect("created empty");
+    let leader = hosts.leaders(&[group], Duration::from_secs(20))[&group];
+    assert_ne!(leader, 3, "the empty replica cannot win an election");
+    hosts.write(group, "c", "3");
+    let read = |hosts: &Hosts, id: u64, key: &str| hosts.group(id, group).read(key.into());
+    for id in 1..=3 {
+        wait_until(Duration::from_secs(20), "the state on every host", || {
+            ["a", "b", "c"]
+                .iter()
+                .zip(["1", "2", "3"])
+                .all(|(key, value)| read(&hosts, id, key).is_ok_and(|v| v == value.as_bytes()))
+        });
+        let status = hosts.group(id, group).status().expect("status");
+        assert!(status.applied >= 6, "host {id} applied {}", status.applied);
+    }
+    hosts.hosts[&1]
+        .create_group_with_state(group, &voters, 5, 5, &mut |_| panic!("state written twice"))
+        .expect("the existing group's handle");
+    for id in [1, 3] {
+        hosts.stop(id);
+        hosts.start(id);
+    }
+    hosts.write(group, "d", "4");
+    for id in 1..=3 {
+        wait_until(Duration::from_secs(20), "the state after restarts", || {
+            ["a", "c", "d"]
+                .iter()
+                .zip(["1", "3", "4"])
+                .all(|(key, value)| read(&hosts, id, key).is_ok_and(|v| v == value.as_bytes()))
+        });
+    }
+}

@@ -1,7 +1,7 @@
 //! [`Host`] and [`Group`]: starting a host, creating and removing its groups, and each group's
 //! client calls.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,9 @@ use super::snapshots::GroupSnapshots;
 use super::status::{GroupStatus, HostStatus};
 use crate::node::api::Proposal;
 use crate::node::completion::{ProposeCompletion, ReadCompletion};
-use crate::node::durable_state::{from_storage_entry, from_storage_hard_state, raft_snapshot_meta};
+use crate::node::durable_state::{
+    from_storage_entry, from_storage_hard_state, membership_bytes, raft_snapshot_meta,
+};
 use crate::node::errors::{NodeError, ProposeError, ReadError};
 use crate::node::membership_change::{ChangeCompletion, ChangeError};
 use crate::node::transport::{Transport, LISTENER_TOKEN, WAKER_TOKEN};
@@ -300,6 +302,112 @@ impl Host {
         if catalog.voters(group_id).is_some() {
             return Ok(self.handle(group_id));
         }
+        self.check_new_group(&catalog, group_id, &voters)?;
+        // Snapshots left by a `create_group_with_state` that crashed before recording the
+        // group would otherwise be loaded as this group's at the next start.
+        GroupSnapshots::new(&self.data_dir)
+            .remove(group_id)
+            .map_err(NodeError::Config)?;
+        catalog
+            .create(group_id, &voters)
+            .map_err(NodeError::Config)?;
+        let durable = DurableState {
+            hard_state: Default::default(),
+            snapshot: SnapshotMeta {
+                index: 0,
+                term: 0,
+                membership: Membership::with_voters(voters.iter().copied()),
+                size_bytes: 0,
+            },
+            entries: Vec::new(),
+        };
+        let state_machine = (self.factory)(group_id);
+        self.add_group(group_id, durable, state_machine, (0, 0))
+    }
+
+    /// Creates this host's replica of group `group_id` as [`Host::create_group`] does, but
+    /// starting from a state instead of from nothing: `state` writes the state machine's
+    /// state (as [`StateMachine::snapshot`] would), which becomes the group's snapshot at log
+    /// position (`index`, `term`), both at least 1; the group's log continues at `index + 1`.
+    ///
+    /// The hosts of `voters` that make the same call with the same state start as identical
+    /// replicas, with nothing sent over the network: how a range split hands the new group
+    /// its half (TiKV starts a split region at a fixed first index the same way). A voter
+    /// that calls [`Host::create_group`] instead starts empty, cannot win an election
+    /// against the others (its log is behind), and is sent the group's snapshot by its
+    /// leader.
+    ///
+    /// The snapshot is written and synced, then the group recorded in the catalog, so a crash
+    /// leaves either no group (and at most an unused snapshot directory) or the whole one.
+    /// For a group that exists here it returns the group's handle, and `state` is not called.
+    pub fn create_group_with_state(
+        &self,
+        group_id: GroupId,
+        voters: &[NodeId],
+        index: u64,
+        term: u64,
+        state: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<Group, NodeError> {
+        if index == 0 || term == 0 {
+            return Err(NodeError::Config(format!(
+                "group {group_id}: a group created with a state starts at index and term 1 or \
+                 more, got index {index} term {term}"
+            )));
+        }
+        let voters: BTreeSet<NodeId> = voters.iter().copied().collect();
+        let mut catalog = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        if catalog.voters(group_id).is_some() {
+            return Ok(self.handle(group_id));
+        }
+        self.check_new_group(&catalog, group_id, &voters)?;
+        let membership = Membership::with_voters(voters.iter().copied());
+        let snapshots = GroupSnapshots::new(&self.data_dir);
+        // Whatever an earlier attempt that crashed left (see `create_group`).
+        snapshots.remove(group_id).map_err(NodeError::Config)?;
+        let store = snapshots.store(group_id).map_err(NodeError::Config)?;
+        let mut writer = store
+            .begin(
+                index,
+                term,
+                &membership_bytes(&membership, &BTreeMap::new()),
+            )
+            .map_err(|e| NodeError::Storage(e.into()))?;
+        state(&mut writer).map_err(|e| {
+            NodeError::Config(format!("group {group_id}: writing its initial state: {e}"))
+        })?;
+        let file_meta = writer.finish().map_err(|e| NodeError::Storage(e.into()))?;
+        let snapshot = raft_snapshot_meta(&file_meta).map_err(NodeError::Storage)?;
+        // Restored from the file just written, as a restart would: what runs is what is on
+        // disk.
+        let mut state_machine = (self.factory)(group_id);
+        let mut reader = store
+            .open_reader(&file_meta)
+            .map_err(|e| NodeError::Storage(e.into()))?;
+        state_machine.restore(&mut reader).map_err(|e| {
+            NodeError::Config(format!(
+                "group {group_id}: restoring its initial state: {e}"
+            ))
+        })?;
+        reader.finish().map_err(|e| NodeError::Storage(e.into()))?;
+        catalog
+            .create(group_id, &voters)
+            .map_err(NodeError::Config)?;
+        let durable = DurableState {
+            hard_state: Default::default(),
+            snapshot,
+            entries: Vec::new(),
+        };
+        self.add_group(group_id, durable, state_machine, (index, term))
+    }
+
+    /// Refuses a group this host may not create: removed before, without this host among its
+    /// voters, with a voter that is not a configured host, or past `max_groups`.
+    fn check_new_group(
+        &self,
+        catalog: &GroupCatalog,
+        group_id: GroupId,
+        voters: &BTreeSet<NodeId>,
+    ) -> Result<(), NodeError> {
         if catalog.is_removed(group_id) {
             return Err(NodeError::Config(format!(
                 "group {group_id} was removed from host {}; a removed group id is never reused",
@@ -324,28 +432,25 @@ impl Host {
                 catalog.groups().len()
             )));
         }
-        catalog
-            .create(group_id, &voters)
-            .map_err(NodeError::Config)?;
-        let durable = DurableState {
-            hard_state: Default::default(),
-            snapshot: SnapshotMeta {
-                index: 0,
-                term: 0,
-                membership: Membership::with_voters(voters.iter().copied()),
-                size_bytes: 0,
-            },
-            entries: Vec::new(),
-        };
+        Ok(())
+    }
+
+    /// Hands a group just recorded in the catalog to the loop.
+    fn add_group(
+        &self,
+        group_id: GroupId,
+        durable: DurableState,
+        state_machine: Box<dyn StateMachine + Send>,
+        applied: (u64, u64),
+    ) -> Result<Group, NodeError> {
         let core = Core::new(group_raft_config(&self.config, group_id), durable)
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let state_machine = (self.factory)(group_id);
         let (done, answer) = sync_channel(1);
         self.link.send_blocking(HostRequest::Add {
             group: group_id,
             core: Box::new(core),
             state_machine,
-            applied: (0, 0),
+            applied,
             done,
         })?;
         match answer.recv() {
