@@ -53,6 +53,12 @@
 //! - `create_group` writes the group's catalog record durably before the group takes part in
 //!   anything, so a restart brings it back with the same first voters, through the factory,
 //!   restored from its newest snapshot and its log.
+//! - `create_group_with_state` does the same for a group that starts from a given state: the
+//!   state is written and synced as the group's snapshot at the given (index, term) first,
+//!   then the catalog record, so a crash leaves no group (the leftover snapshot directory is
+//!   cleared by the next creation of that id) or the whole one. Replicas created so from the
+//!   same state are identical without any transfer; a voter created empty is behind them,
+//!   cannot win an election, and receives the snapshot from the leader.
 //! - `remove_group` writes the tombstone durably first; then the loop stops the group and the
 //!   writer removes its log and snapshots. A crash in between is finished at the next start.
 //!   Messages for a group the host does not hold are dropped and counted
