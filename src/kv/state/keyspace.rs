@@ -335,6 +335,25 @@ impl Keyspace {
         Some(entry)
     }
 
+    /// Moves every stored key for which `moves` holds (expired ones not reclaimed yet
+    /// included: the state as applied) into a new keyspace, with its value, deadline and
+    /// revision; the rest stay. Deterministic: the same keys move on every replica.
+    pub fn split_off(&mut self, moves: impl Fn(&[u8]) -> bool) -> Keyspace {
+        let moving: Vec<(u64, Vec<u8>)> = self
+            .order
+            .iter()
+            .flat_map(|&hash| self.bucket(hash).iter().map(move |(key, _)| (hash, key)))
+            .filter(|(_, key)| moves(key))
+            .map(|(hash, key)| (hash, key.to_vec()))
+            .collect();
+        let mut moved = Keyspace::default();
+        for (hash, key) in moving {
+            let entry = self.remove_hashed(hash, &key).expect("listed just above");
+            moved.set(&key, entry.value, entry.deadline_ms, entry.revision);
+        }
+        moved
+    }
+
     /// Removes every key.
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -519,6 +538,38 @@ mod tests {
             assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
         }
         assert!(rounds >= 40, "{rounds} pages");
+    }
+
+    #[test]
+    fn split_off_moves_the_chosen_keys_whole_and_keeps_the_rest() {
+        let mut keys = Keyspace::default();
+        for i in 0..300u32 {
+            let deadline = (i % 3 == 0).then_some(1_000 + u64::from(i));
+            keys.set(
+                format!("k{i}").as_bytes(),
+                string(b"v"),
+                deadline,
+                u64::from(i) + 1,
+            );
+        }
+        let odd = |key: &[u8]| key.last().is_some_and(|b| b % 2 == 1);
+        let moved = keys.split_off(odd);
+        keys.check_invariants();
+        moved.check_invariants();
+        assert_eq!(keys.len() + moved.len(), 300);
+        assert!(keys.iter_stored().all(|(k, _)| !odd(k)));
+        assert!(moved.iter_stored().all(|(k, _)| odd(k)));
+        for i in 0..300u32 {
+            let key = format!("k{i}");
+            let side = if odd(key.as_bytes()) { &moved } else { &keys };
+            let entry = side.get(key.as_bytes(), 0).expect("on its side");
+            assert_eq!(entry.revision, u64::from(i) + 1);
+            assert_eq!(
+                entry.deadline_ms(),
+                (i % 3 == 0).then_some(1_000 + u64::from(i))
+            );
+        }
+        assert_eq!(keys.volatile_len() + moved.volatile_len(), 100);
     }
 
     #[test]

@@ -149,6 +149,19 @@ impl KvStateMachine {
         &self.sessions
     }
 
+    /// Moves the keys for which `moves` holds into a new state machine, which also gets a
+    /// copy of the session table (so that a write retried after the split is still answered
+    /// once, by either side) and the same bounds. What a range split hands its new group.
+    pub fn split_off(&mut self, moves: impl Fn(&[u8]) -> bool) -> KvStateMachine {
+        KvStateMachine {
+            keys: self.keys.split_off(moves),
+            sessions: self.sessions.clone(),
+            session_config: self.session_config,
+            max_value_bytes: self.max_value_bytes,
+            reply: Vec::with_capacity(64),
+        }
+    }
+
     /// The log time: the largest leader stamp applied, ms.
     pub fn log_time_ms(&self) -> u64 {
         self.sessions.log_time_ms()
