@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ketch::kv::server::RangeCheck;
 use ketch::raft::{
     Config, Core, DurableState, Entry, EntryKind, Fault, Membership, Message, MessageBody, NodeId,
     ReadMode, ReadState, Ready, Role, SnapshotMeta, SplitMix64,
@@ -25,7 +26,7 @@ use ketch_history::{self as history, CheckLimits, CheckResult, History, Op, OpId
 
 use crate::disk::{Disk, PendingWrite};
 use crate::invariants::{violation, Invariants};
-use crate::kv::{Command, Kv};
+use crate::kv::{Applied, Command, Kv};
 use crate::network::{Network, NetworkFaults};
 
 /// Steps per core tick.
@@ -204,6 +205,13 @@ pub struct RunReport {
     pub host_crashes: u64,
     /// Groups that lost unsynced writes in a host crash, summed over host crashes.
     pub groups_losing_writes: u64,
+    /// Client operations refused by a range group because their route was stale
+    /// (`scenarios::routing`).
+    pub stale_route_refusals: u64,
+    /// Of those, operations routed by a host's table older than the latest.
+    pub lagging_table_refusals: u64,
+    /// Range boundaries moved between groups, each completed by a routing table change.
+    pub handovers: u64,
 }
 
 impl RunReport {
@@ -228,6 +236,9 @@ impl RunReport {
         self.silence_wakes += other.silence_wakes;
         self.host_crashes += other.host_crashes;
         self.groups_losing_writes += other.groups_losing_writes;
+        self.stale_route_refusals += other.stale_route_refusals;
+        self.lagging_table_refusals += other.lagging_table_refusals;
+        self.handovers += other.handovers;
     }
 
     fn add_core_stats(&mut self, stats: ketch::raft::Stats) {
@@ -236,6 +247,29 @@ impl RunReport {
         self.check_quorum_step_downs += stats.check_quorum_step_downs;
         self.inconsistent_messages += stats.inconsistent_messages;
     }
+}
+
+/// What became of an operation of a client outside the cluster (`Cluster::propose_external`,
+/// `Cluster::read_external`), reported by the first replica that applied or served it (as
+/// every replica applies the same entries alike, a later one says the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The command `(client, seq)` was applied (with its answer) or refused.
+    Write {
+        /// The proposing client.
+        client: u64,
+        /// Its sequence number.
+        seq: u64,
+        /// What the apply did.
+        applied: Applied,
+    },
+    /// The read `ctx` was served: its value, or `None` if refused.
+    Read {
+        /// The read's context.
+        ctx: u64,
+        /// The value read (itself `None` if the key is absent), or `None` if refused.
+        value: Option<Option<Vec<u8>>>,
+    },
 }
 
 /// The whole simulated system.
@@ -273,6 +307,18 @@ pub struct Cluster {
     pub quiesced: BTreeSet<NodeId>,
     /// Every write acknowledged to a client, as (client, seq), in the order acknowledged.
     pub acked_writes: Vec<(u64, u64)>,
+    /// The state every node starts from (and restarts from, without a snapshot).
+    initial_kv: Kv,
+    /// Whether to record `answers` (for clients outside the cluster).
+    pub record_answers: bool,
+    /// Answers for clients outside the cluster, in the order they arose (see `Answer`); every
+    /// replica's apply of a command adds one, so the first for a `(client, seq)` is the one.
+    pub answers: Vec<Answer>,
+    /// Reads of clients outside the cluster waiting to be served: ctx -> (key, guard).
+    external_reads: BTreeMap<u64, (Vec<u8>, Option<RangeCheck>)>,
+    /// Whether a client outside the cluster has an operation outstanding in this group (as
+    /// `ops_pending` reports, for quiescence).
+    pub external_ops_pending: bool,
 }
 
 impl Cluster {
@@ -347,7 +393,25 @@ impl Cluster {
             clock_ticks_due: BTreeMap::new(),
             quiesced: BTreeSet::new(),
             acked_writes: Vec::new(),
+            initial_kv: Kv::default(),
+            record_answers: false,
+            answers: Vec::new(),
+            external_reads: BTreeMap::new(),
+            external_ops_pending: false,
         }
+    }
+
+    /// Sets the state every node starts from (before the first step: a range group's range,
+    /// the meta group's table); a node restarting without a snapshot starts from it again.
+    pub fn set_initial_state(&mut self, kv: Kv) {
+        for node in &mut self.nodes {
+            assert_eq!(
+                node.applied_index, 0,
+                "the initial state is set before any apply"
+            );
+            node.kv = kv.clone();
+        }
+        self.initial_kv = kv;
     }
 
     /// Every node id.
@@ -472,7 +536,11 @@ impl Cluster {
                 "node {id} cannot restart from its durable state: {e}"
             )),
         };
-        node.kv = Kv::decode(&node.disk.durable.snapshot_data);
+        node.kv = if node.disk.durable.snapshot.index == 0 {
+            self.initial_kv.clone()
+        } else {
+            Kv::decode(&node.disk.durable.snapshot_data)
+        };
         node.applied_index = node.disk.durable.snapshot.index;
         node.core = Some(core);
         self.inv.on_restart(id);
@@ -758,8 +826,17 @@ impl Cluster {
                     continue;
                 }
                 if let Some(command) = Command::decode(&entry.data) {
-                    self.nodes[i].kv.apply(&command);
-                    self.complete_write(&command);
+                    let applied = self.nodes[i].kv.apply(entry.index, &command);
+                    if applied != Applied::Refused {
+                        self.complete_write(&command);
+                    }
+                    if self.record_answers {
+                        self.answers.push(Answer::Write {
+                            client: command.client,
+                            seq: command.seq,
+                            applied,
+                        });
+                    }
                 }
                 last = entry.index;
             }
@@ -851,6 +928,11 @@ impl Cluster {
             .pending_reads
             .retain(|(_, index)| *index > applied);
         for (ctx, _) in ready {
+            if let Some((key, guard)) = self.external_reads.remove(&ctx) {
+                let value = self.nodes[i].kv.read(&key, guard);
+                self.answers.push(Answer::Read { ctx, value });
+                continue;
+            }
             let Some(client) = self
                 .clients
                 .iter_mut()
@@ -914,6 +996,7 @@ impl Cluster {
                 seq,
                 key: key.clone(),
                 value: value.clone(),
+                guard: None,
             };
             self.wake(leader);
             let core = self.core_mut(leader).expect("leader runs");
@@ -968,7 +1051,42 @@ impl Cluster {
 
     /// Whether any client operation is outstanding.
     pub fn ops_pending(&self) -> bool {
-        self.clients.iter().any(|c| c.pending.is_some())
+        self.external_ops_pending || self.clients.iter().any(|c| c.pending.is_some())
+    }
+
+    /// A client outside the cluster proposes `command` at node `leader` (which believes it
+    /// leads); its answer comes in `answers`. Returns whether the core took it.
+    pub fn propose_external(&mut self, leader: NodeId, command: &Command) -> bool {
+        self.wake(leader);
+        let Some(core) = self.core_mut(leader) else {
+            return false;
+        };
+        if core.propose(command.encode()).is_err() {
+            return false;
+        }
+        self.drive(leader);
+        true
+    }
+
+    /// A client outside the cluster reads `key` at node `target` (ReadIndex; the leader or a
+    /// follower), through a route with `guard`; the answer comes in `answers` under the
+    /// returned context, unless the read is lost (it then never comes).
+    pub fn read_external(
+        &mut self,
+        target: NodeId,
+        key: &[u8],
+        guard: Option<RangeCheck>,
+    ) -> Option<u64> {
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        self.wake(target);
+        let core = self.core_mut(target)?;
+        if core.read_index(ctx).is_err() {
+            return None;
+        }
+        self.external_reads.insert(ctx, (key.to_vec(), guard));
+        self.drive(target);
+        Some(ctx)
     }
 
     // ----- endings -----

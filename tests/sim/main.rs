@@ -7,7 +7,9 @@
 //! A failure names the scenario and seed and prints the command that replays it.
 //!
 //! `hosts` runs many groups on a few simulated hosts (crashes, a shared log, partitions and
-//! quiescence per host); its scenarios are in `scenarios::hosts`.
+//! quiescence per host); its scenarios are in `scenarios::hosts`, and those of a meta group
+//! and range groups routing by a lagging table, with range boundaries moving, in
+//! `scenarios::routing`.
 
 mod cluster;
 mod disk;
@@ -21,7 +23,7 @@ mod seeds;
 use ketch::raft::{Fault, ReadMode};
 use scenarios::{
     agreement, bad_input, election, hosts as host_scenarios, membership, membership_changes,
-    persistence, reads, snapshot,
+    persistence, reads, routing, snapshot,
 };
 
 /// A test per scenario, named like it (the name is how `seeds::run` replays it), run over
@@ -113,6 +115,17 @@ scenarios! {
     host_scenarios::hosts_quiesce_then_failover,
     host_scenarios::hosts_partition_and_heal,
     hosts_crash_with_1000_groups [seeds <= 3] => host_scenarios::hosts_crash_with_1000_groups,
+    routing::routing_handovers_under_faults,
+    routing::routing_stale_table_on_a_cut_off_host,
+}
+
+/// Checker self-test: range groups that serve every route, whatever its range and epoch (the
+/// range check replaced by `true`), must be caught serving a stale route.
+#[test]
+fn checker_catches_a_group_serving_stale_routes() {
+    seeds::expect_violation("checker_catches_a_group_serving_stale_routes", 20, |s| {
+        routing::handovers_under_faults(s, true)
+    });
 }
 
 /// Checker self-test: a core that commits old-term entries by counting replicas (violating

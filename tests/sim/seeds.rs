@@ -99,6 +99,13 @@ pub fn run_seeds(scenario: &str, seeds: Vec<u64>, run_one: impl Fn(u64) -> RunRe
             total.silence_wakes
         );
     }
+    if total.handovers > 0 || total.stale_route_refusals > 0 {
+        println!(
+            "scenario {scenario}: {} range handovers, {} operations refused for a stale route \
+             ({} of them routed by a host's lagging table)",
+            total.handovers, total.stale_route_refusals, total.lagging_table_refusals
+        );
+    }
     // A checker that gives up is not a checker: at most one run in ten may go unchecked.
     assert!(
         total.linearizability_unknown * 10 <= seeds.len() as u64,

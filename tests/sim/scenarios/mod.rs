@@ -16,6 +16,7 @@ pub mod membership;
 pub mod membership_changes;
 pub mod persistence;
 pub mod reads;
+pub mod routing;
 pub mod snapshot;
 
 use ketch::raft::{Core, NodeId};
