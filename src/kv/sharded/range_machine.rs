@@ -24,6 +24,10 @@
 //! (its first byte is a batch version) is not checked: a keyless command (`FLUSHALL`, an
 //! active-expiry reclaim), or an entry from before guards.
 //!
+//! The guard does not name each command's keys: the server builds it from the route of the
+//! batch's keys' slot (one check per batch; a request routed with another check starts a new
+//! batch), and the state machine cannot yet find a command's keys to check them one by one.
+//!
 //! The leader's stamp (`kv::service`'s `leader_stamp`) rewrites the leader ms of the batch
 //! inside a guard ([`stamp_guarded`]).
 //!
