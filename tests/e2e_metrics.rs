@@ -298,19 +298,12 @@ fn a_sharded_node_exports_its_range_groups() {
     let mut cluster = TestCluster::new_stopped(3, None);
     let base = free_consecutive_ports(3);
     let metrics_addr = |id: u64| SocketAddr::from(([127, 0, 0, 1], base + id as u16 - 1));
-    let list = cluster.cluster_client_addrs_arg();
+    let args = cluster.sharded_args(4);
     for id in 1..=3 {
-        cluster.extra_args.insert(
-            id,
-            vec![
-                "--shards".into(),
-                "4".into(),
-                "--cluster-client-addrs".into(),
-                list.clone(),
-                "--metrics-addr".into(),
-                metrics_addr(id).to_string(),
-            ],
-        );
+        let metrics = ["--metrics-addr".to_string(), metrics_addr(id).to_string()];
+        cluster
+            .extra_args
+            .insert(id, args.iter().cloned().chain(metrics).collect());
         cluster.spawn(id);
     }
     cluster.wait_ready(Duration::from_secs(30));

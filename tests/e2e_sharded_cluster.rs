@@ -59,19 +59,14 @@ fn start_cluster() -> TestCluster {
 /// [`start_cluster`] with `extra` arguments for every `ketch serve`.
 fn start_cluster_with(extra: &[&str]) -> TestCluster {
     let mut cluster = TestCluster::new_stopped(3, None);
-    let list = cluster.cluster_client_addrs_arg();
+    let args = cluster.sharded_args(SHARDS);
     for id in 1..=3 {
         cluster.extra_args.insert(
             id,
-            vec![
-                "--shards".into(),
-                SHARDS.to_string(),
-                "--cluster-client-addrs".into(),
-                list.clone(),
-            ]
-            .into_iter()
-            .chain(extra.iter().map(|a| a.to_string()))
-            .collect(),
+            args.iter()
+                .cloned()
+                .chain(extra.iter().map(|a| a.to_string()))
+                .collect(),
         );
     }
     for id in 1..=3 {

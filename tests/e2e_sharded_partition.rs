@@ -198,17 +198,9 @@ fn faults_under_a_slot_aware_workload_keep_every_shard_linearizable() {
         .map(|i| SocketAddr::from(([127, 0, 0, 1], proxy_base + i)))
         .collect();
     let mut cluster = TestCluster::new_stopped(3, Some(&proxy_addrs));
-    let client_list = cluster.cluster_client_addrs_arg();
+    let args = cluster.sharded_args(SHARDS as u16);
     for id in 1..=3 {
-        cluster.extra_args.insert(
-            id,
-            vec![
-                "--shards".into(),
-                SHARDS.to_string(),
-                "--cluster-client-addrs".into(),
-                client_list.clone(),
-            ],
-        );
+        cluster.extra_args.insert(id, args.clone());
     }
     let routes: Vec<_> = cluster
         .nodes

@@ -295,6 +295,17 @@ impl TestCluster {
             .join(",")
     }
 
+    /// `ketch serve` arguments for a node of a `shards`-shard cluster whose nodes announce
+    /// each other's client addresses.
+    pub fn sharded_args(&self, shards: u16) -> Vec<String> {
+        vec![
+            "--shards".into(),
+            shards.to_string(),
+            "--cluster-client-addrs".into(),
+            self.cluster_client_addrs_arg(),
+        ]
+    }
+
     /// A client over every node, node `first` tried first.
     pub fn client_starting_at(&self, first: u64) -> Client {
         let mut addrs = self.client_addrs();
