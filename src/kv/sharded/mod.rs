@@ -48,17 +48,20 @@
 //! # Splits (design, not built yet)
 //!
 //! A split of range R (group G, epoch e) at slot s is one entry in G's log. Applied at the
-//! same index on every replica, it shrinks G to R's left part at epoch e + 1 and removes the
-//! right part's keys (with a copy of G's session table, so a write retried across the split
-//! is still answered once) into the initial state of a new group N, created on the same hosts
-//! *inside that apply*, durably, from that state as a snapshot at a fixed first index (TiKV's
-//! `RAFT_INIT_LOG_INDEX`): a crash before N exists replays the split from G's log, and once N
-//! exists G may snapshot past the split. A replica that receives G's snapshot instead of the
-//! split entry creates N empty from the table, and N's leader sends it N's snapshot. Then one
-//! compare-and-set of the table in the meta group moves the right part to N at epoch e + 1;
-//! until it applies, both parts' routes carry epoch e and are refused (`-TRYAGAIN`), never
-//! served. This needs a host call that creates a group from a snapshot, and lanes that can be
-//! added while the server runs.
+//! same index on every replica, it shrinks G to R's left part at epoch e + 1 and moves the
+//! right part's keys, with a copy of G's session table (so a write retried across the split
+//! is still answered once), out (`KvStateMachine::split_off`). Inside that apply the right
+//! half is written and synced as a pending file for the new group N, before G can snapshot
+//! past the split. The apply cannot create N itself: the host's loop blocks on a full apply
+//! queue while the apply worker would wait on the loop. A thread of the service then creates
+//! N from the file (`Host::create_group_with_state`, at a fixed first index, as TiKV starts a
+//! split region at `RAFT_INIT_LOG_INDEX`), has the meta group move the right part to N at
+//! epoch e + 1 (one compare-and-set), and deletes the file. A crash before N exists replays
+//! the split from G's log or finds the file; a replica that got G's snapshot instead of the
+//! split entry creates N empty from the table and is sent N's snapshot. Until the table
+//! changes, both parts' routes carry epoch e and are refused (`-TRYAGAIN`), never served.
+//! Still to build: the split entry, that thread, lanes added while the server runs, and
+//! `KETCH.SPLIT`.
 
 mod meta_machine;
 mod range_machine;
