@@ -73,12 +73,7 @@ fn partitions_are_linearizable(read_mode: &str) {
             .extra_args
             .insert(id, vec!["--read-mode".to_string(), read_mode.to_string()]);
     }
-    let routes: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| (proxy_addrs[(n.id - 1) as usize], n.id, n.peer_addr))
-        .collect();
-    let proxy = PeerProxy::start(&routes);
+    let proxy = PeerProxy::for_cluster(&cluster, &proxy_addrs);
     for id in 1..=3 {
         cluster.spawn(id);
     }

@@ -202,12 +202,7 @@ fn faults_under_a_slot_aware_workload_keep_every_shard_linearizable() {
     for id in 1..=3 {
         cluster.extra_args.insert(id, args.clone());
     }
-    let routes: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| (proxy_addrs[(n.id - 1) as usize], n.id, n.peer_addr))
-        .collect();
-    let proxy = PeerProxy::start(&routes);
+    let proxy = PeerProxy::for_cluster(&cluster, &proxy_addrs);
     for id in 1..=3 {
         cluster.spawn(id);
     }

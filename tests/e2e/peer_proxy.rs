@@ -236,6 +236,21 @@ fn handle(state: Arc<Mutex<State>>, mut inbound: TcpStream, to: u64, target: Soc
 }
 
 impl PeerProxy {
+    /// Starts a proxy in front of every node of `cluster` (made with
+    /// `TestCluster::new_stopped(n, Some(proxy_addrs))`): node `i + 1` is reached through
+    /// `proxy_addrs[i]`.
+    pub fn for_cluster(
+        cluster: &super::support::TestCluster,
+        proxy_addrs: &[SocketAddr],
+    ) -> PeerProxy {
+        let routes: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|n| (proxy_addrs[(n.id - 1) as usize], n.id, n.peer_addr))
+            .collect();
+        PeerProxy::start(&routes)
+    }
+
     /// Starts a proxy listening on `routes[i].0` for node `routes[i].1`, relaying to the node's
     /// real peer address `routes[i].2`.
     pub fn start(routes: &[(SocketAddr, u64, SocketAddr)]) -> PeerProxy {

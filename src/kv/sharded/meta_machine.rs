@@ -48,6 +48,12 @@ impl SharedTable {
         Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// `f` of the table now, without taking a reference to it (every request routes through
+    /// here).
+    pub fn with<T>(&self, f: impl FnOnce(&RoutingTable) -> T) -> T {
+        f(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn set(&self, table: RoutingTable) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
     }

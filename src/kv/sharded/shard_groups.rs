@@ -273,20 +273,21 @@ impl Backend for ShardGroups {
     }
 
     fn route_slot(&self, slot: u16) -> LaneRoute {
-        let table = self.table.get();
-        let route = table.route(slot);
-        let (lane, epoch) = match self.lane_of_group(route.group) {
-            Some(lane) => (lane, route.epoch),
-            None => (0, NO_SUCH_EPOCH),
-        };
-        LaneRoute {
-            lane,
-            check: Some(RangeCheck {
-                first: route.first,
-                last: route.last,
-                epoch,
-            }),
-        }
+        self.table.with(|table| {
+            let route = table.route(slot);
+            let (lane, epoch) = match self.lane_of_group(route.group) {
+                Some(lane) => (lane, route.epoch),
+                None => (0, NO_SUCH_EPOCH),
+            };
+            LaneRoute {
+                lane,
+                check: Some(RangeCheck {
+                    first: route.first,
+                    last: route.last,
+                    epoch,
+                }),
+            }
+        })
     }
 
     fn submit(&self, lane: usize, check: Option<RangeCheck>, batch: Vec<u8>, done: ProposeDone) {
